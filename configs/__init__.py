@@ -1,0 +1,1 @@
+"""Bundled presets (data only): ``hardware/``, ``models/`` and ``sweeps/`` TOML files."""

@@ -1,0 +1,177 @@
+"""Evaluate a sweep: run the grid kernel and assemble the metrics as an ``xr.Dataset``.
+
+Each variable carries only the dims it depends on (``ttft_s`` does not depend on
+output_tokens or dp; weight bytes depend on neither hardware nor batch), so memory grows
+with the grid only through the kernel outputs. :func:`derive` broadcasts a selection of the
+dataset to the per-configuration columns of the results table.
+"""
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from . import compile as comp
+from .config import SweepSpec
+from .grid import (GRID_DIMS, KERNEL_WHAT_IF, TPOT_DIMS, TTFT_DIMS, coords, dtype_codes,
+                   hardware_tables)
+from .kernels import layout as L
+from .kernels.grid import evaluate_grid
+
+REASONS = ("", "ep_not_divisor_of_tp", "ep_on_dense_model", "experts_not_divisible_by_ep",
+           "tp_not_divisor_of_heads", "tp_incompatible_with_kv_heads", "pp_exceeds_layers",
+           "what_if_scale_not_positive", "out_of_memory")
+REASON_CODE = {r: i for i, r in enumerate(REASONS)}
+
+
+def kernel_inputs(spec: SweepSpec) -> dict:
+    """The dense arrays the grid kernel (and the numpy reference) take."""
+    c = coords(spec)
+    hw, rates = hardware_tables(spec.hardware)
+    programs, n_ops, layers = comp.compile_models(spec.models)
+    ints = {k: np.array(c[k], dtype=np.int64)
+            for k in ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep")}
+    return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops, layers=layers, **ints,
+                weight_dtype=dtype_codes(c["weight_dtype"]),
+                act_dtype=dtype_codes(c["act_dtype"]), kv_dtype=dtype_codes(c["kv_dtype"]),
+                compute_scale=np.array(c["compute_scale"], dtype=np.float64),
+                memory_scale=np.array(c["memory_bandwidth_scale"], dtype=np.float64),
+                scaleup_scale=np.array(c["scaleup_bandwidth_scale"], dtype=np.float64),
+                scaleout_scale=np.array(c["scaleout_bandwidth_scale"], dtype=np.float64),
+                dtype_bytes=L.DTYPE_BYTES, dtype_bits=L.DTYPE_BITS)
+
+
+def run_kernel(inputs: dict, shape_ttft, shape_tpot):
+    """Allocate outputs and run the numba kernel; returns (ttft, tpot, bound) arrays."""
+    ttft = np.empty(int(np.prod(shape_ttft)))
+    tpot = np.empty(int(np.prod(shape_tpot)))
+    bound = np.empty(tpot.size, dtype=np.uint8)
+    evaluate_grid(**inputs, ttft=ttft, tpot=tpot, bound=bound)
+    return ttft.reshape(shape_ttft), tpot.reshape(shape_tpot), bound.reshape(shape_tpot)
+
+
+def _axis(c, dim):
+    return xr.DataArray(np.asarray(c[dim]), dims=dim, coords={dim: c[dim]})
+
+
+def _per_model(spec, fn, c):
+    """Concatenate a per-model DataArray function along a ``model`` dim."""
+    arrays = [fn(m) for m in spec.models]
+    return xr.concat(arrays, dim=xr.DataArray(c["model"], dims="model", name="model"))
+
+
+def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
+    """Per-device memory terms [bytes], usable capacity and structural reason codes."""
+    tp, pp, ep = _axis(c, "tp"), _axis(c, "pp"), _axis(c, "ep")
+    batch, inp, out = _axis(c, "batch"), _axis(c, "input_tokens"), _axis(c, "output_tokens")
+    w = xr.DataArray(dtype_codes(c["weight_dtype"]), dims="weight_dtype")
+    a = xr.DataArray(dtype_codes(c["act_dtype"]), dims="act_dtype")
+    k = xr.DataArray(dtype_codes(c["kv_dtype"]), dims="kv_dtype")
+    a = xr.where(a < 0, w, a)
+    k = xr.where(k < 0, a, k)
+    wb, ab, kb = (xr.DataArray(L.DTYPE_BYTES[x.values], dims=x.dims) for x in (w, a, k))
+
+    weight = _per_model(spec, lambda m: comp.weight_params_per_device(m, tp, pp) * wb, c)
+    kv = _per_model(spec, lambda m: comp.kv_cache_bytes_per_device(
+        m, tp, pp, batch, inp + out, kb), c)
+    act = _per_model(spec, lambda m: comp.activation_bytes_per_device(
+        m, tp, pp, batch, inp, ab), c)
+
+    def structural(m):
+        checks = [
+            (tp % ep != 0, "ep_not_divisor_of_tp"),
+            ((ep > 1) & (not m.is_moe), "ep_on_dense_model"),
+            ((m.experts % ep != 0) & m.is_moe, "experts_not_divisible_by_ep"),
+            (m.heads % tp != 0, "tp_not_divisor_of_heads"),
+            ((m.kv_heads % tp != 0) & (tp % m.kv_heads != 0), "tp_incompatible_with_kv_heads"),
+            (pp > m.layers, "pp_exceeds_layers"),
+        ]
+        code = xr.zeros_like(tp * pp * ep, dtype=np.uint8)
+        for cond, name in checks:
+            code = xr.where((code == 0) & cond, np.uint8(REASON_CODE[name]), code)
+        return code.astype(np.uint8)
+
+    scale_ok = xr.ones_like(_axis(c, "memory_capacity_scale"), dtype=bool)
+    for d in (*KERNEL_WHAT_IF, "memory_capacity_scale"):
+        scale_ok = scale_ok & (_axis(c, d) > 0)
+    capacity = xr.DataArray([h.memory_bytes * h.memory_usable_fraction for h in spec.hardware],
+                            dims="hardware")
+    return {
+        "weight_bytes_per_device": weight.astype(np.float64),
+        "kv_cache_bytes_per_device": kv.astype(np.float64),
+        "activation_bytes_per_device": act.astype(np.float64),
+        "usable_memory_bytes": capacity * _axis(c, "memory_capacity_scale"),
+        "structural_reason": _per_model(spec, structural, c),
+        "what_if_valid": scale_ok,
+    }
+
+
+def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
+    """Evaluate every configuration of ``spec``.
+
+    Parameters
+    ----------
+    spec : SweepSpec
+    backend : {"numba", "reference"}
+        The compiled kernel, or the plain-numpy reference (small grids only).
+
+    Returns
+    -------
+    xr.Dataset
+        ``ttft_s`` [s] over TTFT_DIMS; ``tpot_s`` [s] and ``bound`` (uint8 code into
+        ``BOUND_NAMES``) over TPOT_DIMS; memory terms [bytes] over the dims they depend on;
+        ``usable_memory_bytes`` (hardware, memory_capacity_scale); ``structural_reason``
+        (model, tp, pp, ep) and ``what_if_valid`` (what-if dims). Use :func:`derive` for the
+        per-configuration columns.
+    """
+    c = coords(spec)
+    inputs = kernel_inputs(spec)
+    shape_ttft = tuple(len(c[d]) for d in TTFT_DIMS)
+    shape_tpot = tuple(len(c[d]) for d in TPOT_DIMS)
+    if backend == "numba":
+        ttft, tpot, bound = run_kernel(inputs, shape_ttft, shape_tpot)
+    elif backend == "reference":
+        from .kernels.reference import evaluate_reference
+        ttft, tpot, bound = evaluate_reference(**inputs)
+    else:
+        raise ValueError(f"backend must be 'numba' or 'reference', not {backend!r}")
+    ds = xr.Dataset(
+        {"ttft_s": (TTFT_DIMS, ttft), "tpot_s": (TPOT_DIMS, tpot),
+         "bound": (TPOT_DIMS, bound), **memory_and_validity(spec, c)},
+        coords={d: c[d] for d in GRID_DIMS},
+    )
+    ds["bound"].attrs["names"] = list(L.BOUND_NAMES)
+    ds["structural_reason"].attrs["names"] = list(REASONS)
+    ds.attrs["n_configs"] = spec.n_configs()
+    return ds
+
+
+def derive(ds: xr.Dataset) -> xr.Dataset:
+    """Per-configuration metrics of (a selection of) an evaluated dataset.
+
+    Returns a Dataset with ``devices``, ``e2e_latency_s`` [s], ``throughput_tokens_per_s``,
+    ``tokens_per_s_per_device``, ``tokens_per_s_per_user`` [tokens/s],
+    ``memory_bytes_per_device`` [bytes], ``reason`` (uint8 code into ``REASONS``) and
+    ``feasible``; dims are whatever the inputs broadcast to.
+    """
+    out_tok = ds["output_tokens"]
+    e2e = ds["ttft_s"] + (out_tok - 1) * ds["tpot_s"]
+    devices = ds["tp"] * ds["pp"] * ds["dp"]
+    # static batching: each replica serves `batch` sequences for e2e seconds
+    throughput = ds["dp"] * ds["batch"] * out_tok / e2e
+    memory = (ds["weight_bytes_per_device"] + ds["kv_cache_bytes_per_device"]
+              + ds["activation_bytes_per_device"])
+    reason = ds["structural_reason"]
+    reason = xr.where((reason == 0) & ~ds["what_if_valid"],
+                      np.uint8(REASON_CODE["what_if_scale_not_positive"]), reason)
+    reason = xr.where((reason == 0) & (memory > ds["usable_memory_bytes"]),
+                      np.uint8(REASON_CODE["out_of_memory"]), reason).astype(np.uint8)
+    return xr.Dataset({
+        "devices": devices,
+        "e2e_latency_s": e2e,
+        "throughput_tokens_per_s": throughput,
+        "tokens_per_s_per_device": throughput / devices,
+        "tokens_per_s_per_user": 1.0 / ds["tpot_s"],
+        "memory_bytes_per_device": memory,
+        "reason": reason,
+        "feasible": reason == 0,
+    })

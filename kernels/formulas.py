@@ -1,0 +1,159 @@
+"""Per-device FLOP, byte and network-volume formulas, one branch per operator kind.
+
+``op_cost`` is a scalar numba function called by the grid kernel for every operator of a
+program; ``dse.ops`` calls the same function from Python for ``dse explain``. The numpy
+reference (``kernels/reference.py``) restates these formulas with array broadcasting so
+that the two are checked against each other.
+
+Conventions. T is the number of tokens one device processes in the phase (a micro-batch:
+``seqs * input_tokens`` in prefill, ``seqs`` in decode). Weight, activation and KV-cache
+elements cost ``wb``, ``ab`` and ``kb`` bytes. Tensor parallelism splits heads and GEMM
+columns/rows over ``tp`` devices; experts are split over ``ep`` groups of ``tp / ep``
+devices each. Collective volumes are the bytes one device pushes through its link, with
+the ring-algorithm factors of the NCCL "bus bandwidth" convention: all-reduce moves
+``2 (n-1)/n`` of the message, all-gather / all-to-all ``(n-1)/n``
+(NVIDIA nccl-tests, doc/PERFORMANCE.md).
+"""
+from numba import njit
+
+from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, DECODE, EMBEDDING, GEMM,
+                     GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
+                     OP_KIND, OP_P0, OP_TOKENS, P2P, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
+                     TOKENS_LAST)
+
+
+@njit(cache=True)
+def group_size(group, tp, pp, ep):
+    """Devices in the collective group of an operator."""
+    if group == GROUP_TP:
+        return tp
+    if group == GROUP_EP:
+        return ep
+    if group == GROUP_TP_OVER_EP:
+        return tp / ep
+    return 1.0
+
+
+@njit(cache=True)
+def expected_active_experts(experts, top_k, tokens):
+    """Expected distinct experts hit by ``tokens`` tokens routing uniformly to top-k of E.
+
+    E * (1 - (1 - k/E)^T): each expert is missed by one token with probability 1 - k/E.
+    """
+    return experts * (1.0 - (1.0 - top_k / experts) ** tokens)
+
+
+@njit(cache=True)
+def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
+    """Per-device cost of one operator for one micro-batch.
+
+    Parameters
+    ----------
+    op : float64[OP_FIELDS]
+        One row of an operator program.
+    phase : int
+        ``PREFILL`` or ``DECODE``.
+    seqs : float
+        Sequences in the micro-batch (may be fractional: batch / micro-batches).
+    input_tokens : float
+        Prompt length [tokens].
+    tp, pp, ep : float
+        Tensor, pipeline and expert parallel degrees.
+    wb, ab, kb : float
+        Bytes per weight, activation and KV-cache element [bytes].
+
+    Returns
+    -------
+    flops0, flops1 : float
+        FLOPs = flops0 + flops1 * context [FLOP]; flops1 is non-zero only for decode attention.
+    bytes0, bytes1 : float
+        Memory traffic = bytes0 + bytes1 * context [bytes].
+    net_bytes : float
+        Bytes this device sends over its link [bytes].
+    net_steps : float
+        Latency-bound steps of the collective algorithm.
+    span : float
+        Devices the group spans; it fits the scale-up domain when span <= domain size.
+    """
+    kind = int(op[OP_KIND])
+    p0 = op[OP_P0]
+    p1 = op[OP_P0 + 1]
+    p2 = op[OP_P0 + 2]
+    p3 = op[OP_P0 + 3]
+    p4 = op[OP_P0 + 4]
+    if phase == DECODE or int(op[OP_TOKENS]) == TOKENS_LAST:
+        tokens = seqs
+    else:
+        tokens = seqs * input_tokens
+    flops0 = 0.0
+    flops1 = 0.0
+    bytes0 = 0.0
+    bytes1 = 0.0
+    net_bytes = 0.0
+    net_steps = 0.0
+    span = tp
+
+    if kind == GEMM:
+        # P0 = K, P1 = N, P2 = split mode, P3 = KV-head count for SPLIT_KV
+        k = p0
+        n = p1
+        split = int(p2)
+        if split == SPLIT_COLUMNS:
+            n = n / tp
+        elif split == SPLIT_ROWS:
+            k = k / tp
+        elif split == SPLIT_KV:
+            n = n / min(tp, p3)
+        flops0 = 2.0 * tokens * k * n
+        bytes0 = k * n * wb + tokens * (k + n) * ab
+    elif kind == ATTENTION:
+        # P0 = heads, P1 = KV heads, P2 = head dim. Flash-style fused: scores never reach
+        # memory, each K/V element is read once; softmax FLOPs are not counted.
+        heads = p0 / tp
+        kv_heads = max(p1 / tp, 1.0)
+        d = p2
+        qkvo = seqs * d * (2.0 * heads + 2.0 * kv_heads) * ab
+        kv_write = seqs * 2.0 * kv_heads * d * kb
+        if phase == DECODE:
+            flops1 = 4.0 * d * heads * seqs
+            bytes0 = qkvo + kv_write
+            bytes1 = seqs * 2.0 * kv_heads * d * kb
+        else:
+            s = input_tokens
+            flops0 = 4.0 * d * heads * seqs * s * (s + 1.0) / 2.0  # causal: s(s+1)/2 pairs
+            bytes0 = (qkvo + kv_write) * s
+    elif kind == NORM:
+        # fused residual add + RMSNorm: read x and residual, write both; gamma once
+        flops0 = 5.0 * tokens * p0
+        bytes0 = 4.0 * tokens * p0 * ab + p0 * wb
+    elif kind == EMBEDDING:
+        # vocab-parallel table: each token's row lives on one of the tp devices
+        bytes0 = tokens * p0 * wb / tp + tokens * p0 * ab
+    elif kind == MOE:
+        # P0 = hidden, P1 = expert FFN width, P2 = experts, P3 = top-k, P4 = matrices/expert
+        h = p0
+        f = p1
+        active = expected_active_experts(p2, p3, tokens)
+        flops0 = 2.0 * tokens * p3 * h * f * p4 / tp
+        bytes0 = active * h * f * p4 * wb / tp + tokens * p3 * ab * (2.0 * h / ep + p4 * f / tp)
+    elif kind == ALLREDUCE:
+        n = group_size(int(op[OP_GROUP]), tp, pp, ep)
+        net_bytes = 2.0 * (n - 1.0) / n * tokens * p0 * ab
+        net_steps = 2.0 * (n - 1.0)
+    elif kind == ALLGATHER:
+        n = group_size(int(op[OP_GROUP]), tp, pp, ep)
+        net_bytes = (n - 1.0) / n * tokens * p0 * ab
+        net_steps = n - 1.0
+    elif kind == ALLTOALL:
+        # each device dispatches its 1/tp share of the tokens, P0 elements per token
+        n = group_size(int(op[OP_GROUP]), tp, pp, ep)
+        net_bytes = (n - 1.0) / n * tokens * p0 * ab / tp
+        net_steps = n - 1.0
+    elif kind == P2P:
+        # activations of the micro-batch to the next pipeline stage; stages sit on
+        # consecutive devices, so the link is scale-up only if the whole pipeline fits
+        net_bytes = tokens * p0 * ab
+        net_steps = 1.0
+        span = tp * pp
+    return flops0, flops1, bytes0, bytes1, net_bytes, net_steps, span
+

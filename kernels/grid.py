@@ -1,0 +1,292 @@
+"""The grid kernel: roofline times for every configuration of a Cartesian grid.
+
+One compiled kernel serves every model and hardware: models arrive as operator programs
+(``kernels/layout.py``), hardware as a table. The kernel walks the *structure* axes
+(model, precisions, tp, pp, ep, batch, input_tokens) in parallel, computes each operator's
+FLOPs and bytes once per structure point, and reuses them across the hardware, what-if and
+output-length axes, which change only rates and the decode context range.
+
+Timing model (documented in README "Semantics"):
+  op time      = max(FLOPs / (peak * compute_eff * compute_scale),
+                     bytes / (bandwidth * memory_eff * memory_bandwidth_scale),
+                     net_bytes / (link * network_eff * link_scale) + steps * link_latency)
+  stage        = ceil(layers / pp) * layer ops + once-per-pass ops  (bottleneck stage)
+  path         = layers * layer ops + once-per-pass ops + (pp - 1) * stage-boundary sends
+  micro-batches m = min(pp, batch), each of batch / m sequences
+  ttft         = path + (m - 1) * stage                     (pipeline fill, GPipe-style)
+  decode step  = max(path, m * stage)                       (m micro-batches cycle through)
+  tpot         = mean decode step over contexts input+1 .. input+output-1, in closed form
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .formulas import op_cost
+from .layout import (CDT_ACT, CDT_ATTENTION, CDT_GEMM, DECODE, HW_COMPUTE_EFF,
+                     HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF, HW_NETWORK_EFF,
+                     HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S,
+                     HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, OP_CDT, OP_GROUP, OP_SCOPE,
+                     OP_WHEN, PREFILL, SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP)
+
+# per-op scratch columns
+_TC0, _TC1, _TM0, _TM1, _TNB, _TNL, _LINK, _MPATH, _MSTAGE = range(9)
+_FLOPS0, _FLOPS1, _BYTES0, _BYTES1, _NET, _STEPS, _SPAN, _CDT = range(8)
+
+
+@njit(cache=True)
+def wider(x, preferred, bits):
+    """The wider of two precisions; ``preferred`` on a tie."""
+    return preferred if bits[preferred] >= bits[x] else x
+
+
+@njit(cache=True)
+def line_sum(a0, a1, lo, hi):
+    """Sum of a0 + a1 * c over integer c in [lo, hi] (0 when the range is empty)."""
+    if hi < lo:
+        return 0.0
+    count = hi - lo + 1.0
+    return count * (a0 + a1 * (lo + hi) * 0.5)
+
+
+@njit(cache=True)
+def mean_max_lines(a0, a1, b0, b1, c_lo, n):
+    """Mean over integer c in [c_lo, c_lo + n - 1] of max(a0 + a1 c, b0 + b1 c).
+
+    Returns the mean and the part of it contributed by steps where the ``a`` line wins.
+    Exact: the two lines cross at most once, so each side is an arithmetic series.
+    """
+    c_hi = c_lo + n - 1.0
+    d0 = a0 - b0
+    d1 = a1 - b1
+    if d1 == 0.0:
+        if d0 >= 0.0:
+            lo, hi = c_lo, c_hi
+        else:
+            lo, hi = c_lo, c_lo - 1.0
+    elif d1 > 0.0:
+        lo = max(c_lo, math.ceil(min(max(-d0 / d1, -1e300), 1e300)))
+        hi = c_hi
+    else:
+        lo = c_lo
+        hi = min(c_hi, math.floor(min(max(-d0 / d1, -1e300), 1e300)))
+    sum_a = line_sum(a0, a1, lo, hi)
+    sum_b = line_sum(b0, b1, c_lo, c_hi) - line_sum(b0, b1, lo, hi)
+    return (sum_a + sum_b) / n, sum_a / n
+
+
+@njit(cache=True)
+def _fill_costs(program, n_op, phase, seqs, s, t, p, e, layers, stage_layers,
+                wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, out):
+    """Per-op costs and multipliers of one phase into ``out[n_op, 10]``."""
+    for i in range(n_op):
+        op = program[i]
+        when = int(op[OP_WHEN])
+        active = (when == WHEN_EP and e > 1.0) or (when == WHEN_NO_EP and e == 1.0) or when == 0
+        f0, f1, b0, b1, nb, steps, span = op_cost(op, phase, seqs, s, t, p, e, wb, ab, kb)
+        out[i, _FLOPS0] = f0
+        out[i, _FLOPS1] = f1
+        out[i, _BYTES0] = b0
+        out[i, _BYTES1] = b1
+        out[i, _NET] = nb
+        out[i, _STEPS] = steps
+        out[i, _SPAN] = span
+        cdt = int(op[OP_CDT])
+        out[i, _CDT] = cdt_gemm if cdt == CDT_GEMM else (cdt_attn if cdt == CDT_ATTENTION
+                                                         else cdt_act)
+        scope = int(op[OP_SCOPE])
+        if not active:
+            out[i, 8] = 0.0
+            out[i, 9] = 0.0
+        elif scope == SCOPE_LAYER:
+            out[i, 8] = layers
+            out[i, 9] = stage_layers
+        elif scope == SCOPE_BOUNDARY:
+            out[i, 8] = p - 1.0
+            out[i, 9] = 0.0
+        else:
+            out[i, 8] = 1.0
+            out[i, 9] = 1.0
+
+
+@njit(cache=True)
+def _fill_times(costs, n_op, rates_h, hw_h, out):
+    """Unscaled compute / memory / network seconds per op on one hardware into ``out``."""
+    ce = hw_h[HW_COMPUTE_EFF]
+    mem = hw_h[HW_MEMORY_BYTES_PER_S] * hw_h[HW_MEMORY_EFF]
+    ne = hw_h[HW_NETWORK_EFF]
+    domain = hw_h[HW_SCALEUP_DOMAIN]
+    for i in range(n_op):
+        rate = rates_h[int(costs[i, _CDT])] * ce
+        out[i, _TC0] = costs[i, _FLOPS0] / rate
+        out[i, _TC1] = costs[i, _FLOPS1] / rate
+        out[i, _TM0] = costs[i, _BYTES0] / mem
+        out[i, _TM1] = costs[i, _BYTES1] / mem
+        if costs[i, _SPAN] <= domain:
+            out[i, _TNB] = costs[i, _NET] / (hw_h[HW_SCALEUP_BYTES_PER_S] * ne)
+            out[i, _TNL] = costs[i, _STEPS] * hw_h[HW_SCALEUP_LATENCY_S]
+            out[i, _LINK] = 0.0
+        else:
+            out[i, _TNB] = costs[i, _NET] / (hw_h[HW_SCALEOUT_BYTES_PER_S] * ne)
+            out[i, _TNL] = costs[i, _STEPS] * hw_h[HW_SCALEOUT_LATENCY_S]
+            out[i, _LINK] = 1.0
+        out[i, _MPATH] = costs[i, 8]
+        out[i, _MSTAGE] = costs[i, 9]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def evaluate_grid(hw, rates, programs, n_ops, layers, batch, input_tokens, output_tokens,
+                  tp, pp, ep, weight_dtype, act_dtype, kv_dtype, compute_scale,
+                  memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits,
+                  ttft, tpot, bound):
+    """Fill ``ttft``, ``tpot`` [s] and ``bound`` (0 compute, 1 memory, 2 network) in place.
+
+    Flat output layout (C order):
+      ttft  [hardware, model, weight_dtype, act_dtype, kv_dtype, tp, pp, ep, batch,
+             input_tokens, compute_scale, memory_bandwidth_scale, scaleup_bandwidth_scale,
+             scaleout_bandwidth_scale]
+      tpot, bound: the same with output_tokens after input_tokens.
+    """
+    n_hw = hw.shape[0]
+    n_model = programs.shape[0]
+    max_ops = programs.shape[2]
+    nw, na, nk = weight_dtype.size, act_dtype.size, kv_dtype.size
+    ntp, npp, nep = tp.size, pp.size, ep.size
+    nb, nin, nout = batch.size, input_tokens.size, output_tokens.size
+    ncs, nms, nsu, nso = compute_scale.size, memory_scale.size, scaleup_scale.size, scaleout_scale.size
+    n_whatif = ncs * nms * nsu * nso
+    n_struct = n_model * nw * na * nk * ntp * npp * nep * nb * nin
+    for st in prange(n_struct):
+        i_in = st % nin
+        r1 = st // nin
+        i_b = r1 % nb
+        r2 = r1 // nb
+        i_ep = r2 % nep
+        r3 = r2 // nep
+        i_pp = r3 % npp
+        r4 = r3 // npp
+        i_tp = r4 % ntp
+        r5 = r4 // ntp
+        i_k = r5 % nk
+        r6 = r5 // nk
+        i_a = r6 % na
+        r7 = r6 // na
+        i_w = r7 % nw
+        i_m = r7 // nw
+        b = float(batch[i_b])
+        s = float(input_tokens[i_in])
+        t = float(tp[i_tp])
+        p = float(pp[i_pp])
+        e = float(ep[i_ep])
+        micro = min(p, b)
+        seqs = b / micro
+        n_layers = float(layers[i_m])
+        stage_layers = float(math.ceil(n_layers / p))
+        w, a, k = weight_dtype[i_w], act_dtype[i_a], kv_dtype[i_k]
+        if a < 0:  # -1: same precision as the weights
+            a = w
+        if k < 0:  # -1: same precision as the activations
+            k = a
+        cdt_gemm = wider(w, a, dtype_bits)
+        cdt_attn = wider(k, a, dtype_bits)
+        n_pre = n_ops[i_m, PREFILL]
+        n_dec = n_ops[i_m, DECODE]
+        cost_pre = np.empty((max_ops, 10))
+        cost_dec = np.empty((max_ops, 10))
+        _fill_costs(programs[i_m, PREFILL], n_pre, PREFILL, seqs, s, t, p, e, n_layers,
+                    stage_layers, dtype_bytes[w], dtype_bytes[a], dtype_bytes[k],
+                    cdt_gemm, cdt_attn, a, cost_pre)
+        _fill_costs(programs[i_m, DECODE], n_dec, DECODE, seqs, s, t, p, e, n_layers,
+                    stage_layers, dtype_bytes[w], dtype_bytes[a], dtype_bytes[k],
+                    cdt_gemm, cdt_attn, a, cost_dec)
+        # decode ops whose cost grows with the context (attention) are averaged exactly
+        n_ctx = 0
+        ctx_ops = np.empty(max_ops, dtype=np.int64)
+        for i in range(n_dec):
+            if cost_dec[i, _FLOPS1] != 0.0 or cost_dec[i, _BYTES1] != 0.0:
+                ctx_ops[n_ctx] = i
+                n_ctx += 1
+        t_pre = np.empty((max_ops, 9))
+        t_dec = np.empty((max_ops, 9))
+        for h in range(n_hw):
+            _fill_times(cost_pre, n_pre, rates[h], hw[h], t_pre)
+            _fill_times(cost_dec, n_dec, rates[h], hw[h], t_dec)
+            for wi in range(n_whatif):
+                rr = wi
+                i_so = rr % nso
+                rr //= nso
+                i_su = rr % nsu
+                rr //= nsu
+                i_ms = rr % nms
+                i_cs = rr // nms
+                cs = compute_scale[i_cs]
+                ms = memory_scale[i_ms]
+                sus = scaleup_scale[i_su]
+                sos = scaleout_scale[i_so]
+                base_t = (h * n_struct + st) * n_whatif + wi
+                if cs <= 0.0 or ms <= 0.0 or sus <= 0.0 or sos <= 0.0:
+                    # invalid what-if point: flagged infeasible by the caller; keep it finite
+                    ttft[base_t] = np.inf
+                    for o in range(nout):
+                        idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
+                        tpot[idx] = np.inf
+                        bound[idx] = 0
+                    continue
+                rcs = 1.0 / cs
+                rms = 1.0 / ms
+                rsu = 1.0 / sus
+                rso = 1.0 / sos
+                path = 0.0
+                stage = 0.0
+                for i in range(n_pre):
+                    tn = t_pre[i, _TNB] * (rsu if t_pre[i, _LINK] == 0.0 else rso) + t_pre[i, _TNL]
+                    top = max(t_pre[i, _TC0] * rcs, t_pre[i, _TM0] * rms, tn)
+                    path += t_pre[i, _MPATH] * top
+                    stage += t_pre[i, _MSTAGE] * top
+                ttft[base_t] = path + (micro - 1.0) * stage
+                path = 0.0
+                stage = 0.0
+                r_c = 0.0
+                r_m = 0.0
+                r_n = 0.0
+                for i in range(n_dec):
+                    if t_dec[i, _TC1] != 0.0 or t_dec[i, _TM1] != 0.0:
+                        continue
+                    tc = t_dec[i, _TC0] * rcs
+                    tm = t_dec[i, _TM0] * rms
+                    tn = t_dec[i, _TNB] * (rsu if t_dec[i, _LINK] == 0.0 else rso) + t_dec[i, _TNL]
+                    mp = t_dec[i, _MPATH]
+                    if tc >= tm and tc >= tn:
+                        top = tc
+                        r_c += mp * tc
+                    elif tm >= tn:
+                        top = tm
+                        r_m += mp * tm
+                    else:
+                        top = tn
+                        r_n += mp * tn
+                    path += mp * top
+                    stage += t_dec[i, _MSTAGE] * top
+                for o in range(nout):
+                    steps = max(float(output_tokens[o]) - 1.0, 1.0)
+                    pa = path
+                    sg = stage
+                    oc = r_c
+                    om = r_m
+                    for j in range(n_ctx):
+                        i = ctx_ops[j]
+                        mean, mean_c = mean_max_lines(
+                            t_dec[i, _TC0] * rcs, t_dec[i, _TC1] * rcs,
+                            t_dec[i, _TM0] * rms, t_dec[i, _TM1] * rms, s + 1.0, steps)
+                        pa += t_dec[i, _MPATH] * mean
+                        sg += t_dec[i, _MSTAGE] * mean
+                        oc += t_dec[i, _MPATH] * mean_c
+                        om += t_dec[i, _MPATH] * (mean - mean_c)
+                    idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
+                    tpot[idx] = max(pa, micro * sg)
+                    if oc >= om and oc >= r_n:
+                        bound[idx] = 0
+                    elif om >= r_n:
+                        bound[idx] = 1
+                    else:
+                        bound[idx] = 2

@@ -1,0 +1,84 @@
+"""Layout of the dense tables the kernels read: column indices and integer codes.
+
+The compiler (``dse.compile``) writes these tables and the kernels read them; both sides
+import the constants from here so that a column never means two things.
+"""
+import numpy as np
+
+# --- precisions ------------------------------------------------------------------------
+DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
+DTYPE_INDEX = {name: i for i, name in enumerate(DTYPES)}
+DTYPE_BYTES = np.array([4.0, 2.0, 2.0, 1.0, 1.0, 0.5, 0.5])
+DTYPE_BITS = np.array([32, 16, 16, 8, 8, 4, 4], dtype=np.int64)
+# Where a chip lacks a precision, compute runs at the next wider one it has.
+DTYPE_FALLBACK = {"fp32": None, "bf16": "fp32", "fp16": "bf16", "fp8": "fp16",
+                  "int8": "fp16", "fp4": "fp8", "int4": "int8"}
+
+# --- hardware table [n_hw, HW_FIELDS] --------------------------------------------------
+HW_MEMORY_BYTES_PER_S = 0
+HW_SCALEUP_BYTES_PER_S = 1
+HW_SCALEUP_LATENCY_S = 2
+HW_SCALEUP_DOMAIN = 3
+HW_SCALEOUT_BYTES_PER_S = 4
+HW_SCALEOUT_LATENCY_S = 5
+HW_COMPUTE_EFF = 6
+HW_MEMORY_EFF = 7
+HW_NETWORK_EFF = 8
+HW_FIELDS = 9
+# peak FLOP/s per precision live in a second table rates[n_hw, len(DTYPES)]
+
+# --- operator programs [n_model, 2 phases, max_ops, OP_FIELDS] ---------------------------
+PREFILL = 0
+DECODE = 1
+
+OP_KIND = 0
+OP_SCOPE = 1      # SCOPE_* : how often the op runs per forward pass
+OP_TOKENS = 2     # TOKENS_* : which tokens the op sees
+OP_GROUP = 3      # GROUP_* : the device group of a collective
+OP_WHEN = 4       # WHEN_* : ops that exist only for some expert parallelism
+OP_CDT = 5        # CDT_* : which precision the op computes in
+OP_P0 = 6         # kind-specific parameters P0..P4 (see kernels/formulas.py)
+OP_FIELDS = 11
+
+# kinds
+GEMM = 0
+ATTENTION = 1
+NORM = 2
+EMBEDDING = 3
+MOE = 4
+ALLREDUCE = 5
+ALLTOALL = 6
+P2P = 7
+ALLGATHER = 8
+OP_KIND_NAMES = ("gemm", "attention", "norm", "embedding", "moe_experts", "all_reduce",
+                 "all_to_all", "p2p", "all_gather")
+
+SCOPE_LAYER = 0     # once per transformer layer
+SCOPE_ONCE = 1      # once per forward pass (embedding, final norm, LM head)
+SCOPE_BOUNDARY = 2  # once per pipeline-stage boundary (pp - 1 times)
+
+TOKENS_ALL = 0      # every token of the phase
+TOKENS_LAST = 1     # one token per sequence (LM head: only the last position is sampled)
+
+GROUP_NONE = 0
+GROUP_TP = 1
+GROUP_EP = 2
+GROUP_TP_OVER_EP = 3
+GROUP_PP = 4
+
+WHEN_ALWAYS = 0
+WHEN_EP = 1         # only when ep > 1
+WHEN_NO_EP = 2      # only when ep == 1
+
+CDT_GEMM = 0        # wider of weight and activation precision
+CDT_ATTENTION = 1   # wider of activation and KV-cache precision
+CDT_ACT = 2         # activation precision
+
+# GEMM split modes (parameter P2)
+SPLIT_NONE = 0
+SPLIT_COLUMNS = 1   # N / tp
+SPLIT_ROWS = 2      # K / tp
+SPLIT_KV = 3        # N / min(tp, kv_heads): KV heads are replicated once tp exceeds them
+
+# --- outputs ---------------------------------------------------------------------------
+BOUND_NAMES = ("compute", "memory", "network")

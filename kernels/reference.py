@@ -1,0 +1,170 @@
+"""Plain-numpy reference for the grid kernel, for tests on small grids.
+
+Written differently from ``kernels/grid.py`` on purpose: whole-array broadcasting over all
+axes instead of loops, its own statement of every operator formula, and decode averaged by
+explicitly stepping through every context length instead of the closed form. It shares
+with the kernel only the table layout (``layout.py``) and the documented semantics.
+"""
+import numpy as np
+
+from . import layout as L
+
+_N = 14  # hw, w, a, k, tp, pp, ep, batch, input, output, cs, ms, su, so
+
+
+def _ax(values, pos, dtype=None):
+    shape = [1] * _N
+    shape[pos] = len(values)
+    return np.asarray(values, dtype=dtype).reshape(shape)
+
+
+def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
+    """(flops, bytes, net_bytes, net_steps, span) of one op; arrays broadcast."""
+    kind = int(op[L.OP_KIND])
+    p = op[L.OP_P0:L.OP_P0 + 5]
+    tokens = seqs if (decode or op[L.OP_TOKENS] == L.TOKENS_LAST) else seqs * s
+    zero = np.zeros_like(tokens * tp * ep * wb * ab * kb)
+    flops, byts, net, steps, span = zero, zero, zero, zero, tp + zero
+    group = {L.GROUP_TP: tp, L.GROUP_EP: ep, L.GROUP_TP_OVER_EP: tp / ep}.get(
+        int(op[L.OP_GROUP]), 1.0 + zero)
+    if kind == L.GEMM:
+        rows = p[0] / tp if p[2] == L.SPLIT_ROWS else p[0] + zero
+        cols = {L.SPLIT_COLUMNS: p[1] / tp, L.SPLIT_KV: p[1] / np.minimum(tp, p[3])}.get(
+            int(p[2]), p[1] + zero)
+        flops = 2 * tokens * rows * cols
+        byts = rows * cols * wb + tokens * rows * ab + tokens * cols * ab
+    elif kind == L.ATTENTION:
+        hq = p[0] / tp
+        hkv = np.maximum(p[1] / tp, 1)
+        d = p[2]
+        if decode:
+            flops = 2 * 2 * seqs * hq * ctx * d
+            kv_read = seqs * ctx * hkv * d * 2 * kb
+            byts = kv_read + seqs * d * (hq + hkv + hkv + hq) * ab + seqs * hkv * d * 2 * kb
+        else:
+            pairs = s * (s + 1) / 2
+            flops = 2 * 2 * seqs * hq * pairs * d
+            byts = seqs * s * d * ((hq + 2 * hkv + hq) * ab + 2 * hkv * kb)
+    elif kind == L.NORM:
+        flops = 5 * tokens * p[0]
+        byts = tokens * p[0] * ab * 4 + p[0] * wb
+    elif kind == L.EMBEDDING:
+        byts = tokens * p[0] * (wb / tp + ab)
+    elif kind == L.MOE:
+        hid, ffn, experts, k, mats = p
+        hit = experts - experts * (1 - k / experts) ** tokens
+        flops = 2 * tokens * k * hid * ffn * mats / tp
+        byts = hit * mats * hid * ffn * wb / tp + tokens * k * hid * ab * 2 / ep \
+            + tokens * k * ffn * mats * ab / tp
+    elif kind == L.ALLREDUCE:
+        net = 2 * (group - 1) / group * tokens * p[0] * ab
+        steps = 2 * (group - 1)
+    elif kind == L.ALLGATHER:
+        net = (group - 1) / group * tokens * p[0] * ab
+        steps = group - 1
+    elif kind == L.ALLTOALL:
+        net = (group - 1) / group * (tokens / tp) * p[0] * ab
+        steps = group - 1
+    elif kind == L.P2P:
+        net = tokens * p[0] * ab
+        steps = 1 + zero
+        span = tp * pp + zero
+    return flops, byts, net, steps, span
+
+
+def evaluate_reference(hw, rates, programs, n_ops, layers, batch, input_tokens, output_tokens,
+                       tp, pp, ep, weight_dtype, act_dtype, kv_dtype, compute_scale,
+                       memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits):
+    """Same contract as ``grid.evaluate_grid`` but returns shaped arrays.
+
+    Returns
+    -------
+    ttft : [hw, model, w, a, kv, tp, pp, ep, batch, input, cs, ms, su, so] [s]
+    tpot, bound : [hw, model, w, a, kv, tp, pp, ep, batch, input, output, cs, ms, su, so]
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _evaluate(hw, rates, programs, n_ops, layers, batch, input_tokens,
+                         output_tokens, tp, pp, ep, weight_dtype, act_dtype, kv_dtype,
+                         compute_scale, memory_scale, scaleup_scale, scaleout_scale,
+                         dtype_bytes, dtype_bits)
+
+
+def _evaluate(hw, rates, programs, n_ops, layers, batch, input_tokens, output_tokens,
+              tp, pp, ep, weight_dtype, act_dtype, kv_dtype, compute_scale,
+              memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits):
+    h = _ax(np.arange(hw.shape[0]), 0)
+    w = _ax(weight_dtype, 1)
+    a = np.where(_ax(act_dtype, 2) < 0, w, _ax(act_dtype, 2))
+    k = np.where(_ax(kv_dtype, 3) < 0, a, _ax(kv_dtype, 3))
+    t, p, e = _ax(tp, 4, float), _ax(pp, 5, float), _ax(ep, 6, float)
+    b, s, o = _ax(batch, 7, float), _ax(input_tokens, 8, float), _ax(output_tokens, 9, float)
+    cs, ms = _ax(compute_scale, 10), _ax(memory_scale, 11)
+    su, so = _ax(scaleup_scale, 12), _ax(scaleout_scale, 13)
+    wb, ab, kb = dtype_bytes[w], dtype_bytes[a], dtype_bytes[k]
+    cdt = {L.CDT_GEMM: np.where(dtype_bits[a] >= dtype_bits[w], a, w),
+           L.CDT_ATTENTION: np.where(dtype_bits[a] >= dtype_bits[k], a, k), L.CDT_ACT: a}
+    micro = np.minimum(p, b)
+    seqs = b / micro
+    peak_bw = hw[h, L.HW_MEMORY_BYTES_PER_S] * hw[h, L.HW_MEMORY_EFF] * ms
+    domain = hw[h, L.HW_SCALEUP_DOMAIN]
+    valid = (cs > 0) & (ms > 0) & (su > 0) & (so > 0)
+    n_steps = np.maximum(o - 1, 1)
+    full = np.broadcast_shapes(*(x.shape for x in (h, w, a, k, t, p, e, b, s, o, cs, ms, su, so)))
+
+    def op_time(op, decode, ctx):
+        f, by, net, steps, span = _costs(op, decode, seqs, s, ctx, t, p, e, wb, ab, kb)
+        comp = f / (rates[h, cdt[int(op[L.OP_CDT])]] * hw[h, L.HW_COMPUTE_EFF] * cs)
+        mem = by / peak_bw
+        up = span <= domain
+        link = np.where(up, hw[h, L.HW_SCALEUP_BYTES_PER_S] * su,
+                        hw[h, L.HW_SCALEOUT_BYTES_PER_S] * so) * hw[h, L.HW_NETWORK_EFF]
+        lat = np.where(up, hw[h, L.HW_SCALEUP_LATENCY_S], hw[h, L.HW_SCALEOUT_LATENCY_S])
+        netw = net / link + steps * lat
+        return comp, mem, netw
+
+    ttft_all, tpot_all, bound_all = [], [], []
+    for m in range(programs.shape[0]):
+        n_layer = float(layers[m])
+        per_stage = np.ceil(n_layer / p)
+        weights = []
+        for op in programs[m, L.PREFILL, :n_ops[m, L.PREFILL]]:
+            when = op[L.OP_WHEN]
+            on = np.where(when == L.WHEN_EP, e > 1, np.where(when == L.WHEN_NO_EP, e == 1, True))
+            scope = op[L.OP_SCOPE]
+            if scope == L.SCOPE_LAYER:
+                weights.append((n_layer * on, per_stage * on))
+            elif scope == L.SCOPE_BOUNDARY:
+                weights.append(((p - 1) * on, 0.0 * on))
+            else:
+                weights.append((1.0 * on, 1.0 * on))
+
+        path = np.zeros(full)
+        stage = np.zeros(full)
+        for op, (wp, wst) in zip(programs[m, L.PREFILL], weights):
+            comp, mem, netw = op_time(op, False, None)
+            top = np.maximum(np.maximum(comp, mem), netw)
+            path = path + wp * top
+            stage = stage + wst * top
+        ttft = (path + (micro - 1) * stage)[..., 0, :, :, :, :]
+
+        path_sum = np.zeros(full)
+        stage_sum = np.zeros(full)
+        res = np.zeros((3,) + full)
+        for j in range(1, int(n_steps.max()) + 1):
+            live = j <= n_steps
+            for op, (wp, wst) in zip(programs[m, L.DECODE], weights):
+                comp, mem, netw = op_time(op, True, s + j)
+                top = np.maximum(np.maximum(comp, mem), netw)
+                path_sum = path_sum + live * wp * top
+                stage_sum = stage_sum + live * wst * top
+                winner = np.where((comp >= mem) & (comp >= netw), 0, np.where(mem >= netw, 1, 2))
+                for r in range(3):
+                    res[r] = res[r] + live * wp * top * (winner == r)
+        tpot = np.maximum(path_sum / n_steps, micro * stage_sum / n_steps)
+        bound = np.where((res[0] >= res[1]) & (res[0] >= res[2]), 0,
+                         np.where(res[1] >= res[2], 1, 2))
+        ttft_all.append(np.where(valid[..., 0, :, :, :, :], ttft, np.inf))
+        tpot_all.append(np.where(valid, tpot, np.inf))
+        bound_all.append(np.where(valid, bound, 0).astype(np.uint8))
+    return (np.stack(ttft_all, axis=1), np.stack(tpot_all, axis=1),
+            np.stack(bound_all, axis=1))
