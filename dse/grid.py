@@ -46,6 +46,14 @@ def resolve_dtypes(w, a, k):
     return w, a, k
 
 
+def resolve_dtype_names(w, a, k):
+    """Effective precision names per row: ``same`` takes the previous precision."""
+    w = np.asarray(w, dtype=object)
+    a = np.where(np.asarray(a) == SAME, w, np.asarray(a, dtype=object))
+    k = np.where(np.asarray(k) == SAME, a, np.asarray(k, dtype=object))
+    return a, k
+
+
 def hardware_tables(hardware) -> tuple[np.ndarray, np.ndarray]:
     """Hardware table [n_hw, HW_FIELDS] and peak rates [n_hw, n_dtypes] (fallback applied)."""
     table = np.zeros((len(hardware), L.HW_FIELDS))

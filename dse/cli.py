@@ -1,0 +1,136 @@
+"""Command line: ``dse sweep | explain | list``.
+
+Expected failures (bad spec, unknown preset, unusable output folder, nothing feasible)
+print one line on stderr and exit with status 2; bugs keep their traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import SAME, ConfigError, bundled_names, load_hardware, load_model, load_sweep
+from .io import OutputError
+
+EXIT_USAGE = 2
+
+
+def _fail(msg: str) -> int:
+    print(f"dse: error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import run_sweep
+    spec = load_sweep(args.spec)
+    s = run_sweep(spec, args.out, overwrite=args.overwrite,
+                  progress=False if args.quiet else None)
+    if not args.quiet:
+        rate = s.n_configs / s.seconds["total"]
+        print(f"{s.n_configs:,} configurations ({s.n_feasible:,} feasible) in "
+              f"{s.seconds['total']:.2f} s ({rate / 1e6:.2f} M configs/s); "
+              f"{s.n_pareto:,} Pareto points; best found for {s.n_groups_with_best} of "
+              f"{s.n_groups} groups -> {s.out_dir}/")
+    if s.n_feasible == 0:
+        worst = max(s.reason_counts, key=s.reason_counts.get)
+        return _fail(f"{spec.source}: no feasible configuration among {s.n_configs:,} "
+                     f"(most common reason: {worst}); results written to {s.out_dir}/")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    import pandas as pd
+    from .explain import explain
+    spec_axes = {}
+    if args.spec:
+        spec = load_sweep(args.spec)
+        spec_axes = {k: v[0] for k, v in spec.grid.items()}
+    params = {}
+    for key in ("hardware", "model", "batch", "input_tokens", "output_tokens", "tp", "pp",
+                "ep", "dp", "weight_dtype", "act_dtype", "kv_dtype"):
+        val = getattr(args, key)
+        params[key] = val if val is not None else spec_axes.get(key)
+    table, summary = explain(**{k: v for k, v in params.items() if v is not None})
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    if args.parquet:
+        from .io import write_table
+        import pyarrow as pa
+        write_table(Path(args.parquet), pa.Table.from_pandas(table, preserve_index=False))
+    with pd.option_context("display.width", 200, "display.max_columns", 20,
+                           "display.float_format", "{:.4g}".format):
+        print(table.to_string(index=False))
+    print()
+    for key, val in summary.items():
+        print(f"{key:>26}: {val:.6g}" if isinstance(val, float) else f"{key:>26}: {val}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    if args.what == "hardware":
+        print(f"{'name':<12} {'bf16 TFLOP/s':>12} {'fp8 TFLOP/s':>11} {'HBM GB':>7} "
+              f"{'HBM TB/s':>8} {'scale-up GB/s':>13} {'domain':>6}  description")
+        for name in bundled_names("hardware"):
+            h = load_hardware(name)
+            print(f"{h.name:<12} {h.rate('bf16') / 1e12:>12.0f} {h.rate('fp8') / 1e12:>11.0f} "
+                  f"{h.memory_bytes / 1e9:>7.0f} {h.memory_bytes_per_s / 1e12:>8.2f} "
+                  f"{h.scaleup_bytes_per_s / 1e9:>13.0f} {h.scaleup_domain_devices:>6}  "
+                  f"{h.description}")
+    else:
+        from .compile import active_params, total_params
+        print(f"{'name':<14} {'params B':>8} {'active B':>8} {'layers':>6} {'hidden':>6} "
+              f"{'heads':>5} {'kv':>3} {'experts':>7}  description")
+        for name in bundled_names("models"):
+            m = load_model(name)
+            experts = f"{m.experts_per_token}/{m.experts}" if m.is_moe else "-"
+            print(f"{m.name:<14} {total_params(m) / 1e9:>8.2f} {active_params(m) / 1e9:>8.2f} "
+                  f"{m.layers:>6} {m.hidden_size:>6} {m.heads:>5} {m.kv_heads:>3} "
+                  f"{experts:>7}  {m.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dse", description="Design-space exploration of LLM "
+                                "inference performance over whole grids of configurations.")
+    p.add_argument("--version", action="version", version=f"dse {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sweep", help="evaluate a sweep spec and write Parquet tables")
+    s.add_argument("spec", nargs="?", help="sweep spec TOML (default: the bundled default sweep)")
+    s.add_argument("--out", required=True, help="output folder for results/pareto/best.parquet")
+    s.add_argument("--overwrite", action="store_true", help="replace files in an existing --out")
+    s.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
+    s.set_defaults(func=cmd_sweep)
+
+    e = sub.add_parser("explain", help="per-operator table of one configuration")
+    e.add_argument("--spec", help="take unset values from the first value of each axis of SPEC")
+    e.add_argument("--hardware")
+    e.add_argument("--model")
+    for key in ("batch", "input-tokens", "output-tokens", "tp", "pp", "ep", "dp"):
+        e.add_argument(f"--{key}", type=int, dest=key.replace("-", "_"))
+    e.add_argument("--weight-dtype")
+    e.add_argument("--act-dtype", help=f"default: the weight precision ({SAME})")
+    e.add_argument("--kv-dtype", help=f"default: the activation precision ({SAME})")
+    e.add_argument("--csv", help="also write the table as CSV")
+    e.add_argument("--parquet", help="also write the table as Parquet")
+    e.set_defaults(func=cmd_explain)
+
+    ls = sub.add_parser("list", help="show the bundled presets")
+    ls.add_argument("what", choices=["hardware", "models"])
+    ls.set_defaults(func=cmd_list)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, OutputError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted; nothing was written under the output folder")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

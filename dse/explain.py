@@ -1,0 +1,81 @@
+"""Per-operator breakdown of one configuration (``dse explain``)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .compile import model_ops
+from .config import SAME, parse_sweep
+from .evaluate import REASONS, derive, evaluate
+from .kernels import layout as L
+from .ops import op_costs
+
+
+def explain(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=1024,
+            output_tokens=256, tp=1, pp=1, ep=1, dp=1, weight_dtype="bf16",
+            act_dtype=SAME, kv_dtype=SAME):
+    """One configuration's operators with FLOPs, bytes, times and bound, plus totals.
+
+    Decode rows are one decode step at the mean context input_tokens + output_tokens / 2
+    (the kernel averages over every step exactly; for decode these rows are a guide).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per (phase, operator): ``count`` (runs per forward pass along the pipeline
+        path), per-run ``flops``, ``bytes``, ``net_bytes``, ``compute_s``, ``memory_s``,
+        ``network_s``, ``time_s``, the op's ``bound``, and ``total_s`` = count * time_s.
+    summary : dict
+        The configuration's metrics from the grid kernel (ttft_s, tpot_s, ...).
+    """
+    spec = parse_sweep({"grid": {
+        "hardware": hardware, "model": model, "batch": batch, "input_tokens": input_tokens,
+        "output_tokens": output_tokens, "tp": tp, "pp": pp, "ep": ep, "dp": dp,
+        "weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype}})
+    hw, m = spec.hardware[0], spec.models[0]
+    w = weight_dtype
+    a = w if act_dtype == SAME else act_dtype
+    k = a if kv_dtype == SAME else kv_dtype
+    bits = dict(zip(L.DTYPES, L.DTYPE_BITS))
+    wide = {L.CDT_GEMM: a if bits[a] >= bits[w] else w,
+            L.CDT_ATTENTION: a if bits[a] >= bits[k] else k, L.CDT_ACT: a}
+    nbytes = dict(zip(L.DTYPES, L.DTYPE_BYTES))
+    micro = min(pp, batch)
+    seqs = batch / micro
+    context = input_tokens + output_tokens / 2
+    rows = []
+    for phase, phase_name in ((L.PREFILL, "prefill"), (L.DECODE, "decode")):
+        for op in model_ops(m):
+            when = op.row[L.OP_WHEN]
+            if (when == L.WHEN_EP and ep == 1) or (when == L.WHEN_NO_EP and ep > 1):
+                continue
+            scope = op.row[L.OP_SCOPE]
+            count = {L.SCOPE_LAYER: m.layers, L.SCOPE_BOUNDARY: pp - 1}.get(scope, 1)
+            if count == 0:
+                continue
+            c = op_costs(op, phase, seqs, input_tokens, context, tp, pp, ep,
+                         nbytes[w], nbytes[a], nbytes[k])
+            compute = c["flops"] / (hw.rate(wide[int(op.row[L.OP_CDT])]) * hw.compute_efficiency)
+            memory = c["bytes"] / (hw.memory_bytes_per_s * hw.memory_efficiency)
+            up = c["span_devices"] <= hw.scaleup_domain_devices
+            link = hw.scaleup_bytes_per_s if up else hw.scaleout_bytes_per_s
+            lat = hw.scaleup_latency_s if up else hw.scaleout_latency_s
+            network = c["net_bytes"] / (link * hw.network_efficiency) + c["net_steps"] * lat
+            t = max(compute, memory, network)
+            bound = L.BOUND_NAMES[int(np.argmax([compute, memory, network]))]
+            rows.append({"phase": phase_name, "op": op.name, "kind": op.kind, "count": count,
+                         "flops": c["flops"], "bytes": c["bytes"], "net_bytes": c["net_bytes"],
+                         "link": ("scaleup" if up else "scaleout") if c["net_bytes"] else "",
+                         "compute_s": compute, "memory_s": memory, "network_s": network,
+                         "time_s": t, "bound": bound, "total_s": count * t})
+    ds = evaluate(spec)
+    der = derive(ds)
+    summary = {name: float(np.asarray(ds[name]).ravel()[0]) for name in ("ttft_s", "tpot_s")}
+    for name in ("e2e_latency_s", "throughput_tokens_per_s", "tokens_per_s_per_device",
+                 "tokens_per_s_per_user", "memory_bytes_per_device"):
+        summary[name] = float(np.asarray(der[name]).ravel()[0])
+    summary["feasible"] = bool(np.asarray(der["feasible"]).ravel()[0])
+    summary["infeasible_reason"] = REASONS[int(np.asarray(der["reason"]).ravel()[0])]
+    summary["bound"] = L.BOUND_NAMES[int(np.asarray(ds["bound"]).ravel()[0])]
+    summary["micro_batches"] = micro
+    return pd.DataFrame(rows), summary

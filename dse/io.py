@@ -1,0 +1,110 @@
+"""Parquet output. Nothing else in dse writes to disk.
+
+Files are written under a temporary name and renamed when complete, so a crash never leaves
+a half file under a final name; a sweep's files are staged in a sibling folder and moved
+into the output folder only once all of them are written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import __version__
+
+COMPRESSION = "zstd"
+
+
+class OutputError(OSError):
+    """The output location cannot be used (exists, not writable, disk full)."""
+
+
+def metadata(spec) -> dict:
+    """File-level key/value metadata: engine version, the sweep spec and presets used."""
+    return {
+        "dse.version": __version__,
+        "dse.spec_source": spec.source,
+        "dse.spec": spec.text,
+        "dse.presets": json.dumps(spec.preset_texts),
+        "dse.constraints": json.dumps(vars(spec.constraints)),
+    }
+
+
+def with_metadata(schema: pa.Schema, meta: dict) -> pa.Schema:
+    return schema.with_metadata({k.encode(): v.encode() for k, v in meta.items()})
+
+
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an existing non-empty output folder unless ``overwrite``."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise OutputError(f"{out_dir}: --out exists and is not a folder")
+        if any(out_dir.iterdir()) and not overwrite:
+            raise OutputError(f"{out_dir}: --out folder exists and is not empty; "
+                              "pass --overwrite to replace its dse files")
+    parent = out_dir.resolve().parent
+    if not parent.exists():
+        raise OutputError(f"{out_dir}: parent folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{out_dir}: parent folder {parent} is not writable")
+
+
+class Staging:
+    """A sibling temporary folder whose files move into ``out_dir`` on :meth:`commit`."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        parent = self.out_dir.resolve().parent
+        try:
+            self.path = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.partial-", dir=parent))
+        except OSError as exc:
+            raise OutputError(f"{out_dir}: cannot create a staging folder: {exc.strerror}") from None
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def commit(self) -> None:
+        self.out_dir.mkdir(exist_ok=True)
+        for f in sorted(self.path.iterdir()):
+            os.replace(f, self.out_dir / f.name)
+        self.path.rmdir()
+
+    def abort(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def open_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    try:
+        return pq.ParquetWriter(path, schema, compression=COMPRESSION)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc}") from None
+
+
+def frame_to_table(df: pd.DataFrame, meta: dict) -> pa.Table:
+    """Arrow table of a small frame: string columns dictionary-encoded, metadata attached."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    cols = [c.dictionary_encode() if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)
+            else c for c in table.columns]
+    table = pa.table(cols, names=table.column_names)
+    return table.replace_schema_metadata({k: v for k, v in meta.items()})
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    """Write a whole table to ``path`` via a temporary name in the same folder."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        pq.write_table(table, tmp, compression=COMPRESSION)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write: {exc}") from None
+
+
+def read_table(path) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas()

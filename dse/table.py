@@ -1,0 +1,119 @@
+"""The per-configuration results table as Arrow record batches, built slab by slab.
+
+A slab is a contiguous run of rows of the flattened grid (``GRID_DIMS`` order), so the
+full table is never held in memory: each batch broadcasts only its own rows.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import xarray as xr
+
+from .evaluate import REASONS
+from .grid import GRID_DIMS, dtype_codes, resolve_dtypes
+from .kernels.layout import BOUND_NAMES, DTYPES
+
+# results.parquet columns in order: spec axes, then metrics
+AXIS_COLUMNS = ("hardware", "model", "batch", "input_tokens", "output_tokens", "tp", "pp",
+                "ep", "dp", "weight_dtype", "act_dtype", "kv_dtype", "compute_scale",
+                "memory_bandwidth_scale", "memory_capacity_scale", "scaleup_bandwidth_scale",
+                "scaleout_bandwidth_scale")
+METRIC_COLUMNS = ("devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_tokens_per_s",
+                  "tokens_per_s_per_device", "tokens_per_s_per_user",
+                  "weight_bytes_per_device", "kv_cache_bytes_per_device",
+                  "activation_bytes_per_device", "memory_bytes_per_device")
+INT_AXES = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "dp")
+
+
+def _dict_type(n):
+    return pa.dictionary(pa.int8() if n < 128 else pa.int32(), pa.string())
+
+
+def schema(n_hardware: int = 1, n_model: int = 1) -> pa.Schema:
+    fields = []
+    for c in AXIS_COLUMNS:
+        if c == "hardware":
+            fields.append(pa.field(c, _dict_type(n_hardware)))
+        elif c == "model":
+            fields.append(pa.field(c, _dict_type(n_model)))
+        elif c.endswith("_dtype"):
+            fields.append(pa.field(c, _dict_type(len(DTYPES))))
+        elif c in INT_AXES:
+            fields.append(pa.field(c, pa.int32()))
+        else:
+            fields.append(pa.field(c, pa.float64()))
+    for c in METRIC_COLUMNS:
+        fields.append(pa.field(c, pa.int32() if c == "devices" else pa.float64()))
+    fields += [pa.field("feasible", pa.bool_()),
+               pa.field("infeasible_reason", _dict_type(len(REASONS))),
+               pa.field("bound", _dict_type(len(BOUND_NAMES)))]
+    return pa.schema(fields)
+
+
+def _dictionary(indices, names, typ):
+    return pa.DictionaryArray.from_arrays(
+        pa.array(indices.astype(np.int8 if typ.index_type == pa.int8() else np.int32)),
+        pa.array(list(names), pa.string()))
+
+
+def _slab_values(da: xr.DataArray, slab_dims, slab_shape) -> np.ndarray:
+    """Broadcast a slab's DataArray to the slab's rows in GRID_DIMS order, flattened."""
+    dims = [d for d in slab_dims if d in da.dims]
+    arr = da.transpose(*dims).values
+    shape = [slab_shape[i] if d in da.dims else 1 for i, d in enumerate(slab_dims)]
+    return np.broadcast_to(arr.reshape(shape), slab_shape).ravel()
+
+
+def _axis_index(slab_dims, slab_shape, dim) -> np.ndarray:
+    i = slab_dims.index(dim)
+    shape = [1] * len(slab_dims)
+    shape[i] = slab_shape[i]
+    return np.broadcast_to(np.arange(slab_shape[i]).reshape(shape), slab_shape).ravel()
+
+
+def block_batches(block: xr.Dataset, der: xr.Dataset, sch: pa.Schema, global_coords: dict,
+                  max_rows: int = 1 << 20):
+    """Yield record batches of a (hardware, model) block's rows, at most ``max_rows`` each.
+
+    ``global_coords`` maps hardware and model to the full sweep's names so the dictionary
+    indices are the same in every batch.
+    """
+    shape = [block.sizes[d] for d in GRID_DIMS]
+    k = len(shape)
+    while k > 0 and int(np.prod(shape[k - 1:])) <= max_rows:
+        k -= 1
+    variables = {**{c: der[c] for c in METRIC_COLUMNS},
+                 "reason": der["reason"], "feasible": der["feasible"], "bound": der["bound"]}
+    for outer in np.ndindex(*shape[:k]):
+        sel = {GRID_DIMS[i]: slice(o, o + 1) for i, o in enumerate(outer)}
+        slab_shape = tuple([1] * k + shape[k:])
+        cols = {}
+        sub = block.isel(sel)
+        for c in AXIS_COLUMNS:
+            if c in ("act_dtype", "kv_dtype"):
+                continue
+            idx = _axis_index(GRID_DIMS, slab_shape, c)
+            values = sub[c].values
+            if c in ("hardware", "model"):
+                pos = np.array([global_coords[c].index(v) for v in values])
+                cols[c] = _dictionary(pos[idx], global_coords[c], sch.field(c).type)
+            elif c == "weight_dtype":
+                w_idx = idx
+            else:
+                cols[c] = pa.array(values[idx].astype(sch.field(c).type.to_pandas_dtype()))
+        w = dtype_codes(sub["weight_dtype"].values)[w_idx]
+        a = dtype_codes(sub["act_dtype"].values)[_axis_index(GRID_DIMS, slab_shape, "act_dtype")]
+        kk = dtype_codes(sub["kv_dtype"].values)[_axis_index(GRID_DIMS, slab_shape, "kv_dtype")]
+        w, a, kk = resolve_dtypes(w, a, kk)
+        for name, codes in (("weight_dtype", w), ("act_dtype", a), ("kv_dtype", kk)):
+            cols[name] = _dictionary(codes, DTYPES, sch.field(name).type)
+        for name, da in variables.items():
+            vals = _slab_values(da.isel(sel, missing_dims="ignore"), GRID_DIMS, slab_shape)
+            if name == "reason":
+                cols["infeasible_reason"] = pa.DictionaryArray.from_arrays(
+                    pa.array(vals.astype(np.int8), mask=vals == 0), pa.array(REASONS))
+            elif name == "bound":
+                cols["bound"] = _dictionary(vals, BOUND_NAMES, sch.field("bound").type)
+            else:
+                cols[name] = pa.array(vals.astype(sch.field(name).type.to_pandas_dtype()))
+        yield pa.RecordBatch.from_arrays([cols[f.name] for f in sch], schema=sch)
