@@ -13,7 +13,7 @@ import xarray as xr
 from . import compile as comp
 from .config import SweepSpec
 from .grid import (GRID_DIMS, KERNEL_WHAT_IF, TPOT_DIMS, TTFT_DIMS, coords, dtype_codes,
-                   hardware_tables)
+                   hardware_tables, resolve_dtypes)
 from .kernels import layout as L
 from .kernels.grid import evaluate_grid
 
@@ -21,6 +21,7 @@ REASONS = ("", "ep_not_divisor_of_tp", "ep_on_dense_model", "experts_not_divisib
            "tp_not_divisor_of_heads", "tp_incompatible_with_kv_heads", "pp_exceeds_layers",
            "what_if_scale_not_positive", "out_of_memory")
 REASON_CODE = {r: i for i, r in enumerate(REASONS)}
+WHAT_IF_DIMS = (*KERNEL_WHAT_IF, "memory_capacity_scale")
 
 
 def kernel_inputs(spec: SweepSpec) -> dict:
@@ -49,59 +50,71 @@ def run_kernel(inputs: dict, shape_ttft, shape_tpot):
     return ttft.reshape(shape_ttft), tpot.reshape(shape_tpot), bound.reshape(shape_tpot)
 
 
-def _axis(c, dim):
-    return xr.DataArray(np.asarray(c[dim]), dims=dim, coords={dim: c[dim]})
+MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "batch",
+               "input_tokens", "output_tokens")
+STRUCTURE_DIMS = ("model", "tp", "pp", "ep")
 
 
-def _per_model(spec, fn, c):
-    """Concatenate a per-model DataArray function along a ``model`` dim."""
-    arrays = [fn(m) for m in spec.models]
-    return xr.concat(arrays, dim=xr.DataArray(c["model"], dims="model", name="model"))
+def _shaped(values, dim, dims, dtype=None):
+    """``values`` of one dim reshaped to broadcast against arrays over ``dims``."""
+    shape = [1] * len(dims)
+    shape[dims.index(dim)] = len(values)
+    return np.asarray(values, dtype=dtype).reshape(shape)
 
 
-def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
-    """Per-device memory terms [bytes], usable capacity and structural reason codes."""
-    tp, pp, ep = _axis(c, "tp"), _axis(c, "pp"), _axis(c, "ep")
-    batch, inp, out = _axis(c, "batch"), _axis(c, "input_tokens"), _axis(c, "output_tokens")
-    w = xr.DataArray(dtype_codes(c["weight_dtype"]), dims="weight_dtype")
-    a = xr.DataArray(dtype_codes(c["act_dtype"]), dims="act_dtype")
-    k = xr.DataArray(dtype_codes(c["kv_dtype"]), dims="kv_dtype")
-    a = xr.where(a < 0, w, a)
-    k = xr.where(k < 0, a, k)
-    wb, ab, kb = (xr.DataArray(L.DTYPE_BYTES[x.values], dims=x.dims) for x in (w, a, k))
-
-    weight = _per_model(spec, lambda m: comp.weight_params_per_device(m, tp, pp) * wb, c)
-    kv = _per_model(spec, lambda m: comp.kv_cache_bytes_per_device(
-        m, tp, pp, batch, inp + out, kb), c)
-    act = _per_model(spec, lambda m: comp.activation_bytes_per_device(
-        m, tp, pp, batch, inp, ab), c)
-
-    def structural(m):
+def structural_reasons(models, tp, pp, ep) -> np.ndarray:
+    """First invalid-combination reason code per (model, tp, pp, ep); 0 when valid."""
+    dims = STRUCTURE_DIMS
+    tp, pp, ep = (_shaped(v, d, dims) for v, d in ((tp, "tp"), (pp, "pp"), (ep, "ep")))
+    out = []
+    for m in models:
         checks = [
             (tp % ep != 0, "ep_not_divisor_of_tp"),
             ((ep > 1) & (not m.is_moe), "ep_on_dense_model"),
-            ((m.experts % ep != 0) & m.is_moe, "experts_not_divisible_by_ep"),
+            (m.is_moe & (m.experts % ep != 0), "experts_not_divisible_by_ep"),
             (m.heads % tp != 0, "tp_not_divisor_of_heads"),
             ((m.kv_heads % tp != 0) & (tp % m.kv_heads != 0), "tp_incompatible_with_kv_heads"),
             (pp > m.layers, "pp_exceeds_layers"),
         ]
-        code = xr.zeros_like(tp * pp * ep, dtype=np.uint8)
+        code = np.zeros(np.broadcast_shapes(tp.shape, pp.shape, ep.shape)[1:], dtype=np.uint8)
         for cond, name in checks:
-            code = xr.where((code == 0) & cond, np.uint8(REASON_CODE[name]), code)
-        return code.astype(np.uint8)
+            cond = np.broadcast_to(cond, (1, *code.shape))[0]
+            code = np.where((code == 0) & cond, np.uint8(REASON_CODE[name]), code)
+        out.append(code)
+    return np.stack(out).astype(np.uint8)
 
-    scale_ok = xr.ones_like(_axis(c, "memory_capacity_scale"), dtype=bool)
-    for d in (*KERNEL_WHAT_IF, "memory_capacity_scale"):
-        scale_ok = scale_ok & (_axis(c, d) > 0)
-    capacity = xr.DataArray([h.memory_bytes * h.memory_usable_fraction for h in spec.hardware],
-                            dims="hardware")
+
+def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
+    """Per-device memory terms [bytes], usable capacity and structural reason codes."""
+    dims = MEMORY_DIMS
+    ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "batch", "input_tokens",
+                                                     "output_tokens")}
+    w = _shaped(dtype_codes(c["weight_dtype"]), "weight_dtype", dims)
+    w, a, k = resolve_dtypes(w, _shaped(dtype_codes(c["act_dtype"]), "act_dtype", dims),
+                             _shaped(dtype_codes(c["kv_dtype"]), "kv_dtype", dims))
+    wb, ab, kb = (L.DTYPE_BYTES[x] for x in (w, a, k))
+    shape = tuple(len(c[d]) for d in dims[1:])
+    tp, pp, batch = ax["tp"][0], ax["pp"][0], ax["batch"][0]
+    weight, kv, act = [], [], []
+    for m in spec.models:
+        weight.append(np.broadcast_to(comp.weight_params_per_device(m, tp, pp) * wb[0], shape))
+        kv.append(np.broadcast_to(comp.kv_cache_bytes_per_device(
+            m, tp, pp, batch, ax["input_tokens"][0] + ax["output_tokens"][0], kb[0]), shape))
+        act.append(np.broadcast_to(comp.activation_bytes_per_device(
+            m, tp, pp, batch, ax["input_tokens"][0], ab[0]), shape))
+    scale_ok = np.ones([len(c[d]) for d in WHAT_IF_DIMS], dtype=bool)
+    for d in WHAT_IF_DIMS:
+        scale_ok &= _shaped(c[d], d, WHAT_IF_DIMS) > 0
+    capacity = np.array([h.memory_bytes * h.memory_usable_fraction for h in spec.hardware])
     return {
-        "weight_bytes_per_device": weight.astype(np.float64),
-        "kv_cache_bytes_per_device": kv.astype(np.float64),
-        "activation_bytes_per_device": act.astype(np.float64),
-        "usable_memory_bytes": capacity * _axis(c, "memory_capacity_scale"),
-        "structural_reason": _per_model(spec, structural, c),
-        "what_if_valid": scale_ok,
+        "weight_bytes_per_device": (dims, np.stack(weight)),
+        "kv_cache_bytes_per_device": (dims, np.stack(kv)),
+        "activation_bytes_per_device": (dims, np.stack(act)),
+        "usable_memory_bytes": (("hardware", "memory_capacity_scale"),
+                                np.outer(capacity, c["memory_capacity_scale"])),
+        "structural_reason": (STRUCTURE_DIMS, structural_reasons(
+            spec.models, c["tp"], c["pp"], c["ep"])),
+        "what_if_valid": (WHAT_IF_DIMS, scale_ok),
     }
 
 

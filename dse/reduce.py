@@ -12,7 +12,7 @@ import xarray as xr
 
 from .config import Constraints
 from .evaluate import derive
-from .grid import GROUP_DIMS, STRATEGY_DIMS, resolve_dtype_names
+from .grid import GROUP_DIMS, STRATEGY_DIMS, broadcast_values, resolve_dtype_names
 from .kernels.layout import BOUND_NAMES
 from .kernels.pareto import pareto_mask
 
@@ -45,9 +45,9 @@ def meets_constraints(der: xr.Dataset, cons: Constraints) -> xr.DataArray:
 def _grouped(da: xr.DataArray, block: xr.Dataset) -> np.ndarray:
     """Broadcast to the block's dims and reshape to [n_groups, n_strategies]."""
     dims = (*GROUP_DIMS, *STRATEGY_DIMS)
-    full = xr.broadcast(da, *(block[d] for d in dims))[0]
+    full = broadcast_values(da, dims, [block.sizes[d] for d in dims])
     n_groups = int(np.prod([block.sizes[d] for d in GROUP_DIMS]))
-    return full.transpose(*dims).values.reshape(n_groups, -1)
+    return full.reshape(n_groups, -1)
 
 
 def _rows(der: xr.Dataset, coords, group_idx, strat_idx, sizes) -> pd.DataFrame:

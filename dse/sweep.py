@@ -12,9 +12,14 @@ from tqdm import tqdm
 from . import io
 from .config import SweepSpec
 from .evaluate import REASONS, evaluate
-from .grid import check_size
+from .grid import blocks, check_size
 from .reduce import block_best, block_pareto, metrics
 from .table import block_batches, schema
+
+
+# Reductions and derived columns work on blocks of at most this many configurations
+# (whole hardware / model groups); fewer, larger blocks pay xarray's fixed costs less often.
+BLOCK_ROWS = 1 << 22
 
 
 @dataclass
@@ -62,11 +67,11 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     t_reduce = t_write = 0.0
     try:
         writer = io.open_writer(staging.file("results.parquet"), sch)
-        blocks = [(i, j) for i in range(ds.sizes["hardware"]) for j in range(ds.sizes["model"])]
+        parts = blocks(ds.sizes, BLOCK_ROWS)
         with tqdm(total=n, unit="cfg", unit_scale=True, disable=None if progress is None
                   else not progress, desc="sweep") as bar:
-            for i, j in blocks:
-                block = ds.isel(hardware=[i], model=[j])
+            for sel in parts:
+                block = ds.isel(sel) if sel else ds
                 t1 = time.perf_counter()
                 der = metrics(block)
                 pareto_parts.append(block_pareto(block, der))

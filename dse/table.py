@@ -10,7 +10,7 @@ import pyarrow as pa
 import xarray as xr
 
 from .evaluate import REASONS
-from .grid import GRID_DIMS, dtype_codes, resolve_dtypes
+from .grid import GRID_DIMS, broadcast_values, dtype_codes, resolve_dtypes
 from .kernels.layout import BOUND_NAMES, DTYPES
 
 # results.parquet columns in order: spec axes, then metrics
@@ -54,14 +54,6 @@ def _dictionary(indices, names, typ):
     return pa.DictionaryArray.from_arrays(
         pa.array(indices.astype(np.int8 if typ.index_type == pa.int8() else np.int32)),
         pa.array(list(names), pa.string()))
-
-
-def _slab_values(da: xr.DataArray, slab_dims, slab_shape) -> np.ndarray:
-    """Broadcast a slab's DataArray to the slab's rows in GRID_DIMS order, flattened."""
-    dims = [d for d in slab_dims if d in da.dims]
-    arr = da.transpose(*dims).values
-    shape = [slab_shape[i] if d in da.dims else 1 for i, d in enumerate(slab_dims)]
-    return np.broadcast_to(arr.reshape(shape), slab_shape).ravel()
 
 
 def _axis_index(slab_dims, slab_shape, dim) -> np.ndarray:
@@ -108,7 +100,7 @@ def block_batches(block: xr.Dataset, der: xr.Dataset, sch: pa.Schema, global_coo
         for name, codes in (("weight_dtype", w), ("act_dtype", a), ("kv_dtype", kk)):
             cols[name] = _dictionary(codes, DTYPES, sch.field(name).type)
         for name, da in variables.items():
-            vals = _slab_values(da.isel(sel, missing_dims="ignore"), GRID_DIMS, slab_shape)
+            vals = broadcast_values(da.isel(sel, missing_dims="ignore"), GRID_DIMS, slab_shape).ravel()
             if name == "reason":
                 cols["infeasible_reason"] = pa.DictionaryArray.from_arrays(
                     pa.array(vals.astype(np.int8), mask=vals == 0), pa.array(REASONS))
