@@ -1,0 +1,93 @@
+"""Whole-model results against hand calculations on one configuration."""
+import numpy as np
+import pytest
+
+import dse
+from dse.compile import total_params
+from dse.evaluate import derive
+
+
+def one(**grid):
+    spec = dse.parse_sweep({"grid": grid})
+    ds = dse.evaluate(spec)
+    der = derive(ds)
+    pick = lambda v: float(np.asarray(v).ravel()[0])  # noqa: E731
+    out = {k: pick(ds[k]) for k in ("ttft_s", "tpot_s", "weight_bytes_per_device",
+                                    "kv_cache_bytes_per_device", "bound")}
+    out.update({k: pick(der[k]) for k in ("e2e_latency_s", "throughput_tokens_per_s",
+                                          "tokens_per_s_per_device", "feasible", "devices")})
+    return spec, out
+
+
+def test_llama3_8b_decode_batch1_is_weight_streaming_on_h100():
+    spec, r = one(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=128,
+                  output_tokens=2)
+    m, hw = spec.models[0], spec.hardware[0]
+    # decode reads every weight once except the embedding table (one row per token)
+    weight_bytes = (total_params(m) - m.vocab_size * m.hidden_size) * 2
+    expected = weight_bytes / (hw.memory_bytes_per_s * hw.memory_efficiency)
+    assert expected == pytest.approx(5.6e-3, rel=0.01)     # 15.0 GB / 2.68 TB/s
+    assert r["tpot_s"] == pytest.approx(expected, rel=0.02)
+    assert r["bound"] == 1  # memory
+
+
+def test_llama3_8b_prefill_is_compute_bound_flops():
+    spec, r = one(hardware="h100_sxm", model="llama3_8b", batch=8, input_tokens=2048,
+                  output_tokens=16)
+    m, hw = spec.models[0], spec.hardware[0]
+    tokens = 8 * 2048
+    dense = total_params(m) - 2 * m.vocab_size * m.hidden_size  # layers only
+    gemm_flops = 2 * dense * tokens + 2 * 8 * m.hidden_size * m.vocab_size  # + LM head
+    attn_flops = 4 * m.head_dim * m.heads * 8 * (2048 * 2049 / 2) * m.layers
+    compute = (gemm_flops + attn_flops) / (hw.flops_per_s["bf16"] * hw.compute_efficiency)
+    # memory-bound extras: 65 fused add+RMSNorms (read x, residual; write both) and the
+    # embedding gather (read a row, write it)
+    h = m.hidden_size
+    extra_bytes = (2 * m.layers + 1) * (4 * tokens * h * 2 + h * 2) + tokens * h * (2 + 2)
+    expected = compute + extra_bytes / (hw.memory_bytes_per_s * hw.memory_efficiency)
+    assert r["ttft_s"] == pytest.approx(expected, rel=0.01)
+
+
+def test_e2e_and_throughput_definitions():
+    _, r = one(hardware="h100_sxm", model="llama3_8b", batch=16, input_tokens=512,
+               output_tokens=128, dp=2)
+    assert r["e2e_latency_s"] == pytest.approx(r["ttft_s"] + 127 * r["tpot_s"], rel=1e-12)
+    assert r["throughput_tokens_per_s"] == pytest.approx(2 * 16 * 128 / r["e2e_latency_s"])
+    assert r["devices"] == 2
+    assert r["tokens_per_s_per_device"] == pytest.approx(r["throughput_tokens_per_s"] / 2)
+
+
+def test_pipeline_fill_adds_micro_batches():
+    # pp=2, batch=2: two micro-batches of one sequence; ttft = path + 1 * stage
+    _, one_stage = one(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=1024)
+    _, piped = one(hardware="h100_sxm", model="llama3_8b", batch=2, input_tokens=1024, pp=2)
+    # each micro-batch is the batch-1 prefill; the stage holds half the layers
+    assert piped["ttft_s"] > one_stage["ttft_s"] * 1.4
+    assert piped["ttft_s"] < one_stage["ttft_s"] * 1.6
+
+
+def test_kv_cache_bytes_at_full_context():
+    spec, r = one(hardware="h100_sxm", model="llama3_70b", batch=4, input_tokens=1000,
+                  output_tokens=24, tp=4, kv_dtype="fp8")
+    # 4 seqs x 1024 tokens x 80 layers x (K and V) x 2 KV heads per device x 128 x 1 byte
+    assert r["kv_cache_bytes_per_device"] == 4 * 1024 * 80 * 2 * 2 * 128 * 1
+
+
+def test_llama3_70b_bf16_does_not_fit_one_h100():
+    _, r = one(hardware="h100_sxm", model="llama3_70b")
+    assert not r["feasible"]
+    _, r = one(hardware="h100_sxm", model="llama3_70b", tp=4)
+    assert r["feasible"]
+
+
+def test_fp8_on_a100_computes_at_bf16_rate():
+    _, a = one(hardware="a100_80gb", model="llama3_8b", batch=64, input_tokens=2048,
+               weight_dtype="fp8", act_dtype="fp8")
+    _, b = one(hardware="a100_80gb", model="llama3_8b", batch=64, input_tokens=2048,
+               weight_dtype="bf16")
+    # prefill is compute bound: same rate; fp8 only saves bytes
+    assert a["ttft_s"] == pytest.approx(b["ttft_s"], rel=0.02)
+    _, h = one(hardware="h100_sxm", model="llama3_8b", batch=64, input_tokens=2048,
+               weight_dtype="fp8", act_dtype="fp8")
+    _, hb = one(hardware="h100_sxm", model="llama3_8b", batch=64, input_tokens=2048)
+    assert h["ttft_s"] < 0.6 * hb["ttft_s"]

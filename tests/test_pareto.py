@@ -1,0 +1,32 @@
+"""Pareto frontier kernel against brute force."""
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dse.kernels.pareto import pareto_mask
+
+
+def brute(x, y, ok):
+    keep = np.zeros_like(ok)
+    for i in np.nonzero(ok)[0]:
+        dominated = ok & (x >= x[i]) & (y >= y[i]) & ((x > x[i]) | (y > y[i]))
+        keep[i] = not dominated.any()
+    return keep
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 40), st.integers(0, 2**31))
+def test_pareto_matches_brute_force(n_groups, n_points, seed):
+    rng = np.random.default_rng(seed)
+    # few distinct values -> many ties and duplicates
+    x = rng.integers(0, 6, (n_groups, n_points)).astype(float)
+    y = rng.integers(0, 6, (n_groups, n_points)).astype(float)
+    ok = rng.random((n_groups, n_points)) < 0.8
+    keep = pareto_mask(x, y, ok)
+    for g in range(n_groups):
+        np.testing.assert_array_equal(keep[g], brute(x[g], y[g], ok[g]))
+
+
+def test_pareto_empty_group_keeps_nothing():
+    keep = pareto_mask(np.ones((1, 3)), np.ones((1, 3)), np.zeros((1, 3), dtype=bool))
+    assert not keep.any()
