@@ -7,6 +7,7 @@ import numpy as np
 
 from .config import DTYPE_AXES, SAME, WHAT_IF_AXES, ConfigError, SweepSpec
 from .kernels import layout as L
+from .kernels.gather import broadcast_ravel
 
 # Dims of the full grid in the order of the results table (hardware and model outermost).
 STRUCT_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "ep", "batch",
@@ -49,6 +50,14 @@ def blocks(sizes: dict, max_rows: int) -> list[dict]:
     if n // n_hw <= max_rows:
         return [{"hardware": [i]} for i in range(n_hw)]
     return [{"hardware": [i], "model": [j]} for i in range(n_hw) for j in range(n_model)]
+
+
+def broadcast_flat(da, dims, shape) -> np.ndarray:
+    """:func:`broadcast_values` materialized as a flat C-order array (parallel copy)."""
+    own = [d for d in dims if d in da.dims]
+    arr = np.asarray(da.variable.transpose(*own).values)
+    expanded = [shape[i] if d in da.dims else 1 for i, d in enumerate(dims)]
+    return broadcast_ravel(arr.reshape(expanded), shape)
 
 
 def coords(spec: SweepSpec) -> dict:

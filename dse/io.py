@@ -79,11 +79,62 @@ class Staging:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def open_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+def open_writer(path: Path, schema: pa.Schema, statistics=True) -> pq.ParquetWriter:
+    """A zstd Parquet writer; ``statistics`` may list the columns that get min/max stats."""
     try:
-        return pq.ParquetWriter(path, schema, compression=COMPRESSION)
+        return pq.ParquetWriter(path, schema, compression=COMPRESSION,
+                                write_statistics=statistics)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {exc}") from None
+
+
+class BackgroundWriter:
+    """Writes record batches on a thread so that encoding overlaps building the next batch.
+
+    Parquet encoding and the numpy/numba work that builds batches both release the GIL.
+    An error on the writer thread is raised again from :meth:`write` or :meth:`close`.
+    """
+
+    def __init__(self, writer: pq.ParquetWriter, path: Path, depth: int = 2):
+        import queue
+        import threading
+        self._writer = writer
+        self._path = path
+        self._queue = queue.Queue(maxsize=depth)
+        self._error = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is None:
+                try:
+                    self._writer.write_batch(batch)
+                except BaseException as exc:  # re-raised on the caller's thread
+                    self._error = exc
+
+    def _check(self):
+        if self._error is not None:
+            raise OutputError(f"{self._path}: cannot write: {self._error}")
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._check()
+        self._queue.put(batch)
+
+    def abandon(self) -> None:
+        """Stop the thread after an error elsewhere; the file is discarded by the caller."""
+        self._error = self._error or RuntimeError("abandoned")
+        self._queue.put(None)
+        self._thread.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
+        self._writer.close()
 
 
 def frame_to_table(df: pd.DataFrame, meta: dict) -> pa.Table:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from tqdm import tqdm
 
 from . import io
@@ -14,7 +15,7 @@ from .config import SweepSpec
 from .evaluate import REASONS, evaluate
 from .grid import blocks, check_size
 from .reduce import block_best, block_pareto, metrics
-from .table import block_batches, schema
+from .table import AXIS_COLUMNS, block_batches, schema
 
 
 # Reductions and derived columns work on blocks of at most this many configurations
@@ -61,12 +62,15 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     names = {"hardware": list(ds["hardware"].values), "model": list(ds["model"].values)}
     sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])), meta)
     staging = io.Staging(out_dir)
+    writer = None
     pareto_parts, best_parts = [], []
     n_feasible = 0
     reasons = np.zeros(len(REASONS), dtype=np.int64)
     t_reduce = t_write = 0.0
     try:
-        writer = io.open_writer(staging.file("results.parquet"), sch)
+        stats = [f.name for f in sch if f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type)]
+        path = staging.file("results.parquet")
+        writer = io.BackgroundWriter(io.open_writer(path, sch, stats), path)
         parts = blocks(ds.sizes, BLOCK_ROWS)
         with tqdm(total=n, unit="cfg", unit_scale=True, disable=None if progress is None
                   else not progress, desc="sweep") as bar:
@@ -79,7 +83,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
                 t2 = time.perf_counter()
                 block_n = int(np.prod(list(block.sizes.values())))
                 for batch in block_batches(block, der, sch, names):
-                    writer.write_batch(batch)
+                    writer.write(batch)
                     codes = batch.column("infeasible_reason").indices.to_numpy(zero_copy_only=False)
                     valid = batch.column("infeasible_reason").is_valid().to_numpy(zero_copy_only=False)
                     reasons += np.bincount(codes[valid].astype(np.int64), minlength=len(REASONS))
@@ -96,6 +100,8 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
         staging.commit()
         t_write += time.perf_counter() - t3
     except BaseException:
+        if writer is not None:
+            writer.abandon()
         staging.abort()
         raise
     seconds["reduce"] = t_reduce

@@ -10,7 +10,7 @@ import pyarrow as pa
 import xarray as xr
 
 from .evaluate import REASONS
-from .grid import GRID_DIMS, broadcast_values, dtype_codes, resolve_dtypes
+from .grid import GRID_DIMS, broadcast_flat, dtype_codes, resolve_dtypes
 from .kernels.layout import BOUND_NAMES, DTYPES
 
 # results.parquet columns in order: spec axes, then metrics
@@ -51,22 +51,19 @@ def schema(n_hardware: int = 1, n_model: int = 1) -> pa.Schema:
 
 
 def _dictionary(indices, names, typ):
-    return pa.DictionaryArray.from_arrays(
-        pa.array(indices.astype(np.int8 if typ.index_type == pa.int8() else np.int32)),
-        pa.array(list(names), pa.string()))
+    return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(list(names), pa.string()))
 
 
-def _axis_index(slab_dims, slab_shape, dim) -> np.ndarray:
-    i = slab_dims.index(dim)
-    shape = [1] * len(slab_dims)
-    shape[i] = slab_shape[i]
-    return np.broadcast_to(np.arange(slab_shape[i]).reshape(shape), slab_shape).ravel()
+def _index_dtype(typ):
+    return np.int8 if typ.index_type == pa.int8() else np.int32
 
 
 def block_batches(block: xr.Dataset, der: xr.Dataset, sch: pa.Schema, global_coords: dict,
                   max_rows: int = 1 << 20):
-    """Yield record batches of a (hardware, model) block's rows, at most ``max_rows`` each.
+    """Yield record batches of a block's rows, at most ``max_rows`` each.
 
+    Every column is built by broadcasting a small array (an axis, or a variable over only
+    the dims it depends on) straight into the batch's dtype: one copy per column.
     ``global_coords`` maps hardware and model to the full sweep's names so the dictionary
     indices are the same in every batch.
     """
@@ -76,36 +73,43 @@ def block_batches(block: xr.Dataset, der: xr.Dataset, sch: pa.Schema, global_coo
         k -= 1
     variables = {**{c: der[c] for c in METRIC_COLUMNS},
                  "reason": der["reason"], "feasible": der["feasible"], "bound": der["bound"]}
+    # precisions: resolve 'same' on the small (weight, act, kv) sub-grid once
+    dt_dims = ("weight_dtype", "act_dtype", "kv_dtype")
+    w, a, kv = resolve_dtypes(*(
+        dtype_codes(block[d].values).reshape([-1 if d == e else 1 for e in dt_dims])
+        for d in dt_dims))
+    resolved = {d: xr.DataArray(np.broadcast_to(v, tuple(block.sizes[e] for e in dt_dims)),
+                                dims=dt_dims) for d, v in zip(dt_dims, (w, a, kv))}
     for outer in np.ndindex(*shape[:k]):
         sel = {GRID_DIMS[i]: slice(o, o + 1) for i, o in enumerate(outer)}
         slab_shape = tuple([1] * k + shape[k:])
-        cols = {}
         sub = block.isel(sel)
+
+        def column(da, dtype):
+            small = da.isel(sel, missing_dims="ignore")
+            return broadcast_flat(small.astype(dtype, copy=False), GRID_DIMS, slab_shape)
+
+        cols = {}
         for c in AXIS_COLUMNS:
-            if c in ("act_dtype", "kv_dtype"):
-                continue
-            idx = _axis_index(GRID_DIMS, slab_shape, c)
-            values = sub[c].values
-            if c in ("hardware", "model"):
-                pos = np.array([global_coords[c].index(v) for v in values])
-                cols[c] = _dictionary(pos[idx], global_coords[c], sch.field(c).type)
-            elif c == "weight_dtype":
-                w_idx = idx
+            typ = sch.field(c).type
+            if c in dt_dims:
+                cols[c] = _dictionary(column(resolved[c], _index_dtype(typ)), DTYPES, typ)
+            elif c in ("hardware", "model"):
+                pos = [global_coords[c].index(v) for v in sub[c].values]
+                da = xr.DataArray(np.array(pos), dims=c)
+                cols[c] = _dictionary(broadcast_flat(da.astype(_index_dtype(typ)), GRID_DIMS,
+                                                     slab_shape), global_coords[c], typ)
             else:
-                cols[c] = pa.array(values[idx].astype(sch.field(c).type.to_pandas_dtype()))
-        w = dtype_codes(sub["weight_dtype"].values)[w_idx]
-        a = dtype_codes(sub["act_dtype"].values)[_axis_index(GRID_DIMS, slab_shape, "act_dtype")]
-        kk = dtype_codes(sub["kv_dtype"].values)[_axis_index(GRID_DIMS, slab_shape, "kv_dtype")]
-        w, a, kk = resolve_dtypes(w, a, kk)
-        for name, codes in (("weight_dtype", w), ("act_dtype", a), ("kv_dtype", kk)):
-            cols[name] = _dictionary(codes, DTYPES, sch.field(name).type)
+                cols[c] = pa.array(broadcast_flat(sub[c].astype(typ.to_pandas_dtype()),
+                                                  GRID_DIMS, slab_shape))
         for name, da in variables.items():
-            vals = broadcast_values(da.isel(sel, missing_dims="ignore"), GRID_DIMS, slab_shape).ravel()
             if name == "reason":
+                vals = column(da, np.int8)
                 cols["infeasible_reason"] = pa.DictionaryArray.from_arrays(
-                    pa.array(vals.astype(np.int8), mask=vals == 0), pa.array(REASONS))
+                    pa.array(vals, mask=vals == 0), pa.array(REASONS))
             elif name == "bound":
-                cols["bound"] = _dictionary(vals, BOUND_NAMES, sch.field("bound").type)
+                cols["bound"] = _dictionary(column(da, np.int8), BOUND_NAMES,
+                                            sch.field("bound").type)
             else:
-                cols[name] = pa.array(vals.astype(sch.field(name).type.to_pandas_dtype()))
+                cols[name] = pa.array(column(da, sch.field(name).type.to_pandas_dtype()))
         yield pa.RecordBatch.from_arrays([cols[f.name] for f in sch], schema=sch)
