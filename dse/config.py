@@ -283,9 +283,9 @@ def _axis(section: dict, key: str, source: str, prefix: str):
     for v in values:
         if isinstance(v, (list, dict)):
             _fail(source, prefix + key, raw, "values must be scalars")
-        if v in seen:
+        if (type(v), v) in seen:  # typed: 1 and true are different (and true is invalid)
             _fail(source, prefix + key, raw, f"duplicate value {v!r}")
-        seen.add(v)
+        seen.add((type(v), v))
     return values
 
 

@@ -62,7 +62,7 @@ def explain(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=1024,
             lat = hw.scaleup_latency_s if up else hw.scaleout_latency_s
             network = c["net_bytes"] / (link * hw.network_efficiency) + c["net_steps"] * lat
             t = max(compute, memory, network)
-            bound = L.BOUND_NAMES[int(np.argmax([compute, memory, network]))]
+            bound = L.BOUND_NAMES[int(np.argmax([compute, memory, network]))] if t > 0 else ""
             rows.append({"phase": phase_name, "op": op.name, "kind": op.kind, "count": count,
                          "flops": c["flops"], "bytes": c["bytes"], "net_bytes": c["net_bytes"],
                          "link": ("scaleup" if up else "scaleout") if c["net_bytes"] else "",

@@ -140,8 +140,10 @@ class BackgroundWriter:
 def frame_to_table(df: pd.DataFrame, meta: dict) -> pa.Table:
     """Arrow table of a small frame: string columns dictionary-encoded, metadata attached."""
     table = pa.Table.from_pandas(df, preserve_index=False)
+    # an empty frame has untyped (null) object columns: keep them categorical strings
+    cols = [c.cast(pa.string()) if pa.types.is_null(c.type) else c for c in table.columns]
     cols = [c.dictionary_encode() if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)
-            else c for c in table.columns]
+            else c for c in cols]
     table = pa.table(cols, names=table.column_names)
     return table.replace_schema_metadata({k: v for k, v in meta.items()})
 
