@@ -52,6 +52,33 @@ print(json.dumps({{"times": times, "stages": s.seconds, "rss": rss, "n": spec.n_
 """
 
 
+PYARROW_ALONE = """
+import json, tempfile, time, dse
+from dse import io
+from dse.grid import blocks
+from dse.reduce import metrics
+from dse.table import AXIS_COLUMNS, block_batches, schema
+import pyarrow as pa
+spec = dse.load_sweep({spec!r})
+ds = dse.evaluate(spec)
+names = {{"hardware": list(ds["hardware"].values), "model": list(ds["model"].values)}}
+sch = schema(len(names["hardware"]), len(names["model"]))
+batches = [b for sel in blocks(ds.sizes, 1 << 22) for block in [ds.isel(sel) if sel else ds]
+           for b in block_batches(block, metrics(block), sch, names)]
+stats = [f.name for f in sch if f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type)]
+times = []
+for _ in range({repeats}):
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        w = io.open_writer(d + "/r.parquet", sch, stats)
+        for b in batches:
+            w.write_batch(b)
+        w.close()
+        times.append(time.perf_counter() - t)
+print(json.dumps({{"times": times}}))
+"""
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--spec", default=str(HERE / "sweep_10m.toml"))
@@ -93,6 +120,11 @@ def main():
     print(f"end to end (evaluate + Pareto + best + full results.parquet): median {med:.2f} s "
           f"= {n / med / 1e6:.2f} M configs/s  [{stages}]")
     print(f"peak RSS: {e2e['rss'] / 1e6:.0f} MB = {e2e['rss'] / n:.1f} bytes/configuration")
+    alone = statistics.median(child(PYARROW_ALONE.format(spec=args.spec,
+                                                         repeats=args.e2e_repeats))["times"])
+    print(f"pyarrow alone writing the same results table (prebuilt in memory, same writer "
+          f"options): median {alone:.2f} s = {n / alone / 1e6:.2f} M configs/s; "
+          f"end to end / pyarrow alone = {med / alone:.2f}x")
 
     # numpy reference vs kernel on the same subset (the reference is whole-array numpy)
     sub_grid = {k: list(v) for k, v in spec.grid.items()}

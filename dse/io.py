@@ -82,8 +82,13 @@ class Staging:
 def open_writer(path: Path, schema: pa.Schema, statistics=True) -> pq.ParquetWriter:
     """A zstd Parquet writer; ``statistics`` may list the columns that get min/max stats."""
     try:
+        # dictionary pages only for categorical and integer columns: float metrics rarely
+        # repeat enough for a dictionary to pay; larger write batches encode faster
+        dictionary = [f.name for f in schema
+                      if pa.types.is_dictionary(f.type) or pa.types.is_integer(f.type)]
         return pq.ParquetWriter(path, schema, compression=COMPRESSION,
-                                write_statistics=statistics)
+                                write_statistics=statistics, use_dictionary=dictionary,
+                                write_batch_size=64 * 1024)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {exc}") from None
 
