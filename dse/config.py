@@ -49,7 +49,7 @@ def resolve_preset(kind: str, ref: str, base_dir: Path | None = None,
                    source: str = "<api>", key: str = "") -> Path:
     """Path of a preset given by bundled name or by file path."""
     if not isinstance(ref, str) or not ref:
-        _fail(source, key, ref, f"expected a preset name or a path to a .toml file")
+        _fail(source, key, ref, "expected a preset name or a path to a .toml file")
     looks_like_path = ref.endswith(".toml") or "/" in ref or "\\" in ref
     if looks_like_path:
         candidates = [Path(ref)]

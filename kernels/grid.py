@@ -23,15 +23,15 @@ import numpy as np
 from numba import njit, prange
 
 from .formulas import op_cost
-from .layout import (CDT_ACT, CDT_ATTENTION, CDT_GEMM, DECODE, HW_COMPUTE_EFF,
+from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, HW_COMPUTE_EFF,
                      HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF, HW_NETWORK_EFF,
                      HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S,
-                     HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, OP_CDT, OP_GROUP, OP_SCOPE,
+                     HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, OP_CDT, OP_SCOPE,
                      OP_WHEN, PREFILL, SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP)
 
 # per-op scratch columns
 _TC0, _TC1, _TM0, _TM1, _TNB, _TNL, _LINK, _MPATH, _MSTAGE = range(9)
-_FLOPS0, _FLOPS1, _BYTES0, _BYTES1, _NET, _STEPS, _SPAN, _CDT = range(8)
+_FLOPS0, _FLOPS1, _BYTES0, _BYTES1, _NET, _STEPS, _SPAN, _CDT, _CPATH, _CSTAGE = range(10)
 
 
 @njit(cache=True)
@@ -96,17 +96,17 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, layers, stage_layers,
                                                          else cdt_act)
         scope = int(op[OP_SCOPE])
         if not active:
-            out[i, 8] = 0.0
-            out[i, 9] = 0.0
+            out[i, _CPATH] = 0.0
+            out[i, _CSTAGE] = 0.0
         elif scope == SCOPE_LAYER:
-            out[i, 8] = layers
-            out[i, 9] = stage_layers
+            out[i, _CPATH] = layers
+            out[i, _CSTAGE] = stage_layers
         elif scope == SCOPE_BOUNDARY:
-            out[i, 8] = p - 1.0
-            out[i, 9] = 0.0
+            out[i, _CPATH] = p - 1.0
+            out[i, _CSTAGE] = 0.0
         else:
-            out[i, 8] = 1.0
-            out[i, 9] = 1.0
+            out[i, _CPATH] = 1.0
+            out[i, _CSTAGE] = 1.0
 
 
 @njit(cache=True)
@@ -130,8 +130,8 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
             out[i, _TNB] = costs[i, _NET] / (hw_h[HW_SCALEOUT_BYTES_PER_S] * ne)
             out[i, _TNL] = costs[i, _STEPS] * hw_h[HW_SCALEOUT_LATENCY_S]
             out[i, _LINK] = 1.0
-        out[i, _MPATH] = costs[i, 8]
-        out[i, _MSTAGE] = costs[i, 9]
+        out[i, _MPATH] = costs[i, _CPATH]
+        out[i, _MSTAGE] = costs[i, _CSTAGE]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
