@@ -18,69 +18,108 @@ def ffn_matrices(model: Model) -> int:
     return 3 if model.gated_ffn else 2
 
 
-def model_ops(model: Model) -> list[ops.Op]:
-    """The operators of one forward pass, in execution order."""
-    h, d, f = model.hidden_size, model.head_dim, model.ffn_dim
-    q_dim = model.heads * d
-    mats = ffn_matrices(model)
-    prog = [
+def _attention_ops(m: Model, phase: int) -> list[ops.Op]:
+    """Projections and attention of every layer (GQA/MHA, or MLA), per phase."""
+    h, n = m.hidden_size, m.layers
+    window_layers = m.window_layers
+    global_layers = n - window_layers
+    if not m.is_mla:
+        d = m.head_dim
+        out = [ops.gemm("q_proj", h, m.heads * d, n, L.SPLIT_COLUMNS),
+               ops.gemm("kv_proj", h, 2 * m.kv_heads * d, n, L.SPLIT_KV, kv_heads=m.kv_heads)]
+        for name, count, window in (("attention", global_layers, 0),
+                                    ("attention_window", window_layers, m.sliding_window_tokens)):
+            if count:
+                out.append(ops.attention(name, m.heads, m.kv_heads, d, d, 2 * m.kv_heads * d,
+                                         m.kv_heads, count, window))
+        return out + [ops.gemm("o_proj", m.heads * d, h, n, L.SPLIT_ROWS)]
+    # Multi-head latent attention (DeepSeek-V2, arXiv:2405.04434): the cache holds one
+    # latent of kv_lora_rank + rope dims per token, shared by all heads and replicated over
+    # tp. Prefill decompresses K/V (kv_b) and runs ordinary attention; decode absorbs the
+    # up-projections into per-head GEMMs and attends over the latent directly.
+    dq = m.qk_nope_head_dim + m.qk_rope_head_dim
+    latent = m.kv_lora_rank + m.qk_rope_head_dim
+    if m.q_lora_rank:
+        out = [ops.gemm("q_a_proj", h, m.q_lora_rank, n),
+               ops.gemm("q_b_proj", m.q_lora_rank, m.heads * dq, n, L.SPLIT_COLUMNS)]
+    else:
+        out = [ops.gemm("q_proj", h, m.heads * dq, n, L.SPLIT_COLUMNS)]
+    out.append(ops.gemm("kv_a_proj", h, latent, n))
+    if phase == L.PREFILL:
+        out += [ops.gemm("kv_b_proj", m.kv_lora_rank, m.heads * (m.qk_nope_head_dim + m.v_head_dim),
+                         n, L.SPLIT_COLUMNS),
+                ops.attention("attention", m.heads, m.heads, dq, m.v_head_dim, latent, 1, n)]
+    else:
+        out += [ops.gemm("q_absorb", m.qk_nope_head_dim, m.kv_lora_rank, n, L.SPLIT_COLUMNS,
+                         groups=m.heads),
+                ops.attention("attention_latent", m.heads, 1, latent, m.kv_lora_rank, latent, 1, n),
+                ops.gemm("v_absorb", m.kv_lora_rank, m.v_head_dim, n, L.SPLIT_COLUMNS,
+                         groups=m.heads)]
+    return out + [ops.gemm("o_proj", m.heads * m.v_head_dim, h, n, L.SPLIT_ROWS)]
+
+
+def _ffn_ops(m: Model) -> list[ops.Op]:
+    """Dense FFN layers and MoE layers (router, routed and shared experts, collectives)."""
+    h, mats = m.hidden_size, ffn_matrices(m)
+    dense = m.layers - m.moe_layers
+    out = []
+    if dense:
+        out += [ops.gemm("gate_up_proj", h, (mats - 1) * m.ffn_dim, dense, L.SPLIT_COLUMNS),
+                ops.gemm("down_proj", m.ffn_dim, h, dense, L.SPLIT_ROWS),
+                ops.all_reduce("ffn_all_reduce", h, dense)]
+    moe = m.moe_layers
+    if moe:
+        k = m.experts_per_token
+        out += [ops.gemm("router", h, m.experts, moe),
+                ops.all_to_all("moe_dispatch", k * h, moe),
+                ops.moe_experts("experts", h, m.expert_ffn_dim, m.experts, k, mats, moe),
+                ops.all_to_all("moe_combine", k * h, moe)]
+        if m.shared_ffn_dim:
+            out += [ops.gemm("shared_gate_up_proj", h, (mats - 1) * m.shared_ffn_dim, moe,
+                             L.SPLIT_COLUMNS),
+                    ops.gemm("shared_down_proj", m.shared_ffn_dim, h, moe, L.SPLIT_ROWS)]
+        out += [ops.all_gather("moe_all_gather", h, moe, when=L.WHEN_EP),
+                ops.all_reduce("moe_all_reduce", h, moe, when=L.WHEN_NO_EP)]
+    return out
+
+
+def model_ops(model: Model, phase: int = L.PREFILL) -> list[ops.Op]:
+    """The operators of one forward pass in ``phase``, in execution order."""
+    h, n = model.hidden_size, model.layers
+    return [
         ops.embedding("embedding", h),
         ops.all_reduce("embedding_all_reduce", h, scope=L.SCOPE_ONCE),
-        ops.norm("attn_norm", h),
-        ops.gemm("q_proj", h, q_dim, L.SPLIT_COLUMNS),
-        ops.gemm("kv_proj", h, 2 * model.kv_heads * d, L.SPLIT_KV, kv_heads=model.kv_heads),
-        ops.attention("attention", model.heads, model.kv_heads, d),
-        ops.gemm("o_proj", q_dim, h, L.SPLIT_ROWS),
-        ops.all_reduce("attn_all_reduce", h),
-        ops.norm("ffn_norm", h),
-    ]
-    if model.is_moe:
-        k = model.experts_per_token
-        prog += [
-            ops.gemm("router", h, model.experts),
-            ops.all_to_all("moe_dispatch", k * h),
-            ops.moe_experts("experts", h, f, model.experts, k, mats),
-            ops.all_to_all("moe_combine", k * h),
-            ops.all_gather("moe_all_gather", h, when=L.WHEN_EP),
-            ops.all_reduce("ffn_all_reduce", h, when=L.WHEN_NO_EP),
-        ]
-    else:
-        prog += [
-            ops.gemm("gate_up_proj", h, (mats - 1) * f, L.SPLIT_COLUMNS),
-            ops.gemm("down_proj", f, h, L.SPLIT_ROWS),
-            ops.all_reduce("ffn_all_reduce", h),
-        ]
-    prog += [
+        ops.norm("attn_norm", h, n),
+        *_attention_ops(model, phase),
+        ops.all_reduce("attn_all_reduce", h, n),
+        ops.norm("ffn_norm", h, n),
+        *_ffn_ops(model),
         ops.p2p("pp_send", h),
         ops.norm("final_norm", h, scope=L.SCOPE_ONCE),
-        ops.gemm("lm_head", h, model.vocab_size, L.SPLIT_COLUMNS, scope=L.SCOPE_ONCE,
+        ops.gemm("lm_head", h, model.vocab_size, split=L.SPLIT_COLUMNS, scope=L.SCOPE_ONCE,
                  tokens=L.TOKENS_LAST),
         ops.all_gather("logits_all_gather", model.vocab_size, scope=L.SCOPE_ONCE,
                        tokens=L.TOKENS_LAST),
     ]
-    return prog
 
 
-def compile_models(models) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def compile_models(models) -> tuple[np.ndarray, np.ndarray]:
     """Dense program table for the kernel.
 
     Returns
     -------
     programs : float64 [n_model, 2 (prefill, decode), max_ops, OP_FIELDS]
     n_ops : int64 [n_model, 2]
-    layers : int64 [n_model]
     """
-    per_model = [model_ops(m) for m in models]
-    max_ops = max(len(p) for p in per_model)
+    per_model = [[model_ops(m, phase) for phase in (L.PREFILL, L.DECODE)] for m in models]
+    max_ops = max(len(p) for both in per_model for p in both)
     programs = np.zeros((len(models), 2, max_ops, L.OP_FIELDS))
     n_ops = np.zeros((len(models), 2), dtype=np.int64)
-    for i, prog in enumerate(per_model):
-        rows = np.stack([op.row for op in prog])
-        for phase in (L.PREFILL, L.DECODE):
-            programs[i, phase, :len(prog)] = rows
+    for i, both in enumerate(per_model):
+        for phase, prog in enumerate(both):
+            programs[i, phase, :len(prog)] = np.stack([op.row for op in prog])
             n_ops[i, phase] = len(prog)
-    layers = np.array([m.layers for m in models], dtype=np.int64)
-    return programs, n_ops, layers
+    return programs, n_ops
 
 
 # ----------------------------------------------------------------------------- memory
@@ -91,24 +130,50 @@ def kv_heads_per_device(model: Model, tp):
     return np.maximum(model.kv_heads / tp, 1.0)
 
 
+def cache_elements_per_token(model: Model, tp):
+    """KV-cache elements per token per layer on one device (MLA: the replicated latent)."""
+    if model.is_mla:
+        return model.kv_lora_rank + model.qk_rope_head_dim + 0.0 * tp
+    return 2 * model.head_dim * kv_heads_per_device(model, tp)
+
+
+def attention_params_per_device(model: Model, tp):
+    """Attention weights of one layer on one device [parameters]."""
+    h = model.hidden_size
+    if not model.is_mla:
+        d = model.head_dim
+        return (2 * h * model.heads * d) / tp + h * 2 * d * kv_heads_per_device(model, tp)
+    dq = model.qk_nope_head_dim + model.qk_rope_head_dim
+    if model.q_lora_rank:  # q_a replicated, its norm, q_b split
+        q = h * model.q_lora_rank + model.q_lora_rank + model.q_lora_rank * model.heads * dq / tp
+    else:
+        q = h * model.heads * dq / tp
+    kv_a = h * (model.kv_lora_rank + model.qk_rope_head_dim) + model.kv_lora_rank
+    kv_b = model.kv_lora_rank * model.heads * (model.qk_nope_head_dim + model.v_head_dim) / tp
+    return q + kv_a + kv_b + model.heads * model.v_head_dim * h / tp
+
+
 def weight_params_per_device(model: Model, tp, pp):
     """Parameters held by one device of the most loaded pipeline stage [parameters].
 
     Attention and FFN matrices split over tp (KV projections replicate once tp exceeds the
-    KV heads); experts are spread over ep groups of tp/ep devices, which again is 1/tp of
-    them per device. Norm weights are replicated. The embedding and LM head are
-    vocab-parallel; with pp > 1 they sit on the first and last stage, one matrix each.
+    KV heads; MLA's down-projections are replicated); experts are spread over ep groups of
+    tp/ep devices, which again is 1/tp of them per device; routers and norms are
+    replicated. Each layer type (dense / MoE FFN) spreads evenly over the pp stages. The
+    embedding and LM head are vocab-parallel; with pp > 1 they sit on the first and last
+    stage, one matrix each.
     """
-    h, d, f = model.hidden_size, model.head_dim, model.ffn_dim
+    h = model.hidden_size
     mats = ffn_matrices(model)
-    attn = (2 * h * model.heads * d) / tp + h * 2 * d * kv_heads_per_device(model, tp) + 2 * h
-    if model.is_moe:
-        ffn = model.experts * mats * h * f / tp + h * model.experts
-    else:
-        ffn = mats * h * f / tp
-    stage_layers = np.ceil(model.layers / pp)
+    per_layer = attention_params_per_device(model, tp) + 2 * h
+    dense = mats * h * model.ffn_dim / tp
+    moe = (model.experts * mats * h * model.expert_ffn_dim / tp + h * model.experts
+           + mats * h * model.shared_ffn_dim / tp)
+    n_dense = model.layers - model.moe_layers
     vocab_mats = 1.0 + ((pp == 1) & (not model.tied_embeddings))  # untied head on the same stage
-    return stage_layers * (attn + ffn) + vocab_mats * model.vocab_size * h / tp + h
+    return (np.ceil(model.layers / pp) * per_layer + np.ceil(n_dense / pp) * dense
+            + np.ceil(model.moe_layers / pp) * moe
+            + vocab_mats * model.vocab_size * h / tp + h)
 
 
 def total_params(model: Model) -> float:
@@ -117,34 +182,45 @@ def total_params(model: Model) -> float:
 
 
 def active_params(model: Model) -> float:
-    """Parameters touched per token (top-k experts only) [parameters]."""
-    if not model.is_moe:
-        return total_params(model)
-    unused = (model.experts - model.experts_per_token) * ffn_matrices(model) \
-        * model.hidden_size * model.ffn_dim * model.layers
+    """Parameters touched per token (top-k routed experts only) [parameters]."""
+    unused = ((model.experts - model.experts_per_token) * ffn_matrices(model)
+              * model.hidden_size * model.expert_ffn_dim * model.moe_layers)
     return total_params(model) - unused
 
 
 def kv_cache_bytes_per_device(model: Model, tp, pp, batch, context, kv_bytes):
-    """KV cache of the whole batch at ``context`` tokens on one device [bytes]."""
-    return (batch * context * np.ceil(model.layers / pp) * 2 * model.head_dim
-            * kv_heads_per_device(model, tp) * kv_bytes)
+    """KV cache of the whole batch at ``context`` tokens on one device [bytes].
+
+    Sliding-window layers keep at most the window.
+    """
+    window_layers = model.window_layers
+    global_layers = model.layers - window_layers
+    positions = np.ceil(global_layers / pp) * context
+    if window_layers:
+        positions = positions + np.ceil(window_layers / pp) * np.minimum(
+            context, model.sliding_window_tokens)
+    return batch * positions * cache_elements_per_token(model, tp) * kv_bytes
 
 
 def activation_bytes_per_device(model: Model, tp, pp, batch, input_tokens, act_bytes):
     """Working set of one prefill micro-batch in one layer, plus fp32 logits [bytes].
 
-    An estimate of the live tensors: residual stream and normed input (2h), Q (heads*d/tp),
-    K and V, and the FFN intermediate (all matrices' outputs; k copies of the tokens for
-    MoE). The logits of the last positions are held in fp32.
+    An estimate of the live tensors: residual stream and normed input (2h), Q, K and V,
+    and the widest FFN intermediate (all matrices' outputs; k copies of the tokens plus the
+    shared expert for MoE). The logits of the last positions are held in fp32.
     """
     seqs = batch / np.minimum(pp, batch)
     tokens = seqs * input_tokens
-    d = model.head_dim
     mats = ffn_matrices(model)
     ffn = mats * model.ffn_dim / tp
     if model.is_moe:
-        ffn = ffn * model.experts_per_token
-    per_token = (2 * model.hidden_size + model.heads * d / tp
-                 + 2 * d * kv_heads_per_device(model, tp) + ffn)
+        ffn = np.maximum(ffn, mats * (model.experts_per_token * model.expert_ffn_dim
+                                      + model.shared_ffn_dim) / tp)
+    if model.is_mla:
+        qkv = model.heads * (2 * (model.qk_nope_head_dim + model.qk_rope_head_dim)
+                             + model.v_head_dim) / tp
+    else:
+        qkv = (model.heads * model.head_dim / tp
+               + 2 * model.head_dim * kv_heads_per_device(model, tp))
+    per_token = 2 * model.hidden_size + qkv + ffn
     return tokens * per_token * act_bytes + seqs * model.vocab_size / tp * 4.0

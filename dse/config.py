@@ -178,9 +178,20 @@ _MODEL_INT_KEYS = ("layers", "hidden_size", "heads", "kv_heads", "head_dim", "ff
                    "vocab_size")
 
 
+_MODEL_OPTIONAL_INTS = ("experts", "experts_per_token", "moe_ffn_dim", "shared_experts",
+                        "shared_expert_ffn_dim", "dense_layers", "sliding_window_tokens",
+                        "sliding_window_layers", "kv_lora_rank", "q_lora_rank",
+                        "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+_MLA_KEYS = ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+
+
 @dataclass(frozen=True)
 class Model:
-    """A decoder-only transformer, dense or mixture-of-experts (``experts > 0``)."""
+    """A decoder-only transformer: dense or mixture-of-experts (``experts > 0``), with GQA
+    or multi-head latent attention (``kv_lora_rank > 0``) and optional sliding windows.
+
+    Optional architecture fields are 0 when unused; see ``configs/models/README.md``.
+    """
     name: str
     description: str
     layers: int
@@ -194,12 +205,46 @@ class Model:
     gated_ffn: bool
     experts: int = 0
     experts_per_token: int = 0
+    moe_ffn_dim: int = 0            # routed expert width (0: ffn_dim)
+    shared_experts: int = 0         # always-active experts of width moe_ffn_dim
+    shared_expert_ffn_dim: int = 0  # total shared-expert width (0: shared_experts * moe width)
+    dense_layers: int = 0           # MoE models: layers with a dense FFN of width ffn_dim
+    sliding_window_tokens: int = 0
+    sliding_window_layers: int = 0  # layers using the window (0 with a window: all)
+    kv_lora_rank: int = 0           # MLA: compressed KV width
+    q_lora_rank: int = 0            # MLA: compressed Q width (0: plain Q projection)
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
     published_params: float = 0.0
+    published_active_params: float = 0.0
     source: str = ""
 
     @property
     def is_moe(self) -> bool:
         return self.experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def expert_ffn_dim(self) -> int:
+        return self.moe_ffn_dim or self.ffn_dim
+
+    @property
+    def shared_ffn_dim(self) -> int:
+        return self.shared_expert_ffn_dim or self.shared_experts * self.expert_ffn_dim
+
+    @property
+    def moe_layers(self) -> int:
+        return self.layers - self.dense_layers if self.is_moe else 0
+
+    @property
+    def window_layers(self) -> int:
+        if not self.sliding_window_tokens:
+            return 0
+        return self.sliding_window_layers or self.layers
 
 
 def load_model(ref: str, base_dir: Path | None = None, source="<api>", key="model"):
@@ -207,12 +252,12 @@ def load_model(ref: str, base_dir: Path | None = None, source="<api>", key="mode
     path = resolve_preset("models", ref, base_dir, source, key)
     data = read_toml(path)
     src = str(path)
-    allowed = {"name", "description", "tied_embeddings", "gated_ffn", "experts",
-               "experts_per_token", "published_params", *_MODEL_INT_KEYS}
+    allowed = {"name", "description", "tied_embeddings", "gated_ffn", "published_params",
+               "published_active_params", *_MODEL_INT_KEYS, *_MODEL_OPTIONAL_INTS}
     _check_keys(data, allowed, ["name", "tied_embeddings", "gated_ffn", *_MODEL_INT_KEYS], src)
     ints = {k: _positive_int(data, k, src) for k in _MODEL_INT_KEYS}
-    experts = _positive_int(data, "experts", src) if "experts" in data else 0
-    top_k = _positive_int(data, "experts_per_token", src) if "experts_per_token" in data else 0
+    opt = {k: _positive_int(data, k, src) for k in _MODEL_OPTIONAL_INTS if k in data}
+    experts, top_k = opt.get("experts", 0), opt.get("experts_per_token", 0)
     if (experts > 0) != (top_k > 0):
         _fail(src, "experts_per_token", data.get("experts_per_token"),
               "experts and experts_per_token must be given together")
@@ -220,15 +265,28 @@ def load_model(ref: str, base_dir: Path | None = None, source="<api>", key="mode
         _fail(src, "experts_per_token", top_k, f"must not exceed experts = {experts}")
     if ints["heads"] % ints["kv_heads"]:
         _fail(src, "kv_heads", ints["kv_heads"], f"must divide heads = {ints['heads']}")
+    for k in ("dense_layers", "sliding_window_layers"):
+        if opt.get(k, 0) > ints["layers"]:
+            _fail(src, k, opt[k], f"must not exceed layers = {ints['layers']}")
+    if "dense_layers" in opt and not experts:
+        _fail(src, "dense_layers", opt["dense_layers"], "only for MoE models (set experts)")
+    if "sliding_window_layers" in opt and "sliding_window_tokens" not in opt:
+        _fail(src, "sliding_window_layers", opt["sliding_window_layers"],
+              "needs sliding_window_tokens")
+    mla = [k for k in _MLA_KEYS if k in opt]
+    if mla and len(mla) != len(_MLA_KEYS):
+        missing = sorted(set(_MLA_KEYS) - set(mla))
+        _fail(src, mla[0], opt[mla[0]], f"multi-head latent attention also needs {', '.join(missing)}")
     return Model(
         name=_string(data, "name", src),
         description=_string(data, "description", src) if "description" in data else "",
         tied_embeddings=_bool(data, "tied_embeddings", src),
         gated_ffn=_bool(data, "gated_ffn", src),
-        experts=experts, experts_per_token=top_k,
         published_params=(_positive_float(data, "published_params", src)
                           if "published_params" in data else 0.0),
-        source=src, **ints,
+        published_active_params=(_positive_float(data, "published_active_params", src)
+                                 if "published_active_params" in data else 0.0),
+        source=src, **ints, **opt,
     )
 
 

@@ -28,10 +28,10 @@ def kernel_inputs(spec: SweepSpec) -> dict:
     """The dense arrays the grid kernel (and the numpy reference) take."""
     c = coords(spec)
     hw, rates = hardware_tables(spec.hardware)
-    programs, n_ops, layers = comp.compile_models(spec.models)
+    programs, n_ops = comp.compile_models(spec.models)
     ints = {k: np.array(c[k], dtype=np.int64)
             for k in ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep")}
-    return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops, layers=layers, **ints,
+    return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops, **ints,
                 weight_dtype=dtype_codes(c["weight_dtype"]),
                 act_dtype=dtype_codes(c["act_dtype"]), kv_dtype=dtype_codes(c["kv_dtype"]),
                 compute_scale=np.array(c["compute_scale"], dtype=np.float64),

@@ -45,12 +45,12 @@ def explain(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=1024,
     context = input_tokens + output_tokens / 2
     rows = []
     for phase, phase_name in ((L.PREFILL, "prefill"), (L.DECODE, "decode")):
-        for op in model_ops(m):
+        for op in model_ops(m, phase):
             when = op.row[L.OP_WHEN]
             if (when == L.WHEN_EP and ep == 1) or (when == L.WHEN_NO_EP and ep > 1):
                 continue
             scope = op.row[L.OP_SCOPE]
-            count = {L.SCOPE_LAYER: m.layers, L.SCOPE_BOUNDARY: pp - 1}.get(scope, 1)
+            count = {L.SCOPE_LAYER: op.row[L.OP_LAYERS], L.SCOPE_BOUNDARY: pp - 1}.get(scope, 1)
             if count == 0:
                 continue
             c = op_costs(op, phase, seqs, input_tokens, context, tp, pp, ep,

@@ -26,66 +26,80 @@ class Op:
         return L.OP_KIND_NAMES[int(self.row[L.OP_KIND])]
 
 
-def _op(name, kind, params, scope=L.SCOPE_LAYER, tokens=L.TOKENS_ALL, group=L.GROUP_NONE,
-        when=L.WHEN_ALWAYS, cdt=L.CDT_GEMM):
+def _op(name, kind, params, layers=0, scope=L.SCOPE_LAYER, tokens=L.TOKENS_ALL,
+        group=L.GROUP_NONE, when=L.WHEN_ALWAYS, cdt=L.CDT_GEMM):
+    if scope == L.SCOPE_LAYER and layers <= 0:
+        raise ValueError(f"op {name}: a per-layer op needs the number of layers it runs in")
     row = np.zeros(L.OP_FIELDS)
-    row[[L.OP_KIND, L.OP_SCOPE, L.OP_TOKENS, L.OP_GROUP, L.OP_WHEN, L.OP_CDT]] = (
-        kind, scope, tokens, group, when, cdt)
+    row[[L.OP_KIND, L.OP_SCOPE, L.OP_TOKENS, L.OP_GROUP, L.OP_WHEN, L.OP_CDT, L.OP_LAYERS]] = (
+        kind, scope, tokens, group, when, cdt, layers)
     row[L.OP_P0:L.OP_P0 + len(params)] = params
     return Op(name, row)
 
 
-def gemm(name, k, n, split=L.SPLIT_NONE, kv_heads=0, scope=L.SCOPE_LAYER, tokens=L.TOKENS_ALL):
-    """Linear layer [tokens, k] x [k, n]; ``split`` says how tp divides it."""
-    return _op(name, L.GEMM, (k, n, split, kv_heads), scope, tokens)
+def gemm(name, k, n, layers=0, split=L.SPLIT_NONE, kv_heads=0, groups=1, scope=L.SCOPE_LAYER,
+         tokens=L.TOKENS_ALL):
+    """Linear layer [tokens, k] x [k, n] (``groups`` independent ones for per-head GEMMs);
+    ``split`` says how tp divides it."""
+    return _op(name, L.GEMM, (k, n, split, kv_heads, groups), layers, scope, tokens)
 
 
-def attention(name, heads, kv_heads, head_dim):
-    """Causal, flash-style fused attention (scores stay on chip)."""
-    return _op(name, L.ATTENTION, (heads, kv_heads, head_dim), cdt=L.CDT_ATTENTION)
+def attention(name, heads, kv_heads, qk_dim, v_dim, cache_per_token, cache_heads, layers,
+              window=0):
+    """Causal, flash-style fused attention (scores stay on chip).
+
+    ``cache_per_token``: cached elements per token over all heads; ``cache_heads``: heads
+    the cache is split over by tp (1: replicated, as the MLA latent); ``window``: sliding
+    window [tokens] (0: global).
+    """
+    return _op(name, L.ATTENTION, (heads, kv_heads, qk_dim, v_dim, window, cache_per_token,
+                                   cache_heads), layers, cdt=L.CDT_ATTENTION)
 
 
-def norm(name, hidden, scope=L.SCOPE_LAYER):
+def norm(name, hidden, layers=0, scope=L.SCOPE_LAYER):
     """Fused residual add + RMSNorm over ``hidden`` elements per token."""
-    return _op(name, L.NORM, (hidden,), scope, cdt=L.CDT_ACT)
+    return _op(name, L.NORM, (hidden,), layers, scope, cdt=L.CDT_ACT)
 
 
 def embedding(name, hidden):
     """Vocab-parallel token embedding lookup."""
-    return _op(name, L.EMBEDDING, (hidden,), L.SCOPE_ONCE, cdt=L.CDT_ACT)
+    return _op(name, L.EMBEDDING, (hidden,), scope=L.SCOPE_ONCE, cdt=L.CDT_ACT)
 
 
-def moe_experts(name, hidden, ffn, experts, top_k, matrices):
+def moe_experts(name, hidden, ffn, experts, top_k, matrices, layers):
     """Routed experts as grouped GEMMs (gate/up, activation fused, down)."""
-    return _op(name, L.MOE, (hidden, ffn, experts, top_k, matrices))
+    return _op(name, L.MOE, (hidden, ffn, experts, top_k, matrices), layers)
 
 
-def all_reduce(name, elements_per_token, group=L.GROUP_TP, scope=L.SCOPE_LAYER,
+def all_reduce(name, elements_per_token, layers=0, group=L.GROUP_TP, scope=L.SCOPE_LAYER,
                when=L.WHEN_ALWAYS):
-    return _op(name, L.ALLREDUCE, (elements_per_token,), scope, group=group, when=when)
+    return _op(name, L.ALLREDUCE, (elements_per_token,), layers, scope, group=group, when=when)
 
 
-def all_gather(name, elements_per_token, group=L.GROUP_TP, scope=L.SCOPE_LAYER,
+def all_gather(name, elements_per_token, layers=0, group=L.GROUP_TP, scope=L.SCOPE_LAYER,
                tokens=L.TOKENS_ALL, when=L.WHEN_ALWAYS):
-    return _op(name, L.ALLGATHER, (elements_per_token,), scope, tokens, group, when)
+    return _op(name, L.ALLGATHER, (elements_per_token,), layers, scope, tokens, group, when)
 
 
-def all_to_all(name, elements_per_token, group=L.GROUP_EP, when=L.WHEN_EP):
-    return _op(name, L.ALLTOALL, (elements_per_token,), group=group, when=when)
+def all_to_all(name, elements_per_token, layers, group=L.GROUP_EP, when=L.WHEN_EP):
+    return _op(name, L.ALLTOALL, (elements_per_token,), layers, group=group, when=when)
 
 
 def p2p(name, elements_per_token):
     """Activations sent to the next pipeline stage."""
-    return _op(name, L.P2P, (elements_per_token,), L.SCOPE_BOUNDARY)
+    return _op(name, L.P2P, (elements_per_token,), scope=L.SCOPE_BOUNDARY)
 
 
 def op_costs(op: Op, phase: int, seqs: float, input_tokens: float, context: float,
              tp: float, pp: float, ep: float, wb: float, ab: float, kb: float) -> dict:
     """FLOPs, bytes and network bytes of one op for one micro-batch on one device.
 
-    ``context`` is the attended length of a decode step (ignored in prefill).
+    ``context`` is the attended length of a decode step (ignored in prefill; capped at a
+    sliding window).
     """
-    f0, f1, b0, b1, nb, steps, span = op_cost(op.row, phase, float(seqs), float(input_tokens),
-                                              float(tp), float(pp), float(ep), wb, ab, kb)
-    return {"flops": f0 + f1 * context, "bytes": b0 + b1 * context, "net_bytes": nb,
+    f0, f1, b0, b1, nb, steps, span, window = op_cost(
+        op.row, phase, float(seqs), float(input_tokens), float(tp), float(pp), float(ep),
+        wb, ab, kb)
+    seen = min(context, window) if window > 0 else context
+    return {"flops": f0 + f1 * seen, "bytes": b0 + b1 * seen, "net_bytes": nb,
             "net_steps": steps, "span_devices": span}

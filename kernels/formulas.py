@@ -44,6 +44,14 @@ def expected_active_experts(experts, top_k, tokens):
 
 
 @njit(cache=True)
+def causal_pairs(s, window):
+    """Query-key pairs of a causal sequence of ``s`` tokens, each seeing at most ``window``."""
+    if window <= 0.0 or s <= window:
+        return s * (s + 1.0) / 2.0
+    return window * (window + 1.0) / 2.0 + (s - window) * window
+
+
+@njit(cache=True)
 def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
     """Per-device cost of one operator for one micro-batch.
 
@@ -74,6 +82,8 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
         Latency-bound steps of the collective algorithm.
     span : float
         Devices the group spans; it fits the scale-up domain when span <= domain size.
+    window : float
+        Decode attention sees min(context, window) positions (0: no window).
     """
     kind = int(op[OP_KIND])
     p0 = op[OP_P0]
@@ -81,6 +91,8 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
     p2 = op[OP_P0 + 2]
     p3 = op[OP_P0 + 3]
     p4 = op[OP_P0 + 4]
+    p5 = op[OP_P0 + 5]
+    p6 = op[OP_P0 + 6]
     if phase == DECODE or int(op[OP_TOKENS]) == TOKENS_LAST:
         tokens = seqs
     else:
@@ -92,36 +104,48 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
     net_bytes = 0.0
     net_steps = 0.0
     span = tp
+    window = 0.0
 
     if kind == GEMM:
-        # P0 = K, P1 = N, P2 = split mode, P3 = KV-head count for SPLIT_KV
+        # P0 = K, P1 = N, P2 = split mode, P3 = KV-head count for SPLIT_KV,
+        # P4 = groups: a block-diagonal (per-head) GEMM of P4 independent [K, N] matrices,
+        # split over tp by groups when the split mode is SPLIT_COLUMNS
         k = p0
         n = p1
         split = int(p2)
-        if split == SPLIT_COLUMNS:
+        groups = max(p4, 1.0)
+        if groups > 1.0:
+            if split == SPLIT_COLUMNS:
+                groups = groups / tp
+        elif split == SPLIT_COLUMNS:
             n = n / tp
         elif split == SPLIT_ROWS:
             k = k / tp
         elif split == SPLIT_KV:
             n = n / min(tp, p3)
-        flops0 = 2.0 * tokens * k * n
-        bytes0 = k * n * wb + tokens * (k + n) * ab
+        flops0 = 2.0 * tokens * k * n * groups
+        bytes0 = (k * n * wb + tokens * (k + n) * ab) * groups
     elif kind == ATTENTION:
-        # P0 = heads, P1 = KV heads, P2 = head dim. Flash-style fused: scores never reach
-        # memory, each K/V element is read once; softmax FLOPs are not counted.
+        # P0 = query heads, P1 = K/V heads read fresh from the projections, P2 = QK head dim,
+        # P3 = V head dim, P4 = sliding window (0: none), P5 = cache elements per token
+        # (all heads), P6 = heads the cache is split over by tp (<= 1: replicated, as the
+        # MLA latent). Flash-style fused: scores never reach memory, each cached K/V element
+        # is read once; softmax FLOPs are not counted.
         heads = p0 / tp
         kv_heads = max(p1 / tp, 1.0)
-        d = p2
-        qkvo = seqs * d * (2.0 * heads + 2.0 * kv_heads) * ab
-        kv_write = seqs * 2.0 * kv_heads * d * kb
+        d_qk = p2
+        d_v = p3
+        window = p4
+        cache = p5 / min(tp, p6) if p6 > 1.0 else p5
+        fresh = seqs * ab * (heads * (d_qk + d_v) + kv_heads * (d_qk + d_v))
+        cache_write = seqs * cache * kb
         if phase == DECODE:
-            flops1 = 4.0 * d * heads * seqs
-            bytes0 = qkvo + kv_write
-            bytes1 = seqs * 2.0 * kv_heads * d * kb
+            flops1 = 2.0 * seqs * heads * (d_qk + d_v)
+            bytes0 = fresh + cache_write
+            bytes1 = seqs * cache * kb
         else:
-            s = input_tokens
-            flops0 = 4.0 * d * heads * seqs * s * (s + 1.0) / 2.0  # causal: s(s+1)/2 pairs
-            bytes0 = (qkvo + kv_write) * s
+            flops0 = 2.0 * seqs * heads * (d_qk + d_v) * causal_pairs(input_tokens, window)
+            bytes0 = (fresh + cache_write) * input_tokens
     elif kind == NORM:
         # fused residual add + RMSNorm: read x and residual, write both; gamma once
         flops0 = 5.0 * tokens * p0
@@ -155,5 +179,5 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
         net_bytes = tokens * p0 * ab
         net_steps = 1.0
         span = tp * pp
-    return flops0, flops1, bytes0, bytes1, net_bytes, net_steps, span
+    return flops0, flops1, bytes0, bytes1, net_bytes, net_steps, span, window
 

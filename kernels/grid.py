@@ -10,8 +10,10 @@ Timing model (documented in README "Semantics"):
   op time      = max(FLOPs / (peak * compute_eff * compute_scale),
                      bytes / (bandwidth * memory_eff * memory_bandwidth_scale),
                      net_bytes / (link * network_eff * link_scale) + steps * link_latency)
-  stage        = ceil(layers / pp) * layer ops + once-per-pass ops  (bottleneck stage)
-  path         = layers * layer ops + once-per-pass ops + (pp - 1) * stage-boundary sends
+  stage        = sum of ceil(n / pp) * op for ops in n layers + once-per-pass ops
+                 (the bottleneck stage, assuming each layer type spreads evenly)
+  path         = sum of n * op for ops in n layers + once-per-pass ops
+                 + (pp - 1) * stage-boundary sends
   micro-batches m = min(pp, batch), each of batch / m sequences
   ttft         = path + (m - 1) * stage                     (pipeline fill, GPipe-style)
   decode step  = max(path, m * stage)                       (m micro-batches cycle through)
@@ -26,12 +28,12 @@ from .formulas import op_cost
 from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, HW_COMPUTE_EFF,
                      HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF, HW_NETWORK_EFF,
                      HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S,
-                     HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, OP_CDT, OP_SCOPE,
+                     HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, OP_CDT, OP_LAYERS, OP_SCOPE,
                      OP_WHEN, PREFILL, SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP)
 
 # per-op scratch columns
-_TC0, _TC1, _TM0, _TM1, _TNB, _TNL, _LINK, _MPATH, _MSTAGE = range(9)
-_FLOPS0, _FLOPS1, _BYTES0, _BYTES1, _NET, _STEPS, _SPAN, _CDT, _CPATH, _CSTAGE = range(10)
+_TC0, _TC1, _TM0, _TM1, _TNB, _TNL, _LINK, _MPATH, _MSTAGE, _TWIN = range(10)
+_FLOPS0, _FLOPS1, _BYTES0, _BYTES1, _NET, _STEPS, _SPAN, _CDT, _CPATH, _CSTAGE, _WIN = range(11)
 
 
 @njit(cache=True)
@@ -76,14 +78,35 @@ def mean_max_lines(a0, a1, b0, b1, c_lo, n):
 
 
 @njit(cache=True)
-def _fill_costs(program, n_op, phase, seqs, s, t, p, e, layers, stage_layers,
-                wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, out):
-    """Per-op costs and multipliers of one phase into ``out[n_op, 10]``."""
+def mean_max_lines_capped(a0, a1, b0, b1, c_lo, n, window):
+    """:func:`mean_max_lines` with the context capped at ``window`` (0: no cap).
+
+    Steps up to the window grow linearly; steps past it cost the same as at the window.
+    """
+    c_hi = c_lo + n - 1.0
+    if window <= 0.0 or c_hi <= window:
+        return mean_max_lines(a0, a1, b0, b1, c_lo, n)
+    a_w = a0 + a1 * window
+    b_w = b0 + b1 * window
+    flat = max(a_w, b_w)
+    flat_a = a_w if a_w >= b_w else 0.0
+    if c_lo > window:
+        return flat, flat_a
+    n_lin = window - c_lo + 1.0
+    mean, mean_a = mean_max_lines(a0, a1, b0, b1, c_lo, n_lin)
+    n_flat = n - n_lin
+    return (mean * n_lin + flat * n_flat) / n, (mean_a * n_lin + flat_a * n_flat) / n
+
+
+@njit(cache=True)
+def _fill_costs(program, n_op, phase, seqs, s, t, p, e, wb, ab, kb, cdt_gemm, cdt_attn,
+                cdt_act, out):
+    """Per-op costs and multipliers of one phase into ``out[n_op, 11]``."""
     for i in range(n_op):
         op = program[i]
         when = int(op[OP_WHEN])
         active = (when == WHEN_EP and e > 1.0) or (when == WHEN_NO_EP and e == 1.0) or when == 0
-        f0, f1, b0, b1, nb, steps, span = op_cost(op, phase, seqs, s, t, p, e, wb, ab, kb)
+        f0, f1, b0, b1, nb, steps, span, win = op_cost(op, phase, seqs, s, t, p, e, wb, ab, kb)
         out[i, _FLOPS0] = f0
         out[i, _FLOPS1] = f1
         out[i, _BYTES0] = b0
@@ -91,6 +114,7 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, layers, stage_layers,
         out[i, _NET] = nb
         out[i, _STEPS] = steps
         out[i, _SPAN] = span
+        out[i, _WIN] = win
         cdt = int(op[OP_CDT])
         out[i, _CDT] = cdt_gemm if cdt == CDT_GEMM else (cdt_attn if cdt == CDT_ATTENTION
                                                          else cdt_act)
@@ -99,8 +123,8 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, layers, stage_layers,
             out[i, _CPATH] = 0.0
             out[i, _CSTAGE] = 0.0
         elif scope == SCOPE_LAYER:
-            out[i, _CPATH] = layers
-            out[i, _CSTAGE] = stage_layers
+            out[i, _CPATH] = op[OP_LAYERS]
+            out[i, _CSTAGE] = math.ceil(op[OP_LAYERS] / p)
         elif scope == SCOPE_BOUNDARY:
             out[i, _CPATH] = p - 1.0
             out[i, _CSTAGE] = 0.0
@@ -132,10 +156,11 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
             out[i, _LINK] = 1.0
         out[i, _MPATH] = costs[i, _CPATH]
         out[i, _MSTAGE] = costs[i, _CSTAGE]
+        out[i, _TWIN] = costs[i, _WIN]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def evaluate_grid(hw, rates, programs, n_ops, layers, batch, input_tokens, output_tokens,
+def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
                   tp, pp, ep, weight_dtype, act_dtype, kv_dtype, compute_scale,
                   memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits,
                   ttft, tpot, bound):
@@ -180,8 +205,6 @@ def evaluate_grid(hw, rates, programs, n_ops, layers, batch, input_tokens, outpu
         e = float(ep[i_ep])
         micro = min(p, b)
         seqs = b / micro
-        n_layers = float(layers[i_m])
-        stage_layers = float(math.ceil(n_layers / p))
         w, a, k = weight_dtype[i_w], act_dtype[i_a], kv_dtype[i_k]
         if a < 0:  # -1: same precision as the weights
             a = w
@@ -191,14 +214,14 @@ def evaluate_grid(hw, rates, programs, n_ops, layers, batch, input_tokens, outpu
         cdt_attn = wider(k, a, dtype_bits)
         n_pre = n_ops[i_m, PREFILL]
         n_dec = n_ops[i_m, DECODE]
-        cost_pre = np.empty((max_ops, 10))
-        cost_dec = np.empty((max_ops, 10))
-        _fill_costs(programs[i_m, PREFILL], n_pre, PREFILL, seqs, s, t, p, e, n_layers,
-                    stage_layers, dtype_bytes[w], dtype_bytes[a], dtype_bytes[k],
-                    cdt_gemm, cdt_attn, a, cost_pre)
-        _fill_costs(programs[i_m, DECODE], n_dec, DECODE, seqs, s, t, p, e, n_layers,
-                    stage_layers, dtype_bytes[w], dtype_bytes[a], dtype_bytes[k],
-                    cdt_gemm, cdt_attn, a, cost_dec)
+        cost_pre = np.empty((max_ops, 11))
+        cost_dec = np.empty((max_ops, 11))
+        _fill_costs(programs[i_m, PREFILL], n_pre, PREFILL, seqs, s, t, p, e,
+                    dtype_bytes[w], dtype_bytes[a], dtype_bytes[k], cdt_gemm, cdt_attn, a,
+                    cost_pre)
+        _fill_costs(programs[i_m, DECODE], n_dec, DECODE, seqs, s, t, p, e,
+                    dtype_bytes[w], dtype_bytes[a], dtype_bytes[k], cdt_gemm, cdt_attn, a,
+                    cost_dec)
         # decode ops whose cost grows with the context (attention) are averaged exactly
         n_ctx = 0
         ctx_ops = np.empty(max_ops, dtype=np.int64)
@@ -206,8 +229,8 @@ def evaluate_grid(hw, rates, programs, n_ops, layers, batch, input_tokens, outpu
             if cost_dec[i, _FLOPS1] != 0.0 or cost_dec[i, _BYTES1] != 0.0:
                 ctx_ops[n_ctx] = i
                 n_ctx += 1
-        t_pre = np.empty((max_ops, 9))
-        t_dec = np.empty((max_ops, 9))
+        t_pre = np.empty((max_ops, 10))
+        t_dec = np.empty((max_ops, 10))
         for h in range(n_hw):
             _fill_times(cost_pre, n_pre, rates[h], hw[h], t_pre)
             _fill_times(cost_dec, n_dec, rates[h], hw[h], t_dec)
@@ -275,9 +298,10 @@ def evaluate_grid(hw, rates, programs, n_ops, layers, batch, input_tokens, outpu
                     om = r_m
                     for j in range(n_ctx):
                         i = ctx_ops[j]
-                        mean, mean_c = mean_max_lines(
+                        mean, mean_c = mean_max_lines_capped(
                             t_dec[i, _TC0] * rcs, t_dec[i, _TC1] * rcs,
-                            t_dec[i, _TM0] * rms, t_dec[i, _TM1] * rms, s + 1.0, steps)
+                            t_dec[i, _TM0] * rms, t_dec[i, _TM1] * rms, s + 1.0, steps,
+                            t_dec[i, _TWIN])
                         pa += t_dec[i, _MPATH] * mean
                         sg += t_dec[i, _MSTAGE] * mean
                         oc += t_dec[i, _MPATH] * mean_c

@@ -8,7 +8,10 @@ import numpy as np
 # --- precisions ------------------------------------------------------------------------
 DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 DTYPE_INDEX = {name: i for i, name in enumerate(DTYPES)}
-DTYPE_BYTES = np.array([4.0, 2.0, 2.0, 1.0, 1.0, 0.5, 0.5])
+# fp4 is NVFP4: 4-bit values plus one fp8 scale per 16-element block (NVIDIA, "Introducing
+# NVFP4", 2025) -> 0.5 + 1/16 bytes. int4 is weight-only with one fp16 scale per group of
+# 128 (AWQ/GPTQ's usual group size) -> 0.5 + 2/128 bytes.
+DTYPE_BYTES = np.array([4.0, 2.0, 2.0, 1.0, 1.0, 0.5 + 1.0 / 16.0, 0.5 + 2.0 / 128.0])
 DTYPE_BITS = np.array([32, 16, 16, 8, 8, 4, 4], dtype=np.int64)
 # Where a chip lacks a precision, compute runs at the next wider one it has.
 DTYPE_FALLBACK = {"fp32": None, "bf16": "fp32", "fp16": "bf16", "fp8": "fp16",
@@ -37,8 +40,10 @@ OP_TOKENS = 2     # TOKENS_* : which tokens the op sees
 OP_GROUP = 3      # GROUP_* : the device group of a collective
 OP_WHEN = 4       # WHEN_* : ops that exist only for some expert parallelism
 OP_CDT = 5        # CDT_* : which precision the op computes in
-OP_P0 = 6         # kind-specific parameters P0..P4 (see kernels/formulas.py)
-OP_FIELDS = 11
+OP_LAYERS = 6     # SCOPE_LAYER ops: how many of the model's layers contain the op
+OP_P0 = 7         # kind-specific parameters P0..P7 (see kernels/formulas.py)
+OP_N_PARAMS = 8
+OP_FIELDS = OP_P0 + OP_N_PARAMS
 
 # kinds
 GEMM = 0
@@ -53,7 +58,7 @@ ALLGATHER = 8
 OP_KIND_NAMES = ("gemm", "attention", "norm", "embedding", "moe_experts", "all_reduce",
                  "all_to_all", "p2p", "all_gather")
 
-SCOPE_LAYER = 0     # once per transformer layer
+SCOPE_LAYER = 0     # once in each of OP_LAYERS layers
 SCOPE_ONCE = 1      # once per forward pass (embedding, final norm, LM head)
 SCOPE_BOUNDARY = 2  # once per pipeline-stage boundary (pp - 1 times)
 

@@ -21,37 +21,47 @@ def _ax(values, pos, dtype=None):
 def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
     """(flops, bytes, net_bytes, net_steps, span) of one op; arrays broadcast."""
     kind = int(op[L.OP_KIND])
-    p = op[L.OP_P0:L.OP_P0 + 5]
+    p = op[L.OP_P0:L.OP_P0 + L.OP_N_PARAMS]
     tokens = seqs if (decode or op[L.OP_TOKENS] == L.TOKENS_LAST) else seqs * s
     zero = np.zeros_like(tokens * tp * ep * wb * ab * kb)
     flops, byts, net, steps, span = zero, zero, zero, zero, tp + zero
     group = {L.GROUP_TP: tp, L.GROUP_EP: ep, L.GROUP_TP_OVER_EP: tp / ep}.get(
         int(op[L.OP_GROUP]), 1.0 + zero)
     if kind == L.GEMM:
-        rows = p[0] / tp if p[2] == L.SPLIT_ROWS else p[0] + zero
-        cols = {L.SPLIT_COLUMNS: p[1] / tp, L.SPLIT_KV: p[1] / np.minimum(tp, p[3])}.get(
-            int(p[2]), p[1] + zero)
-        flops = 2 * tokens * rows * cols
-        byts = rows * cols * wb + tokens * rows * ab + tokens * cols * ab
+        groups = max(p[4], 1)
+        if groups > 1:
+            per_dev = groups / tp if p[2] == L.SPLIT_COLUMNS else groups + zero
+            rows, cols = p[0] + zero, p[1] + zero
+        else:
+            per_dev = 1.0
+            rows = p[0] / tp if p[2] == L.SPLIT_ROWS else p[0] + zero
+            cols = {L.SPLIT_COLUMNS: p[1] / tp, L.SPLIT_KV: p[1] / np.minimum(tp, p[3])}.get(
+                int(p[2]), p[1] + zero)
+        flops = 2 * tokens * rows * cols * per_dev
+        byts = per_dev * (rows * cols * wb + tokens * rows * ab + tokens * cols * ab)
     elif kind == L.ATTENTION:
         hq = p[0] / tp
         hkv = np.maximum(p[1] / tp, 1)
-        d = p[2]
+        dqk, dv, window = p[2], p[3], p[4]
+        cache = p[5] / np.minimum(tp, p[6]) if p[6] > 1 else p[5] + zero
+        per_token = (hq + hkv) * (dqk + dv) * ab + cache * kb
         if decode:
-            flops = 2 * 2 * seqs * hq * ctx * d
-            kv_read = seqs * ctx * hkv * d * 2 * kb
-            byts = kv_read + seqs * d * (hq + hkv + hkv + hq) * ab + seqs * hkv * d * 2 * kb
+            seen = np.minimum(ctx, window) if window > 0 else ctx
+            flops = 2 * seqs * hq * seen * (dqk + dv)
+            byts = seqs * seen * cache * kb + seqs * per_token
         else:
-            pairs = s * (s + 1) / 2
-            flops = 2 * 2 * seqs * hq * pairs * d
-            byts = seqs * s * d * ((hq + 2 * hkv + hq) * ab + 2 * hkv * kb)
+            i = np.arange(1, int(np.max(s)) + 1).reshape((-1,) + (1,) * np.ndim(s))
+            seen = np.minimum(i, window) if window > 0 else i
+            pairs = np.where(i <= s, seen, 0).sum(axis=0)
+            flops = 2 * seqs * hq * pairs * (dqk + dv)
+            byts = seqs * s * per_token
     elif kind == L.NORM:
         flops = 5 * tokens * p[0]
         byts = tokens * p[0] * ab * 4 + p[0] * wb
     elif kind == L.EMBEDDING:
         byts = tokens * p[0] * (wb / tp + ab)
     elif kind == L.MOE:
-        hid, ffn, experts, k, mats = p
+        hid, ffn, experts, k, mats = p[:5]
         hit = experts - experts * (1 - k / experts) ** tokens
         flops = 2 * tokens * k * hid * ffn * mats / tp
         byts = hit * mats * hid * ffn * wb / tp + tokens * k * hid * ab * 2 / ep \
@@ -72,7 +82,7 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
     return flops, byts, net, steps, span
 
 
-def evaluate_reference(hw, rates, programs, n_ops, layers, batch, input_tokens, output_tokens,
+def evaluate_reference(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
                        tp, pp, ep, weight_dtype, act_dtype, kv_dtype, compute_scale,
                        memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits):
     """Same contract as ``grid.evaluate_grid`` but returns shaped arrays.
@@ -83,13 +93,13 @@ def evaluate_reference(hw, rates, programs, n_ops, layers, batch, input_tokens, 
     tpot, bound : [hw, model, w, a, kv, tp, pp, ep, batch, input, output, cs, ms, su, so]
     """
     with np.errstate(divide="ignore", invalid="ignore"):
-        return _evaluate(hw, rates, programs, n_ops, layers, batch, input_tokens,
+        return _evaluate(hw, rates, programs, n_ops, batch, input_tokens,
                          output_tokens, tp, pp, ep, weight_dtype, act_dtype, kv_dtype,
                          compute_scale, memory_scale, scaleup_scale, scaleout_scale,
                          dtype_bytes, dtype_bits)
 
 
-def _evaluate(hw, rates, programs, n_ops, layers, batch, input_tokens, output_tokens,
+def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
               tp, pp, ep, weight_dtype, act_dtype, kv_dtype, compute_scale,
               memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits):
     h = _ax(np.arange(hw.shape[0]), 0)
@@ -124,23 +134,24 @@ def _evaluate(hw, rates, programs, n_ops, layers, batch, input_tokens, output_to
 
     ttft_all, tpot_all, bound_all = [], [], []
     for m in range(programs.shape[0]):
-        n_layer = float(layers[m])
-        per_stage = np.ceil(n_layer / p)
-        weights = []
-        for op in programs[m, L.PREFILL, :n_ops[m, L.PREFILL]]:
-            when = op[L.OP_WHEN]
-            on = np.where(when == L.WHEN_EP, e > 1, np.where(when == L.WHEN_NO_EP, e == 1, True))
-            scope = op[L.OP_SCOPE]
-            if scope == L.SCOPE_LAYER:
-                weights.append((n_layer * on, per_stage * on))
-            elif scope == L.SCOPE_BOUNDARY:
-                weights.append(((p - 1) * on, 0.0 * on))
-            else:
-                weights.append((1.0 * on, 1.0 * on))
+        def multipliers(phase):
+            out = []
+            for op in programs[m, phase, :n_ops[m, phase]]:
+                when = op[L.OP_WHEN]
+                on = np.where(when == L.WHEN_EP, e > 1,
+                              np.where(when == L.WHEN_NO_EP, e == 1, True))
+                scope = op[L.OP_SCOPE]
+                if scope == L.SCOPE_LAYER:
+                    out.append((op, op[L.OP_LAYERS] * on, np.ceil(op[L.OP_LAYERS] / p) * on))
+                elif scope == L.SCOPE_BOUNDARY:
+                    out.append((op, (p - 1) * on, 0.0 * on))
+                else:
+                    out.append((op, 1.0 * on, 1.0 * on))
+            return out
 
         path = np.zeros(full)
         stage = np.zeros(full)
-        for op, (wp, wst) in zip(programs[m, L.PREFILL], weights):
+        for op, wp, wst in multipliers(L.PREFILL):
             comp, mem, netw = op_time(op, False, None)
             top = np.maximum(np.maximum(comp, mem), netw)
             path = path + wp * top
@@ -152,7 +163,7 @@ def _evaluate(hw, rates, programs, n_ops, layers, batch, input_tokens, output_to
         res = np.zeros((3,) + full)
         for j in range(1, int(n_steps.max()) + 1):
             live = j <= n_steps
-            for op, (wp, wst) in zip(programs[m, L.DECODE], weights):
+            for op, wp, wst in multipliers(L.DECODE):
                 comp, mem, netw = op_time(op, True, s + j)
                 top = np.maximum(np.maximum(comp, mem), netw)
                 path_sum = path_sum + live * wp * top

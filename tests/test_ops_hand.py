@@ -13,7 +13,7 @@ def cost(op, phase=PRE, seqs=2, s=100, ctx=0, tp=1, pp=1, ep=1, wb=2.0, ab=2.0, 
 
 def test_gemm_column_split_prefill():
     # 2 seqs x 100 tokens = 200 tokens, K=4096, N=6144 split over tp=2 -> N=3072
-    c = cost(ops.gemm("q", 4096, 6144, L.SPLIT_COLUMNS), tp=2)
+    c = cost(ops.gemm("q", 4096, 6144, 1, L.SPLIT_COLUMNS), tp=2)
     assert c["flops"] == 2 * 200 * 4096 * 3072
     assert c["bytes"] == 4096 * 3072 * 2 + 200 * 4096 * 2 + 200 * 3072 * 2
     assert c["net_bytes"] == 0
@@ -21,19 +21,19 @@ def test_gemm_column_split_prefill():
 
 def test_gemm_row_split_decode_fp8_weights():
     # decode: 2 tokens; K=8192/4=2048 rows per device, N=4096; weights 1 byte
-    c = cost(ops.gemm("o", 8192, 4096, L.SPLIT_ROWS), phase=DEC, tp=4, wb=1.0)
+    c = cost(ops.gemm("o", 8192, 4096, 1, L.SPLIT_ROWS), phase=DEC, tp=4, wb=1.0)
     assert c["flops"] == 2 * 2 * 2048 * 4096
     assert c["bytes"] == 2048 * 4096 * 1 + 2 * 2048 * 2 + 2 * 4096 * 2
 
 
 def test_gemm_kv_projection_replicates_beyond_kv_heads():
     # 8 KV heads, tp=16: each device still holds one KV head (N = 2*8*128 / min(16, 8))
-    c = cost(ops.gemm("kv", 4096, 2 * 8 * 128, L.SPLIT_KV, kv_heads=8), phase=DEC, seqs=1, tp=16)
+    c = cost(ops.gemm("kv", 4096, 2 * 8 * 128, 1, L.SPLIT_KV, kv_heads=8), phase=DEC, seqs=1, tp=16)
     assert c["flops"] == 2 * 1 * 4096 * 256
 
 
 def test_gemm_lm_head_sees_last_token_only_in_prefill():
-    op = ops.gemm("lm_head", 4096, 32000, L.SPLIT_COLUMNS, scope=L.SCOPE_ONCE,
+    op = ops.gemm("lm_head", 4096, 32000, split=L.SPLIT_COLUMNS, scope=L.SCOPE_ONCE,
                   tokens=L.TOKENS_LAST)
     assert cost(op, seqs=3, s=500)["flops"] == 2 * 3 * 4096 * 32000
 
@@ -41,7 +41,7 @@ def test_gemm_lm_head_sees_last_token_only_in_prefill():
 def test_attention_prefill_causal_flash():
     # 32 heads, 8 KV heads, d=128, tp=2 -> 16 q heads, 4 kv heads per device
     # causal pairs per sequence: s(s+1)/2 = 100*101/2 = 5050
-    c = cost(ops.attention("attn", 32, 8, 128), tp=2)
+    c = cost(ops.attention("attn", 32, 8, 128, 128, 2 * 8 * 128, 8, 1), tp=2)
     assert c["flops"] == pytest.approx(4 * 128 * 16 * 2 * 5050, rel=1e-15)
     # read Q, K, V and write O in act bytes; write K and V to the cache in kv bytes
     tokens = 200
@@ -51,7 +51,7 @@ def test_attention_prefill_causal_flash():
 
 def test_attention_decode_reads_kv_cache_at_context():
     # 2 sequences attend to 1000 positions; fp8 KV cache (1 byte)
-    c = cost(ops.attention("attn", 32, 8, 128), phase=DEC, ctx=1000, kb=1.0)
+    c = cost(ops.attention("attn", 32, 8, 128, 128, 2 * 8 * 128, 8, 1), phase=DEC, ctx=1000, kb=1.0)
     assert c["flops"] == 4 * 128 * 32 * 2 * 1000
     kv_read = 2 * 1000 * 8 * 2 * 128 * 1
     q_kv_o = 2 * 128 * (32 + 8 + 8 + 32) * 2
@@ -60,7 +60,7 @@ def test_attention_decode_reads_kv_cache_at_context():
 
 
 def test_norm_fused_residual_rmsnorm():
-    c = cost(ops.norm("n", 4096))
+    c = cost(ops.norm("n", 4096, 1))
     assert c["flops"] == 5 * 200 * 4096
     assert c["bytes"] == 4 * 200 * 4096 * 2 + 4096 * 2
 
@@ -73,7 +73,7 @@ def test_embedding_vocab_parallel_lookup():
 
 def test_moe_decode_reads_only_activated_experts():
     # 1 token, top-2 of 8 experts: exactly 2 experts are read; tp=2 splits each
-    op = ops.moe_experts("x", 4096, 14336, 8, 2, 3)
+    op = ops.moe_experts("x", 4096, 14336, 8, 2, 3, 1)
     c = cost(op, phase=DEC, seqs=1, tp=2, ep=2)
     active = 8 * (1 - (1 - 2 / 8) ** 1)
     assert active == 2
@@ -84,7 +84,7 @@ def test_moe_decode_reads_only_activated_experts():
 
 
 def test_moe_prefill_activates_nearly_all_experts():
-    op = ops.moe_experts("x", 4096, 14336, 8, 2, 3)
+    op = ops.moe_experts("x", 4096, 14336, 8, 2, 3, 1)
     c = cost(op, seqs=1, s=64)
     active = 8 * (1 - 0.75 ** 64)
     assert c["bytes"] == pytest.approx(active * 3 * 4096 * 14336 * 2 + 64 * 2 * 2 * (
@@ -93,10 +93,10 @@ def test_moe_prefill_activates_nearly_all_experts():
 
 def test_all_reduce_ring_volume():
     # message 200 tokens x 4096 x 2 bytes; ring over 8 moves 2*(7/8) of it, 14 steps
-    c = cost(ops.all_reduce("ar", 4096), tp=8)
+    c = cost(ops.all_reduce("ar", 4096, 1), tp=8)
     assert c["net_bytes"] == 2 * 7 / 8 * 200 * 4096 * 2
     assert c["net_steps"] == 14
-    assert cost(ops.all_reduce("ar", 4096), tp=1)["net_bytes"] == 0
+    assert cost(ops.all_reduce("ar", 4096, 1), tp=1)["net_bytes"] == 0
 
 
 def test_all_gather_logits():
@@ -108,7 +108,7 @@ def test_all_gather_logits():
 
 def test_all_to_all_dispatch():
     # each of tp=4 devices dispatches 200/4 tokens x top-2 x 4096; 1/2 stays local at ep=2
-    c = cost(ops.all_to_all("a2a", 2 * 4096), tp=4, ep=2)
+    c = cost(ops.all_to_all("a2a", 2 * 4096, 1), tp=4, ep=2)
     assert c["net_bytes"] == 1 / 2 * (200 / 4) * 2 * 4096 * 2
     assert c["net_steps"] == 1
 
@@ -117,3 +117,30 @@ def test_p2p_stage_send():
     c = cost(ops.p2p("send", 4096), tp=4, pp=2)
     assert c["net_bytes"] == 200 * 4096 * 2
     assert c["span_devices"] == 8
+
+
+def test_attention_sliding_window_caps_prefill_pairs_and_decode_context():
+    # window 64, s = 100: pairs = 64*65/2 + (100-64)*64 = 2080 + 2304 = 4384
+    op = ops.attention("attn", 32, 8, 128, 128, 2 * 8 * 128, 8, 1, window=64)
+    c = cost(op, seqs=1)
+    assert c["flops"] == 4 * 128 * 32 * 4384
+    d = cost(op, phase=DEC, seqs=1, ctx=1000)
+    assert d["flops"] == 4 * 128 * 32 * 64   # sees only the last 64 positions
+
+
+def test_attention_mla_decode_reads_replicated_latent():
+    # DeepSeek-V3-like: 128 heads, latent 512 + 64 rope dims, tp=8 -> 16 heads per device,
+    # the latent cache is not split: 576 elements per position, read once for all heads
+    op = ops.attention("mla", 128, 1, 576, 512, 576, 1, 1)
+    c = cost(op, phase=DEC, seqs=1, ctx=1000, tp=8, kb=1.0)
+    assert c["flops"] == 2 * 16 * 1000 * (576 + 512)
+    fresh = 1 * 2.0 * (16 * (576 + 512) + 1 * (576 + 512))
+    assert c["bytes"] == 1000 * 576 * 1 + fresh + 576 * 1
+
+
+def test_gemm_grouped_per_head_absorption():
+    # 128 heads of [128 x 512] (W_UK absorbed), split over tp=8 by heads: 16 per device
+    op = ops.gemm("q_absorb", 128, 512, 1, L.SPLIT_COLUMNS, groups=128)
+    c = cost(op, phase=DEC, seqs=4, tp=8)
+    assert c["flops"] == 2 * 4 * 128 * 512 * 16
+    assert c["bytes"] == 16 * (128 * 512 * 2 + 4 * (128 + 512) * 2)
