@@ -138,6 +138,8 @@ class Hardware:
     compute_efficiency: float
     memory_efficiency: float
     network_efficiency: float
+    tdp_watts: float = 0.0                  # 0: unknown
+    price_per_device_hour_usd: float = 0.0  # 0: unknown (no cost column values)
     source: str = ""
 
     def rate(self, dtype: str) -> float:
@@ -156,8 +158,8 @@ def load_hardware(ref: str, base_dir: Path | None = None, source="<api>", key="h
     path = resolve_preset("hardware", ref, base_dir, source, key)
     data = read_toml(path)
     src = str(path)
-    allowed = {"name", "description", "scaleup_domain_devices", *_HW_FLOAT_KEYS,
-               *_HW_FRACTION_KEYS, *_HW_RATE_KEYS}
+    allowed = {"name", "description", "scaleup_domain_devices", "tdp_watts",
+               "price_per_device_hour_usd", *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS, *_HW_RATE_KEYS}
     _check_keys(data, allowed, ["name", "flops_per_s_fp32", "scaleup_domain_devices",
                                 *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS], src)
     rates = {d: _positive_float(data, f"flops_per_s_{d}", src)
@@ -169,6 +171,8 @@ def load_hardware(ref: str, base_dir: Path | None = None, source="<api>", key="h
         scaleup_domain_devices=_positive_int(data, "scaleup_domain_devices", src),
         **{k: _positive_float(data, k, src) for k in _HW_FLOAT_KEYS},
         **{k: _positive_float(data, k, src, upper=1.0) for k in _HW_FRACTION_KEYS},
+        **{k: _positive_float(data, k, src) for k in ("tdp_watts", "price_per_device_hour_usd")
+           if k in data},
         source=src,
     )
 

@@ -110,6 +110,9 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
         "weight_bytes_per_device": (dims, np.stack(weight)),
         "kv_cache_bytes_per_device": (dims, np.stack(kv)),
         "activation_bytes_per_device": (dims, np.stack(act)),
+        # NaN marks an unknown price: the one documented missing value (null in Parquet)
+        "price_per_device_hour_usd": (("hardware",), np.array(
+            [h.price_per_device_hour_usd or np.nan for h in spec.hardware])),
         "usable_memory_bytes": (("hardware", "memory_capacity_scale"),
                                 np.outer(capacity, c["memory_capacity_scale"])),
         "structural_reason": (STRUCTURE_DIMS, structural_reasons(
@@ -163,8 +166,9 @@ def derive(ds: xr.Dataset) -> xr.Dataset:
 
     Returns a Dataset with ``devices``, ``e2e_latency_s`` [s], ``throughput_tokens_per_s``,
     ``tokens_per_s_per_device``, ``tokens_per_s_per_user`` [tokens/s],
-    ``memory_bytes_per_device`` [bytes], ``reason`` (uint8 code into ``REASONS``) and
-    ``feasible``; dims are whatever the inputs broadcast to.
+    ``memory_bytes_per_device`` [bytes], ``reason`` (uint8 code into ``REASONS``),
+    ``feasible`` and ``cost_per_million_tokens`` [USD] (NaN where the hardware has no
+    price); dims are whatever the inputs broadcast to.
     """
     out_tok = ds["output_tokens"]
     e2e = ds["ttft_s"] + (out_tok - 1) * ds["tpot_s"]
@@ -187,4 +191,7 @@ def derive(ds: xr.Dataset) -> xr.Dataset:
         "memory_bytes_per_device": memory,
         "reason": reason,
         "feasible": reason == 0,
+        # [USD per 1e6 output tokens]; NaN where the hardware preset has no price
+        "cost_per_million_tokens": devices * ds["price_per_device_hour_usd"] / 3600.0
+        / throughput * 1e6,
     })

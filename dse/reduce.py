@@ -18,7 +18,8 @@ from .kernels.pareto import pareto_mask
 
 METRICS = ("devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_tokens_per_s",
            "tokens_per_s_per_device", "tokens_per_s_per_user", "weight_bytes_per_device",
-           "kv_cache_bytes_per_device", "memory_bytes_per_device", "bound")
+           "kv_cache_bytes_per_device", "memory_bytes_per_device", "cost_per_million_tokens",
+           "bound")
 
 
 def metrics(block: xr.Dataset) -> xr.Dataset:

@@ -21,7 +21,8 @@ AXIS_COLUMNS = ("hardware", "model", "batch", "input_tokens", "output_tokens", "
 METRIC_COLUMNS = ("devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_tokens_per_s",
                   "tokens_per_s_per_device", "tokens_per_s_per_user",
                   "weight_bytes_per_device", "kv_cache_bytes_per_device",
-                  "activation_bytes_per_device", "memory_bytes_per_device")
+                  "activation_bytes_per_device", "memory_bytes_per_device",
+                  "cost_per_million_tokens")
 INT_AXES = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "dp")
 
 
@@ -110,6 +111,9 @@ def block_batches(block: xr.Dataset, der: xr.Dataset, sch: pa.Schema, global_coo
             elif name == "bound":
                 cols["bound"] = _dictionary(column(da, np.int8), BOUND_NAMES,
                                             sch.field("bound").type)
+            elif name == "cost_per_million_tokens":
+                vals = column(da, np.float64)
+                cols[name] = pa.array(vals, mask=np.isnan(vals))  # unknown price -> null
             else:
                 cols[name] = pa.array(column(da, sch.field(name).type.to_pandas_dtype()))
         yield pa.RecordBatch.from_arrays([cols[f.name] for f in sch], schema=sch)

@@ -159,10 +159,24 @@ def test_reduced_tables_categoricals_dictionary_encoded(out, name):
 
 
 def test_results_no_nan_in_float_columns(results):
-    floats = [c for c in results.columns if pd.api.types.is_float_dtype(results[c])]
+    # cost_per_million_tokens is null exactly where the hardware preset has no price
+    floats = [c for c in results.columns if pd.api.types.is_float_dtype(results[c])
+              and c != "cost_per_million_tokens"]
     assert "ttft_s" in floats and "memory_bytes_per_device" in floats
     nan = {c: int(results[c].isna().sum()) for c in floats if results[c].isna().any()}
     assert nan == {}
+
+
+def test_results_cost_per_million_tokens(results):
+    import dse
+    for hw, rows in results.groupby("hardware", observed=True):
+        price = dse.load_hardware(hw).price_per_device_hour_usd
+        cost = rows["cost_per_million_tokens"]
+        if not price:
+            assert cost.isna().all()
+            continue
+        expected = rows["devices"] * price / 3600 / rows["throughput_tokens_per_s"] * 1e6
+        np.testing.assert_allclose(cost, expected, rtol=1e-12)
 
 
 def test_results_every_combination_once(results):

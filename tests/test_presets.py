@@ -22,6 +22,14 @@ def test_model_preset_matches_published_params(name):
     assert total_params(m) == pytest.approx(m.published_params, rel=0.01)
 
 
+@pytest.mark.parametrize("name", [n for n in bundled_names("models")
+                                  if dse.load_model(n).is_moe])
+def test_moe_preset_matches_published_active_params(name):
+    m = dse.load_model(name)
+    assert m.published_active_params > 0, "every bundled MoE model cites its active size"
+    assert active_params(m) == pytest.approx(m.published_active_params, rel=0.01)
+
+
 def test_mixtral_active_params_match_published():
     # Mistral AI, "Mixtral of experts" (2024): 12.9B active parameters per token
     assert active_params(dse.load_model("mixtral_8x7b")) == pytest.approx(12.9e9, rel=0.01)
