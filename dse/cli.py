@@ -90,6 +90,27 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_model_import(args) -> int:
+    from .config import load_model
+    from .hf_import import import_config
+    name, text = import_config(args.config, args.name)
+    out = Path(args.out) if args.out else Path(f"{name}.toml")
+    if out.exists() and not args.overwrite:
+        return _fail(f"{out}: exists; pass --overwrite to replace it")
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    try:
+        model = load_model(str(tmp))  # the written preset must load
+    except ConfigError:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out)
+    from .compile import active_params, total_params
+    print(f"wrote {out}: {model.layers} layers, {total_params(model) / 1e9:.2f} B parameters "
+          f"({active_params(model) / 1e9:.2f} B active)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dse", description="Design-space exploration of LLM "
                                 "inference performance over whole grids of configurations.")
@@ -115,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--csv", help="also write the table as CSV")
     e.add_argument("--parquet", help="also write the table as Parquet")
     e.set_defaults(func=cmd_explain)
+
+    mo = sub.add_parser("model", help="model presets")
+    mo_sub = mo.add_subparsers(dest="model_command", required=True)
+    imp = mo_sub.add_parser("import", help="Hugging Face config.json -> model preset TOML")
+    imp.add_argument("config", help="path to a local config.json")
+    imp.add_argument("--name", help="preset name (default: the config's folder name)")
+    imp.add_argument("--out", help="output .toml (default: NAME.toml here)")
+    imp.add_argument("--overwrite", action="store_true")
+    imp.set_defaults(func=cmd_model_import)
 
     ls = sub.add_parser("list", help="show the bundled presets")
     ls.add_argument("what", choices=["hardware", "models"])
