@@ -61,12 +61,14 @@ def explain(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=1024,
             link = hw.scaleup_bytes_per_s if up else hw.scaleout_bytes_per_s
             lat = hw.scaleup_latency_s if up else hw.scaleout_latency_s
             network = c["net_bytes"] / (link * hw.network_efficiency) + c["net_steps"] * lat
-            t = max(compute, memory, network)
+            latency = hw.kernel_latency_s if c["flops"] > 0 or c["bytes"] > 0 else 0.0
+            t = max(compute, memory, network) + latency
             bound = L.BOUND_NAMES[int(np.argmax([compute, memory, network]))] if t > 0 else ""
             rows.append({"phase": phase_name, "op": op.name, "kind": op.kind, "count": count,
                          "flops": c["flops"], "bytes": c["bytes"], "net_bytes": c["net_bytes"],
                          "link": ("scaleup" if up else "scaleout") if c["net_bytes"] else "",
                          "compute_s": compute, "memory_s": memory, "network_s": network,
+                         "latency_s": latency,
                          "time_s": t, "bound": bound, "total_s": count * t})
     ds = evaluate(spec)
     der = derive(ds)

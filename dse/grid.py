@@ -104,6 +104,7 @@ def hardware_tables(hardware) -> tuple[np.ndarray, np.ndarray]:
         table[i, L.HW_COMPUTE_EFF] = hw.compute_efficiency
         table[i, L.HW_MEMORY_EFF] = hw.memory_efficiency
         table[i, L.HW_NETWORK_EFF] = hw.network_efficiency
+        table[i, L.HW_KERNEL_LATENCY_S] = hw.kernel_latency_s
         rates[i] = [hw.rate(d) for d in L.DTYPES]
     return table, rates
 

@@ -7,7 +7,8 @@ FLOPs and bytes once per structure point, and reuses them across the hardware, w
 output-length axes, which change only rates and the decode context range.
 
 Timing model (documented in README "Semantics"):
-  op time      = max(FLOPs / (peak * compute_eff * compute_scale),
+  op time      = kernel_latency (ops that compute or move memory)
+                 + max(FLOPs / (peak * compute_eff * compute_scale),
                      bytes / (bandwidth * memory_eff * memory_bandwidth_scale),
                      net_bytes / (link * network_eff * link_scale) + steps * link_latency)
   stage        = sum of ceil(n / pp) * op for ops in n layers + once-per-pass ops
@@ -25,15 +26,17 @@ import numpy as np
 from numba import njit, prange
 
 from .formulas import op_cost
-from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, HW_COMPUTE_EFF,
+from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S,
                      HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF, HW_NETWORK_EFF,
                      HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S,
                      HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, OP_CDT, OP_LAYERS, OP_SCOPE,
                      OP_WHEN, PREFILL, SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP)
 
 # per-op scratch columns
-_TC0, _TC1, _TM0, _TM1, _TNB, _TNL, _LINK, _MPATH, _MSTAGE, _TWIN = range(10)
+_TC0, _TC1, _TM0, _TM1, _TNB, _TNL, _LINK, _MPATH, _MSTAGE, _TWIN, _TLAT = range(11)
+_N_TIMES = 11
 _FLOPS0, _FLOPS1, _BYTES0, _BYTES1, _NET, _STEPS, _SPAN, _CDT, _CPATH, _CSTAGE, _WIN = range(11)
+_N_COSTS = 11
 
 
 @njit(cache=True)
@@ -55,8 +58,9 @@ def line_sum(a0, a1, lo, hi):
 def mean_max_lines(a0, a1, b0, b1, c_lo, n):
     """Mean over integer c in [c_lo, c_lo + n - 1] of max(a0 + a1 c, b0 + b1 c).
 
-    Returns the mean and the part of it contributed by steps where the ``a`` line wins.
-    Exact: the two lines cross at most once, so each side is an arithmetic series.
+    Returns the mean, the part of it contributed by steps where the ``a`` line wins, and
+    the share of steps where it wins. Exact: the two lines cross at most once, so each
+    side is an arithmetic series.
     """
     c_hi = c_lo + n - 1.0
     d0 = a0 - b0
@@ -74,7 +78,7 @@ def mean_max_lines(a0, a1, b0, b1, c_lo, n):
         hi = min(c_hi, math.floor(min(max(-d0 / d1, -1e300), 1e300)))
     sum_a = line_sum(a0, a1, lo, hi)
     sum_b = line_sum(b0, b1, c_lo, c_hi) - line_sum(b0, b1, lo, hi)
-    return (sum_a + sum_b) / n, sum_a / n
+    return (sum_a + sum_b) / n, sum_a / n, max(hi - lo + 1.0, 0.0) / n
 
 
 @njit(cache=True)
@@ -89,19 +93,20 @@ def mean_max_lines_capped(a0, a1, b0, b1, c_lo, n, window):
     a_w = a0 + a1 * window
     b_w = b0 + b1 * window
     flat = max(a_w, b_w)
-    flat_a = a_w if a_w >= b_w else 0.0
+    a_wins = 1.0 if a_w >= b_w else 0.0
     if c_lo > window:
-        return flat, flat_a
+        return flat, flat * a_wins, a_wins
     n_lin = window - c_lo + 1.0
-    mean, mean_a = mean_max_lines(a0, a1, b0, b1, c_lo, n_lin)
+    mean, mean_a, frac_a = mean_max_lines(a0, a1, b0, b1, c_lo, n_lin)
     n_flat = n - n_lin
-    return (mean * n_lin + flat * n_flat) / n, (mean_a * n_lin + flat_a * n_flat) / n
+    return ((mean * n_lin + flat * n_flat) / n, (mean_a * n_lin + flat * a_wins * n_flat) / n,
+            (frac_a * n_lin + a_wins * n_flat) / n)
 
 
 @njit(cache=True)
 def _fill_costs(program, n_op, phase, seqs, s, t, p, e, wb, ab, kb, cdt_gemm, cdt_attn,
                 cdt_act, out):
-    """Per-op costs and multipliers of one phase into ``out[n_op, 11]``."""
+    """Per-op costs and multipliers of one phase into ``out[n_op, _N_COSTS]``."""
     for i in range(n_op):
         op = program[i]
         when = int(op[OP_WHEN])
@@ -146,6 +151,13 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
         out[i, _TC1] = costs[i, _FLOPS1] / rate
         out[i, _TM0] = costs[i, _BYTES0] / mem
         out[i, _TM1] = costs[i, _BYTES1] / mem
+        # size-dependent efficiency (latency-bandwidth model): every compute or memory
+        # kernel takes a fixed latency on top of its roofline time, so a small kernel
+        # reaches only work / (work + rate * latency) of the preset efficiency.
+        # Collectives carry their own per-step link latency instead.
+        works = (costs[i, _FLOPS0] > 0.0 or costs[i, _FLOPS1] > 0.0
+                 or costs[i, _BYTES0] > 0.0 or costs[i, _BYTES1] > 0.0)
+        out[i, _TLAT] = hw_h[HW_KERNEL_LATENCY_S] if works else 0.0
         if costs[i, _SPAN] <= domain:
             out[i, _TNB] = costs[i, _NET] / (hw_h[HW_SCALEUP_BYTES_PER_S] * ne)
             out[i, _TNL] = costs[i, _STEPS] * hw_h[HW_SCALEUP_LATENCY_S]
@@ -214,8 +226,8 @@ def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens
         cdt_attn = wider(k, a, dtype_bits)
         n_pre = n_ops[i_m, PREFILL]
         n_dec = n_ops[i_m, DECODE]
-        cost_pre = np.empty((max_ops, 11))
-        cost_dec = np.empty((max_ops, 11))
+        cost_pre = np.empty((max_ops, _N_COSTS))
+        cost_dec = np.empty((max_ops, _N_COSTS))
         _fill_costs(programs[i_m, PREFILL], n_pre, PREFILL, seqs, s, t, p, e,
                     dtype_bytes[w], dtype_bytes[a], dtype_bytes[k], cdt_gemm, cdt_attn, a,
                     cost_pre)
@@ -229,8 +241,8 @@ def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens
             if cost_dec[i, _FLOPS1] != 0.0 or cost_dec[i, _BYTES1] != 0.0:
                 ctx_ops[n_ctx] = i
                 n_ctx += 1
-        t_pre = np.empty((max_ops, 10))
-        t_dec = np.empty((max_ops, 10))
+        t_pre = np.empty((max_ops, _N_TIMES))
+        t_dec = np.empty((max_ops, _N_TIMES))
         for h in range(n_hw):
             _fill_times(cost_pre, n_pre, rates[h], hw[h], t_pre)
             _fill_times(cost_dec, n_dec, rates[h], hw[h], t_dec)
@@ -263,7 +275,7 @@ def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens
                 stage = 0.0
                 for i in range(n_pre):
                     tn = t_pre[i, _TNB] * (rsu if t_pre[i, _LINK] == 0.0 else rso) + t_pre[i, _TNL]
-                    top = max(t_pre[i, _TC0] * rcs, t_pre[i, _TM0] * rms, tn)
+                    top = max(t_pre[i, _TC0] * rcs, t_pre[i, _TM0] * rms, tn) + t_pre[i, _TLAT]
                     path += t_pre[i, _MPATH] * top
                     stage += t_pre[i, _MSTAGE] * top
                 ttft[base_t] = path + (micro - 1.0) * stage
@@ -279,15 +291,16 @@ def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens
                     tm = t_dec[i, _TM0] * rms
                     tn = t_dec[i, _TNB] * (rsu if t_dec[i, _LINK] == 0.0 else rso) + t_dec[i, _TNL]
                     mp = t_dec[i, _MPATH]
+                    lat = t_dec[i, _TLAT]
                     if tc >= tm and tc >= tn:
-                        top = tc
-                        r_c += mp * tc
+                        top = tc + lat
+                        r_c += mp * top
                     elif tm >= tn:
-                        top = tm
-                        r_m += mp * tm
+                        top = tm + lat
+                        r_m += mp * top
                     else:
-                        top = tn
-                        r_n += mp * tn
+                        top = tn + lat
+                        r_n += mp * top
                     path += mp * top
                     stage += t_dec[i, _MSTAGE] * top
                 for o in range(nout):
@@ -298,14 +311,15 @@ def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens
                     om = r_m
                     for j in range(n_ctx):
                         i = ctx_ops[j]
-                        mean, mean_c = mean_max_lines_capped(
+                        mean, mean_c, frac_c = mean_max_lines_capped(
                             t_dec[i, _TC0] * rcs, t_dec[i, _TC1] * rcs,
                             t_dec[i, _TM0] * rms, t_dec[i, _TM1] * rms, s + 1.0, steps,
                             t_dec[i, _TWIN])
-                        pa += t_dec[i, _MPATH] * mean
-                        sg += t_dec[i, _MSTAGE] * mean
-                        oc += t_dec[i, _MPATH] * mean_c
-                        om += t_dec[i, _MPATH] * (mean - mean_c)
+                        lat = t_dec[i, _TLAT]
+                        pa += t_dec[i, _MPATH] * (mean + lat)
+                        sg += t_dec[i, _MSTAGE] * (mean + lat)
+                        oc += t_dec[i, _MPATH] * (mean_c + lat * frac_c)
+                        om += t_dec[i, _MPATH] * (mean - mean_c + lat * (1.0 - frac_c))
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
                     tpot[idx] = max(pa, micro * sg)
                     if oc >= om and oc >= r_n:

@@ -27,7 +27,8 @@ HW_SCALEOUT_LATENCY_S = 5
 HW_COMPUTE_EFF = 6
 HW_MEMORY_EFF = 7
 HW_NETWORK_EFF = 8
-HW_FIELDS = 9
+HW_KERNEL_LATENCY_S = 9    # fixed seconds every compute/memory kernel takes beyond its work
+HW_FIELDS = 10
 # peak FLOP/s per precision live in a second table rates[n_hw, len(DTYPES)]
 
 # --- operator programs [n_model, 2 phases, max_ops, OP_FIELDS] ---------------------------

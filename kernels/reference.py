@@ -130,7 +130,8 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
                         hw[h, L.HW_SCALEOUT_BYTES_PER_S] * so) * hw[h, L.HW_NETWORK_EFF]
         lat = np.where(up, hw[h, L.HW_SCALEUP_LATENCY_S], hw[h, L.HW_SCALEOUT_LATENCY_S])
         netw = net / link + steps * lat
-        return comp, mem, netw
+        kernel = np.where((f > 0) | (by > 0), hw[h, L.HW_KERNEL_LATENCY_S], 0.0)
+        return comp, mem, netw, kernel
 
     ttft_all, tpot_all, bound_all = [], [], []
     for m in range(programs.shape[0]):
@@ -152,8 +153,8 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
         path = np.zeros(full)
         stage = np.zeros(full)
         for op, wp, wst in multipliers(L.PREFILL):
-            comp, mem, netw = op_time(op, False, None)
-            top = np.maximum(np.maximum(comp, mem), netw)
+            comp, mem, netw, kernel = op_time(op, False, None)
+            top = np.maximum(np.maximum(comp, mem), netw) + kernel
             path = path + wp * top
             stage = stage + wst * top
         ttft = (path + (micro - 1) * stage)[..., 0, :, :, :, :]
@@ -164,8 +165,8 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
         for j in range(1, int(n_steps.max()) + 1):
             live = j <= n_steps
             for op, wp, wst in multipliers(L.DECODE):
-                comp, mem, netw = op_time(op, True, s + j)
-                top = np.maximum(np.maximum(comp, mem), netw)
+                comp, mem, netw, kernel = op_time(op, True, s + j)
+                top = np.maximum(np.maximum(comp, mem), netw) + kernel
                 path_sum = path_sum + live * wp * top
                 stage_sum = stage_sum + live * wst * top
                 winner = np.where((comp >= mem) & (comp >= netw), 0, np.where(mem >= netw, 1, 2))

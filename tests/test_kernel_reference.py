@@ -4,7 +4,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dse
-from dse.kernels.grid import mean_max_lines
+from dse.kernels.grid import mean_max_lines, mean_max_lines_capped
 
 HARDWARE = ["h100_sxm", "a100_80gb", "tpu_v5p", "b200", "mi300x", "h200"]
 MODELS = ["llama3_8b", "mixtral_8x7b", "llama2_7b", "qwen3_32b"]
@@ -71,7 +71,21 @@ def test_mean_max_lines_matches_stepping():
         n = float(rng.integers(1, 30))
         c = np.arange(lo, lo + n)
         lines_a, lines_b = a0 + a1 * c, b0 + b1 * c
-        mean, mean_a = mean_max_lines(a0, a1, b0, b1, lo, n)
+        mean, mean_a, frac_a = mean_max_lines(a0, a1, b0, b1, lo, n)
         assert np.isclose(mean, np.maximum(lines_a, lines_b).mean(), rtol=1e-12, atol=1e-12)
         assert np.isclose(mean_a, np.where(lines_a >= lines_b, lines_a, 0).mean(),
                           rtol=1e-9, atol=1e-9)
+        assert np.isclose(frac_a, (lines_a >= lines_b).mean(), atol=1.5 / n)
+
+
+def test_mean_max_lines_capped_matches_stepping():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        a0, b0 = rng.uniform(0, 5, 2)
+        a1, b1 = rng.uniform(0, 1, 2)
+        lo = float(rng.integers(1, 40))
+        n = float(rng.integers(1, 60))
+        window = float(rng.integers(1, 80))
+        c = np.minimum(np.arange(lo, lo + n), window)
+        mean, _, _ = mean_max_lines_capped(a0, a1, b0, b1, lo, n, window)
+        assert np.isclose(mean, np.maximum(a0 + a1 * c, b0 + b1 * c).mean(), rtol=1e-12)

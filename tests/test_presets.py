@@ -10,6 +10,7 @@ from dse.config import bundled_dir, bundled_names, load_sweep
 def test_hardware_preset_loads(name):
     hw = dse.load_hardware(name)
     assert hw.name == name
+    assert hw.tdp_watts > 0, "every bundled chip cites its TDP"
     for d in ("fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"):
         assert hw.rate(d) > 0
 
@@ -44,6 +45,7 @@ def test_sweep_preset_loads(name):
 def test_required_presets_exist():
     assert {"a100_80gb", "h100_sxm", "h200", "b200", "mi300x", "tpu_v5p"} <= set(
         bundled_names("hardware"))
+    assert len(bundled_names("hardware")) >= 25
     assert {"llama2_7b", "llama3_8b", "llama3_70b", "llama3_405b", "mixtral_8x7b",
             "qwen3_32b"} <= set(bundled_names("models"))
 
