@@ -111,6 +111,28 @@ def cmd_model_import(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from .calibrate import fit, preset_text, read_table
+    hw = load_hardware(args.hardware)
+    table = read_table(args.table)
+    result = fit(hw, table, args.table)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        return _fail(f"{out}: exists; pass --overwrite to replace it")
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(preset_text(hw, result, args.table, args.name))
+    try:
+        load_hardware(str(tmp))
+    except ConfigError:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out)
+    print(f"wrote {out}: compute_efficiency {result.compute_efficiency:.3f}, memory_efficiency "
+          f"{result.memory_efficiency:.3f}, kernel_latency_s {result.kernel_latency_s:.3g} "
+          f"({result.rows} kernels, median abs error {result.median_abs_pct_error:.1f}%)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dse", description="Design-space exploration of LLM "
                                 "inference performance over whole grids of configurations.")
@@ -145,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", help="output .toml (default: NAME.toml here)")
     imp.add_argument("--overwrite", action="store_true")
     imp.set_defaults(func=cmd_model_import)
+
+    cal = sub.add_parser("calibrate", help="fit a hardware preset to measured kernel timings")
+    cal.add_argument("table", help="CSV or Parquet: op, dtype, latency_s, and flops+bytes or "
+                     "m,n,k for gemm rows")
+    cal.add_argument("--hardware", required=True, help="base preset (name or path)")
+    cal.add_argument("--out", required=True, help="fitted preset .toml to write")
+    cal.add_argument("--name", help="name of the fitted preset (default: the base name)")
+    cal.add_argument("--overwrite", action="store_true")
+    cal.set_defaults(func=cmd_calibrate)
 
     ls = sub.add_parser("list", help="show the bundled presets")
     ls.add_argument("what", choices=["hardware", "models"])
