@@ -48,7 +48,7 @@ def cmd_explain(args) -> int:
         spec_axes = {k: v[0] for k, v in spec.grid.items()}
     params = {}
     for key in ("hardware", "model", "batch", "input_tokens", "output_tokens", "tp", "pp",
-                "ep", "dp", "weight_dtype", "act_dtype", "kv_dtype"):
+                "ep", "attention_dp", "dp", "weight_dtype", "act_dtype", "kv_dtype"):
         val = getattr(args, key)
         params[key] = val if val is not None else spec_axes.get(key)
     table, summary = explain(**{k: v for k, v in params.items() if v is not None})
@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--spec", help="take unset values from the first value of each axis of SPEC")
     e.add_argument("--hardware")
     e.add_argument("--model")
-    for key in ("batch", "input-tokens", "output-tokens", "tp", "pp", "ep", "dp"):
+    for key in ("batch", "input-tokens", "output-tokens", "tp", "pp", "ep", "attention-dp",
+                "dp"):
         e.add_argument(f"--{key}", type=int, dest=key.replace("-", "_"))
     e.add_argument("--weight-dtype")
     e.add_argument("--act-dtype", help=f"default: the weight precision ({SAME})")

@@ -70,16 +70,19 @@ def _ffn_ops(m: Model) -> list[ops.Op]:
     moe = m.moe_layers
     if moe:
         k = m.experts_per_token
-        out += [ops.gemm("router", h, m.experts, moe),
-                ops.all_to_all("moe_dispatch", k * h, moe),
-                ops.moe_experts("experts", h, m.expert_ffn_dim, m.experts, k, mats, moe),
-                ops.all_to_all("moe_combine", k * h, moe)]
+        # the router runs in each attention group on its own tokens; everything after it
+        # spans all tp * attention_dp devices
+        out.append(ops.gemm("router", h, m.experts, moe))
+        moe_ops = [ops.all_to_all("moe_dispatch", k * h, moe),
+                   ops.moe_experts("experts", h, m.expert_ffn_dim, m.experts, k, mats, moe),
+                   ops.all_to_all("moe_combine", k * h, moe)]
         if m.shared_ffn_dim:
-            out += [ops.gemm("shared_gate_up_proj", h, (mats - 1) * m.shared_ffn_dim, moe,
-                             L.SPLIT_COLUMNS),
-                    ops.gemm("shared_down_proj", m.shared_ffn_dim, h, moe, L.SPLIT_ROWS)]
-        out += [ops.all_gather("moe_all_gather", h, moe, when=L.WHEN_EP),
-                ops.all_reduce("moe_all_reduce", h, moe, when=L.WHEN_NO_EP)]
+            moe_ops += [ops.gemm("shared_gate_up_proj", h, (mats - 1) * m.shared_ffn_dim, moe,
+                                 L.SPLIT_COLUMNS),
+                        ops.gemm("shared_down_proj", m.shared_ffn_dim, h, moe, L.SPLIT_ROWS)]
+        moe_ops += [ops.all_gather("moe_all_gather", h, moe, when=L.WHEN_EP),
+                    ops.all_reduce("moe_all_reduce", h, moe, when=L.WHEN_NO_EP)]
+        out += [ops.moe_span(op) for op in moe_ops]
     return out
 
 
@@ -153,7 +156,7 @@ def attention_params_per_device(model: Model, tp):
     return q + kv_a + kv_b + model.heads * model.v_head_dim * h / tp
 
 
-def weight_params_per_device(model: Model, tp, pp):
+def weight_params_per_device(model: Model, tp, pp, attention_dp=1):
     """Parameters held by one device of the most loaded pipeline stage [parameters].
 
     Attention and FFN matrices split over tp (KV projections replicate once tp exceeds the
@@ -161,14 +164,16 @@ def weight_params_per_device(model: Model, tp, pp):
     tp/ep devices, which again is 1/tp of them per device; routers and norms are
     replicated. Each layer type (dense / MoE FFN) spreads evenly over the pp stages. The
     embedding and LM head are vocab-parallel; with pp > 1 they sit on the first and last
-    stage, one matrix each.
+    stage, one matrix each. Under attention data parallelism the attention (and dense) part
+    is replicated in every group while the MoE experts spread over tp * attention_dp.
     """
     h = model.hidden_size
     mats = ffn_matrices(model)
     per_layer = attention_params_per_device(model, tp) + 2 * h
     dense = mats * h * model.ffn_dim / tp
-    moe = (model.experts * mats * h * model.expert_ffn_dim / tp + h * model.experts
-           + mats * h * model.shared_ffn_dim / tp)
+    moe_devices = tp * attention_dp
+    moe = (model.experts * mats * h * model.expert_ffn_dim / moe_devices + h * model.experts
+           + mats * h * model.shared_ffn_dim / moe_devices)
     n_dense = model.layers - model.moe_layers
     vocab_mats = 1.0 + ((pp == 1) & (not model.tied_embeddings))  # untied head on the same stage
     return (np.ceil(model.layers / pp) * per_layer + np.ceil(n_dense / pp) * dense
@@ -188,10 +193,12 @@ def active_params(model: Model) -> float:
     return total_params(model) - unused
 
 
-def kv_cache_bytes_per_device(model: Model, tp, pp, batch, context, kv_bytes):
-    """KV cache of the whole batch at ``context`` tokens on one device [bytes].
+def kv_cache_bytes_per_device(model: Model, tp, pp, batch, context, kv_bytes,
+                              attention_dp=1):
+    """KV cache of the batch at ``context`` tokens on one device [bytes].
 
-    Sliding-window layers keep at most the window.
+    Sliding-window layers keep at most the window; under attention data parallelism each
+    group holds the cache of its batch / attention_dp sequences.
     """
     window_layers = model.window_layers
     global_layers = model.layers - window_layers
@@ -199,17 +206,18 @@ def kv_cache_bytes_per_device(model: Model, tp, pp, batch, context, kv_bytes):
     if window_layers:
         positions = positions + np.ceil(window_layers / pp) * np.minimum(
             context, model.sliding_window_tokens)
-    return batch * positions * cache_elements_per_token(model, tp) * kv_bytes
+    return batch / attention_dp * positions * cache_elements_per_token(model, tp) * kv_bytes
 
 
-def activation_bytes_per_device(model: Model, tp, pp, batch, input_tokens, act_bytes):
+def activation_bytes_per_device(model: Model, tp, pp, batch, input_tokens, act_bytes,
+                                attention_dp=1):
     """Working set of one prefill micro-batch in one layer, plus fp32 logits [bytes].
 
     An estimate of the live tensors: residual stream and normed input (2h), Q, K and V,
     and the widest FFN intermediate (all matrices' outputs; k copies of the tokens plus the
     shared expert for MoE). The logits of the last positions are held in fp32.
     """
-    seqs = batch / np.minimum(pp, batch)
+    seqs = batch / np.minimum(pp, batch) / attention_dp
     tokens = seqs * input_tokens
     mats = ffn_matrices(model)
     ffn = mats * model.ffn_dim / tp

@@ -331,9 +331,10 @@ SAME = "same"  # dtype axis value meaning "the same as the previous precision"
 GRID_DEFAULTS = {
     "hardware": ["h100_sxm"], "model": ["llama3_8b"], "batch": [1],
     "input_tokens": [1024], "output_tokens": [256], "tp": [1], "pp": [1], "ep": [1],
+    "attention_dp": [1],
     "dp": [1], "weight_dtype": ["bf16"], "act_dtype": [SAME], "kv_dtype": [SAME],
 }
-INT_AXES = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "dp")
+INT_AXES = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp", "dp")
 DTYPE_AXES = ("weight_dtype", "act_dtype", "kv_dtype")
 WHAT_IF_AXES = ("compute_scale", "memory_bandwidth_scale", "scaleup_bandwidth_scale",
                 "scaleout_bandwidth_scale", "memory_capacity_scale")

@@ -17,7 +17,8 @@ from .grid import (GRID_DIMS, KERNEL_WHAT_IF, TPOT_DIMS, TTFT_DIMS, coords, dtyp
 from .kernels import layout as L
 from .kernels.grid import evaluate_grid
 
-REASONS = ("", "ep_not_divisor_of_tp", "ep_on_dense_model", "experts_not_divisible_by_ep",
+REASONS = ("", "ep_not_divisor_of_tp", "ep_on_dense_model", "attention_dp_on_dense_model",
+           "experts_not_divisible_by_ep",
            "tp_not_divisor_of_heads", "tp_incompatible_with_kv_heads", "pp_exceeds_layers",
            "what_if_scale_not_positive", "out_of_memory")
 REASON_CODE = {r: i for i, r in enumerate(REASONS)}
@@ -30,7 +31,7 @@ def kernel_inputs(spec: SweepSpec) -> dict:
     hw, rates = hardware_tables(spec.hardware)
     programs, n_ops = comp.compile_models(spec.models)
     ints = {k: np.array(c[k], dtype=np.int64)
-            for k in ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep")}
+            for k in ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp")}
     return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops, **ints,
                 weight_dtype=dtype_codes(c["weight_dtype"]),
                 act_dtype=dtype_codes(c["act_dtype"]), kv_dtype=dtype_codes(c["kv_dtype"]),
@@ -50,9 +51,9 @@ def run_kernel(inputs: dict, shape_ttft, shape_tpot):
     return ttft.reshape(shape_ttft), tpot.reshape(shape_tpot), bound.reshape(shape_tpot)
 
 
-MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "batch",
-               "input_tokens", "output_tokens")
-STRUCTURE_DIMS = ("model", "tp", "pp", "ep")
+MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "attention_dp",
+               "batch", "input_tokens", "output_tokens")
+STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp")
 
 
 def _shaped(values, dim, dims, dtype=None):
@@ -62,21 +63,25 @@ def _shaped(values, dim, dims, dtype=None):
     return np.asarray(values, dtype=dtype).reshape(shape)
 
 
-def structural_reasons(models, tp, pp, ep) -> np.ndarray:
-    """First invalid-combination reason code per (model, tp, pp, ep); 0 when valid."""
+def structural_reasons(models, tp, pp, ep, adp) -> np.ndarray:
+    """First invalid-combination reason code per (model, tp, pp, ep, attention_dp); 0 when
+    valid."""
     dims = STRUCTURE_DIMS
-    tp, pp, ep = (_shaped(v, d, dims) for v, d in ((tp, "tp"), (pp, "pp"), (ep, "ep")))
+    tp, pp, ep, adp = (_shaped(v, d, dims) for v, d in (
+        (tp, "tp"), (pp, "pp"), (ep, "ep"), (adp, "attention_dp")))
     out = []
     for m in models:
         checks = [
-            (tp % ep != 0, "ep_not_divisor_of_tp"),
+            ((tp * adp) % ep != 0, "ep_not_divisor_of_tp"),
             ((ep > 1) & (not m.is_moe), "ep_on_dense_model"),
+            ((adp > 1) & (not m.is_moe), "attention_dp_on_dense_model"),
             (m.is_moe & (m.experts % ep != 0), "experts_not_divisible_by_ep"),
             (m.heads % tp != 0, "tp_not_divisor_of_heads"),
             ((m.kv_heads % tp != 0) & (tp % m.kv_heads != 0), "tp_incompatible_with_kv_heads"),
             (pp > m.layers, "pp_exceeds_layers"),
         ]
-        code = np.zeros(np.broadcast_shapes(tp.shape, pp.shape, ep.shape)[1:], dtype=np.uint8)
+        code = np.zeros(np.broadcast_shapes(tp.shape, pp.shape, ep.shape, adp.shape)[1:],
+                        dtype=np.uint8)
         for cond, name in checks:
             cond = np.broadcast_to(cond, (1, *code.shape))[0]
             code = np.where((code == 0) & cond, np.uint8(REASON_CODE[name]), code)
@@ -87,21 +92,23 @@ def structural_reasons(models, tp, pp, ep) -> np.ndarray:
 def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     """Per-device memory terms [bytes], usable capacity and structural reason codes."""
     dims = MEMORY_DIMS
-    ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "batch", "input_tokens",
-                                                     "output_tokens")}
+    ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp", "batch",
+                                                     "input_tokens", "output_tokens")}
     w = _shaped(dtype_codes(c["weight_dtype"]), "weight_dtype", dims)
     w, a, k = resolve_dtypes(w, _shaped(dtype_codes(c["act_dtype"]), "act_dtype", dims),
                              _shaped(dtype_codes(c["kv_dtype"]), "kv_dtype", dims))
     wb, ab, kb = (L.DTYPE_BYTES[x] for x in (w, a, k))
     shape = tuple(len(c[d]) for d in dims[1:])
-    tp, pp, batch = ax["tp"][0], ax["pp"][0], ax["batch"][0]
+    tp, pp, adp, batch = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0], ax["batch"][0]
     weight, kv, act = [], [], []
     for m in spec.models:
-        weight.append(np.broadcast_to(comp.weight_params_per_device(m, tp, pp) * wb[0], shape))
+        weight.append(np.broadcast_to(
+            comp.weight_params_per_device(m, tp, pp, adp) * wb[0], shape))
         kv.append(np.broadcast_to(comp.kv_cache_bytes_per_device(
-            m, tp, pp, batch, ax["input_tokens"][0] + ax["output_tokens"][0], kb[0]), shape))
+            m, tp, pp, batch, ax["input_tokens"][0] + ax["output_tokens"][0], kb[0], adp),
+            shape))
         act.append(np.broadcast_to(comp.activation_bytes_per_device(
-            m, tp, pp, batch, ax["input_tokens"][0], ab[0]), shape))
+            m, tp, pp, batch, ax["input_tokens"][0], ab[0], adp), shape))
     scale_ok = np.ones([len(c[d]) for d in WHAT_IF_DIMS], dtype=bool)
     for d in WHAT_IF_DIMS:
         scale_ok &= _shaped(c[d], d, WHAT_IF_DIMS) > 0
@@ -116,7 +123,7 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
         "usable_memory_bytes": (("hardware", "memory_capacity_scale"),
                                 np.outer(capacity, c["memory_capacity_scale"])),
         "structural_reason": (STRUCTURE_DIMS, structural_reasons(
-            spec.models, c["tp"], c["pp"], c["ep"])),
+            spec.models, c["tp"], c["pp"], c["ep"], c["attention_dp"])),
         "what_if_valid": (WHAT_IF_DIMS, scale_ok),
     }
 
@@ -172,7 +179,7 @@ def derive(ds: xr.Dataset) -> xr.Dataset:
     """
     out_tok = ds["output_tokens"]
     e2e = ds["ttft_s"] + (out_tok - 1) * ds["tpot_s"]
-    devices = ds["tp"] * ds["pp"] * ds["dp"]
+    devices = ds["tp"] * ds["attention_dp"] * ds["pp"] * ds["dp"]
     # static batching: each replica serves `batch` sequences for e2e seconds
     throughput = ds["dp"] * ds["batch"] * out_tok / e2e
     memory = (ds["weight_bytes_per_device"] + ds["kv_cache_bytes_per_device"]

@@ -12,7 +12,7 @@ from .ops import op_costs
 
 
 def explain(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=1024,
-            output_tokens=256, tp=1, pp=1, ep=1, dp=1, weight_dtype="bf16",
+            output_tokens=256, tp=1, pp=1, ep=1, dp=1, attention_dp=1, weight_dtype="bf16",
             act_dtype=SAME, kv_dtype=SAME):
     """One configuration's operators with FLOPs, bytes, times and bound, plus totals.
 
@@ -31,6 +31,7 @@ def explain(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=1024,
     spec = parse_sweep({"grid": {
         "hardware": hardware, "model": model, "batch": batch, "input_tokens": input_tokens,
         "output_tokens": output_tokens, "tp": tp, "pp": pp, "ep": ep, "dp": dp,
+        "attention_dp": attention_dp,
         "weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype}})
     hw, m = spec.hardware[0], spec.models[0]
     w = weight_dtype
@@ -41,7 +42,7 @@ def explain(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=1024,
             L.CDT_ATTENTION: a if bits[a] >= bits[k] else k, L.CDT_ACT: a}
     nbytes = dict(zip(L.DTYPES, L.DTYPE_BYTES))
     micro = min(pp, batch)
-    seqs = batch / micro
+    seqs = batch / micro / attention_dp  # one attention-DP group per micro-batch
     context = input_tokens + output_tokens / 2
     rows = []
     for phase, phase_name in ((L.PREFILL, "prefill"), (L.DECODE, "decode")):
@@ -53,7 +54,9 @@ def explain(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=1024,
             count = {L.SCOPE_LAYER: op.row[L.OP_LAYERS], L.SCOPE_BOUNDARY: pp - 1}.get(scope, 1)
             if count == 0:
                 continue
-            c = op_costs(op, phase, seqs, input_tokens, context, tp, pp, ep,
+            moe = op.row[L.OP_SPAN] == L.SPAN_MOE
+            c = op_costs(op, phase, seqs * attention_dp if moe else seqs, input_tokens,
+                         context, tp * attention_dp if moe else tp, pp, ep,
                          nbytes[w], nbytes[a], nbytes[k])
             compute = c["flops"] / (hw.rate(wide[int(op.row[L.OP_CDT])]) * hw.compute_efficiency)
             memory = c["bytes"] / (hw.memory_bytes_per_s * hw.memory_efficiency)

@@ -10,14 +10,16 @@ from .kernels import layout as L
 from .kernels.gather import broadcast_ravel
 
 # Dims of the full grid in the order of the results table (hardware and model outermost).
-STRUCT_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "ep", "batch",
+STRUCT_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "ep",
+               "attention_dp", "batch",
                "input_tokens")
 KERNEL_WHAT_IF = ("compute_scale", "memory_bandwidth_scale", "scaleup_bandwidth_scale",
                   "scaleout_bandwidth_scale")
 TTFT_DIMS = ("hardware", *STRUCT_DIMS, *KERNEL_WHAT_IF)
 TPOT_DIMS = ("hardware", *STRUCT_DIMS, "output_tokens", *KERNEL_WHAT_IF)
 GRID_DIMS = (*TPOT_DIMS, "dp", "memory_capacity_scale")
-STRATEGY_DIMS = ("batch", "tp", "pp", "ep", "dp", "weight_dtype", "act_dtype", "kv_dtype")
+STRATEGY_DIMS = ("batch", "tp", "pp", "ep", "attention_dp", "dp", "weight_dtype",
+                 "act_dtype", "kv_dtype")
 GROUP_DIMS = tuple(d for d in GRID_DIMS if d not in STRATEGY_DIMS)
 
 # Peak bytes per configuration while a sweep runs (kernel outputs, derived columns of a

@@ -90,6 +90,14 @@ def p2p(name, elements_per_token):
     return _op(name, L.P2P, (elements_per_token,), scope=L.SCOPE_BOUNDARY)
 
 
+def moe_span(op: Op) -> Op:
+    """The op as part of an MoE layer: under attention data parallelism it sees the tokens
+    of every attention group and spreads over tp * attention_dp devices."""
+    row = op.row.copy()
+    row[L.OP_SPAN] = L.SPAN_MOE
+    return Op(op.name, row)
+
+
 def op_costs(op: Op, phase: int, seqs: float, input_tokens: float, context: float,
              tp: float, pp: float, ep: float, wb: float, ab: float, kb: float) -> dict:
     """FLOPs, bytes and network bytes of one op for one micro-batch on one device.

@@ -15,7 +15,8 @@ from .kernels.layout import BOUND_NAMES, DTYPES
 
 # results.parquet columns in order: spec axes, then metrics
 AXIS_COLUMNS = ("hardware", "model", "batch", "input_tokens", "output_tokens", "tp", "pp",
-                "ep", "dp", "weight_dtype", "act_dtype", "kv_dtype", "compute_scale",
+                "ep", "attention_dp", "dp", "weight_dtype", "act_dtype", "kv_dtype",
+                "compute_scale",
                 "memory_bandwidth_scale", "memory_capacity_scale", "scaleup_bandwidth_scale",
                 "scaleout_bandwidth_scale")
 METRIC_COLUMNS = ("devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_tokens_per_s",
@@ -23,7 +24,7 @@ METRIC_COLUMNS = ("devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_to
                   "weight_bytes_per_device", "kv_cache_bytes_per_device",
                   "activation_bytes_per_device", "memory_bytes_per_device",
                   "cost_per_million_tokens")
-INT_AXES = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "dp")
+INT_AXES = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp", "dp")
 
 
 def _dict_type(n):

@@ -30,7 +30,7 @@ from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, HW_COMPUTE_EFF, HW_KERNEL_
                      HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF, HW_NETWORK_EFF,
                      HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S,
                      HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, OP_CDT, OP_LAYERS, OP_SCOPE,
-                     OP_WHEN, PREFILL, SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP)
+                     OP_SPAN, OP_WHEN, PREFILL, SPAN_MOE, SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP)
 
 # per-op scratch columns
 _TC0, _TC1, _TM0, _TM1, _TNB, _TNL, _LINK, _MPATH, _MSTAGE, _TWIN, _TLAT = range(11)
@@ -104,14 +104,19 @@ def mean_max_lines_capped(a0, a1, b0, b1, c_lo, n, window):
 
 
 @njit(cache=True)
-def _fill_costs(program, n_op, phase, seqs, s, t, p, e, wb, ab, kb, cdt_gemm, cdt_attn,
+def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn,
                 cdt_act, out):
     """Per-op costs and multipliers of one phase into ``out[n_op, _N_COSTS]``."""
     for i in range(n_op):
         op = program[i]
         when = int(op[OP_WHEN])
         active = (when == WHEN_EP and e > 1.0) or (when == WHEN_NO_EP and e == 1.0) or when == 0
-        f0, f1, b0, b1, nb, steps, span, win = op_cost(op, phase, seqs, s, t, p, e, wb, ab, kb)
+        if int(op[OP_SPAN]) == SPAN_MOE:  # MoE layers see every attention-DP group
+            f0, f1, b0, b1, nb, steps, span, win = op_cost(op, phase, seqs * adp, s, t * adp,
+                                                           p, e, wb, ab, kb)
+        else:
+            f0, f1, b0, b1, nb, steps, span, win = op_cost(op, phase, seqs, s, t, p, e,
+                                                           wb, ab, kb)
         out[i, _FLOPS0] = f0
         out[i, _FLOPS1] = f1
         out[i, _BYTES0] = b0
@@ -173,13 +178,13 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
-                  tp, pp, ep, weight_dtype, act_dtype, kv_dtype, compute_scale,
+                  tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, compute_scale,
                   memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits,
                   ttft, tpot, bound):
     """Fill ``ttft``, ``tpot`` [s] and ``bound`` (0 compute, 1 memory, 2 network) in place.
 
     Flat output layout (C order):
-      ttft  [hardware, model, weight_dtype, act_dtype, kv_dtype, tp, pp, ep, batch,
+      ttft  [hardware, model, weight_dtype, act_dtype, kv_dtype, tp, pp, ep, attention_dp, batch,
              input_tokens, compute_scale, memory_bandwidth_scale, scaleup_bandwidth_scale,
              scaleout_bandwidth_scale]
       tpot, bound: the same with output_tokens after input_tokens.
@@ -188,16 +193,18 @@ def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens
     n_model = programs.shape[0]
     max_ops = programs.shape[2]
     nw, na, nk = weight_dtype.size, act_dtype.size, kv_dtype.size
-    ntp, npp, nep = tp.size, pp.size, ep.size
+    ntp, npp, nep, nad = tp.size, pp.size, ep.size, attention_dp.size
     nb, nin, nout = batch.size, input_tokens.size, output_tokens.size
     ncs, nms, nsu, nso = compute_scale.size, memory_scale.size, scaleup_scale.size, scaleout_scale.size
     n_whatif = ncs * nms * nsu * nso
-    n_struct = n_model * nw * na * nk * ntp * npp * nep * nb * nin
+    n_struct = n_model * nw * na * nk * ntp * npp * nep * nad * nb * nin
     for st in prange(n_struct):
         i_in = st % nin
         r1 = st // nin
         i_b = r1 % nb
-        r2 = r1 // nb
+        r1b = r1 // nb
+        i_ad = r1b % nad
+        r2 = r1b // nad
         i_ep = r2 % nep
         r3 = r2 // nep
         i_pp = r3 % npp
@@ -215,8 +222,9 @@ def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens
         t = float(tp[i_tp])
         p = float(pp[i_pp])
         e = float(ep[i_ep])
+        adp = float(attention_dp[i_ad])
         micro = min(p, b)
-        seqs = b / micro
+        seqs = b / micro / adp  # sequences of one attention-DP group per micro-batch
         w, a, k = weight_dtype[i_w], act_dtype[i_a], kv_dtype[i_k]
         if a < 0:  # -1: same precision as the weights
             a = w
@@ -228,10 +236,10 @@ def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens
         n_dec = n_ops[i_m, DECODE]
         cost_pre = np.empty((max_ops, _N_COSTS))
         cost_dec = np.empty((max_ops, _N_COSTS))
-        _fill_costs(programs[i_m, PREFILL], n_pre, PREFILL, seqs, s, t, p, e,
+        _fill_costs(programs[i_m, PREFILL], n_pre, PREFILL, seqs, s, t, p, e, adp,
                     dtype_bytes[w], dtype_bytes[a], dtype_bytes[k], cdt_gemm, cdt_attn, a,
                     cost_pre)
-        _fill_costs(programs[i_m, DECODE], n_dec, DECODE, seqs, s, t, p, e,
+        _fill_costs(programs[i_m, DECODE], n_dec, DECODE, seqs, s, t, p, e, adp,
                     dtype_bytes[w], dtype_bytes[a], dtype_bytes[k], cdt_gemm, cdt_attn, a,
                     cost_dec)
         # decode ops whose cost grows with the context (attention) are averaged exactly

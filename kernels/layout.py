@@ -42,7 +42,8 @@ OP_GROUP = 3      # GROUP_* : the device group of a collective
 OP_WHEN = 4       # WHEN_* : ops that exist only for some expert parallelism
 OP_CDT = 5        # CDT_* : which precision the op computes in
 OP_LAYERS = 6     # SCOPE_LAYER ops: how many of the model's layers contain the op
-OP_P0 = 7         # kind-specific parameters P0..P7 (see kernels/formulas.py)
+OP_SPAN = 7       # SPAN_* : which devices and tokens the op spans under attention DP
+OP_P0 = 8         # kind-specific parameters P0..P7 (see kernels/formulas.py)
 OP_N_PARAMS = 8
 OP_FIELDS = OP_P0 + OP_N_PARAMS
 
@@ -71,6 +72,9 @@ GROUP_TP = 1
 GROUP_EP = 2
 GROUP_TP_OVER_EP = 3
 GROUP_PP = 4
+
+SPAN_ATTENTION_GROUP = 0  # one attention-DP group: its tp devices and its sequences
+SPAN_MOE = 1              # MoE layers: all tp * attention_dp devices and all sequences
 
 WHEN_ALWAYS = 0
 WHEN_EP = 1         # only when ep > 1

@@ -9,7 +9,7 @@ import numpy as np
 
 from . import layout as L
 
-_N = 14  # hw, w, a, k, tp, pp, ep, batch, input, output, cs, ms, su, so
+_N = 15  # hw, w, a, k, tp, pp, ep, adp, batch, input, output, cs, ms, su, so
 
 
 def _ax(values, pos, dtype=None):
@@ -83,46 +83,52 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
 
 
 def evaluate_reference(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
-                       tp, pp, ep, weight_dtype, act_dtype, kv_dtype, compute_scale,
+                       tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, compute_scale,
                        memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits):
     """Same contract as ``grid.evaluate_grid`` but returns shaped arrays.
 
     Returns
     -------
-    ttft : [hw, model, w, a, kv, tp, pp, ep, batch, input, cs, ms, su, so] [s]
-    tpot, bound : [hw, model, w, a, kv, tp, pp, ep, batch, input, output, cs, ms, su, so]
+    ttft : [hw, model, w, a, kv, tp, pp, ep, adp, batch, input, cs, ms, su, so] [s]
+    tpot, bound : [hw, model, w, a, kv, tp, pp, ep, adp, batch, input, output, cs, ms, su, so]
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         return _evaluate(hw, rates, programs, n_ops, batch, input_tokens,
-                         output_tokens, tp, pp, ep, weight_dtype, act_dtype, kv_dtype,
+                         output_tokens, tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype,
                          compute_scale, memory_scale, scaleup_scale, scaleout_scale,
                          dtype_bytes, dtype_bits)
 
 
 def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
-              tp, pp, ep, weight_dtype, act_dtype, kv_dtype, compute_scale,
+              tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, compute_scale,
               memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits):
     h = _ax(np.arange(hw.shape[0]), 0)
     w = _ax(weight_dtype, 1)
     a = np.where(_ax(act_dtype, 2) < 0, w, _ax(act_dtype, 2))
     k = np.where(_ax(kv_dtype, 3) < 0, a, _ax(kv_dtype, 3))
     t, p, e = _ax(tp, 4, float), _ax(pp, 5, float), _ax(ep, 6, float)
-    b, s, o = _ax(batch, 7, float), _ax(input_tokens, 8, float), _ax(output_tokens, 9, float)
-    cs, ms = _ax(compute_scale, 10), _ax(memory_scale, 11)
-    su, so = _ax(scaleup_scale, 12), _ax(scaleout_scale, 13)
+    adp = _ax(attention_dp, 7, float)
+    b, s, o = _ax(batch, 8, float), _ax(input_tokens, 9, float), _ax(output_tokens, 10, float)
+    cs, ms = _ax(compute_scale, 11), _ax(memory_scale, 12)
+    su, so = _ax(scaleup_scale, 13), _ax(scaleout_scale, 14)
     wb, ab, kb = dtype_bytes[w], dtype_bytes[a], dtype_bytes[k]
     cdt = {L.CDT_GEMM: np.where(dtype_bits[a] >= dtype_bits[w], a, w),
            L.CDT_ATTENTION: np.where(dtype_bits[a] >= dtype_bits[k], a, k), L.CDT_ACT: a}
     micro = np.minimum(p, b)
-    seqs = b / micro
+    group_seqs = b / micro / adp  # one attention-DP group's sequences per micro-batch
     peak_bw = hw[h, L.HW_MEMORY_BYTES_PER_S] * hw[h, L.HW_MEMORY_EFF] * ms
     domain = hw[h, L.HW_SCALEUP_DOMAIN]
     valid = (cs > 0) & (ms > 0) & (su > 0) & (so > 0)
     n_steps = np.maximum(o - 1, 1)
-    full = np.broadcast_shapes(*(x.shape for x in (h, w, a, k, t, p, e, b, s, o, cs, ms, su, so)))
+    full = np.broadcast_shapes(*(x.shape for x in (h, w, a, k, t, p, e, adp, b, s, o, cs, ms,
+                                                   su, so)))
 
     def op_time(op, decode, ctx):
-        f, by, net, steps, span = _costs(op, decode, seqs, s, ctx, t, p, e, wb, ab, kb)
+        if op[L.OP_SPAN] == L.SPAN_MOE:  # MoE layers: all groups' tokens on tp * adp devices
+            f, by, net, steps, span = _costs(op, decode, group_seqs * adp, s, ctx, t * adp, p,
+                                             e, wb, ab, kb)
+        else:
+            f, by, net, steps, span = _costs(op, decode, group_seqs, s, ctx, t, p, e, wb, ab, kb)
         comp = f / (rates[h, cdt[int(op[L.OP_CDT])]] * hw[h, L.HW_COMPUTE_EFF] * cs)
         mem = by / peak_bw
         up = span <= domain

@@ -7,7 +7,8 @@ import dse
 from dse.kernels.grid import mean_max_lines, mean_max_lines_capped
 
 HARDWARE = ["h100_sxm", "a100_80gb", "tpu_v5p", "b200", "mi300x", "h200"]
-MODELS = ["llama3_8b", "mixtral_8x7b", "llama2_7b", "qwen3_32b"]
+MODELS = ["llama3_8b", "mixtral_8x7b", "llama2_7b", "qwen3_32b", "deepseek_v3", "gemma2_9b",
+          "gpt_oss_20b", "llama4_maverick"]
 DTYPES = ["fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
 
 
@@ -28,6 +29,7 @@ grids = st.fixed_dictionaries({
     "tp": axis([1, 2, 4, 8, 16, 3], 3),
     "pp": axis([1, 2, 3, 5], 2),
     "ep": axis([1, 2, 4, 8], 2),
+    "attention_dp": axis([1, 2, 4], 2),
     "weight_dtype": axis(DTYPES, 2),
     "act_dtype": axis(DTYPES + ["same"], 2),
     "kv_dtype": axis(DTYPES + ["same"], 2),
