@@ -19,8 +19,10 @@ def ffn_matrices(model: Model) -> int:
 
 
 def _attention_ops(m: Model, phase: int) -> list[ops.Op]:
-    """Projections and attention of every layer (GQA/MHA, or MLA), per phase."""
-    h, n = m.hidden_size, m.layers
+    """Projections and attention of the attention layers (GQA/MHA, or MLA), per phase."""
+    h, n = m.hidden_size, m.attention_layers
+    if not n:
+        return []
     window_layers = m.window_layers
     global_layers = n - window_layers
     if not m.is_mla:
@@ -58,10 +60,28 @@ def _attention_ops(m: Model, phase: int) -> list[ops.Op]:
     return out + [ops.gemm("o_proj", m.heads * m.v_head_dim, h, n, L.SPLIT_ROWS)]
 
 
+def _ssm_ops(m: Model) -> list[ops.Op]:
+    """State-space (Mamba-1/2) mixer layers: in projection, conv + scan, out projection."""
+    n = m.ssm_layers
+    if not n:
+        return []
+    h, inner, state = m.hidden_size, m.ssm_inner, m.ssm_state_size
+    if m.ssm_heads:  # Mamba-2: one projection gives x, z, B, C and dt (arXiv:2405.21060)
+        in_dim = 2 * inner + 2 * m.ssm_groups * state + m.ssm_heads
+        out = [ops.gemm("ssm_in_proj", h, in_dim, n, L.SPLIT_COLUMNS)]
+    else:  # Mamba-1 (arXiv:2312.00752): x and z, then x_proj -> dt, B, C and dt_proj
+        out = [ops.gemm("ssm_in_proj", h, 2 * inner, n, L.SPLIT_COLUMNS),
+               ops.gemm("ssm_x_proj", inner, m.dt_rank + 2 * state, n, L.SPLIT_ROWS),
+               ops.gemm("ssm_dt_proj", m.dt_rank, inner, n, L.SPLIT_COLUMNS)]
+    return out + [ops.ssm_scan("ssm_scan", inner, state, m.ssm_conv_channels,
+                               m.ssm_conv_kernel, n),
+                  ops.gemm("ssm_out_proj", inner, h, n, L.SPLIT_ROWS)]
+
+
 def _ffn_ops(m: Model) -> list[ops.Op]:
     """Dense FFN layers and MoE layers (router, routed and shared experts, collectives)."""
     h, mats = m.hidden_size, ffn_matrices(m)
-    dense = m.layers - m.moe_layers
+    dense = m.layers - m.moe_layers if m.ffn_dim else 0
     out = []
     if dense:
         out += [ops.gemm("gate_up_proj", h, (mats - 1) * m.ffn_dim, dense, L.SPLIT_COLUMNS),
@@ -94,8 +114,9 @@ def model_ops(model: Model, phase: int = L.PREFILL) -> list[ops.Op]:
         ops.all_reduce("embedding_all_reduce", h, scope=L.SCOPE_ONCE),
         ops.norm("attn_norm", h, n),
         *_attention_ops(model, phase),
+        *_ssm_ops(model),
         ops.all_reduce("attn_all_reduce", h, n),
-        ops.norm("ffn_norm", h, n),
+        *([ops.norm("ffn_norm", h, model.ffn_layers)] if model.ffn_layers else []),
         *_ffn_ops(model),
         ops.p2p("pp_send", h),
         ops.norm("final_norm", h, scope=L.SCOPE_ONCE),
@@ -156,6 +177,18 @@ def attention_params_per_device(model: Model, tp):
     return q + kv_a + kv_b + model.heads * model.v_head_dim * h / tp
 
 
+def ssm_params(model: Model) -> float:
+    """Weights of one state-space mixer layer [parameters]."""
+    h, inner, n = model.hidden_size, model.ssm_inner, model.ssm_state_size
+    ch, k = model.ssm_conv_channels, model.ssm_conv_kernel
+    if model.ssm_heads:  # Mamba-2: in_proj, conv (+bias), dt_bias/A/D per head, norm, out
+        return (h * (2 * inner + 2 * model.ssm_groups * n + model.ssm_heads) + ch * (k + 1)
+                + 3 * model.ssm_heads + inner + inner * h)
+    r = model.dt_rank  # Mamba-1: in_proj, conv, x_proj, dt_proj (+bias), A, D, out
+    return (h * 2 * inner + inner * (k + 1) + inner * (r + 2 * n) + r * inner + inner
+            + inner * n + inner + inner * h)
+
+
 def weight_params_per_device(model: Model, tp, pp, attention_dp=1):
     """Parameters held by one device of the most loaded pipeline stage [parameters].
 
@@ -169,14 +202,16 @@ def weight_params_per_device(model: Model, tp, pp, attention_dp=1):
     """
     h = model.hidden_size
     mats = ffn_matrices(model)
-    per_layer = attention_params_per_device(model, tp) + 2 * h
+    mixers = (np.ceil(model.attention_layers / pp) * attention_params_per_device(model, tp)
+              + np.ceil(model.ssm_layers / pp) * ssm_params(model) / tp)
+    norms = np.ceil(model.layers / pp) * h + np.ceil(model.ffn_layers / pp) * h
     dense = mats * h * model.ffn_dim / tp
     moe_devices = tp * attention_dp
     moe = (model.experts * mats * h * model.expert_ffn_dim / moe_devices + h * model.experts
            + mats * h * model.shared_ffn_dim / moe_devices)
-    n_dense = model.layers - model.moe_layers
+    n_dense = model.layers - model.moe_layers if model.ffn_dim else 0
     vocab_mats = 1.0 + ((pp == 1) & (not model.tied_embeddings))  # untied head on the same stage
-    return (np.ceil(model.layers / pp) * per_layer + np.ceil(n_dense / pp) * dense
+    return (mixers + norms + np.ceil(n_dense / pp) * dense
             + np.ceil(model.moe_layers / pp) * moe
             + vocab_mats * model.vocab_size * h / tp + h)
 
@@ -201,12 +236,17 @@ def kv_cache_bytes_per_device(model: Model, tp, pp, batch, context, kv_bytes,
     group holds the cache of its batch / attention_dp sequences.
     """
     window_layers = model.window_layers
-    global_layers = model.layers - window_layers
+    global_layers = model.attention_layers - window_layers
     positions = np.ceil(global_layers / pp) * context
     if window_layers:
         positions = positions + np.ceil(window_layers / pp) * np.minimum(
             context, model.sliding_window_tokens)
-    return batch / attention_dp * positions * cache_elements_per_token(model, tp) * kv_bytes
+    kv = positions * cache_elements_per_token(model, tp)
+    if model.ssm_layers:  # fixed-size state per sequence instead of a cache
+        state = (model.ssm_inner * model.ssm_state_size
+                 + model.ssm_conv_channels * (model.ssm_conv_kernel - 1)) / tp
+        kv = kv + np.ceil(model.ssm_layers / pp) * state + 0.0 * context
+    return batch / attention_dp * kv * kv_bytes
 
 
 def activation_bytes_per_device(model: Model, tp, pp, batch, input_tokens, act_bytes,

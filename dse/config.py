@@ -209,14 +209,17 @@ def load_hardware(ref: str, base_dir: Path | None = None, source="<api>", key="h
 
 
 # --------------------------------------------------------------------------- models
-_MODEL_INT_KEYS = ("layers", "hidden_size", "heads", "kv_heads", "head_dim", "ffn_dim",
-                   "vocab_size")
+_MODEL_INT_KEYS = ("layers", "hidden_size", "vocab_size")
+# may be 0: attention fields in an all-SSM model, ffn_dim in a model without an FFN
+_MODEL_COUNT_KEYS = ("heads", "kv_heads", "head_dim", "ffn_dim")
 
 
 _MODEL_OPTIONAL_INTS = ("experts", "experts_per_token", "moe_ffn_dim", "shared_experts",
                         "shared_expert_ffn_dim", "dense_layers", "sliding_window_tokens",
                         "sliding_window_layers", "kv_lora_rank", "q_lora_rank",
-                        "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+                        "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "ssm_layers",
+                        "ssm_state_size", "ssm_expand", "ssm_heads", "ssm_groups",
+                        "ssm_conv_kernel", "ssm_dt_rank")
 _MLA_KEYS = ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
 
 
@@ -251,8 +254,16 @@ class Model:
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
+    ssm_layers: int = 0             # layers whose mixer is a state-space (Mamba) block
+    ssm_state_size: int = 0         # N (d_state)
+    ssm_expand: int = 2             # inner width = ssm_expand * hidden_size
+    ssm_heads: int = 0              # Mamba-2 heads (0: Mamba-1)
+    ssm_groups: int = 1             # Mamba-2 B/C groups
+    ssm_conv_kernel: int = 4
+    ssm_dt_rank: int = 0            # Mamba-1 dt rank (0: ceil(hidden / 16))
     published_params: float = 0.0
     published_active_params: float = 0.0
+    published_active_excludes_embedding: bool = False  # the published active count omits it
     source: str = ""
 
     @property
@@ -276,10 +287,34 @@ class Model:
         return self.layers - self.dense_layers if self.is_moe else 0
 
     @property
+    def attention_layers(self) -> int:
+        return self.layers - self.ssm_layers
+
+    @property
+    def ffn_layers(self) -> int:
+        """Layers with an FFN (dense or MoE)."""
+        return self.layers if (self.ffn_dim > 0 or self.is_moe) else 0
+
+    @property
     def window_layers(self) -> int:
         if not self.sliding_window_tokens:
             return 0
-        return self.sliding_window_layers or self.layers
+        return self.sliding_window_layers or self.attention_layers
+
+    @property
+    def ssm_inner(self) -> int:
+        return self.ssm_expand * self.hidden_size
+
+    @property
+    def ssm_conv_channels(self) -> int:
+        """Channels through the causal conv: x (and B, C for Mamba-2)."""
+        if self.ssm_heads:
+            return self.ssm_inner + 2 * self.ssm_groups * self.ssm_state_size
+        return self.ssm_inner
+
+    @property
+    def dt_rank(self) -> int:
+        return self.ssm_dt_rank or -(-self.hidden_size // 16)
 
 
 def load_model(ref: str, base_dir: Path | None = None, source="<api>", key="model"):
@@ -288,9 +323,17 @@ def load_model(ref: str, base_dir: Path | None = None, source="<api>", key="mode
     data = read_toml(path)
     src = str(path)
     allowed = {"name", "description", "tied_embeddings", "gated_ffn", "published_params",
-               "published_active_params", *_MODEL_INT_KEYS, *_MODEL_OPTIONAL_INTS}
-    _check_keys(data, allowed, ["name", "tied_embeddings", "gated_ffn", *_MODEL_INT_KEYS], src)
+               "published_active_params", "published_active_excludes_embedding",
+               *_MODEL_INT_KEYS, *_MODEL_COUNT_KEYS,
+               *_MODEL_OPTIONAL_INTS}
+    _check_keys(data, allowed, ["name", "tied_embeddings", "gated_ffn", *_MODEL_INT_KEYS,
+                                *_MODEL_COUNT_KEYS], src)
     ints = {k: _positive_int(data, k, src) for k in _MODEL_INT_KEYS}
+    for k in _MODEL_COUNT_KEYS:
+        v = data[k]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            _fail(src, k, v, "must be a non-negative integer")
+        ints[k] = v
     opt = {k: _positive_int(data, k, src) for k in _MODEL_OPTIONAL_INTS if k in data}
     experts, top_k = opt.get("experts", 0), opt.get("experts_per_token", 0)
     if (experts > 0) != (top_k > 0):
@@ -298,8 +341,19 @@ def load_model(ref: str, base_dir: Path | None = None, source="<api>", key="mode
               "experts and experts_per_token must be given together")
     if top_k > experts:
         _fail(src, "experts_per_token", top_k, f"must not exceed experts = {experts}")
-    if ints["heads"] % ints["kv_heads"]:
-        _fail(src, "kv_heads", ints["kv_heads"], f"must divide heads = {ints['heads']}")
+    ssm = opt.get("ssm_layers", 0)
+    if ssm > ints["layers"]:
+        _fail(src, "ssm_layers", ssm, f"must not exceed layers = {ints['layers']}")
+    if ssm and "ssm_state_size" not in opt:
+        _fail(src, "ssm_layers", ssm, "state-space layers need ssm_state_size")
+    if ssm < ints["layers"]:  # some layers attend
+        for k in ("heads", "kv_heads", "head_dim"):
+            if ints[k] <= 0:
+                _fail(src, k, ints[k], "must be positive for a model with attention layers")
+        if ints["heads"] % ints["kv_heads"]:
+            _fail(src, "kv_heads", ints["kv_heads"], f"must divide heads = {ints['heads']}")
+    if ints["ffn_dim"] == 0 and "dense_layers" in opt:
+        _fail(src, "dense_layers", opt["dense_layers"], "needs ffn_dim > 0")
     for k in ("dense_layers", "sliding_window_layers"):
         if opt.get(k, 0) > ints["layers"]:
             _fail(src, k, opt[k], f"must not exceed layers = {ints['layers']}")
@@ -321,6 +375,9 @@ def load_model(ref: str, base_dir: Path | None = None, source="<api>", key="mode
                           if "published_params" in data else 0.0),
         published_active_params=(_positive_float(data, "published_active_params", src)
                                  if "published_active_params" in data else 0.0),
+        published_active_excludes_embedding=(
+            _bool(data, "published_active_excludes_embedding", src)
+            if "published_active_excludes_embedding" in data else False),
         source=src, **ints, **opt,
     )
 

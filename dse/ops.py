@@ -56,6 +56,12 @@ def attention(name, heads, kv_heads, qk_dim, v_dim, cache_per_token, cache_heads
                                    cache_heads), layers, cdt=L.CDT_ATTENTION)
 
 
+def ssm_scan(name, inner, state_size, conv_channels, conv_kernel, layers):
+    """Mamba-1/2 causal conv + selective scan; a fixed-size state instead of a KV cache."""
+    return _op(name, L.SSM, (inner, state_size, conv_channels, conv_kernel), layers,
+               cdt=L.CDT_ACT)
+
+
 def norm(name, hidden, layers=0, scope=L.SCOPE_LAYER):
     """Fused residual add + RMSNorm over ``hidden`` elements per token."""
     return _op(name, L.NORM, (hidden,), layers, scope, cdt=L.CDT_ACT)

@@ -18,7 +18,7 @@ from numba import njit
 
 from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, DECODE, EMBEDDING, GEMM,
                      GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
-                     OP_KIND, OP_P0, OP_TOKENS, P2P, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
+                     OP_KIND, OP_P0, OP_TOKENS, P2P, SSM, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
                      TOKENS_LAST)
 
 
@@ -160,6 +160,21 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
         active = expected_active_experts(p2, p3, tokens)
         flops0 = 2.0 * tokens * p3 * h * f * p4 / tp
         bytes0 = active * h * f * p4 * wb / tp + tokens * p3 * ab * (2.0 * h / ep + p4 * f / tp)
+    elif kind == SSM:
+        # selective state-space scan (Mamba-1/2) after its causal conv: P0 = inner width,
+        # P1 = state size N, P2 = conv channels, P3 = conv kernel. Heads and channels split
+        # over tp. Per token: the conv (2 * channels * kernel FLOPs) and the recurrence
+        # h = a*h + b*x, y = C.h (~6 FLOPs per inner x state element). The state (inner x N
+        # plus kernel-1 conv inputs) is kept in the KV-cache precision instead of a KV cache:
+        # decode reads and writes it once per step, prefill writes it once per sequence.
+        inner = p0 / tp
+        channels = p2 / tp
+        state = inner * p1 + channels * (p3 - 1.0)
+        flops0 = tokens * (2.0 * channels * p3 + 6.0 * inner * p1)
+        if phase == DECODE:
+            bytes0 = 2.0 * seqs * state * kb + tokens * (channels + inner) * ab
+        else:
+            bytes0 = seqs * state * kb + tokens * (channels + inner) * ab
     elif kind == ALLREDUCE:
         n = group_size(int(op[OP_GROUP]), tp, pp, ep)
         net_bytes = 2.0 * (n - 1.0) / n * tokens * p0 * ab

@@ -66,6 +66,11 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
         flops = 2 * tokens * k * hid * ffn * mats / tp
         byts = hit * mats * hid * ffn * wb / tp + tokens * k * hid * ab * 2 / ep \
             + tokens * k * ffn * mats * ab / tp
+    elif kind == L.SSM:
+        inner, state_n, channels, kernel = p[0] / tp, p[1], p[2] / tp, p[3]
+        state = inner * state_n + channels * (kernel - 1)
+        flops = tokens * (2 * channels * kernel + 6 * inner * state_n)
+        byts = (2 if decode else 1) * seqs * state * kb + tokens * (channels + inner) * ab
     elif kind == L.ALLREDUCE:
         net = 2 * (group - 1) / group * tokens * p[0] * ab
         steps = 2 * (group - 1)

@@ -94,3 +94,22 @@ def test_kernel_latency_makes_small_kernels_less_efficient():
     prefill_share = float((pre["count"] * pre["latency_s"]).sum()) / float(ds["ttft_s"].max())
     assert latency_share > 0.2 > 0.05 > prefill_share
     assert hw.kernel_latency_s > 0
+
+
+def test_state_space_model_keeps_a_state_not_a_kv_cache():
+    m = dse.load_model("mamba2_2_7b")
+    short = kv_cache_bytes_per_device(m, 1, 1, 4, 1000, 2)
+    long = kv_cache_bytes_per_device(m, 1, 1, 4, 100000, 2)
+    assert short == long == 4 * 64 * (5120 * 128 + 5376 * 3) * 2
+    spec = dse.parse_sweep({"grid": {"model": "mamba2_2_7b", "output_tokens": [2, 4096],
+                                     "input_tokens": 32768}})
+    tpot = dse.evaluate(spec)["tpot_s"].values.ravel()
+    assert tpot[0] == pytest.approx(tpot[1], rel=1e-12)  # no context-dependent op
+
+
+def test_hybrid_model_layer_counts():
+    m = dse.load_model("jamba_v0_1")
+    ops = {op.name: op for op in model_ops(m, L.DECODE)}
+    assert ops["attention"].row[L.OP_LAYERS] == 4
+    assert ops["ssm_scan"].row[L.OP_LAYERS] == 28
+    assert ops["experts"].row[L.OP_LAYERS] == 16 and ops["gate_up_proj"].row[L.OP_LAYERS] == 16

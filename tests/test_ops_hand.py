@@ -144,3 +144,15 @@ def test_gemm_grouped_per_head_absorption():
     c = cost(op, phase=DEC, seqs=4, tp=8)
     assert c["flops"] == 2 * 4 * 128 * 512 * 16
     assert c["bytes"] == 16 * (128 * 512 * 2 + 4 * (128 + 512) * 2)
+
+
+def test_ssm_scan_decode_reads_and_writes_the_state():
+    # Mamba-2 2.7B layer at tp=2: inner 5120/2, state 128, conv channels (5120+256)/2, k=4
+    op = ops.ssm_scan("ssm", 5120, 128, 5376, 4, 1)
+    c = cost(op, phase=DEC, seqs=3, tp=2, kb=2.0)
+    inner, ch = 2560, 2688
+    state = inner * 128 + ch * 3
+    assert c["flops"] == 3 * (2 * ch * 4 + 6 * inner * 128)
+    assert c["bytes"] == 2 * 3 * state * 2 + 3 * (ch + inner) * 2
+    p = cost(op, seqs=3, s=100, tp=2)
+    assert p["bytes"] == 3 * state * 2 + 300 * (ch + inner) * 2

@@ -1,0 +1,404 @@
+"""Compare the engine's predictions with measured end-to-end serving results.
+
+A *measured table* has one published or locally measured serving result per row: the
+configuration (hardware and model preset, precisions, batch = concurrent requests,
+input/output tokens, tp/pp/ep) and the measured time to first token and time per output
+token, plus where the numbers come from. :func:`validate` evaluates every row's
+configuration with the grid kernel and returns the row-level comparison and a scorecard of
+absolute percentage errors per (hardware, model) and overall. The bundled dataset is
+``configs/validation/measured.csv`` (:func:`bundled_measured_path`; its sources are listed in
+``configs/validation/README.md``).
+
+Row numbers in error messages count the header as row 1, so they are the line numbers of
+the CSV file.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .config import SAME, ConfigError, load_hardware, load_model, parse_sweep
+from .evaluate import REASONS, derive, evaluate
+from .kernels.layout import DTYPES
+
+# --------------------------------------------------------------------------- columns
+PRESET_COLUMNS = ("hardware", "model")
+INT_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep")
+DTYPE_COLUMNS = ("weight_dtype", "act_dtype", "kv_dtype")
+MEASURED_COLUMNS = ("measured_ttft_s", "measured_tpot_s")
+REQUIRED = ("hardware", "model", "weight_dtype", "batch", "input_tokens", "output_tokens",
+            "tp", "source")
+DEFAULTS = {"act_dtype": SAME, "kv_dtype": SAME, "pp": 1, "ep": 1}
+# free text carried through to the output unchanged
+TEXT_COLUMNS = ("notes",)
+INPUT_COLUMNS = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "batch",
+                 "input_tokens", "output_tokens", "tp", "pp", "ep", *MEASURED_COLUMNS,
+                 "source")
+VALID_COLUMNS = (*INPUT_COLUMNS, *TEXT_COLUMNS)
+PREDICTED_COLUMNS = ("predicted_ttft_s", "predicted_tpot_s", "ttft_error_pct",
+                     "tpot_error_pct", "feasible", "infeasible_reason")
+
+WITHIN_PCT = 20.0       # share_within_20pct counts |error| <= this [%]
+ALL = "all"             # hardware/model label of the scorecard's overall row
+# one sweep per (hardware, model) group while its Cartesian product stays this small;
+# larger groups are evaluated one row at a time (each a one-point sweep)
+MAX_GROUP_CONFIGS = 1_000_000
+
+OUTPUT_NAME = "validation.parquet"
+
+
+def bundled_measured_path() -> Path:
+    """Path of the bundled measured dataset (``configs/validation/measured.csv``)."""
+    return Path(str(resources.files("dse.configs").joinpath("validation", "measured.csv")))
+
+
+def load_measured(path) -> pd.DataFrame:
+    """Read a measured table from CSV (or ``.parquet``); a read problem is a ConfigError."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, skipinitialspace=True)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, expected a CSV file") from None
+    except Exception as exc:  # pandas/pyarrow parse errors have many types
+        msg = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: cannot read the table: {msg}") from None
+
+
+# --------------------------------------------------------------------------- checks
+def _missing(value) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _fail(source, row, col, value, problem):
+    raise ConfigError(f"{source}: row {row}: {col} = {value!r}: {problem}")
+
+
+def _as_text(value):
+    """Plain Python scalar for messages (numpy scalars print as np.int64(...))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _positive_int(value, source, row, col) -> int:
+    value = _as_text(value)
+    if isinstance(value, bool):
+        _fail(source, row, col, value, "must be a positive integer")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text) if text.lstrip("+").isdigit() else float(text)
+        except ValueError:
+            _fail(source, row, col, value, "must be a positive integer")
+    if isinstance(value, numbers.Real) and math.isfinite(value) and value == int(value) \
+            and value > 0:
+        return int(value)
+    _fail(source, row, col, value, "must be a positive integer")
+
+
+def _seconds(value, source, row, col) -> float:
+    """A measured time [s]: positive and finite, or NaN when not measured."""
+    value = _as_text(value)
+    if _missing(value):
+        return math.nan
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            _fail(source, row, col, value, "must be a positive number of seconds or empty")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value <= 0:
+        _fail(source, row, col, value, "must be a positive number of seconds or empty")
+    return float(value)
+
+
+def _text(value, source, row, col, what) -> str:
+    value = _as_text(value)
+    if _missing(value):
+        _fail(source, row, col, value, f"missing value; give {what}")
+    if not isinstance(value, str):
+        _fail(source, row, col, value, f"must be text: {what}")
+    return value.strip()
+
+
+def _dtype(value, source, row, col) -> str:
+    value = _as_text(value)
+    if col != "weight_dtype" and _missing(value):
+        return SAME
+    valid = DTYPES if col == "weight_dtype" else (*DTYPES, SAME)
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text not in valid:
+        _fail(source, row, col, value, f"unknown precision; valid: {', '.join(valid)}")
+    return text
+
+
+def check_table(table: pd.DataFrame, source: str = "<table>",
+                base_dir: Path | None = None) -> pd.DataFrame:
+    """Validate a measured table; returns it normalized (defaults filled, typed columns).
+
+    Raises :class:`ConfigError` with one line naming ``source``, the row (CSV line number),
+    the column, the value and what is valid.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise ConfigError(f"{source}: expected a table (pandas.DataFrame), "
+                          f"got {type(table).__name__}")
+    columns = [str(c).strip() for c in table.columns]
+    for col in columns:
+        if col not in VALID_COLUMNS:
+            raise ConfigError(f"{source}: column {col!r}: unknown column; valid columns: "
+                              f"{', '.join(VALID_COLUMNS)}")
+    if len(set(columns)) != len(columns):
+        dup = next(c for c in columns if columns.count(c) > 1)
+        raise ConfigError(f"{source}: column {dup!r}: appears twice")
+    for col in REQUIRED:
+        if col not in columns:
+            raise ConfigError(f"{source}: column {col!r}: missing required column; required: "
+                              f"{', '.join(REQUIRED)} and at least one of "
+                              f"{', '.join(MEASURED_COLUMNS)}")
+    if not any(c in columns for c in MEASURED_COLUMNS):
+        raise ConfigError(f"{source}: columns {' and '.join(MEASURED_COLUMNS)}: both missing; "
+                          "give at least one (a cell may be empty where not measured)")
+    if len(table) == 0:
+        raise ConfigError(f"{source}: no rows: give at least one measured configuration")
+    df = table.copy()
+    df.columns = columns
+    for col, default in DEFAULTS.items():
+        if col not in df.columns:
+            df[col] = default
+    for col in MEASURED_COLUMNS:
+        if col not in df.columns:
+            df[col] = math.nan
+
+    hardware_ok, model_ok = {}, {}
+    out = {c: [] for c in INPUT_COLUMNS}
+    for i, rec in enumerate(df.to_dict("records")):
+        row = i + 2  # the CSV line: header is line 1
+        hw = _text(rec["hardware"], source, row, "hardware",
+                   "a hardware preset name or a path to a .toml file")
+        model = _text(rec["model"], source, row, "model",
+                      "a model preset name or a path to a .toml file")
+        if hw not in hardware_ok:
+            hardware_ok[hw] = load_hardware(hw, base_dir, f"{source}: row {row}", "hardware")
+        if model not in model_ok:
+            model_ok[model] = load_model(model, base_dir, f"{source}: row {row}", "model")
+        out["hardware"].append(hw)
+        out["model"].append(model)
+        for col in DTYPE_COLUMNS:
+            val = rec[col]
+            if col == "weight_dtype" and _missing(val):
+                _fail(source, row, col, _as_text(val),
+                      f"missing value; valid: {', '.join(DTYPES)}")
+            out[col].append(_dtype(val, source, row, col))
+        for col in INT_COLUMNS:
+            val = rec[col]
+            if col in DEFAULTS and _missing(val):
+                val = DEFAULTS[col]
+            out[col].append(_positive_int(val, source, row, col))
+        measured = [_seconds(rec[c], source, row, c) for c in MEASURED_COLUMNS]
+        if all(math.isnan(m) for m in measured):
+            raise ConfigError(f"{source}: row {row}: {' and '.join(MEASURED_COLUMNS)}: both "
+                              "empty; give at least one measured time [s]")
+        for col, m in zip(MEASURED_COLUMNS, measured):
+            out[col].append(m)
+        out["source"].append(_text(rec["source"], source, row, "source",
+                                   "where the measurement comes from (URL or document + table)"))
+    result = pd.DataFrame(out)
+    for col in INT_COLUMNS:
+        result[col] = result[col].astype(np.int64)
+    for col in MEASURED_COLUMNS:
+        result[col] = result[col].astype(np.float64)
+    for col in TEXT_COLUMNS:
+        if col in df.columns:
+            result[col] = ["" if _missing(v) else str(_as_text(v)) for v in df[col]]
+    return result
+
+
+# --------------------------------------------------------------------------- evaluation
+AXIS_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", *DTYPE_COLUMNS)
+
+
+def _pick(da: xr.DataArray, points: dict) -> np.ndarray:
+    """Values of ``da`` at the points (one per row); dims not in ``points`` have one entry."""
+    sel = {d: xr.DataArray(v, dims="row") for d, v in points.items() if d in da.dims}
+    out = da.sel(sel) if sel else da
+    extra = [d for d in out.dims if d != "row"]
+    out = out.isel({d: 0 for d in extra})
+    if "row" not in out.dims:
+        out = out.expand_dims(row=len(next(iter(points.values()))))
+    return np.asarray(out.values)
+
+
+def _evaluate_group(hw: str, model: str, rows: pd.DataFrame, base_dir,
+                    source: str) -> tuple[np.ndarray, ...]:
+    """(ttft, tpot, feasible, reason code) for rows sharing hardware and model."""
+    axes = {c: sorted({v.item() if isinstance(v, np.generic) else v for v in rows[c]},
+                      key=str) for c in AXIS_COLUMNS}
+    size = math.prod(len(v) for v in axes.values())
+    if size > MAX_GROUP_CONFIGS and len(rows) > 1:
+        parts = [_evaluate_group(hw, model, rows.iloc[[k]], base_dir, source)
+                 for k in range(len(rows))]
+        return tuple(np.concatenate([p[j] for p in parts]) for j in range(4))
+    spec = parse_sweep({"grid": {"hardware": [hw], "model": [model], **axes}},
+                       source=source, base_dir=base_dir)
+    ds = evaluate(spec)
+    der = derive(ds)
+    points = {c: rows[c].to_numpy() for c in AXIS_COLUMNS}
+    # the dtype coordinates hold the names as given ("same" included)
+    return (_pick(ds["ttft_s"], points).astype(np.float64),
+            _pick(ds["tpot_s"], points).astype(np.float64),
+            _pick(der["feasible"], points).astype(bool),
+            _pick(der["reason"], points).astype(np.int64))
+
+
+def _error_pct(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 100.0 * (predicted - measured) / measured
+
+
+def _stats(errors: np.ndarray, prefix: str) -> dict:
+    err = np.abs(errors[~np.isnan(errors)])
+    n = int(err.size)
+    return {
+        f"{prefix}_n": n,
+        f"{prefix}_median_abs_pct_error": float(np.median(err)) if n else math.nan,
+        f"{prefix}_mean_abs_pct_error": float(np.mean(err)) if n else math.nan,
+        f"{prefix}_share_within_20pct": float(np.mean(err <= WITHIN_PCT)) if n else math.nan,
+    }
+
+
+def make_scorecard(rows: pd.DataFrame) -> pd.DataFrame:
+    """Absolute percentage errors per (hardware, model) and overall ("all", "all").
+
+    Returns one row per group (sorted) then the overall row, with ``rows`` and
+    ``infeasible_rows`` counts and, for ``ttft`` and ``tpot`` separately, ``<m>_n`` (rows
+    with that measurement), ``<m>_median_abs_pct_error`` and ``<m>_mean_abs_pct_error`` [%]
+    and ``<m>_share_within_20pct`` (share with |error| <= 20 %, 0..1); statistics of a
+    metric with no measurement in the group are NaN.
+    """
+    records = []
+    groups = [((hw, m), g) for (hw, m), g in rows.groupby(["hardware", "model"], sort=True)]
+    groups.append(((ALL, ALL), rows))
+    for (hw, m), g in groups:
+        rec = {"hardware": hw, "model": m, "rows": int(len(g)),
+               "infeasible_rows": int((~g["feasible"].astype(bool)).sum())}
+        rec.update(_stats(g["ttft_error_pct"].to_numpy(np.float64), "ttft"))
+        rec.update(_stats(g["tpot_error_pct"].to_numpy(np.float64), "tpot"))
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def validate(table: pd.DataFrame, source: str = "<table>",
+             base_dir: Path | str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predict every measured configuration and score the predictions.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One measured serving result per row. Columns: ``hardware``, ``model`` (preset names
+        or paths), ``weight_dtype`` (``act_dtype``, ``kv_dtype`` optional, default
+        ``same``), ``batch`` (concurrent requests), ``input_tokens``, ``output_tokens``,
+        ``tp`` (``pp``, ``ep`` optional, default 1), ``measured_ttft_s`` and
+        ``measured_tpot_s`` [s] (either may be empty, not both), ``source`` (citation),
+        optional free-text ``notes``.
+    source : str
+        Name of the table (its file) used in error messages.
+    base_dir : path, optional
+        Folder against which relative preset paths are resolved first (then the working
+        directory), e.g. the CSV's folder.
+
+    Returns
+    -------
+    rows : pandas.DataFrame
+        The normalized input columns plus ``predicted_ttft_s``, ``predicted_tpot_s`` [s],
+        ``ttft_error_pct``, ``tpot_error_pct`` (100 * (predicted - measured) / measured, NaN
+        where not measured), ``feasible`` and ``infeasible_reason`` (the engine's verdict;
+        infeasible rows keep their finite predictions and count in the scorecard).
+    scorecard : pandas.DataFrame
+        See :func:`make_scorecard`.
+
+    Raises
+    ------
+    ConfigError
+        On a missing or unknown column or an invalid value: one line naming ``source``, the
+        row, the column, the value and what is valid.
+    """
+    base = Path(base_dir) if base_dir is not None else None
+    rows = check_table(table, source, base)
+    n = len(rows)
+    ttft = np.full(n, np.nan)
+    tpot = np.full(n, np.nan)
+    feasible = np.zeros(n, dtype=bool)
+    reason = np.zeros(n, dtype=np.int64)
+    for (hw, model), idx in rows.groupby(["hardware", "model"], sort=False).indices.items():
+        t1, t2, f, r = _evaluate_group(hw, model, rows.iloc[idx], base, source)
+        ttft[idx], tpot[idx], feasible[idx], reason[idx] = t1, t2, f, r
+    if not (np.isfinite(ttft).all() and np.isfinite(tpot).all()):
+        # the engine never returns NaN or inf for a valid configuration; this is a bug
+        raise RuntimeError("validate: the engine returned a non-finite prediction")
+    rows["predicted_ttft_s"] = ttft
+    rows["predicted_tpot_s"] = tpot
+    rows["ttft_error_pct"] = _error_pct(ttft, rows["measured_ttft_s"].to_numpy(np.float64))
+    rows["tpot_error_pct"] = _error_pct(tpot, rows["measured_tpot_s"].to_numpy(np.float64))
+    rows["feasible"] = feasible
+    rows["infeasible_reason"] = [REASONS[int(r)] for r in reason]
+    return rows, make_scorecard(rows)
+
+
+# --------------------------------------------------------------------------- output
+def write_outputs(rows: pd.DataFrame, out_path, *, scorecard: pd.DataFrame | None = None,
+                  source: str | None = None) -> Path:
+    """Write the row-level comparison as Parquet (temporary name, then rename).
+
+    ``out_path`` is the file to write (the CLI passes ``DIR/validation.parquet``). The
+    file metadata carries the engine version and, when given, the measured table's name
+    and the scorecard (JSON records), so the file explains itself.
+    """
+    from . import __version__
+    from .io import OutputError, frame_to_table, write_table
+    path = Path(out_path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give the Parquet file to write, "
+                          f"e.g. {path / OUTPUT_NAME}")
+    if not path.resolve().parent.is_dir():
+        raise OutputError(f"{path}: parent folder {path.resolve().parent} does not exist")
+    meta = {"dse.version": __version__}
+    if source is not None:
+        meta["dse.validation.source"] = str(source)
+    if scorecard is not None:
+        meta["dse.validation.scorecard"] = scorecard.to_json(orient="records")
+    write_table(path, frame_to_table(rows.reset_index(drop=True), meta))
+    return path
+
+
+def format_scorecard(card: pd.DataFrame) -> str:
+    """The scorecard as an aligned text table (errors in %, shares in %)."""
+    header = (f"{'hardware':<14} {'model':<14} {'rows':>4}  "
+              f"{'TTFT n':>6} {'median':>7} {'mean':>7} {'<=20%':>6}  "
+              f"{'TPOT n':>6} {'median':>7} {'mean':>7} {'<=20%':>6}")
+    lines = [header, "-" * len(header)]
+
+    def num(x, fmt):
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+    for r in card.to_dict("records"):
+        cells = [f"{str(r['hardware']):<14} {str(r['model']):<14} {r['rows']:>4} "]
+        for m in ("ttft", "tpot"):
+            share = r[f"{m}_share_within_20pct"]
+            cells.append(f" {r[f'{m}_n']:>6} {num(r[f'{m}_median_abs_pct_error'], '7.1f'):>7} "
+                         f"{num(r[f'{m}_mean_abs_pct_error'], '7.1f'):>7} "
+                         f"{num(share * 100 if share == share else share, '5.0f'):>5}%")
+        lines.append("".join(cells).rstrip())
+    return "\n".join(lines)
+
