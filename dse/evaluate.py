@@ -76,8 +76,10 @@ def structural_reasons(models, tp, pp, ep, adp) -> np.ndarray:
             ((ep > 1) & (not m.is_moe), "ep_on_dense_model"),
             ((adp > 1) & (not m.is_moe), "attention_dp_on_dense_model"),
             (m.is_moe & (m.experts % ep != 0), "experts_not_divisible_by_ep"),
-            (m.heads % tp != 0, "tp_not_divisor_of_heads"),
-            ((m.kv_heads % tp != 0) & (tp % m.kv_heads != 0), "tp_incompatible_with_kv_heads"),
+            # an all-SSM model splits its SSM heads instead (Mamba-1: inner channels)
+            ((m.heads or m.ssm_heads or m.ssm_inner) % tp != 0, "tp_not_divisor_of_heads"),
+            ((m.kv_heads % tp != 0) & (tp % max(m.kv_heads, 1) != 0) & (m.kv_heads > 0),
+             "tp_incompatible_with_kv_heads"),
             (pp > m.layers, "pp_exceeds_layers"),
         ]
         code = np.zeros(np.broadcast_shapes(tp.shape, pp.shape, ep.shape, adp.shape)[1:],

@@ -389,16 +389,17 @@ def format_scorecard(card: pd.DataFrame) -> str:
               f"{'TPOT n':>6} {'median':>7} {'mean':>7} {'<=20%':>6}")
     lines = [header, "-" * len(header)]
 
-    def num(x, fmt):
-        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+    def num(x, fmt, unit=""):
+        if x is None or (isinstance(x, float) and math.isnan(x)):
+            return "-"
+        return format(x, fmt) + unit
 
     for r in card.to_dict("records"):
         cells = [f"{str(r['hardware']):<14} {str(r['model']):<14} {r['rows']:>4} "]
         for m in ("ttft", "tpot"):
-            share = r[f"{m}_share_within_20pct"]
-            cells.append(f" {r[f'{m}_n']:>6} {num(r[f'{m}_median_abs_pct_error'], '7.1f'):>7} "
-                         f"{num(r[f'{m}_mean_abs_pct_error'], '7.1f'):>7} "
-                         f"{num(share * 100 if share == share else share, '5.0f'):>5}%")
+            cells.append(f" {r[f'{m}_n']:>6} {num(r[f'{m}_median_abs_pct_error'], '.1f'):>7} "
+                         f"{num(r[f'{m}_mean_abs_pct_error'], '.1f'):>7} "
+                         f"{num(r[f'{m}_share_within_20pct'] * 100, '.0f', '%'):>6}")
         lines.append("".join(cells).rstrip())
     return "\n".join(lines)
 
