@@ -1,0 +1,236 @@
+"""`dse.validate`: predictions against measured serving results, input checks, output file."""
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dse
+from dse.config import ConfigError
+from dse.validate import (INPUT_COLUMNS, PREDICTED_COLUMNS, bundled_measured_path,
+                          format_scorecard, load_measured, validate, write_outputs)
+
+BUNDLED = Path(__file__).resolve().parents[1] / "configs" / "validation" / "measured.csv"
+
+SCORE_COLUMNS = [f"{m}_{s}" for m in ("ttft", "tpot")
+                 for s in ("n", "median_abs_pct_error", "mean_abs_pct_error",
+                           "share_within_20pct")]
+
+
+def small_table():
+    """Four rows on two (hardware, model) groups; a mix of TTFT-only, TPOT-only and both."""
+    return pd.DataFrame([
+        dict(hardware="h100_sxm", model="llama3_8b", weight_dtype="bf16", batch=1,
+             input_tokens=1024, output_tokens=128, tp=1, measured_ttft_s=0.05,
+             measured_tpot_s=0.007, source="hand-made row 1"),
+        dict(hardware="h100_sxm", model="llama3_8b", weight_dtype="fp8", batch=8,
+             input_tokens=2048, output_tokens=256, tp=2, measured_ttft_s=0.2,
+             measured_tpot_s=np.nan, source="hand-made row 2"),
+        dict(hardware="a100_80gb", model="llama2_7b", weight_dtype="bf16", batch=4,
+             input_tokens=512, output_tokens=64, tp=1, measured_ttft_s=np.nan,
+             measured_tpot_s=0.01, source="hand-made row 3"),
+        dict(hardware="a100_80gb", model="llama2_7b", weight_dtype="int8", act_dtype="bf16",
+             batch=1, input_tokens=5, output_tokens=200, tp=1, pp=1, ep=1,
+             measured_ttft_s=0.03, measured_tpot_s=0.006, source="hand-made row 4"),
+    ])
+
+
+def test_validate_returns_rows_and_scorecard_columns():
+    rows, card = validate(small_table())
+    assert list(rows.columns) == [*INPUT_COLUMNS, *PREDICTED_COLUMNS]
+    assert len(rows) == 4
+    # defaults filled in for the optional columns
+    assert list(rows["act_dtype"]) == ["same", "same", "same", "bf16"]
+    assert list(rows["kv_dtype"]) == ["same"] * 4
+    assert list(rows["pp"]) == [1] * 4 and list(rows["ep"]) == [1] * 4
+    assert list(card.columns) == ["hardware", "model", "rows", "infeasible_rows",
+                                  *SCORE_COLUMNS]
+    assert card[["hardware", "model"]].values.tolist() == [
+        ["a100_80gb", "llama2_7b"], ["h100_sxm", "llama3_8b"], ["all", "all"]]
+
+
+def test_validate_predictions_match_a_direct_evaluation():
+    rows, _ = validate(small_table())
+    spec = dse.parse_sweep({"grid": {"hardware": "h100_sxm", "model": "llama3_8b",
+                                     "weight_dtype": "fp8", "batch": 8, "input_tokens": 2048,
+                                     "output_tokens": 256, "tp": 2}})
+    ds = dse.evaluate(spec)
+    assert rows.loc[1, "predicted_ttft_s"] == pytest.approx(float(ds["ttft_s"].values.ravel()[0]),
+                                                            rel=1e-12)
+    assert rows.loc[1, "predicted_tpot_s"] == pytest.approx(float(ds["tpot_s"].values.ravel()[0]),
+                                                            rel=1e-12)
+    for m in ("ttft", "tpot"):
+        pred, meas = rows[f"predicted_{m}_s"], rows[f"measured_{m}_s"]
+        expect = 100 * (pred - meas) / meas
+        np.testing.assert_allclose(rows[f"{m}_error_pct"], expect, rtol=1e-12)
+        assert (np.isnan(rows[f"{m}_error_pct"]) == np.isnan(meas)).all()
+    assert rows["feasible"].all()
+    assert (rows["infeasible_reason"] == "").all()
+
+
+def test_validate_scorecard_overall_matches_hand_computation():
+    rows, card = validate(small_table())
+    overall = card[(card["hardware"] == "all") & (card["model"] == "all")].iloc[0]
+    assert overall["rows"] == 4 and overall["infeasible_rows"] == 0
+    for m in ("ttft", "tpot"):
+        errs = sorted(abs(e) for e in rows[f"{m}_error_pct"] if not math.isnan(e))
+        assert len(errs) == 3
+        assert overall[f"{m}_n"] == 3
+        assert overall[f"{m}_median_abs_pct_error"] == pytest.approx(errs[1], rel=1e-12)
+        assert overall[f"{m}_mean_abs_pct_error"] == pytest.approx(sum(errs) / 3, rel=1e-12)
+        assert overall[f"{m}_share_within_20pct"] == pytest.approx(
+            sum(e <= 20 for e in errs) / 3, rel=1e-12)
+
+
+def test_validate_scorecard_group_without_a_measurement_is_nan():
+    table = small_table().iloc[[2]]  # TPOT only
+    _, card = validate(table)
+    group = card.iloc[0]
+    assert group["ttft_n"] == 0
+    assert math.isnan(group["ttft_median_abs_pct_error"])
+    assert group["tpot_n"] == 1
+    assert "-" in format_scorecard(card)
+
+
+def test_validate_reports_infeasible_rows_with_finite_predictions():
+    table = small_table().iloc[[0]].copy()
+    table["model"] = "llama3_405b"  # 810 GB of bf16 weights on one 80 GB GPU
+    rows, card = validate(table)
+    assert not rows.loc[0, "feasible"]
+    assert rows.loc[0, "infeasible_reason"] == "out_of_memory"
+    assert np.isfinite(rows.loc[0, "predicted_ttft_s"])
+    assert card.iloc[-1]["infeasible_rows"] == 1
+
+
+def _one_line_error(table, *needles):
+    with pytest.raises(ConfigError) as exc:
+        validate(table, source="measured.csv")
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert msg.startswith("measured.csv: ")
+    for needle in needles:
+        assert needle in msg, msg
+    return msg
+
+
+def test_validate_missing_column():
+    _one_line_error(small_table().drop(columns=["batch"]), "'batch'", "missing")
+
+
+def test_validate_unknown_column():
+    table = small_table().rename(columns={"kv_dtype": "kv_dtpye"})
+    table["kv_dtpye"] = "fp8"
+    _one_line_error(table, "'kv_dtpye'", "unknown column", "kv_dtype")
+
+
+def test_validate_unknown_hardware():
+    table = small_table()
+    table.loc[2, "hardware"] = "h100_sxn"
+    _one_line_error(table, "row 4", "hardware", "'h100_sxn'", "h100_sxm")
+
+
+def test_validate_unknown_precision():
+    table = small_table()
+    table.loc[0, "weight_dtype"] = "bf17"
+    _one_line_error(table, "row 2", "weight_dtype", "'bf17'", "fp8")
+
+
+@pytest.mark.parametrize("bad", [0, -4, 2.5, "eight"])
+def test_validate_non_positive_batch(bad):
+    table = small_table().astype({"batch": object})
+    table.loc[1, "batch"] = bad
+    _one_line_error(table, "row 3", "batch", repr(bad), "positive integer")
+
+
+def test_validate_both_measurements_missing():
+    table = small_table()
+    table.loc[3, ["measured_ttft_s", "measured_tpot_s"]] = np.nan
+    _one_line_error(table, "row 5", "measured_ttft_s", "measured_tpot_s", "both empty")
+
+
+def test_validate_non_positive_measurement():
+    table = small_table()
+    table.loc[0, "measured_tpot_s"] = -0.5
+    _one_line_error(table, "row 2", "measured_tpot_s", "-0.5", "positive")
+
+
+def test_validate_missing_source():
+    table = small_table()
+    table.loc[0, "source"] = " "
+    _one_line_error(table, "row 2", "source", "missing")
+
+
+def test_validate_csv_round_trip_with_empty_cells(tmp_path):
+    """A CSV with empty optional cells reads and validates like the frame it came from."""
+    path = tmp_path / "m.csv"
+    small_table().to_csv(path, index=False)
+    rows, _ = validate(load_measured(path), source=str(path))
+    direct, _ = validate(small_table())
+    pd.testing.assert_frame_equal(rows, direct)
+
+
+def test_load_measured_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_measured(tmp_path / "nope.csv")
+
+
+def test_bundled_measured_dataset_loads_and_validates():
+    assert bundled_measured_path().resolve() == BUNDLED.resolve()
+    table = load_measured(BUNDLED)
+    rows, card = validate(table, source=str(BUNDLED))
+    assert len(rows) == len(table) > 0
+    assert rows["source"].str.strip().str.len().gt(20).all()  # every row cites a source
+    for m in ("ttft", "tpot"):
+        pred = rows[f"predicted_{m}_s"].to_numpy()
+        assert np.isfinite(pred).all() and (pred > 0).all()
+    measured = rows[["measured_ttft_s", "measured_tpot_s"]]
+    assert measured.notna().any(axis=1).all()
+    assert card.iloc[-1]["rows"] == len(rows)
+    assert card.iloc[-1]["ttft_n"] + card.iloc[-1]["tpot_n"] == measured.notna().sum().sum()
+
+
+def test_write_outputs_round_trips(tmp_path):
+    rows, card = validate(small_table())
+    path = write_outputs(rows, tmp_path / "validation.parquet", scorecard=card,
+                         source="hand-made")
+    assert path == tmp_path / "validation.parquet"
+    assert not list(tmp_path.glob(".*tmp"))  # the temporary name was renamed away
+    back = pd.read_parquet(path)
+    assert list(back.columns) == list(rows.columns)
+    for col in rows.columns:
+        if rows[col].dtype == object:
+            assert back[col].astype(str).tolist() == rows[col].tolist()
+        else:
+            np.testing.assert_array_equal(back[col].to_numpy(), rows[col].to_numpy())
+    import pyarrow.parquet as pq
+    meta = pq.read_schema(path).metadata
+    assert meta[b"dse.version"] == dse.__version__.encode()
+    assert b"ttft_median_abs_pct_error" in meta[b"dse.validation.scorecard"]
+
+
+def test_write_outputs_refuses_a_folder(tmp_path):
+    from dse.io import OutputError
+    rows, _ = validate(small_table().iloc[[0]])
+    with pytest.raises(OutputError, match="is a folder"):
+        write_outputs(rows, tmp_path)
+
+
+def test_validate_row_by_row_fallback_gives_the_same_predictions(monkeypatch):
+    import dse.validate as v
+    grouped, _ = validate(small_table())
+    monkeypatch.setattr(v, "MAX_GROUP_CONFIGS", 1)
+    per_row, _ = validate(small_table())
+    pd.testing.assert_frame_equal(grouped, per_row)
+
+
+def test_validate_resolves_preset_paths_against_base_dir(tmp_path):
+    from dse.config import bundled_dir
+    text = (bundled_dir("hardware") / "h100_sxm.toml").read_text()
+    (tmp_path / "my_gpu.toml").write_text(text.replace('name = "h100_sxm"', 'name = "my_gpu"'))
+    table = small_table().iloc[[0]].copy()
+    table["hardware"] = "my_gpu.toml"
+    rows, card = validate(table, source="m.csv", base_dir=tmp_path)
+    ref, _ = validate(small_table().iloc[[0]])
+    assert rows.loc[0, "predicted_tpot_s"] == ref.loc[0, "predicted_tpot_s"]
+    assert card.iloc[0]["hardware"] == "my_gpu.toml"
