@@ -133,6 +133,23 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    from .io import check_out_dir
+    from .validate import (OUTPUT_NAME, bundled_measured_path, format_scorecard, load_measured,
+                           validate, write_outputs)
+    path = Path(args.measured) if args.measured else bundled_measured_path()
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None:
+        check_out_dir(out_dir, args.overwrite)
+    rows, card = validate(load_measured(path), source=str(path), base_dir=path.parent)
+    print(format_scorecard(card))
+    if out_dir is not None:
+        out_dir.mkdir(exist_ok=True)
+        write_outputs(rows, out_dir / OUTPUT_NAME, scorecard=card, source=str(path))
+        print(f"row-level comparison -> {out_dir / OUTPUT_NAME}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dse", description="Design-space exploration of LLM "
                                 "inference performance over whole grids of configurations.")
@@ -177,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--name", help="name of the fitted preset (default: the base name)")
     cal.add_argument("--overwrite", action="store_true")
     cal.set_defaults(func=cmd_calibrate)
+
+    val = sub.add_parser("validate", help="compare predictions with measured TTFT / TPOT")
+    val.add_argument("measured", nargs="?", help="CSV of measured end-to-end results "
+                     "(default: the bundled public measurements)")
+    val.add_argument("--out", help="folder for validation.parquet (row-level comparison)")
+    val.add_argument("--overwrite", action="store_true")
+    val.set_defaults(func=cmd_validate)
 
     ls = sub.add_parser("list", help="show the bundled presets")
     ls.add_argument("what", choices=["hardware", "models"])

@@ -69,7 +69,7 @@ def load_measured(path) -> pd.DataFrame:
         raise ConfigError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a folder, expected a CSV file") from None
-    except Exception as exc:  # pandas/pyarrow parse errors have many types
+    except Exception as exc:  # noqa: BLE001  pandas/pyarrow parse errors have many types
         msg = " ".join(str(exc).split())
         raise ConfigError(f"{path}: cannot read the table: {msg}") from None
 
@@ -291,7 +291,7 @@ def make_scorecard(rows: pd.DataFrame) -> pd.DataFrame:
     groups = [((hw, m), g) for (hw, m), g in rows.groupby(["hardware", "model"], sort=True)]
     groups.append(((ALL, ALL), rows))
     for (hw, m), g in groups:
-        rec = {"hardware": hw, "model": m, "rows": int(len(g)),
+        rec = {"hardware": hw, "model": m, "rows": len(g),
                "infeasible_rows": int((~g["feasible"].astype(bool)).sum())}
         rec.update(_stats(g["ttft_error_pct"].to_numpy(np.float64), "ttft"))
         rec.update(_stats(g["tpot_error_pct"].to_numpy(np.float64), "tpot"))
@@ -395,7 +395,7 @@ def format_scorecard(card: pd.DataFrame) -> str:
         return format(x, fmt) + unit
 
     for r in card.to_dict("records"):
-        cells = [f"{str(r['hardware']):<14} {str(r['model']):<14} {r['rows']:>4} "]
+        cells = [f"{r['hardware']!s:<14} {r['model']!s:<14} {r['rows']:>4} "]
         for m in ("ttft", "tpot"):
             cells.append(f" {r[f'{m}_n']:>6} {num(r[f'{m}_median_abs_pct_error'], '.1f'):>7} "
                          f"{num(r[f'{m}_mean_abs_pct_error'], '.1f'):>7} "

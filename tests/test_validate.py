@@ -8,8 +8,15 @@ import pytest
 
 import dse
 from dse.config import ConfigError
-from dse.validate import (INPUT_COLUMNS, PREDICTED_COLUMNS, bundled_measured_path,
-                          format_scorecard, load_measured, validate, write_outputs)
+from dse.validate import (
+    INPUT_COLUMNS,
+    PREDICTED_COLUMNS,
+    bundled_measured_path,
+    format_scorecard,
+    load_measured,
+    validate,
+    write_outputs,
+)
 
 BUNDLED = Path(__file__).resolve().parents[1] / "configs" / "validation" / "measured.csv"
 
@@ -21,18 +28,19 @@ SCORE_COLUMNS = [f"{m}_{s}" for m in ("ttft", "tpot")
 def small_table():
     """Four rows on two (hardware, model) groups; a mix of TTFT-only, TPOT-only and both."""
     return pd.DataFrame([
-        dict(hardware="h100_sxm", model="llama3_8b", weight_dtype="bf16", batch=1,
-             input_tokens=1024, output_tokens=128, tp=1, measured_ttft_s=0.05,
-             measured_tpot_s=0.007, source="hand-made row 1"),
-        dict(hardware="h100_sxm", model="llama3_8b", weight_dtype="fp8", batch=8,
-             input_tokens=2048, output_tokens=256, tp=2, measured_ttft_s=0.2,
-             measured_tpot_s=np.nan, source="hand-made row 2"),
-        dict(hardware="a100_80gb", model="llama2_7b", weight_dtype="bf16", batch=4,
-             input_tokens=512, output_tokens=64, tp=1, measured_ttft_s=np.nan,
-             measured_tpot_s=0.01, source="hand-made row 3"),
-        dict(hardware="a100_80gb", model="llama2_7b", weight_dtype="int8", act_dtype="bf16",
-             batch=1, input_tokens=5, output_tokens=200, tp=1, pp=1, ep=1,
-             measured_ttft_s=0.03, measured_tpot_s=0.006, source="hand-made row 4"),
+        {"hardware": "h100_sxm", "model": "llama3_8b", "weight_dtype": "bf16", "batch": 1,
+         "input_tokens": 1024, "output_tokens": 128, "tp": 1, "measured_ttft_s": 0.05,
+         "measured_tpot_s": 0.007, "source": "hand-made row 1"},
+        {"hardware": "h100_sxm", "model": "llama3_8b", "weight_dtype": "fp8", "batch": 8,
+         "input_tokens": 2048, "output_tokens": 256, "tp": 2, "measured_ttft_s": 0.2,
+         "measured_tpot_s": np.nan, "source": "hand-made row 2"},
+        {"hardware": "a100_80gb", "model": "llama2_7b", "weight_dtype": "bf16", "batch": 4,
+         "input_tokens": 512, "output_tokens": 64, "tp": 1, "measured_ttft_s": np.nan,
+         "measured_tpot_s": 0.01, "source": "hand-made row 3"},
+        {"hardware": "a100_80gb", "model": "llama2_7b", "weight_dtype": "int8",
+         "act_dtype": "bf16", "batch": 1, "input_tokens": 5, "output_tokens": 200, "tp": 1,
+         "pp": 1, "ep": 1, "measured_ttft_s": 0.03, "measured_tpot_s": 0.006,
+         "source": "hand-made row 4"},
     ])
 
 
