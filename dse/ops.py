@@ -87,6 +87,12 @@ def all_gather(name, elements_per_token, layers=0, group=L.GROUP_TP, scope=L.SCO
     return _op(name, L.ALLGATHER, (elements_per_token,), layers, scope, tokens, group, when)
 
 
+def reduce_scatter(name, elements_per_token, layers=0, group=L.GROUP_TP,
+                   scope=L.SCOPE_LAYER, when=L.WHEN_ALWAYS):
+    return _op(name, L.REDUCESCATTER, (elements_per_token,), layers, scope, group=group,
+               when=when)
+
+
 def all_to_all(name, elements_per_token, layers, group=L.GROUP_EP, when=L.WHEN_EP):
     return _op(name, L.ALLTOALL, (elements_per_token,), layers, group=group, when=when)
 

@@ -18,7 +18,7 @@ from numba import njit
 
 from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, DECODE, EMBEDDING, GEMM,
                      GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
-                     OP_KIND, OP_P0, OP_TOKENS, P2P, SSM, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
+                     OP_KIND, OP_P0, OP_TOKENS, P2P, REDUCESCATTER, SSM, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
                      TOKENS_LAST)
 
 
@@ -179,7 +179,8 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
         n = group_size(int(op[OP_GROUP]), tp, pp, ep)
         net_bytes = 2.0 * (n - 1.0) / n * tokens * p0 * ab
         net_steps = 2.0 * (n - 1.0)
-    elif kind == ALLGATHER:
+    elif kind == ALLGATHER or kind == REDUCESCATTER:
+        # P0 elements per token of the gathered (or reduced, pre-scatter) message
         n = group_size(int(op[OP_GROUP]), tp, pp, ep)
         net_bytes = (n - 1.0) / n * tokens * p0 * ab
         net_steps = n - 1.0

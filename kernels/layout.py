@@ -58,8 +58,9 @@ ALLTOALL = 6
 P2P = 7
 ALLGATHER = 8
 SSM = 9
+REDUCESCATTER = 10
 OP_KIND_NAMES = ("gemm", "attention", "norm", "embedding", "moe_experts", "all_reduce",
-                 "all_to_all", "p2p", "all_gather", "ssm_scan")
+                 "all_to_all", "p2p", "all_gather", "ssm_scan", "reduce_scatter")
 
 SCOPE_LAYER = 0     # once in each of OP_LAYERS layers
 SCOPE_ONCE = 1      # once per forward pass (embedding, final norm, LM head)

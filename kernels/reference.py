@@ -74,7 +74,7 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
     elif kind == L.ALLREDUCE:
         net = 2 * (group - 1) / group * tokens * p[0] * ab
         steps = 2 * (group - 1)
-    elif kind == L.ALLGATHER:
+    elif kind in (L.ALLGATHER, L.REDUCESCATTER):
         net = (group - 1) / group * tokens * p[0] * ab
         steps = group - 1
     elif kind == L.ALLTOALL:

@@ -106,6 +106,13 @@ def test_all_gather_logits():
     assert c["net_steps"] == 3
 
 
+def test_reduce_scatter_ring_volume():
+    # 200 tokens x 4096 x 2 bytes reduced and scattered over 4: (3/4) of it, 3 steps
+    c = cost(ops.reduce_scatter("rs", 4096, 1), tp=4)
+    assert c["net_bytes"] == 3 / 4 * 200 * 4096 * 2
+    assert c["net_steps"] == 3
+
+
 def test_all_to_all_dispatch():
     # each of tp=4 devices dispatches 200/4 tokens x top-2 x 4096; 1/2 stays local at ep=2
     c = cost(ops.all_to_all("a2a", 2 * 4096, 1), tp=4, ep=2)

@@ -1,6 +1,7 @@
 """Every bundled preset loads; model sizes match the published parameter counts."""
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import dse
@@ -42,6 +43,23 @@ def test_moe_preset_matches_published_active_params(name):
 def test_mixtral_active_params_match_published():
     # Mistral AI, "Mixtral of experts" (2024): 12.9B active parameters per token
     assert active_params(dse.load_model("mixtral_8x7b")) == pytest.approx(12.9e9, rel=0.01)
+
+
+@pytest.mark.parametrize("name", bundled_names("models"))
+def test_every_model_preset_sweeps(name):
+    spec = dse.parse_sweep({"grid": {"model": name, "hardware": "b200", "batch": [1, 32],
+                                     "tp": [1, 8], "input_tokens": 512, "output_tokens": 64,
+                                     "weight_dtype": ["bf16", "fp4"]}})
+    ds = dse.evaluate(spec)
+    for var in ("ttft_s", "tpot_s"):
+        assert np.isfinite(ds[var].values).all() and (ds[var].values > 0).all()
+
+
+def test_every_hardware_preset_sweeps():
+    spec = dse.parse_sweep({"grid": {"hardware": bundled_names("hardware"),
+                                     "model": "llama3_8b", "batch": [1, 64]}})
+    ds = dse.evaluate(spec)
+    assert np.isfinite(ds["tpot_s"].values).all() and (ds["tpot_s"].values > 0).all()
 
 
 @pytest.mark.parametrize("name", bundled_names("sweeps"))
