@@ -16,6 +16,18 @@ from .io import OutputError
 EXIT_USAGE = 2
 
 
+def parse_bytes(text: str) -> int:
+    """'2GB', '512MiB', '1.5e9' -> bytes (decimal units for kB/MB/GB/TB, binary for KiB...)."""
+    import re
+    units = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10,
+             "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in units or float(m.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"--memory-limit = {text!r}: expected a positive size like 2GB, 512MiB or 1e9")
+    return int(float(m.group(1)) * units[m.group(2).lower()])
+
+
 def _fail(msg: str) -> int:
     print(f"dse: error: {msg}", file=sys.stderr)
     return EXIT_USAGE
@@ -25,7 +37,8 @@ def cmd_sweep(args) -> int:
     from .sweep import run_sweep
     spec = load_sweep(args.spec)
     s = run_sweep(spec, args.out, overwrite=args.overwrite,
-                  progress=False if args.quiet else None)
+                  progress=False if args.quiet else None, results=not args.no_results,
+                  memory_limit_bytes=args.memory_limit)
     if not args.quiet:
         rate = s.n_configs / s.seconds["total"]
         print(f"{s.n_configs:,} configurations ({s.n_feasible:,} feasible) in "
@@ -161,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder for results/pareto/best.parquet")
     s.add_argument("--overwrite", action="store_true", help="replace files in an existing --out")
     s.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
+    s.add_argument("--no-results", action="store_true",
+                   help="skip results.parquet; write only pareto.parquet and best.parquet")
+    s.add_argument("--memory-limit", type=parse_bytes, metavar="SIZE",
+                   help="refuse grids needing more memory than SIZE (e.g. 2GB, 512MiB; "
+                   "default: the memory available now)")
     s.set_defaults(func=cmd_sweep)
 
     e = sub.add_parser("explain", help="per-operator table of one configuration")

@@ -37,7 +37,7 @@ class SweepSummary:
 
 
 def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool | None = None,
-              memory_limit_bytes: int | None = None) -> SweepSummary:
+              memory_limit_bytes: int | None = None, results: bool = True) -> SweepSummary:
     """Evaluate ``spec`` and write ``results.parquet``, ``pareto.parquet``, ``best.parquet``.
 
     Parameters
@@ -49,6 +49,8 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
         Progress bar; None shows it only on a terminal.
     memory_limit_bytes : int, optional
         Refuse grids needing more than this (default: available memory).
+    results : bool
+        Write the full ``results.parquet``; False writes only the Pareto and best tables.
     """
     out_dir = Path(out_dir)
     n = check_size(spec, memory_limit_bytes)
@@ -68,8 +70,9 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     t_reduce = t_write = 0.0
     try:
         stats = [f.name for f in sch if f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type)]
-        path = staging.file("results.parquet")
-        writer = io.BackgroundWriter(io.open_writer(path, sch, stats), path)
+        if results:
+            path = staging.file("results.parquet")
+            writer = io.BackgroundWriter(io.open_writer(path, sch, stats), path)
         parts = blocks(ds.sizes, BLOCK_ROWS)
         with tqdm(total=n, unit="cfg", unit_scale=True, disable=None if progress is None
                   else not progress, desc="sweep") as bar:
@@ -78,8 +81,9 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
                 t1 = time.perf_counter()
                 der = metrics(block)
                 t2 = time.perf_counter()
-                for batch in block_batches(block, der, sch, names):
-                    writer.write(batch)
+                if writer is not None:
+                    for batch in block_batches(block, der, sch, names):
+                        writer.write(batch)
                 t3 = time.perf_counter()
                 # reductions run while the writer thread encodes the queued batches
                 pareto_parts.append(block_pareto(block, der))
@@ -90,7 +94,8 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
                 t_write += t3 - t2
                 t_reduce += (t2 - t1) + (time.perf_counter() - t3)
                 bar.update(block_n)
-        writer.close()
+        if writer is not None:
+            writer.close()
         t3 = time.perf_counter()
         pareto = pd.concat(pareto_parts, ignore_index=True)
         best = pd.concat(best_parts, ignore_index=True)

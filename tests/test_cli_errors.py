@@ -333,3 +333,32 @@ def test_cli_console_script_exits_2_on_bad_spec(tmp_path):
     _assert_one_line_error(proc.stderr, str(spec), "[grid] tp = 0", "positive integer")
     assert not out.exists()
     assert os.listdir(tmp_path) == ["spec.toml"]
+
+
+def test_sweep_memory_limit_refuses_a_grid_that_does_not_fit(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text("[grid]\nbatch = [1, 2, 4, 8]\ntp = [1, 2]\n")
+    out = tmp_path / "out"
+    from dse.cli import main
+    assert main(["sweep", str(spec), "--out", str(out), "--memory-limit", "100B"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "configurations" in err and "\n" not in err
+    assert not out.exists()
+    assert main(["sweep", str(spec), "--out", str(out), "--memory-limit", "1GB", "--quiet"]) == 0
+
+
+def test_sweep_memory_limit_bad_size_exits_2(tmp_path, capsys):
+    from dse.cli import main
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--out", str(tmp_path / "o"), "--memory-limit", "lots"])
+    assert exc.value.code == 2
+    assert "--memory-limit" in capsys.readouterr().err
+
+
+def test_sweep_no_results_writes_only_reductions(tmp_path):
+    from dse.cli import main
+    spec = tmp_path / "s.toml"
+    spec.write_text("[grid]\nbatch = [1, 8]\ntp = [1, 2]\n")
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out), "--no-results", "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["best.parquet", "pareto.parquet"]
