@@ -106,18 +106,10 @@ def cmd_list(args) -> int:
 def cmd_model_import(args) -> int:
     from .config import load_model
     from .hf_import import import_config
+    from .io import write_preset
     name, text = import_config(args.config, args.name)
     out = Path(args.out) if args.out else Path(f"{name}.toml")
-    if out.exists() and not args.overwrite:
-        return _fail(f"{out}: exists; pass --overwrite to replace it")
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    try:
-        model = load_model(str(tmp))  # the written preset must load
-    except ConfigError:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(out)
+    model = write_preset(out, text, load_model, args.overwrite)
     from .compile import active_params, total_params
     print(f"wrote {out}: {model.layers} layers, {total_params(model) / 1e9:.2f} B parameters "
           f"({active_params(model) / 1e9:.2f} B active)")
@@ -129,17 +121,10 @@ def cmd_calibrate(args) -> int:
     hw = load_hardware(args.hardware)
     table = read_table(args.table)
     result = fit(hw, table, args.table)
+    from .io import write_preset
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        return _fail(f"{out}: exists; pass --overwrite to replace it")
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(preset_text(hw, result, args.table, args.name))
-    try:
-        load_hardware(str(tmp))
-    except ConfigError:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(out)
+    write_preset(out, preset_text(hw, result, args.table, args.name), load_hardware,
+                 args.overwrite)
     print(f"wrote {out}: compute_efficiency {result.compute_efficiency:.3f}, memory_efficiency "
           f"{result.memory_efficiency:.3f}, kernel_latency_s {result.kernel_latency_s:.3g} "
           f"({result.rows} kernels, median abs error {result.median_abs_pct_error:.1f}%)")

@@ -164,5 +164,27 @@ def write_table(path: Path, table: pa.Table) -> None:
         raise OutputError(f"{path}: cannot write: {exc}") from None
 
 
+def write_preset(path: Path, text: str, load, overwrite: bool = False):
+    """Write a preset file via a temporary name; it must load (``load(path)``) to be kept.
+
+    Returns what ``load`` returned. An existing file is replaced only with ``overwrite``.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: exists; pass --overwrite to replace it")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        loaded = load(str(tmp))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return loaded
+
+
 def read_table(path) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
