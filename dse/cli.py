@@ -38,13 +38,16 @@ def cmd_sweep(args) -> int:
     spec = load_sweep(args.spec)
     s = run_sweep(spec, args.out, overwrite=args.overwrite,
                   progress=False if args.quiet else None, results=not args.no_results,
-                  memory_limit_bytes=args.memory_limit)
+                  memory_limit_bytes=args.memory_limit, resume=args.resume,
+                  partition_by=tuple(p for p in args.partition_by.split(",") if p),
+                  scheduler=args.scheduler, workers=args.workers, chunk_rows=args.chunk_rows)
     if not args.quiet:
         rate = s.n_configs / s.seconds["total"]
+        resumed = f", {s.n_resumed} of {s.n_chunks} chunks resumed" if s.n_resumed else ""
         print(f"{s.n_configs:,} configurations ({s.n_feasible:,} feasible) in "
-              f"{s.seconds['total']:.2f} s ({rate / 1e6:.2f} M configs/s); "
-              f"{s.n_pareto:,} Pareto points; best found for {s.n_groups_with_best} of "
-              f"{s.n_groups} groups -> {s.out_dir}/")
+              f"{s.seconds['total']:.2f} s ({rate / 1e6:.2f} M configs/s, {s.n_chunks} "
+              f"chunks{resumed}); {s.n_pareto:,} Pareto points; best found for "
+              f"{s.n_groups_with_best} of {s.n_groups} groups -> {s.out_dir}/")
     if s.n_feasible == 0:
         worst = max(s.reason_counts, key=s.reason_counts.get)
         return _fail(f"{spec.source}: no feasible configuration among {s.n_configs:,} "
@@ -160,10 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace files in an existing --out")
     s.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
     s.add_argument("--no-results", action="store_true",
-                   help="skip results.parquet; write only pareto.parquet and best.parquet")
+                   help="skip the full results/ table; write only pareto and best tables")
     s.add_argument("--memory-limit", type=parse_bytes, metavar="SIZE",
-                   help="refuse grids needing more memory than SIZE (e.g. 2GB, 512MiB; "
-                   "default: the memory available now)")
+                   help="peak memory budget, e.g. 2GB or 512MiB; the grid is evaluated in "
+                   "chunks that fit it (default: half the memory available now)")
+    s.add_argument("--resume", action="store_true",
+                   help="continue an interrupted sweep of the same spec in --out")
+    s.add_argument("--partition-by", default="hardware,model", metavar="AXES",
+                   help="comma-separated axes partitioning results/ (default: hardware,model)")
+    s.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run chunks on this dask.distributed scheduler (tcp://host:8786)")
+    s.add_argument("--workers", type=int, metavar="N",
+                   help="start a local dask cluster of N worker processes")
+    s.add_argument("--chunk-rows", type=int, metavar="N",
+                   help="configurations per chunk (default: sized to --memory-limit)")
     s.set_defaults(func=cmd_sweep)
 
     e = sub.add_parser("explain", help="per-operator table of one configuration")

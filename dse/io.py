@@ -1,15 +1,15 @@
 """Parquet output. Nothing else in dse writes to disk.
 
 Files are written under a temporary name and renamed when complete, so a crash never leaves
-a half file under a final name; a sweep's files are staged in a sibling folder and moved
-into the output folder only once all of them are written.
+a half file under a final name. A sweep's manifest (``manifest.json``) lists the chunks whose
+files are complete; a resumed sweep deletes everything else it owns and redoes those
+chunks.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -55,28 +55,83 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise OutputError(f"{out_dir}: parent folder {parent} is not writable")
 
 
-class Staging:
-    """A sibling temporary folder whose files move into ``out_dir`` on :meth:`commit`."""
+# What a sweep owns inside --out; --overwrite removes exactly these.
+OWNED = ("results", "_chunks", "manifest.json", "pareto.parquet", "best.parquet")
+MANIFEST = "manifest.json"
 
-    def __init__(self, out_dir: Path):
-        self.out_dir = Path(out_dir)
-        parent = self.out_dir.resolve().parent
+
+def clear_owned(out_dir: Path) -> None:
+    """Remove a previous sweep's outputs (only dse's own files) from ``out_dir``."""
+    for name in OWNED:
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomically replace ``path`` with ``data`` as JSON."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def read_manifest(out_dir: Path) -> dict:
+    path = out_dir / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise OutputError(f"{out_dir}: no {MANIFEST}: nothing to resume (run without "
+                          "--resume)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise OutputError(f"{path}: unreadable manifest: {exc}") from None
+
+
+def remove_incomplete(out_dir: Path, done: set) -> None:
+    """Delete temporary files and result parts of chunks that did not finish."""
+    for tmp in out_dir.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    results = out_dir / "results"
+    if results.is_dir():
+        for part in results.rglob("part-*.parquet"):
+            if int(part.stem.split("-")[1]) not in done:
+                part.unlink()
+    chunks = out_dir / "_chunks"
+    if chunks.is_dir():
+        for part in chunks.glob("*.parquet"):
+            if int(part.stem.split("-")[1]) not in done:
+                part.unlink()
+
+
+def write_batches(path: Path, schema: pa.Schema, batches, statistics=True) -> None:
+    """Write record batches to ``path`` via a temporary name in the same folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        writer = open_writer(tmp, schema, statistics)
         try:
-            self.path = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.partial-", dir=parent))
-        except OSError as exc:
-            raise OutputError(f"{out_dir}: cannot create a staging folder: {exc.strerror}") from None
+            for batch in batches:
+                writer.write_batch(batch)
+        finally:
+            writer.close()
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
-    def file(self, name: str) -> Path:
-        return self.path / name
 
-    def commit(self) -> None:
-        self.out_dir.mkdir(exist_ok=True)
-        for f in sorted(self.path.iterdir()):
-            os.replace(f, self.out_dir / f.name)
-        self.path.rmdir()
-
-    def abort(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+def partition_dir(root: Path, values: dict) -> Path:
+    """Hive-style ``root/key=value/...`` folder for the partition ``values``."""
+    path = root
+    for key, value in values.items():
+        text = repr(float(value)) if isinstance(value, float) else str(value)
+        path = path / f"{key}={text}"
+    return path
 
 
 def open_writer(path: Path, schema: pa.Schema, statistics=True) -> pq.ParquetWriter:
@@ -91,55 +146,6 @@ def open_writer(path: Path, schema: pa.Schema, statistics=True) -> pq.ParquetWri
                                 write_batch_size=64 * 1024)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {exc}") from None
-
-
-class BackgroundWriter:
-    """Writes record batches on a thread so that encoding overlaps building the next batch.
-
-    Parquet encoding and the numpy/numba work that builds batches both release the GIL.
-    An error on the writer thread is raised again from :meth:`write` or :meth:`close`.
-    """
-
-    def __init__(self, writer: pq.ParquetWriter, path: Path, depth: int = 2):
-        import queue
-        import threading
-        self._writer = writer
-        self._path = path
-        self._queue = queue.Queue(maxsize=depth)
-        self._error = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while True:
-            batch = self._queue.get()
-            if batch is None:
-                return
-            if self._error is None:
-                try:
-                    self._writer.write_batch(batch)
-                except BaseException as exc:  # re-raised on the caller's thread
-                    self._error = exc
-
-    def _check(self):
-        if self._error is not None:
-            raise OutputError(f"{self._path}: cannot write: {self._error}")
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        self._check()
-        self._queue.put(batch)
-
-    def abandon(self) -> None:
-        """Stop the thread after an error elsewhere; the file is discarded by the caller."""
-        self._error = self._error or RuntimeError("abandoned")
-        self._queue.put(None)
-        self._thread.join()
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        self._check()
-        self._writer.close()
 
 
 def frame_to_table(df: pd.DataFrame, meta: dict) -> pa.Table:

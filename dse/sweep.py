@@ -1,7 +1,18 @@
-"""A whole sweep: validate, evaluate, reduce per (hardware, model) block, write Parquet."""
+"""A whole sweep: chunks within a memory budget, run locally or on dask, merged at the end.
+
+Each chunk (``dse.chunks``) is evaluated, reduced to its Pareto and best rows, and, unless
+``results=False``, written as hive-partitioned Parquet parts under ``DIR/results/``. A
+chunk's partial tables go to ``DIR/_chunks/`` and its completion to ``DIR/manifest.json``
+(written atomically), so an interrupted sweep resumes where it stopped. The final
+``pareto.parquet`` and ``best.parquet`` merge the partials: the frontier of a union is the
+frontier of the parts' frontiers, and the best of a group is the best of its parts' bests.
+"""
 from __future__ import annotations
 
+import sys
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,22 +21,25 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
-from . import io
-from .config import SweepSpec
+from . import __version__, io
+from .chunks import Chunk, plan, spec_hash, subspec
+from .config import ConfigError, SweepSpec
 from .evaluate import REASONS, evaluate
-from .grid import blocks, check_size
-from .reduce import block_best, block_pareto, metrics
+from .grid import BYTES_PER_CONFIG, GRID_DIMS, GROUP_DIMS, available_memory_bytes, coords
+from .reduce import HIDDEN, block_best, block_pareto, merge_best, merge_pareto, metrics
 from .table import AXIS_COLUMNS, block_batches, schema
 
-
-# Reductions and derived columns work on blocks of at most this many configurations
-# (whole hardware / model groups); fewer, larger blocks pay xarray's fixed costs less often.
-BLOCK_ROWS = 1 << 22
+DEFAULT_PARTITION_BY = ("hardware", "model")
+# Bytes of reduction state per group (best row + a share of frontier rows), for the check
+# that the merged tables fit the budget.
+BYTES_PER_GROUP = 2048
+# Chunks are no smaller than this unless the budget forces it (each pays fixed costs).
+MIN_CHUNK_ROWS = 1 << 20
 
 
 @dataclass
 class SweepSummary:
-    """What a sweep produced; ``seconds`` holds the wall time of each stage."""
+    """What a sweep produced; ``seconds`` holds wall times."""
     out_dir: Path
     n_configs: int
     n_feasible: int
@@ -33,88 +47,274 @@ class SweepSummary:
     n_groups: int
     n_groups_with_best: int
     reason_counts: dict
+    n_chunks: int = 1
+    n_resumed: int = 0
     seconds: dict = field(default_factory=dict)
 
 
+@dataclass
+class ChunkResult:
+    index: int
+    n_configs: int
+    reasons: list
+    pareto: pd.DataFrame
+    best: pd.DataFrame
+    files: list
+
+
+def default_budget_bytes() -> int:
+    """Half of the memory available now."""
+    return available_memory_bytes() // 2
+
+
+def _file_schema(sch: pa.Schema, partition_by) -> pa.Schema:
+    return pa.schema([f for f in sch if f.name not in partition_by], metadata=sch.metadata)
+
+
+def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
+              partition_by: tuple, names: dict, full_sizes: dict) -> ChunkResult:
+    """Evaluate, reduce and (optionally) write one chunk. Runs anywhere dse is installed."""
+    sub = subspec(spec, chunk)
+    ds = evaluate(sub)
+    der = metrics(ds)
+    place = (chunk.offsets(), full_sizes)
+    files = []
+    if results:
+        sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])),
+                               io.metadata(spec))
+        file_sch = _file_schema(sch, partition_by)
+        stats = [f.name for f in file_sch
+                 if f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type)]
+        root = Path(out_dir) / "results"
+        for combo in np.ndindex(*[ds.sizes[d] for d in partition_by]):
+            sel = {d: [i] for d, i in zip(partition_by, combo)}
+            block = ds.isel(sel)
+            values = {d: block[d].values[0].item() for d in partition_by}
+            path = io.partition_dir(root, values) / f"part-{chunk.index:06d}.parquet"
+            batches = (pa.RecordBatch.from_arrays([b.column(f.name) for f in file_sch],
+                                                  schema=file_sch)
+                       for b in block_batches(block, der.isel(sel, missing_dims="ignore"),
+                                              sch, names))
+            io.write_batches(path, file_sch, batches, stats)
+            files.append(str(path.relative_to(out_dir)))
+    codes = np.asarray(der["reason"].values).ravel()
+    n = int(np.prod(list(ds.sizes.values())))
+    reasons = (np.bincount(codes, minlength=len(REASONS)) * (n // codes.size)).tolist()
+    return ChunkResult(chunk.index, n, reasons, block_pareto(ds, der, place),
+                       block_best(ds, der, spec.constraints, place), files)
+
+
+class Progress:
+    """A tqdm bar on a terminal; a plain line every ``every_s`` seconds otherwise."""
+
+    def __init__(self, total: int, done: int, quiet: bool, every_s: float = 10.0):
+        self.total, self.done, self.quiet, self.every_s = total, done, quiet, every_s
+        self.start = time.perf_counter()
+        self.last = self.start
+        self.start_done = done
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            self.bar = tqdm(total=total, initial=done, unit="cfg", unit_scale=True,
+                            desc="sweep", file=sys.stderr)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.perf_counter()
+        if self.quiet or (now - self.last < self.every_s and self.done < self.total):
+            return
+        self.last = now
+        rate = (self.done - self.start_done) / max(now - self.start, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        print(f"sweep: {self.done:,}/{self.total:,} configurations "
+              f"({100 * self.done / self.total:.0f}%), {rate / 1e6:.2f} M configs/s, "
+              f"ETA {eta:.0f} s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _check_reduction_size(spec: SweepSpec, budget: int) -> None:
+    """The merged Pareto / best tables live in memory: refuse grids whose groups do not fit."""
+    c = coords(spec)
+    groups = int(np.prod([len(c[d]) for d in GROUP_DIMS]))
+    if groups * BYTES_PER_GROUP > budget:
+        n = spec.n_configs()
+        sizes = " x ".join(f"{d}={len(c[d])}" for d in GROUP_DIMS if len(c[d]) > 1)
+        raise ConfigError(
+            f"{spec.source}: [grid] has {n:,} configurations in {groups:,} groups ({sizes}): "
+            f"their Pareto and best tables need about {groups * BYTES_PER_GROUP / 1e9:.1f} GB, "
+            f"more than the {budget / 1e9:.1f} GB budget; shrink a group axis "
+            "(input_tokens, output_tokens, what-if scales) or raise --memory-limit")
+
+
+def _executor(scheduler, workers):
+    """A dask client when asked for one (address, or a local cluster of N processes)."""
+    if scheduler is None and not workers:
+        return None, None
+    from dask.distributed import Client, LocalCluster
+    if scheduler is not None:
+        return Client(scheduler), None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           host="127.0.0.1", dashboard_address=None)
+    return Client(cluster), cluster
+
+
 def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool | None = None,
-              memory_limit_bytes: int | None = None, results: bool = True) -> SweepSummary:
-    """Evaluate ``spec`` and write ``results.parquet``, ``pareto.parquet``, ``best.parquet``.
+              memory_limit_bytes: int | None = None, results: bool = True,
+              resume: bool = False, partition_by=DEFAULT_PARTITION_BY,
+              scheduler: str | None = None, workers: int | None = None,
+              threads: int | None = None, chunk_rows: int | None = None) -> SweepSummary:
+    """Run a sweep into ``out_dir``: ``results/`` (hive-partitioned Parquet, unless
+    ``results=False``), ``pareto.parquet``, ``best.parquet`` and ``manifest.json``.
 
     Parameters
     ----------
     spec : SweepSpec
     out_dir : path
-        Output folder; an existing non-empty one is refused unless ``overwrite``.
+        Output folder; an existing non-empty one is refused unless ``overwrite`` (which
+        removes dse's own files there) or ``resume``.
     progress : bool or None
-        Progress bar; None shows it only on a terminal.
+        False silences progress; None shows a bar on a terminal and a periodic log line
+        otherwise.
     memory_limit_bytes : int, optional
-        Refuse grids needing more than this (default: available memory).
+        Peak memory budget [bytes]; chunks are sized to it (default: half the available
+        memory).
     results : bool
-        Write the full ``results.parquet``; False writes only the Pareto and best tables.
+        Write the full per-configuration table.
+    resume : bool
+        Continue an interrupted sweep of the same spec in ``out_dir``.
+    partition_by : tuple of str
+        Axis columns that partition ``results/`` (hive style).
+    scheduler : str, optional
+        Address of a running dask.distributed scheduler to run the chunks on.
+    workers : int, optional
+        Start a local dask cluster of this many worker processes.
+    threads : int, optional
+        Chunks run concurrently in this process when no dask cluster is used (default: 2
+        when writing results, so Parquet encoding uses both cores; 1 otherwise).
+    chunk_rows : int, optional
+        Configurations per chunk, overriding the size derived from the memory budget.
     """
     out_dir = Path(out_dir)
-    n = check_size(spec, memory_limit_bytes)
-    io.check_out_dir(out_dir, overwrite)
-    seconds = {}
-    t0 = time.perf_counter()
-    ds = evaluate(spec)
-    seconds["evaluate"] = time.perf_counter() - t0
+    budget = memory_limit_bytes or default_budget_bytes()
+    partition_by = tuple(partition_by)
+    bad = [d for d in partition_by if d not in GRID_DIMS]
+    if bad:
+        raise ConfigError(f"--partition-by {bad[0]!r}: not an axis; valid: {', '.join(GRID_DIMS)}")
+    _check_reduction_size(spec, budget)
+    full = coords(spec)
+    full_sizes = {d: len(v) for d, v in full.items()}
+    names = {"hardware": list(full["hardware"]), "model": list(full["model"])}
+    n_total = spec.n_configs()
+    distributed = scheduler is not None or bool(workers)
+    if scheduler is not None:
+        parallel = 1  # a remote cluster's size is unknown here: size chunks per worker
+    else:
+        parallel = workers or threads or (2 if results else 1)
+    key = spec_hash(spec, {"results": results, "partition_by": list(partition_by),
+                           "version": __version__})
 
-    meta = io.metadata(spec)
-    names = {"hardware": list(ds["hardware"].values), "model": list(ds["model"].values)}
-    sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])), meta)
-    staging = io.Staging(out_dir)
-    writer = None
-    pareto_parts, best_parts = [], []
-    reasons = np.zeros(len(REASONS), dtype=np.int64)
-    t_reduce = t_write = 0.0
+    if resume:
+        manifest = io.read_manifest(out_dir)
+        if manifest.get("spec_hash") != key:
+            raise io.OutputError(f"{out_dir}: --resume with a different spec or options "
+                               f"(hash {key} != {manifest.get('spec_hash')} in "
+                               f"{io.MANIFEST}); use the original spec, or a new --out")
+        chunk_rows = manifest["chunk_rows"]
+    else:
+        if (out_dir / io.MANIFEST).exists() and not overwrite:
+            raise io.OutputError(f"{out_dir}: holds an unfinished or finished sweep; pass "
+                                 "--resume to continue it or --overwrite to replace it")
+        io.check_out_dir(out_dir, overwrite)
+        out_dir.mkdir(exist_ok=True)
+        io.clear_owned(out_dir)
+        # the budget covers the whole process: what it already holds (interpreter, numba,
+        # libraries) is not available to chunks
+        import resource
+        held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        if budget - held < 16 * BYTES_PER_CONFIG * max(parallel, 1):
+            raise ConfigError(f"--memory-limit {budget / 1e6:.0f} MB: below what this process "
+                              f"already holds ({held / 1e6:.0f} MB); raise it")
+        per_worker = (budget - held) // BYTES_PER_CONFIG // max(parallel, 1)
+        chunk_rows = chunk_rows or int(min(per_worker, max(-(-n_total // (4 * parallel)),
+                                                           MIN_CHUNK_ROWS)))
+        manifest = {"engine_version": __version__, "spec_hash": key, "spec": spec.text,
+                    "chunk_rows": chunk_rows, "partition_by": list(partition_by),
+                    "results": results, "done": {}, "complete": False}
+        io.write_json(out_dir / io.MANIFEST, manifest)
+
+    chunks = plan(spec, chunk_rows)
+    done = {int(i) for i in manifest["done"]}
+    io.remove_incomplete(out_dir, done)
+    todo = [c for c in chunks if c.index not in done]
+    (out_dir / "_chunks").mkdir(exist_ok=True)
+    lock = threading.Lock()
+    t0 = time.perf_counter()
+    bar = Progress(n_total, sum(v["n"] for v in manifest["done"].values()),
+                   quiet=progress is False)
+
+    def finish(r: ChunkResult) -> None:
+        for name, frame in (("pareto", r.pareto), ("best", r.best)):
+            io.write_table(out_dir / "_chunks" / f"{name}-{r.index:06d}.parquet",
+                           pa.Table.from_pandas(frame, preserve_index=False))
+        with lock:
+            manifest["done"][str(r.index)] = {"n": r.n_configs, "reasons": r.reasons,
+                                              "files": r.files}
+            io.write_json(out_dir / io.MANIFEST, manifest)
+        bar.update(r.n_configs)
+
+    args = (str(out_dir), results, partition_by, names, full_sizes)
     try:
-        stats = [f.name for f in sch if f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type)]
-        if results:
-            path = staging.file("results.parquet")
-            writer = io.BackgroundWriter(io.open_writer(path, sch, stats), path)
-        parts = blocks(ds.sizes, BLOCK_ROWS)
-        with tqdm(total=n, unit="cfg", unit_scale=True, disable=None if progress is None
-                  else not progress, desc="sweep") as bar:
-            for sel in parts:
-                block = ds.isel(sel) if sel else ds
-                t1 = time.perf_counter()
-                der = metrics(block)
-                t2 = time.perf_counter()
-                if writer is not None:
-                    for batch in block_batches(block, der, sch, names):
-                        writer.write(batch)
-                t3 = time.perf_counter()
-                # reductions run while the writer thread encodes the queued batches
-                pareto_parts.append(block_pareto(block, der))
-                best_parts.append(block_best(block, der, spec.constraints))
-                block_n = int(np.prod(list(block.sizes.values())))
-                codes = np.asarray(der["reason"].values).ravel()
-                reasons += np.bincount(codes, minlength=len(REASONS)) * (block_n // codes.size)
-                t_write += t3 - t2
-                t_reduce += (t2 - t1) + (time.perf_counter() - t3)
-                bar.update(block_n)
-        if writer is not None:
-            writer.close()
-        t3 = time.perf_counter()
-        pareto = pd.concat(pareto_parts, ignore_index=True)
-        best = pd.concat(best_parts, ignore_index=True)
-        io.write_table(staging.file("pareto.parquet"), io.frame_to_table(pareto, meta))
-        io.write_table(staging.file("best.parquet"), io.frame_to_table(best, meta))
-        staging.commit()
-        t_write += time.perf_counter() - t3
-    except BaseException:
-        if writer is not None:
-            writer.abandon()
-        staging.abort()
-        raise
-    n_feasible = int(reasons[0])
-    reasons[0] = 0
-    seconds["reduce"] = t_reduce
-    seconds["write"] = t_write
-    seconds["total"] = time.perf_counter() - t0
-    return SweepSummary(out_dir=out_dir, n_configs=n, n_feasible=n_feasible,
-                        n_pareto=len(pareto), n_groups=len(best),
-                        n_groups_with_best=int(best["found"].sum()),
-                        reason_counts={REASONS[i]: int(c) for i, c in enumerate(reasons) if c},
-                        seconds=seconds)
+        client, cluster = _executor(scheduler, workers) if distributed and todo else (None, None)
+        try:
+            if client is not None:
+                from dask.distributed import as_completed
+                futures = [client.submit(run_chunk, spec, c, *args, pure=False) for c in todo]
+                for fut in as_completed(futures):
+                    finish(fut.result())
+            elif len(todo) <= 1 or parallel <= 1:
+                # in this thread: numba starts slower in a pool thread (~0.4 s)
+                for c in todo:
+                    finish(run_chunk(spec, c, *args))
+            else:
+                with ThreadPoolExecutor(max_workers=int(parallel)) as pool:
+                    pending = set()
+                    queue = list(todo)
+                    while queue or pending:
+                        while queue and len(pending) < int(parallel):
+                            pending.add(pool.submit(run_chunk, spec, queue.pop(0), *args))
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in finished:
+                            finish(fut.result())
+        finally:
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+    finally:
+        bar.close()
+    t_chunks = time.perf_counter() - t0
+
+    parts = {name: [pd.read_parquet(out_dir / "_chunks" / f"{name}-{c.index:06d}.parquet")
+                    for c in chunks] for name in ("pareto", "best")}
+    pareto = merge_pareto(parts["pareto"]).drop(columns=list(HIDDEN), errors="ignore")
+    best = merge_best(parts["best"]).drop(columns=list(HIDDEN), errors="ignore")
+    meta = io.metadata(spec)
+    io.write_table(out_dir / "pareto.parquet", io.frame_to_table(pareto, meta))
+    io.write_table(out_dir / "best.parquet", io.frame_to_table(best, meta))
+    manifest["complete"] = True
+    io.write_json(out_dir / io.MANIFEST, manifest)
+
+    reasons = np.sum([v["reasons"] for v in manifest["done"].values()], axis=0)
+    return SweepSummary(
+        out_dir=out_dir, n_configs=n_total, n_feasible=int(reasons[0]),
+        n_pareto=len(pareto), n_groups=len(best),
+        n_groups_with_best=int(best["found"].sum()) if len(best) else 0,
+        reason_counts={REASONS[i]: int(c) for i, c in enumerate(reasons) if c and i},
+        n_chunks=len(chunks), n_resumed=len(done),
+        seconds={"chunks": t_chunks, "total": time.perf_counter() - t0})
+

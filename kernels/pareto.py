@@ -38,3 +38,29 @@ def pareto_mask(x, y, valid):
             elif y[g, i] == best_y and x[g, i] == best_x:
                 keep[g, i] = True
     return keep
+
+
+@njit(cache=True)
+def pareto_sorted(group, x, y):
+    """:func:`pareto_mask` over rows already sorted by group, x descending, y descending.
+
+    Used to merge per-chunk frontiers: the frontier of a union is the frontier of the union
+    of the parts' frontiers.
+    """
+    n = group.size
+    keep = np.zeros(n, dtype=np.bool_)
+    current = -1
+    best_y = -np.inf
+    best_x = np.inf
+    for i in range(n):
+        if group[i] != current:
+            current = group[i]
+            best_y = -np.inf
+            best_x = np.inf
+        if y[i] > best_y:
+            keep[i] = True
+            best_y = y[i]
+            best_x = x[i]
+        elif y[i] == best_y and x[i] == best_x:
+            keep[i] = True
+    return keep

@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import pandas as pd
+import pyarrow.dataset as pads
 import pytest
 
 from dse.cli import main
@@ -26,6 +27,15 @@ batch = [1, 8]
 input_tokens = [128]
 output_tokens = [16]
 """
+
+
+# What a completed sweep leaves in --out (results/ and _chunks/ are folders).
+OUT_LISTING = ["_chunks", "best.parquet", "manifest.json", "pareto.parquet", "results"]
+
+# input_tokens x output_tokens = 2000 x 2000 = 4e6 groups: their Pareto / best state
+# (2048 bytes a group, 8.2 GB) does not fit a 1 GB --memory-limit.
+_AXIS_2000 = "[" + ", ".join(str(i) for i in range(1, 2001)) + "]"
+TOO_MANY_GROUPS = f"[grid]\ninput_tokens = {_AXIS_2000}\noutput_tokens = {_AXIS_2000}\n"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -64,13 +74,18 @@ def _assert_one_line_error(err: str, *parts: str) -> str:
     return line
 
 
-def _assert_bad_spec(tmp_path, capsys, text, *parts, before=None):
+def _results_rows(out: Path) -> int:
+    """Rows of the hive-partitioned ``out/results`` dataset."""
+    return pads.dataset(out / "results", format="parquet", partitioning="hive").count_rows()
+
+
+def _assert_bad_spec(tmp_path, capsys, text, *parts, before=None, extra=()):
     """Write ``text`` as the spec, run the sweep, check exit 2 and an untouched tmp_path."""
     spec = _write_spec(tmp_path, text)
     out = tmp_path / "out"
     if before is None:
         before = set(os.listdir(tmp_path))
-    rc, stdout, err = _run_sweep(capsys, spec, out)
+    rc, stdout, err = _run_sweep(capsys, spec, out, *extra)
     assert rc == 2
     line = _assert_one_line_error(err, str(spec), *parts)
     assert not out.exists()
@@ -165,7 +180,10 @@ def test_sweep_user_preset_by_path_loads(tmp_path, capsys):
     spec = _write_spec(tmp_path, TINY_GRID.replace('["h100_sxm"]', '["my_gpu.toml"]'))
     rc, _, err = _run_sweep(capsys, spec, tmp_path / "out")
     assert rc == 0, err
-    assert (tmp_path / "out" / "results.parquet").is_file()
+    out = tmp_path / "out"
+    assert sorted(os.listdir(out)) == OUT_LISTING
+    assert (out / "results").is_dir()
+    assert _results_rows(out) == 2
 
 
 # --------------------------------------------------------------------------- axis values
@@ -204,12 +222,14 @@ def test_sweep_nonpositive_constraint_exits_2(tmp_path, capsys):
 
 
 def test_sweep_grid_too_large_exits_2(tmp_path, capsys):
-    axis = "[" + ", ".join(str(i) for i in range(1, 2001)) + "]"
-    text = (f"[grid]\nbatch = {axis}\ninput_tokens = {axis}\noutput_tokens = {axis}\n"
-            f"dp = {axis}\n")
-    # 2000**4 = 1.6e13 configurations: far beyond any memory
-    line = _assert_bad_spec(tmp_path, capsys, text, "configurations")
-    assert "16,000,000,000,000" in line
+    # a grid is evaluated in chunks whatever its number of configurations (here 2000**4 =
+    # 1.6e13); what is refused is a number of groups (input_tokens x output_tokens =
+    # 4e6 groups) whose Pareto / best tables do not fit the memory budget
+    text = TOO_MANY_GROUPS + f"batch = {_AXIS_2000}\ndp = {_AXIS_2000}\n"
+    line = _assert_bad_spec(tmp_path, capsys, text, "configurations", "groups",
+                            extra=("--memory-limit", "1GB"))
+    assert "16,000,000,000,000 configurations" in line
+    assert "4,000,000 groups" in line
 
 
 # --------------------------------------------------------------------------- --out
@@ -234,11 +254,41 @@ def test_sweep_overwrite_keeps_unrelated_files(tmp_path, capsys):
     rc, _, err = _run_sweep(capsys, spec, out, "--overwrite")
     assert rc == 0, err
     assert err == ""
-    assert sorted(os.listdir(out)) == ["best.parquet", "notes.txt", "pareto.parquet",
-                                       "results.parquet"]
+    assert sorted(os.listdir(out)) == sorted(OUT_LISTING + ["notes.txt"])
     assert (out / "notes.txt").read_text() == "keep me"
-    assert pq.read_metadata(out / "results.parquet").num_rows == 2
+    assert _results_rows(out) == 2
     assert sorted(os.listdir(tmp_path)) == ["out", "spec.toml"]
+
+
+def test_sweep_overwrite_replaces_only_dse_outputs(tmp_path, capsys):
+    # a second sweep with --overwrite removes the first one's outputs (here a model
+    # partition the new grid lacks) but keeps the files dse does not own
+    spec = _write_spec(tmp_path, TINY_GRID.replace('["llama3_8b"]',
+                                                   '["llama3_8b", "mixtral_8x7b"]'))
+    out = tmp_path / "out"
+    assert _run_sweep(capsys, spec, out)[0] == 0
+    assert (out / "results" / "hardware=h100_sxm" / "model=mixtral_8x7b").is_dir()
+    (out / "notes.txt").write_text("keep me")
+    spec.write_text(TINY_GRID)
+    rc, _, err = _run_sweep(capsys, spec, out, "--overwrite")
+    assert rc == 0, err
+    assert sorted(os.listdir(out)) == sorted(OUT_LISTING + ["notes.txt"])
+    assert (out / "notes.txt").read_text() == "keep me"
+    assert os.listdir(out / "results" / "hardware=h100_sxm") == ["model=llama3_8b"]
+    assert _results_rows(out) == 2
+    assert len(pd.read_parquet(out / "best.parquet")) == 1
+
+
+def test_sweep_previous_sweep_refused_without_overwrite_or_resume(tmp_path, capsys):
+    spec = _write_spec(tmp_path, TINY_GRID)
+    out = tmp_path / "out"
+    assert _run_sweep(capsys, spec, out)[0] == 0
+    before, listing = _snapshot(out), set(os.listdir(tmp_path))
+    rc, _, err = _run_sweep(capsys, spec, out)
+    assert rc == 2
+    _assert_one_line_error(err, str(out), "--resume", "--overwrite")
+    assert _snapshot(out) == before
+    assert set(os.listdir(tmp_path)) == listing
 
 
 def test_sweep_out_is_a_file_exits_2(tmp_path, capsys):
@@ -267,27 +317,27 @@ def test_sweep_empty_out_accepted_without_overwrite(tmp_path, capsys):
     out.mkdir()
     rc, _, err = _run_sweep(capsys, spec, out)
     assert rc == 0, err
-    assert sorted(os.listdir(out)) == ["best.parquet", "pareto.parquet", "results.parquet"]
+    assert sorted(os.listdir(out)) == OUT_LISTING
 
 
-@pytest.mark.parametrize("text", [
-    pytest.param("[grid]\ntp = [0]\n", id="bad_axis"),
-    pytest.param("[grid]\nbatch = [" + ", ".join(map(str, range(1, 2001))) + "]\n"
-                 "input_tokens = [" + ", ".join(map(str, range(1, 2001))) + "]\n"
-                 "output_tokens = [" + ", ".join(map(str, range(1, 2001))) + "]\n"
-                 "tp = [" + ", ".join(map(str, range(1, 2001))) + "]\n", id="too_large"),
+@pytest.mark.parametrize("text, extra, parts", [
+    pytest.param("[grid]\ntp = [0]\n", (), ("[grid] tp = 0",), id="bad_axis"),
+    pytest.param(TOO_MANY_GROUPS, ("--memory-limit", "1GB"), ("configurations", "groups"),
+                 id="too_large"),
 ])
-def test_sweep_bad_spec_with_overwrite_leaves_out_unchanged(tmp_path, capsys, text):
+def test_sweep_bad_spec_with_overwrite_leaves_out_unchanged(tmp_path, capsys, text, extra,
+                                                            parts):
     # a previous run's files in --out survive a failed run, even with --overwrite
     spec = _write_spec(tmp_path, TINY_GRID)
     out = tmp_path / "out"
     assert _run_sweep(capsys, spec, out)[0] == 0
+    assert sorted(os.listdir(out)) == OUT_LISTING
     (out / "notes.txt").write_text("keep me")
     before, listing = _snapshot(out), set(os.listdir(tmp_path))
     spec.write_text(text)
-    rc, _, err = _run_sweep(capsys, spec, out, "--overwrite")
+    rc, _, err = _run_sweep(capsys, spec, out, "--overwrite", *extra)
     assert rc == 2
-    _assert_one_line_error(err, str(spec))
+    _assert_one_line_error(err, str(spec), *parts)
     assert _snapshot(out) == before
     assert set(os.listdir(tmp_path)) == listing
 
@@ -313,12 +363,13 @@ max_devices = 8
     out = tmp_path / "out"
     rc, _, err = _run_sweep(capsys, spec, out)
     assert rc == 0, err
-    df = pq.read_table(out / "results.parquet").to_pandas()
+    df = pd.read_parquet(out / "results")
     assert len(df) == 1
     row = df.iloc[0]
     assert (row["hardware"], row["model"], row["batch"], row["input_tokens"],
-            row["output_tokens"], row["tp"], row["weight_dtype"], row["compute_scale"]) == (
-        "h100_sxm", "llama3_8b", 8, 128, 16, 2, "fp8", 1.5)
+            row["output_tokens"], row["tp"], row["attention_dp"], row["weight_dtype"],
+            row["compute_scale"]) == (
+        "h100_sxm", "llama3_8b", 8, 128, 16, 2, 1, "fp8", 1.5)
 
 
 # --------------------------------------------------------------------------- end to end
@@ -340,11 +391,13 @@ def test_sweep_memory_limit_refuses_a_grid_that_does_not_fit(tmp_path, capsys):
     spec.write_text("[grid]\nbatch = [1, 2, 4, 8]\ntp = [1, 2]\n")
     out = tmp_path / "out"
     from dse.cli import main
+    # one group needs 2048 bytes of Pareto / best state: more than 100 bytes
     assert main(["sweep", str(spec), "--out", str(out), "--memory-limit", "100B"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "configurations" in err and "\n" not in err
+    assert "configurations" in err and "groups" in err and "\n" not in err
     assert not out.exists()
     assert main(["sweep", str(spec), "--out", str(out), "--memory-limit", "1GB", "--quiet"]) == 0
+    assert _results_rows(out) == 8
 
 
 def test_sweep_memory_limit_bad_size_exits_2(tmp_path, capsys):
@@ -361,4 +414,7 @@ def test_sweep_no_results_writes_only_reductions(tmp_path):
     spec.write_text("[grid]\nbatch = [1, 8]\ntp = [1, 2]\n")
     out = tmp_path / "out"
     assert main(["sweep", str(spec), "--out", str(out), "--no-results", "--quiet"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["best.parquet", "pareto.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["_chunks", "best.parquet",
+                                                     "manifest.json", "pareto.parquet"]
+    assert len(pd.read_parquet(out / "pareto.parquet")) > 0
+    assert len(pd.read_parquet(out / "best.parquet")) == 1

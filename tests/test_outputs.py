@@ -1,8 +1,8 @@
 """The Parquet contract of ``dse sweep`` (and the ``explain`` / ``list`` commands).
 
 One small sweep (2 hardware x 2 models x 192 strategies x 2 what-if values) is run once
-per module through the CLI; the tests read its files back and check them against brute
-force in pandas.
+per module through the CLI; the tests read its files back (``results/`` as a hive-partitioned
+dataset) and check them against brute force in pandas.
 """
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import itertools
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
@@ -47,26 +49,39 @@ MAX_DEVICES, MAX_TPOT_S = 4, 0.05
 AXES = {
     "hardware": ["h100_sxm", "a100_80gb"], "model": ["llama3_8b", "mixtral_8x7b"],
     "batch": [1, 16], "input_tokens": [128, 1024], "output_tokens": [64],
-    "tp": [1, 2, 4], "pp": [1, 2], "ep": [1, 2], "dp": [1], "weight_dtype": ["bf16", "fp8"],
+    "tp": [1, 2, 4], "pp": [1, 2], "ep": [1, 2], "attention_dp": [1], "dp": [1],
+    "weight_dtype": ["bf16", "fp8"],
     "compute_scale": [1.0], "memory_bandwidth_scale": [1.0, 1.5],
     "memory_capacity_scale": [1.0], "scaleup_bandwidth_scale": [1.0],
     "scaleout_bandwidth_scale": [1.0],
 }
 AXIS_COLUMNS = ["hardware", "model", "batch", "input_tokens", "output_tokens", "tp", "pp",
-                "ep", "dp", "weight_dtype", "act_dtype", "kv_dtype", "compute_scale",
+                "ep", "attention_dp", "dp", "weight_dtype", "act_dtype", "kv_dtype", "compute_scale",
                 "memory_bandwidth_scale", "memory_capacity_scale", "scaleup_bandwidth_scale",
                 "scaleout_bandwidth_scale"]
 METRIC_COLUMNS = ["devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_tokens_per_s",
                   "tokens_per_s_per_device", "tokens_per_s_per_user",
                   "weight_bytes_per_device", "kv_cache_bytes_per_device",
-                  "memory_bytes_per_device", "feasible", "infeasible_reason", "bound"]
+                  "activation_bytes_per_device", "memory_bytes_per_device",
+                  "cost_per_million_tokens", "feasible", "infeasible_reason", "bound"]
 CATEGORICAL = ["hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "bound",
                "infeasible_reason"]
+# results/ is partitioned hive-style by these (folder names, not columns in the files)
+PARTITION_BY = ["hardware", "model"]
 GROUP = ["hardware", "model", "input_tokens", "output_tokens", "compute_scale",
          "memory_bandwidth_scale", "scaleup_bandwidth_scale", "scaleout_bandwidth_scale",
          "memory_capacity_scale"]
-STRATEGY = ["batch", "tp", "pp", "ep", "dp", "weight_dtype", "act_dtype", "kv_dtype"]
-FILES = ["best.parquet", "pareto.parquet", "results.parquet"]
+STRATEGY = ["batch", "tp", "pp", "ep", "attention_dp", "dp", "weight_dtype", "act_dtype",
+            "kv_dtype"]
+# the single-file tables, and everything a sweep leaves in --out (results/, _chunks/: folders)
+FILES = ["best.parquet", "pareto.parquet"]
+OUT_LISTING = ["_chunks", "best.parquet", "manifest.json", "pareto.parquet", "results"]
+
+
+def _parts(out) -> list:
+    """The Parquet part files of ``out/results`` (relative paths, sorted)."""
+    root = out / "results"
+    return sorted(p.relative_to(root) for p in root.rglob("*.parquet"))
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -101,7 +116,7 @@ def _normalized(df: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def results(out):
-    return _normalized(pd.read_parquet(out / "results.parquet"))
+    return _normalized(pd.read_parquet(out / "results"))
 
 
 @pytest.fixture(scope="module")
@@ -115,29 +130,65 @@ def best(out):
 
 
 # --------------------------------------------------------------------------- files
-def test_sweep_writes_exactly_three_files(sweep):
+def test_sweep_writes_expected_outputs(sweep):
     rc, work, _, out = sweep
     assert rc == 0
-    assert sorted(os.listdir(out)) == FILES
-    # no staging folder or temporary file beside --out
+    assert sorted(os.listdir(out)) == OUT_LISTING
+    assert (out / "results").is_dir() and (out / "_chunks").is_dir()
+    # no staging folder or temporary file beside --out, nor a temporary file inside it
     assert sorted(os.listdir(work)) == ["out", "spec.toml"]
+    assert [p for p in out.rglob("*") if p.name.startswith(".")] == []
 
 
-@pytest.mark.parametrize("name", FILES)
-def test_sweep_file_metadata_explains_itself(out, sweep, name):
-    meta = pq.read_schema(out / name).metadata
+def test_results_partitioned_by_hardware_and_model(out):
+    # one folder per (hardware, model), holding only part files
+    expected = {(f"hardware={h}", f"model={m}") for h in AXES["hardware"] for m in AXES["model"]}
+    parts = _parts(out)
+    assert parts and {p.parts[:2] for p in parts} == expected
+    assert all(len(p.parts) == 3 and p.name.startswith("part-") for p in parts)
+    assert sorted(str(p.relative_to(out / "results"))
+                  for p in (out / "results").rglob("*") if p.is_file()) == sorted(map(str, parts))
+
+
+def test_manifest_lists_finished_chunks(out):
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] is True
+    assert isinstance(manifest["spec_hash"], str) and manifest["spec_hash"]
+    done = manifest["done"]
+    assert done and sum(v["n"] for v in done.values()) == math.prod(
+        len(v) for v in AXES.values())
+    # one partial Pareto and one partial best table per finished chunk
+    chunk_files = os.listdir(out / "_chunks")
+    assert len(chunk_files) == 2 * len(done)
+    assert all(f.endswith(".parquet") for f in chunk_files)
+
+
+def _check_metadata(meta, spec_text):
     assert meta[b"dse.version"].decode() == dse.__version__
-    assert meta[b"dse.spec"].decode() == sweep[2].read_text()
+    assert meta[b"dse.spec"].decode() == spec_text
     presets = json.loads(meta[b"dse.presets"])
     assert any(p.endswith("h100_sxm.toml") for p in presets)
     assert any(p.endswith("mixtral_8x7b.toml") for p in presets)
     assert "h100_sxm.toml" in meta[b"dse.presets"].decode()
 
 
+@pytest.mark.parametrize("name", FILES)
+def test_sweep_file_metadata_explains_itself(out, sweep, name):
+    _check_metadata(pq.read_schema(out / name).metadata, sweep[2].read_text())
+
+
+def test_results_parts_metadata_explains_itself(out, sweep):
+    parts = _parts(out)
+    assert parts
+    for part in parts:
+        _check_metadata(pq.read_schema(out / "results" / part).metadata, sweep[2].read_text())
+
+
 # --------------------------------------------------------------------------- results
-def test_results_row_count_is_grid_size(out):
-    assert pq.read_metadata(out / "results.parquet").num_rows == math.prod(
-        len(v) for v in AXES.values())
+def test_results_row_count_is_grid_size(out, results):
+    n = math.prod(len(v) for v in AXES.values())
+    assert sum(pq.read_metadata(out / "results" / p).num_rows for p in _parts(out)) == n
+    assert len(results) == n
 
 
 def test_results_has_every_column(results):
@@ -146,9 +197,39 @@ def test_results_has_every_column(results):
 
 
 def test_results_categoricals_dictionary_encoded(out):
-    sch = pq.read_schema(out / "results.parquet")
-    for c in CATEGORICAL:
-        assert pa.types.is_dictionary(sch.field(c).type), (c, sch.field(c).type)
+    # inside each part file: the categoricals that are not partition columns
+    parts = _parts(out)
+    assert parts
+    for part in parts:
+        sch = pq.read_schema(out / "results" / part)
+        for c in CATEGORICAL:
+            if c in PARTITION_BY:
+                assert c not in sch.names, (part, c)
+            else:
+                assert pa.types.is_dictionary(sch.field(c).type), (part, c, sch.field(c).type)
+
+
+def test_results_partition_columns_come_from_folders(out):
+    dataset = pads.dataset(out / "results", format="parquet", partitioning="hive")
+    for c in PARTITION_BY:
+        typ = dataset.schema.field(c).type
+        assert pa.types.is_string(typ) or (pa.types.is_dictionary(typ)
+                                           and pa.types.is_string(typ.value_type)), (c, typ)
+    # each part file's partition values are its folder names; the rows of each
+    # (hardware, model) are exactly that pair's share of the grid
+    n_per_pair = math.prod(len(v) for k, v in AXES.items() if k not in PARTITION_BY)
+    rows = {}
+    for fragment in dataset.get_fragments():
+        keys = pads.get_partition_keys(fragment.partition_expression)
+        folders = [p for p in Path(fragment.path).parts if "=" in p]
+        assert folders == [f"{c}={keys[c]}" for c in PARTITION_BY], fragment.path
+        pair = tuple(keys[c] for c in PARTITION_BY)
+        rows[pair] = rows.get(pair, 0) + fragment.count_rows()
+    expected = {(h, m): n_per_pair for h in AXES["hardware"] for m in AXES["model"]}
+    assert rows == expected
+    frame = dataset.to_table(columns=PARTITION_BY).to_pandas()
+    counts = frame.astype(str).groupby(PARTITION_BY).size()
+    assert {k: int(v) for k, v in counts.items()} == expected
 
 
 @pytest.mark.parametrize("name", ["pareto.parquet", "best.parquet"])
@@ -189,7 +270,8 @@ def test_results_every_combination_once(results):
 
 def test_results_derived_columns_consistent(results):
     r = results
-    np.testing.assert_array_equal(r["devices"], r["tp"] * r["pp"] * r["dp"])
+    np.testing.assert_array_equal(r["devices"],
+                                  r["tp"] * r["attention_dp"] * r["pp"] * r["dp"])
     np.testing.assert_allclose(r["e2e_latency_s"],
                                r["ttft_s"] + (r["output_tokens"] - 1) * r["tpot_s"], rtol=1e-12)
     np.testing.assert_allclose(r["tokens_per_s_per_user"], 1.0 / r["tpot_s"], rtol=1e-12)
@@ -291,7 +373,7 @@ def test_best_matches_brute_force(results, best):
 
 def test_best_row_is_a_qualifying_results_row(results, best):
     found = best[best["found"]].copy()
-    for c in ("batch", "tp", "pp", "ep", "dp"):
+    for c in ("batch", "tp", "pp", "ep", "attention_dp", "dp"):
         found[c] = found[c].astype(np.int64)
     merged = found[AXIS_COLUMNS].merge(results, on=AXIS_COLUMNS, how="left",
                                        validate="1:1")
@@ -319,7 +401,7 @@ def test_best_unmet_group_has_found_false_and_empty_columns(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(MIXED_SPEC)
     assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--quiet"]) == 0
-    results = _normalized(pd.read_parquet(tmp_path / "out" / "results.parquet"))
+    results = _normalized(pd.read_parquet(tmp_path / "out" / "results"))
     best = _normalized(pd.read_parquet(tmp_path / "out" / "best.parquet")).set_index("model")
     assert bool(best.loc["llama3_8b", "found"]) is True
     assert bool(best.loc["mixtral_8x7b", "found"]) is False
@@ -348,8 +430,8 @@ def test_sweep_nothing_feasible_exits_2_and_writes_results(tmp_path, capsys):
     assert str(spec) in lines[0] and "no feasible configuration" in lines[0]
     assert "out_of_memory" in lines[0]
     # the tables are still written so the reasons can be inspected
-    assert sorted(os.listdir(out)) == FILES
-    results = pd.read_parquet(out / "results.parquet")
+    assert sorted(os.listdir(out)) == OUT_LISTING
+    results = pd.read_parquet(out / "results")
     assert len(results) == 1 and not results["feasible"].any()
     assert len(pd.read_parquet(out / "pareto.parquet")) == 0
 
@@ -370,11 +452,34 @@ def test_run_sweep_api_matches_cli(sweep, out, tmp_path):
     out2 = tmp_path / "api_out"
     s = dse.run_sweep(dse.load_sweep(spec_path), out2)
     assert s.n_configs == math.prod(len(v) for v in AXES.values())
-    for name in FILES:
+    assert sorted(os.listdir(out2)) == OUT_LISTING
+    assert _parts(out2) == _parts(out)
+    for name in FILES + ["results"]:
         pd.testing.assert_frame_equal(pd.read_parquet(out2 / name), pd.read_parquet(out / name))
-    assert s.n_feasible == int(pd.read_parquet(out / "results.parquet")["feasible"].sum())
+    assert s.n_feasible == int(pd.read_parquet(out / "results")["feasible"].sum())
     assert s.n_pareto == len(pd.read_parquet(out / "pareto.parquet"))
     assert s.n_groups == len(pd.read_parquet(out / "best.parquet"))
+
+
+def _sorted_frame(path) -> pd.DataFrame:
+    df = _normalized(pd.read_parquet(path))
+    key = [c for c in AXIS_COLUMNS if c in df.columns]
+    return df[sorted(df.columns)].sort_values(key).reset_index(drop=True)
+
+
+def test_sweep_in_many_chunks_matches_one_chunk(sweep, out, tmp_path):
+    # the module's sweep fits one chunk; split into small chunks, the merged Pareto and best
+    # tables and the results rows are the same
+    spec_path = sweep[2]
+    out2 = tmp_path / "chunked"
+    assert main(["sweep", str(spec_path), "--out", str(out2), "--quiet",
+                 "--chunk-rows", "100"]) == 0
+    manifest = json.loads((out2 / "manifest.json").read_text())
+    assert manifest["complete"] is True and len(manifest["done"]) > 4
+    assert len(manifest["done"]) > len(json.loads((out / "manifest.json").read_text())["done"])
+    assert sorted(os.listdir(out2)) == OUT_LISTING
+    for name in FILES + ["results"]:
+        pd.testing.assert_frame_equal(_sorted_frame(out2 / name), _sorted_frame(out / name))
 
 
 # --------------------------------------------------------------------------- explain / list

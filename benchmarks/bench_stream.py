@@ -1,0 +1,127 @@
+"""Streaming benchmark: billion-configuration sweeps in bounded memory, and worker scaling.
+
+Run:  python benchmarks/bench_stream.py [--quick]
+
+1. `benchmarks/sweep_1b.toml` (1.07 B configurations) with --no-results: wall time,
+   configs/s, peak RSS (fresh process).
+2. `benchmarks/sweep_200m.toml` (239 M configurations) with the full partitioned results
+   table: configs/s, bytes on disk per configuration, peak RSS; and, on the same chunks,
+   the time pyarrow alone takes to write the same record batches (batches built untimed,
+   chunk by chunk), to report end to end / pyarrow alone.
+3. Scaling: a 22 M-configuration grid with --no-results on a local dask cluster of 1 and of
+   2 worker processes.
+--quick shrinks every grid (for a smoke run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+RUN = """
+import json, resource, sys, time, dse
+spec = dse.load_sweep({spec!r})
+if {quick}:
+    import dataclasses
+    spec = dataclasses.replace(spec, grid={{**spec.grid, "batch": spec.grid["batch"][:2]}})
+t = time.perf_counter()
+s = dse.run_sweep(spec, {out!r}, progress=False, results={results}, workers={workers},
+                  memory_limit_bytes={budget})
+wall = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"n": s.n_configs, "wall": wall, "rss": rss, "chunks": s.n_chunks}}))
+"""
+
+PYARROW_ALONE = """
+import json, time, dse
+from pathlib import Path
+import pyarrow as pa
+from dse import io
+from dse.chunks import plan, subspec
+from dse.evaluate import evaluate
+from dse.grid import coords
+from dse.reduce import metrics
+from dse.sweep import _file_schema
+from dse.table import AXIS_COLUMNS, block_batches, schema
+spec = dse.load_sweep({spec!r})
+if {quick}:
+    import dataclasses
+    spec = dataclasses.replace(spec, grid={{**spec.grid, "batch": spec.grid["batch"][:2]}})
+manifest = json.loads((Path({out!r}) / "manifest.json").read_text())
+full = coords(spec)
+names = {{"hardware": list(full["hardware"]), "model": list(full["model"])}}
+sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])), io.metadata(spec))
+part = ("hardware", "model")
+file_sch = _file_schema(sch, part)
+stats = [f.name for f in file_sch if f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type)]
+total = 0.0
+for chunk in plan(spec, manifest["chunk_rows"]):
+    ds = evaluate(subspec(spec, chunk))
+    der = metrics(ds)
+    import numpy as np
+    for combo in np.ndindex(*[ds.sizes[d] for d in part]):
+        sel = {{d: [i] for d, i in zip(part, combo)}}
+        batches = [pa.RecordBatch.from_arrays([b.column(f.name) for f in file_sch], schema=file_sch)
+                   for b in block_batches(ds.isel(sel), der.isel(sel, missing_dims="ignore"), sch, names)]
+        t = time.perf_counter()
+        io.write_batches(Path({scratch!r}) / "p.parquet", file_sch, iter(batches), stats)
+        total += time.perf_counter() - t
+print(json.dumps({{"write_s": total}}))
+"""
+
+
+def child(code: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*.parquet"))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--budget", default=4_000_000_000, type=int, help="memory budget [bytes]")
+    args = p.parse_args()
+    q = args.quick
+    print(f"cpus: {os.cpu_count()}  budget: {args.budget / 1e9:.1f} GB")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        r = child(RUN.format(spec=str(HERE / "sweep_1b.toml"), out=str(tmp / "a"), quick=q,
+                             results=False, workers=None, budget=args.budget))
+        print(f"1) {r['n']:,} configurations, --no-results: {r['wall']:.1f} s = "
+              f"{r['n'] / r['wall'] / 1e6:.1f} M configs/s, {r['chunks']} chunks, peak RSS "
+              f"{r['rss'] / 1e9:.2f} GB (budget {args.budget / 1e9:.1f} GB)")
+        r = child(RUN.format(spec=str(HERE / "sweep_200m.toml"), out=str(tmp / "b"), quick=q,
+                             results=True, workers=None, budget=args.budget))
+        size = du(tmp / "b" / "results")
+        print(f"2) {r['n']:,} configurations with the full results table: {r['wall']:.1f} s = "
+              f"{r['n'] / r['wall'] / 1e6:.2f} M configs/s, {size / r['n']:.2f} bytes on disk "
+              f"per configuration ({size / 1e9:.2f} GB), {r['chunks']} chunks, peak RSS "
+              f"{r['rss'] / 1e9:.2f} GB")
+        (tmp / "scratch").mkdir()
+        w = child(PYARROW_ALONE.format(spec=str(HERE / "sweep_200m.toml"), out=str(tmp / "b"),
+                                       quick=q, scratch=str(tmp / "scratch")))
+        print(f"   pyarrow alone writing the same batches (one thread): {w['write_s']:.1f} s; "
+              f"end to end / pyarrow alone = {r['wall'] / w['write_s']:.2f}x")
+        walls = {}
+        for n in (1, 2):
+            r = child(RUN.format(spec=str(HERE / "sweep_10m.toml"), out=str(tmp / f"c{n}"),
+                                 quick=q, results=False, workers=n, budget=args.budget))
+            walls[n] = r["wall"]
+            print(f"3) local dask cluster, {n} worker(s), {r['n']:,} configurations "
+                  f"--no-results: {r['wall']:.1f} s = {r['n'] / r['wall'] / 1e6:.1f} M configs/s")
+        print(f"   speed-up 2 vs 1 workers: {walls[1] / walls[2]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
