@@ -8,8 +8,8 @@ Run:  python benchmarks/bench_stream.py [--quick]
    table: configs/s, bytes on disk per configuration, peak RSS; and, on the same chunks,
    the time pyarrow alone takes to write the same record batches (batches built untimed,
    chunk by chunk), to report end to end / pyarrow alone.
-3. Scaling: a 22 M-configuration grid with --no-results on a local dask cluster of 1 and of
-   2 worker processes.
+3. Scaling: `benchmarks/sweep_200m.toml` with --no-results on a local dask cluster of 1 and
+   of 2 worker processes.
 --quick shrinks every grid (for a smoke run).
 """
 from __future__ import annotations
@@ -91,36 +91,49 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--budget", default=4_000_000_000, type=int, help="memory budget [bytes]")
+    p.add_argument("--parts", default="1,2,3", help="which measurements to run, e.g. 1,3")
     args = p.parse_args()
+    parts = {int(x) for x in args.parts.split(",")}
     q = args.quick
     print(f"cpus: {os.cpu_count()}  budget: {args.budget / 1e9:.1f} GB")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        r = child(RUN.format(spec=str(HERE / "sweep_1b.toml"), out=str(tmp / "a"), quick=q,
-                             results=False, workers=None, budget=args.budget))
-        print(f"1) {r['n']:,} configurations, --no-results: {r['wall']:.1f} s = "
-              f"{r['n'] / r['wall'] / 1e6:.1f} M configs/s, {r['chunks']} chunks, peak RSS "
-              f"{r['rss'] / 1e9:.2f} GB (budget {args.budget / 1e9:.1f} GB)")
-        r = child(RUN.format(spec=str(HERE / "sweep_200m.toml"), out=str(tmp / "b"), quick=q,
-                             results=True, workers=None, budget=args.budget))
-        size = du(tmp / "b" / "results")
-        print(f"2) {r['n']:,} configurations with the full results table: {r['wall']:.1f} s = "
-              f"{r['n'] / r['wall'] / 1e6:.2f} M configs/s, {size / r['n']:.2f} bytes on disk "
-              f"per configuration ({size / 1e9:.2f} GB), {r['chunks']} chunks, peak RSS "
-              f"{r['rss'] / 1e9:.2f} GB")
-        (tmp / "scratch").mkdir()
-        w = child(PYARROW_ALONE.format(spec=str(HERE / "sweep_200m.toml"), out=str(tmp / "b"),
-                                       quick=q, scratch=str(tmp / "scratch")))
-        print(f"   pyarrow alone writing the same batches (one thread): {w['write_s']:.1f} s; "
-              f"end to end / pyarrow alone = {r['wall'] / w['write_s']:.2f}x")
-        walls = {}
-        for n in (1, 2):
-            r = child(RUN.format(spec=str(HERE / "sweep_10m.toml"), out=str(tmp / f"c{n}"),
-                                 quick=q, results=False, workers=n, budget=args.budget))
-            walls[n] = r["wall"]
-            print(f"3) local dask cluster, {n} worker(s), {r['n']:,} configurations "
-                  f"--no-results: {r['wall']:.1f} s = {r['n'] / r['wall'] / 1e6:.1f} M configs/s")
-        print(f"   speed-up 2 vs 1 workers: {walls[1] / walls[2]:.2f}x")
+        if 1 in parts:
+            r = child(RUN.format(spec=str(HERE / "sweep_1b.toml"), out=str(tmp / "a"), quick=q,
+                                 results=False, workers=None, budget=args.budget))
+            print(f"1) {r['n']:,} configurations, --no-results: {r['wall']:.1f} s = "
+                  f"{r['n'] / r['wall'] / 1e6:.1f} M configs/s, {r['chunks']} chunks, peak RSS "
+                  f"{r['rss'] / 1e9:.2f} GB (budget {args.budget / 1e9:.1f} GB)")
+        if 2 in parts:
+            measure_full_table(tmp, q, args.budget)
+        if 3 in parts:
+            measure_scaling(tmp, q, args.budget)
+
+
+def measure_full_table(tmp, q, budget):
+    r = child(RUN.format(spec=str(HERE / "sweep_200m.toml"), out=str(tmp / "b"), quick=q,
+                         results=True, workers=None, budget=budget))
+    size = du(tmp / "b" / "results")
+    print(f"2) {r['n']:,} configurations with the full results table: {r['wall']:.1f} s = "
+          f"{r['n'] / r['wall'] / 1e6:.2f} M configs/s, {size / r['n']:.2f} bytes on disk "
+          f"per configuration ({size / 1e9:.2f} GB), {r['chunks']} chunks, peak RSS "
+          f"{r['rss'] / 1e9:.2f} GB")
+    (tmp / "scratch").mkdir()
+    w = child(PYARROW_ALONE.format(spec=str(HERE / "sweep_200m.toml"), out=str(tmp / "b"),
+                                   quick=q, scratch=str(tmp / "scratch")))
+    print(f"   pyarrow alone writing the same batches (one thread): {w['write_s']:.1f} s; "
+          f"end to end / pyarrow alone = {r['wall'] / w['write_s']:.2f}x")
+
+
+def measure_scaling(tmp, q, budget):
+    walls = {}
+    for n in (1, 2):
+        r = child(RUN.format(spec=str(HERE / "sweep_200m.toml"), out=str(tmp / f"c{n}"),
+                             quick=q, results=False, workers=n, budget=budget))
+        walls[n] = r["wall"]
+        print(f"3) local dask cluster, {n} worker(s), {r['n']:,} configurations "
+              f"--no-results: {r['wall']:.1f} s = {r['n'] / r['wall'] / 1e6:.1f} M configs/s")
+    print(f"   speed-up 2 vs 1 workers: {walls[1] / walls[2]:.2f}x")
 
 
 if __name__ == "__main__":

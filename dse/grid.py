@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from .config import SAME, WHAT_IF_AXES, ConfigError, SweepSpec
+from .config import SAME, WHAT_IF_AXES, SweepSpec
 from .kernels import layout as L
 from .kernels.gather import broadcast_ravel
 
@@ -22,9 +22,10 @@ STRATEGY_DIMS = ("batch", "tp", "pp", "ep", "attention_dp", "dp", "weight_dtype"
                  "act_dtype", "kv_dtype")
 GROUP_DIMS = tuple(d for d in GRID_DIMS if d not in STRATEGY_DIMS)
 
-# Peak bytes per configuration while a sweep runs (kernel outputs, derived columns of a
-# block, batches queued for the writer): 75 measured by benchmarks/bench_sweep.py.
-BYTES_PER_CONFIG = 80
+# Peak bytes per configuration of a chunk in flight (kernel outputs, xarray's derived
+# columns, the grouped copies the reductions sort, record batches): about 190 measured by
+# benchmarks/bench_stream.py on 30 M-configuration chunks; chunks are sized with this.
+BYTES_PER_CONFIG = 200
 
 
 def broadcast_values(da, dims, shape) -> np.ndarray:
@@ -121,17 +122,3 @@ def available_memory_bytes() -> int:
     except OSError:
         pass
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def check_size(spec: SweepSpec, limit_bytes: int | None = None) -> int:
-    """Raise ConfigError when the grid does not fit in memory; return the config count."""
-    n = spec.n_configs()
-    limit = available_memory_bytes() if limit_bytes is None else limit_bytes
-    need = n * BYTES_PER_CONFIG
-    if need > 0.8 * limit:
-        sizes = " x ".join(f"{d}={len(v)}" for d, v in coords(spec).items() if len(v) > 1)
-        raise ConfigError(
-            f"{spec.source}: [grid] has {n:,} configurations ({sizes}): needs about "
-            f"{need / 1e9:.1f} GB, more than the {0.8 * limit / 1e9:.1f} GB available; "
-            "shrink an axis or split the sweep")
-    return n

@@ -159,6 +159,43 @@ def frame_to_table(df: pd.DataFrame, meta: dict) -> pa.Table:
     return table.replace_schema_metadata({k: v for k, v in meta.items()})
 
 
+def write_frames(path: Path, frames, meta: dict) -> tuple[int, int]:
+    """Write DataFrames (one schema) to one Parquet file via a temporary name.
+
+    Returns (rows written, rows whose ``found`` column is true, 0 without one). A sweep with
+    no rows writes an empty file with no columns.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    rows = found = 0
+    writer = None
+    try:
+        for frame in frames:
+            table = frame_to_table(frame, meta)
+            table = table.cast(_plain_strings(table.schema))
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression=COMPRESSION)
+            writer.write_table(table)
+            rows += len(frame)
+            if "found" in frame:
+                found += int(frame["found"].sum())
+        if writer is None:
+            pq.write_table(pa.table({}), tmp)
+        else:
+            writer.close()
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    return rows, found
+
+
+def _plain_strings(schema: pa.Schema) -> pa.Schema:
+    """Dictionary columns keep their type but share one index width across batches."""
+    return pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), pa.string()))
+                      if pa.types.is_dictionary(f.type) else f for f in schema],
+                     metadata=schema.metadata)
+
+
 def write_table(path: Path, table: pa.Table) -> None:
     """Write a whole table to ``path`` via a temporary name in the same folder."""
     tmp = path.with_name(f".{path.name}.tmp")

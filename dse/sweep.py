@@ -137,6 +137,27 @@ class Progress:
             self.bar.close()
 
 
+def _merged_by_pair(frames, merge, per_pair: int):
+    """Merge partial tables one (hardware, model) pair at a time; hidden columns dropped."""
+    pending, pair, empty = [], None, None
+    for frame in frames:
+        if frame.empty:
+            empty = frame
+            continue
+        pairs = frame["_group"].to_numpy() // per_pair
+        for p in np.unique(pairs):
+            part = frame[pairs == p]
+            if pair is not None and p != pair:
+                yield merge(pending).drop(columns=list(HIDDEN))
+                pending = []
+            pair = p
+            pending.append(part)
+    if pending:
+        yield merge(pending).drop(columns=list(HIDDEN))
+    elif empty is not None:  # nothing anywhere: an empty table that keeps the columns
+        yield empty.drop(columns=list(HIDDEN), errors="ignore")
+
+
 def _check_reduction_size(spec: SweepSpec, budget: int) -> None:
     """The merged Pareto / best tables live in memory: refuse grids whose groups do not fit."""
     c = coords(spec)
@@ -299,21 +320,24 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
         bar.close()
     t_chunks = time.perf_counter() - t0
 
-    parts = {name: [pd.read_parquet(out_dir / "_chunks" / f"{name}-{c.index:06d}.parquet")
-                    for c in chunks] for name in ("pareto", "best")}
-    pareto = merge_pareto(parts["pareto"]).drop(columns=list(HIDDEN), errors="ignore")
-    best = merge_best(parts["best"]).drop(columns=list(HIDDEN), errors="ignore")
     meta = io.metadata(spec)
-    io.write_table(out_dir / "pareto.parquet", io.frame_to_table(pareto, meta))
-    io.write_table(out_dir / "best.parquet", io.frame_to_table(best, meta))
+    # groups of one (hardware, model) pair never span two pairs, and chunks run in grid
+    # order, so the merge streams pair by pair: memory holds one pair's frontier at a time
+    per_pair = int(np.prod([full_sizes[d] for d in GROUP_DIMS[2:]]))
+    counts = {}
+    for name, merge in (("pareto", merge_pareto), ("best", merge_best)):
+        frames = (pd.read_parquet(out_dir / "_chunks" / f"{name}-{c.index:06d}.parquet")
+                  for c in chunks)
+        counts[name], counts[name + "_found"] = io.write_frames(
+            out_dir / f"{name}.parquet", _merged_by_pair(frames, merge, per_pair), meta)
     manifest["complete"] = True
     io.write_json(out_dir / io.MANIFEST, manifest)
 
     reasons = np.sum([v["reasons"] for v in manifest["done"].values()], axis=0)
     return SweepSummary(
         out_dir=out_dir, n_configs=n_total, n_feasible=int(reasons[0]),
-        n_pareto=len(pareto), n_groups=len(best),
-        n_groups_with_best=int(best["found"].sum()) if len(best) else 0,
+        n_pareto=counts["pareto"], n_groups=counts["best"],
+        n_groups_with_best=counts["best_found"],
         reason_counts={REASONS[i]: int(c) for i, c in enumerate(reasons) if c and i},
         n_chunks=len(chunks), n_resumed=len(done),
         seconds={"chunks": t_chunks, "total": time.perf_counter() - t0})
