@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,25 @@ COMPRESSION = "zstd"
 
 class OutputError(OSError):
     """The output location cannot be used (exists, not writable, disk full)."""
+
+
+@contextmanager
+def atomic(path: Path):
+    """Yield a temporary path beside ``path``; rename it to ``path`` if the block succeeds.
+
+    On any error the temporary file is removed; an OSError becomes a one-line OutputError.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def metadata(spec) -> dict:
@@ -72,13 +92,8 @@ def clear_owned(out_dir: Path) -> None:
 
 def write_json(path: Path, data: dict) -> None:
     """Atomically replace ``path`` with ``data`` as JSON."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
 
 
 def read_manifest(out_dir: Path) -> dict:
@@ -111,18 +126,13 @@ def remove_incomplete(out_dir: Path, done: set) -> None:
 def write_batches(path: Path, schema: pa.Schema, batches, statistics=True) -> None:
     """Write record batches to ``path`` via a temporary name in the same folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic(path) as tmp:
         writer = open_writer(tmp, schema, statistics)
         try:
             for batch in batches:
                 writer.write_batch(batch)
         finally:
             writer.close()
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def partition_dir(root: Path, values: dict) -> Path:
@@ -165,10 +175,9 @@ def write_frames(path: Path, frames, meta: dict) -> tuple[int, int]:
     Returns (rows written, rows whose ``found`` column is true, 0 without one). A sweep with
     no rows writes an empty file with no columns.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
     rows = found = 0
     writer = None
-    try:
+    with atomic(path) as tmp:
         for frame in frames:
             table = frame_to_table(frame, meta)
             table = table.cast(_plain_strings(table.schema))
@@ -182,10 +191,6 @@ def write_frames(path: Path, frames, meta: dict) -> tuple[int, int]:
             pq.write_table(pa.table({}), tmp)
         else:
             writer.close()
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
     return rows, found
 
 
@@ -198,13 +203,8 @@ def _plain_strings(schema: pa.Schema) -> pa.Schema:
 
 def write_table(path: Path, table: pa.Table) -> None:
     """Write a whole table to ``path`` via a temporary name in the same folder."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic(path) as tmp:
         pq.write_table(table, tmp, compression=COMPRESSION)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write: {exc}") from None
 
 
 def write_preset(path: Path, text: str, load, overwrite: bool = False):
@@ -215,17 +215,9 @@ def write_preset(path: Path, text: str, load, overwrite: bool = False):
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputError(f"{path}: exists; pass --overwrite to replace it")
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic(path) as tmp:
         tmp.write_text(text)
         loaded = load(str(tmp))
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return loaded
 
 
