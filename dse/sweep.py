@@ -26,7 +26,7 @@ from .chunks import Chunk, plan, spec_hash, subspec
 from .config import ConfigError, SweepSpec
 from .evaluate import REASONS, evaluate
 from .grid import BYTES_PER_CONFIG, GRID_DIMS, GROUP_DIMS, available_memory_bytes, coords
-from .reduce import HIDDEN, block_best, block_pareto, merge_best, merge_pareto, metrics
+from .reduce import HIDDEN, merge_best, merge_pareto, metrics, reduce_block
 from .table import AXIS_COLUMNS, block_batches, schema
 
 DEFAULT_PARTITION_BY = ("hardware", "model")
@@ -76,10 +76,10 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
     """Evaluate, reduce and (optionally) write one chunk. Runs anywhere dse is installed."""
     sub = subspec(spec, chunk)
     ds = evaluate(sub)
-    der = metrics(ds)
     place = (chunk.offsets(), full_sizes)
     files = []
     if results:
+        der = metrics(ds)
         sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])),
                                io.metadata(spec))
         file_sch = _file_schema(sch, partition_by)
@@ -97,11 +97,9 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
                                               sch, names))
             io.write_batches(path, file_sch, batches, stats)
             files.append(str(path.relative_to(out_dir)))
-    codes = np.asarray(der["reason"].values).ravel()
-    n = int(np.prod(list(ds.sizes.values())))
-    reasons = (np.bincount(codes, minlength=len(REASONS)) * (n // codes.size)).tolist()
-    return ChunkResult(chunk.index, n, reasons, block_pareto(ds, der, place),
-                       block_best(ds, der, spec.constraints, place), files)
+        del der
+    pareto, best, counts = reduce_block(ds, spec.constraints, place)
+    return ChunkResult(chunk.index, int(counts.sum()), counts.tolist(), pareto, best, files)
 
 
 class Progress:
