@@ -55,16 +55,19 @@ print(json.dumps({{"times": times, "stages": s.seconds, "rss": rss, "n": spec.n_
 PYARROW_ALONE = """
 import json, tempfile, time, dse
 from dse import io
-from dse.grid import blocks
+from dse.chunks import plan, subspec
+from dse.grid import coords
 from dse.reduce import metrics
 from dse.table import AXIS_COLUMNS, block_batches, schema
 import pyarrow as pa
 spec = dse.load_sweep({spec!r})
-ds = dse.evaluate(spec)
-names = {{"hardware": list(ds["hardware"].values), "model": list(ds["model"].values)}}
+full = coords(spec)
+names = {{"hardware": list(full["hardware"]), "model": list(full["model"])}}
 sch = schema(len(names["hardware"]), len(names["model"]))
-batches = [b for sel in blocks(ds.sizes, 1 << 22) for block in [ds.isel(sel) if sel else ds]
-           for b in block_batches(block, metrics(block), sch, names)]
+batches = []
+for chunk in plan(spec, 1 << 22):
+    block = dse.evaluate(subspec(spec, chunk))
+    batches += block_batches(block, metrics(block), sch, names)
 stats = [f.name for f in sch if f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type)]
 times = []
 for _ in range({repeats}):

@@ -28,35 +28,12 @@ GROUP_DIMS = tuple(d for d in GRID_DIMS if d not in STRATEGY_DIMS)
 BYTES_PER_CONFIG = 200
 
 
-def broadcast_values(da, dims, shape) -> np.ndarray:
-    """A DataArray's values broadcast (as a read-only view) to ``dims`` of ``shape``.
-
-    Plain numpy: xarray's own broadcasting re-creates indexes for every call, which costs
-    far more than the arithmetic on grids of this kind.
-    """
-    own = [d for d in dims if d in da.dims]
-    arr = np.asarray(da.variable.transpose(*own).values)
-    expanded = [shape[i] if d in da.dims else 1 for i, d in enumerate(dims)]
-    return np.broadcast_to(arr.reshape(expanded), tuple(shape))
-
-
-def blocks(sizes: dict, max_rows: int) -> list[dict]:
-    """Split the grid into as few hardware / model blocks as keep each under ``max_rows``.
-
-    Returns ``isel`` indexers (lists, so the dims are kept). Reductions group by hardware
-    and model, so a block always holds whole groups.
-    """
-    n = int(np.prod([sizes[d] for d in GRID_DIMS]))
-    n_hw, n_model = sizes["hardware"], sizes["model"]
-    if n <= max_rows:
-        return [{}]
-    if n // n_hw <= max_rows:
-        return [{"hardware": [i]} for i in range(n_hw)]
-    return [{"hardware": [i], "model": [j]} for i in range(n_hw) for j in range(n_model)]
-
-
 def broadcast_flat(da, dims, shape) -> np.ndarray:
-    """:func:`broadcast_values` materialized as a flat C-order array (parallel copy)."""
+    """A DataArray's values broadcast to ``dims`` of ``shape``, as a flat C-order array.
+
+    Copied by a parallel gather (``kernels/gather.py``): numpy's copy of a broadcast view
+    is slow when the innermost dims are broadcast ones.
+    """
     own = [d for d in dims if d in da.dims]
     arr = np.asarray(da.variable.transpose(*own).values)
     expanded = [shape[i] if d in da.dims else 1 for i, d in enumerate(dims)]

@@ -32,18 +32,6 @@ def metrics(block: xr.Dataset) -> xr.Dataset:
     return der
 
 
-def meets_constraints(der: xr.Dataset, cons: Constraints) -> xr.DataArray:
-    """Feasible and within max_devices / max_ttft_s / max_tpot_s (None: no limit)."""
-    ok = der["feasible"]
-    if cons.max_devices is not None:
-        ok = ok & (der["devices"] <= cons.max_devices)
-    if cons.max_ttft_s is not None:
-        ok = ok & (der["ttft_s"] <= cons.max_ttft_s)
-    if cons.max_tpot_s is not None:
-        ok = ok & (der["tpot_s"] <= cons.max_tpot_s)
-    return ok
-
-
 def _offsets(sources, dims, sizes) -> np.ndarray:
     """Flat-index contributions [prod(sizes), n_sources] of every point of ``dims``."""
     shape = [sizes[d] for d in dims]
