@@ -233,17 +233,22 @@ def test_sweep_grid_too_large_exits_2(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- --out
+def _assert_refused_unchanged(capsys, spec, out, *parts):
+    """A sweep into ``out`` exits 2 with one line naming ``parts`` and changes nothing."""
+    before, listing = _snapshot(out), set(os.listdir(out.parent))
+    rc, _, err = _run_sweep(capsys, spec, out)
+    assert rc == 2
+    _assert_one_line_error(err, str(out), *parts)
+    assert _snapshot(out) == before
+    assert set(os.listdir(out.parent)) == listing
+
+
 def test_sweep_nonempty_out_refused_without_overwrite(tmp_path, capsys):
     spec = _write_spec(tmp_path, TINY_GRID)
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    before, listing = _snapshot(out), set(os.listdir(tmp_path))
-    rc, _, err = _run_sweep(capsys, spec, out)
-    assert rc == 2
-    _assert_one_line_error(err, str(out), "not empty", "--overwrite")
-    assert _snapshot(out) == before
-    assert set(os.listdir(tmp_path)) == listing
+    _assert_refused_unchanged(capsys, spec, out, "not empty", "--overwrite")
 
 
 def test_sweep_overwrite_keeps_unrelated_files(tmp_path, capsys):
@@ -283,12 +288,7 @@ def test_sweep_previous_sweep_refused_without_overwrite_or_resume(tmp_path, caps
     spec = _write_spec(tmp_path, TINY_GRID)
     out = tmp_path / "out"
     assert _run_sweep(capsys, spec, out)[0] == 0
-    before, listing = _snapshot(out), set(os.listdir(tmp_path))
-    rc, _, err = _run_sweep(capsys, spec, out)
-    assert rc == 2
-    _assert_one_line_error(err, str(out), "--resume", "--overwrite")
-    assert _snapshot(out) == before
-    assert set(os.listdir(tmp_path)) == listing
+    _assert_refused_unchanged(capsys, spec, out, "--resume", "--overwrite")
 
 
 def test_sweep_out_is_a_file_exits_2(tmp_path, capsys):
