@@ -1,7 +1,9 @@
 """Split a sweep into chunks that each fit a memory budget.
 
-A chunk is a contiguous slab of the flattened grid (``GRID_DIMS`` order): one index on each
-of the leading dims and a range on the next one. Each chunk is itself a valid sweep spec
+A chunk is a contiguous slab of the flattened grid: one index on each of the leading dims and
+a range on the next one. Sweeps that write the results table flatten in ``GRID_DIMS`` order
+(the table's row order); frontiers-only sweeps in ``REDUCTION_ORDER`` (group dims first), so
+that a chunk holds whole groups whenever a group's strategies fit in one. Each chunk is itself a valid sweep spec
 (:func:`subspec`), so a chunk runs through exactly the same evaluate / reduce / write code as
 a whole sweep does, in this process, a thread, or a dask worker.
 """
@@ -37,10 +39,11 @@ class Chunk:
         return int(np.prod(list(self.sizes(full).values())))
 
 
-def plan(spec: SweepSpec, max_rows: int) -> list[Chunk]:
-    """Chunks of at most ``max_rows`` configurations each (at least one row each)."""
+def plan(spec: SweepSpec, max_rows: int, dims=GRID_DIMS) -> list[Chunk]:
+    """Chunks of at most ``max_rows`` configurations each (at least one row each), slabs
+    of the grid flattened in ``dims`` order (a permutation of ``GRID_DIMS``)."""
     c = coords(spec)
-    shape = [len(c[d]) for d in GRID_DIMS]
+    shape = [len(c[d]) for d in dims]
     max_rows = max(int(max_rows), 1)
     k = len(shape)  # dims[k:] are whole inside a chunk
     while k > 0 and int(np.prod(shape[k - 1:])) <= max_rows:
@@ -53,8 +56,8 @@ def plan(spec: SweepSpec, max_rows: int) -> list[Chunk]:
     for outer in np.ndindex(*shape[:k - 1]):
         for start in range(0, shape[k - 1], step):
             stop = min(start + step, shape[k - 1])
-            ranges = tuple((GRID_DIMS[i], o, o + 1) for i, o in enumerate(outer))
-            chunks.append(Chunk(len(chunks), ranges + ((GRID_DIMS[k - 1], start, stop),)))
+            ranges = tuple((dims[i], o, o + 1) for i, o in enumerate(outer))
+            chunks.append(Chunk(len(chunks), ranges + ((dims[k - 1], start, stop),)))
     return chunks
 
 

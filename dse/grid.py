@@ -21,6 +21,8 @@ GRID_DIMS = (*TPOT_DIMS, "dp", "memory_capacity_scale")
 STRATEGY_DIMS = ("batch", "tp", "pp", "ep", "attention_dp", "dp", "weight_dtype",
                  "act_dtype", "kv_dtype")
 GROUP_DIMS = tuple(d for d in GRID_DIMS if d not in STRATEGY_DIMS)
+# The grid flattened group by group: the chunk order of frontiers-only sweeps.
+REDUCTION_ORDER = (*GROUP_DIMS, *STRATEGY_DIMS)
 
 # Peak bytes per configuration of a chunk in flight (kernel outputs, xarray's derived
 # columns, the grouped copies the reductions sort, record batches): about 190 measured by

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from . import __version__
@@ -118,7 +119,7 @@ def remove_incomplete(out_dir: Path, done: set) -> None:
                 part.unlink()
     chunks = out_dir / "_chunks"
     if chunks.is_dir():
-        for part in chunks.glob("*.parquet"):
+        for part in chunks.glob("*.arrow"):
             if int(part.stem.split("-")[1]) not in done:
                 part.unlink()
 
@@ -160,12 +161,19 @@ def open_writer(path: Path, schema: pa.Schema, statistics=True) -> pq.ParquetWri
 
 def frame_to_table(df: pd.DataFrame, meta: dict) -> pa.Table:
     """Arrow table of a small frame: string columns dictionary-encoded, metadata attached."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    return normalized(pa.Table.from_pandas(df, preserve_index=False), meta)
+
+
+def normalized(table: pa.Table, meta: dict, drop=()) -> pa.Table:
+    """``table`` without the columns ``drop``, strings dictionary-encoded with int32
+    indices (one type across batches), metadata ``meta``."""
+    table = table.drop_columns([c for c in drop if c in table.column_names])
     # an empty frame has untyped (null) object columns: keep them categorical strings
     cols = [c.cast(pa.string()) if pa.types.is_null(c.type) else c for c in table.columns]
     cols = [c.dictionary_encode() if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)
             else c for c in cols]
     table = pa.table(cols, names=table.column_names)
+    table = table.cast(_plain_strings(table.schema))
     return table.replace_schema_metadata({k: v for k, v in meta.items()})
 
 
@@ -175,23 +183,41 @@ def write_frames(path: Path, frames, meta: dict) -> tuple[int, int]:
     Returns (rows written, rows whose ``found`` column is true, 0 without one). A sweep with
     no rows writes an empty file with no columns.
     """
+    return write_tables(path, (frame_to_table(f, meta) for f in frames), meta)
+
+
+def write_tables(path: Path, tables, meta: dict, drop=()) -> tuple[int, int]:
+    """Write Arrow tables (one schema once :func:`normalized`) to one Parquet file via a
+    temporary name, without the columns ``drop``; returns what :func:`write_frames` does."""
     rows = found = 0
     writer = None
     with atomic(path) as tmp:
-        for frame in frames:
-            table = frame_to_table(frame, meta)
-            table = table.cast(_plain_strings(table.schema))
+        for table in tables:
+            table = normalized(table, meta, drop)
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema, compression=COMPRESSION)
-            writer.write_table(table)
-            rows += len(frame)
-            if "found" in frame:
-                found += int(frame["found"].sum())
+            writer.write_table(table.cast(writer.schema))
+            rows += len(table)
+            if "found" in table.column_names:
+                found += pa.compute.sum(table["found"]).as_py() or 0
         if writer is None:
             pq.write_table(pa.table({}), tmp)
         else:
             writer.close()
     return rows, found
+
+
+def write_arrow(path: Path, table: pa.Table) -> None:
+    """Write a table as an uncompressed Arrow IPC file (fast; for a sweep's partial tables)
+    via a temporary name in the same folder."""
+    with atomic(path) as tmp:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+
+def read_arrow(path: Path) -> pa.Table:
+    with pa.OSFile(str(path), "rb") as source:
+        return pa.ipc.open_file(source).read_all()
 
 
 def _plain_strings(schema: pa.Schema) -> pa.Schema:

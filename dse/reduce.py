@@ -6,21 +6,18 @@ group are its strategies (``STRATEGY_DIMS``: batch, tp, pp, ep, dp, precisions).
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from .config import Constraints
 from .evaluate import REASON_CODE, REASONS, derive
-from .grid import GROUP_DIMS, STRATEGY_DIMS, resolve_dtype_names
-from .kernels.layout import BOUND_NAMES
-from .kernels.objectives import grouped_objectives
-from .kernels.pareto import pareto_mask, pareto_sorted
+from .grid import GROUP_DIMS, STRATEGY_DIMS, dtype_codes, resolve_dtypes
+from .kernels.layout import BOUND_NAMES, DTYPES
+from .kernels.objectives import N_SOURCES, flatten_front, grouped_reduce
+from .kernels.pareto import pareto_sorted
 
-METRICS = ("devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_tokens_per_s",
-           "tokens_per_s_per_device", "tokens_per_s_per_user", "weight_bytes_per_device",
-           "kv_cache_bytes_per_device", "memory_bytes_per_device", "cost_per_million_tokens",
-           "bound")
 
 
 def metrics(block: xr.Dataset) -> xr.Dataset:
@@ -45,51 +42,85 @@ def _offsets(sources, dims, sizes) -> np.ndarray:
     return out
 
 
-def objectives(block: xr.Dataset, cons: Constraints):
-    """Tokens/s per device and per user and feasibility of every configuration, each
-    [n_groups, n_strategies]; the best strategy per group (-1: none meets the constraints);
-    configurations per reason code per group. Numba, no full-size temporaries."""
-    names = ("ttft_s", "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_device",
-             "activation_bytes_per_device", "structural_reason", "what_if_valid",
-             "usable_memory_bytes")
-    sources = [(block[n], np.ascontiguousarray(block[n].values)) for n in names]
-    sizes = block.sizes
-    goff = _offsets(sources, GROUP_DIMS, sizes)
-    soff = _offsets(sources, STRATEGY_DIMS, sizes)
-    n_groups, n_strat = len(goff), len(soff)
+# The block's variables the reductions read; the first eight in the kernel's source order.
+SOURCES = ("ttft_s", "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_device",
+           "activation_bytes_per_device", "structural_reason", "what_if_valid",
+           "usable_memory_bytes", "bound", "price_per_device_hour_usd")
 
-    def axis(dims, dim):  # the value of ``dim`` at every point of ``dims``, flat
-        shape = [sizes[d] for d in dims]
-        values = block[dim].values.astype(np.int64).reshape(
-            [sizes[d] if d == dim else 1 for d in dims])
+
+class Points:
+    """An evaluated block addressed by (group, strategy) flat indices, without broadcasting:
+    each source variable's value at (g, s) is ``flat[group_offsets[g] + strategy_offsets[s]]``.
+    """
+
+    def __init__(self, block: xr.Dataset):
+        self.block = block
+        self.sizes = block.sizes
+        sources = [(block[n], np.ascontiguousarray(block[n].values)) for n in SOURCES]
+        self.flat = [arr.ravel() for _, arr in sources]
+        self.group_offsets = _offsets(sources, GROUP_DIMS, self.sizes)
+        self.strategy_offsets = _offsets(sources, STRATEGY_DIMS, self.sizes)
+
+    def axis(self, dims, dim) -> np.ndarray:
+        """The value of ``dim`` at every point of ``dims`` (flat, int64)."""
+        shape = [self.sizes[d] for d in dims]
+        values = self.block[dim].values.astype(np.int64).reshape(
+            [self.sizes[d] if d == dim else 1 for d in dims])
         return np.broadcast_to(values, shape).ravel()
 
-    tp, adp, pp, dp, batch = (axis(STRATEGY_DIMS, d) for d in
+    def values(self, name: str, g, s) -> np.ndarray:
+        j = SOURCES.index(name)
+        return self.flat[j][self.group_offsets[g, j] + self.strategy_offsets[s, j]]
+
+
+def reduce_points(pts: Points, cons: Constraints):
+    """Frontier (group, strategy) pairs, best strategy per group (-1: none meets the
+    constraints) and configurations per reason code per group. One numba pass, no
+    grid-size temporaries (``front`` is allocated but only touched where written)."""
+    n_groups, n_strat = len(pts.group_offsets), len(pts.strategy_offsets)
+    tp, adp, pp, dp, batch = (pts.axis(STRATEGY_DIMS, d) for d in
                               ("tp", "attention_dp", "pp", "dp", "batch"))
-    x = np.empty((n_groups, n_strat))
-    y = np.empty((n_groups, n_strat))
-    feasible = np.empty((n_groups, n_strat), dtype=np.bool_)
+    front = np.empty((n_groups, n_strat), dtype=np.int32)
+    n_front = np.empty(n_groups, dtype=np.int64)
     best = np.empty(n_groups, dtype=np.int64)
     reasons = np.zeros((n_groups, len(REASONS)), dtype=np.int64)
-    grouped_objectives(
-        goff, axis(GROUP_DIMS, "output_tokens"), soff, dp * batch, tp * adp * pp * dp,
-        *(arr.ravel() for _, arr in sources),
+    grouped_reduce(
+        pts.group_offsets, pts.axis(GROUP_DIMS, "output_tokens"), pts.strategy_offsets,
+        dp * batch, tp * adp * pp * dp, *pts.flat[:N_SOURCES],
         REASON_CODE["what_if_scale_not_positive"], REASON_CODE["out_of_memory"],
         cons.max_devices if cons.max_devices is not None else np.iinfo(np.int64).max,
         cons.max_ttft_s if cons.max_ttft_s is not None else np.inf,
         cons.max_tpot_s if cons.max_tpot_s is not None else np.inf,
-        x, y, feasible, best, reasons)
-    return x, y, feasible, best, reasons
+        4 * numba.get_num_threads(), front, n_front, best, reasons)
+    g, s = flatten_front(front, n_front)
+    return g, s, best, reasons
 
 
-def _rows(block: xr.Dataset, group_idx, strat_idx, place=None) -> pd.DataFrame:
+def _categorical(codes: np.ndarray, names) -> pd.Categorical:
+    """``names[codes]`` as a categorical of the names that occur (cheap to build and to
+    write: dictionary-encoded in Parquet)."""
+    used = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+    remap = np.zeros(len(names), dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return pd.Categorical.from_codes(remap[codes], np.asarray(names, dtype=object)[used])
+
+
+def _column(values: np.ndarray, positions: np.ndarray):
+    """Coordinate values at ``positions``: names as a categorical, numbers as an array."""
+    if values.dtype.kind in "OUS":
+        return _categorical(positions, values)
+    return values[positions]
+
+
+def _rows(pts: Points, group_idx, strat_idx, place=None) -> pd.DataFrame:
     """Table rows (axis values + metrics) of the points at (group, strategy) flat indices.
 
     ``place`` = (offsets, full_sizes) locates a chunk in the whole sweep; the hidden columns
     ``_group`` and ``_strategy`` are the rows' flat indices in the whole sweep, which the
-    chunk merges sort and tie-break on. Metrics are derived for the picked points only.
+    chunk merges sort and tie-break on. Metrics are computed for the picked points only, in
+    :func:`dse.evaluate.derive`'s order of operations, so they equal the results table's.
     """
-    sizes = block.sizes
+    block, sizes = pts.block, pts.sizes
     gpos = np.unravel_index(group_idx, [sizes[d] for d in GROUP_DIMS])
     spos = np.unravel_index(strat_idx, [sizes[d] for d in STRATEGY_DIMS])
     pos = dict(zip(GROUP_DIMS, gpos)) | dict(zip(STRATEGY_DIMS, spos))
@@ -99,15 +130,34 @@ def _rows(block: xr.Dataset, group_idx, strat_idx, place=None) -> pd.DataFrame:
         hidden[name] = np.ravel_multi_index(
             tuple(np.asarray(pos[d]) + offsets.get(d, 0) for d in dims),
             [full[d] for d in dims]).astype(np.int64)
-    indexers = {d: xr.DataArray(p, dims="point") for d, p in pos.items()}
-    picked = metrics(block.isel(indexers))
-    cols = {d: block.coords[d].values[p] for d, p in pos.items()}
-    cols["act_dtype"], cols["kv_dtype"] = resolve_dtype_names(
-        cols["weight_dtype"], cols["act_dtype"], cols["kv_dtype"])
-    for m in METRICS:
-        cols[m] = np.broadcast_to(picked[m].values, len(group_idx))
-    cols["bound"] = np.asarray(BOUND_NAMES, dtype=object)[cols["bound"]]
-    return pd.DataFrame(cols | hidden)
+    cols = {d: _column(block.coords[d].values, p) for d, p in pos.items()}
+    # effective precisions ("same" resolved), as categoricals over the dtype names
+    codes = resolve_dtypes(*(dtype_codes(block.coords[d].values)[pos[d]]
+                             for d in ("weight_dtype", "act_dtype", "kv_dtype")))
+    for d, c in zip(("weight_dtype", "act_dtype", "kv_dtype"), codes):
+        cols[d] = _categorical(c, DTYPES)
+
+    def value(name):
+        return pts.values(name, group_idx, strat_idx)
+
+    out, dp, batch = cols["output_tokens"], cols["dp"], cols["batch"]
+    ttft, tpot = value("ttft_s"), value("tpot_s")
+    devices = cols["tp"] * cols["attention_dp"] * cols["pp"] * dp
+    e2e = ttft + (out - 1) * tpot
+    throughput = dp * batch * out / e2e
+    weight, kv = value("weight_bytes_per_device"), value("kv_cache_bytes_per_device")
+    metrics = {
+        "devices": devices, "ttft_s": ttft, "tpot_s": tpot, "e2e_latency_s": e2e,
+        "throughput_tokens_per_s": throughput,
+        "tokens_per_s_per_device": throughput / devices,
+        "tokens_per_s_per_user": 1.0 / tpot,
+        "weight_bytes_per_device": weight, "kv_cache_bytes_per_device": kv,
+        "memory_bytes_per_device": weight + kv + value("activation_bytes_per_device"),
+        "cost_per_million_tokens": devices * value("price_per_device_hour_usd") / 3600.0
+        / throughput * 1e6,
+        "bound": _categorical(value("bound"), BOUND_NAMES),
+    }
+    return pd.DataFrame(cols | metrics | hidden)
 
 
 def reduce_block(block: xr.Dataset, cons: Constraints, place=None):
@@ -118,16 +168,17 @@ def reduce_block(block: xr.Dataset, cons: Constraints, place=None):
     device; groups where nothing qualifies get a row with ``found = False`` and empty
     strategy and metric columns. Ties go to the first strategy in axis order.
     """
-    x, y, feasible, best_idx, reasons = objectives(block, cons)
-    keep = pareto_mask(x, y, feasible)
-    g, s = np.nonzero(keep)
-    pareto = _rows(block, g, s, place)
+    pts = Points(block)
+    g, s, best_idx, reasons = reduce_points(pts, cons)
+    pareto = _rows(pts, g, s, place)
     found = best_idx >= 0
-    best = _rows(block, np.arange(len(best_idx)), np.maximum(best_idx, 0), place)
+    best = _rows(pts, np.arange(len(best_idx)), np.maximum(best_idx, 0), place)
     best.insert(len(GROUP_DIMS), "found", found)
     for col in best.columns[len(GROUP_DIMS) + 1:]:
         if not col.startswith("_"):
-            best[col] = best[col].where(found)
+            # nullable integers: one schema whether or not a chunk has unmet groups
+            values = best[col].astype("Int64") if best[col].dtype.kind in "iu" else best[col]
+            best[col] = values.where(found)
     return pareto, best, reasons.sum(axis=0)
 
 

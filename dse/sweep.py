@@ -25,7 +25,8 @@ from . import __version__, io
 from .chunks import Chunk, plan, spec_hash, subspec
 from .config import ConfigError, SweepSpec
 from .evaluate import REASONS, evaluate
-from .grid import BYTES_PER_CONFIG, GRID_DIMS, GROUP_DIMS, available_memory_bytes, coords
+from .grid import (BYTES_PER_CONFIG, GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS,
+                   available_memory_bytes, coords)
 from .reduce import HIDDEN, merge_best, merge_pareto, metrics, reduce_block
 from .table import AXIS_COLUMNS, block_batches, schema
 
@@ -133,6 +134,11 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _partial(out_dir: Path, name: str, index: int) -> Path:
+    """A chunk's partial ``pareto`` or ``best`` table (Arrow IPC)."""
+    return out_dir / "_chunks" / f"{name}-{index:06d}.arrow"
 
 
 def _merged_by_pair(frames, merge, per_pair: int):
@@ -266,7 +272,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
                     "results": results, "done": {}, "complete": False}
         io.write_json(out_dir / io.MANIFEST, manifest)
 
-    chunks = plan(spec, chunk_rows)
+    chunks = plan(spec, chunk_rows, GRID_DIMS if results else REDUCTION_ORDER)
     done = {int(i) for i in manifest["done"]}
     io.remove_incomplete(out_dir, done)
     todo = [c for c in chunks if c.index not in done]
@@ -278,7 +284,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
 
     def finish(r: ChunkResult) -> None:
         for name, frame in (("pareto", r.pareto), ("best", r.best)):
-            io.write_table(out_dir / "_chunks" / f"{name}-{r.index:06d}.parquet",
+            io.write_arrow(_partial(out_dir, name, r.index),
                            pa.Table.from_pandas(frame, preserve_index=False))
         with lock:
             manifest["done"][str(r.index)] = {"n": r.n_configs, "reasons": r.reasons,
@@ -322,12 +328,18 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     # groups of one (hardware, model) pair never span two pairs, and chunks run in grid
     # order, so the merge streams pair by pair: memory holds one pair's frontier at a time
     per_pair = int(np.prod([full_sizes[d] for d in GROUP_DIMS[2:]]))
+    # chunks of whole groups, in group order: the final tables are their partials in turn
+    whole_groups = all(d not in STRATEGY_DIMS for c in chunks for d, _, _ in c.ranges)
     counts = {}
     for name, merge in (("pareto", merge_pareto), ("best", merge_best)):
-        frames = (pd.read_parquet(out_dir / "_chunks" / f"{name}-{c.index:06d}.parquet")
-                  for c in chunks)
-        counts[name], counts[name + "_found"] = io.write_frames(
-            out_dir / f"{name}.parquet", _merged_by_pair(frames, merge, per_pair), meta)
+        tables = (io.read_arrow(_partial(out_dir, name, c.index)) for c in chunks)
+        path = out_dir / f"{name}.parquet"
+        if whole_groups:
+            written = io.write_tables(path, tables, meta, drop=HIDDEN)
+        else:
+            frames = (t.to_pandas() for t in tables)
+            written = io.write_frames(path, _merged_by_pair(frames, merge, per_pair), meta)
+        counts[name], counts[name + "_found"] = written
     manifest["complete"] = True
     io.write_json(out_dir / io.MANIFEST, manifest)
 

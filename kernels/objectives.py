@@ -1,74 +1,135 @@
-"""Per-configuration objectives in (group, strategy) order, straight from the small tables.
+"""Per-group reductions in one pass over the configurations, straight from the small tables.
 
 The reductions need, for every configuration, tokens/s per device and per user, whether it
-is feasible and whether it meets the constraints, laid out as [n_groups, n_strategies].
-Deriving full-size arrays and transposing them costs more than everything else in a
-frontiers-only sweep; this kernel reads the kernel outputs and memory tables through
-precomputed offsets instead (one table of per-strategy offsets, one base offset per group),
-in parallel over groups. The arithmetic follows ``dse.evaluate.derive`` operation by
-operation, so the values are bit-identical to the results table's.
+is feasible and whether it meets the constraints, group by group. Deriving full-size arrays
+and transposing them costs more than everything else in a frontiers-only sweep; this kernel
+reads the kernel outputs and memory tables through precomputed offsets instead (one table of
+per-strategy offsets, one base offset per group), computes a block of groups' objectives
+into per-thread scratch, and reduces them there: Pareto frontier, best strategy and reason
+counts. Nothing of the grid's size is written. The arithmetic follows
+``dse.evaluate.derive`` operation by operation, so the values are bit-identical to the
+results table's.
 """
 import numpy as np
 from numba import njit, prange
 
-# sources, in the order of the offset tables
+from .pareto import frontier
+
+# sources, in the order of the offset tables' first columns
 TTFT, TPOT, WEIGHT, KV, ACT, STRUCTURAL, WHAT_IF_OK, USABLE = range(8)
 N_SOURCES = 8
+# Consecutive groups differ in the innermost what-if axes, which are the innermost
+# (contiguous) axes of ttft/tpot: a block of groups walked strategy by strategy reuses each
+# cache line for the whole block instead of reloading it per group.
+GROUP_BLOCK = 16
 
 
 @njit(parallel=True, cache=True)
-def grouped_objectives(group_offsets, group_out, strategy_offsets, strategy_dp_batch,
-                       strategy_devices, ttft, tpot, weight, kv, act, structural, what_if_ok,
-                       usable, code_what_if, code_oom, max_devices, max_ttft, max_tpot,
-                       x, y, feasible, best, reasons):
-    """Fill x (tokens/s/device), y (tokens/s/user) and feasible [n_groups, n_strategies],
-    best[g] (the first strategy with the highest x among those meeting the constraints, -1
-    when none does) and reasons[g, code] (configurations per reason code).
+def grouped_reduce(group_offsets, group_out, strategy_offsets, strategy_dp_batch,
+                   strategy_devices, ttft, tpot, weight, kv, act, structural, what_if_ok,
+                   usable, code_what_if, code_oom, max_devices, max_ttft, max_tpot,
+                   n_workers, front, n_front, best, reasons):
+    """Frontier, best strategy and reason counts of every group.
 
-    group_offsets [n_groups, N_SOURCES] and strategy_offsets [n_strategies, N_SOURCES] add
-    up to each source's flat index; group_out: output tokens per group; strategy_dp_batch
-    (dp * batch) and strategy_devices (tp * attention_dp * pp * dp) per strategy.
+    group_offsets [n_groups, >= N_SOURCES] and strategy_offsets [n_strategies, >= N_SOURCES]
+    add up to each source's flat index; group_out: output tokens per group;
+    strategy_dp_batch (dp * batch) and strategy_devices (tp * attention_dp * pp * dp) per
+    strategy. Objectives: x = tokens/s per device, y = tokens/s per user. ``n_workers``:
+    parallel tasks, each with its own scratch (a few times the thread count balances load).
+
+    Fills front[g, :n_front[g]] (the strategies on group g's frontier of feasible points,
+    ascending; ``front`` [n_groups, n_strategies] may be uninitialized), best[g] (the first
+    strategy with the highest x among those meeting the constraints, -1 when none does) and
+    reasons[g, code] (configurations per reason code; must start at zero).
     """
-    n_groups = x.shape[0]
-    n_strat = x.shape[1]
-    # Consecutive groups differ in the innermost what-if axes, which are the innermost
-    # (contiguous) axes of ttft/tpot: a block of groups walked strategy by strategy reuses
-    # each cache line for the whole block instead of reloading it per group.
-    block = 16
+    n_groups = group_offsets.shape[0]
+    n_strat = strategy_offsets.shape[0]
+    block = GROUP_BLOCK
     n_blocks = (n_groups + block - 1) // block
-    for blk in prange(n_blocks):
-        g0 = blk * block
-        g1 = min(g0 + block, n_groups)
-        best_x = np.full(block, -np.inf)
-        best_s = np.full(block, -1, dtype=np.int64)
-        for s in range(n_strat):
-            so = strategy_offsets[s]
-            devices = strategy_devices[s]
-            dp_batch = strategy_dp_batch[s]
+    n_workers = max(min(n_workers, n_blocks), 1)
+    for w in prange(n_workers):
+        # per-worker scratch, reused for each of its blocks
+        xs_b = np.empty((block, n_strat))
+        ys_b = np.empty((block, n_strat))
+        ok_b = np.empty((block, n_strat), dtype=np.bool_)
+        idx = np.empty(n_strat, dtype=np.int64)
+        best_x = np.empty(block)
+        best_s = np.empty(block, dtype=np.int64)
+        for blk in range(w, n_blocks, n_workers):
+            g0 = blk * block
+            g1 = min(g0 + block, n_groups)
+            best_x[:] = -np.inf
+            best_s[:] = -1
+            # structural validity depends on the model only among the group dims: when the
+            # block has one model, an invalid strategy is skipped for the whole block
+            one_model = True
+            for g in range(g0 + 1, g1):
+                if group_offsets[g, STRUCTURAL] != group_offsets[g0, STRUCTURAL]:
+                    one_model = False
+            for s in range(n_strat):
+                so = strategy_offsets[s]
+                if one_model:
+                    code = structural[group_offsets[g0, STRUCTURAL] + so[STRUCTURAL]]
+                    if code != 0:
+                        for g in range(g0, g1):
+                            reasons[g, code] += 1
+                            ok_b[g - g0, s] = False
+                        continue
+                devices = strategy_devices[s]
+                dp_batch = strategy_dp_batch[s]
+                for g in range(g0, g1):
+                    base = group_offsets[g]
+                    out = group_out[g]
+                    j = g - g0
+                    code = structural[base[STRUCTURAL] + so[STRUCTURAL]]
+                    if code == 0 and not what_if_ok[base[WHAT_IF_OK] + so[WHAT_IF_OK]]:
+                        code = code_what_if
+                    if code == 0:
+                        memory = (weight[base[WEIGHT] + so[WEIGHT]] + kv[base[KV] + so[KV]]
+                                  + act[base[ACT] + so[ACT]])
+                        if memory > usable[base[USABLE] + so[USABLE]]:
+                            code = code_oom
+                    reasons[g, code] += 1
+                    if code != 0:
+                        ok_b[j, s] = False
+                        continue
+                    ok_b[j, s] = True
+                    ttft_v = ttft[base[TTFT] + so[TTFT]]
+                    tpot_v = tpot[base[TPOT] + so[TPOT]]
+                    e2e = ttft_v + (out - 1) * tpot_v
+                    throughput = (dp_batch * out) / e2e
+                    xs = throughput / devices
+                    xs_b[j, s] = xs
+                    ys_b[j, s] = 1.0 / tpot_v
+                    if (devices <= max_devices and ttft_v <= max_ttft
+                            and tpot_v <= max_tpot and xs > best_x[j]):
+                        best_x[j] = xs
+                        best_s[j] = s
             for g in range(g0, g1):
-                base = group_offsets[g]
-                out = group_out[g]
-                ttft_v = ttft[base[TTFT] + so[TTFT]]
-                tpot_v = tpot[base[TPOT] + so[TPOT]]
-                e2e = ttft_v + (out - 1) * tpot_v
-                throughput = (dp_batch * out) / e2e
-                xs = throughput / devices
-                x[g, s] = xs
-                y[g, s] = 1.0 / tpot_v
-                code = structural[base[STRUCTURAL] + so[STRUCTURAL]]
-                if code == 0 and not what_if_ok[base[WHAT_IF_OK] + so[WHAT_IF_OK]]:
-                    code = code_what_if
-                memory = (weight[base[WEIGHT] + so[WEIGHT]] + kv[base[KV] + so[KV]]
-                          + act[base[ACT] + so[ACT]])
-                if code == 0 and memory > usable[base[USABLE] + so[USABLE]]:
-                    code = code_oom
-                reasons[g, code] += 1
-                ok = code == 0
-                feasible[g, s] = ok
                 j = g - g0
-                if (ok and devices <= max_devices and ttft_v <= max_ttft
-                        and tpot_v <= max_tpot and xs > best_x[j]):
-                    best_x[j] = xs
-                    best_s[j] = s
-        for g in range(g0, g1):
-            best[g] = best_s[g - g0]
+                best[g] = best_s[j]
+                n = 0
+                for s in range(n_strat):
+                    if ok_b[j, s]:
+                        idx[n] = s
+                        n += 1
+                kept = frontier(xs_b[j], ys_b[j], idx[:n])
+                n_front[g] = kept.size
+                front[g, :kept.size] = kept
+
+
+@njit(cache=True)
+def flatten_front(front, n_front):
+    """(group, strategy) index pairs of the frontiers, in (group, strategy) order."""
+    total = 0
+    for g in range(n_front.size):
+        total += n_front[g]
+    groups = np.empty(total, dtype=np.int64)
+    strategies = np.empty(total, dtype=np.int64)
+    k = 0
+    for g in range(n_front.size):
+        for i in range(n_front[g]):
+            groups[k] = g
+            strategies[k] = front[g, i]
+            k += 1
+    return groups, strategies

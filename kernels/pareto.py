@@ -2,14 +2,79 @@
 import numpy as np
 from numba import njit, prange
 
+# Bins of the pre-filter in :func:`frontier`; groups smaller than PREFILTER_MIN skip it.
+PREFILTER_BINS = 256
+PREFILTER_MIN = 64
+
+
+@njit(cache=True)
+def frontier(x, y, idx):
+    """The non-dominated points among ``x[idx], y[idx]`` (maximizing both), ascending.
+
+    A point is dominated when another point is >= in both objectives and > in at least one;
+    identical points are all kept. Exact, O(n log n) in the survivors of an O(n) pre-filter:
+    the points are binned by x (bins are monotone in x, so a point in a higher bin has a
+    strictly larger x) and a point whose y does not exceed the best y of all higher bins is
+    dominated. The survivors (the frontier and its bin-mates, usually a few percent) are
+    sorted by x descending (ties: y descending) and swept with a running best y.
+
+    Parameters
+    ----------
+    x, y : float64 [n]
+    idx : int64 [m], the candidate points (feasible ones)
+
+    Returns
+    -------
+    int64 [k], the kept entries of ``idx`` in ascending order
+    """
+    m = idx.size
+    if m == 0:
+        return idx[:0].copy()
+    cand = idx
+    x_lo = np.inf
+    x_hi = -np.inf
+    for i in idx:
+        x_lo = min(x_lo, x[i])
+        x_hi = max(x_hi, x[i])
+    width = x_hi - x_lo
+    if m >= PREFILTER_MIN and width > 0 and np.isfinite(width):
+        nb = PREFILTER_BINS
+        scale = nb / width
+        top = np.full(nb + 1, -np.inf)  # top[b]: best y in bins above b - 1
+        for i in idx:
+            b = min(int((x[i] - x_lo) * scale), nb - 1)
+            top[b] = max(top[b], y[i])
+        for b in range(nb - 1, -1, -1):
+            top[b] = max(top[b], top[b + 1])
+        cand = np.empty(m, dtype=np.int64)
+        n = 0
+        for i in idx:
+            b = min(int((x[i] - x_lo) * scale), nb - 1)
+            if y[i] > top[b + 1]:
+                cand[n] = i
+                n += 1
+        cand = cand[:n]
+    by_y = cand[np.argsort(-y[cand], kind="mergesort")]
+    order = by_y[np.argsort(-x[by_y], kind="mergesort")]
+    keep = np.empty(order.size, dtype=np.int64)
+    k = 0
+    best_y = -np.inf
+    best_x = np.inf
+    for i in order:
+        if y[i] > best_y:
+            keep[k] = i
+            k += 1
+            best_y = y[i]
+            best_x = x[i]
+        elif y[i] == best_y and x[i] == best_x:
+            keep[k] = i
+            k += 1
+    return np.sort(keep[:k])
+
 
 @njit(parallel=True, cache=True)
 def pareto_mask(x, y, valid):
-    """Non-dominated points of each row, maximizing ``x`` and ``y``.
-
-    A valid point is dominated when another valid point of its row is >= in both objectives
-    and > in at least one; identical points are all kept. O(n log n) per row: sort by x
-    descending (ties by y descending) and keep points that beat the running best y.
+    """Non-dominated valid points of each row (:func:`frontier` per row).
 
     Parameters
     ----------
@@ -23,26 +88,14 @@ def pareto_mask(x, y, valid):
     n_groups, n_points = x.shape
     keep = np.zeros((n_groups, n_points), dtype=np.bool_)
     for g in prange(n_groups):
-        idx = np.nonzero(valid[g])[0]
-        if idx.size == 0:
-            continue
-        by_y = idx[np.argsort(-y[g, idx], kind="mergesort")]
-        order = by_y[np.argsort(-x[g, by_y], kind="mergesort")]
-        best_y = -np.inf
-        best_x = np.inf
-        for i in order:
-            if y[g, i] > best_y:
-                keep[g, i] = True
-                best_y = y[g, i]
-                best_x = x[g, i]
-            elif y[g, i] == best_y and x[g, i] == best_x:
-                keep[g, i] = True
+        for i in frontier(x[g], y[g], np.nonzero(valid[g])[0]):
+            keep[g, i] = True
     return keep
 
 
 @njit(cache=True)
 def pareto_sorted(group, x, y):
-    """:func:`pareto_mask` over rows already sorted by group, x descending, y descending.
+    """Frontier per group of rows already sorted by group, x descending, y descending.
 
     Used to merge per-chunk frontiers: the frontier of a union is the frontier of the union
     of the parts' frontiers.

@@ -160,7 +160,7 @@ def test_manifest_lists_finished_chunks(out):
     # one partial Pareto and one partial best table per finished chunk
     chunk_files = os.listdir(out / "_chunks")
     assert len(chunk_files) == 2 * len(done)
-    assert all(f.endswith(".parquet") for f in chunk_files)
+    assert all(f.endswith(".arrow") for f in chunk_files)
 
 
 def _check_metadata(meta, spec_text):

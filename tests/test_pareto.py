@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dse.kernels.pareto import pareto_mask
+from dse.kernels.pareto import PREFILTER_MIN, frontier, pareto_mask
 
 
 def brute(x, y, ok):
@@ -25,6 +25,23 @@ def test_pareto_matches_brute_force(n_groups, n_points, seed):
     keep = pareto_mask(x, y, ok)
     for g in range(n_groups):
         np.testing.assert_array_equal(keep[g], brute(x[g], y[g], ok[g]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(PREFILTER_MIN, 600), st.integers(0, 2**31), st.sampled_from([3, 50, 0]))
+def test_prefiltered_frontier_matches_brute_force(n_points, seed, levels):
+    """Groups large enough for the binned pre-filter: ties (few levels), clustered and
+    heavy-tailed values (levels=0: log-normal x, so most points share a few bins)."""
+    rng = np.random.default_rng(seed)
+    if levels:
+        x = rng.integers(0, levels, n_points).astype(float)
+        y = rng.integers(0, levels, n_points).astype(float)
+    else:
+        x = rng.lognormal(0, 3, n_points)
+        y = 1.0 / (x + rng.random(n_points))
+    ok = rng.random(n_points) < 0.9
+    kept = frontier(x, y, np.nonzero(ok)[0])
+    np.testing.assert_array_equal(kept, np.nonzero(brute(x, y, ok))[0])
 
 
 def test_pareto_empty_group_keeps_nothing():

@@ -175,6 +175,33 @@ def test_no_results_writes_only_reductions(tmp_path, reference):
     pd.testing.assert_frame_equal(pd.read_parquet(out / "pareto.parquet"), reference[1])
 
 
+@pytest.mark.parametrize("chunk_rows", [SMALL, 100])
+def test_chunked_frontiers_only_sweep_equals_in_memory(tmp_path, reference, chunk_rows):
+    """Frontiers-only sweeps chunk group by group: 500 rows hold whole groups (the partials
+    are concatenated), 100 rows split a group's strategies (the partials are merged)."""
+    s = dse.run_sweep(_spec(), tmp_path / "out", progress=False, results=False,
+                      chunk_rows=chunk_rows)
+    assert s.n_chunks > 4
+    for name, want in zip(("pareto", "best"), reference[1:]):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / f"{name}.parquet"),
+                                      want)
+
+
+@pytest.mark.parametrize("results", [True, False])
+def test_best_table_keeps_one_schema_when_only_some_chunks_have_unmet_groups(tmp_path,
+                                                                             results):
+    # chunk 1: llama3_8b (a best strategy), chunk 2: llama3_405b (too big for 2 H100s)
+    spec = dse.parse_sweep({"grid": {
+        "hardware": ["h100_sxm"], "model": ["llama3_8b", "llama3_405b"], "batch": [1, 8],
+        "input_tokens": [1024], "output_tokens": [128], "tp": [1, 2], "pp": [1], "ep": [1],
+        "dp": [1], "weight_dtype": ["bf16"], "kv_dtype": ["bf16"]}})
+    s = dse.run_sweep(spec, tmp_path / "out", progress=False, results=results, chunk_rows=4)
+    assert s.n_chunks == 2
+    best = pd.read_parquet(tmp_path / "out" / "best.parquet")
+    assert best["found"].tolist() == [True, False]
+    assert best["batch"].tolist()[0] == 8 and pd.isna(best["batch"].tolist()[1])
+
+
 def test_partition_by_is_configurable(tmp_path):
     out = tmp_path / "out"
     dse.run_sweep(_spec(), out, progress=False, partition_by=("model", "batch"))
