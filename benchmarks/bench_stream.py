@@ -48,7 +48,7 @@ from dse.evaluate import evaluate
 from dse.grid import coords
 from dse.reduce import metrics
 from dse.sweep import _file_schema
-from dse.table import AXIS_COLUMNS, block_batches, schema
+from dse.table import block_batches, parquet_options, schema
 spec = dse.load_sweep({spec!r})
 if {quick}:
     import dataclasses
@@ -59,7 +59,6 @@ names = {{"hardware": list(full["hardware"]), "model": list(full["model"])}}
 sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])), io.metadata(spec))
 part = ("hardware", "model")
 file_sch = _file_schema(sch, part)
-stats = [f.name for f in file_sch if f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type)]
 total = 0.0
 for chunk in plan(spec, manifest["chunk_rows"]):
     ds = evaluate(subspec(spec, chunk))
@@ -70,7 +69,7 @@ for chunk in plan(spec, manifest["chunk_rows"]):
         batches = [pa.RecordBatch.from_arrays([b.column(f.name) for f in file_sch], schema=file_sch)
                    for b in block_batches(ds.isel(sel), der.isel(sel, missing_dims="ignore"), sch, names)]
         t = time.perf_counter()
-        io.write_batches(Path({scratch!r}) / "p.parquet", file_sch, iter(batches), stats)
+        io.write_batches(Path({scratch!r}) / "p.parquet", file_sch, iter(batches), **parquet_options(file_sch))
         total += time.perf_counter() - t
 print(json.dumps({{"write_s": total}}))
 """

@@ -58,8 +58,7 @@ from dse import io
 from dse.chunks import plan, subspec
 from dse.grid import coords
 from dse.reduce import metrics
-from dse.table import AXIS_COLUMNS, block_batches, schema
-import pyarrow as pa
+from dse.table import block_batches, parquet_options, schema
 spec = dse.load_sweep({spec!r})
 full = coords(spec)
 names = {{"hardware": list(full["hardware"]), "model": list(full["model"])}}
@@ -68,12 +67,11 @@ batches = []
 for chunk in plan(spec, 1 << 22):
     block = dse.evaluate(subspec(spec, chunk))
     batches += block_batches(block, metrics(block), sch, names)
-stats = [f.name for f in sch if f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type)]
 times = []
 for _ in range({repeats}):
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        w = io.open_writer(d + "/r.parquet", sch, stats)
+        w = io.open_writer(d + "/r.parquet", sch, **parquet_options(sch))
         for b in batches:
             w.write_batch(b)
         w.close()

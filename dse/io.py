@@ -124,11 +124,12 @@ def remove_incomplete(out_dir: Path, done: set) -> None:
                 part.unlink()
 
 
-def write_batches(path: Path, schema: pa.Schema, batches, statistics=True) -> None:
+def write_batches(path: Path, schema: pa.Schema, batches, statistics=True,
+                  dictionary=None) -> None:
     """Write record batches to ``path`` via a temporary name in the same folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic(path) as tmp:
-        writer = open_writer(tmp, schema, statistics)
+        writer = open_writer(tmp, schema, statistics, dictionary)
         try:
             for batch in batches:
                 writer.write_batch(batch)
@@ -145,13 +146,16 @@ def partition_dir(root: Path, values: dict) -> Path:
     return path
 
 
-def open_writer(path: Path, schema: pa.Schema, statistics=True) -> pq.ParquetWriter:
-    """A zstd Parquet writer; ``statistics`` may list the columns that get min/max stats."""
-    try:
-        # dictionary pages only for categorical and integer columns: float metrics rarely
-        # repeat enough for a dictionary to pay; larger write batches encode faster
+def open_writer(path: Path, schema: pa.Schema, statistics=True,
+                dictionary=None) -> pq.ParquetWriter:
+    """A zstd Parquet writer; ``statistics`` may list the columns that get min/max stats,
+    ``dictionary`` those that get dictionary pages (default: categorical and integer
+    columns; float metrics rarely repeat enough for a dictionary to pay)."""
+    if dictionary is None:
         dictionary = [f.name for f in schema
                       if pa.types.is_dictionary(f.type) or pa.types.is_integer(f.type)]
+    try:
+        # larger write batches encode faster
         return pq.ParquetWriter(path, schema, compression=COMPRESSION,
                                 write_statistics=statistics, use_dictionary=dictionary,
                                 write_batch_size=64 * 1024)

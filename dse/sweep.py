@@ -28,7 +28,7 @@ from .evaluate import REASONS, evaluate
 from .grid import (BYTES_PER_CONFIG, GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS,
                    available_memory_bytes, coords)
 from .reduce import HIDDEN, merge_best, merge_pareto, metrics, reduce_block
-from .table import AXIS_COLUMNS, block_batches, schema
+from .table import block_batches, parquet_options, schema
 
 DEFAULT_PARTITION_BY = ("hardware", "model")
 # Bytes of reduction state per group (best row + a share of frontier rows), for the check
@@ -84,8 +84,6 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
         sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])),
                                io.metadata(spec))
         file_sch = _file_schema(sch, partition_by)
-        stats = [f.name for f in file_sch
-                 if f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type)]
         root = Path(out_dir) / "results"
         for combo in np.ndindex(*[ds.sizes[d] for d in partition_by]):
             sel = {d: [i] for d, i in zip(partition_by, combo)}
@@ -96,7 +94,7 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
                                                   schema=file_sch)
                        for b in block_batches(block, der.isel(sel, missing_dims="ignore"),
                                               sch, names))
-            io.write_batches(path, file_sch, batches, stats)
+            io.write_batches(path, file_sch, batches, **parquet_options(file_sch))
             files.append(str(path.relative_to(out_dir)))
         del der
     pareto, best, counts = reduce_block(ds, spec.constraints, place)

@@ -10,7 +10,8 @@ import pyarrow as pa
 import xarray as xr
 
 from .evaluate import REASONS
-from .grid import GRID_DIMS, broadcast_flat, dtype_codes, resolve_dtypes
+from .grid import GRID_DIMS, dtype_codes, resolve_dtypes
+from .kernels.gather import Slabs
 from .kernels.layout import BOUND_NAMES, DTYPES
 
 # results.parquet columns in order: spec axes, then metrics
@@ -24,6 +25,7 @@ METRIC_COLUMNS = ("devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_to
                   "weight_bytes_per_device", "kv_cache_bytes_per_device",
                   "activation_bytes_per_device", "memory_bytes_per_device",
                   "cost_per_million_tokens")
+NULLABLE = ("infeasible_reason", "cost_per_million_tokens")
 INT_AXES = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp", "dp")
 
 
@@ -49,10 +51,25 @@ def schema(n_hardware: int = 1, n_model: int = 1) -> pa.Schema:
     fields += [pa.field("feasible", pa.bool_()),
                pa.field("infeasible_reason", _dict_type(len(REASONS))),
                pa.field("bound", _dict_type(len(BOUND_NAMES)))]
-    return pa.schema(fields)
+    # only these hold nulls; non-nullable columns skip Parquet's definition levels, which
+    # cost a third of the write time
+    return pa.schema([f.with_nullable(f.name in NULLABLE) for f in fields])
 
 
-def _dictionary(indices, names, typ):
+def parquet_options(sch: pa.Schema) -> dict:
+    """Keyword arguments of ``io.write_batches`` for (a partition of) the results table:
+    min/max statistics on the axis and non-float columns (row-group pruning when a query
+    filters on them); dictionary pages on the axes (a handful of distinct values each,
+    run-length encoded) and on the categorical and integer columns."""
+    return {
+        "statistics": [f.name for f in sch
+                       if f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type)],
+        "dictionary": [f.name for f in sch if f.name in AXIS_COLUMNS
+                       or pa.types.is_dictionary(f.type) or pa.types.is_integer(f.type)],
+    }
+
+
+def _dictionary(indices, names):
     return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(list(names), pa.string()))
 
 
@@ -60,61 +77,62 @@ def _index_dtype(typ):
     return np.int8 if typ.index_type == pa.int8() else np.int32
 
 
+def _expanded(da: xr.DataArray, dtype) -> np.ndarray:
+    """``da``'s values in ``dtype``, dims in GRID_DIMS order, size-1 dims for the others."""
+    own = [d for d in GRID_DIMS if d in da.dims]
+    arr = np.asarray(da.variable.transpose(*own).values).astype(dtype, copy=False)
+    return arr.reshape([da.sizes[d] if d in da.dims else 1 for d in GRID_DIMS])
+
+
+def _axis(values, dim: str, dtype) -> np.ndarray:
+    return np.asarray(values, dtype=dtype).reshape([-1 if d == dim else 1 for d in GRID_DIMS])
+
+
 def block_batches(block: xr.Dataset, der: xr.Dataset, sch: pa.Schema, global_coords: dict,
                   max_rows: int = 1 << 20):
     """Yield record batches of a block's rows, at most ``max_rows`` each.
 
-    Every column is built by broadcasting a small array (an axis, or a variable over only
-    the dims it depends on) straight into the batch's dtype: one copy per column.
-    ``global_coords`` maps hardware and model to the full sweep's names so the dictionary
-    indices are the same in every batch.
+    Every column is a small array (an axis, or a variable over only the dims it depends on)
+    broadcast slab by slab straight into the batch's dtype by a parallel gather: one copy
+    per column, no per-slab xarray work. ``global_coords`` maps hardware and model to the
+    full sweep's names so the dictionary indices are the same in every batch.
     """
     shape = [block.sizes[d] for d in GRID_DIMS]
     k = len(shape)
     while k > 0 and int(np.prod(shape[k - 1:])) <= max_rows:
         k -= 1
-    variables = {**{c: der[c] for c in METRIC_COLUMNS},
-                 "reason": der["reason"], "feasible": der["feasible"], "bound": der["bound"]}
-    # precisions: resolve 'same' on the small (weight, act, kv) sub-grid once
+    slabs = Slabs(shape, k)
+    small = {}  # column -> array over GRID_DIMS (size 1 where it does not vary)
     dt_dims = ("weight_dtype", "act_dtype", "kv_dtype")
-    w, a, kv = resolve_dtypes(*(
-        dtype_codes(block[d].values).reshape([-1 if d == e else 1 for e in dt_dims])
-        for d in dt_dims))
-    resolved = {d: xr.DataArray(np.broadcast_to(v, tuple(block.sizes[e] for e in dt_dims)),
-                                dims=dt_dims) for d, v in zip(dt_dims, (w, a, kv))}
+    # precisions: resolve 'same' on the small (weight, act, kv) sub-grid once
+    for d, codes in zip(dt_dims, resolve_dtypes(*(
+            _axis(dtype_codes(block[d].values), d, np.int64) for d in dt_dims))):
+        small[d] = codes.astype(_index_dtype(sch.field(d).type))
+    for c in ("hardware", "model"):
+        pos = [global_coords[c].index(v) for v in block[c].values]
+        small[c] = _axis(pos, c, _index_dtype(sch.field(c).type))
+    for c in AXIS_COLUMNS:
+        if c not in small:
+            small[c] = _axis(block[c].values, c, sch.field(c).type.to_pandas_dtype())
+    for c in METRIC_COLUMNS:
+        small[c] = _expanded(der[c], sch.field(c).type.to_pandas_dtype())
+    small["infeasible_reason"] = _expanded(der["reason"], np.int8)
+    small["feasible"] = _expanded(der["feasible"], np.bool_)
+    small["bound"] = _expanded(der["bound"], np.int8)
+    prepared = {c: slabs.prepare(a) for c, a in small.items()}
+    names = {"hardware": global_coords["hardware"], "model": global_coords["model"],
+             "bound": BOUND_NAMES, **{d: DTYPES for d in dt_dims}}
     for outer in np.ndindex(*shape[:k]):
-        sel = {GRID_DIMS[i]: slice(o, o + 1) for i, o in enumerate(outer)}
-        slab_shape = tuple([1] * k + shape[k:])
-        sub = block.isel(sel)
-
-        def column(da, dtype):
-            small = da.isel(sel, missing_dims="ignore")
-            return broadcast_flat(small.astype(dtype, copy=False), GRID_DIMS, slab_shape)
-
         cols = {}
-        for c in AXIS_COLUMNS:
-            typ = sch.field(c).type
-            if c in dt_dims:
-                cols[c] = _dictionary(column(resolved[c], _index_dtype(typ)), DTYPES, typ)
-            elif c in ("hardware", "model"):
-                pos = [global_coords[c].index(v) for v in sub[c].values]
-                da = xr.DataArray(np.array(pos), dims=c)
-                cols[c] = _dictionary(broadcast_flat(da.astype(_index_dtype(typ)), GRID_DIMS,
-                                                     slab_shape), global_coords[c], typ)
+        for c, prep in prepared.items():
+            vals = slabs.take(prep, outer)
+            if c == "infeasible_reason":
+                cols[c] = pa.DictionaryArray.from_arrays(pa.array(vals, mask=vals == 0),
+                                                         pa.array(REASONS))
+            elif c in names:
+                cols[c] = _dictionary(vals, names[c])
+            elif c == "cost_per_million_tokens":
+                cols[c] = pa.array(vals, mask=np.isnan(vals))  # unknown price -> null
             else:
-                cols[c] = pa.array(broadcast_flat(sub[c].astype(typ.to_pandas_dtype()),
-                                                  GRID_DIMS, slab_shape))
-        for name, da in variables.items():
-            if name == "reason":
-                vals = column(da, np.int8)
-                cols["infeasible_reason"] = pa.DictionaryArray.from_arrays(
-                    pa.array(vals, mask=vals == 0), pa.array(REASONS))
-            elif name == "bound":
-                cols["bound"] = _dictionary(column(da, np.int8), BOUND_NAMES,
-                                            sch.field("bound").type)
-            elif name == "cost_per_million_tokens":
-                vals = column(da, np.float64)
-                cols[name] = pa.array(vals, mask=np.isnan(vals))  # unknown price -> null
-            else:
-                cols[name] = pa.array(column(da, sch.field(name).type.to_pandas_dtype()))
+                cols[c] = pa.array(vals)
         yield pa.RecordBatch.from_arrays([cols[f.name] for f in sch], schema=sch)

@@ -19,11 +19,56 @@ def gather_rows(src, outer_offsets, inner_offsets, out):
             out[row + i] = src[base + inner_offsets[i]]
 
 
-def _offsets(shape, strides):
+def offsets(shape, strides) -> np.ndarray:
+    """Flat offsets of every point of ``shape`` (C order) given per-dim ``strides``."""
     off = np.zeros(1, dtype=np.int64)
     for n, s in zip(shape, strides):
         off = (off[:, None] + np.arange(n, dtype=np.int64)[None, :] * s).ravel()
     return off
+
+
+def broadcast_strides(small_shape, shape) -> list:
+    """Element strides of a C-contiguous ``small_shape`` array broadcast to ``shape``
+    (0 along broadcast dims)."""
+    strides, step = [], 1
+    for n_small, n in zip(reversed(small_shape), reversed(shape)):
+        strides.append(step if n_small == n and n > 1 else 0)
+        step *= n_small
+    return strides[::-1]
+
+
+class Slabs:
+    """Broadcast copies of small arrays, one slab at a time.
+
+    A slab of ``shape`` is one index on each of the first ``k`` dims and the whole of the
+    others. :meth:`prepare` precomputes a small array's offsets once; :meth:`take` copies
+    one slab of it, in parallel, through an inner block of at most ``inner_rows`` offsets.
+    """
+
+    def __init__(self, shape, k: int, inner_rows: int = 4096):
+        self.shape = tuple(int(n) for n in shape)
+        self.k = k
+        split = len(self.shape)
+        while split > k and int(np.prod(self.shape[split - 1:])) <= inner_rows:
+            split -= 1
+        self.split = split
+        self.rows = int(np.prod(self.shape[k:]))
+
+    def prepare(self, small: np.ndarray):
+        """``small`` has the same number of dims as ``shape``, each 1 or equal to it."""
+        small = np.ascontiguousarray(small)
+        st = broadcast_strides(small.shape, self.shape)
+        k, split = self.k, self.split
+        return (small.ravel(), st[:k], offsets(self.shape[k:split], st[k:split]),
+                offsets(self.shape[split:], st[split:]))
+
+    def take(self, prepared, outer) -> np.ndarray:
+        """The slab at indices ``outer`` (one per leading dim), flat in C order."""
+        flat, outer_strides, middle, inner = prepared
+        base = sum(int(o) * s for o, s in zip(outer, outer_strides))
+        out = np.empty(self.rows, dtype=flat.dtype)
+        gather_rows(flat, middle + base, inner, out)
+        return out
 
 
 def broadcast_ravel(small: np.ndarray, shape, min_block: int = 4096) -> np.ndarray:
@@ -31,22 +76,8 @@ def broadcast_ravel(small: np.ndarray, shape, min_block: int = 4096) -> np.ndarr
 
     ``small`` has the same number of dims as ``shape``, each 1 or equal to it.
     """
-    small = np.ascontiguousarray(small)
     shape = tuple(int(n) for n in shape)
-    size = int(np.prod(shape))
-    if size < min_block:
+    if int(np.prod(shape)) < min_block:
         return np.broadcast_to(small, shape).ravel()
-    strides = []
-    step = 1
-    for n_small, n in zip(reversed(small.shape), reversed(shape)):
-        strides.append(step if n_small == n and n > 1 else 0)
-        step *= n_small
-    strides = strides[::-1]
-    split = len(shape)
-    while split > 0 and int(np.prod(shape[split - 1:])) <= min_block:
-        split -= 1
-    inner = _offsets(shape[split:], strides[split:])
-    outer = _offsets(shape[:split], strides[:split])
-    out = np.empty(size, dtype=small.dtype)
-    gather_rows(small.ravel(), outer, inner, out)
-    return out
+    slabs = Slabs(shape, 0, min_block)
+    return slabs.take(slabs.prepare(small), ())
