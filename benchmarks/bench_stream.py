@@ -65,7 +65,7 @@ for chunk in plan(spec, manifest["chunk_rows"]):
     der = metrics(ds)
     import numpy as np
     for combo in np.ndindex(*[ds.sizes[d] for d in part]):
-        sel = {{d: [i] for d, i in zip(part, combo)}}
+        sel = {{d: slice(i, i + 1) for d, i in zip(part, combo)}}
         batches = [pa.RecordBatch.from_arrays([b.column(f.name) for f in file_sch], schema=file_sch)
                    for b in block_batches(ds.isel(sel), der.isel(sel, missing_dims="ignore"), sch, names)]
         t = time.perf_counter()

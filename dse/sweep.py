@@ -16,6 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -86,7 +87,7 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
         file_sch = _file_schema(sch, partition_by)
         root = Path(out_dir) / "results"
         for combo in np.ndindex(*[ds.sizes[d] for d in partition_by]):
-            sel = {d: [i] for d, i in zip(partition_by, combo)}
+            sel = {d: slice(i, i + 1) for d, i in zip(partition_by, combo)}  # views
             block = ds.isel(sel)
             values = {d: block[d].values[0].item() for d in partition_by}
             path = io.partition_dir(root, values) / f"part-{chunk.index:06d}.parquet"
@@ -99,6 +100,14 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
         del der
     pareto, best, counts = reduce_block(ds, spec.constraints, place)
     return ChunkResult(chunk.index, int(counts.sum()), counts.tolist(), pareto, best, files)
+
+
+def _run_chunk_alone(*args) -> ChunkResult:
+    """:func:`run_chunk` in a pool thread whose numba kernels stay on one core: the pool
+    runs one chunk per core, and OpenMP workers of two threads' kernels competing for the
+    same cores spin and starve the Parquet encoders (numba's thread count is per thread)."""
+    numba.set_num_threads(1)
+    return run_chunk(*args)
 
 
 class Progress:
@@ -309,7 +318,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
                     queue = list(todo)
                     while queue or pending:
                         while queue and len(pending) < int(parallel):
-                            pending.add(pool.submit(run_chunk, spec, queue.pop(0), *args))
+                            pending.add(pool.submit(_run_chunk_alone, spec, queue.pop(0), *args))
                         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for fut in finished:
                             finish(fut.result())
