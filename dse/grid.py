@@ -28,6 +28,24 @@ REDUCTION_ORDER = (*GROUP_DIMS, *STRATEGY_DIMS)
 # columns, the grouped copies the reductions sort, record batches): about 190 measured by
 # benchmarks/bench_stream.py on 30 M-configuration chunks; chunks are sized with this.
 BYTES_PER_CONFIG = 200
+# Frontiers-only chunks hold no per-configuration arrays beyond the kernel outputs (under
+# 1 B/config) and the frontier index buffer (at most 4 B/config touched): 24 B/config
+# covers them with room, plus the chunk's frontier rows, about 300 B each as DataFrame and
+# Arrow partial, budgeted at up to FRONTIER_ROWS_PER_GROUP per group (measured: about 60 per
+# group of 13,824 strategies on benchmarks/sweep_1b.toml; a group with a larger frontier
+# overshoots the budget by 300 B per extra row).
+REDUCE_BYTES_PER_CONFIG = 24
+BYTES_PER_FRONTIER_ROW = 300
+FRONTIER_ROWS_PER_GROUP = 256
+
+
+def bytes_per_config(spec, results: bool) -> float:
+    """Peak bytes per configuration of a chunk in flight, for sizing chunks to a budget."""
+    if results:
+        return BYTES_PER_CONFIG
+    strategies = int(np.prod([len(v) for d, v in coords(spec).items() if d in STRATEGY_DIMS]))
+    return (REDUCE_BYTES_PER_CONFIG
+            + BYTES_PER_FRONTIER_ROW * min(strategies, FRONTIER_ROWS_PER_GROUP) / strategies)
 
 
 def broadcast_flat(da, dims, shape) -> np.ndarray:

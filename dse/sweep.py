@@ -26,8 +26,8 @@ from . import __version__, io
 from .chunks import Chunk, plan, spec_hash, subspec
 from .config import ConfigError, SweepSpec
 from .evaluate import REASONS, evaluate
-from .grid import (BYTES_PER_CONFIG, GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS,
-                   available_memory_bytes, coords)
+from .grid import (GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS,
+                   available_memory_bytes, bytes_per_config, coords)
 from .reduce import HIDDEN, merge_best, merge_pareto, metrics, reduce_block
 from .table import block_batches, parquet_options, schema
 
@@ -268,10 +268,11 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
         # libraries) is not available to chunks
         import resource
         held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        if budget - held < 16 * BYTES_PER_CONFIG * max(parallel, 1):
+        per_config = bytes_per_config(spec, results)
+        if budget - held < 16 * per_config * max(parallel, 1):
             raise ConfigError(f"--memory-limit {budget / 1e6:.0f} MB: below what this process "
                               f"already holds ({held / 1e6:.0f} MB); raise it")
-        per_worker = (budget - held) // BYTES_PER_CONFIG // max(parallel, 1)
+        per_worker = int((budget - held) / per_config) // max(parallel, 1)
         chunk_rows = chunk_rows or int(min(per_worker, max(-(-n_total // (4 * parallel)),
                                                            MIN_CHUNK_ROWS)))
         manifest = {"engine_version": __version__, "spec_hash": key, "spec": spec.text,

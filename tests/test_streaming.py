@@ -12,6 +12,7 @@ import pytest
 
 import dse
 import dse.sweep as sweep_mod
+from dse.grid import bytes_per_config
 from dse.io import OutputError
 
 GRID = {
@@ -145,17 +146,20 @@ def test_two_worker_local_cluster_gives_identical_tables(tmp_path, reference):
 
 
 def test_memory_budget_respected_on_a_grid_larger_than_it(tmp_path):
-    # 4.4 M configurations need ~350 MB in one pass; the whole process gets 600 MB
+    # 40 M configurations need about 1 GB in one frontiers-only pass; the process gets 600 MB
     spec_file = tmp_path / "big.toml"
     spec_file.write_text(
         '[grid]\nhardware = ["h100_sxm", "h200"]\n'
         'model = ["llama3_8b", "llama3_70b", "mixtral_8x7b"]\n'
-        "batch = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]\ninput_tokens = [512, 2048, 8192, 32768]\n"
+        "batch = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]\n"
+        "input_tokens = [512, 1024, 2048, 4096, 8192, 32768]\n"
         "output_tokens = [128, 512, 2048]\ntp = [1, 2, 4, 8]\npp = [1, 2]\nep = [1, 2, 4, 8]\n"
         'dp = [1, 2, 4, 8]\nweight_dtype = ["bf16", "fp8"]\nkv_dtype = ["bf16", "fp8"]\n'
-        "[what_if]\nmemory_bandwidth_scale = [0.8, 1.0, 1.25]\ncompute_scale = [1.0, 1.5]\n"
-        "memory_capacity_scale = [1.0, 1.5]\n")
-    assert dse.load_sweep(spec_file).n_configs() * 80 > 350e6
+        "[what_if]\nmemory_bandwidth_scale = [0.8, 1.0, 1.25]\n"
+        "compute_scale = [1.0, 1.5, 2.0, 2.5]\nmemory_capacity_scale = [1.0, 1.25, 1.5]\n"
+        "scaleup_bandwidth_scale = [1.0, 2.0]\n")
+    spec = dse.load_sweep(spec_file)
+    assert spec.n_configs() * bytes_per_config(spec, results=False) > 900e6
     code = (
         "import resource, sys, dse\n"
         f"s = dse.run_sweep(dse.load_sweep({str(spec_file)!r}), {str(tmp_path / 'out')!r},"
