@@ -9,6 +9,7 @@ frontier of the parts' frontiers, and the best of a group is the best of its par
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -102,11 +103,13 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
     return ChunkResult(chunk.index, int(counts.sum()), counts.tolist(), pareto, best, files)
 
 
-def _run_chunk_alone(*args) -> ChunkResult:
-    """:func:`run_chunk` in a pool thread whose numba kernels stay on one core: the pool
-    runs one chunk per core, and OpenMP workers of two threads' kernels competing for the
-    same cores spin and starve the Parquet encoders (numba's thread count is per thread)."""
-    numba.set_num_threads(1)
+def _run_chunk_on(cores: int | None, *args) -> ChunkResult:
+    """:func:`run_chunk` with its numba kernels on ``cores`` threads (None: all). Chunks
+    that run side by side (pool threads, local dask workers) each get their share of the
+    cores: OpenMP workers of several kernels competing for the same cores spin and starve
+    everything else, the Parquet encoders first. numba's thread count is per thread."""
+    if cores is not None:
+        numba.set_num_threads(max(1, min(cores, numba.config.NUMBA_NUM_THREADS)))
     return run_chunk(*args)
 
 
@@ -301,12 +304,15 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
         bar.update(r.n_configs)
 
     args = (str(out_dir), results, partition_by, names, full_sizes)
+    # cores per concurrent chunk on this machine (a remote cluster's workers keep theirs)
+    share = None if scheduler is not None else max(1, (os.cpu_count() or 1) // int(parallel))
     try:
         client, cluster = _executor(scheduler, workers) if distributed and todo else (None, None)
         try:
             if client is not None:
                 from dask.distributed import as_completed
-                futures = [client.submit(run_chunk, spec, c, *args, pure=False) for c in todo]
+                futures = [client.submit(_run_chunk_on, share, spec, c, *args, pure=False)
+                           for c in todo]
                 for fut in as_completed(futures):
                     finish(fut.result())
             elif len(todo) <= 1 or parallel <= 1:
@@ -319,7 +325,8 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
                     queue = list(todo)
                     while queue or pending:
                         while queue and len(pending) < int(parallel):
-                            pending.add(pool.submit(_run_chunk_alone, spec, queue.pop(0), *args))
+                            chunk = queue.pop(0)
+                            pending.add(pool.submit(_run_chunk_on, share, spec, chunk, *args))
                         finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for fut in finished:
                             finish(fut.result())
