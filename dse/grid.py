@@ -7,7 +7,6 @@ import numpy as np
 
 from .config import SAME, WHAT_IF_AXES, SweepSpec
 from .kernels import layout as L
-from .kernels.gather import broadcast_ravel
 
 # Dims of the full grid in the order of the results table (hardware and model outermost).
 STRUCT_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "ep",
@@ -48,18 +47,6 @@ def bytes_per_config(spec, results: bool) -> float:
             + BYTES_PER_FRONTIER_ROW * min(strategies, FRONTIER_ROWS_PER_GROUP) / strategies)
 
 
-def broadcast_flat(da, dims, shape) -> np.ndarray:
-    """A DataArray's values broadcast to ``dims`` of ``shape``, as a flat C-order array.
-
-    Copied by a parallel gather (``kernels/gather.py``): numpy's copy of a broadcast view
-    is slow when the innermost dims are broadcast ones.
-    """
-    own = [d for d in dims if d in da.dims]
-    arr = np.asarray(da.variable.transpose(*own).values)
-    expanded = [shape[i] if d in da.dims else 1 for i, d in enumerate(dims)]
-    return broadcast_ravel(arr.reshape(expanded), shape)
-
-
 def coords(spec: SweepSpec) -> dict:
     """Coordinate values per grid dim (dtype sentinels resolved by :func:`dtype_codes`)."""
     c = {"hardware": [h.name for h in spec.hardware], "model": [m.name for m in spec.models]}
@@ -80,14 +67,6 @@ def resolve_dtypes(w, a, k):
     a = np.where(a < 0, w, a)
     k = np.where(k < 0, a, k)
     return w, a, k
-
-
-def resolve_dtype_names(w, a, k):
-    """Effective precision names per row: ``same`` takes the previous precision."""
-    w = np.asarray(w, dtype=object)
-    a = np.where(np.asarray(a) == SAME, w, np.asarray(a, dtype=object))
-    k = np.where(np.asarray(k) == SAME, a, np.asarray(k, dtype=object))
-    return a, k
 
 
 def hardware_tables(hardware) -> tuple[np.ndarray, np.ndarray]:

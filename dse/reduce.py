@@ -14,10 +14,10 @@ import xarray as xr
 from .config import Constraints
 from .evaluate import REASON_CODE, REASONS, derive
 from .grid import GROUP_DIMS, STRATEGY_DIMS, dtype_codes, resolve_dtypes
+from .kernels.gather import offsets
 from .kernels.layout import BOUND_NAMES, DTYPES
 from .kernels.objectives import N_SOURCES, flatten_front, grouped_reduce
 from .kernels.pareto import pareto_sorted
-
 
 
 def metrics(block: xr.Dataset) -> xr.Dataset:
@@ -32,13 +32,10 @@ def metrics(block: xr.Dataset) -> xr.Dataset:
 def _offsets(sources, dims, sizes) -> np.ndarray:
     """Flat-index contributions [prod(sizes), n_sources] of every point of ``dims``."""
     shape = [sizes[d] for d in dims]
-    out = np.zeros((int(np.prod(shape)), len(sources)), dtype=np.int64)
-    grids = np.indices(shape).reshape(len(dims), -1) if dims else np.zeros((0, 1), np.int64)
+    out = np.empty((int(np.prod(shape)), len(sources)), dtype=np.int64)
     for j, (da, arr) in enumerate(sources):
         own = dict(zip(da.dims, (st // arr.itemsize for st in arr.strides)))
-        for k, d in enumerate(dims):
-            if d in own:
-                out[:, j] += grids[k] * own[d]
+        out[:, j] = offsets(shape, [own.get(d, 0) for d in dims])
     return out
 
 

@@ -1,4 +1,4 @@
-"""Parallel broadcast-copy: materialize a small array broadcast to many rows.
+"""Parallel broadcast-copy: materialize small arrays broadcast to many rows, slab by slab.
 
 numpy's copy of a broadcast view is slow when the innermost dims have stride 0 (the
 results table's innermost axes, dp and what-if scales, are broadcast dims of most
@@ -69,15 +69,3 @@ class Slabs:
         out = np.empty(self.rows, dtype=flat.dtype)
         gather_rows(flat, middle + base, inner, out)
         return out
-
-
-def broadcast_ravel(small: np.ndarray, shape, min_block: int = 4096) -> np.ndarray:
-    """C-order ravel of ``np.broadcast_to(small, shape)``, copied in parallel.
-
-    ``small`` has the same number of dims as ``shape``, each 1 or equal to it.
-    """
-    shape = tuple(int(n) for n in shape)
-    if int(np.prod(shape)) < min_block:
-        return np.broadcast_to(small, shape).ravel()
-    slabs = Slabs(shape, 0, min_block)
-    return slabs.take(slabs.prepare(small), ())

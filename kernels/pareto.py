@@ -1,6 +1,6 @@
-"""Pareto frontier (maximize both objectives) per group, in numba, parallel over groups."""
+"""Pareto frontiers (maximize both objectives) in numba: of one group, and of merged partials."""
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # Bins of the pre-filter in :func:`frontier`; groups smaller than PREFILTER_MIN skip it.
 PREFILTER_BINS = 256
@@ -70,27 +70,6 @@ def frontier(x, y, idx):
             keep[k] = i
             k += 1
     return np.sort(keep[:k])
-
-
-@njit(parallel=True, cache=True)
-def pareto_mask(x, y, valid):
-    """Non-dominated valid points of each row (:func:`frontier` per row).
-
-    Parameters
-    ----------
-    x, y : float64 [n_groups, n_points]
-    valid : bool [n_groups, n_points]
-
-    Returns
-    -------
-    bool [n_groups, n_points]
-    """
-    n_groups, n_points = x.shape
-    keep = np.zeros((n_groups, n_points), dtype=np.bool_)
-    for g in prange(n_groups):
-        for i in frontier(x[g], y[g], np.nonzero(valid[g])[0]):
-            keep[g, i] = True
-    return keep
 
 
 @njit(cache=True)
