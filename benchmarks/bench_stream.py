@@ -41,14 +41,13 @@ print(json.dumps({{"n": s.n_configs, "wall": wall, "rss": rss, "chunks": s.n_chu
 PYARROW_ALONE = """
 import json, time, dse
 from pathlib import Path
-import pyarrow as pa
 from dse import io
 from dse.chunks import plan, subspec
 from dse.evaluate import evaluate
 from dse.grid import coords
 from dse.reduce import metrics
-from dse.sweep import _file_schema
-from dse.table import block_batches, parquet_options, schema
+from dse.sweep import partitions
+from dse.table import schema
 spec = dse.load_sweep({spec!r})
 if {quick}:
     import dataclasses
@@ -57,19 +56,13 @@ manifest = json.loads((Path({out!r}) / "manifest.json").read_text())
 full = coords(spec)
 names = {{"hardware": list(full["hardware"]), "model": list(full["model"])}}
 sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])), io.metadata(spec))
-part = ("hardware", "model")
-file_sch = _file_schema(sch, part)
 total = 0.0
 for chunk in plan(spec, manifest["chunk_rows"]):
     ds = evaluate(subspec(spec, chunk))
-    der = metrics(ds)
-    import numpy as np
-    for combo in np.ndindex(*[ds.sizes[d] for d in part]):
-        sel = {{d: slice(i, i + 1) for d, i in zip(part, combo)}}
-        batches = [pa.RecordBatch.from_arrays([b.column(f.name) for f in file_sch], schema=file_sch)
-                   for b in block_batches(ds.isel(sel), der.isel(sel, missing_dims="ignore"), sch, names)]
+    for _, batches, options in partitions(ds, metrics(ds), ("hardware", "model"), sch, names):
+        batches = list(batches)  # built untimed
         t = time.perf_counter()
-        io.write_batches(Path({scratch!r}) / "p.parquet", file_sch, iter(batches), **parquet_options(file_sch))
+        io.write_batches(Path({scratch!r}) / "p.parquet", batches=iter(batches), **options)
         total += time.perf_counter() - t
 print(json.dumps({{"write_s": total}}))
 """

@@ -58,20 +58,24 @@ from dse import io
 from dse.chunks import plan, subspec
 from dse.grid import coords
 from dse.reduce import metrics
-from dse.table import block_batches, parquet_options, schema
+from dse.table import batch_rows, block_batches, columns, parquet_options, run_lengths, schema
 spec = dse.load_sweep({spec!r})
 full = coords(spec)
 names = {{"hardware": list(full["hardware"]), "model": list(full["model"])}}
 sch = schema(len(names["hardware"]), len(names["model"]))
-batches = []
+batches, runs, rows = [], {{}}, 0
 for chunk in plan(spec, 1 << 22):
     block = dse.evaluate(subspec(spec, chunk))
-    batches += block_batches(block, metrics(block), sch, names)
+    cols = columns(block, metrics(block), sch, names)
+    for c, r in run_lengths(cols).items():  # one file: the shortest run of any block
+        runs[c] = min(r, runs.get(c, r))
+    rows = max(rows, batch_rows(cols))
+    batches += block_batches(cols, sch, names)
 times = []
 for _ in range({repeats}):
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        w = io.open_writer(d + "/r.parquet", sch, **parquet_options(sch))
+        w = io.open_writer(d + "/r.parquet", sch, **parquet_options(sch, runs, rows))
         for b in batches:
             w.write_batch(b)
         w.close()

@@ -30,7 +30,8 @@ from .evaluate import REASONS, evaluate
 from .grid import (GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS,
                    available_memory_bytes, bytes_per_config, coords)
 from .reduce import HIDDEN, merge_best, merge_pareto, metrics, reduce_block
-from .table import block_batches, parquet_options, schema
+from .table import (batch_rows, block_batches, columns, parquet_options, run_lengths,
+                    schema)
 
 DEFAULT_PARTITION_BY = ("hardware", "model")
 # Bytes of reduction state per group (best row + a share of frontier rows), for the check
@@ -74,6 +75,23 @@ def _file_schema(sch: pa.Schema, partition_by) -> pa.Schema:
     return pa.schema([f for f in sch if f.name not in partition_by], metadata=sch.metadata)
 
 
+def partitions(ds, der, partition_by: tuple, sch: pa.Schema, names: dict):
+    """Yield, per partition of a chunk's results (one value of each ``partition_by`` dim):
+    the partition's values, and the record batches and writer options of its file (the
+    columns ``partition_by`` left out: the folder names hold them)."""
+    file_sch = _file_schema(sch, partition_by)
+    for combo in np.ndindex(*[ds.sizes[d] for d in partition_by]):
+        sel = {d: slice(i, i + 1) for d, i in zip(partition_by, combo)}  # views
+        block = ds.isel(sel)
+        cols = columns(block, der.isel(sel, missing_dims="ignore"), sch, names)
+        batches = (pa.RecordBatch.from_arrays([b.column(f.name) for f in file_sch],
+                                              schema=file_sch)
+                   for b in block_batches(cols, sch, names))
+        values = {d: block[d].values[0].item() for d in partition_by}
+        yield values, batches, {"schema": file_sch,
+                                **parquet_options(file_sch, run_lengths(cols), batch_rows(cols))}
+
+
 def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
               partition_by: tuple, names: dict, full_sizes: dict) -> ChunkResult:
     """Evaluate, reduce and (optionally) write one chunk. Runs anywhere dse is installed."""
@@ -82,23 +100,13 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
     place = (chunk.offsets(), full_sizes)
     files = []
     if results:
-        der = metrics(ds)
         sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])),
                                io.metadata(spec))
-        file_sch = _file_schema(sch, partition_by)
         root = Path(out_dir) / "results"
-        for combo in np.ndindex(*[ds.sizes[d] for d in partition_by]):
-            sel = {d: slice(i, i + 1) for d, i in zip(partition_by, combo)}  # views
-            block = ds.isel(sel)
-            values = {d: block[d].values[0].item() for d in partition_by}
+        for values, batches, options in partitions(ds, metrics(ds), partition_by, sch, names):
             path = io.partition_dir(root, values) / f"part-{chunk.index:06d}.parquet"
-            batches = (pa.RecordBatch.from_arrays([b.column(f.name) for f in file_sch],
-                                                  schema=file_sch)
-                       for b in block_batches(block, der.isel(sel, missing_dims="ignore"),
-                                              sch, names))
-            io.write_batches(path, file_sch, batches, **parquet_options(file_sch))
+            io.write_batches(path, batches=batches, **options)
             files.append(str(path.relative_to(out_dir)))
-        del der
     pareto, best, counts = reduce_block(ds, spec.constraints, place)
     return ChunkResult(chunk.index, int(counts.sum()), counts.tolist(), pareto, best, files)
 

@@ -56,16 +56,40 @@ def schema(n_hardware: int = 1, n_model: int = 1) -> pa.Schema:
     return pa.schema([f.with_nullable(f.name in NULLABLE) for f in fields])
 
 
-def parquet_options(sch: pa.Schema) -> dict:
-    """Keyword arguments of ``io.write_batches`` for (a partition of) the results table:
-    min/max statistics on the axis and non-float columns (row-group pruning when a query
-    filters on them); dictionary pages on the axes (a handful of distinct values each,
-    run-length encoded) and on the categorical and integer columns."""
+# A column whose value stays the same for at least this many consecutive rows is written
+# with plain encoding: zstd folds the runs nearly as small as a dictionary would, without
+# hashing every value. Measured on a 6.6 M-row partition of benchmarks/sweep_200m.toml
+# (pyarrow 26, one core): a dictionary costs 70-90 ms per such column, plain 25-50 ms, and
+# the file grows by 1.5%. Columns that change every few rows keep the dictionary (plain
+# zstd would be 3-50x larger and no faster there).
+PLAIN_MIN_RUN = 64
+# Rows per record batch of block_batches, and so per row group of a results file.
+BATCH_ROWS = 1 << 20
+
+
+def parquet_options(sch: pa.Schema, runs: dict | None = None,
+                    group_rows: int | None = None) -> dict:
+    """Keyword arguments of ``io.write_batches`` for (a partition of) the results table.
+
+    Dictionary pages on the categorical columns, and on the axis and integer columns
+    unless ``runs`` (:func:`run_lengths`) says a column repeats each value for at least
+    ``PLAIN_MIN_RUN`` rows. Min/max statistics on the axis and non-float columns, and
+    with ``group_rows`` (rows per row group, :func:`batch_rows`) only on those whose runs
+    are at least a row group long: only they can let a query skip row groups, and the
+    others' statistics cost a tenth of the write time.
+    """
+    runs = runs or {}
+
+    def long_runs(name, rows):
+        return runs.get(name, 1) >= rows
+
     return {
         "statistics": [f.name for f in sch
-                       if f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type)],
-        "dictionary": [f.name for f in sch if f.name in AXIS_COLUMNS
-                       or pa.types.is_dictionary(f.type) or pa.types.is_integer(f.type)],
+                       if (f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type))
+                       and (group_rows is None or long_runs(f.name, group_rows))],
+        "dictionary": [f.name for f in sch if pa.types.is_dictionary(f.type)
+                       or ((f.name in AXIS_COLUMNS or pa.types.is_integer(f.type))
+                           and not long_runs(f.name, PLAIN_MIN_RUN))],
     }
 
 
@@ -88,21 +112,14 @@ def _axis(values, dim: str, dtype) -> np.ndarray:
     return np.asarray(values, dtype=dtype).reshape([-1 if d == dim else 1 for d in GRID_DIMS])
 
 
-def block_batches(block: xr.Dataset, der: xr.Dataset, sch: pa.Schema, global_coords: dict,
-                  max_rows: int = 1 << 20):
-    """Yield record batches of a block's rows, at most ``max_rows`` each.
-
-    Every column is a small array (an axis, or a variable over only the dims it depends on)
-    broadcast slab by slab straight into the batch's dtype by a parallel gather: one copy
-    per column, no per-slab xarray work. ``global_coords`` maps hardware and model to the
-    full sweep's names so the dictionary indices are the same in every batch.
-    """
-    shape = [block.sizes[d] for d in GRID_DIMS]
-    k = len(shape)
-    while k > 0 and int(np.prod(shape[k - 1:])) <= max_rows:
-        k -= 1
-    slabs = Slabs(shape, k)
-    small = {}  # column -> array over GRID_DIMS (size 1 where it does not vary)
+def columns(block: xr.Dataset, der: xr.Dataset, sch: pa.Schema,
+            global_coords: dict) -> dict[str, np.ndarray]:
+    """Every results column of ``block``'s rows as a small array over GRID_DIMS (size 1
+    on the dims it does not vary over), in the dtype of its batch column (dictionary
+    indices for categorical columns). ``der`` is ``reduce.metrics(block)``;
+    ``global_coords`` maps hardware and model to the full sweep's names so the dictionary
+    indices are the same in every batch."""
+    small = {}
     dt_dims = ("weight_dtype", "act_dtype", "kv_dtype")
     # precisions: resolve 'same' on the small (weight, act, kv) sub-grid once
     for d, codes in zip(dt_dims, resolve_dtypes(*(
@@ -119,20 +136,64 @@ def block_batches(block: xr.Dataset, der: xr.Dataset, sch: pa.Schema, global_coo
     small["infeasible_reason"] = _expanded(der["reason"], np.int8)
     small["feasible"] = _expanded(der["feasible"], np.bool_)
     small["bound"] = _expanded(der["bound"], np.int8)
-    prepared = {c: slabs.prepare(a) for c, a in small.items()}
+    return small
+
+
+def run_lengths(cols: dict[str, np.ndarray]) -> dict[str, int]:
+    """Rows per run of one value, per column of :func:`columns`: the rows of the
+    flattened block (GRID_DIMS order) spanned by the dims inside the innermost dim the
+    column varies over. A column may repeat a value across runs too; this is a lower
+    bound on its run length."""
+    shape = np.broadcast_shapes(*(a.shape for a in cols.values()))
+    runs = {}
+    for c, a in cols.items():
+        varying = [i for i, s in enumerate(a.shape) if s > 1]
+        inner = varying[-1] + 1 if varying else 0
+        runs[c] = int(np.prod(shape[inner:]))
+    return runs
+
+
+def _slab_dims(shape, max_rows: int) -> int:
+    """How many leading dims a slab indexes one at a time: the rest spans <= max_rows."""
+    k = len(shape)
+    while k > 0 and int(np.prod(shape[k - 1:])) <= max_rows:
+        k -= 1
+    return k
+
+
+def batch_rows(cols: dict[str, np.ndarray], max_rows: int = BATCH_ROWS) -> int:
+    """Rows per record batch (and so per Parquet row group) of :func:`block_batches`."""
+    shape = np.broadcast_shapes(*(a.shape for a in cols.values()))
+    return int(np.prod(shape[_slab_dims(shape, max_rows):]))
+
+
+def block_batches(cols: dict[str, np.ndarray], sch: pa.Schema, global_coords: dict,
+                  max_rows: int = BATCH_ROWS):
+    """Yield record batches (schema ``sch``) of the rows of a block whose columns are
+    ``cols`` (:func:`columns`), at most ``max_rows`` each.
+
+    Each batch is a slab of contiguous rows: every column's small array is broadcast into
+    the slab straight in the batch's dtype by a parallel gather, one copy per column and
+    no per-slab xarray work; the full table is never held in memory.
+    """
+    shape = list(np.broadcast_shapes(*(a.shape for a in cols.values())))
+    k = _slab_dims(shape, max_rows)
+    slabs = Slabs(shape, k)
+    prepared = {c: slabs.prepare(a) for c, a in cols.items()}
     names = {"hardware": global_coords["hardware"], "model": global_coords["model"],
-             "bound": BOUND_NAMES, **{d: DTYPES for d in dt_dims}}
+             "bound": BOUND_NAMES, **{d: DTYPES for d in ("weight_dtype", "act_dtype",
+                                                           "kv_dtype")}}
     for outer in np.ndindex(*shape[:k]):
-        cols = {}
+        out = {}
         for c, prep in prepared.items():
             vals = slabs.take(prep, outer)
             if c == "infeasible_reason":
-                cols[c] = pa.DictionaryArray.from_arrays(pa.array(vals, mask=vals == 0),
-                                                         pa.array(REASONS))
+                out[c] = pa.DictionaryArray.from_arrays(pa.array(vals, mask=vals == 0),
+                                                        pa.array(REASONS))
             elif c in names:
-                cols[c] = _dictionary(vals, names[c])
+                out[c] = _dictionary(vals, names[c])
             elif c == "cost_per_million_tokens":
-                cols[c] = pa.array(vals, mask=np.isnan(vals))  # unknown price -> null
+                out[c] = pa.array(vals, mask=np.isnan(vals))  # unknown price -> null
             else:
-                cols[c] = pa.array(vals)
-        yield pa.RecordBatch.from_arrays([cols[f.name] for f in sch], schema=sch)
+                out[c] = pa.array(vals)
+        yield pa.RecordBatch.from_arrays([out[f.name] for f in sch], schema=sch)

@@ -8,15 +8,19 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
-def gather_rows(src, outer_offsets, inner_offsets, out):
-    """out[o * B + i] = src[outer_offsets[o] + inner_offsets[i]] with B = inner size."""
+@njit(parallel=True, cache=True, nogil=True)
+def gather_runs(src, outer_offsets, inner_offsets, run, out):
+    """out[(o * B + i) * run + j] = src[outer_offsets[o] + inner_offsets[i]] for every
+    j < run, with B = inner size: each gathered value fills a run of ``run`` rows."""
     block = inner_offsets.size
     for o in prange(outer_offsets.size):
         base = outer_offsets[o]
-        row = o * block
+        row = o * block * run
         for i in range(block):
-            out[row + i] = src[base + inner_offsets[i]]
+            v = src[base + inner_offsets[i]]
+            start = row + i * run
+            for j in range(run):
+                out[start + j] = v
 
 
 def offsets(shape, strides) -> np.ndarray:
@@ -42,30 +46,36 @@ class Slabs:
 
     A slab of ``shape`` is one index on each of the first ``k`` dims and the whole of the
     others. :meth:`prepare` precomputes a small array's offsets once; :meth:`take` copies
-    one slab of it, in parallel, through an inner block of at most ``inner_rows`` offsets.
+    one slab of it, in parallel. The trailing dims an array does not vary over become runs
+    of one value (filled, not gathered); the others are addressed through an inner block
+    of at most ``inner_rows`` offsets.
     """
 
     def __init__(self, shape, k: int, inner_rows: int = 4096):
         self.shape = tuple(int(n) for n in shape)
         self.k = k
-        split = len(self.shape)
-        while split > k and int(np.prod(self.shape[split - 1:])) <= inner_rows:
-            split -= 1
-        self.split = split
+        self.inner_rows = inner_rows
         self.rows = int(np.prod(self.shape[k:]))
 
     def prepare(self, small: np.ndarray):
         """``small`` has the same number of dims as ``shape``, each 1 or equal to it."""
         small = np.ascontiguousarray(small)
-        st = broadcast_strides(small.shape, self.shape)
-        k, split = self.k, self.split
-        return (small.ravel(), st[:k], offsets(self.shape[k:split], st[k:split]),
-                offsets(self.shape[split:], st[split:]))
+        shape, k = self.shape, self.k
+        st = broadcast_strides(small.shape, shape)
+        end = len(shape)
+        while end > k and st[end - 1] == 0:
+            end -= 1
+        run = int(np.prod(shape[end:]))
+        split = end
+        while split > k and int(np.prod(shape[split - 1:end])) <= self.inner_rows:
+            split -= 1
+        return (small.ravel(), st[:k], offsets(shape[k:split], st[k:split]),
+                offsets(shape[split:end], st[split:end]), run)
 
     def take(self, prepared, outer) -> np.ndarray:
         """The slab at indices ``outer`` (one per leading dim), flat in C order."""
-        flat, outer_strides, middle, inner = prepared
+        flat, outer_strides, middle, inner, run = prepared
         base = sum(int(o) * s for o, s in zip(outer, outer_strides))
         out = np.empty(self.rows, dtype=flat.dtype)
-        gather_rows(flat, middle + base, inner, out)
+        gather_runs(flat, middle + base, inner, run, out)
         return out

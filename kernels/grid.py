@@ -176,7 +176,7 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
         out[i, _TWIN] = costs[i, _WIN]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
                   tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, compute_scale,
                   memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits,

@@ -24,7 +24,7 @@ N_SOURCES = 8
 GROUP_BLOCK = 16
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def grouped_reduce(group_offsets, group_out, strategy_offsets, strategy_dp_batch,
                    strategy_devices, ttft, tpot, weight, kv, act, structural, what_if_ok,
                    usable, code_what_if, code_oom, max_devices, max_ttft, max_tpot,
@@ -118,7 +118,7 @@ def grouped_reduce(group_offsets, group_out, strategy_offsets, strategy_dp_batch
                 front[g, :kept.size] = kept
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def flatten_front(front, n_front):
     """(group, strategy) index pairs of the frontiers, in (group, strategy) order."""
     total = 0
