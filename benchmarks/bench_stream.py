@@ -45,7 +45,6 @@ from dse import io
 from dse.chunks import plan, subspec
 from dse.evaluate import evaluate
 from dse.grid import coords
-from dse.reduce import metrics
 from dse.sweep import partitions
 from dse.table import schema
 spec = dse.load_sweep({spec!r})
@@ -59,7 +58,7 @@ sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])), io.m
 total = 0.0
 for chunk in plan(spec, manifest["chunk_rows"]):
     ds = evaluate(subspec(spec, chunk))
-    for _, batches, options in partitions(ds, metrics(ds), ("hardware", "model"), sch, names):
+    for _, batches, options in partitions(ds, ("hardware", "model"), sch, names):
         batches = list(batches)  # built untimed
         t = time.perf_counter()
         io.write_batches(Path({scratch!r}) / "p.parquet", batches=iter(batches), **options)

@@ -57,7 +57,6 @@ import json, tempfile, time, dse
 from dse import io
 from dse.chunks import plan, subspec
 from dse.grid import coords
-from dse.reduce import metrics
 from dse.table import batch_rows, block_batches, columns, parquet_options, run_lengths, schema
 spec = dse.load_sweep({spec!r})
 full = coords(spec)
@@ -66,7 +65,7 @@ sch = schema(len(names["hardware"]), len(names["model"]))
 batches, runs, rows = [], {{}}, 0
 for chunk in plan(spec, 1 << 22):
     block = dse.evaluate(subspec(spec, chunk))
-    cols = columns(block, metrics(block), sch, names)
+    cols = columns(block, sch, names)
     for c, r in run_lengths(cols).items():  # one file: the shortest run of any block
         runs[c] = min(r, runs.get(c, r))
     rows = max(rows, batch_rows(cols))

@@ -170,6 +170,47 @@ def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
     return ds
 
 
+# What derived_metrics reads: axes and the evaluated variables.
+METRIC_INPUTS = ("tp", "attention_dp", "pp", "dp", "batch", "output_tokens", "ttft_s",
+                 "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_device",
+                 "activation_bytes_per_device", "structural_reason", "what_if_valid",
+                 "usable_memory_bytes", "price_per_device_hour_usd")
+
+
+def derived_metrics(v, where=np.where) -> dict:
+    """The per-configuration metrics from ``v``, a mapping of :data:`METRIC_INPUTS` to
+    arrays that broadcast together (DataArrays with ``where=xr.where``, or numpy arrays).
+
+    One order of operations for every caller: :func:`derive`, the results table and the
+    Pareto/best rows, so the three agree bit for bit.
+    """
+    out_tok = v["output_tokens"]
+    e2e = v["ttft_s"] + (out_tok - 1) * v["tpot_s"]
+    devices = v["tp"] * v["attention_dp"] * v["pp"] * v["dp"]
+    # static batching: each replica serves `batch` sequences for e2e seconds
+    throughput = v["dp"] * v["batch"] * out_tok / e2e
+    memory = (v["weight_bytes_per_device"] + v["kv_cache_bytes_per_device"]
+              + v["activation_bytes_per_device"])
+    reason = v["structural_reason"]
+    reason = where((reason == 0) & ~v["what_if_valid"],
+                   np.uint8(REASON_CODE["what_if_scale_not_positive"]), reason)
+    reason = where((reason == 0) & (memory > v["usable_memory_bytes"]),
+                   np.uint8(REASON_CODE["out_of_memory"]), reason).astype(np.uint8)
+    return {
+        "devices": devices,
+        "e2e_latency_s": e2e,
+        "throughput_tokens_per_s": throughput,
+        "tokens_per_s_per_device": throughput / devices,
+        "tokens_per_s_per_user": 1.0 / v["tpot_s"],
+        "memory_bytes_per_device": memory,
+        "reason": reason,
+        "feasible": reason == 0,
+        # [USD per 1e6 output tokens]; NaN where the hardware preset has no price
+        "cost_per_million_tokens": devices * v["price_per_device_hour_usd"] / 3600.0
+        / throughput * 1e6,
+    }
+
+
 def derive(ds: xr.Dataset) -> xr.Dataset:
     """Per-configuration metrics of (a selection of) an evaluated dataset.
 
@@ -179,28 +220,4 @@ def derive(ds: xr.Dataset) -> xr.Dataset:
     ``feasible`` and ``cost_per_million_tokens`` [USD] (NaN where the hardware has no
     price); dims are whatever the inputs broadcast to.
     """
-    out_tok = ds["output_tokens"]
-    e2e = ds["ttft_s"] + (out_tok - 1) * ds["tpot_s"]
-    devices = ds["tp"] * ds["attention_dp"] * ds["pp"] * ds["dp"]
-    # static batching: each replica serves `batch` sequences for e2e seconds
-    throughput = ds["dp"] * ds["batch"] * out_tok / e2e
-    memory = (ds["weight_bytes_per_device"] + ds["kv_cache_bytes_per_device"]
-              + ds["activation_bytes_per_device"])
-    reason = ds["structural_reason"]
-    reason = xr.where((reason == 0) & ~ds["what_if_valid"],
-                      np.uint8(REASON_CODE["what_if_scale_not_positive"]), reason)
-    reason = xr.where((reason == 0) & (memory > ds["usable_memory_bytes"]),
-                      np.uint8(REASON_CODE["out_of_memory"]), reason).astype(np.uint8)
-    return xr.Dataset({
-        "devices": devices,
-        "e2e_latency_s": e2e,
-        "throughput_tokens_per_s": throughput,
-        "tokens_per_s_per_device": throughput / devices,
-        "tokens_per_s_per_user": 1.0 / ds["tpot_s"],
-        "memory_bytes_per_device": memory,
-        "reason": reason,
-        "feasible": reason == 0,
-        # [USD per 1e6 output tokens]; NaN where the hardware preset has no price
-        "cost_per_million_tokens": devices * ds["price_per_device_hour_usd"] / 3600.0
-        / throughput * 1e6,
-    })
+    return xr.Dataset(derived_metrics(ds, xr.where))

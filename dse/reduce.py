@@ -12,21 +12,12 @@ import pandas as pd
 import xarray as xr
 
 from .config import Constraints
-from .evaluate import REASON_CODE, REASONS, derive
+from .evaluate import METRIC_INPUTS, REASON_CODE, REASONS, derived_metrics
 from .grid import GROUP_DIMS, STRATEGY_DIMS, dtype_codes, resolve_dtypes
 from .kernels.gather import offsets
 from .kernels.layout import BOUND_NAMES, DTYPES
 from .kernels.objectives import N_SOURCES, flatten_front, grouped_reduce
 from .kernels.pareto import pareto_sorted
-
-
-def metrics(block: xr.Dataset) -> xr.Dataset:
-    """Kernel outputs and derived columns of a block, without broadcasting."""
-    der = derive(block)
-    for name in ("ttft_s", "tpot_s", "bound", "weight_bytes_per_device",
-                 "kv_cache_bytes_per_device", "activation_bytes_per_device"):
-        der[name] = block[name]
-    return der
 
 
 def _offsets(sources, dims, sizes) -> np.ndarray:
@@ -109,13 +100,20 @@ def _column(values: np.ndarray, positions: np.ndarray):
     return values[positions]
 
 
+# Metric columns of the Pareto and best rows, in order (then ``bound``).
+ROW_METRICS = ("devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_tokens_per_s",
+               "tokens_per_s_per_device", "tokens_per_s_per_user", "weight_bytes_per_device",
+               "kv_cache_bytes_per_device", "memory_bytes_per_device",
+               "cost_per_million_tokens")
+
+
 def _rows(pts: Points, group_idx, strat_idx, place=None) -> pd.DataFrame:
     """Table rows (axis values + metrics) of the points at (group, strategy) flat indices.
 
     ``place`` = (offsets, full_sizes) locates a chunk in the whole sweep; the hidden columns
     ``_group`` and ``_strategy`` are the rows' flat indices in the whole sweep, which the
     chunk merges sort and tie-break on. Metrics are computed for the picked points only, in
-    :func:`dse.evaluate.derive`'s order of operations, so they equal the results table's.
+    :func:`dse.evaluate.derived_metrics`, so they equal the results table's.
     """
     block, sizes = pts.block, pts.sizes
     gpos = np.unravel_index(group_idx, [sizes[d] for d in GROUP_DIMS])
@@ -137,23 +135,9 @@ def _rows(pts: Points, group_idx, strat_idx, place=None) -> pd.DataFrame:
     def value(name):
         return pts.values(name, group_idx, strat_idx)
 
-    out, dp, batch = cols["output_tokens"], cols["dp"], cols["batch"]
-    ttft, tpot = value("ttft_s"), value("tpot_s")
-    devices = cols["tp"] * cols["attention_dp"] * cols["pp"] * dp
-    e2e = ttft + (out - 1) * tpot
-    throughput = dp * batch * out / e2e
-    weight, kv = value("weight_bytes_per_device"), value("kv_cache_bytes_per_device")
-    metrics = {
-        "devices": devices, "ttft_s": ttft, "tpot_s": tpot, "e2e_latency_s": e2e,
-        "throughput_tokens_per_s": throughput,
-        "tokens_per_s_per_device": throughput / devices,
-        "tokens_per_s_per_user": 1.0 / tpot,
-        "weight_bytes_per_device": weight, "kv_cache_bytes_per_device": kv,
-        "memory_bytes_per_device": weight + kv + value("activation_bytes_per_device"),
-        "cost_per_million_tokens": devices * value("price_per_device_hour_usd") / 3600.0
-        / throughput * 1e6,
-        "bound": _categorical(value("bound"), BOUND_NAMES),
-    }
+    der = derived_metrics({n: cols[n] if n in cols else value(n) for n in METRIC_INPUTS})
+    metrics = {c: der[c] if c in der else value(c) for c in ROW_METRICS}
+    metrics["bound"] = _categorical(value("bound"), BOUND_NAMES)
     return pd.DataFrame(cols | metrics | hidden)
 
 

@@ -29,7 +29,7 @@ from .config import ConfigError, SweepSpec
 from .evaluate import REASONS, evaluate
 from .grid import (GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS,
                    available_memory_bytes, bytes_per_config, coords)
-from .reduce import HIDDEN, merge_best, merge_pareto, metrics, reduce_block
+from .reduce import HIDDEN, merge_best, merge_pareto, reduce_block
 from .table import (batch_rows, block_batches, columns, parquet_options, run_lengths,
                     schema)
 
@@ -75,7 +75,7 @@ def _file_schema(sch: pa.Schema, partition_by) -> pa.Schema:
     return pa.schema([f for f in sch if f.name not in partition_by], metadata=sch.metadata)
 
 
-def partitions(ds, der, partition_by: tuple, sch: pa.Schema, names: dict):
+def partitions(ds, partition_by: tuple, sch: pa.Schema, names: dict):
     """Yield, per partition of a chunk's results (one value of each ``partition_by`` dim):
     the partition's values, and the record batches and writer options of its file (the
     columns ``partition_by`` left out: the folder names hold them)."""
@@ -83,7 +83,7 @@ def partitions(ds, der, partition_by: tuple, sch: pa.Schema, names: dict):
     for combo in np.ndindex(*[ds.sizes[d] for d in partition_by]):
         sel = {d: slice(i, i + 1) for d, i in zip(partition_by, combo)}  # views
         block = ds.isel(sel)
-        cols = columns(block, der.isel(sel, missing_dims="ignore"), sch, names)
+        cols = columns(block, sch, names)
         batches = (pa.RecordBatch.from_arrays([b.column(f.name) for f in file_sch],
                                               schema=file_sch)
                    for b in block_batches(cols, sch, names))
@@ -103,7 +103,7 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
         sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])),
                                io.metadata(spec))
         root = Path(out_dir) / "results"
-        for values, batches, options in partitions(ds, metrics(ds), partition_by, sch, names):
+        for values, batches, options in partitions(ds, partition_by, sch, names):
             path = io.partition_dir(root, values) / f"part-{chunk.index:06d}.parquet"
             io.write_batches(path, batches=batches, **options)
             files.append(str(path.relative_to(out_dir)))

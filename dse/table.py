@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import xarray as xr
 
-from .evaluate import REASONS
+from .evaluate import METRIC_INPUTS, REASONS, derived_metrics
 from .grid import GRID_DIMS, dtype_codes, resolve_dtypes
 from .kernels.gather import Slabs
 from .kernels.layout import BOUND_NAMES, DTYPES
@@ -112,13 +112,19 @@ def _axis(values, dim: str, dtype) -> np.ndarray:
     return np.asarray(values, dtype=dtype).reshape([-1 if d == dim else 1 for d in GRID_DIMS])
 
 
-def columns(block: xr.Dataset, der: xr.Dataset, sch: pa.Schema,
-            global_coords: dict) -> dict[str, np.ndarray]:
+def _grid_array(block: xr.Dataset, name: str) -> np.ndarray:
+    """An axis or variable of ``block`` over GRID_DIMS (size 1 where it does not vary)."""
+    if name in GRID_DIMS:
+        return _axis(block[name].values, name, block[name].dtype)
+    return _expanded(block[name], block[name].dtype)
+
+
+def columns(block: xr.Dataset, sch: pa.Schema, global_coords: dict) -> dict[str, np.ndarray]:
     """Every results column of ``block``'s rows as a small array over GRID_DIMS (size 1
     on the dims it does not vary over), in the dtype of its batch column (dictionary
-    indices for categorical columns). ``der`` is ``reduce.metrics(block)``;
-    ``global_coords`` maps hardware and model to the full sweep's names so the dictionary
-    indices are the same in every batch."""
+    indices for categorical columns). The metrics are computed here with numpy
+    (:func:`dse.evaluate.derived_metrics`). ``global_coords`` maps hardware and model to
+    the full sweep's names so the dictionary indices are the same in every batch."""
     small = {}
     dt_dims = ("weight_dtype", "act_dtype", "kv_dtype")
     # precisions: resolve 'same' on the small (weight, act, kv) sub-grid once
@@ -131,11 +137,15 @@ def columns(block: xr.Dataset, der: xr.Dataset, sch: pa.Schema,
     for c in AXIS_COLUMNS:
         if c not in small:
             small[c] = _axis(block[c].values, c, sch.field(c).type.to_pandas_dtype())
+    der = derived_metrics({n: _grid_array(block, n) for n in METRIC_INPUTS})
+    for c in ("ttft_s", "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_device",
+              "activation_bytes_per_device"):
+        der[c] = _grid_array(block, c)
     for c in METRIC_COLUMNS:
-        small[c] = _expanded(der[c], sch.field(c).type.to_pandas_dtype())
-    small["infeasible_reason"] = _expanded(der["reason"], np.int8)
-    small["feasible"] = _expanded(der["feasible"], np.bool_)
-    small["bound"] = _expanded(der["bound"], np.int8)
+        small[c] = der[c].astype(sch.field(c).type.to_pandas_dtype(), copy=False)
+    small["infeasible_reason"] = der["reason"].astype(np.int8)
+    small["feasible"] = der["feasible"]
+    small["bound"] = _grid_array(block, "bound").astype(np.int8)
     return small
 
 

@@ -12,7 +12,6 @@ import dse
 from dse import io
 from dse.grid import GRID_DIMS, coords
 from dse.kernels.gather import Slabs
-from dse.reduce import metrics
 from dse.sweep import partitions
 from dse.table import PLAIN_MIN_RUN, block_batches, columns, run_lengths, schema
 
@@ -58,11 +57,11 @@ def _partition(tmp_path):
     c = coords(spec)
     names = {"hardware": list(c["hardware"]), "model": list(c["model"])}
     sch = schema(1, 1)
-    [(values, batches, options)] = partitions(ds, metrics(ds), ("hardware", "model"), sch,
+    [(values, batches, options)] = partitions(ds, ("hardware", "model"), sch,
                                               names)
     path = tmp_path / "p.parquet"
     io.write_batches(path, batches=batches, **options)
-    cols = columns(ds, metrics(ds), sch, names)
+    cols = columns(ds, sch, names)
     return path, run_lengths(cols), options, ds, names, sch, cols
 
 
