@@ -146,14 +146,19 @@ def partition_dir(root: Path, values: dict) -> Path:
     return path
 
 
+def _repeating(schema: pa.Schema) -> list[str]:
+    """Columns whose values repeat enough for dictionary pages to pay: categorical and
+    integer ones (float metrics rarely repeat)."""
+    return [f.name for f in schema
+            if pa.types.is_dictionary(f.type) or pa.types.is_integer(f.type)]
+
+
 def open_writer(path: Path, schema: pa.Schema, statistics=True,
                 dictionary=None) -> pq.ParquetWriter:
     """A zstd Parquet writer; ``statistics`` may list the columns that get min/max stats,
-    ``dictionary`` those that get dictionary pages (default: categorical and integer
-    columns; float metrics rarely repeat enough for a dictionary to pay)."""
+    ``dictionary`` those that get dictionary pages (default: :func:`_repeating`)."""
     if dictionary is None:
-        dictionary = [f.name for f in schema
-                      if pa.types.is_dictionary(f.type) or pa.types.is_integer(f.type)]
+        dictionary = _repeating(schema)
     try:
         # larger write batches encode faster
         return pq.ParquetWriter(path, schema, compression=COMPRESSION,
@@ -199,7 +204,10 @@ def write_tables(path: Path, tables, meta: dict, drop=()) -> tuple[int, int]:
         for table in tables:
             table = normalized(table, meta, drop)
             if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression=COMPRESSION)
+                # dictionary pages for categorical and integer columns only: float
+                # metrics rarely repeat, and hashing them costs a quarter of the time
+                writer = pq.ParquetWriter(tmp, table.schema, compression=COMPRESSION,
+                                          use_dictionary=_repeating(table.schema))
             writer.write_table(table.cast(writer.schema))
             rows += len(table)
             if "found" in table.column_names:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from queue import Queue
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,9 +85,7 @@ def partitions(ds, partition_by: tuple, sch: pa.Schema, names: dict):
         sel = {d: slice(i, i + 1) for d, i in zip(partition_by, combo)}  # views
         block = ds.isel(sel)
         cols = columns(block, sch, names)
-        batches = (pa.RecordBatch.from_arrays([b.column(f.name) for f in file_sch],
-                                              schema=file_sch)
-                   for b in block_batches(cols, sch, names))
+        batches = block_batches(cols, file_sch, names)
         values = {d: block[d].values[0].item() for d in partition_by}
         yield values, batches, {"schema": file_sch,
                                 **parquet_options(file_sch, run_lengths(cols), batch_rows(cols))}
@@ -206,6 +205,50 @@ def _executor(scheduler, workers):
     return Client(cluster), cluster
 
 
+class _Aborted(Exception):
+    pass
+
+
+class _Streamed:
+    """A final table (pareto or best) written from the chunks' partials in chunk order by
+    a background thread while later chunks still run; renamed into place on
+    :meth:`close`, removed on :meth:`abort`."""
+
+    _END, _ABORT = object(), object()
+
+    def __init__(self, path: Path, meta: dict):
+        self.queue: Queue = Queue()
+        self.result, self.error = None, None
+        self.thread = threading.Thread(target=self._write, args=(path, meta), daemon=True)
+        self.thread.start()
+
+    def _tables(self):
+        while (item := self.queue.get()) is not self._END:
+            if item is self._ABORT:
+                raise _Aborted
+            yield item
+
+    def _write(self, path, meta):
+        try:
+            self.result = io.write_tables(path, self._tables(), meta, drop=HIDDEN)
+        except BaseException as exc:  # re-raised in the sweep's thread by close()
+            self.error = exc
+
+    def put(self, table: pa.Table) -> None:
+        self.queue.put(table)
+
+    def close(self) -> tuple[int, int]:
+        self.queue.put(self._END)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def abort(self) -> None:
+        self.queue.put(self._ABORT)
+        self.thread.join()
+
+
 def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool | None = None,
               memory_limit_bytes: int | None = None, results: bool = True,
               resume: bool = False, partition_by=DEFAULT_PARTITION_BY,
@@ -298,6 +341,14 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     (out_dir / "_chunks").mkdir(exist_ok=True)
     lock = threading.Lock()
     t0 = time.perf_counter()
+    meta = io.metadata(spec)
+    # chunks of whole groups, in group order: the final tables are their partials in turn,
+    # streamed as soon as the chunks before them are done
+    whole_groups = all(d not in STRATEGY_DIMS for c in chunks for d, _, _ in c.ranges)
+    streams = ({n: _Streamed(out_dir / f"{n}.parquet", meta) for n in ("pareto", "best")}
+               if whole_groups else {})
+    finished, order = set(done), [c.index for c in chunks]
+    streamed = 0  # chunks (in plan order) whose partials went to the streams
     bar = Progress(n_total, sum(v["n"] for v in manifest["done"].values()),
                    quiet=progress is False)
 
@@ -310,11 +361,21 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
                                               "files": r.files}
             io.write_json(out_dir / io.MANIFEST, manifest)
         bar.update(r.n_configs)
+        finished.add(r.index)
+        stream_ready()
+
+    def stream_ready() -> None:
+        nonlocal streamed
+        while streams and streamed < len(order) and order[streamed] in finished:
+            for name, stream in streams.items():
+                stream.put(io.read_arrow(_partial(out_dir, name, order[streamed])))
+            streamed += 1
 
     args = (str(out_dir), results, partition_by, names, full_sizes)
     # cores per concurrent chunk on this machine (a remote cluster's workers keep theirs)
     share = None if scheduler is not None else max(1, (os.cpu_count() or 1) // int(parallel))
     try:
+        stream_ready()  # a resumed sweep's finished chunks
         client, cluster = _executor(scheduler, workers) if distributed and todo else (None, None)
         try:
             if client is not None:
@@ -335,34 +396,34 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
                         while queue and len(pending) < int(parallel):
                             chunk = queue.pop(0)
                             pending.add(pool.submit(_run_chunk_on, share, spec, chunk, *args))
-                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in finished:
+                        complete, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in complete:
                             finish(fut.result())
         finally:
             if client is not None:
                 client.close()
             if cluster is not None:
                 cluster.close()
+        counts = {}
+        for name, stream in streams.items():
+            counts[name], counts[name + "_found"] = stream.close()
+    except BaseException:
+        for stream in streams.values():
+            stream.abort()
+        raise
     finally:
         bar.close()
     t_chunks = time.perf_counter() - t0
 
-    meta = io.metadata(spec)
-    # groups of one (hardware, model) pair never span two pairs, and chunks run in grid
-    # order, so the merge streams pair by pair: memory holds one pair's frontier at a time
-    per_pair = int(np.prod([full_sizes[d] for d in GROUP_DIMS[2:]]))
-    # chunks of whole groups, in group order: the final tables are their partials in turn
-    whole_groups = all(d not in STRATEGY_DIMS for c in chunks for d, _, _ in c.ranges)
-    counts = {}
-    for name, merge in (("pareto", merge_pareto), ("best", merge_best)):
-        tables = (io.read_arrow(_partial(out_dir, name, c.index)) for c in chunks)
-        path = out_dir / f"{name}.parquet"
-        if whole_groups:
-            written = io.write_tables(path, tables, meta, drop=HIDDEN)
-        else:
-            frames = (t.to_pandas() for t in tables)
-            written = io.write_frames(path, _merged_by_pair(frames, merge, per_pair), meta)
-        counts[name], counts[name + "_found"] = written
+    if not whole_groups:
+        # groups of one (hardware, model) pair never span two pairs, and chunks run in
+        # grid order, so the merge streams pair by pair: memory holds one pair's frontier
+        per_pair = int(np.prod([full_sizes[d] for d in GROUP_DIMS[2:]]))
+        for name, merge in (("pareto", merge_pareto), ("best", merge_best)):
+            frames = (io.read_arrow(_partial(out_dir, name, c.index)).to_pandas()
+                      for c in chunks)
+            counts[name], counts[name + "_found"] = io.write_frames(
+                out_dir / f"{name}.parquet", _merged_by_pair(frames, merge, per_pair), meta)
     manifest["complete"] = True
     io.write_json(out_dir / io.MANIFEST, manifest)
 

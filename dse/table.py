@@ -93,10 +93,6 @@ def parquet_options(sch: pa.Schema, runs: dict | None = None,
     }
 
 
-def _dictionary(indices, names):
-    return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(list(names), pa.string()))
-
-
 def _index_dtype(typ):
     return np.int8 if typ.index_type == pa.int8() else np.int32
 
@@ -179,8 +175,9 @@ def batch_rows(cols: dict[str, np.ndarray], max_rows: int = BATCH_ROWS) -> int:
 
 def block_batches(cols: dict[str, np.ndarray], sch: pa.Schema, global_coords: dict,
                   max_rows: int = BATCH_ROWS):
-    """Yield record batches (schema ``sch``) of the rows of a block whose columns are
-    ``cols`` (:func:`columns`), at most ``max_rows`` each.
+    """Yield record batches of the rows of a block whose columns are ``cols``
+    (:func:`columns`), at most ``max_rows`` each, with the columns of ``sch`` (which may
+    leave some out, e.g. the partition columns).
 
     Each batch is a slab of contiguous rows: every column's small array is broadcast into
     the slab straight in the batch's dtype by a parallel gather, one copy per column and
@@ -189,21 +186,22 @@ def block_batches(cols: dict[str, np.ndarray], sch: pa.Schema, global_coords: di
     shape = list(np.broadcast_shapes(*(a.shape for a in cols.values())))
     k = _slab_dims(shape, max_rows)
     slabs = Slabs(shape, k)
-    prepared = {c: slabs.prepare(a) for c, a in cols.items()}
+    prepared = {f.name: slabs.prepare(cols[f.name]) for f in sch}
     names = {"hardware": global_coords["hardware"], "model": global_coords["model"],
-             "bound": BOUND_NAMES, **{d: DTYPES for d in ("weight_dtype", "act_dtype",
-                                                           "kv_dtype")}}
+             "bound": BOUND_NAMES, "infeasible_reason": REASONS,
+             **{d: DTYPES for d in ("weight_dtype", "act_dtype", "kv_dtype")}}
+    dictionaries = {c: pa.array(list(v), pa.string()) for c, v in names.items()}
     for outer in np.ndindex(*shape[:k]):
-        out = {}
+        out = []
         for c, prep in prepared.items():
             vals = slabs.take(prep, outer)
-            if c == "infeasible_reason":
-                out[c] = pa.DictionaryArray.from_arrays(pa.array(vals, mask=vals == 0),
-                                                        pa.array(REASONS))
-            elif c in names:
-                out[c] = _dictionary(vals, names[c])
+            if c == "infeasible_reason":  # code 0 (feasible) -> null
+                out.append(pa.DictionaryArray.from_arrays(pa.array(vals, mask=vals == 0),
+                                                          dictionaries[c]))
+            elif c in dictionaries:
+                out.append(pa.DictionaryArray.from_arrays(pa.array(vals), dictionaries[c]))
             elif c == "cost_per_million_tokens":
-                out[c] = pa.array(vals, mask=np.isnan(vals))  # unknown price -> null
+                out.append(pa.array(vals, mask=np.isnan(vals)))  # unknown price -> null
             else:
-                out[c] = pa.array(vals)
-        yield pa.RecordBatch.from_arrays([out[f.name] for f in sch], schema=sch)
+                out.append(pa.array(vals))
+        yield pa.RecordBatch.from_arrays(out, schema=sch)
