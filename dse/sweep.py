@@ -235,6 +235,9 @@ class _Streamed:
             self.error = exc
 
     def put(self, table: pa.Table) -> None:
+        """Queue the next partial; raises the writer's error, if it failed, at once."""
+        if self.error is not None:
+            raise self.error
         self.queue.put(table)
 
     def close(self) -> tuple[int, int]:

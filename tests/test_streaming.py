@@ -83,7 +83,9 @@ def test_interrupted_sweep_resumes_to_the_same_tables(tmp_path, reference, monke
         dse.run_sweep(_spec(), out, progress=False, chunk_rows=SMALL, threads=1)
     manifest = json.loads((out / "manifest.json").read_text())
     assert not manifest["complete"] and len(manifest["done"]) == 3
+    # the final tables stream while chunks run: interrupted, they leave nothing behind
     assert not (out / "pareto.parquet").exists()
+    assert not list(out.rglob("*.tmp"))
     monkeypatch.setattr(sweep_mod, "run_chunk", real)
     s = dse.run_sweep(_spec(), out, progress=False, resume=True)
     assert s.n_resumed == 3
@@ -256,5 +258,29 @@ def test_full_disk_stops_with_a_clear_error_and_keeps_complete_chunks(tmp_path, 
     assert 0 < len(manifest["done"]) < 7
     assert not list(out.rglob("*.tmp"))
     monkeypatch.setattr(dio, "open_writer", real)
+    dse.run_sweep(_spec(), out, progress=False, resume=True)
+    _assert_same(out, reference)
+
+
+def test_failed_final_table_write_stops_the_sweep_with_a_clear_error(tmp_path, reference,
+                                                                    monkeypatch):
+    import errno
+    import dse.io as dio
+    out = tmp_path / "out"
+    real = dio.write_tables
+
+    def failing(path, tables, *args, **kwargs):
+        if path.name == "best.parquet":
+            next(iter(tables))
+            raise OutputError(f"{path}: cannot write: "
+                              f"{OSError(errno.ENOSPC, 'No space left on device').strerror}")
+        return real(path, tables, *args, **kwargs)
+
+    monkeypatch.setattr(dio, "write_tables", failing)
+    with pytest.raises(OutputError, match="No space left on device"):
+        dse.run_sweep(_spec(), out, progress=False, chunk_rows=SMALL, threads=2)
+    assert not (out / "best.parquet").exists() and not list(out.rglob("*.tmp"))
+    assert not json.loads((out / "manifest.json").read_text())["complete"]
+    monkeypatch.setattr(dio, "write_tables", real)
     dse.run_sweep(_spec(), out, progress=False, resume=True)
     _assert_same(out, reference)
