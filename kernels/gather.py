@@ -16,11 +16,13 @@ def gather_runs(src, outer_offsets, inner_offsets, run, out):
     for o in prange(outer_offsets.size):
         base = outer_offsets[o]
         row = o * block * run
-        for i in range(block):
-            v = src[base + inner_offsets[i]]
-            start = row + i * run
-            for j in range(run):
-                out[start + j] = v
+        if run == 1:
+            for i in range(block):
+                out[row + i] = src[base + inner_offsets[i]]
+        else:  # a slice fill compiles to a vectorized one (an element loop does not here)
+            for i in range(block):
+                start = row + i * run
+                out[start:start + run] = src[base + inner_offsets[i]]
 
 
 def offsets(shape, strides) -> np.ndarray:
@@ -39,6 +41,10 @@ def broadcast_strides(small_shape, shape) -> list:
         strides.append(step if n_small == n and n > 1 else 0)
         step *= n_small
     return strides[::-1]
+
+
+# Runs shorter than this are gathered element by element (a fill per run costs more).
+SHORT_RUN = 8
 
 
 class Slabs:
@@ -69,8 +75,10 @@ class Slabs:
         split = end
         while split > k and int(np.prod(shape[split - 1:end])) <= self.inner_rows:
             split -= 1
-        return (small.ravel(), st[:k], offsets(shape[k:split], st[k:split]),
-                offsets(shape[split:end], st[split:end]), run)
+        inner = offsets(shape[split:end], st[split:end])
+        if run < SHORT_RUN:  # short runs copy faster as a plain gather
+            inner, run = np.repeat(inner, run), 1
+        return small.ravel(), st[:k], offsets(shape[k:split], st[k:split]), inner, run
 
     def take(self, prepared, outer) -> np.ndarray:
         """The slab at indices ``outer`` (one per leading dim), flat in C order."""
