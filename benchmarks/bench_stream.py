@@ -2,6 +2,7 @@
 
 Run:  python benchmarks/bench_stream.py [--quick]
 
+0. A small warm-up sweep (numba's compile cache), untimed.
 1. `benchmarks/sweep_1b.toml` (1.07 B configurations) with --no-results: wall time,
    configs/s, peak RSS (fresh process).
 2. `benchmarks/sweep_200m.toml` (239 M configurations) with the full partitioned results
@@ -89,6 +90,11 @@ def main():
     print(f"cpus: {os.cpu_count()}  budget: {args.budget / 1e9:.1f} GB")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        # numba compiles on first use (cached after that): warm the cache on a small grid
+        # so the figures are steady-state throughput
+        w = child(RUN.format(spec=str(HERE / "sweep_10m.toml"), out=str(tmp / "warm"),
+                             quick=True, results=True, workers=None, budget=args.budget))
+        print(f"warm-up sweep (compiles the kernels if the cache is cold): {w['wall']:.1f} s")
         if 1 in parts:
             r = child(RUN.format(spec=str(HERE / "sweep_1b.toml"), out=str(tmp / "a"), quick=q,
                                  results=False, workers=None, budget=args.budget))
