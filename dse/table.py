@@ -93,6 +93,22 @@ def parquet_options(sch: pa.Schema, runs: dict | None = None,
     }
 
 
+def _packed(flags: np.ndarray) -> pa.Buffer:
+    return pa.py_buffer(np.packbits(flags, bitorder="little"))  # Arrow's bit order
+
+
+def _with_nulls(vals: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """``vals`` as an Arrow array (no copy), null where not ``valid``. The validity bitmap
+    is packed here: ``pa.array(vals, mask=...)`` takes ~100x longer for int8 values."""
+    return pa.Array.from_buffers(pa.from_numpy_dtype(vals.dtype), len(vals),
+                                 [_packed(valid), pa.py_buffer(vals)])
+
+
+def _bits(flags: np.ndarray) -> pa.Array:
+    """A boolean array from numpy bools (packed here: 10x faster than ``pa.array``)."""
+    return pa.Array.from_buffers(pa.bool_(), len(flags), [None, _packed(flags)])
+
+
 def _index_dtype(typ):
     return np.int8 if typ.index_type == pa.int8() else np.int32
 
@@ -195,13 +211,17 @@ def block_batches(cols: dict[str, np.ndarray], sch: pa.Schema, global_coords: di
         out = []
         for c, prep in prepared.items():
             vals = slabs.take(prep, outer)
+            # indices are valid by construction: no bounds check (safe=False)
             if c == "infeasible_reason":  # code 0 (feasible) -> null
-                out.append(pa.DictionaryArray.from_arrays(pa.array(vals, mask=vals == 0),
-                                                          dictionaries[c]))
+                out.append(pa.DictionaryArray.from_arrays(
+                    _with_nulls(vals, vals != 0), dictionaries[c], safe=False))
             elif c in dictionaries:
-                out.append(pa.DictionaryArray.from_arrays(pa.array(vals), dictionaries[c]))
-            elif c == "cost_per_million_tokens":
-                out.append(pa.array(vals, mask=np.isnan(vals)))  # unknown price -> null
+                out.append(pa.DictionaryArray.from_arrays(pa.array(vals), dictionaries[c],
+                                                          safe=False))
+            elif c == "cost_per_million_tokens":  # unknown price -> null
+                out.append(_with_nulls(vals, ~np.isnan(vals)))
+            elif vals.dtype == np.bool_:
+                out.append(_bits(vals))
             else:
                 out.append(pa.array(vals))
         yield pa.RecordBatch.from_arrays(out, schema=sch)
