@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numba
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
@@ -59,12 +58,16 @@ class SweepSummary:
 
 @dataclass
 class ChunkResult:
+    """What a finished chunk reports back (its tables are already on disk)."""
     index: int
     n_configs: int
     reasons: list
-    pareto: pd.DataFrame
-    best: pd.DataFrame
     files: list
+
+
+def _partial(out_dir: Path, name: str, index: int) -> Path:
+    """A chunk's partial ``pareto`` or ``best`` table (Arrow IPC)."""
+    return out_dir / "_chunks" / f"{name}-{index:06d}.arrow"
 
 
 def default_budget_bytes() -> int:
@@ -107,7 +110,11 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
             io.write_batches(path, batches=batches, **options)
             files.append(str(path.relative_to(out_dir)))
     pareto, best, counts = reduce_block(ds, spec.constraints, place)
-    return ChunkResult(chunk.index, int(counts.sum()), counts.tolist(), pareto, best, files)
+    # partial tables go to disk here, on the worker: only counts travel to the client
+    for name, frame in (("pareto", pareto), ("best", best)):
+        io.write_arrow(_partial(Path(out_dir), name, chunk.index),
+                       pa.Table.from_pandas(frame, preserve_index=False))
+    return ChunkResult(chunk.index, int(counts.sum()), counts.tolist(), files)
 
 
 def _run_chunk_on(cores: int | None, *args) -> ChunkResult:
@@ -151,11 +158,6 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _partial(out_dir: Path, name: str, index: int) -> Path:
-    """A chunk's partial ``pareto`` or ``best`` table (Arrow IPC)."""
-    return out_dir / "_chunks" / f"{name}-{index:06d}.arrow"
 
 
 def _merged_by_pair(frames, merge, per_pair: int):
@@ -356,9 +358,6 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
                    quiet=progress is False)
 
     def finish(r: ChunkResult) -> None:
-        for name, frame in (("pareto", r.pareto), ("best", r.best)):
-            io.write_arrow(_partial(out_dir, name, r.index),
-                           pa.Table.from_pandas(frame, preserve_index=False))
         with lock:
             manifest["done"][str(r.index)] = {"n": r.n_configs, "reasons": r.reasons,
                                               "files": r.files}
@@ -379,7 +378,9 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     share = None if scheduler is not None else max(1, (os.cpu_count() or 1) // int(parallel))
     try:
         stream_ready()  # a resumed sweep's finished chunks
+        t_cluster = time.perf_counter()
         client, cluster = _executor(scheduler, workers) if distributed and todo else (None, None)
+        t_cluster = time.perf_counter() - t_cluster
         try:
             if client is not None:
                 from dask.distributed import as_completed
@@ -403,10 +404,12 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
                         for fut in complete:
                             finish(fut.result())
         finally:
+            t_close = time.perf_counter()
             if client is not None:
                 client.close()
             if cluster is not None:
                 cluster.close()
+            t_cluster += time.perf_counter() - t_close
         counts = {}
         for name, stream in streams.items():
             counts[name], counts[name + "_found"] = stream.close()
@@ -437,5 +440,6 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
         n_groups_with_best=counts["best_found"],
         reason_counts={REASONS[i]: int(c) for i, c in enumerate(reasons) if c and i},
         n_chunks=len(chunks), n_resumed=len(done),
-        seconds={"chunks": t_chunks, "total": time.perf_counter() - t0})
+        seconds={"chunks": t_chunks, "cluster_start_stop": t_cluster,
+                 "total": time.perf_counter() - t0})
 
