@@ -138,7 +138,7 @@ def _rows(pts: Points, group_idx, strat_idx, place=None) -> pd.DataFrame:
     der = derived_metrics({n: cols[n] if n in cols else value(n) for n in METRIC_INPUTS})
     metrics = {c: der[c] if c in der else value(c) for c in ROW_METRICS}
     metrics["bound"] = _categorical(value("bound"), BOUND_NAMES)
-    return pd.DataFrame(cols | metrics | hidden)
+    return pd.DataFrame(cols | metrics | hidden, copy=False)  # no consolidating copy
 
 
 def reduce_block(block: xr.Dataset, cons: Constraints, place=None):

@@ -285,8 +285,9 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     workers : int, optional
         Start a local dask cluster of this many worker processes.
     threads : int, optional
-        Chunks run concurrently in this process when no dask cluster is used (default: 2
-        when writing results, so Parquet encoding uses both cores; 1 otherwise).
+        Chunks run concurrently in this process when no dask cluster is used (default 2:
+        one chunk's single-threaded steps, Parquet encoding and building its rows,
+        overlap the other's; the cores are shared between them).
     chunk_rows : int, optional
         Configurations per chunk, overriding the size derived from the memory budget.
     """
@@ -305,7 +306,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     if scheduler is not None:
         parallel = 1  # a remote cluster's size is unknown here: size chunks per worker
     else:
-        parallel = workers or threads or (2 if results else 1)
+        parallel = workers or threads or 2
     key = spec_hash(spec, {"results": results, "partition_by": list(partition_by),
                            "version": __version__})
 
