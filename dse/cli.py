@@ -34,7 +34,7 @@ def _fail(msg: str) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import run_sweep
+    from .sweep import rate_text, run_sweep
     spec = load_sweep(args.spec)
     s = run_sweep(spec, args.out, overwrite=args.overwrite,
                   progress=False if args.quiet else None, results=not args.no_results,
@@ -45,8 +45,8 @@ def cmd_sweep(args) -> int:
         rate = s.n_configs / s.seconds["total"]
         resumed = f", {s.n_resumed} of {s.n_chunks} chunks resumed" if s.n_resumed else ""
         print(f"{s.n_configs:,} configurations ({s.n_feasible:,} feasible) in "
-              f"{s.seconds['total']:.2f} s ({rate / 1e6:.2f} M configs/s, {s.n_chunks} "
-              f"chunks{resumed}); {s.n_pareto:,} Pareto points; best found for "
+              f"{s.seconds['total']:.2f} s ({rate_text(rate)}, {s.n_chunks} "
+              f"chunk{'s' if s.n_chunks != 1 else ''}{resumed}); {s.n_pareto:,} Pareto points; best found for "
               f"{s.n_groups_with_best} of {s.n_groups} groups -> {s.out_dir}/")
     if s.n_feasible == 0:
         worst = max(s.reason_counts, key=s.reason_counts.get)

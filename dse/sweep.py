@@ -127,6 +127,14 @@ def _run_chunk_on(cores: int | None, *args) -> ChunkResult:
     return run_chunk(*args)
 
 
+def rate_text(configs_per_s: float) -> str:
+    """A throughput in the unit that shows it: "2.38 M configs/s", "1.9 k configs/s"."""
+    for scale, unit in ((1e6, "M "), (1e3, "k ")):
+        if configs_per_s >= scale:
+            return f"{configs_per_s / scale:.{2 if scale == 1e6 else 1}f} {unit}configs/s"
+    return f"{configs_per_s:.0f} configs/s"
+
+
 class Progress:
     """A tqdm bar on a terminal; a plain line every ``every_s`` seconds otherwise."""
 
@@ -152,7 +160,7 @@ class Progress:
         rate = (self.done - self.start_done) / max(now - self.start, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         print(f"sweep: {self.done:,}/{self.total:,} configurations "
-              f"({100 * self.done / self.total:.0f}%), {rate / 1e6:.2f} M configs/s, "
+              f"({100 * self.done / self.total:.0f}%), {rate_text(rate)}, "
               f"ETA {eta:.0f} s", file=sys.stderr, flush=True)
 
     def close(self) -> None:
