@@ -46,8 +46,9 @@ def cmd_sweep(args) -> int:
         resumed = f", {s.n_resumed} of {s.n_chunks} chunks resumed" if s.n_resumed else ""
         print(f"{s.n_configs:,} configurations ({s.n_feasible:,} feasible) in "
               f"{s.seconds['total']:.2f} s ({rate_text(rate)}, {s.n_chunks} "
-              f"chunk{'s' if s.n_chunks != 1 else ''}{resumed}); {s.n_pareto:,} Pareto points; best found for "
-              f"{s.n_groups_with_best} of {s.n_groups} groups -> {s.out_dir}/")
+              f"chunk{'s' if s.n_chunks != 1 else ''}{resumed}); {s.n_pareto:,} Pareto "
+              f"points; best found for {s.n_groups_with_best} of {s.n_groups} groups -> "
+              f"{s.out_dir}/")
     if s.n_feasible == 0:
         worst = max(s.reason_counts, key=s.reason_counts.get)
         return _fail(f"{spec.source}: no feasible configuration among {s.n_configs:,} "
