@@ -1,11 +1,13 @@
-"""A whole sweep: chunks within a memory budget, run locally or on dask, merged at the end.
+"""A whole sweep: chunks within a memory budget, run locally or on dask, merged as they end.
 
 Each chunk (``dse.chunks``) is evaluated, reduced to its Pareto and best rows, and, unless
-``results=False``, written as hive-partitioned Parquet parts under ``DIR/results/``. A
-chunk's partial tables go to ``DIR/_chunks/`` and its completion to ``DIR/manifest.json``
-(written atomically), so an interrupted sweep resumes where it stopped. The final
-``pareto.parquet`` and ``best.parquet`` merge the partials: the frontier of a union is the
-frontier of the parts' frontiers, and the best of a group is the best of its parts' bests.
+``results=False``, written as hive-partitioned Parquet parts under ``DIR/results/``. The
+chunk (on its worker) writes its partial tables to ``DIR/_chunks/``; the client records its
+completion in ``DIR/manifest.json`` (written atomically), so an interrupted sweep resumes
+where it stopped. The final ``pareto.parquet`` and ``best.parquet`` come from the partials:
+when every chunk holds whole groups they are the partials in chunk order, streamed while
+later chunks run; otherwise they are merged at the end (the frontier of a union is the
+frontier of the parts' frontiers, and the best of a group is the best of its parts' bests).
 """
 from __future__ import annotations
 
