@@ -129,12 +129,11 @@ def measure_scaling(tmp, q, budget):
     # as run (each worker's kernels on its share of this machine's cores), then with every
     # worker held to one core: the second is how the sweep scales when each added worker
     # brings its own core (another machine), which 2 cores here cannot show otherwise
-    walls_all = []
-    for label, env in (("cores shared", None), ("one core per worker", {"NUMBA_NUM_THREADS": "1"})):
+    setups = (("cores shared", None), ("one core per worker", {"NUMBA_NUM_THREADS": "1"}))
+    for k, (label, env) in enumerate(setups):
         walls = {}
-        walls_all.append(walls)
         for n in (1, 2):
-            r = child(RUN.format(spec=str(HERE / "sweep_200m.toml"), out=str(tmp / f"c{n}-{len(walls_all)}"),
+            r = child(RUN.format(spec=str(HERE / "sweep_200m.toml"), out=str(tmp / f"c{k}-{n}"),
                                  quick=q, results=False, workers=n, budget=budget), env)
             walls[n] = r["wall"], r["wall"] - r["cluster"]
             print(f"3) local dask cluster, {n} worker(s), {label}, {r['n']:,} configurations "
