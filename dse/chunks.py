@@ -3,9 +3,10 @@
 A chunk is a contiguous slab of the flattened grid: one index on each of the leading dims and
 a range on the next one. Sweeps that write the results table flatten in ``GRID_DIMS`` order
 (the table's row order); frontiers-only sweeps in ``REDUCTION_ORDER`` (group dims first), so
-that a chunk holds whole groups whenever a group's strategies fit in one. Each chunk is itself a valid sweep spec
-(:func:`subspec`), so a chunk runs through exactly the same evaluate / reduce / write code as
-a whole sweep does, in this process, a thread, or a dask worker.
+that a chunk holds whole groups whenever a group's strategies fit in one. Each chunk is
+itself a valid sweep spec (:func:`subspec`), so a chunk runs through exactly the same
+evaluate / reduce / write code as a whole sweep does, in this process, a thread, or a dask
+worker.
 """
 from __future__ import annotations
 

@@ -148,7 +148,8 @@ def partition_dir(root: Path, values: dict) -> Path:
 
 def _repeating(schema: pa.Schema) -> list[str]:
     """Columns whose values repeat enough for dictionary pages to pay: categorical and
-    integer ones (float metrics rarely repeat)."""
+    integer ones (float metrics rarely repeat, and hashing them costs a quarter of the
+    write time)."""
     return [f.name for f in schema
             if pa.types.is_dictionary(f.type) or pa.types.is_integer(f.type)]
 
@@ -204,10 +205,7 @@ def write_tables(path: Path, tables, meta: dict, drop=()) -> tuple[int, int]:
         for table in tables:
             table = normalized(table, meta, drop)
             if writer is None:
-                # dictionary pages for categorical and integer columns only: float
-                # metrics rarely repeat, and hashing them costs a quarter of the time
-                writer = pq.ParquetWriter(tmp, table.schema, compression=COMPRESSION,
-                                          use_dictionary=_repeating(table.schema))
+                writer = open_writer(tmp, table.schema)
             writer.write_table(table.cast(writer.schema))
             rows += len(table)
             if "found" in table.column_names:

@@ -18,6 +18,7 @@ from .kernels.gather import offsets
 from .kernels.layout import BOUND_NAMES, DTYPES
 from .kernels.objectives import N_SOURCES, flatten_front, grouped_reduce
 from .kernels.pareto import pareto_sorted
+from .table import METRIC_COLUMNS
 
 
 def _offsets(sources, dims, sizes) -> np.ndarray:
@@ -100,11 +101,9 @@ def _column(values: np.ndarray, positions: np.ndarray):
     return values[positions]
 
 
-# Metric columns of the Pareto and best rows, in order (then ``bound``).
-ROW_METRICS = ("devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_tokens_per_s",
-               "tokens_per_s_per_device", "tokens_per_s_per_user", "weight_bytes_per_device",
-               "kv_cache_bytes_per_device", "memory_bytes_per_device",
-               "cost_per_million_tokens")
+# Metric columns of the Pareto and best rows, in order (then ``bound``): the results
+# table's, less the activation term.
+ROW_METRICS = tuple(c for c in METRIC_COLUMNS if c != "activation_bytes_per_device")
 
 
 def _rows(pts: Points, group_idx, strat_idx, place=None) -> pd.DataFrame:

@@ -7,8 +7,8 @@ reads the kernel outputs and memory tables through precomputed offsets instead (
 per-strategy offsets, one base offset per group), computes a block of groups' objectives
 into per-thread scratch, and reduces them there: Pareto frontier, best strategy and reason
 counts. Nothing of the grid's size is written. The arithmetic follows
-``dse.evaluate.derive`` operation by operation, so the values are bit-identical to the
-results table's.
+``dse.evaluate.derived_metrics`` operation by operation, so the values are bit-identical to
+the results table's.
 """
 import numpy as np
 from numba import njit, prange
