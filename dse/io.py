@@ -38,6 +38,9 @@ def atomic(path: Path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OutputError:  # already one line naming the file
+        tmp.unlink(missing_ok=True)
+        raise
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
