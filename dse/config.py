@@ -7,6 +7,9 @@ the value and what would be valid. Presets are found by name among the bundled f
 from __future__ import annotations
 
 import math
+import os
+import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,8 +22,19 @@ class ConfigError(ValueError):
     """Invalid user input: the message is one line naming file, key, value and remedy."""
 
 
+# Values are quoted in messages up to this many characters (a message stays one short line
+# whatever the input).
+MAX_SHOWN_CHARS = 80
+
+
+def shown(value) -> str:
+    """``repr(value)``, cut to :data:`MAX_SHOWN_CHARS` characters, on one line."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS - 3] + "..."
+
+
 def _fail(source, key, value, problem):
-    raise ConfigError(f"{source}: {key} = {value!r}: {problem}")
+    raise ConfigError(f"{source}: {key} = {shown(value)}: {problem}")
 
 
 # --------------------------------------------------------------------------- file access
@@ -33,40 +47,132 @@ def bundled_names(kind: str) -> list[str]:
     return sorted(p.stem for p in bundled_dir(kind).glob("*.toml"))
 
 
-def read_toml(path: Path) -> dict:
+# Specs, presets and Hugging Face configs are small text files; anything larger is a wrong
+# path (a log, a data file, /dev/zero) and is refused before it fills memory.
+MAX_TEXT_BYTES = 1 << 20
+
+
+def read_bounded(path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them.
+
+    A folder, a device or pipe (which could block or never end), a missing or unreadable
+    file, or one larger than ``limit`` raises a one-line :class:`ConfigError`.
+    """
+    path = Path(path)
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, expected a {what}") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"{path}: is a folder, expected a {what}")
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: not a regular file, expected a {what}")
+        if info.st_size > limit:
+            raise ConfigError(f"{path}: {info.st_size:,} bytes: a {what} is at most "
+                              f"{limit:,} bytes")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:  # grew while reading
+            raise ConfigError(f"{path}: more than {limit:,} bytes: a {what} is at most "
+                              f"{limit:,} bytes")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
-def resolve_preset(kind: str, ref: str, base_dir: Path | None = None,
+def read_text(path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
+    """:func:`read_bounded` decoded as UTF-8 (a binary file is a one-line ConfigError)."""
+    data = read_bounded(path, what, limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: "
+                          f"{data[exc.start:exc.start + 1]!r}); expected a {what}") from None
+
+
+def parse_toml(text: str, source) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: malformed TOML: {exc}") from None
+
+
+def read_toml(path: Path, what: str = "TOML file") -> tuple[dict, str]:
+    """(parsed TOML, its text) of the file ``path``."""
+    text = read_text(path, what)
+    return parse_toml(text, path), text
+
+
+# Preset names become folder names (``results/hardware=NAME``) and file names
+# (``dse model import`` writes ``NAME.toml``): identifiers only, so a name cannot climb
+# out of a folder or hide a separator.
+PRESET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_NAME_CHARS = 64
+
+
+def check_preset_name(name, source, key="name") -> str:
+    """``name`` if it is a valid preset name; else a one-line ConfigError."""
+    if not isinstance(name, str):
+        _fail(source, key, name, "must be a string")
+    if len(name) > MAX_NAME_CHARS or not PRESET_NAME.fullmatch(name):
+        _fail(source, key, name, f"a preset name is an identifier: letters, digits and _, "
+              f"not starting with a digit, at most {MAX_NAME_CHARS} characters")
+    return name
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system, a symlink loop, ...
+        return False
+
+
+def resolve_preset(kind: str, ref, base_dir: Path | None = None,
                    source: str = "<api>", key: str = "") -> Path:
-    """Path of a preset given by bundled name or by file path."""
-    if not isinstance(ref, str) or not ref:
+    """Path of a preset given by bundled name or by file path (a ``Path`` is always a
+    path; a string is a path when it ends in .toml or holds a separator)."""
+    if isinstance(ref, Path):
+        ref_path = ref
+    elif not isinstance(ref, str) or not ref:
         _fail(source, key, ref, "expected a preset name or a path to a .toml file")
-    looks_like_path = ref.endswith(".toml") or "/" in ref or "\\" in ref
-    if looks_like_path:
-        candidates = [Path(ref)]
-        if base_dir is not None and not Path(ref).is_absolute():
-            candidates.insert(0, base_dir / ref)
+    elif ref.endswith(".toml") or "/" in ref or "\\" in ref:
+        ref_path = Path(ref)
+    else:
+        ref_path = None
+    if ref_path is not None:
+        candidates = [ref_path]
+        if base_dir is not None and not ref_path.is_absolute():
+            candidates.insert(0, base_dir / ref_path)
         for cand in candidates:
-            if cand.is_file():
+            if _is_file(cand):
                 return cand
-        _fail(source, key, ref, "preset file not found")
+        _fail(source, key, str(ref), "preset file not found")
     path = bundled_dir(kind) / f"{ref}.toml"
-    if not path.is_file():
+    if not PRESET_NAME.fullmatch(ref) or not _is_file(path):
         _fail(source, key, ref, f"unknown {kind} preset; valid: {', '.join(bundled_names(kind))}"
               " (or a path to a .toml file)")
     return path
 
 
 # --------------------------------------------------------------------------- field checks
+# Bounds of preset numbers: far beyond any real chip or model, and tight enough that every
+# time, FLOP and byte count the kernels derive from them stays finite in float64 (a
+# denormal bandwidth would make times infinite, a 1e400 count is not a float at all).
+MAX_PRESET_INT = (1 << 31) - 1
+MIN_PRESET_FLOAT, MAX_PRESET_FLOAT = 1e-15, 1e30
 def _check_keys(data: dict, allowed, required, source, section=""):
     prefix = f"[{section}] " if section else ""
     for key in data:
@@ -78,20 +184,23 @@ def _check_keys(data: dict, allowed, required, source, section=""):
             raise ConfigError(f"{source}: {prefix}{key}: missing required key")
 
 
-def _positive_float(data, key, source, upper=None):
+def _positive_float(data, key, source, upper=MAX_PRESET_FLOAT):
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         _fail(source, key, value, "must be a positive number")
-    if value <= 0 or (upper is not None and value > upper):
-        rng = f"in (0, {upper}]" if upper is not None else "positive"
-        _fail(source, key, value, f"must be {rng}")
+    if value <= 0:
+        _fail(source, key, value, "must be positive")
+    if not MIN_PRESET_FLOAT <= value <= upper:
+        _fail(source, key, value, f"must be positive, in [{MIN_PRESET_FLOAT:g}, {upper:g}]")
     return float(value)
 
 
-def _positive_int(data, key, source):
+def _positive_int(data, key, source, upper=MAX_PRESET_INT):
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         _fail(source, key, value, "must be a positive integer")
+    if value > upper:
+        _fail(source, key, value, f"must be at most {upper:,}")
     return int(value)
 
 
@@ -153,6 +262,7 @@ class Hardware:
     tdp_watts: float = 0.0                  # 0: unknown
     price_per_device_hour_usd: float = 0.0  # 0: unknown (no cost column values)
     source: str = ""
+    text: str = field(default="", repr=False)  # the preset file as read
 
     def rate(self, dtype: str) -> float:
         """Peak dense FLOP/s used for GEMM inputs of ``dtype`` [FLOP/s]."""
@@ -176,26 +286,31 @@ def _guess_family(name: str) -> str:
     return "gpu"
 
 
-def load_hardware(ref: str, base_dir: Path | None = None, source="<api>", key="hardware"):
-    """Load a hardware preset by bundled name or path."""
+def load_hardware(ref, base_dir: Path | None = None, source="<api>", key="hardware"):
+    """Load a hardware preset by bundled name or path (a ``Path`` is always a path)."""
     path = resolve_preset("hardware", ref, base_dir, source, key)
-    data = read_toml(path)
-    src = str(path)
+    data, text = read_toml(path, "hardware preset (TOML)")
+    return parse_hardware(data, str(path), text)
+
+
+def parse_hardware(data: dict, src: str, text: str = ""):
+    """Validate a hardware preset given as a dict (its parsed TOML) read from ``src``."""
     allowed = {"name", "description", "scaleup_domain_devices", "tdp_watts", "family",
                "kernel_latency_s",
                "price_per_device_hour_usd", *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS, *_HW_RATE_KEYS}
     _check_keys(data, allowed, ["name", "flops_per_s_fp32", "scaleup_domain_devices",
                                 *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS], src)
+    name = check_preset_name(data["name"], src)
     rates = {d: _positive_float(data, f"flops_per_s_{d}", src)
              for d in DTYPES if f"flops_per_s_{d}" in data}
-    family = data.get("family", _guess_family(data.get("name", "")))
+    family = data.get("family", _guess_family(name))
     if family not in FAMILY_KERNEL_LATENCY_S:
         _fail(src, "family", family, f"valid: {', '.join(FAMILY_KERNEL_LATENCY_S)}")
     latency = data.get("kernel_latency_s", FAMILY_KERNEL_LATENCY_S[family])
     if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not 0 <= latency < 1:
         _fail(src, "kernel_latency_s", latency, "must be a number of seconds in [0, 1)")
     return Hardware(
-        name=_string(data, "name", src),
+        name=name,
         description=_string(data, "description", src) if "description" in data else "",
         flops_per_s=rates,
         scaleup_domain_devices=_positive_int(data, "scaleup_domain_devices", src),
@@ -204,7 +319,7 @@ def load_hardware(ref: str, base_dir: Path | None = None, source="<api>", key="h
         **{k: _positive_float(data, k, src, upper=1.0) for k in _HW_FRACTION_KEYS},
         **{k: _positive_float(data, k, src) for k in ("tdp_watts", "price_per_device_hour_usd")
            if k in data},
-        source=src,
+        source=src, text=text,
     )
 
 
@@ -265,6 +380,7 @@ class Model:
     published_active_params: float = 0.0
     published_active_excludes_embedding: bool = False  # the published active count omits it
     source: str = ""
+    text: str = field(default="", repr=False)  # the preset file as read
 
     @property
     def is_moe(self) -> bool:
@@ -317,11 +433,15 @@ class Model:
         return self.ssm_dt_rank or -(-self.hidden_size // 16)
 
 
-def load_model(ref: str, base_dir: Path | None = None, source="<api>", key="model"):
-    """Load a model preset by bundled name or path."""
+def load_model(ref, base_dir: Path | None = None, source="<api>", key="model"):
+    """Load a model preset by bundled name or path (a ``Path`` is always a path)."""
     path = resolve_preset("models", ref, base_dir, source, key)
-    data = read_toml(path)
-    src = str(path)
+    data, text = read_toml(path, "model preset (TOML)")
+    return parse_model(data, str(path), text)
+
+
+def parse_model(data: dict, src: str, text: str = ""):
+    """Validate a model preset given as a dict (its parsed TOML) read from ``src``."""
     allowed = {"name", "description", "tied_embeddings", "gated_ffn", "published_params",
                "published_active_params", "published_active_excludes_embedding",
                *_MODEL_INT_KEYS, *_MODEL_COUNT_KEYS,
@@ -331,8 +451,8 @@ def load_model(ref: str, base_dir: Path | None = None, source="<api>", key="mode
     ints = {k: _positive_int(data, k, src) for k in _MODEL_INT_KEYS}
     for k in _MODEL_COUNT_KEYS:
         v = data[k]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            _fail(src, k, v, "must be a non-negative integer")
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_PRESET_INT:
+            _fail(src, k, v, f"must be a non-negative integer (at most {MAX_PRESET_INT:,})")
         ints[k] = v
     opt = {k: _positive_int(data, k, src) for k in _MODEL_OPTIONAL_INTS if k in data}
     experts, top_k = opt.get("experts", 0), opt.get("experts_per_token", 0)
@@ -367,7 +487,7 @@ def load_model(ref: str, base_dir: Path | None = None, source="<api>", key="mode
         missing = sorted(set(_MLA_KEYS) - set(mla))
         _fail(src, mla[0], opt[mla[0]], f"multi-head latent attention also needs {', '.join(missing)}")
     return Model(
-        name=_string(data, "name", src),
+        name=check_preset_name(data["name"], src),
         description=_string(data, "description", src) if "description" in data else "",
         tied_embeddings=_bool(data, "tied_embeddings", src),
         gated_ffn=_bool(data, "gated_ffn", src),
@@ -378,7 +498,7 @@ def load_model(ref: str, base_dir: Path | None = None, source="<api>", key="mode
         published_active_excludes_embedding=(
             _bool(data, "published_active_excludes_embedding", src)
             if "published_active_excludes_embedding" in data else False),
-        source=src, **ints, **opt,
+        source=src, text=text, **ints, **opt,
     )
 
 
@@ -396,6 +516,37 @@ DTYPE_AXES = ("weight_dtype", "act_dtype", "kv_dtype")
 WHAT_IF_AXES = ("compute_scale", "memory_bandwidth_scale", "scaleup_bandwidth_scale",
                 "scaleout_bandwidth_scale", "memory_capacity_scale")
 CONSTRAINT_KEYS = ("max_devices", "max_ttft_s", "max_tpot_s")
+
+# Physical bounds of the integer axes. Beyond them a value is a typo, not a deployment: the
+# largest scale-up domains hold hundreds of devices and the largest clusters about 1e5, the
+# longest context windows are 1e7 tokens, engines run up to a few thousand sequences per
+# replica. The bounds also keep every count the engine derives exact in int64 and float64:
+# devices = tp * attention_dp * pp * dp <= 2^(16+12+12+20) = 2^60 < 2^63.
+INT_AXIS_MAX = {"batch": 1 << 20, "input_tokens": 1 << 24, "output_tokens": 1 << 24,
+                "tp": 1 << 16, "pp": 1 << 12, "ep": 1 << 16, "attention_dp": 1 << 12,
+                "dp": 1 << 20}
+MAX_DEVICES = 1 << 60
+# What-if scales: a positive scale in [1e-6, 1e6] (times stay finite), or <= 0, which the
+# sweep keeps as infeasible points (what_if_scale_not_positive).
+SCALE_MIN, SCALE_MAX = 1e-6, 1e6
+
+
+def int_axis_problem(key: str, value) -> str | None:
+    """Why ``value`` is not valid on the integer axis ``key`` (None: it is)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return f"must be a positive integer (at most {INT_AXIS_MAX[key]:,})"
+    if value > INT_AXIS_MAX[key]:
+        return f"above the bound {INT_AXIS_MAX[key]:,} of {key}"
+    return None
+
+
+def scale_problem(value) -> str | None:
+    """Why ``value`` is not a valid what-if scale (None: it is)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "must be a finite number (a scale factor)"
+    if value > 0 and not SCALE_MIN <= value <= SCALE_MAX:
+        return f"a positive scale must be in [{SCALE_MIN:g}, {SCALE_MAX:g}]"
+    return None
 
 
 @dataclass(frozen=True)
@@ -434,9 +585,11 @@ def _axis(section: dict, key: str, source: str, prefix: str):
     for v in values:
         if isinstance(v, (list, dict)):
             _fail(source, prefix + key, raw, "values must be scalars")
-        if (type(v), v) in seen:  # typed: 1 and true are different (and true is invalid)
-            _fail(source, prefix + key, raw, f"duplicate value {v!r}")
-        seen.add((type(v), v))
+        # by value (1 and 1.0 are one scale), but true is not 1 (and is refused later)
+        same = (bool, v) if isinstance(v, bool) else v
+        if same in seen:
+            _fail(source, prefix + key, raw, f"duplicate value {shown(v)}")
+        seen.add(same)
     return values
 
 
@@ -454,8 +607,9 @@ def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
         values = _axis(grid_in, key, source, "[grid] ") if key in grid_in else list(default)
         if key in INT_AXES:
             for v in values:
-                if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                    _fail(source, f"[grid] {key}", v, "must be a positive integer")
+                problem = int_axis_problem(key, v)
+                if problem:
+                    _fail(source, f"[grid] {key}", v, problem)
         elif key in DTYPE_AXES:
             valid = DTYPES if key == "weight_dtype" else (*DTYPES, SAME)
             for v in values:
@@ -473,14 +627,15 @@ def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
     for key in WHAT_IF_AXES:
         values = _axis(wi_in, key, source, "[what_if] ") if key in wi_in else [1.0]
         for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                _fail(source, f"[what_if] {key}", v, "must be a finite number (a scale factor)")
+            problem = scale_problem(v)
+            if problem:
+                _fail(source, f"[what_if] {key}", v, problem)
         what_if[key] = tuple(float(v) for v in values)
 
     c_in = data.get("constraints", {})
     _check_keys(c_in, CONSTRAINT_KEYS, [], source, "constraints")
     cons = Constraints(
-        max_devices=_positive_int(c_in, "max_devices", f"{source}: [constraints]")
+        max_devices=_positive_int(c_in, "max_devices", f"{source}: [constraints]", MAX_DEVICES)
         if "max_devices" in c_in else None,
         max_ttft_s=_positive_float(c_in, "max_ttft_s", f"{source}: [constraints]")
         if "max_ttft_s" in c_in else None,
@@ -494,7 +649,7 @@ def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             _fail(source, f"[grid] {kind}", grid[kind], f"two entries load preset {sorted(dup)[0]!r}")
-    preset_texts = {p.source: Path(p.source).read_text() for p in (*hardware, *models)}
+    preset_texts = {p.source: p.text for p in (*hardware, *models)}
     return SweepSpec(grid=grid, what_if=what_if, constraints=cons, hardware=hardware,
                      models=models, source=source, text=text, preset_texts=preset_texts)
 
@@ -502,6 +657,5 @@ def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
 def load_sweep(path: str | Path | None = None) -> SweepSpec:
     """Load a sweep spec file; ``None`` loads the bundled default sweep."""
     path = Path(path) if path is not None else bundled_dir("sweeps") / "default.toml"
-    data = read_toml(path)
-    return parse_sweep(data, source=str(path), base_dir=path.parent,
-                       text=path.read_text())
+    data, text = read_toml(path, "sweep spec (TOML)")
+    return parse_sweep(data, source=str(path), base_dir=path.parent, text=text)
