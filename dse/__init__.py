@@ -6,14 +6,45 @@ Typical use::
     spec = dse.load_sweep("my_sweep.toml")     # or dse.load_sweep() for the bundled default
     ds = dse.evaluate(spec)                      # xarray.Dataset of kernel outputs
     summary = dse.run_sweep(spec, "out/")        # results/pareto/best Parquet files
+
+The public names load on first use (PEP 562), so ``import dse.cli`` stays light.
 """
+import sys
+import types
+from importlib import import_module
+
 __version__ = "0.1.0"
 
-from .config import (ConfigError, Hardware, Model, SweepSpec, load_hardware,  # noqa: E402
-                     load_model, load_sweep, parse_sweep)
-from .evaluate import derive, evaluate  # noqa: E402
-from .explain import explain  # noqa: E402
-from .sweep import run_sweep  # noqa: E402
+_PUBLIC = {
+    "ConfigError": "errors", "OutputError": "errors",
+    "Hardware": "config", "Model": "config", "SweepSpec": "config",
+    "load_hardware": "config", "load_model": "config", "load_sweep": "config",
+    "parse_sweep": "config",
+    "evaluate": "evaluate", "derive": "evaluate",
+    "explain": "explain",
+    "run_sweep": "sweep",
+}
+__all__ = list(_PUBLIC)
 
-__all__ = ["ConfigError", "Hardware", "Model", "SweepSpec", "load_hardware", "load_model",
-           "load_sweep", "parse_sweep", "evaluate", "derive", "explain", "run_sweep"]
+
+class _Package(types.ModuleType):
+    """``dse.evaluate`` and ``dse.explain`` are both functions and submodules: importing
+    the submodule must not shadow the function (the import system sets the attribute)."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and _PUBLIC.get(name) == name:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        return getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
+    raise AttributeError(f"module 'dse' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_PUBLIC])

@@ -1,46 +1,101 @@
-"""Command line: ``dse sweep | explain | list``.
+"""Command line: ``dse sweep | explain | list | model import | calibrate | validate``.
 
-Expected failures (bad spec, unknown preset, unusable output folder, nothing feasible)
-print one line on stderr and exit with status 2; bugs keep their traceback.
+Every expected failure ends in :func:`main`, the one place that turns it into one line on
+stderr and exit status 2: bad input (:class:`ConfigError`), an unusable output location
+(:class:`OutputError`), a bad option (argparse's errors, raised as :class:`UsageError`
+instead of printing the usage), a file the system refuses (any ``OSError``), and Ctrl-C.
+A closed stdout pipe (``dse list hardware | head -1``) ends quietly. Anything else is a bug
+and keeps its traceback.
+
+Only the standard library is imported at module level, so Ctrl-C during start-up (while
+numpy, numba and xarray load) reaches :func:`main`'s handler too.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import sys
 from pathlib import Path
 
-from . import __version__
-from .config import SAME, ConfigError, bundled_names, load_hardware, load_model, load_sweep
-from .io import OutputError
-
 EXIT_USAGE = 2
+# --memory-limit bounds: a whole number of bytes (0.5 is none), and far above any machine's
+# memory a typo (1e999 is not a number of bytes at all). Whether a budget fits the grid is
+# the sweep's check, which names both sizes.
+MIN_MEMORY_BYTES = 1
+MAX_MEMORY_BYTES = 1 << 60
+MAX_WORKERS = 1024
+
+
+class UsageError(Exception):
+    """A bad command line (unknown option, missing or malformed value)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` (one line in :func:`main`) instead of
+    printing the usage and exiting; the usage is for ``--help``."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def human_bytes(n: float) -> str:
+    """A size in the unit that shows it: "1 B", "512 kB", "1.5 GB" (decimal units)."""
+    for scale, unit in ((1e18, "EB"), (1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"),
+                        (1e3, "kB")):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
 
 
 def parse_bytes(text: str) -> int:
     """'2GB', '512MiB', '1.5e9' -> bytes (decimal units for kB/MB/GB/TB, binary for KiB...)."""
-    import re
     units = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10,
              "mib": 2**20, "gib": 2**30, "tib": 2**40}
-    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
-    if not m or m.group(2).lower() not in units or float(m.group(1)) <= 0:
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    value = float(m.group(1)) * units[m.group(2).lower()] \
+        if m and m.group(2).lower() in units else math.nan
+    if not MIN_MEMORY_BYTES <= value <= MAX_MEMORY_BYTES:  # also NaN and inf
         raise argparse.ArgumentTypeError(
-            f"--memory-limit = {text!r}: expected a positive size like 2GB, 512MiB or 1e9")
-    return int(float(m.group(1)) * units[m.group(2).lower()])
+            f"{text!r}: expected a size from {human_bytes(MIN_MEMORY_BYTES)} to "
+            f"{human_bytes(MAX_MEMORY_BYTES)}, like 2GB, 512MiB or 1e9")
+    return int(value)
+
+
+def _int_option(lo: int, hi: int):
+    """An argparse type: an integer in [lo, hi]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer from {lo} to {hi:,}")
+        return value
+    return parse
 
 
 def _fail(msg: str) -> int:
-    print(f"dse: error: {msg}", file=sys.stderr)
+    print(f"dse: error: {' '.join(str(msg).split())}", file=sys.stderr)
     return EXIT_USAGE
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import rate_text, run_sweep
+    from .config import load_sweep
+    from .sweep import interrupted_text, rate_text, run_sweep
     spec = load_sweep(args.spec)
-    s = run_sweep(spec, args.out, overwrite=args.overwrite,
-                  progress=False if args.quiet else None, results=not args.no_results,
-                  memory_limit_bytes=args.memory_limit, resume=args.resume,
-                  partition_by=tuple(p for p in args.partition_by.split(",") if p),
-                  scheduler=args.scheduler, workers=args.workers, chunk_rows=args.chunk_rows)
+    try:
+        s = run_sweep(spec, args.out, overwrite=args.overwrite,
+                      progress=False if args.quiet else None, results=not args.no_results,
+                      memory_limit_bytes=args.memory_limit, resume=args.resume,
+                      partition_by=tuple(p for p in args.partition_by.split(",") if p),
+                      scheduler=args.scheduler, workers=args.workers,
+                      chunk_rows=args.chunk_rows)
+    except KeyboardInterrupt:
+        spec_arg = f"{args.spec} " if args.spec else ""
+        return _fail(interrupted_text(Path(args.out),
+                                      f"dse sweep {spec_arg}--out {args.out} --resume"))
     if not args.quiet:
         rate = s.n_configs / s.seconds["total"]
         resumed = f", {s.n_resumed} of {s.n_chunks} chunks resumed" if s.n_resumed else ""
@@ -56,23 +111,52 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+EXPLAIN_INTS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp",
+                "dp")
+EXPLAIN_DTYPES = ("weight_dtype", "act_dtype", "kv_dtype")
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _explain_params(args) -> dict:
+    """The configuration ``dse explain`` shows: its flags (checked here, so a message
+    names the flag), then the first value of each axis of ``--spec``."""
+    from .config import (DTYPES, SAME, ConfigError, int_axis_problem, load_hardware,
+                         load_model, load_sweep)
+    for key in EXPLAIN_INTS:
+        value = getattr(args, key)
+        problem = value is not None and int_axis_problem(key, value)
+        if problem:
+            raise ConfigError(f"{_flag(key)} {value}: {problem}")
+    for key in EXPLAIN_DTYPES:
+        value = getattr(args, key)
+        valid = DTYPES if key == "weight_dtype" else (*DTYPES, SAME)
+        if value is not None and value not in valid:
+            raise ConfigError(f"{_flag(key)} {value}: unknown precision; valid: "
+                              f"{', '.join(valid)}")
+    for key, load in (("hardware", load_hardware), ("model", load_model)):
+        if getattr(args, key) is not None:
+            load(getattr(args, key), source="command line", key=_flag(key))
+    spec_axes = {}
+    if args.spec:
+        spec_axes = {k: v[0] for k, v in load_sweep(args.spec).grid.items()}
+    params = {}
+    for key in ("hardware", "model", *EXPLAIN_INTS, *EXPLAIN_DTYPES):
+        val = getattr(args, key)
+        params[key] = val if val is not None else spec_axes.get(key)
+    return {k: v for k, v in params.items() if v is not None}
+
+
 def cmd_explain(args) -> int:
     import pandas as pd
     from .explain import explain
-    spec_axes = {}
-    if args.spec:
-        spec = load_sweep(args.spec)
-        spec_axes = {k: v[0] for k, v in spec.grid.items()}
-    params = {}
-    for key in ("hardware", "model", "batch", "input_tokens", "output_tokens", "tp", "pp",
-                "ep", "attention_dp", "dp", "weight_dtype", "act_dtype", "kv_dtype"):
-        val = getattr(args, key)
-        params[key] = val if val is not None else spec_axes.get(key)
-    table, summary = explain(**{k: v for k, v in params.items() if v is not None})
+    from .io import write_csv, write_table
+    table, summary = explain(**_explain_params(args))
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        write_csv(Path(args.csv), table)
     if args.parquet:
-        from .io import write_table
         import pyarrow as pa
         write_table(Path(args.parquet), pa.Table.from_pandas(table, preserve_index=False))
     with pd.option_context("display.width", 200, "display.max_columns", 20,
@@ -85,6 +169,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from .config import bundled_names, load_hardware, load_model
     if args.what == "hardware":
         print(f"{'name':<12} {'bf16 TFLOP/s':>12} {'fp8 TFLOP/s':>11} {'HBM GB':>7} "
               f"{'HBM TB/s':>8} {'scale-up GB/s':>13} {'domain':>6}  description")
@@ -108,13 +193,13 @@ def cmd_list(args) -> int:
 
 
 def cmd_model_import(args) -> int:
-    from .config import load_model
+    from .compile import active_params, total_params
+    from .config import parse_model
     from .hf_import import import_config
     from .io import write_preset
     name, text = import_config(args.config, args.name)
     out = Path(args.out) if args.out else Path(f"{name}.toml")
-    model = write_preset(out, text, load_model, args.overwrite)
-    from .compile import active_params, total_params
+    model = write_preset(out, text, parse_model, args.overwrite)
     print(f"wrote {out}: {model.layers} layers, {total_params(model) / 1e9:.2f} B parameters "
           f"({active_params(model) / 1e9:.2f} B active)")
     return 0
@@ -122,12 +207,14 @@ def cmd_model_import(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from .calibrate import fit, preset_text, read_table
-    hw = load_hardware(args.hardware)
+    from .config import load_hardware, parse_hardware
+    from .io import check_preset_out, write_preset
+    out = Path(args.out)
+    check_preset_out(out, args.overwrite)  # before the fit: a refusal costs nothing
+    hw = load_hardware(args.hardware, source="command line", key="--hardware")
     table = read_table(args.table)
     result = fit(hw, table, args.table)
-    from .io import write_preset
-    out = Path(args.out)
-    write_preset(out, preset_text(hw, result, args.table, args.name), load_hardware,
+    write_preset(out, preset_text(hw, result, args.table, args.name), parse_hardware,
                  args.overwrite)
     print(f"wrote {out}: compute_efficiency {result.compute_efficiency:.3f}, memory_efficiency "
           f"{result.memory_efficiency:.3f}, kernel_latency_s {result.kernel_latency_s:.3g} "
@@ -136,7 +223,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .io import check_out_dir
+    from .outdir import check_out_dir
     from .validate import (OUTPUT_NAME, bundled_measured_path, format_scorecard, load_measured,
                            validate, write_outputs)
     path = Path(args.measured) if args.measured else bundled_measured_path()
@@ -153,15 +240,18 @@ def cmd_validate(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dse", description="Design-space exploration of LLM "
-                                "inference performance over whole grids of configurations.")
+    from . import __version__
+    same = "same"  # dse.config.SAME, spelled here to keep start-up light
+    p = _Parser(prog="dse", description="Design-space exploration of LLM "
+                "inference performance over whole grids of configurations.")
     p.add_argument("--version", action="version", version=f"dse {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("sweep", help="evaluate a sweep spec and write Parquet tables")
     s.add_argument("spec", nargs="?", help="sweep spec TOML (default: the bundled default sweep)")
     s.add_argument("--out", required=True, help="output folder for results/pareto/best.parquet")
-    s.add_argument("--overwrite", action="store_true", help="replace files in an existing --out")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace the files an earlier sweep wrote in an existing --out")
     s.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
     s.add_argument("--no-results", action="store_true",
                    help="skip the full results/ table; write only pareto and best tables")
@@ -174,28 +264,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated axes partitioning results/ (default: hardware,model)")
     s.add_argument("--scheduler", metavar="ADDRESS",
                    help="run chunks on this dask.distributed scheduler (tcp://host:8786)")
-    s.add_argument("--workers", type=int, metavar="N",
+    s.add_argument("--workers", type=_int_option(1, MAX_WORKERS), metavar="N",
                    help="start a local dask cluster of N worker processes")
-    s.add_argument("--chunk-rows", type=int, metavar="N",
-                   help="configurations per chunk (default: sized to --memory-limit)")
+    s.add_argument("--chunk-rows", type=_int_option(1, 1 << 62), metavar="N",
+                   help="at most N configurations per chunk (default: sized to --memory-limit)")
     s.set_defaults(func=cmd_sweep)
 
     e = sub.add_parser("explain", help="per-operator table of one configuration")
     e.add_argument("--spec", help="take unset values from the first value of each axis of SPEC")
     e.add_argument("--hardware")
     e.add_argument("--model")
-    for key in ("batch", "input-tokens", "output-tokens", "tp", "pp", "ep", "attention-dp",
-                "dp"):
-        e.add_argument(f"--{key}", type=int, dest=key.replace("-", "_"))
+    for key in EXPLAIN_INTS:
+        e.add_argument(_flag(key), type=int, dest=key)
     e.add_argument("--weight-dtype")
-    e.add_argument("--act-dtype", help=f"default: the weight precision ({SAME})")
-    e.add_argument("--kv-dtype", help=f"default: the activation precision ({SAME})")
+    e.add_argument("--act-dtype", help=f"default: the weight precision ({same})")
+    e.add_argument("--kv-dtype", help=f"default: the activation precision ({same})")
     e.add_argument("--csv", help="also write the table as CSV")
     e.add_argument("--parquet", help="also write the table as Parquet")
     e.set_defaults(func=cmd_explain)
 
     mo = sub.add_parser("model", help="model presets")
-    mo_sub = mo.add_subparsers(dest="model_command", required=True)
+    mo_sub = mo.add_subparsers(dest="model_command", required=True, parser_class=_Parser)
     imp = mo_sub.add_parser("import", help="Hugging Face config.json -> model preset TOML")
     imp.add_argument("config", help="path to a local config.json")
     imp.add_argument("--name", help="preset name (default: the config's folder name)")
@@ -225,14 +314,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def _os_error_text(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else ""
+    what = exc.strerror or str(exc)
+    return f"{where}: {what}" if where else what
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: its reader is gone, and the interpreter's last flush
+    must not fail again."""
     try:
-        return args.func(args)
-    except (ConfigError, OutputError) as exc:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv=None) -> int:
+    """Run one ``dse`` command; returns its exit status (0, or 2 after one line)."""
+    from .errors import ConfigError, OutputError
+    try:
+        args = build_parser().parse_args(argv)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe fails here, inside the handlers
+        return status
+    except (ConfigError, OutputError, UsageError) as exc:
         return _fail(str(exc))
+    except BrokenPipeError:  # `dse list hardware | head -1`: the reader has what it wanted
+        _quiet_stdout()
+        return 0
+    except OSError as exc:  # the system refused a file operation: not a bug of dse
+        return _fail(_os_error_text(exc))
     except KeyboardInterrupt:
-        return _fail("interrupted; nothing was written under the output folder")
+        return _fail("interrupted")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,7 @@ from pathlib import Path
 from .kernels.layout import DTYPE_FALLBACK, DTYPES
 
 
-class ConfigError(ValueError):
-    """Invalid user input: the message is one line naming file, key, value and remedy."""
+from .errors import ConfigError  # noqa: F401  (re-exported: dse.config.ConfigError)
 
 
 # Values are quoted in messages up to this many characters (a message stays one short line

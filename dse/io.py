@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,8 +22,7 @@ from . import __version__
 COMPRESSION = "zstd"
 
 
-class OutputError(OSError):
-    """The output location cannot be used (exists, not writable, disk full)."""
+from .errors import OutputError  # noqa: F401  (re-exported: dse.io.OutputError)
 
 
 @contextmanager
@@ -34,6 +32,8 @@ def atomic(path: Path):
     On any error the temporary file is removed; an OSError becomes a one-line OutputError.
     """
     path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give the name of a file to write")
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         yield tmp
@@ -64,67 +64,10 @@ def with_metadata(schema: pa.Schema, meta: dict) -> pa.Schema:
     return schema.with_metadata({k.encode(): v.encode() for k, v in meta.items()})
 
 
-def check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Refuse an existing non-empty output folder unless ``overwrite``."""
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise OutputError(f"{out_dir}: --out exists and is not a folder")
-        if any(out_dir.iterdir()) and not overwrite:
-            raise OutputError(f"{out_dir}: --out folder exists and is not empty; "
-                              "pass --overwrite to replace its dse files")
-    parent = out_dir.resolve().parent
-    if not parent.exists():
-        raise OutputError(f"{out_dir}: parent folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{out_dir}: parent folder {parent} is not writable")
-
-
-# What a sweep owns inside --out; --overwrite removes exactly these.
-OWNED = ("results", "_chunks", "manifest.json", "pareto.parquet", "best.parquet")
-MANIFEST = "manifest.json"
-
-
-def clear_owned(out_dir: Path) -> None:
-    """Remove a previous sweep's outputs (only dse's own files) from ``out_dir``."""
-    for name in OWNED:
-        path = out_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
 def write_json(path: Path, data: dict) -> None:
     """Atomically replace ``path`` with ``data`` as JSON."""
     with atomic(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-
-
-def read_manifest(out_dir: Path) -> dict:
-    path = out_dir / MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise OutputError(f"{out_dir}: no {MANIFEST}: nothing to resume (run without "
-                          "--resume)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise OutputError(f"{path}: unreadable manifest: {exc}") from None
-
-
-def remove_incomplete(out_dir: Path, done: set) -> None:
-    """Delete temporary files and result parts of chunks that did not finish."""
-    for tmp in out_dir.rglob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-    results = out_dir / "results"
-    if results.is_dir():
-        for part in results.rglob("part-*.parquet"):
-            if int(part.stem.split("-")[1]) not in done:
-                part.unlink()
-    chunks = out_dir / "_chunks"
-    if chunks.is_dir():
-        for part in chunks.glob("*.arrow"):
-            if int(part.stem.split("-")[1]) not in done:
-                part.unlink()
 
 
 def write_batches(path: Path, schema: pa.Schema, batches, statistics=True,
@@ -246,18 +189,36 @@ def write_table(path: Path, table: pa.Table) -> None:
         pq.write_table(table, tmp, compression=COMPRESSION)
 
 
-def write_preset(path: Path, text: str, load, overwrite: bool = False):
-    """Write a preset file via a temporary name; it must load (``load(path)``) to be kept.
-
-    Returns what ``load`` returned. An existing file is replaced only with ``overwrite``.
-    """
+def check_preset_out(path: Path, overwrite: bool) -> None:
+    """Refuse a preset output that exists (unless ``overwrite``) or is not a file."""
     path = Path(path)
-    if path.exists() and not overwrite:
+    if path.is_dir():
+        raise OutputError(f"{path}: --out is a folder; give the preset file to write, "
+                          "e.g. my_preset.toml")
+    if os.path.lexists(path) and not overwrite:
         raise OutputError(f"{path}: exists; pass --overwrite to replace it")
+    if not path.absolute().parent.is_dir():
+        raise OutputError(f"{path}: folder {path.absolute().parent} does not exist")
+
+
+def write_preset(path: Path, text: str, parse, overwrite: bool = False):
+    """Write a preset file via a temporary name; ``text`` must validate first
+    (``parse(data, source, text)``, e.g. ``config.parse_model``), with ``path`` named in
+    any message. Returns what ``parse`` returned. An existing file is replaced only with
+    ``overwrite``."""
+    from .config import parse_toml
+    path = Path(path)
+    check_preset_out(path, overwrite)
+    loaded = parse(parse_toml(text, path), str(path), text)
     with atomic(path) as tmp:
         tmp.write_text(text)
-        loaded = load(str(tmp))
     return loaded
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    """Write ``frame`` as CSV via a temporary name in the same folder."""
+    with atomic(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def read_table(path) -> pd.DataFrame:

@@ -12,6 +12,7 @@ frontier of the parts' frontiers, and the best of a group is the best of its par
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -25,10 +26,11 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
-from . import __version__, io
+from . import __version__, io, outdir
 from .chunks import Chunk, plan, spec_hash, subspec
-from .config import ConfigError, SweepSpec
-from .evaluate import REASONS, evaluate
+from .cli import human_bytes
+from .config import ConfigError, SweepSpec, shown
+from .evaluate import REASONS, WHAT_IF_DIMS, evaluate
 from .grid import (GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS,
                    available_memory_bytes, bytes_per_config, coords)
 from .reduce import HIDDEN, merge_best, merge_pareto, reduce_block
@@ -97,15 +99,16 @@ def partitions(ds, partition_by: tuple, sch: pa.Schema, names: dict):
 
 
 def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
-              partition_by: tuple, names: dict, full_sizes: dict) -> ChunkResult:
-    """Evaluate, reduce and (optionally) write one chunk. Runs anywhere dse is installed."""
+              partition_by: tuple, names: dict, full_sizes: dict,
+              meta: dict) -> ChunkResult:
+    """Evaluate, reduce and (optionally) write one chunk. Runs anywhere dse is installed.
+    ``meta`` is the sweep's Parquet metadata (:func:`dse.io.metadata`)."""
     sub = subspec(spec, chunk)
     ds = evaluate(sub)
     place = (chunk.offsets(), full_sizes)
     files = []
     if results:
-        sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])),
-                               io.metadata(spec))
+        sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])), meta)
         root = Path(out_dir) / "results"
         for values, batches, options in partitions(ds, partition_by, sch, names):
             path = io.partition_dir(root, values) / f"part-{chunk.index:06d}.parquet"
@@ -200,18 +203,38 @@ def _check_reduction_size(spec: SweepSpec, budget: int) -> None:
         sizes = " x ".join(f"{d}={len(c[d])}" for d in GROUP_DIMS if len(c[d]) > 1)
         raise ConfigError(
             f"{spec.source}: [grid] has {n:,} configurations in {groups:,} groups ({sizes}): "
-            f"their Pareto and best tables need about {groups * BYTES_PER_GROUP / 1e9:.1f} GB, "
-            f"more than the {budget / 1e9:.1f} GB budget; shrink a group axis "
+            f"their Pareto and best tables need about {human_bytes(groups * BYTES_PER_GROUP)}, "
+            f"more than the {human_bytes(budget)} budget; shrink a group axis "
             "(input_tokens, output_tokens, what-if scales) or raise --memory-limit")
+
+
+# dask's own protocols; anything else in --scheduler is a typo
+SCHEDULER_ADDRESS = re.compile(r"(tcp|tls|inproc|ucx|ws|wss)://[^\s/]+(:\d{1,5})?/?")
+# seconds to wait for a --scheduler to answer
+CONNECT_TIMEOUT_S = 10
+
+
+def check_scheduler(address) -> None:
+    if not isinstance(address, str) or not SCHEDULER_ADDRESS.fullmatch(address):
+        raise ConfigError(f"--scheduler {shown(address)}: not a dask scheduler address; "
+                          "expected e.g. tcp://HOST:8786")
 
 
 def _executor(scheduler, workers):
     """A dask client when asked for one (address, or a local cluster of N processes)."""
     if scheduler is None and not workers:
         return None, None
-    from dask.distributed import Client, LocalCluster
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("--workers / --scheduler need dask.distributed: pip install "
+                          "'llm-dse[distributed]'") from None
     if scheduler is not None:
-        return Client(scheduler), None
+        try:
+            return Client(scheduler, timeout=CONNECT_TIMEOUT_S), None
+        except Exception as exc:  # noqa: BLE001  dask raises OSError, TimeoutError, ValueError ...
+            raise ConfigError(f"--scheduler {shown(scheduler)}: cannot connect: "
+                              f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                            host="127.0.0.1", dashboard_address=None)
     return Client(cluster), cluster
@@ -302,62 +325,130 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
         Configurations per chunk, overriding the size derived from the memory budget.
     """
     out_dir = Path(out_dir)
-    budget = memory_limit_bytes or default_budget_bytes()
     partition_by = tuple(partition_by)
-    bad = [d for d in partition_by if d not in GRID_DIMS]
-    if bad:
-        raise ConfigError(f"--partition-by {bad[0]!r}: not an axis; valid: {', '.join(GRID_DIMS)}")
+    check_partition_by(partition_by)
+    if memory_limit_bytes is not None and not memory_limit_bytes >= 1:
+        raise ConfigError(f"memory_limit_bytes = {memory_limit_bytes!r}: expected a "
+                          "positive number of bytes")
+    budget = int(memory_limit_bytes or default_budget_bytes())
     _check_reduction_size(spec, budget)
-    full = coords(spec)
-    full_sizes = {d: len(v) for d, v in full.items()}
-    names = {"hardware": list(full["hardware"]), "model": list(full["model"])}
-    n_total = spec.n_configs()
-    distributed = scheduler is not None or bool(workers)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise ConfigError(f"--workers {workers!r}: expected a positive number of processes")
+    if chunk_rows is not None and (isinstance(chunk_rows, bool)
+                                   or not isinstance(chunk_rows, int) or chunk_rows < 1):
+        raise ConfigError(f"--chunk-rows {chunk_rows!r}: expected a positive integer")
     if scheduler is not None:
+        check_scheduler(scheduler)
         parallel = 1  # a remote cluster's size is unknown here: size chunks per worker
     else:
         parallel = workers or threads or 2
     key = spec_hash(spec, {"results": results, "partition_by": list(partition_by),
-                           "version": __version__})
-
-    if resume:
-        manifest = io.read_manifest(out_dir)
-        if manifest.get("spec_hash") != key:
-            raise io.OutputError(f"{out_dir}: --resume with a different spec or options "
-                               f"(hash {key} != {manifest.get('spec_hash')} in "
-                               f"{io.MANIFEST}); use the original spec, or a new --out")
-        chunk_rows = manifest["chunk_rows"]
-    else:
-        if (out_dir / io.MANIFEST).exists() and not overwrite:
-            raise io.OutputError(f"{out_dir}: holds an unfinished or finished sweep; pass "
-                                 "--resume to continue it or --overwrite to replace it")
-        io.check_out_dir(out_dir, overwrite)
+                           "version": __version__, "spec_text": spec.text})
+    if not resume:
+        chunk_rows = _chunk_rows(spec, budget, results, parallel, chunk_rows)
+    outdir.check_out_dir(out_dir, overwrite, resume)
+    created = not os.path.lexists(out_dir)
+    try:
         out_dir.mkdir(exist_ok=True)
-        io.clear_owned(out_dir)
-        # the budget covers the whole process: what it already holds (interpreter, numba,
-        # libraries) is not available to chunks
-        import resource
-        held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        per_config = bytes_per_config(spec, results)
-        if budget - held < 16 * per_config * max(parallel, 1):
-            raise ConfigError(f"--memory-limit {budget / 1e6:.0f} MB: below what this process "
-                              f"already holds ({held / 1e6:.0f} MB); raise it")
-        per_worker = int((budget - held) / per_config) // max(parallel, 1)
-        chunk_rows = chunk_rows or int(min(per_worker, max(-(-n_total // (4 * parallel)),
-                                                           MIN_CHUNK_ROWS)))
-        manifest = {"engine_version": __version__, "spec_hash": key, "spec": spec.text,
-                    "chunk_rows": chunk_rows, "partition_by": list(partition_by),
-                    "results": results, "done": {}, "complete": False}
-        io.write_json(out_dir / io.MANIFEST, manifest)
+    except OSError as exc:
+        raise io.OutputError(f"{out_dir}: cannot create --out: {exc.strerror or exc}") from None
+    lock = outdir.FolderLock(out_dir)
+    try:
+        lock.acquire()
+        if resume:
+            manifest = outdir.read_manifest(out_dir)
+            if manifest.get("spec_hash") != key:
+                raise io.OutputError(f"{out_dir}: --resume with a different spec or options "
+                                     f"(hash {key} != {manifest.get('spec_hash')} in "
+                                     f"{outdir.MANIFEST}); use the original spec, or a new "
+                                     "--out")
+            chunk_rows = manifest["chunk_rows"]
+        else:
+            # again under the lock: another run may have filled the folder meanwhile
+            outdir.check_out_dir(out_dir, overwrite)
+            if overwrite:
+                outdir.clear(out_dir)
+        chunks = plan(spec, chunk_rows, GRID_DIMS if results else REDUCTION_ORDER)
+        if resume:
+            outdir.remove_incomplete(out_dir, manifest, len(chunks))
+        else:
+            manifest = {"engine_version": __version__, "spec_hash": key, "spec": spec.text,
+                        "chunk_rows": chunk_rows, "n_chunks": len(chunks),
+                        "n_configs": spec.n_configs(), "partition_by": list(partition_by),
+                        "results": results, "metadata": io.metadata(spec), "done": {},
+                        "complete": False}
+            io.write_json(out_dir / outdir.MANIFEST, manifest)
+    except BaseException:
+        lock.release()
+        if created:
+            outdir.remove_if_empty(out_dir)
+        raise
+    try:
+        return _run(spec, out_dir, manifest, chunks, results, partition_by, scheduler,
+                    workers, parallel, progress)
+    finally:
+        lock.release()
 
-    chunks = plan(spec, chunk_rows, GRID_DIMS if results else REDUCTION_ORDER)
+
+def check_partition_by(partition_by: tuple) -> None:
+    """Partition keys are axes whose values read back as themselves from folder names:
+    categorical and integer axes. A float (what-if) axis would come back as strings
+    (hive readers infer only integers and strings)."""
+    valid = [d for d in GRID_DIMS if d not in WHAT_IF_DIMS]
+    for d in partition_by:
+        if d not in valid:
+            why = ("a what-if scale: hive readers would read its values back as strings"
+                   if d in WHAT_IF_DIMS else "not an axis")
+            raise ConfigError(f"--partition-by {d!r}: {why}; valid: {', '.join(valid)}")
+    if len(set(partition_by)) != len(partition_by):
+        raise ConfigError(f"--partition-by {','.join(partition_by)!r}: an axis is named twice")
+
+
+def _chunk_rows(spec: SweepSpec, budget: int, results: bool, parallel: int,
+                chunk_rows: int | None) -> int:
+    """Configurations per chunk: what fits the budget beside what this process already
+    holds (the interpreter, numba, libraries), at most ``chunk_rows`` when given."""
+    import resource
+    held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    per_config = bytes_per_config(spec, results)
+    if budget - held < 16 * per_config * max(parallel, 1):
+        raise ConfigError(f"--memory-limit {human_bytes(budget)}: below what this process "
+                          f"already holds ({human_bytes(held)}); raise it")
+    n_total = spec.n_configs()
+    per_worker = int((budget - held) / per_config) // max(parallel, 1)
+    rows = int(min(per_worker, max(-(-n_total // (4 * parallel)), MIN_CHUNK_ROWS)))
+    return min(rows, chunk_rows) if chunk_rows else rows
+
+
+def interrupted_text(out_dir: Path, resume_command: str) -> str:
+    """What an interrupted sweep left in ``out_dir``, and how to continue it."""
+    try:
+        manifest = outdir.read_manifest(out_dir)
+    except io.OutputError:
+        return "interrupted before the sweep wrote anything"
+    done = len(manifest["done"])
+    total = manifest.get("n_chunks", "?")
+    configs = sum(v["n"] for v in manifest["done"].values())
+    return (f"interrupted; {out_dir} keeps {done} of {total} finished chunks ({configs:,} "
+            f"configurations) and its manifest; continue with `{resume_command}`")
+
+
+def _run(spec, out_dir, manifest, chunks, results, partition_by, scheduler, workers,
+         parallel, progress) -> SweepSummary:
+    """Run the chunks ``manifest`` does not list as done, then the final tables."""
+    n_total = spec.n_configs()
+    full = coords(spec)
+    full_sizes = {d: len(v) for d, v in full.items()}
+    names = {"hardware": list(full["hardware"]), "model": list(full["model"])}
+    distributed = scheduler is not None or workers is not None
     done = {int(i) for i in manifest["done"]}
-    io.remove_incomplete(out_dir, done)
     todo = [c for c in chunks if c.index not in done]
     (out_dir / "_chunks").mkdir(exist_ok=True)
     lock = threading.Lock()
     t0 = time.perf_counter()
-    meta = io.metadata(spec)
+    # one sweep, one metadata: a resumed sweep's files carry what its first run recorded
+    meta = manifest.get("metadata") or io.metadata(spec)
     # chunks of whole groups, in group order: the final tables are their partials in turn,
     # streamed as soon as the chunks before them are done
     whole_groups = all(d not in STRATEGY_DIMS for c in chunks for d, _, _ in c.ranges)
@@ -372,7 +463,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
         with lock:
             manifest["done"][str(r.index)] = {"n": r.n_configs, "reasons": r.reasons,
                                               "files": r.files}
-            io.write_json(out_dir / io.MANIFEST, manifest)
+            io.write_json(out_dir / outdir.MANIFEST, manifest)
         bar.update(r.n_configs)
         finished.add(r.index)
         stream_ready()
@@ -384,7 +475,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
                 stream.put(io.read_arrow(_partial(out_dir, name, order[streamed])))
             streamed += 1
 
-    args = (str(out_dir), results, partition_by, names, full_sizes)
+    args = (str(out_dir), results, partition_by, names, full_sizes, meta)
     # cores per concurrent chunk on this machine (a remote cluster's workers keep theirs)
     share = None if scheduler is not None else max(1, (os.cpu_count() or 1) // int(parallel))
     try:
@@ -442,7 +533,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
             counts[name], counts[name + "_found"] = io.write_frames(
                 out_dir / f"{name}.parquet", _merged_by_pair(frames, merge, per_pair), meta)
     manifest["complete"] = True
-    io.write_json(out_dir / io.MANIFEST, manifest)
+    io.write_json(out_dir / outdir.MANIFEST, manifest)
 
     reasons = np.sum([v["reasons"] for v in manifest["done"].values()], axis=0)
     return SweepSummary(
