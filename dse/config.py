@@ -525,8 +525,9 @@ INT_AXIS_MAX = {"batch": 1 << 20, "input_tokens": 1 << 24, "output_tokens": 1 <<
                 "tp": 1 << 16, "pp": 1 << 12, "ep": 1 << 16, "attention_dp": 1 << 12,
                 "dp": 1 << 20}
 MAX_DEVICES = 1 << 60
-# What-if scales: a positive scale in [1e-6, 1e6] (times stay finite), or <= 0, which the
-# sweep keeps as infeasible points (what_if_scale_not_positive).
+# What-if scales: factors on a preset's rates and capacity. Far outside [1e-6, 1e6] a scale
+# describes no hardware, and times would overflow to infinity or lose all precision (a
+# zero or negative rate has no meaning at all).
 SCALE_MIN, SCALE_MAX = 1e-6, 1e6
 
 
@@ -543,8 +544,8 @@ def scale_problem(value) -> str | None:
     """Why ``value`` is not a valid what-if scale (None: it is)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "must be a finite number (a scale factor)"
-    if value > 0 and not SCALE_MIN <= value <= SCALE_MAX:
-        return f"a positive scale must be in [{SCALE_MIN:g}, {SCALE_MAX:g}]"
+    if not SCALE_MIN <= value <= SCALE_MAX:
+        return f"a scale factor must be in [{SCALE_MIN:g}, {SCALE_MAX:g}]"
     return None
 
 

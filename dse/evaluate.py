@@ -185,7 +185,8 @@ def derived_metrics(v, where=np.where) -> dict:
     Pareto/best rows, so the three agree bit for bit.
     """
     out_tok = v["output_tokens"]
-    e2e = v["ttft_s"] + (out_tok - 1) * v["tpot_s"]
+    # one output token: no decode step (and no 0 * inf where a time is infinite)
+    e2e = v["ttft_s"] + (out_tok - 1) * where(out_tok > 1, v["tpot_s"], 0.0)
     devices = v["tp"] * v["attention_dp"] * v["pp"] * v["dp"]
     # static batching: each replica serves `batch` sequences for e2e seconds
     throughput = v["dp"] * v["batch"] * out_tok / e2e

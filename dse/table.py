@@ -43,11 +43,11 @@ def schema(n_hardware: int = 1, n_model: int = 1) -> pa.Schema:
         elif c.endswith("_dtype"):
             fields.append(pa.field(c, _dict_type(len(DTYPES))))
         elif c in INT_AXES:
-            fields.append(pa.field(c, pa.int32()))
+            fields.append(pa.field(c, pa.int64()))
         else:
             fields.append(pa.field(c, pa.float64()))
     for c in METRIC_COLUMNS:
-        fields.append(pa.field(c, pa.int32() if c == "devices" else pa.float64()))
+        fields.append(pa.field(c, pa.int64() if c == "devices" else pa.float64()))
     fields += [pa.field("feasible", pa.bool_()),
                pa.field("infeasible_reason", _dict_type(len(REASONS))),
                pa.field("bound", _dict_type(len(BOUND_NAMES)))]
