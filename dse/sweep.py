@@ -201,8 +201,10 @@ def _check_reduction_size(spec: SweepSpec, budget: int) -> None:
     if groups * BYTES_PER_GROUP > budget:
         n = spec.n_configs()
         sizes = " x ".join(f"{d}={len(c[d])}" for d in GROUP_DIMS if len(c[d]) > 1)
+        sizes = f" ({sizes})" if sizes else ""
         raise ConfigError(
-            f"{spec.source}: [grid] has {n:,} configurations in {groups:,} groups ({sizes}): "
+            f"{spec.source}: [grid] has {n:,} configurations in {groups:,} "
+            f"group{'s' if groups != 1 else ''}{sizes}: "
             f"their Pareto and best tables need about {human_bytes(groups * BYTES_PER_GROUP)}, "
             f"more than the {human_bytes(budget)} budget; shrink a group axis "
             "(input_tokens, output_tokens, what-if scales) or raise --memory-limit")
