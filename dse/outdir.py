@@ -187,7 +187,7 @@ def sweep_files(out_dir: Path, manifest: dict | None, n_chunks: int | None = Non
     Without a manifest no file is dse's, and any of :data:`NAMES` is in the way. With one,
     a chunk file counts when its chunk index is below ``n_chunks`` (default: any index).
     """
-    owned, foreign = [], None
+    owned = []
     for name in NAMES:
         path = out_dir / name
         if not os.path.lexists(path):

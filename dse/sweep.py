@@ -350,6 +350,29 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     if not resume:
         chunk_rows = _chunk_rows(spec, budget, results, parallel, chunk_rows)
     outdir.check_out_dir(out_dir, overwrite, resume)
+    # the cluster before the folder: a scheduler that cannot be reached leaves no trace
+    t_start = time.perf_counter()
+    client, cluster = _executor(scheduler, workers)
+    t_cluster = time.perf_counter() - t_start
+    try:
+        summary = _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results,
+                             partition_by, (client, parallel, scheduler is not None),
+                             progress)
+    finally:
+        t_close = time.perf_counter()
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+        t_cluster += time.perf_counter() - t_close
+    summary.seconds["cluster_start_stop"] = t_cluster
+    summary.seconds["total"] = time.perf_counter() - t_start
+    return summary
+
+
+def _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results, partition_by,
+               executor, progress) -> SweepSummary:
+    """Lock ``out_dir``, prepare it (resume, or clear with ``overwrite``) and run."""
     created = not os.path.lexists(out_dir)
     try:
         out_dir.mkdir(exist_ok=True)
@@ -387,8 +410,8 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
             outdir.remove_if_empty(out_dir)
         raise
     try:
-        return _run(spec, out_dir, manifest, chunks, results, partition_by, scheduler,
-                    workers, parallel, progress)
+        return _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
+                    progress)
     finally:
         lock.release()
 
@@ -436,14 +459,15 @@ def interrupted_text(out_dir: Path, resume_command: str) -> str:
             f"configurations) and its manifest; continue with `{resume_command}`")
 
 
-def _run(spec, out_dir, manifest, chunks, results, partition_by, scheduler, workers,
-         parallel, progress) -> SweepSummary:
-    """Run the chunks ``manifest`` does not list as done, then the final tables."""
+def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
+         progress) -> SweepSummary:
+    """Run the chunks ``manifest`` does not list as done, then the final tables.
+    ``executor`` = (dask client or None, chunks at once, whether the cluster is remote)."""
+    client, parallel, remote = executor
     n_total = spec.n_configs()
     full = coords(spec)
     full_sizes = {d: len(v) for d, v in full.items()}
     names = {"hardware": list(full["hardware"]), "model": list(full["model"])}
-    distributed = scheduler is not None or workers is not None
     done = {int(i) for i in manifest["done"]}
     todo = [c for c in chunks if c.index not in done]
     (out_dir / "_chunks").mkdir(exist_ok=True)
@@ -479,41 +503,30 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, scheduler, work
 
     args = (str(out_dir), results, partition_by, names, full_sizes, meta)
     # cores per concurrent chunk on this machine (a remote cluster's workers keep theirs)
-    share = None if scheduler is not None else max(1, (os.cpu_count() or 1) // int(parallel))
+    share = None if remote else max(1, (os.cpu_count() or 1) // int(parallel))
     try:
         stream_ready()  # a resumed sweep's finished chunks
-        t_cluster = time.perf_counter()
-        client, cluster = _executor(scheduler, workers) if distributed and todo else (None, None)
-        t_cluster = time.perf_counter() - t_cluster
-        try:
-            if client is not None:
-                from dask.distributed import as_completed
-                futures = [client.submit(_run_chunk_on, share, spec, c, *args, pure=False)
-                           for c in todo]
-                for fut in as_completed(futures):
-                    finish(fut.result())
-            elif len(todo) <= 1 or parallel <= 1:
-                # in this thread: numba starts slower in a pool thread (~0.4 s)
-                for c in todo:
-                    finish(run_chunk(spec, c, *args))
-            else:
-                with ThreadPoolExecutor(max_workers=int(parallel)) as pool:
-                    pending = set()
-                    queue = list(todo)
-                    while queue or pending:
-                        while queue and len(pending) < int(parallel):
-                            chunk = queue.pop(0)
-                            pending.add(pool.submit(_run_chunk_on, share, spec, chunk, *args))
-                        complete, pending = wait(pending, return_when=FIRST_COMPLETED)
-                        for fut in complete:
-                            finish(fut.result())
-        finally:
-            t_close = time.perf_counter()
-            if client is not None:
-                client.close()
-            if cluster is not None:
-                cluster.close()
-            t_cluster += time.perf_counter() - t_close
+        if client is not None:
+            from dask.distributed import as_completed
+            futures = [client.submit(_run_chunk_on, share, spec, c, *args, pure=False)
+                       for c in todo]
+            for fut in as_completed(futures):
+                finish(fut.result())
+        elif len(todo) <= 1 or parallel <= 1:
+            # in this thread: numba starts slower in a pool thread (~0.4 s)
+            for c in todo:
+                finish(run_chunk(spec, c, *args))
+        else:
+            with ThreadPoolExecutor(max_workers=int(parallel)) as pool:
+                pending = set()
+                queue = list(todo)
+                while queue or pending:
+                    while queue and len(pending) < int(parallel):
+                        chunk = queue.pop(0)
+                        pending.add(pool.submit(_run_chunk_on, share, spec, chunk, *args))
+                    complete, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in complete:
+                        finish(fut.result())
         counts = {}
         for name, stream in streams.items():
             counts[name], counts[name + "_found"] = stream.close()
@@ -544,6 +557,5 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, scheduler, work
         n_groups_with_best=counts["best_found"],
         reason_counts={REASONS[i]: int(c) for i, c in enumerate(reasons) if c and i},
         n_chunks=len(chunks), n_resumed=len(done),
-        seconds={"chunks": t_chunks, "cluster_start_stop": t_cluster,
-                 "total": time.perf_counter() - t0})
+        seconds={"chunks": t_chunks})
 

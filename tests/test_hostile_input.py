@@ -396,3 +396,9 @@ def test_resume_after_a_comment_only_edit_is_refused(cwd, capsys, monkeypatch):
     texts = {pq.read_schema(p).metadata[b"dse.spec"]
              for p in Path("results").rglob("*.parquet")}
     assert texts == {SPEC.encode()}
+
+
+def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(cwd, capsys, monkeypatch):
+    monkeypatch.setattr(sweep_mod, "CONNECT_TIMEOUT_S", 1)
+    _refused(capsys, ["sweep", "t.toml", "--out", "results", "--scheduler",
+                      "tcp://127.0.0.1:1"], "--scheduler", "cannot connect")
