@@ -40,17 +40,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def human_bytes(n: float) -> str:
-    """A size in the unit that shows it: "1 B", "512 kB", "1.5 GB" (decimal units)."""
-    for scale, unit in ((1e18, "EB"), (1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"),
-                        (1e3, "kB")):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{n:.0f} B"
-
-
 def parse_bytes(text: str) -> int:
     """'2GB', '512MiB', '1.5e9' -> bytes (decimal units for kB/MB/GB/TB, binary for KiB...)."""
+    from .config import human_bytes
     units = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10,
              "mib": 2**20, "gib": 2**30, "tib": 2**40}
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", text)

@@ -32,6 +32,15 @@ def shown(value) -> str:
     return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS - 3] + "..."
 
 
+def human_bytes(n: float) -> str:
+    """A size in the unit that shows it: "1 B", "512 kB", "1.5 GB" (decimal units)."""
+    for scale, unit in ((1e18, "EB"), (1e15, "PB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"),
+                        (1e3, "kB")):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
 def _fail(source, key, value, problem):
     raise ConfigError(f"{source}: {key} = {shown(value)}: {problem}")
 

@@ -28,8 +28,7 @@ from tqdm import tqdm
 
 from . import __version__, io, outdir
 from .chunks import Chunk, plan, spec_hash, subspec
-from .cli import human_bytes
-from .config import ConfigError, SweepSpec, shown
+from .config import ConfigError, SweepSpec, human_bytes, shown
 from .evaluate import REASONS, WHAT_IF_DIMS, evaluate
 from .grid import (GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS,
                    available_memory_bytes, bytes_per_config, coords)
