@@ -1,11 +1,15 @@
 """`dse model import`: Hugging Face config.json -> preset."""
 import json
+import tomllib
+from pathlib import Path
 
 import pytest
 
 import dse
 from dse.cli import main
 from dse.compile import active_params, total_params
+from dse.config import parse_model
+from dse.hf_import import default_name, import_config, preset_from_config
 
 LLAMA3_8B = {  # Hugging Face meta-llama/Llama-3.1-8B config.json (subset)
     "model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096,
@@ -66,3 +70,125 @@ def test_model_import_missing_key_exits_2(tmp_path, capsys):
     src.write_text(json.dumps({k: v for k, v in LLAMA3_8B.items() if k != "vocab_size"}))
     assert main(["model", "import", str(src), "--out", str(tmp_path / "x.toml")]) == 2
     assert "vocab_size" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bad input
+def _cli_error(capsys, tmp_path, *argv):
+    """Run the CLI; assert exit 2, one stderr line, no traceback, no file written."""
+    before = sorted(tmp_path.rglob("*"))
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("dse: error: "), err
+    assert "Traceback" not in err
+    assert sorted(tmp_path.rglob("*")) == before
+    return lines[0]
+
+
+def _write_huge(path):
+    with open(path, "wb") as f:
+        f.truncate(17 << 20)  # sparse: over MAX_CONFIG_BYTES without writing it
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda p: p.mkdir(), "is a folder, expected a Hugging Face config.json"),
+    (lambda p: None, "file not found"),
+    (lambda p: p.symlink_to("/dev/zero"), "not a regular file"),
+    (_write_huge, "a Hugging Face config.json is at most 16,777,216 bytes"),
+    (lambda p: p.write_bytes(b'{"model_type": "\xff"}'), "not UTF-8"),
+    (lambda p: p.write_text(""), "not valid JSON"),
+    (lambda p: p.write_text("[" * 100_000), "nested too deeply"),
+    (lambda p: p.write_text('{"a": ' + "9" * 5000 + "}"), "not valid JSON"),
+    (lambda p: p.write_text("[1, 2]"), "expected a JSON object"),
+], ids=["folder", "missing", "dev_zero", "huge", "binary", "empty", "nested", "long_int",
+        "list"])
+def test_model_import_unreadable_config_is_one_line(tmp_path, monkeypatch, capsys, make,
+                                                    expected):
+    monkeypatch.chdir(tmp_path)
+    make(tmp_path / "config.json")
+    msg = _cli_error(capsys, tmp_path, "model", "import", "config.json")
+    assert msg.startswith("dse: error: config.json: ") and expected in msg, msg
+
+
+@pytest.mark.parametrize("key, value", [
+    ("num_attention_heads", 0), ("hidden_size", "4096"), ("num_hidden_layers", [32]),
+    ("num_hidden_layers", -1), ("hidden_size", 4096.0), ("vocab_size", True),
+    ("intermediate_size", 10**30), ("num_key_value_heads", 0), ("head_dim", "128"),
+])
+def test_model_import_bad_value_names_key_value_and_range(tmp_path, monkeypatch, capsys,
+                                                          key, value):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**LLAMA3_8B, key: value}))
+    msg = _cli_error(capsys, tmp_path, "model", "import", "config.json", "--name", "m")
+    assert f"config.json: {key} = {value!r}: must be an integer in [1, 2,147,483,647]" in msg
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"num_key_value_heads": 7}, "kv_heads = 7: must divide heads = 32"),
+    ({"model_type": "mixtral", "num_local_experts": 8, "num_experts_per_tok": 9},
+     "experts_per_token = 9: must not exceed experts = 8"),
+    ({"model_type": ["llama"]}, "model_type = ['llama']: not supported"),
+    ({"tie_word_embeddings": "yes"}, "tie_word_embeddings = 'yes': must be true or false"),
+    ({"model_type": "qwen3_moe", "num_experts": 8, "num_experts_per_tok": 2,
+      "mlp_only_layers": 3}, "mlp_only_layers = 3: must be a list of layer indices"),
+    ({"model_type": "gpt_oss", "sliding_window": 128, "layer_types": 5},
+     "layer_types = 5: must be a list of layer types"),
+    ({"sliding_window": "4k"}, "sliding_window = '4k': must be an integer in [0, "),
+    ({"model_type": "gemma3", "text_config": [1]}, "text_config = [1]: must be a JSON object"),
+    ({"model_type": "gemma3", "text_config": {"hidden_size": "x"}},
+     "text_config.num_attention_heads: missing in config.json"),
+])
+def test_model_import_checks_every_key_it_reads(changes, expected):
+    with pytest.raises(dse.ConfigError) as exc:
+        preset_from_config({**LLAMA3_8B, **changes}, "m", "dir/config.json")
+    msg = str(exc.value)
+    assert msg.startswith("dir/config.json: ") and expected in msg and "\n" not in msg, msg
+
+
+def test_model_import_name_cannot_leave_the_folder(tmp_path, monkeypatch, capsys):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    (work / "config.json").write_text(json.dumps(LLAMA3_8B))
+    msg = _cli_error(capsys, tmp_path, "model", "import", "config.json", "--name", "../../evil")
+    assert "--name = '../../evil': a preset name is an identifier" in msg
+
+
+@pytest.mark.parametrize("folder, name", [
+    ("Llama-3.1-8B", "llama_3_1_8b"), ("405b-FP8", "m_405b_fp8"), ("ünï cødé", "_n__c_d_"),
+    ("x" * 100, "x" * 64), ("...", "imported"), ("", "imported"),
+])
+def test_model_import_default_name_is_an_identifier(folder, name):
+    assert default_name(Path(folder) / "config.json") == name
+
+
+def test_model_import_default_name_from_folder_writes_there(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "405B-FP8.v2").mkdir()
+    (tmp_path / "405B-FP8.v2" / "config.json").write_text(json.dumps(LLAMA3_8B))
+    assert main(["model", "import", "405B-FP8.v2/config.json"]) == 0
+    assert dse.load_model("m_405b_fp8_v2.toml").name == "m_405b_fp8_v2"
+
+
+@pytest.mark.parametrize("file_name", ['a"b\\c.json', "new\nline.json", "🎉.json"])
+def test_model_import_odd_file_name_gives_valid_toml(tmp_path, file_name):
+    path = tmp_path / file_name
+    path.write_text(json.dumps(LLAMA3_8B))
+    name, text = import_config(path, "m")
+    assert parse_model(tomllib.loads(text), "x").layers == 32
+
+
+def test_model_import_interleaved_moe_counts_without_listing_layers():
+    cfg = {**LLAMA3_8B, "model_type": "qwen3_moe", "num_experts": 8, "num_experts_per_tok": 2,
+           "decoder_sparse_step": 2, "mlp_only_layers": [0, 1, 3, 5, 99]}
+    # layers 1, 3, 5 would be MoE (every 2nd) but are listed dense; 0 and 99 change nothing
+    assert preset_from_config(cfg, "m")["dense_layers"] == 32 - (16 - 3)
+    big = preset_from_config({**cfg, "num_hidden_layers": 2**31 - 1}, "m")  # instant
+    assert big["dense_layers"] == 2**31 - 1 - ((2**31 - 1) // 2 - 4)  # 99 counts now
+
+
+def test_model_import_gemma3_text_config_ties_embeddings_by_default():
+    text = {k: v for k, v in LLAMA3_8B.items() if k != "tie_word_embeddings"}
+    cfg = {"model_type": "gemma3", "text_config": {**text, "head_dim": 256}}
+    assert preset_from_config(cfg, "m")["tied_embeddings"] is True
