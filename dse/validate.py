@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .config import SAME, ConfigError, load_hardware, load_model, parse_sweep
+from .calibrate import read_table_file
+from .config import SAME, ConfigError, int_axis_problem, load_hardware, load_model, parse_sweep, \
+    shown
 from .evaluate import REASONS, derive, evaluate
 from .kernels.layout import DTYPES
 
@@ -60,18 +62,7 @@ def bundled_measured_path() -> Path:
 
 def load_measured(path) -> pd.DataFrame:
     """Read a measured table from CSV (or ``.parquet``); a read problem is a ConfigError."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, skipinitialspace=True)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, expected a CSV file") from None
-    except Exception as exc:  # noqa: BLE001  pandas/pyarrow parse errors have many types
-        msg = " ".join(str(exc).split())
-        raise ConfigError(f"{path}: cannot read the table: {msg}") from None
+    return read_table_file(path, "measured table (CSV or Parquet)", skipinitialspace=True)
 
 
 # --------------------------------------------------------------------------- checks
@@ -84,7 +75,7 @@ def _missing(value) -> bool:
 
 
 def _fail(source, row, col, value, problem):
-    raise ConfigError(f"{source}: row {row}: {col} = {value!r}: {problem}")
+    raise ConfigError(f"{source}: row {row}: {col} = {shown(value)}: {problem}")
 
 
 def _as_text(value):
@@ -93,19 +84,21 @@ def _as_text(value):
 
 
 def _positive_int(value, source, row, col) -> int:
-    value = _as_text(value)
-    if isinstance(value, bool):
-        _fail(source, row, col, value, "must be a positive integer")
+    """A value of the integer axis ``col``: a positive integer within its physical bound
+    (:data:`dse.config.INT_AXIS_MAX`; beyond it int64 arithmetic would overflow)."""
+    value = number = _as_text(value)
     if isinstance(value, str):
         text = value.strip()
         try:
-            value = int(text) if text.lstrip("+").isdigit() else float(text)
-        except ValueError:
-            _fail(source, row, col, value, "must be a positive integer")
-    if isinstance(value, numbers.Real) and math.isfinite(value) and value == int(value) \
-            and value > 0:
-        return int(value)
-    _fail(source, row, col, value, "must be a positive integer")
+            number = int(text) if text.lstrip("+").isdigit() else float(text)
+        except ValueError:  # not a number, or too many digits to convert
+            number = None
+    if isinstance(number, float) and math.isfinite(number) and number == int(number):
+        number = int(number)  # 8.0 (a CSV column with an empty cell is float)
+    problem = int_axis_problem(col, number)
+    if problem:
+        _fail(source, row, col, value, problem)
+    return number
 
 
 def _seconds(value, source, row, col) -> float:
@@ -138,7 +131,8 @@ def _dtype(value, source, row, col) -> str:
     if col != "weight_dtype" and _missing(value):
         return SAME
     valid = DTYPES if col == "weight_dtype" else (*DTYPES, SAME)
-    text = value.strip().lower() if isinstance(value, str) else value
+    # anything else is no name (and `in` would compare a Parquet list cell elementwise)
+    text = value.strip().lower() if isinstance(value, str) else None
     if text not in valid:
         _fail(source, row, col, value, f"unknown precision; valid: {', '.join(valid)}")
     return text
@@ -157,11 +151,11 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
     columns = [str(c).strip() for c in table.columns]
     for col in columns:
         if col not in VALID_COLUMNS:
-            raise ConfigError(f"{source}: column {col!r}: unknown column; valid columns: "
+            raise ConfigError(f"{source}: column {shown(col)}: unknown column; valid columns: "
                               f"{', '.join(VALID_COLUMNS)}")
     if len(set(columns)) != len(columns):
         dup = next(c for c in columns if columns.count(c) > 1)
-        raise ConfigError(f"{source}: column {dup!r}: appears twice")
+        raise ConfigError(f"{source}: column {shown(dup)}: appears twice")
     for col in REQUIRED:
         if col not in columns:
             raise ConfigError(f"{source}: column {col!r}: missing required column; required: "

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 import dse
+from dse.calibrate import MAX_TABLE_BYTES
+from dse.cli import main
 from dse.config import ConfigError
 from dse.validate import (
     INPUT_COLUMNS,
@@ -242,3 +244,91 @@ def test_validate_resolves_preset_paths_against_base_dir(tmp_path):
     ref, _ = validate(small_table().iloc[[0]])
     assert rows.loc[0, "predicted_tpot_s"] == ref.loc[0, "predicted_tpot_s"]
     assert card.iloc[0]["hardware"] == "my_gpu.toml"
+
+
+# --------------------------------------------------------------------------- hostile input
+@pytest.mark.parametrize("col, value, expected", [
+    ("batch", 1e20, "batch = 1e+20: above the bound 1,048,576 of batch"),
+    ("batch", 2**70, f"batch = {2**70}: above the bound 1,048,576 of batch"),
+    ("batch", "1e20", "batch = '1e20': above the bound 1,048,576 of batch"),
+    ("batch", "9" * 5000, "batch = '999"),
+    ("input_tokens", 2**24 + 1, "above the bound 16,777,216 of input_tokens"),
+    ("output_tokens", 2**24 + 1, "above the bound 16,777,216 of output_tokens"),
+    ("tp", 2**16 + 1, "above the bound 65,536 of tp"),
+    ("pp", 2**12 + 1, "above the bound 4,096 of pp"),
+    ("ep", 2**16 + 1, "above the bound 65,536 of ep"),
+    ("tp", True, "tp = True: must be a positive integer (at most 65,536)"),
+])
+def test_validate_int_axis_beyond_its_bound(col, value, expected):
+    table = small_table().astype({col: object})
+    table.loc[1, col] = value
+    msg = _one_line_error(table, "row 3", col, expected)
+    assert len(msg) < 400  # the value is cut, not printed in full
+
+
+def test_validate_dtype_cell_that_is_an_array_is_one_line():
+    table = small_table().astype({"weight_dtype": object})
+    table.at[2, "weight_dtype"] = np.array(["bf16", "fp8"])
+    _one_line_error(table, "row 4", "weight_dtype", "unknown precision")
+
+
+def _cli_error(capsys, tmp_path, *argv):
+    """Run the CLI; assert exit 2, one stderr line, no traceback, no file written."""
+    before = sorted(tmp_path.rglob("*"))
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("dse: error: "), err
+    assert "Traceback" not in err
+    assert sorted(tmp_path.rglob("*")) == before
+    return lines[0]
+
+
+def test_validate_cli_huge_batch_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    table = small_table()
+    table["batch"] = table["batch"].astype(float)
+    table.loc[0, "batch"] = 1e20  # int64 overflow in the evaluation before the bound
+    table.to_csv("m.csv", index=False)
+    msg = _cli_error(capsys, tmp_path, "validate", "m.csv", "--out", "o")
+    assert "m.csv: row 2: batch = 1e+20: above the bound 1,048,576 of batch" in msg
+
+
+def _huge(path):
+    with open(path, "wb") as f:
+        f.truncate(MAX_TABLE_BYTES + 1)  # sparse
+
+
+@pytest.mark.parametrize("name, make, expected", [
+    ("m.csv", lambda p: p.mkdir(), "is a folder, expected a measured table"),
+    ("m.csv", lambda p: p.symlink_to("/dev/zero"), "not a regular file"),
+    ("m.csv", _huge, "a measured table (CSV or Parquet) is at most 268,435,456 bytes"),
+    ("m.csv", lambda p: p.write_bytes(b"hardware,model\n\xff\xfe\n"), "not UTF-8"),
+    ("m.csv", lambda p: p.write_bytes(b"\n \n"), "empty file, expected a measured table"),
+    ("m.csv", lambda p: p.write_text(",".join(["x"] * 5000)), "5,000 columns"),
+    ("m.csv", lambda p: p.write_text("hardware, batch,batch\n"), "column 'batch': appears twice"),
+    ("m.csv", lambda p: p.write_text("\u202e\x00,\U0001F600\n\x01,\x02\n"), "unknown column"),
+    ("m.parquet", lambda p: p.write_bytes(b"PAR1"), "cannot read the table"),
+], ids=["folder", "dev_zero", "huge", "binary", "blank", "wide", "duplicate", "garbage",
+        "bad_parquet"])
+def test_validate_cli_unreadable_table_is_one_line(tmp_path, monkeypatch, capsys, name, make,
+                                                   expected):
+    monkeypatch.chdir(tmp_path)
+    make(tmp_path / name)
+    msg = _cli_error(capsys, tmp_path, "validate", name, "--out", "o")
+    assert msg.startswith(f"dse: error: {name}: ") and expected in msg, msg
+
+
+@pytest.mark.parametrize("col, cells", [
+    ("batch", [[1], [2], [3], [4]]), ("measured_ttft_s", [{"a": 1}] * 4),
+    ("tp", [True, False, True, True]), ("input_tokens", [2.0**80] * 4),
+])
+def test_validate_cli_parquet_with_odd_types_is_one_line(tmp_path, monkeypatch, capsys, col,
+                                                         cells):
+    monkeypatch.chdir(tmp_path)
+    table = small_table()
+    table[col] = cells
+    table.to_parquet("m.parquet")
+    msg = _cli_error(capsys, tmp_path, "validate", "m.parquet", "--out", "o")
+    assert f"m.parquet: row 2: {col} = " in msg
