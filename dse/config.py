@@ -144,7 +144,7 @@ def check_preset_name(name, source, key="name") -> str:
 def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
-    except OSError:  # a name too long for the file system, a symlink loop, ...
+    except (OSError, ValueError):  # a name too long, a symlink loop, a NUL character
         return False
 
 
@@ -185,7 +185,8 @@ def _check_keys(data: dict, allowed, required, source, section=""):
     prefix = f"[{section}] " if section else ""
     for key in data:
         if key not in allowed:
-            _fail(source, prefix + key, data[key],
+            name = key if len(key) <= MAX_SHOWN_CHARS else shown(key)
+            _fail(source, prefix + name, data[key],
                   f"unknown key; valid keys: {', '.join(sorted(allowed))}")
     for key in required:
         if key not in data:

@@ -34,6 +34,8 @@ def atomic(path: Path):
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{path}: is a folder; give the name of a file to write")
+    if path.exists() and not path.is_file():  # a device or pipe is never replaced
+        raise OutputError(f"{path}: not a regular file; give the name of a file to write")
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         yield tmp

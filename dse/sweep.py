@@ -336,6 +336,9 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise ConfigError(f"--workers {workers!r}: expected a positive number of processes")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ConfigError(f"threads = {threads!r}: expected a positive number of threads")
     if chunk_rows is not None and (isinstance(chunk_rows, bool)
                                    or not isinstance(chunk_rows, int) or chunk_rows < 1):
         raise ConfigError(f"--chunk-rows {chunk_rows!r}: expected a positive integer")
@@ -424,9 +427,10 @@ def check_partition_by(partition_by: tuple) -> None:
         if d not in valid:
             why = ("a what-if scale: hive readers would read its values back as strings"
                    if d in WHAT_IF_DIMS else "not an axis")
-            raise ConfigError(f"--partition-by {d!r}: {why}; valid: {', '.join(valid)}")
+            raise ConfigError(f"--partition-by {shown(d)}: {why}; valid: {', '.join(valid)}")
     if len(set(partition_by)) != len(partition_by):
-        raise ConfigError(f"--partition-by {','.join(partition_by)!r}: an axis is named twice")
+        raise ConfigError(f"--partition-by {shown(','.join(partition_by))}: an axis is named "
+                          "twice")
 
 
 def _chunk_rows(spec: SweepSpec, budget: int, results: bool, parallel: int,

@@ -402,3 +402,39 @@ def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(cwd, capsys, mo
     monkeypatch.setattr(sweep_mod, "CONNECT_TIMEOUT_S", 1)
     _refused(capsys, ["sweep", "t.toml", "--out", "results", "--scheduler",
                       "tcp://127.0.0.1:1"], "--scheduler", "cannot connect")
+
+
+@pytest.mark.parametrize("text, parts", [
+    ("[grid]\n" + "k" * 100_000 + " = 1\n", ("unknown key", "...")),
+    ('[grid]\nhardware = ["a\\u0000b.toml"]\n', ("preset file not found",)),
+    ('[grid]\nmodel = ["a\\u0000b"]\n', ("unknown models preset",)),
+    ("[grid]\nbatch = 1979-05-27\n", ("[grid] batch", "positive integer")),
+    ("[what_if]\ncompute_scale = [1979-05-27]\n", ("compute_scale", "finite number")),
+    ("[grid]\nbatch = [[1]]\n", ("[grid] batch", "scalars")),
+])
+def test_odd_toml_values_are_one_short_line(cwd, capsys, text, parts):
+    Path("t.toml").write_text(text)
+    line = _refused(capsys, ["sweep", "t.toml", "--out", "results"], *parts)
+    assert len(line) < 1000
+
+
+def test_a_device_is_never_replaced_by_an_output(cwd, capsys):
+    pd.DataFrame({"op": ["gemm"] * 3, "dtype": ["bf16"] * 3, "m": [1, 64, 4096],
+                  "n": [4096] * 3, "k": [4096] * 3,
+                  "latency_s": [2e-5, 3e-5, 4e-4]}).to_csv("k.csv", index=False)
+    _refused(capsys, ["calibrate", "k.csv", "--hardware", "h100_sxm", "--out", "/dev/null",
+                      "--overwrite"], "/dev/null", "regular file")
+    assert Path("/dev/null").is_char_device()
+
+
+def test_every_command_works_from_a_relative_working_directory(cwd, capsys):
+    assert main(["list", "hardware"]) == 0 and main(["list", "models"]) == 0
+    assert main(["explain", "--model", "llama3_8b", "--batch", "4", "--csv", "e.csv",
+                 "--parquet", "e.parquet"]) == 0
+    assert len(pd.read_csv("e.csv")) == len(pd.read_parquet("e.parquet")) > 0
+    assert main(["explain", "--spec", "t.toml"]) == 0
+    assert main(["validate", "--out", "v"]) == 0
+    assert Path("v/validation.parquet").is_file()
+    assert _sweep("--no-results", out="r2") == 0
+    assert _sweep("--no-results", "--resume", out="r2") == 0  # finished: nothing to redo
+    assert capsys.readouterr().err == ""
