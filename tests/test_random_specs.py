@@ -150,8 +150,8 @@ def _check_outputs(spec: dict, out: Path) -> None:
 @given(specs())
 def test_random_specs_refused_in_one_line_or_correct(capsys, spec):
     home = os.getcwd()
-    work = tempfile.mkdtemp()
-    os.chdir(work)
+    work = tempfile.TemporaryDirectory()
+    os.chdir(work.name)
     try:
         Path("s.toml").write_text(_toml(spec))
         rc = main(["sweep", "s.toml", "--out", "out", "--quiet", "--memory-limit", "2GB"])
@@ -171,3 +171,4 @@ def test_random_specs_refused_in_one_line_or_correct(capsys, spec):
             assert sorted(os.listdir()) == ["s.toml"], lines[0]
     finally:
         os.chdir(home)
+        work.cleanup()
