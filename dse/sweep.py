@@ -333,15 +333,11 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
                           "positive number of bytes")
     budget = int(memory_limit_bytes or default_budget_bytes())
     _check_reduction_size(spec, budget)
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                or workers < 1):
-        raise ConfigError(f"--workers {workers!r}: expected a positive number of processes")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
-        raise ConfigError(f"threads = {threads!r}: expected a positive number of threads")
-    if chunk_rows is not None and (isinstance(chunk_rows, bool)
-                                   or not isinstance(chunk_rows, int) or chunk_rows < 1):
-        raise ConfigError(f"--chunk-rows {chunk_rows!r}: expected a positive integer")
+    for name, value in (("--workers", workers), ("threads", threads),
+                        ("--chunk-rows", chunk_rows)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ConfigError(f"{name} {shown(value)}: expected a positive integer")
     if scheduler is not None:
         check_scheduler(scheduler)
         parallel = 1  # a remote cluster's size is unknown here: size chunks per worker
