@@ -12,8 +12,8 @@ import xarray as xr
 
 from . import compile as comp
 from .config import SweepSpec
-from .grid import (GRID_DIMS, KERNEL_WHAT_IF, TPOT_DIMS, TTFT_DIMS, coords, dtype_codes,
-                   hardware_tables, resolve_dtypes)
+from .grid import (GRID_DIMS, KERNEL_WHAT_IF, MEMORY_DIMS, STRUCTURE_DIMS, TPOT_DIMS,
+                   TTFT_DIMS, coords, dtype_codes, hardware_tables, resolve_dtypes)
 from .kernels import layout as L
 from .kernels.grid import evaluate_grid
 
@@ -51,11 +51,6 @@ def run_kernel(inputs: dict, shape_ttft, shape_tpot):
     return ttft.reshape(shape_ttft), tpot.reshape(shape_tpot), bound.reshape(shape_tpot)
 
 
-MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "attention_dp",
-               "batch", "input_tokens", "output_tokens")
-STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp")
-
-
 def _shaped(values, dim, dims, dtype=None):
     """``values`` of one dim reshaped to broadcast against arrays over ``dims``."""
     shape = [1] * len(dims)
@@ -91,8 +86,39 @@ def structural_reasons(models, tp, pp, ep, adp) -> np.ndarray:
     return np.stack(out).astype(np.uint8)
 
 
+def _own_dims(term, models, dims, c) -> tuple[tuple, np.ndarray]:
+    """``term(model)`` (an array over ``dims[1:]``, size 1 where it does not vary) of each
+    model, stacked over ``dims[0]`` (the model dim), keeping only the dims the values vary
+    over and the grid's own size-1 dims: (dims, array). The models are computed one at a
+    time into one array of their union shape (no list of per-model copies)."""
+    out = None
+    for i, m in enumerate(models):
+        value = np.asarray(term(m), dtype=np.float64)
+        value = value.reshape((1,) * (len(dims) - 1 - value.ndim) + value.shape)
+        if len(models) == 1:
+            out = value[None]  # a view: no copy
+            break
+        shape = value.shape if out is None else np.broadcast_shapes(out.shape[1:], value.shape)
+        if out is None or shape != out.shape[1:]:
+            grown = np.empty((len(models), *shape))
+            if out is not None:
+                grown[:i] = out[:i]
+            out = grown
+        out[i] = value
+        del value
+    keep = [0] + [i for i in range(1, out.ndim)
+                  if out.shape[i] > 1 or len(c[dims[i]]) == 1]
+    squeezed = tuple(i for i in range(out.ndim) if i not in keep)
+    return tuple(dims[i] for i in keep), np.ascontiguousarray(out.squeeze(squeezed))
+
+
 def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
-    """Per-device memory terms [bytes], usable capacity and structural reason codes."""
+    """Per-device memory terms [bytes], usable capacity and structural reason codes.
+
+    Each memory term carries only the dims among ``MEMORY_DIMS`` it varies over (weights:
+    model, precisions, tp, pp, attention_dp; activations not output length or KV
+    precision), so a chunk holds one full-size term (the KV cache), not three.
+    """
     dims = MEMORY_DIMS
     ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp", "batch",
                                                      "input_tokens", "output_tokens")}
@@ -100,25 +126,22 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     w, a, k = resolve_dtypes(w, _shaped(dtype_codes(c["act_dtype"]), "act_dtype", dims),
                              _shaped(dtype_codes(c["kv_dtype"]), "kv_dtype", dims))
     wb, ab, kb = (L.DTYPE_BYTES[x] for x in (w, a, k))
-    shape = tuple(len(c[d]) for d in dims[1:])
     tp, pp, adp, batch = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0], ax["batch"][0]
-    weight, kv, act = [], [], []
-    for m in spec.models:
-        weight.append(np.broadcast_to(
-            comp.weight_params_per_device(m, tp, pp, adp) * wb[0], shape))
-        kv.append(np.broadcast_to(comp.kv_cache_bytes_per_device(
-            m, tp, pp, batch, ax["input_tokens"][0] + ax["output_tokens"][0], kb[0], adp),
-            shape))
-        act.append(np.broadcast_to(comp.activation_bytes_per_device(
-            m, tp, pp, batch, ax["input_tokens"][0], ab[0], adp), shape))
+    context = ax["input_tokens"][0] + ax["output_tokens"][0]
+    terms = {
+        "weight_bytes_per_device": lambda m: comp.weight_params_per_device(
+            m, tp, pp, adp) * wb[0],
+        "kv_cache_bytes_per_device": lambda m: comp.kv_cache_bytes_per_device(
+            m, tp, pp, batch, context, kb[0], adp),
+        "activation_bytes_per_device": lambda m: comp.activation_bytes_per_device(
+            m, tp, pp, batch, ax["input_tokens"][0], ab[0], adp),
+    }
     scale_ok = np.ones([len(c[d]) for d in WHAT_IF_DIMS], dtype=bool)
     for d in WHAT_IF_DIMS:
         scale_ok &= _shaped(c[d], d, WHAT_IF_DIMS) > 0
     capacity = np.array([h.memory_bytes * h.memory_usable_fraction for h in spec.hardware])
     return {
-        "weight_bytes_per_device": (dims, np.stack(weight)),
-        "kv_cache_bytes_per_device": (dims, np.stack(kv)),
-        "activation_bytes_per_device": (dims, np.stack(act)),
+        **{name: _own_dims(term, spec.models, dims, c) for name, term in terms.items()},
         # NaN marks an unknown price: the one documented missing value (null in Parquet)
         "price_per_device_hour_usd": (("hardware",), np.array(
             [h.price_per_device_hour_usd or np.nan for h in spec.hardware])),

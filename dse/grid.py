@@ -23,28 +23,138 @@ GROUP_DIMS = tuple(d for d in GRID_DIMS if d not in STRATEGY_DIMS)
 # The grid flattened group by group: the chunk order of frontiers-only sweeps.
 REDUCTION_ORDER = (*GROUP_DIMS, *STRATEGY_DIMS)
 
-# Peak bytes per configuration of a chunk in flight (kernel outputs, xarray's derived
-# columns, the grouped copies the reductions sort, record batches): about 190 measured by
-# benchmarks/bench_stream.py on 30 M-configuration chunks; chunks are sized with this.
-BYTES_PER_CONFIG = 200
-# Frontiers-only chunks hold no per-configuration arrays beyond the kernel outputs (under
-# 1 B/config) and the frontier index buffer (at most 4 B/config touched): 24 B/config
-# covers them with room, plus the chunk's frontier rows, about 300 B each as DataFrame and
-# Arrow partial, budgeted at up to FRONTIER_ROWS_PER_GROUP per group (measured: about 60 per
-# group of 13,824 strategies on benchmarks/sweep_1b.toml; a group with a larger frontier
-# overshoots the budget by 300 B per extra row).
-REDUCE_BYTES_PER_CONFIG = 24
-BYTES_PER_FRONTIER_ROW = 300
-FRONTIER_ROWS_PER_GROUP = 256
+# Dims of the evaluated memory terms and structural checks (dse.evaluate): the KV cache
+# varies over all of MEMORY_DIMS, the activations not over output length or KV precision.
+MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "attention_dp",
+               "batch", "input_tokens", "output_tokens")
+ACTIVATION_DIMS = tuple(d for d in MEMORY_DIMS if d not in ("kv_dtype", "output_tokens"))
+STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp")
+
+# Peak memory of a chunk in flight, term by term [bytes per point of the dims named], as
+# :func:`chunk_bytes` adds them up. Measured with benchmarks/bench_memory.py (peak RSS of
+# one chunk in a fresh process, against this estimate, on grids of one huge group, of many
+# one-strategy groups and in between); each term is rounded up.
+# - kernel outputs: ttft (float64) over TTFT_DIMS; tpot (float64) and bound (uint8) over
+#   TPOT_DIMS
+TTFT_BYTES, TPOT_BYTES = 8, 9
+# - memory terms: the KV cache and one temporary of its size while it is computed, and
+#   the activations; structural reason codes and the int64 temporaries of their checks
+KV_BYTES, ACTIVATION_BYTES, STRUCTURE_BYTES = 16, 8, 24
+# - the reduction's per-thread scratch: x, y (float64) and a feasible flag per (group of
+#   a block, strategy), and per worker a candidate index and the frontier pre-filter's
+#   survivors (int64)
+SCRATCH_BYTES, WORKER_BYTES = 17, 16
+# - per group: its offsets, counts, and best row (DataFrame, nullable copies, Arrow
+#   partial); per frontier row: indices, metrics, DataFrame and Arrow partial
+GROUP_BYTES, FRONTIER_ROW_BYTES = 1024, 640
+# A group's frontier in a chunk is taken to hold at most max(FRONTIER_ROWS_PER_GROUP,
+# 2 * batch values * dp values) of its strategies: the batch size trades throughput per
+# device for speed per user, and dp replicas tie (every dp of a frontier point is on it).
+# Measured: 84 of 13,824 strategies for 12 batch x 6 dp values (benchmarks/sweep_1b.toml's
+# strategy axes), 424 of 8,192 for 256 batch x 32 tp, 524 of 1,024 for 32 batch x 32 dp,
+# 13 of 6,272 for 8 batch values over tp, ep, attention_dp and pp; every one of 64 batch
+# values alone. A larger frontier overshoots the estimate by FRONTIER_ROW_BYTES per row.
+FRONTIER_ROWS_PER_GROUP = 64
+# - with the results table: each record batch (up to table.BATCH_ROWS rows) as Arrow
+#   columns, the derived columns it is gathered from and its Parquet encoding (measured
+#   150-270 B per row of a full batch), and a share per configuration beyond a batch
+RESULTS_BATCH_BYTES, RESULTS_BYTES = 288, 16
+# - the final tables' writer (dse.sweep): it reads a finished chunk's partial tables
+#   back and re-encodes them while later chunks run (a partial row is about 220 B of
+#   Arrow; up to three copies: the one read, the one encoded and the next one queued);
+#   merging chunks' partials at the end holds one (hardware, model) pair's rows as
+#   DataFrames, their concatenation and sorted copy (measured about 1 kB per row)
+PARTIAL_ROW_BYTES, MERGE_ROW_BYTES = 768, 1280
+# Pages of the (n_groups, n_strategies) frontier index that a group touches (int32; only
+# the entries written are resident).
+FRONT_PAGE_BYTES = 8192
+# What the process holds beyond what it held before the first chunk (numba's loaded
+# kernels and LLVM, Arrow's and the allocator's pools, the pool threads): measured about
+# 100 MB frontiers-only and 160 MB with the results table on a tiny sweep run first in
+# its process; a process that has run the kernels before holds them already.
+PROCESS_BYTES = {False: 128_000_000, True: 192_000_000}
+WARM_PROCESS_BYTES = 32_000_000
+# Per row of the reduction's strategy offset tables (dse.reduce.Points: ten int64 offsets
+# and two int64 products; about twice the square root of a chunk's strategies).
+STRATEGY_ROW_BYTES = 128
+# Bookkeeping per chunk for the whole sweep: its plan entry, its manifest entry (dicts and
+# the manifest's JSON text), the scheduler's lists (measured about 1.2 kB; file names of
+# the results table's parts come on top).
+BYTES_PER_CHUNK = 4096
 
 
-def bytes_per_config(spec, results: bool) -> float:
-    """Peak bytes per configuration of a chunk in flight, for sizing chunks to a budget."""
-    if results:
-        return BYTES_PER_CONFIG
-    strategies = int(np.prod([len(v) for d, v in coords(spec).items() if d in STRATEGY_DIMS]))
-    return (REDUCE_BYTES_PER_CONFIG
-            + BYTES_PER_FRONTIER_ROW * min(strategies, FRONTIER_ROWS_PER_GROUP) / strategies)
+def process_bytes(results: bool) -> int:
+    """What a sweep adds to this process besides its chunks (:data:`PROCESS_BYTES`, or
+    :data:`WARM_PROCESS_BYTES` once the kernels have run in it)."""
+    from .kernels.grid import evaluate_grid
+    from .kernels.objectives import grouped_reduce
+    if evaluate_grid.overloads and grouped_reduce.overloads:
+        return WARM_PROCESS_BYTES
+    return PROCESS_BYTES[results]
+
+
+def split_point(sizes) -> int:
+    """Where to cut a list of dim sizes (C order) into outer and inner dims so that the two
+    per-dim-product tables (outer product + inner product rows) are smallest."""
+    best, best_k = None, 0
+    for k in range(len(sizes) + 1):
+        rows = int(np.prod(sizes[:k])) + int(np.prod(sizes[k:]))
+        if best is None or rows < best:
+            best, best_k = rows, k
+    return best_k
+
+
+def _count(sizes: dict, dims) -> float:
+    return float(np.prod([sizes[d] for d in dims]))
+
+
+def frontier_rows(sizes: dict) -> float:
+    """Estimated Pareto rows of one group of a chunk whose dims have ``sizes``."""
+    return min(_count(sizes, STRATEGY_DIMS),
+               max(FRONTIER_ROWS_PER_GROUP, 2 * sizes["batch"] * sizes["dp"]))
+
+
+def partial_rows(sizes: dict) -> float:
+    """Estimated rows of a chunk's partial tables (Pareto and best)."""
+    return _count(sizes, GROUP_DIMS) * (1 + frontier_rows(sizes))
+
+
+def chunk_bytes(sizes: dict, results: bool, threads: int) -> float:
+    """Estimated peak bytes of one chunk in flight whose dims have ``sizes`` (evaluated
+    arrays, the reduction's tables, scratch and rows, and the results table's batches),
+    reduced with ``threads`` numba threads. Grows with the chunk's configurations, its
+    strategies and its groups, each counted at what they cost (a chunk of one group of
+    many strategies costs several times the same configurations in many groups)."""
+    from .kernels.objectives import GROUP_BLOCK
+    from .table import BATCH_ROWS
+
+    def n(dims):
+        return _count(sizes, dims)
+
+    rows, n_s, n_g = n(GRID_DIMS), n(STRATEGY_DIMS), n(GROUP_DIMS)
+    evaluated = (TTFT_BYTES * n(TTFT_DIMS) + TPOT_BYTES * n(TPOT_DIMS)
+                 + KV_BYTES * n(MEMORY_DIMS) + ACTIVATION_BYTES * n(ACTIVATION_DIMS)
+                 + STRUCTURE_BYTES * n(STRUCTURE_DIMS))
+    workers = min(threads, -(-n_g // GROUP_BLOCK))
+    scratch = (min(n_g, GROUP_BLOCK * threads) * SCRATCH_BYTES + workers * WORKER_BYTES) * n_s
+    strategy_sizes = [sizes[d] for d in STRATEGY_DIMS]
+    k = split_point(strategy_sizes)
+    tables = STRATEGY_ROW_BYTES * (np.prod(strategy_sizes[:k]) + np.prod(strategy_sizes[k:]))
+    reduced = (n_g * (GROUP_BYTES + min(4 * n_s, FRONT_PAGE_BYTES)
+                      + frontier_rows(sizes) * FRONTIER_ROW_BYTES) + scratch + tables)
+    written = (RESULTS_BATCH_BYTES * min(rows, BATCH_ROWS) + RESULTS_BYTES * rows
+               if results else 0.0)
+    return evaluated + reduced + written
+
+
+def bytes_per_config(spec, results: bool, threads: int | None = None) -> float:
+    """Peak bytes per configuration of the whole grid as one chunk (see
+    :func:`chunk_bytes`; smaller chunks of many groups cost about as much per
+    configuration, those of part of one group more)."""
+    import numba
+    sizes = {d: len(v) for d, v in coords(spec).items()}
+    threads = threads or numba.config.NUMBA_NUM_THREADS
+    return chunk_bytes(sizes, results, threads) / spec.n_configs()
 
 
 def coords(spec: SweepSpec) -> dict:
@@ -86,6 +196,23 @@ def hardware_tables(hardware) -> tuple[np.ndarray, np.ndarray]:
         table[i, L.HW_KERNEL_LATENCY_S] = hw.kernel_latency_s
         rates[i] = [hw.rate(d) for d in L.DTYPES]
     return table, rates
+
+
+def held_bytes() -> int:
+    """Memory this process holds now [bytes]: VmRSS from /proc/self/status, else its peak
+    (``ru_maxrss``, which a child process inherits from the parent it was forked from, so
+    it can be far above what the child ever held)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def available_memory_bytes() -> int:

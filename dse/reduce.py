@@ -6,6 +6,8 @@ group are its strategies (``STRATEGY_DIMS``: batch, tp, pp, ep, dp, precisions).
 """
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 import pandas as pd
@@ -13,7 +15,7 @@ import xarray as xr
 
 from .config import Constraints
 from .evaluate import METRIC_INPUTS, REASON_CODE, REASONS, derived_metrics
-from .grid import GROUP_DIMS, STRATEGY_DIMS, dtype_codes, resolve_dtypes
+from .grid import GROUP_DIMS, STRATEGY_DIMS, dtype_codes, resolve_dtypes, split_point
 from .kernels.gather import offsets
 from .kernels.layout import BOUND_NAMES, DTYPES
 from .kernels.objectives import N_SOURCES, flatten_front, grouped_reduce
@@ -39,43 +41,67 @@ SOURCES = ("ttft_s", "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_de
 
 class Points:
     """An evaluated block addressed by (group, strategy) flat indices, without broadcasting:
-    each source variable's value at (g, s) is ``flat[group_offsets[g] + strategy_offsets[s]]``.
+    each source variable's value at (g, s) is ``flat[group_offsets[g] + outer_offsets[a] +
+    inner_offsets[b]]`` with ``s = a * n_inner + b``. The strategy dims are split into outer
+    and inner dims (:func:`split_point`), so the offset tables hold about twice the square
+    root of the strategies' rows, never one row per strategy.
     """
 
     def __init__(self, block: xr.Dataset):
         self.block = block
         self.sizes = block.sizes
-        sources = [(block[n], np.ascontiguousarray(block[n].values)) for n in SOURCES]
+        # Variables, not DataArrays: building a DataArray costs more than a small chunk's
+        # whole reduction
+        var = block.variables
+        sources = [(var[n], np.ascontiguousarray(var[n].values)) for n in SOURCES]
         self.flat = [arr.ravel() for _, arr in sources]
         self.group_offsets = _offsets(sources, GROUP_DIMS, self.sizes)
-        self.strategy_offsets = _offsets(sources, STRATEGY_DIMS, self.sizes)
+        k = split_point([self.sizes[d] for d in STRATEGY_DIMS])
+        self.outer_dims, self.inner_dims = STRATEGY_DIMS[:k], STRATEGY_DIMS[k:]
+        self.outer_offsets = _offsets(sources, self.outer_dims, self.sizes)
+        self.inner_offsets = _offsets(sources, self.inner_dims, self.sizes)
+        self.n_strategies = len(self.outer_offsets) * len(self.inner_offsets)
 
     def axis(self, dims, dim) -> np.ndarray:
         """The value of ``dim`` at every point of ``dims`` (flat, int64)."""
+        return self.product(dims, (dim,))
+
+    def product(self, dims, names) -> np.ndarray:
+        """The product of the axes ``names`` at every point of ``dims`` (flat, int64; 1
+        where none of them is among ``dims``)."""
         shape = [self.sizes[d] for d in dims]
-        values = self.block[dim].values.astype(np.int64).reshape(
-            [self.sizes[d] if d == dim else 1 for d in dims])
-        return np.broadcast_to(values, shape).ravel()
+        out = np.ones([1] * len(dims), dtype=np.int64)
+        for dim in names:
+            if dim in dims:
+                out = out * self.block.variables[dim].values.astype(np.int64).reshape(
+                    [self.sizes[d] if d == dim else 1 for d in dims])
+        return np.ascontiguousarray(np.broadcast_to(out, shape)).ravel()
+
+    def strategy_products(self, names) -> tuple[np.ndarray, np.ndarray]:
+        """(outer, inner) factors of the product of the axes ``names`` per strategy."""
+        return self.product(self.outer_dims, names), self.product(self.inner_dims, names)
 
     def values(self, name: str, g, s) -> np.ndarray:
         j = SOURCES.index(name)
-        return self.flat[j][self.group_offsets[g, j] + self.strategy_offsets[s, j]]
+        a, b = np.divmod(np.asarray(s, dtype=np.int64), len(self.inner_offsets))
+        return self.flat[j][self.group_offsets[g, j] + self.outer_offsets[a, j]
+                            + self.inner_offsets[b, j]]
 
 
 def reduce_points(pts: Points, cons: Constraints):
     """Frontier (group, strategy) pairs, best strategy per group (-1: none meets the
     constraints) and configurations per reason code per group. One numba pass, no
     grid-size temporaries (``front`` is allocated but only touched where written)."""
-    n_groups, n_strat = len(pts.group_offsets), len(pts.strategy_offsets)
-    tp, adp, pp, dp, batch = (pts.axis(STRATEGY_DIMS, d) for d in
-                              ("tp", "attention_dp", "pp", "dp", "batch"))
+    n_groups, n_strat = len(pts.group_offsets), pts.n_strategies
+    dp_batch = pts.strategy_products(("dp", "batch"))
+    devices = pts.strategy_products(("tp", "attention_dp", "pp", "dp"))
     front = np.empty((n_groups, n_strat), dtype=np.int32)
     n_front = np.empty(n_groups, dtype=np.int64)
     best = np.empty(n_groups, dtype=np.int64)
     reasons = np.zeros((n_groups, len(REASONS)), dtype=np.int64)
     grouped_reduce(
-        pts.group_offsets, pts.axis(GROUP_DIMS, "output_tokens"), pts.strategy_offsets,
-        dp * batch, tp * adp * pp * dp, *pts.flat[:N_SOURCES],
+        pts.group_offsets, pts.axis(GROUP_DIMS, "output_tokens"), pts.outer_offsets,
+        pts.inner_offsets, *dp_batch, *devices, *pts.flat[:N_SOURCES],
         REASON_CODE["what_if_scale_not_positive"], REASON_CODE["out_of_memory"],
         cons.max_devices if cons.max_devices is not None else np.iinfo(np.int64).max,
         cons.max_ttft_s if cons.max_ttft_s is not None else np.inf,
@@ -85,13 +111,20 @@ def reduce_points(pts: Points, cons: Constraints):
     return g, s, best, reasons
 
 
+@functools.lru_cache(maxsize=4096)
+def _categories(names: tuple) -> pd.CategoricalDtype:
+    return pd.CategoricalDtype(list(names))
+
+
 def _categorical(codes: np.ndarray, names) -> pd.Categorical:
     """``names[codes]`` as a categorical of the names that occur (cheap to build and to
-    write: dictionary-encoded in Parquet)."""
+    write: dictionary-encoded in Parquet). The dtypes are cached: validating categories
+    costs more than a small chunk's rows."""
     used = np.flatnonzero(np.bincount(codes, minlength=len(names)))
     remap = np.zeros(len(names), dtype=np.int64)
     remap[used] = np.arange(len(used))
-    return pd.Categorical.from_codes(remap[codes], np.asarray(names, dtype=object)[used])
+    dtype = _categories(tuple(np.asarray(names, dtype=object)[used].tolist()))
+    return pd.Categorical.from_codes(remap[codes], dtype=dtype, validate=False)
 
 
 def _column(values: np.ndarray, positions: np.ndarray):
@@ -124,9 +157,10 @@ def _rows(pts: Points, group_idx, strat_idx, place=None) -> pd.DataFrame:
         hidden[name] = np.ravel_multi_index(
             tuple(np.asarray(pos[d]) + offsets.get(d, 0) for d in dims),
             [full[d] for d in dims]).astype(np.int64)
-    cols = {d: _column(block.coords[d].values, p) for d, p in pos.items()}
+    var = block.variables
+    cols = {d: _column(var[d].values, p) for d, p in pos.items()}
     # effective precisions ("same" resolved), as categoricals over the dtype names
-    codes = resolve_dtypes(*(dtype_codes(block.coords[d].values)[pos[d]]
+    codes = resolve_dtypes(*(dtype_codes(var[d].values)[pos[d]]
                              for d in ("weight_dtype", "act_dtype", "kv_dtype")))
     for d, c in zip(("weight_dtype", "act_dtype", "kv_dtype"), codes):
         cols[d] = _categorical(c, DTYPES)
@@ -157,8 +191,10 @@ def reduce_block(block: xr.Dataset, cons: Constraints, place=None):
     for col in best.columns[len(GROUP_DIMS) + 1:]:
         if not col.startswith("_"):
             # nullable integers: one schema whether or not a chunk has unmet groups
-            values = best[col].astype("Int64") if best[col].dtype.kind in "iu" else best[col]
-            best[col] = values.where(found)
+            if best[col].dtype.kind in "iu":
+                best[col] = best[col].astype("Int64")
+            if not found.all():  # (all found: the same column)
+                best[col] = best[col].where(found)
     return pareto, best, reasons.sum(axis=0)
 
 

@@ -3,10 +3,11 @@
 The reductions need, for every configuration, tokens/s per device and per user, whether it
 is feasible and whether it meets the constraints, group by group. Deriving full-size arrays
 and transposing them costs more than everything else in a frontiers-only sweep; this kernel
-reads the kernel outputs and memory tables through precomputed offsets instead (one table of
-per-strategy offsets, one base offset per group), computes a block of groups' objectives
-into per-thread scratch, and reduces them there: Pareto frontier, best strategy and reason
-counts. Nothing of the grid's size is written. The arithmetic follows
+reads the kernel outputs and memory tables through precomputed offsets instead (one base
+offset per group; a strategy's offset is the sum of an outer and an inner table's, so the
+tables grow with the square root of the strategies, not with them), computes a block of
+groups' objectives into per-thread scratch, and reduces them there: Pareto frontier, best
+strategy and reason counts. Nothing of the grid's size is written. The arithmetic follows
 ``dse.evaluate.derived_metrics`` operation by operation, so the values are bit-identical to
 the results table's.
 """
@@ -25,26 +26,32 @@ GROUP_BLOCK = 16
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def grouped_reduce(group_offsets, group_out, strategy_offsets, strategy_dp_batch,
-                   strategy_devices, ttft, tpot, weight, kv, act, structural, what_if_ok,
-                   usable, code_what_if, code_oom, max_devices, max_ttft, max_tpot,
-                   n_workers, front, n_front, best, reasons):
+def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer_dp_batch,
+                   inner_dp_batch, outer_devices, inner_devices, ttft, tpot, weight, kv, act,
+                   structural, what_if_ok, usable, code_what_if, code_oom, max_devices,
+                   max_ttft, max_tpot, n_workers, front, n_front, best, reasons):
     """Frontier, best strategy and reason counts of every group.
 
-    group_offsets [n_groups, >= N_SOURCES] and strategy_offsets [n_strategies, >= N_SOURCES]
-    add up to each source's flat index; group_out: output tokens per group;
-    strategy_dp_batch (dp * batch) and strategy_devices (tp * attention_dp * pp * dp) per
-    strategy. Objectives: x = tokens/s per device, y = tokens/s per user. ``n_workers``:
-    parallel tasks, each with its own scratch (a few times the thread count balances load).
+    Strategy ``s = a * n_inner + b`` (``n_inner = inner_offsets.shape[0]``): its offset into
+    each source is ``outer_offsets[a] + inner_offsets[b]`` ([n_outer | n_inner, >=
+    N_SOURCES]), and group g's is ``group_offsets[g]`` [n_groups, >= N_SOURCES]; group_out:
+    output tokens per group; dp * batch = ``outer_dp_batch[a] * inner_dp_batch[b]`` and the
+    devices (tp * attention_dp * pp * dp) = ``outer_devices[a] * inner_devices[b]``.
+    Objectives: x = tokens/s per device, y = tokens/s per user. ``n_workers``: parallel
+    tasks, each with its own scratch of min(GROUP_BLOCK, n_groups) x n_strategies (a few
+    times the thread count balances load).
 
     Fills front[g, :n_front[g]] (the strategies on group g's frontier of feasible points,
-    ascending; ``front`` [n_groups, n_strategies] may be uninitialized), best[g] (the first
-    strategy with the highest x among those meeting the constraints, -1 when none does) and
-    reasons[g, code] (configurations per reason code; must start at zero).
+    ascending; ``front`` [n_groups, n_strategies] may be uninitialized: only the entries
+    written are touched), best[g] (the first strategy with the highest x among those
+    meeting the constraints, -1 when none does) and reasons[g, code] (configurations per
+    reason code; must start at zero).
     """
     n_groups = group_offsets.shape[0]
-    n_strat = strategy_offsets.shape[0]
-    block = GROUP_BLOCK
+    n_outer = outer_offsets.shape[0]
+    n_inner = inner_offsets.shape[0]
+    n_strat = n_outer * n_inner
+    block = min(GROUP_BLOCK, n_groups)
     n_blocks = (n_groups + block - 1) // block
     n_workers = max(min(n_workers, n_blocks), 1)
     for w in prange(n_workers):
@@ -53,6 +60,7 @@ def grouped_reduce(group_offsets, group_out, strategy_offsets, strategy_dp_batch
         ys_b = np.empty((block, n_strat))
         ok_b = np.empty((block, n_strat), dtype=np.bool_)
         idx = np.empty(n_strat, dtype=np.int64)
+        so = np.empty(N_SOURCES, dtype=np.int64)
         best_x = np.empty(block)
         best_s = np.empty(block, dtype=np.int64)
         for blk in range(w, n_blocks, n_workers):
@@ -66,45 +74,50 @@ def grouped_reduce(group_offsets, group_out, strategy_offsets, strategy_dp_batch
             for g in range(g0 + 1, g1):
                 if group_offsets[g, STRUCTURAL] != group_offsets[g0, STRUCTURAL]:
                     one_model = False
-            for s in range(n_strat):
-                so = strategy_offsets[s]
-                if one_model:
-                    code = structural[group_offsets[g0, STRUCTURAL] + so[STRUCTURAL]]
-                    if code != 0:
-                        for g in range(g0, g1):
-                            reasons[g, code] += 1
-                            ok_b[g - g0, s] = False
-                        continue
-                devices = strategy_devices[s]
-                dp_batch = strategy_dp_batch[s]
-                for g in range(g0, g1):
-                    base = group_offsets[g]
-                    out = group_out[g]
-                    j = g - g0
-                    code = structural[base[STRUCTURAL] + so[STRUCTURAL]]
-                    if code == 0 and not what_if_ok[base[WHAT_IF_OK] + so[WHAT_IF_OK]]:
-                        code = code_what_if
-                    if code == 0:
-                        memory = (weight[base[WEIGHT] + so[WEIGHT]] + kv[base[KV] + so[KV]]
-                                  + act[base[ACT] + so[ACT]])
-                        if memory > usable[base[USABLE] + so[USABLE]]:
-                            code = code_oom
-                    reasons[g, code] += 1
-                    if code != 0:
-                        ok_b[j, s] = False
-                        continue
-                    ok_b[j, s] = True
-                    ttft_v = ttft[base[TTFT] + so[TTFT]]
-                    tpot_v = tpot[base[TPOT] + so[TPOT]]
-                    e2e = ttft_v + (out - 1) * tpot_v
-                    throughput = (dp_batch * out) / e2e
-                    xs = throughput / devices
-                    xs_b[j, s] = xs
-                    ys_b[j, s] = 1.0 / tpot_v
-                    if (devices <= max_devices and ttft_v <= max_ttft
-                            and tpot_v <= max_tpot and xs > best_x[j]):
-                        best_x[j] = xs
-                        best_s[j] = s
+            s = -1
+            for a in range(n_outer):
+                for b in range(n_inner):
+                    s += 1
+                    for j in range(N_SOURCES):
+                        so[j] = outer_offsets[a, j] + inner_offsets[b, j]
+                    if one_model:
+                        code = structural[group_offsets[g0, STRUCTURAL] + so[STRUCTURAL]]
+                        if code != 0:
+                            for g in range(g0, g1):
+                                reasons[g, code] += 1
+                                ok_b[g - g0, s] = False
+                            continue
+                    devices = outer_devices[a] * inner_devices[b]
+                    dp_batch = outer_dp_batch[a] * inner_dp_batch[b]
+                    for g in range(g0, g1):
+                        base = group_offsets[g]
+                        out = group_out[g]
+                        j = g - g0
+                        code = structural[base[STRUCTURAL] + so[STRUCTURAL]]
+                        if code == 0 and not what_if_ok[base[WHAT_IF_OK] + so[WHAT_IF_OK]]:
+                            code = code_what_if
+                        if code == 0:
+                            memory = (weight[base[WEIGHT] + so[WEIGHT]] + kv[base[KV] + so[KV]]
+                                      + act[base[ACT] + so[ACT]])
+                            if memory > usable[base[USABLE] + so[USABLE]]:
+                                code = code_oom
+                        reasons[g, code] += 1
+                        if code != 0:
+                            ok_b[j, s] = False
+                            continue
+                        ok_b[j, s] = True
+                        ttft_v = ttft[base[TTFT] + so[TTFT]]
+                        tpot_v = tpot[base[TPOT] + so[TPOT]]
+                        # as derived_metrics: one output token takes no decode step
+                        e2e = ttft_v + (out - 1) * (tpot_v if out > 1 else 0.0)
+                        throughput = (dp_batch * out) / e2e
+                        xs = throughput / devices
+                        xs_b[j, s] = xs
+                        ys_b[j, s] = 1.0 / tpot_v
+                        if (devices <= max_devices and ttft_v <= max_ttft
+                                and tpot_v <= max_tpot and xs > best_x[j]):
+                            best_x[j] = xs
+                            best_s[j] = s
             for g in range(g0, g1):
                 j = g - g0
                 best[g] = best_s[j]

@@ -37,6 +37,23 @@ def frontier(x, y, idx):
         x_lo = min(x_lo, x[i])
         x_hi = max(x_hi, x[i])
     width = x_hi - x_lo
+    if width == 0:
+        # one x for all: the points of the highest y, without sorting (a sort's temporaries
+        # would hold several copies of a group of millions of strategies)
+        top_y = -np.inf
+        for i in idx:
+            top_y = max(top_y, y[i])
+        n = 0
+        for i in idx:
+            if y[i] == top_y:
+                n += 1
+        keep = np.empty(n, dtype=np.int64)
+        n = 0
+        for i in idx:
+            if y[i] == top_y:
+                keep[n] = i
+                n += 1
+        return np.sort(keep)
     if m >= PREFILTER_MIN and width > 0 and np.isfinite(width):
         nb = PREFILTER_BINS
         scale = nb / width
