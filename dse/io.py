@@ -69,7 +69,8 @@ def with_metadata(schema: pa.Schema, meta: dict) -> pa.Schema:
 def write_json(path: Path, data: dict) -> None:
     """Atomically replace ``path`` with ``data`` as JSON."""
     with atomic(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        # compact: the C encoder (indent= takes the pure-Python one, ~5x slower)
+        tmp.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
 
 
 def write_batches(path: Path, schema: pa.Schema, batches, statistics=True,

@@ -16,8 +16,9 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from queue import Queue
+from queue import Full, Queue
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +28,11 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from . import __version__, io, outdir
-from .chunks import Chunk, plan, spec_hash, subspec
+from .chunks import Chunk, fit_rows, plan, spec_hash, subspec
 from .config import ConfigError, SweepSpec, human_bytes, shown
 from .evaluate import REASONS, WHAT_IF_DIMS, evaluate
 from .grid import (GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS,
-                   available_memory_bytes, bytes_per_config, coords)
+                   available_memory_bytes, coords)
 from .reduce import HIDDEN, merge_best, merge_pareto, reduce_block
 from .table import (batch_rows, block_batches, columns, parquet_options, run_lengths,
                     schema)
@@ -42,6 +43,10 @@ DEFAULT_PARTITION_BY = ("hardware", "model")
 BYTES_PER_GROUP = 2048
 # Chunks are no smaller than this unless the budget forces it (each pays fixed costs).
 MIN_CHUNK_ROWS = 1 << 20
+# The manifest is rewritten after a chunk finishes unless the time since the last rewrite
+# is under this many times what that rewrite took: a rewrite costs O(finished chunks), and
+# rewriting after every chunk made sweeps of many small chunks quadratic.
+MANIFEST_SHARE = 20
 
 
 @dataclass
@@ -253,7 +258,7 @@ class _Streamed:
     _END, _ABORT = object(), object()
 
     def __init__(self, path: Path, meta: dict):
-        self.queue: Queue = Queue()
+        self.queue: Queue = Queue(maxsize=2)  # bounded: a slow writer holds back the chunks
         self.result, self.error = None, None
         self.thread = threading.Thread(target=self._write, args=(path, meta), daemon=True)
         self.thread.start()
@@ -270,21 +275,32 @@ class _Streamed:
         except BaseException as exc:  # re-raised in the sweep's thread by close()
             self.error = exc
 
+    def _offer(self, item) -> None:
+        """Queue ``item``, waiting while the queue is full and the writer still runs."""
+        while self.thread.is_alive():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except Full:
+                continue
+
     def put(self, table: pa.Table) -> None:
         """Queue the next partial; raises the writer's error, if it failed, at once."""
         if self.error is not None:
             raise self.error
-        self.queue.put(table)
+        self._offer(table)
+        if self.error is not None:
+            raise self.error
 
     def close(self) -> tuple[int, int]:
-        self.queue.put(self._END)
+        self._offer(self._END)
         self.thread.join()
         if self.error is not None:
             raise self.error
         return self.result
 
     def abort(self) -> None:
-        self.queue.put(self._ABORT)
+        self._offer(self._ABORT)
         self.thread.join()
 
 
@@ -433,16 +449,9 @@ def _chunk_rows(spec: SweepSpec, budget: int, results: bool, parallel: int,
                 chunk_rows: int | None) -> int:
     """Configurations per chunk: what fits the budget beside what this process already
     holds (the interpreter, numba, libraries), at most ``chunk_rows`` when given."""
-    import resource
-    held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    per_config = bytes_per_config(spec, results)
-    if budget - held < 16 * per_config * max(parallel, 1):
-        raise ConfigError(f"--memory-limit {human_bytes(budget)}: below what this process "
-                          f"already holds ({human_bytes(held)}); raise it")
     n_total = spec.n_configs()
-    per_worker = int((budget - held) / per_config) // max(parallel, 1)
-    rows = int(min(per_worker, max(-(-n_total // (4 * parallel)), MIN_CHUNK_ROWS)))
-    return min(rows, chunk_rows) if chunk_rows else rows
+    rows = int(max(-(-n_total // (4 * parallel)), MIN_CHUNK_ROWS))
+    return fit_rows(spec, results, budget, parallel, min(rows, chunk_rows or rows))
 
 
 def interrupted_text(out_dir: Path, resume_command: str) -> str:
@@ -484,11 +493,22 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
     bar = Progress(n_total, sum(v["n"] for v in manifest["done"].values()),
                    quiet=progress is False)
 
+    saved = {"at": -float("inf"), "took": 0.0}
+
+    def save_manifest(force: bool = False) -> None:
+        """Rewrite the manifest, unless that would spend more than 1/MANIFEST_SHARE of
+        the time since the last rewrite (a rewrite costs O(finished chunks))."""
+        now = time.perf_counter()
+        if force or now - saved["at"] >= MANIFEST_SHARE * saved["took"]:
+            io.write_json(out_dir / outdir.MANIFEST, manifest)
+            saved["at"] = time.perf_counter()
+            saved["took"] = saved["at"] - now
+
     def finish(r: ChunkResult) -> None:
         with lock:
             manifest["done"][str(r.index)] = {"n": r.n_configs, "reasons": r.reasons,
                                               "files": r.files}
-            io.write_json(out_dir / outdir.MANIFEST, manifest)
+            save_manifest()
         bar.update(r.n_configs)
         finished.add(r.index)
         stream_ready()
@@ -518,10 +538,10 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
         else:
             with ThreadPoolExecutor(max_workers=int(parallel)) as pool:
                 pending = set()
-                queue = list(todo)
+                queue = deque(todo)
                 while queue or pending:
                     while queue and len(pending) < int(parallel):
-                        chunk = queue.pop(0)
+                        chunk = queue.popleft()
                         pending.add(pool.submit(_run_chunk_on, share, spec, chunk, *args))
                     complete, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in complete:
@@ -532,6 +552,11 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
     except BaseException:
         for stream in streams.values():
             stream.abort()
+        with lock:  # the chunks finished since the last rewrite
+            try:
+                save_manifest(force=True)
+            except OSError:
+                pass  # (a full disk): --resume redoes them
         raise
     finally:
         bar.close()
