@@ -61,7 +61,10 @@ def schema(n_hardware: int = 1, n_model: int = 1) -> pa.Schema:
 # hashing every value. Measured on a 6.6 M-row partition of benchmarks/sweep_200m.toml
 # (pyarrow 26, one core): a dictionary costs 70-90 ms per such column, plain 25-50 ms, and
 # the file grows by 1.5%. Columns that change every few rows keep the dictionary (plain
-# zstd would be 3-50x larger and no faster there).
+# zstd would be 3-50x larger and no faster there). Integer columns (int64) always take the
+# dictionary: plain int64 pages fold badly under zstd (on a 1.3 M-row partition of
+# benchmarks/sweep_10m.toml the nine integer columns took 3.9 MB and 0.34 s plain, 23 kB
+# and 0.09 s as dictionaries).
 PLAIN_MIN_RUN = 64
 # Rows per record batch of block_batches, and so per row group of a results file.
 BATCH_ROWS = 1 << 20
@@ -71,9 +74,9 @@ def parquet_options(sch: pa.Schema, runs: dict | None = None,
                     group_rows: int | None = None) -> dict:
     """Keyword arguments of ``io.write_batches`` for (a partition of) the results table.
 
-    Dictionary pages on the categorical columns, and on the axis and integer columns
-    unless ``runs`` (:func:`run_lengths`) says a column repeats each value for at least
-    ``PLAIN_MIN_RUN`` rows. Min/max statistics on the axis and non-float columns, and
+    Dictionary pages on the categorical and integer columns, and on the (float) axis
+    columns unless ``runs`` (:func:`run_lengths`) says a column repeats each value for at
+    least ``PLAIN_MIN_RUN`` rows. Min/max statistics on the axis and non-float columns, and
     with ``group_rows`` (rows per row group, :func:`batch_rows`) only on those whose runs
     are at least a row group long: only they can let a query skip row groups, and the
     others' statistics cost a tenth of the write time.
@@ -88,8 +91,8 @@ def parquet_options(sch: pa.Schema, runs: dict | None = None,
                        if (f.name in AXIS_COLUMNS or not pa.types.is_floating(f.type))
                        and (group_rows is None or long_runs(f.name, group_rows))],
         "dictionary": [f.name for f in sch if pa.types.is_dictionary(f.type)
-                       or ((f.name in AXIS_COLUMNS or pa.types.is_integer(f.type))
-                           and not long_runs(f.name, PLAIN_MIN_RUN))],
+                       or pa.types.is_integer(f.type)
+                       or (f.name in AXIS_COLUMNS and not long_runs(f.name, PLAIN_MIN_RUN))],
     }
 
 
