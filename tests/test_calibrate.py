@@ -8,6 +8,7 @@ import pytest
 
 import dse
 from dse.calibrate import MAX_TABLE_BYTES, fit, preset_text
+from conftest import cli_error as _cli_error
 from dse.cli import main
 from dse.config import parse_hardware
 
@@ -68,19 +69,6 @@ def test_calibrate_bad_table_exits_2(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- bad input
-def _cli_error(capsys, tmp_path, *argv):
-    """Run the CLI; assert exit 2, one stderr line, no traceback, no file written."""
-    before = sorted(tmp_path.rglob("*"))
-    code = main(list(argv))
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("dse: error: "), err
-    assert "Traceback" not in err
-    assert sorted(tmp_path.rglob("*")) == before
-    return lines[0]
-
-
 def _calibrate_error(capsys, tmp_path, monkeypatch, table, name="t.csv", *extra):
     """Write ``table`` (a DataFrame, bytes, or a callable making the file) as ``name`` in
     the working directory and run ``dse calibrate`` on it; returns the error line."""

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import dse
+from conftest import cli_error as _cli_error
 from dse.cli import main
 from dse.compile import active_params, total_params
 from dse.config import parse_model
@@ -73,19 +74,6 @@ def test_model_import_missing_key_exits_2(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- bad input
-def _cli_error(capsys, tmp_path, *argv):
-    """Run the CLI; assert exit 2, one stderr line, no traceback, no file written."""
-    before = sorted(tmp_path.rglob("*"))
-    code = main(list(argv))
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("dse: error: "), err
-    assert "Traceback" not in err
-    assert sorted(tmp_path.rglob("*")) == before
-    return lines[0]
-
-
 def _write_huge(path):
     with open(path, "wb") as f:
         f.truncate(17 << 20)  # sparse: over MAX_CONFIG_BYTES without writing it

@@ -8,7 +8,7 @@ import pytest
 
 import dse
 from dse.calibrate import MAX_TABLE_BYTES
-from dse.cli import main
+from conftest import cli_error as _cli_error
 from dse.config import ConfigError
 from dse.validate import (
     INPUT_COLUMNS,
@@ -270,19 +270,6 @@ def test_validate_dtype_cell_that_is_an_array_is_one_line():
     table = small_table().astype({"weight_dtype": object})
     table.at[2, "weight_dtype"] = np.array(["bf16", "fp8"])
     _one_line_error(table, "row 4", "weight_dtype", "unknown precision")
-
-
-def _cli_error(capsys, tmp_path, *argv):
-    """Run the CLI; assert exit 2, one stderr line, no traceback, no file written."""
-    before = sorted(tmp_path.rglob("*"))
-    code = main(list(argv))
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("dse: error: "), err
-    assert "Traceback" not in err
-    assert sorted(tmp_path.rglob("*")) == before
-    return lines[0]
 
 
 def test_validate_cli_huge_batch_is_one_line(tmp_path, monkeypatch, capsys):
