@@ -222,7 +222,3 @@ def write_csv(path: Path, frame: pd.DataFrame) -> None:
     """Write ``frame`` as CSV via a temporary name in the same folder."""
     with atomic(path) as tmp:
         frame.to_csv(tmp, index=False)
-
-
-def read_table(path) -> pd.DataFrame:
-    return pq.read_table(path).to_pandas()
