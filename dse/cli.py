@@ -103,11 +103,6 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-EXPLAIN_INTS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp",
-                "dp")
-EXPLAIN_DTYPES = ("weight_dtype", "act_dtype", "kv_dtype")
-
-
 def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
@@ -115,19 +110,13 @@ def _flag(key: str) -> str:
 def _explain_params(args) -> dict:
     """The configuration ``dse explain`` shows: its flags (checked here, so a message
     names the flag), then the first value of each axis of ``--spec``."""
-    from .config import (DTYPES, SAME, ConfigError, int_axis_problem, load_hardware,
-                         load_model, load_sweep)
-    for key in EXPLAIN_INTS:
+    from .axes import AXIS, names
+    from .config import ConfigError, load_hardware, load_model, load_sweep
+    for key in names(section="grid"):
         value = getattr(args, key)
-        problem = value is not None and int_axis_problem(key, value)
+        problem = value is not None and AXIS[key].kind != "preset" and AXIS[key].problem(value)
         if problem:
             raise ConfigError(f"{_flag(key)} {value}: {problem}")
-    for key in EXPLAIN_DTYPES:
-        value = getattr(args, key)
-        valid = DTYPES if key == "weight_dtype" else (*DTYPES, SAME)
-        if value is not None and value not in valid:
-            raise ConfigError(f"{_flag(key)} {value}: unknown precision; valid: "
-                              f"{', '.join(valid)}")
     for key, load in (("hardware", load_hardware), ("model", load_model)):
         if getattr(args, key) is not None:
             load(getattr(args, key), source="command line", key=_flag(key))
@@ -135,7 +124,7 @@ def _explain_params(args) -> dict:
     if args.spec:
         spec_axes = {k: v[0] for k, v in load_sweep(args.spec).grid.items()}
     params = {}
-    for key in ("hardware", "model", *EXPLAIN_INTS, *EXPLAIN_DTYPES):
+    for key in names(section="grid"):
         val = getattr(args, key)
         params[key] = val if val is not None else spec_axes.get(key)
     return {k: v for k, v in params.items() if v is not None}
@@ -233,7 +222,7 @@ def cmd_validate(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    same = "same"  # dse.config.SAME, spelled here to keep start-up light
+    from .axes import AXES
     p = _Parser(prog="dse", description="Design-space exploration of LLM "
                 "inference performance over whole grids of configurations.")
     p.add_argument("--version", action="version", version=f"dse {__version__}")
@@ -264,13 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="per-operator table of one configuration")
     e.add_argument("--spec", help="take unset values from the first value of each axis of SPEC")
-    e.add_argument("--hardware")
-    e.add_argument("--model")
-    for key in EXPLAIN_INTS:
-        e.add_argument(_flag(key), type=int, dest=key)
-    e.add_argument("--weight-dtype")
-    e.add_argument("--act-dtype", help=f"default: the weight precision ({same})")
-    e.add_argument("--kv-dtype", help=f"default: the activation precision ({same})")
+    for axis in AXES:  # one flag per grid axis of the registry
+        if axis.section == "grid":
+            e.add_argument(_flag(axis.name), dest=axis.name, help=axis.doc,
+                           type=int if axis.kind == "int" else None)
     e.add_argument("--csv", help="also write the table as CSV")
     e.add_argument("--parquet", help="also write the table as Parquet")
     e.set_defaults(func=cmd_explain)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from .axes import AXES, AXIS, MAX_DEVICES, SAME, names  # noqa: F401  (SAME re-exported)
 from .kernels.layout import DTYPE_FALLBACK, DTYPES
 
 
@@ -512,51 +513,17 @@ def parse_model(data: dict, src: str, text: str = ""):
 
 
 # --------------------------------------------------------------------------- sweep spec
-SAME = "same"  # dtype axis value meaning "the same as the previous precision"
-
-GRID_DEFAULTS = {
-    "hardware": ["h100_sxm"], "model": ["llama3_8b"], "batch": [1],
-    "input_tokens": [1024], "output_tokens": [256], "tp": [1], "pp": [1], "ep": [1],
-    "attention_dp": [1],
-    "dp": [1], "weight_dtype": ["bf16"], "act_dtype": [SAME], "kv_dtype": [SAME],
-}
-INT_AXES = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp", "dp")
-DTYPE_AXES = ("weight_dtype", "act_dtype", "kv_dtype")
-WHAT_IF_AXES = ("compute_scale", "memory_bandwidth_scale", "scaleup_bandwidth_scale",
-                "scaleout_bandwidth_scale", "memory_capacity_scale")
+# Axes, their defaults and rules come from the registry (dse.axes); these views keep the
+# names the rest of the package and users' code import.
+GRID_DEFAULTS = {a.name: list(a.default) for a in AXES if a.section == "grid"}
+WHAT_IF_AXES = names(section="what_if")
+INT_AXIS_MAX = {a.name: a.bound for a in AXES if a.kind == "int"}
 CONSTRAINT_KEYS = ("max_devices", "max_ttft_s", "max_tpot_s")
-
-# Physical bounds of the integer axes. Beyond them a value is a typo, not a deployment: the
-# largest scale-up domains hold hundreds of devices and the largest clusters about 1e5, the
-# longest context windows are 1e7 tokens, engines run up to a few thousand sequences per
-# replica. The bounds also keep every count the engine derives exact in int64 and float64:
-# devices = tp * attention_dp * pp * dp <= 2^(16+12+12+20) = 2^60 < 2^63.
-INT_AXIS_MAX = {"batch": 1 << 20, "input_tokens": 1 << 24, "output_tokens": 1 << 24,
-                "tp": 1 << 16, "pp": 1 << 12, "ep": 1 << 16, "attention_dp": 1 << 12,
-                "dp": 1 << 20}
-MAX_DEVICES = 1 << 60
-# What-if scales: factors on a preset's rates and capacity. Far outside [1e-6, 1e6] a scale
-# describes no hardware, and times would overflow to infinity or lose all precision (a
-# zero or negative rate has no meaning at all).
-SCALE_MIN, SCALE_MAX = 1e-6, 1e6
 
 
 def int_axis_problem(key: str, value) -> str | None:
     """Why ``value`` is not valid on the integer axis ``key`` (None: it is)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        return f"must be a positive integer (at most {INT_AXIS_MAX[key]:,})"
-    if value > INT_AXIS_MAX[key]:
-        return f"above the bound {INT_AXIS_MAX[key]:,} of {key}"
-    return None
-
-
-def scale_problem(value) -> str | None:
-    """Why ``value`` is not a valid what-if scale (None: it is)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return "must be a finite number (a scale factor)"
-    if not SCALE_MIN <= value <= SCALE_MAX:
-        return f"a scale factor must be in [{SCALE_MIN:g}, {SCALE_MAX:g}]"
-    return None
+    return AXIS[key].problem(value)
 
 
 @dataclass(frozen=True)
@@ -610,37 +577,23 @@ def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
     for sec in ("grid", "what_if", "constraints"):
         if sec in data and not isinstance(data[sec], dict):
             _fail(source, sec, data[sec], "must be a table, e.g. [" + sec + "]")
-    grid_in = data.get("grid", {})
+    grid_in, wi_in = data.get("grid", {}), data.get("what_if", {})
     _check_keys(grid_in, GRID_DEFAULTS.keys(), [], source, "grid")
-    grid = {}
-    for key, default in GRID_DEFAULTS.items():
-        values = _axis(grid_in, key, source, "[grid] ") if key in grid_in else list(default)
-        if key in INT_AXES:
-            for v in values:
-                problem = int_axis_problem(key, v)
-                if problem:
-                    _fail(source, f"[grid] {key}", v, problem)
-        elif key in DTYPE_AXES:
-            valid = DTYPES if key == "weight_dtype" else (*DTYPES, SAME)
-            for v in values:
-                if v not in valid:
-                    _fail(source, f"[grid] {key}", v, f"unknown precision; valid: {', '.join(valid)}")
-        else:
-            for v in values:
-                if not isinstance(v, str):
-                    _fail(source, f"[grid] {key}", v, "must be a preset name or a path")
-        grid[key] = tuple(values)
-
-    wi_in = data.get("what_if", {})
     _check_keys(wi_in, WHAT_IF_AXES, [], source, "what_if")
-    what_if = {}
-    for key in WHAT_IF_AXES:
-        values = _axis(wi_in, key, source, "[what_if] ") if key in wi_in else [1.0]
+    grid, what_if = {}, {}
+    for axis in AXES:
+        given = grid_in if axis.section == "grid" else wi_in
+        prefix = f"[{axis.section}] "
+        values = _axis(given, axis.name, source, prefix) if axis.name in given \
+            else list(axis.default)
         for v in values:
-            problem = scale_problem(v)
+            problem = axis.problem(v)
             if problem:
-                _fail(source, f"[what_if] {key}", v, problem)
-        what_if[key] = tuple(float(v) for v in values)
+                _fail(source, prefix + axis.name, v, problem)
+        if axis.section == "grid":
+            grid[axis.name] = tuple(values)
+        else:
+            what_if[axis.name] = tuple(float(v) for v in values)
 
     c_in = data.get("constraints", {})
     _check_keys(c_in, CONSTRAINT_KEYS, [], source, "constraints")

@@ -11,8 +11,9 @@ import numpy as np
 import xarray as xr
 
 from . import compile as comp
+from .axes import in_layout, names
 from .config import SweepSpec
-from .grid import (GRID_DIMS, KERNEL_WHAT_IF, MEMORY_DIMS, STRUCTURE_DIMS, TPOT_DIMS,
+from .grid import (GRID_DIMS, MEMORY_DIMS, STRUCTURE_DIMS, TPOT_DIMS,
                    TTFT_DIMS, coords, dtype_codes, hardware_tables, resolve_dtypes)
 from .kernels import layout as L
 from .kernels.grid import evaluate_grid
@@ -22,7 +23,7 @@ REASONS = ("", "ep_not_divisor_of_tp", "ep_on_dense_model", "attention_dp_on_den
            "tp_not_divisor_of_heads", "tp_incompatible_with_kv_heads", "pp_exceeds_layers",
            "what_if_scale_not_positive", "out_of_memory")
 REASON_CODE = {r: i for i, r in enumerate(REASONS)}
-WHAT_IF_DIMS = (*KERNEL_WHAT_IF, "memory_capacity_scale")
+WHAT_IF_DIMS = in_layout(names(kind="scale"))
 
 
 def kernel_inputs(spec: SweepSpec) -> dict:
@@ -30,8 +31,7 @@ def kernel_inputs(spec: SweepSpec) -> dict:
     c = coords(spec)
     hw, rates = hardware_tables(spec.hardware)
     programs, n_ops = comp.compile_models(spec.models)
-    ints = {k: np.array(c[k], dtype=np.int64)
-            for k in ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp")}
+    ints = {k: np.array(c[k], dtype=np.int64) for k in names(kind="int", walk="kernel")}
     return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops, **ints,
                 weight_dtype=dtype_codes(c["weight_dtype"]),
                 act_dtype=dtype_codes(c["act_dtype"]), kv_dtype=dtype_codes(c["kv_dtype"]),

@@ -5,20 +5,22 @@ import os
 
 import numpy as np
 
-from .config import SAME, WHAT_IF_AXES, SweepSpec
+from .axes import AXIS, SAME, in_layout, names
+from .config import WHAT_IF_AXES, SweepSpec
 from .kernels import layout as L
 
-# Dims of the full grid in the order of the results table (hardware and model outermost).
-STRUCT_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "ep",
-               "attention_dp", "batch",
-               "input_tokens")
-KERNEL_WHAT_IF = ("compute_scale", "memory_bandwidth_scale", "scaleup_bandwidth_scale",
-                  "scaleout_bandwidth_scale")
-TTFT_DIMS = ("hardware", *STRUCT_DIMS, *KERNEL_WHAT_IF)
-TPOT_DIMS = ("hardware", *STRUCT_DIMS, "output_tokens", *KERNEL_WHAT_IF)
-GRID_DIMS = (*TPOT_DIMS, "dp", "memory_capacity_scale")
-STRATEGY_DIMS = ("batch", "tp", "pp", "ep", "attention_dp", "dp", "weight_dtype",
-                 "act_dtype", "kv_dtype")
+# Dims of the full grid in the order it is flattened (the results table's row order;
+# hardware and model outermost), all from the axis registry (dse.axes).
+GRID_DIMS = in_layout(names())
+# The dims the kernel's outputs carry: the time to first token over the axes it depends
+# on, the decode step time over those and output_tokens.
+TPOT_DIMS = tuple(d for d in GRID_DIMS if AXIS[d].walk != "derived")
+TTFT_DIMS = tuple(d for d in TPOT_DIMS if AXIS[d].ttft)
+KERNEL_WHAT_IF = tuple(d for d in GRID_DIMS if AXIS[d].walk == "what_if")
+# The model's structure and the strategy the kernel walks (all but hardware and the
+# hardware what-ifs)
+STRUCT_DIMS = tuple(d for d in TTFT_DIMS if AXIS[d].walk == "kernel" and d != "hardware")
+STRATEGY_DIMS = names(role="strategy")
 GROUP_DIMS = tuple(d for d in GRID_DIMS if d not in STRATEGY_DIMS)
 # The grid flattened group by group: the chunk order of frontiers-only sweeps.
 REDUCTION_ORDER = (*GROUP_DIMS, *STRATEGY_DIMS)

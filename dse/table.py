@@ -9,24 +9,21 @@ import numpy as np
 import pyarrow as pa
 import xarray as xr
 
+from .axes import names
 from .evaluate import METRIC_INPUTS, REASONS, derived_metrics
 from .grid import GRID_DIMS, dtype_codes, resolve_dtypes
 from .kernels.gather import Slabs
 from .kernels.layout import BOUND_NAMES, DTYPES
 
 # results.parquet columns in order: spec axes, then metrics
-AXIS_COLUMNS = ("hardware", "model", "batch", "input_tokens", "output_tokens", "tp", "pp",
-                "ep", "attention_dp", "dp", "weight_dtype", "act_dtype", "kv_dtype",
-                "compute_scale",
-                "memory_bandwidth_scale", "memory_capacity_scale", "scaleup_bandwidth_scale",
-                "scaleout_bandwidth_scale")
+AXIS_COLUMNS = names()
 METRIC_COLUMNS = ("devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_tokens_per_s",
                   "tokens_per_s_per_device", "tokens_per_s_per_user",
                   "weight_bytes_per_device", "kv_cache_bytes_per_device",
                   "activation_bytes_per_device", "memory_bytes_per_device",
                   "cost_per_million_tokens")
 NULLABLE = ("infeasible_reason", "cost_per_million_tokens")
-INT_AXES = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp", "dp")
+INT_AXES = names(kind="int")
 
 
 def _dict_type(n):

@@ -1,0 +1,124 @@
+"""The axis registry: every grid axis of a sweep declared once.
+
+Spec parsing (defaults, validation rules and bounds, messages), the grid layout the kernels
+walk (``dse.grid.GRID_DIMS`` and its sub-tuples), group and strategy dims, the results
+schema's axis columns and the ``dse explain`` flags all read this table; nothing else lists
+axes. :data:`AXES` is in the order of the results table's columns (the spec's order);
+``layout`` gives the order of the flattened grid (slowest first).
+
+Each axis has a ``role``: a *group* axis says which question a configuration answers
+(hardware, model, sequence lengths, what-if hardware), a *strategy* axis is one of the
+choices compared within a group (batch, parallelism, precisions). Its ``walk`` says how it
+enters the evaluation: ``kernel`` (the grid kernel iterates it), ``what_if`` (the kernel
+scales a hardware rate by it) or ``derived`` (only derived columns and checks depend on
+it: replicas multiply throughput, capacity scales the memory check). ``ttft`` is False for
+the axes the time to first token does not depend on.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .kernels.layout import DTYPES
+
+SAME = "same"  # dtype axis value meaning "the same as the previous precision"
+# What-if scales are factors on a preset's rates and capacity. Far outside [1e-6, 1e6] a
+# scale describes no hardware, and times would overflow to infinity or lose all precision
+# (a zero or negative rate has no meaning at all).
+SCALE_MIN, SCALE_MAX = 1e-6, 1e6
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One grid axis: see the module docstring for ``role``, ``walk`` and ``ttft``."""
+    name: str
+    section: str      # the spec table holding it: "grid" or "what_if"
+    kind: str         # "preset", "int", "dtype" or "scale": the value rule
+    role: str         # "group" or "strategy"
+    walk: str         # "kernel", "what_if" or "derived"
+    layout: int       # position in the flattened grid (0: slowest)
+    default: tuple
+    doc: str
+    bound: int = 0    # int axes: the largest valid value
+    ttft: bool = True
+    dtypes: tuple = ()  # dtype axes: the valid precision names
+
+    def problem(self, value) -> str | None:
+        """Why ``value`` is not valid on this axis (None: it is)."""
+        if self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                return f"must be a positive integer (at most {self.bound:,})"
+            if value > self.bound:
+                return f"above the bound {self.bound:,} of {self.name}"
+        elif self.kind == "scale":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value):
+                return "must be a finite number (a scale factor)"
+            if not SCALE_MIN <= value <= SCALE_MAX:
+                return f"a scale factor must be in [{SCALE_MIN:g}, {SCALE_MAX:g}]"
+        elif self.kind == "dtype":
+            if value not in self.dtypes:
+                return f"unknown precision; valid: {', '.join(self.dtypes)}"
+        elif not isinstance(value, str):
+            return "must be a preset name or a path"
+        return None
+
+
+def _int(name, role, layout, bound, doc, default=(1,), walk="kernel", ttft=True):
+    return Axis(name, "grid", "int", role, walk, layout, default, doc, bound=bound,
+                ttft=ttft)
+
+
+def _scale(name, layout, doc, walk="what_if"):
+    return Axis(name, "what_if", "scale", "group", walk, layout, (1.0,), doc)
+
+
+def _dtype(name, layout, default, doc):
+    valid = DTYPES if default != SAME else (*DTYPES, SAME)
+    return Axis(name, "grid", "dtype", "strategy", "kernel", layout, (default,), doc,
+                dtypes=valid)
+
+
+# Integer bounds: beyond them a value is a typo, not a deployment (the largest scale-up
+# domains hold hundreds of devices and the largest clusters about 1e5, the longest context
+# windows are 1e7 tokens, engines run up to a few thousand sequences per replica), and every
+# count the engine derives stays exact in int64 and float64:
+# devices = tp * attention_dp * pp * dp <= 2^(16+12+12+20) = 2^60 < 2^63.
+AXES = (
+    Axis("hardware", "grid", "preset", "group", "kernel", 0, ("h100_sxm",),
+         "accelerator preset (bundled name or path to a .toml file)"),
+    Axis("model", "grid", "preset", "group", "kernel", 1, ("llama3_8b",),
+         "model preset (bundled name or path to a .toml file)"),
+    _int("batch", "strategy", 9, 1 << 20, "concurrent sequences per replica"),
+    _int("input_tokens", "group", 10, 1 << 24, "prompt tokens per sequence",
+         default=(1024,)),
+    _int("output_tokens", "group", 11, 1 << 24, "generated tokens per sequence",
+         default=(256,), ttft=False),
+    _int("tp", "strategy", 5, 1 << 16, "tensor-parallel devices"),
+    _int("pp", "strategy", 6, 1 << 12, "pipeline stages"),
+    _int("ep", "strategy", 7, 1 << 16, "expert-parallel groups of the MoE devices"),
+    _int("attention_dp", "strategy", 8, 1 << 12,
+         "MoE: attention data-parallel groups of tp devices"),
+    _int("dp", "strategy", 16, 1 << 20, "independent replicas", walk="derived"),
+    _dtype("weight_dtype", 2, "bf16", "weight precision"),
+    _dtype("act_dtype", 3, SAME, "activation precision (same: the weight precision)"),
+    _dtype("kv_dtype", 4, SAME, "KV-cache precision (same: the activation precision)"),
+    _scale("compute_scale", 12, "factor on peak FLOP/s"),
+    _scale("memory_bandwidth_scale", 13, "factor on memory bandwidth"),
+    _scale("memory_capacity_scale", 17, "factor on memory capacity", walk="derived"),
+    _scale("scaleup_bandwidth_scale", 14, "factor on scale-up link bandwidth"),
+    _scale("scaleout_bandwidth_scale", 15, "factor on scale-out link bandwidth"),
+)
+AXIS = {a.name: a for a in AXES}
+MAX_DEVICES = 1 << 60  # the [constraints] bound, and the most devices any point can have
+
+
+def names(**where) -> tuple:
+    """Axis names in column order whose fields equal ``where`` (e.g. ``kind="int"``)."""
+    return tuple(a.name for a in AXES
+                 if all(getattr(a, k) == v for k, v in where.items()))
+
+
+def in_layout(dims) -> tuple:
+    """``dims`` in the order of the flattened grid."""
+    return tuple(sorted(dims, key=lambda d: AXIS[d].layout))
