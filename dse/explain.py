@@ -6,7 +6,9 @@ import pandas as pd
 
 from .compile import model_ops
 from .config import SAME, parse_sweep
-from .evaluate import REASONS, derive, evaluate
+from .evaluate import derive, evaluate
+from .metrics import METRICS
+from .table import CATEGORY_NAMES
 from .kernels import layout as L
 from .ops import op_costs
 
@@ -75,12 +77,14 @@ def explain(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=1024,
                          "time_s": t, "bound": bound, "total_s": count * t})
     ds = evaluate(spec)
     der = derive(ds)
-    summary = {name: float(np.asarray(ds[name]).ravel()[0]) for name in ("ttft_s", "tpot_s")}
-    for name in ("e2e_latency_s", "throughput_tokens_per_s", "tokens_per_s_per_device",
-                 "tokens_per_s_per_user", "memory_bytes_per_device"):
-        summary[name] = float(np.asarray(der[name]).ravel()[0])
-    summary["feasible"] = bool(np.asarray(der["feasible"]).ravel()[0])
-    summary["infeasible_reason"] = REASONS[int(np.asarray(der["reason"]).ravel()[0])]
-    summary["bound"] = L.BOUND_NAMES[int(np.asarray(ds["bound"]).ravel()[0])]
+    der["infeasible_reason"] = der["reason"]
+    summary = {}
+    for m in METRICS:  # every output column of the results table, from the metrics table
+        value = np.asarray(der[m.name] if m.name in der else ds[m.name]).ravel()[0]
+        if m.dtype == "category":
+            value = CATEGORY_NAMES[m.name][int(value)] if m.name != "infeasible_reason" \
+                or value else ""
+        summary[m.name] = {"int64": int, "float64": float, "bool": bool}.get(
+            m.dtype, str)(value)
     summary["micro_batches"] = micro
     return pd.DataFrame(rows), summary

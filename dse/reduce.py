@@ -20,7 +20,7 @@ from .kernels.gather import offsets
 from .kernels.layout import BOUND_NAMES, DTYPES
 from .kernels.objectives import N_SOURCES, flatten_front, grouped_reduce
 from .kernels.pareto import pareto_sorted
-from .table import METRIC_COLUMNS
+from .metrics import METRICS, NUMERIC
 
 
 def _offsets(sources, dims, sizes) -> np.ndarray:
@@ -134,9 +134,8 @@ def _column(values: np.ndarray, positions: np.ndarray):
     return values[positions]
 
 
-# Metric columns of the Pareto and best rows, in order (then ``bound``): the results
-# table's, less the activation term.
-ROW_METRICS = tuple(c for c in METRIC_COLUMNS if c != "activation_bytes_per_device")
+# Numeric metric columns of the Pareto and best rows, in order (then ``bound``)
+ROW_METRICS = tuple(m.name for m in METRICS if m.in_rows and m.name in NUMERIC)
 
 
 def _rows(pts: Points, group_idx, strat_idx, place=None) -> pd.DataFrame:

@@ -9,48 +9,48 @@ import numpy as np
 import pyarrow as pa
 import xarray as xr
 
-from .axes import names
+from .axes import AXES, names
 from .evaluate import METRIC_INPUTS, REASONS, derived_metrics
 from .grid import GRID_DIMS, dtype_codes, resolve_dtypes
 from .kernels.gather import Slabs
 from .kernels.layout import BOUND_NAMES, DTYPES
+from .metrics import METRIC, METRICS, NUMERIC
 
-# results.parquet columns in order: spec axes, then metrics
+# results.parquet columns in order: spec axes (dse.axes), then metrics (dse.metrics)
 AXIS_COLUMNS = names()
-METRIC_COLUMNS = ("devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_tokens_per_s",
-                  "tokens_per_s_per_device", "tokens_per_s_per_user",
-                  "weight_bytes_per_device", "kv_cache_bytes_per_device",
-                  "activation_bytes_per_device", "memory_bytes_per_device",
-                  "cost_per_million_tokens")
-NULLABLE = ("infeasible_reason", "cost_per_million_tokens")
+METRIC_COLUMNS = NUMERIC
 INT_AXES = names(kind="int")
+# the names behind each categorical column's dictionary indices
+CATEGORY_NAMES = {"infeasible_reason": REASONS, "bound": BOUND_NAMES,
+                  **{d: DTYPES for d in names(kind="dtype")}}
 
 
 def _dict_type(n):
     return pa.dictionary(pa.int8() if n < 128 else pa.int32(), pa.string())
 
 
+_ARROW = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(),
+          "int": pa.int64(), "scale": pa.float64()}
+
+
 def schema(n_hardware: int = 1, n_model: int = 1) -> pa.Schema:
+    """The results table's schema: the registry's axes, then the metrics table's columns.
+    Categorical columns are dictionary-encoded (hardware and model with ``n_hardware`` and
+    ``n_model`` names)."""
+    presets = {"hardware": n_hardware, "model": n_model}
     fields = []
-    for c in AXIS_COLUMNS:
-        if c == "hardware":
-            fields.append(pa.field(c, _dict_type(n_hardware)))
-        elif c == "model":
-            fields.append(pa.field(c, _dict_type(n_model)))
-        elif c.endswith("_dtype"):
-            fields.append(pa.field(c, _dict_type(len(DTYPES))))
-        elif c in INT_AXES:
-            fields.append(pa.field(c, pa.int64()))
-        else:
-            fields.append(pa.field(c, pa.float64()))
-    for c in METRIC_COLUMNS:
-        fields.append(pa.field(c, pa.int64() if c == "devices" else pa.float64()))
-    fields += [pa.field("feasible", pa.bool_()),
-               pa.field("infeasible_reason", _dict_type(len(REASONS))),
-               pa.field("bound", _dict_type(len(BOUND_NAMES)))]
-    # only these hold nulls; non-nullable columns skip Parquet's definition levels, which
-    # cost a third of the write time
-    return pa.schema([f.with_nullable(f.name in NULLABLE) for f in fields])
+    for a in AXES:
+        typ = (_dict_type(presets[a.name]) if a.kind == "preset" else
+               _dict_type(len(CATEGORY_NAMES[a.name])) if a.kind == "dtype" else
+               _ARROW[a.kind])
+        fields.append(pa.field(a.name, typ))
+    for m in METRICS:
+        typ = _dict_type(len(CATEGORY_NAMES[m.name])) if m.dtype == "category" \
+            else _ARROW[m.dtype]
+        # only nullable metrics hold nulls; non-nullable columns skip Parquet's definition
+        # levels, which cost a third of the write time
+        fields.append(pa.field(m.name, typ, nullable=m.nullable))
+    return pa.schema([f if f.name in METRIC else f.with_nullable(False) for f in fields])
 
 
 # A column whose value stays the same for at least this many consecutive rows is written
@@ -204,8 +204,7 @@ def block_batches(cols: dict[str, np.ndarray], sch: pa.Schema, global_coords: di
     slabs = Slabs(shape, k)
     prepared = {f.name: slabs.prepare(cols[f.name]) for f in sch}
     names = {"hardware": global_coords["hardware"], "model": global_coords["model"],
-             "bound": BOUND_NAMES, "infeasible_reason": REASONS,
-             **{d: DTYPES for d in ("weight_dtype", "act_dtype", "kv_dtype")}}
+             **CATEGORY_NAMES}
     dictionaries = {c: pa.array(list(v), pa.string()) for c, v in names.items()}
     for outer in np.ndindex(*shape[:k]):
         out = []

@@ -1,0 +1,85 @@
+"""The metrics table: every output column besides the axes declared once.
+
+The results table's schema, the Pareto and best rows, ``dse explain``'s summary and the
+README's column list (checked by a test) all read :data:`METRICS`. The formulas of the
+derived columns are :func:`dse.evaluate.derived_metrics` (one function, so the results
+table, the reduced rows and ``derive`` agree bit for bit); ``source`` says where a column's
+values come from.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One output column.
+
+    ``dtype``: "int64", "float64", "bool" or "category" (dictionary-encoded names).
+    ``source``: "kernel" (the grid kernel's outputs), "memory" (the per-device memory
+    terms), "derived" (:func:`dse.evaluate.derived_metrics`). ``in_rows``: also a column of
+    the Pareto and best rows. ``nullable``: may hold nulls (what a null means is in
+    ``doc``); every other column is declared non-nullable.
+    """
+    name: str
+    unit: str
+    dtype: str
+    source: str
+    doc: str
+    nullable: bool = False
+    in_rows: bool = True
+
+
+METRICS = (
+    Metric("devices", "devices", "int64", "derived", "tp * attention_dp * pp * dp"),
+    Metric("ttft_s", "s", "float64", "kernel", "time to first token: the prefill pass"),
+    Metric("tpot_s", "s", "float64", "kernel",
+           "time per output token: the mean decode step"),
+    Metric("e2e_latency_s", "s", "float64", "derived",
+           "ttft_s + (output_tokens - 1) * tpot_s"),
+    Metric("throughput_tokens_per_s", "tokens/s", "float64", "derived",
+           "dp * batch * output_tokens / e2e_latency_s (static batching)"),
+    Metric("tokens_per_s_per_device", "tokens/s", "float64", "derived",
+           "throughput_tokens_per_s / devices"),
+    Metric("tokens_per_s_per_user", "tokens/s", "float64", "derived", "1 / tpot_s"),
+    Metric("weight_bytes_per_device", "bytes", "float64", "memory",
+           "weights held by one device"),
+    Metric("kv_cache_bytes_per_device", "bytes", "float64", "memory",
+           "KV cache (and state-space state) of the batch at full context"),
+    Metric("activation_bytes_per_device", "bytes", "float64", "memory",
+           "activation working set", in_rows=False),
+    Metric("memory_bytes_per_device", "bytes", "float64", "derived",
+           "weights + KV cache + activations"),
+    Metric("cost_per_million_tokens", "USD", "float64", "derived",
+           "devices * price_per_device_hour_usd / 3600 / throughput * 1e6; null where the "
+           "hardware preset has no price", nullable=True),
+    Metric("feasible", "", "bool", "derived", "fits memory and is a valid combination",
+           in_rows=False),
+    Metric("infeasible_reason", "", "category", "derived",
+           "the first reason the point is infeasible; null where feasible", nullable=True,
+           in_rows=False),
+    Metric("bound", "", "category", "kernel",
+           "the resource (compute, memory, network) behind most decode time"),
+)
+METRIC = {m.name: m for m in METRICS}
+# the numeric columns, in table order
+NUMERIC = tuple(m.name for m in METRICS if m.dtype in ("int64", "float64"))
+NULLABLE = tuple(m.name for m in METRICS if m.nullable)
+
+
+def columns_markdown() -> str:
+    """The README's table of the results columns (axes, then metrics); a test keeps the
+    README equal to it. Print it with ``python -m dse.metrics``."""
+    from .axes import AXES
+    lines = ["| column | type | unit | meaning |", "|---|---|---|---|"]
+    kinds = {"preset": "category", "dtype": "category", "int": "int64", "scale": "float64"}
+    for a in AXES:
+        lines.append(f"| `{a.name}` | {kinds[a.kind]} | | axis: {a.doc} |")
+    for m in METRICS:
+        null = " (nullable)" if m.nullable else ""
+        lines.append(f"| `{m.name}` | {m.dtype}{null} | {m.unit} | {m.doc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(columns_markdown())
