@@ -112,7 +112,7 @@ def _explain_params(args) -> dict:
     names the flag), then the first value of each axis of ``--spec``."""
     from .axes import AXIS, names
     from .config import ConfigError, load_hardware, load_model, load_sweep
-    for key in names(section="grid"):
+    for key in names():
         value = getattr(args, key)
         problem = value is not None and AXIS[key].kind != "preset" and AXIS[key].problem(value)
         if problem:
@@ -122,9 +122,10 @@ def _explain_params(args) -> dict:
             load(getattr(args, key), source="command line", key=_flag(key))
     spec_axes = {}
     if args.spec:
-        spec_axes = {k: v[0] for k, v in load_sweep(args.spec).grid.items()}
+        spec = load_sweep(args.spec)
+        spec_axes = {k: v[0] for k, v in (*spec.grid.items(), *spec.what_if.items())}
     params = {}
-    for key in names(section="grid"):
+    for key in names():
         val = getattr(args, key)
         params[key] = val if val is not None else spec_axes.get(key)
     return {k: v for k, v in params.items() if v is not None}
@@ -253,10 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="per-operator table of one configuration")
     e.add_argument("--spec", help="take unset values from the first value of each axis of SPEC")
-    for axis in AXES:  # one flag per grid axis of the registry
-        if axis.section == "grid":
-            e.add_argument(_flag(axis.name), dest=axis.name, help=axis.doc,
-                           type=int if axis.kind == "int" else None)
+    for axis in AXES:  # one flag per axis of the registry
+        e.add_argument(_flag(axis.name), dest=axis.name, help=axis.doc,
+                       type={"int": int, "scale": float}.get(axis.kind))
     e.add_argument("--csv", help="also write the table as CSV")
     e.add_argument("--parquet", help="also write the table as Parquet")
     e.set_defaults(func=cmd_explain)

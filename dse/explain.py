@@ -1,80 +1,94 @@
-"""Per-operator breakdown of one configuration (``dse explain``)."""
+"""Per-operator breakdown of one configuration (``dse explain``).
+
+The rows come from :func:`dse.kernels.grid.explain_point`, which times each operator with
+the pieces the grid kernel uses (costs, rates, what-if scales, the exact mean over decode
+steps), so a phase's rows add up to the sweep's ``ttft_s`` and ``tpot_s`` for the same point:
+the ``pipeline_fill`` row carries (micro-batches - 1) x the bottleneck stage of prefill, the
+``pipeline_wait`` row what a decode step waits beyond the path for the other micro-batches.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from .axes import AXES
 from .compile import model_ops
-from .config import SAME, parse_sweep
-from .evaluate import derive, evaluate
+from .config import parse_sweep
+from .evaluate import derive, evaluate, kernel_inputs
+from .kernels import layout as L
+from .kernels.grid import EXPLAIN_FIELDS, explain_point
 from .metrics import METRICS
 from .table import CATEGORY_NAMES
-from .kernels import layout as L
-from .ops import op_costs
+
+ROW_FIELDS = ("flops", "bytes", "net_bytes", "compute_s", "memory_s", "network_s",
+              "latency_s", "link", "time_s", "count", "stage_count")
 
 
-def explain(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=1024,
-            output_tokens=256, tp=1, pp=1, ep=1, dp=1, attention_dp=1, weight_dtype="bf16",
-            act_dtype=SAME, kv_dtype=SAME):
+def explain(**axes):
     """One configuration's operators with FLOPs, bytes, times and bound, plus totals.
 
-    Decode rows are one decode step at the mean context input_tokens + output_tokens / 2
-    (the kernel averages over every step exactly; for decode these rows are a guide).
+    Parameters
+    ----------
+    **axes
+        One value per axis of the registry (``dse.axes``: hardware, model, batch, tp, ...,
+        the what-if scales); an axis not given takes its default.
 
     Returns
     -------
     table : pandas.DataFrame
-        One row per (phase, operator): ``count`` (runs per forward pass along the pipeline
-        path), per-run ``flops``, ``bytes``, ``net_bytes``, ``compute_s``, ``memory_s``,
-        ``network_s``, ``time_s``, the op's ``bound``, and ``total_s`` = count * time_s.
+        One row per (phase, operator) that runs: ``count`` (runs per forward pass along
+        the pipeline path), per-run ``flops``, ``bytes``, ``net_bytes``, ``compute_s``,
+        ``memory_s``, ``network_s`` (decode: at the mean context), ``latency_s``,
+        ``time_s`` (decode: the mean over the steps), the op's ``bound`` and ``total_s`` =
+        count * time_s; then a ``pipeline_fill`` (prefill) and a ``pipeline_wait``
+        (decode) row. Per phase, ``total_s`` adds up to ``ttft_s`` and ``tpot_s``.
     summary : dict
-        The configuration's metrics from the grid kernel (ttft_s, tpot_s, ...).
+        Every output column of the configuration from the grid kernel (ttft_s, tpot_s,
+        ...), and ``micro_batches``.
     """
-    spec = parse_sweep({"grid": {
-        "hardware": hardware, "model": model, "batch": batch, "input_tokens": input_tokens,
-        "output_tokens": output_tokens, "tp": tp, "pp": pp, "ep": ep, "dp": dp,
-        "attention_dp": attention_dp,
-        "weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype}})
-    hw, m = spec.hardware[0], spec.models[0]
-    w = weight_dtype
-    a = w if act_dtype == SAME else act_dtype
-    k = a if kv_dtype == SAME else kv_dtype
-    bits = dict(zip(L.DTYPES, L.DTYPE_BITS))
-    wide = {L.CDT_GEMM: a if bits[a] >= bits[w] else w,
-            L.CDT_ATTENTION: a if bits[a] >= bits[k] else k, L.CDT_ACT: a}
-    nbytes = dict(zip(L.DTYPES, L.DTYPE_BYTES))
-    micro = min(pp, batch)
-    seqs = batch / micro / attention_dp  # one attention-DP group per micro-batch
-    context = input_tokens + output_tokens / 2
-    rows = []
+    unknown = sorted(set(axes) - {a.name for a in AXES})
+    if unknown:
+        raise TypeError(f"explain() got unknown axes {unknown}")
+    spec = parse_sweep({
+        "grid": {a.name: axes[a.name] for a in AXES if a.section == "grid" and a.name in axes},
+        "what_if": {a.name: axes[a.name] for a in AXES
+                    if a.section == "what_if" and a.name in axes}})
+    m = spec.models[0]
+    inp = kernel_inputs(spec)
+    n_pre, n_dec = (int(n) for n in inp["n_ops"][0])
+    width = max(n_pre, n_dec)
+    rows = {ph: np.zeros((width, EXPLAIN_FIELDS)) for ph in (L.PREFILL, L.DECODE)}
+    ttft, tpot, micro, path_pre, stage_pre, path_dec, stage_dec = explain_point(
+        inp["hw"][0], inp["rates"][0], inp["programs"][0, L.PREFILL], n_pre,
+        inp["programs"][0, L.DECODE], n_dec, float(inp["batch"][0]),
+        float(inp["input_tokens"][0]), float(inp["output_tokens"][0]), float(inp["tp"][0]),
+        float(inp["pp"][0]), float(inp["ep"][0]), float(inp["attention_dp"][0]),
+        inp["weight_dtype"][0], inp["act_dtype"][0], inp["kv_dtype"][0],
+        inp["compute_scale"][0], inp["memory_scale"][0], inp["scaleup_scale"][0],
+        inp["scaleout_scale"][0], inp["dtype_bytes"], inp["dtype_bits"],
+        rows[L.PREFILL], rows[L.DECODE])
+    table = []
     for phase, phase_name in ((L.PREFILL, "prefill"), (L.DECODE, "decode")):
-        for op in model_ops(m, phase):
-            when = op.row[L.OP_WHEN]
-            if (when == L.WHEN_EP and ep == 1) or (when == L.WHEN_NO_EP and ep > 1):
+        for op, r in zip(model_ops(m, phase), rows[phase]):
+            row = dict(zip(ROW_FIELDS, r))
+            if row["count"] == 0:  # inactive here (ep), or no pipeline boundary
                 continue
-            scope = op.row[L.OP_SCOPE]
-            count = {L.SCOPE_LAYER: op.row[L.OP_LAYERS], L.SCOPE_BOUNDARY: pp - 1}.get(scope, 1)
-            if count == 0:
-                continue
-            moe = op.row[L.OP_SPAN] == L.SPAN_MOE
-            c = op_costs(op, phase, seqs * attention_dp if moe else seqs, input_tokens,
-                         context, tp * attention_dp if moe else tp, pp, ep,
-                         nbytes[w], nbytes[a], nbytes[k])
-            compute = c["flops"] / (hw.rate(wide[int(op.row[L.OP_CDT])]) * hw.compute_efficiency)
-            memory = c["bytes"] / (hw.memory_bytes_per_s * hw.memory_efficiency)
-            up = c["span_devices"] <= hw.scaleup_domain_devices
-            link = hw.scaleup_bytes_per_s if up else hw.scaleout_bytes_per_s
-            lat = hw.scaleup_latency_s if up else hw.scaleout_latency_s
-            network = c["net_bytes"] / (link * hw.network_efficiency) + c["net_steps"] * lat
-            latency = hw.kernel_latency_s if c["flops"] > 0 or c["bytes"] > 0 else 0.0
-            t = max(compute, memory, network) + latency
-            bound = L.BOUND_NAMES[int(np.argmax([compute, memory, network]))] if t > 0 else ""
-            rows.append({"phase": phase_name, "op": op.name, "kind": op.kind, "count": count,
-                         "flops": c["flops"], "bytes": c["bytes"], "net_bytes": c["net_bytes"],
-                         "link": ("scaleup" if up else "scaleout") if c["net_bytes"] else "",
-                         "compute_s": compute, "memory_s": memory, "network_s": network,
-                         "latency_s": latency,
-                         "time_s": t, "bound": bound, "total_s": count * t})
+            times = [row["compute_s"], row["memory_s"], row["network_s"]]
+            table.append({
+                "phase": phase_name, "op": op.name, "kind": op.kind, "count": row["count"],
+                **{k: row[k] for k in ("flops", "bytes", "net_bytes")},
+                "link": ("scaleout" if row["link"] else "scaleup") if row["net_bytes"] else "",
+                **{k: row[k] for k in ("compute_s", "memory_s", "network_s", "latency_s",
+                                       "time_s")},
+                "bound": L.BOUND_NAMES[int(np.argmax(times))] if row["time_s"] > 0 else "",
+                "total_s": row["count"] * row["time_s"]})
+        path, stage = (path_pre, stage_pre) if phase == L.PREFILL else (path_dec, stage_dec)
+        wait = (micro - 1.0) * stage if phase == L.PREFILL else max(micro * stage - path, 0.0)
+        table.append({"phase": phase_name, "op": "pipeline_fill" if phase == L.PREFILL
+                      else "pipeline_wait", "kind": "pipeline", "count": 1.0, "flops": 0.0,
+                      "bytes": 0.0, "net_bytes": 0.0, "link": "", "compute_s": 0.0,
+                      "memory_s": 0.0, "network_s": 0.0, "latency_s": 0.0, "time_s": wait,
+                      "bound": "", "total_s": wait})
     ds = evaluate(spec)
     der = derive(ds)
     der["infeasible_reason"] = der["reason"]
@@ -87,4 +101,4 @@ def explain(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=1024,
         summary[m.name] = {"int64": int, "float64": float, "bool": bool}.get(
             m.dtype, str)(value)
     summary["micro_batches"] = micro
-    return pd.DataFrame(rows), summary
+    return pd.DataFrame(table), summary

@@ -1,4 +1,4 @@
-"""Operator kinds: one constructor per kind, and per-operator cost tables for ``explain``.
+"""Operator kinds: one constructor per kind, and per-operator costs (for hand checks).
 
 A constructor returns an :class:`Op`, a named row of an operator program: the kind, where it
 runs (per layer, once per pass, per pipeline boundary), which tokens it sees, its collective

@@ -176,6 +176,15 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
         out[i, _TWIN] = costs[i, _WIN]
 
 
+@njit(cache=True)
+def _op_time(tt, i, rcs, rms, rsu, rso):
+    """Seconds of op ``i`` of a phase's time table ``tt`` (:func:`_fill_times`) under the
+    what-if reciprocals: the roofline max plus the kernel latency. Context-independent ops
+    only (decode attention is averaged over its steps by :func:`mean_max_lines_capped`)."""
+    tn = tt[i, _TNB] * (rsu if tt[i, _LINK] == 0.0 else rso) + tt[i, _TNL]
+    return max(tt[i, _TC0] * rcs, tt[i, _TM0] * rms, tn) + tt[i, _TLAT]
+
+
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
                   tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, compute_scale,
@@ -282,8 +291,7 @@ def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens
                 path = 0.0
                 stage = 0.0
                 for i in range(n_pre):
-                    tn = t_pre[i, _TNB] * (rsu if t_pre[i, _LINK] == 0.0 else rso) + t_pre[i, _TNL]
-                    top = max(t_pre[i, _TC0] * rcs, t_pre[i, _TM0] * rms, tn) + t_pre[i, _TLAT]
+                    top = _op_time(t_pre, i, rcs, rms, rsu, rso)
                     path += t_pre[i, _MPATH] * top
                     stage += t_pre[i, _MSTAGE] * top
                 ttft[base_t] = path + (micro - 1.0) * stage
@@ -336,3 +344,77 @@ def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens
                         bound[idx] = 1
                     else:
                         bound[idx] = 2
+
+
+@njit(cache=True, error_model="numpy")
+def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, b, s, out_tokens,
+                  t, p, e, adp, w, a, k, cs, ms, sus, sos, dtype_bytes, dtype_bits, rows_pre,
+                  rows_dec):
+    """One configuration's per-op times, by the same pieces as :func:`evaluate_grid`.
+
+    Fills ``rows_pre[n_pre, EXPLAIN_FIELDS]`` and ``rows_dec[n_dec, EXPLAIN_FIELDS]``: per
+    op its FLOPs, bytes, network bytes (decode: at the mean context), compute, memory and
+    network seconds (decode: at the mean context), kernel latency, link (0 scale-up, 1
+    scale-out), its time [s] (decode: the exact mean over the steps, as the sweep averages
+    it), and its run counts along the pipeline path and in the bottleneck stage. Returns
+    (ttft, tpot, micro-batches, prefill path, prefill stage, decode path, decode stage).
+    """
+    micro = min(p, b)
+    seqs = b / micro / adp
+    if a < 0:
+        a = w
+    if k < 0:
+        k = a
+    cdt_gemm = wider(w, a, dtype_bits)
+    cdt_attn = wider(k, a, dtype_bits)
+    n_max = max(n_pre, n_dec)
+    costs = np.empty((n_max, _N_COSTS))
+    times = np.empty((n_max, _N_TIMES))
+    rcs, rms, rsu, rso = 1.0 / cs, 1.0 / ms, 1.0 / sus, 1.0 / sos
+    steps = max(float(out_tokens) - 1.0, 1.0)
+    mean_ctx = s + 1.0 + (steps - 1.0) * 0.5
+    result = np.zeros(4)
+    for phase in range(2):
+        program = program_pre if phase == PREFILL else program_dec
+        n = n_pre if phase == PREFILL else n_dec
+        rows = rows_pre if phase == PREFILL else rows_dec
+        _fill_costs(program, n, phase, seqs, s, t, p, e, adp, dtype_bytes[w], dtype_bytes[a],
+                    dtype_bytes[k], cdt_gemm, cdt_attn, a, costs)
+        _fill_times(costs, n, rates_h, hw_h, times)
+        ctx = mean_ctx if phase == DECODE else 0.0
+        path = 0.0
+        stage = 0.0
+        for i in range(n):
+            grows = times[i, _TC1] != 0.0 or times[i, _TM1] != 0.0
+            c = min(ctx, times[i, _TWIN]) if times[i, _TWIN] > 0.0 else ctx
+            tc = (times[i, _TC0] + times[i, _TC1] * c) * rcs
+            tm = (times[i, _TM0] + times[i, _TM1] * c) * rms
+            tn = times[i, _TNB] * (rsu if times[i, _LINK] == 0.0 else rso) + times[i, _TNL]
+            if phase == DECODE and grows:
+                mean, mean_c, frac_c = mean_max_lines_capped(
+                    times[i, _TC0] * rcs, times[i, _TC1] * rcs, times[i, _TM0] * rms,
+                    times[i, _TM1] * rms, s + 1.0, steps, times[i, _TWIN])
+                top = mean + times[i, _TLAT]
+            else:
+                top = _op_time(times, i, rcs, rms, rsu, rso)
+            rows[i, 0] = costs[i, _FLOPS0] + costs[i, _FLOPS1] * c
+            rows[i, 1] = costs[i, _BYTES0] + costs[i, _BYTES1] * c
+            rows[i, 2] = costs[i, _NET]
+            rows[i, 3] = tc
+            rows[i, 4] = tm
+            rows[i, 5] = tn
+            rows[i, 6] = times[i, _TLAT]
+            rows[i, 7] = times[i, _LINK]
+            rows[i, 8] = top
+            rows[i, 9] = times[i, _MPATH]
+            rows[i, 10] = times[i, _MSTAGE]
+            path += times[i, _MPATH] * top
+            stage += times[i, _MSTAGE] * top
+        result[2 * phase] = path
+        result[2 * phase + 1] = stage
+    ttft = result[0] + (micro - 1.0) * result[1]
+    tpot = max(result[2], micro * result[3])
+    return ttft, tpot, micro, result[0], result[1], result[2], result[3]
+
+
+EXPLAIN_FIELDS = 11
