@@ -6,7 +6,9 @@ a range on the next one. Sweeps that write the results table flatten in ``GRID_D
 that a chunk holds whole groups whenever a group's strategies fit in one. Each chunk is
 itself a valid sweep spec (:func:`subspec`), so a chunk runs through exactly the same
 evaluate / reduce / write code as a whole sweep does, in this process, a thread, or a dask
-worker. :func:`fit_rows` sizes the chunks to a memory budget with the model of
+worker. This module is the home of the memory-budget rules: the default budget, the check
+that the merged tables fit (:func:`check_reduction_size`), and the chunk size
+(:func:`plan_rows`): :func:`fit_rows` sizes the chunks to a memory budget with the model of
 :func:`dse.grid.chunk_bytes` (a chunk's cost depends on how its configurations split
 into groups and strategies, not only on their number), or refuses the sweep up front.
 """
@@ -20,10 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import ConfigError, SweepSpec, human_bytes
-from .grid import (BYTES_PER_CHUNK, GRID_DIMS, MERGE_ROW_BYTES, PARTIAL_ROW_BYTES,
-                   REDUCTION_ORDER, STRATEGY_DIMS, chunk_bytes, coords, held_bytes,
-                   partial_rows, process_bytes)
+from .grid import (BYTES_PER_CHUNK, GRID_DIMS, GROUP_DIMS, MERGE_ROW_BYTES,
+                   PARTIAL_ROW_BYTES, REDUCTION_ORDER, STRATEGY_DIMS, available_memory_bytes,
+                   chunk_bytes, coords, held_bytes, partial_rows, process_bytes)
 
+
+# Bytes of reduction state per group (best row + a share of frontier rows), for the check
+# that the merged tables fit the budget.
+BYTES_PER_GROUP = 2048
+# Chunks are no smaller than this unless the budget forces it (each pays fixed costs).
+MIN_CHUNK_ROWS = 1 << 20
 
 @dataclass(frozen=True)
 class Chunk:
@@ -196,6 +204,37 @@ def _fewest_rows(needs, free, lo: int, hi: int) -> int:
         else:
             lo = mid
     return hi
+
+
+# --------------------------------------------------------------------------- budget
+def default_budget_bytes() -> int:
+    """Half of the memory available now."""
+    return available_memory_bytes() // 2
+
+
+def check_reduction_size(spec: SweepSpec, budget: int) -> None:
+    """The merged Pareto / best tables live in memory: refuse grids whose groups do not fit."""
+    c = coords(spec)
+    groups = int(np.prod([len(c[d]) for d in GROUP_DIMS]))
+    if groups * BYTES_PER_GROUP > budget:
+        n = spec.n_configs()
+        sizes = " x ".join(f"{d}={len(c[d])}" for d in GROUP_DIMS if len(c[d]) > 1)
+        sizes = f" ({sizes})" if sizes else ""
+        raise ConfigError(
+            f"{spec.source}: [grid] has {n:,} configurations in {groups:,} "
+            f"group{'s' if groups != 1 else ''}{sizes}: "
+            f"their Pareto and best tables need about {human_bytes(groups * BYTES_PER_GROUP)}, "
+            f"more than the {human_bytes(budget)} budget; shrink a group axis "
+            "(input_tokens, output_tokens, what-if scales) or raise --memory-limit")
+
+
+def plan_rows(spec: SweepSpec, budget: int, results: bool, parallel: int,
+                chunk_rows: int | None) -> int:
+    """Configurations per chunk: what fits the budget beside what this process already
+    holds (the interpreter, numba, libraries), at most ``chunk_rows`` when given."""
+    n_total = spec.n_configs()
+    rows = int(max(-(-n_total // (4 * parallel)), MIN_CHUNK_ROWS))
+    return fit_rows(spec, results, budget, parallel, min(rows, chunk_rows or rows))
 
 
 def subspec(spec: SweepSpec, chunk: Chunk) -> SweepSpec:

@@ -1,4 +1,10 @@
-"""A whole sweep: chunks within a memory budget, run locally or on dask, merged as they end.
+"""A whole sweep: plan -> execute -> merge.
+
+Plan: the options are checked and the chunks sized to the memory budget
+(``dse.chunks``, the home of every budget rule) before the output folder is touched; the
+folder is locked and prepared (``dse.outdir``). Execute: the chunks run on an executor
+(``dse.executors``: in this thread, a few threads, or dask) with one
+:class:`ChunkSettings`. Merge: the final tables are built from the chunks' partials.
 
 Each chunk (``dse.chunks``) is evaluated, reduced to its Pareto and best rows, and, unless
 ``results=False``, written as hive-partitioned Parquet parts under ``DIR/results/``. The
@@ -12,37 +18,29 @@ frontier of the parts' frontiers, and the best of a group is the best of its par
 from __future__ import annotations
 
 import os
-import re
 import sys
 import threading
 import time
-from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from queue import Full, Queue
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numba
 import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
 from . import __version__, io, outdir
-from .chunks import Chunk, fit_rows, plan, spec_hash, subspec
-from .config import ConfigError, SweepSpec, human_bytes, shown
+from .chunks import (Chunk, check_reduction_size, default_budget_bytes, plan, plan_rows,
+                     spec_hash, subspec)
+from .config import ConfigError, SweepSpec, shown
+from .executors import check_scheduler, open_executor, parallel_chunks
 from .evaluate import REASONS, WHAT_IF_DIMS, evaluate
-from .grid import (GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS,
-                   available_memory_bytes, coords)
+from .grid import GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS, coords
 from .reduce import HIDDEN, merge_best, merge_pareto, reduce_block
 from .table import (batch_rows, block_batches, columns, parquet_options, run_lengths,
                     schema)
 
 DEFAULT_PARTITION_BY = ("hardware", "model")
-# Bytes of reduction state per group (best row + a share of frontier rows), for the check
-# that the merged tables fit the budget.
-BYTES_PER_GROUP = 2048
-# Chunks are no smaller than this unless the budget forces it (each pays fixed costs).
-MIN_CHUNK_ROWS = 1 << 20
 # The manifest is rewritten after a chunk finishes unless the time since the last rewrite
 # is under this many times what that rewrite took: a rewrite costs O(finished chunks), and
 # rewriting after every chunk made sweeps of many small chunks quadratic.
@@ -78,11 +76,6 @@ def _partial(out_dir: Path, name: str, index: int) -> Path:
     return out_dir / "_chunks" / f"{name}-{index:06d}.arrow"
 
 
-def default_budget_bytes() -> int:
-    """Half of the memory available now."""
-    return available_memory_bytes() // 2
-
-
 def _file_schema(sch: pa.Schema, partition_by) -> pa.Schema:
     return pa.schema([f for f in sch if f.name not in partition_by], metadata=sch.metadata)
 
@@ -102,19 +95,29 @@ def partitions(ds, partition_by: tuple, sch: pa.Schema, names: dict):
                                 **parquet_options(file_sch, run_lengths(cols), batch_rows(cols))}
 
 
-def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
-              partition_by: tuple, names: dict, full_sizes: dict,
-              meta: dict) -> ChunkResult:
-    """Evaluate, reduce and (optionally) write one chunk. Runs anywhere dse is installed.
-    ``meta`` is the sweep's Parquet metadata (:func:`dse.io.metadata`)."""
+@dataclass(frozen=True)
+class ChunkSettings:
+    """What every chunk of one sweep shares (sent with each chunk to where it runs)."""
+    out_dir: str            # the sweep's output folder
+    results: bool           # write the results table
+    partition_by: tuple     # axes partitioning results/
+    names: dict             # hardware and model names of the whole sweep (dictionary order)
+    full_sizes: dict        # axis sizes of the whole sweep (to place a chunk's rows in it)
+    meta: dict              # the sweep's Parquet metadata (:func:`dse.io.metadata`)
+
+
+def run_chunk(spec: SweepSpec, chunk: Chunk, job: ChunkSettings) -> ChunkResult:
+    """Evaluate, reduce and (optionally) write one chunk. Runs anywhere dse is installed."""
     sub = subspec(spec, chunk)
     ds = evaluate(sub)
-    place = (chunk.offsets(), full_sizes)
+    place = (chunk.offsets(), job.full_sizes)
     files = []
-    if results:
-        sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])), meta)
+    out_dir = job.out_dir
+    if job.results:
+        sch = io.with_metadata(schema(len(job.names["hardware"]), len(job.names["model"])),
+                               job.meta)
         root = Path(out_dir) / "results"
-        for values, batches, options in partitions(ds, partition_by, sch, names):
+        for values, batches, options in partitions(ds, job.partition_by, sch, job.names):
             path = io.partition_dir(root, values) / f"part-{chunk.index:06d}.parquet"
             io.write_batches(path, batches=batches, **options)
             files.append(str(path.relative_to(out_dir)))
@@ -124,16 +127,6 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, out_dir: str, results: bool,
         io.write_arrow(_partial(Path(out_dir), name, chunk.index),
                        pa.Table.from_pandas(frame, preserve_index=False))
     return ChunkResult(chunk.index, int(counts.sum()), counts.tolist(), files)
-
-
-def _run_chunk_on(cores: int | None, *args) -> ChunkResult:
-    """:func:`run_chunk` with its numba kernels on ``cores`` threads (None: all). Chunks
-    that run side by side (pool threads, local dask workers) each get their share of the
-    cores: OpenMP workers of several kernels competing for the same cores spin and starve
-    everything else, the Parquet encoders first. numba's thread count is per thread."""
-    if cores is not None:
-        numba.set_num_threads(max(1, min(cores, numba.config.NUMBA_NUM_THREADS)))
-    return run_chunk(*args)
 
 
 def rate_text(configs_per_s: float) -> str:
@@ -196,54 +189,6 @@ def _merged_by_pair(frames, merge, per_pair: int):
         yield merge(pending).drop(columns=list(HIDDEN))
     elif empty is not None:  # nothing anywhere: an empty table that keeps the columns
         yield empty.drop(columns=list(HIDDEN), errors="ignore")
-
-
-def _check_reduction_size(spec: SweepSpec, budget: int) -> None:
-    """The merged Pareto / best tables live in memory: refuse grids whose groups do not fit."""
-    c = coords(spec)
-    groups = int(np.prod([len(c[d]) for d in GROUP_DIMS]))
-    if groups * BYTES_PER_GROUP > budget:
-        n = spec.n_configs()
-        sizes = " x ".join(f"{d}={len(c[d])}" for d in GROUP_DIMS if len(c[d]) > 1)
-        sizes = f" ({sizes})" if sizes else ""
-        raise ConfigError(
-            f"{spec.source}: [grid] has {n:,} configurations in {groups:,} "
-            f"group{'s' if groups != 1 else ''}{sizes}: "
-            f"their Pareto and best tables need about {human_bytes(groups * BYTES_PER_GROUP)}, "
-            f"more than the {human_bytes(budget)} budget; shrink a group axis "
-            "(input_tokens, output_tokens, what-if scales) or raise --memory-limit")
-
-
-# dask's own protocols; anything else in --scheduler is a typo
-SCHEDULER_ADDRESS = re.compile(r"(tcp|tls|inproc|ucx|ws|wss)://[^\s/]+(:\d{1,5})?/?")
-# seconds to wait for a --scheduler to answer
-CONNECT_TIMEOUT_S = 10
-
-
-def check_scheduler(address) -> None:
-    if not isinstance(address, str) or not SCHEDULER_ADDRESS.fullmatch(address):
-        raise ConfigError(f"--scheduler {shown(address)}: not a dask scheduler address; "
-                          "expected e.g. tcp://HOST:8786")
-
-
-def _executor(scheduler, workers):
-    """A dask client when asked for one (address, or a local cluster of N processes)."""
-    if scheduler is None and not workers:
-        return None, None
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise ConfigError("--workers / --scheduler need dask.distributed: pip install "
-                          "'llm-dse[distributed]'") from None
-    if scheduler is not None:
-        try:
-            return Client(scheduler, timeout=CONNECT_TIMEOUT_S), None
-        except Exception as exc:  # noqa: BLE001  dask raises OSError, TimeoutError, ValueError ...
-            raise ConfigError(f"--scheduler {shown(scheduler)}: cannot connect: "
-                              f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None)
-    return Client(cluster), cluster
 
 
 class _Aborted(Exception):
@@ -348,7 +293,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
         raise ConfigError(f"memory_limit_bytes = {memory_limit_bytes!r}: expected a "
                           "positive number of bytes")
     budget = int(memory_limit_bytes or default_budget_bytes())
-    _check_reduction_size(spec, budget)
+    check_reduction_size(spec, budget)
     for name, value in (("--workers", workers), ("threads", threads),
                         ("--chunk-rows", chunk_rows)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -356,28 +301,22 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
             raise ConfigError(f"{name} {shown(value)}: expected a positive integer")
     if scheduler is not None:
         check_scheduler(scheduler)
-        parallel = 1  # a remote cluster's size is unknown here: size chunks per worker
-    else:
-        parallel = workers or threads or 2
+    parallel = parallel_chunks(scheduler, workers, threads)
     key = spec_hash(spec, {"results": results, "partition_by": list(partition_by),
                            "version": __version__, "spec_text": spec.text})
     if not resume:
-        chunk_rows = _chunk_rows(spec, budget, results, parallel, chunk_rows)
+        chunk_rows = plan_rows(spec, budget, results, parallel, chunk_rows)
     outdir.check_out_dir(out_dir, overwrite, resume)
     # the cluster before the folder: a scheduler that cannot be reached leaves no trace
     t_start = time.perf_counter()
-    client, cluster = _executor(scheduler, workers)
+    executor = open_executor(scheduler, workers, threads)
     t_cluster = time.perf_counter() - t_start
     try:
         summary = _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results,
-                             partition_by, (client, parallel, scheduler is not None),
-                             progress)
+                             partition_by, executor, progress)
     finally:
         t_close = time.perf_counter()
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        executor.close()
         t_cluster += time.perf_counter() - t_close
     summary.seconds["cluster_start_stop"] = t_cluster
     summary.seconds["total"] = time.perf_counter() - t_start
@@ -445,15 +384,6 @@ def check_partition_by(partition_by: tuple) -> None:
                           "twice")
 
 
-def _chunk_rows(spec: SweepSpec, budget: int, results: bool, parallel: int,
-                chunk_rows: int | None) -> int:
-    """Configurations per chunk: what fits the budget beside what this process already
-    holds (the interpreter, numba, libraries), at most ``chunk_rows`` when given."""
-    n_total = spec.n_configs()
-    rows = int(max(-(-n_total // (4 * parallel)), MIN_CHUNK_ROWS))
-    return fit_rows(spec, results, budget, parallel, min(rows, chunk_rows or rows))
-
-
 def interrupted_text(out_dir: Path, resume_command: str) -> str:
     """What an interrupted sweep left in ``out_dir``, and how to continue it."""
     try:
@@ -469,9 +399,8 @@ def interrupted_text(out_dir: Path, resume_command: str) -> str:
 
 def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
          progress) -> SweepSummary:
-    """Run the chunks ``manifest`` does not list as done, then the final tables.
-    ``executor`` = (dask client or None, chunks at once, whether the cluster is remote)."""
-    client, parallel, remote = executor
+    """Run the chunks ``manifest`` does not list as done on ``executor``
+    (:mod:`dse.executors`), then the final tables."""
     n_total = spec.n_configs()
     full = coords(spec)
     full_sizes = {d: len(v) for d, v in full.items()}
@@ -520,32 +449,11 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
                 stream.put(io.read_arrow(_partial(out_dir, name, order[streamed])))
             streamed += 1
 
-    args = (str(out_dir), results, partition_by, names, full_sizes, meta)
-    # cores per concurrent chunk on this machine (a remote cluster's workers keep theirs)
-    share = None if remote else max(1, (os.cpu_count() or 1) // int(parallel))
+    job = ChunkSettings(str(out_dir), results, partition_by, names, full_sizes, meta)
     try:
         stream_ready()  # a resumed sweep's finished chunks
-        if client is not None:
-            from dask.distributed import as_completed
-            futures = [client.submit(_run_chunk_on, share, spec, c, *args, pure=False)
-                       for c in todo]
-            for fut in as_completed(futures):
-                finish(fut.result())
-        elif len(todo) <= 1 or parallel <= 1:
-            # in this thread: numba starts slower in a pool thread (~0.4 s)
-            for c in todo:
-                finish(run_chunk(spec, c, *args))
-        else:
-            with ThreadPoolExecutor(max_workers=int(parallel)) as pool:
-                pending = set()
-                queue = deque(todo)
-                while queue or pending:
-                    while queue and len(pending) < int(parallel):
-                        chunk = queue.popleft()
-                        pending.add(pool.submit(_run_chunk_on, share, spec, chunk, *args))
-                    complete, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in complete:
-                        finish(fut.result())
+        for r in executor.map_unordered(run_chunk, [(spec, c, job) for c in todo]):
+            finish(r)
         counts = {}
         for name, stream in streams.items():
             counts[name], counts[name + "_found"] = stream.close()

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from dse import outdir
+from dse import executors, outdir
 from dse import sweep as sweep_mod
 from conftest import cli_error
 from dse.cli import main
@@ -387,7 +387,7 @@ def test_resume_after_a_comment_only_edit_is_refused(cwd, capsys, monkeypatch):
 
 
 def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(cwd, capsys, monkeypatch):
-    monkeypatch.setattr(sweep_mod, "CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(executors, "CONNECT_TIMEOUT_S", 1)
     _refused(capsys, ["sweep", "t.toml", "--out", "results", "--scheduler",
                       "tcp://127.0.0.1:1"], "--scheduler", "cannot connect")
 
