@@ -5,10 +5,16 @@ results table's innermost axes, dp and what-if scales, are broadcast dims of mos
 columns). Here the offsets of an inner block of rows are computed once and reused.
 """
 import numpy as np
-from numba import njit, prange
+from numba import boolean, float64, int8, int32, int64, njit, prange, void
+
+# The column types the results table gathers: dictionary indices (int8, int32), integers,
+# floats, flags. Declared, so each compiles once (a readonly source array would otherwise
+# compile a second version of each; Slabs.prepare hands over writable ones).
+GATHER_TYPES = (int8, int32, int64, float64, boolean)
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit([void(t[::1], int64[::1], int64[::1], int64, t[::1]) for t in GATHER_TYPES],
+      parallel=True, cache=True, nogil=True)
 def gather_runs(src, outer_offsets, inner_offsets, run, out):
     """out[(o * B + i) * run + j] = src[outer_offsets[o] + inner_offsets[i]] for every
     j < run, with B = inner size: each gathered value fills a run of ``run`` rows."""
@@ -65,7 +71,7 @@ class Slabs:
 
     def prepare(self, small: np.ndarray):
         """``small`` has the same number of dims as ``shape``, each 1 or equal to it."""
-        small = np.ascontiguousarray(small)
+        small = np.require(small, requirements=["C", "W"])  # one compiled gather per dtype
         shape, k = self.shape, self.k
         st = broadcast_strides(small.shape, shape)
         end = len(shape)
