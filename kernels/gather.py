@@ -5,16 +5,14 @@ results table's innermost axes, dp and what-if scales, are broadcast dims of mos
 columns). Here the offsets of an inner block of rows are computed once and reused.
 """
 import numpy as np
-from numba import boolean, float64, int8, int32, int64, njit, prange, void
-
-# The column types the results table gathers: dictionary indices (int8, int32), integers,
-# floats, flags. Declared, so each compiles once (a readonly source array would otherwise
-# compile a second version of each; Slabs.prepare hands over writable ones).
-GATHER_TYPES = (int8, int32, int64, float64, boolean)
+from numba import njit, prange
 
 
-@njit([void(t[::1], int64[::1], int64[::1], int64, t[::1]) for t in GATHER_TYPES],
-      parallel=True, cache=True, nogil=True)
+# One compiled version per column dtype (int8/int32 dictionary indices, int64, float64,
+# bool): Slabs.prepare hands over writable arrays, since a readonly source compiles a second
+# version of each. Not declared as signatures: those would compile (or load) all five at
+# import, before a sweep has sized its chunks to what the process holds.
+@njit(parallel=True, cache=True, nogil=True)
 def gather_runs(src, outer_offsets, inner_offsets, run, out):
     """out[(o * B + i) * run + j] = src[outer_offsets[o] + inner_offsets[i]] for every
     j < run, with B = inner size: each gathered value fills a run of ``run`` rows."""
