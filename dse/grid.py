@@ -200,17 +200,25 @@ def hardware_tables(hardware) -> tuple[np.ndarray, np.ndarray]:
     return table, rates
 
 
+def _proc_kb(path: str, key: str) -> int | None:
+    """The ``key:`` field of a /proc file in bytes (given there in kB); None if unread."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def held_bytes() -> int:
     """Memory this process holds now [bytes]: VmRSS from /proc/self/status, else its peak
     (``ru_maxrss``, which a child process inherits from the parent it was forked from, so
     it can be far above what the child ever held)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    rss = _proc_kb("/proc/self/status", "VmRSS")
+    if rss is not None:
+        return rss
     import resource
     import sys
     scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB elsewhere
@@ -219,11 +227,7 @@ def held_bytes() -> int:
 
 def available_memory_bytes() -> int:
     """Memory this process may use: MemAvailable from /proc/meminfo, else physical RAM."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    available = _proc_kb("/proc/meminfo", "MemAvailable")
+    if available is not None:
+        return available
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
