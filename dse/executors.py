@@ -33,6 +33,11 @@ def _on_cores(cores, fn, *args):
     return fn(*args)
 
 
+def _share(parallel: int) -> int:
+    """Cores per chunk when ``parallel`` chunks run at once on this machine."""
+    return max(1, (os.cpu_count() or 1) // parallel)
+
+
 class InProcess:
     """Calls one after another in this thread (numba starts slower in a pool thread)."""
     parallel = 1
@@ -52,7 +57,7 @@ class Threads(InProcess):
 
     def __init__(self, parallel: int):
         self.parallel = parallel
-        self.cores = max(1, (os.cpu_count() or 1) // parallel)
+        self.cores = _share(parallel)
 
     def map_unordered(self, fn, calls):
         calls = deque(calls)
@@ -76,7 +81,7 @@ class Dask(InProcess):
     def __init__(self, client, cluster, parallel: int, remote: bool):
         self.client, self.cluster = client, cluster
         self.parallel, self.remote = parallel, remote
-        self.cores = None if remote else max(1, (os.cpu_count() or 1) // parallel)
+        self.cores = None if remote else _share(parallel)
 
     def map_unordered(self, fn, calls):
         from dask.distributed import as_completed
