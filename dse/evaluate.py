@@ -11,10 +11,10 @@ import numpy as np
 import xarray as xr
 
 from . import compile as comp
-from .axes import in_layout, names
+from .axes import AXIS, in_layout, names
 from .config import SweepSpec
-from .grid import (GRID_DIMS, MEMORY_DIMS, STRUCTURE_DIMS, TPOT_DIMS,
-                   TTFT_DIMS, coords, dtype_codes, hardware_tables, resolve_dtypes)
+from .grid import (GRID_DIMS, KERNEL_WHAT_IF, MEMORY_DIMS, STRUCT_DIMS, STRUCTURE_DIMS,
+                   TPOT_DIMS, TTFT_DIMS, coords, dtype_codes, hardware_tables, resolve_dtypes)
 from .kernels import layout as L
 from .kernels.grid import evaluate_grid
 
@@ -26,20 +26,30 @@ REASON_CODE = {r: i for i, r in enumerate(REASONS)}
 WHAT_IF_DIMS = in_layout(names(kind="scale"))
 
 
+def _axis_table(columns) -> tuple[np.ndarray, np.ndarray]:
+    """Axis values as one float64 table [n_axes, longest] and their lengths (the layout of
+    ``kernels.grid.decode_axes``)."""
+    sizes = np.array([len(v) for v in columns], dtype=np.int64)
+    table = np.zeros((len(columns), int(sizes.max(initial=1))))
+    for j, v in enumerate(columns):
+        table[j, :len(v)] = v
+    return table, sizes
+
+
 def kernel_inputs(spec: SweepSpec) -> dict:
-    """The dense arrays the grid kernel (and the numpy reference) take."""
+    """The dense arrays the grid kernel (and the numpy reference) take: the kernel and
+    what-if axes of the registry (``dse.grid.STRUCT_DIMS``, ``KERNEL_WHAT_IF``) each as one
+    table, precisions as codes."""
     c = coords(spec)
     hw, rates = hardware_tables(spec.hardware)
     programs, n_ops = comp.compile_models(spec.models)
-    ints = {k: np.array(c[k], dtype=np.int64) for k in names(kind="int", walk="kernel")}
-    return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops, **ints,
-                weight_dtype=dtype_codes(c["weight_dtype"]),
-                act_dtype=dtype_codes(c["act_dtype"]), kv_dtype=dtype_codes(c["kv_dtype"]),
-                compute_scale=np.array(c["compute_scale"], dtype=np.float64),
-                memory_scale=np.array(c["memory_bandwidth_scale"], dtype=np.float64),
-                scaleup_scale=np.array(c["scaleup_bandwidth_scale"], dtype=np.float64),
-                scaleout_scale=np.array(c["scaleout_bandwidth_scale"], dtype=np.float64),
-                dtype_bytes=L.DTYPE_BYTES, dtype_bits=L.DTYPE_BITS)
+    axes, axis_sizes = _axis_table([dtype_codes(c[d]) if AXIS[d].kind == "dtype" else c[d]
+                                    for d in STRUCT_DIMS[1:]])
+    scales, scale_sizes = _axis_table([c[d] for d in KERNEL_WHAT_IF])
+    return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops, axes=axes,
+                axis_sizes=axis_sizes, output_tokens=np.array(c["output_tokens"], np.int64),
+                scales=scales, scale_sizes=scale_sizes, dtype_bytes=L.DTYPE_BYTES,
+                dtype_bits=L.DTYPE_BITS)
 
 
 def run_kernel(inputs: dict, shape_ttft, shape_tpot):

@@ -60,13 +60,9 @@ def explain(**axes):
     rows = {ph: np.zeros((width, EXPLAIN_FIELDS)) for ph in (L.PREFILL, L.DECODE)}
     ttft, tpot, micro, path_pre, stage_pre, path_dec, stage_dec = explain_point(
         inp["hw"][0], inp["rates"][0], inp["programs"][0, L.PREFILL], n_pre,
-        inp["programs"][0, L.DECODE], n_dec, float(inp["batch"][0]),
-        float(inp["input_tokens"][0]), float(inp["output_tokens"][0]), float(inp["tp"][0]),
-        float(inp["pp"][0]), float(inp["ep"][0]), float(inp["attention_dp"][0]),
-        inp["weight_dtype"][0], inp["act_dtype"][0], inp["kv_dtype"][0],
-        inp["compute_scale"][0], inp["memory_scale"][0], inp["scaleup_scale"][0],
-        inp["scaleout_scale"][0], inp["dtype_bytes"], inp["dtype_bits"],
-        rows[L.PREFILL], rows[L.DECODE])
+        inp["programs"][0, L.DECODE], n_dec, inp["axes"][:, 0],
+        float(inp["output_tokens"][0]), inp["scales"][:, 0], inp["dtype_bytes"],
+        inp["dtype_bits"], rows[L.PREFILL], rows[L.DECODE])
     table = []
     for phase, phase_name in ((L.PREFILL, "prefill"), (L.DECODE, "decode")):
         for op, r in zip(model_ops(m, phase), rows[phase]):

@@ -20,6 +20,12 @@ KERNEL_WHAT_IF = tuple(d for d in GRID_DIMS if AXIS[d].walk == "what_if")
 # The model's structure and the strategy the kernel walks (all but hardware and the
 # hardware what-ifs)
 STRUCT_DIMS = tuple(d for d in TTFT_DIMS if AXIS[d].walk == "kernel" and d != "hardware")
+# The kernel decodes these by position (kernels.layout names the slots): a registry
+# axis the kernel walks must have its slot there, in the same order.
+if STRUCT_DIMS != ("model", *L.KERNEL_AXES) or KERNEL_WHAT_IF != L.WHAT_IF_AXES:
+    raise ImportError("dse.axes and dse.kernels.layout disagree on the kernel's axes: "
+                      f"{STRUCT_DIMS[1:]} / {KERNEL_WHAT_IF} against layout.KERNEL_AXES "
+                      f"{L.KERNEL_AXES} / layout.WHAT_IF_AXES {L.WHAT_IF_AXES}")
 STRATEGY_DIMS = names(role="strategy")
 GROUP_DIMS = tuple(d for d in GRID_DIMS if d not in STRATEGY_DIMS)
 # The grid flattened group by group: the chunk order of frontiers-only sweeps.

@@ -1,9 +1,9 @@
 """The grid kernel: roofline times for every configuration of a Cartesian grid.
 
 One compiled kernel serves every model and hardware: models arrive as operator programs
-(``kernels/layout.py``), hardware as a table. The kernel walks the *structure* axes
-(model, precisions, tp, pp, ep, batch, input_tokens) in parallel, computes each operator's
-FLOPs and bytes once per structure point, and reuses them across the hardware, what-if and
+(``kernels/layout.py``), hardware as a table. The kernel walks the *structure* axes (model
+and ``layout.KERNEL_AXES``, decoded by one loop, :func:`decode_axes`) in parallel, computes
+each operator's FLOPs and bytes once per structure point, and reuses them across the hardware, what-if and
 output-length axes, which change only rates and the decode context range.
 
 Timing model (documented in README "Semantics"):
@@ -29,8 +29,10 @@ from .formulas import op_cost
 from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S,
                      HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF, HW_NETWORK_EFF,
                      HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S,
-                     HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, OP_CDT, OP_LAYERS, OP_SCOPE,
-                     OP_SPAN, OP_WHEN, PREFILL, SPAN_MOE, SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP)
+                     HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_BATCH, K_EP,
+                     K_INPUT, K_KV, K_PP, K_TP, K_WEIGHT, OP_CDT, OP_LAYERS, OP_SCOPE, OP_SPAN,
+                     OP_WHEN, PREFILL, SCOPE_BOUNDARY, SCOPE_LAYER, SPAN_MOE, W_COMPUTE,
+                     W_MEMORY, W_SCALEOUT, W_SCALEUP, WHEN_EP, WHEN_NO_EP)
 
 # per-op scratch columns
 _TC0, _TC1, _TM0, _TM1, _TNB, _TNL, _LINK, _MPATH, _MSTAGE, _TWIN, _TLAT = range(11)
@@ -185,72 +187,82 @@ def _op_time(tt, i, rcs, rms, rsu, rso):
     return max(tt[i, _TC0] * rcs, tt[i, _TM0] * rms, tn) + tt[i, _TLAT]
 
 
+@njit(cache=True)
+def decode_axes(index, values, sizes, out):
+    """Values of flat ``index`` over the axes of table ``values`` [n_axes, longest] with
+    lengths ``sizes`` (C order: the last axis fastest) into ``out[n_axes]``; returns the
+    index over the slower dims left above them."""
+    index = np.int64(index)  # a prange index is unsigned: uint64 % int64 would be a float
+    for j in range(sizes.size - 1, -1, -1):
+        out[j] = values[j, index % sizes[j]]
+        index //= sizes[j]
+    return index
+
+
+@njit(cache=True)
+def point_setup(v, dtype_bits):
+    """What a structure point's axis values ``v`` (``layout.KERNEL_AXES``) mean for the op
+    costs: (micro-batches, sequences per attention-DP group and micro-batch, weight,
+    activation and KV precision codes with "same" resolved, GEMM and attention compute
+    precisions)."""
+    micro = min(v[K_PP], v[K_BATCH])
+    seqs = v[K_BATCH] / micro / v[K_ADP]
+    w, a, k = int(v[K_WEIGHT]), int(v[K_ACT]), int(v[K_KV])
+    if a < 0:  # -1: same precision as the weights
+        a = w
+    if k < 0:  # -1: same precision as the activations
+        k = a
+    return micro, seqs, w, a, k, wider(w, a, dtype_bits), wider(k, a, dtype_bits)
+
+
+@njit(cache=True)
+def _phase_costs(program, n_op, phase, v, seqs, w, a, k, cdt_gemm, cdt_attn, dtype_bytes, out):
+    """:func:`_fill_costs` of one phase at structure point ``v``."""
+    _fill_costs(program, n_op, phase, seqs, v[K_INPUT], v[K_TP], v[K_PP], v[K_EP], v[K_ADP],
+                dtype_bytes[w], dtype_bytes[a], dtype_bytes[k], cdt_gemm, cdt_attn, a, out)
+
+
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
-                  tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, compute_scale,
-                  memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits,
-                  ttft, tpot, bound):
+def evaluate_grid(hw, rates, programs, n_ops, axes, axis_sizes, output_tokens, scales,
+                  scale_sizes, dtype_bytes, dtype_bits, ttft, tpot, bound):
     """Fill ``ttft``, ``tpot`` [s] and ``bound`` (0 compute, 1 memory, 2 network) in place.
 
+    ``axes`` / ``axis_sizes``: the values of ``layout.KERNEL_AXES``; ``scales`` /
+    ``scale_sizes``: those of ``layout.WHAT_IF_AXES`` (see :func:`decode_axes`).
     Flat output layout (C order):
-      ttft  [hardware, model, weight_dtype, act_dtype, kv_dtype, tp, pp, ep, attention_dp, batch,
-             input_tokens, compute_scale, memory_bandwidth_scale, scaleup_bandwidth_scale,
-             scaleout_bandwidth_scale]
+      ttft  [hardware, model, *KERNEL_AXES, *WHAT_IF_AXES]
       tpot, bound: the same with output_tokens after input_tokens.
     """
     n_hw = hw.shape[0]
     n_model = programs.shape[0]
     max_ops = programs.shape[2]
-    nw, na, nk = weight_dtype.size, act_dtype.size, kv_dtype.size
-    ntp, npp, nep, nad = tp.size, pp.size, ep.size, attention_dp.size
-    nb, nin, nout = batch.size, input_tokens.size, output_tokens.size
-    ncs, nms, nsu, nso = compute_scale.size, memory_scale.size, scaleup_scale.size, scaleout_scale.size
-    n_whatif = ncs * nms * nsu * nso
-    n_struct = n_model * nw * na * nk * ntp * npp * nep * nad * nb * nin
+    nout = output_tokens.size
+    n_whatif = 1
+    for j in range(scale_sizes.size):
+        n_whatif *= scale_sizes[j]
+    n_struct = n_model
+    for j in range(axis_sizes.size):
+        n_struct *= axis_sizes[j]
+    # the what-if points as reciprocal factors on the unscaled times (-1: a scale <= 0)
+    recip = np.empty((n_whatif, scale_sizes.size))
+    sc = np.empty(scale_sizes.size)
+    for wi in range(n_whatif):
+        decode_axes(wi, scales, scale_sizes, sc)
+        for j in range(sc.size):
+            recip[wi, j] = 1.0 / sc[j] if sc[j] > 0.0 else -1.0
     for st in prange(n_struct):
-        i_in = st % nin
-        r1 = st // nin
-        i_b = r1 % nb
-        r1b = r1 // nb
-        i_ad = r1b % nad
-        r2 = r1b // nad
-        i_ep = r2 % nep
-        r3 = r2 // nep
-        i_pp = r3 % npp
-        r4 = r3 // npp
-        i_tp = r4 % ntp
-        r5 = r4 // ntp
-        i_k = r5 % nk
-        r6 = r5 // nk
-        i_a = r6 % na
-        r7 = r6 // na
-        i_w = r7 % nw
-        i_m = r7 // nw
-        b = float(batch[i_b])
-        s = float(input_tokens[i_in])
-        t = float(tp[i_tp])
-        p = float(pp[i_pp])
-        e = float(ep[i_ep])
-        adp = float(attention_dp[i_ad])
-        micro = min(p, b)
-        seqs = b / micro / adp  # sequences of one attention-DP group per micro-batch
-        w, a, k = weight_dtype[i_w], act_dtype[i_a], kv_dtype[i_k]
-        if a < 0:  # -1: same precision as the weights
-            a = w
-        if k < 0:  # -1: same precision as the activations
-            k = a
-        cdt_gemm = wider(w, a, dtype_bits)
-        cdt_attn = wider(k, a, dtype_bits)
+        v = np.empty(axis_sizes.size)
+        i_m = decode_axes(st, axes, axis_sizes, v)
+        s = v[K_INPUT]
+        micro, seqs, w, a, k, cdt_gemm, cdt_attn = point_setup(v, dtype_bits)
         n_pre = n_ops[i_m, PREFILL]
         n_dec = n_ops[i_m, DECODE]
         cost_pre = np.empty((max_ops, _N_COSTS))
         cost_dec = np.empty((max_ops, _N_COSTS))
-        _fill_costs(programs[i_m, PREFILL], n_pre, PREFILL, seqs, s, t, p, e, adp,
-                    dtype_bytes[w], dtype_bytes[a], dtype_bytes[k], cdt_gemm, cdt_attn, a,
-                    cost_pre)
-        _fill_costs(programs[i_m, DECODE], n_dec, DECODE, seqs, s, t, p, e, adp,
-                    dtype_bytes[w], dtype_bytes[a], dtype_bytes[k], cdt_gemm, cdt_attn, a,
-                    cost_dec)
+        _phase_costs(programs[i_m, PREFILL], n_pre, PREFILL, v, seqs, w, a, k, cdt_gemm,
+                     cdt_attn, dtype_bytes, cost_pre)
+        _phase_costs(programs[i_m, DECODE], n_dec, DECODE, v, seqs, w, a, k, cdt_gemm,
+                     cdt_attn, dtype_bytes, cost_dec)
         # decode ops whose cost grows with the context (attention) are averaged exactly
         n_ctx = 0
         ctx_ops = np.empty(max_ops, dtype=np.int64)
@@ -264,30 +276,19 @@ def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens
             _fill_times(cost_pre, n_pre, rates[h], hw[h], t_pre)
             _fill_times(cost_dec, n_dec, rates[h], hw[h], t_dec)
             for wi in range(n_whatif):
-                rr = wi
-                i_so = rr % nso
-                rr //= nso
-                i_su = rr % nsu
-                rr //= nsu
-                i_ms = rr % nms
-                i_cs = rr // nms
-                cs = compute_scale[i_cs]
-                ms = memory_scale[i_ms]
-                sus = scaleup_scale[i_su]
-                sos = scaleout_scale[i_so]
+                rcs = recip[wi, W_COMPUTE]
+                rms = recip[wi, W_MEMORY]
+                rsu = recip[wi, W_SCALEUP]
+                rso = recip[wi, W_SCALEOUT]
                 base_t = (h * n_struct + st) * n_whatif + wi
-                if cs <= 0.0 or ms <= 0.0 or sus <= 0.0 or sos <= 0.0:
-                    # invalid what-if point: flagged infeasible by the caller; keep it finite
+                if rcs < 0.0 or rms < 0.0 or rsu < 0.0 or rso < 0.0:
+                    # invalid what-if point: flagged infeasible by the caller
                     ttft[base_t] = np.inf
                     for o in range(nout):
                         idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
                         tpot[idx] = np.inf
                         bound[idx] = 0
                     continue
-                rcs = 1.0 / cs
-                rms = 1.0 / ms
-                rsu = 1.0 / sus
-                rso = 1.0 / sos
                 path = 0.0
                 stage = 0.0
                 for i in range(n_pre):
@@ -347,11 +348,11 @@ def evaluate_grid(hw, rates, programs, n_ops, batch, input_tokens, output_tokens
 
 
 @njit(cache=True, error_model="numpy")
-def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, b, s, out_tokens,
-                  t, p, e, adp, w, a, k, cs, ms, sus, sos, dtype_bytes, dtype_bits, rows_pre,
-                  rows_dec):
+def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, v, out_tokens, sc,
+                  dtype_bytes, dtype_bits, rows_pre, rows_dec):
     """One configuration's per-op times, by the same pieces as :func:`evaluate_grid`.
 
+    ``v``: its values of ``layout.KERNEL_AXES``, ``sc``: of ``layout.WHAT_IF_AXES``.
     Fills ``rows_pre[n_pre, EXPLAIN_FIELDS]`` and ``rows_dec[n_dec, EXPLAIN_FIELDS]``: per
     op its FLOPs, bytes, network bytes (decode: at the mean context), compute, memory and
     network seconds (decode: at the mean context), kernel latency, link (0 scale-up, 1
@@ -359,18 +360,13 @@ def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, b, s, o
     it), and its run counts along the pipeline path and in the bottleneck stage. Returns
     (ttft, tpot, micro-batches, prefill path, prefill stage, decode path, decode stage).
     """
-    micro = min(p, b)
-    seqs = b / micro / adp
-    if a < 0:
-        a = w
-    if k < 0:
-        k = a
-    cdt_gemm = wider(w, a, dtype_bits)
-    cdt_attn = wider(k, a, dtype_bits)
+    micro, seqs, w, a, k, cdt_gemm, cdt_attn = point_setup(v, dtype_bits)
+    s = v[K_INPUT]
     n_max = max(n_pre, n_dec)
     costs = np.empty((n_max, _N_COSTS))
     times = np.empty((n_max, _N_TIMES))
-    rcs, rms, rsu, rso = 1.0 / cs, 1.0 / ms, 1.0 / sus, 1.0 / sos
+    rcs, rms = 1.0 / sc[W_COMPUTE], 1.0 / sc[W_MEMORY]
+    rsu, rso = 1.0 / sc[W_SCALEUP], 1.0 / sc[W_SCALEOUT]
     steps = max(float(out_tokens) - 1.0, 1.0)
     mean_ctx = s + 1.0 + (steps - 1.0) * 0.5
     result = np.zeros(4)
@@ -378,8 +374,8 @@ def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, b, s, o
         program = program_pre if phase == PREFILL else program_dec
         n = n_pre if phase == PREFILL else n_dec
         rows = rows_pre if phase == PREFILL else rows_dec
-        _fill_costs(program, n, phase, seqs, s, t, p, e, adp, dtype_bytes[w], dtype_bytes[a],
-                    dtype_bytes[k], cdt_gemm, cdt_attn, a, costs)
+        _phase_costs(program, n, phase, v, seqs, w, a, k, cdt_gemm, cdt_attn, dtype_bytes,
+                     costs)
         _fill_times(costs, n, rates_h, hw_h, times)
         ctx = mean_ctx if phase == DECODE else 0.0
         path = 0.0

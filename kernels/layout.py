@@ -92,5 +92,18 @@ SPLIT_COLUMNS = 1   # N / tp
 SPLIT_ROWS = 2      # K / tp
 SPLIT_KV = 3        # N / min(tp, kv_heads): KV heads are replicated once tp exceeds them
 
+# --- the grid the kernel walks -----------------------------------------------------------
+# Below hardware and model, the axes the kernel decodes from a flat structure index, slowest
+# first (``dse.axes`` registers them; ``dse.grid`` checks at import that the registry's
+# kernel axes are exactly these). Values arrive as one float64 table [len(KERNEL_AXES),
+# longest axis] (precisions as DTYPE_INDEX codes, -1 for "same") with each axis' length.
+KERNEL_AXES = ("weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "ep", "attention_dp",
+               "batch", "input_tokens")
+K_WEIGHT, K_ACT, K_KV, K_TP, K_PP, K_EP, K_ADP, K_BATCH, K_INPUT = range(len(KERNEL_AXES))
+# The hardware what-if scales, innermost in the outputs, as a second such table.
+WHAT_IF_AXES = ("compute_scale", "memory_bandwidth_scale", "scaleup_bandwidth_scale",
+                "scaleout_bandwidth_scale")
+W_COMPUTE, W_MEMORY, W_SCALEUP, W_SCALEOUT = range(len(WHAT_IF_AXES))
+
 # --- outputs ---------------------------------------------------------------------------
 BOUND_NAMES = ("compute", "memory", "network")

@@ -87,9 +87,8 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
     return flops, byts, net, steps, span
 
 
-def evaluate_reference(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
-                       tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, compute_scale,
-                       memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits):
+def evaluate_reference(hw, rates, programs, n_ops, axes, axis_sizes, output_tokens, scales,
+                       scale_sizes, dtype_bytes, dtype_bits):
     """Same contract as ``grid.evaluate_grid`` but returns shaped arrays.
 
     Returns
@@ -97,11 +96,13 @@ def evaluate_reference(hw, rates, programs, n_ops, batch, input_tokens, output_t
     ttft : [hw, model, w, a, kv, tp, pp, ep, adp, batch, input, cs, ms, su, so] [s]
     tpot, bound : [hw, model, w, a, kv, tp, pp, ep, adp, batch, input, output, cs, ms, su, so]
     """
+    v = {name: axes[j, :axis_sizes[j]] for j, name in enumerate(L.KERNEL_AXES)}
+    sc = [scales[j, :scale_sizes[j]] for j in range(len(L.WHAT_IF_AXES))]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return _evaluate(hw, rates, programs, n_ops, batch, input_tokens,
-                         output_tokens, tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype,
-                         compute_scale, memory_scale, scaleup_scale, scaleout_scale,
-                         dtype_bytes, dtype_bits)
+        return _evaluate(hw, rates, programs, n_ops, v["batch"], v["input_tokens"],
+                         output_tokens, v["tp"], v["pp"], v["ep"], v["attention_dp"],
+                         v["weight_dtype"].astype(np.int64), v["act_dtype"].astype(np.int64),
+                         v["kv_dtype"].astype(np.int64), *sc, dtype_bytes, dtype_bits)
 
 
 def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
