@@ -1,0 +1,310 @@
+"""Reference discrete-event simulation of continuous batching in a closed loop.
+
+The closed-form continuous-batching model of the grid kernel is checked against this
+simulator, as the kernel itself is checked against ``reference.py``. It steps one serving
+engine (one replica) iteration by iteration through admission, chunked prefill and decode,
+and is written for readability: plain Python for the scheduler, numpy arrays for the
+running set's per-iteration bookkeeping. It imports only numpy and the standard library.
+
+API::
+
+    simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tokens,
+             chunked=True, mixed=True, max_running=0, kv_slots=0,
+             request_overhead_s=0.0, iteration_overhead_s=0.0,
+             n_requests=None, warmup=None, seed=None) -> dict
+
+``iteration_time(decode_contexts, prefill_chunks, sampled)`` returns the forward time in
+seconds of one engine iteration (finite, >= 0):
+
+- ``decode_contexts``: 1-D int64 array, one entry per request decoding in this iteration
+  (in no particular order): the tokens it attends over, i.e. its KV-cache length once this
+  step's input token is appended: ``input_tokens + k`` for the step that follows its k-th
+  output token (k = 1 .. output_tokens - 1).
+- ``prefill_chunks``: list of ``(start, n)``, one per prompt chunk in the iteration, in
+  admission order: ``start`` prompt tokens of that request were processed by earlier
+  iterations, this chunk processes the next ``n``.
+- ``sampled``: sequences sampled this iteration: every decoding request plus every request
+  whose prefill completes in this iteration.
+
+Semantics
+---------
+Closed loop. ``batch`` clients each always have exactly one request outstanding. All
+submit at t = 0; every request has ``input_tokens`` prompt and ``output_tokens`` output
+tokens. The engine sees a request at its submission. ``request_overhead_s`` models work
+outside the engine (HTTP, tokenization, detokenization): it is added to every request's
+measured TTFT and end-to-end latency, and a client submits its next request
+``request_overhead_s`` after its previous one finished in the engine (it sees the
+response that much later). Each client's cycle is therefore exactly its request's
+measured end-to-end latency.
+
+Admission. A FCFS waiting queue; at each iteration boundary requests are admitted in
+submission order while the running set holds fewer than
+``R_max = min(batch, max_running or inf, kv_slots or inf)`` requests (``kv_slots``: how
+many requests the KV cache holds at full context; a request holds its slot from admission
+to its finish). Requests submitted at the same instant queue in the order their previous
+requests were admitted (at t = 0: client order).
+
+Iterations. An iteration starts when the previous one ends, after admission; when nothing
+is running or waiting the engine idles until the next submission. Its duration is
+``iteration_time(...) + iteration_overhead_s``, which must be > 0.
+
+- ``mixed=True``: every running request past its prefill decodes one token (d decode
+  tokens). The prefill budget is ``max_batched_tokens - d`` (unlimited when
+  ``max_batched_tokens == 0``; decodes are never capped, so the budget may be <= 0).
+- ``mixed=False`` (separate prefill and decode iterations, prefill first): if any running
+  request has prompt tokens left, the iteration is prefill-only with budget
+  ``max_batched_tokens`` (unlimited when 0); otherwise it decodes every running request.
+
+Prefill tokens go FCFS (admission order) to running requests with prompt tokens left.
+``chunked=True``: each takes ``min(remaining, budget left)`` (partial chunks allowed) until
+the budget is spent. ``chunked=False``: a request's whole remaining prompt goes if it fits
+in the budget left, else allocation stops (head-of-line: later prompts do not overtake);
+but an iteration that would otherwise carry no prefill tokens at all (budget too small, or
+<= 0 because of decodes) runs the first pending prompt whole anyway, so a prompt longer
+than the budget runs as the iteration's only prefill and never blocks the engine.
+
+At the iteration's end a request whose prompt is now fully processed emits its first
+output token (its TTFT ends), every decoding request emits one token, and a request that
+has emitted ``output_tokens`` tokens finishes (with ``output_tokens == 1``: at its
+prefill's end), frees its slot, and its client resubmits ``request_overhead_s`` later.
+
+Measurement window. T0 is the end of the iteration in which the ``warmup``-th request
+(default ``2 * batch``) finishes (T0 = 0 when ``warmup == 0``); T1 is the first iteration
+end at which at least ``n_requests`` (default ``max(20 * batch, 200)``) requests have
+finished in (T0, T1]. Every metric is over that window: per-request means over the
+requests finishing in (T0, T1], time averages over [T0, T1], iteration statistics over
+the iterations inside it. Returned keys:
+
+- ``ttft_s``: mean of first-token time - submission + ``request_overhead_s``.
+- ``tpot_s``: mean of (finish - first token) / (output_tokens - 1); NaN if output_tokens == 1.
+- ``e2e_s``: mean of finish - submission + ``request_overhead_s``.
+- ``requests_per_s``: finished requests / (T1 - T0).
+- ``running_requests``, ``waiting_requests``: time-averaged running-set size and queue
+  length (a request waits from its submission to its admission, runs from its admission
+  to its finish, including its last iteration).
+- ``overhead_requests``: time-averaged number of clients inside their
+  ``request_overhead_s`` delay (finished in the engine, next request not yet submitted).
+- ``prefill_share``: share of iterations carrying any prefill tokens.
+- ``mean_decode_tokens``, ``mean_prefill_tokens``: tokens per iteration.
+- ``iteration_s``: mean iteration duration (``iteration_overhead_s`` included).
+- ``admission_wait_s``: mean of admission - submission.
+
+What holds exactly: every client is in exactly one of waiting, running or overhead at any
+time, so ``running_requests + waiting_requests + overhead_requests == batch`` (to float
+rounding). Approximately (window edges, at most one partial cycle per client):
+``requests_per_s * e2e_s ~= batch`` (Little's law over clients, any overhead) and
+``overhead_requests ~= requests_per_s * request_overhead_s``; both are exact when the
+schedule is periodic and the window spans whole periods.
+
+The simulation is deterministic; ``seed`` is accepted for API stability and unused.
+"""
+import math
+import operator
+from collections import deque
+
+import numpy as np
+
+
+def _count(name, value, minimum):
+    """``value`` as an int >= ``minimum``; ValueError naming the argument otherwise."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if isinstance(value, bool) or number < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return number
+
+
+def _seconds(name, value):
+    """``value`` as a finite float >= 0; ValueError naming the argument otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    return number
+
+
+def _plan_prefill(remaining, budget, chunked):
+    """Prefill tokens for the leading requests of ``remaining`` (prompt tokens left, in
+    admission order) under ``budget`` (math.inf: unlimited). FCFS with no overtaking, so
+    the scheduled requests are always a prefix of the list."""
+    taken = []
+    left = budget
+    for rem in remaining:
+        if chunked:
+            n = min(rem, left)
+            if n <= 0:
+                break
+        elif rem <= left or not taken:
+            n = rem  # whole prompt; the first one runs even when over budget
+        else:
+            break
+        taken.append(int(n))
+        left -= n
+    return taken
+
+
+class _Engine:
+    """One replica: running set (slot arrays), FCFS queue, pending resubmissions, and one
+    record (submit, admit, first token, finish time) per request."""
+
+    def __init__(self, capacity, input_tokens, output_tokens, request_overhead_s):
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.request_overhead_s = request_overhead_s
+        self.slot_request = np.full(capacity, -1, np.int64)
+        self.emitted = np.zeros(capacity, np.int64)  # output tokens emitted so far
+        self.decoding = np.zeros(capacity, bool)      # prefill done, not finished
+        self.free = list(range(capacity - 1, -1, -1))  # pop() hands out the lowest slot
+        self.prefilling = []     # [slot, prompt tokens done], admission order
+        self.pending = deque()   # (submit time, request id), nondecreasing times
+        self.waiting = deque()   # request ids, FCFS
+        self.times = {key: [] for key in ("submit", "admit", "first", "finish")}
+
+    def submit(self, t):
+        """A new request from a client, visible to the engine from time ``t``."""
+        request = len(self.times["submit"])
+        for key, values in self.times.items():
+            values.append(t if key == "submit" else math.inf)
+        self.pending.append((t, request))
+
+    def admit(self, t):
+        """Queue the submissions due by ``t``, then admit FCFS while slots are free."""
+        while self.pending and self.pending[0][0] <= t:
+            self.waiting.append(self.pending.popleft()[1])
+        while self.waiting and self.free:
+            request, slot = self.waiting.popleft(), self.free.pop()
+            self.slot_request[slot] = request
+            self.times["admit"][request] = t
+            self.prefilling.append([slot, 0])
+
+    def idle(self):
+        """Nothing running and nothing waiting: the engine waits for a submission."""
+        return not self.prefilling and not self.decoding.any() and not self.waiting
+
+    def compose(self, mixed, max_batched_tokens, chunked):
+        """This iteration's decoding slots and prefill token counts (for the leading
+        entries of ``self.prefilling``)."""
+        if mixed or not self.prefilling:
+            decode_slots = np.flatnonzero(self.decoding)
+        else:
+            decode_slots = np.empty(0, np.int64)
+        budget = math.inf if max_batched_tokens == 0 else max_batched_tokens
+        if mixed:
+            budget -= len(decode_slots)
+        remaining = [self.input_tokens - done for _, done in self.prefilling]
+        return decode_slots, _plan_prefill(remaining, budget, chunked)
+
+    def advance(self, t_end, decode_slots, prefill):
+        """Apply one iteration ending at ``t_end``: tokens emitted, prefills completed,
+        requests finished and resubmitted. Returns how many finished."""
+        self.emitted[decode_slots] += 1
+        for entry, n in zip(self.prefilling, prefill):
+            entry[1] += n
+            if entry[1] == self.input_tokens:
+                slot = entry[0]
+                self.emitted[slot] = 1
+                self.decoding[slot] = True
+                self.times["first"][self.slot_request[slot]] = t_end
+        self.prefilling = [e for e in self.prefilling if e[1] < self.input_tokens]
+        done = np.flatnonzero(self.decoding & (self.emitted >= self.output_tokens))
+        for request, slot in sorted(zip(self.slot_request[done].tolist(), done.tolist())):
+            self.times["finish"][request] = t_end
+            self.decoding[slot] = False
+            self.free.append(slot)
+            self.submit(t_end + self.request_overhead_s)
+        return len(done)
+
+    def records(self):
+        """Per-request times as float arrays (inf: not reached yet)."""
+        return {key: np.asarray(values, float) for key, values in self.times.items()}
+
+
+def _window_metrics(rec, t0, t1, stats, output_tokens, request_overhead_s):
+    """Means over the requests finishing in (t0, t1] and time averages over [t0, t1]."""
+    span = t1 - t0
+
+    def occupancy(start, end):
+        return float(np.sum(np.clip(np.minimum(end, t1) - np.maximum(start, t0), 0, None)))
+
+    done = (rec["finish"] > t0) & (rec["finish"] <= t1)
+    submit, admit, first, finish = (rec[k][done] for k in ("submit", "admit", "first", "finish"))
+    finished = rec["finish"][np.isfinite(rec["finish"])]
+    tpot = (np.mean((finish - first) / (output_tokens - 1)) if output_tokens > 1
+            else math.nan)
+    iterations = max(stats["iterations"], 1)
+    return {
+        "ttft_s": float(np.mean(first - submit)) + request_overhead_s,
+        "tpot_s": float(tpot),
+        "e2e_s": float(np.mean(finish - submit)) + request_overhead_s,
+        "requests_per_s": int(done.sum()) / span,
+        "running_requests": occupancy(rec["admit"], rec["finish"]) / span,
+        "waiting_requests": occupancy(rec["submit"], rec["admit"]) / span,
+        "overhead_requests": occupancy(finished, finished + request_overhead_s) / span,
+        "prefill_share": stats["prefill_iterations"] / iterations,
+        "mean_decode_tokens": stats["decode_tokens"] / iterations,
+        "mean_prefill_tokens": stats["prefill_tokens"] / iterations,
+        "iteration_s": stats["busy_s"] / iterations,
+        "admission_wait_s": float(np.mean(admit - submit)),
+    }
+
+
+def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tokens,
+             chunked=True, mixed=True, max_running=0, kv_slots=0,
+             request_overhead_s=0.0, iteration_overhead_s=0.0,
+             n_requests=None, warmup=None, seed=None):
+    """Steady-state metrics of a closed-loop continuous-batching engine; see the module
+    docstring for the exact semantics and the returned keys."""
+    if not callable(iteration_time):
+        raise ValueError("iteration_time must be callable")
+    batch = _count("batch", batch, 1)
+    input_tokens = _count("input_tokens", input_tokens, 1)
+    output_tokens = _count("output_tokens", output_tokens, 1)
+    max_batched_tokens = _count("max_batched_tokens", max_batched_tokens, 0)
+    limits = [batch] + [_count(name, value, 0) or batch
+                        for name, value in (("max_running", max_running), ("kv_slots", kv_slots))]
+    request_overhead_s = _seconds("request_overhead_s", request_overhead_s)
+    iteration_overhead_s = _seconds("iteration_overhead_s", iteration_overhead_s)
+    n_requests = _count("n_requests", max(20 * batch, 200) if n_requests is None else n_requests, 1)
+    warmup = _count("warmup", 2 * batch if warmup is None else warmup, 0)
+
+    engine = _Engine(min(limits), input_tokens, output_tokens, request_overhead_s)
+    for _ in range(batch):
+        engine.submit(0.0)
+    stats = dict.fromkeys(("iterations", "prefill_iterations", "decode_tokens",
+                           "prefill_tokens", "busy_s"), 0)
+    t, t0 = 0.0, (0.0 if warmup == 0 else None)
+    finished = measured = 0
+    while True:
+        engine.admit(t)
+        if engine.idle():
+            t = engine.pending[0][0]
+            continue
+        decode_slots, prefill = engine.compose(bool(mixed), max_batched_tokens, bool(chunked))
+        chunks = [(done, n) for (_, done), n in zip(engine.prefilling, prefill)]
+        sampled = len(decode_slots) + sum(done + n == input_tokens for done, n in chunks)
+        forward = iteration_time(engine.input_tokens + engine.emitted[decode_slots],
+                                 chunks, sampled)
+        dt = _seconds("iteration_time(...)", forward) + iteration_overhead_s
+        if dt <= 0:
+            raise ValueError("iteration_time(...) + iteration_overhead_s must be > 0")
+        if t0 is not None:
+            stats["iterations"] += 1
+            stats["prefill_iterations"] += bool(prefill)
+            stats["decode_tokens"] += len(decode_slots)
+            stats["prefill_tokens"] += sum(prefill)
+            stats["busy_s"] += dt
+        t += dt
+        n_done = engine.advance(t, decode_slots, prefill)
+        finished += n_done
+        if t0 is None:
+            if finished >= warmup:
+                t0 = t
+        else:
+            measured += n_done
+            if measured >= n_requests:
+                break
+    return _window_metrics(engine.records(), t0, t, stats, output_tokens, request_overhead_s)
