@@ -49,15 +49,15 @@ from dse.chunks import plan, subspec
 from dse.evaluate import evaluate
 from dse.grid import coords
 from dse.sweep import partitions
-from dse.table import schema
+from dse.table import PRESET_AXES, schema
 spec = dse.load_sweep({spec!r})
 if {quick}:
     import dataclasses
     spec = dataclasses.replace(spec, grid={{**spec.grid, "batch": spec.grid["batch"][:2]}})
 manifest = json.loads((Path({out!r}) / "manifest.json").read_text())
 full = coords(spec)
-names = {{"hardware": list(full["hardware"]), "model": list(full["model"])}}
-sch = io.with_metadata(schema(len(names["hardware"]), len(names["model"])), io.metadata(spec))
+names = {{d: list(full[d]) for d in PRESET_AXES}}
+sch = io.with_metadata(schema({{d: len(v) for d, v in names.items()}}), io.metadata(spec))
 total = 0.0
 for chunk in plan(spec, manifest["chunk_rows"]):
     ds = evaluate(subspec(spec, chunk))

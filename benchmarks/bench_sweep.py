@@ -57,11 +57,11 @@ import json, tempfile, time, dse
 from dse import io
 from dse.chunks import plan, subspec
 from dse.grid import coords
-from dse.table import batch_rows, block_batches, columns, parquet_options, run_lengths, schema
+from dse.table import PRESET_AXES, batch_rows, block_batches, columns, parquet_options, run_lengths, schema
 spec = dse.load_sweep({spec!r})
 full = coords(spec)
-names = {{"hardware": list(full["hardware"]), "model": list(full["model"])}}
-sch = schema(len(names["hardware"]), len(names["model"]))
+names = {{d: list(full[d]) for d in PRESET_AXES}}
+sch = schema({{d: len(v) for d, v in names.items()}})
 batches, runs, rows = [], {{}}, 0
 for chunk in plan(spec, 1 << 22):
     block = dse.evaluate(subspec(spec, chunk))

@@ -11,8 +11,9 @@ Each axis has a ``role``: a *group* axis says which question a configuration ans
 choices compared within a group (batch, parallelism, precisions). Its ``walk`` says how it
 enters the evaluation: ``kernel`` (the grid kernel iterates it), ``what_if`` (the kernel
 scales a hardware rate by it) or ``derived`` (only derived columns and checks depend on
-it: replicas multiply throughput, capacity scales the memory check). ``ttft`` is False for
-the axes the time to first token does not depend on.
+it: replicas multiply throughput). ``ttft`` is False for the axes the time to first token
+does not depend on (none at present: under continuous serving the output length and the
+memory capacity shape the admission wait).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class Axis:
     """One grid axis: see the module docstring for ``role``, ``walk`` and ``ttft``."""
     name: str
     section: str      # the spec table holding it: "grid" or "what_if"
-    kind: str         # "preset", "int", "dtype" or "scale": the value rule
+    kind: str         # "preset", "int", "dtype", "scale" or "choice": the value rule
     role: str         # "group" or "strategy"
     walk: str         # "kernel", "what_if" or "derived"
     layout: int       # position in the flattened grid (0: slowest)
@@ -42,12 +43,16 @@ class Axis:
     bound: int = 0    # int axes: the largest valid value
     ttft: bool = True
     dtypes: tuple = ()  # dtype axes: the valid precision names
+    minimum: int = 1  # int axes: the smallest valid value
+    choices: tuple = ()  # choice axes: the valid names (the kernel gets their index)
 
     def problem(self, value) -> str | None:
         """Why ``value`` is not valid on this axis (None: it is)."""
         if self.kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                return f"must be a positive integer (at most {self.bound:,})"
+            if isinstance(value, bool) or not isinstance(value, int) or value < self.minimum:
+                what = "a positive integer" if self.minimum == 1 else \
+                    f"an integer >= {self.minimum}"
+                return f"must be {what} (at most {self.bound:,})"
             if value > self.bound:
                 return f"above the bound {self.bound:,} of {self.name}"
         elif self.kind == "scale":
@@ -59,18 +64,24 @@ class Axis:
         elif self.kind == "dtype":
             if value not in self.dtypes:
                 return f"unknown precision; valid: {', '.join(self.dtypes)}"
+        elif self.kind == "choice":
+            if not isinstance(value, str) or value not in self.choices:
+                return f"valid: {', '.join(self.choices)}"
         elif not isinstance(value, str):
             return "must be a preset name or a path"
         return None
 
 
-def _int(name, role, layout, bound, doc, default=(1,), walk="kernel", ttft=True):
+def _int(name, role, layout, bound, doc, default=(1,), walk="kernel", ttft=True, minimum=1):
     return Axis(name, "grid", "int", role, walk, layout, default, doc, bound=bound,
-                ttft=ttft)
+                ttft=ttft, minimum=minimum)
 
 
 def _scale(name, layout, doc, walk="what_if"):
     return Axis(name, "what_if", "scale", "group", walk, layout, (1.0,), doc)
+
+
+SERVING = ("static", "continuous")  # the serving modes (dse.axes: the ``serving`` axis)
 
 
 def _dtype(name, layout, default, doc):
@@ -89,25 +100,35 @@ AXES = (
          "accelerator preset (bundled name or path to a .toml file)"),
     Axis("model", "grid", "preset", "group", "kernel", 1, ("llama3_8b",),
          "model preset (bundled name or path to a .toml file)"),
-    _int("batch", "strategy", 9, 1 << 20, "concurrent sequences per replica"),
-    _int("input_tokens", "group", 10, 1 << 24, "prompt tokens per sequence",
+    Axis("serving", "grid", "choice", "group", "kernel", 2, ("static",),
+         "static: one batch prefilled then decoded together (offline jobs); continuous: "
+         "in-flight batching of `batch` concurrent requests in a closed loop",
+         choices=SERVING),
+    Axis("engine", "grid", "preset", "group", "kernel", 3, ("vllm",),
+         "serving-engine preset (overheads, batching defaults; continuous serving only)"),
+    _int("batch", "strategy", 12, 1 << 20,
+         "concurrent sequences per replica (continuous: concurrent requests)"),
+    _int("input_tokens", "group", 13, 1 << 24, "prompt tokens per sequence",
          default=(1024,)),
-    _int("output_tokens", "group", 11, 1 << 24, "generated tokens per sequence",
-         default=(256,), ttft=False),
-    _int("tp", "strategy", 5, 1 << 16, "tensor-parallel devices"),
-    _int("pp", "strategy", 6, 1 << 12, "pipeline stages"),
-    _int("ep", "strategy", 7, 1 << 16, "expert-parallel groups of the MoE devices"),
-    _int("attention_dp", "strategy", 8, 1 << 12,
+    _int("output_tokens", "group", 14, 1 << 24, "generated tokens per sequence",
+         default=(256,)),
+    _int("tp", "strategy", 7, 1 << 16, "tensor-parallel devices"),
+    _int("pp", "strategy", 8, 1 << 12, "pipeline stages"),
+    _int("ep", "strategy", 9, 1 << 16, "expert-parallel groups of the MoE devices"),
+    _int("attention_dp", "strategy", 10, 1 << 12,
          "MoE: attention data-parallel groups of tp devices"),
-    _int("dp", "strategy", 16, 1 << 20, "independent replicas", walk="derived"),
-    _dtype("weight_dtype", 2, "bf16", "weight precision"),
-    _dtype("act_dtype", 3, SAME, "activation precision (same: the weight precision)"),
-    _dtype("kv_dtype", 4, SAME, "KV-cache precision (same: the activation precision)"),
-    _scale("compute_scale", 12, "factor on peak FLOP/s"),
-    _scale("memory_bandwidth_scale", 13, "factor on memory bandwidth"),
-    _scale("memory_capacity_scale", 17, "factor on memory capacity", walk="derived"),
-    _scale("scaleup_bandwidth_scale", 14, "factor on scale-up link bandwidth"),
-    _scale("scaleout_bandwidth_scale", 15, "factor on scale-out link bandwidth"),
+    _int("max_batched_tokens", "strategy", 11, 1 << 24,
+         "continuous: token budget of one engine iteration (chunked-prefill size; 0: the "
+         "engine's default)", default=(0,), minimum=0),
+    _int("dp", "strategy", 20, 1 << 20, "independent replicas", walk="derived"),
+    _dtype("weight_dtype", 4, "bf16", "weight precision"),
+    _dtype("act_dtype", 5, SAME, "activation precision (same: the weight precision)"),
+    _dtype("kv_dtype", 6, SAME, "KV-cache precision (same: the activation precision)"),
+    _scale("compute_scale", 15, "factor on peak FLOP/s"),
+    _scale("memory_bandwidth_scale", 16, "factor on memory bandwidth"),
+    _scale("memory_capacity_scale", 19, "factor on memory capacity"),
+    _scale("scaleup_bandwidth_scale", 17, "factor on scale-up link bandwidth"),
+    _scale("scaleout_bandwidth_scale", 18, "factor on scale-out link bandwidth"),
 )
 AXIS = {a.name: a for a in AXES}
 MAX_DEVICES = 1 << 60  # the [constraints] bound, and the most devices any point can have

@@ -112,12 +112,14 @@ def _explain_params(args) -> dict:
     names the flag), then the first value of each axis of ``--spec``."""
     from .axes import AXIS, names
     from .config import ConfigError, load_hardware, load_model, load_sweep
+    from .engines import load_engine
     for key in names():
         value = getattr(args, key)
         problem = value is not None and AXIS[key].kind != "preset" and AXIS[key].problem(value)
         if problem:
             raise ConfigError(f"{_flag(key)} {value}: {problem}")
-    for key, load in (("hardware", load_hardware), ("model", load_model)):
+    for key, load in (("hardware", load_hardware), ("model", load_model),
+                      ("engine", load_engine)):
         if getattr(args, key) is not None:
             load(getattr(args, key), source="command line", key=_flag(key))
     spec_axes = {}

@@ -48,7 +48,8 @@ def _fail(source, key, value, problem):
 
 # --------------------------------------------------------------------------- file access
 def bundled_dir(kind: str) -> Path:
-    """Folder of the bundled presets of one kind (``hardware``, ``models``, ``sweeps``)."""
+    """Folder of the bundled presets of one kind (``hardware``, ``models``, ``engines``,
+    ``sweeps``)."""
     return Path(str(resources.files("dse.configs").joinpath(kind)))
 
 
@@ -542,6 +543,7 @@ class SweepSpec:
     constraints: Constraints
     hardware: tuple                 # Hardware per grid["hardware"] entry
     models: tuple                   # Model per grid["model"] entry
+    engines: tuple = ()             # Engine per grid["engine"] entry
     source: str = "<api>"
     text: str = ""                  # the spec as written, for Parquet metadata
     preset_texts: dict = field(default_factory=dict)  # preset file -> its text
@@ -607,14 +609,17 @@ def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
     )
     hardware = tuple(load_hardware(r, base_dir, source, "[grid] hardware") for r in grid["hardware"])
     models = tuple(load_model(r, base_dir, source, "[grid] model") for r in grid["model"])
-    for kind, presets in (("hardware", hardware), ("model", models)):
+    from .engines import load_engine
+    engines = tuple(load_engine(r, base_dir, source, "[grid] engine") for r in grid["engine"])
+    for kind, presets in (("hardware", hardware), ("model", models), ("engine", engines)):
         names = [p.name for p in presets]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             _fail(source, f"[grid] {kind}", grid[kind], f"two entries load preset {sorted(dup)[0]!r}")
-    preset_texts = {p.source: p.text for p in (*hardware, *models)}
+    preset_texts = {p.source: p.text for p in (*hardware, *models, *engines)}
     return SweepSpec(grid=grid, what_if=what_if, constraints=cons, hardware=hardware,
-                     models=models, source=source, text=text, preset_texts=preset_texts)
+                     models=models, engines=engines, source=source, text=text,
+                     preset_texts=preset_texts)
 
 
 def load_sweep(path: str | Path | None = None) -> SweepSpec:

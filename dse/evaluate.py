@@ -11,10 +11,10 @@ import numpy as np
 import xarray as xr
 
 from . import compile as comp
-from .axes import AXIS, in_layout, names
+from .axes import AXIS, SERVING, in_layout, names
 from .config import SweepSpec
 from .grid import (GRID_DIMS, KERNEL_WHAT_IF, MEMORY_DIMS, STRUCT_DIMS, STRUCTURE_DIMS,
-                   TPOT_DIMS, TTFT_DIMS, coords, dtype_codes, hardware_tables, resolve_dtypes)
+                   TPOT_DIMS, TTFT_DIMS, coords, engine_table, dtype_codes, hardware_tables, resolve_dtypes)
 from .kernels import layout as L
 from .kernels.grid import evaluate_grid
 
@@ -36,20 +36,53 @@ def _axis_table(columns) -> tuple[np.ndarray, np.ndarray]:
     return table, sizes
 
 
-def kernel_inputs(spec: SweepSpec) -> dict:
+# The order of the kernel's flat index (kernels/grid.evaluate_grid): slot strides follow it.
+KERNEL_ORDER = ("hardware", *STRUCT_DIMS, "output_tokens", *KERNEL_WHAT_IF)
+
+
+def _axis_values(d: str, values) -> np.ndarray:
+    """What the kernel sees of an axis: precision codes, preset or choice indices, numbers."""
+    kind = AXIS[d].kind
+    if kind == "dtype":
+        return dtype_codes(values)
+    if kind == "preset":
+        return np.arange(len(values), dtype=np.float64)
+    if kind == "choice":
+        return np.array([AXIS[d].choices.index(v) for v in values], dtype=np.float64)
+    return np.asarray(values, dtype=np.float64)
+
+
+def slot_strides(dims: tuple, shape: tuple) -> tuple[np.ndarray, list]:
+    """Element strides of an array over ``dims`` (in KERNEL_ORDER) along every kernel dim
+    (0 where it does not vary), and the transpose that puts ``dims`` in that order."""
+    order = sorted(range(len(dims)), key=lambda i: KERNEL_ORDER.index(dims[i]))
+    sizes = [shape[i] for i in order]
+    strides = np.zeros(len(KERNEL_ORDER), dtype=np.int64)
+    step = 1
+    for i, size in zip(reversed(order), reversed(sizes)):
+        strides[KERNEL_ORDER.index(dims[i])] = step if size > 1 else 0
+        step *= size
+    return strides, order
+
+
+def kernel_inputs(spec: SweepSpec, slots: tuple) -> dict:
     """The dense arrays the grid kernel (and the numpy reference) take: the kernel and
     what-if axes of the registry (``dse.grid.STRUCT_DIMS``, ``KERNEL_WHAT_IF``) each as one
-    table, precisions as codes."""
+    table, precisions as codes, presets and choices as indices; ``slots`` = (dims, array):
+    the requests memory and engine admit (:func:`serving_slots`)."""
     c = coords(spec)
     hw, rates = hardware_tables(spec.hardware)
     programs, n_ops = comp.compile_models(spec.models)
-    axes, axis_sizes = _axis_table([dtype_codes(c[d]) if AXIS[d].kind == "dtype" else c[d]
-                                    for d in STRUCT_DIMS[1:]])
+    axes, axis_sizes = _axis_table([_axis_values(d, c[d]) for d in STRUCT_DIMS[1:]])
     scales, scale_sizes = _axis_table([c[d] for d in KERNEL_WHAT_IF])
-    return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops, axes=axes,
-                axis_sizes=axis_sizes, output_tokens=np.array(c["output_tokens"], np.int64),
-                scales=scales, scale_sizes=scale_sizes, dtype_bytes=L.DTYPE_BYTES,
-                dtype_bits=L.DTYPE_BITS)
+    dims, values = slots
+    strides, order = slot_strides(dims, values.shape)
+    return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops,
+                engines=engine_table(spec.engines), axes=axes, axis_sizes=axis_sizes,
+                output_tokens=np.array(c["output_tokens"], np.int64), scales=scales,
+                scale_sizes=scale_sizes,
+                slots=np.ascontiguousarray(values.transpose(order), dtype=np.float64).ravel(),
+                slot_strides=strides, dtype_bytes=L.DTYPE_BYTES, dtype_bits=L.DTYPE_BITS)
 
 
 def run_kernel(inputs: dict, shape_ttft, shape_tpot):
@@ -122,6 +155,55 @@ def _own_dims(term, models, dims, c) -> tuple[tuple, np.ndarray]:
     return tuple(dims[i] for i in keep), np.ascontiguousarray(out.squeeze(squeezed))
 
 
+def _da(term: tuple) -> xr.DataArray:
+    dims, values = term
+    return xr.DataArray(values, dims=dims)
+
+
+def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray) -> dict:
+    """Continuous serving's memory terms: a request's KV cache at full context and the
+    working set of one iteration (per device) [bytes], and the ``slots``: how many requests
+    the memory left beside weights and working set holds at full context, capped by the
+    engine's running-request limit (< 1: not even one fits, ``out_of_memory``).
+
+    The working set is :func:`compile.activation_bytes_per_device` for the iteration's
+    tokens: the token budget (``max_batched_tokens``, else the engine's; without a budget
+    or chunking, at least one whole prompt), spread over the attention-DP groups.
+    """
+    dims = ("model", "engine", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp",
+            "attention_dp", "max_batched_tokens", "input_tokens", "output_tokens")
+    ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp",
+                                                    "input_tokens", "output_tokens",
+                                                    "max_batched_tokens")}
+    w, a, k = resolve_dtypes(*(_shaped(dtype_codes(c[d]), d, dims)
+                               for d in ("weight_dtype", "act_dtype", "kv_dtype")))
+    ab, kb = L.DTYPE_BYTES[a], L.DTYPE_BYTES[k]
+    s = ax["input_tokens"][0]
+    eng = {f: _shaped([getattr(e, f) for e in spec.engines], "engine", dims, float)
+           for f in ("max_batched_tokens", "max_running_requests", "chunked_prefill")}
+    budget = np.where(ax["max_batched_tokens"] > 0, ax["max_batched_tokens"],
+                      eng["max_batched_tokens"])
+    tokens = np.where((budget <= 0) | (eng["chunked_prefill"] == 0), np.maximum(budget, s),
+                      budget)[0]
+    tp, pp, adp = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0]
+    terms = {
+        "kv_request_bytes": lambda m: comp.kv_cache_bytes_per_device(
+            m, tp, pp, 1.0, s[0] + ax["output_tokens"][0], kb[0], adp),
+        # batch = pp: one sequence per micro-batch; input = the iteration's tokens
+        "working_bytes": lambda m: comp.activation_bytes_per_device(
+            m, tp, pp, pp, tokens, ab[0], adp),
+    }
+    out = {name: _own_dims(term, spec.models, dims, c) for name, term in terms.items()}
+    free = (xr.DataArray(usable, dims=("hardware", "memory_capacity_scale"))
+            - _da(weights) - _da(out["working_bytes"]))
+    slots = np.floor(free / _da(out["kv_request_bytes"]))
+    cap = xr.DataArray(eng["max_running_requests"].reshape(-1), dims=("engine",))
+    slots = xr.where(cap > 0, np.minimum(slots, cap), slots)
+    slots = slots.clip(min=0.0)
+    slots = slots.transpose(*[d for d in GRID_DIMS if d in slots.dims])
+    return {**out, "slots": (slots.dims, np.ascontiguousarray(slots.values))}
+
+
 def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     """Per-device memory terms [bytes], usable capacity and structural reason codes.
 
@@ -150,13 +232,17 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     for d in WHAT_IF_DIMS:
         scale_ok &= _shaped(c[d], d, WHAT_IF_DIMS) > 0
     capacity = np.array([h.memory_bytes * h.memory_usable_fraction for h in spec.hardware])
+    usable = np.outer(capacity, c["memory_capacity_scale"])
+    weights = _own_dims(terms["weight_bytes_per_device"], spec.models, dims, c)
+    serving = serving_memory(spec, c, weights, usable)
     return {
-        **{name: _own_dims(term, spec.models, dims, c) for name, term in terms.items()},
+        **{name: weights if name == "weight_bytes_per_device" else
+           _own_dims(term, spec.models, dims, c) for name, term in terms.items()},
+        **serving,
         # NaN marks an unknown price: the one documented missing value (null in Parquet)
         "price_per_device_hour_usd": (("hardware",), np.array(
             [h.price_per_device_hour_usd or np.nan for h in spec.hardware])),
-        "usable_memory_bytes": (("hardware", "memory_capacity_scale"),
-                                np.outer(capacity, c["memory_capacity_scale"])),
+        "usable_memory_bytes": (("hardware", "memory_capacity_scale"), usable),
         "structural_reason": (STRUCTURE_DIMS, structural_reasons(
             spec.models, c["tp"], c["pp"], c["ep"], c["attention_dp"])),
         "what_if_valid": (WHAT_IF_DIMS, scale_ok),
@@ -182,7 +268,8 @@ def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
         per-configuration columns.
     """
     c = coords(spec)
-    inputs = kernel_inputs(spec)
+    memory = memory_and_validity(spec, c)
+    inputs = kernel_inputs(spec, memory["slots"])
     shape_ttft = tuple(len(c[d]) for d in TTFT_DIMS)
     shape_tpot = tuple(len(c[d]) for d in TPOT_DIMS)
     if backend == "numba":
@@ -194,9 +281,12 @@ def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
         raise ValueError(f"backend must be 'numba' or 'reference', not {backend!r}")
     ds = xr.Dataset(
         {"ttft_s": (TTFT_DIMS, ttft), "tpot_s": (TPOT_DIMS, tpot),
-         "bound": (TPOT_DIMS, bound), **memory_and_validity(spec, c)},
+         "bound": (TPOT_DIMS, bound), **memory},
         coords={d: c[d] for d in GRID_DIMS},
     )
+    # the serving mode as a code (the reduction kernel reads it like a variable)
+    ds["serving_code"] = (("serving",), np.array([SERVING.index(v) for v in c["serving"]],
+                                                 dtype=np.uint8))
     ds["bound"].attrs["names"] = list(L.BOUND_NAMES)
     ds["structural_reason"].attrs["names"] = list(REASONS)
     ds.attrs["n_configs"] = spec.n_configs()
@@ -204,10 +294,11 @@ def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
 
 
 # What derived_metrics reads: axes and the evaluated variables.
-METRIC_INPUTS = ("tp", "attention_dp", "pp", "dp", "batch", "output_tokens", "ttft_s",
-                 "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_device",
-                 "activation_bytes_per_device", "structural_reason", "what_if_valid",
-                 "usable_memory_bytes", "price_per_device_hour_usd")
+METRIC_INPUTS = ("serving", "tp", "attention_dp", "pp", "dp", "batch", "output_tokens",
+                 "ttft_s", "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_device",
+                 "activation_bytes_per_device", "kv_request_bytes", "working_bytes", "slots",
+                 "structural_reason", "what_if_valid", "usable_memory_bytes",
+                 "price_per_device_hour_usd")
 
 
 def derived_metrics(v, where=np.where) -> dict:
@@ -218,17 +309,26 @@ def derived_metrics(v, where=np.where) -> dict:
     Pareto/best rows, so the three agree bit for bit.
     """
     out_tok = v["output_tokens"]
+    continuous = v["serving"] == "continuous"
     # one output token: no decode step (and no 0 * inf where a time is infinite)
     e2e = v["ttft_s"] + (out_tok - 1) * where(out_tok > 1, v["tpot_s"], 0.0)
     devices = v["tp"] * v["attention_dp"] * v["pp"] * v["dp"]
-    # static batching: each replica serves `batch` sequences for e2e seconds
-    throughput = v["dp"] * v["batch"] * out_tok / e2e
-    memory = (v["weight_bytes_per_device"] + v["kv_cache_bytes_per_device"]
-              + v["activation_bytes_per_device"])
+    # each replica serves `batch` requests every e2e seconds: a static batch, or (Little's
+    # law) a closed loop of `batch` clients whose requests take e2e each
+    requests = v["dp"] * v["batch"] / e2e
+    throughput = requests * out_tok
+    # continuous: the requests the KV cache and the engine admit run, the rest wait; the
+    # memory holds weights, one iteration's working set and the running requests' KV cache
+    running = where(continuous, np.minimum(v["batch"], v["slots"]), v["batch"])
+    memory = where(continuous, v["weight_bytes_per_device"] + v["working_bytes"]
+                   + running * v["kv_request_bytes"],
+                   v["weight_bytes_per_device"] + v["kv_cache_bytes_per_device"]
+                   + v["activation_bytes_per_device"])
+    no_room = where(continuous, v["slots"] < 1, memory > v["usable_memory_bytes"])
     reason = v["structural_reason"]
     reason = where((reason == 0) & ~v["what_if_valid"],
                    np.uint8(REASON_CODE["what_if_scale_not_positive"]), reason)
-    reason = where((reason == 0) & (memory > v["usable_memory_bytes"]),
+    reason = where((reason == 0) & no_room,
                    np.uint8(REASON_CODE["out_of_memory"]), reason).astype(np.uint8)
     return {
         "devices": devices,
@@ -236,6 +336,8 @@ def derived_metrics(v, where=np.where) -> dict:
         "throughput_tokens_per_s": throughput,
         "tokens_per_s_per_device": throughput / devices,
         "tokens_per_s_per_user": 1.0 / v["tpot_s"],
+        "requests_per_s": requests,
+        "running_requests": running,
         "memory_bytes_per_device": memory,
         "reason": reason,
         "feasible": reason == 0,

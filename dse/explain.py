@@ -14,7 +14,8 @@ import pandas as pd
 from .axes import AXES
 from .compile import model_ops
 from .config import parse_sweep
-from .evaluate import derive, evaluate, kernel_inputs
+from .evaluate import derive, evaluate, kernel_inputs, memory_and_validity
+from .grid import coords
 from .kernels import layout as L
 from .kernels.grid import EXPLAIN_FIELDS, explain_point
 from .metrics import METRICS
@@ -54,7 +55,7 @@ def explain(**axes):
         "what_if": {a.name: axes[a.name] for a in AXES
                     if a.section == "what_if" and a.name in axes}})
     m = spec.models[0]
-    inp = kernel_inputs(spec)
+    inp = kernel_inputs(spec, memory_and_validity(spec, coords(spec))["slots"])
     n_pre, n_dec = (int(n) for n in inp["n_ops"][0])
     width = max(n_pre, n_dec)
     rows = {ph: np.zeros((width, EXPLAIN_FIELDS)) for ph in (L.PREFILL, L.DECODE)}

@@ -19,7 +19,8 @@ TTFT_DIMS = tuple(d for d in TPOT_DIMS if AXIS[d].ttft)
 KERNEL_WHAT_IF = tuple(d for d in GRID_DIMS if AXIS[d].walk == "what_if")
 # The model's structure and the strategy the kernel walks (all but hardware and the
 # hardware what-ifs)
-STRUCT_DIMS = tuple(d for d in TTFT_DIMS if AXIS[d].walk == "kernel" and d != "hardware")
+STRUCT_DIMS = tuple(d for d in TTFT_DIMS if AXIS[d].walk == "kernel"
+                    and d not in ("hardware", "output_tokens"))
 # The kernel decodes these by position (kernels.layout names the slots): a registry
 # axis the kernel walks must have its slot there, in the same order.
 if STRUCT_DIMS != ("model", *L.KERNEL_AXES) or KERNEL_WHAT_IF != L.WHAT_IF_AXES:
@@ -167,7 +168,8 @@ def bytes_per_config(spec, results: bool, threads: int | None = None) -> float:
 
 def coords(spec: SweepSpec) -> dict:
     """Coordinate values per grid dim (dtype sentinels resolved by :func:`dtype_codes`)."""
-    c = {"hardware": [h.name for h in spec.hardware], "model": [m.name for m in spec.models]}
+    c = {"hardware": [h.name for h in spec.hardware], "model": [m.name for m in spec.models],
+         "engine": [e.name for e in spec.engines]}
     for d in GRID_DIMS:
         if d in c:
             continue
@@ -185,6 +187,18 @@ def resolve_dtypes(w, a, k):
     a = np.where(a < 0, w, a)
     k = np.where(k < 0, a, k)
     return w, a, k
+
+
+def engine_table(engines) -> np.ndarray:
+    """Engine table [n_engine, ENGINE_FIELDS] (``layout.EN_*``)."""
+    table = np.zeros((max(len(engines), 1), L.ENGINE_FIELDS))
+    for i, e in enumerate(engines):
+        table[i, L.EN_REQUEST_OVERHEAD_S] = e.request_overhead_s
+        table[i, L.EN_ITERATION_OVERHEAD_S] = e.iteration_overhead_s
+        table[i, L.EN_CHUNKED] = float(e.chunked_prefill)
+        table[i, L.EN_MIXED] = float(e.mixed_prefill)
+        table[i, L.EN_MAX_BATCHED_TOKENS] = e.max_batched_tokens
+    return table
 
 
 def hardware_tables(hardware) -> tuple[np.ndarray, np.ndarray]:

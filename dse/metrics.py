@@ -32,16 +32,24 @@ class Metric:
 
 METRICS = (
     Metric("devices", "devices", "int64", "derived", "tp * attention_dp * pp * dp"),
-    Metric("ttft_s", "s", "float64", "kernel", "time to first token: the prefill pass"),
+    Metric("ttft_s", "s", "float64", "kernel",
+           "time to first token: the prefill pass (continuous: request overhead, admission "
+           "wait and the request's prefill iterations)"),
     Metric("tpot_s", "s", "float64", "kernel",
-           "time per output token: the mean decode step"),
+           "time per output token: the mean decode step (continuous: the mean iteration a "
+           "decoding request sees)"),
     Metric("e2e_latency_s", "s", "float64", "derived",
            "ttft_s + (output_tokens - 1) * tpot_s"),
     Metric("throughput_tokens_per_s", "tokens/s", "float64", "derived",
-           "dp * batch * output_tokens / e2e_latency_s (static batching)"),
+           "dp * batch * output_tokens / e2e_latency_s"),
     Metric("tokens_per_s_per_device", "tokens/s", "float64", "derived",
            "throughput_tokens_per_s / devices"),
     Metric("tokens_per_s_per_user", "tokens/s", "float64", "derived", "1 / tpot_s"),
+    Metric("requests_per_s", "requests/s", "float64", "derived",
+           "dp * batch / e2e_latency_s (a static batch, or a closed loop of batch clients)"),
+    Metric("running_requests", "requests", "int64", "derived",
+           "requests running per replica (continuous: those the KV cache and the engine "
+           "admit; the rest of batch wait)"),
     Metric("weight_bytes_per_device", "bytes", "float64", "memory",
            "weights held by one device"),
     Metric("kv_cache_bytes_per_device", "bytes", "float64", "memory",
@@ -49,7 +57,8 @@ METRICS = (
     Metric("activation_bytes_per_device", "bytes", "float64", "memory",
            "activation working set", in_rows=False),
     Metric("memory_bytes_per_device", "bytes", "float64", "derived",
-           "weights + KV cache + activations"),
+           "weights + KV cache + activations (continuous: + one iteration's working set "
+           "and the running requests' KV cache)"),
     Metric("cost_per_million_tokens", "USD", "float64", "derived",
            "devices * price_per_device_hour_usd / 3600 / throughput * 1e6; null where the "
            "hardware preset has no price", nullable=True),
@@ -72,7 +81,8 @@ def columns_markdown() -> str:
     README equal to it. Print it with ``python -m dse.metrics``."""
     from .axes import AXES
     lines = ["| column | type | unit | meaning |", "|---|---|---|---|"]
-    kinds = {"preset": "category", "dtype": "category", "int": "int64", "scale": "float64"}
+    kinds = {"preset": "category", "dtype": "category", "choice": "category", "int": "int64",
+             "scale": "float64"}
     for a in AXES:
         lines.append(f"| `{a.name}` | {kinds[a.kind]} | | axis: {a.doc} |")
     for m in METRICS:

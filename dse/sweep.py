@@ -37,8 +37,8 @@ from .executors import check_scheduler, open_executor, parallel_chunks
 from .evaluate import REASONS, WHAT_IF_DIMS, evaluate
 from .grid import GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS, coords
 from .reduce import HIDDEN, merge_best, merge_pareto, reduce_block
-from .table import (batch_rows, block_batches, columns, parquet_options, run_lengths,
-                    schema)
+from .table import (PRESET_AXES, batch_rows, block_batches, columns, parquet_options,
+                    run_lengths, schema)
 
 DEFAULT_PARTITION_BY = ("hardware", "model")
 # The manifest is rewritten after a chunk finishes unless the time since the last rewrite
@@ -101,7 +101,7 @@ class ChunkSettings:
     out_dir: str            # the sweep's output folder
     results: bool           # write the results table
     partition_by: tuple     # axes partitioning results/
-    names: dict             # hardware and model names of the whole sweep (dictionary order)
+    names: dict             # preset axes' names of the whole sweep (dictionary order)
     full_sizes: dict        # axis sizes of the whole sweep (to place a chunk's rows in it)
     meta: dict              # the sweep's Parquet metadata (:func:`dse.io.metadata`)
 
@@ -114,7 +114,7 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, job: ChunkSettings) -> ChunkResult:
     files = []
     out_dir = job.out_dir
     if job.results:
-        sch = io.with_metadata(schema(len(job.names["hardware"]), len(job.names["model"])),
+        sch = io.with_metadata(schema({d: len(v) for d, v in job.names.items()}),
                                job.meta)
         root = Path(out_dir) / "results"
         for values, batches, options in partitions(ds, job.partition_by, sch, job.names):
@@ -404,7 +404,7 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
     n_total = spec.n_configs()
     full = coords(spec)
     full_sizes = {d: len(v) for d, v in full.items()}
-    names = {"hardware": list(full["hardware"]), "model": list(full["model"])}
+    names = {d: list(full[d]) for d in PRESET_AXES}
     done = {int(i) for i in manifest["done"]}
     todo = [c for c in chunks if c.index not in done]
     (out_dir / "_chunks").mkdir(exist_ok=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import xarray as xr
 
-from .axes import AXES, names
+from .axes import AXES, SERVING, names
 from .evaluate import METRIC_INPUTS, REASONS, derived_metrics
 from .grid import GRID_DIMS, dtype_codes, resolve_dtypes
 from .kernels.gather import Slabs
@@ -21,8 +21,9 @@ AXIS_COLUMNS = names()
 METRIC_COLUMNS = NUMERIC
 INT_AXES = names(kind="int")
 # the names behind each categorical column's dictionary indices
-CATEGORY_NAMES = {"infeasible_reason": REASONS, "bound": BOUND_NAMES,
+CATEGORY_NAMES = {"infeasible_reason": REASONS, "bound": BOUND_NAMES, "serving": SERVING,
                   **{d: DTYPES for d in names(kind="dtype")}}
+PRESET_AXES = names(kind="preset")  # their names come with the sweep (global_coords)
 
 
 def _dict_type(n):
@@ -33,15 +34,15 @@ _ARROW = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(),
           "int": pa.int64(), "scale": pa.float64()}
 
 
-def schema(n_hardware: int = 1, n_model: int = 1) -> pa.Schema:
+def schema(n_presets: dict | None = None) -> pa.Schema:
     """The results table's schema: the registry's axes, then the metrics table's columns.
-    Categorical columns are dictionary-encoded (hardware and model with ``n_hardware`` and
-    ``n_model`` names)."""
-    presets = {"hardware": n_hardware, "model": n_model}
+    Categorical columns are dictionary-encoded (a preset axis with ``n_presets[axis]``
+    names, default 1)."""
+    n_presets = n_presets or {}
     fields = []
     for a in AXES:
-        typ = (_dict_type(presets[a.name]) if a.kind == "preset" else
-               _dict_type(len(CATEGORY_NAMES[a.name])) if a.kind == "dtype" else
+        typ = (_dict_type(n_presets.get(a.name, 1)) if a.kind == "preset" else
+               _dict_type(len(CATEGORY_NAMES[a.name])) if a.kind in ("dtype", "choice") else
                _ARROW[a.kind])
         fields.append(pa.field(a.name, typ))
     for m in METRICS:
@@ -135,17 +136,19 @@ def columns(block: xr.Dataset, sch: pa.Schema, global_coords: dict) -> dict[str,
     """Every results column of ``block``'s rows as a small array over GRID_DIMS (size 1
     on the dims it does not vary over), in the dtype of its batch column (dictionary
     indices for categorical columns). The metrics are computed here with numpy
-    (:func:`dse.evaluate.derived_metrics`). ``global_coords`` maps hardware and model to
-    the full sweep's names so the dictionary indices are the same in every batch."""
+    (:func:`dse.evaluate.derived_metrics`). ``global_coords`` maps the preset axes to the
+    full sweep's names so the dictionary indices are the same in every batch."""
     small = {}
     dt_dims = ("weight_dtype", "act_dtype", "kv_dtype")
     # precisions: resolve 'same' on the small (weight, act, kv) sub-grid once
     for d, codes in zip(dt_dims, resolve_dtypes(*(
             _axis(dtype_codes(block[d].values), d, np.int64) for d in dt_dims))):
         small[d] = codes.astype(_index_dtype(sch.field(d).type))
-    for c in ("hardware", "model"):
+    for c in PRESET_AXES:
         pos = [global_coords[c].index(v) for v in block[c].values]
         small[c] = _axis(pos, c, _index_dtype(sch.field(c).type))
+    small["serving"] = _axis([SERVING.index(v) for v in block["serving"].values], "serving",
+                             _index_dtype(sch.field("serving").type))
     for c in AXIS_COLUMNS:
         if c not in small:
             small[c] = _axis(block[c].values, c, sch.field(c).type.to_pandas_dtype())
@@ -203,8 +206,7 @@ def block_batches(cols: dict[str, np.ndarray], sch: pa.Schema, global_coords: di
     k = _slab_dims(shape, max_rows)
     slabs = Slabs(shape, k)
     prepared = {f.name: slabs.prepare(cols[f.name]) for f in sch}
-    names = {"hardware": global_coords["hardware"], "model": global_coords["model"],
-             **CATEGORY_NAMES}
+    names = {**{c: global_coords[c] for c in PRESET_AXES}, **CATEGORY_NAMES}
     dictionaries = {c: pa.array(list(v), pa.string()) for c, v in names.items()}
     for outer in np.ndindex(*shape[:k]):
         out = []

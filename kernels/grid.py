@@ -26,12 +26,16 @@ import numpy as np
 from numba import njit, prange
 
 from .formulas import op_cost
-from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S,
+from .serving import (N_COMP, N_UNITS, N_VTIMES, U_WIN, composition, iteration_seconds,
+                      match_ops, steady_state, unit_costs, unit_times)
+from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, EN_ITERATION_OVERHEAD_S, EN_MIXED,
+                     EN_REQUEST_OVERHEAD_S, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S,
                      HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF, HW_NETWORK_EFF,
                      HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S,
-                     HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_BATCH, K_EP,
-                     K_INPUT, K_KV, K_PP, K_TP, K_WEIGHT, OP_CDT, OP_LAYERS, OP_SCOPE, OP_SPAN,
-                     OP_WHEN, PREFILL, SCOPE_BOUNDARY, SCOPE_LAYER, SPAN_MOE, W_COMPUTE,
+                     HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_BATCH, K_BUDGET,
+                     K_ENGINE, K_EP, K_INPUT, K_KV, K_PP, K_SERVING, K_TP, K_WEIGHT, OP_CDT,
+                     OP_LAYERS, OP_SCOPE, OP_SPAN, OP_WHEN, PREFILL, SCOPE_BOUNDARY,
+                     SCOPE_LAYER, SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE,
                      W_MEMORY, W_SCALEOUT, W_SCALEUP, WHEN_EP, WHEN_NO_EP)
 
 # per-op scratch columns
@@ -188,15 +192,18 @@ def _op_time(tt, i, rcs, rms, rsu, rso):
 
 
 @njit(cache=True)
-def decode_axes(index, values, sizes, out):
+def decode_axes(index, values, sizes, out, strides):
     """Values of flat ``index`` over the axes of table ``values`` [n_axes, longest] with
     lengths ``sizes`` (C order: the last axis fastest) into ``out[n_axes]``; returns the
-    index over the slower dims left above them."""
+    index over the slower dims left above them and the offset sum(position * strides)."""
     index = np.int64(index)  # a prange index is unsigned: uint64 % int64 would be a float
+    offset = np.int64(0)
     for j in range(sizes.size - 1, -1, -1):
-        out[j] = values[j, index % sizes[j]]
+        pos = index % sizes[j]
+        out[j] = values[j, pos]
+        offset += pos * strides[j]
         index //= sizes[j]
-    return index
+    return index, offset
 
 
 @njit(cache=True)
@@ -222,41 +229,147 @@ def _phase_costs(program, n_op, phase, v, seqs, w, a, k, cdt_gemm, cdt_attn, dty
                 dtype_bytes[w], dtype_bytes[a], dtype_bytes[k], cdt_gemm, cdt_attn, a, out)
 
 
+@njit(cache=True)
+def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_tokens, recip,
+                wi_slot, slots, st_slot, h_stride, o_stride, n_struct, st, w, a, k, cdt_gemm,
+                cdt_attn, dtype_bytes, ttft, tpot, bound):
+    """Continuous serving of structure point ``st`` on every hardware, output length and
+    what-if point: the steady state of ``kernels.serving`` priced with the op costs."""
+    t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
+    b, s, budget = v[K_BATCH], v[K_INPUT], v[K_BUDGET]
+    wb, ab, kb = dtype_bytes[w], dtype_bytes[a], dtype_bytes[k]
+    max_ops = prog_dec.shape[0]
+    u_dec = np.empty((max_ops, N_UNITS))
+    u_pre = np.empty((max_ops, N_UNITS))
+    unit_costs(prog_dec, n_dec, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, a, u_dec)
+    unit_costs(prog_pre, n_pre, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, a, u_pre)
+    partner = np.empty(max_ops, dtype=np.int64)
+    shared = np.empty(max_ops, dtype=np.bool_)
+    match_ops(prog_dec, n_dec, prog_pre, n_pre, partner, shared)
+    window = 0.0
+    for i in range(n_dec):
+        window = max(window, u_dec[i, U_WIN])
+    vt_dec = np.empty((max_ops, N_VTIMES))
+    vt_pre = np.empty((max_ops, N_VTIMES))
+    c_dec = np.empty(N_COMP)
+    c_mix = np.empty(N_COMP)
+    acc_dec = np.zeros(3)
+    acc_mix = np.zeros(3)
+    request_s = engine[EN_REQUEST_OVERHEAD_S]
+    iteration_s = engine[EN_ITERATION_OVERHEAD_S]
+    mixed = engine[EN_MIXED] > 0.0
+    nout = output_tokens.size
+    n_whatif = recip.shape[0]
+    for h in range(hw.shape[0]):
+        unit_times(u_dec, n_dec, rates[h], hw[h], vt_dec)
+        unit_times(u_pre, n_pre, rates[h], hw[h], vt_pre)
+        for o in range(nout):
+            out_tok = float(output_tokens[o])
+            n = out_tok - 1.0
+            for wi in range(n_whatif):
+                idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
+                rcs = recip[wi, W_COMPUTE]
+                rms = recip[wi, W_MEMORY]
+                rsu = recip[wi, W_SCALEUP]
+                rso = recip[wi, W_SCALEOUT]
+                if rcs < 0.0 or rms < 0.0 or rsu < 0.0 or rso < 0.0 or recip[wi, W_CAPACITY] < 0.0:
+                    ttft[idx] = np.inf
+                    tpot[idx] = np.inf
+                    bound[idx] = 0
+                    continue
+                slot = slots[st_slot + h * h_stride + o * o_stride + wi_slot[wi]]
+                r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
+                    b, slot, s, out_tok, budget, engine)
+                micro = min(p, r)
+                share = 1.0 / (micro * adp)
+                acc_dec[:] = 0.0
+                acc_mix[:] = 0.0
+                t_dec = 0.0
+                if r_d > 0.0:
+                    composition(c_dec, r_d, s, n, 0.0, chunks, r_d, r_d, window, share)
+                    t_dec = iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre,
+                                              prog_pre, partner, shared, c_dec, micro, rcs,
+                                              rms, rsu, rso, t, p, e, adp, wb, ab, kb,
+                                              acc_dec) + iteration_s
+                riding = r_d if mixed else 0.0  # decodes in a prefill-carrying iteration
+                composition(c_mix, riding, s, n, prompts, chunks, riding + prompts * chunks,
+                            riding + prompts, window, share)
+                t_mix = iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
+                                          partner, shared, c_mix, micro, rcs, rms, rsu, rso,
+                                          t, p, e, adp, wb, ab, kb, acc_mix) + iteration_s
+                if mixed:  # decodes ride every iteration; a share f carries prefill
+                    step = (1.0 - f) * t_dec + f * t_mix
+                    w_dec = 1.0 - f
+                else:      # f prefill-only iterations per decode iteration stall decodes
+                    step = t_dec + f * t_mix
+                    w_dec = 1.0
+                # a request's prefill iterations, the arrival offset a request overhead
+                # puts between iterations, and the wait for a slot at lam / step per second
+                first = prefill_iters * t_mix + request_s
+                if request_s > 0.0 and b > 1.0:  # others keep the engine busy
+                    first += 0.5 * (step if mixed else t_dec)
+                if b > r:
+                    first += (b - r) * step / lam
+                ttft[idx] = first
+                tpot[idx] = step if n > 0.0 else t_mix
+                oc = w_dec * acc_dec[0] + f * acc_mix[0]
+                om = w_dec * acc_dec[1] + f * acc_mix[1]
+                on = w_dec * acc_dec[2] + f * acc_mix[2]
+                if oc >= om and oc >= on:
+                    bound[idx] = 0
+                elif om >= on:
+                    bound[idx] = 1
+                else:
+                    bound[idx] = 2
+
+
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def evaluate_grid(hw, rates, programs, n_ops, axes, axis_sizes, output_tokens, scales,
-                  scale_sizes, dtype_bytes, dtype_bits, ttft, tpot, bound):
+def evaluate_grid(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens, scales,
+                  scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits, ttft, tpot, bound):
     """Fill ``ttft``, ``tpot`` [s] and ``bound`` (0 compute, 1 memory, 2 network) in place.
 
     ``axes`` / ``axis_sizes``: the values of ``layout.KERNEL_AXES``; ``scales`` /
     ``scale_sizes``: those of ``layout.WHAT_IF_AXES`` (see :func:`decode_axes`).
-    Flat output layout (C order):
-      ttft  [hardware, model, *KERNEL_AXES, *WHAT_IF_AXES]
-      tpot, bound: the same with output_tokens after input_tokens.
+    ``engines``: the engine table (``layout.EN_*``). ``slots``: requests the memory and
+    the engine admit (continuous serving), read at offset sum(position * stride) with
+    ``slot_strides`` over [hardware, model, *KERNEL_AXES, output_tokens, *WHAT_IF_AXES].
+    Flat output layout (C order), ttft, tpot and bound alike:
+      [hardware, model, *KERNEL_AXES, output_tokens, *WHAT_IF_AXES]
     """
     n_hw = hw.shape[0]
     n_model = programs.shape[0]
     max_ops = programs.shape[2]
     nout = output_tokens.size
+    n_ax = axis_sizes.size
     n_whatif = 1
     for j in range(scale_sizes.size):
         n_whatif *= scale_sizes[j]
     n_struct = n_model
-    for j in range(axis_sizes.size):
+    for j in range(n_ax):
         n_struct *= axis_sizes[j]
-    # the what-if points as reciprocal factors on the unscaled times (-1: a scale <= 0)
+    # the what-if points as reciprocal factors on the unscaled times (-1: a scale <= 0),
+    # their capacity factor and their offset into the slots
     recip = np.empty((n_whatif, scale_sizes.size))
+    wi_slot = np.empty(n_whatif, dtype=np.int64)
     sc = np.empty(scale_sizes.size)
     for wi in range(n_whatif):
-        decode_axes(wi, scales, scale_sizes, sc)
+        rest, wi_slot[wi] = decode_axes(wi, scales, scale_sizes, sc, slot_strides[n_ax + 3:])
         for j in range(sc.size):
             recip[wi, j] = 1.0 / sc[j] if sc[j] > 0.0 else -1.0
     for st in prange(n_struct):
-        v = np.empty(axis_sizes.size)
-        i_m = decode_axes(st, axes, axis_sizes, v)
+        v = np.empty(n_ax)
+        i_m, st_slot = decode_axes(st, axes, axis_sizes, v, slot_strides[2:n_ax + 2])
+        st_slot += i_m * slot_strides[1]
         s = v[K_INPUT]
         micro, seqs, w, a, k, cdt_gemm, cdt_attn = point_setup(v, dtype_bits)
         n_pre = n_ops[i_m, PREFILL]
         n_dec = n_ops[i_m, DECODE]
+        if int(v[K_SERVING]) == SERVING_CONTINUOUS:
+            _continuous(hw, rates, programs[i_m, DECODE], n_dec, programs[i_m, PREFILL], n_pre,
+                        engines[int(v[K_ENGINE])], v, output_tokens, recip, wi_slot, slots,
+                        st_slot, slot_strides[0], slot_strides[n_ax + 2], n_struct, st, w, a,
+                        k, cdt_gemm, cdt_attn, dtype_bytes, ttft, tpot, bound)
+            continue
         cost_pre = np.empty((max_ops, _N_COSTS))
         cost_dec = np.empty((max_ops, _N_COSTS))
         _phase_costs(programs[i_m, PREFILL], n_pre, PREFILL, v, seqs, w, a, k, cdt_gemm,
@@ -280,12 +393,11 @@ def evaluate_grid(hw, rates, programs, n_ops, axes, axis_sizes, output_tokens, s
                 rms = recip[wi, W_MEMORY]
                 rsu = recip[wi, W_SCALEUP]
                 rso = recip[wi, W_SCALEOUT]
-                base_t = (h * n_struct + st) * n_whatif + wi
-                if rcs < 0.0 or rms < 0.0 or rsu < 0.0 or rso < 0.0:
+                if rcs < 0.0 or rms < 0.0 or rsu < 0.0 or rso < 0.0 or recip[wi, W_CAPACITY] < 0.0:
                     # invalid what-if point: flagged infeasible by the caller
-                    ttft[base_t] = np.inf
                     for o in range(nout):
                         idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
+                        ttft[idx] = np.inf
                         tpot[idx] = np.inf
                         bound[idx] = 0
                     continue
@@ -295,7 +407,7 @@ def evaluate_grid(hw, rates, programs, n_ops, axes, axis_sizes, output_tokens, s
                     top = _op_time(t_pre, i, rcs, rms, rsu, rso)
                     path += t_pre[i, _MPATH] * top
                     stage += t_pre[i, _MSTAGE] * top
-                ttft[base_t] = path + (micro - 1.0) * stage
+                first = path + (micro - 1.0) * stage
                 path = 0.0
                 stage = 0.0
                 r_c = 0.0
@@ -338,6 +450,7 @@ def evaluate_grid(hw, rates, programs, n_ops, axes, axis_sizes, output_tokens, s
                         oc += t_dec[i, _MPATH] * (mean_c + lat * frac_c)
                         om += t_dec[i, _MPATH] * (mean - mean_c + lat * (1.0 - frac_c))
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
+                    ttft[idx] = first
                     tpot[idx] = max(pa, micro * sg)
                     if oc >= om and oc >= r_n:
                         bound[idx] = 0

@@ -97,13 +97,24 @@ SPLIT_KV = 3        # N / min(tp, kv_heads): KV heads are replicated once tp exc
 # first (``dse.axes`` registers them; ``dse.grid`` checks at import that the registry's
 # kernel axes are exactly these). Values arrive as one float64 table [len(KERNEL_AXES),
 # longest axis] (precisions as DTYPE_INDEX codes, -1 for "same") with each axis' length.
-KERNEL_AXES = ("weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "ep", "attention_dp",
-               "batch", "input_tokens")
-K_WEIGHT, K_ACT, K_KV, K_TP, K_PP, K_EP, K_ADP, K_BATCH, K_INPUT = range(len(KERNEL_AXES))
+KERNEL_AXES = ("serving", "engine", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "ep",
+               "attention_dp", "max_batched_tokens", "batch", "input_tokens")
+(K_SERVING, K_ENGINE, K_WEIGHT, K_ACT, K_KV, K_TP, K_PP, K_EP, K_ADP, K_BUDGET, K_BATCH,
+ K_INPUT) = range(len(KERNEL_AXES))
+SERVING_STATIC = 0      # ``serving`` codes: the index in dse.axes.SERVING
+SERVING_CONTINUOUS = 1
 # The hardware what-if scales, innermost in the outputs, as a second such table.
 WHAT_IF_AXES = ("compute_scale", "memory_bandwidth_scale", "scaleup_bandwidth_scale",
-                "scaleout_bandwidth_scale")
-W_COMPUTE, W_MEMORY, W_SCALEUP, W_SCALEOUT = range(len(WHAT_IF_AXES))
+                "scaleout_bandwidth_scale", "memory_capacity_scale")
+W_COMPUTE, W_MEMORY, W_SCALEUP, W_SCALEOUT, W_CAPACITY = range(len(WHAT_IF_AXES))
+
+# --- engine table [n_engine, ENGINE_FIELDS] (dse.engines.Engine) ----------------------------
+EN_REQUEST_OVERHEAD_S = 0
+EN_ITERATION_OVERHEAD_S = 1
+EN_CHUNKED = 2          # 1: prompts split into chunks within the token budget
+EN_MIXED = 3            # 1: prefill chunks share iterations with decode tokens
+EN_MAX_BATCHED_TOKENS = 4  # default token budget per iteration (0: none)
+ENGINE_FIELDS = 5
 
 # --- outputs ---------------------------------------------------------------------------
 BOUND_NAMES = ("compute", "memory", "network")

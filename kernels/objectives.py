@@ -17,8 +17,9 @@ from numba import njit, prange
 from .pareto import frontier
 
 # sources, in the order of the offset tables' first columns
-TTFT, TPOT, WEIGHT, KV, ACT, STRUCTURAL, WHAT_IF_OK, USABLE = range(8)
-N_SOURCES = 8
+TTFT, TPOT, WEIGHT, KV, ACT, STRUCTURAL, WHAT_IF_OK, USABLE, SLOTS, SERVING = range(10)
+N_SOURCES = 10
+CONTINUOUS = 1  # the serving code of continuous batching (dse.axes.SERVING)
 # Consecutive groups differ in the innermost what-if axes, which are the innermost
 # (contiguous) axes of ttft/tpot: a block of groups walked strategy by strategy reuses each
 # cache line for the whole block instead of reloading it per group.
@@ -28,7 +29,8 @@ GROUP_BLOCK = 16
 @njit(parallel=True, cache=True, nogil=True)
 def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer_dp_batch,
                    inner_dp_batch, outer_devices, inner_devices, ttft, tpot, weight, kv, act,
-                   structural, what_if_ok, usable, code_what_if, code_oom, max_devices,
+                   structural, what_if_ok, usable, slots, serving, code_what_if, code_oom,
+                   max_devices,
                    max_ttft, max_tpot, n_workers, front, n_front, best, reasons):
     """Frontier, best strategy and reason counts of every group.
 
@@ -97,10 +99,16 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
                         if code == 0 and not what_if_ok[base[WHAT_IF_OK] + so[WHAT_IF_OK]]:
                             code = code_what_if
                         if code == 0:
-                            memory = (weight[base[WEIGHT] + so[WEIGHT]] + kv[base[KV] + so[KV]]
-                                      + act[base[ACT] + so[ACT]])
-                            if memory > usable[base[USABLE] + so[USABLE]]:
-                                code = code_oom
+                            if serving[base[SERVING] + so[SERVING]] == CONTINUOUS:
+                                # continuous: KV capacity limits admission; out of memory
+                                # only when not one request fits
+                                if slots[base[SLOTS] + so[SLOTS]] < 1.0:
+                                    code = code_oom
+                            else:
+                                memory = (weight[base[WEIGHT] + so[WEIGHT]]
+                                          + kv[base[KV] + so[KV]] + act[base[ACT] + so[ACT]])
+                                if memory > usable[base[USABLE] + so[USABLE]]:
+                                    code = code_oom
                         reasons[g, code] += 1
                         if code != 0:
                             ok_b[j, s] = False

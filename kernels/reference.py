@@ -87,22 +87,37 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
     return flops, byts, net, steps, span
 
 
-def evaluate_reference(hw, rates, programs, n_ops, axes, axis_sizes, output_tokens, scales,
-                       scale_sizes, dtype_bytes, dtype_bits):
-    """Same contract as ``grid.evaluate_grid`` but returns shaped arrays.
+def evaluate_reference(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens,
+                       scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits):
+    """Same contract as ``grid.evaluate_grid`` but returns shaped arrays, for static
+    serving (continuous serving is checked against ``kernels/simulate.py`` instead).
 
     Returns
     -------
-    ttft : [hw, model, w, a, kv, tp, pp, ep, adp, batch, input, cs, ms, su, so] [s]
-    tpot, bound : [hw, model, w, a, kv, tp, pp, ep, adp, batch, input, output, cs, ms, su, so]
+    ttft, tpot, bound : [hw, model, serving, engine, w, a, kv, tp, pp, ep, adp, budget, batch,
+                         input, output, cs, ms, su, so, cap]
     """
     v = {name: axes[j, :axis_sizes[j]] for j, name in enumerate(L.KERNEL_AXES)}
+    if np.any(v["serving"] != L.SERVING_STATIC):
+        raise NotImplementedError("the numpy reference covers static serving only")
     sc = [scales[j, :scale_sizes[j]] for j in range(len(L.WHAT_IF_AXES))]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return _evaluate(hw, rates, programs, n_ops, v["batch"], v["input_tokens"],
-                         output_tokens, v["tp"], v["pp"], v["ep"], v["attention_dp"],
-                         v["weight_dtype"].astype(np.int64), v["act_dtype"].astype(np.int64),
-                         v["kv_dtype"].astype(np.int64), *sc, dtype_bytes, dtype_bits)
+        ttft, tpot, bound = _evaluate(
+            hw, rates, programs, n_ops, v["batch"], v["input_tokens"], output_tokens,
+            v["tp"], v["pp"], v["ep"], v["attention_dp"], v["weight_dtype"].astype(np.int64),
+            v["act_dtype"].astype(np.int64), v["kv_dtype"].astype(np.int64), *sc[:4],
+            dtype_bytes, dtype_bits)
+    # static serving: no engine or budget dependence, nor on the memory capacity; ttft
+    # does not depend on the output length
+    valid_cap = (sc[4] > 0).reshape((1,) * 17 + (-1,))
+    ttft = np.repeat(ttft[..., None, :, :, :, :], len(output_tokens), axis=-5)
+
+    def grown(x, fill):
+        x = x[:, :, None, None, :, :, :, :, :, :, :, None, ..., None]
+        shape = (x.shape[0], x.shape[1], len(v["serving"]), len(v["engine"]), *x.shape[4:11],
+                 len(v["max_batched_tokens"]), *x.shape[12:-1], len(sc[4]))
+        return np.where(valid_cap, np.broadcast_to(x, shape), fill)
+    return grown(ttft, np.inf), grown(tpot, np.inf), grown(bound, 0).astype(np.uint8)
 
 
 def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,

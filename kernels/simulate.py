@@ -97,6 +97,11 @@ rounding). Approximately (window edges, at most one partial cycle per client):
 schedule is periodic and the window spans whole periods.
 
 The simulation is deterministic; ``seed`` is accepted for API stability and unused.
+With fixed lengths, clients that start together stay in step: one cohort prefills together
+and finishes together, as a static batch. ``stagger=True`` gives the clients' first
+requests output lengths spread evenly over 1..output_tokens, so that afterwards requests
+sit at every stage of their lives, the steady state of a real closed loop whose lengths
+and timings vary (the closed form in ``kernels/serving.py`` assumes it).
 """
 import math
 import operator
@@ -157,6 +162,8 @@ class _Engine:
         self.request_overhead_s = request_overhead_s
         self.slot_request = np.full(capacity, -1, np.int64)
         self.emitted = np.zeros(capacity, np.int64)  # output tokens emitted so far
+        self.target = np.full(capacity, output_tokens, np.int64)  # output tokens to emit
+        self.first_lengths = deque()  # output lengths of the first requests (stagger)
         self.decoding = np.zeros(capacity, bool)      # prefill done, not finished
         self.free = list(range(capacity - 1, -1, -1))  # pop() hands out the lowest slot
         self.prefilling = []     # [slot, prompt tokens done], admission order
@@ -179,6 +186,8 @@ class _Engine:
             request, slot = self.waiting.popleft(), self.free.pop()
             self.slot_request[slot] = request
             self.times["admit"][request] = t
+            self.target[slot] = (self.first_lengths.popleft() if self.first_lengths
+                                 else self.output_tokens)
             self.prefilling.append([slot, 0])
 
     def idle(self):
@@ -207,10 +216,10 @@ class _Engine:
             if entry[1] == self.input_tokens:
                 slot = entry[0]
                 self.emitted[slot] = 1
-                self.decoding[slot] = True
+                self.decoding[slot] = True  # (a one-token request finishes at once below)
                 self.times["first"][self.slot_request[slot]] = t_end
         self.prefilling = [e for e in self.prefilling if e[1] < self.input_tokens]
-        done = np.flatnonzero(self.decoding & (self.emitted >= self.output_tokens))
+        done = np.flatnonzero(self.decoding & (self.emitted >= self.target))
         for request, slot in sorted(zip(self.slot_request[done].tolist(), done.tolist())):
             self.times["finish"][request] = t_end
             self.decoding[slot] = False
@@ -255,7 +264,7 @@ def _window_metrics(rec, t0, t1, stats, output_tokens, request_overhead_s):
 def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tokens,
              chunked=True, mixed=True, max_running=0, kv_slots=0,
              request_overhead_s=0.0, iteration_overhead_s=0.0,
-             n_requests=None, warmup=None, seed=None):
+             n_requests=None, warmup=None, seed=None, stagger=False):
     """Steady-state metrics of a closed-loop continuous-batching engine; see the module
     docstring for the exact semantics and the returned keys."""
     if not callable(iteration_time):
@@ -272,6 +281,9 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
     warmup = _count("warmup", 2 * batch if warmup is None else warmup, 0)
 
     engine = _Engine(min(limits), input_tokens, output_tokens, request_overhead_s)
+    if stagger:  # first requests end at evenly spread times: clients out of step
+        engine.first_lengths.extend(max(1, math.ceil(output_tokens * (i + 1) / batch))
+                                    for i in range(batch))
     for _ in range(batch):
         engine.submit(0.0)
     stats = dict.fromkeys(("iterations", "prefill_iterations", "decode_tokens",

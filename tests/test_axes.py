@@ -36,7 +36,7 @@ def test_axes_defaults_are_valid_and_parse():
 def test_axes_int_bound_is_the_limit(axis):
     assert axis.problem(axis.bound) is None
     assert "bound" in axis.problem(axis.bound + 1)
-    assert axis.problem(0) and axis.problem(True) and axis.problem(1.0)
+    assert axis.problem(axis.minimum - 1) and axis.problem(True) and axis.problem(1.0)
 
 
 def test_axes_every_axis_has_a_results_column_explain_flag_and_readme_entry():

@@ -13,7 +13,7 @@ from dse import io
 from dse.grid import GRID_DIMS, coords
 from dse.kernels.gather import Slabs
 from dse.sweep import partitions
-from dse.table import PLAIN_MIN_RUN, block_batches, columns, run_lengths, schema
+from dse.table import PLAIN_MIN_RUN, PRESET_AXES, block_batches, columns, run_lengths, schema
 
 
 @st.composite
@@ -55,8 +55,8 @@ def _partition(tmp_path):
     spec = dse.parse_sweep(SPEC)
     ds = dse.evaluate(spec)
     c = coords(spec)
-    names = {"hardware": list(c["hardware"]), "model": list(c["model"])}
-    sch = schema(1, 1)
+    names = {d: list(c[d]) for d in PRESET_AXES}
+    sch = schema()
     [(values, batches, options)] = partitions(ds, ("hardware", "model"), sch,
                                               names)
     path = tmp_path / "p.parquet"

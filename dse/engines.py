@@ -1,0 +1,72 @@
+"""Serving-engine presets (``configs/engines/``): the fixed costs and batching defaults of
+an inference server, which the continuous-batching model prices on top of the model's
+forward passes. See ``configs/engines/README.md`` for the fields and their sources."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import (_bool, _check_keys, _fail, _string, check_preset_name, read_toml,
+                     resolve_preset)
+
+MAX_OVERHEAD_S = 10.0       # a fixed cost beyond this is a typo, not an engine
+MAX_ENGINE_TOKENS = 1 << 24
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One serving engine: per-request and per-iteration overheads [s], chunked prefill,
+    whether prefill chunks share iterations with decodes, the default token budget per
+    iteration and running-request cap (0: none)."""
+    name: str
+    description: str
+    request_overhead_s: float
+    iteration_overhead_s: float
+    chunked_prefill: bool
+    mixed_prefill: bool
+    max_batched_tokens: int
+    max_running_requests: int
+    source: str = "<api>"
+    text: str = ""
+
+
+def _seconds(data, key, src) -> float:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0 <= value <= MAX_OVERHEAD_S:
+        _fail(src, key, value, f"must be a number of seconds in [0, {MAX_OVERHEAD_S:g}]")
+    return float(value)
+
+
+def _count(data, key, src) -> int:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not 0 <= value <= MAX_ENGINE_TOKENS:
+        _fail(src, key, value, f"must be an integer in [0, {MAX_ENGINE_TOKENS:,}] (0: no limit)")
+    return int(value)
+
+
+FIELDS = ("request_overhead_s", "iteration_overhead_s", "chunked_prefill", "mixed_prefill",
+          "max_batched_tokens", "max_running_requests")
+
+
+def parse_engine(data: dict, src: str, text: str = "") -> Engine:
+    """Validate an engine preset given as a dict (its parsed TOML) read from ``src``."""
+    _check_keys(data, {"name", "description", *FIELDS}, ["name", *FIELDS], src)
+    return Engine(
+        name=check_preset_name(data["name"], src),
+        description=_string(data, "description", src) if "description" in data else "",
+        request_overhead_s=_seconds(data, "request_overhead_s", src),
+        iteration_overhead_s=_seconds(data, "iteration_overhead_s", src),
+        chunked_prefill=_bool(data, "chunked_prefill", src),
+        mixed_prefill=_bool(data, "mixed_prefill", src),
+        max_batched_tokens=_count(data, "max_batched_tokens", src),
+        max_running_requests=_count(data, "max_running_requests", src),
+        source=src, text=text)
+
+
+def load_engine(ref, base_dir: Path | None = None, source="<api>", key="engine") -> Engine:
+    """Load an engine preset by bundled name or path (a ``Path`` is always a path)."""
+    path = resolve_preset("engines", ref, base_dir, source, key)
+    data, text = read_toml(path, "engine preset (TOML)")
+    return parse_engine(data, str(path), text)

@@ -1,0 +1,321 @@
+"""Continuous batching in closed form: the steady state of an iteration-level scheduler.
+
+An engine iteration runs one decode token for every running request past its prefill plus
+up to the token budget's remainder of prompt prefill (chunked prefill), reading the weights
+once for all its tokens; a prompt chunk attends causally over its own already-processed
+context. ``batch`` clients each keep one request in flight (a closed loop, as benchmark
+clients at fixed concurrency do). The steady state, per replica (README "Continuous
+serving" states every assumption; ``kernels/simulate.py`` steps the same scheduler
+event by event and the tests check this closed form against it):
+
+  R   = min(batch, slots)          running requests (slots: what KV memory and the engine
+                                   admit); batch - R wait for admission
+  n   = output_tokens - 1          decode iterations per request
+  k   = ceil(S / budget)           prefill iterations per request (1 without chunking)
+  R_d = R n / (n + k)              requests decoding (Little's law in iterations)
+  lam = R_d / n                    completions per iteration
+  f   = min(1, lam k)              share of iterations that carry prefill
+  if lam S exceeds the prefill budget (budget - R_d when mixed): prefill-saturated,
+  lam = budget / (S + n) and every iteration carries prefill
+  tpot = (1 - f) t_decode + f t_mixed               (mixed: decodes ride every iteration)
+       = t_decode + (lam / pi) t_prefill            (separate prefill iterations, pi
+                                                     prompts' worth per prefill iteration)
+  ttft = request overhead + admission wait (batch - R) / throughput
+         + prefill iterations of the request (R_p / lam, = k unsaturated) + half an
+         iteration of arrival offset when a request overhead shifts arrivals
+
+Costs: each operator's FLOPs and bytes are linear in the iteration's tokens (weights once,
+per token, per touched sequence, per attended context position), taken from
+:func:`formulas.op_cost` at 0 and 1 tokens; MoE experts (nonlinear in tokens through the
+distinct experts hit) call ``op_cost`` at the iteration's token count. The decode program
+prices the decode tokens; prompt chunks run through the operators the prefill program
+shares with it in the same kernel (one weight read), and through the prefill-only
+operators (MLA's decompressed attention) on their own.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from .formulas import causal_pairs, op_cost
+from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, EN_CHUNKED, EN_ITERATION_OVERHEAD_S,
+                     EN_MAX_BATCHED_TOKENS, EN_MIXED, EN_REQUEST_OVERHEAD_S, HW_COMPUTE_EFF,
+                     HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
+                     HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
+                     HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, MOE,
+                     OP_CDT, OP_FIELDS, OP_KIND, OP_LAYERS, OP_SCOPE, OP_SPAN, OP_TOKENS,
+                     OP_WHEN, PREFILL, SCOPE_BOUNDARY, SCOPE_LAYER, SPAN_MOE, TOKENS_LAST,
+                     WHEN_EP, WHEN_NO_EP)
+
+# per-op unit costs [FLOP, bytes] (then seconds, see unit_times)
+(U_T, U_X, U_B0, U_BT, U_BSEQ, U_BX, U_NT, U_STEPS, U_SPAN, U_CDT, U_PATH, U_STAGE, U_WIN,
+ U_MOE, U_LAST, U_SCALE, U_WORKS) = range(17)
+N_UNITS = 17
+# per-op unit times [s]: compute per token and per context, memory once / per token / per
+# sequence / per context, network per token, latency steps, link, kernel latency, counts
+(V_CT, V_CX, V_M0, V_MT, V_MSEQ, V_MX, V_NT, V_NL, V_LINK, V_LAT, V_PATH, V_STAGE, V_WIN,
+ V_MOE, V_LAST, V_SCALE, V_RATE, V_MEM, V_NET) = range(19)
+N_VTIMES = 19
+# composition of one micro-batch of one attention-DP group in one iteration
+(C_DEC, C_CTX, C_CTXW, C_PRE, C_PROMPTS, C_PAIRS, C_PAIRSW, C_READ, C_READW, C_TOUCHED,
+ C_SAMPLED) = range(11)
+N_COMP = 11
+
+
+@njit(cache=True)
+def unit_costs(program, n_op, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, out):
+    """Each op's cost as a linear function of an iteration's tokens into ``out[n_op]``."""
+    for i in range(n_op):
+        op = program[i]
+        moe_span = int(op[OP_SPAN]) == SPAN_MOE
+        tt = t * adp if moe_span else t
+        scale = adp if moe_span else 1.0  # an attention group's token is adp tokens here
+        z = op_cost(op, DECODE, 0.0, 1.0, tt, p, e, wb, ab, kb)
+        one = op_cost(op, DECODE, scale, 1.0, tt, p, e, wb, ab, kb)
+        pre1 = op_cost(op, PREFILL, scale, 1.0, tt, p, e, wb, ab, kb)
+        pre2 = op_cost(op, PREFILL, scale, 2.0, tt, p, e, wb, ab, kb)
+        last = int(op[OP_TOKENS]) == TOKENS_LAST
+        out[i, U_T] = one[0] - z[0]
+        out[i, U_X] = one[1]
+        out[i, U_B0] = z[2]
+        per_seq = one[2] - z[2]
+        out[i, U_BT] = per_seq if last else pre2[2] - pre1[2]
+        out[i, U_BSEQ] = 0.0 if last else per_seq - out[i, U_BT]
+        out[i, U_BX] = one[3]
+        out[i, U_NT] = one[4] - z[4]
+        out[i, U_STEPS] = one[5]
+        out[i, U_SPAN] = one[6]
+        out[i, U_WIN] = one[7]
+        out[i, U_MOE] = 1.0 if int(op[OP_KIND]) == MOE else 0.0
+        out[i, U_LAST] = 1.0 if last else 0.0
+        out[i, U_SCALE] = scale
+        out[i, U_WORKS] = 1.0 if (one[0] > 0.0 or one[1] > 0.0 or one[2] > 0.0
+                                  or one[3] > 0.0) else 0.0
+        cdt = int(op[OP_CDT])
+        out[i, U_CDT] = cdt_gemm if cdt == CDT_GEMM else (cdt_attn if cdt == CDT_ATTENTION
+                                                          else cdt_act)
+        when = int(op[OP_WHEN])
+        active = (when == WHEN_EP and e > 1.0) or (when == WHEN_NO_EP and e == 1.0) or when == 0
+        scope = int(op[OP_SCOPE])
+        if not active:
+            out[i, U_PATH] = 0.0
+            out[i, U_STAGE] = 0.0
+        elif scope == SCOPE_LAYER:
+            out[i, U_PATH] = op[OP_LAYERS]
+            out[i, U_STAGE] = math.ceil(op[OP_LAYERS] / p)
+        elif scope == SCOPE_BOUNDARY:
+            out[i, U_PATH] = p - 1.0
+            out[i, U_STAGE] = 0.0
+        else:
+            out[i, U_PATH] = 1.0
+            out[i, U_STAGE] = 1.0
+
+
+@njit(cache=True)
+def unit_times(units, n_op, rates_h, hw_h, out):
+    """:func:`unit_costs` in seconds on one hardware (unscaled by the what-ifs)."""
+    ce = hw_h[HW_COMPUTE_EFF]
+    mem = hw_h[HW_MEMORY_BYTES_PER_S] * hw_h[HW_MEMORY_EFF]
+    ne = hw_h[HW_NETWORK_EFF]
+    for i in range(n_op):
+        rate = rates_h[int(units[i, U_CDT])] * ce
+        up = units[i, U_SPAN] <= hw_h[HW_SCALEUP_DOMAIN]
+        link = (hw_h[HW_SCALEUP_BYTES_PER_S] if up else hw_h[HW_SCALEOUT_BYTES_PER_S]) * ne
+        out[i, V_CT] = units[i, U_T] / rate
+        out[i, V_CX] = units[i, U_X] / rate
+        out[i, V_M0] = units[i, U_B0] / mem
+        out[i, V_MT] = units[i, U_BT] / mem
+        out[i, V_MSEQ] = units[i, U_BSEQ] / mem
+        out[i, V_MX] = units[i, U_BX] / mem
+        out[i, V_NT] = units[i, U_NT] / link
+        out[i, V_NL] = units[i, U_STEPS] * (hw_h[HW_SCALEUP_LATENCY_S] if up
+                                            else hw_h[HW_SCALEOUT_LATENCY_S])
+        out[i, V_LINK] = 0.0 if up else 1.0
+        out[i, V_LAT] = hw_h[HW_KERNEL_LATENCY_S] if units[i, U_WORKS] > 0.0 else 0.0
+        out[i, V_PATH] = units[i, U_PATH]
+        out[i, V_STAGE] = units[i, U_STAGE]
+        out[i, V_WIN] = units[i, U_WIN]
+        out[i, V_MOE] = units[i, U_MOE]
+        out[i, V_LAST] = units[i, U_LAST]
+        out[i, V_SCALE] = units[i, U_SCALE]
+        out[i, V_RATE] = 1.0 / rate
+        out[i, V_MEM] = 1.0 / mem
+        out[i, V_NET] = 1.0 / link
+
+
+@njit(cache=True)
+def match_ops(prog_dec, n_dec, prog_pre, n_pre, partner, shared):
+    """``partner[i]``: the prefill op identical to decode op ``i`` (-1: none);
+    ``shared[j]``: prefill op ``j`` has a decode partner (runs in the same kernel)."""
+    for j in range(n_pre):
+        shared[j] = False
+    for i in range(n_dec):
+        partner[i] = -1
+        for j in range(n_pre):
+            if shared[j]:
+                continue
+            same = True
+            for f in range(OP_FIELDS):
+                if prog_dec[i, f] != prog_pre[j, f]:
+                    same = False
+                    break
+            if same:
+                partner[i] = j
+                shared[j] = True
+                break
+
+
+@njit(cache=True)
+def mean_context(s, n, window):
+    """Mean over decode steps j = 1..n of the positions attended, min(s + j, window)."""
+    if n <= 0.0:
+        return 0.0
+    if window <= 0.0 or s + n <= window:
+        return s + (n + 1.0) * 0.5
+    if s + 1.0 >= window:
+        return window
+    a = window - s  # steps still below the window
+    return (a * s + a * (a + 1.0) * 0.5 + (n - a) * window) / n
+
+
+@njit(cache=True)
+def chunk_reads(s, k, window):
+    """Cached positions the k chunks of an s-token prompt read, summed: chunk j starts at
+    j s / k and reads min(start, window) earlier positions."""
+    c = s / k
+    if window <= 0.0 or (k - 1.0) * c <= window:
+        return c * k * (k - 1.0) * 0.5
+    m = math.ceil(window / c)  # chunks starting below the window
+    return c * m * (m - 1.0) * 0.5 + (k - m) * window
+
+
+@njit(cache=True)
+def composition(out, dec, s, n, prompts, k, touched, sampled, window, share):
+    """One micro-batch of one attention group's share ``share`` of an iteration: ``dec``
+    decoding requests, ``prompts`` prompts' worth of prefill in ``k`` chunks each."""
+    out[C_DEC] = dec * share
+    out[C_CTX] = dec * share * mean_context(s, n, 0.0)
+    out[C_CTXW] = dec * share * mean_context(s, n, window)
+    out[C_PRE] = prompts * s * share
+    out[C_PROMPTS] = prompts * share
+    out[C_PAIRS] = prompts * share * causal_pairs(s, 0.0)
+    out[C_PAIRSW] = prompts * share * causal_pairs(s, window)
+    out[C_READ] = prompts * share * chunk_reads(s, k, 0.0)
+    out[C_READW] = prompts * share * chunk_reads(s, k, window)
+    out[C_TOUCHED] = touched * share
+    out[C_SAMPLED] = sampled * share
+
+
+@njit(cache=True)
+def _op_seconds(vt, i, program, tokens, seqs, sampled, ctx, pairs, reads, rcs, rms, rsu, rso,
+                t, p, e, adp, wb, ab, kb, acc):
+    """Seconds of op ``i`` for an iteration part; adds its roofline winner's share to
+    ``acc`` (compute, memory, network)."""
+    tok = sampled if vt[i, V_LAST] > 0.0 else tokens
+    if vt[i, V_MOE] > 0.0:
+        c = op_cost(program[i], DECODE, tok * vt[i, V_SCALE], 1.0, t * adp, p, e, wb, ab, kb)
+        tc = c[0] * vt[i, V_RATE] * rcs
+        tm = c[2] * vt[i, V_MEM] * rms
+        tn = c[4] * vt[i, V_NET]
+    else:
+        tc = (vt[i, V_CT] * tok + vt[i, V_CX] * pairs) * rcs
+        tm = (vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs
+              + vt[i, V_MX] * reads) * rms
+        tn = vt[i, V_NT] * tok
+    tn = tn * (rsu if vt[i, V_LINK] == 0.0 else rso) + vt[i, V_NL]
+    if tc >= tm and tc >= tn:
+        top = tc + vt[i, V_LAT]
+        acc[0] += vt[i, V_PATH] * top
+    elif tm >= tn:
+        top = tm + vt[i, V_LAT]
+        acc[1] += vt[i, V_PATH] * top
+    else:
+        top = tn + vt[i, V_LAT]
+        acc[2] += vt[i, V_PATH] * top
+    return top
+
+
+@njit(cache=True)
+def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared, comp,
+                      micro, rcs, rms, rsu, rso, t, p, e, adp, wb, ab, kb, acc):
+    """Forward time of one iteration of composition ``comp`` (:func:`composition`, one
+    micro-batch): max(path, micro * stage) as a static decode step. Decode ops price the
+    decode tokens and, where the prefill program shares the op, the prompt chunk too."""
+    path = 0.0
+    stage = 0.0
+    dec = comp[C_DEC]
+    pre = comp[C_PRE]
+    for i in range(n_dec):
+        if vt_dec[i, V_PATH] == 0.0 and vt_dec[i, V_STAGE] == 0.0:
+            continue
+        windowed = vt_dec[i, V_WIN] > 0.0
+        ctx = comp[C_CTXW] if windowed else comp[C_CTX]
+        if partner[i] >= 0 and pre > 0.0:
+            tokens = dec + pre
+            pairs = ctx + (comp[C_PAIRSW] if windowed else comp[C_PAIRS])
+            reads = ctx + (comp[C_READW] if windowed else comp[C_READ])
+            seqs = comp[C_TOUCHED]
+            sampled = comp[C_SAMPLED]
+        else:
+            if dec <= 0.0:
+                continue
+            tokens = dec
+            pairs = ctx
+            reads = ctx
+            seqs = dec
+            sampled = dec
+        top = _op_seconds(vt_dec, i, prog_dec, tokens, seqs, sampled, ctx, pairs, reads,
+                          rcs, rms, rsu, rso, t, p, e, adp, wb, ab, kb, acc)
+        path += vt_dec[i, V_PATH] * top
+        stage += vt_dec[i, V_STAGE] * top
+    if pre > 0.0:
+        for j in range(n_pre):
+            if shared[j] or (vt_pre[j, V_PATH] == 0.0 and vt_pre[j, V_STAGE] == 0.0):
+                continue
+            windowed = vt_pre[j, V_WIN] > 0.0
+            pairs = comp[C_PAIRSW] if windowed else comp[C_PAIRS]
+            reads = comp[C_READW] if windowed else comp[C_READ]
+            top = _op_seconds(vt_pre, j, prog_pre, pre, comp[C_TOUCHED] - dec,
+                              comp[C_PROMPTS], 0.0, pairs, reads, rcs, rms, rsu, rso,
+                              t, p, e, adp, wb, ab, kb, acc)
+            path += vt_pre[j, V_PATH] * top
+            stage += vt_pre[j, V_STAGE] * top
+    return max(path, micro * stage)
+
+
+@njit(cache=True)
+def steady_state(batch, slots, s, out_tokens, budget, engine):
+    """The scheduler's steady state (module docstring) for ``batch`` clients and ``slots``
+    admissible requests. Returns (running R, decoding R_d, completions per decode
+    iteration lam, prefill-carrying iterations per decode iteration f (mixed: a share <= 1),
+    prompts' worth of prefill per prefill-carrying iteration pi, chunks per prompt k,
+    prefill-carrying iterations a request spends in prefill)."""
+    chunked = engine[EN_CHUNKED] > 0.0
+    mixed = engine[EN_MIXED] > 0.0
+    c = budget if budget > 0.0 else engine[EN_MAX_BATCHED_TOKENS]
+    if c <= 0.0:
+        c = np.inf
+    r = min(batch, max(slots, 1.0))
+    n = out_tokens - 1.0
+    k = 1.0
+    r_d = r * n / (n + 1.0)
+    for _ in range(3):  # k depends on the budget the decodes leave (a few rounds settle it)
+        room = max(c - r_d, 1.0) if mixed else c
+        k = float(math.ceil(s / room)) if chunked and room < s else 1.0
+        r_d = r * n / (n + k)
+    room = max(c - r_d, 1.0) if mixed else c
+    # prompts' worth one prefill-carrying iteration can hold
+    cap = room / s if chunked else max(1.0, math.floor(room / s))
+    if n <= 0.0:  # one output token: every request is all prefill
+        lam = min(r / k, cap)
+        return r, 0.0, lam, 1.0, lam, k, r / lam
+    lam = r_d / n
+    if not mixed:  # prefill-only iterations first, as many as the arrivals need
+        pi = min(max(lam, 1.0 / k), cap)
+        return r, r_d, lam, lam / pi, pi, k, k
+    if lam > cap:  # prefill-saturated: every iteration carries a full budget of prefill
+        lam = max(c / (s + n), 0.0 if chunked else 1.0)
+        r_d = min(lam * n, r)
+        return r, r_d, lam, 1.0, lam, k, (r - r_d) / lam
+    f = min(1.0, lam * k)
+    return r, r_d, lam, f, lam / f, k, max(k, (r - r_d) / lam)

@@ -1,0 +1,62 @@
+"""The continuous-serving model's per-iteration physics as a Python callable for the
+discrete-event simulator (``dse.kernels.simulate``): the same op costs the kernel's closed
+form uses (``kernels/serving.iteration_seconds``), applied to the exact composition of one
+simulated iteration. The tests then compare only the scheduling steady state."""
+import numpy as np
+
+from dse.config import parse_sweep
+from dse.evaluate import evaluate, kernel_inputs, memory_and_validity
+from dse.grid import coords
+from dse.kernels import layout as L
+from dse.kernels import serving as S
+
+
+def point(**grid):
+    """(summary of one continuous point from dse.evaluate, iteration_time callable, engine,
+    slots)."""
+    spec = parse_sweep({"grid": {"serving": "continuous", **grid}})
+    mem = memory_and_validity(spec, coords(spec))
+    inp = kernel_inputs(spec, mem["slots"])
+    ds = evaluate(spec)
+    v = dict(zip(L.KERNEL_AXES, inp["axes"][:, 0]))
+    w, a, k = (int(v[d]) for d in ("weight_dtype", "act_dtype", "kv_dtype"))
+    a = w if a < 0 else a
+    k = a if k < 0 else k
+    bits = L.DTYPE_BITS
+    cg = a if bits[a] >= bits[w] else w
+    ca = a if bits[a] >= bits[k] else k
+    wb, ab, kb = (L.DTYPE_BYTES[x] for x in (w, a, k))
+    t, p, e, adp = (float(v[d]) for d in ("tp", "pp", "ep", "attention_dp"))
+    progs, n_ops = inp["programs"][0], inp["n_ops"][0]
+    out = {}
+    for ph in (L.PREFILL, L.DECODE):
+        u = np.empty((progs.shape[1], S.N_UNITS))
+        S.unit_costs(progs[ph], n_ops[ph], t, p, e, adp, wb, ab, kb, cg, ca, a, u)
+        vt = np.empty((progs.shape[1], S.N_VTIMES))
+        S.unit_times(u, n_ops[ph], inp["rates"][0], inp["hw"][0], vt)
+        out[ph] = vt
+    partner = np.empty(progs.shape[1], dtype=np.int64)
+    shared = np.empty(progs.shape[1], dtype=np.bool_)
+    S.match_ops(progs[L.DECODE], n_ops[L.DECODE], progs[L.PREFILL], n_ops[L.PREFILL],
+                partner, shared)
+
+    def iteration_time(decode_contexts, prefill_chunks, sampled):
+        comp = np.zeros(S.N_COMP)
+        d = float(len(decode_contexts))
+        comp[S.C_DEC] = d
+        comp[S.C_CTX] = comp[S.C_CTXW] = float(np.sum(decode_contexts))
+        comp[S.C_PRE] = float(sum(n for _, n in prefill_chunks))
+        comp[S.C_PROMPTS] = sampled - d
+        comp[S.C_PAIRS] = comp[S.C_PAIRSW] = float(sum(
+            n * q + n * (n + 1) / 2 for q, n in prefill_chunks))
+        comp[S.C_READ] = comp[S.C_READW] = float(sum(q for q, _ in prefill_chunks))
+        comp[S.C_TOUCHED] = d + len(prefill_chunks)
+        comp[S.C_SAMPLED] = float(sampled)
+        return S.iteration_seconds(out[L.DECODE], n_ops[L.DECODE], progs[L.DECODE],
+                                   out[L.PREFILL], n_ops[L.PREFILL], progs[L.PREFILL],
+                                   partner, shared, comp, 1.0, 1.0, 1.0, 1.0, 1.0, t, p, e,
+                                   adp, wb, ab, kb, np.zeros(3))
+
+    summary = {n: float(ds[n].values.ravel()[0]) for n in ("ttft_s", "tpot_s")}
+    slots = float(mem["slots"][1].ravel()[0])
+    return summary, iteration_time, spec.engines[0], slots

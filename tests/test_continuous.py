@@ -1,0 +1,103 @@
+"""Continuous serving: the kernel's closed form against the discrete-event simulator, KV
+capacity as an admission limit, and the mode end to end from the CLI."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dse
+from dse.cli import main
+from dse.kernels.simulate import simulate
+
+from serving_physics import point
+
+# (grid, regime): cases spanning the engines' scheduling modes (mixed chunked, separate
+# prefill iterations, whole prompts), idle and busy engines, KV-limited admission and a
+# prefill-saturated budget. The simulator steps the same per-iteration physics
+# (tests/serving_physics.py), so the comparison checks the steady state alone.
+CASES = [
+    dict(batch=1, input_tokens=1024, output_tokens=256, engine="vllm"),
+    dict(batch=8, input_tokens=1024, output_tokens=256, engine="vllm"),
+    dict(batch=64, input_tokens=8192, output_tokens=1024, engine="vllm"),      # KV-limited
+    dict(batch=256, input_tokens=8192, output_tokens=1024, engine="vllm",
+         max_batched_tokens=512),                                             # KV-limited
+    dict(batch=8, input_tokens=8192, output_tokens=1024, engine="sglang"),
+    dict(batch=64, input_tokens=8192, output_tokens=1024, engine="sglang"),
+    dict(batch=8, input_tokens=1024, output_tokens=256, engine="trtllm"),
+    dict(batch=64, input_tokens=1024, output_tokens=256, engine="trtllm",
+         max_batched_tokens=512),
+    dict(batch=256, input_tokens=1024, output_tokens=256, engine="trtllm",
+         max_batched_tokens=512),                                             # saturated
+]
+
+
+@pytest.mark.parametrize("grid", CASES, ids=lambda g: "-".join(str(v) for v in g.values()))
+def test_closed_form_matches_simulator(grid):
+    summary, iteration_time, engine, slots = point(**grid)
+    budget = grid.get("max_batched_tokens") or engine.max_batched_tokens
+    sim = simulate(iteration_time, grid["batch"], grid["input_tokens"], grid["output_tokens"],
+                   budget, engine.chunked_prefill, engine.mixed_prefill, 0, int(slots),
+                   engine.request_overhead_s, engine.iteration_overhead_s, stagger=True)
+    assert summary["ttft_s"] == pytest.approx(sim["ttft_s"], rel=0.10)
+    assert summary["tpot_s"] == pytest.approx(sim["tpot_s"], rel=0.05)
+
+
+def _one(**grid):
+    ds = dse.evaluate(dse.parse_sweep({"grid": grid}))
+    der = dse.derive(ds)
+    return {k: np.asarray(v).ravel()[0] for k, v in
+            {**{n: ds[n].values for n in ("ttft_s", "tpot_s", "slots")},
+             **{n: der[n].values for n in ("running_requests", "feasible",
+                                           "memory_bytes_per_device", "requests_per_s")}}.items()}
+
+
+def test_kv_capacity_limits_admission_not_feasibility():
+    grid = dict(hardware="h100_sxm", model="llama3_70b", tp=4, batch=512,
+                input_tokens=8192, output_tokens=1024, weight_dtype="fp8")
+    static = _one(serving="static", **grid)
+    cont = _one(serving="continuous", **grid)
+    assert not static["feasible"]             # 512 full contexts do not fit
+    assert cont["feasible"] and 1 <= cont["running_requests"] < 512
+    assert cont["running_requests"] == cont["slots"]
+    fewer = _one(serving="continuous", **{**grid, "batch": int(cont["slots"])})
+    # the same running set: the same iterations; the extra clients only wait
+    assert cont["tpot_s"] == pytest.approx(fewer["tpot_s"], rel=1e-12)
+    assert cont["ttft_s"] > fewer["ttft_s"] + 1.0
+    # closed loop: batch clients complete one request per e2e each
+    e2e = cont["ttft_s"] + 1023 * cont["tpot_s"]
+    assert cont["requests_per_s"] == pytest.approx(512 / e2e, rel=1e-12)
+
+
+def test_engine_overheads_enter_ttft_and_tpot():
+    base = dict(serving="continuous", batch=1, input_tokens=512, output_tokens=64)
+    ideal = _one(engine="roofline", **base)
+    vllm = _one(engine="vllm", **base)
+    # batch 1: an idle engine; vLLM adds its request overhead to TTFT and its iteration
+    # overhead to every iteration (configs/engines/vllm.toml)
+    assert vllm["tpot_s"] - ideal["tpot_s"] == pytest.approx(0.0015, rel=1e-6)
+    assert vllm["ttft_s"] - ideal["ttft_s"] == pytest.approx(0.030 + 0.0015, rel=1e-3)
+
+
+def test_continuous_beats_static_ttft_at_high_concurrency():
+    grid = dict(hardware="h100_sxm", model="llama3_70b", tp=4, batch=64,
+                input_tokens=2048, output_tokens=256, weight_dtype="fp8")
+    static, cont = _one(serving="static", **grid), _one(serving="continuous", **grid)
+    assert cont["ttft_s"] < static["ttft_s"] / 5   # no waiting for 63 other prompts
+    assert cont["tpot_s"] > static["tpot_s"]       # decodes share iterations with prefill
+
+
+def test_continuous_sweep_from_the_cli(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text(
+        '[grid]\nserving = ["static", "continuous"]\nengine = ["vllm", "sglang"]\n'
+        'batch = [1, 16, 128]\nmax_batched_tokens = [0, 512]\n')
+    assert main(["sweep", "s.toml", "--out", "results"]) == 0
+    best = pd.read_parquet("results/best.parquet")
+    assert set(best["serving"]) == {"static", "continuous"}
+    assert set(best["engine"]) == {"vllm", "sglang"}
+    pareto = pd.read_parquet("results/pareto.parquet")
+    cont = pareto[pareto["serving"] == "continuous"]
+    assert len(cont) and (cont["running_requests"] <= cont["batch"]).all()
+    manifest = json.loads((tmp_path / "results" / "manifest.json").read_text())
+    assert manifest["complete"]
