@@ -14,11 +14,14 @@ the ring-algorithm factors of the NCCL "bus bandwidth" convention: all-reduce mo
 ``2 (n-1)/n`` of the message, all-gather / all-to-all ``(n-1)/n``
 (NVIDIA nccl-tests, doc/PERFORMANCE.md).
 """
+import math
+
 from numba import njit
 
 from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, DECODE, EMBEDDING, GEMM,
                      GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
-                     OP_KIND, OP_P0, OP_TOKENS, P2P, REDUCESCATTER, SSM, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
+                     OP_KIND, OP_LAYERS, OP_P0, OP_SCOPE, OP_TOKENS, OP_WHEN, P2P,
+                     SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP, REDUCESCATTER, SSM, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
                      TOKENS_LAST)
 
 
@@ -49,6 +52,21 @@ def causal_pairs(s, window):
     if window <= 0.0 or s <= window:
         return s * (s + 1.0) / 2.0
     return window * (window + 1.0) / 2.0 + (s - window) * window
+
+
+@njit(cache=True)
+def run_counts(op, pp, ep):
+    """How often op runs per forward pass along the pipeline path and in the most loaded
+    stage: 0 when it does not exist for this expert parallelism."""
+    when = int(op[OP_WHEN])
+    if (when == WHEN_EP and ep == 1.0) or (when == WHEN_NO_EP and ep > 1.0):
+        return 0.0, 0.0
+    scope = int(op[OP_SCOPE])
+    if scope == SCOPE_LAYER:
+        return op[OP_LAYERS], math.ceil(op[OP_LAYERS] / pp)
+    if scope == SCOPE_BOUNDARY:
+        return pp - 1.0, 0.0
+    return 1.0, 1.0
 
 
 @njit(cache=True)

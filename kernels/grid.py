@@ -25,18 +25,17 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .formulas import op_cost
+from .formulas import op_cost, run_counts
 from .serving import (N_COMP, N_UNITS, N_VTIMES, U_WIN, composition, iteration_seconds,
                       match_ops, steady_state, unit_costs, unit_times)
 from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, EN_ITERATION_OVERHEAD_S, EN_MIXED,
                      EN_REQUEST_OVERHEAD_S, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S,
                      HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF, HW_NETWORK_EFF,
                      HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S,
-                     HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_BATCH, K_BUDGET,
-                     K_ENGINE, K_EP, K_INPUT, K_KV, K_PP, K_SERVING, K_TP, K_WEIGHT, OP_CDT,
-                     OP_LAYERS, OP_SCOPE, OP_SPAN, OP_WHEN, PREFILL, SCOPE_BOUNDARY,
-                     SCOPE_LAYER, SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE,
-                     W_MEMORY, W_SCALEOUT, W_SCALEUP, WHEN_EP, WHEN_NO_EP)
+                     HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_BATCH,
+                     K_BUDGET, K_ENGINE, K_EP, K_INPUT, K_KV, K_PP, K_SERVING, K_TP,
+                     K_WEIGHT, OP_CDT, OP_SPAN, PREFILL, SERVING_CONTINUOUS, SPAN_MOE,
+                     W_CAPACITY, W_COMPUTE, W_MEMORY, W_SCALEOUT, W_SCALEUP)
 
 # per-op scratch columns
 _TC0, _TC1, _TM0, _TM1, _TNB, _TNL, _LINK, _MPATH, _MSTAGE, _TWIN, _TLAT = range(11)
@@ -49,6 +48,15 @@ _N_COSTS = 11
 def wider(x, preferred, bits):
     """The wider of two precisions; ``preferred`` on a tie."""
     return preferred if bits[preferred] >= bits[x] else x
+
+
+@njit(cache=True)
+def winner(compute, memory, network):
+    """The bound code (0 compute, 1 memory, 2 network) of the largest time; ties go to the
+    earlier resource."""
+    if compute >= memory and compute >= network:
+        return 0
+    return 1 if memory >= network else 2
 
 
 @njit(cache=True)
@@ -115,8 +123,6 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, wb, ab, kb, cdt_gem
     """Per-op costs and multipliers of one phase into ``out[n_op, _N_COSTS]``."""
     for i in range(n_op):
         op = program[i]
-        when = int(op[OP_WHEN])
-        active = (when == WHEN_EP and e > 1.0) or (when == WHEN_NO_EP and e == 1.0) or when == 0
         if int(op[OP_SPAN]) == SPAN_MOE:  # MoE layers see every attention-DP group
             f0, f1, b0, b1, nb, steps, span, win = op_cost(op, phase, seqs * adp, s, t * adp,
                                                            p, e, wb, ab, kb)
@@ -134,19 +140,7 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, wb, ab, kb, cdt_gem
         cdt = int(op[OP_CDT])
         out[i, _CDT] = cdt_gemm if cdt == CDT_GEMM else (cdt_attn if cdt == CDT_ATTENTION
                                                          else cdt_act)
-        scope = int(op[OP_SCOPE])
-        if not active:
-            out[i, _CPATH] = 0.0
-            out[i, _CSTAGE] = 0.0
-        elif scope == SCOPE_LAYER:
-            out[i, _CPATH] = op[OP_LAYERS]
-            out[i, _CSTAGE] = math.ceil(op[OP_LAYERS] / p)
-        elif scope == SCOPE_BOUNDARY:
-            out[i, _CPATH] = p - 1.0
-            out[i, _CSTAGE] = 0.0
-        else:
-            out[i, _CPATH] = 1.0
-            out[i, _CSTAGE] = 1.0
+        out[i, _CPATH], out[i, _CSTAGE] = run_counts(op, p, e)
 
 
 @njit(cache=True)
@@ -312,15 +306,9 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                     first += (b - r) * step / lam
                 ttft[idx] = first
                 tpot[idx] = step if n > 0.0 else t_mix
-                oc = w_dec * acc_dec[0] + f * acc_mix[0]
-                om = w_dec * acc_dec[1] + f * acc_mix[1]
-                on = w_dec * acc_dec[2] + f * acc_mix[2]
-                if oc >= om and oc >= on:
-                    bound[idx] = 0
-                elif om >= on:
-                    bound[idx] = 1
-                else:
-                    bound[idx] = 2
+                bound[idx] = winner(w_dec * acc_dec[0] + f * acc_mix[0],
+                                    w_dec * acc_dec[1] + f * acc_mix[1],
+                                    w_dec * acc_dec[2] + f * acc_mix[2])
 
 
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -452,12 +440,7 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
                     ttft[idx] = first
                     tpot[idx] = max(pa, micro * sg)
-                    if oc >= om and oc >= r_n:
-                        bound[idx] = 0
-                    elif om >= r_n:
-                        bound[idx] = 1
-                    else:
-                        bound[idx] = 2
+                    bound[idx] = winner(oc, om, r_n)
 
 
 @njit(cache=True, error_model="numpy")

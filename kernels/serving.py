@@ -37,15 +37,13 @@ import math
 import numpy as np
 from numba import njit
 
-from .formulas import causal_pairs, op_cost
-from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, EN_CHUNKED, EN_ITERATION_OVERHEAD_S,
-                     EN_MAX_BATCHED_TOKENS, EN_MIXED, EN_REQUEST_OVERHEAD_S, HW_COMPUTE_EFF,
-                     HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
-                     HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
-                     HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, MOE,
-                     OP_CDT, OP_FIELDS, OP_KIND, OP_LAYERS, OP_SCOPE, OP_SPAN, OP_TOKENS,
-                     OP_WHEN, PREFILL, SCOPE_BOUNDARY, SCOPE_LAYER, SPAN_MOE, TOKENS_LAST,
-                     WHEN_EP, WHEN_NO_EP)
+from .formulas import causal_pairs, op_cost, run_counts
+from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, EN_CHUNKED, EN_MAX_BATCHED_TOKENS,
+                     EN_MIXED, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S,
+                     HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
+                     HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
+                     HW_SCALEUP_LATENCY_S, MOE, OP_CDT, OP_FIELDS, OP_KIND, OP_SPAN,
+                     OP_TOKENS, PREFILL, SPAN_MOE, TOKENS_LAST)
 
 # per-op unit costs [FLOP, bytes] (then seconds, see unit_times)
 (U_T, U_X, U_B0, U_BT, U_BSEQ, U_BX, U_NT, U_STEPS, U_SPAN, U_CDT, U_PATH, U_STAGE, U_WIN,
@@ -94,21 +92,7 @@ def unit_costs(program, n_op, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_
         cdt = int(op[OP_CDT])
         out[i, U_CDT] = cdt_gemm if cdt == CDT_GEMM else (cdt_attn if cdt == CDT_ATTENTION
                                                           else cdt_act)
-        when = int(op[OP_WHEN])
-        active = (when == WHEN_EP and e > 1.0) or (when == WHEN_NO_EP and e == 1.0) or when == 0
-        scope = int(op[OP_SCOPE])
-        if not active:
-            out[i, U_PATH] = 0.0
-            out[i, U_STAGE] = 0.0
-        elif scope == SCOPE_LAYER:
-            out[i, U_PATH] = op[OP_LAYERS]
-            out[i, U_STAGE] = math.ceil(op[OP_LAYERS] / p)
-        elif scope == SCOPE_BOUNDARY:
-            out[i, U_PATH] = p - 1.0
-            out[i, U_STAGE] = 0.0
-        else:
-            out[i, U_PATH] = 1.0
-            out[i, U_STAGE] = 1.0
+        out[i, U_PATH], out[i, U_STAGE] = run_counts(op, p, e)
 
 
 @njit(cache=True)
