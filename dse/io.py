@@ -119,43 +119,34 @@ def open_writer(path: Path, schema: pa.Schema, statistics=True,
 
 
 def frame_to_table(df: pd.DataFrame, meta: dict) -> pa.Table:
-    """Arrow table of a small frame: string columns dictionary-encoded, metadata attached."""
-    return normalized(pa.Table.from_pandas(df, preserve_index=False), meta)
-
-
-def normalized(table: pa.Table, meta: dict, drop=()) -> pa.Table:
-    """``table`` without the columns ``drop``, strings dictionary-encoded with int32
-    indices (one type across batches), metadata ``meta``."""
-    table = table.drop_columns([c for c in drop if c in table.column_names])
+    """Arrow table of a small frame (``dse validate``'s rows): string columns
+    dictionary-encoded with int32 indices, metadata ``meta``. A sweep's tables never pass
+    here: :mod:`dse.reduce` builds its rows as Arrow of a declared schema."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
     # an empty frame has untyped (null) object columns: keep them categorical strings
     cols = [c.cast(pa.string()) if pa.types.is_null(c.type) else c for c in table.columns]
     cols = [c.dictionary_encode() if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)
             else c for c in cols]
     table = pa.table(cols, names=table.column_names)
     table = table.cast(_plain_strings(table.schema))
-    return table.replace_schema_metadata({k: v for k, v in meta.items()})
-
-
-def write_frames(path: Path, frames, meta: dict) -> tuple[int, int]:
-    """Write DataFrames (one schema) to one Parquet file via a temporary name.
-
-    Returns (rows written, rows whose ``found`` column is true, 0 without one). A sweep with
-    no rows writes an empty file with no columns.
-    """
-    return write_tables(path, (frame_to_table(f, meta) for f in frames), meta)
+    return table.replace_schema_metadata(meta)
 
 
 def write_tables(path: Path, tables, meta: dict, drop=()) -> tuple[int, int]:
-    """Write Arrow tables (one schema once :func:`normalized`) to one Parquet file via a
-    temporary name, without the columns ``drop``; returns what :func:`write_frames` does."""
+    """Write Arrow tables of one schema (a sweep's reduced rows, :mod:`dse.reduce`) to one
+    Parquet file via a temporary name, without the columns ``drop``, with metadata ``meta``.
+
+    Returns (rows written, rows whose ``found`` column is true, 0 without one). No tables
+    at all make an empty file with no columns.
+    """
     rows = found = 0
     writer = None
     with atomic(path) as tmp:
         for table in tables:
-            table = normalized(table, meta, drop)
+            table = table.drop_columns(list(drop)).replace_schema_metadata(meta)
             if writer is None:
                 writer = open_writer(tmp, table.schema)
-            writer.write_table(table.cast(writer.schema))
+            writer.write_table(table)
             rows += len(table)
             if "found" in table.column_names:
                 found += pa.compute.sum(table["found"]).as_py() or 0

@@ -3,24 +3,28 @@
 Both work per (hardware, model) block of the dataset and group configurations by
 ``GROUP_DIMS`` (hardware, model, input/output tokens, what-if values); the candidates of a
 group are its strategies (``STRATEGY_DIMS``: batch, tp, pp, ep, dp, precisions).
+
+The rows are Arrow tables of a declared schema (:data:`PARETO_SCHEMA`, :data:`BEST_SCHEMA`,
+derived from the axis registry and the metrics table), built straight from the kernel's
+outputs, written to the chunks' partial files as they are, merged with numpy sorts and
+``take`` and written to Parquet without a pandas round trip.
 """
 from __future__ import annotations
 
-import functools
-
 import numba
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import xarray as xr
 
 from .config import Constraints
 from .evaluate import METRIC_INPUTS, REASON_CODE, REASONS, derived_metrics
 from .grid import GROUP_DIMS, STRATEGY_DIMS, dtype_codes, resolve_dtypes, split_point
 from .kernels.gather import offsets
-from .kernels.layout import BOUND_NAMES, DTYPES
 from .kernels.objectives import N_SOURCES, flatten_front, grouped_reduce
 from .kernels.pareto import pareto_sorted
 from .metrics import METRICS, NUMERIC
+from .table import CATEGORY_NAMES, schema
 
 
 def _offsets(sources, dims, sizes) -> np.ndarray:
@@ -112,35 +116,67 @@ def reduce_points(pts: Points, cons: Constraints):
     return g, s, best, reasons
 
 
-@functools.lru_cache(maxsize=4096)
-def _categories(names: tuple) -> pd.CategoricalDtype:
-    return pd.CategoricalDtype(list(names))
-
-
-def _categorical(codes: np.ndarray, names) -> pd.Categorical:
-    """``names[codes]`` as a categorical of the names that occur (cheap to build and to
-    write: dictionary-encoded in Parquet). The dtypes are cached: validating categories
-    costs more than a small chunk's rows."""
-    used = np.flatnonzero(np.bincount(codes, minlength=len(names)))
-    remap = np.zeros(len(names), dtype=np.int64)
-    remap[used] = np.arange(len(used))
-    dtype = _categories(tuple(np.asarray(names, dtype=object)[used].tolist()))
-    return pd.Categorical.from_codes(remap[codes], dtype=dtype, validate=False)
-
-
-def _column(values: np.ndarray, positions: np.ndarray):
-    """Coordinate values at ``positions``: names as a categorical, numbers as an array."""
-    if values.dtype.kind in "OUS":
-        return _categorical(positions, values)
-    return values[positions]
-
-
-# Numeric metric columns of the Pareto and best rows, in order (then ``bound``)
+# Metric columns of the Pareto and best rows: numeric ones, categorical ones (``bound``)
 ROW_METRICS = tuple(m.name for m in METRICS if m.in_rows and m.name in NUMERIC)
+ROW_CATEGORIES = tuple(m.name for m in METRICS if m.in_rows and m.dtype == "category")
+# The rows' flat (group, strategy) indices in the whole sweep, which the chunk merges sort
+# and tie-break on; the final files leave them out
+HIDDEN = ("_group", "_strategy")
+DTYPE_DIMS = ("weight_dtype", "act_dtype", "kv_dtype")
+STRINGS = pa.dictionary(pa.int32(), pa.string())
+# Where the rows' type is not the metrics table's. running_requests is computed from the
+# float64 KV slots, and the rows have carried it as float64 since it was added (the
+# golden file pins that), while the results table casts it to the declared int64.
+ROW_TYPES = {"running_requests": pa.float64()}
 
 
-def _rows(pts: Points, group_idx, strat_idx, place=None) -> pd.DataFrame:
-    """Table rows (axis values + metrics) of the points at (group, strategy) flat indices.
+def _row_schema(with_found: bool) -> pa.Schema:
+    """The Pareto (or, ``with_found``, best) rows' schema: the axes in (group, strategy)
+    order (``found`` between them in the best rows), the rows' metrics, then
+    :data:`HIDDEN`. Types are the results table's (:func:`dse.table.schema`, from the axis
+    registry and the metrics table), with int32 dictionary indices whatever the number of
+    names, so every chunk's rows have one type (exceptions: :data:`ROW_TYPES`). Every
+    column is nullable, as the files have always declared: a group with no qualifying
+    configuration has a best row that is null past ``found``, and a hardware preset
+    without a price a null cost."""
+    results = schema()
+    names = [*GROUP_DIMS, *(["found"] if with_found else []), *STRATEGY_DIMS,
+             *(m.name for m in METRICS if m.in_rows)]
+    fields = [pa.field("found", pa.bool_()) if c == "found" else
+              pa.field(c, STRINGS if pa.types.is_dictionary(results.field(c).type)
+                       else ROW_TYPES.get(c, results.field(c).type)) for c in names]
+    return pa.schema(fields + [pa.field(h, pa.int64()) for h in HIDDEN])
+
+
+PARETO_SCHEMA = _row_schema(with_found=False)
+BEST_SCHEMA = _row_schema(with_found=True)
+
+
+def _strings(codes: np.ndarray, names, nulls=None) -> pa.DictionaryArray:
+    """``names[codes]`` dictionary-encoded over the names that occur (in the order of
+    ``names``: the dictionaries the reduced files have always had), null where ``nulls``.
+    A best row's masked values count as occurring, as they always have."""
+    used = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+    remap = np.zeros(len(names), dtype=np.int32)
+    remap[used] = np.arange(len(used), dtype=np.int32)
+    dictionary = pa.array(np.asarray(names, dtype=object)[used].tolist(), pa.string())
+    return pa.DictionaryArray.from_arrays(pa.array(remap[codes], mask=nulls), dictionary)
+
+
+def _numbers(values: np.ndarray, nulls=None) -> pa.Array:
+    """``values`` as an Arrow array, null where ``nulls`` and where NaN (a cost without a
+    price: the files have always held nulls there, never NaN)."""
+    if values.dtype.kind == "f":
+        nan = np.isnan(values)
+        nulls = nan if nulls is None else nulls | nan
+    return pa.array(values, mask=nulls if nulls is not None and nulls.any() else None)
+
+
+def _rows(pts: Points, group_idx, strat_idx, place=None, found=None) -> pa.Table:
+    """Table rows (axis values + metrics) of the points at (group, strategy) flat indices,
+    built as Arrow straight from the block's arrays: :data:`PARETO_SCHEMA`, or with
+    ``found`` (bool per row) :data:`BEST_SCHEMA`, the strategy and metric columns null
+    where not ``found``.
 
     ``place`` = (offsets, full_sizes) locates a chunk in the whole sweep; the hidden columns
     ``_group`` and ``_strategy`` are the rows' flat indices in the whole sweep, which the
@@ -152,26 +188,38 @@ def _rows(pts: Points, group_idx, strat_idx, place=None) -> pd.DataFrame:
     spos = np.unravel_index(strat_idx, [sizes[d] for d in STRATEGY_DIMS])
     pos = dict(zip(GROUP_DIMS, gpos)) | dict(zip(STRATEGY_DIMS, spos))
     offsets, full = place if place is not None else ({}, dict(sizes))
-    hidden = {}
-    for name, dims in (("_group", GROUP_DIMS), ("_strategy", STRATEGY_DIMS)):
-        hidden[name] = np.ravel_multi_index(
-            tuple(np.asarray(pos[d]) + offsets.get(d, 0) for d in dims),
-            [full[d] for d in dims]).astype(np.int64)
+    cols = {name: pa.array(np.ravel_multi_index(
+        tuple(np.asarray(pos[d]) + offsets.get(d, 0) for d in dims),
+        [full[d] for d in dims]).astype(np.int64))
+        for name, dims in (("_group", GROUP_DIMS), ("_strategy", STRATEGY_DIMS))}
     var = block.variables
-    cols = {d: _column(var[d].values, p) for d, p in pos.items()}
-    # effective precisions ("same" resolved), as categoricals over the dtype names
-    codes = resolve_dtypes(*(dtype_codes(var[d].values)[pos[d]]
-                             for d in ("weight_dtype", "act_dtype", "kv_dtype")))
-    for d, c in zip(("weight_dtype", "act_dtype", "kv_dtype"), codes):
-        cols[d] = _categorical(c, DTYPES)
+    numeric = {d for d in pos if var[d].dtype.kind not in "OUS"}
+    # axis values at the rows: the numeric ones and the metrics' inputs (names included)
+    picked = {d: var[d].values[p] for d, p in pos.items()
+              if d in numeric or d in METRIC_INPUTS}
+    # effective precisions ("same" resolved), as codes into the dtype names
+    precisions = dict(zip(DTYPE_DIMS, resolve_dtypes(*(dtype_codes(var[d].values)[pos[d]]
+                                                       for d in DTYPE_DIMS))))
+    nulls = None if found is None or found.all() else ~found
+
+    def axis(d, mask=None):
+        if d in precisions:
+            return _strings(precisions[d], CATEGORY_NAMES[d], mask)
+        if d in numeric:
+            return _numbers(picked[d], mask)
+        return _strings(pos[d], var[d].values, mask)
 
     def value(name):
         return pts.values(name, group_idx, strat_idx)
 
-    der = derived_metrics({n: cols[n] if n in cols else value(n) for n in METRIC_INPUTS})
-    metrics = {c: der[c] if c in der else value(c) for c in ROW_METRICS}
-    metrics["bound"] = _categorical(value("bound"), BOUND_NAMES)
-    return pd.DataFrame(cols | metrics | hidden, copy=False)  # no consolidating copy
+    der = derived_metrics({n: picked[n] if n in picked else value(n) for n in METRIC_INPUTS})
+    cols |= {d: axis(d) for d in GROUP_DIMS} | {d: axis(d, nulls) for d in STRATEGY_DIMS}
+    cols |= {c: _numbers(der[c] if c in der else value(c), nulls) for c in ROW_METRICS}
+    cols |= {c: _strings(value(c), CATEGORY_NAMES[c], nulls) for c in ROW_CATEGORIES}
+    sch = PARETO_SCHEMA
+    if found is not None:
+        cols["found"], sch = pa.array(found), BEST_SCHEMA
+    return pa.Table.from_arrays([cols[f.name] for f in sch], schema=sch)
 
 
 def reduce_block(block: xr.Dataset, cons: Constraints, place=None):
@@ -185,42 +233,58 @@ def reduce_block(block: xr.Dataset, cons: Constraints, place=None):
     pts = Points(block)
     g, s, best_idx, reasons = reduce_points(pts, cons)
     pareto = _rows(pts, g, s, place)
-    found = best_idx >= 0
-    best = _rows(pts, np.arange(len(best_idx)), np.maximum(best_idx, 0), place)
-    best.insert(len(GROUP_DIMS), "found", found)
-    for col in best.columns[len(GROUP_DIMS) + 1:]:
-        if not col.startswith("_"):
-            # nullable integers: one schema whether or not a chunk has unmet groups
-            if best[col].dtype.kind in "iu":
-                best[col] = best[col].astype("Int64")
-            if not found.all():  # (all found: the same column)
-                best[col] = best[col].where(found)
+    best = _rows(pts, np.arange(len(best_idx)), np.maximum(best_idx, 0), place,
+                 found=best_idx >= 0)
     return pareto, best, reasons.sum(axis=0)
 
 
-HIDDEN = ("_group", "_strategy")
+def _taken(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """The ``rows`` of a concatenation of partial tables, one chunk per column.
+
+    A string column keeps its dictionary where every part had the same one and is
+    re-encoded in order of first appearance otherwise: the dictionaries the merged files
+    have always had (pandas kept a categorical whose parts shared their categories and
+    turned any other into strings), so a file's categories do not change."""
+    shared = {f.name for f in table.schema if pa.types.is_dictionary(f.type)
+              and _one_dictionary(table.column(f.name))}
+    out = table.take(rows).combine_chunks()
+    for i, f in enumerate(out.schema):
+        if pa.types.is_dictionary(f.type) and f.name not in shared:
+            out = out.set_column(i, f, pc.dictionary_encode(out.column(i).cast(pa.string())))
+    return out
 
 
-def merge_pareto(parts) -> pd.DataFrame:
+def _one_dictionary(column: pa.ChunkedArray) -> bool:
+    """Whether every chunk of a dictionary column has the same dictionary."""
+    first = column.chunks[0].dictionary
+    return all(c.dictionary.equals(first) for c in column.chunks[1:])
+
+
+def _numpy(table: pa.Table, *names) -> list[np.ndarray]:
+    """Columns as numpy arrays (float nulls as NaN)."""
+    return [table.column(n).to_numpy() for n in names]
+
+
+def merge_pareto(parts) -> pa.Table:
     """Frontiers of whole groups from per-chunk frontiers, in (group, strategy) order."""
-    df = pd.concat(parts, ignore_index=True)
-    if df.empty:
-        return df
-    x = df["tokens_per_s_per_device"].to_numpy(np.float64)
-    y = df["tokens_per_s_per_user"].to_numpy(np.float64)
-    g = df["_group"].to_numpy(np.int64)
+    table = pa.concat_tables(parts)
+    if table.num_rows == 0:
+        return table
+    x, y, g, s = _numpy(table, "tokens_per_s_per_device", "tokens_per_s_per_user", *HIDDEN)
     order = np.lexsort((-y, -x, g))
-    keep = pareto_sorted(g[order], x[order], y[order])
-    return (df.iloc[order[keep]].sort_values(["_group", "_strategy"], kind="stable")
-            .reset_index(drop=True))
+    keep = order[pareto_sorted(g[order], x[order], y[order])]
+    return _taken(table, keep[np.lexsort((s[keep], g[keep]))])
 
 
-def merge_best(parts) -> pd.DataFrame:
-    """Per group, the best of the per-chunk bests (ties: first strategy in axis order)."""
-    df = pd.concat(parts, ignore_index=True)
-    if df.empty:
-        return df
-    df = df.sort_values(["_group", "found", "tokens_per_s_per_device", "_strategy"],
-                        ascending=[True, False, False, True], na_position="last",
-                        kind="stable")
-    return df.drop_duplicates("_group").reset_index(drop=True)
+def merge_best(parts) -> pa.Table:
+    """Per group, the best of the per-chunk bests: found first, then the most tokens/s
+    per device (ties: first strategy in axis order)."""
+    table = pa.concat_tables(parts)
+    if table.num_rows == 0:
+        return table
+    g, s, found, tokens = _numpy(table, *HIDDEN, "found", "tokens_per_s_per_device")
+    order = np.lexsort((s, -tokens, ~found, g))  # NaN (not found) sorts last
+    g = g[order]
+    first = np.ones(len(g), dtype=bool)
+    first[1:] = g[1:] != g[:-1]
+    return _taken(table, order[first])

@@ -36,7 +36,8 @@ from .config import ConfigError, SweepSpec, shown
 from .executors import check_scheduler, open_executor, parallel_chunks
 from .evaluate import REASONS, WHAT_IF_DIMS, evaluate
 from .grid import GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS, coords
-from .reduce import HIDDEN, merge_best, merge_pareto, reduce_block
+from .reduce import (BEST_SCHEMA, HIDDEN, PARETO_SCHEMA, merge_best, merge_pareto,
+                     reduce_block)
 from .table import (PRESET_AXES, batch_rows, block_batches, columns, parquet_options,
                     run_lengths, schema)
 
@@ -74,6 +75,15 @@ class ChunkResult:
 def _partial(out_dir: Path, name: str, index: int) -> Path:
     """A chunk's partial ``pareto`` or ``best`` table (Arrow IPC)."""
     return out_dir / "_chunks" / f"{name}-{index:06d}.arrow"
+
+
+def _read_partial(out_dir: Path, name: str, index: int) -> pa.Table:
+    """A chunk's partial table in its declared schema (:mod:`dse.reduce`); one written
+    before the schema was declared (pandas-made, int8 dictionary indices: a resumed
+    sweep's) is cast to it."""
+    table = io.read_arrow(_partial(out_dir, name, index))
+    sch = PARETO_SCHEMA if name == "pareto" else BEST_SCHEMA
+    return table if table.schema.equals(sch) else table.cast(sch)
 
 
 def _file_schema(sch: pa.Schema, partition_by) -> pa.Schema:
@@ -123,9 +133,8 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, job: ChunkSettings) -> ChunkResult:
             files.append(str(path.relative_to(out_dir)))
     pareto, best, counts = reduce_block(ds, spec.constraints, place)
     # partial tables go to disk here, on the worker: only counts travel to the client
-    for name, frame in (("pareto", pareto), ("best", best)):
-        io.write_arrow(_partial(Path(out_dir), name, chunk.index),
-                       pa.Table.from_pandas(frame, preserve_index=False))
+    for name, table in (("pareto", pareto), ("best", best)):
+        io.write_arrow(_partial(Path(out_dir), name, chunk.index), table)
     return ChunkResult(chunk.index, int(counts.sum()), counts.tolist(), files)
 
 
@@ -170,25 +179,25 @@ class Progress:
             self.bar.close()
 
 
-def _merged_by_pair(frames, merge, per_pair: int):
+def _merged_by_pair(tables, merge, per_pair: int):
     """Merge partial tables one (hardware, model) pair at a time; hidden columns dropped."""
     pending, pair, empty = [], None, None
-    for frame in frames:
-        if frame.empty:
-            empty = frame
+    for table in tables:
+        if table.num_rows == 0:
+            empty = table
             continue
-        pairs = frame["_group"].to_numpy() // per_pair
+        pairs = table.column("_group").to_numpy() // per_pair
         for p in np.unique(pairs):
-            part = frame[pairs == p]
+            part = table.take(np.flatnonzero(pairs == p))
             if pair is not None and p != pair:
-                yield merge(pending).drop(columns=list(HIDDEN))
+                yield merge(pending).drop_columns(list(HIDDEN))
                 pending = []
             pair = p
             pending.append(part)
     if pending:
-        yield merge(pending).drop(columns=list(HIDDEN))
+        yield merge(pending).drop_columns(list(HIDDEN))
     elif empty is not None:  # nothing anywhere: an empty table that keeps the columns
-        yield empty.drop(columns=list(HIDDEN), errors="ignore")
+        yield empty.drop_columns(list(HIDDEN))
 
 
 class _Aborted(Exception):
@@ -446,7 +455,7 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
         nonlocal streamed
         while streams and streamed < len(order) and order[streamed] in finished:
             for name, stream in streams.items():
-                stream.put(io.read_arrow(_partial(out_dir, name, order[streamed])))
+                stream.put(_read_partial(out_dir, name, order[streamed]))
             streamed += 1
 
     job = ChunkSettings(str(out_dir), results, partition_by, names, full_sizes, meta)
@@ -475,10 +484,9 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
         # grid order, so the merge streams pair by pair: memory holds one pair's frontier
         per_pair = int(np.prod([full_sizes[d] for d in GROUP_DIMS[2:]]))
         for name, merge in (("pareto", merge_pareto), ("best", merge_best)):
-            frames = (io.read_arrow(_partial(out_dir, name, c.index)).to_pandas()
-                      for c in chunks)
-            counts[name], counts[name + "_found"] = io.write_frames(
-                out_dir / f"{name}.parquet", _merged_by_pair(frames, merge, per_pair), meta)
+            tables = (_read_partial(out_dir, name, c.index) for c in chunks)
+            counts[name], counts[name + "_found"] = io.write_tables(
+                out_dir / f"{name}.parquet", _merged_by_pair(tables, merge, per_pair), meta)
     manifest["complete"] = True
     io.write_json(out_dir / outdir.MANIFEST, manifest)
 
