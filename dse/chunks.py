@@ -237,24 +237,24 @@ def plan_rows(spec: SweepSpec, budget: int, results: bool, parallel: int,
     return fit_rows(spec, results, budget, parallel, min(rows, chunk_rows or rows))
 
 
+# The SweepSpec field holding each preset axis' loaded presets (in axis order).
+PRESET_FIELDS = {"hardware": "hardware", "model": "models", "engine": "engines"}
+
+
 def subspec(spec: SweepSpec, chunk: Chunk) -> SweepSpec:
-    """The sweep spec of one chunk: every axis restricted to the chunk's range."""
+    """The sweep spec of one chunk: every axis (and a preset axis' presets) restricted to
+    the chunk's range."""
     grid = dict(spec.grid)
     what_if = dict(spec.what_if)
-    hardware, models = spec.hardware, spec.models
+    presets = {}
     for dim, a, b in chunk.ranges:
-        if dim == "hardware":
-            hardware = hardware[a:b]
-            grid["hardware"] = grid["hardware"][a:b]
-        elif dim == "model":
-            models = models[a:b]
-            grid["model"] = grid["model"][a:b]
-        elif dim in what_if:
+        if dim in what_if:
             what_if[dim] = what_if[dim][a:b]
         else:
             grid[dim] = grid[dim][a:b]
-    return dataclasses.replace(spec, grid=grid, what_if=what_if, hardware=hardware,
-                               models=models)
+        if dim in PRESET_FIELDS:
+            presets[PRESET_FIELDS[dim]] = getattr(spec, PRESET_FIELDS[dim])[a:b]
+    return dataclasses.replace(spec, grid=grid, what_if=what_if, **presets)
 
 
 def spec_hash(spec: SweepSpec, extra: dict | None = None) -> str:
@@ -265,6 +265,7 @@ def spec_hash(spec: SweepSpec, extra: dict | None = None) -> str:
         "constraints": dataclasses.asdict(spec.constraints),
         "hardware": [dataclasses.asdict(h) | {"source": ""} for h in spec.hardware],
         "models": [dataclasses.asdict(m) | {"source": ""} for m in spec.models],
+        "engines": [dataclasses.asdict(e) | {"source": ""} for e in spec.engines],
         "extra": extra or {},
     }
     text = json.dumps(payload, sort_keys=True, default=str)

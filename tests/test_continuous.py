@@ -101,3 +101,17 @@ def test_continuous_sweep_from_the_cli(tmp_path, monkeypatch):
     assert len(cont) and (cont["running_requests"] <= cont["batch"]).all()
     manifest = json.loads((tmp_path / "results" / "manifest.json").read_text())
     assert manifest["complete"]
+
+
+def test_chunked_sweep_over_engines_matches_one_chunk(tmp_path, monkeypatch):
+    # chunks split the engine axis: each chunk's sub-spec must carry its own presets
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text(
+        '[grid]\nserving = "continuous"\nengine = ["vllm", "sglang", "trtllm"]\n'
+        'batch = [1, 16, 128]\ninput_tokens = [512, 4096]\n')
+    assert main(["sweep", "s.toml", "--out", "one"]) == 0
+    assert main(["sweep", "s.toml", "--out", "many", "--chunk-rows", "2"]) == 0
+    for name in ("pareto.parquet", "best.parquet"):
+        one, many = (pd.read_parquet(f"{d}/{name}") for d in ("one", "many"))
+        pd.testing.assert_frame_equal(one.astype(str), many.astype(str))
+    assert json.loads((tmp_path / "many" / "manifest.json").read_text())["n_chunks"] > 1
