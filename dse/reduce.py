@@ -124,18 +124,12 @@ ROW_CATEGORIES = tuple(m.name for m in METRICS if m.in_rows and m.dtype == "cate
 HIDDEN = ("_group", "_strategy")
 DTYPE_DIMS = ("weight_dtype", "act_dtype", "kv_dtype")
 STRINGS = pa.dictionary(pa.int32(), pa.string())
-# Where the rows' type is not the metrics table's. running_requests is computed from the
-# float64 KV slots, and the rows have carried it as float64 since it was added (the
-# golden file pins that), while the results table casts it to the declared int64.
-ROW_TYPES = {"running_requests": pa.float64()}
-
-
 def _row_schema(with_found: bool) -> pa.Schema:
     """The Pareto (or, ``with_found``, best) rows' schema: the axes in (group, strategy)
     order (``found`` between them in the best rows), the rows' metrics, then
     :data:`HIDDEN`. Types are the results table's (:func:`dse.table.schema`, from the axis
     registry and the metrics table), with int32 dictionary indices whatever the number of
-    names, so every chunk's rows have one type (exceptions: :data:`ROW_TYPES`). Every
+    names, so every chunk's rows have one type. Every
     column is nullable, as the files have always declared: a group with no qualifying
     configuration has a best row that is null past ``found``, and a hardware preset
     without a price a null cost."""
@@ -144,7 +138,7 @@ def _row_schema(with_found: bool) -> pa.Schema:
              *(m.name for m in METRICS if m.in_rows)]
     fields = [pa.field("found", pa.bool_()) if c == "found" else
               pa.field(c, STRINGS if pa.types.is_dictionary(results.field(c).type)
-                       else ROW_TYPES.get(c, results.field(c).type)) for c in names]
+                       else results.field(c).type) for c in names]
     return pa.schema(fields + [pa.field(h, pa.int64()) for h in HIDDEN])
 
 
