@@ -24,24 +24,29 @@ import pandas as pd
 import xarray as xr
 
 from .calibrate import read_table_file
+from .axes import AXIS
 from .config import SAME, ConfigError, int_axis_problem, load_hardware, load_model, parse_sweep, \
     shown
+from .engines import load_engine
 from .evaluate import REASONS, derive, evaluate
 from .kernels.layout import DTYPES
 
 # --------------------------------------------------------------------------- columns
 PRESET_COLUMNS = ("hardware", "model")
-INT_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep")
+INT_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "max_batched_tokens")
 DTYPE_COLUMNS = ("weight_dtype", "act_dtype", "kv_dtype")
+# serving mode and engine preset (continuous-batching measurements; default: static)
+SERVING_COLUMNS = ("serving", "engine")
 MEASURED_COLUMNS = ("measured_ttft_s", "measured_tpot_s")
 REQUIRED = ("hardware", "model", "weight_dtype", "batch", "input_tokens", "output_tokens",
             "tp", "source")
-DEFAULTS = {"act_dtype": SAME, "kv_dtype": SAME, "pp": 1, "ep": 1}
+DEFAULTS = {"act_dtype": SAME, "kv_dtype": SAME, "pp": 1, "ep": 1, "max_batched_tokens": 0,
+            "serving": AXIS["serving"].default[0], "engine": AXIS["engine"].default[0]}
 # free text carried through to the output unchanged
 TEXT_COLUMNS = ("notes",)
 INPUT_COLUMNS = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "batch",
                  "input_tokens", "output_tokens", "tp", "pp", "ep", *MEASURED_COLUMNS,
-                 "source")
+                 *SERVING_COLUMNS, "max_batched_tokens", "source")
 VALID_COLUMNS = (*INPUT_COLUMNS, *TEXT_COLUMNS)
 PREDICTED_COLUMNS = ("predicted_ttft_s", "predicted_tpot_s", "ttft_error_pct",
                      "tpot_error_pct", "feasible", "infeasible_reason")
@@ -175,7 +180,7 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
         if col not in df.columns:
             df[col] = math.nan
 
-    hardware_ok, model_ok = {}, {}
+    hardware_ok, model_ok, engine_ok = {}, {}, {}
     out = {c: [] for c in INPUT_COLUMNS}
     for i, rec in enumerate(df.to_dict("records")):
         row = i + 2  # the CSV line: header is line 1
@@ -206,6 +211,18 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
                               "empty; give at least one measured time [s]")
         for col, m in zip(MEASURED_COLUMNS, measured):
             out[col].append(m)
+        serving = _as_text(rec["serving"])
+        serving = DEFAULTS["serving"] if _missing(serving) else serving
+        serving = serving.strip() if isinstance(serving, str) else serving
+        problem = AXIS["serving"].problem(serving)
+        if problem:
+            _fail(source, row, "serving", serving, problem)
+        out["serving"].append(serving)
+        engine = DEFAULTS["engine"] if _missing(rec["engine"]) else _text(
+            rec["engine"], source, row, "engine", "an engine preset name or a path to a .toml file")
+        if engine not in engine_ok:
+            engine_ok[engine] = load_engine(engine, base_dir, f"{source}: row {row}", "engine")
+        out["engine"].append(engine)
         out["source"].append(_text(rec["source"], source, row, "source",
                                    "where the measurement comes from (URL or document + table)"))
     result = pd.DataFrame(out)
@@ -220,7 +237,8 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
 
 
 # --------------------------------------------------------------------------- evaluation
-AXIS_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", *DTYPE_COLUMNS)
+AXIS_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep",
+                "max_batched_tokens", *SERVING_COLUMNS, *DTYPE_COLUMNS)
 
 
 def _pick(da: xr.DataArray, points: dict) -> np.ndarray:
@@ -305,7 +323,9 @@ def validate(table: pd.DataFrame, source: str = "<table>",
         ``same``), ``batch`` (concurrent requests), ``input_tokens``, ``output_tokens``,
         ``tp`` (``pp``, ``ep`` optional, default 1), ``measured_ttft_s`` and
         ``measured_tpot_s`` [s] (either may be empty, not both), ``source`` (citation),
-        optional free-text ``notes``.
+        optional ``serving`` (static | continuous, default static), ``engine`` (preset,
+        default vllm) and ``max_batched_tokens`` (default 0: the engine's), optional
+        free-text ``notes``.
     source : str
         Name of the table (its file) used in error messages.
     base_dir : path, optional
