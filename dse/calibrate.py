@@ -250,24 +250,39 @@ def preset_text(hw: Hardware, result: Fit, table: str, name: str | None) -> str:
 
     ``name`` (the CLI's ``--name``; None keeps the base name) must be a preset name.
     """
-    if name is not None:
-        check_preset_name(name, "calibrate", "--name")
     text = hw.text or read_text(hw.source, "hardware preset (TOML)")
     values = {
         "compute_efficiency": (result.compute_efficiency, "achievable share of peak FLOP/s"),
         "memory_efficiency": (result.memory_efficiency, "achievable share of peak bandwidth"),
         "kernel_latency_s": (result.kernel_latency_s, "fixed seconds per kernel"),
     }
-    label = Path(table).name
-    label = label if label.isprintable() else shown(label)  # a comment is one line
-    note = (f"fitted by `dse calibrate` to {label} ({result.rows} kernels, "
+    note = (f"fitted by `dse calibrate` to {table_label(table)} ({result.rows} kernels, "
             f"median abs error {result.median_abs_pct_error:.1f}%)")
-    for key, (value, what) in values.items():
-        line = f"{key} = {value:.6g}  # {what}: {note}"
+    text = with_values(text, {k: (v, f"{what}: {note}") for k, (v, what) in values.items()})
+    return with_name(text, name)
+
+
+def with_name(text: str, name: str | None) -> str:
+    """Preset TOML ``text`` renamed to ``name`` (the CLI's ``--name``; None: unchanged)."""
+    if name is None:
+        return text
+    check_preset_name(name, "calibrate", "--name")
+    return re.sub(r'^name\s*=.*$', f'name = "{name}"', text, count=1, flags=re.M)
+
+
+def table_label(table) -> str:
+    """A measured table's file name as one printable line (for a preset comment)."""
+    label = Path(table).name
+    return label if label.isprintable() else shown(label)
+
+
+def with_values(text: str, values: dict) -> str:
+    """Preset TOML ``text`` with each ``key = value  # comment`` line of ``values``
+    ({key: (value, comment)}) replaced, or appended when the key is absent."""
+    for key, (value, comment) in values.items():
+        line = f"{key} = {value:.6g}  # {comment}"
         pattern = re.compile(rf"^{key}\s*=.*$", re.M)
         # a function, not a template: a backslash in the table's name is not an escape
         text = (pattern.sub(lambda _: line, text) if pattern.search(text)
                 else text.rstrip("\n") + "\n" + line + "\n")
-    if name is not None:
-        text = re.sub(r'^name\s*=.*$', f'name = "{name}"', text, count=1, flags=re.M)
     return text

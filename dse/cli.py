@@ -191,10 +191,15 @@ def cmd_model_import(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from .calibrate import fit, preset_text, read_table
-    from .config import load_hardware, parse_hardware
+    from .config import ConfigError, load_hardware, parse_hardware
     from .io import check_preset_out, write_preset
+    if (args.hardware is None) == (args.engine is None):
+        raise ConfigError("calibrate: give --hardware (kernel timings) or --engine (measured "
+                          "serving results), one of them")
     out = Path(args.out)
     check_preset_out(out, args.overwrite)  # before the fit: a refusal costs nothing
+    if args.engine is not None:
+        return _calibrate_engine(args, out)
     hw = load_hardware(args.hardware, source="command line", key="--hardware")
     table = read_table(args.table)
     result = fit(hw, table, args.table)
@@ -203,6 +208,23 @@ def cmd_calibrate(args) -> int:
     print(f"wrote {out}: compute_efficiency {result.compute_efficiency:.3f}, memory_efficiency "
           f"{result.memory_efficiency:.3f}, kernel_latency_s {result.kernel_latency_s:.3g} "
           f"({result.rows} kernels, median abs error {result.median_abs_pct_error:.1f}%)")
+    return 0
+
+
+def _calibrate_engine(args, out: Path) -> int:
+    from .engine_fit import engine_preset_text, fit_engine
+    from .engines import load_engine, parse_engine
+    from .io import write_preset
+    from .validate import load_measured
+    engine = load_engine(args.engine, source="command line", key="--engine")
+    table = Path(args.table)
+    result = fit_engine(engine, load_measured(table), str(table), table.parent)
+    write_preset(out, engine_preset_text(engine, result, args.table, args.name),
+                 parse_engine, args.overwrite)
+    print(f"wrote {out}: request_overhead_s {result.request_overhead_s:.4g}, "
+          f"iteration_overhead_s {result.iteration_overhead_s:.4g} ({result.rows} rows; median "
+          f"abs error TTFT {result.before[0]:.1f}% -> {result.after[0]:.1f}%, TPOT "
+          f"{result.before[1]:.1f}% -> {result.after[1]:.1f}%)")
     return 0
 
 
@@ -272,10 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--overwrite", action="store_true")
     imp.set_defaults(func=cmd_model_import)
 
-    cal = sub.add_parser("calibrate", help="fit a hardware preset to measured kernel timings")
-    cal.add_argument("table", help="CSV or Parquet: op, dtype, latency_s, and flops+bytes or "
-                     "m,n,k for gemm rows")
-    cal.add_argument("--hardware", required=True, help="base preset (name or path)")
+    cal = sub.add_parser("calibrate", help="fit a hardware preset to measured kernel timings, "
+                         "or an engine preset's overheads to measured serving results")
+    cal.add_argument("table", help="--hardware: CSV or Parquet of op, dtype, latency_s, and "
+                     "flops+bytes or m,n,k for gemm rows; --engine: a measured serving table "
+                     "as `dse validate` reads (its continuous rows of that engine)")
+    cal.add_argument("--hardware", help="base hardware preset (name or path)")
+    cal.add_argument("--engine", help="base engine preset (name or path): fit its "
+                     "request_overhead_s and iteration_overhead_s")
     cal.add_argument("--out", required=True, help="fitted preset .toml to write")
     cal.add_argument("--name", help="name of the fitted preset (default: the base name)")
     cal.add_argument("--overwrite", action="store_true")

@@ -267,6 +267,9 @@ def _evaluate_group(hw: str, model: str, rows: pd.DataFrame, base_dir,
     ds = evaluate(spec)
     der = derive(ds)
     points = {c: rows[c].to_numpy() for c in AXIS_COLUMNS}
+    # engines given by path: the coordinate holds the preset's name
+    names = dict(zip(spec.grid["engine"], (e.name for e in spec.engines)))
+    points["engine"] = np.array([names[e] for e in points["engine"]], dtype=object)
     # the dtype coordinates hold the names as given ("same" included)
     return (_pick(ds["ttft_s"], points).astype(np.float64),
             _pick(ds["tpot_s"], points).astype(np.float64),

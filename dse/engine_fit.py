@@ -1,0 +1,102 @@
+"""Fit a serving-engine preset's overheads to measured end-to-end serving results.
+
+The continuous-serving model (``kernels/serving.py``) adds an engine's
+``request_overhead_s`` to every time to first token and its ``iteration_overhead_s`` to
+every engine iteration, so both enter TTFT and TPOT nearly linearly (the admission wait and
+the arrival offset scale with the iteration time). :func:`fit_engine` takes the
+continuous-serving rows of a measured table (``dse.validate``'s format) that name the
+engine, and minimizes the squared relative errors of the predicted TTFT and TPOT over the
+two overheads (Gauss-Newton with finite-difference slopes, both kept >= 0), starting from
+the preset's values. Everything else (hardware, model, the engine's batching defaults) is
+as the presets say: the fit absorbs only what is fixed per request and per iteration.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .calibrate import table_label, with_name, with_values
+from .config import ConfigError, read_text
+from .engines import MAX_OVERHEAD_S, Engine
+from .validate import check_table, validate
+
+KEYS = ("request_overhead_s", "iteration_overhead_s")
+STEP_S = 1e-3          # finite-difference step of both overheads [s]
+ITERATIONS = 4
+
+
+@dataclass
+class EngineFit:
+    request_overhead_s: float
+    iteration_overhead_s: float
+    rows: int
+    before: tuple    # (TTFT, TPOT) median absolute % error with the preset's overheads
+    after: tuple     # the same with the fitted ones
+
+
+def _rows_of(engine: Engine, table: pd.DataFrame, source: str, base_dir) -> pd.DataFrame:
+    rows = check_table(table, source, base_dir)
+    names = {engine.name, engine.source}
+    mine = rows[(rows["serving"] == "continuous") & rows["engine"].isin(names)]
+    if mine.empty:
+        raise ConfigError(f"{source}: no rows with serving = continuous and engine = "
+                          f"{engine.name}; the fit needs measured continuous-serving rows of "
+                          "that engine")
+    return mine.reset_index(drop=True)
+
+
+def _errors(rows: pd.DataFrame, engine: Engine, values, folder: Path, source, base_dir):
+    """Relative errors (TTFT rows, then TPOT rows) with the overheads ``values``."""
+    text = with_values(engine.text or read_text(engine.source, "engine preset (TOML)"),
+                       {k: (float(v), "trial value of the fit") for k, v in zip(KEYS, values)})
+    path = folder / f"{engine.name}.toml"
+    path.write_text(text)
+    trial = rows.assign(engine=str(path))
+    pred, _ = validate(trial, source, base_dir)
+    errs = [(pred[f"predicted_{m}_s"] / pred[f"measured_{m}_s"] - 1.0).to_numpy(np.float64)
+            for m in ("ttft", "tpot")]
+    return np.concatenate([e[~np.isnan(e)] for e in errs]), pred
+
+
+def _medians(pred: pd.DataFrame) -> tuple:
+    return tuple(float(np.nanmedian(np.abs(pred[f"{m}_error_pct"]))) for m in ("ttft", "tpot"))
+
+
+def fit_engine(engine: Engine, table: pd.DataFrame, source: str = "<table>",
+               base_dir=None) -> EngineFit:
+    """Fitted request and iteration overheads of ``engine`` (see the module docstring)."""
+    base = Path(base_dir) if base_dir is not None else None
+    rows = _rows_of(engine, table, source, base)
+    x = np.array([engine.request_overhead_s, engine.iteration_overhead_s])
+    with tempfile.TemporaryDirectory(prefix="dse-engine-fit-") as tmp:
+        folder = Path(tmp)
+        r, pred = _errors(rows, engine, x, folder, source, base)
+        before = _medians(pred)
+        for _ in range(ITERATIONS):
+            # one-sided slopes, stepping up so a zero overhead stays in range
+            jac = np.column_stack([
+                (_errors(rows, engine, x + STEP_S * np.eye(2)[j], folder, source, base)[0]
+                 - r) / STEP_S for j in range(2)])
+            delta, *_ = np.linalg.lstsq(jac, -r, rcond=None)
+            x_new = np.clip(x + delta, 0.0, MAX_OVERHEAD_S)
+            r_new, pred_new = _errors(rows, engine, x_new, folder, source, base)
+            if np.sum(r_new ** 2) >= np.sum(r ** 2):
+                break
+            x, r, pred = x_new, r_new, pred_new
+    return EngineFit(float(x[0]), float(x[1]), len(rows), before, _medians(pred))
+
+
+def engine_preset_text(engine: Engine, result: EngineFit, table: str,
+                       name: str | None = None) -> str:
+    """The engine preset's TOML with the two fitted overheads (and ``name``) replaced."""
+    text = engine.text or read_text(engine.source, "engine preset (TOML)")
+    note = (f"fitted by `dse calibrate --engine` to {table_label(table)} ({result.rows} rows; "
+            f"median abs error TTFT {result.before[0]:.1f}% -> {result.after[0]:.1f}%, "
+            f"TPOT {result.before[1]:.1f}% -> {result.after[1]:.1f}%)")
+    text = with_values(text, {"request_overhead_s": (result.request_overhead_s, note),
+                              "iteration_overhead_s": (result.iteration_overhead_s, note)})
+    return with_name(text, name)

@@ -1,0 +1,63 @@
+"""dse calibrate --engine: the fitted overheads recover the ones that made the data."""
+import pandas as pd
+import pytest
+
+from dse.calibrate import with_values
+from dse.cli import main
+from dse.config import read_text
+from dse.engine_fit import fit_engine
+from dse.engines import load_engine
+from dse.validate import validate
+
+ROWS = [dict(hardware="h100_sxm", model="llama3_8b", weight_dtype="bf16", batch=b,
+             input_tokens=s, output_tokens=o, tp=1, serving="continuous", source="synthetic")
+        for b in (1, 4, 16, 64) for s, o in ((256, 128), (2048, 256))]
+
+
+def _preset(folder, name, request, iteration):
+    base = load_engine("vllm")
+    text = with_values(read_text(base.source), {"request_overhead_s": (request, "test"),
+                                                 "iteration_overhead_s": (iteration, "test")})
+    text = text.replace('name = "vllm"', f'name = "{name}"')
+    path = folder / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def _measured(folder):
+    truth = _preset(folder, "truth", 0.045, 0.0025)
+    rows, _ = validate(pd.DataFrame([{**r, "engine": str(truth), "measured_ttft_s": 1.0,
+                                      "measured_tpot_s": 1.0} for r in ROWS]))
+    table = pd.DataFrame(ROWS)
+    table["measured_ttft_s"] = rows["predicted_ttft_s"]
+    table["measured_tpot_s"] = rows["predicted_tpot_s"]
+    return table
+
+
+def test_fit_recovers_the_overheads_that_made_the_data(tmp_path):
+    table = _measured(tmp_path)
+    base = _preset(tmp_path, "base", 0.010, 0.0005)
+    table["engine"] = str(base)
+    result = fit_engine(load_engine(base), table)
+    assert result.rows == len(ROWS)
+    assert result.request_overhead_s == pytest.approx(0.045, rel=0.02)
+    assert result.iteration_overhead_s == pytest.approx(0.0025, rel=0.02)
+    assert result.after[0] < 1.0 and result.after[1] < 1.0 < result.before[1]
+
+
+def test_calibrate_engine_cli_writes_a_preset_the_sweep_loads(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    table = _measured(tmp_path)
+    table["engine"] = "vllm"
+    table.to_csv("m.csv", index=False)
+    assert main(["calibrate", "m.csv", "--engine", "vllm", "--out", "fit.toml",
+                 "--name", "vllm_fit"]) == 0
+    fitted = load_engine("fit.toml")
+    assert fitted.name == "vllm_fit"
+    assert fitted.request_overhead_s == pytest.approx(0.045, rel=0.02)
+    assert "fitted by `dse calibrate --engine`" in (tmp_path / "fit.toml").read_text()
+    capsys.readouterr()
+    assert main(["calibrate", "m.csv", "--engine", "sglang", "--out", "x.toml"]) == 2
+    assert "no rows with serving = continuous and engine = sglang" in capsys.readouterr().err
+    assert main(["calibrate", "m.csv", "--out", "x.toml"]) == 2
+    assert "--hardware" in capsys.readouterr().err and not (tmp_path / "x.toml").exists()
