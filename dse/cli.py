@@ -163,6 +163,16 @@ def cmd_list(args) -> int:
                   f"{h.memory_bytes / 1e9:>7.0f} {h.memory_bytes_per_s / 1e12:>8.2f} "
                   f"{h.scaleup_bytes_per_s / 1e9:>13.0f} {h.scaleup_domain_devices:>6}  "
                   f"{h.description}")
+    elif args.what == "engines":
+        from .engines import load_engine
+        print(f"{'name':<10} {'request s':>9} {'iteration s':>11} {'chunked':>7} {'mixed':>5} "
+              f"{'budget':>6} {'max running':>11}  description")
+        for name in bundled_names("engines"):
+            e = load_engine(name)
+            print(f"{e.name:<10} {e.request_overhead_s:>9.4g} {e.iteration_overhead_s:>11.4g} "
+                  f"{'yes' if e.chunked_prefill else 'no':>7} "
+                  f"{'yes' if e.mixed_prefill else 'no':>5} {e.max_batched_tokens or '-':>6} "
+                  f"{e.max_running_requests or '-':>11}  {e.description}")
     else:
         from .compile import active_params, total_params
         print(f"{'name':<14} {'params B':>8} {'active B':>8} {'layers':>6} {'hidden':>6} "
@@ -315,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=cmd_validate)
 
     ls = sub.add_parser("list", help="show the bundled presets")
-    ls.add_argument("what", choices=["hardware", "models"])
+    ls.add_argument("what", choices=["hardware", "models", "engines"])
     ls.set_defaults(func=cmd_list)
     return p
 
