@@ -417,6 +417,7 @@ def test_a_device_is_never_replaced_by_an_output(cwd, capsys):
 
 def test_every_command_works_from_a_relative_working_directory(cwd, capsys):
     assert main(["list", "hardware"]) == 0 and main(["list", "models"]) == 0
+    assert main(["list", "engines"]) == 0 and "sglang" in capsys.readouterr().out
     assert main(["explain", "--model", "llama3_8b", "--batch", "4", "--csv", "e.csv",
                  "--parquet", "e.parquet"]) == 0
     assert len(pd.read_csv("e.csv")) == len(pd.read_parquet("e.parquet")) > 0
