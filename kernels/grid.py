@@ -26,8 +26,9 @@ import numpy as np
 from numba import njit, prange
 
 from .formulas import op_cost, run_counts
-from .serving import (N_COMP, N_UNITS, N_VTIMES, U_WIN, composition, iteration_seconds,
-                      match_ops, steady_state, unit_costs, unit_times)
+from .serving import (N_COMP, N_TERMS, N_UNITS, N_VTIMES, U_WIN, V_LINK, V_NT, V_PATH,
+                      V_STAGE, composition, iteration_terms, match_ops, steady_state,
+                      terms_seconds, unit_costs, unit_times)
 from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, EN_ITERATION_OVERHEAD_S, EN_MIXED,
                      EN_REQUEST_OVERHEAD_S, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S,
                      HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF, HW_NETWORK_EFF,
@@ -224,11 +225,78 @@ def _phase_costs(program, n_op, phase, v, seqs, w, a, k, cdt_gemm, cdt_attn, dty
 
 
 @njit(cache=True)
+def _whatif_groups(recip, wi_slot, group, group_slot, valid):
+    """What-if points grouped by their offset into the slots (the capacity scales):
+    ``group[wi]``, each group's offset ``group_slot[g]``, ``valid[wi]`` (no scale <= 0).
+    Returns the number of groups."""
+    n_grp = 0
+    for wi in range(recip.shape[0]):
+        g = 0
+        while g < n_grp and group_slot[g] != wi_slot[wi]:
+            g += 1
+        if g == n_grp:
+            group_slot[g] = wi_slot[wi]
+            n_grp += 1
+        group[wi] = g
+        ok = True
+        for j in range(recip.shape[1]):
+            if recip[wi, j] < 0.0:
+                ok = False
+        valid[wi] = ok
+    return n_grp
+
+
+@njit(cache=True)
+def _same_rate(x, y, seen):
+    """Reciprocals ``x`` and ``y`` price alike: equal, or unseen (finite: 0 * x = 0)."""
+    if seen:
+        return x == y
+    return math.isfinite(x) and math.isfinite(y)
+
+
+@njit(cache=True)
+def _rate_classes(recip, up, out, cls):
+    """``cls[wi]``: the first what-if point whose time reciprocals price every op as those of
+    ``wi`` do (capacity aside). Scale-up and scale-out reciprocals count only where ``up`` /
+    ``out``: on a link no op sends bytes over, the time is its latency alone."""
+    for wi in range(recip.shape[0]):
+        cls[wi] = wi
+        for wj in range(wi):
+            if (cls[wj] == wj and recip[wj, W_COMPUTE] == recip[wi, W_COMPUTE]
+                    and recip[wj, W_MEMORY] == recip[wi, W_MEMORY]
+                    and _same_rate(recip[wj, W_SCALEUP], recip[wi, W_SCALEUP], up)
+                    and _same_rate(recip[wj, W_SCALEOUT], recip[wi, W_SCALEOUT], out)):
+                cls[wi] = wj
+                break
+
+
+@njit(cache=True)
+def _links_used(vt, n_op):
+    """(scale-up, scale-out): whether an op that runs sends bytes over that link."""
+    up = False
+    out = False
+    for i in range(n_op):
+        if (vt[i, V_PATH] != 0.0 or vt[i, V_STAGE] != 0.0) and vt[i, V_NT] != 0.0:
+            if vt[i, V_LINK] == 0.0:
+                up = True
+            else:
+                out = True
+    return up, out
+
+
+@njit(cache=True)
 def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_tokens, recip,
                 wi_slot, slots, st_slot, h_stride, o_stride, n_struct, st, w, a, k, cdt_gemm,
                 cdt_attn, dtype_bytes, ttft, tpot, bound):
     """Continuous serving of structure point ``st`` on every hardware, output length and
-    what-if point: the steady state of ``kernels.serving`` priced with the op costs."""
+    what-if point: the steady state of ``kernels.serving`` priced with the op costs.
+
+    Per hardware and output length, the steady state, the iterations' compositions and the
+    ops' terms (``serving.iteration_terms``) are computed once per distinct running count
+    (the capacity what-if acts only through it) and priced for all what-if points of that
+    count in one vectorized pass (``serving.terms_seconds``). Points whose time scales and
+    running count price every op alike (a bandwidth scale of a link nothing is sent over, a
+    capacity scale that admits the same requests) copy the first one's results."""
     t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
     b, s, budget = v[K_BATCH], v[K_INPUT], v[K_BUDGET]
     wb, ab, kb = dtype_bytes[w], dtype_bytes[a], dtype_bytes[k]
@@ -247,68 +315,131 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     vt_pre = np.empty((max_ops, N_VTIMES))
     c_dec = np.empty(N_COMP)
     c_mix = np.empty(N_COMP)
-    acc_dec = np.zeros(3)
-    acc_mix = np.zeros(3)
+    terms_dec = np.empty((max_ops, N_TERMS))
+    terms_mix = np.empty((2 * max_ops, N_TERMS))
     request_s = engine[EN_REQUEST_OVERHEAD_S]
     iteration_s = engine[EN_ITERATION_OVERHEAD_S]
     mixed = engine[EN_MIXED] > 0.0
     nout = output_tokens.size
     n_whatif = recip.shape[0]
+    # what-if points: capacity groups, validity, classes of alike time scales per link use
+    group = np.empty(n_whatif, dtype=np.int64)
+    group_slot = np.empty(n_whatif, dtype=np.int64)
+    valid = np.empty(n_whatif, dtype=np.bool_)
+    n_grp = _whatif_groups(recip, wi_slot, group, group_slot, valid)
+    cls = np.empty((4, n_whatif), dtype=np.int64)
+    cls_done = np.zeros(4, dtype=np.bool_)
+    r_grp = np.empty(n_grp)
+    canon = np.empty(n_grp, dtype=np.int64)
+    owner = np.empty(n_whatif * n_grp, dtype=np.int64)
+    source = np.empty(n_whatif, dtype=np.int64)  # -1: priced, >= 0: copies that point
+    members = np.empty(n_whatif, dtype=np.int64)
+    rc = np.empty(n_whatif)
+    rm = np.empty(n_whatif)
+    ru = np.empty(n_whatif)
+    ro = np.empty(n_whatif)
+    sums = np.empty((10, n_whatif))  # path, stage, compute, memory, network: decode, mixed
     for h in range(hw.shape[0]):
         unit_times(u_dec, n_dec, rates[h], hw[h], vt_dec)
         unit_times(u_pre, n_pre, rates[h], hw[h], vt_pre)
+        up_d, out_d = _links_used(vt_dec, n_dec)
+        up_p, out_p = _links_used(vt_pre, n_pre)
+        up = up_d or up_p
+        net_out = out_d or out_p
+        combo = (1 if up else 0) + (2 if net_out else 0)
+        if not cls_done[combo]:
+            _rate_classes(recip, up, net_out, cls[combo])
+            cls_done[combo] = True
         for o in range(nout):
             out_tok = float(output_tokens[o])
             n = out_tok - 1.0
+            base = st_slot + h * h_stride + o * o_stride
+            for g in range(n_grp):  # the running count decides everything slots do
+                r_grp[g] = min(b, max(slots[base + group_slot[g]], 1.0))
+                canon[g] = g
+                for g2 in range(g):
+                    if r_grp[g2] == r_grp[g]:
+                        canon[g] = canon[g2]
+                        break
+            owner[:] = -1
             for wi in range(n_whatif):
-                idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
-                rcs = recip[wi, W_COMPUTE]
-                rms = recip[wi, W_MEMORY]
-                rsu = recip[wi, W_SCALEUP]
-                rso = recip[wi, W_SCALEOUT]
-                if rcs < 0.0 or rms < 0.0 or rsu < 0.0 or rso < 0.0 or recip[wi, W_CAPACITY] < 0.0:
+                if not valid[wi]:
+                    idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
                     ttft[idx] = np.inf
                     tpot[idx] = np.inf
                     bound[idx] = 0
+                    source[wi] = -2
                     continue
-                slot = slots[st_slot + h * h_stride + o * o_stride + wi_slot[wi]]
+                key = cls[combo, wi] * n_grp + canon[group[wi]]
+                if owner[key] < 0:
+                    owner[key] = wi
+                    source[wi] = -1
+                else:
+                    source[wi] = owner[key]
+            for g in range(n_grp):
+                if canon[g] != g:
+                    continue
+                m = 0
+                for wi in range(n_whatif):
+                    if source[wi] == -1 and canon[group[wi]] == g:
+                        members[m] = wi
+                        rc[m] = recip[wi, W_COMPUTE]
+                        rm[m] = recip[wi, W_MEMORY]
+                        ru[m] = recip[wi, W_SCALEUP]
+                        ro[m] = recip[wi, W_SCALEOUT]
+                        m += 1
+                if m == 0:
+                    continue
+                slot = slots[base + group_slot[g]]
                 r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
                     b, slot, s, out_tok, budget, engine)
                 micro = min(p, r)
                 share = 1.0 / (micro * adp)
-                acc_dec[:] = 0.0
-                acc_mix[:] = 0.0
-                t_dec = 0.0
+                sums[:, :m] = 0.0
                 if r_d > 0.0:
                     composition(c_dec, r_d, s, n, 0.0, chunks, r_d, r_d, window, share)
-                    t_dec = iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre,
-                                              prog_pre, partner, shared, c_dec, micro, rcs,
-                                              rms, rsu, rso, t, p, e, adp, wb, ab, kb,
-                                              acc_dec) + iteration_s
+                    nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
+                                         partner, shared, c_dec, t, p, e, adp, wb, ab, kb,
+                                         terms_dec)
+                    terms_seconds(terms_dec, nq, rc, rm, ru, ro, m, sums[0], sums[1],
+                                  sums[2], sums[3], sums[4])
                 riding = r_d if mixed else 0.0  # decodes in a prefill-carrying iteration
                 composition(c_mix, riding, s, n, prompts, chunks, riding + prompts * chunks,
                             riding + prompts, window, share)
-                t_mix = iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
-                                          partner, shared, c_mix, micro, rcs, rms, rsu, rso,
-                                          t, p, e, adp, wb, ab, kb, acc_mix) + iteration_s
-                if mixed:  # decodes ride every iteration; a share f carries prefill
-                    step = (1.0 - f) * t_dec + f * t_mix
-                    w_dec = 1.0 - f
-                else:      # f prefill-only iterations per decode iteration stall decodes
-                    step = t_dec + f * t_mix
-                    w_dec = 1.0
-                # a request's prefill iterations, the arrival offset a request overhead
-                # puts between iterations, and the wait for a slot at lam / step per second
-                first = prefill_iters * t_mix + request_s
-                if request_s > 0.0 and b > 1.0:  # others keep the engine busy
-                    first += 0.5 * (step if mixed else t_dec)
-                if b > r:
-                    first += (b - r) * step / lam
-                ttft[idx] = first
-                tpot[idx] = step if n > 0.0 else t_mix
-                bound[idx] = winner(w_dec * acc_dec[0] + f * acc_mix[0],
-                                    w_dec * acc_dec[1] + f * acc_mix[1],
-                                    w_dec * acc_dec[2] + f * acc_mix[2])
+                nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
+                                     partner, shared, c_mix, t, p, e, adp, wb, ab, kb,
+                                     terms_mix)
+                terms_seconds(terms_mix, nq, rc, rm, ru, ro, m, sums[5], sums[6], sums[7],
+                              sums[8], sums[9])
+                w_dec = (1.0 - f) if mixed else 1.0
+                for j in range(m):
+                    t_dec = 0.0
+                    if r_d > 0.0:
+                        t_dec = max(sums[0, j], micro * sums[1, j]) + iteration_s
+                    t_mix = max(sums[5, j], micro * sums[6, j]) + iteration_s
+                    if mixed:  # decodes ride every iteration; a share f carries prefill
+                        step = (1.0 - f) * t_dec + f * t_mix
+                    else:      # f prefill-only iterations per decode iteration stall decodes
+                        step = t_dec + f * t_mix
+                    # a request's prefill iterations, the arrival offset a request overhead
+                    # puts between iterations, and the wait for a slot at lam / step per s
+                    first = prefill_iters * t_mix + request_s
+                    if request_s > 0.0 and b > 1.0:  # others keep the engine busy
+                        first += 0.5 * (step if mixed else t_dec)
+                    if b > r:
+                        first += (b - r) * step / lam
+                    idx = ((h * n_struct + st) * nout + o) * n_whatif + members[j]
+                    ttft[idx] = first
+                    tpot[idx] = step if n > 0.0 else t_mix
+                    bound[idx] = winner(w_dec * sums[2, j] + f * sums[7, j],
+                                        w_dec * sums[3, j] + f * sums[8, j],
+                                        w_dec * sums[4, j] + f * sums[9, j])
+            row = ((h * n_struct + st) * nout + o) * n_whatif
+            for wi in range(n_whatif):
+                if source[wi] >= 0:
+                    ttft[row + wi] = ttft[row + source[wi]]
+                    tpot[row + wi] = tpot[row + source[wi]]
+                    bound[row + wi] = bound[row + source[wi]]
 
 
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)

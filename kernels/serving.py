@@ -303,3 +303,102 @@ def steady_state(batch, slots, s, out_tokens, budget, engine):
         return r, r_d, lam, 1.0, lam, k, (r - r_d) / lam
     f = min(1.0, lam * k)
     return r, r_d, lam, f, lam / f, k, max(k, (r - r_d) / lam)
+
+
+# Per-op terms of one iteration (:func:`iteration_terms`), the what-if-independent part of
+# :func:`iteration_seconds`: unscaled compute, memory and network seconds, link latency,
+# kernel latency, link (0 scale-up, 1 scale-out) and run counts along the path and stage
+(T_C, T_M, T_N, T_NL, T_LAT, T_LINK, T_PATH, T_STAGE) = range(8)
+N_TERMS = 8
+
+
+@njit(cache=True)
+def _op_terms(vt, i, program, tokens, seqs, sampled, pairs, reads, t, p, e, adp, wb, ab, kb,
+              out, q):
+    """Row ``q`` of ``out``: op ``i``'s terms as :func:`_op_seconds` prices them, before the
+    what-if reciprocals (the same operations in the same order: the same bits)."""
+    tok = sampled if vt[i, V_LAST] > 0.0 else tokens
+    if vt[i, V_MOE] > 0.0:
+        c = op_cost(program[i], DECODE, tok * vt[i, V_SCALE], 1.0, t * adp, p, e, wb, ab, kb)
+        out[q, T_C] = c[0] * vt[i, V_RATE]
+        out[q, T_M] = c[2] * vt[i, V_MEM]
+        out[q, T_N] = c[4] * vt[i, V_NET]
+    else:
+        out[q, T_C] = vt[i, V_CT] * tok + vt[i, V_CX] * pairs
+        out[q, T_M] = (vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs
+                       + vt[i, V_MX] * reads)
+        out[q, T_N] = vt[i, V_NT] * tok
+    out[q, T_NL] = vt[i, V_NL]
+    out[q, T_LAT] = vt[i, V_LAT]
+    out[q, T_LINK] = vt[i, V_LINK]
+    out[q, T_PATH] = vt[i, V_PATH]
+    out[q, T_STAGE] = vt[i, V_STAGE]
+
+
+@njit(cache=True)
+def iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared, comp,
+                    t, p, e, adp, wb, ab, kb, out):
+    """The ops :func:`iteration_seconds` prices for composition ``comp``, in its order, as
+    rows of :func:`_op_terms` in ``out``; returns their count. :func:`terms_seconds` then
+    prices them under any what-if point."""
+    q = 0
+    dec = comp[C_DEC]
+    pre = comp[C_PRE]
+    for i in range(n_dec):
+        if vt_dec[i, V_PATH] == 0.0 and vt_dec[i, V_STAGE] == 0.0:
+            continue
+        windowed = vt_dec[i, V_WIN] > 0.0
+        ctx = comp[C_CTXW] if windowed else comp[C_CTX]
+        if partner[i] >= 0 and pre > 0.0:
+            _op_terms(vt_dec, i, prog_dec, dec + pre, comp[C_TOUCHED], comp[C_SAMPLED],
+                      ctx + (comp[C_PAIRSW] if windowed else comp[C_PAIRS]),
+                      ctx + (comp[C_READW] if windowed else comp[C_READ]),
+                      t, p, e, adp, wb, ab, kb, out, q)
+        else:
+            if dec <= 0.0:
+                continue
+            _op_terms(vt_dec, i, prog_dec, dec, dec, dec, ctx, ctx, t, p, e, adp, wb, ab, kb,
+                      out, q)
+        q += 1
+    if pre > 0.0:
+        for j in range(n_pre):
+            if shared[j] or (vt_pre[j, V_PATH] == 0.0 and vt_pre[j, V_STAGE] == 0.0):
+                continue
+            windowed = vt_pre[j, V_WIN] > 0.0
+            _op_terms(vt_pre, j, prog_pre, pre, comp[C_TOUCHED] - dec, comp[C_PROMPTS],
+                      comp[C_PAIRSW] if windowed else comp[C_PAIRS],
+                      comp[C_READW] if windowed else comp[C_READ],
+                      t, p, e, adp, wb, ab, kb, out, q)
+            q += 1
+    return q
+
+
+@njit(cache=True)
+def terms_seconds(terms, n_terms, rcs, rms, rsu, rso, m, path, stage, acc_c, acc_m, acc_n):
+    """:func:`iteration_seconds`' sums for ``m`` what-if points at once (reciprocals
+    ``rcs[:m]`` ... ``rso[:m]``): adds each op's time times its path and stage counts to
+    ``path`` and ``stage`` and its path share to its roofline winner's ``acc_*`` (zeroed by
+    the caller). Op-outer, point-inner: the inner loop is branch-free and vectorizes; each
+    point's sums run in the op order of :func:`iteration_seconds` (the same bits)."""
+    for q in range(n_terms):
+        tcu = terms[q, T_C]
+        tmu = terms[q, T_M]
+        tnu = terms[q, T_N]
+        nl = terms[q, T_NL]
+        lat = terms[q, T_LAT]
+        mp = terms[q, T_PATH]
+        ms = terms[q, T_STAGE]
+        rn = rsu if terms[q, T_LINK] == 0.0 else rso
+        for j in range(m):
+            tc = tcu * rcs[j]
+            tm = tmu * rms[j]
+            tn = tnu * rn[j] + nl
+            is_c = (tc >= tm) & (tc >= tn)
+            is_m = (not is_c) & (tm >= tn)
+            top = (tc if is_c else (tm if is_m else tn)) + lat
+            pt = mp * top
+            path[j] += pt
+            stage[j] += ms * top
+            acc_c[j] += pt if is_c else 0.0
+            acc_m[j] += pt if is_m else 0.0
+            acc_n[j] += 0.0 if (is_c | is_m) else pt
