@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from .formulas import op_cost, run_counts
-from .serving import (N_COMP, N_TERMS, N_UNITS, N_VTIMES, U_WIN, V_LINK, V_NT, V_PATH,
+from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, U_WIN, V_LINK, V_NT, V_PATH,
                       V_STAGE, composition, iteration_terms, match_ops, steady_state,
                       terms_seconds, unit_costs, unit_times)
 from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, EN_ITERATION_OVERHEAD_S, EN_MIXED,
@@ -317,6 +317,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     c_mix = np.empty(N_COMP)
     terms_dec = np.empty((max_ops, N_TERMS))
     terms_mix = np.empty((2 * max_ops, N_TERMS))
+    rows = np.empty(2 * max_ops, dtype=np.int64)
     request_s = engine[EN_REQUEST_OVERHEAD_S]
     iteration_s = engine[EN_ITERATION_OVERHEAD_S]
     mixed = engine[EN_MIXED] > 0.0
@@ -334,11 +335,12 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     owner = np.empty(n_whatif * n_grp, dtype=np.int64)
     source = np.empty(n_whatif, dtype=np.int64)  # -1: priced, >= 0: copies that point
     members = np.empty(n_whatif, dtype=np.int64)
-    rc = np.empty(n_whatif)
-    rm = np.empty(n_whatif)
-    ru = np.empty(n_whatif)
-    ro = np.empty(n_whatif)
-    sums = np.empty((10, n_whatif))  # path, stage, compute, memory, network: decode, mixed
+    n_pad = (n_whatif + LANES - 1) // LANES * LANES  # whole vector blocks
+    rc = np.ones(n_pad)
+    rm = np.ones(n_pad)
+    ru = np.ones(n_pad)
+    ro = np.ones(n_pad)
+    sums = np.empty((10, n_pad))  # path, stage, compute, memory, network: decode, mixed
     for h in range(hw.shape[0]):
         unit_times(u_dec, n_dec, rates[h], hw[h], vt_dec)
         unit_times(u_pre, n_pre, rates[h], hw[h], vt_pre)
@@ -390,26 +392,32 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                         m += 1
                 if m == 0:
                     continue
+                m_pad = (m + LANES - 1) // LANES * LANES
+                for j in range(m, m_pad):  # padding lanes: valid reciprocals, unread results
+                    rc[j] = 1.0
+                    rm[j] = 1.0
+                    ru[j] = 1.0
+                    ro[j] = 1.0
                 slot = slots[base + group_slot[g]]
                 r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
                     b, slot, s, out_tok, budget, engine)
                 micro = min(p, r)
                 share = 1.0 / (micro * adp)
-                sums[:, :m] = 0.0
+                sums[:, :m_pad] = 0.0
                 if r_d > 0.0:
                     composition(c_dec, r_d, s, n, 0.0, chunks, r_d, r_d, window, share)
                     nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                          partner, shared, c_dec, t, p, e, adp, wb, ab, kb,
-                                         terms_dec)
-                    terms_seconds(terms_dec, nq, rc, rm, ru, ro, m, sums[0], sums[1],
+                                         terms_dec, rows)
+                    terms_seconds(terms_dec, nq, rc, rm, ru, ro, m_pad, sums[0], sums[1],
                                   sums[2], sums[3], sums[4])
                 riding = r_d if mixed else 0.0  # decodes in a prefill-carrying iteration
                 composition(c_mix, riding, s, n, prompts, chunks, riding + prompts * chunks,
                             riding + prompts, window, share)
                 nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                      partner, shared, c_mix, t, p, e, adp, wb, ab, kb,
-                                     terms_mix)
-                terms_seconds(terms_mix, nq, rc, rm, ru, ro, m, sums[5], sums[6], sums[7],
+                                     terms_mix, rows)
+                terms_seconds(terms_mix, nq, rc, rm, ru, ro, m_pad, sums[5], sums[6], sums[7],
                               sums[8], sums[9])
                 w_dec = (1.0 - f) if mixed else 1.0
                 for j in range(m):

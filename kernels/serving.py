@@ -310,19 +310,17 @@ def steady_state(batch, slots, s, out_tokens, budget, engine):
 # kernel latency, link (0 scale-up, 1 scale-out) and run counts along the path and stage
 (T_C, T_M, T_N, T_NL, T_LAT, T_LINK, T_PATH, T_STAGE) = range(8)
 N_TERMS = 8
+LANES = 8  # what-if points per vector block of terms_seconds
 
 
 @njit(cache=True)
-def _op_terms(vt, i, program, tokens, seqs, sampled, pairs, reads, t, p, e, adp, wb, ab, kb,
-              out, q):
+def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q):
     """Row ``q`` of ``out``: op ``i``'s terms as :func:`_op_seconds` prices them, before the
-    what-if reciprocals (the same operations in the same order: the same bits)."""
+    what-if reciprocals (the same operations in the same order: the same bits). An MoE op
+    gets its sequences for ``op_cost`` in ``T_C`` (:func:`_moe_terms` completes it)."""
     tok = sampled if vt[i, V_LAST] > 0.0 else tokens
     if vt[i, V_MOE] > 0.0:
-        c = op_cost(program[i], DECODE, tok * vt[i, V_SCALE], 1.0, t * adp, p, e, wb, ab, kb)
-        out[q, T_C] = c[0] * vt[i, V_RATE]
-        out[q, T_M] = c[2] * vt[i, V_MEM]
-        out[q, T_N] = c[4] * vt[i, V_NET]
+        out[q, T_C] = tok * vt[i, V_SCALE]
     else:
         out[q, T_C] = vt[i, V_CT] * tok + vt[i, V_CX] * pairs
         out[q, T_M] = (vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs
@@ -336,11 +334,22 @@ def _op_terms(vt, i, program, tokens, seqs, sampled, pairs, reads, t, p, e, adp,
 
 
 @njit(cache=True)
+def _moe_terms(vt, i, program, t, p, e, adp, wb, ab, kb, out, q):
+    """Row ``q``'s compute, memory and network terms of MoE op ``i`` (distinct experts hit:
+    ``op_cost`` at the sequences :func:`_op_terms` left in ``T_C``)."""
+    c = op_cost(program[i], DECODE, out[q, T_C], 1.0, t * adp, p, e, wb, ab, kb)
+    out[q, T_C] = c[0] * vt[i, V_RATE]
+    out[q, T_M] = c[2] * vt[i, V_MEM]
+    out[q, T_N] = c[4] * vt[i, V_NET]
+
+
+@njit(cache=True)
 def iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared, comp,
-                    t, p, e, adp, wb, ab, kb, out):
+                    t, p, e, adp, wb, ab, kb, out, rows):
     """The ops :func:`iteration_seconds` prices for composition ``comp``, in its order, as
-    rows of :func:`_op_terms` in ``out``; returns their count. :func:`terms_seconds` then
-    prices them under any what-if point."""
+    rows of :func:`_op_terms` in ``out``; returns their count. ``rows`` (int64 scratch,
+    one per row): the op of each row, decode ops as i, prefill-only ones as -1 - j.
+    :func:`terms_seconds` then prices them under any what-if point."""
     q = 0
     dec = comp[C_DEC]
     pre = comp[C_PRE]
@@ -350,36 +359,44 @@ def iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, s
         windowed = vt_dec[i, V_WIN] > 0.0
         ctx = comp[C_CTXW] if windowed else comp[C_CTX]
         if partner[i] >= 0 and pre > 0.0:
-            _op_terms(vt_dec, i, prog_dec, dec + pre, comp[C_TOUCHED], comp[C_SAMPLED],
+            _op_terms(vt_dec, i, dec + pre, comp[C_TOUCHED], comp[C_SAMPLED],
                       ctx + (comp[C_PAIRSW] if windowed else comp[C_PAIRS]),
-                      ctx + (comp[C_READW] if windowed else comp[C_READ]),
-                      t, p, e, adp, wb, ab, kb, out, q)
+                      ctx + (comp[C_READW] if windowed else comp[C_READ]), out, q)
         else:
             if dec <= 0.0:
                 continue
-            _op_terms(vt_dec, i, prog_dec, dec, dec, dec, ctx, ctx, t, p, e, adp, wb, ab, kb,
-                      out, q)
+            _op_terms(vt_dec, i, dec, dec, dec, ctx, ctx, out, q)
+        rows[q] = i
         q += 1
     if pre > 0.0:
         for j in range(n_pre):
             if shared[j] or (vt_pre[j, V_PATH] == 0.0 and vt_pre[j, V_STAGE] == 0.0):
                 continue
             windowed = vt_pre[j, V_WIN] > 0.0
-            _op_terms(vt_pre, j, prog_pre, pre, comp[C_TOUCHED] - dec, comp[C_PROMPTS],
+            _op_terms(vt_pre, j, pre, comp[C_TOUCHED] - dec, comp[C_PROMPTS],
                       comp[C_PAIRSW] if windowed else comp[C_PAIRS],
-                      comp[C_READW] if windowed else comp[C_READ],
-                      t, p, e, adp, wb, ab, kb, out, q)
+                      comp[C_READW] if windowed else comp[C_READ], out, q)
+            rows[q] = -1 - j
             q += 1
+    for r in range(q):  # MoE ops apart: op_cost stays out of the loops above
+        i = rows[r]
+        if i >= 0:
+            if vt_dec[i, V_MOE] > 0.0:
+                _moe_terms(vt_dec, i, prog_dec, t, p, e, adp, wb, ab, kb, out, r)
+        elif vt_pre[-1 - i, V_MOE] > 0.0:
+            _moe_terms(vt_pre, -1 - i, prog_pre, t, p, e, adp, wb, ab, kb, out, r)
     return q
 
 
 @njit(cache=True)
 def terms_seconds(terms, n_terms, rcs, rms, rsu, rso, m, path, stage, acc_c, acc_m, acc_n):
     """:func:`iteration_seconds`' sums for ``m`` what-if points at once (reciprocals
-    ``rcs[:m]`` ... ``rso[:m]``): adds each op's time times its path and stage counts to
-    ``path`` and ``stage`` and its path share to its roofline winner's ``acc_*`` (zeroed by
-    the caller). Op-outer, point-inner: the inner loop is branch-free and vectorizes; each
-    point's sums run in the op order of :func:`iteration_seconds` (the same bits)."""
+    ``rcs`` ... ``rso``): adds each op's time times its path and stage counts to ``path``
+    and ``stage`` and its path share to its roofline winner's ``acc_*`` (zeroed by the
+    caller). Op-outer, point-inner in blocks of ``LANES`` points (the arrays hold ``m``
+    rounded up to whole blocks; the caller fills the padding lanes with valid reciprocals):
+    the inner loop is branch-free and vectorizes; each point's sums run in the op order of
+    :func:`iteration_seconds` (the same bits)."""
     for q in range(n_terms):
         tcu = terms[q, T_C]
         tmu = terms[q, T_M]
