@@ -403,6 +403,8 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                     b, slot, s, out_tok, budget, engine)
                 micro = min(p, r)
                 share = 1.0 / (micro * adp)
+                # a decoding request sees the prefill of the other r - 1 requests only
+                others = (r - 1.0) / r
                 sums[:, :m_pad] = 0.0
                 if r_d > 0.0:
                     composition(c_dec, r_d, s, n, 0.0, chunks, r_d, r_d, window, share)
@@ -427,18 +429,35 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                     t_mix = max(sums[5, j], micro * sums[6, j]) + iteration_s
                     if mixed:  # decodes ride every iteration; a share f carries prefill
                         step = (1.0 - f) * t_dec + f * t_mix
-                    else:      # f prefill-only iterations per decode iteration stall decodes
-                        step = t_dec + f * t_mix
-                    # a request's prefill iterations, the arrival offset a request overhead
-                    # puts between iterations, and the wait for a slot at lam / step per s
-                    first = prefill_iters * t_mix + request_s
+                        seen = (1.0 - f * others) * t_dec + f * others * t_mix
+                        rate = lam / step  # completions per second
+                        prefill = prefill_iters * t_mix
+                        offset = 0.5 * step
+                    elif n > 0.0:  # prefill-only iterations first, in bursts between
+                        # decode iterations: the others' prompts arriving with a request's
+                        # (r - 1 per n decode iterations) are prefilled around its own, half
+                        # before it on average, and stall its decodes
+                        burst = (r - 1.0) / n / prompts * t_mix
+                        seen = t_dec + (n - 0.5) * burst / n
+                        prefill = chunks * t_mix + 0.5 * burst
+                        rate = r / (n * t_dec + chunks * t_mix + n * burst)
+                        offset = 0.5 * t_dec
+                    else:  # one output token: prefill iterations only
+                        seen = t_mix
+                        prefill = prefill_iters * t_mix
+                        rate = lam / t_mix
+                        offset = 0.5 * t_mix
+                    # a request's prefill (its iterations, or its wait for the budget when
+                    # saturated), the arrival offset a request overhead puts between
+                    # iterations, the wait for a slot while r requests complete at `rate`
+                    first = prefill + request_s
                     if request_s > 0.0 and b > 1.0:  # others keep the engine busy
-                        first += 0.5 * (step if mixed else t_dec)
+                        first += offset
                     if b > r:
-                        first += (b - r) * step / lam
+                        first += (b - r) / rate
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + members[j]
                     ttft[idx] = first
-                    tpot[idx] = step if n > 0.0 else t_mix
+                    tpot[idx] = seen if n > 0.0 else t_mix
                     bound[idx] = winner(w_dec * sums[2, j] + f * sums[7, j],
                                         w_dec * sums[3, j] + f * sums[8, j],
                                         w_dec * sums[4, j] + f * sums[9, j])

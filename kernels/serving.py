@@ -17,9 +17,11 @@ event by event and the tests check this closed form against it):
   f   = min(1, lam k)              share of iterations that carry prefill
   if lam S exceeds the prefill budget (budget - R_d when mixed): prefill-saturated,
   lam = budget / (S + n) and every iteration carries prefill
-  tpot = (1 - f) t_decode + f t_mixed               (mixed: decodes ride every iteration)
-       = t_decode + (lam / pi) t_prefill            (separate prefill iterations, pi
-                                                     prompts' worth per prefill iteration)
+  tpot = (1 - f') t_decode + f' t_mixed             (mixed: decodes ride every iteration;
+                                                     f' = f (R-1)/R: the others' prefill)
+  separate prefill iterations (prefill first), pi prompts' worth each: a request's life is
+  n decode iterations and the R / pi prefill iterations of all requests,
+  tpot = t_decode + (R / pi - k) t_prefill / n
   ttft = request overhead + admission wait (batch - R) / throughput
          + prefill iterations of the request (R_p / lam, = k unsaturated) + half an
          iteration of arrival offset when a request overhead shifts arrivals
@@ -294,9 +296,12 @@ def steady_state(batch, slots, s, out_tokens, budget, engine):
         lam = min(r / k, cap)
         return r, 0.0, lam, 1.0, lam, k, r / lam
     lam = r_d / n
-    if not mixed:  # prefill-only iterations first, as many as the arrivals need
-        pi = min(max(lam, 1.0 / k), cap)
-        return r, r_d, lam, lam / pi, pi, k, k
+    if not mixed:
+        # prefill-only iterations first: every decode iteration advances all decoders, so a
+        # request's life has n of them, and all r requests arrive once per life: r / n
+        # prompts per decode iteration, pi of them per prefill iteration
+        pi = min(max(r / n, 1.0 / k), cap)
+        return r, r_d, lam, r / pi / n, pi, k, k
     if lam > cap:  # prefill-saturated: every iteration carries a full budget of prefill
         lam = max(c / (s + n), 0.0 if chunked else 1.0)
         r_d = min(lam * n, r)
