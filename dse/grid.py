@@ -53,9 +53,12 @@ KV_BYTES, ACTIVATION_BYTES, STRUCTURE_BYTES = 16, 8, 24
 #   a block, strategy), and per worker a candidate index and the frontier pre-filter's
 #   survivors (int64)
 SCRATCH_BYTES, WORKER_BYTES = 17, 16
-# - per group: its offsets, counts, and best row (DataFrame, nullable copies, Arrow
-#   partial); per frontier row: indices, metrics, DataFrame and Arrow partial
-GROUP_BYTES, FRONTIER_ROW_BYTES = 1024, 640
+# - per group: its offsets, counts, and best row (Arrow row table and partial); per
+#   frontier row: indices, metrics, Arrow row table and partial (640 B for the 30 row
+#   columns before continuous serving; 768 B since the rows carry 35: the 640 B estimate
+#   let tests/test_memory_budget.py's 22,500 large-frontier groups peak at 617 MB in a
+#   600 MB budget, 768 B keeps them inside)
+GROUP_BYTES, FRONTIER_ROW_BYTES = 1024, 768
 # A group's frontier in a chunk is taken to hold at most max(FRONTIER_ROWS_PER_GROUP,
 # 2 * batch values * dp values) of its strategies: the batch size trades throughput per
 # device for speed per user, and dp replicas tie (every dp of a frontier point is on it).

@@ -406,14 +406,18 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 # a decoding request sees the prefill of the other r - 1 requests only
                 others = (r - 1.0) / r
                 sums[:, :m_pad] = 0.0
+                # who decodes where: a decode-only iteration runs while no prompt waits, so
+                # every running request decodes in it; the r - r_d requests in their
+                # prefill are spread over the share f of iterations that carry prefill
+                d_dec = r if n > 0.0 else 0.0
                 if r_d > 0.0:
-                    composition(c_dec, r_d, s, n, 0.0, chunks, r_d, r_d, window, share)
+                    composition(c_dec, d_dec, s, n, 0.0, chunks, d_dec, d_dec, window, share)
                     nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                          partner, shared, c_dec, t, p, e, adp, wb, ab, kb,
                                          terms_dec, rows)
                     terms_seconds(terms_dec, nq, rc, rm, ru, ro, m_pad, sums[0], sums[1],
                                   sums[2], sums[3], sums[4])
-                riding = r_d if mixed else 0.0  # decodes in a prefill-carrying iteration
+                riding = max(r - (r - r_d) / f, 0.0) if mixed else 0.0
                 composition(c_mix, riding, s, n, prompts, chunks, riding + prompts * chunks,
                             riding + prompts, window, share)
                 nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,

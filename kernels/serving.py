@@ -282,14 +282,15 @@ def steady_state(batch, slots, s, out_tokens, budget, engine):
     if c <= 0.0:
         c = np.inf
     r = min(batch, max(slots, 1.0))
+    others = (r - 1.0) / r  # a prompt's chunks share iterations with the others' decodes
     n = out_tokens - 1.0
     k = 1.0
     r_d = r * n / (n + 1.0)
     for _ in range(3):  # k depends on the budget the decodes leave (a few rounds settle it)
-        room = max(c - r_d, 1.0) if mixed else c
+        room = max(c - r_d * others, 1.0) if mixed else c
         k = float(math.ceil(s / room)) if chunked and room < s else 1.0
         r_d = r * n / (n + k)
-    room = max(c - r_d, 1.0) if mixed else c
+    room = max(c - r_d * others, 1.0) if mixed else c
     # prompts' worth one prefill-carrying iteration can hold
     cap = room / s if chunked else max(1.0, math.floor(room / s))
     if n <= 0.0:  # one output token: every request is all prefill
