@@ -17,7 +17,7 @@ from .config import parse_sweep
 from .evaluate import derive, evaluate, kernel_inputs, memory_and_validity
 from .grid import coords
 from .kernels import layout as L
-from .kernels.grid import EXPLAIN_FIELDS, explain_point
+from .kernels.grid import EXPLAIN_FIELDS, explain_point, explain_serving
 from .metrics import METRICS
 from .table import CATEGORY_NAMES
 
@@ -43,9 +43,17 @@ def explain(**axes):
         ``time_s`` (decode: the mean over the steps), the op's ``bound`` and ``total_s`` =
         count * time_s; then a ``pipeline_fill`` (prefill) and a ``pipeline_wait``
         (decode) row. Per phase, ``total_s`` adds up to ``ttft_s`` and ``tpot_s``.
+        Continuous serving (``serving="continuous"``): one row per operator of each
+        iteration kind, ``decode_iteration`` and ``prefill_iteration`` (count and time per
+        run; FLOPs, bytes and the roofline sides are not split there, NaN), then
+        ``pipeline_wait`` and the engine's ``iteration_overhead``; per iteration kind
+        ``total_s`` adds up to ``decode_iteration_s`` / ``prefill_iteration_s``.
     summary : dict
         Every output column of the configuration from the grid kernel (ttft_s, tpot_s,
-        ...), and ``micro_batches``.
+        ...), and ``micro_batches``; continuous serving adds the steady state
+        (:data:`SERVING_FIELDS`: completions per second and per iteration, decoding
+        requests, the share of iterations carrying prefill, prompts per such iteration,
+        chunks per prompt, a request's prefill iterations, both iterations' seconds).
     """
     unknown = sorted(set(axes) - {a.name for a in AXES})
     if unknown:
@@ -54,8 +62,30 @@ def explain(**axes):
         "grid": {a.name: axes[a.name] for a in AXES if a.section == "grid" and a.name in axes},
         "what_if": {a.name: axes[a.name] for a in AXES
                     if a.section == "what_if" and a.name in axes}})
+    memory = memory_and_validity(spec, coords(spec))
+    inp = kernel_inputs(spec, memory["slots"])
+    if spec.grid["serving"][0] == "continuous":
+        table, extra = _continuous_rows(spec, inp, float(memory["slots"][1].ravel()[0]))
+    else:
+        table, extra = _static_rows(spec, inp)
+    ds = evaluate(spec)
+    der = derive(ds)
+    der["infeasible_reason"] = der["reason"]
+    summary = {}
+    for m in METRICS:  # every output column of the results table, from the metrics table
+        value = np.asarray(der[m.name] if m.name in der else ds[m.name]).ravel()[0]
+        if m.dtype == "category":
+            value = CATEGORY_NAMES[m.name][int(value)] if m.name != "infeasible_reason" \
+                or value else ""
+        summary[m.name] = {"int64": int, "float64": float, "bool": bool}.get(
+            m.dtype, str)(value)
+    summary.update(extra)
+    return pd.DataFrame(table), summary
+
+
+def _static_rows(spec, inp) -> tuple[list, dict]:
+    """Per-op rows of a static batch: prefill, then the mean decode step."""
     m = spec.models[0]
-    inp = kernel_inputs(spec, memory_and_validity(spec, coords(spec))["slots"])
     n_pre, n_dec = (int(n) for n in inp["n_ops"][0])
     width = max(n_pre, n_dec)
     rows = {ph: np.zeros((width, EXPLAIN_FIELDS)) for ph in (L.PREFILL, L.DECODE)}
@@ -86,16 +116,50 @@ def explain(**axes):
                       "bytes": 0.0, "net_bytes": 0.0, "link": "", "compute_s": 0.0,
                       "memory_s": 0.0, "network_s": 0.0, "latency_s": 0.0, "time_s": wait,
                       "bound": "", "total_s": wait})
-    ds = evaluate(spec)
-    der = derive(ds)
-    der["infeasible_reason"] = der["reason"]
-    summary = {}
-    for m in METRICS:  # every output column of the results table, from the metrics table
-        value = np.asarray(der[m.name] if m.name in der else ds[m.name]).ravel()[0]
-        if m.dtype == "category":
-            value = CATEGORY_NAMES[m.name][int(value)] if m.name != "infeasible_reason" \
-                or value else ""
-        summary[m.name] = {"int64": int, "float64": float, "bool": bool}.get(
-            m.dtype, str)(value)
-    summary["micro_batches"] = micro
-    return pd.DataFrame(table), summary
+    return table, {"micro_batches": micro}
+
+
+_NOT_SPLIT = {"flops": np.nan, "bytes": np.nan, "net_bytes": np.nan, "link": "",
+              "compute_s": np.nan, "memory_s": np.nan, "network_s": np.nan,
+              "latency_s": np.nan, "bound": ""}
+SERVING_FIELDS = ("completions_per_s", "decoding_requests",
+                  "completions_per_iteration", "prefill_iteration_share",
+                  "prompts_per_prefill_iteration", "chunks_per_prompt",
+                  "prefill_iterations_per_request", "decode_iteration_s",
+                  "prefill_iteration_s", "micro_batches")
+
+
+def _continuous_rows(spec, inp, slot: float) -> tuple[list, dict]:
+    """Per-op rows of continuous serving's two iteration kinds (decode only, carrying
+    prefill; ``kernels.grid.explain_serving``) and the steady state's composition. Per
+    iteration, ``total_s`` adds up to the iteration's time (engine overhead included)."""
+    m = spec.models[0]
+    n_pre, n_dec = (int(n) for n in inp["n_ops"][0])
+    ops = {L.PREFILL: model_ops(m, L.PREFILL), L.DECODE: model_ops(m, L.DECODE)}
+    rows = {k: np.zeros((n_dec + n_pre, 2)) for k in ("decode", "mixed")}
+    engine = inp["engines"][0]
+    result = explain_serving(
+        inp["hw"][0], inp["rates"][0], inp["programs"][0, L.PREFILL], n_pre,
+        inp["programs"][0, L.DECODE], n_dec, engine, inp["axes"][:, 0],
+        float(inp["output_tokens"][0]), inp["scales"][:, 0], slot, inp["dtype_bytes"],
+        inp["dtype_bits"], rows["decode"], rows["mixed"])
+    extra = dict(zip(SERVING_FIELDS, (result[2], *result[4:])))
+    times = {"decode": result[10], "mixed": result[11]}
+    labels = {"decode": "decode_iteration", "mixed": "prefill_iteration"}
+    table = []
+    for kind in ("decode", "mixed"):
+        if times[kind] <= 0.0:
+            continue
+        named = [*ops[L.DECODE], *ops[L.PREFILL]]
+        for op, (sec, count) in zip(named, rows[kind]):
+            if sec > 0.0 and count > 0.0:
+                table.append({"phase": labels[kind], "op": op.name, "kind": op.kind,
+                              "count": count, **_NOT_SPLIT, "time_s": sec,
+                              "total_s": count * sec})
+        overhead = float(engine[L.EN_ITERATION_OVERHEAD_S])
+        ops_s = sum(r["total_s"] for r in table if r["phase"] == labels[kind])
+        for name, value in (("pipeline_wait", times[kind] - overhead - ops_s),
+                            ("iteration_overhead", overhead)):
+            table.append({"phase": labels[kind], "op": name, "kind": "engine", "count": 1.0,
+                          **_NOT_SPLIT, "time_s": value, "total_s": value})
+    return table, extra

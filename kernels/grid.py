@@ -26,9 +26,9 @@ import numpy as np
 from numba import njit, prange
 
 from .formulas import op_cost, run_counts
-from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, U_WIN, V_LINK, V_NT, V_PATH,
-                      V_STAGE, composition, iteration_terms, match_ops, steady_state,
-                      terms_seconds, unit_costs, unit_times)
+from .serving import (LANES, N_COMP, N_TERMS, N_VTIMES, V_LINK, V_NT, V_PATH,
+                      V_STAGE, compositions, iteration_seconds, iteration_terms, serve_times,
+                      steady_state, structure_units, terms_seconds, unit_times)
 from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, EN_ITERATION_OVERHEAD_S, EN_MIXED,
                      EN_REQUEST_OVERHEAD_S, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S,
                      HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF, HW_NETWORK_EFF,
@@ -301,16 +301,9 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     b, s, budget = v[K_BATCH], v[K_INPUT], v[K_BUDGET]
     wb, ab, kb = dtype_bytes[w], dtype_bytes[a], dtype_bytes[k]
     max_ops = prog_dec.shape[0]
-    u_dec = np.empty((max_ops, N_UNITS))
-    u_pre = np.empty((max_ops, N_UNITS))
-    unit_costs(prog_dec, n_dec, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, a, u_dec)
-    unit_costs(prog_pre, n_pre, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, a, u_pre)
-    partner = np.empty(max_ops, dtype=np.int64)
-    shared = np.empty(max_ops, dtype=np.bool_)
-    match_ops(prog_dec, n_dec, prog_pre, n_pre, partner, shared)
-    window = 0.0
-    for i in range(n_dec):
-        window = max(window, u_dec[i, U_WIN])
+    u_dec, u_pre, partner, shared, window = structure_units(
+        prog_dec, n_dec, prog_pre, n_pre, max_ops, t, p, e, adp, wb, ab, kb, cdt_gemm,
+        cdt_attn, a)
     vt_dec = np.empty((max_ops, N_VTIMES))
     vt_pre = np.empty((max_ops, N_VTIMES))
     c_dec = np.empty(N_COMP)
@@ -403,23 +396,15 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                     b, slot, s, out_tok, budget, engine)
                 micro = min(p, r)
                 share = 1.0 / (micro * adp)
-                # a decoding request sees the prefill of the other r - 1 requests only
-                others = (r - 1.0) / r
                 sums[:, :m_pad] = 0.0
-                # who decodes where: a decode-only iteration runs while no prompt waits, so
-                # every running request decodes in it; the r - r_d requests in their
-                # prefill are spread over the share f of iterations that carry prefill
-                d_dec = r if n > 0.0 else 0.0
-                if r_d > 0.0:
-                    composition(c_dec, d_dec, s, n, 0.0, chunks, d_dec, d_dec, window, share)
+                d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window,
+                                     share, mixed)
+                if d_dec > 0.0:
                     nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                          partner, shared, c_dec, t, p, e, adp, wb, ab, kb,
                                          terms_dec, rows)
                     terms_seconds(terms_dec, nq, rc, rm, ru, ro, m_pad, sums[0], sums[1],
                                   sums[2], sums[3], sums[4])
-                riding = max(r - (r - r_d) / f, 0.0) if mixed else 0.0
-                composition(c_mix, riding, s, n, prompts, chunks, riding + prompts * chunks,
-                            riding + prompts, window, share)
                 nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                      partner, shared, c_mix, t, p, e, adp, wb, ab, kb,
                                      terms_mix, rows)
@@ -428,40 +413,14 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 w_dec = (1.0 - f) if mixed else 1.0
                 for j in range(m):
                     t_dec = 0.0
-                    if r_d > 0.0:
+                    if d_dec > 0.0:
                         t_dec = max(sums[0, j], micro * sums[1, j]) + iteration_s
                     t_mix = max(sums[5, j], micro * sums[6, j]) + iteration_s
-                    if mixed:  # decodes ride every iteration; a share f carries prefill
-                        step = (1.0 - f) * t_dec + f * t_mix
-                        seen = (1.0 - f * others) * t_dec + f * others * t_mix
-                        rate = lam / step  # completions per second
-                        prefill = prefill_iters * t_mix
-                        offset = 0.5 * step
-                    elif n > 0.0:  # prefill-only iterations first, in bursts between
-                        # decode iterations: the others' prompts arriving with a request's
-                        # (r - 1 per n decode iterations) are prefilled around its own, half
-                        # before it on average, and stall its decodes
-                        burst = (r - 1.0) / n / prompts * t_mix
-                        seen = t_dec + (n - 0.5) * burst / n
-                        prefill = chunks * t_mix + 0.5 * burst
-                        rate = r / (n * t_dec + chunks * t_mix + n * burst)
-                        offset = 0.5 * t_dec
-                    else:  # one output token: prefill iterations only
-                        seen = t_mix
-                        prefill = prefill_iters * t_mix
-                        rate = lam / t_mix
-                        offset = 0.5 * t_mix
-                    # a request's prefill (its iterations, or its wait for the budget when
-                    # saturated), the arrival offset a request overhead puts between
-                    # iterations, the wait for a slot while r requests complete at `rate`
-                    first = prefill + request_s
-                    if request_s > 0.0 and b > 1.0:  # others keep the engine busy
-                        first += offset
-                    if b > r:
-                        first += (b - r) / rate
+                    first, seen, rate = serve_times(t_dec, t_mix, b, r, lam, f, prompts,
+                                                    chunks, prefill_iters, n, mixed, request_s)
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + members[j]
                     ttft[idx] = first
-                    tpot[idx] = seen if n > 0.0 else t_mix
+                    tpot[idx] = seen
                     bound[idx] = winner(w_dec * sums[2, j] + f * sums[7, j],
                                         w_dec * sums[3, j] + f * sums[8, j],
                                         w_dec * sums[4, j] + f * sums[9, j])
@@ -672,3 +631,64 @@ def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, v, out_
 
 
 EXPLAIN_FIELDS = 11
+
+
+@njit(cache=True, error_model="numpy")
+def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engine, v,
+                    out_tokens, sc, slot, dtype_bytes, dtype_bits, op_dec, op_mix):
+    """One configuration under continuous serving, by the pieces :func:`_continuous` uses:
+    per-op seconds per run of the decode-only iteration into ``op_dec[:, 0]`` and of the
+    prefill-carrying one into ``op_mix[:, 0]`` (rows: decode ops, then prefill-only ops, as
+    ``serving.iteration_seconds``), runs per iteration along the pipeline path into
+    ``[:, 1]``. Returns (ttft, tpot,
+    completions per second, running, decoding, completions per iteration, share of
+    prefill-carrying iterations, prompts per such iteration, chunks per prompt, prefill
+    iterations of a request, decode-only and prefill-carrying iteration seconds with the
+    engine's iteration overhead, micro-batches)."""
+    micro, seqs, w, a, k, cdt_gemm, cdt_attn = point_setup(v, dtype_bits)
+    t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
+    s = v[K_INPUT]
+    wb, ab, kb = dtype_bytes[w], dtype_bytes[a], dtype_bytes[k]
+    width = max(n_pre, n_dec)
+    u_dec, u_pre, partner, shared, window = structure_units(
+        program_dec, n_dec, program_pre, n_pre, width, t, p, e, adp, wb, ab, kb, cdt_gemm,
+        cdt_attn, a)
+    vt_dec = np.empty((width, N_VTIMES))
+    vt_pre = np.empty((width, N_VTIMES))
+    unit_times(u_dec, n_dec, rates_h, hw_h, vt_dec)
+    unit_times(u_pre, n_pre, rates_h, hw_h, vt_pre)
+    n = out_tokens - 1.0
+    r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
+        v[K_BATCH], slot, s, out_tokens, v[K_BUDGET], engine)
+    micro = min(p, r)
+    share = 1.0 / (micro * adp)
+    c_dec = np.zeros(N_COMP)
+    c_mix = np.zeros(N_COMP)
+    mixed = engine[EN_MIXED] > 0.0
+    d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window, share, mixed)
+    rcs, rms = 1.0 / sc[W_COMPUTE], 1.0 / sc[W_MEMORY]
+    rsu, rso = 1.0 / sc[W_SCALEUP], 1.0 / sc[W_SCALEOUT]
+    acc = np.zeros(3)
+    it = engine[EN_ITERATION_OVERHEAD_S]
+    t_dec = 0.0
+    op_dec[:] = 0.0
+    op_mix[:] = 0.0
+    seconds = np.zeros(n_dec + n_pre)
+    if d_dec > 0.0:
+        t_dec = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre,
+                                  partner, shared, c_dec, micro, rcs, rms, rsu, rso, t, p, e,
+                                  adp, wb, ab, kb, acc, seconds) + it
+        op_dec[:n_dec + n_pre, 0] = seconds
+    t_mix = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre, partner,
+                              shared, c_mix, micro, rcs, rms, rsu, rso, t, p, e, adp, wb, ab,
+                              kb, acc, seconds) + it
+    op_mix[:n_dec + n_pre, 0] = seconds
+    for i in range(n_dec):
+        op_dec[i, 1] = vt_dec[i, V_PATH]
+        op_mix[i, 1] = vt_dec[i, V_PATH]
+    for j in range(n_pre):
+        op_mix[n_dec + j, 1] = vt_pre[j, V_PATH] if not shared[j] else 0.0
+    first, seen, rate = serve_times(t_dec, t_mix, v[K_BATCH], r, lam, f, prompts, chunks,
+                                    prefill_iters, n, mixed, engine[EN_REQUEST_OVERHEAD_S])
+    return (first, seen, rate, r, r_d, lam, f, prompts, chunks, prefill_iters, t_dec, t_mix,
+            micro)

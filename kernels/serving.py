@@ -223,10 +223,15 @@ def _op_seconds(vt, i, program, tokens, seqs, sampled, ctx, pairs, reads, rcs, r
 
 @njit(cache=True)
 def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared, comp,
-                      micro, rcs, rms, rsu, rso, t, p, e, adp, wb, ab, kb, acc):
+                      micro, rcs, rms, rsu, rso, t, p, e, adp, wb, ab, kb, acc, op_s):
     """Forward time of one iteration of composition ``comp`` (:func:`composition`, one
     micro-batch): max(path, micro * stage) as a static decode step. Decode ops price the
-    decode tokens and, where the prefill program shares the op, the prompt chunk too."""
+    decode tokens and, where the prefill program shares the op, the prompt chunk too.
+    ``op_s[i]`` gets decode op i's seconds per run, ``op_s[n_dec + j]`` prefill-only op j's
+    (0 where an op does not run in this iteration). The kernel prices many what-if points
+    at once with :func:`iteration_terms`; this one-point form serves ``dse explain`` and
+    the simulator's per-iteration physics in the tests."""
+    op_s[:n_dec + n_pre] = 0.0
     path = 0.0
     stage = 0.0
     dec = comp[C_DEC]
@@ -252,6 +257,7 @@ def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
             sampled = dec
         top = _op_seconds(vt_dec, i, prog_dec, tokens, seqs, sampled, ctx, pairs, reads,
                           rcs, rms, rsu, rso, t, p, e, adp, wb, ab, kb, acc)
+        op_s[i] = top
         path += vt_dec[i, V_PATH] * top
         stage += vt_dec[i, V_STAGE] * top
     if pre > 0.0:
@@ -264,6 +270,7 @@ def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
             top = _op_seconds(vt_pre, j, prog_pre, pre, comp[C_TOUCHED] - dec,
                               comp[C_PROMPTS], 0.0, pairs, reads, rcs, rms, rsu, rso,
                               t, p, e, adp, wb, ab, kb, acc)
+            op_s[n_dec + j] = top
             path += vt_pre[j, V_PATH] * top
             stage += vt_pre[j, V_STAGE] * top
     return max(path, micro * stage)
@@ -425,3 +432,74 @@ def terms_seconds(terms, n_terms, rcs, rms, rsu, rso, m, path, stage, acc_c, acc
             acc_c[j] += pt if is_c else 0.0
             acc_m[j] += pt if is_m else 0.0
             acc_n[j] += 0.0 if (is_c | is_m) else pt
+
+
+@njit(cache=True)
+def compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window, share, mixed):
+    """The two iteration kinds of the steady state into ``c_dec`` (decode only) and
+    ``c_mix`` (carrying prefill): a decode-only iteration runs while no prompt waits, so
+    every running request decodes in it; the r - r_d requests in their prefill are spread
+    over the share f of iterations that carry prefill, beside the other decodes when the
+    engine mixes them. Returns the decode-only iteration's decoders (0: there is none)."""
+    d_dec = r if n > 0.0 and r_d > 0.0 else 0.0
+    if d_dec > 0.0:
+        composition(c_dec, d_dec, s, n, 0.0, chunks, d_dec, d_dec, window, share)
+    riding = max(r - (r - r_d) / f, 0.0) if mixed else 0.0
+    composition(c_mix, riding, s, n, prompts, chunks, riding + prompts * chunks,
+                riding + prompts, window, share)
+    return d_dec
+
+
+@njit(cache=True)
+def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, mixed,
+                request_s):
+    """(ttft, tpot, completions per second) of the steady state from the two iterations'
+    times (overheads included): module docstring."""
+    if mixed:  # decodes ride every iteration; a share f carries prefill
+        step = (1.0 - f) * t_dec + f * t_mix
+        others = (r - 1.0) / r  # a decoding request sees the others' prefill only
+        seen = (1.0 - f * others) * t_dec + f * others * t_mix
+        rate = lam / step
+        prefill = prefill_iters * t_mix
+        offset = 0.5 * step
+    elif n > 0.0:  # prefill-only iterations first, in bursts between decode iterations:
+        # the others' prompts arriving with a request's (r - 1 per n decode iterations)
+        # are prefilled around its own, half before it on average, and stall its decodes
+        burst = (r - 1.0) / n / prompts * t_mix
+        seen = t_dec + (n - 0.5) * burst / n
+        prefill = chunks * t_mix + 0.5 * burst
+        rate = r / (n * t_dec + chunks * t_mix + n * burst)
+        offset = 0.5 * t_dec
+    else:  # one output token: prefill iterations only
+        seen = t_mix
+        prefill = prefill_iters * t_mix
+        rate = lam / t_mix
+        offset = 0.5 * t_mix
+    # a request's prefill (its iterations, or its wait for the budget when saturated), the
+    # arrival offset a request overhead puts between iterations (when others keep the
+    # engine busy), the wait for a slot while r requests complete at `rate`
+    first = prefill + request_s
+    if request_s > 0.0 and b > 1.0:
+        first += offset
+    if b > r:
+        first += (b - r) / rate
+    return first, (seen if n > 0.0 else t_mix), rate
+
+
+@njit(cache=True)
+def structure_units(prog_dec, n_dec, prog_pre, n_pre, width, t, p, e, adp, wb, ab, kb,
+                    cdt_gemm, cdt_attn, cdt_act):
+    """What a structure point fixes for continuous serving: both programs' unit costs
+    [width, N_UNITS], the prefill op each decode op shares a kernel with (``partner``,
+    ``shared``, :func:`match_ops`) and the model's attention window (0: none)."""
+    u_dec = np.empty((width, N_UNITS))
+    u_pre = np.empty((width, N_UNITS))
+    unit_costs(prog_dec, n_dec, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, u_dec)
+    unit_costs(prog_pre, n_pre, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, u_pre)
+    partner = np.empty(width, dtype=np.int64)
+    shared = np.empty(width, dtype=np.bool_)
+    match_ops(prog_dec, n_dec, prog_pre, n_pre, partner, shared)
+    window = 0.0
+    for i in range(n_dec):
+        window = max(window, u_dec[i, U_WIN])
+    return u_dec, u_pre, partner, shared, window

@@ -40,6 +40,8 @@ def point(**grid):
     S.match_ops(progs[L.DECODE], n_ops[L.DECODE], progs[L.PREFILL], n_ops[L.PREFILL],
                 partner, shared)
 
+    scratch = np.empty(2 * progs.shape[1])
+
     def iteration_time(decode_contexts, prefill_chunks, sampled):
         comp = np.zeros(S.N_COMP)
         d = float(len(decode_contexts))
@@ -55,7 +57,7 @@ def point(**grid):
         return S.iteration_seconds(out[L.DECODE], n_ops[L.DECODE], progs[L.DECODE],
                                    out[L.PREFILL], n_ops[L.PREFILL], progs[L.PREFILL],
                                    partner, shared, comp, 1.0, 1.0, 1.0, 1.0, 1.0, t, p, e,
-                                   adp, wb, ab, kb, np.zeros(3))
+                                   adp, wb, ab, kb, np.zeros(3), scratch)
 
     summary = {n: float(ds[n].values.ravel()[0]) for n in ("ttft_s", "tpot_s")}
     slots = float(mem["slots"][1].ravel()[0])

@@ -115,3 +115,26 @@ def test_chunked_sweep_over_engines_matches_one_chunk(tmp_path, monkeypatch):
         one, many = (pd.read_parquet(f"{d}/{name}") for d in ("one", "many"))
         pd.testing.assert_frame_equal(one.astype(str), many.astype(str))
     assert json.loads((tmp_path / "many" / "manifest.json").read_text())["n_chunks"] > 1
+
+
+def test_explain_shows_the_iteration_composition_and_adds_up(tmp_path, monkeypatch, capsys):
+    axes = dict(serving="continuous", engine="vllm", model="llama3_70b", tp=4, batch=48,
+                input_tokens=4096, output_tokens=512, weight_dtype="fp8")
+    table, summary = dse.explain(**axes)
+    for phase, key in (("decode_iteration", "decode_iteration_s"),
+                       ("prefill_iteration", "prefill_iteration_s")):
+        rows = table[table["phase"] == phase]
+        assert len(rows) > 10
+        assert rows["total_s"].sum() == pytest.approx(summary[key], rel=1e-9)
+    f, r = summary["prefill_iteration_share"], summary["running_requests"]
+    others = (r - 1) / r  # a decoding request sees the others' prefill (mixed engine)
+    assert summary["tpot_s"] == pytest.approx(
+        (1 - f * others) * summary["decode_iteration_s"]
+        + f * others * summary["prefill_iteration_s"], rel=1e-12)
+    assert summary["tpot_s"] == pytest.approx(_one(**axes)["tpot_s"], rel=1e-12)
+    monkeypatch.chdir(tmp_path)
+    assert main(["explain", "--serving", "continuous", "--engine", "sglang", "--batch", "8",
+                 "--csv", "e.csv"]) == 0
+    out = capsys.readouterr().out
+    assert "prefill_iteration" in out and "prefill_iteration_share" in out
+    assert set(pd.read_csv("e.csv")["phase"]) == {"decode_iteration", "prefill_iteration"}
