@@ -18,9 +18,10 @@ import math
 
 from numba import njit
 
-from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, DECODE, EMBEDDING, GEMM,
+from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, CDT_GEMM, DECODE,
+                     EMBEDDING, GEMM,
                      GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
-                     OP_KIND, OP_LAYERS, OP_P0, OP_SCOPE, OP_TOKENS, OP_WHEN, P2P,
+                     OP_CDT, OP_KIND, OP_LAYERS, OP_P0, OP_SCOPE, OP_TOKENS, OP_WHEN, P2P,
                      SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP, REDUCESCATTER, SSM, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
                      TOKENS_LAST)
 
@@ -52,6 +53,13 @@ def causal_pairs(s, window):
     if window <= 0.0 or s <= window:
         return s * (s + 1.0) / 2.0
     return window * (window + 1.0) / 2.0 + (s - window) * window
+
+
+@njit(cache=True)
+def compute_dtype(op, cdt_gemm, cdt_attn, cdt_act):
+    """The precision code op computes in (``OP_CDT``: GEMM, attention or activation)."""
+    cdt = int(op[OP_CDT])
+    return cdt_gemm if cdt == CDT_GEMM else (cdt_attn if cdt == CDT_ATTENTION else cdt_act)
 
 
 @njit(cache=True)

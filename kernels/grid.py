@@ -25,18 +25,18 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .formulas import op_cost, run_counts
+from .formulas import compute_dtype, op_cost, run_counts
 from .serving import (LANES, N_COMP, N_TERMS, N_VTIMES, V_LINK, V_NT, V_PATH,
                       V_STAGE, compositions, iteration_seconds, iteration_terms, serve_times,
                       steady_state, structure_units, terms_seconds, unit_times)
-from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, EN_ITERATION_OVERHEAD_S, EN_MIXED,
-                     EN_REQUEST_OVERHEAD_S, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S,
-                     HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF, HW_NETWORK_EFF,
-                     HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S,
-                     HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_BATCH,
-                     K_BUDGET, K_ENGINE, K_EP, K_INPUT, K_KV, K_PP, K_SERVING, K_TP,
-                     K_WEIGHT, OP_CDT, OP_SPAN, PREFILL, SERVING_CONTINUOUS, SPAN_MOE,
-                     W_CAPACITY, W_COMPUTE, W_MEMORY, W_SCALEOUT, W_SCALEUP)
+from .layout import (DECODE, EN_ITERATION_OVERHEAD_S, EN_MIXED, EN_REQUEST_OVERHEAD_S,
+                     HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S,
+                     HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
+                     HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
+                     HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_BATCH, K_BUDGET, K_ENGINE, K_EP,
+                     K_INPUT, K_KV, K_PP, K_SERVING, K_TP, K_WEIGHT, OP_SPAN, PREFILL,
+                     SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE, W_MEMORY,
+                     W_SCALEOUT, W_SCALEUP)
 
 # per-op scratch columns
 _TC0, _TC1, _TM0, _TM1, _TNB, _TNL, _LINK, _MPATH, _MSTAGE, _TWIN, _TLAT = range(11)
@@ -138,9 +138,7 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, wb, ab, kb, cdt_gem
         out[i, _STEPS] = steps
         out[i, _SPAN] = span
         out[i, _WIN] = win
-        cdt = int(op[OP_CDT])
-        out[i, _CDT] = cdt_gemm if cdt == CDT_GEMM else (cdt_attn if cdt == CDT_ATTENTION
-                                                         else cdt_act)
+        out[i, _CDT] = compute_dtype(op, cdt_gemm, cdt_attn, cdt_act)
         out[i, _CPATH], out[i, _CSTAGE] = run_counts(op, p, e)
 
 

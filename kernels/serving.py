@@ -39,13 +39,12 @@ import math
 import numpy as np
 from numba import njit
 
-from .formulas import causal_pairs, op_cost, run_counts
-from .layout import (CDT_ATTENTION, CDT_GEMM, DECODE, EN_CHUNKED, EN_MAX_BATCHED_TOKENS,
-                     EN_MIXED, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S,
-                     HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
-                     HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
-                     HW_SCALEUP_LATENCY_S, MOE, OP_CDT, OP_FIELDS, OP_KIND, OP_SPAN,
-                     OP_TOKENS, PREFILL, SPAN_MOE, TOKENS_LAST)
+from .formulas import causal_pairs, compute_dtype, op_cost, run_counts
+from .layout import (DECODE, EN_CHUNKED, EN_MAX_BATCHED_TOKENS, EN_MIXED, HW_COMPUTE_EFF,
+                     HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
+                     HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
+                     HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, MOE,
+                     OP_FIELDS, OP_KIND, OP_SPAN, OP_TOKENS, PREFILL, SPAN_MOE, TOKENS_LAST)
 
 # per-op unit costs [FLOP, bytes] (then seconds, see unit_times)
 (U_T, U_X, U_B0, U_BT, U_BSEQ, U_BX, U_NT, U_STEPS, U_SPAN, U_CDT, U_PATH, U_STAGE, U_WIN,
@@ -91,9 +90,7 @@ def unit_costs(program, n_op, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_
         out[i, U_SCALE] = scale
         out[i, U_WORKS] = 1.0 if (one[0] > 0.0 or one[1] > 0.0 or one[2] > 0.0
                                   or one[3] > 0.0) else 0.0
-        cdt = int(op[OP_CDT])
-        out[i, U_CDT] = cdt_gemm if cdt == CDT_GEMM else (cdt_attn if cdt == CDT_ATTENTION
-                                                          else cdt_act)
+        out[i, U_CDT] = compute_dtype(op, cdt_gemm, cdt_attn, cdt_act)
         out[i, U_PATH], out[i, U_STAGE] = run_counts(op, p, e)
 
 
