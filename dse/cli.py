@@ -96,6 +96,10 @@ def cmd_sweep(args) -> int:
               f"chunk{'s' if s.n_chunks != 1 else ''}{resumed}); {s.n_pareto:,} Pareto "
               f"points; best found for {s.n_groups_with_best} of {s.n_groups} groups -> "
               f"{s.out_dir}/")
+        if spec.disaggregated is not None:
+            print(f"disaggregated: {s.n_disaggregated:,} pairings (frontiers and bests); a "
+                  f"best pairing for {s.n_disaggregated_best} groups -> "
+                  f"{s.out_dir}/disaggregated.parquet")
     if s.n_feasible == 0:
         worst = max(s.reason_counts, key=s.reason_counts.get)
         return _fail(f"{spec.source}: no feasible configuration among {s.n_configs:,} "

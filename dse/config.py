@@ -535,6 +535,20 @@ class Constraints:
     max_tpot_s: float | None = None
 
 
+# [disaggregated]: its keys, and the most instances of one pool a pairing may use
+DISAGGREGATED_KEYS = ("mixed_hardware", "max_instances")
+MAX_POOL_INSTANCES = 1024
+
+
+@dataclass(frozen=True)
+class Disaggregation:
+    """The ``[disaggregated]`` section: pair prefill-pool and decode-pool points
+    (:mod:`dse.disaggregate`). ``mixed_hardware``: the pools may use different hardware
+    presets; ``max_instances``: the most instances of either pool in one pairing."""
+    mixed_hardware: bool = False
+    max_instances: int = 16
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep: axis values, resolved presets, constraints and provenance."""
@@ -544,6 +558,7 @@ class SweepSpec:
     hardware: tuple                 # Hardware per grid["hardware"] entry
     models: tuple                   # Model per grid["model"] entry
     engines: tuple = ()             # Engine per grid["engine"] entry
+    disaggregated: Disaggregation | None = None  # the [disaggregated] section, if given
     source: str = "<api>"
     text: str = ""                  # the spec as written, for Parquet metadata
     preset_texts: dict = field(default_factory=dict)  # preset file -> its text
@@ -575,8 +590,8 @@ def _axis(section: dict, key: str, source: str, prefix: str):
 def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
                 text: str = "") -> SweepSpec:
     """Validate a sweep spec given as a dict (the parsed TOML)."""
-    _check_keys(data, {"grid", "what_if", "constraints"}, [], source)
-    for sec in ("grid", "what_if", "constraints"):
+    _check_keys(data, {"grid", "what_if", "constraints", "disaggregated"}, [], source)
+    for sec in ("grid", "what_if", "constraints", "disaggregated"):
         if sec in data and not isinstance(data[sec], dict):
             _fail(source, sec, data[sec], "must be a table, e.g. [" + sec + "]")
     grid_in, wi_in = data.get("grid", {}), data.get("what_if", {})
@@ -607,6 +622,8 @@ def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
         max_tpot_s=_positive_float(c_in, "max_tpot_s", f"{source}: [constraints]")
         if "max_tpot_s" in c_in else None,
     )
+    disaggregated = (_disaggregation(data["disaggregated"], grid, source)
+                     if "disaggregated" in data else None)
     hardware = tuple(load_hardware(r, base_dir, source, "[grid] hardware") for r in grid["hardware"])
     models = tuple(load_model(r, base_dir, source, "[grid] model") for r in grid["model"])
     from .engines import load_engine
@@ -618,8 +635,27 @@ def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
             _fail(source, f"[grid] {kind}", grid[kind], f"two entries load preset {sorted(dup)[0]!r}")
     preset_texts = {p.source: p.text for p in (*hardware, *models, *engines)}
     return SweepSpec(grid=grid, what_if=what_if, constraints=cons, hardware=hardware,
-                     models=models, engines=engines, source=source, text=text,
-                     preset_texts=preset_texts)
+                     models=models, engines=engines, disaggregated=disaggregated,
+                     source=source, text=text, preset_texts=preset_texts)
+
+
+def _disaggregation(section: dict, grid: dict, source: str) -> Disaggregation:
+    """The validated ``[disaggregated]`` section. The pools' points are static-batch passes
+    (a prefill pass of ``batch`` prompts, a decode step of ``batch`` sequences), so the
+    grid's serving modes must include "static"."""
+    where = f"{source}: [disaggregated]"
+    _check_keys(section, DISAGGREGATED_KEYS, [], source, "disaggregated")
+    out = Disaggregation(
+        mixed_hardware=_bool(section, "mixed_hardware", where)
+        if "mixed_hardware" in section else False,
+        max_instances=_positive_int(section, "max_instances", where, MAX_POOL_INSTANCES)
+        if "max_instances" in section else 16)
+    if "static" not in grid["serving"]:
+        _fail(source, "[grid] serving", list(grid["serving"]),
+              "[disaggregated] prices each pool with static-batch passes (a prefill pass of "
+              "batch prompts, a decode step of batch sequences): add \"static\", e.g. "
+              "serving = [\"continuous\", \"static\"]")
+    return out
 
 
 def load_sweep(path: str | Path | None = None) -> SweepSpec:

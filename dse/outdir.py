@@ -26,14 +26,14 @@ from .errors import OutputError
 
 MANIFEST = "manifest.json"
 LOCK = ".dse.lock"
-TABLES = ("pareto.parquet", "best.parquet")
+TABLES = ("pareto.parquet", "best.parquet", "disaggregated.parquet")
 FOLDERS = ("results", "_chunks")
 # what a sweep writes into DIR (besides the lock)
 NAMES = (MANIFEST, *TABLES, *FOLDERS)
 # a chunk's files: results parts (hive folders above them) and partial tables, and the
 # temporary names io.atomic gives them while they are written
 _PART = re.compile(r"\.?part-(\d{6})\.parquet(\.tmp)?")
-_PARTIAL = re.compile(r"\.?(?:pareto|best)-(\d{6})\.arrow(\.tmp)?")
+_PARTIAL = re.compile(r"\.?(?:pareto|best|prefill|decode)-(\d{6})\.arrow(\.tmp)?")
 _TABLE_TMP = {f".{name}.tmp" for name in (MANIFEST, *TABLES)}
 
 

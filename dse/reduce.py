@@ -166,7 +166,7 @@ def _numbers(values: np.ndarray, nulls=None) -> pa.Array:
     return pa.array(values, mask=nulls if nulls is not None and nulls.any() else None)
 
 
-def _rows(pts: Points, group_idx, strat_idx, place=None, found=None) -> pa.Table:
+def point_rows(pts: Points, group_idx, strat_idx, place=None, found=None) -> pa.Table:
     """Table rows (axis values + metrics) of the points at (group, strategy) flat indices,
     built as Arrow straight from the block's arrays: :data:`PARETO_SCHEMA`, or with
     ``found`` (bool per row) :data:`BEST_SCHEMA`, the strategy and metric columns null
@@ -226,8 +226,8 @@ def reduce_block(block: xr.Dataset, cons: Constraints, place=None):
     """
     pts = Points(block)
     g, s, best_idx, reasons = reduce_points(pts, cons)
-    pareto = _rows(pts, g, s, place)
-    best = _rows(pts, np.arange(len(best_idx)), np.maximum(best_idx, 0), place,
+    pareto = point_rows(pts, g, s, place)
+    best = point_rows(pts, np.arange(len(best_idx)), np.maximum(best_idx, 0), place,
                  found=best_idx >= 0)
     return pareto, best, reasons.sum(axis=0)
 

@@ -38,6 +38,7 @@ from .evaluate import REASONS, WHAT_IF_DIMS, evaluate
 from .grid import GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS, coords
 from .reduce import (BEST_SCHEMA, HIDDEN, PARETO_SCHEMA, merge_best, merge_pareto,
                      reduce_block)
+from .disaggregate import ROLES, merge_pool, pair_pools, pool_rows
 from .table import (PRESET_AXES, batch_rows, block_batches, columns, parquet_options,
                     run_lengths, schema)
 
@@ -58,6 +59,8 @@ class SweepSummary:
     n_groups: int
     n_groups_with_best: int
     reason_counts: dict
+    n_disaggregated: int = 0       # disaggregated.parquet's rows ([disaggregated] only)
+    n_disaggregated_best: int = 0  # its groups with a best pairing
     n_chunks: int = 1
     n_resumed: int = 0
     seconds: dict = field(default_factory=dict)
@@ -73,7 +76,8 @@ class ChunkResult:
 
 
 def _partial(out_dir: Path, name: str, index: int) -> Path:
-    """A chunk's partial ``pareto`` or ``best`` table (Arrow IPC)."""
+    """A chunk's partial ``pareto`` or ``best`` table, or a pool's frontier rows
+    (``prefill``, ``decode``: :mod:`dse.disaggregate`) (Arrow IPC)."""
     return out_dir / "_chunks" / f"{name}-{index:06d}.arrow"
 
 
@@ -82,7 +86,7 @@ def _read_partial(out_dir: Path, name: str, index: int) -> pa.Table:
     before the schema was declared (pandas-made, int8 dictionary indices: a resumed
     sweep's) is cast to it."""
     table = io.read_arrow(_partial(out_dir, name, index))
-    sch = PARETO_SCHEMA if name == "pareto" else BEST_SCHEMA
+    sch = BEST_SCHEMA if name == "best" else PARETO_SCHEMA
     return table if table.schema.equals(sch) else table.cast(sch)
 
 
@@ -132,8 +136,11 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, job: ChunkSettings) -> ChunkResult:
             io.write_batches(path, batches=batches, **options)
             files.append(str(path.relative_to(out_dir)))
     pareto, best, counts = reduce_block(ds, spec.constraints, place)
+    partials = {"pareto": pareto, "best": best}
+    if spec.disaggregated is not None:
+        partials |= pool_rows(ds, place)
     # partial tables go to disk here, on the worker: only counts travel to the client
-    for name, table in (("pareto", pareto), ("best", best)):
+    for name, table in partials.items():
         io.write_arrow(_partial(Path(out_dir), name, chunk.index), table)
     return ChunkResult(chunk.index, int(counts.sum()), counts.tolist(), files)
 
@@ -487,6 +494,14 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
             tables = (_read_partial(out_dir, name, c.index) for c in chunks)
             counts[name], counts[name + "_found"] = io.write_tables(
                 out_dir / f"{name}.parquet", _merged_by_pair(tables, merge, per_pair), meta)
+    if spec.disaggregated is not None:
+        engines = {e.name: e for e in spec.engines}
+        pools = [merge_pool([_read_partial(out_dir, role, c.index) for c in chunks], role,
+                            engines) for role in ROLES]
+        pairs = pair_pools(*pools, spec)
+        counts["disaggregated"] = io.write_tables(out_dir / "disaggregated.parquet", [pairs],
+                                                  meta)[0]
+        counts["disaggregated_best"] = int(pairs.column("best").to_numpy().sum())
     manifest["complete"] = True
     io.write_json(out_dir / outdir.MANIFEST, manifest)
 
@@ -496,6 +511,8 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
         n_pareto=counts["pareto"], n_groups=counts["best"],
         n_groups_with_best=counts["best_found"],
         reason_counts={REASONS[i]: int(c) for i, c in enumerate(reasons) if c and i},
+        n_disaggregated=counts.get("disaggregated", 0),
+        n_disaggregated_best=counts.get("disaggregated_best", 0),
         n_chunks=len(chunks), n_resumed=len(done),
         seconds={"chunks": t_chunks})
 

@@ -1,0 +1,334 @@
+"""Disaggregated prefill/decode serving: a reduction that pairs prefill-pool and decode-pool
+points of the grid (the ``[disaggregated]`` spec section).
+
+A disaggregated deployment runs prompts on ``x`` prefill instances and generation on ``y``
+decode instances, and ships each prompt's KV cache from one to the other. Each pool is
+priced with the grid's static-serving points of the same model and workload:
+
+* a **prefill instance** is a point's devices (tp * attention_dp * pp * dp) running prefill
+  passes of ``batch`` prompts: ``P = dp * batch / t_p`` prompts/s, ``t_p = ttft_s`` (the
+  static prefill pass) + the engine's ``iteration_overhead_s``;
+* a **decode instance** runs decode steps of ``batch`` sequences: ``D = dp * batch /
+  ((output_tokens - 1) * t_d)`` requests/s, ``t_d = tpot_s`` + ``iteration_overhead_s``
+  (the prefill pool makes each request's first token; the decode pool the other
+  ``output_tokens - 1``).
+
+Per chunk, each pool's candidates are pre-filtered to their own frontier per group
+(:func:`pool_rows`: prompts/s per device vs 1/t_p, decode tokens/s per device vs 1/t_d, by the
+reduction kernel with its sources swapped); the frontiers of all chunks are merged and every
+prefill candidate is paired with every decode candidate of the same model, workload,
+engine, what-if values and (unless ``mixed_hardware``) hardware (:func:`pair_pools`). The
+pool ratio ``x:y`` (each at most ``max_instances``, the total within ``max_devices`` where
+possible) maximizes tokens/s per device: the request rate is ``min(x P, y D)``. Then
+
+* ``ttft_s`` = ``request_overhead_s`` + ``rho_p * t_p / 2`` (the mean wait for the pass in
+  progress, ``rho_p`` the prefill pool's utilization) + ``t_p`` + the KV transfer;
+* KV transfer = link latency + the prompt's KV bytes (at the prefill pool's ``kv_dtype``) /
+  (link bandwidth * network_efficiency * what-if scale * shards), over scale-up when both
+  pools use one hardware preset and fit in one scale-up domain, else over scale-out;
+  ``shards`` = the fewer of the two pools' KV shards per request (each device sends or
+  receives its own shard; an MLA latent is replicated over tp: one shard);
+* ``tpot_s`` = ``t_d``; ``tokens_per_s_per_device`` = output_tokens * rate / (x * devices_p
+  + y * devices_d); cost counts both pools' devices at their own price.
+
+Assumptions: transfers overlap compute (engines move KV with RDMA beside the next pass); the
+pool that is not the bottleneck is priced at its point's batch (an upper bound on its pass
+time); the prefill pass is one pass of ``batch`` whole prompts (the static pass: no chunking
+by the engine's token budget); a pool's memory check is the static one (``batch`` sequences
+at full context). Groups with ``output_tokens = 1`` need no decode pool and have no rows.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from . import compile as comp
+from .axes import SERVING
+from .evaluate import REASON_CODE, REASONS, WHAT_IF_DIMS
+from .grid import GROUP_DIMS, STRATEGY_DIMS
+from .kernels import layout as L
+from .kernels.objectives import N_SOURCES, TPOT, TTFT, flatten_front, grouped_reduce
+from .kernels.pareto import pareto_sorted
+from .reduce import PARETO_SCHEMA, Points, point_rows
+
+ROLES = ("prefill", "decode")
+# strategy axes a pool point does not depend on: dp (instances are counted per point) and
+# the chunked-prefill budget (static passes ignore it)
+REPEATS = ("dp", "max_batched_tokens")
+POOL_AXES = tuple(d for d in STRATEGY_DIMS if d != "max_batched_tokens")
+# what pairs a prefill with a decode candidate (with hardware unless mixed_hardware)
+# the pools' columns while pairing (p_*, d_*) and in the output
+POOL_PREFIX = {"p_": "prefill_", "d_": "decode_"}
+PAIR_KEYS = ("model", "engine", "input_tokens", "output_tokens", *WHAT_IF_DIMS)
+
+
+def pool_frontier(pts: Points, role: str):
+    """(group, strategy) flat indices of each static-serving group's ``role`` frontier.
+
+    The reduction kernel (:func:`dse.kernels.objectives.grouped_reduce`) with its sources
+    swapped: for prefill, ttft as both times and one output token (x = dp * batch / (ttft *
+    devices), y = 1 / ttft); for decode, tpot as both and two output tokens (x = dp * batch /
+    (tpot * devices), y = 1 / tpot). Feasibility is the static rule."""
+    serving = pts.block["serving"].values
+    static = np.flatnonzero(serving == SERVING[0])
+    n_other = int(np.prod([pts.sizes[d] for d in GROUP_DIMS[GROUP_DIMS.index("serving") + 1:]]))
+    g_serving = (np.arange(len(pts.group_offsets)) // n_other) % pts.sizes["serving"]
+    groups = np.flatnonzero(np.isin(g_serving, static))
+    if groups.size == 0:  # a chunk of continuous-serving groups only
+        return groups, groups
+    src = TTFT if role == "prefill" else TPOT
+    offs = []
+    for table in (pts.group_offsets[groups], pts.outer_offsets, pts.inner_offsets):
+        table = table.copy()
+        table[:, TTFT] = table[:, TPOT] = table[:, src]
+        offs.append(table)
+    flat = list(pts.flat[:N_SOURCES])
+    flat[TTFT] = flat[TPOT] = flat[src]
+    n_strat = pts.n_strategies
+    front = np.empty((len(groups), n_strat), dtype=np.int32)
+    n_front = np.empty(len(groups), dtype=np.int64)
+    best = np.empty(len(groups), dtype=np.int64)
+    reasons = np.zeros((len(groups), len(REASONS)), dtype=np.int64)
+    out = np.full(len(groups), 1 if role == "prefill" else 2, dtype=np.int64)
+    grouped_reduce(offs[0], out, offs[1], offs[2],
+                   *pts.strategy_products(("dp", "batch")),
+                   *pts.strategy_products(("tp", "attention_dp", "pp", "dp")), *flat,
+                   REASON_CODE["what_if_scale_not_positive"], REASON_CODE["out_of_memory"],
+                   np.iinfo(np.int64).max, np.inf, np.inf,
+                   4 * numba.get_num_threads(), front, n_front, best, reasons)
+    g, s = flatten_front(front, n_front)
+    g = groups[g]
+    # one point per (group, strategy without dp and the token budget): the repeats tie
+    pos = np.array(np.unravel_index(s, [pts.sizes[d] for d in STRATEGY_DIMS]))
+    for d in REPEATS:
+        pos[STRATEGY_DIMS.index(d)] = 0
+    key = np.ravel_multi_index(pos, [pts.sizes[d] for d in STRATEGY_DIMS])
+    _, first = np.unique(np.stack([g, key]), axis=1, return_index=True)
+    first = np.sort(first)
+    return g[first], s[first]
+
+
+def pool_rows(block, place=None) -> dict:
+    """Each role's frontier rows (:data:`dse.reduce.PARETO_SCHEMA`) of an evaluated block."""
+    pts = Points(block)
+    return {role: point_rows(pts, *pool_frontier(pts, role), place) for role in ROLES}
+
+
+def pool_rates(frame: pd.DataFrame, role: str, engines: dict) -> tuple:
+    """(pass time t [s], requests/s per instance) of pool rows (:func:`pool_rows`'s
+    columns, as pandas) with the engines' iteration overhead."""
+    it = frame["engine"].map(lambda e: engines[e].iteration_overhead_s).to_numpy(float)
+    if role == "prefill":
+        t = frame["ttft_s"].to_numpy(float) + it
+        return t, frame["dp"].to_numpy(float) * frame["batch"].to_numpy(float) / t
+    t = frame["tpot_s"].to_numpy(float) + it
+    n = frame["output_tokens"].to_numpy(float) - 1.0
+    return t, frame["dp"].to_numpy(float) * frame["batch"].to_numpy(float) / (n * t)
+
+
+def merge_pool(parts, role: str, engines: dict) -> pd.DataFrame:
+    """Per group, the frontier of a role's per-chunk rows (one row per pool strategy)."""
+    table = pa.concat_tables(parts)
+    frame = table.to_pandas()
+    for c in frame.columns:
+        if isinstance(frame[c].dtype, pd.CategoricalDtype):
+            frame[c] = frame[c].astype(str)
+    if frame.empty:
+        return frame
+    t, rate = pool_rates(frame, role, engines)
+    x = rate / frame["devices"].to_numpy(float)
+    y = 1.0 / t
+    g = frame["_group"].to_numpy()
+    order = np.lexsort((frame["_strategy"].to_numpy(), -y, -x, g))
+    keep = order[pareto_sorted(g[order], x[order], y[order])]
+    frame = frame.iloc[np.sort(keep)]
+    return frame.drop_duplicates(["_group", *[d for d in POOL_AXES if d != "dp"]])
+
+
+def _choose_ratio(rate_p, rate_d, dev_p, dev_d, max_instances: int, cap: float):
+    """Instances (x, y) per pair maximizing rate / devices, with rate = min(x rate_p,
+    y rate_d), x and y in 1..max_instances and x dev_p + y dev_d <= cap where some ratio
+    fits; ``fits``: whether the chosen one does."""
+    n = len(rate_p)
+    best = np.full(n, -np.inf)
+    bx, by = np.ones(n), np.ones(n)
+    fits = np.zeros(n, dtype=bool)
+    for y in range(1, max_instances + 1):
+        ideal = y * rate_d / rate_p
+        for x in (np.floor(ideal), np.ceil(ideal)):
+            x = np.clip(x, 1, max_instances)
+            devs = x * dev_p + y * dev_d
+            score = np.minimum(x * rate_p, y * rate_d) / devs
+            ok = devs <= cap
+            # a ratio that fits the cap beats one that does not; then the higher score
+            better = (ok & ~fits) | ((ok == fits) & (score > best))
+            best = np.where(better, score, best)
+            bx, by = np.where(better, x, bx), np.where(better, y, by)
+            fits |= ok
+    return bx, by, fits
+
+
+def _kv_bytes(model, tp, pp, tokens, kv_bytes):
+    """One prompt's KV cache on one device of a pool with (tp, pp) [bytes]."""
+    return comp.kv_cache_bytes_per_device(model, tp, pp, 1.0, tokens, kv_bytes)
+
+
+def pair_pools(prefill: pd.DataFrame, decode: pd.DataFrame, spec) -> pa.Table:
+    """Every prefill candidate paired with every decode candidate of its kind; the rows of
+    each group's frontier (tokens/s per device vs per user) and its best pairing under
+    ``spec.constraints``, as :data:`DISAGGREGATED_SCHEMA`."""
+    dis = spec.disaggregated
+    keys = list(PAIR_KEYS) + ([] if dis.mixed_hardware else ["hardware"])
+    decode = decode[decode["output_tokens"] > 1]
+    if prefill.empty or decode.empty:
+        return DISAGGREGATED_SCHEMA.empty_table()
+    engines = {e.name: e for e in spec.engines}
+    hardware = {h.name: h for h in spec.hardware}
+    models = {m.name: m for m in spec.models}
+    pool_cols = ["hardware", *POOL_AXES, "devices", "ttft_s", "tpot_s"]
+    p = prefill[keys + [c for c in pool_cols if c not in keys]].add_prefix("p_")
+    d = decode[keys + [c for c in pool_cols if c not in keys]].add_prefix("d_")
+    m = p.merge(d, left_on=["p_" + k for k in keys], right_on=["d_" + k for k in keys])
+    if m.empty:
+        return DISAGGREGATED_SCHEMA.empty_table()
+    for k in keys:
+        m[k] = m.pop("p_" + k)
+        del m["d_" + k]
+    if "hardware" in keys:
+        m["p_hardware"] = m["d_hardware"] = m["hardware"]
+    t_p, rate_p = pool_rates(m.rename(columns=lambda c: c[2:] if c.startswith("p_") else c),
+                             "prefill", engines)
+    t_d, rate_d = pool_rates(m.rename(columns=lambda c: c[2:] if c.startswith("d_") else c),
+                             "decode", engines)
+    dev_p, dev_d = m["p_devices"].to_numpy(float), m["d_devices"].to_numpy(float)
+    cons = spec.constraints
+    cap = cons.max_devices if cons.max_devices is not None else np.inf
+    x, y, fits = _choose_ratio(rate_p, rate_d, dev_p, dev_d, dis.max_instances, cap)
+    rate = np.minimum(x * rate_p, y * rate_d)
+    devices = x * dev_p + y * dev_d
+    rho_p = rate / (x * rate_p)
+    transfer, link = _transfer(m, devices, hardware, models)
+    req = m["engine"].map(lambda e: engines[e].request_overhead_s).to_numpy(float)
+    out = m["output_tokens"].to_numpy(float)
+    ttft = req + rho_p * t_p / 2.0 + t_p + transfer
+    price = lambda col: m[col].map(lambda h: hardware[h].price_per_device_hour_usd
+                                   or np.nan).to_numpy(float)
+    throughput = out * rate
+    cols = {
+        "prefill_instances": x.astype(np.int64), "decode_instances": y.astype(np.int64),
+        "devices": devices.astype(np.int64), "ttft_s": ttft, "tpot_s": t_d,
+        "prefill_pass_s": t_p, "kv_transfer_s": transfer, "kv_transfer_link": link,
+        "e2e_latency_s": ttft + (out - 1.0) * t_d, "requests_per_s": rate,
+        "throughput_tokens_per_s": throughput,
+        "tokens_per_s_per_device": throughput / devices, "tokens_per_s_per_user": 1.0 / t_d,
+        "prefill_utilization": rho_p, "decode_utilization": rate / (y * rate_d),
+        "cost_per_million_tokens": (x * dev_p * price("p_hardware") + y * dev_d
+                                    * price("d_hardware")) / 3600.0 / throughput * 1e6,
+    }
+    for k, v in cols.items():
+        m[k] = v
+    ok = (fits & (ttft <= (cons.max_ttft_s or np.inf))
+          & (t_d <= (cons.max_tpot_s or np.inf)) & (devices <= cap))
+    return _rows(m, keys, ok)
+
+
+def _transfer(m: pd.DataFrame, devices, hardware: dict, models: dict):
+    """(KV transfer seconds, link name) per pair: the prompt's KV at the prefill pool's
+    kv_dtype over the fewer of the two pools' shards per request."""
+    seconds = np.empty(len(m))
+    link = np.empty(len(m), dtype=object)
+    kb = L.DTYPE_BYTES[[L.DTYPE_INDEX[k] for k in m["p_kv_dtype"]]]
+    s = m["input_tokens"].to_numpy(float)
+    for name, idx in m.groupby("model").indices.items():
+        model = models[name]
+        total = _kv_bytes(model, 1.0, 1.0, s[idx], kb[idx])
+        shards = [total / _kv_bytes(model, m[f"{side}_tp"].to_numpy(float)[idx],
+                                    m[f"{side}_pp"].to_numpy(float)[idx], s[idx], kb[idx])
+                  for side in ("p", "d")]
+        hp = [hardware[h] for h in m["p_hardware"].to_numpy()[idx]]
+        hd = [hardware[h] for h in m["d_hardware"].to_numpy()[idx]]
+        same = np.array([a.name == b.name for a, b in zip(hp, hd)])
+        domain = np.array([a.scaleup_domain_devices for a in hp])
+        up = same & (devices[idx] <= domain)
+        eff = np.array([min(a.network_efficiency, b.network_efficiency)
+                        for a, b in zip(hp, hd)])
+        bw = np.where(up, [min(a.scaleup_bytes_per_s, b.scaleup_bytes_per_s)
+                           for a, b in zip(hp, hd)]
+                      * m["scaleup_bandwidth_scale"].to_numpy(float)[idx],
+                      [min(a.scaleout_bytes_per_s, b.scaleout_bytes_per_s)
+                       for a, b in zip(hp, hd)]
+                      * m["scaleout_bandwidth_scale"].to_numpy(float)[idx]) * eff
+        latency = np.where(up, [max(a.scaleup_latency_s, b.scaleup_latency_s)
+                                for a, b in zip(hp, hd)],
+                           [max(a.scaleout_latency_s, b.scaleout_latency_s)
+                            for a, b in zip(hp, hd)])
+        seconds[idx] = latency + total / (np.minimum(*shards) * bw)
+        link[idx] = np.where(up, "scaleup", "scaleout")
+    return seconds, link
+
+
+def _rows(m: pd.DataFrame, keys: list, ok: np.ndarray) -> pa.Table:
+    """Per pairing group: its frontier rows and its best pairing (the most tokens/s per
+    device among ``ok``; ties: the shorter TTFT, then the first pair), sorted by group, then
+    tokens/s per device descending. Of pairs tied in both frontier objectives (a pool that
+    is not the bottleneck at several batches), the frontier keeps the one of shortest
+    TTFT."""
+    g = m.groupby(keys, sort=True).ngroup().to_numpy()
+    xv = m["tokens_per_s_per_device"].to_numpy()
+    yv = m["tokens_per_s_per_user"].to_numpy()
+    order = np.lexsort((m["ttft_s"].to_numpy(), -yv, -xv, g))
+    front = np.zeros(len(m), dtype=bool)
+    kept = order[pareto_sorted(g[order], xv[order], yv[order])]
+    first = np.ones(kept.size, dtype=bool)  # the first (shortest TTFT) of identical points
+    first[1:] = ((g[kept][1:] != g[kept][:-1]) | (xv[kept][1:] != xv[kept][:-1])
+                 | (yv[kept][1:] != yv[kept][:-1]))
+    front[kept[first]] = True
+    best = np.zeros(len(m), dtype=bool)
+    cand = order[ok[order]]
+    if cand.size:
+        first = np.ones(cand.size, dtype=bool)
+        first[1:] = g[cand][1:] != g[cand][:-1]
+        best[cand[first]] = True
+    m = m.assign(on_frontier=front, best=best)
+    keep = order[(front | best)[order]]
+    m = m.iloc[keep].rename(columns=lambda c: POOL_PREFIX.get(c[:2], "") + c[2:]
+                            if c[:2] in POOL_PREFIX else c)
+    arrays = []
+    for f in DISAGGREGATED_SCHEMA:
+        col = m[f.name]
+        if pa.types.is_dictionary(f.type):
+            arrays.append(pa.array(col.astype(str).tolist(), pa.string()).dictionary_encode())
+        else:
+            values = col.to_numpy(dtype=f.type.to_pandas_dtype())
+            nulls = np.isnan(values) if values.dtype.kind == "f" else None
+            arrays.append(pa.array(values, mask=nulls if nulls is not None and nulls.any()
+                                   else None))
+    return pa.Table.from_arrays(arrays, schema=DISAGGREGATED_SCHEMA)
+
+
+def _schema() -> pa.Schema:
+    """disaggregated.parquet's columns: the pairing group, the two pools' strategies
+    (``prefill_*``, ``decode_*``, typed as the Pareto rows; ``*_devices`` per instance),
+    then the pairing."""
+    strings = pa.dictionary(pa.int32(), pa.string())
+    typed = {f.name: f.type for f in PARETO_SCHEMA}
+    fields = [pa.field(k, typed[k]) for k in PAIR_KEYS]
+    fields += [pa.field("on_frontier", pa.bool_()), pa.field("best", pa.bool_())]
+    for side in POOL_PREFIX.values():
+        fields += [pa.field(f"{side}{c}", typed[c]) for c in ("hardware", *POOL_AXES)]
+        fields += [pa.field(f"{side}devices", pa.int64())]
+    fields += [pa.field(n, pa.int64()) for n in ("prefill_instances", "decode_instances",
+                                                 "devices")]
+    fields += [pa.field(n, pa.float64()) for n in (
+        "ttft_s", "tpot_s", "prefill_pass_s", "kv_transfer_s")]
+    fields += [pa.field("kv_transfer_link", strings)]
+    fields += [pa.field(n, pa.float64()) for n in (
+        "e2e_latency_s", "requests_per_s", "throughput_tokens_per_s",
+        "tokens_per_s_per_device", "tokens_per_s_per_user", "prefill_utilization",
+        "decode_utilization", "cost_per_million_tokens")]
+    return pa.schema(fields)
+
+
+DISAGGREGATED_SCHEMA = _schema()

@@ -1,0 +1,179 @@
+"""Disaggregated prefill/decode serving (``[disaggregated]``, dse.disaggregate): one pairing
+by hand, the pools' pre-filter against pairing every point with every point, and the
+section end to end from the CLI (relative paths, chunks, errors)."""
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dse
+from dse.cli import main
+from dse.disaggregate import pair_pools
+
+from conftest import cli_error
+
+SPEC = """
+[grid]
+hardware = ["h100_sxm"]
+model = ["llama3_8b"]
+serving = ["static"]
+engine = ["{engine}"]
+batch = [1, 4, 16, 64]
+input_tokens = [1024]
+output_tokens = [128]
+tp = [1, 2]
+dp = [1, 2]
+max_batched_tokens = [0, 2048]
+
+[constraints]
+max_ttft_s = 0.5
+max_tpot_s = 0.03
+
+[disaggregated]
+max_instances = 6
+"""
+
+
+def _sweep(tmp_path, monkeypatch, text, *options):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text(text)
+    assert main(["sweep", "s.toml", "--out", "out", "--quiet", *options]) == 0
+    return (pd.read_parquet("out/disaggregated.parquet"),
+            _plain(pd.read_parquet("out/results")))
+
+
+def _plain(frame):
+    for c in frame.columns:
+        if isinstance(frame[c].dtype, pd.CategoricalDtype):
+            frame[c] = frame[c].astype(str)
+    return frame
+
+
+def _pools(results):
+    """Every feasible static point as a candidate of both pools (no pre-filter; dp and the
+    token budget repeat a point: an instance is one point of the first dp)."""
+    pts = results[(results.serving == "static") & results.feasible
+                  & (results.max_batched_tokens == results.max_batched_tokens.min())
+                  & (results.dp == results.dp.min())]
+    return pts.reset_index(drop=True)
+
+
+def test_one_pairing_by_hand(tmp_path, monkeypatch):
+    _, results = _sweep(tmp_path, monkeypatch, SPEC.format(engine="sglang"))
+    spec = dse.load_sweep(tmp_path / "s.toml")
+    pts = _pools(results)
+    pre = pts[(pts.batch == 1) & (pts.tp == 1) & (pts.dp == 1)]
+    dec = pts[(pts.batch == 64) & (pts.tp == 2) & (pts.dp == 1)]
+    row = pair_pools(pre, dec, spec).to_pandas().iloc[0]
+
+    eng = spec.engines[0]
+    hw = spec.hardware[0]
+    t_p = pre.ttft_s.iloc[0] + eng.iteration_overhead_s
+    t_d = dec.tpot_s.iloc[0] + eng.iteration_overhead_s
+    r_p, r_d = 1 / t_p, 64 / (127 * t_d)        # prompts/s, requests/s per instance
+    # the ratio by brute force: x prefill instances of 1 device, y decode ones of 2
+    x, y = max(itertools.product(range(1, 7), range(1, 7)),
+               key=lambda xy: (min(xy[0] * r_p, xy[1] * r_d) / (xy[0] + 2 * xy[1]),
+                               -xy[1]))
+    assert (row.prefill_instances, row.decode_instances) == (x, y)
+    rate = min(x * r_p, y * r_d)
+    devices = x + 2 * y
+    assert row.devices == devices
+    # Llama-3-8B: 32 layers x 8 KV heads x 128 dims x (K, V) x 2 bytes per token
+    kv = 32 * 8 * 128 * 2 * 2 * 1024
+    link = "scaleup" if devices <= hw.scaleup_domain_devices else "scaleout"
+    bw, lat = ((hw.scaleup_bytes_per_s, hw.scaleup_latency_s) if link == "scaleup"
+               else (hw.scaleout_bytes_per_s, hw.scaleout_latency_s))
+    transfer = lat + kv / (1 * bw * hw.network_efficiency)   # tp 1 -> one shard
+    assert row.kv_transfer_link == link
+    assert row.kv_transfer_s == pytest.approx(transfer, rel=1e-12)
+    rho = rate / (x * r_p)
+    ttft = eng.request_overhead_s + rho * t_p / 2 + t_p + transfer
+    assert row.ttft_s == pytest.approx(ttft, rel=1e-12)
+    assert row.tpot_s == pytest.approx(t_d, rel=1e-12)
+    assert row.requests_per_s == pytest.approx(rate, rel=1e-12)
+    assert row.tokens_per_s_per_device == pytest.approx(128 * rate / devices, rel=1e-12)
+    assert row.e2e_latency_s == pytest.approx(ttft + 127 * t_d, rel=1e-12)
+    assert row.prefill_utilization == pytest.approx(rho, rel=1e-12)
+    assert min(row.prefill_utilization, row.decode_utilization) <= 1.0
+    assert max(row.prefill_utilization, row.decode_utilization) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_prefiltered_pools_match_pairing_every_point(tmp_path, monkeypatch, mixed):
+    text = SPEC.format(engine="vllm").replace('["h100_sxm"]', '["h100_sxm", "h200"]')
+    if mixed:
+        text += "mixed_hardware = true\n"
+    out, results = _sweep(tmp_path, monkeypatch, text)
+    spec = dse.load_sweep(tmp_path / "s.toml")
+    pts = _pools(results)
+    brute = pair_pools(pts, pts, spec).to_pandas()
+    cols = ["prefill_hardware", "decode_hardware", "devices", "ttft_s", "tpot_s",
+            "tokens_per_s_per_device", "tokens_per_s_per_user"]
+    for flag in ("on_frontier", "best"):
+        a = out[out[flag]][cols].astype(str).sort_values(cols).reset_index(drop=True)
+        b = brute[brute[flag]][cols].astype(str).sort_values(cols).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b)
+    assert out.best.sum() == (1 if mixed else 2)          # one group per hardware unless mixed
+    best = out[out.best]
+    assert (best.ttft_s <= 0.5).all() and (best.tpot_s <= 0.03).all()
+    if not mixed:
+        assert (out.prefill_hardware == out.decode_hardware).all()
+    # the frontier: no row dominated in (tokens/s per device, per user) within its group
+    f = out[out.on_frontier]
+    for _, g in f.groupby(["prefill_hardware"] if not mixed else ["model"]):
+        x, y = g.tokens_per_s_per_device.to_numpy(), g.tokens_per_s_per_user.to_numpy()
+        dominated = ((x[:, None] <= x[None]) & (y[:, None] <= y[None])
+                     & ((x[:, None] < x[None]) | (y[:, None] < y[None]))).any(axis=1)
+        assert not dominated.any()
+
+
+def test_chunked_sweep_matches_one_chunk(tmp_path, monkeypatch):
+    text = SPEC.format(engine="trtllm").replace('serving = ["static"]',
+                                                'serving = ["continuous", "static"]')
+    one, _ = _sweep(tmp_path, monkeypatch, text)
+    assert main(["sweep", "s.toml", "--out", "chunked", "--quiet", "--chunk-rows", "7"]) == 0
+    many = pd.read_parquet("chunked/disaggregated.parquet")
+    pd.testing.assert_frame_equal(one, many)
+    assert len(one) > 0 and one.best.sum() == 1
+
+
+def test_disaggregation_beats_aggregated_static_at_a_ttft_limit(tmp_path, monkeypatch):
+    """Llama-3-70B fp8, 2048 in / 256 out, TTFT <= 1 s on H100: separate pools serve more
+    tokens per device than the best static batch (whose batch-64 prefill takes seconds)."""
+    text = """
+[grid]
+hardware = ["h100_sxm"]
+model = ["llama3_70b"]
+serving = ["static"]
+engine = ["roofline"]
+batch = [1, 4, 16, 64, 256]
+input_tokens = [2048]
+output_tokens = [256]
+tp = [1, 2, 4, 8]
+weight_dtype = ["fp8"]
+[constraints]
+max_ttft_s = 1.0
+max_tpot_s = 0.05
+[disaggregated]
+"""
+    out, _ = _sweep(tmp_path, monkeypatch, text)
+    best = pd.read_parquet("out/best.parquet")
+    dis = out[out.best].iloc[0]
+    assert dis.tokens_per_s_per_device > 2 * best.tokens_per_s_per_device.iloc[0]
+    assert dis.ttft_s <= 1.0 and dis.tpot_s <= 0.05
+
+
+def test_disaggregated_section_errors(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    base = SPEC.format(engine="vllm")
+    for text, needle in (
+            (base.replace('serving = ["static"]', 'serving = ["continuous"]'),
+             'add "static"'),
+            (base.replace("max_instances = 6", "max_instances = 0"), "max_instances = 0: must be a positive integer"),
+            (base + "mixed_hardware = 1\n", "must be true or false"),
+            (base + "ratio = 2\n", "unknown key")):
+        spec.write_text(text)
+        line = cli_error(capsys, tmp_path, "sweep", str(spec), "--out", str(tmp_path / "o"))
+        assert needle in line and "s.toml" in line, line
