@@ -209,7 +209,7 @@ def pair_pools(prefill: pd.DataFrame, decode: pd.DataFrame, spec) -> pa.Table:
     rate = np.minimum(x * rate_p, y * rate_d)
     devices = x * dev_p + y * dev_d
     rho_p = rate / (x * rate_p)
-    transfer, link = _transfer(m, devices, hardware, models)
+    transfer, link = kv_transfer(m, devices, hardware, models)
     req = m["engine"].map(lambda e: engines[e].request_overhead_s).to_numpy(float)
     out = m["output_tokens"].to_numpy(float)
     ttft = req + rho_p * t_p / 2.0 + t_p + transfer
@@ -234,7 +234,7 @@ def pair_pools(prefill: pd.DataFrame, decode: pd.DataFrame, spec) -> pa.Table:
     return _rows(m, keys, ok)
 
 
-def _transfer(m: pd.DataFrame, devices, hardware: dict, models: dict):
+def kv_transfer(m: pd.DataFrame, devices, hardware: dict, models: dict):
     """(KV transfer seconds, link name) per pair: the prompt's KV at the prefill pool's
     kv_dtype over the fewer of the two pools' shards per request."""
     seconds = np.empty(len(m))
@@ -332,3 +332,66 @@ def _schema() -> pa.Schema:
 
 
 DISAGGREGATED_SCHEMA = _schema()
+
+
+def closed_loop(clients: float, n: float, x: int, y: int, t_p, t_d, max_prefill_batch: float,
+                slots: float, request_overhead_s: float, transfer_s: float) -> dict:
+    """A fixed deployment (``x`` prefill, ``y`` decode instances) under ``clients`` closed-
+    loop clients whose requests decode ``n`` tokens after the first: the steady state.
+
+    ``t_p(b)``, ``t_d(b)``: pass times [s] of a prefill instance at b prompts and a decode
+    instance at b sequences (iteration overhead included); ``max_prefill_batch``: prompts in
+    one prefill pass (the engine's token budget); ``slots``: sequences a decode instance
+    holds. For a request rate λ, each decode instance runs b_d = λ n t_d(b_d) / y sequences
+    (Little's law, at most ``slots``) and each prefill instance batches the prompts that
+    arrive during a pass, b_p = λ t_p(b_p) / x (at least 1, at most the budget), busy a
+    share ρ = λ t_p(b_p) / (x b_p); TTFT = overhead + ρ t_p / 2 + t_p + transfer as in
+    :func:`pair_pools`. λ solves clients = λ (TTFT + n t_d) (bisection). Where a pool
+    saturates first, λ is its capacity and the clients beyond it queue before prefill
+    (their wait is in TTFT).
+
+    Returns ``requests_per_s``, ``ttft_s``, ``tpot_s``, ``prefill_batch``, ``decode_batch``
+    and ``saturated`` (the pool that limits the rate, or "").
+    """
+    def fixed(f, lo, hi):
+        b = lo
+        for _ in range(60):
+            b_new = min(max(f(b), lo), hi)
+            if abs(b_new - b) <= 1e-9 * max(b, 1.0):
+                break
+            b = b_new
+        return b
+
+    def state(lam):
+        b_d = fixed(lambda b: lam * n * t_d(b) / y, 0.0, slots)
+        b_p = fixed(lambda b: lam * t_p(b) / x, 1.0, max_prefill_batch)
+        rho_p = lam * t_p(b_p) / (x * b_p)
+        full_d = lam * n * t_d(b_d) / y > slots * (1 + 1e-9)
+        ttft = request_overhead_s + min(rho_p, 1.0) * t_p(b_p) / 2 + t_p(b_p) + transfer_s
+        return b_p, b_d, ttft, t_d(max(b_d, 1.0)), ("prefill" if rho_p > 1 + 1e-9 else
+                                                    "decode" if full_d else "")
+
+    def e2e(lam):
+        _, _, ttft, tpot, _ = state(lam)
+        return ttft + n * tpot
+
+    # the highest rate both pools sustain
+    lo, hi = 0.0, max(x * max_prefill_batch / t_p(max_prefill_batch), 1e-12)
+    while not state(hi)[4] and hi < 1e12:
+        hi *= 2.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if state(mid)[4] else (mid, hi)
+    cap = lo
+    if cap * e2e(cap) < clients:  # saturated: the rest of the clients queue
+        b_p, b_d, ttft, tpot, which = state(cap)
+        ttft += clients / cap - (ttft + n * tpot)
+        return dict(requests_per_s=cap, ttft_s=ttft, tpot_s=tpot, prefill_batch=b_p,
+                    decode_batch=b_d, saturated=state(hi)[4])
+    lo, hi = 0.0, cap
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mid * e2e(mid) < clients else (lo, mid)
+    b_p, b_d, ttft, tpot, _ = state(lo)
+    return dict(requests_per_s=lo, ttft_s=ttft, tpot_s=tpot, prefill_batch=b_p,
+                decode_batch=b_d, saturated="")

@@ -35,7 +35,8 @@ from .kernels.layout import DTYPES
 PRESET_COLUMNS = ("hardware", "model")
 INT_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "max_batched_tokens")
 DTYPE_COLUMNS = ("weight_dtype", "act_dtype", "kv_dtype")
-# serving mode and engine preset (continuous-batching measurements; default: static)
+# serving mode and engine preset (default: the axes' defaults, continuous and vllm; a table of
+# fixed-batch measurements says serving = static)
 SERVING_COLUMNS = ("serving", "engine")
 MEASURED_COLUMNS = ("measured_ttft_s", "measured_tpot_s")
 REQUIRED = ("hardware", "model", "weight_dtype", "batch", "input_tokens", "output_tokens",
@@ -326,9 +327,10 @@ def validate(table: pd.DataFrame, source: str = "<table>",
         ``same``), ``batch`` (concurrent requests), ``input_tokens``, ``output_tokens``,
         ``tp`` (``pp``, ``ep`` optional, default 1), ``measured_ttft_s`` and
         ``measured_tpot_s`` [s] (either may be empty, not both), ``source`` (citation),
-        optional ``serving`` (static | continuous, default static), ``engine`` (preset,
+        optional ``serving`` (static | continuous, default continuous), ``engine`` (preset,
         default vllm) and ``max_batched_tokens`` (default 0: the engine's), optional
-        free-text ``notes``.
+        free-text ``notes``. A table with ``prefill_tp`` describes disaggregated
+        deployments instead (:mod:`dse.validate_disaggregated`).
     source : str
         Name of the table (its file) used in error messages.
     base_dir : path, optional
@@ -351,6 +353,9 @@ def validate(table: pd.DataFrame, source: str = "<table>",
         On a missing or unknown column or an invalid value: one line naming ``source``, the
         row, the column, the value and what is valid.
     """
+    from .validate_disaggregated import is_disaggregated, validate_disaggregated
+    if isinstance(table, pd.DataFrame) and is_disaggregated(table):
+        return validate_disaggregated(table, source, base_dir)
     base = Path(base_dir) if base_dir is not None else None
     rows = check_table(table, source, base)
     n = len(rows)

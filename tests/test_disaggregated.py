@@ -177,3 +177,52 @@ def test_disaggregated_section_errors(tmp_path, capsys):
         spec.write_text(text)
         line = cli_error(capsys, tmp_path, "sweep", str(spec), "--out", str(tmp_path / "o"))
         assert needle in line and "s.toml" in line, line
+
+
+def test_closed_loop_by_hand():
+    """Constant pass times: below saturation λ solves C = λ (o + ρ t_p / 2 + t_p + k + n t_d)
+    with ρ = λ t_p / x (a quadratic); beyond it the prefill pool's capacity x / t_p sets λ
+    and the clients' queue shows in TTFT."""
+    from dse.disaggregate import closed_loop
+    t_p, t_d, o, k, n, x, y = 0.2, 0.01, 0.03, 0.005, 99, 2, 1
+    c = 8
+    s = closed_loop(c, n, x, y, lambda b: t_p, lambda b: t_d, 1.0, 1e9, o, k)
+    a, b = t_p * t_p / (2 * x), o + t_p + k + n * t_d   # a λ² + b λ - C = 0
+    lam = (-b + np.sqrt(b * b + 4 * a * c)) / (2 * a)
+    assert s["requests_per_s"] == pytest.approx(lam, rel=1e-9)
+    assert s["ttft_s"] == pytest.approx(o + lam * t_p / x * t_p / 2 + t_p + k, rel=1e-9)
+    assert s["tpot_s"] == t_d and s["saturated"] == ""
+    assert s["decode_batch"] == pytest.approx(lam * n * t_d / y, rel=1e-9)
+    c = 1000                                          # far beyond x / t_p = 10 requests/s
+    s = closed_loop(c, n, x, y, lambda b: t_p, lambda b: t_d, 1.0, 1e9, o, k)
+    assert s["saturated"] == "prefill"
+    assert s["requests_per_s"] == pytest.approx(x / t_p, rel=1e-6)
+    assert s["ttft_s"] + n * t_d == pytest.approx(c / (x / t_p), rel=1e-6)
+    s = closed_loop(c, n, x, y, lambda b: t_p, lambda b: t_d, 1.0, 5.0, o, k)
+    assert s["saturated"] == "decode"                  # 5 slots: 5 / (n t_d) requests/s
+    assert s["requests_per_s"] == pytest.approx(5 / (n * t_d), rel=1e-6)
+
+
+def test_validate_disaggregated_rows_from_the_cli(tmp_path, monkeypatch, capsys):
+    """A disaggregated measured table (prefill_*/decode_* columns) through `dse validate`
+    with relative paths: one prediction per end-to-end row, pool-only rows skipped."""
+    from dse.validate import bundled_measured_path
+    src = bundled_measured_path().with_name("disaggregated.csv")
+    table = pd.read_csv(src)
+    pick = pd.concat([table[table.scope == "end_to_end"].iloc[[0, 60]],
+                      table[table.scope != "end_to_end"].iloc[[0]]])
+    monkeypatch.chdir(tmp_path)
+    pick.to_csv("d.csv", index=False)
+    assert main(["validate", "d.csv", "--out", "v"]) == 0
+    out = capsys.readouterr().out
+    assert "gpt_oss_120b" in out and "deepseek_r1" in out
+    rows = pd.read_parquet("v/validation.parquet")
+    assert len(rows) == 2
+    assert np.isfinite(rows[["predicted_ttft_s", "predicted_tpot_s"]].to_numpy()).all()
+    assert (rows.predicted_ttft_s > rows.kv_transfer_s).all()
+    assert rows.infeasible_reason.isna().all()
+    bad = pick.copy()
+    bad.loc[bad.index[0], "prefill_workers"] = 0
+    bad.to_csv("bad.csv", index=False)
+    line = cli_error(capsys, tmp_path, "validate", "bad.csv")
+    assert "bad.csv: row 2: prefill_workers = 0" in line
