@@ -116,10 +116,19 @@ def pool_rows(block, place=None) -> dict:
     return {role: point_rows(pts, *pool_frontier(pts, role), place) for role in ROLES}
 
 
+def lookup(names, presets: dict, field: str) -> np.ndarray:
+    """``presets[name].field`` for every entry of ``names`` (float64; NaN for a 0 price)."""
+    cat = pd.Categorical(names)
+    values = np.array([getattr(presets[u], field) for u in cat.categories], dtype=float)
+    if field == "price_per_device_hour_usd":
+        values[values == 0] = np.nan  # unknown price: a null cost, as in the other tables
+    return values[cat.codes]
+
+
 def pool_rates(frame: pd.DataFrame, role: str, engines: dict) -> tuple:
     """(pass time t [s], requests/s per instance) of pool rows (:func:`pool_rows`'s
     columns, as pandas) with the engines' iteration overhead."""
-    it = frame["engine"].map(lambda e: engines[e].iteration_overhead_s).to_numpy(float)
+    it = lookup(frame["engine"], engines, "iteration_overhead_s")
     if role == "prefill":
         t = frame["ttft_s"].to_numpy(float) + it
         return t, frame["dp"].to_numpy(float) * frame["batch"].to_numpy(float) / t
@@ -210,11 +219,10 @@ def pair_pools(prefill: pd.DataFrame, decode: pd.DataFrame, spec) -> pa.Table:
     devices = x * dev_p + y * dev_d
     rho_p = rate / (x * rate_p)
     transfer, link = kv_transfer(m, devices, hardware, models)
-    req = m["engine"].map(lambda e: engines[e].request_overhead_s).to_numpy(float)
+    req = lookup(m["engine"], engines, "request_overhead_s")
     out = m["output_tokens"].to_numpy(float)
     ttft = req + rho_p * t_p / 2.0 + t_p + transfer
-    price = lambda col: m[col].map(lambda h: hardware[h].price_per_device_hour_usd
-                                   or np.nan).to_numpy(float)
+    price = lambda col: lookup(m[col], hardware, "price_per_device_hour_usd")
     throughput = out * rate
     cols = {
         "prefill_instances": x.astype(np.int64), "decode_instances": y.astype(np.int64),
@@ -238,35 +246,29 @@ def kv_transfer(m: pd.DataFrame, devices, hardware: dict, models: dict):
     """(KV transfer seconds, link name) per pair: the prompt's KV at the prefill pool's
     kv_dtype over the fewer of the two pools' shards per request."""
     seconds = np.empty(len(m))
-    link = np.empty(len(m), dtype=object)
-    kb = L.DTYPE_BYTES[[L.DTYPE_INDEX[k] for k in m["p_kv_dtype"]]]
+    kb = lookup(m["p_kv_dtype"], {d: b for d, b in zip(L.DTYPES, L.DTYPE_BYTES)}, "real")
     s = m["input_tokens"].to_numpy(float)
-    for name, idx in m.groupby("model").indices.items():
+    hw = {side: {f: lookup(m[f"{side}_hardware"], hardware, f) for f in (
+        "scaleup_bytes_per_s", "scaleout_bytes_per_s", "scaleup_latency_s",
+        "scaleout_latency_s", "network_efficiency", "scaleup_domain_devices")}
+        for side in ("p", "d")}
+    same = (m["p_hardware"] == m["d_hardware"]).to_numpy(bool)
+    up = same & (devices <= hw["p"]["scaleup_domain_devices"])
+    low = {f: np.minimum(hw["p"][f], hw["d"][f]) for f in (
+        "scaleup_bytes_per_s", "scaleout_bytes_per_s", "network_efficiency")}
+    bw = low["network_efficiency"] * np.where(
+        up, low["scaleup_bytes_per_s"] * m["scaleup_bandwidth_scale"].to_numpy(float),
+        low["scaleout_bytes_per_s"] * m["scaleout_bandwidth_scale"].to_numpy(float))
+    latency = np.where(up, np.maximum(hw["p"]["scaleup_latency_s"], hw["d"]["scaleup_latency_s"]),
+                       np.maximum(hw["p"]["scaleout_latency_s"], hw["d"]["scaleout_latency_s"]))
+    for name, idx in m.groupby("model", observed=True).indices.items():
         model = models[name]
         total = _kv_bytes(model, 1.0, 1.0, s[idx], kb[idx])
         shards = [total / _kv_bytes(model, m[f"{side}_tp"].to_numpy(float)[idx],
                                     m[f"{side}_pp"].to_numpy(float)[idx], s[idx], kb[idx])
                   for side in ("p", "d")]
-        hp = [hardware[h] for h in m["p_hardware"].to_numpy()[idx]]
-        hd = [hardware[h] for h in m["d_hardware"].to_numpy()[idx]]
-        same = np.array([a.name == b.name for a, b in zip(hp, hd)])
-        domain = np.array([a.scaleup_domain_devices for a in hp])
-        up = same & (devices[idx] <= domain)
-        eff = np.array([min(a.network_efficiency, b.network_efficiency)
-                        for a, b in zip(hp, hd)])
-        bw = np.where(up, [min(a.scaleup_bytes_per_s, b.scaleup_bytes_per_s)
-                           for a, b in zip(hp, hd)]
-                      * m["scaleup_bandwidth_scale"].to_numpy(float)[idx],
-                      [min(a.scaleout_bytes_per_s, b.scaleout_bytes_per_s)
-                       for a, b in zip(hp, hd)]
-                      * m["scaleout_bandwidth_scale"].to_numpy(float)[idx]) * eff
-        latency = np.where(up, [max(a.scaleup_latency_s, b.scaleup_latency_s)
-                                for a, b in zip(hp, hd)],
-                           [max(a.scaleout_latency_s, b.scaleout_latency_s)
-                            for a, b in zip(hp, hd)])
-        seconds[idx] = latency + total / (np.minimum(*shards) * bw)
-        link[idx] = np.where(up, "scaleup", "scaleout")
-    return seconds, link
+        seconds[idx] = latency[idx] + total / (np.minimum(*shards) * bw[idx])
+    return seconds, np.where(up, "scaleup", "scaleout")
 
 
 def _rows(m: pd.DataFrame, keys: list, ok: np.ndarray) -> pa.Table:
