@@ -460,9 +460,10 @@ def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, m
         prefill = prefill_iters * t_mix
         offset = 0.5 * step
     elif n > 0.0:  # prefill-only iterations first, in bursts between decode iterations:
-        # the others' prompts arriving with a request's (r - 1 per n decode iterations)
+        # of the r / prompts prefill iterations in a request's life, `chunks` carry its own
+        # prompt (and prompts * chunks - 1 others' beside it); the others' remaining prompts
         # are prefilled around its own, half before it on average, and stall its decodes
-        burst = (r - 1.0) / n / prompts * t_mix
+        burst = max(r / prompts - chunks, 0.0) / n * t_mix
         seen = t_dec + (n - 0.5) * burst / n
         prefill = chunks * t_mix + 0.5 * burst
         rate = r / (n * t_dec + chunks * t_mix + n * burst)
