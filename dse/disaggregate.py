@@ -61,6 +61,8 @@ POOL_AXES = tuple(d for d in STRATEGY_DIMS if d != "max_batched_tokens")
 # what pairs a prefill with a decode candidate (with hardware unless mixed_hardware)
 # the pools' columns while pairing (p_*, d_*) and in the output
 POOL_PREFIX = {"p_": "prefill_", "d_": "decode_"}
+# pairs priced at once (about 0.5 kB each while pairing)
+PAIR_BATCH = 1 << 20
 PAIR_KEYS = ("model", "engine", "input_tokens", "output_tokens", *WHAT_IF_DIMS)
 
 
@@ -184,13 +186,35 @@ def _kv_bytes(model, tp, pp, tokens, kv_bytes):
     return comp.kv_cache_bytes_per_device(model, tp, pp, 1.0, tokens, kv_bytes)
 
 
-def pair_pools(prefill: pd.DataFrame, decode: pd.DataFrame, spec) -> pa.Table:
+def pair_pools(prefill: pd.DataFrame, decode: pd.DataFrame, spec,
+               max_pairs: int = PAIR_BATCH) -> pa.Table:
     """Every prefill candidate paired with every decode candidate of its kind; the rows of
     each group's frontier (tokens/s per device vs per user) and its best pairing under
-    ``spec.constraints``, as :data:`DISAGGREGATED_SCHEMA`."""
-    dis = spec.disaggregated
-    keys = list(PAIR_KEYS) + ([] if dis.mixed_hardware else ["hardware"])
+    ``spec.constraints``, as :data:`DISAGGREGATED_SCHEMA`. Whole groups are paired in
+    batches of about ``max_pairs`` pairs, so memory holds one batch's pairs."""
+    keys = list(PAIR_KEYS) + ([] if spec.disaggregated.mixed_hardware else ["hardware"])
     decode = decode[decode["output_tokens"] > 1]
+    if prefill.empty or decode.empty:
+        return DISAGGREGATED_SCHEMA.empty_table()
+    both = pd.concat([prefill[keys], decode[keys]], ignore_index=True)
+    ids = both.groupby(keys, sort=True, observed=True).ngroup().to_numpy()
+    gp, gd = ids[:len(prefill)], ids[len(prefill):]
+    n_groups = int(ids.max()) + 1
+    pairs = (np.bincount(gp, minlength=n_groups) * np.bincount(gd, minlength=n_groups))
+    tables, start, total = [], 0, 0
+    for g in range(n_groups):
+        total += int(pairs[g])
+        if total >= max_pairs or g == n_groups - 1:
+            sel = slice(start, g + 1)
+            tables.append(_pair_groups(prefill[(gp >= sel.start) & (gp < sel.stop)],
+                                       decode[(gd >= sel.start) & (gd < sel.stop)], spec, keys))
+            start, total = g + 1, 0
+    return pa.concat_tables(tables)
+
+
+def _pair_groups(prefill: pd.DataFrame, decode: pd.DataFrame, spec, keys) -> pa.Table:
+    """:func:`pair_pools` of some whole groups."""
+    dis = spec.disaggregated
     if prefill.empty or decode.empty:
         return DISAGGREGATED_SCHEMA.empty_table()
     engines = {e.name: e for e in spec.engines}
