@@ -100,9 +100,13 @@ AXES = (
          "accelerator preset (bundled name or path to a .toml file)"),
     Axis("model", "grid", "preset", "group", "kernel", 1, ("llama3_8b",),
          "model preset (bundled name or path to a .toml file)"),
-    Axis("serving", "grid", "choice", "group", "kernel", 2, ("static",),
-         "static: one batch prefilled then decoded together (offline jobs); continuous: "
-         "in-flight batching of `batch` concurrent requests in a closed loop",
+    # Default continuous: online serving engines (vLLM, SGLang, TensorRT-LLM) batch in flight,
+    # so that is the realistic answer; static fits offline batch jobs (and is all the numpy
+    # reference, kernels/reference.py, covers).
+    Axis("serving", "grid", "choice", "group", "kernel", 2, ("continuous",),
+         "continuous (default): in-flight batching of `batch` concurrent requests in a closed "
+         "loop, as online serving engines run; static: one batch prefilled then decoded "
+         "together (offline batch jobs)",
          choices=SERVING),
     Axis("engine", "grid", "preset", "group", "kernel", 3, ("vllm",),
          "serving-engine preset (overheads, batching defaults; continuous serving only)"),

@@ -37,17 +37,17 @@ def explain(**axes):
     Returns
     -------
     table : pandas.DataFrame
-        One row per (phase, operator) that runs: ``count`` (runs per forward pass along
-        the pipeline path), per-run ``flops``, ``bytes``, ``net_bytes``, ``compute_s``,
-        ``memory_s``, ``network_s`` (decode: at the mean context), ``latency_s``,
-        ``time_s`` (decode: the mean over the steps), the op's ``bound`` and ``total_s`` =
-        count * time_s; then a ``pipeline_fill`` (prefill) and a ``pipeline_wait``
-        (decode) row. Per phase, ``total_s`` adds up to ``ttft_s`` and ``tpot_s``.
-        Continuous serving (``serving="continuous"``): one row per operator of each
-        iteration kind, ``decode_iteration`` and ``prefill_iteration`` (count and time per
-        run; FLOPs, bytes and the roofline sides are not split there, NaN), then
-        ``pipeline_wait`` and the engine's ``iteration_overhead``; per iteration kind
-        ``total_s`` adds up to ``decode_iteration_s`` / ``prefill_iteration_s``.
+        Static serving (``serving="static"``): one row per (phase, operator) that runs:
+        ``count`` (runs per forward pass along the pipeline path), per-run ``flops``,
+        ``bytes``, ``net_bytes``, ``compute_s``, ``memory_s``, ``network_s`` (decode: at
+        the mean context), ``latency_s``, ``time_s`` (decode: the mean over the steps), the
+        op's ``bound`` and ``total_s`` = count * time_s; then a ``pipeline_fill`` (prefill)
+        and a ``pipeline_wait`` (decode) row. Per phase, ``total_s`` adds up to ``ttft_s``
+        and ``tpot_s``. Continuous serving (``serving="continuous"``, the default): one row
+        per operator of each iteration kind, ``decode_iteration`` and ``prefill_iteration``
+        (count and time per run; FLOPs, bytes and the roofline sides are not split there,
+        NaN), then ``pipeline_wait`` and the engine's ``iteration_overhead``; per iteration
+        kind ``total_s`` adds up to ``decode_iteration_s`` / ``prefill_iteration_s``.
     summary : dict
         Every output column of the configuration from the grid kernel (ttft_s, tpot_s,
         ...), and ``micro_batches``; continuous serving adds the steady state

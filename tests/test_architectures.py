@@ -83,11 +83,13 @@ def test_attention_dp_on_dense_model_is_infeasible():
 
 def test_kernel_latency_makes_small_kernels_less_efficient():
     # one decode step of a 1B model at batch 1 is latency-heavy; prefill of 8k tokens is not
+    # static serving: the decode step and the prefill pass as separate phases
     spec = dse.parse_sweep({"grid": {"model": "llama3_2_1b", "input_tokens": 8192,
-                                     "output_tokens": 2}})
+                                     "output_tokens": 2, "serving": "static"}})
     ds = dse.evaluate(spec)
     hw = spec.hardware[0]
-    table, _ = dse.explain(model="llama3_2_1b", input_tokens=8192, output_tokens=2)
+    table, _ = dse.explain(model="llama3_2_1b", input_tokens=8192, output_tokens=2,
+                           serving="static")
     dec = table[table.phase == "decode"]
     latency_share = float((dec["count"] * dec["latency_s"]).sum()) / float(ds["tpot_s"].max())
     pre = table[table.phase == "prefill"]

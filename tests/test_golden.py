@@ -28,6 +28,7 @@ SPEC = """\
 [grid]
 hardware = ["h100_sxm", "mi300x", "tpu_v5e"]
 model = ["llama3_8b", "mixtral_8x7b", "deepseek_v3", "jamba_v0_1"]
+serving = ["static"]  # pinned: the stored tables are static batches (the default is continuous)
 batch = [1, 16, 256]
 input_tokens = [128, 8192]
 output_tokens = [1, 512]

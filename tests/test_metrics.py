@@ -4,6 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 import dse
+from dse.explain import SERVING_FIELDS
 from dse.metrics import METRICS, columns_markdown
 from dse.table import AXIS_COLUMNS, schema
 
@@ -28,5 +29,10 @@ def test_metrics_rows_and_explain_carry_the_declared_columns(tmp_path):
         columns = pd.read_parquet(tmp_path / "o" / table).columns
         for m in METRICS:
             assert (m.name in columns) == m.in_rows, (table, m.name)
+    # explain's summary: every metric, then micro_batches (static) or the steady state's
+    # fields, micro_batches last (continuous serving, the default)
+    _, summary = dse.explain(batch=8, serving="static")
+    assert list(summary) == [*(m.name for m in METRICS), "micro_batches"]
     _, summary = dse.explain(batch=8)
-    assert [m.name for m in METRICS] == [k for k in summary if k != "micro_batches"]
+    assert list(summary) == [*(m.name for m in METRICS), *SERVING_FIELDS]
+    assert SERVING_FIELDS[-1] == "micro_batches"

@@ -277,8 +277,12 @@ def test_results_derived_columns_consistent(results):
     np.testing.assert_allclose(r["tokens_per_s_per_user"], 1.0 / r["tpot_s"], rtol=1e-12)
     np.testing.assert_allclose(r["tokens_per_s_per_device"],
                                r["throughput_tokens_per_s"] / r["devices"], rtol=1e-12)
+    # memory holds the weights and the KV cache of the running requests: the whole batch
+    # (kv_cache_bytes_per_device) for a static batch; under continuous serving (the
+    # default) only the running_requests the memory admits, the rest wait
     assert (r["memory_bytes_per_device"]
-            >= r["weight_bytes_per_device"] + r["kv_cache_bytes_per_device"]).all()
+            >= r["weight_bytes_per_device"]
+            + r["kv_cache_bytes_per_device"] * r["running_requests"] / r["batch"]).all()
 
 
 def test_results_feasible_iff_no_reason(results):
@@ -487,30 +491,37 @@ EXPLAIN = ["explain", "--model", "llama3_8b", "--hardware", "h100_sxm", "--batch
            "--input-tokens", "128", "--output-tokens", "64"]
 
 
-def test_explain_writes_csv_and_prints_table(tmp_path, capsys):
+# the phases of explain's rows per serving mode (no flag: the default, continuous)
+EXPLAIN_PHASES = {(): {"prefill_iteration", "decode_iteration"},
+                  ("--serving", "static"): {"prefill", "decode"}}
+
+
+@pytest.mark.parametrize("serving", list(EXPLAIN_PHASES))
+def test_explain_writes_csv_and_prints_table(tmp_path, capsys, serving):
     csv = tmp_path / "ops.csv"
-    rc = main([*EXPLAIN, "--csv", str(csv)])
+    rc = main([*EXPLAIN, *serving, "--csv", str(csv)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "prefill" in captured.out and "decode" in captured.out
     assert "ttft_s" in captured.out and "tpot_s" in captured.out
     table = pd.read_csv(csv)
     assert {"phase", "op", "kind", "flops", "bytes", "time_s"} <= set(table.columns)
-    assert set(table["phase"]) == {"prefill", "decode"}
+    assert set(table["phase"]) == EXPLAIN_PHASES[serving]
     assert (table["time_s"] >= 0).all()
     # collectives cost nothing at tp = 1, but every GEMM takes time
     assert (table.loc[table["kind"] == "gemm", "time_s"] > 0).all()
 
 
-def test_explain_writes_parquet(tmp_path, capsys):
+@pytest.mark.parametrize("serving", list(EXPLAIN_PHASES))
+def test_explain_writes_parquet(tmp_path, capsys, serving):
     path = tmp_path / "ops.parquet"
-    rc = main([*EXPLAIN, "--parquet", str(path)])
+    rc = main([*EXPLAIN, *serving, "--parquet", str(path)])
     capsys.readouterr()
     assert rc == 0
     assert os.listdir(tmp_path) == ["ops.parquet"]
     table = pd.read_parquet(path)
     assert {"phase", "op", "kind", "flops", "bytes", "time_s"} <= set(table.columns)
-    assert set(table["phase"]) == {"prefill", "decode"}
+    assert set(table["phase"]) == EXPLAIN_PHASES[serving]
 
 
 @pytest.mark.parametrize("what, name", [("hardware", "h100_sxm"), ("models", "llama3_8b")])
