@@ -118,7 +118,7 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
                         tpot_v = tpot[base[TPOT] + so[TPOT]]
                         # as derived_metrics: one output token takes no decode step
                         e2e = ttft_v + (out - 1) * (tpot_v if out > 1 else 0.0)
-                        throughput = (dp_batch * out) / e2e
+                        throughput = (dp_batch / e2e) * out  # requests/s x output tokens
                         xs = throughput / devices
                         xs_b[j, s] = xs
                         ys_b[j, s] = 1.0 / tpot_v
