@@ -89,8 +89,8 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
 
 def evaluate_reference(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens,
                        scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits):
-    """Same contract as ``grid.evaluate_grid`` but returns shaped arrays, for static
-    serving (continuous serving is checked against ``kernels/simulate.py`` instead).
+    """Same contract as ``grid.evaluate_grid`` but returns shaped arrays: static serving
+    here, continuous serving by ``reference_serving.evaluate_continuous``.
 
     Returns
     -------
@@ -98,8 +98,22 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, axes, axis_sizes, ou
                          input, output, cs, ms, su, so, cap]
     """
     v = {name: axes[j, :axis_sizes[j]] for j, name in enumerate(L.KERNEL_AXES)}
-    if np.any(v["serving"] != L.SERVING_STATIC):
-        raise NotImplementedError("the numpy reference covers static serving only")
+    continuous = v["serving"] == L.SERVING_CONTINUOUS
+    if continuous.any():
+        from .reference_serving import evaluate_continuous
+        c_ttft, c_tpot, c_bound = evaluate_continuous(
+            hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens, scales,
+            scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits)
+        if continuous.all():
+            return c_ttft, c_tpot, c_bound
+        axes = axes.copy()  # the static part: every serving position priced as static
+        axes[L.K_SERVING, :axis_sizes[L.K_SERVING]] = L.SERVING_STATIC
+        ttft, tpot, bound = evaluate_reference(
+            hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens, scales,
+            scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits)
+        at = continuous.reshape((1, 1, -1) + (1,) * 17)
+        return (np.where(at, c_ttft, ttft), np.where(at, c_tpot, tpot),
+                np.where(at, c_bound, bound))
     sc = [scales[j, :scale_sizes[j]] for j in range(len(L.WHAT_IF_AXES))]
     with np.errstate(divide="ignore", invalid="ignore"):
         ttft, tpot, bound = _evaluate(

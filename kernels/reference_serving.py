@@ -1,0 +1,305 @@
+"""Plain-numpy reference of continuous serving, for tests on small grids.
+
+Written differently from ``kernels/grid.py::_continuous`` and the per-op pricing of
+``kernels/serving.py`` on purpose: every grid point is one element of flat arrays
+(no grouping of what-if points by running count, no classes of alike time scales copying
+results, no vector lanes), and each operator's cost in an engine iteration is stated here
+from its formula, as ``reference._costs`` states a static phase's, instead of as a linear
+function fitted from ``formulas.op_cost`` at 0, 1 and 2 tokens:
+
+- the iteration's tokens: the decoding requests' one token each plus the prefill tokens of
+  the prompts' chunks; weights (and every other per-kernel constant) are read once;
+- attention: each decode token attends to its context (the decode contexts
+  input+1 .. input+output-1 stepped through explicitly, each capped at the layer's window)
+  and each prompt's chunks attend causally over the prompt's already-processed context
+  (its causal pairs, counted position by position), reading from the KV cache the
+  positions before the chunk (the chunks enumerated one by one, each read capped at the
+  window); every token's fresh Q/K/V/O and its cache write as in prefill;
+- state-space layers: per token as in prefill, and the state read and written once for
+  every sequence the iteration touches (a decoding request, or a prompt chunk);
+- MoE: the distinct experts hit by all the iteration's tokens of the micro-batch over every
+  attention-DP group; the LM head and its all-gather on one token per decoding request and
+  per prompt (the sampled ones); collectives per token of the iteration;
+- a decode op whose prefill twin is the same table row (``layout.OP_*``) runs once for the
+  decode tokens and the chunks together; prefill-only ops (MLA's decompressed attention) see
+  the chunks alone, decode-only ops (MLA's absorbed attention) the decode tokens alone.
+
+Each op is timed as in the static reference (roofline max plus kernel latency, what-if
+scales dividing the rates), an iteration is max(path, micro-batches * stage) plus the
+engine's iteration overhead, with min(pp, running) micro-batches.
+
+Shared with the kernel: the table layout (``layout.py``), the static reference's per-op
+formulas (``reference._costs``) for the token-linear kinds, and the scheduler's steady state
+(``serving.steady_state``: the documented semantics, checked separately against the
+discrete-event simulator). The iteration compositions and the TTFT/TPOT algebra of
+``serving.compositions`` / ``serving.serve_times`` are restated here with numpy from the
+README's "Continuous serving" paragraph. Covers every model kind, engine mode, parallelism
+(tp, pp, ep, attention_dp) and what-if axis the kernel does.
+"""
+from collections import Counter
+
+import numpy as np
+
+from . import layout as L
+from .reference import _costs
+from .serving import steady_state
+
+
+def evaluate_continuous(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens,
+                        scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits):
+    """Continuous serving on the grid's continuous ``serving`` positions.
+
+    Same inputs as ``grid.evaluate_grid``. Returns ttft, tpot [s] and bound (uint8) over
+    [hw, model, *KERNEL_AXES, output, *WHAT_IF_AXES]; NaN (bound 0) at static positions,
+    which the caller fills.
+    """
+    n_ax = len(L.KERNEL_AXES)
+    shape = (hw.shape[0], programs.shape[0], *(int(x) for x in axis_sizes),
+             len(output_tokens), *(int(x) for x in scale_sizes))
+    ttft = np.full(shape, np.nan)
+    tpot = np.full(shape, np.nan)
+    bound = np.zeros(shape, dtype=np.uint8)
+    pos = np.unravel_index(np.arange(int(np.prod(shape))), shape)
+    keep = axes[L.K_SERVING, pos[2 + L.K_SERVING]] == L.SERVING_CONTINUOUS
+    pos = tuple(x[keep] for x in pos)
+    if pos[0].size == 0:
+        return ttft, tpot, bound
+    flat = np.ravel_multi_index(pos, shape)
+    v = {name: axes[j, pos[2 + j]] for j, name in enumerate(L.KERNEL_AXES)}
+    sc = [scales[j, pos[3 + n_ax + j]] for j in range(len(L.WHAT_IF_AXES))]
+    pt = dict(h=pos[0], out=output_tokens[pos[2 + n_ax]].astype(float),
+              slot=slots[sum(p * slot_strides[d] for d, p in enumerate(pos))], sc=sc, **v)
+    valid = np.all([x > 0 for x in sc], axis=0)
+    for m in range(programs.shape[0]):
+        at = pos[1] == m
+        if not at.any():
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            first, seen, res = _serve(
+                hw, rates, programs[m], n_ops[m], engines,
+                {key: ([x[at] for x in val] if key == "sc" else val[at])
+                 for key, val in pt.items()}, dtype_bytes, dtype_bits)
+        ttft.flat[flat[at]] = np.where(valid[at], first, np.inf)
+        tpot.flat[flat[at]] = np.where(valid[at], seen, np.inf)
+        bound.flat[flat[at]] = np.where(valid[at], res, 0)
+    return ttft, tpot, bound
+
+
+def _steady(pt, engines):
+    """``serving.steady_state`` of every point, once per distinct input."""
+    keys = np.stack([pt["batch"], pt["slot"], pt["input_tokens"], pt["out"],
+                     pt["max_batched_tokens"], pt["engine"]], axis=1)
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    states = np.array([steady_state(b, slot, s, o, budget, engines[int(e)])
+                       for b, slot, s, o, budget, e in uniq])
+    return {name: states[inv.ravel(), j] for j, name in enumerate(
+        ("r", "r_d", "lam", "f", "prompts", "chunks", "prefill_iters"))}
+
+
+def _per_value(fn, *columns):
+    """``fn`` of each distinct row of ``columns`` (scalars), spread back over the points."""
+    keys = np.stack(np.broadcast_arrays(*columns), axis=1)
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    return np.array([fn(*row) for row in uniq])[inv.ravel()]
+
+
+def _capped(x, window):
+    return np.minimum(x, window) if window > 0 else x
+
+
+def _decode_context(s, n, window):
+    """Mean over the decode steps j = 1..n of the positions attended, s + j (capped)."""
+    if n <= 0:
+        return 0.0
+    return _capped(s + np.arange(1.0, n + 1.0), window).sum() / n
+
+
+def _prompt_pairs(s, window):
+    """Query-key pairs of a causal s-token prompt: position i sees i positions (capped)."""
+    return _capped(np.arange(1.0, s + 1.0), window).sum()
+
+
+def _chunk_reads(s, k, window):
+    """Cached positions the k equal chunks of an s-token prompt read: each chunk reads the
+    positions before its start (capped at the window)."""
+    return _capped(np.arange(int(k)) * (s / k), window).sum()
+
+
+def _iteration_costs(op, it, t, p, e, wb, ab, kb):
+    """(flops, bytes, net_bytes, net_steps, span) of one op over one micro-batch of one
+    iteration ``it`` (dict of the op's tokens, touched sequences, sampled tokens, attended
+    positions and cached positions read, per point)."""
+    kind = int(op[L.OP_KIND])
+    q = op[L.OP_P0:L.OP_P0 + L.OP_N_PARAMS]
+    if kind == L.ATTENTION:
+        hq = q[0] / t
+        hkv = np.maximum(q[1] / t, 1)
+        cache = q[5] / np.minimum(t, q[6]) if q[6] > 1 else q[5]
+        fresh = (hq + hkv) * (q[2] + q[3]) * ab + cache * kb  # per token, write included
+        flops = 2 * hq * (q[2] + q[3]) * it["attended"]
+        byts = it["tokens"] * fresh + it["read"] * cache * kb
+        zero = np.zeros_like(flops)
+        return flops, byts, zero, zero, t + zero
+    if kind == L.SSM:
+        inner, channels = q[0] / t, q[2] / t
+        state = inner * q[1] + channels * (q[3] - 1)
+        flops = it["tokens"] * (2 * channels * q[3] + 6 * inner * q[1])
+        byts = 2 * it["touched"] * state * kb + it["tokens"] * (channels + inner) * ab
+        zero = np.zeros_like(flops * byts)
+        return flops, byts, zero, zero, t + zero
+    # token-linear kinds: the static formulas at the iteration's token count
+    tokens = it["sampled"] if op[L.OP_TOKENS] == L.TOKENS_LAST else it["tokens"]
+    return _costs(op, True, tokens, None, None, t, p, e, wb, ab, kb)
+
+
+def _roles(prog_dec, n_dec, prog_pre, n_pre):
+    """Ops of an iteration as (row, role): decode ops in order, "both" where the prefill
+    program holds the same row (one kernel for decode tokens and chunks), then the prefill
+    rows left over ("prefill")."""
+    left = Counter(tuple(r) for r in prog_pre[:n_pre])
+    out = []
+    for row in prog_dec[:n_dec]:
+        key = tuple(row)
+        if left[key] > 0:
+            left[key] -= 1
+            out.append((row, "both"))
+        else:
+            out.append((row, "decode"))
+    for row in prog_pre[:n_pre]:
+        key = tuple(row)
+        if left[key] > 0:
+            left[key] -= 1
+            out.append((row, "prefill"))
+    return out
+
+
+def _serve(hw, rates, program, n_op, engines, pt, dtype_bytes, dtype_bits):
+    """(ttft, tpot, bound) of one model's points ``pt`` (flat arrays of their axis values,
+    output length ``out``, admissible requests ``slot`` and what-if scales ``sc``)."""
+    h = pt["h"]
+    w = pt["weight_dtype"].astype(np.int64)
+    a = np.where(pt["act_dtype"] < 0, w, pt["act_dtype"]).astype(np.int64)
+    k = np.where(pt["kv_dtype"] < 0, a, pt["kv_dtype"]).astype(np.int64)
+    wb, ab, kb = dtype_bytes[w], dtype_bytes[a], dtype_bytes[k]
+    cdt = {L.CDT_GEMM: np.where(dtype_bits[a] >= dtype_bits[w], a, w),
+           L.CDT_ATTENTION: np.where(dtype_bits[a] >= dtype_bits[k], a, k), L.CDT_ACT: a}
+    t, p, e, adp = pt["tp"], pt["pp"], pt["ep"], pt["attention_dp"]
+    s, b = pt["input_tokens"], pt["batch"]
+    n = pt["out"] - 1
+    cs, ms, su, so = pt["sc"][:4]
+    eng = engines[pt["engine"].astype(np.int64)]
+    mixed = eng[:, L.EN_MIXED] > 0
+    st = _steady(pt, engines)
+    r, r_d, f, pi, chunks = st["r"], st["r_d"], st["f"], st["prompts"], st["chunks"]
+
+    # the two iteration kinds, per micro-batch of one attention-DP group: a decode-only
+    # iteration (every running request decodes) and one that carries prefill: pi prompts'
+    # worth in chunks of s / chunks, beside the requests not in their prefill when mixed
+    micro = np.minimum(p, r)
+    share = 1.0 / (micro * adp)
+    has_dec = (n > 0) & (r_d > 0)
+    riding = np.where(mixed, np.maximum(r - (r - r_d) / f, 0.0), 0.0)
+    kinds = {"dec": dict(dec=np.where(has_dec, r, 0.0) * share, prompts=0.0 * s),
+             "mix": dict(dec=riding * share, prompts=pi * share)}
+    for it in kinds.values():
+        it["pre"] = it["prompts"] * s
+        it["chunks"] = it["prompts"] * chunks
+        it["path"] = np.zeros_like(s)  # the iteration's op seconds along the pipeline path
+        it["stage"] = np.zeros_like(s)  # and in the most loaded stage
+
+    seen_windows = {}
+
+    def positions(window):
+        """Per point: a decode token's mean attended context, a prompt's causal pairs and
+        the cached positions its chunks read, under ``window`` (0: none)."""
+        if window not in seen_windows:
+            seen_windows[window] = (
+                _per_value(lambda s_, n_: _decode_context(s_, n_, window), s, n),
+                _per_value(lambda s_: _prompt_pairs(s_, window), s),
+                _per_value(lambda s_, k_: _chunk_reads(s_, k_, window), s, chunks))
+        return seen_windows[window]
+
+    peak_bw = hw[h, L.HW_MEMORY_BYTES_PER_S] * hw[h, L.HW_MEMORY_EFF] * ms
+    domain = hw[h, L.HW_SCALEUP_DOMAIN]
+    t_iter = {}
+    won = {name: np.zeros((3,) + s.shape) for name in kinds}
+    for op, role in _roles(program[L.DECODE], n_op[L.DECODE], program[L.PREFILL],
+                           n_op[L.PREFILL]):
+        when = op[L.OP_WHEN]
+        exists = np.where(when == L.WHEN_EP, e > 1, np.where(when == L.WHEN_NO_EP, e == 1,
+                                                             True))
+        scope = op[L.OP_SCOPE]
+        if scope == L.SCOPE_LAYER:
+            on_path, in_stage = op[L.OP_LAYERS] + 0 * p, np.ceil(op[L.OP_LAYERS] / p)
+        elif scope == L.SCOPE_BOUNDARY:
+            on_path, in_stage = p - 1, 0 * p
+        else:
+            on_path, in_stage = 1 + 0 * p, 1 + 0 * p
+        on_path, in_stage = on_path * exists, in_stage * exists
+        window = op[L.OP_P0 + 4] if op[L.OP_KIND] == L.ATTENTION else 0.0
+        moe = op[L.OP_SPAN] == L.SPAN_MOE  # every attention group's tokens, tp * adp
+        widen = adp if moe else 1.0
+        for name, kind in kinds.items():
+            dec = kind["dec"] if role != "prefill" else 0.0 * s
+            pre = kind["pre"] if role != "decode" else 0.0 * s
+            chk = kind["chunks"] if role != "decode" else 0.0 * s
+            prm = kind["prompts"] if role != "decode" else 0.0 * s
+            mean_ctx, pairs, reads = positions(window)
+            ctx = dec * mean_ctx
+            it = dict(tokens=(dec + pre) * widen, touched=(dec + chk) * widen,
+                      sampled=(dec + prm) * widen, attended=ctx + prm * pairs,
+                      read=ctx + prm * reads)
+            flops, byts, net, steps, span = _iteration_costs(
+                op, it, t * widen, p, e, wb, ab, kb)
+            comp = flops / (rates[h, cdt[int(op[L.OP_CDT])]] * hw[h, L.HW_COMPUTE_EFF]
+                            * cs)
+            mem = byts / peak_bw
+            up = span <= domain
+            link = np.where(up, hw[h, L.HW_SCALEUP_BYTES_PER_S] * su,
+                            hw[h, L.HW_SCALEOUT_BYTES_PER_S] * so) * hw[h, L.HW_NETWORK_EFF]
+            lat = np.where(up, hw[h, L.HW_SCALEUP_LATENCY_S], hw[h, L.HW_SCALEOUT_LATENCY_S])
+            netw = net / link + steps * lat
+            top = np.maximum(np.maximum(comp, mem), netw) \
+                + np.where((flops > 0) | (byts > 0), hw[h, L.HW_KERNEL_LATENCY_S], 0.0)
+            runs = (dec > 0) | (pre > 0)
+            top = np.where(runs, top, 0.0)
+            kind["path"] = kind["path"] + on_path * top
+            kind["stage"] = kind["stage"] + in_stage * top
+            winner = np.where((comp >= mem) & (comp >= netw), 0,
+                              np.where(mem >= netw, 1, 2))
+            for res in range(3):
+                won[name][res] += np.where(winner == res, on_path * top, 0.0)
+    for name, kind in kinds.items():
+        t_iter[name] = np.maximum(kind["path"], micro * kind["stage"]) \
+            + eng[:, L.EN_ITERATION_OVERHEAD_S]
+    t_dec = np.where(has_dec, t_iter["dec"], 0.0)
+    t_mix = t_iter["mix"]
+    first, seen = _serve_times(t_dec, t_mix, b, r, st["lam"], f, pi, chunks,
+                               st["prefill_iters"], n, mixed, eng[:, L.EN_REQUEST_OVERHEAD_S])
+    w_dec = np.where(mixed, 1 - f, 1.0)
+    acc = w_dec * np.where(has_dec, won["dec"], 0.0) + f * won["mix"]
+    res = np.where((acc[0] >= acc[1]) & (acc[0] >= acc[2]), 0, np.where(acc[1] >= acc[2], 1, 2))
+    return first, seen, res.astype(np.uint8)
+
+
+def _serve_times(t_dec, t_mix, b, r, lam, f, pi, chunks, prefill_iters, n, mixed, request_s):
+    """TTFT and TPOT of the steady state (README "Continuous serving")."""
+    # mixed engines: decodes ride every iteration, a share f carries prefill; a decoding
+    # request sees the others' prefill only
+    step = (1 - f) * t_dec + f * t_mix
+    seen_mixed = (1 - f * (r - 1) / r) * t_dec + f * (r - 1) / r * t_mix
+    # prefill first: the others' prompts not prefilled beside the request's own, in bursts
+    # between decode iterations, half before its own prefill and the rest stalling decodes
+    nn = np.where(n > 0, n, 1.0)
+    burst = np.maximum(r / pi - chunks, 0) / nn * t_mix
+    separate = n > 0
+    seen = np.where(mixed, seen_mixed,
+                    np.where(separate, t_dec + (n - 0.5) * burst / nn, t_mix))
+    prefill = np.where(mixed | ~separate, prefill_iters * t_mix, chunks * t_mix + 0.5 * burst)
+    rate = np.where(mixed, lam / step,
+                    np.where(separate, r / (n * t_dec + chunks * t_mix + n * burst),
+                             lam / t_mix))
+    offset = np.where(mixed, 0.5 * step, np.where(separate, 0.5 * t_dec, 0.5 * t_mix))
+    first = prefill + request_s + np.where((request_s > 0) & (b > 1), offset, 0.0) \
+        + np.where(b > r, (b - r) / rate, 0.0)
+    return first, np.where(n > 0, seen, t_mix)
