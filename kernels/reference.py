@@ -4,6 +4,7 @@ Written differently from ``kernels/grid.py`` on purpose: whole-array broadcastin
 axes instead of loops, its own statement of every operator formula, and decode averaged by
 explicitly stepping through every context length instead of the closed form. It shares
 with the kernel only the table layout (``layout.py``) and the documented semantics.
+Continuous serving is ``reference_serving.py``'s (it reuses :func:`_costs`).
 """
 import numpy as np
 

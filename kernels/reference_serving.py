@@ -16,13 +16,18 @@ function fitted from ``formulas.op_cost`` at 0, 1 and 2 tokens:
   positions before the chunk (the chunks enumerated one by one, each read capped at the
   window); every token's fresh Q/K/V/O and its cache write as in prefill;
 - state-space layers: per token as in prefill, and the state read and written once for
-  every sequence the iteration touches (a decoding request, or a prompt chunk);
+  every sequence the iteration touches (a decoding request, or a prompt chunk; as the
+  kernel prices it, a prompt's first chunk also reads a state that does not exist yet:
+  state bytes once per prompt more than the static prefill: +0.3 % on a batch-1 Mamba-2
+  TTFT of a 1000-token prompt);
 - MoE: the distinct experts hit by all the iteration's tokens of the micro-batch over every
   attention-DP group; the LM head and its all-gather on one token per decoding request and
   per prompt (the sampled ones); collectives per token of the iteration;
 - a decode op whose prefill twin is the same table row (``layout.OP_*``) runs once for the
   decode tokens and the chunks together; prefill-only ops (MLA's decompressed attention) see
-  the chunks alone, decode-only ops (MLA's absorbed attention) the decode tokens alone.
+  the chunks alone, decode-only ops (MLA's absorbed attention) the decode tokens alone
+  (a later chunk reads the earlier chunks' latent cache; decompressing it to K/V again is
+  not priced, as in the kernel).
 
 Each op is timed as in the static reference (roofline max plus kernel latency, what-if
 scales dividing the rates), an iteration is max(path, micro-batches * stage) plus the
@@ -34,7 +39,9 @@ formulas (``reference._costs``) for the token-linear kinds, and the scheduler's 
 discrete-event simulator). The iteration compositions and the TTFT/TPOT algebra of
 ``serving.compositions`` / ``serving.serve_times`` are restated here with numpy from the
 README's "Continuous serving" paragraph. Covers every model kind, engine mode, parallelism
-(tp, pp, ep, attention_dp) and what-if axis the kernel does.
+(tp, pp, ep, attention_dp) and what-if axis the kernel does; each attention op uses its own
+window (the kernel takes one window per model, which is what ``dse.compile`` builds).
+tests/test_serving_reference.py compares the two on hypothesis grids (rtol 1e-9).
 """
 from collections import Counter
 
