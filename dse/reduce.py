@@ -123,6 +123,8 @@ ROW_CATEGORIES = tuple(m.name for m in METRICS if m.in_rows and m.dtype == "cate
 # and tie-break on; the final files leave them out
 HIDDEN = ("_group", "_strategy")
 DTYPE_DIMS = ("weight_dtype", "act_dtype", "kv_dtype")
+# string columns whose dictionaries follow CATEGORY_NAMES' order (the others: grid order)
+NAMED_ORDER = (*DTYPE_DIMS, *ROW_CATEGORIES)
 STRINGS = pa.dictionary(pa.int32(), pa.string())
 def _row_schema(with_found: bool) -> pa.Schema:
     """The Pareto (or, ``with_found``, best) rows' schema: the axes in (group, strategy)
@@ -235,23 +237,26 @@ def reduce_block(block: xr.Dataset, cons: Constraints, place=None):
 def _taken(table: pa.Table, rows: np.ndarray) -> pa.Table:
     """The ``rows`` of a concatenation of partial tables, one chunk per column.
 
-    A string column keeps its dictionary where every part had the same one and is
-    re-encoded in order of first appearance otherwise: the dictionaries the merged files
-    have always had (pandas kept a categorical whose parts shared their categories and
-    turned any other into strings), so a file's categories do not change."""
-    shared = {f.name for f in table.schema if pa.types.is_dictionary(f.type)
-              and _one_dictionary(table.column(f.name))}
+    Each string column is encoded over the values that occur in the rows, in the order a
+    whole sweep's rows have them (:func:`point_rows`): precisions and ``bound`` in their
+    declared name order, the other axes in grid order (their first appearance across the
+    parts' dictionaries: chunks run in grid order). So a sweep merged from chunks writes the
+    dictionaries of one evaluated in one piece."""
     out = table.take(rows).combine_chunks()
     for i, f in enumerate(out.schema):
-        if pa.types.is_dictionary(f.type) and f.name not in shared:
-            out = out.set_column(i, f, pc.dictionary_encode(out.column(i).cast(pa.string())))
+        if pa.types.is_dictionary(f.type):
+            if f.name in NAMED_ORDER:
+                order = CATEGORY_NAMES[f.name]
+            else:
+                order = dict.fromkeys(v for c in table.column(f.name).chunks
+                                      for v in c.dictionary.to_pylist())
+            strings = out.column(i).cast(pa.string())
+            used = set(pc.unique(strings).to_pylist())
+            dictionary = pa.array([v for v in order if v in used], pa.string())
+            indices = pc.index_in(strings, value_set=dictionary).cast(pa.int32())
+            out = out.set_column(i, f, pa.DictionaryArray.from_arrays(
+                indices.combine_chunks(), dictionary))
     return out
-
-
-def _one_dictionary(column: pa.ChunkedArray) -> bool:
-    """Whether every chunk of a dictionary column has the same dictionary."""
-    first = column.chunks[0].dictionary
-    return all(c.dictionary.equals(first) for c in column.chunks[1:])
 
 
 def _numpy(table: pa.Table, *names) -> list[np.ndarray]:

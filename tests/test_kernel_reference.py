@@ -49,8 +49,8 @@ grids = st.fixed_dictionaries({
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(grids)
 def test_kernel_matches_reference_on_random_grids(grid):
-    # the numpy reference covers static serving only (continuous: tests/test_continuous.py
-    # against the simulator); the default is continuous, so pin static
+    # static serving here (continuous: tests/test_serving_reference.py against the same
+    # reference, tests/test_continuous.py against the simulator)
     spec = dse.parse_sweep({"grid": {**{k: v for k, v in grid.items() if k != "what_if"},
                                      "serving": ["static"]},
                             "what_if": grid["what_if"]})

@@ -64,20 +64,22 @@ def test_merge_pareto_keeps_undominated_rows_in_group_strategy_order():
     assert got.schema.equals(PARETO_SCHEMA)
 
 
-def test_merge_keeps_a_shared_dictionary_and_reencodes_others_by_first_appearance():
-    """The dictionaries the merged files have always had (pandas' categoricals): one that
-    every part shares stays whole, unused names included; parts with different ones are
-    re-encoded in the order the names first appear in the merged rows."""
+def test_merge_encodes_strings_as_a_whole_sweep_would():
+    """A merged column's dictionary holds the names its rows use, in the order one
+    in-memory pass has them: precisions (and bound) in declared order, other axes in grid
+    order (first appearance across the parts' dictionaries, chunks being in grid order)."""
     shared = ([1, 1], ["bf16", "fp8"])
     a = _table(PARETO_SCHEMA, 2, _group=[0, 1], _strategy=[0, 0], weight_dtype=shared,
                model=([0, 0], ["m1"]), tokens_per_s_per_device=[1.0, 1.0])
-    b = _table(PARETO_SCHEMA, 2, _group=[0, 1], _strategy=[1, 1], weight_dtype=shared,
+    b = _table(PARETO_SCHEMA, 2, _group=[0, 1], _strategy=[1, 1],
+               weight_dtype=([1, 0], ["int8", "fp8"]),
                model=([1, 0], ["m2", "m0"]), tokens_per_s_per_device=[2.0, 2.0],
                tokens_per_s_per_user=[-1.0, 1.0])
     got = merge_pareto([a, b])  # group 0: both rows; group 1: b's row dominates a's
     assert got.column("model").to_pylist() == ["m1", "m0", "m2"]
-    for column, dictionary in (("weight_dtype", ["bf16", "fp8"]),
-                               ("model", ["m1", "m0", "m2"])):
+    assert got.column("weight_dtype").to_pylist() == ["fp8", "fp8", "int8"]
+    for column, dictionary in (("weight_dtype", ["fp8", "int8"]),     # DTYPES order
+                               ("model", ["m1", "m2", "m0"])):        # the parts' order
         assert got.column(column).num_chunks == 1
         assert got.column(column).chunks[0].dictionary.to_pylist() == dictionary
     assert got.schema.equals(PARETO_SCHEMA)

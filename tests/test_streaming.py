@@ -15,13 +15,10 @@ import dse.sweep as sweep_mod
 from dse.grid import bytes_per_config
 from dse.io import OutputError
 
-# serving pinned to static (the default is continuous): with continuous serving the merge of
-# partial frontiers (chunk_rows=100) writes pareto.parquet's `bound` categories in order of
-# first appearance (dse.reduce._taken) where the in-memory pass keeps the declared order
-# (same values); unpin once the merge keeps the declared order.
+# both serving modes: static and continuous groups in one sweep
 GRID = {
     "grid": {"hardware": ["h100_sxm", "mi300x"], "model": ["llama3_8b", "mixtral_8x7b"],
-             "serving": ["static"],
+             "serving": ["continuous", "static"],
              "batch": [1, 8, 64], "input_tokens": [512, 4096], "output_tokens": [128],
              "tp": [1, 2, 4, 8], "pp": [1, 2], "ep": [1, 2], "dp": [1, 2],
              "weight_dtype": ["bf16", "fp8"]},
@@ -198,20 +195,6 @@ def test_chunked_frontiers_only_sweep_equals_in_memory(tmp_path, reference, chun
     for name, want in zip(("pareto", "best"), reference[1:]):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / f"{name}.parquet"),
                                       want)
-
-
-def test_chunked_continuous_sweep_equals_in_memory(tmp_path):
-    """The same with continuous serving (the default): equal values; the categories' order
-    may differ (see GRID's note)."""
-    spec = dse.parse_sweep({**GRID, "grid": {**GRID["grid"], "serving": ["continuous"]}})
-    assert dse.run_sweep(spec, tmp_path / "ref", progress=False,
-                         memory_limit_bytes=8 * 10**9).n_chunks == 1
-    s = dse.run_sweep(spec, tmp_path / "out", progress=False, results=False, chunk_rows=100)
-    assert s.n_chunks > 4
-    for name in ("pareto", "best"):
-        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / f"{name}.parquet"),
-                                      pd.read_parquet(tmp_path / "ref" / f"{name}.parquet"),
-                                      check_categorical=False)
 
 
 @pytest.mark.parametrize("results", [True, False])
