@@ -6,6 +6,8 @@ explicitly stepping through every context length instead of the closed form. It 
 with the kernel only the table layout (``layout.py``) and the documented semantics.
 Continuous serving is ``reference_serving.py``'s (it reuses :func:`_costs`).
 """
+import math
+
 import numpy as np
 
 from . import layout as L
@@ -17,6 +19,27 @@ def _ax(values, pos, dtype=None):
     shape = [1] * _N
     shape[pos] = len(values)
     return np.asarray(values, dtype=dtype).reshape(shape)
+
+
+def _busiest_group(experts, k, tokens, ep):
+    """E[distinct experts hit in the busiest of ep groups] (arrays broadcast): per distinct
+    (tokens, ep), the maximum of ep independent Binomial(E / ep, q) hit counts, q = 1 - (1 -
+    k/E)^T, from its CDF written out with binomial coefficients, and at least the groups'
+    share ceil(E q / ep); E q (the expected hits) when ep = 1."""
+    tokens, ep = np.broadcast_arrays(np.asarray(tokens, float), np.asarray(ep, float))
+    pairs, back = np.unique(np.stack([tokens.ravel(), ep.ravel()]), axis=1,
+                            return_inverse=True)
+    out = np.empty(pairs.shape[1])
+    for j, (t, n_groups) in enumerate(pairs.T):
+        q = 1 - (1 - k / experts) ** t
+        if n_groups <= 1:
+            out[j] = experts * q
+            continue
+        g = int(experts // n_groups)
+        cdf = np.cumsum([math.comb(g, i) * q ** i * (1 - q) ** (g - i) for i in range(g + 1)])
+        at_least = np.clip(1 - np.minimum(cdf[:g], 1.0) ** n_groups, 0.0, None)
+        out[j] = max(at_least.sum(), min(math.ceil(experts * q / n_groups - 1e-9), g))
+    return out[back.ravel()].reshape(tokens.shape)
 
 
 def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
@@ -63,7 +86,8 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
         byts = tokens * p[0] * (wb / tp + ab)
     elif kind == L.MOE:
         hid, ffn, experts, k, mats = p[:5]
-        hit = experts - experts * (1 - k / experts) ** tokens
+        # the busiest expert group's distinct experts, over its tp / ep devices
+        hit = ep * _busiest_group(experts, k, tokens, ep)
         flops = 2 * tokens * k * hid * ffn * mats / tp
         byts = hit * mats * hid * ffn * wb / tp + tokens * k * hid * ab * 2 / ep \
             + tokens * k * ffn * mats * ab / tp

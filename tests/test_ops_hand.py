@@ -72,15 +72,29 @@ def test_embedding_vocab_parallel_lookup():
 
 
 def test_moe_decode_reads_only_activated_experts():
-    # 1 token, top-2 of 8 experts: exactly 2 experts are read; tp=2 splits each
+    # 1 token, top-2 of 8 experts, tp = 1: exactly 2 experts are read
     op = ops.moe_experts("x", 4096, 14336, 8, 2, 3, 1)
+    c = cost(op, phase=DEC, seqs=1, tp=1, ep=1)
+    assert 8 * (1 - (1 - 2 / 8) ** 1) == 2
+    assert c["flops"] == 2 * 1 * 2 * 4096 * 14336 * 3
+    acts = 1 * 2 * 2 * (2 * 4096 + 3 * 14336)
+    assert c["bytes"] == pytest.approx(2 * 3 * 4096 * 14336 * 2 + acts, rel=1e-15)
+
+
+def test_moe_decode_prices_the_busiest_expert_group():
+    """Mixtral 8x7B on 8 devices, one expert each, batch 1 (issue 12): the two active
+    experts sit on two devices that each read a whole expert (352 MB per layer), not a
+    quarter of one. On 2 groups of 4 experts (tp = ep = 2) the two picks share a group with
+    probability 2 C(4,2) / C(8,2) = 3/7: the busiest device reads 1 + 3/7 experts."""
+    op = ops.moe_experts("x", 4096, 14336, 8, 2, 3, 1)
+    expert = 3 * 4096 * 14336 * 2
+    assert expert == 352_321_536
+    c = cost(op, phase=DEC, seqs=1, tp=8, ep=8)
+    acts = 1 * 2 * 2 * (2 * 4096 / 8 + 3 * 14336 / 8)
+    assert c["bytes"] == pytest.approx(expert + acts, rel=1e-12)
     c = cost(op, phase=DEC, seqs=1, tp=2, ep=2)
-    active = 8 * (1 - (1 - 2 / 8) ** 1)
-    assert active == 2
-    assert c["flops"] == 2 * 1 * 2 * 4096 * 14336 * 3 / 2
-    weights = 2 * 3 * 4096 * 14336 * 2 / 2
     acts = 1 * 2 * 2 * (2 * 4096 / 2 + 3 * 14336 / 2)
-    assert c["bytes"] == pytest.approx(weights + acts, rel=1e-15)
+    assert c["bytes"] - acts == pytest.approx(10 / 7 * expert, rel=0.03)
 
 
 def test_moe_prefill_activates_nearly_all_experts():

@@ -1,0 +1,48 @@
+"""The busiest expert group's load (issue 12, item 1): the closed form
+(``kernels.formulas.busiest_group_experts``, restated in ``kernels.reference``) against a
+Monte Carlo of uniform top-k routing."""
+import numpy as np
+import pytest
+
+from dse.kernels.formulas import busiest_group_experts, expected_active_experts
+from dse.kernels.reference import _busiest_group
+
+# (experts, top_k): Mixtral, DeepSeek-V3/R1, Qwen3-30B-A3B, gpt-oss, a top-1 router
+MODELS = [(8, 2), (256, 8), (128, 8), (128, 4), (16, 1)]
+
+
+def monte_carlo(experts, k, ep, tokens, samples, rng):
+    """Mean over ``samples`` steps of the most distinct experts any of ``ep`` groups hit,
+    each token picking k distinct experts uniformly."""
+    picks = np.argpartition(rng.random((samples, tokens, experts)), k, axis=2)[:, :, :k]
+    hit = np.zeros((samples, experts), dtype=bool)
+    np.put_along_axis(hit, picks.reshape(samples, -1), True, axis=1)
+    return hit.reshape(samples, ep, experts // ep).sum(axis=2).max(axis=1).mean()
+
+
+@pytest.mark.parametrize("experts,k", MODELS)
+def test_busiest_group_matches_monte_carlo(experts, k):
+    rng = np.random.default_rng(experts * 10 + k)
+    for ep in (2, 4, 8, 16, 32):
+        if ep > experts or experts % ep:
+            continue
+        for tokens in (1, 2, 8, 32):
+            mc = monte_carlo(experts, k, ep, tokens, 1500, rng)
+            got = busiest_group_experts(float(experts), float(k), float(tokens), float(ep))
+            assert got == pytest.approx(mc, rel=0.07), (experts, k, ep, tokens)
+            ref = _busiest_group(experts, k, np.array([tokens]), np.array([ep]))[0]
+            assert ref == pytest.approx(got, rel=1e-9)
+
+
+def test_limits():
+    # ep = 1: the expected distinct experts, bit for bit
+    assert busiest_group_experts(256.0, 8.0, 5.0, 1.0) == expected_active_experts(256.0, 8.0,
+                                                                                  5.0)
+    # one expert per group: some group is hit whenever a token routes
+    assert busiest_group_experts(8.0, 2.0, 1.0, 8.0) == 1.0
+    # many tokens hit every expert: a group's all
+    assert busiest_group_experts(256.0, 8.0, 4096.0, 8.0) == 32.0
+    # never below the average group nor above a group's experts
+    for t in (0.5, 1.0, 3.0, 17.0):
+        avg = expected_active_experts(128.0, 4.0, t) / 16
+        assert avg <= busiest_group_experts(128.0, 4.0, t, 16.0) <= 8.0
