@@ -9,20 +9,10 @@ from hypothesis import strategies as st
 import dse
 from dse.kernels.reference_serving import _chunk_reads, _decode_context, _prompt_pairs
 
-HARDWARE = ["h100_sxm", "a100_80gb", "tpu_v5p", "b200", "mi300x", "h200"]
-MODELS = ["llama3_8b", "mixtral_8x7b", "llama2_7b", "qwen3_32b", "deepseek_v3", "gemma2_9b",
-          "gpt_oss_20b", "llama4_maverick", "mamba2_2_7b", "jamba_v0_1"]
-DTYPES = ["fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
+from grid_strategies import DTYPES, HARDWARE, MODELS, axis, ints
+
 ENGINES = ["vllm", "sglang", "trtllm", "roofline"]
 MAX_POINTS = 6000  # configurations per drawn grid (before dp), to keep the file fast
-
-
-def axis(values, max_size=3):
-    return st.lists(st.sampled_from(values), min_size=1, max_size=max_size, unique=True)
-
-
-def ints(lo, hi, max_size=3):
-    return st.lists(st.integers(lo, hi), min_size=1, max_size=max_size, unique=True)
 
 
 grids = st.fixed_dictionaries({
