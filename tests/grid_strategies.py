@@ -16,3 +16,27 @@ def axis(values, max_size=3):
 def ints(lo, hi, max_size=3):
     """1..max_size distinct integers in [lo, hi]."""
     return st.lists(st.integers(lo, hi), min_size=1, max_size=max_size, unique=True)
+
+
+def scales(values):
+    """1..2 distinct what-if scale values drawn from ``values``."""
+    return st.lists(st.sampled_from(values), min_size=1, max_size=2, unique=True)
+
+
+# parallelism and precision axes, as both kernel-vs-reference tests draw them
+STRUCTURE = {
+    "tp": axis([1, 2, 4, 8, 16, 3], 3),
+    "pp": axis([1, 2, 3, 5], 2),
+    "ep": axis([1, 2, 4, 8], 2),
+    "attention_dp": axis([1, 2, 4], 2),
+    "weight_dtype": axis(DTYPES, 2),
+    "act_dtype": axis(DTYPES + ["same"], 2),
+    "kv_dtype": axis(DTYPES + ["same"], 2),
+}
+# compute and bandwidth what-ifs (1e-6: a chip so slow that compute bounds every op)
+WHAT_IF_SCALES = {
+    "compute_scale": scales([0.5, 1.0, 3.0, 1e-6]),
+    "memory_bandwidth_scale": scales([0.7, 1.0, 2.0]),
+    "scaleup_bandwidth_scale": scales([0.25, 1.0]),
+    "scaleout_bandwidth_scale": scales([1.0, 4.0]),
+}

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 import dse
 from dse.kernels.grid import mean_max_lines, mean_max_lines_capped
 
-from grid_strategies import DTYPES, HARDWARE, MODELS, axis, ints
+from grid_strategies import HARDWARE, MODELS, STRUCTURE, WHAT_IF_SCALES, axis, ints
 
 
 
@@ -16,22 +16,9 @@ grids = st.fixed_dictionaries({
     "batch": ints(1, 300),
     "input_tokens": ints(1, 5000, 2),
     "output_tokens": ints(1, 40, 2),
-    "tp": axis([1, 2, 4, 8, 16, 3], 3),
-    "pp": axis([1, 2, 3, 5], 2),
-    "ep": axis([1, 2, 4, 8], 2),
-    "attention_dp": axis([1, 2, 4], 2),
-    "weight_dtype": axis(DTYPES, 2),
-    "act_dtype": axis(DTYPES + ["same"], 2),
-    "kv_dtype": axis(DTYPES + ["same"], 2),
+    **STRUCTURE,
     "what_if": st.fixed_dictionaries({
-        "compute_scale": st.lists(st.sampled_from([0.5, 1.0, 3.0, 1e-6]), min_size=1,
-                                  max_size=2, unique=True),
-        "memory_bandwidth_scale": st.lists(st.sampled_from([0.7, 1.0, 2.0]), min_size=1,
-                                           max_size=2, unique=True),
-        "scaleup_bandwidth_scale": st.lists(st.sampled_from([0.25, 1.0]), min_size=1,
-                                            max_size=2, unique=True),
-        "scaleout_bandwidth_scale": st.lists(st.sampled_from([1.0, 4.0]), min_size=1,
-                                             max_size=2, unique=True),
+        **WHAT_IF_SCALES,
     }),
 })
 

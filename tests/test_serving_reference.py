@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import dse
 from dse.kernels.reference_serving import _chunk_reads, _decode_context, _prompt_pairs
 
-from grid_strategies import DTYPES, HARDWARE, MODELS, axis, ints
+from grid_strategies import HARDWARE, MODELS, STRUCTURE, WHAT_IF_SCALES, axis, ints
 
 ENGINES = ["vllm", "sglang", "trtllm", "roofline"]
 MAX_POINTS = 6000  # configurations per drawn grid (before dp), to keep the file fast
@@ -24,22 +24,9 @@ grids = st.fixed_dictionaries({
     "input_tokens": ints(1, 6000, 2),
     "output_tokens": st.lists(st.one_of(st.integers(1, 3), st.integers(4, 700)), min_size=1,
                               max_size=3, unique=True),
-    "tp": axis([1, 2, 4, 8, 16, 3], 3),
-    "pp": axis([1, 2, 3, 5], 2),
-    "ep": axis([1, 2, 4, 8], 2),
-    "attention_dp": axis([1, 2, 4], 2),
-    "weight_dtype": axis(DTYPES, 2),
-    "act_dtype": axis(DTYPES + ["same"], 2),
-    "kv_dtype": axis(DTYPES + ["same"], 2),
+    **STRUCTURE,
     "what_if": st.fixed_dictionaries({
-        "compute_scale": st.lists(st.sampled_from([0.5, 1.0, 3.0, 1e-6]), min_size=1,
-                                  max_size=2, unique=True),
-        "memory_bandwidth_scale": st.lists(st.sampled_from([0.7, 1.0, 2.0]), min_size=1,
-                                           max_size=2, unique=True),
-        "scaleup_bandwidth_scale": st.lists(st.sampled_from([0.25, 1.0]), min_size=1,
-                                            max_size=2, unique=True),
-        "scaleout_bandwidth_scale": st.lists(st.sampled_from([1.0, 4.0]), min_size=1,
-                                             max_size=2, unique=True),
+        **WHAT_IF_SCALES,
         # small capacities admit fewer requests than batch (KV-limited running count),
         # large ones all of them: several running counts per structure point
         "memory_capacity_scale": st.lists(st.sampled_from([0.02, 0.1, 0.3, 1.0, 4.0]),
