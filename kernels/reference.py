@@ -42,6 +42,21 @@ def _busiest_group(experts, k, tokens, ep):
     return out[back.ravel()].reshape(tokens.shape)
 
 
+def roofline_seconds(hw, h, rate, flops, byts, net, steps, span, cs, ms, su, so):
+    """(compute, memory, network seconds, kernel latency) of one op's costs on hardware
+    ``h`` at the what-if scales (arrays broadcast): the link is scale-up when the op's
+    devices (``span``) fit one scale-up domain; latency only where the op does work."""
+    comp = flops / (rate * hw[h, L.HW_COMPUTE_EFF] * cs)
+    mem = byts / (hw[h, L.HW_MEMORY_BYTES_PER_S] * hw[h, L.HW_MEMORY_EFF] * ms)
+    up = span <= hw[h, L.HW_SCALEUP_DOMAIN]
+    link = np.where(up, hw[h, L.HW_SCALEUP_BYTES_PER_S] * su,
+                    hw[h, L.HW_SCALEOUT_BYTES_PER_S] * so) * hw[h, L.HW_NETWORK_EFF]
+    lat = np.where(up, hw[h, L.HW_SCALEUP_LATENCY_S], hw[h, L.HW_SCALEOUT_LATENCY_S])
+    netw = net / link + steps * lat
+    kernel = np.where((flops > 0) | (byts > 0), hw[h, L.HW_KERNEL_LATENCY_S], 0.0)
+    return comp, mem, netw, kernel
+
+
 def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
     """(flops, bytes, net_bytes, net_steps, span) of one op; arrays broadcast."""
     kind = int(op[L.OP_KIND])
@@ -176,8 +191,6 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
            L.CDT_ATTENTION: np.where(dtype_bits[a] >= dtype_bits[k], a, k), L.CDT_ACT: a}
     micro = np.minimum(p, b)
     group_seqs = b / micro / adp  # one attention-DP group's sequences per micro-batch
-    peak_bw = hw[h, L.HW_MEMORY_BYTES_PER_S] * hw[h, L.HW_MEMORY_EFF] * ms
-    domain = hw[h, L.HW_SCALEUP_DOMAIN]
     valid = (cs > 0) & (ms > 0) & (su > 0) & (so > 0)
     n_steps = np.maximum(o - 1, 1)
     full = np.broadcast_shapes(*(x.shape for x in (h, w, a, k, t, p, e, adp, b, s, o, cs, ms,
@@ -189,15 +202,8 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
                                              e, wb, ab, kb)
         else:
             f, by, net, steps, span = _costs(op, decode, group_seqs, s, ctx, t, p, e, wb, ab, kb)
-        comp = f / (rates[h, cdt[int(op[L.OP_CDT])]] * hw[h, L.HW_COMPUTE_EFF] * cs)
-        mem = by / peak_bw
-        up = span <= domain
-        link = np.where(up, hw[h, L.HW_SCALEUP_BYTES_PER_S] * su,
-                        hw[h, L.HW_SCALEOUT_BYTES_PER_S] * so) * hw[h, L.HW_NETWORK_EFF]
-        lat = np.where(up, hw[h, L.HW_SCALEUP_LATENCY_S], hw[h, L.HW_SCALEOUT_LATENCY_S])
-        netw = net / link + steps * lat
-        kernel = np.where((f > 0) | (by > 0), hw[h, L.HW_KERNEL_LATENCY_S], 0.0)
-        return comp, mem, netw, kernel
+        return roofline_seconds(hw, h, rates[h, cdt[int(op[L.OP_CDT])]], f, by, net, steps,
+                                span, cs, ms, su, so)
 
     ttft_all, tpot_all, bound_all = [], [], []
     for m in range(programs.shape[0]):

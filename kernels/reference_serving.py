@@ -48,7 +48,7 @@ from collections import Counter
 import numpy as np
 
 from . import layout as L
-from .reference import _costs
+from .reference import _costs, roofline_seconds
 from .serving import steady_state
 
 
@@ -226,8 +226,6 @@ def _serve(hw, rates, program, n_op, engines, pt, dtype_bytes, dtype_bits):
                 _per_value(lambda s_, k_: _chunk_reads(s_, k_, window), s, chunks))
         return seen_windows[window]
 
-    peak_bw = hw[h, L.HW_MEMORY_BYTES_PER_S] * hw[h, L.HW_MEMORY_EFF] * ms
-    domain = hw[h, L.HW_SCALEUP_DOMAIN]
     t_iter = {}
     won = {name: np.zeros((3,) + s.shape) for name in kinds}
     for op, role in _roles(program[L.DECODE], n_op[L.DECODE], program[L.PREFILL],
@@ -258,16 +256,10 @@ def _serve(hw, rates, program, n_op, engines, pt, dtype_bytes, dtype_bits):
                       read=ctx + prm * reads)
             flops, byts, net, steps, span = _iteration_costs(
                 op, it, t * widen, p, e, wb, ab, kb)
-            comp = flops / (rates[h, cdt[int(op[L.OP_CDT])]] * hw[h, L.HW_COMPUTE_EFF]
-                            * cs)
-            mem = byts / peak_bw
-            up = span <= domain
-            link = np.where(up, hw[h, L.HW_SCALEUP_BYTES_PER_S] * su,
-                            hw[h, L.HW_SCALEOUT_BYTES_PER_S] * so) * hw[h, L.HW_NETWORK_EFF]
-            lat = np.where(up, hw[h, L.HW_SCALEUP_LATENCY_S], hw[h, L.HW_SCALEOUT_LATENCY_S])
-            netw = net / link + steps * lat
-            top = np.maximum(np.maximum(comp, mem), netw) \
-                + np.where((flops > 0) | (byts > 0), hw[h, L.HW_KERNEL_LATENCY_S], 0.0)
+            comp, mem, netw, kernel = roofline_seconds(
+                hw, h, rates[h, cdt[int(op[L.OP_CDT])]], flops, byts, net, steps, span,
+                cs, ms, su, so)
+            top = np.maximum(np.maximum(comp, mem), netw) + kernel
             runs = (dec > 0) | (pre > 0)
             top = np.where(runs, top, 0.0)
             kind["path"] = kind["path"] + on_path * top
