@@ -14,7 +14,7 @@ from .config import MAX_NAME_CHARS, MAX_PRESET_INT, ConfigError, check_preset_na
 
 SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
              "deepseek_v2", "deepseek_v3", "kimi_k2", "gpt_oss", "gemma", "gemma2", "gemma3",
-             "gemma3_text", "phi3", "llama4", "llama4_text")
+             "gemma3_text", "phi3", "llama4", "llama4_text", "glm4_moe", "minimax_m2")
 GATED = SUPPORTED  # every supported family uses a gated (SwiGLU / GeGLU) FFN
 # A Hugging Face config.json is a few KB; the bound refuses a weights file or /dev/zero
 # given by mistake before it is read into memory.
@@ -89,6 +89,13 @@ def preset_from_config(cfg: dict, name: str, source: str = "config.json") -> dic
         raise ConfigError(f"{source}: model_type = {shown(mt)}: not supported; supported: "
                           f"{', '.join(SUPPORTED)}")
     r = _Reader(cfg, source, prefix)
+    if mt == "minimax_m2":
+        # MiniMax's attention kinds per layer: 1 = softmax attention; 0 (the lightning linear
+        # attention of MiniMax-Text-01 / M1) has no preset representation
+        kinds = r.items("attn_type_list", int, "attention kinds (1 = full attention)")
+        if any(kind != 1 for kind in kinds):
+            r._fail("attn_type_list", "linear-attention layers (kind 0) are not supported; "
+                                      "MiniMax-M2 uses full attention (1) in every layer")
     heads = r.integer("num_attention_heads", required=True)
     hidden = r.integer("hidden_size", required=True)
     layers = r.integer("num_hidden_layers", required=True)
@@ -130,8 +137,14 @@ def preset_from_config(cfg: dict, name: str, source: str = "config.json") -> dic
             p["shared_experts"] = 1
             step = r.integer("interleave_moe_layer_step") or 1
             dense = layers - layers // step
-        if mt == "gpt_oss":
+        if mt in ("gpt_oss", "minimax_m2"):  # intermediate_size is the expert width
             p["moe_ffn_dim"] = p["ffn_dim"]
+        if mt == "glm4_moe":
+            # transformers' newer configs may list each layer's FFN; the list wins over
+            # first_k_dense_replace, as it does there
+            kinds = r.items("mlp_layer_types", str, "layer kinds such as 'dense' or 'sparse'")
+            if kinds:
+                dense = sum(kind == "dense" for kind in kinds[:layers])
         if dense:
             p["dense_layers"] = dense
     # multi-head latent attention

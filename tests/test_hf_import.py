@@ -180,3 +180,86 @@ def test_model_import_gemma3_text_config_ties_embeddings_by_default():
     text = {k: v for k, v in LLAMA3_8B.items() if k != "tie_word_embeddings"}
     cfg = {"model_type": "gemma3", "text_config": {**text, "head_dim": 256}}
     assert preset_from_config(cfg, "m")["tied_embeddings"] is True
+
+
+# --------------------------------------------------------------------------- issue 12 models
+# Subsets of the Hugging Face config.json files of the models added for issue 12; the values
+# are those the bundled presets cite (configs/models/<name>.toml says where each comes from).
+GLM4_5 = {  # zai-org/GLM-4.5 (model_type glm4_moe)
+    "model_type": "glm4_moe", "num_hidden_layers": 92, "hidden_size": 5120,
+    "num_attention_heads": 96, "num_key_value_heads": 8, "head_dim": 128,
+    "intermediate_size": 12288, "moe_intermediate_size": 1536, "n_routed_experts": 160,
+    "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 3,
+    "vocab_size": 151552, "tie_word_embeddings": False, "hidden_act": "silu",
+    "partial_rotary_factor": 0.5, "use_qk_norm": True, "attention_bias": True,
+    "num_nextn_predict_layers": 1}
+GLM4_5_AIR = {**GLM4_5, "num_hidden_layers": 46, "hidden_size": 4096,
+              "intermediate_size": 10944, "moe_intermediate_size": 1408,
+              "n_routed_experts": 128, "first_k_dense_replace": 1, "use_qk_norm": False}
+MINIMAX_M2 = {  # MiniMaxAI/MiniMax-M2 (model_type minimax_m2)
+    "model_type": "minimax_m2", "num_hidden_layers": 62, "hidden_size": 3072,
+    "num_attention_heads": 48, "num_key_value_heads": 8, "head_dim": 128,
+    "intermediate_size": 1536, "num_local_experts": 256, "num_experts_per_tok": 8,
+    "vocab_size": 200064, "tie_word_embeddings": False, "hidden_act": "silu",
+    "attn_type_list": [1] * 62, "shared_intermediate_size": 0, "rotary_dim": 64,
+    "use_mtp": True, "num_mtp_modules": 3}
+KIMI_K2_THINKING = {  # moonshotai/Kimi-K2-Thinking (model_type kimi_k2; INT4 experts)
+    **DEEPSEEK_V3, "model_type": "kimi_k2", "num_attention_heads": 64,
+    "num_key_value_heads": 64, "n_routed_experts": 384, "first_k_dense_replace": 1,
+    "vocab_size": 163840, "quantization_config": {"quant_method": "compressed-tensors"}}
+LLAMA3_3_70B = {  # meta-llama/Llama-3.3-70B-Instruct
+    **LLAMA3_8B, "num_hidden_layers": 80, "hidden_size": 8192, "num_attention_heads": 64,
+    "intermediate_size": 28672}
+
+_ARCHITECTURE = ("layers", "hidden_size", "heads", "kv_heads", "head_dim", "ffn_dim",
+                 "vocab_size", "tied_embeddings", "gated_ffn", "experts", "experts_per_token",
+                 "expert_ffn_dim", "shared_ffn_dim", "dense_layers", "sliding_window_tokens",
+                 "kv_lora_rank", "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
+                 "v_head_dim")
+
+
+@pytest.mark.parametrize("cfg, bundled", [
+    (GLM4_5, "glm4_5"), (GLM4_5_AIR, "glm4_5_air"), (MINIMAX_M2, "minimax_m2"),
+    (KIMI_K2_THINKING, "kimi_k2_thinking"), (LLAMA3_3_70B, "llama3_3_70b"),
+], ids=["glm4_5", "glm4_5_air", "minimax_m2", "kimi_k2_thinking", "llama3_3_70b"])
+def test_model_import_new_families_match_bundled_presets(tmp_path, cfg, bundled):
+    m = _import(tmp_path, cfg, "imported")
+    ref = dse.load_model(bundled)
+    # head_dim is unused by MLA (the import writes qk_nope + qk_rope, the presets 128)
+    keys = [k for k in _ARCHITECTURE if not (k == "head_dim" and ref.is_mla)]
+    assert [getattr(m, k) for k in keys] == [getattr(ref, k) for k in keys]
+    assert total_params(m) == total_params(ref) and active_params(m) == active_params(ref)
+
+
+def test_model_import_glm4_moe_dense_prefix_and_shared_expert():
+    p = preset_from_config(GLM4_5, "m")
+    assert (p["dense_layers"], p["shared_experts"], p["moe_ffn_dim"], p["ffn_dim"]) == \
+        (3, 1, 1536, 12288)
+    # transformers' per-layer list, when a config carries it, wins over first_k_dense_replace
+    kinds = ["dense"] * 2 + ["sparse"] * 90
+    assert preset_from_config({**GLM4_5, "mlp_layer_types": kinds}, "m")["dense_layers"] == 2
+
+
+def test_model_import_minimax_m2_experts_are_intermediate_size_wide():
+    p = preset_from_config(MINIMAX_M2, "m")
+    assert (p["experts"], p["moe_ffn_dim"], p["ffn_dim"]) == (256, 1536, 1536)
+    assert "dense_layers" not in p and "shared_experts" not in p
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"attn_type_list": [0] + [1] * 61},
+     "attn_type_list = [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, "),
+    ({"attn_type_list": [0] + [1] * 61}, "linear-attention layers (kind 0) are not supported"),
+    ({"attn_type_list": "all"}, "attn_type_list = 'all': must be a list of attention kinds"),
+])
+def test_model_import_minimax_m2_refuses_linear_attention(changes, expected):
+    with pytest.raises(dse.ConfigError) as exc:
+        preset_from_config({**MINIMAX_M2, **changes}, "m", "dir/config.json")
+    msg = str(exc.value)
+    assert msg.startswith("dir/config.json: ") and expected in msg and "\n" not in msg, msg
+
+
+def test_model_import_glm4_moe_checks_mlp_layer_types():
+    with pytest.raises(dse.ConfigError) as exc:
+        preset_from_config({**GLM4_5, "mlp_layer_types": "dense"}, "m", "dir/config.json")
+    assert "mlp_layer_types = 'dense': must be a list of layer kinds" in str(exc.value)
