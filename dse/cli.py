@@ -159,14 +159,18 @@ def cmd_explain(args) -> int:
 def cmd_list(args) -> int:
     from .config import bundled_names, load_hardware, load_model
     if args.what == "hardware":
+        # native: the precisions with native math; activations in any other are refused
+        # (precision_not_supported), so a chip without fp8 shows no fp8 rate
         print(f"{'name':<12} {'bf16 TFLOP/s':>12} {'fp8 TFLOP/s':>11} {'HBM GB':>7} "
-              f"{'HBM TB/s':>8} {'scale-up GB/s':>13} {'domain':>6}  description")
+              f"{'HBM TB/s':>8} {'scale-up GB/s':>13} {'domain':>6}  {'native precisions':<29}"
+              "  description")
         for name in bundled_names("hardware"):
             h = load_hardware(name)
-            print(f"{h.name:<12} {h.rate('bf16') / 1e12:>12.0f} {h.rate('fp8') / 1e12:>11.0f} "
+            fp8 = f"{h.flops_per_s['fp8'] / 1e12:.0f}" if "fp8" in h.flops_per_s else "-"
+            print(f"{h.name:<12} {h.rate('bf16') / 1e12:>12.0f} {fp8:>11} "
                   f"{h.memory_bytes / 1e9:>7.0f} {h.memory_bytes_per_s / 1e12:>8.2f} "
                   f"{h.scaleup_bytes_per_s / 1e9:>13.0f} {h.scaleup_domain_devices:>6}  "
-                  f"{h.description}")
+                  f"{','.join(h.native_precisions):<29}  {h.description}")
     elif args.what == "engines":
         from .engines import load_engine
         print(f"{'name':<10} {'request s':>9} {'iteration s':>11} {'chunked':>7} {'mixed':>5} "

@@ -251,8 +251,11 @@ FAMILY_KERNEL_LATENCY_S = {"gpu": 3e-6, "tpu": 1e-6, "accelerator": 4e-6, "cpu":
 class Hardware:
     """One accelerator (a single device), all numbers in SI units.
 
-    ``flops_per_s`` holds the dense peak per precision the chip has natively; :meth:`rate`
-    applies the fallback to the next wider precision.
+    ``flops_per_s`` holds the dense peak per precision the chip has natively, and only
+    those: its keys are :attr:`native_precisions` (a preset's ``native_precisions`` list,
+    when given, must name exactly them). :meth:`rate` applies the fallback to the next
+    wider precision (weights and KV cache narrower than the activations); activations in
+    a precision the chip lacks make a configuration infeasible (``precision_not_supported``).
     """
     name: str
     description: str
@@ -274,6 +277,11 @@ class Hardware:
     price_per_device_hour_usd: float = 0.0  # 0: unknown (no cost column values)
     source: str = ""
     text: str = field(default="", repr=False)  # the preset file as read
+
+    @property
+    def native_precisions(self) -> tuple:
+        """The precisions the chip computes in natively (those with a rate), widest first."""
+        return tuple(d for d in DTYPES if d in self.flops_per_s)
 
     def rate(self, dtype: str) -> float:
         """Peak dense FLOP/s used for GEMM inputs of ``dtype`` [FLOP/s]."""
@@ -297,6 +305,32 @@ def _guess_family(name: str) -> str:
     return "gpu"
 
 
+def _check_native_precisions(value, rates: dict, src) -> None:
+    """A preset's ``native_precisions``: distinct known precision names, exactly the ones
+    with a ``flops_per_s_<precision>`` rate (a native precision without a rate could not be
+    priced; a rate of a precision that is not native would never be used)."""
+    key = "native_precisions"
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        _fail(src, key, value, f"must be a list of precision names; valid: {', '.join(DTYPES)}")
+    for v in value:
+        if v not in DTYPES:
+            _fail(src, key, value, f"unknown precision {shown(v)}; valid: {', '.join(DTYPES)}")
+    seen = set()
+    for v in value:
+        if v in seen:
+            _fail(src, key, value, f"duplicate precision {shown(v)}")
+        seen.add(v)
+    for v in value:
+        if v not in rates:
+            _fail(src, key, value, f"{v} has no rate: give flops_per_s_{v} or drop {v}; "
+                  f"precisions with a rate here: {', '.join(rates)}")
+    for d, r in rates.items():
+        if d not in seen:
+            _fail(src, f"flops_per_s_{d}", r, f"{d} is not in native_precisions "
+                  f"{shown(value)}: list it or drop the rate (a rate is the peak of a "
+                  "precision the chip computes in natively)")
+
+
 def load_hardware(ref, base_dir: Path | None = None, source="<api>", key="hardware"):
     """Load a hardware preset by bundled name or path (a ``Path`` is always a path)."""
     path = resolve_preset("hardware", ref, base_dir, source, key)
@@ -307,13 +341,15 @@ def load_hardware(ref, base_dir: Path | None = None, source="<api>", key="hardwa
 def parse_hardware(data: dict, src: str, text: str = ""):
     """Validate a hardware preset given as a dict (its parsed TOML) read from ``src``."""
     allowed = {"name", "description", "scaleup_domain_devices", "tdp_watts", "family",
-               "kernel_latency_s",
+               "kernel_latency_s", "native_precisions",
                "price_per_device_hour_usd", *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS, *_HW_RATE_KEYS}
     _check_keys(data, allowed, ["name", "flops_per_s_fp32", "scaleup_domain_devices",
                                 *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS], src)
     name = check_preset_name(data["name"], src)
     rates = {d: _positive_float(data, f"flops_per_s_{d}", src)
              for d in DTYPES if f"flops_per_s_{d}" in data}
+    if "native_precisions" in data:
+        _check_native_precisions(data["native_precisions"], rates, src)
     family = data.get("family", _guess_family(name))
     if family not in FAMILY_KERNEL_LATENCY_S:
         _fail(src, "family", family, f"valid: {', '.join(FAMILY_KERNEL_LATENCY_S)}")

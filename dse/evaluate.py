@@ -21,9 +21,10 @@ from .kernels.grid import evaluate_grid
 REASONS = ("", "ep_not_divisor_of_tp", "ep_on_dense_model", "attention_dp_on_dense_model",
            "experts_not_divisible_by_ep",
            "tp_not_divisor_of_heads", "tp_incompatible_with_kv_heads", "pp_exceeds_layers",
-           "what_if_scale_not_positive", "out_of_memory")
+           "what_if_scale_not_positive", "precision_not_supported", "out_of_memory")
 REASON_CODE = {r: i for i, r in enumerate(REASONS)}
 WHAT_IF_DIMS = in_layout(names(kind="scale"))
+PRECISION_DIMS = ("hardware", "weight_dtype", "act_dtype")
 
 
 def _axis_table(columns) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +130,29 @@ def structural_reasons(models, tp, pp, ep, adp) -> np.ndarray:
     return np.stack(out).astype(np.uint8)
 
 
+def precision_reasons(hardware, c: dict) -> tuple[tuple, np.ndarray]:
+    """``precision_not_supported`` where the hardware has no native math in the
+    activation precision (``same``: the weight precision), else 0: (dims, uint8 codes).
+
+    The dims are those of :data:`PRECISION_DIMS` the codes vary over, and the grid's own
+    size-1 dims: weight_dtype only where an activation precision is ``same`` (weight-only
+    formats narrower than the activations need no native math of their own; their
+    dequantization is priced by the kernel), so the table is at most hardware x weight x
+    activation precisions, never broadcast over the grid.
+    """
+    native = np.array([[d in h.flops_per_s for d in L.DTYPES] for h in hardware], dtype=bool)
+    native = native.reshape(len(hardware), len(L.DTYPES))
+    w = _shaped(dtype_codes(c["weight_dtype"]), "weight_dtype", PRECISION_DIMS)
+    a = _shaped(dtype_codes(c["act_dtype"]), "act_dtype", PRECISION_DIMS)
+    act = np.where(a < 0, w, a) if (a < 0).any() else a
+    codes = np.where(native[:, act[0]], np.uint8(0),
+                     np.uint8(REASON_CODE["precision_not_supported"]))
+    keep = [i for i, d in enumerate(PRECISION_DIMS) if codes.shape[i] > 1 or len(c[d]) == 1]
+    squeezed = tuple(i for i in range(codes.ndim) if i not in keep)
+    return (tuple(PRECISION_DIMS[i] for i in keep),
+            np.ascontiguousarray(codes.squeeze(squeezed), dtype=np.uint8))
+
+
 def _own_dims(term, models, dims, c) -> tuple[tuple, np.ndarray]:
     """``term(model)`` (an array over ``dims[1:]``, size 1 where it does not vary) of each
     model, stacked over ``dims[0]`` (the model dim), keeping only the dims the values vary
@@ -205,7 +229,8 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
 
 
 def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
-    """Per-device memory terms [bytes], usable capacity and structural reason codes.
+    """Per-device memory terms [bytes], usable capacity, structural reason codes and the
+    precision check (:func:`precision_reasons`).
 
     Each memory term carries only the dims among ``MEMORY_DIMS`` it varies over (weights:
     model, precisions, tp, pp, attention_dp; activations not output length or KV
@@ -246,6 +271,7 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
         "structural_reason": (STRUCTURE_DIMS, structural_reasons(
             spec.models, c["tp"], c["pp"], c["ep"], c["attention_dp"])),
         "what_if_valid": (WHAT_IF_DIMS, scale_ok),
+        "precision_reason": precision_reasons(spec.hardware, c),
     }
 
 
@@ -264,8 +290,9 @@ def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
         ``ttft_s`` [s] over TTFT_DIMS; ``tpot_s`` [s] and ``bound`` (uint8 code into
         ``BOUND_NAMES``) over TPOT_DIMS; memory terms [bytes] over the dims they depend on;
         ``usable_memory_bytes`` (hardware, memory_capacity_scale); ``structural_reason``
-        (model, tp, pp, ep) and ``what_if_valid`` (what-if dims). Use :func:`derive` for the
-        per-configuration columns.
+        (model, tp, pp, ep) and ``what_if_valid`` (what-if dims); ``precision_reason``
+        (uint8 code, over hardware and the precisions it depends on). Use :func:`derive`
+        for the per-configuration columns.
     """
     c = coords(spec)
     memory = memory_and_validity(spec, c)
@@ -289,6 +316,7 @@ def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
                                                  dtype=np.uint8))
     ds["bound"].attrs["names"] = list(L.BOUND_NAMES)
     ds["structural_reason"].attrs["names"] = list(REASONS)
+    ds["precision_reason"].attrs["names"] = list(REASONS)
     ds.attrs["n_configs"] = spec.n_configs()
     return ds
 
@@ -297,8 +325,8 @@ def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
 METRIC_INPUTS = ("serving", "tp", "attention_dp", "pp", "dp", "batch", "output_tokens",
                  "ttft_s", "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_device",
                  "activation_bytes_per_device", "kv_request_bytes", "working_bytes", "slots",
-                 "structural_reason", "what_if_valid", "usable_memory_bytes",
-                 "price_per_device_hour_usd")
+                 "structural_reason", "what_if_valid", "precision_reason",
+                 "usable_memory_bytes", "price_per_device_hour_usd")
 
 
 def derived_metrics(v, where=np.where) -> dict:
@@ -328,6 +356,8 @@ def derived_metrics(v, where=np.where) -> dict:
     reason = v["structural_reason"]
     reason = where((reason == 0) & ~v["what_if_valid"],
                    np.uint8(REASON_CODE["what_if_scale_not_positive"]), reason)
+    # activations in a precision the hardware has no native math for (0 where it has)
+    reason = where(reason == 0, v["precision_reason"], reason)
     reason = where((reason == 0) & no_room,
                    np.uint8(REASON_CODE["out_of_memory"]), reason).astype(np.uint8)
     return {

@@ -17,8 +17,9 @@ from numba import njit, prange
 from .pareto import frontier
 
 # sources, in the order of the offset tables' first columns
-TTFT, TPOT, WEIGHT, KV, ACT, STRUCTURAL, WHAT_IF_OK, USABLE, SLOTS, SERVING = range(10)
-N_SOURCES = 10
+TTFT, TPOT, WEIGHT, KV, ACT, STRUCTURAL, WHAT_IF_OK, USABLE, SLOTS, SERVING, PRECISION = \
+    range(11)
+N_SOURCES = 11
 CONTINUOUS = 1  # the serving code of continuous batching (dse.axes.SERVING)
 # Consecutive groups differ in the innermost what-if axes, which are the innermost
 # (contiguous) axes of ttft/tpot: a block of groups walked strategy by strategy reuses each
@@ -29,9 +30,9 @@ GROUP_BLOCK = 16
 @njit(parallel=True, cache=True, nogil=True)
 def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer_dp_batch,
                    inner_dp_batch, outer_devices, inner_devices, ttft, tpot, weight, kv, act,
-                   structural, what_if_ok, usable, slots, serving, code_what_if, code_oom,
-                   max_devices,
-                   max_ttft, max_tpot, n_workers, front, n_front, best, reasons):
+                   structural, what_if_ok, usable, slots, serving, precision, code_what_if,
+                   code_oom, max_devices, max_ttft, max_tpot, n_workers, front, n_front, best,
+                   reasons):
     """Frontier, best strategy and reason counts of every group.
 
     Strategy ``s = a * n_inner + b`` (``n_inner = inner_offsets.shape[0]``): its offset into
@@ -39,6 +40,9 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
     N_SOURCES]), and group g's is ``group_offsets[g]`` [n_groups, >= N_SOURCES]; group_out:
     output tokens per group; dp * batch = ``outer_dp_batch[a] * inner_dp_batch[b]`` and the
     devices (tp * attention_dp * pp * dp) = ``outer_devices[a] * inner_devices[b]``.
+    The reason codes are the structural ones, then ``code_what_if``, then ``precision``'s
+    (its code where the activation precision has no native math, else 0), then
+    ``code_oom``: ``dse.evaluate.derived_metrics``' order.
     Objectives: x = tokens/s per device, y = tokens/s per user. ``n_workers``: parallel
     tasks, each with its own scratch of min(GROUP_BLOCK, n_groups) x n_strategies (a few
     times the thread count balances load).
@@ -98,6 +102,10 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
                         code = structural[base[STRUCTURAL] + so[STRUCTURAL]]
                         if code == 0 and not what_if_ok[base[WHAT_IF_OK] + so[WHAT_IF_OK]]:
                             code = code_what_if
+                        if code == 0:
+                            # precision_not_supported, or 0 where the hardware computes
+                            # in the activation precision natively
+                            code = precision[base[PRECISION] + so[PRECISION]]
                         if code == 0:
                             if serving[base[SERVING] + so[SERVING]] == CONTINUOUS:
                                 # continuous: KV capacity limits admission; out of memory
