@@ -42,7 +42,7 @@ def spec_for(path, serving, hardware=None):
 def kernel_runner(spec):
     c = E.coords(spec)
     inputs = E.kernel_inputs(spec, E.memory_and_validity(spec, c)["slots"])
-    shapes = (tuple(len(c[d]) for d in E.TTFT_DIMS), tuple(len(c[d]) for d in E.TPOT_DIMS))
+    shapes = (E.kernel_shape(c, E.TTFT_DIMS), E.kernel_shape(c, E.TPOT_DIMS))
     return lambda: E.run_kernel(inputs, *shapes)
 
 

@@ -10,7 +10,9 @@ Each axis has a ``role``: a *group* axis says which question a configuration ans
 (hardware, model, sequence lengths, what-if hardware), a *strategy* axis is one of the
 choices compared within a group (batch, parallelism, precisions). Its ``walk`` says how it
 enters the evaluation: ``kernel`` (the grid kernel iterates it), ``what_if`` (the kernel
-scales a hardware rate by it) or ``derived`` (only derived columns and checks depend on
+scales a hardware rate by it), ``hardware`` (a variant of the hardware table: the kernel
+runs each variant as a hardware of its own, :func:`dse.grid.hardware_variants`) or
+``derived`` (only derived columns and checks depend on
 it: replicas multiply throughput). ``ttft`` is False for the axes the time to first token
 does not depend on (none at present: under continuous serving the output length and the
 memory capacity shape the admission wait).
@@ -124,7 +126,7 @@ AXES = (
     _int("max_batched_tokens", "strategy", 11, 1 << 24,
          "continuous: token budget of one engine iteration (chunked-prefill size; 0: the "
          "engine's default)", default=(0,), minimum=0),
-    _int("dp", "strategy", 20, 1 << 20, "independent replicas", walk="derived"),
+    _int("dp", "strategy", 22, 1 << 20, "independent replicas", walk="derived"),
     _dtype("weight_dtype", 4, "bf16", "weight precision"),
     _dtype("act_dtype", 5, SAME, "activation precision (same: the weight precision)"),
     _dtype("kv_dtype", 6, SAME, "KV-cache precision (same: the activation precision)"),
@@ -133,6 +135,11 @@ AXES = (
     _scale("memory_capacity_scale", 19, "factor on memory capacity"),
     _scale("scaleup_bandwidth_scale", 17, "factor on scale-up link bandwidth"),
     _scale("scaleout_bandwidth_scale", 18, "factor on scale-out link bandwidth"),
+    _scale("scaleup_domain_scale", 20, "factor on the scale-up domain size (devices per "
+           "NVLink-class domain, rounded; e.g. 9 turns an 8-GPU node into NVL72)",
+           walk="hardware"),
+    _scale("link_latency_scale", 21, "factor on the per-step latency of the scale-up and "
+           "scale-out links", walk="hardware"),
 )
 AXIS = {a.name: a for a in AXES}
 MAX_DEVICES = 1 << 60  # the [constraints] bound, and the most devices any point can have

@@ -27,8 +27,12 @@ def _attention_ops(m: Model, phase: int) -> list[ops.Op]:
     global_layers = n - window_layers
     if not m.is_mla:
         d = m.head_dim
-        out = [ops.gemm("q_proj", h, m.heads * d, n, L.SPLIT_COLUMNS),
-               ops.gemm("kv_proj", h, 2 * m.kv_heads * d, n, L.SPLIT_KV, kv_heads=m.kv_heads)]
+        # Q, K and V as one GEMM (the input is read once), as engines fuse them
+        out = [ops.gemm("qkv_proj", h, m.heads * d, n, L.SPLIT_QKV, kv_heads=m.kv_heads,
+                        kv_columns=2 * m.kv_heads * d)]
+        if rotary(m):  # RoPE on the query and key heads (read and written once)
+            qk = (m.heads + m.kv_heads) * d
+            out.append(ops.elementwise("rope", qk, qk, 3 * qk, n, L.SPLIT_COLUMNS))
         for name, count, window in (("attention", global_layers, 0),
                                     ("attention_window", window_layers, m.sliding_window_tokens)):
             if count:
@@ -42,11 +46,20 @@ def _attention_ops(m: Model, phase: int) -> list[ops.Op]:
     dq = m.qk_nope_head_dim + m.qk_rope_head_dim
     latent = m.kv_lora_rank + m.qk_rope_head_dim
     if m.q_lora_rank:
-        out = [ops.gemm("q_a_proj", h, m.q_lora_rank, n),
+        # the two down-projections share their input: one GEMM (as SGLang and vLLM fuse
+        # q_a and kv_a), then one kernel normalizing both latents
+        lat = m.q_lora_rank + m.kv_lora_rank
+        out = [ops.gemm("qkv_a_proj", h, m.q_lora_rank + latent, n),
+               ops.elementwise("qkv_a_norm", lat, lat, 4 * lat, n),
                ops.gemm("q_b_proj", m.q_lora_rank, m.heads * dq, n, L.SPLIT_COLUMNS)]
     else:
-        out = [ops.gemm("q_proj", h, m.heads * dq, n, L.SPLIT_COLUMNS)]
-    out.append(ops.gemm("kv_a_proj", h, latent, n))
+        out = [ops.gemm("q_proj", h, m.heads * dq, n, L.SPLIT_COLUMNS),
+               ops.gemm("kv_a_proj", h, latent, n),
+               ops.elementwise("kv_a_norm", m.kv_lora_rank, m.kv_lora_rank,
+                               4 * m.kv_lora_rank, n)]
+    # RoPE on the queries' rotary part (split with the heads) and the shared rotary key
+    qk = (m.heads + 1) * m.qk_rope_head_dim
+    out.append(ops.elementwise("rope", qk, qk, 3 * qk, n, L.SPLIT_COLUMNS))
     if phase == L.PREFILL:
         out += [ops.gemm("kv_b_proj", m.kv_lora_rank, m.heads * (m.qk_nope_head_dim + m.v_head_dim),
                          n, L.SPLIT_COLUMNS),
@@ -66,15 +79,20 @@ def _ssm_ops(m: Model) -> list[ops.Op]:
     if not n:
         return []
     h, inner, state = m.hidden_size, m.ssm_inner, m.ssm_state_size
+    ch, kernel = m.ssm_conv_channels, m.ssm_conv_kernel
     if m.ssm_heads:  # Mamba-2: one projection gives x, z, B, C and dt (arXiv:2405.21060)
         in_dim = 2 * inner + 2 * m.ssm_groups * state + m.ssm_heads
         out = [ops.gemm("ssm_in_proj", h, in_dim, n, L.SPLIT_COLUMNS)]
+        bc, dt = 2 * m.ssm_groups * state, m.ssm_heads  # B, C from the conv; dt per head
     else:  # Mamba-1 (arXiv:2312.00752): x and z, then x_proj -> dt, B, C and dt_proj
         out = [ops.gemm("ssm_in_proj", h, 2 * inner, n, L.SPLIT_COLUMNS),
                ops.gemm("ssm_x_proj", inner, m.dt_rank + 2 * state, n, L.SPLIT_ROWS),
                ops.gemm("ssm_dt_proj", m.dt_rank, inner, n, L.SPLIT_COLUMNS)]
-    return out + [ops.ssm_scan("ssm_scan", inner, state, m.ssm_conv_channels,
-                               m.ssm_conv_kernel, n),
+        bc, dt = 2 * state, inner
+    # the causal depthwise conv is a kernel of its own (reads and writes its channels);
+    # the scan then reads x, z, B, C and dt and writes y (Mamba-1: 6 inner + 2 N per token)
+    return out + [ops.elementwise("ssm_conv", ch, ch, 2 * ch * kernel, n, L.SPLIT_COLUMNS),
+                  ops.ssm_scan("ssm_scan", inner, state, ch, kernel, n, bc, dt),
                   ops.gemm("ssm_out_proj", inner, h, n, L.SPLIT_ROWS)]
 
 
@@ -85,6 +103,7 @@ def _ffn_ops(m: Model) -> list[ops.Op]:
     out = []
     if dense:
         out += [ops.gemm("gate_up_proj", h, (mats - 1) * m.ffn_dim, dense, L.SPLIT_COLUMNS),
+                activation("act", m, m.ffn_dim, dense),
                 ops.gemm("down_proj", m.ffn_dim, h, dense, L.SPLIT_ROWS),
                 ops.all_reduce("ffn_all_reduce", h, dense)]
     moe = m.moe_layers
@@ -92,18 +111,46 @@ def _ffn_ops(m: Model) -> list[ops.Op]:
         k = m.experts_per_token
         # the router runs in each attention group on its own tokens; everything after it
         # spans all tp * attention_dp devices
-        out.append(ops.gemm("router", h, m.experts, moe))
+        # routing: softmax / top-k over the fp32 router logits (k ids and weights out),
+        # then sorting the routed copies by expert (k ids per token)
+        out += [ops.gemm("router", h, m.experts, moe),
+                ops.elementwise("moe_topk", m.experts, 2 * k, 4 * m.experts, moe,
+                                element_bytes=4.0),
+                ops.elementwise("moe_align", k, k, k, moe, element_bytes=4.0)]
         moe_ops = [ops.all_to_all("moe_dispatch", k * h, moe),
                    ops.moe_experts("experts", h, m.expert_ffn_dim, m.experts, k, mats, moe),
-                   ops.all_to_all("moe_combine", k * h, moe)]
+                   activation("experts_act", m, m.expert_ffn_dim, moe, copies=k),
+                   ops.all_to_all("moe_combine", k * h, moe),
+                   # un-permute: the k weighted expert outputs of a token summed into one
+                   ops.elementwise("moe_sum", k * h, h, 2 * k * h, moe, L.SPLIT_EXPERTS)]
         if m.shared_ffn_dim:
             moe_ops += [ops.gemm("shared_gate_up_proj", h, (mats - 1) * m.shared_ffn_dim, moe,
                                  L.SPLIT_COLUMNS),
+                        activation("shared_act", m, m.shared_ffn_dim, moe),
                         ops.gemm("shared_down_proj", m.shared_ffn_dim, h, moe, L.SPLIT_ROWS)]
-        moe_ops += [ops.all_gather("moe_all_gather", h, moe, when=L.WHEN_EP),
-                    ops.all_reduce("moe_all_reduce", h, moe, when=L.WHEN_NO_EP)]
+        moe_ops.append(ops.all_reduce("moe_all_reduce", h, moe, when=L.WHEN_NO_EP))
         out += [ops.moe_span(op) for op in moe_ops]
+        # with expert parallelism the combine returns each device's own tokens; an
+        # attention group of tp > 1 devices, which all hold the same tokens, gathers
+        # their shares back (under attention DP with tp = 1 per group, as SGLang and
+        # TensorRT-LLM run DeepSeek, there is nothing to gather: only the two all-to-alls)
+        out.append(ops.all_gather("moe_all_gather", h, moe, when=L.WHEN_EP))
     return out
+
+
+def rotary(model: Model) -> bool:
+    """Whether attention applies rotary position embeddings (learned absolute positions,
+    as in GPT-3 and OPT, are added once with the token embedding instead)."""
+    return model.position_embedding == "rope"
+
+
+def activation(name: str, m: Model, width: int, layers: int, copies: int = 1) -> ops.Op:
+    """The FFN activation kernel between the up and down GEMMs: a gated FFN reads gate
+    and up (2 x width) and writes width per token (SiLU-and-mul), a plain MLP reads and
+    writes width; ``copies`` routed copies per token for experts; split over tp."""
+    read = copies * width * (2 if m.gated_ffn else 1)
+    return ops.elementwise(name, read, copies * width, 4 * copies * width, layers,
+                           L.SPLIT_COLUMNS)
 
 
 def model_ops(model: Model, phase: int = L.PREFILL) -> list[ops.Op]:
@@ -124,6 +171,11 @@ def model_ops(model: Model, phase: int = L.PREFILL) -> list[ops.Op]:
                  tokens=L.TOKENS_LAST),
         ops.all_gather("logits_all_gather", model.vocab_size, scope=L.SCOPE_ONCE,
                        tokens=L.TOKENS_LAST),
+        # sampling over the fp32 logits: a softmax pass and a sampling pass read them,
+        # the probabilities are written once
+        ops.elementwise("sampling", 2 * model.vocab_size, model.vocab_size,
+                        5 * model.vocab_size, scope=L.SCOPE_ONCE, tokens=L.TOKENS_LAST,
+                        element_bytes=4.0),
     ]
 
 

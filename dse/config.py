@@ -423,6 +423,7 @@ class Model:
     ssm_groups: int = 1             # Mamba-2 B/C groups
     ssm_conv_kernel: int = 4
     ssm_dt_rank: int = 0            # Mamba-1 dt rank (0: ceil(hidden / 16))
+    position_embedding: str = "rope"  # "rope" (rotary, per layer) or "learned" (absolute)
     published_params: float = 0.0
     published_active_params: float = 0.0
     published_active_excludes_embedding: bool = False  # the published active count omits it
@@ -487,9 +488,13 @@ def load_model(ref, base_dir: Path | None = None, source="<api>", key="model"):
     return parse_model(data, str(path), text)
 
 
+POSITION_EMBEDDINGS = ("rope", "learned")  # rotary in every attention layer / added once
+
+
 def parse_model(data: dict, src: str, text: str = ""):
     """Validate a model preset given as a dict (its parsed TOML) read from ``src``."""
-    allowed = {"name", "description", "tied_embeddings", "gated_ffn", "published_params",
+    allowed = {"name", "description", "tied_embeddings", "gated_ffn", "position_embedding",
+               "published_params",
                "published_active_params", "published_active_excludes_embedding",
                *_MODEL_INT_KEYS, *_MODEL_COUNT_KEYS,
                *_MODEL_OPTIONAL_INTS}
@@ -529,6 +534,9 @@ def parse_model(data: dict, src: str, text: str = ""):
     if "sliding_window_layers" in opt and "sliding_window_tokens" not in opt:
         _fail(src, "sliding_window_layers", opt["sliding_window_layers"],
               "needs sliding_window_tokens")
+    position = data.get("position_embedding", "rope")
+    if position not in POSITION_EMBEDDINGS:
+        _fail(src, "position_embedding", position, f"valid: {', '.join(POSITION_EMBEDDINGS)}")
     mla = [k for k in _MLA_KEYS if k in opt]
     if mla and len(mla) != len(_MLA_KEYS):
         missing = sorted(set(_MLA_KEYS) - set(mla))
@@ -538,6 +546,7 @@ def parse_model(data: dict, src: str, text: str = ""):
         description=_string(data, "description", src) if "description" in data else "",
         tied_embeddings=_bool(data, "tied_embeddings", src),
         gated_ffn=_bool(data, "gated_ffn", src),
+        position_embedding=position,
         published_params=(_positive_float(data, "published_params", src)
                           if "published_params" in data else 0.0),
         published_active_params=(_positive_float(data, "published_active_params", src)

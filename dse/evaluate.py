@@ -13,7 +13,8 @@ import xarray as xr
 from . import compile as comp
 from .axes import AXIS, SERVING, in_layout, names
 from .config import SweepSpec
-from .grid import (GRID_DIMS, KERNEL_WHAT_IF, MEMORY_DIMS, STRUCT_DIMS, STRUCTURE_DIMS,
+from .grid import (GRID_DIMS, HARDWARE_WHAT_IF, KERNEL_WHAT_IF, MEMORY_DIMS, STRUCT_DIMS,
+                   STRUCTURE_DIMS, hardware_variants,
                    TPOT_DIMS, TTFT_DIMS, coords, engine_table, dtype_codes, hardware_tables, resolve_dtypes)
 from .kernels import layout as L
 from .kernels.grid import evaluate_grid
@@ -69,14 +70,20 @@ def slot_strides(dims: tuple, shape: tuple) -> tuple[np.ndarray, list]:
 def kernel_inputs(spec: SweepSpec, slots: tuple) -> dict:
     """The dense arrays the grid kernel (and the numpy reference) take: the kernel and
     what-if axes of the registry (``dse.grid.STRUCT_DIMS``, ``KERNEL_WHAT_IF``) each as one
-    table, precisions as codes, presets and choices as indices; ``slots`` = (dims, array):
-    the requests memory and engine admit (:func:`serving_slots`)."""
+    table, precisions as codes, presets and choices as indices, one hardware row per
+    hardware variant (``dse.grid.HARDWARE_WHAT_IF``; :func:`from_kernel` folds them back);
+    ``slots`` = (dims, array): the requests memory and engine admit
+    (:func:`serving_slots`)."""
     c = coords(spec)
-    hw, rates = hardware_tables(spec.hardware)
+    hw, rates = hardware_variants(*hardware_tables(spec.hardware),
+                                  *(c[d] for d in HARDWARE_WHAT_IF))
     programs, n_ops = comp.compile_models(spec.models)
     axes, axis_sizes = _axis_table([_axis_values(d, c[d]) for d in STRUCT_DIMS[1:]])
     scales, scale_sizes = _axis_table([c[d] for d in KERNEL_WHAT_IF])
     dims, values = slots
+    if "hardware" in dims:  # each hardware variant admits what its hardware admits
+        values = np.repeat(values, hw.shape[0] // len(spec.hardware),
+                           axis=dims.index("hardware"))
     strides, order = slot_strides(dims, values.shape)
     return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops,
                 engines=engine_table(spec.engines), axes=axes, axis_sizes=axis_sizes,
@@ -84,6 +91,23 @@ def kernel_inputs(spec: SweepSpec, slots: tuple) -> dict:
                 scale_sizes=scale_sizes,
                 slots=np.ascontiguousarray(values.transpose(order), dtype=np.float64).ravel(),
                 slot_strides=strides, dtype_bytes=L.DTYPE_BYTES, dtype_bits=L.DTYPE_BITS)
+
+
+def kernel_shape(c: dict, dims: tuple) -> tuple:
+    """The shape of a kernel output over ``dims``: the hardware variants in place of the
+    hardware, the hardware what-if dims left out (:func:`from_kernel` puts them back)."""
+    variants = int(np.prod([len(c[d]) for d in HARDWARE_WHAT_IF]))
+    return tuple(len(c[d]) * (variants if d == "hardware" else 1) for d in dims
+                 if d not in HARDWARE_WHAT_IF)
+
+
+def from_kernel(x: np.ndarray, c: dict) -> np.ndarray:
+    """A kernel output [hardware variants, ...] over its dims with the hardware what-if
+    dims last, as the registry orders them (a reshape when they hold one value each)."""
+    n = [len(c[d]) for d in HARDWARE_WHAT_IF]
+    x = x.reshape(len(c["hardware"]), *n, *x.shape[1:])
+    k = len(n)
+    return np.ascontiguousarray(np.moveaxis(x, list(range(1, 1 + k)), list(range(-k, 0))))
 
 
 def run_kernel(inputs: dict, shape_ttft, shape_tpot):
@@ -297,15 +321,14 @@ def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
     c = coords(spec)
     memory = memory_and_validity(spec, c)
     inputs = kernel_inputs(spec, memory["slots"])
-    shape_ttft = tuple(len(c[d]) for d in TTFT_DIMS)
-    shape_tpot = tuple(len(c[d]) for d in TPOT_DIMS)
     if backend == "numba":
-        ttft, tpot, bound = run_kernel(inputs, shape_ttft, shape_tpot)
+        out = run_kernel(inputs, kernel_shape(c, TTFT_DIMS), kernel_shape(c, TPOT_DIMS))
     elif backend == "reference":
         from .kernels.reference import evaluate_reference
-        ttft, tpot, bound = evaluate_reference(**inputs)
+        out = evaluate_reference(**inputs)
     else:
         raise ValueError(f"backend must be 'numba' or 'reference', not {backend!r}")
+    ttft, tpot, bound = (from_kernel(x, c) for x in out)
     ds = xr.Dataset(
         {"ttft_s": (TTFT_DIMS, ttft), "tpot_s": (TPOT_DIMS, tpot),
          "bound": (TPOT_DIMS, bound), **memory},

@@ -21,6 +21,7 @@ from .kernels.grid import EXPLAIN_FIELDS, explain_point, explain_serving
 from .metrics import METRICS
 from .table import CATEGORY_NAMES
 
+_LINKS = ("scaleup", "scaleout", "scaleup+scaleout")  # a hierarchical collective uses both
 ROW_FIELDS = ("flops", "bytes", "net_bytes", "compute_s", "memory_s", "network_s",
               "latency_s", "link", "time_s", "count", "stage_count")
 
@@ -39,8 +40,9 @@ def explain(**axes):
     table : pandas.DataFrame
         Static serving (``serving="static"``): one row per (phase, operator) that runs:
         ``count`` (runs per forward pass along the pipeline path), per-run ``flops``,
-        ``bytes``, ``net_bytes``, ``compute_s``, ``memory_s``, ``network_s`` (decode: at
-        the mean context), ``latency_s``, ``time_s`` (decode: the mean over the steps), the
+        ``bytes``, ``net_bytes`` (a collective's message per device), ``link`` (scaleup,
+        scaleout, or both for a hierarchical collective), ``compute_s``, ``memory_s``,
+        ``network_s`` (decode: at the mean context), ``latency_s``, ``time_s`` (decode: the mean over the steps), the
         op's ``bound`` and ``total_s`` = count * time_s; then a ``pipeline_fill`` (prefill)
         and a ``pipeline_wait`` (decode) row. Per phase, ``total_s`` adds up to ``ttft_s``
         and ``tpot_s``. Continuous serving (``serving="continuous"``, the default): one row
@@ -104,7 +106,7 @@ def _static_rows(spec, inp) -> tuple[list, dict]:
             table.append({
                 "phase": phase_name, "op": op.name, "kind": op.kind, "count": row["count"],
                 **{k: row[k] for k in ("flops", "bytes", "net_bytes")},
-                "link": ("scaleout" if row["link"] else "scaleup") if row["net_bytes"] else "",
+                "link": _LINKS[int(row["link"])] if row["net_bytes"] else "",
                 **{k: row[k] for k in ("compute_s", "memory_s", "network_s", "latency_s",
                                        "time_s")},
                 "bound": L.BOUND_NAMES[int(np.argmax(times))] if row["time_s"] > 0 else "",

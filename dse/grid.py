@@ -17,6 +17,10 @@ GRID_DIMS = in_layout(names())
 TPOT_DIMS = tuple(d for d in GRID_DIMS if AXIS[d].walk != "derived")
 TTFT_DIMS = tuple(d for d in TPOT_DIMS if AXIS[d].ttft)
 KERNEL_WHAT_IF = tuple(d for d in GRID_DIMS if AXIS[d].walk == "what_if")
+# What-ifs that change how collectives run (the scale-up domain, link latencies): the
+# kernel sees each combination as a hardware variant (hardware_variants), outermost, and
+# dse.evaluate moves these dims back to the end of the outputs
+HARDWARE_WHAT_IF = tuple(d for d in GRID_DIMS if AXIS[d].walk == "hardware")
 # The model's structure and the strategy the kernel walks (all but hardware and the
 # hardware what-ifs)
 STRUCT_DIMS = tuple(d for d in TTFT_DIMS if AXIS[d].walk == "kernel"
@@ -221,6 +225,23 @@ def hardware_tables(hardware) -> tuple[np.ndarray, np.ndarray]:
         table[i, L.HW_KERNEL_LATENCY_S] = hw.kernel_latency_s
         rates[i] = [hw.rate(d) for d in L.DTYPES]
     return table, rates
+
+
+def hardware_variants(table: np.ndarray, rates: np.ndarray, domain_scale, latency_scale):
+    """The hardware table and rates with one row per (hardware, scaleup_domain_scale,
+    link_latency_scale), in that order (C order): the scale-up domain scaled and rounded
+    (at least one device), both links' per-step latency scaled. A scale <= 0 (an invalid
+    what-if point, flagged by dse.evaluate) gets infinite latencies."""
+    sd = np.asarray(domain_scale, float).reshape(1, -1, 1)
+    sl = np.asarray(latency_scale, float).reshape(1, 1, -1)
+    shape = (table.shape[0], sd.shape[1], sl.shape[2])
+    out = np.broadcast_to(table[:, None, None, :], (*shape, table.shape[1])).copy()
+    ok = (sd > 0) & (sl > 0)
+    out[..., L.HW_SCALEUP_DOMAIN] = np.maximum(np.round(out[..., L.HW_SCALEUP_DOMAIN] * sd), 1)
+    for f in (L.HW_SCALEUP_LATENCY_S, L.HW_SCALEOUT_LATENCY_S):
+        out[..., f] = np.where(ok, out[..., f] * sl, np.inf)
+    per_row = sd.shape[1] * sl.shape[2]
+    return (out.reshape(-1, table.shape[1]), np.repeat(rates, per_row, axis=0))
 
 
 def _proc_kb(path: str, key: str) -> int | None:

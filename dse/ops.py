@@ -38,10 +38,21 @@ def _op(name, kind, params, layers=0, scope=L.SCOPE_LAYER, tokens=L.TOKENS_ALL,
 
 
 def gemm(name, k, n, layers=0, split=L.SPLIT_NONE, kv_heads=0, groups=1, scope=L.SCOPE_LAYER,
-         tokens=L.TOKENS_ALL):
+         tokens=L.TOKENS_ALL, kv_columns=0):
     """Linear layer [tokens, k] x [k, n] (``groups`` independent ones for per-head GEMMs);
-    ``split`` says how tp divides it."""
-    return _op(name, L.GEMM, (k, n, split, kv_heads, groups), layers, scope, tokens)
+    ``split`` says how tp divides it. A fused QKV projection (``SPLIT_QKV``) has ``n``
+    query columns split over tp and ``kv_columns`` K/V columns split over the KV heads."""
+    return _op(name, L.GEMM, (k, n, split, kv_heads, groups, kv_columns), layers, scope,
+               tokens)
+
+
+def elementwise(name, read, written, flops, layers=0, split=L.SPLIT_NONE, element_bytes=0.0,
+                scope=L.SCOPE_LAYER, tokens=L.TOKENS_ALL):
+    """A small memory-bound kernel: ``read`` and ``written`` elements and ``flops`` per
+    token; ``split``: SPLIT_COLUMNS over tp, SPLIT_EXPERTS over the ep groups (routed
+    copies); ``element_bytes``: 0 for the activation precision (e.g. 4 for fp32 logits)."""
+    return _op(name, L.ELEMENTWISE, (read, written, flops, split, element_bytes), layers,
+               scope, tokens, cdt=L.CDT_ACT)
 
 
 def attention(name, heads, kv_heads, qk_dim, v_dim, cache_per_token, cache_heads, layers,
@@ -56,9 +67,11 @@ def attention(name, heads, kv_heads, qk_dim, v_dim, cache_per_token, cache_heads
                                    cache_heads), layers, cdt=L.CDT_ATTENTION)
 
 
-def ssm_scan(name, inner, state_size, conv_channels, conv_kernel, layers):
-    """Mamba-1/2 causal conv + selective scan; a fixed-size state instead of a KV cache."""
-    return _op(name, L.SSM, (inner, state_size, conv_channels, conv_kernel), layers,
+def ssm_scan(name, inner, state_size, conv_channels, conv_kernel, layers, bc=0, dt=0):
+    """Mamba-1/2 selective scan; a fixed-size state (with the causal conv's last inputs)
+    instead of a KV cache. ``bc``: B and C elements per token, ``dt``: Δ elements per
+    token that the scan reads besides x and z."""
+    return _op(name, L.SSM, (inner, state_size, conv_channels, conv_kernel, bc, dt), layers,
                cdt=L.CDT_ACT)
 
 
@@ -112,14 +125,15 @@ def moe_span(op: Op) -> Op:
 
 def op_costs(op: Op, phase: int, seqs: float, input_tokens: float, context: float,
              tp: float, pp: float, ep: float, wb: float, ab: float, kb: float) -> dict:
-    """FLOPs, bytes and network bytes of one op for one micro-batch on one device.
+    """FLOPs, bytes and collective message bytes of one op for one micro-batch on one
+    device, with the collective's group and span (``kernels/collectives.py`` prices them).
 
     ``context`` is the attended length of a decode step (ignored in prefill; capped at a
     sliding window).
     """
-    f0, f1, b0, b1, nb, steps, span, window = op_cost(
+    f0, f1, b0, b1, nb, group, span, window = op_cost(
         op.row, phase, float(seqs), float(input_tokens), float(tp), float(pp), float(ep),
         wb, ab, kb)
     seen = min(context, window) if window > 0 else context
     return {"flops": f0 + f1 * seen, "bytes": b0 + b1 * seen, "net_bytes": nb,
-            "net_steps": steps, "span_devices": span}
+            "group_devices": group, "span_devices": span}

@@ -9,17 +9,15 @@ Conventions. T is the number of tokens one device processes in the phase (a micr
 ``seqs * input_tokens`` in prefill, ``seqs`` in decode). Weight, activation and KV-cache
 elements cost ``wb``, ``ab`` and ``kb`` bytes. Tensor parallelism splits heads and GEMM
 columns/rows over ``tp`` devices; experts are split over ``ep`` groups of ``tp / ep``
-devices each. Collective volumes are the bytes one device pushes through its link, with
-the ring-algorithm factors of the NCCL "bus bandwidth" convention: all-reduce moves
-``2 (n-1)/n`` of the message, all-gather / all-to-all ``(n-1)/n``
-(NVIDIA nccl-tests, doc/PERFORMANCE.md).
+devices each. A collective's cost here is its message per device and its group; the bytes
+each algorithm moves and its latency steps are ``kernels/collectives.py``'s.
 """
 import math
 
 from numba import njit
 
 from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, CDT_GEMM, DECODE,
-                     EMBEDDING, GEMM,
+                     ELEMENTWISE, EMBEDDING, GEMM, SPLIT_EXPERTS, SPLIT_QKV,
                      GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
                      OP_CDT, OP_KIND, OP_LAYERS, OP_P0, OP_SCOPE, OP_TOKENS, OP_WHEN, P2P,
                      SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP, REDUCESCATTER, SSM, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
@@ -144,9 +142,10 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
     bytes0, bytes1 : float
         Memory traffic = bytes0 + bytes1 * context [bytes].
     net_bytes : float
-        Bytes this device sends over its link [bytes].
-    net_steps : float
-        Latency-bound steps of the collective algorithm.
+        The collective's message per device [bytes]: the buffer reduced or gathered, the
+        tokens dispatched, the activations sent (``kernels/collectives.py`` prices it).
+    group : float
+        Devices in the collective group (1: no communication; P2P: 2).
     span : float
         Devices the group spans; it fits the scale-up domain when span <= domain size.
     window : float
@@ -169,12 +168,13 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
     bytes0 = 0.0
     bytes1 = 0.0
     net_bytes = 0.0
-    net_steps = 0.0
+    group = 1.0
     span = tp
     window = 0.0
 
     if kind == GEMM:
-        # P0 = K, P1 = N, P2 = split mode, P3 = KV-head count for SPLIT_KV,
+        # P0 = K, P1 = N, P2 = split mode, P3 = KV-head count for SPLIT_KV / SPLIT_QKV,
+        # P5 = the K/V columns of a fused QKV projection (SPLIT_QKV),
         # P4 = groups: a block-diagonal (per-head) GEMM of P4 independent [K, N] matrices,
         # split over tp by groups when the split mode is SPLIT_COLUMNS
         k = p0
@@ -190,6 +190,8 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
             k = k / tp
         elif split == SPLIT_KV:
             n = n / min(tp, p3)
+        elif split == SPLIT_QKV:  # fused Q and K/V: P1 query columns, P5 K/V columns
+            n = n / tp + p5 / min(tp, p3)
         flops0 = 2.0 * tokens * k * n * groups
         bytes0 = (k * n * wb + tokens * (k + n) * ab) * groups
     elif kind == ATTENTION:
@@ -229,40 +231,47 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
         active = ep * busiest_group_experts(p2, p3, tokens, ep)
         flops0 = 2.0 * tokens * p3 * h * f * p4 / tp
         bytes0 = active * h * f * p4 * wb / tp + tokens * p3 * ab * (2.0 * h / ep + p4 * f / tp)
+    elif kind == ELEMENTWISE:
+        # a small memory-bound kernel (RoPE, activation, MoE routing and permutation,
+        # sampling): P0 elements read and P1 written per token, P2 FLOPs per token, P3
+        # the split (SPLIT_COLUMNS: over tp; SPLIT_EXPERTS: the routed copies spread over
+        # ep groups), P4 bytes per element (0: the activation precision)
+        split = int(p3)
+        div = tp if split == SPLIT_COLUMNS else (ep if split == SPLIT_EXPERTS else 1.0)
+        eb = p4 if p4 > 0.0 else ab
+        flops0 = tokens * p2 / div
+        bytes0 = tokens * (p0 + p1) * eb / div
     elif kind == SSM:
-        # selective state-space scan (Mamba-1/2) after its causal conv: P0 = inner width,
-        # P1 = state size N, P2 = conv channels, P3 = conv kernel. Heads and channels split
-        # over tp. Per token: the conv (2 * channels * kernel FLOPs) and the recurrence
-        # h = a*h + b*x, y = C.h (~6 FLOPs per inner x state element). The state (inner x N
-        # plus kernel-1 conv inputs) is kept in the KV-cache precision instead of a KV cache:
-        # decode reads and writes it once per step, prefill writes it once per sequence.
+        # selective state-space scan (Mamba-1/2) after its causal conv (an op of its own):
+        # P0 = inner width, P1 = state size N, P2 = conv channels, P3 = conv kernel, P4 =
+        # B and C elements per token, P5 = dt elements per token. Heads and channels split
+        # over tp. The recurrence h = a*h + b*x, y = C.h is ~6 FLOPs per inner x state
+        # element; per token the scan reads x, z, B, C and dt and writes y. The state
+        # (inner x N plus kernel-1 conv inputs) is kept in the KV-cache precision instead
+        # of a KV cache: decode reads and writes it once per step, prefill writes it once.
         inner = p0 / tp
         channels = p2 / tp
         state = inner * p1 + channels * (p3 - 1.0)
-        flops0 = tokens * (2.0 * channels * p3 + 6.0 * inner * p1)
+        flops0 = tokens * 6.0 * inner * p1
+        streamed = tokens * (3.0 * inner + (p4 + p5) / tp) * ab
         if phase == DECODE:
-            bytes0 = 2.0 * seqs * state * kb + tokens * (channels + inner) * ab
+            bytes0 = 2.0 * seqs * state * kb + streamed
         else:
-            bytes0 = seqs * state * kb + tokens * (channels + inner) * ab
-    elif kind == ALLREDUCE:
-        n = group_size(int(op[OP_GROUP]), tp, pp, ep)
-        net_bytes = 2.0 * (n - 1.0) / n * tokens * p0 * ab
-        net_steps = 2.0 * (n - 1.0)
-    elif kind == ALLGATHER or kind == REDUCESCATTER:
-        # P0 elements per token of the gathered (or reduced, pre-scatter) message
-        n = group_size(int(op[OP_GROUP]), tp, pp, ep)
-        net_bytes = (n - 1.0) / n * tokens * p0 * ab
-        net_steps = n - 1.0
+            bytes0 = seqs * state * kb + streamed
+    elif kind == ALLREDUCE or kind == ALLGATHER or kind == REDUCESCATTER:
+        # P0 elements per token of the reduced (all-reduce, reduce-scatter) or gathered
+        # (all-gather) message; kernels/collectives.py prices it by algorithm
+        group = group_size(int(op[OP_GROUP]), tp, pp, ep)
+        net_bytes = tokens * p0 * ab
     elif kind == ALLTOALL:
         # each device dispatches its 1/tp share of the tokens, P0 elements per token
-        n = group_size(int(op[OP_GROUP]), tp, pp, ep)
-        net_bytes = (n - 1.0) / n * tokens * p0 * ab / tp
-        net_steps = n - 1.0
+        group = group_size(int(op[OP_GROUP]), tp, pp, ep)
+        net_bytes = tokens * p0 * ab / tp
     elif kind == P2P:
         # activations of the micro-batch to the next pipeline stage; stages sit on
         # consecutive devices, so the link is scale-up only if the whole pipeline fits
+        group = 2.0
         net_bytes = tokens * p0 * ab
-        net_steps = 1.0
         span = tp * pp
-    return flops0, flops1, bytes0, bytes1, net_bytes, net_steps, span, window
+    return flops0, flops1, bytes0, bytes1, net_bytes, group, span, window
 

@@ -10,7 +10,8 @@ Timing model (documented in README "Semantics"):
   op time      = kernel_latency (ops that compute or move memory)
                  + max(FLOPs / (peak * compute_eff * compute_scale),
                      bytes / (bandwidth * memory_eff * memory_bandwidth_scale),
-                     net_bytes / (link * network_eff * link_scale) + steps * link_latency)
+                     collective seconds: per link bytes / (link * network_eff * link_scale)
+                     + steps * link_latency, algorithm by kernels/collectives.py)
   stage        = sum of ceil(n / pp) * op for ops in n layers + once-per-pass ops
                  (the bottleneck stage, assuming each layer type spreads evenly)
   path         = sum of n * op for ops in n layers + once-per-pass ops
@@ -25,8 +26,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .collectives import collective_seconds
 from .formulas import compute_dtype, op_cost, run_counts
-from .serving import (LANES, N_COMP, N_TERMS, N_VTIMES, V_LINK, V_NT, V_PATH,
+from .serving import (LANES, N_COMP, N_TERMS, N_VTIMES, V_OUT, V_PATH, V_UP,
                       V_STAGE, compositions, iteration_seconds, iteration_terms, serve_times,
                       steady_state, structure_units, terms_seconds, unit_times)
 from .layout import (DECODE, EN_ITERATION_OVERHEAD_S, EN_MIXED, EN_REQUEST_OVERHEAD_S,
@@ -34,15 +36,16 @@ from .layout import (DECODE, EN_ITERATION_OVERHEAD_S, EN_MIXED, EN_REQUEST_OVERH
                      HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
                      HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
                      HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_BATCH, K_BUDGET, K_ENGINE, K_EP,
-                     K_INPUT, K_KV, K_PP, K_SERVING, K_TP, K_WEIGHT, OP_SPAN, PREFILL,
+                     K_INPUT, K_KV, K_PP, K_SERVING, K_TP, K_WEIGHT, OP_KIND, OP_SPAN, PREFILL,
                      SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE, W_MEMORY,
                      W_SCALEOUT, W_SCALEUP)
 
 # per-op scratch columns
-_TC0, _TC1, _TM0, _TM1, _TNB, _TNL, _LINK, _MPATH, _MSTAGE, _TWIN, _TLAT = range(11)
-_N_TIMES = 11
-_FLOPS0, _FLOPS1, _BYTES0, _BYTES1, _NET, _STEPS, _SPAN, _CDT, _CPATH, _CSTAGE, _WIN = range(11)
-_N_COSTS = 11
+_TC0, _TC1, _TM0, _TM1, _TNB, _TNO, _TNL, _LINK, _MPATH, _MSTAGE, _TWIN, _TLAT = range(12)
+_N_TIMES = 12
+(_FLOPS0, _FLOPS1, _BYTES0, _BYTES1, _NET, _GROUP, _SPAN, _CDT, _CPATH, _CSTAGE, _WIN,
+ _KIND) = range(12)
+_N_COSTS = 12
 
 
 @njit(cache=True)
@@ -125,17 +128,18 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, wb, ab, kb, cdt_gem
     for i in range(n_op):
         op = program[i]
         if int(op[OP_SPAN]) == SPAN_MOE:  # MoE layers see every attention-DP group
-            f0, f1, b0, b1, nb, steps, span, win = op_cost(op, phase, seqs * adp, s, t * adp,
+            f0, f1, b0, b1, nb, group, span, win = op_cost(op, phase, seqs * adp, s, t * adp,
                                                            p, e, wb, ab, kb)
         else:
-            f0, f1, b0, b1, nb, steps, span, win = op_cost(op, phase, seqs, s, t, p, e,
+            f0, f1, b0, b1, nb, group, span, win = op_cost(op, phase, seqs, s, t, p, e,
                                                            wb, ab, kb)
         out[i, _FLOPS0] = f0
         out[i, _FLOPS1] = f1
         out[i, _BYTES0] = b0
         out[i, _BYTES1] = b1
         out[i, _NET] = nb
-        out[i, _STEPS] = steps
+        out[i, _GROUP] = group
+        out[i, _KIND] = op[OP_KIND]
         out[i, _SPAN] = span
         out[i, _WIN] = win
         out[i, _CDT] = compute_dtype(op, cdt_gemm, cdt_attn, cdt_act)
@@ -147,29 +151,28 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
     """Unscaled compute / memory / network seconds per op on one hardware into ``out``."""
     ce = hw_h[HW_COMPUTE_EFF]
     mem = hw_h[HW_MEMORY_BYTES_PER_S] * hw_h[HW_MEMORY_EFF]
-    ne = hw_h[HW_NETWORK_EFF]
-    domain = hw_h[HW_SCALEUP_DOMAIN]
+    r_up = 1.0 / (hw_h[HW_SCALEUP_BYTES_PER_S] * hw_h[HW_NETWORK_EFF])
+    r_out = 1.0 / (hw_h[HW_SCALEOUT_BYTES_PER_S] * hw_h[HW_NETWORK_EFF])
     for i in range(n_op):
         rate = rates_h[int(costs[i, _CDT])] * ce
         out[i, _TC0] = costs[i, _FLOPS0] / rate
         out[i, _TC1] = costs[i, _FLOPS1] / rate
         out[i, _TM0] = costs[i, _BYTES0] / mem
         out[i, _TM1] = costs[i, _BYTES1] / mem
-        # size-dependent efficiency (latency-bandwidth model): every compute or memory
-        # kernel takes a fixed latency on top of its roofline time, so a small kernel
-        # reaches only work / (work + rate * latency) of the preset efficiency.
-        # Collectives carry their own per-step link latency instead.
+        # size-dependent efficiency (latency-bandwidth model): every kernel that computes,
+        # reads memory or communicates takes a fixed latency (launch and tail) on top of
+        # its roofline time, so a small kernel reaches only work / (work + rate * latency)
+        # of the preset efficiency; a collective adds its link steps' latency to that.
         works = (costs[i, _FLOPS0] > 0.0 or costs[i, _FLOPS1] > 0.0
-                 or costs[i, _BYTES0] > 0.0 or costs[i, _BYTES1] > 0.0)
+                 or costs[i, _BYTES0] > 0.0 or costs[i, _BYTES1] > 0.0
+                 or (costs[i, _GROUP] > 1.0 and costs[i, _NET] > 0.0))
         out[i, _TLAT] = hw_h[HW_KERNEL_LATENCY_S] if works else 0.0
-        if costs[i, _SPAN] <= domain:
-            out[i, _TNB] = costs[i, _NET] / (hw_h[HW_SCALEUP_BYTES_PER_S] * ne)
-            out[i, _TNL] = costs[i, _STEPS] * hw_h[HW_SCALEUP_LATENCY_S]
-            out[i, _LINK] = 0.0
-        else:
-            out[i, _TNB] = costs[i, _NET] / (hw_h[HW_SCALEOUT_BYTES_PER_S] * ne)
-            out[i, _TNL] = costs[i, _STEPS] * hw_h[HW_SCALEOUT_LATENCY_S]
-            out[i, _LINK] = 1.0
+        out[i, _TNB], out[i, _TNO], out[i, _TNL] = collective_seconds(
+            int(costs[i, _KIND]), costs[i, _GROUP], costs[i, _SPAN], costs[i, _NET],
+            hw_h[HW_SCALEUP_DOMAIN], r_up, hw_h[HW_SCALEUP_LATENCY_S], r_out,
+            hw_h[HW_SCALEOUT_LATENCY_S])
+        # link: 0 scale-up only, 1 scale-out only, 2 both (hierarchical)
+        out[i, _LINK] = (0.0 if out[i, _TNO] <= 0.0 else (1.0 if out[i, _TNB] <= 0.0 else 2.0))
         out[i, _MPATH] = costs[i, _CPATH]
         out[i, _MSTAGE] = costs[i, _CSTAGE]
         out[i, _TWIN] = costs[i, _WIN]
@@ -180,7 +183,7 @@ def _op_time(tt, i, rcs, rms, rsu, rso):
     """Seconds of op ``i`` of a phase's time table ``tt`` (:func:`_fill_times`) under the
     what-if reciprocals: the roofline max plus the kernel latency. Context-independent ops
     only (decode attention is averaged over its steps by :func:`mean_max_lines_capped`)."""
-    tn = tt[i, _TNB] * (rsu if tt[i, _LINK] == 0.0 else rso) + tt[i, _TNL]
+    tn = tt[i, _TNB] * rsu + tt[i, _TNO] * rso + tt[i, _TNL]
     return max(tt[i, _TC0] * rcs, tt[i, _TM0] * rms, tn) + tt[i, _TLAT]
 
 
@@ -274,11 +277,9 @@ def _links_used(vt, n_op):
     up = False
     out = False
     for i in range(n_op):
-        if (vt[i, V_PATH] != 0.0 or vt[i, V_STAGE] != 0.0) and vt[i, V_NT] != 0.0:
-            if vt[i, V_LINK] == 0.0:
-                up = True
-            else:
-                out = True
+        if vt[i, V_PATH] != 0.0 or vt[i, V_STAGE] != 0.0:
+            up = up or vt[i, V_UP] > 0.0
+            out = out or vt[i, V_OUT] > 0.0
     return up, out
 
 
@@ -525,7 +526,7 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_
                         continue
                     tc = t_dec[i, _TC0] * rcs
                     tm = t_dec[i, _TM0] * rms
-                    tn = t_dec[i, _TNB] * (rsu if t_dec[i, _LINK] == 0.0 else rso) + t_dec[i, _TNL]
+                    tn = t_dec[i, _TNB] * rsu + t_dec[i, _TNO] * rso + t_dec[i, _TNL]
                     mp = t_dec[i, _MPATH]
                     lat = t_dec[i, _TLAT]
                     if tc >= tm and tc >= tn:
@@ -600,7 +601,7 @@ def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, v, out_
             c = min(ctx, times[i, _TWIN]) if times[i, _TWIN] > 0.0 else ctx
             tc = (times[i, _TC0] + times[i, _TC1] * c) * rcs
             tm = (times[i, _TM0] + times[i, _TM1] * c) * rms
-            tn = times[i, _TNB] * (rsu if times[i, _LINK] == 0.0 else rso) + times[i, _TNL]
+            tn = times[i, _TNB] * rsu + times[i, _TNO] * rso + times[i, _TNL]
             if phase == DECODE and grows:
                 mean, mean_c, frac_c = mean_max_lines_capped(
                     times[i, _TC0] * rcs, times[i, _TC1] * rcs, times[i, _TM0] * rms,

@@ -59,8 +59,10 @@ P2P = 7
 ALLGATHER = 8
 SSM = 9
 REDUCESCATTER = 10
+ELEMENTWISE = 11    # a small memory-bound kernel: RoPE, activation, MoE routing, sampling
 OP_KIND_NAMES = ("gemm", "attention", "norm", "embedding", "moe_experts", "all_reduce",
-                 "all_to_all", "p2p", "all_gather", "ssm_scan", "reduce_scatter")
+                 "all_to_all", "p2p", "all_gather", "ssm_scan", "reduce_scatter",
+                 "elementwise")
 
 SCOPE_LAYER = 0     # once in each of OP_LAYERS layers
 SCOPE_ONCE = 1      # once per forward pass (embedding, final norm, LM head)
@@ -91,6 +93,8 @@ SPLIT_NONE = 0
 SPLIT_COLUMNS = 1   # N / tp
 SPLIT_ROWS = 2      # K / tp
 SPLIT_KV = 3        # N / min(tp, kv_heads): KV heads are replicated once tp exceeds them
+SPLIT_QKV = 4       # fused Q and K/V projection: P1 / tp + P5 / min(tp, kv_heads)
+SPLIT_EXPERTS = 5   # ELEMENTWISE over the routed copies of the tokens: per ep group
 
 # --- the grid the kernel walks -----------------------------------------------------------
 # Below hardware and model, the axes the kernel decodes from a flat structure index, slowest

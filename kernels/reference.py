@@ -42,23 +42,64 @@ def _busiest_group(experts, k, tokens, ep):
     return out[back.ravel()].reshape(tokens.shape)
 
 
-def roofline_seconds(hw, h, rate, flops, byts, net, steps, span, cs, ms, su, so):
+def _collective(kind, n, span, msg, domain, r_up, lat_up, r_out, lat_out):
+    """(scale-up, scale-out, latency) seconds of a collective (arrays broadcast), restated
+    from kernels/collectives.py: inside one scale-up domain the cheaper of the direct
+    algorithms (all-reduce one-shot or two-shot; one step otherwise), across domains the
+    hierarchical form with d of the group's devices per domain and g = n / d domains."""
+    n, span, msg = np.broadcast_arrays(*(np.asarray(x, float) for x in (n, span, msg)))
+    one_domain = span <= domain
+    d = np.where(one_domain, n, np.clip(np.floor(n * domain / span), 1.0, n))
+    g = n / d
+    intra = (d > 1).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if kind == L.ALLREDUCE:
+            one = ((n - 1) * msg * r_up, 0 * msg, lat_up + 0 * msg)
+            two = (2 * (n - 1) / n * msg * r_up, 0 * msg, 2 * lat_up + 0 * msg)
+            pick_one = one[0] + one[2] <= two[0] + two[2]
+            tree = 2 * np.minimum(g - 1, np.ceil(np.log2(np.maximum(g, 1))))
+            hier = (2 * (d - 1) / d * msg * r_up, 2 * (g - 1) / g * msg / d * r_out,
+                    2 * intra * lat_up + tree * lat_out)
+            parts = [np.where(one_domain, np.where(pick_one, o, t), hh)
+                     for o, t, hh in zip(one, two, hier)]
+        elif kind == L.ALLTOALL:
+            parts = [np.where(one_domain, (n - 1) / n * msg * r_up, (d - 1) / n * msg * r_up),
+                     np.where(one_domain, 0.0, (n - d) / n * msg * r_out),
+                     np.where(one_domain, lat_up, intra * lat_up + lat_out)]
+        elif kind == L.P2P:
+            parts = [np.where(one_domain, msg * r_up, 0.0),
+                     np.where(one_domain, 0.0, msg * r_out),
+                     np.where(one_domain, lat_up, lat_out)]
+        else:  # all-gather, reduce-scatter
+            parts = [(d - 1) / d * msg * r_up,
+                     np.where(one_domain, 0.0, (g - 1) / g * msg / d * r_out),
+                     np.where(one_domain, lat_up, intra * lat_up + (g - 1) * lat_out)]
+    talks = (n > 1) & (msg > 0)
+    return tuple(np.where(talks, x, 0.0) for x in parts)
+
+
+def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, su, so):
     """(compute, memory, network seconds, kernel latency) of one op's costs on hardware
-    ``h`` at the what-if scales (arrays broadcast): the link is scale-up when the op's
-    devices (``span``) fit one scale-up domain; latency only where the op does work."""
+    ``h`` at the what-if scales (arrays broadcast): a collective (``kind``, message ``net``
+    bytes over ``group`` devices spread over ``span``) by :func:`_collective`, each link's
+    bytes at its scale; kernel latency where the op computes, reads memory or
+    communicates."""
     comp = flops / (rate * hw[h, L.HW_COMPUTE_EFF] * cs)
     mem = byts / (hw[h, L.HW_MEMORY_BYTES_PER_S] * hw[h, L.HW_MEMORY_EFF] * ms)
-    up = span <= hw[h, L.HW_SCALEUP_DOMAIN]
-    link = np.where(up, hw[h, L.HW_SCALEUP_BYTES_PER_S] * su,
-                    hw[h, L.HW_SCALEOUT_BYTES_PER_S] * so) * hw[h, L.HW_NETWORK_EFF]
-    lat = np.where(up, hw[h, L.HW_SCALEUP_LATENCY_S], hw[h, L.HW_SCALEOUT_LATENCY_S])
-    netw = net / link + steps * lat
-    kernel = np.where((flops > 0) | (byts > 0), hw[h, L.HW_KERNEL_LATENCY_S], 0.0)
+    up, out, lat = _collective(
+        kind, group, span, net, hw[h, L.HW_SCALEUP_DOMAIN],
+        1 / (hw[h, L.HW_SCALEUP_BYTES_PER_S] * hw[h, L.HW_NETWORK_EFF]),
+        hw[h, L.HW_SCALEUP_LATENCY_S],
+        1 / (hw[h, L.HW_SCALEOUT_BYTES_PER_S] * hw[h, L.HW_NETWORK_EFF]),
+        hw[h, L.HW_SCALEOUT_LATENCY_S])
+    netw = up / su + out / so + lat
+    talks = (np.asarray(group) > 1) & (np.asarray(net) > 0)  # a collective is a kernel too
+    kernel = np.where((flops > 0) | (byts > 0) | talks, hw[h, L.HW_KERNEL_LATENCY_S], 0.0)
     return comp, mem, netw, kernel
 
 
 def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
-    """(flops, bytes, net_bytes, net_steps, span) of one op; arrays broadcast."""
+    """(flops, bytes, message bytes, group devices, span) of one op; arrays broadcast."""
     kind = int(op[L.OP_KIND])
     p = op[L.OP_P0:L.OP_P0 + L.OP_N_PARAMS]
     tokens = seqs if (decode or op[L.OP_TOKENS] == L.TOKENS_LAST) else seqs * s
@@ -74,7 +115,8 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
         else:
             per_dev = 1.0
             rows = p[0] / tp if p[2] == L.SPLIT_ROWS else p[0] + zero
-            cols = {L.SPLIT_COLUMNS: p[1] / tp, L.SPLIT_KV: p[1] / np.minimum(tp, p[3])}.get(
+            cols = {L.SPLIT_COLUMNS: p[1] / tp, L.SPLIT_KV: p[1] / np.minimum(tp, p[3]),
+                    L.SPLIT_QKV: p[1] / tp + p[5] / np.minimum(tp, p[3])}.get(
                 int(p[2]), p[1] + zero)
         flops = 2 * tokens * rows * cols * per_dev
         byts = per_dev * (rows * cols * wb + tokens * rows * ab + tokens * cols * ab)
@@ -106,23 +148,25 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
         flops = 2 * tokens * k * hid * ffn * mats / tp
         byts = hit * mats * hid * ffn * wb / tp + tokens * k * hid * ab * 2 / ep \
             + tokens * k * ffn * mats * ab / tp
+    elif kind == L.ELEMENTWISE:
+        share = {L.SPLIT_COLUMNS: 1 / tp, L.SPLIT_EXPERTS: 1 / ep}.get(int(p[3]), 1.0 + zero)
+        flops = tokens * p[2] * share
+        byts = tokens * (p[0] + p[1]) * (p[4] if p[4] > 0 else ab) * share
     elif kind == L.SSM:
         inner, state_n, channels, kernel = p[0] / tp, p[1], p[2] / tp, p[3]
         state = inner * state_n + channels * (kernel - 1)
-        flops = tokens * (2 * channels * kernel + 6 * inner * state_n)
-        byts = (2 if decode else 1) * seqs * state * kb + tokens * (channels + inner) * ab
-    elif kind == L.ALLREDUCE:
-        net = 2 * (group - 1) / group * tokens * p[0] * ab
-        steps = 2 * (group - 1)
-    elif kind in (L.ALLGATHER, L.REDUCESCATTER):
-        net = (group - 1) / group * tokens * p[0] * ab
-        steps = group - 1
+        flops = tokens * 6 * inner * state_n
+        reads = 3 * inner + p[4] / tp + p[5] / tp  # x, z, y; B and C; dt
+        byts = (2 if decode else 1) * seqs * state * kb + tokens * reads * ab
+    elif kind in (L.ALLREDUCE, L.ALLGATHER, L.REDUCESCATTER):
+        net = tokens * p[0] * ab  # the message; _collective prices the algorithm
+        steps = group + zero
     elif kind == L.ALLTOALL:
-        net = (group - 1) / group * (tokens / tp) * p[0] * ab
-        steps = group - 1
+        net = tokens / tp * p[0] * ab
+        steps = group + zero
     elif kind == L.P2P:
         net = tokens * p[0] * ab
-        steps = 1 + zero
+        steps = 2 + zero
         span = tp * pp + zero
     return flops, byts, net, steps, span
 
@@ -202,8 +246,8 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
                                              e, wb, ab, kb)
         else:
             f, by, net, steps, span = _costs(op, decode, group_seqs, s, ctx, t, p, e, wb, ab, kb)
-        return roofline_seconds(hw, h, rates[h, cdt[int(op[L.OP_CDT])]], f, by, net, steps,
-                                span, cs, ms, su, so)
+        return roofline_seconds(hw, h, rates[h, cdt[int(op[L.OP_CDT])]], f, by,
+                                int(op[L.OP_KIND]), net, steps, span, cs, ms, su, so)
 
     ttft_all, tpot_all, bound_all = [], [], []
     for m in range(programs.shape[0]):

@@ -133,7 +133,7 @@ def _chunk_reads(s, k, window):
 
 
 def _iteration_costs(op, it, t, p, e, wb, ab, kb):
-    """(flops, bytes, net_bytes, net_steps, span) of one op over one micro-batch of one
+    """(flops, bytes, message bytes, group devices, span) of one op over one micro-batch of one
     iteration ``it`` (dict of the op's tokens, touched sequences, sampled tokens, attended
     positions and cached positions read, per point)."""
     kind = int(op[L.OP_KIND])
@@ -150,8 +150,9 @@ def _iteration_costs(op, it, t, p, e, wb, ab, kb):
     if kind == L.SSM:
         inner, channels = q[0] / t, q[2] / t
         state = inner * q[1] + channels * (q[3] - 1)
-        flops = it["tokens"] * (2 * channels * q[3] + 6 * inner * q[1])
-        byts = 2 * it["touched"] * state * kb + it["tokens"] * (channels + inner) * ab
+        flops = it["tokens"] * 6 * inner * q[1]
+        byts = 2 * it["touched"] * state * kb + it["tokens"] * (
+            3 * inner + (q[4] + q[5]) / t) * ab
         zero = np.zeros_like(flops * byts)
         return flops, byts, zero, zero, t + zero
     # token-linear kinds: the static formulas at the iteration's token count
@@ -257,8 +258,8 @@ def _serve(hw, rates, program, n_op, engines, pt, dtype_bytes, dtype_bits):
             flops, byts, net, steps, span = _iteration_costs(
                 op, it, t * widen, p, e, wb, ab, kb)
             comp, mem, netw, kernel = roofline_seconds(
-                hw, h, rates[h, cdt[int(op[L.OP_CDT])]], flops, byts, net, steps, span,
-                cs, ms, su, so)
+                hw, h, rates[h, cdt[int(op[L.OP_CDT])]], flops, byts, int(op[L.OP_KIND]),
+                net, steps, span, cs, ms, su, so)
             top = np.maximum(np.maximum(comp, mem), netw) + kernel
             runs = (dec > 0) | (pre > 0)
             top = np.where(runs, top, 0.0)

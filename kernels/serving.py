@@ -39,22 +39,27 @@ import math
 import numpy as np
 from numba import njit
 
+from .collectives import collective_seconds, domain_split
 from .formulas import causal_pairs, compute_dtype, op_cost, run_counts
 from .layout import (DECODE, EN_CHUNKED, EN_MAX_BATCHED_TOKENS, EN_MIXED, HW_COMPUTE_EFF,
                      HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
                      HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
                      HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, MOE,
-                     OP_FIELDS, OP_KIND, OP_SPAN, OP_TOKENS, PREFILL, SPAN_MOE, TOKENS_LAST)
+                     OP_FIELDS, OP_KIND, OP_SPAN, OP_TOKENS, P2P, PREFILL, SPAN_MOE,
+                     TOKENS_LAST)
 
 # per-op unit costs [FLOP, bytes] (then seconds, see unit_times)
-(U_T, U_X, U_B0, U_BT, U_BSEQ, U_BX, U_NT, U_STEPS, U_SPAN, U_CDT, U_PATH, U_STAGE, U_WIN,
- U_MOE, U_LAST, U_SCALE, U_WORKS) = range(17)
-N_UNITS = 17
+(U_T, U_X, U_B0, U_BT, U_BSEQ, U_BX, U_NT, U_GROUP, U_SPAN, U_CDT, U_PATH, U_STAGE, U_WIN,
+ U_MOE, U_LAST, U_SCALE, U_WORKS, U_KIND) = range(18)
+N_UNITS = 18
 # per-op unit times [s]: compute per token and per context, memory once / per token / per
-# sequence / per context, network per token, latency steps, link, kernel latency, counts
-(V_CT, V_CX, V_M0, V_MT, V_MSEQ, V_MX, V_NT, V_NL, V_LINK, V_LAT, V_PATH, V_STAGE, V_WIN,
- V_MOE, V_LAST, V_SCALE, V_RATE, V_MEM, V_NET) = range(19)
-N_VTIMES = 19
+# sequence / per context, the collective's message bytes per token, kernel latency,
+# counts; the collective's kind, group and span with the links' seconds per byte and per
+# step (kernels/collectives.py prices a message of any size)
+(V_CT, V_CX, V_M0, V_MT, V_MSEQ, V_MX, V_NT, V_UP, V_OUT, V_LAT, V_PATH, V_STAGE, V_WIN,
+ V_MOE, V_LAST, V_SCALE, V_RATE, V_MEM, V_KIND, V_GROUP, V_SPAN, V_DOMAIN, V_RUP, V_LUP,
+ V_ROUT, V_LOUT) = range(26)
+N_VTIMES = 26
 # composition of one micro-batch of one attention-DP group in one iteration
 (C_DEC, C_CTX, C_CTXW, C_PRE, C_PROMPTS, C_PAIRS, C_PAIRSW, C_READ, C_READW, C_TOUCHED,
  C_SAMPLED) = range(11)
@@ -82,14 +87,15 @@ def unit_costs(program, n_op, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_
         out[i, U_BSEQ] = 0.0 if last else per_seq - out[i, U_BT]
         out[i, U_BX] = one[3]
         out[i, U_NT] = one[4] - z[4]
-        out[i, U_STEPS] = one[5]
+        out[i, U_GROUP] = one[5]
+        out[i, U_KIND] = op[OP_KIND]
         out[i, U_SPAN] = one[6]
         out[i, U_WIN] = one[7]
         out[i, U_MOE] = 1.0 if int(op[OP_KIND]) == MOE else 0.0
         out[i, U_LAST] = 1.0 if last else 0.0
         out[i, U_SCALE] = scale
         out[i, U_WORKS] = 1.0 if (one[0] > 0.0 or one[1] > 0.0 or one[2] > 0.0
-                                  or one[3] > 0.0) else 0.0
+                                  or one[3] > 0.0 or (one[5] > 1.0 and one[4] > 0.0)) else 0.0
         out[i, U_CDT] = compute_dtype(op, cdt_gemm, cdt_attn, cdt_act)
         out[i, U_PATH], out[i, U_STAGE] = run_counts(op, p, e)
 
@@ -99,21 +105,24 @@ def unit_times(units, n_op, rates_h, hw_h, out):
     """:func:`unit_costs` in seconds on one hardware (unscaled by the what-ifs)."""
     ce = hw_h[HW_COMPUTE_EFF]
     mem = hw_h[HW_MEMORY_BYTES_PER_S] * hw_h[HW_MEMORY_EFF]
-    ne = hw_h[HW_NETWORK_EFF]
+    r_up = 1.0 / (hw_h[HW_SCALEUP_BYTES_PER_S] * hw_h[HW_NETWORK_EFF])
+    r_out = 1.0 / (hw_h[HW_SCALEOUT_BYTES_PER_S] * hw_h[HW_NETWORK_EFF])
+    domain = hw_h[HW_SCALEUP_DOMAIN]
     for i in range(n_op):
         rate = rates_h[int(units[i, U_CDT])] * ce
-        up = units[i, U_SPAN] <= hw_h[HW_SCALEUP_DOMAIN]
-        link = (hw_h[HW_SCALEUP_BYTES_PER_S] if up else hw_h[HW_SCALEOUT_BYTES_PER_S]) * ne
         out[i, V_CT] = units[i, U_T] / rate
         out[i, V_CX] = units[i, U_X] / rate
         out[i, V_M0] = units[i, U_B0] / mem
         out[i, V_MT] = units[i, U_BT] / mem
         out[i, V_MSEQ] = units[i, U_BSEQ] / mem
         out[i, V_MX] = units[i, U_BX] / mem
-        out[i, V_NT] = units[i, U_NT] / link
-        out[i, V_NL] = units[i, U_STEPS] * (hw_h[HW_SCALEUP_LATENCY_S] if up
-                                            else hw_h[HW_SCALEOUT_LATENCY_S])
-        out[i, V_LINK] = 0.0 if up else 1.0
+        out[i, V_NT] = units[i, U_NT]
+        group = units[i, U_GROUP]
+        d, g = domain_split(group, units[i, U_SPAN], domain)
+        talks = group > 1.0 and units[i, U_NT] > 0.0
+        out[i, V_UP] = 1.0 if talks and (d > 1.0 or int(units[i, U_KIND]) == P2P
+                                         and g <= 1.0) else 0.0
+        out[i, V_OUT] = 1.0 if talks and g > 1.0 else 0.0
         out[i, V_LAT] = hw_h[HW_KERNEL_LATENCY_S] if units[i, U_WORKS] > 0.0 else 0.0
         out[i, V_PATH] = units[i, U_PATH]
         out[i, V_STAGE] = units[i, U_STAGE]
@@ -123,7 +132,23 @@ def unit_times(units, n_op, rates_h, hw_h, out):
         out[i, V_SCALE] = units[i, U_SCALE]
         out[i, V_RATE] = 1.0 / rate
         out[i, V_MEM] = 1.0 / mem
-        out[i, V_NET] = 1.0 / link
+        out[i, V_KIND] = units[i, U_KIND]
+        out[i, V_GROUP] = group
+        out[i, V_SPAN] = units[i, U_SPAN]
+        out[i, V_DOMAIN] = domain
+        out[i, V_RUP] = r_up
+        out[i, V_LUP] = hw_h[HW_SCALEUP_LATENCY_S]
+        out[i, V_ROUT] = r_out
+        out[i, V_LOUT] = hw_h[HW_SCALEOUT_LATENCY_S]
+
+
+@njit(cache=True)
+def network_seconds(vt, i, tokens):
+    """(scale-up, scale-out, latency) seconds of op ``i``'s collective over ``tokens``
+    tokens (:func:`kernels.collectives.collective_seconds`)."""
+    return collective_seconds(int(vt[i, V_KIND]), vt[i, V_GROUP], vt[i, V_SPAN],
+                              vt[i, V_NT] * tokens, vt[i, V_DOMAIN], vt[i, V_RUP],
+                              vt[i, V_LUP], vt[i, V_ROUT], vt[i, V_LOUT])
 
 
 @njit(cache=True)
@@ -199,13 +224,13 @@ def _op_seconds(vt, i, program, tokens, seqs, sampled, ctx, pairs, reads, rcs, r
         c = op_cost(program[i], DECODE, tok * vt[i, V_SCALE], 1.0, t * adp, p, e, wb, ab, kb)
         tc = c[0] * vt[i, V_RATE] * rcs
         tm = c[2] * vt[i, V_MEM] * rms
-        tn = c[4] * vt[i, V_NET]
+        tn = 0.0  # experts compute and read; their dispatch and combine are ops of their own
     else:
         tc = (vt[i, V_CT] * tok + vt[i, V_CX] * pairs) * rcs
         tm = (vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs
               + vt[i, V_MX] * reads) * rms
-        tn = vt[i, V_NT] * tok
-    tn = tn * (rsu if vt[i, V_LINK] == 0.0 else rso) + vt[i, V_NL]
+        up, out, lat = network_seconds(vt, i, tok)
+        tn = up * rsu + out * rso + lat
     if tc >= tm and tc >= tn:
         top = tc + vt[i, V_LAT]
         acc[0] += vt[i, V_PATH] * top
@@ -318,7 +343,7 @@ def steady_state(batch, slots, s, out_tokens, budget, engine):
 # Per-op terms of one iteration (:func:`iteration_terms`), the what-if-independent part of
 # :func:`iteration_seconds`: unscaled compute, memory and network seconds, link latency,
 # kernel latency, link (0 scale-up, 1 scale-out) and run counts along the path and stage
-(T_C, T_M, T_N, T_NL, T_LAT, T_LINK, T_PATH, T_STAGE) = range(8)
+(T_C, T_M, T_N, T_NO, T_NL, T_LAT, T_PATH, T_STAGE) = range(8)
 N_TERMS = 8
 LANES = 8  # what-if points per vector block of terms_seconds
 
@@ -335,10 +360,8 @@ def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q):
         out[q, T_C] = vt[i, V_CT] * tok + vt[i, V_CX] * pairs
         out[q, T_M] = (vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs
                        + vt[i, V_MX] * reads)
-        out[q, T_N] = vt[i, V_NT] * tok
-    out[q, T_NL] = vt[i, V_NL]
+        out[q, T_N], out[q, T_NO], out[q, T_NL] = network_seconds(vt, i, tok)
     out[q, T_LAT] = vt[i, V_LAT]
-    out[q, T_LINK] = vt[i, V_LINK]
     out[q, T_PATH] = vt[i, V_PATH]
     out[q, T_STAGE] = vt[i, V_STAGE]
 
@@ -350,7 +373,9 @@ def _moe_terms(vt, i, program, t, p, e, adp, wb, ab, kb, out, q):
     c = op_cost(program[i], DECODE, out[q, T_C], 1.0, t * adp, p, e, wb, ab, kb)
     out[q, T_C] = c[0] * vt[i, V_RATE]
     out[q, T_M] = c[2] * vt[i, V_MEM]
-    out[q, T_N] = c[4] * vt[i, V_NET]
+    out[q, T_N] = 0.0
+    out[q, T_NO] = 0.0
+    out[q, T_NL] = 0.0
 
 
 @njit(cache=True)
@@ -411,15 +436,15 @@ def terms_seconds(terms, n_terms, rcs, rms, rsu, rso, m, path, stage, acc_c, acc
         tcu = terms[q, T_C]
         tmu = terms[q, T_M]
         tnu = terms[q, T_N]
+        tno = terms[q, T_NO]
         nl = terms[q, T_NL]
         lat = terms[q, T_LAT]
         mp = terms[q, T_PATH]
         ms = terms[q, T_STAGE]
-        rn = rsu if terms[q, T_LINK] == 0.0 else rso
         for j in range(m):
             tc = tcu * rcs[j]
             tm = tmu * rms[j]
-            tn = tnu * rn[j] + nl
+            tn = tnu * rsu[j] + tno * rso[j] + nl
             is_c = (tc >= tm) & (tc >= tn)
             is_m = (not is_c) & (tm >= tn)
             top = (tc if is_c else (tm if is_m else tn)) + lat

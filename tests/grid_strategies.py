@@ -39,4 +39,7 @@ WHAT_IF_SCALES = {
     "memory_bandwidth_scale": scales([0.7, 1.0, 2.0]),
     "scaleup_bandwidth_scale": scales([0.25, 1.0]),
     "scaleout_bandwidth_scale": scales([1.0, 4.0]),
+    # hardware variants: a domain of 2 or 16 devices, slower or faster link steps
+    "scaleup_domain_scale": scales([1.0, 0.25, 2.0]),
+    "link_latency_scale": scales([1.0, 0.5, 4.0]),
 }
