@@ -276,6 +276,12 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
             m, tp, pp, batch, context, kb[0], adp),
         "activation_bytes_per_device": lambda m: comp.activation_bytes_per_device(
             m, tp, pp, batch, ax["input_tokens"][0], ab[0], adp),
+        # the static peaks: prefill holds the prompts' KV cache and the prefill
+        # activations, decode the full-context KV cache and one step's activations
+        "kv_prompt_bytes": lambda m: comp.kv_cache_bytes_per_device(
+            m, tp, pp, batch, ax["input_tokens"][0], kb[0], adp),
+        "decode_working_bytes": lambda m: comp.activation_bytes_per_device(
+            m, tp, pp, batch, 1.0, ab[0], adp),
     }
     scale_ok = np.ones([len(c[d]) for d in WHAT_IF_DIMS], dtype=bool)
     for d in WHAT_IF_DIMS:
@@ -347,7 +353,8 @@ def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
 # What derived_metrics reads: axes and the evaluated variables.
 METRIC_INPUTS = ("serving", "tp", "attention_dp", "pp", "dp", "batch", "output_tokens",
                  "ttft_s", "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_device",
-                 "activation_bytes_per_device", "kv_request_bytes", "working_bytes", "slots",
+                 "activation_bytes_per_device", "kv_prompt_bytes", "decode_working_bytes",
+                 "kv_request_bytes", "working_bytes", "slots",
                  "structural_reason", "what_if_valid", "precision_reason",
                  "usable_memory_bytes", "price_per_device_hour_usd")
 
@@ -369,12 +376,16 @@ def derived_metrics(v, where=np.where) -> dict:
     requests = v["dp"] * v["batch"] / e2e
     throughput = requests * out_tok
     # continuous: the requests the KV cache and the engine admit run, the rest wait; the
-    # memory holds weights, one iteration's working set and the running requests' KV cache
+    # memory holds weights, one iteration's working set and the running requests' KV cache.
+    # static: weights and the larger of the prefill peak (the prompts' KV cache and the
+    # prefill activations) and the decode peak (full-context KV cache, one step's working
+    # set)
     running = where(continuous, np.minimum(v["batch"], v["slots"]), v["batch"])
     memory = where(continuous, v["weight_bytes_per_device"] + v["working_bytes"]
                    + running * v["kv_request_bytes"],
-                   v["weight_bytes_per_device"] + v["kv_cache_bytes_per_device"]
-                   + v["activation_bytes_per_device"])
+                   v["weight_bytes_per_device"] + np.maximum(
+                       v["kv_prompt_bytes"] + v["activation_bytes_per_device"],
+                       v["kv_cache_bytes_per_device"] + v["decode_working_bytes"]))
     no_room = where(continuous, v["slots"] < 1, memory > v["usable_memory_bytes"])
     reason = v["structural_reason"]
     reason = where((reason == 0) & ~v["what_if_valid"],

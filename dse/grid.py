@@ -41,6 +41,7 @@ REDUCTION_ORDER = (*GROUP_DIMS, *STRATEGY_DIMS)
 MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "attention_dp",
                "batch", "input_tokens", "output_tokens")
 ACTIVATION_DIMS = tuple(d for d in MEMORY_DIMS if d not in ("kv_dtype", "output_tokens"))
+KV_PROMPT_DIMS = tuple(d for d in MEMORY_DIMS if d != "output_tokens")  # KV at the prompt
 STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp")
 
 # Peak memory of a chunk in flight, term by term [bytes per point of the dims named], as
@@ -150,6 +151,7 @@ def chunk_bytes(sizes: dict, results: bool, threads: int) -> float:
     rows, n_s, n_g = n(GRID_DIMS), n(STRATEGY_DIMS), n(GROUP_DIMS)
     evaluated = (TTFT_BYTES * n(TTFT_DIMS) + TPOT_BYTES * n(TPOT_DIMS)
                  + KV_BYTES * n(MEMORY_DIMS) + ACTIVATION_BYTES * n(ACTIVATION_DIMS)
+                 + ACTIVATION_BYTES * n(KV_PROMPT_DIMS)
                  + STRUCTURE_BYTES * n(STRUCTURE_DIMS))
     workers = min(threads, -(-n_g // GROUP_BLOCK))
     scratch = (min(n_g, GROUP_BLOCK * threads) * SCRATCH_BYTES + workers * WORKER_BYTES) * n_s

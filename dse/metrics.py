@@ -57,8 +57,10 @@ METRICS = (
     Metric("activation_bytes_per_device", "bytes", "float64", "memory",
            "activation working set", in_rows=False),
     Metric("memory_bytes_per_device", "bytes", "float64", "derived",
-           "weights + KV cache + activations (continuous: + one iteration's working set "
-           "and the running requests' KV cache)"),
+           "static: weights + the larger of the prefill peak (the prompts' KV cache + the "
+           "prefill activations) and the decode peak (full-context KV cache + one step's "
+           "activations); continuous: weights + one iteration's working set + the running "
+           "requests' KV cache"),
     Metric("cost_per_million_tokens", "USD", "float64", "derived",
            "devices * price_per_device_hour_usd / 3600 / throughput * 1e6; null where the "
            "hardware preset has no price", nullable=True),

@@ -40,7 +40,8 @@ def _offsets(sources, dims, sizes) -> np.ndarray:
 # The block's variables the reductions read; the first N_SOURCES in the kernel's order.
 SOURCES = ("ttft_s", "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_device",
            "activation_bytes_per_device", "structural_reason", "what_if_valid",
-           "usable_memory_bytes", "slots", "serving_code", "precision_reason", "bound",
+           "usable_memory_bytes", "slots", "serving_code", "precision_reason",
+           "kv_prompt_bytes", "decode_working_bytes", "bound",
            "price_per_device_hour_usd", "kv_request_bytes", "working_bytes")
 
 

@@ -17,9 +17,9 @@ from numba import njit, prange
 from .pareto import frontier
 
 # sources, in the order of the offset tables' first columns
-TTFT, TPOT, WEIGHT, KV, ACT, STRUCTURAL, WHAT_IF_OK, USABLE, SLOTS, SERVING, PRECISION = \
-    range(11)
-N_SOURCES = 11
+(TTFT, TPOT, WEIGHT, KV, ACT, STRUCTURAL, WHAT_IF_OK, USABLE, SLOTS, SERVING, PRECISION,
+ KV_PROMPT, DECODE_WORK) = range(13)
+N_SOURCES = 13
 CONTINUOUS = 1  # the serving code of continuous batching (dse.axes.SERVING)
 # Consecutive groups differ in the innermost what-if axes, which are the innermost
 # (contiguous) axes of ttft/tpot: a block of groups walked strategy by strategy reuses each
@@ -30,7 +30,8 @@ GROUP_BLOCK = 16
 @njit(parallel=True, cache=True, nogil=True)
 def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer_dp_batch,
                    inner_dp_batch, outer_devices, inner_devices, ttft, tpot, weight, kv, act,
-                   structural, what_if_ok, usable, slots, serving, precision, code_what_if,
+                   structural, what_if_ok, usable, slots, serving, precision, kv_prompt,
+                   decode_work, code_what_if,
                    code_oom, max_devices, max_ttft, max_tpot, n_workers, front, n_front, best,
                    reasons):
     """Frontier, best strategy and reason counts of every group.
@@ -113,8 +114,12 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
                                 if slots[base[SLOTS] + so[SLOTS]] < 1.0:
                                     code = code_oom
                             else:
-                                memory = (weight[base[WEIGHT] + so[WEIGHT]]
-                                          + kv[base[KV] + so[KV]] + act[base[ACT] + so[ACT]])
+                                # static: the larger of the prefill and the decode peak
+                                memory = weight[base[WEIGHT] + so[WEIGHT]] + max(
+                                    kv_prompt[base[KV_PROMPT] + so[KV_PROMPT]]
+                                    + act[base[ACT] + so[ACT]],
+                                    kv[base[KV] + so[KV]]
+                                    + decode_work[base[DECODE_WORK] + so[DECODE_WORK]])
                                 if memory > usable[base[USABLE] + so[USABLE]]:
                                     code = code_oom
                         reasons[g, code] += 1

@@ -15,9 +15,11 @@ def one(**grid):
     der = derive(ds)
     pick = lambda v: float(np.asarray(v).ravel()[0])  # noqa: E731
     out = {k: pick(ds[k]) for k in ("ttft_s", "tpot_s", "weight_bytes_per_device",
-                                    "kv_cache_bytes_per_device", "bound")}
+                                    "kv_cache_bytes_per_device", "activation_bytes_per_device",
+                                    "bound")}
     out.update({k: pick(der[k]) for k in ("e2e_latency_s", "throughput_tokens_per_s",
-                                          "tokens_per_s_per_device", "feasible", "devices")})
+                                          "tokens_per_s_per_device", "feasible", "devices",
+                                          "memory_bytes_per_device")})
     return spec, out
 
 
@@ -106,3 +108,30 @@ def test_fp8_on_a100_computes_at_bf16_rate():
                weight_dtype="fp8", act_dtype="fp8")
     _, hb = one(hardware="h100_sxm", model="llama3_8b", batch=64, input_tokens=2048)
     assert h["ttft_s"] < 0.6 * hb["ttft_s"]
+
+
+def test_static_memory_is_the_larger_of_the_prefill_and_decode_peaks():
+    # issue 12 item 7: a long prompt's prefill holds the prompts' KV cache and the prefill
+    # activations; decode holds the full-context cache and one step's activations. The
+    # check no longer adds the full-context cache to the prefill activations.
+    from dse.compile import activation_bytes_per_device, kv_cache_bytes_per_device
+    spec, r = one(hardware="h100_sxm", model="llama3_8b", batch=2, input_tokens=32768,
+                  output_tokens=4096)
+    m = spec.models[0]
+    kv = lambda ctx: kv_cache_bytes_per_device(m, 1, 1, 2, ctx, 2.0)  # noqa: E731
+    act = lambda s: activation_bytes_per_device(m, 1, 1, 2, s, 2.0)  # noqa: E731
+    # 2 x 32768 tokens x 32 layers x 2 x 8 heads x 128 x 2 bytes = 8.6 GB at the prompt
+    assert kv(32768) == 2 * 32768 * 32 * 2 * 8 * 128 * 2
+    prefill, decode = kv(32768) + act(32768), kv(36864) + act(1)
+    assert prefill > decode  # this prompt's activations outweigh 4096 more positions
+    assert r["memory_bytes_per_device"] == pytest.approx(
+        r["weight_bytes_per_device"] + prefill, rel=1e-12)
+    assert r["memory_bytes_per_device"] < (r["weight_bytes_per_device"]
+                                           + r["kv_cache_bytes_per_device"]
+                                           + r["activation_bytes_per_device"])
+    # a short prompt with a long answer peaks in decode
+    spec, r = one(hardware="h100_sxm", model="llama3_8b", batch=2, input_tokens=128,
+                  output_tokens=8192)
+    assert kv(128) + act(128) < kv(128 + 8192) + act(1)
+    assert r["memory_bytes_per_device"] == pytest.approx(
+        r["weight_bytes_per_device"] + kv(128 + 8192) + act(1), rel=1e-12)
