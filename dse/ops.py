@@ -131,9 +131,9 @@ def op_costs(op: Op, phase: int, seqs: float, input_tokens: float, context: floa
     ``context`` is the attended length of a decode step (ignored in prefill; capped at a
     sliding window).
     """
-    f0, f1, b0, b1, nb, group, span, window = op_cost(
+    f0, f1, b0, b1, nb, group, span, window, dq = op_cost(
         op.row, phase, float(seqs), float(input_tokens), float(tp), float(pp), float(ep),
         wb, ab, kb)
     seen = min(context, window) if window > 0 else context
     return {"flops": f0 + f1 * seen, "bytes": b0 + b1 * seen, "net_bytes": nb,
-            "group_devices": group, "span_devices": span}
+            "group_devices": group, "span_devices": span, "dequant_ops": dq}

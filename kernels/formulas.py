@@ -24,6 +24,22 @@ from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, C
                      TOKENS_LAST)
 
 
+# Weight-only low precision (weights narrower than the activations the GEMM computes in):
+# the kernel dequantizes each weight tile in registers before the tensor-core MMA, once per
+# thread-block tile of tokens (Marlin, arXiv:2408.11743: unpack with LOP3, convert, scale).
+# Assumptions: DEQUANT_OPS vector operations per weight element, a token tile of
+# DEQUANT_TILE_TOKENS (the usual CTA tile M of large-batch kernels), on the chip's
+# non-tensor (fp32) units, added to the tensor time (pipelining hides part of it).
+DEQUANT_OPS = 4.0
+DEQUANT_TILE_TOKENS = 128.0
+
+
+@njit(cache=True)
+def dequant_tiles(tokens):
+    """Token tiles that each dequantize the weights once (0 without tokens)."""
+    return math.ceil(tokens / DEQUANT_TILE_TOKENS - 1e-12) if tokens > 0.0 else 0.0
+
+
 @njit(cache=True)
 def group_size(group, tp, pp, ep):
     """Devices in the collective group of an operator."""
@@ -150,6 +166,9 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
         Devices the group spans; it fits the scale-up domain when span <= domain size.
     window : float
         Decode attention sees min(context, window) positions (0: no window).
+    dequant : float
+        Vector (non-tensor) operations dequantizing weight-only low-precision weights
+        (``wb < ab``) [op], priced at the fp32 rate.
     """
     kind = int(op[OP_KIND])
     p0 = op[OP_P0]
@@ -171,6 +190,8 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
     group = 1.0
     span = tp
     window = 0.0
+    dequant = 0.0
+    weight_only = wb < ab  # weights narrower than the activations: dequantized per tile
 
     if kind == GEMM:
         # P0 = K, P1 = N, P2 = split mode, P3 = KV-head count for SPLIT_KV / SPLIT_QKV,
@@ -194,6 +215,8 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
             n = n / tp + p5 / min(tp, p3)
         flops0 = 2.0 * tokens * k * n * groups
         bytes0 = (k * n * wb + tokens * (k + n) * ab) * groups
+        if weight_only:
+            dequant = DEQUANT_OPS * k * n * groups * dequant_tiles(tokens)
     elif kind == ATTENTION:
         # P0 = query heads, P1 = K/V heads read fresh from the projections, P2 = QK head dim,
         # P3 = V head dim, P4 = sliding window (0: none), P5 = cache elements per token
@@ -231,6 +254,10 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
         active = ep * busiest_group_experts(p2, p3, tokens, ep)
         flops0 = 2.0 * tokens * p3 * h * f * p4 / tp
         bytes0 = active * h * f * p4 * wb / tp + tokens * p3 * ab * (2.0 * h / ep + p4 * f / tp)
+        if weight_only and tokens > 0.0:
+            # each hit expert's weights, once per tile of the tokens routed to it
+            per_expert = tokens * p3 / expected_active_experts(p2, p3, tokens)
+            dequant = DEQUANT_OPS * active * h * f * p4 / tp * dequant_tiles(per_expert)
     elif kind == ELEMENTWISE:
         # a small memory-bound kernel (RoPE, activation, MoE routing and permutation,
         # sampling): P0 elements read and P1 written per token, P2 FLOPs per token, P3
@@ -273,5 +300,5 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
         group = 2.0
         net_bytes = tokens * p0 * ab
         span = tp * pp
-    return flops0, flops1, bytes0, bytes1, net_bytes, group, span, window
+    return flops0, flops1, bytes0, bytes1, net_bytes, group, span, window, dequant
 

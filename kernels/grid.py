@@ -31,7 +31,7 @@ from .formulas import compute_dtype, op_cost, run_counts
 from .serving import (LANES, N_COMP, N_TERMS, N_VTIMES, V_OUT, V_PATH, V_UP,
                       V_STAGE, compositions, iteration_seconds, iteration_terms, serve_times,
                       steady_state, structure_units, terms_seconds, unit_times)
-from .layout import (DECODE, EN_ITERATION_OVERHEAD_S, EN_MIXED, EN_REQUEST_OVERHEAD_S,
+from .layout import (DECODE, EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED, EN_REQUEST_OVERHEAD_S,
                      HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S,
                      HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
                      HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
@@ -44,8 +44,8 @@ from .layout import (DECODE, EN_ITERATION_OVERHEAD_S, EN_MIXED, EN_REQUEST_OVERH
 _TC0, _TC1, _TM0, _TM1, _TNB, _TNO, _TNL, _LINK, _MPATH, _MSTAGE, _TWIN, _TLAT = range(12)
 _N_TIMES = 12
 (_FLOPS0, _FLOPS1, _BYTES0, _BYTES1, _NET, _GROUP, _SPAN, _CDT, _CPATH, _CSTAGE, _WIN,
- _KIND) = range(12)
-_N_COSTS = 12
+ _KIND, _DEQUANT) = range(13)
+_N_COSTS = 13
 
 
 @njit(cache=True)
@@ -128,11 +128,11 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, wb, ab, kb, cdt_gem
     for i in range(n_op):
         op = program[i]
         if int(op[OP_SPAN]) == SPAN_MOE:  # MoE layers see every attention-DP group
-            f0, f1, b0, b1, nb, group, span, win = op_cost(op, phase, seqs * adp, s, t * adp,
-                                                           p, e, wb, ab, kb)
+            f0, f1, b0, b1, nb, group, span, win, dq = op_cost(
+                op, phase, seqs * adp, s, t * adp, p, e, wb, ab, kb)
         else:
-            f0, f1, b0, b1, nb, group, span, win = op_cost(op, phase, seqs, s, t, p, e,
-                                                           wb, ab, kb)
+            f0, f1, b0, b1, nb, group, span, win, dq = op_cost(op, phase, seqs, s, t, p, e,
+                                                               wb, ab, kb)
         out[i, _FLOPS0] = f0
         out[i, _FLOPS1] = f1
         out[i, _BYTES0] = b0
@@ -140,6 +140,7 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, wb, ab, kb, cdt_gem
         out[i, _NET] = nb
         out[i, _GROUP] = group
         out[i, _KIND] = op[OP_KIND]
+        out[i, _DEQUANT] = dq
         out[i, _SPAN] = span
         out[i, _WIN] = win
         out[i, _CDT] = compute_dtype(op, cdt_gemm, cdt_attn, cdt_act)
@@ -155,7 +156,8 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
     r_out = 1.0 / (hw_h[HW_SCALEOUT_BYTES_PER_S] * hw_h[HW_NETWORK_EFF])
     for i in range(n_op):
         rate = rates_h[int(costs[i, _CDT])] * ce
-        out[i, _TC0] = costs[i, _FLOPS0] / rate
+        # weight-only dequantization runs on the vector (fp32) units, after the MMAs' time
+        out[i, _TC0] = costs[i, _FLOPS0] / rate + costs[i, _DEQUANT] / (rates_h[FP32] * ce)
         out[i, _TC1] = costs[i, _FLOPS1] / rate
         out[i, _TM0] = costs[i, _BYTES0] / mem
         out[i, _TM1] = costs[i, _BYTES1] / mem
@@ -163,7 +165,7 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
         # reads memory or communicates takes a fixed latency (launch and tail) on top of
         # its roofline time, so a small kernel reaches only work / (work + rate * latency)
         # of the preset efficiency; a collective adds its link steps' latency to that.
-        works = (costs[i, _FLOPS0] > 0.0 or costs[i, _FLOPS1] > 0.0
+        works = (costs[i, _FLOPS0] > 0.0 or costs[i, _FLOPS1] > 0.0 or costs[i, _DEQUANT] > 0.0
                  or costs[i, _BYTES0] > 0.0 or costs[i, _BYTES1] > 0.0
                  or (costs[i, _GROUP] > 1.0 and costs[i, _NET] > 0.0))
         out[i, _TLAT] = hw_h[HW_KERNEL_LATENCY_S] if works else 0.0

@@ -8,6 +8,7 @@ import numpy as np
 # --- precisions ------------------------------------------------------------------------
 DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 DTYPE_INDEX = {name: i for i, name in enumerate(DTYPES)}
+FP32 = 0  # DTYPE_INDEX["fp32"]: the vector units' rate (weight dequantization)
 # fp4 is NVFP4: 4-bit values plus one fp8 scale per 16-element block (NVIDIA, "Introducing
 # NVFP4", 2025) -> 0.5 + 1/16 bytes. int4 is weight-only with one fp16 scale per group of
 # 128 (AWQ/GPTQ's usual group size) -> 0.5 + 2/128 bytes.

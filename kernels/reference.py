@@ -78,13 +78,16 @@ def _collective(kind, n, span, msg, domain, r_up, lat_up, r_out, lat_out):
     return tuple(np.where(talks, x, 0.0) for x in parts)
 
 
-def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, su, so):
+def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, su, so,
+                     dequant=0.0, vector_rate=1.0):
     """(compute, memory, network seconds, kernel latency) of one op's costs on hardware
     ``h`` at the what-if scales (arrays broadcast): a collective (``kind``, message ``net``
     bytes over ``group`` devices spread over ``span``) by :func:`_collective`, each link's
     bytes at its scale; kernel latency where the op computes, reads memory or
-    communicates."""
-    comp = flops / (rate * hw[h, L.HW_COMPUTE_EFF] * cs)
+    communicates. ``dequant``: vector operations of weight dequantization at
+    ``vector_rate`` (the fp32 rate), added to the compute time."""
+    comp = (flops / (rate * hw[h, L.HW_COMPUTE_EFF])
+            + dequant / (vector_rate * hw[h, L.HW_COMPUTE_EFF])) / cs
     mem = byts / (hw[h, L.HW_MEMORY_BYTES_PER_S] * hw[h, L.HW_MEMORY_EFF] * ms)
     up, out, lat = _collective(
         kind, group, span, net, hw[h, L.HW_SCALEUP_DOMAIN],
@@ -99,12 +102,15 @@ def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, s
 
 
 def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
-    """(flops, bytes, message bytes, group devices, span) of one op; arrays broadcast."""
+    """(flops, bytes, message bytes, group devices, span, dequantization operations) of one
+    op; arrays broadcast."""
     kind = int(op[L.OP_KIND])
     p = op[L.OP_P0:L.OP_P0 + L.OP_N_PARAMS]
     tokens = seqs if (decode or op[L.OP_TOKENS] == L.TOKENS_LAST) else seqs * s
     zero = np.zeros_like(tokens * tp * ep * wb * ab * kb)
-    flops, byts, net, steps, span = zero, zero, zero, zero, tp + zero
+    flops, byts, net, steps, span, dq = zero, zero, zero, zero, tp + zero, zero
+    weight_only = wb < ab  # weights dequantized per tile of 128 tokens (formulas.py)
+    tiles = np.ceil(tokens / 128.0 - 1e-12)
     group = {L.GROUP_TP: tp, L.GROUP_EP: ep, L.GROUP_TP_OVER_EP: tp / ep}.get(
         int(op[L.OP_GROUP]), 1.0 + zero)
     if kind == L.GEMM:
@@ -120,6 +126,7 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
                 int(p[2]), p[1] + zero)
         flops = 2 * tokens * rows * cols * per_dev
         byts = per_dev * (rows * cols * wb + tokens * rows * ab + tokens * cols * ab)
+        dq = np.where(weight_only, 4 * rows * cols * per_dev * tiles, 0.0)
     elif kind == L.ATTENTION:
         hq = p[0] / tp
         hkv = np.maximum(p[1] / tp, 1)
@@ -148,6 +155,10 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
         flops = 2 * tokens * k * hid * ffn * mats / tp
         byts = hit * mats * hid * ffn * wb / tp + tokens * k * hid * ab * 2 / ep \
             + tokens * k * ffn * mats * ab / tp
+        with np.errstate(divide="ignore", invalid="ignore"):  # tokens per hit expert
+            routed = tokens * k / (experts * (1 - (1 - k / experts) ** tokens))
+        dq = np.where(weight_only & (tokens > 0),
+                      4 * hit * mats * hid * ffn / tp * np.ceil(routed / 128.0 - 1e-12), 0.0)
     elif kind == L.ELEMENTWISE:
         share = {L.SPLIT_COLUMNS: 1 / tp, L.SPLIT_EXPERTS: 1 / ep}.get(int(p[3]), 1.0 + zero)
         flops = tokens * p[2] * share
@@ -168,7 +179,7 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
         net = tokens * p[0] * ab
         steps = 2 + zero
         span = tp * pp + zero
-    return flops, byts, net, steps, span
+    return flops, byts, net, steps, span, dq
 
 
 def evaluate_reference(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens,
@@ -242,12 +253,14 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
 
     def op_time(op, decode, ctx):
         if op[L.OP_SPAN] == L.SPAN_MOE:  # MoE layers: all groups' tokens on tp * adp devices
-            f, by, net, steps, span = _costs(op, decode, group_seqs * adp, s, ctx, t * adp, p,
+            f, by, net, steps, span, dq = _costs(op, decode, group_seqs * adp, s, ctx, t * adp, p,
                                              e, wb, ab, kb)
         else:
-            f, by, net, steps, span = _costs(op, decode, group_seqs, s, ctx, t, p, e, wb, ab, kb)
+            f, by, net, steps, span, dq = _costs(op, decode, group_seqs, s, ctx, t, p, e, wb, ab,
+                                                 kb)
         return roofline_seconds(hw, h, rates[h, cdt[int(op[L.OP_CDT])]], f, by,
-                                int(op[L.OP_KIND]), net, steps, span, cs, ms, su, so)
+                                int(op[L.OP_KIND]), net, steps, span, cs, ms, su, so, dq,
+                                rates[h, L.FP32])
 
     ttft_all, tpot_all, bound_all = [], [], []
     for m in range(programs.shape[0]):

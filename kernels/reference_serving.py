@@ -133,7 +133,8 @@ def _chunk_reads(s, k, window):
 
 
 def _iteration_costs(op, it, t, p, e, wb, ab, kb):
-    """(flops, bytes, message bytes, group devices, span) of one op over one micro-batch of one
+    """(flops, bytes, message bytes, group devices, span, dequantization operations) of one
+    op over one micro-batch of one
     iteration ``it`` (dict of the op's tokens, touched sequences, sampled tokens, attended
     positions and cached positions read, per point)."""
     kind = int(op[L.OP_KIND])
@@ -146,7 +147,7 @@ def _iteration_costs(op, it, t, p, e, wb, ab, kb):
         flops = 2 * hq * (q[2] + q[3]) * it["attended"]
         byts = it["tokens"] * fresh + it["read"] * cache * kb
         zero = np.zeros_like(flops)
-        return flops, byts, zero, zero, t + zero
+        return flops, byts, zero, zero, t + zero, zero
     if kind == L.SSM:
         inner, channels = q[0] / t, q[2] / t
         state = inner * q[1] + channels * (q[3] - 1)
@@ -154,7 +155,7 @@ def _iteration_costs(op, it, t, p, e, wb, ab, kb):
         byts = 2 * it["touched"] * state * kb + it["tokens"] * (
             3 * inner + (q[4] + q[5]) / t) * ab
         zero = np.zeros_like(flops * byts)
-        return flops, byts, zero, zero, t + zero
+        return flops, byts, zero, zero, t + zero, zero
     # token-linear kinds: the static formulas at the iteration's token count
     tokens = it["sampled"] if op[L.OP_TOKENS] == L.TOKENS_LAST else it["tokens"]
     return _costs(op, True, tokens, None, None, t, p, e, wb, ab, kb)
@@ -255,11 +256,11 @@ def _serve(hw, rates, program, n_op, engines, pt, dtype_bytes, dtype_bits):
             it = dict(tokens=(dec + pre) * widen, touched=(dec + chk) * widen,
                       sampled=(dec + prm) * widen, attended=ctx + prm * pairs,
                       read=ctx + prm * reads)
-            flops, byts, net, steps, span = _iteration_costs(
+            flops, byts, net, steps, span, dq = _iteration_costs(
                 op, it, t * widen, p, e, wb, ab, kb)
             comp, mem, netw, kernel = roofline_seconds(
                 hw, h, rates[h, cdt[int(op[L.OP_CDT])]], flops, byts, int(op[L.OP_KIND]),
-                net, steps, span, cs, ms, su, so)
+                net, steps, span, cs, ms, su, so, dq, rates[h, L.FP32])
             top = np.maximum(np.maximum(comp, mem), netw) + kernel
             runs = (dec > 0) | (pre > 0)
             top = np.where(runs, top, 0.0)

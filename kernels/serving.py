@@ -40,8 +40,8 @@ import numpy as np
 from numba import njit
 
 from .collectives import collective_seconds, domain_split
-from .formulas import causal_pairs, compute_dtype, op_cost, run_counts
-from .layout import (DECODE, EN_CHUNKED, EN_MAX_BATCHED_TOKENS, EN_MIXED, HW_COMPUTE_EFF,
+from .formulas import causal_pairs, compute_dtype, dequant_tiles, op_cost, run_counts
+from .layout import (DECODE, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS, EN_MIXED, HW_COMPUTE_EFF,
                      HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
                      HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
                      HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, MOE,
@@ -50,16 +50,16 @@ from .layout import (DECODE, EN_CHUNKED, EN_MAX_BATCHED_TOKENS, EN_MIXED, HW_COM
 
 # per-op unit costs [FLOP, bytes] (then seconds, see unit_times)
 (U_T, U_X, U_B0, U_BT, U_BSEQ, U_BX, U_NT, U_GROUP, U_SPAN, U_CDT, U_PATH, U_STAGE, U_WIN,
- U_MOE, U_LAST, U_SCALE, U_WORKS, U_KIND) = range(18)
-N_UNITS = 18
+ U_MOE, U_LAST, U_SCALE, U_WORKS, U_KIND, U_DQ) = range(19)
+N_UNITS = 19
 # per-op unit times [s]: compute per token and per context, memory once / per token / per
 # sequence / per context, the collective's message bytes per token, kernel latency,
 # counts; the collective's kind, group and span with the links' seconds per byte and per
 # step (kernels/collectives.py prices a message of any size)
 (V_CT, V_CX, V_M0, V_MT, V_MSEQ, V_MX, V_NT, V_UP, V_OUT, V_LAT, V_PATH, V_STAGE, V_WIN,
  V_MOE, V_LAST, V_SCALE, V_RATE, V_MEM, V_KIND, V_GROUP, V_SPAN, V_DOMAIN, V_RUP, V_LUP,
- V_ROUT, V_LOUT) = range(26)
-N_VTIMES = 26
+ V_ROUT, V_LOUT, V_DQ, V_RATE32) = range(28)
+N_VTIMES = 28
 # composition of one micro-batch of one attention-DP group in one iteration
 (C_DEC, C_CTX, C_CTXW, C_PRE, C_PROMPTS, C_PAIRS, C_PAIRSW, C_READ, C_READW, C_TOUCHED,
  C_SAMPLED) = range(11)
@@ -89,6 +89,8 @@ def unit_costs(program, n_op, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_
         out[i, U_NT] = one[4] - z[4]
         out[i, U_GROUP] = one[5]
         out[i, U_KIND] = op[OP_KIND]
+        # weight-only dequantization per token tile (formulas.DEQUANT_TILE_TOKENS)
+        out[i, U_DQ] = one[8] / max(dequant_tiles(scale), 1.0)
         out[i, U_SPAN] = one[6]
         out[i, U_WIN] = one[7]
         out[i, U_MOE] = 1.0 if int(op[OP_KIND]) == MOE else 0.0
@@ -132,6 +134,8 @@ def unit_times(units, n_op, rates_h, hw_h, out):
         out[i, V_SCALE] = units[i, U_SCALE]
         out[i, V_RATE] = 1.0 / rate
         out[i, V_MEM] = 1.0 / mem
+        out[i, V_DQ] = units[i, U_DQ] / (rates_h[FP32] * ce)
+        out[i, V_RATE32] = 1.0 / (rates_h[FP32] * ce)
         out[i, V_KIND] = units[i, U_KIND]
         out[i, V_GROUP] = group
         out[i, V_SPAN] = units[i, U_SPAN]
@@ -222,11 +226,12 @@ def _op_seconds(vt, i, program, tokens, seqs, sampled, ctx, pairs, reads, rcs, r
     tok = sampled if vt[i, V_LAST] > 0.0 else tokens
     if vt[i, V_MOE] > 0.0:
         c = op_cost(program[i], DECODE, tok * vt[i, V_SCALE], 1.0, t * adp, p, e, wb, ab, kb)
-        tc = c[0] * vt[i, V_RATE] * rcs
+        tc = (c[0] * vt[i, V_RATE] + c[8] * vt[i, V_RATE32]) * rcs
         tm = c[2] * vt[i, V_MEM] * rms
         tn = 0.0  # experts compute and read; their dispatch and combine are ops of their own
     else:
-        tc = (vt[i, V_CT] * tok + vt[i, V_CX] * pairs) * rcs
+        tc = (vt[i, V_CT] * tok + vt[i, V_CX] * pairs
+              + vt[i, V_DQ] * dequant_tiles(tok * vt[i, V_SCALE])) * rcs
         tm = (vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs
               + vt[i, V_MX] * reads) * rms
         up, out, lat = network_seconds(vt, i, tok)
@@ -357,7 +362,8 @@ def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q):
     if vt[i, V_MOE] > 0.0:
         out[q, T_C] = tok * vt[i, V_SCALE]
     else:
-        out[q, T_C] = vt[i, V_CT] * tok + vt[i, V_CX] * pairs
+        out[q, T_C] = (vt[i, V_CT] * tok + vt[i, V_CX] * pairs
+                       + vt[i, V_DQ] * dequant_tiles(tok * vt[i, V_SCALE]))
         out[q, T_M] = (vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs
                        + vt[i, V_MX] * reads)
         out[q, T_N], out[q, T_NO], out[q, T_NL] = network_seconds(vt, i, tok)
@@ -371,7 +377,7 @@ def _moe_terms(vt, i, program, t, p, e, adp, wb, ab, kb, out, q):
     """Row ``q``'s compute, memory and network terms of MoE op ``i`` (distinct experts hit:
     ``op_cost`` at the sequences :func:`_op_terms` left in ``T_C``)."""
     c = op_cost(program[i], DECODE, out[q, T_C], 1.0, t * adp, p, e, wb, ab, kb)
-    out[q, T_C] = c[0] * vt[i, V_RATE]
+    out[q, T_C] = c[0] * vt[i, V_RATE] + c[8] * vt[i, V_RATE32]
     out[q, T_M] = c[2] * vt[i, V_MEM]
     out[q, T_N] = 0.0
     out[q, T_NO] = 0.0

@@ -135,3 +135,41 @@ def test_static_memory_is_the_larger_of_the_prefill_and_decode_peaks():
     assert kv(128) + act(128) < kv(128 + 8192) + act(1)
     assert r["memory_bytes_per_device"] == pytest.approx(
         r["weight_bytes_per_device"] + kv(128 + 8192) + act(1), rel=1e-12)
+
+
+def test_weight_only_int4_prices_its_dequantization():
+    # issue 12 item 5: int4 weights with bf16 activations on H100 (no int4 math): the GEMM
+    # runs at the bf16 rate and dequantizes each weight once per tile of 128 tokens on the
+    # fp32 units (4 operations per weight). One q/k/v GEMM of Llama-3-8B over 8 x 2048
+    # tokens: 128 tiles.
+    from dse.compile import model_ops
+    from dse.kernels import layout as L
+    from dse.ops import op_costs
+    spec, _ = one(hardware="h100_sxm", model="llama3_8b", batch=8, input_tokens=2048,
+                  output_tokens=2, weight_dtype="int4", act_dtype="bf16")
+    m, hw = spec.models[0], spec.hardware[0]
+    qkv = {o.name: o for o in model_ops(m, L.PREFILL)}["qkv_proj"]
+    wb, ab = L.DTYPE_BYTES[L.DTYPE_INDEX["int4"]], 2.0
+    c = op_costs(qkv, L.PREFILL, 8, 2048, 0, 1, 1, 1, wb, ab, 2.0)
+    elements = 4096 * (4096 + 2 * 8 * 128)
+    assert c["dequant_ops"] == 4 * elements * 128
+    assert op_costs(qkv, L.PREFILL, 8, 2048, 0, 1, 1, 1, 2.0, 2.0, 2.0)["dequant_ops"] == 0
+    # the op's compute time: tensor FLOPs at the bf16 rate + dequantization at fp32's
+    from dse.explain import explain
+    table, _ = explain(hardware="h100_sxm", model="llama3_8b", serving="static", batch=8,
+                       input_tokens=2048, output_tokens=2, weight_dtype="int4",
+                       act_dtype="bf16")
+    row = table[(table.phase == "prefill") & (table.op == "qkv_proj")].iloc[0]
+    ce = hw.compute_efficiency
+    want = (2 * 8 * 2048 * elements / (hw.flops_per_s["bf16"] * ce)
+            + 4 * elements * 128 / (hw.flops_per_s["fp32"] * ce))
+    assert row["compute_s"] == pytest.approx(want, rel=1e-12)
+    # ~24 % on top of the tensor time at full tiles (4 / 67 TFLOPS vs 2 x 128 / 989)
+    assert 0.2 < want / (2 * 8 * 2048 * elements / (hw.flops_per_s["bf16"] * ce)) - 1 < 0.3
+    # batch-1 decode stays bound by reading the int4 weights: one tile's dequantization
+    # (4 ops x 25 M weights / 47 TFLOPS = 2.1 us) hides under the 10 us weight read
+    table, _ = explain(hardware="h100_sxm", model="llama3_8b", serving="static", batch=1,
+                       input_tokens=128, output_tokens=16, weight_dtype="int4",
+                       act_dtype="bf16")
+    row = table[(table.phase == "decode") & (table.op == "qkv_proj")].iloc[0]
+    assert row["memory_s"] > row["compute_s"] > 0
