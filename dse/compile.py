@@ -27,8 +27,10 @@ def _attention_ops(m: Model, phase: int) -> list[ops.Op]:
     global_layers = n - window_layers
     if not m.is_mla:
         d = m.head_dim
-        # Q, K and V as one GEMM (the input is read once), as engines fuse them
-        out = [ops.gemm("qkv_proj", h, m.heads * d, n, L.SPLIT_QKV, kv_heads=m.kv_heads,
+        # Q, K and V as one GEMM (the input is read once), as engines fuse them; an output
+        # gate (Qwen3-Next, Qwen3.5) adds heads x d gate columns to the query part
+        q_columns = m.heads * d * (2 if m.attention_output_gate else 1)
+        out = [ops.gemm("qkv_proj", h, q_columns, n, L.SPLIT_QKV, kv_heads=m.kv_heads,
                         kv_columns=2 * m.kv_heads * d)]
         if rotary(m):  # RoPE on the query and key heads (read and written once)
             qk = (m.heads + m.kv_heads) * d
@@ -38,6 +40,11 @@ def _attention_ops(m: Model, phase: int) -> list[ops.Op]:
             if count:
                 out.append(ops.attention(name, m.heads, m.kv_heads, d, d, 2 * m.kv_heads * d,
                                          m.kv_heads, count, window))
+        if m.attention_output_gate:
+            # o = attention * sigmoid(gate) (arXiv:2505.06708): reads both, writes o; ~5
+            # FLOPs per element (the sigmoid and the product)
+            hd = m.heads * d
+            out.append(ops.elementwise("attn_gate", 2 * hd, hd, 5 * hd, n, L.SPLIT_COLUMNS))
         return out + [ops.gemm("o_proj", m.heads * d, h, n, L.SPLIT_ROWS)]
     # Multi-head latent attention (DeepSeek-V2, arXiv:2405.04434): the cache holds one
     # latent of kv_lora_rank + rope dims per token, shared by all heads and replicated over
@@ -94,6 +101,57 @@ def _ssm_ops(m: Model) -> list[ops.Op]:
     return out + [ops.elementwise("ssm_conv", ch, ch, 2 * ch * kernel, n, L.SPLIT_COLUMNS),
                   ops.ssm_scan("ssm_scan", inner, state, ch, kernel, n, bc, dt),
                   ops.gemm("ssm_out_proj", inner, h, n, L.SPLIT_ROWS)]
+
+
+def _linear_attention_ops(m: Model) -> list[ops.Op]:
+    """Gated DeltaNet linear-attention layers (Qwen3-Next, Qwen3.5; Yang et al.,
+    arXiv:2412.06464): in projection, causal conv, delta-rule recurrence over a fixed-size
+    state, gated RMSNorm, out projection.
+
+    The recurrence is priced with the ``ssm_scan`` kind (``kernels/formulas.py``), inner =
+    value heads x dv and state size N = dk, which gives it exactly the state engines keep
+    per sequence and layer: value heads x dk x dv plus the conv's last kernel - 1 inputs of
+    its 2 x key + value channels (vLLM's gated_delta_net_state_shape), read and written
+    once per decode step, split over tp with the heads. What that formula misses:
+
+    - FLOPs. Per value head and token the recurrent (decode) form decays the state (dk dv),
+      reads it with k (2 dk dv), writes the rank-1 delta update (2 dk dv) and reads it
+      with q (2 dk dv): ~7 dk dv against the scan's 6 inner N = 6 dk dv (-14 %). At 2
+      bytes per state element read and written that is < 2 FLOP/byte, memory bound on
+      every chip, so decode time is unchanged. Prefill runs the chunked (WY) form:
+      6 dk dv of state products plus 2 C (3 dk + 2 dv) of intra-chunk ones per token
+      (chunk C = 64, dk = dv = 128: ~11 dk dv), of which the scan prices a bit over half;
+      that recurrence is ~8 % of a Qwen3-Next linear-attention layer's mixer FLOPs and
+      ~4 % of the layer's with its experts.
+    - Bytes streamed per token: the scan formula reads x, z, B, C and dt and writes y
+      (3 inner + bc + dt). Here bc = q and k (2 x key width), dt = the beta and decay
+      gates (2 per value head), x = v and y = o; z (the output gate) is read by the gated
+      norm, not the recurrence, so each token streams one value-width vector more than
+      the fla kernel does (under 1 % of the state traffic of a decode step).
+    - The q/k L2 norms and the gate activations, fused into the recurrence kernel in vLLM
+      and SGLang (fused_sigmoid_gating_delta_rule_update), are not priced separately; the
+      state stays in the KV-cache precision (Qwen3.5's config asks for an fp32 state,
+      mamba_ssm_dtype: run that as kv_dtype = "fp32").
+    """
+    n = m.linear_attention_layers
+    if not n:
+        return []
+    h, key, value = m.hidden_size, m.linear_key_dim, m.linear_value_dim
+    ch, kernel, vh = m.linear_conv_channels, m.linear_conv_kernel, m.linear_value_heads
+    return [
+        # q, k, v, z and the b/a gates (beta and decay per value head) from one GEMM (HF
+        # in_proj_qkvz + in_proj_ba; Qwen3.5 in_proj_qkv, z, b, a): engines that run b/a
+        # as a GEMM of their own pay one more small kernel
+        ops.gemm("gdn_in_proj", h, 2 * key + 2 * value + 2 * vh, n, L.SPLIT_COLUMNS),
+        # the depthwise causal conv over q, k, v (+ SiLU), as Mamba's ssm_conv
+        ops.elementwise("gdn_conv", ch, ch, 2 * ch * kernel, n, L.SPLIT_COLUMNS),
+        ops.ssm_scan("gdn_recurrence", value, m.linear_key_head_dim, ch, kernel, n,
+                     bc=2 * key, dt=2 * vh),
+        # RMSNorm over each dv-wide head output times SiLU(z): reads o and z, writes the
+        # gated output; ~10 FLOPs per element (square, sum, scale, weight, SiLU, product)
+        ops.elementwise("gdn_norm", 2 * value, value, 10 * value, n, L.SPLIT_COLUMNS),
+        ops.gemm("gdn_out_proj", value, h, n, L.SPLIT_ROWS),
+    ]
 
 
 def _ffn_ops(m: Model) -> list[ops.Op]:
@@ -162,6 +220,7 @@ def model_ops(model: Model, phase: int = L.PREFILL) -> list[ops.Op]:
         ops.norm("attn_norm", h, n),
         *_attention_ops(model, phase),
         *_ssm_ops(model),
+        *_linear_attention_ops(model),
         ops.all_reduce("attn_all_reduce", h, n),
         *([ops.norm("ffn_norm", h, model.ffn_layers)] if model.ffn_layers else []),
         *_ffn_ops(model),
@@ -218,7 +277,8 @@ def attention_params_per_device(model: Model, tp):
     h = model.hidden_size
     if not model.is_mla:
         d = model.head_dim
-        return (2 * h * model.heads * d) / tp + h * 2 * d * kv_heads_per_device(model, tp)
+        q_and_o = 3 if model.attention_output_gate else 2  # Q (+ gate columns) and O
+        return (q_and_o * h * model.heads * d) / tp + h * 2 * d * kv_heads_per_device(model, tp)
     dq = model.qk_nope_head_dim + model.qk_rope_head_dim
     if model.q_lora_rank:  # q_a replicated, its norm, q_b split
         q = h * model.q_lora_rank + model.q_lora_rank + model.q_lora_rank * model.heads * dq / tp
@@ -241,6 +301,23 @@ def ssm_params(model: Model) -> float:
             + inner * n + inner + inner * h)
 
 
+def linear_attention_params(model: Model) -> float:
+    """Weights of one Gated DeltaNet layer [parameters]: the q, k, v, z and b/a
+    projections, the conv (no bias), dt_bias and A_log per value head, the gated norm's dv
+    weights and the out projection (HF Qwen3NextGatedDeltaNet)."""
+    h, value, vh = model.hidden_size, model.linear_value_dim, model.linear_value_heads
+    return (h * (2 * model.linear_key_dim + 2 * value + 2 * vh)
+            + model.linear_conv_channels * model.linear_conv_kernel + 2 * vh
+            + model.linear_value_head_dim + value * h)
+
+
+def linear_attention_state(model: Model) -> float:
+    """Fixed-size state of one Gated DeltaNet layer for one sequence [elements]: value heads
+    x dk x dv plus the conv's last kernel - 1 inputs of each channel."""
+    return (model.linear_value_heads * model.linear_key_head_dim * model.linear_value_head_dim
+            + model.linear_conv_channels * (model.linear_conv_kernel - 1))
+
+
 def weight_params_per_device(model: Model, tp, pp, attention_dp=1):
     """Parameters held by one device of the most loaded pipeline stage [parameters].
 
@@ -255,7 +332,8 @@ def weight_params_per_device(model: Model, tp, pp, attention_dp=1):
     h = model.hidden_size
     mats = ffn_matrices(model)
     mixers = (np.ceil(model.attention_layers / pp) * attention_params_per_device(model, tp)
-              + np.ceil(model.ssm_layers / pp) * ssm_params(model) / tp)
+              + np.ceil(model.ssm_layers / pp) * ssm_params(model) / tp
+              + np.ceil(model.linear_attention_layers / pp) * linear_attention_params(model) / tp)
     norms = np.ceil(model.layers / pp) * h + np.ceil(model.ffn_layers / pp) * h
     dense = mats * h * model.ffn_dim / tp
     moe_devices = tp * attention_dp
@@ -298,6 +376,9 @@ def kv_cache_bytes_per_device(model: Model, tp, pp, batch, context, kv_bytes,
         state = (model.ssm_inner * model.ssm_state_size
                  + model.ssm_conv_channels * (model.ssm_conv_kernel - 1)) / tp
         kv = kv + np.ceil(model.ssm_layers / pp) * state + 0.0 * context
+    if model.linear_attention_layers:  # Gated DeltaNet: a fixed-size state too, heads over tp
+        kv = kv + (np.ceil(model.linear_attention_layers / pp) * linear_attention_state(model)
+                   / tp + 0.0 * context)
     return batch / attention_dp * kv * kv_bytes
 
 
@@ -320,7 +401,11 @@ def activation_bytes_per_device(model: Model, tp, pp, batch, input_tokens, act_b
         qkv = model.heads * (2 * (model.qk_nope_head_dim + model.qk_rope_head_dim)
                              + model.v_head_dim) / tp
     else:
-        qkv = (model.heads * model.head_dim / tp
+        gate = 2 if model.attention_output_gate else 1
+        qkv = (gate * model.heads * model.head_dim / tp
                + 2 * model.head_dim * kv_heads_per_device(model, tp))
+    if model.linear_attention_layers:  # the Gated DeltaNet in projection's q, k, v, z, b, a
+        qkv = np.maximum(qkv, (2 * model.linear_key_dim + 2 * model.linear_value_dim
+                               + 2 * model.linear_value_heads) / tp)
     per_token = 2 * model.hidden_size + qkv + ffn
     return tokens * per_token * act_bytes + seqs * model.vocab_size / tp * 4.0

@@ -381,7 +381,9 @@ _MODEL_OPTIONAL_INTS = ("experts", "experts_per_token", "moe_ffn_dim", "shared_e
                         "sliding_window_layers", "kv_lora_rank", "q_lora_rank",
                         "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "ssm_layers",
                         "ssm_state_size", "ssm_expand", "ssm_heads", "ssm_groups",
-                        "ssm_conv_kernel", "ssm_dt_rank")
+                        "ssm_conv_kernel", "ssm_dt_rank", "linear_attention_layers",
+                        "linear_key_heads", "linear_value_heads", "linear_key_head_dim",
+                        "linear_value_head_dim", "linear_conv_kernel")
 _MLA_KEYS = ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
 
 
@@ -423,6 +425,13 @@ class Model:
     ssm_groups: int = 1             # Mamba-2 B/C groups
     ssm_conv_kernel: int = 4
     ssm_dt_rank: int = 0            # Mamba-1 dt rank (0: ceil(hidden / 16))
+    linear_attention_layers: int = 0  # layers whose mixer is Gated DeltaNet linear attention
+    linear_key_heads: int = 0       # Gated DeltaNet query/key heads (linear_num_key_heads)
+    linear_value_heads: int = 0     # value heads, a dk x dv state each (linear_num_value_heads)
+    linear_key_head_dim: int = 0    # dk (linear_key_head_dim)
+    linear_value_head_dim: int = 0  # dv (linear_value_head_dim)
+    linear_conv_kernel: int = 4     # short causal conv over q, k, v (linear_conv_kernel_dim)
+    attention_output_gate: bool = False  # sigmoid gate on the attention output (Q proj 2x wide)
     position_embedding: str = "rope"  # "rope" (rotary, per layer) or "learned" (absolute)
     published_params: float = 0.0
     published_active_params: float = 0.0
@@ -452,7 +461,22 @@ class Model:
 
     @property
     def attention_layers(self) -> int:
-        return self.layers - self.ssm_layers
+        return self.layers - self.ssm_layers - self.linear_attention_layers
+
+    @property
+    def linear_key_dim(self) -> int:
+        """Gated DeltaNet query (and key) width: key heads x dk."""
+        return self.linear_key_heads * self.linear_key_head_dim
+
+    @property
+    def linear_value_dim(self) -> int:
+        """Gated DeltaNet value (and output gate z) width: value heads x dv."""
+        return self.linear_value_heads * self.linear_value_head_dim
+
+    @property
+    def linear_conv_channels(self) -> int:
+        """Channels through the Gated DeltaNet causal conv: q, k and v."""
+        return 2 * self.linear_key_dim + self.linear_value_dim
 
     @property
     def ffn_layers(self) -> int:
@@ -494,7 +518,7 @@ POSITION_EMBEDDINGS = ("rope", "learned")  # rotary in every attention layer / a
 def parse_model(data: dict, src: str, text: str = ""):
     """Validate a model preset given as a dict (its parsed TOML) read from ``src``."""
     allowed = {"name", "description", "tied_embeddings", "gated_ffn", "position_embedding",
-               "published_params",
+               "published_params", "attention_output_gate",
                "published_active_params", "published_active_excludes_embedding",
                *_MODEL_INT_KEYS, *_MODEL_COUNT_KEYS,
                *_MODEL_OPTIONAL_INTS}
@@ -518,7 +542,30 @@ def parse_model(data: dict, src: str, text: str = ""):
         _fail(src, "ssm_layers", ssm, f"must not exceed layers = {ints['layers']}")
     if ssm and "ssm_state_size" not in opt:
         _fail(src, "ssm_layers", ssm, "state-space layers need ssm_state_size")
-    if ssm < ints["layers"]:  # some layers attend
+    # Gated DeltaNet layers need all of their head counts and widths
+    linear = opt.get("linear_attention_layers", 0)
+    linear_keys = ("linear_key_heads", "linear_value_heads", "linear_key_head_dim",
+                   "linear_value_head_dim")
+    if ssm + linear > ints["layers"]:
+        _fail(src, "linear_attention_layers", linear, "with ssm_layers must not exceed "
+              f"layers = {ints['layers']}")
+    given = [k for k in linear_keys if k in opt]
+    if linear and len(given) != len(linear_keys):
+        missing = [k for k in linear_keys if k not in opt]
+        _fail(src, "linear_attention_layers", linear,
+              f"linear-attention layers also need {', '.join(missing)}")
+    for k in (*given, "linear_conv_kernel"):
+        if k in opt and not linear:
+            _fail(src, k, opt[k], "needs linear_attention_layers")
+    if linear and opt["linear_value_heads"] % opt["linear_key_heads"]:
+        _fail(src, "linear_value_heads", opt["linear_value_heads"],
+              f"must be a multiple of linear_key_heads = {opt['linear_key_heads']}")
+    gate = _bool(data, "attention_output_gate", src) if "attention_output_gate" in data else False
+    if gate and ssm + linear >= ints["layers"]:
+        _fail(src, "attention_output_gate", gate, "needs attention layers")
+    if gate and "kv_lora_rank" in opt:
+        _fail(src, "attention_output_gate", gate, "not with multi-head latent attention")
+    if ssm + linear < ints["layers"]:  # some layers attend
         for k in ("heads", "kv_heads", "head_dim"):
             if ints[k] <= 0:
                 _fail(src, k, ints[k], "must be positive for a model with attention layers")
@@ -547,6 +594,7 @@ def parse_model(data: dict, src: str, text: str = ""):
         tied_embeddings=_bool(data, "tied_embeddings", src),
         gated_ffn=_bool(data, "gated_ffn", src),
         position_embedding=position,
+        attention_output_gate=gate,
         published_params=(_positive_float(data, "published_params", src)
                           if "published_params" in data else 0.0),
         published_active_params=(_positive_float(data, "published_active_params", src)

@@ -14,8 +14,11 @@ from .config import MAX_NAME_CHARS, MAX_PRESET_INT, ConfigError, check_preset_na
 
 SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
              "deepseek_v2", "deepseek_v3", "kimi_k2", "gpt_oss", "gemma", "gemma2", "gemma3",
-             "gemma3_text", "phi3", "llama4", "llama4_text", "glm4_moe", "minimax_m2")
+             "gemma3_text", "phi3", "llama4", "llama4_text", "glm4_moe", "minimax_m2",
+             "qwen3_next", "qwen3_5", "qwen3_5_moe")
 GATED = SUPPORTED  # every supported family uses a gated (SwiGLU / GeGLU) FFN
+# hybrids of Gated DeltaNet linear attention and gated full attention (Qwen3-Next, Qwen3.5)
+LINEAR_HYBRIDS = ("qwen3_next", "qwen3_5", "qwen3_5_moe")
 # A Hugging Face config.json is a few KB; the bound refuses a weights file or /dev/zero
 # given by mistake before it is read into memory.
 MAX_CONFIG_BYTES = 16 << 20
@@ -76,7 +79,7 @@ def preset_from_config(cfg: dict, name: str, source: str = "config.json") -> dic
         raise ConfigError(f"{source}: expected a JSON object, got {type(cfg).__name__}")
     mt = cfg.get("model_type")
     prefix = ""
-    if mt in ("gemma3", "llama4") and cfg.get("text_config") is not None:
+    if mt in ("gemma3", "llama4", "qwen3_5", "qwen3_5_moe") and cfg.get("text_config") is not None:
         text = cfg["text_config"]
         if not isinstance(text, dict):
             raise ConfigError(f"{source}: text_config = {shown(text)}: must be a JSON object")
@@ -105,7 +108,8 @@ def preset_from_config(cfg: dict, name: str, source: str = "config.json") -> dic
         "layers": layers, "hidden_size": hidden, "heads": heads,
         "kv_heads": r.integer("num_key_value_heads") or heads,
         "head_dim": r.integer("head_dim") or hidden // heads,
-        "ffn_dim": r.integer("intermediate_size", required=True),
+        # Qwen3.5 MoE configs have no dense intermediate_size (every layer is MoE)
+        "ffn_dim": r.integer("intermediate_size", required=mt != "qwen3_5_moe") or 0,
         "vocab_size": r.integer("vocab_size", required=True),
         "tied_embeddings": r.flag("tie_word_embeddings", mt.startswith("gemma")),
         "gated_ffn": mt in GATED,
@@ -125,7 +129,7 @@ def preset_from_config(cfg: dict, name: str, source: str = "config.json") -> dic
         if r.integer("shared_expert_intermediate_size", low=0):
             p["shared_expert_ffn_dim"] = cfg["shared_expert_intermediate_size"]
         dense = r.integer("first_k_dense_replace", low=0) or 0
-        if mt in ("qwen2_moe", "qwen3_moe"):
+        if mt in ("qwen2_moe", "qwen3_moe", "qwen3_next", "qwen3_5_moe"):
             step = r.integer("decoder_sparse_step") or 1
             # counted, not listed: layers may be up to MAX_PRESET_INT
             dense_only = {i for i in r.items("mlp_only_layers", int, "layer indices")
@@ -157,7 +161,7 @@ def preset_from_config(cfg: dict, name: str, source: str = "config.json") -> dic
         p["kv_heads"] = heads
     # sliding / chunked local attention
     window = r.integer("sliding_window", low=0) or r.integer("attention_chunk_size", low=0)
-    if window and (mt not in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe")
+    if window and (mt not in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe", *LINEAR_HYBRIDS)
                    or r.flag("use_sliding_window", False)):
         types = r.items("layer_types", str, "layer types such as 'sliding_attention'")
         if types:
@@ -174,6 +178,25 @@ def preset_from_config(cfg: dict, name: str, source: str = "config.json") -> dic
             p["sliding_window_tokens"] = window
             if local < layers:
                 p["sliding_window_layers"] = local
+    # Gated DeltaNet linear-attention layers; the others attend with an output gate
+    if mt in LINEAR_HYBRIDS:
+        types = r.items("layer_types", str, "layer types such as 'linear_attention'")
+        if types:
+            linear = sum(t == "linear_attention" for t in types[:layers])
+        else:  # every full_attention_interval-th layer attends fully (transformers' default)
+            linear = layers - layers // (r.integer("full_attention_interval") or 4)
+        if linear:
+            p["linear_attention_layers"] = linear
+            for key, name in (("linear_key_heads", "linear_num_key_heads"),
+                              ("linear_value_heads", "linear_num_value_heads"),
+                              ("linear_key_head_dim", "linear_key_head_dim"),
+                              ("linear_value_head_dim", "linear_value_head_dim")):
+                p[key] = r.integer(name, required=True)
+            p["linear_conv_kernel"] = r.integer("linear_conv_kernel_dim") or 4
+        # Qwen3-Next always gates (q_proj is heads x head_dim x 2 in transformers); Qwen3.5
+        # says so in attn_output_gate (default true, as vLLM reads it)
+        if linear < layers and (mt == "qwen3_next" or r.flag("attn_output_gate", True)):
+            p["attention_output_gate"] = True
     # the preset checks catch what the reads above cannot see (kv_heads not dividing
     # heads, top-k above the expert count, ...)
     parse_model(p, source)

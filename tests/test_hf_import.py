@@ -263,3 +263,85 @@ def test_model_import_glm4_moe_checks_mlp_layer_types():
     with pytest.raises(dse.ConfigError) as exc:
         preset_from_config({**GLM4_5, "mlp_layer_types": "dense"}, "m", "dir/config.json")
     assert "mlp_layer_types = 'dense': must be a list of layer kinds" in str(exc.value)
+
+
+# --------------------------------------------------------------------------- linear-attention hybrids
+QWEN3_NEXT = {  # Qwen/Qwen3-Next-80B-A3B-Instruct (model_type qwen3_next; no layer_types key)
+    "model_type": "qwen3_next", "num_hidden_layers": 48, "hidden_size": 2048,
+    "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256,
+    "intermediate_size": 5120, "moe_intermediate_size": 512,
+    "shared_expert_intermediate_size": 512, "num_experts": 512, "num_experts_per_tok": 10,
+    "decoder_sparse_step": 1, "mlp_only_layers": [], "full_attention_interval": 4,
+    "linear_num_key_heads": 16, "linear_num_value_heads": 32, "linear_key_head_dim": 128,
+    "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4, "vocab_size": 151936,
+    "tie_word_embeddings": False, "use_sliding_window": False, "partial_rotary_factor": 0.25}
+QWEN3_5_397B = {  # Qwen/Qwen3.5-397B-A17B (model_type qwen3_5_moe: the LM under text_config)
+    "model_type": "qwen3_5_moe", "tie_word_embeddings": False,
+    "text_config": {
+        "model_type": "qwen3_5_moe_text", "num_hidden_layers": 60, "hidden_size": 4096,
+        "num_attention_heads": 32, "num_key_value_heads": 2, "head_dim": 256,
+        "moe_intermediate_size": 1024, "shared_expert_intermediate_size": 1024,
+        "num_experts": 512, "num_experts_per_tok": 10, "attn_output_gate": True,
+        "layer_types": (["linear_attention"] * 3 + ["full_attention"]) * 15,
+        "linear_num_key_heads": 16, "linear_num_value_heads": 64, "linear_key_head_dim": 128,
+        "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4, "vocab_size": 248320,
+        "mamba_ssm_dtype": "float32"},
+    "vision_config": {"depth": 27, "hidden_size": 1152}}
+_LINEAR = ("linear_attention_layers", "linear_key_heads", "linear_value_heads",
+           "linear_key_head_dim", "linear_value_head_dim", "linear_conv_kernel",
+           "attention_output_gate")
+
+
+@pytest.mark.parametrize("cfg, bundled", [(QWEN3_NEXT, "qwen3_next_80b_a3b"),
+                                          (QWEN3_5_397B, "qwen3_5_397b_a17b")],
+                         ids=["qwen3_next", "qwen3_5_moe"])
+def test_model_import_linear_hybrids_match_bundled_presets(tmp_path, cfg, bundled):
+    m = _import(tmp_path, cfg, "imported")
+    ref = dse.load_model(bundled)
+    keys = [k for k in _ARCHITECTURE + _LINEAR if k != "ffn_dim"]  # unused: every layer is MoE
+    assert [getattr(m, k) for k in keys] == [getattr(ref, k) for k in keys]
+    assert total_params(m) == total_params(ref) and active_params(m) == active_params(ref)
+
+
+def test_model_import_linear_layers_from_layer_types_or_interval():
+    p = preset_from_config(QWEN3_NEXT, "m")
+    assert (p["linear_attention_layers"], p["attention_output_gate"]) == (36, True)
+    assert preset_from_config({**QWEN3_NEXT, "full_attention_interval": 3},
+                              "m")["linear_attention_layers"] == 32
+    # an explicit list wins over the interval (transformers builds it from the interval)
+    kinds = ["linear_attention"] * 40 + ["full_attention"] * 8
+    assert preset_from_config({**QWEN3_NEXT, "layer_types": kinds},
+                              "m")["linear_attention_layers"] == 40
+    # Qwen3.5 MoE has no dense FFN width: ffn_dim 0, the experts carry moe_intermediate_size
+    q35 = preset_from_config(QWEN3_5_397B, "m")
+    assert (q35["ffn_dim"], q35["moe_ffn_dim"], q35["linear_value_heads"]) == (0, 1024, 64)
+    # a dense Qwen3.5 without the output gate (attn_output_gate false)
+    dense = {**QWEN3_5_397B["text_config"], "model_type": "qwen3_5", "intermediate_size": 17408}
+    for key in ("num_experts", "num_experts_per_tok", "moe_intermediate_size",
+                "shared_expert_intermediate_size"):
+        dense.pop(key)
+    p = preset_from_config({**dense, "attn_output_gate": False}, "m")
+    assert "attention_output_gate" not in p and p["ffn_dim"] == 17408
+    assert preset_from_config(dense, "m")["attention_output_gate"] is True
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"linear_num_value_heads": None}, "linear_num_value_heads: missing in config.json"),
+    ({"layer_types": "hybrid"}, "layer_types = 'hybrid': must be a list of layer types"),
+    ({"linear_num_value_heads": 24}, "linear_value_heads = 24: must be a multiple of "
+                                     "linear_key_heads = 16"),
+    ({"full_attention_interval": 0}, "full_attention_interval = 0: must be an integer in [1, "),
+])
+def test_model_import_linear_hybrid_checks_its_keys(changes, expected):
+    with pytest.raises(dse.ConfigError) as exc:
+        preset_from_config({**QWEN3_NEXT, **changes}, "m", "dir/config.json")
+    msg = str(exc.value)
+    assert msg.startswith("dir/config.json: ") and expected in msg and "\n" not in msg, msg
+
+
+def test_model_import_qwen3_5_moe_text_config_prefix_in_errors():
+    cfg = {**QWEN3_5_397B, "text_config": {**QWEN3_5_397B["text_config"],
+                                           "linear_key_head_dim": "128"}}
+    with pytest.raises(dse.ConfigError) as exc:
+        preset_from_config(cfg, "m", "dir/config.json")
+    assert "text_config.linear_key_head_dim = '128': must be an integer" in str(exc.value)
