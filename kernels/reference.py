@@ -78,6 +78,46 @@ def _collective(kind, n, span, msg, domain, r_up, lat_up, r_out, lat_out):
     return tuple(np.where(talks, x, 0.0) for x in parts)
 
 
+def _busiest_load(experts, k, tokens, ep):
+    """E[routed copies of the busiest of ep expert groups] (arrays broadcast): per distinct
+    (tokens, ep), the maximum of ep independent Binomial(T k, 1/ep) counts from the whole
+    CDF (log-gamma pmf over every count), interpolated between whole copies, at least the
+    even share; the normal limit (mean + sd * E[max of ep normals], the kernel's table of
+    that expectation) beyond 40 standard deviations; T k when ep = 1."""
+    from .formulas import MAX_NORMAL
+    tokens, ep = np.broadcast_arrays(np.asarray(tokens, float), np.asarray(ep, float))
+    pairs, back = np.unique(np.stack([tokens.ravel(), ep.ravel()]), axis=1,
+                            return_inverse=True)
+
+    def whole(n, groups):
+        a = np.arange(int(n) + 1, dtype=float)
+        lg = np.vectorize(math.lgamma)
+        p = 1 / groups
+        pmf = np.exp(lg(n + 1) - lg(a + 1) - lg(n - a + 1) + a * math.log(p)
+                     + (n - a) * math.log1p(-p))
+        cdf = np.minimum(np.cumsum(pmf), 1.0)
+        return max((1 - cdf[:-1] ** groups).sum(), math.ceil(n / groups - 1e-9))
+
+    out = np.empty(pairs.shape[1])
+    for j, (t, groups) in enumerate(pairs.T):
+        n = t * k
+        if groups <= 1 or n <= 0:
+            out[j] = n
+            continue
+        sd = math.sqrt(n / groups * (1 - 1 / groups))
+        if sd > 40:
+            lo = int(groups)
+            e_max = MAX_NORMAL[lo] + (MAX_NORMAL[lo + 1] - MAX_NORMAL[lo]) * (groups - lo)
+            out[j] = max(n / groups + sd * e_max, n / groups)
+            continue
+        lo, w = math.floor(n), n - math.floor(n)
+        m = whole(lo, groups) if lo > 0 else 0.0
+        if w > 0:
+            m = m * (1 - w) + whole(lo + 1, groups) * w
+        out[j] = max(m, n / groups)
+    return out[back.ravel()].reshape(tokens.shape)
+
+
 def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, su, so,
                      dequant=0.0, vector_rate=1.0):
     """(compute, memory, network seconds, kernel latency) of one op's costs on hardware
@@ -152,9 +192,10 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
         hid, ffn, experts, k, mats = p[:5]
         # the busiest expert group's distinct experts, over its tp / ep devices
         hit = ep * _busiest_group(experts, k, tokens, ep)
-        flops = 2 * tokens * k * hid * ffn * mats / tp
-        byts = hit * mats * hid * ffn * wb / tp + tokens * k * hid * ab * 2 / ep \
-            + tokens * k * ffn * mats * ab / tp
+        # compute and activations: the busiest group's routed copies (ep = 1: all)
+        load = np.where(ep > 1, _busiest_load(experts, k, tokens, ep), tokens * k)
+        flops = 2 * load * hid * ffn * mats * ep / tp
+        byts = hit * mats * hid * ffn * wb / tp + load * ab * (2 * hid + ffn * mats * ep / tp)
         with np.errstate(divide="ignore", invalid="ignore"):  # tokens per hit expert
             routed = tokens * k / (experts * (1 - (1 - k / experts) ** tokens))
         dq = np.where(weight_only & (tokens > 0),

@@ -89,11 +89,23 @@ def test_moe_decode_prices_the_busiest_expert_group():
     op = ops.moe_experts("x", 4096, 14336, 8, 2, 3, 1)
     expert = 3 * 4096 * 14336 * 2
     assert expert == 352_321_536
+    from dse.kernels.formulas import busiest_group_load
     c = cost(op, phase=DEC, seqs=1, tp=8, ep=8)
-    acts = 1 * 2 * 2 * (2 * 4096 / 8 + 3 * 14336 / 8)
+    # compute and activations: the busiest device handles one routed copy whole (its
+    # dispatch in and out, 2 x 4096, and the expert's 3 x 14336 intermediates), not a
+    # quarter of the two copies
+    load = busiest_group_load(8.0, 2.0, 1.0, 8.0)
+    assert load == pytest.approx(1.0, abs=1e-3)
+    acts = load * 2 * (2 * 4096 + 3 * 14336)
     assert c["bytes"] == pytest.approx(expert + acts, rel=1e-12)
+    assert c["flops"] == pytest.approx(2 * load * 4096 * 14336 * 3, rel=1e-12)
     c = cost(op, phase=DEC, seqs=1, tp=2, ep=2)
-    acts = 1 * 2 * 2 * (2 * 4096 / 2 + 3 * 14336 / 2)
+    # two copies over two groups, each group's count Binomial(2, 1/2) (F(0) = 1/4,
+    # F(1) = 3/4): E[max] = (1 - 1/16) + (1 - 9/16) = 1.375 (1 + 3/7 with the copies'
+    # distinct experts)
+    load = busiest_group_load(8.0, 2.0, 1.0, 2.0)
+    assert load == pytest.approx(1.375, rel=1e-12)
+    acts = load * 2 * (2 * 4096 + 3 * 14336 * 2 / 2)
     assert c["bytes"] - acts == pytest.approx(10 / 7 * expert, rel=0.03)
 
 
