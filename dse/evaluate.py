@@ -141,6 +141,8 @@ def structural_reasons(models, tp, pp, ep, adp) -> np.ndarray:
             (m.is_moe & (m.experts % ep != 0), "experts_not_divisible_by_ep"),
             # an all-SSM model splits its SSM heads instead (Mamba-1: inner channels)
             ((m.heads or m.ssm_heads or m.ssm_inner) % tp != 0, "tp_not_divisor_of_heads"),
+            # linear-attention (Gated DeltaNet) layers split their key heads too
+            ((m.linear_key_heads or tp) % tp != 0, "tp_not_divisor_of_heads"),
             ((m.kv_heads % tp != 0) & (tp % max(m.kv_heads, 1) != 0) & (m.kv_heads > 0),
              "tp_incompatible_with_kv_heads"),
             (pp > m.layers, "pp_exceeds_layers"),

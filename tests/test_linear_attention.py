@@ -259,3 +259,17 @@ def test_all_linear_model_needs_no_attention_fields():
                      "head_dim": 0}, "x.toml")
     assert m.attention_layers == 0
     assert kv_cache_bytes_per_device(m, 1, 1, 1, 10_000, 2) == 8 * linear_attention_state(m) * 2
+
+
+def test_tp_must_divide_the_linear_key_heads():
+    # Qwen3.5-397B: 32 attention heads but 16 linear key heads; tp = 32 splits the
+    # attention, not the DeltaNet heads
+    import dse
+    from dse.evaluate import REASONS, derive
+    spec = dse.parse_sweep({"grid": {"model": "qwen3_5_397b_a17b", "hardware": "b200",
+                                     "tp": [16, 32], "serving": "static"}})
+    der = derive(dse.evaluate(spec))
+    reason = der["reason"].squeeze()
+    codes = {int(t): REASONS[int(reason.sel(tp=t).max())] for t in (16, 32)}
+    assert codes[32] == "tp_not_divisor_of_heads"
+    assert codes[16] != "tp_not_divisor_of_heads"
