@@ -67,17 +67,74 @@ def _attention_ops(m: Model, phase: int) -> list[ops.Op]:
     # RoPE on the queries' rotary part (split with the heads) and the shared rotary key
     qk = (m.heads + 1) * m.qk_rope_head_dim
     out.append(ops.elementwise("rope", qk, qk, 3 * qk, n, L.SPLIT_COLUMNS))
-    if phase == L.PREFILL:
+    top_k = m.sparse_attention_top_k
+    if top_k:
+        out += _indexer_ops(m)
+    if phase == L.PREFILL and not top_k:
         out += [ops.gemm("kv_b_proj", m.kv_lora_rank, m.heads * (m.qk_nope_head_dim + m.v_head_dim),
                          n, L.SPLIT_COLUMNS),
                 ops.attention("attention", m.heads, m.heads, dq, m.v_head_dim, latent, 1, n)]
     else:
+        # decode, and DeepSeek Sparse Attention in both phases: each query attends the
+        # top-k positions its indexer selected, over the latent (the MQA form of MLA, in
+        # which DeepSeek-V3.2 instantiates DSA; vLLM's FlashMLA sparse kernels run prefill
+        # and decode this way, head size 576). The window caps the attended positions and
+        # the cache positions read at min(context, top-k), which is what the selection does
+        # to compute and reads; the cache itself keeps every position
+        # (kv_cache_bytes_per_device caps sliding windows only)
         out += [ops.gemm("q_absorb", m.qk_nope_head_dim, m.kv_lora_rank, n, L.SPLIT_COLUMNS,
                          groups=m.heads),
-                ops.attention("attention_latent", m.heads, 1, latent, m.kv_lora_rank, latent, 1, n),
+                ops.attention("attention_latent", m.heads, 1, latent, m.kv_lora_rank, latent, 1, n,
+                              window=top_k),
                 ops.gemm("v_absorb", m.kv_lora_rank, m.v_head_dim, n, L.SPLIT_COLUMNS,
                          groups=m.heads)]
     return out + [ops.gemm("o_proj", m.heads * m.v_head_dim, h, n, L.SPLIT_ROWS)]
+
+
+# The lightning indexer's v_dim: the attention formula prices 2 x heads x (qk + v) FLOPs per
+# query-position pair; with v = 2 that is the q.k dot products (2 x 128 per head) plus 4 per
+# head for the ReLU, the head weight and the sum over heads (3) and the top-k selection over
+# the scores (~1 per head, i.e. ~64 operations per position). Per token the op then streams
+# heads x (128 + 2) query-side elements (q, the head weights and one more per head) and one
+# 130-wide key; the 2048 int32 indices it writes per token (8 KB) are not counted.
+INDEXER_V_DIM = 2
+
+
+def _indexer_ops(m: Model) -> list[ops.Op]:
+    """The lightning indexer of DeepSeek Sparse Attention (DeepSeek-V3.2-Exp,
+    inference/model.py ``Indexer``), in every attention layer.
+
+    I(t, s) = sum over heads j of w(t, j) ReLU(q(t, j) . k(s)), then the top-k positions by
+    I. Its q comes from the MLA q latent (wq_b), one k per token from the hidden state (wk,
+    LayerNorm, RoPE, Hadamard rotation, fp8 quantization) is cached for every position, and
+    the head weights w from weights_proj. Priced as an attention op over every previous
+    position (window 0) with ``indexer_heads`` query heads, one K head of
+    ``indexer_head_dim`` read fresh and cached per token, replicated over tp like the MLA
+    latent, and ``INDEXER_V_DIM`` (above). Approximations:
+
+    - engines replicate the indexer on every tp rank (vLLM and SGLang ReplicatedLinear; the
+      reference code's plain Linear): the GEMMs here are replicated, but the attention
+      formula splits the query heads over tp, so at tp > 1 the scoring FLOPs are priced at
+      1/tp (the replicated cache read, which bounds decode, is not split). Exact at tp = 1
+      per attention group, as SGLang's DP-attention deployment runs it (--tp 8 --dp 8).
+    - it computes and caches in fp8 (132 bytes per token with the scale); here the cache
+      and its reads take the KV-cache precision (kv_dtype fp8: 128 bytes) and the scoring
+      the attention compute precision.
+    - the fp32 logits the top-k reads back (DeepGEMM fp8_mqa_logits, 8 bytes per pair
+      written and read) are not priced; in prefill they are under the compute time.
+    """
+    n, h = m.attention_layers, m.hidden_size
+    heads, d = m.indexer_heads, m.indexer_head_dim
+    qk = (heads + 1) * d
+    return [
+        ops.gemm("indexer_q_proj", m.q_lora_rank or h, heads * d, n),
+        ops.gemm("indexer_k_proj", h, d, n),
+        ops.gemm("indexer_weights_proj", h, heads, n),
+        # k's LayerNorm, RoPE on q and k, the Hadamard rotation (log2 d butterflies) and the
+        # fp8 quantization: one pass over q and k, ~12 FLOPs per element
+        ops.elementwise("indexer_qk_prep", qk, qk, 12 * qk, n),
+        ops.attention("indexer", heads, 1, d, INDEXER_V_DIM, d, 1, n),
+    ]
 
 
 def _ssm_ops(m: Model) -> list[ops.Op]:
@@ -266,9 +323,11 @@ def kv_heads_per_device(model: Model, tp):
 
 
 def cache_elements_per_token(model: Model, tp):
-    """KV-cache elements per token per layer on one device (MLA: the replicated latent)."""
+    """KV-cache elements per token per layer on one device (MLA: the replicated latent;
+    with sparse attention also the lightning indexer's key, replicated too)."""
     if model.is_mla:
-        return model.kv_lora_rank + model.qk_rope_head_dim + 0.0 * tp
+        return (model.kv_lora_rank + model.qk_rope_head_dim + model.indexer_head_dim
+                + 0.0 * tp)
     return 2 * model.head_dim * kv_heads_per_device(model, tp)
 
 
@@ -286,7 +345,8 @@ def attention_params_per_device(model: Model, tp):
         q = h * model.heads * dq / tp
     kv_a = h * (model.kv_lora_rank + model.qk_rope_head_dim) + model.kv_lora_rank
     kv_b = model.kv_lora_rank * model.heads * (model.qk_nope_head_dim + model.v_head_dim) / tp
-    return q + kv_a + kv_b + model.heads * model.v_head_dim * h / tp
+    # the lightning indexer (sparse attention) is replicated on every device
+    return q + kv_a + kv_b + model.heads * model.v_head_dim * h / tp + model.indexer_params
 
 
 def ssm_params(model: Model) -> float:
@@ -362,8 +422,9 @@ def kv_cache_bytes_per_device(model: Model, tp, pp, batch, context, kv_bytes,
                               attention_dp=1):
     """KV cache of the batch at ``context`` tokens on one device [bytes].
 
-    Sliding-window layers keep at most the window; under attention data parallelism each
-    group holds the cache of its batch / attention_dp sequences.
+    Sliding-window layers keep at most the window; sparse-attention (DSA) layers keep every
+    position, attend only the top-k of them but may select any. Under attention data
+    parallelism each group holds the cache of its batch / attention_dp sequences.
     """
     window_layers = model.window_layers
     global_layers = model.attention_layers - window_layers
@@ -400,6 +461,9 @@ def activation_bytes_per_device(model: Model, tp, pp, batch, input_tokens, act_b
     if model.is_mla:
         qkv = model.heads * (2 * (model.qk_nope_head_dim + model.qk_rope_head_dim)
                              + model.v_head_dim) / tp
+        # sparse attention: the indexer's q and k (replicated; its logits, computed in
+        # chunks by the engines, are not counted)
+        qkv = qkv + (model.indexer_heads + 1) * model.indexer_head_dim
     else:
         gate = 2 if model.attention_output_gate else 1
         qkv = (gate * model.heads * model.head_dim / tp

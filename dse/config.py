@@ -383,8 +383,11 @@ _MODEL_OPTIONAL_INTS = ("experts", "experts_per_token", "moe_ffn_dim", "shared_e
                         "ssm_state_size", "ssm_expand", "ssm_heads", "ssm_groups",
                         "ssm_conv_kernel", "ssm_dt_rank", "linear_attention_layers",
                         "linear_key_heads", "linear_value_heads", "linear_key_head_dim",
-                        "linear_value_head_dim", "linear_conv_kernel")
+                        "linear_value_head_dim", "linear_conv_kernel",
+                        "sparse_attention_top_k", "indexer_heads", "indexer_head_dim")
 _MLA_KEYS = ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+# DeepSeek Sparse Attention: the lightning indexer's heads and width, and the top-k it keeps
+_SPARSE_KEYS = ("sparse_attention_top_k", "indexer_heads", "indexer_head_dim")
 
 
 @dataclass(frozen=True)
@@ -432,6 +435,12 @@ class Model:
     linear_value_head_dim: int = 0  # dv (linear_value_head_dim)
     linear_conv_kernel: int = 4     # short causal conv over q, k, v (linear_conv_kernel_dim)
     attention_output_gate: bool = False  # sigmoid gate on the attention output (Q proj 2x wide)
+    # DeepSeek Sparse Attention (DSA, DeepSeek-V3.2): every attention layer attends only the
+    # top-k positions its lightning indexer selects. Unlike a sliding window the cache keeps
+    # every position (and the indexer's keys besides).
+    sparse_attention_top_k: int = 0  # positions attended per query (index_topk; 0: dense)
+    indexer_heads: int = 0          # lightning-indexer query heads (index_n_heads)
+    indexer_head_dim: int = 0       # lightning-indexer q/k width, cached per token (index_head_dim)
     position_embedding: str = "rope"  # "rope" (rotary, per layer) or "learned" (absolute)
     published_params: float = 0.0
     published_active_params: float = 0.0
@@ -482,6 +491,23 @@ class Model:
     def ffn_layers(self) -> int:
         """Layers with an FFN (dense or MoE)."""
         return self.layers if (self.ffn_dim > 0 or self.is_moe) else 0
+
+    @property
+    def is_sparse_attention(self) -> bool:
+        """DeepSeek Sparse Attention: attention layers attend only the indexer's top-k."""
+        return self.sparse_attention_top_k > 0
+
+    @property
+    def indexer_params(self) -> int:
+        """Lightning-indexer weights of one layer [parameters]: wq_b (q latent -> heads x
+        dim), wk (hidden -> dim), its LayerNorm's weight and bias, weights_proj (hidden ->
+        heads); 0 without sparse attention."""
+        if not self.is_sparse_attention:
+            return 0
+        hd = self.indexer_heads * self.indexer_head_dim
+        return ((self.q_lora_rank or self.hidden_size) * hd
+                + self.hidden_size * (self.indexer_head_dim + self.indexer_heads)
+                + 2 * self.indexer_head_dim)
 
     @property
     def window_layers(self) -> int:
@@ -588,6 +614,16 @@ def parse_model(data: dict, src: str, text: str = ""):
     if mla and len(mla) != len(_MLA_KEYS):
         missing = sorted(set(_MLA_KEYS) - set(mla))
         _fail(src, mla[0], opt[mla[0]], f"multi-head latent attention also needs {', '.join(missing)}")
+    sparse = [k for k in _SPARSE_KEYS if k in opt]
+    if sparse and len(sparse) != len(_SPARSE_KEYS):
+        missing = [k for k in _SPARSE_KEYS if k not in opt]
+        _fail(src, sparse[0], opt[sparse[0]], f"sparse attention also needs {', '.join(missing)}")
+    if sparse and not mla:  # DSA is built on MLA (DeepSeek-V3.2, GLM-5)
+        _fail(src, sparse[0], opt[sparse[0]], "sparse attention needs multi-head latent "
+              "attention (kv_lora_rank, ...)")
+    if sparse and "sliding_window_tokens" in opt:  # the kernels take one window per model
+        _fail(src, "sparse_attention_top_k", opt["sparse_attention_top_k"],
+              "not with sliding_window_tokens")
     return Model(
         name=check_preset_name(data["name"], src),
         description=_string(data, "description", src) if "description" in data else "",

@@ -15,7 +15,7 @@ from .config import MAX_NAME_CHARS, MAX_PRESET_INT, ConfigError, check_preset_na
 SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
              "deepseek_v2", "deepseek_v3", "kimi_k2", "gpt_oss", "gemma", "gemma2", "gemma3",
              "gemma3_text", "phi3", "llama4", "llama4_text", "glm4_moe", "minimax_m2",
-             "qwen3_next", "qwen3_5", "qwen3_5_moe")
+             "qwen3_next", "qwen3_5", "qwen3_5_moe", "deepseek_v32")
 GATED = SUPPORTED  # every supported family uses a gated (SwiGLU / GeGLU) FFN
 # hybrids of Gated DeltaNet linear attention and gated full attention (Qwen3-Next, Qwen3.5)
 LINEAR_HYBRIDS = ("qwen3_next", "qwen3_5", "qwen3_5_moe")
@@ -159,6 +159,13 @@ def preset_from_config(cfg: dict, name: str, source: str = "config.json") -> dic
             p["q_lora_rank"] = cfg["q_lora_rank"]
         p["head_dim"] = p["qk_nope_head_dim"] + p["qk_rope_head_dim"]
         p["kv_heads"] = heads
+    # DeepSeek Sparse Attention (DeepSeek-V3.2, V3.2-Exp): the lightning indexer's heads and
+    # width, and the top-k positions each query attends
+    if mt == "deepseek_v32":
+        for key, name in (("sparse_attention_top_k", "index_topk"),
+                          ("indexer_heads", "index_n_heads"),
+                          ("indexer_head_dim", "index_head_dim")):
+            p[key] = r.integer(name, required=True)
     # sliding / chunked local attention
     window = r.integer("sliding_window", low=0) or r.integer("attention_chunk_size", low=0)
     if window and (mt not in ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe", *LINEAR_HYBRIDS)

@@ -345,3 +345,35 @@ def test_model_import_qwen3_5_moe_text_config_prefix_in_errors():
     with pytest.raises(dse.ConfigError) as exc:
         preset_from_config(cfg, "m", "dir/config.json")
     assert "text_config.linear_key_head_dim = '128': must be an integer" in str(exc.value)
+
+
+# --------------------------------------------------------------------------- sparse attention
+DEEPSEEK_V32 = {  # deepseek-ai/DeepSeek-V3.2-Exp (model_type deepseek_v32): V3's keys + DSA
+    **DEEPSEEK_V3, "model_type": "deepseek_v32", "index_topk": 2048, "index_n_heads": 64,
+    "index_head_dim": 128, "num_nextn_predict_layers": 1}
+
+
+def test_model_import_deepseek_v32_sparse_attention_matches_bundled_preset(tmp_path):
+    m = _import(tmp_path, DEEPSEEK_V32, "dsv32")
+    ref = dse.load_model("deepseek_v3_2")
+    keys = [k for k in _ARCHITECTURE if k != "head_dim"] + [
+        "sparse_attention_top_k", "indexer_heads", "indexer_head_dim"]
+    assert [getattr(m, k) for k in keys] == [getattr(ref, k) for k in keys]
+    assert (m.sparse_attention_top_k, m.indexer_heads, m.indexer_head_dim) == (2048, 64, 128)
+    assert total_params(m) == total_params(ref) and active_params(m) == active_params(ref)
+    # the same keys under deepseek_v3 are not read: a dense V3 stays dense
+    assert "sparse_attention_top_k" not in preset_from_config(
+        {**DEEPSEEK_V32, "model_type": "deepseek_v3"}, "m")
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"index_topk": None}, "index_topk: missing in config.json"),
+    ({"index_n_heads": 0}, "index_n_heads = 0: must be an integer in [1,"),
+    ({"index_head_dim": "128"}, "index_head_dim = '128': must be an integer"),
+    ({"kv_lora_rank": 0}, "sparse attention needs multi-head latent attention"),
+])
+def test_model_import_deepseek_v32_checks_its_keys(changes, expected):
+    with pytest.raises(dse.ConfigError) as exc:
+        preset_from_config({**DEEPSEEK_V32, **changes}, "m", "c.json")
+    msg = str(exc.value)
+    assert msg.startswith("c.json: ") and expected in msg and "\n" not in msg, msg
