@@ -227,6 +227,37 @@ def run_counts(op, pp, ep):
 
 
 @njit(cache=True)
+def moe_cost(op, tokens, tp, ep, wb, ab):
+    """(FLOPs, bytes, dequantization operations) of a routed-experts op over ``tokens``
+    tokens on one device (the MoE branch of :func:`op_cost`; the continuous path calls it
+    per iteration). P0 = hidden, P1 = expert FFN width, P2 = experts, P3 = top-k, P4 =
+    matrices per expert."""
+    h = op[OP_P0]
+    f = op[OP_P0 + 1]
+    experts = op[OP_P0 + 2]
+    k = op[OP_P0 + 3]
+    mats = op[OP_P0 + 4]
+    # weights: the busiest of the ep groups' distinct experts, each group's over its
+    # tp / ep devices (ep * busiest / tp experts' worth per device)
+    active = ep * busiest_group_experts(experts, k, tokens, ep)
+    if ep <= 1.0:
+        flops = 2.0 * tokens * k * h * f * mats / tp
+        byts = active * h * f * mats * wb / tp + tokens * k * ab * (2.0 * h / ep + mats * f / tp)
+    else:
+        # compute and activations: the busiest group's routed copies, over its tp / ep
+        # devices (the even share is tokens * k / ep)
+        load = busiest_group_load(experts, k, tokens, ep)
+        flops = 2.0 * load * h * f * mats * ep / tp
+        byts = active * h * f * mats * wb / tp + load * ab * (2.0 * h + mats * f * ep / tp)
+    dequant = 0.0
+    if wb < ab and tokens > 0.0:
+        # weight-only: each hit expert's weights, once per tile of the tokens routed to it
+        per_expert = tokens * k / expected_active_experts(experts, k, tokens)
+        dequant = DEQUANT_OPS * active * h * f * mats / tp * dequant_tiles(per_expert)
+    return flops, byts, dequant
+
+
+@njit(cache=True)
 def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
     """Per-device cost of one operator for one micro-batch.
 
@@ -340,26 +371,7 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
         # vocab-parallel table: each token's row lives on one of the tp devices
         bytes0 = tokens * p0 * wb / tp + tokens * p0 * ab
     elif kind == MOE:
-        # P0 = hidden, P1 = expert FFN width, P2 = experts, P3 = top-k, P4 = matrices/expert
-        h = p0
-        f = p1
-        # weights: the busiest of the ep groups' distinct experts, each group's over its
-        # tp / ep devices (ep * busiest / tp experts' worth per device)
-        active = ep * busiest_group_experts(p2, p3, tokens, ep)
-        if ep <= 1.0:
-            flops0 = 2.0 * tokens * p3 * h * f * p4 / tp
-            bytes0 = (active * h * f * p4 * wb / tp
-                      + tokens * p3 * ab * (2.0 * h / ep + p4 * f / tp))
-        else:
-            # compute and activations: the busiest group's routed copies, over its tp / ep
-            # devices (the even share is tokens * k / ep)
-            load = busiest_group_load(p2, p3, tokens, ep)
-            flops0 = 2.0 * load * h * f * p4 * ep / tp
-            bytes0 = active * h * f * p4 * wb / tp + load * ab * (2.0 * h + p4 * f * ep / tp)
-        if weight_only and tokens > 0.0:
-            # each hit expert's weights, once per tile of the tokens routed to it
-            per_expert = tokens * p3 / expected_active_experts(p2, p3, tokens)
-            dequant = DEQUANT_OPS * active * h * f * p4 / tp * dequant_tiles(per_expert)
+        flops0, bytes0, dequant = moe_cost(op, tokens, tp, ep, wb, ab)
     elif kind == ELEMENTWISE:
         # a small memory-bound kernel (RoPE, activation, MoE routing and permutation,
         # sampling): P0 elements read and P1 written per token, P2 FLOPs per token, P3

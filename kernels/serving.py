@@ -40,7 +40,8 @@ import numpy as np
 from numba import njit
 
 from .collectives import collective_seconds, domain_split
-from .formulas import causal_pairs, compute_dtype, dequant_tiles, op_cost, run_counts
+from .formulas import (causal_pairs, compute_dtype, dequant_tiles, moe_cost, op_cost,
+                       run_counts)
 from .layout import (DECODE, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS, EN_MIXED, HW_COMPUTE_EFF,
                      HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
                      HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
@@ -225,17 +226,21 @@ def _op_seconds(vt, i, program, tokens, seqs, sampled, ctx, pairs, reads, rcs, r
     ``acc`` (compute, memory, network)."""
     tok = sampled if vt[i, V_LAST] > 0.0 else tokens
     if vt[i, V_MOE] > 0.0:
-        c = op_cost(program[i], DECODE, tok * vt[i, V_SCALE], 1.0, t * adp, p, e, wb, ab, kb)
-        tc = (c[0] * vt[i, V_RATE] + c[8] * vt[i, V_RATE32]) * rcs
-        tm = c[2] * vt[i, V_MEM] * rms
+        c = moe_cost(program[i], tok * vt[i, V_SCALE], t * adp, e, wb, ab)
+        tc = (c[0] * vt[i, V_RATE] + c[2] * vt[i, V_RATE32]) * rcs
+        tm = c[1] * vt[i, V_MEM] * rms
         tn = 0.0  # experts compute and read; their dispatch and combine are ops of their own
     else:
-        tc = (vt[i, V_CT] * tok + vt[i, V_CX] * pairs
-              + vt[i, V_DQ] * dequant_tiles(tok * vt[i, V_SCALE])) * rcs
+        tc = vt[i, V_CT] * tok + vt[i, V_CX] * pairs
+        if vt[i, V_DQ] != 0.0:
+            tc += vt[i, V_DQ] * dequant_tiles(tok * vt[i, V_SCALE])
+        tc *= rcs
         tm = (vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs
               + vt[i, V_MX] * reads) * rms
-        up, out, lat = network_seconds(vt, i, tok)
-        tn = up * rsu + out * rso + lat
+        tn = 0.0
+        if vt[i, V_GROUP] > 1.0:
+            up, out, lat = network_seconds(vt, i, tok)
+            tn = up * rsu + out * rso + lat
     if tc >= tm and tc >= tn:
         top = tc + vt[i, V_LAT]
         acc[0] += vt[i, V_PATH] * top
@@ -362,11 +367,18 @@ def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q):
     if vt[i, V_MOE] > 0.0:
         out[q, T_C] = tok * vt[i, V_SCALE]
     else:
-        out[q, T_C] = (vt[i, V_CT] * tok + vt[i, V_CX] * pairs
-                       + vt[i, V_DQ] * dequant_tiles(tok * vt[i, V_SCALE]))
+        tc = vt[i, V_CT] * tok + vt[i, V_CX] * pairs
+        if vt[i, V_DQ] != 0.0:
+            tc += vt[i, V_DQ] * dequant_tiles(tok * vt[i, V_SCALE])
+        out[q, T_C] = tc
         out[q, T_M] = (vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs
                        + vt[i, V_MX] * reads)
-        out[q, T_N], out[q, T_NO], out[q, T_NL] = network_seconds(vt, i, tok)
+        if vt[i, V_GROUP] > 1.0:
+            out[q, T_N], out[q, T_NO], out[q, T_NL] = network_seconds(vt, i, tok)
+        else:
+            out[q, T_N] = 0.0
+            out[q, T_NO] = 0.0
+            out[q, T_NL] = 0.0
     out[q, T_LAT] = vt[i, V_LAT]
     out[q, T_PATH] = vt[i, V_PATH]
     out[q, T_STAGE] = vt[i, V_STAGE]
@@ -376,9 +388,9 @@ def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q):
 def _moe_terms(vt, i, program, t, p, e, adp, wb, ab, kb, out, q):
     """Row ``q``'s compute, memory and network terms of MoE op ``i`` (distinct experts hit:
     ``op_cost`` at the sequences :func:`_op_terms` left in ``T_C``)."""
-    c = op_cost(program[i], DECODE, out[q, T_C], 1.0, t * adp, p, e, wb, ab, kb)
-    out[q, T_C] = c[0] * vt[i, V_RATE] + c[8] * vt[i, V_RATE32]
-    out[q, T_M] = c[2] * vt[i, V_MEM]
+    c = moe_cost(program[i], out[q, T_C], t * adp, e, wb, ab)
+    out[q, T_C] = c[0] * vt[i, V_RATE] + c[2] * vt[i, V_RATE32]
+    out[q, T_M] = c[1] * vt[i, V_MEM]
     out[q, T_N] = 0.0
     out[q, T_NO] = 0.0
     out[q, T_NL] = 0.0
