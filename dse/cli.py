@@ -183,12 +183,13 @@ def cmd_list(args) -> int:
                   f"{e.max_running_requests or '-':>11}  {e.description}")
     else:
         from .compile import active_params, total_params
-        print(f"{'name':<14} {'params B':>8} {'active B':>8} {'layers':>6} {'hidden':>6} "
+        models = [load_model(name) for name in bundled_names("models")]
+        w = max(len(m.name) for m in models)  # the name column fits the longest name
+        print(f"{'name':<{w}} {'params B':>8} {'active B':>8} {'layers':>6} {'hidden':>6} "
               f"{'heads':>5} {'kv':>3} {'experts':>7}  description")
-        for name in bundled_names("models"):
-            m = load_model(name)
+        for m in models:
             experts = f"{m.experts_per_token}/{m.experts}" if m.is_moe else "-"
-            print(f"{m.name:<14} {total_params(m) / 1e9:>8.2f} {active_params(m) / 1e9:>8.2f} "
+            print(f"{m.name:<{w}} {total_params(m) / 1e9:>8.2f} {active_params(m) / 1e9:>8.2f} "
                   f"{m.layers:>6} {m.hidden_size:>6} {m.heads:>5} {m.kv_heads:>3} "
                   f"{experts:>7}  {m.description}")
     return 0
