@@ -116,7 +116,7 @@ AXES = (
          "concurrent sequences per replica (continuous: concurrent requests)"),
     _int("input_tokens", "group", 13, 1 << 24, "prompt tokens per sequence",
          default=(1024,)),
-    _int("output_tokens", "group", 14, 1 << 24, "generated tokens per sequence",
+    _int("output_tokens", "group", 15, 1 << 24, "generated tokens per sequence",
          default=(256,)),
     _int("tp", "strategy", 7, 1 << 16, "tensor-parallel devices"),
     _int("pp", "strategy", 8, 1 << 12, "pipeline stages"),
@@ -126,20 +126,24 @@ AXES = (
     _int("max_batched_tokens", "strategy", 11, 1 << 24,
          "continuous: token budget of one engine iteration (chunked-prefill size; 0: the "
          "engine's default)", default=(0,), minimum=0),
-    _int("dp", "strategy", 22, 1 << 20, "independent replicas", walk="derived"),
+    _int("dp", "strategy", 23, 1 << 20, "independent replicas", walk="derived"),
     _dtype("weight_dtype", 4, "bf16", "weight precision"),
     _dtype("act_dtype", 5, SAME, "activation precision (same: the weight precision)"),
     _dtype("kv_dtype", 6, SAME, "KV-cache precision (same: the activation precision)"),
-    _scale("compute_scale", 15, "factor on peak FLOP/s"),
-    _scale("memory_bandwidth_scale", 16, "factor on memory bandwidth"),
-    _scale("memory_capacity_scale", 19, "factor on memory capacity"),
-    _scale("scaleup_bandwidth_scale", 17, "factor on scale-up link bandwidth"),
-    _scale("scaleout_bandwidth_scale", 18, "factor on scale-out link bandwidth"),
-    _scale("scaleup_domain_scale", 20, "factor on the scale-up domain size (devices per "
+    _scale("compute_scale", 16, "factor on peak FLOP/s"),
+    _scale("memory_bandwidth_scale", 17, "factor on memory bandwidth"),
+    _scale("memory_capacity_scale", 20, "factor on memory capacity"),
+    _scale("scaleup_bandwidth_scale", 18, "factor on scale-up link bandwidth"),
+    _scale("scaleout_bandwidth_scale", 19, "factor on scale-out link bandwidth"),
+    _scale("scaleup_domain_scale", 21, "factor on the scale-up domain size (devices per "
            "NVLink-class domain, rounded; e.g. 9 turns an 8-GPU node into NVL72)",
            walk="hardware"),
-    _scale("link_latency_scale", 21, "factor on the per-step latency of the scale-up and "
+    _scale("link_latency_scale", 22, "factor on the per-step latency of the scale-up and "
            "scale-out links", walk="hardware"),
+    # a what-if of the workload's routing, walked by the kernel (it changes MoE costs)
+    _scale("expert_imbalance", 14, "MoE with ep > 1: the busiest expert group's routed "
+           "tokens as a multiple of uniform routing's (EPLB's max/mean load ratio; at most "
+           "all tokens)", walk="kernel"),
 )
 AXIS = {a.name: a for a in AXES}
 MAX_DEVICES = 1 << 60  # the [constraints] bound, and the most devices any point can have

@@ -124,7 +124,8 @@ def moe_span(op: Op) -> Op:
 
 
 def op_costs(op: Op, phase: int, seqs: float, input_tokens: float, context: float,
-             tp: float, pp: float, ep: float, wb: float, ab: float, kb: float) -> dict:
+             tp: float, pp: float, ep: float, wb: float, ab: float, kb: float,
+             imbalance: float = 1.0) -> dict:
     """FLOPs, bytes and collective message bytes of one op for one micro-batch on one
     device, with the collective's group and span (``kernels/collectives.py`` prices them).
 
@@ -133,7 +134,7 @@ def op_costs(op: Op, phase: int, seqs: float, input_tokens: float, context: floa
     """
     f0, f1, b0, b1, nb, group, span, window, dq = op_cost(
         op.row, phase, float(seqs), float(input_tokens), float(tp), float(pp), float(ep),
-        wb, ab, kb)
+        wb, ab, kb, float(imbalance))
     seen = min(context, window) if window > 0 else context
     return {"flops": f0 + f1 * seen, "bytes": b0 + b1 * seen, "net_bytes": nb,
             "group_devices": group, "span_devices": span, "dequant_ops": dq}

@@ -227,11 +227,12 @@ def run_counts(op, pp, ep):
 
 
 @njit(cache=True)
-def moe_cost(op, tokens, tp, ep, wb, ab):
+def moe_cost(op, tokens, tp, ep, wb, ab, imbalance):
     """(FLOPs, bytes, dequantization operations) of a routed-experts op over ``tokens``
     tokens on one device (the MoE branch of :func:`op_cost`; the continuous path calls it
     per iteration). P0 = hidden, P1 = expert FFN width, P2 = experts, P3 = top-k, P4 =
-    matrices per expert."""
+    matrices per expert. ``imbalance``: the busiest group's routed copies as a multiple of
+    uniform routing's (the ``expert_imbalance`` axis; at most all copies)."""
     h = op[OP_P0]
     f = op[OP_P0 + 1]
     experts = op[OP_P0 + 2]
@@ -246,7 +247,7 @@ def moe_cost(op, tokens, tp, ep, wb, ab):
     else:
         # compute and activations: the busiest group's routed copies, over its tp / ep
         # devices (the even share is tokens * k / ep)
-        load = busiest_group_load(experts, k, tokens, ep)
+        load = min(busiest_group_load(experts, k, tokens, ep) * imbalance, tokens * k)
         flops = 2.0 * load * h * f * mats * ep / tp
         byts = active * h * f * mats * wb / tp + load * ab * (2.0 * h + mats * f * ep / tp)
     dequant = 0.0
@@ -258,7 +259,7 @@ def moe_cost(op, tokens, tp, ep, wb, ab):
 
 
 @njit(cache=True)
-def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
+def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance):
     """Per-device cost of one operator for one micro-batch.
 
     Parameters
@@ -275,6 +276,9 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
         Tensor, pipeline and expert parallel degrees.
     wb, ab, kb : float
         Bytes per weight, activation and KV-cache element [bytes].
+    imbalance : float
+        The busiest expert group's routed token copies over uniform routing's (>= 1 in
+        practice; the ``expert_imbalance`` axis).
 
     Returns
     -------
@@ -371,7 +375,7 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb):
         # vocab-parallel table: each token's row lives on one of the tp devices
         bytes0 = tokens * p0 * wb / tp + tokens * p0 * ab
     elif kind == MOE:
-        flops0, bytes0, dequant = moe_cost(op, tokens, tp, ep, wb, ab)
+        flops0, bytes0, dequant = moe_cost(op, tokens, tp, ep, wb, ab, imbalance)
     elif kind == ELEMENTWISE:
         # a small memory-bound kernel (RoPE, activation, MoE routing and permutation,
         # sampling): P0 elements read and P1 written per token, P2 FLOPs per token, P3

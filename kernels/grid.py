@@ -36,7 +36,7 @@ from .layout import (DECODE, EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED, EN_REQUEST
                      HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
                      HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
                      HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_BATCH, K_BUDGET, K_ENGINE, K_EP,
-                     K_INPUT, K_KV, K_PP, K_SERVING, K_TP, K_WEIGHT, OP_KIND, OP_SPAN, PREFILL,
+                     K_IMBALANCE, K_INPUT, K_KV, K_PP, K_SERVING, K_TP, K_WEIGHT, OP_KIND, OP_SPAN, PREFILL,
                      SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE, W_MEMORY,
                      W_SCALEOUT, W_SCALEUP)
 
@@ -123,16 +123,16 @@ def mean_max_lines_capped(a0, a1, b0, b1, c_lo, n, window):
 
 @njit(cache=True)
 def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn,
-                cdt_act, out):
+                cdt_act, imb, out):
     """Per-op costs and multipliers of one phase into ``out[n_op, _N_COSTS]``."""
     for i in range(n_op):
         op = program[i]
         if int(op[OP_SPAN]) == SPAN_MOE:  # MoE layers see every attention-DP group
             f0, f1, b0, b1, nb, group, span, win, dq = op_cost(
-                op, phase, seqs * adp, s, t * adp, p, e, wb, ab, kb)
+                op, phase, seqs * adp, s, t * adp, p, e, wb, ab, kb, imb)
         else:
             f0, f1, b0, b1, nb, group, span, win, dq = op_cost(op, phase, seqs, s, t, p, e,
-                                                               wb, ab, kb)
+                                                               wb, ab, kb, imb)
         out[i, _FLOPS0] = f0
         out[i, _FLOPS1] = f1
         out[i, _BYTES0] = b0
@@ -224,7 +224,8 @@ def point_setup(v, dtype_bits):
 def _phase_costs(program, n_op, phase, v, seqs, w, a, k, cdt_gemm, cdt_attn, dtype_bytes, out):
     """:func:`_fill_costs` of one phase at structure point ``v``."""
     _fill_costs(program, n_op, phase, seqs, v[K_INPUT], v[K_TP], v[K_PP], v[K_EP], v[K_ADP],
-                dtype_bytes[w], dtype_bytes[a], dtype_bytes[k], cdt_gemm, cdt_attn, a, out)
+                dtype_bytes[w], dtype_bytes[a], dtype_bytes[k], cdt_gemm, cdt_attn, a,
+                v[K_IMBALANCE], out)
 
 
 @njit(cache=True)
@@ -304,7 +305,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     max_ops = prog_dec.shape[0]
     u_dec, u_pre, partner, shared, window = structure_units(
         prog_dec, n_dec, prog_pre, n_pre, max_ops, t, p, e, adp, wb, ab, kb, cdt_gemm,
-        cdt_attn, a)
+        cdt_attn, a, v[K_IMBALANCE])
     vt_dec = np.empty((max_ops, N_VTIMES))
     vt_pre = np.empty((max_ops, N_VTIMES))
     c_dec = np.empty(N_COMP)
@@ -653,7 +654,7 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     width = max(n_pre, n_dec)
     u_dec, u_pre, partner, shared, window = structure_units(
         program_dec, n_dec, program_pre, n_pre, width, t, p, e, adp, wb, ab, kb, cdt_gemm,
-        cdt_attn, a)
+        cdt_attn, a, v[K_IMBALANCE])
     vt_dec = np.empty((width, N_VTIMES))
     vt_pre = np.empty((width, N_VTIMES))
     unit_times(u_dec, n_dec, rates_h, hw_h, vt_dec)

@@ -103,9 +103,10 @@ SPLIT_EXPERTS = 5   # ELEMENTWISE over the routed copies of the tokens: per ep g
 # kernel axes are exactly these). Values arrive as one float64 table [len(KERNEL_AXES),
 # longest axis] (precisions as DTYPE_INDEX codes, -1 for "same") with each axis' length.
 KERNEL_AXES = ("serving", "engine", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "ep",
-               "attention_dp", "max_batched_tokens", "batch", "input_tokens")
+               "attention_dp", "max_batched_tokens", "batch", "input_tokens",
+               "expert_imbalance")
 (K_SERVING, K_ENGINE, K_WEIGHT, K_ACT, K_KV, K_TP, K_PP, K_EP, K_ADP, K_BUDGET, K_BATCH,
- K_INPUT) = range(len(KERNEL_AXES))
+ K_INPUT, K_IMBALANCE) = range(len(KERNEL_AXES))
 SERVING_STATIC = 0      # ``serving`` codes: the index in dse.axes.SERVING
 SERVING_CONTINUOUS = 1
 # The hardware what-if scales, innermost in the outputs, as a second such table.

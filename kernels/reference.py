@@ -12,7 +12,7 @@ import numpy as np
 
 from . import layout as L
 
-_N = 15  # hw, w, a, k, tp, pp, ep, adp, batch, input, output, cs, ms, su, so
+_N = 16  # hw, w, a, k, tp, pp, ep, adp, batch, input, imbalance, output, cs, ms, su, so
 
 
 def _ax(values, pos, dtype=None):
@@ -141,7 +141,7 @@ def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, s
     return comp, mem, netw, kernel
 
 
-def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
+def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0):
     """(flops, bytes, message bytes, group devices, span, dequantization operations) of one
     op; arrays broadcast."""
     kind = int(op[L.OP_KIND])
@@ -193,7 +193,8 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb):
         # the busiest expert group's distinct experts, over its tp / ep devices
         hit = ep * _busiest_group(experts, k, tokens, ep)
         # compute and activations: the busiest group's routed copies (ep = 1: all)
-        load = np.where(ep > 1, _busiest_load(experts, k, tokens, ep), tokens * k)
+        load = np.where(ep > 1, np.minimum(_busiest_load(experts, k, tokens, ep) * imb,
+                                           tokens * k), tokens * k)
         flops = 2 * load * hid * ffn * mats * ep / tp
         byts = hit * mats * hid * ffn * wb / tp + load * ab * (2 * hid + ffn * mats * ep / tp)
         with np.errstate(divide="ignore", invalid="ignore"):  # tokens per hit expert
@@ -247,13 +248,14 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, axes, axis_sizes, ou
         ttft, tpot, bound = evaluate_reference(
             hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens, scales,
             scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits)
-        at = continuous.reshape((1, 1, -1) + (1,) * 17)
+        at = continuous.reshape((1, 1, -1) + (1,) * (c_ttft.ndim - 3))
         return (np.where(at, c_ttft, ttft), np.where(at, c_tpot, tpot),
                 np.where(at, c_bound, bound))
     sc = [scales[j, :scale_sizes[j]] for j in range(len(L.WHAT_IF_AXES))]
     with np.errstate(divide="ignore", invalid="ignore"):
         ttft, tpot, bound = _evaluate(
-            hw, rates, programs, n_ops, v["batch"], v["input_tokens"], output_tokens,
+            hw, rates, programs, n_ops, v["batch"], v["input_tokens"], v["expert_imbalance"],
+            output_tokens,
             v["tp"], v["pp"], v["ep"], v["attention_dp"], v["weight_dtype"].astype(np.int64),
             v["act_dtype"].astype(np.int64), v["kv_dtype"].astype(np.int64), *sc[:4],
             dtype_bytes, dtype_bits)
@@ -270,7 +272,7 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, axes, axis_sizes, ou
     return grown(ttft, np.inf), grown(tpot, np.inf), grown(bound, 0).astype(np.uint8)
 
 
-def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
+def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output_tokens,
               tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, compute_scale,
               memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits):
     h = _ax(np.arange(hw.shape[0]), 0)
@@ -279,9 +281,10 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
     k = np.where(_ax(kv_dtype, 3) < 0, a, _ax(kv_dtype, 3))
     t, p, e = _ax(tp, 4, float), _ax(pp, 5, float), _ax(ep, 6, float)
     adp = _ax(attention_dp, 7, float)
-    b, s, o = _ax(batch, 8, float), _ax(input_tokens, 9, float), _ax(output_tokens, 10, float)
-    cs, ms = _ax(compute_scale, 11), _ax(memory_scale, 12)
-    su, so = _ax(scaleup_scale, 13), _ax(scaleout_scale, 14)
+    b, s, o = _ax(batch, 8, float), _ax(input_tokens, 9, float), _ax(output_tokens, 11, float)
+    imb = _ax(imbalance, 10, float)
+    cs, ms = _ax(compute_scale, 12), _ax(memory_scale, 13)
+    su, so = _ax(scaleup_scale, 14), _ax(scaleout_scale, 15)
     wb, ab, kb = dtype_bytes[w], dtype_bytes[a], dtype_bytes[k]
     cdt = {L.CDT_GEMM: np.where(dtype_bits[a] >= dtype_bits[w], a, w),
            L.CDT_ATTENTION: np.where(dtype_bits[a] >= dtype_bits[k], a, k), L.CDT_ACT: a}
@@ -289,16 +292,16 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, output_tokens,
     group_seqs = b / micro / adp  # one attention-DP group's sequences per micro-batch
     valid = (cs > 0) & (ms > 0) & (su > 0) & (so > 0)
     n_steps = np.maximum(o - 1, 1)
-    full = np.broadcast_shapes(*(x.shape for x in (h, w, a, k, t, p, e, adp, b, s, o, cs, ms,
-                                                   su, so)))
+    full = np.broadcast_shapes(*(x.shape for x in (h, w, a, k, t, p, e, adp, b, s, imb, o, cs,
+                                                   ms, su, so)))
 
     def op_time(op, decode, ctx):
         if op[L.OP_SPAN] == L.SPAN_MOE:  # MoE layers: all groups' tokens on tp * adp devices
-            f, by, net, steps, span, dq = _costs(op, decode, group_seqs * adp, s, ctx, t * adp, p,
-                                             e, wb, ab, kb)
+            f, by, net, steps, span, dq = _costs(op, decode, group_seqs * adp, s, ctx, t * adp,
+                                                 p, e, wb, ab, kb, imb)
         else:
             f, by, net, steps, span, dq = _costs(op, decode, group_seqs, s, ctx, t, p, e, wb, ab,
-                                                 kb)
+                                                 kb, imb)
         return roofline_seconds(hw, h, rates[h, cdt[int(op[L.OP_CDT])]], f, by,
                                 int(op[L.OP_KIND]), net, steps, span, cs, ms, su, so, dq,
                                 rates[h, L.FP32])

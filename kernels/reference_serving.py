@@ -132,7 +132,7 @@ def _chunk_reads(s, k, window):
     return _capped(np.arange(int(k)) * (s / k), window).sum()
 
 
-def _iteration_costs(op, it, t, p, e, wb, ab, kb):
+def _iteration_costs(op, it, t, p, e, wb, ab, kb, imb):
     """(flops, bytes, message bytes, group devices, span, dequantization operations) of one
     op over one micro-batch of one
     iteration ``it`` (dict of the op's tokens, touched sequences, sampled tokens, attended
@@ -158,7 +158,7 @@ def _iteration_costs(op, it, t, p, e, wb, ab, kb):
         return flops, byts, zero, zero, t + zero, zero
     # token-linear kinds: the static formulas at the iteration's token count
     tokens = it["sampled"] if op[L.OP_TOKENS] == L.TOKENS_LAST else it["tokens"]
-    return _costs(op, True, tokens, None, None, t, p, e, wb, ab, kb)
+    return _costs(op, True, tokens, None, None, t, p, e, wb, ab, kb, imb)
 
 
 def _roles(prog_dec, n_dec, prog_pre, n_pre):
@@ -257,7 +257,7 @@ def _serve(hw, rates, program, n_op, engines, pt, dtype_bytes, dtype_bits):
                       sampled=(dec + prm) * widen, attended=ctx + prm * pairs,
                       read=ctx + prm * reads)
             flops, byts, net, steps, span, dq = _iteration_costs(
-                op, it, t * widen, p, e, wb, ab, kb)
+                op, it, t * widen, p, e, wb, ab, kb, pt["expert_imbalance"])
             comp, mem, netw, kernel = roofline_seconds(
                 hw, h, rates[h, cdt[int(op[L.OP_CDT])]], flops, byts, int(op[L.OP_KIND]),
                 net, steps, span, cs, ms, su, so, dq, rates[h, L.FP32])

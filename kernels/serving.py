@@ -51,16 +51,16 @@ from .layout import (DECODE, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS, EN_MIXED, 
 
 # per-op unit costs [FLOP, bytes] (then seconds, see unit_times)
 (U_T, U_X, U_B0, U_BT, U_BSEQ, U_BX, U_NT, U_GROUP, U_SPAN, U_CDT, U_PATH, U_STAGE, U_WIN,
- U_MOE, U_LAST, U_SCALE, U_WORKS, U_KIND, U_DQ) = range(19)
-N_UNITS = 19
+ U_MOE, U_LAST, U_SCALE, U_WORKS, U_KIND, U_DQ, U_IMB) = range(20)
+N_UNITS = 20
 # per-op unit times [s]: compute per token and per context, memory once / per token / per
 # sequence / per context, the collective's message bytes per token, kernel latency,
 # counts; the collective's kind, group and span with the links' seconds per byte and per
 # step (kernels/collectives.py prices a message of any size)
 (V_CT, V_CX, V_M0, V_MT, V_MSEQ, V_MX, V_NT, V_UP, V_OUT, V_LAT, V_PATH, V_STAGE, V_WIN,
  V_MOE, V_LAST, V_SCALE, V_RATE, V_MEM, V_KIND, V_GROUP, V_SPAN, V_DOMAIN, V_RUP, V_LUP,
- V_ROUT, V_LOUT, V_DQ, V_RATE32) = range(28)
-N_VTIMES = 28
+ V_ROUT, V_LOUT, V_DQ, V_RATE32, V_IMB) = range(29)
+N_VTIMES = 29
 # composition of one micro-batch of one attention-DP group in one iteration
 (C_DEC, C_CTX, C_CTXW, C_PRE, C_PROMPTS, C_PAIRS, C_PAIRSW, C_READ, C_READW, C_TOUCHED,
  C_SAMPLED) = range(11)
@@ -68,17 +68,17 @@ N_COMP = 11
 
 
 @njit(cache=True)
-def unit_costs(program, n_op, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, out):
+def unit_costs(program, n_op, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, imb, out):
     """Each op's cost as a linear function of an iteration's tokens into ``out[n_op]``."""
     for i in range(n_op):
         op = program[i]
         moe_span = int(op[OP_SPAN]) == SPAN_MOE
         tt = t * adp if moe_span else t
         scale = adp if moe_span else 1.0  # an attention group's token is adp tokens here
-        z = op_cost(op, DECODE, 0.0, 1.0, tt, p, e, wb, ab, kb)
-        one = op_cost(op, DECODE, scale, 1.0, tt, p, e, wb, ab, kb)
-        pre1 = op_cost(op, PREFILL, scale, 1.0, tt, p, e, wb, ab, kb)
-        pre2 = op_cost(op, PREFILL, scale, 2.0, tt, p, e, wb, ab, kb)
+        z = op_cost(op, DECODE, 0.0, 1.0, tt, p, e, wb, ab, kb, imb)
+        one = op_cost(op, DECODE, scale, 1.0, tt, p, e, wb, ab, kb, imb)
+        pre1 = op_cost(op, PREFILL, scale, 1.0, tt, p, e, wb, ab, kb, imb)
+        pre2 = op_cost(op, PREFILL, scale, 2.0, tt, p, e, wb, ab, kb, imb)
         last = int(op[OP_TOKENS]) == TOKENS_LAST
         out[i, U_T] = one[0] - z[0]
         out[i, U_X] = one[1]
@@ -92,6 +92,7 @@ def unit_costs(program, n_op, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_
         out[i, U_KIND] = op[OP_KIND]
         # weight-only dequantization per token tile (formulas.DEQUANT_TILE_TOKENS)
         out[i, U_DQ] = one[8] / max(dequant_tiles(scale), 1.0)
+        out[i, U_IMB] = imb  # MoE ops price their busiest group per iteration with it
         out[i, U_SPAN] = one[6]
         out[i, U_WIN] = one[7]
         out[i, U_MOE] = 1.0 if int(op[OP_KIND]) == MOE else 0.0
@@ -137,6 +138,7 @@ def unit_times(units, n_op, rates_h, hw_h, out):
         out[i, V_MEM] = 1.0 / mem
         out[i, V_DQ] = units[i, U_DQ] / (rates_h[FP32] * ce)
         out[i, V_RATE32] = 1.0 / (rates_h[FP32] * ce)
+        out[i, V_IMB] = units[i, U_IMB]
         out[i, V_KIND] = units[i, U_KIND]
         out[i, V_GROUP] = group
         out[i, V_SPAN] = units[i, U_SPAN]
@@ -226,7 +228,7 @@ def _op_seconds(vt, i, program, tokens, seqs, sampled, ctx, pairs, reads, rcs, r
     ``acc`` (compute, memory, network)."""
     tok = sampled if vt[i, V_LAST] > 0.0 else tokens
     if vt[i, V_MOE] > 0.0:
-        c = moe_cost(program[i], tok * vt[i, V_SCALE], t * adp, e, wb, ab)
+        c = moe_cost(program[i], tok * vt[i, V_SCALE], t * adp, e, wb, ab, vt[i, V_IMB])
         tc = (c[0] * vt[i, V_RATE] + c[2] * vt[i, V_RATE32]) * rcs
         tm = c[1] * vt[i, V_MEM] * rms
         tn = 0.0  # experts compute and read; their dispatch and combine are ops of their own
@@ -388,7 +390,7 @@ def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q):
 def _moe_terms(vt, i, program, t, p, e, adp, wb, ab, kb, out, q):
     """Row ``q``'s compute, memory and network terms of MoE op ``i`` (distinct experts hit:
     ``op_cost`` at the sequences :func:`_op_terms` left in ``T_C``)."""
-    c = moe_cost(program[i], out[q, T_C], t * adp, e, wb, ab)
+    c = moe_cost(program[i], out[q, T_C], t * adp, e, wb, ab, vt[i, V_IMB])
     out[q, T_C] = c[0] * vt[i, V_RATE] + c[2] * vt[i, V_RATE32]
     out[q, T_M] = c[1] * vt[i, V_MEM]
     out[q, T_N] = 0.0
@@ -529,14 +531,16 @@ def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, m
 
 @njit(cache=True)
 def structure_units(prog_dec, n_dec, prog_pre, n_pre, width, t, p, e, adp, wb, ab, kb,
-                    cdt_gemm, cdt_attn, cdt_act):
+                    cdt_gemm, cdt_attn, cdt_act, imb):
     """What a structure point fixes for continuous serving: both programs' unit costs
     [width, N_UNITS], the prefill op each decode op shares a kernel with (``partner``,
     ``shared``, :func:`match_ops`) and the model's attention window (0: none)."""
     u_dec = np.empty((width, N_UNITS))
     u_pre = np.empty((width, N_UNITS))
-    unit_costs(prog_dec, n_dec, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, u_dec)
-    unit_costs(prog_pre, n_pre, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, u_pre)
+    unit_costs(prog_dec, n_dec, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, imb,
+               u_dec)
+    unit_costs(prog_pre, n_pre, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, imb,
+               u_pre)
     partner = np.empty(width, dtype=np.int64)
     shared = np.empty(width, dtype=np.bool_)
     match_ops(prog_dec, n_dec, prog_pre, n_pre, partner, shared)

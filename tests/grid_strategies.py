@@ -42,4 +42,6 @@ WHAT_IF_SCALES = {
     # hardware variants: a domain of 2 or 16 devices, slower or faster link steps
     "scaleup_domain_scale": scales([1.0, 0.25, 2.0]),
     "link_latency_scale": scales([1.0, 0.5, 4.0]),
+    # routing skew of MoE models with ep > 1
+    "expert_imbalance": scales([1.0, 1.6]),
 }

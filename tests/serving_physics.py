@@ -31,7 +31,8 @@ def point(**grid):
     out = {}
     for ph in (L.PREFILL, L.DECODE):
         u = np.empty((progs.shape[1], S.N_UNITS))
-        S.unit_costs(progs[ph], n_ops[ph], t, p, e, adp, wb, ab, kb, cg, ca, a, u)
+        S.unit_costs(progs[ph], n_ops[ph], t, p, e, adp, wb, ab, kb, cg, ca, a,
+                     v["expert_imbalance"], u)
         vt = np.empty((progs.shape[1], S.N_VTIMES))
         S.unit_times(u, n_ops[ph], inp["rates"][0], inp["hw"][0], vt)
         out[ph] = vt

@@ -90,3 +90,44 @@ def test_busiest_group_load_limits():
         mu + sd * 1.42360, rel=1e-6)
     # DeepSeek decode at 64 tokens over 8 groups: ~17 % above the even share of 64
     assert 1.1 < busiest_group_load(256.0, 8.0, 64.0, 8.0) / 64 < 1.25
+
+
+def test_expert_imbalance_what_if_scales_the_busiest_group():
+    # DeepSeek-R1 decode on 8 H200 at ep 8, batch 64: the experts op's FLOPs follow the
+    # busiest group's routed copies; expert_imbalance = 1.5 multiplies them (EPLB-style
+    # skew), at most all 64 x 8 copies; ep = 1 and dense models do not depend on it
+    from dse import ops as dops
+    from dse.compile import model_ops
+    from dse.config import load_model
+    from dse.kernels import layout as L
+    from dse.kernels.formulas import busiest_group_load
+    m = load_model("deepseek_r1")
+    experts = {o.name: o for o in model_ops(m, L.DECODE)}["experts"]
+    base = dops.op_costs(experts, L.DECODE, 64, 1, 1, 8, 1, 8, 1.0, 1.0, 1.0)
+    skew = dops.op_costs(experts, L.DECODE, 64, 1, 1, 8, 1, 8, 1.0, 1.0, 1.0, imbalance=1.5)
+    load = busiest_group_load(256.0, 8.0, 64.0, 8.0)
+    per_copy = 2 * 7168 * 2048 * 3  # FLOPs of one routed copy through one expert
+    assert base["flops"] == pytest.approx(load * per_copy * 8 / 8, rel=1e-12)
+    assert skew["flops"] == pytest.approx(1.5 * base["flops"], rel=1e-12)
+    huge = dops.op_costs(experts, L.DECODE, 64, 1, 1, 8, 1, 8, 1.0, 1.0, 1.0, imbalance=100.0)
+    assert huge["flops"] == pytest.approx(64 * 8 * per_copy, rel=1e-12)  # every copy
+    one_group = dops.op_costs(experts, L.DECODE, 64, 1, 1, 8, 1, 1, 1.0, 1.0, 1.0,
+                              imbalance=1.5)
+    assert one_group["flops"] == pytest.approx(
+        dops.op_costs(experts, L.DECODE, 64, 1, 1, 8, 1, 1, 1.0, 1.0, 1.0)["flops"])
+
+
+def test_expert_imbalance_axis_end_to_end():
+    # through the sweep: prefill at ep 8 is compute bound, so a 1.5x skew slows TTFT; a
+    # dense model is unchanged
+    import dse
+    spec = dse.parse_sweep({
+        "grid": {"hardware": "h200", "model": ["deepseek_r1", "llama3_70b"], "tp": 8,
+                 "ep": [1, 8], "serving": "static", "batch": 8, "input_tokens": 4096,
+                 "output_tokens": 16, "weight_dtype": "fp8"},
+        "what_if": {"expert_imbalance": [1.0, 1.5]}})
+    ttft = dse.evaluate(spec)["ttft_s"]
+    ds = ttft.sel(model="deepseek_r1", ep=8).squeeze()
+    assert float(ds.sel(expert_imbalance=1.5)) > 1.1 * float(ds.sel(expert_imbalance=1.0))
+    dense = ttft.sel(model="llama3_70b", ep=1).squeeze()
+    assert float(dense.sel(expert_imbalance=1.5)) == float(dense.sel(expert_imbalance=1.0))
