@@ -1,6 +1,9 @@
 """Hypothesis building blocks shared by the kernel-vs-reference tests: the presets and
 precisions they draw from, and lists of distinct axis values."""
+import numpy as np
 from hypothesis import strategies as st
+
+import dse
 
 HARDWARE = ["h100_sxm", "a100_80gb", "tpu_v5p", "b200", "mi300x", "h200"]
 MODELS = ["llama3_8b", "mixtral_8x7b", "llama2_7b", "qwen3_32b", "deepseek_v3", "gemma2_9b",
@@ -45,3 +48,17 @@ WHAT_IF_SCALES = {
     # routing skew of MoE models with ep > 1
     "expert_imbalance": scales([1.0, 1.6]),
 }
+
+
+def kernel_matches_reference(spec, rtol=1e-9):
+    """Evaluate ``spec`` with the numba kernel and the numpy reference: no NaN, infinite in
+    the same places, finite times within ``rtol``. Returns (kernel, reference) datasets."""
+    fast = dse.evaluate(spec)
+    ref = dse.evaluate(spec, backend="reference")
+    for name in ("ttft_s", "tpot_s"):
+        a, b = fast[name].values, ref[name].values
+        assert not np.isnan(a).any() and not np.isnan(b).any()
+        np.testing.assert_array_equal(np.isinf(a), np.isinf(b))
+        finite = np.isfinite(a)
+        np.testing.assert_allclose(a[finite], b[finite], rtol=rtol)
+    return fast, ref

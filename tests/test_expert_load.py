@@ -11,10 +11,14 @@ from dse.kernels.reference import _busiest_group
 MODELS = [(8, 2), (256, 8), (128, 8), (128, 4), (16, 1)]
 
 
+def routes(experts, k, tokens, samples, rng):
+    """[samples, tokens, k]: each token's k distinct experts, picked uniformly."""
+    return np.argpartition(rng.random((samples, tokens, experts)), k, axis=2)[:, :, :k]
+
+
 def monte_carlo(experts, k, ep, tokens, samples, rng):
-    """Mean over ``samples`` steps of the most distinct experts any of ``ep`` groups hit,
-    each token picking k distinct experts uniformly."""
-    picks = np.argpartition(rng.random((samples, tokens, experts)), k, axis=2)[:, :, :k]
+    """Mean over ``samples`` steps of the most distinct experts any of ``ep`` groups hit."""
+    picks = routes(experts, k, tokens, samples, rng)
     hit = np.zeros((samples, experts), dtype=bool)
     np.put_along_axis(hit, picks.reshape(samples, -1), True, axis=1)
     return hit.reshape(samples, ep, experts // ep).sum(axis=2).max(axis=1).mean()
@@ -50,9 +54,8 @@ def test_limits():
 
 def monte_carlo_load(experts, k, ep, tokens, samples, rng):
     """Mean over ``samples`` steps of the most routed token copies any of ``ep`` groups
-    gets, each token picking k distinct experts uniformly."""
-    picks = np.argpartition(rng.random((samples, tokens, experts)), k, axis=2)[:, :, :k]
-    groups = picks // (experts // ep)
+    gets."""
+    groups = routes(experts, k, tokens, samples, rng) // (experts // ep)
     counts = np.stack([(groups == g).sum(axis=(1, 2)) for g in range(ep)], axis=1)
     return counts.max(axis=1).mean()
 

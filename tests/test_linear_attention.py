@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import dse
+from grid_strategies import kernel_matches_reference
 from dse import ops
 from dse.compile import (active_params, attention_params_per_device, kv_cache_bytes_per_device,
                          linear_attention_params, linear_attention_state, model_ops,
@@ -187,13 +188,7 @@ def test_linear_hybrid_kernel_matches_reference(serving):
         "model": ["qwen3_next_80b_a3b", "qwen3_5_397b_a17b"], "hardware": ["h200", "b200"],
         "serving": serving, "batch": [1, 16], "input_tokens": [300, 4000],
         "output_tokens": [2, 33], "tp": [1, 2, 8], "ep": [1, 8], "weight_dtype": ["bf16", "fp8"]}})
-    fast, ref = dse.evaluate(spec), dse.evaluate(spec, backend="reference")
-    for name in ("ttft_s", "tpot_s"):
-        a, b = fast[name].values, ref[name].values
-        assert not np.isnan(a).any()
-        np.testing.assert_array_equal(np.isinf(a), np.isinf(b))
-        ok = np.isfinite(a)
-        np.testing.assert_allclose(a[ok], b[ok], rtol=1e-9)
+    fast, _ = kernel_matches_reference(spec)
 
 
 def test_linear_hybrid_decode_barely_grows_with_context():
