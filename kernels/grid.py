@@ -165,7 +165,7 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
         # reads memory or communicates takes a fixed latency (launch and tail) on top of
         # its roofline time, so a small kernel reaches only work / (work + rate * latency)
         # of the preset efficiency; a collective adds its link steps' latency to that.
-        works = (costs[i, _FLOPS0] > 0.0 or costs[i, _FLOPS1] > 0.0 or costs[i, _DEQUANT] > 0.0
+        works = (costs[i, _FLOPS0] > 0.0 or costs[i, _FLOPS1] > 0.0
                  or costs[i, _BYTES0] > 0.0 or costs[i, _BYTES1] > 0.0
                  or (costs[i, _GROUP] > 1.0 and costs[i, _NET] > 0.0))
         out[i, _TLAT] = hw_h[HW_KERNEL_LATENCY_S] if works else 0.0

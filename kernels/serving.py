@@ -46,7 +46,7 @@ from .layout import (DECODE, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS, EN_MIXED, 
                      HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
                      HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
                      HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, MOE,
-                     OP_FIELDS, OP_KIND, OP_SPAN, OP_TOKENS, P2P, PREFILL, SPAN_MOE,
+                     OP_FIELDS, OP_KIND, OP_SPAN, OP_TOKENS, PREFILL, SPAN_MOE,
                      TOKENS_LAST)
 
 # per-op unit costs [FLOP, bytes] (then seconds, see unit_times)
@@ -124,8 +124,9 @@ def unit_times(units, n_op, rates_h, hw_h, out):
         group = units[i, U_GROUP]
         d, g = domain_split(group, units[i, U_SPAN], domain)
         talks = group > 1.0 and units[i, U_NT] > 0.0
-        out[i, V_UP] = 1.0 if talks and (d > 1.0 or int(units[i, U_KIND]) == P2P
-                                         and g <= 1.0) else 0.0
+        # a pipeline send inside the domain has d = 2: the domain_split case needs no P2P
+        # exception (across domains d = 1)
+        out[i, V_UP] = 1.0 if talks and d > 1.0 else 0.0
         out[i, V_OUT] = 1.0 if talks and g > 1.0 else 0.0
         out[i, V_LAT] = hw_h[HW_KERNEL_LATENCY_S] if units[i, U_WORKS] > 0.0 else 0.0
         out[i, V_PATH] = units[i, U_PATH]
