@@ -275,6 +275,9 @@ class Hardware:
     kernel_latency_s: float = FAMILY_KERNEL_LATENCY_S["gpu"]
     tdp_watts: float = 0.0                  # 0: unknown
     price_per_device_hour_usd: float = 0.0  # 0: unknown (no cost column values)
+    # size-dependent efficiency (kernels/efficiency.py): {curve name: (work, efficiency)}
+    # with the knots as tuples; a curve that is absent leaves the scalar efficiency
+    efficiency_curves: dict = field(default_factory=dict)
     source: str = ""
     text: str = field(default="", repr=False)  # the preset file as read
 
@@ -341,7 +344,7 @@ def load_hardware(ref, base_dir: Path | None = None, source="<api>", key="hardwa
 def parse_hardware(data: dict, src: str, text: str = ""):
     """Validate a hardware preset given as a dict (its parsed TOML) read from ``src``."""
     allowed = {"name", "description", "scaleup_domain_devices", "tdp_watts", "family",
-               "kernel_latency_s", "native_precisions",
+               "kernel_latency_s", "native_precisions", "efficiency",
                "price_per_device_hour_usd", *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS, *_HW_RATE_KEYS}
     _check_keys(data, allowed, ["name", "flops_per_s_fp32", "scaleup_domain_devices",
                                 *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS], src)
@@ -366,8 +369,48 @@ def parse_hardware(data: dict, src: str, text: str = ""):
         **{k: _positive_float(data, k, src, upper=1.0) for k in _HW_FRACTION_KEYS},
         **{k: _positive_float(data, k, src) for k in ("tdp_watts", "price_per_device_hour_usd")
            if k in data},
+        efficiency_curves=(_efficiency_curves(data["efficiency"], src)
+                           if "efficiency" in data else {}),
         source=src, text=text,
     )
+
+
+def _efficiency_curves(tables, src) -> dict:
+    """A preset's ``[efficiency.<curve>]`` tables: ``work`` (FLOPs, bytes or message bytes
+    per kernel, increasing) and ``efficiency`` (the share of peak reached there, in
+    (0, 1]), 1 to ``CURVE_KNOTS`` knots each, and an optional ``source`` text."""
+    from .kernels.layout import CURVE_KNOTS, CURVES
+    if not isinstance(tables, dict):
+        _fail(src, "efficiency", tables, "must be a table of curves ([efficiency.<curve>])")
+    curves = {}
+    for name, table in tables.items():
+        key = f"efficiency.{name}"
+        if name not in CURVES:
+            _fail(src, key if len(key) <= MAX_SHOWN_CHARS else shown(key), table,
+                  f"unknown curve; valid: {', '.join(CURVES)}")
+        if not isinstance(table, dict):
+            _fail(src, key, table, "must be a table with work = [...] and efficiency = [...]")
+        _check_keys(table, {"work", "efficiency", "source"}, ["work", "efficiency"], src, key)
+        if "source" in table:
+            _string(table, "source", src)
+        knots = {}
+        for field_ in ("work", "efficiency"):
+            values = table[field_]
+            if not isinstance(values, list) or not 1 <= len(values) <= CURVE_KNOTS:
+                _fail(src, f"{key}.{field_}", values,
+                      f"must be a list of 1 to {CURVE_KNOTS} numbers")
+            upper = 1.0 if field_ == "efficiency" else MAX_PRESET_FLOAT
+            knots[field_] = tuple(_positive_float({f"{key}.{field_}[{i}]": v},
+                                                  f"{key}.{field_}[{i}]", src, upper=upper)
+                                  for i, v in enumerate(values))
+        work, eff = knots["work"], knots["efficiency"]
+        if len(work) != len(eff):
+            _fail(src, f"{key}.efficiency", list(eff),
+                  f"has {len(eff)} values for {len(work)} work knots: give one per knot")
+        if any(b <= a for a, b in zip(work, work[1:])):
+            _fail(src, f"{key}.work", list(work), "must be strictly increasing")
+        curves[name] = (work, eff)
+    return curves
 
 
 # --------------------------------------------------------------------------- models

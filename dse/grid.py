@@ -225,6 +225,12 @@ def hardware_tables(hardware) -> tuple[np.ndarray, np.ndarray]:
         table[i, L.HW_MEMORY_EFF] = hw.memory_efficiency
         table[i, L.HW_NETWORK_EFF] = hw.network_efficiency
         table[i, L.HW_KERNEL_LATENCY_S] = hw.kernel_latency_s
+        for name, (work, eff) in hw.efficiency_curves.items():
+            col = L.HW_CURVES + L.CURVES.index(name) * L.CURVE_WIDTH
+            pad = L.CURVE_KNOTS - len(work)  # fewer knots: the last repeats (never read)
+            table[i, col] = len(work)
+            table[i, col + 1:col + 1 + L.CURVE_KNOTS] = np.log10(work + work[-1:] * pad)
+            table[i, col + 1 + L.CURVE_KNOTS:col + L.CURVE_WIDTH] = eff + eff[-1:] * pad
         rates[i] = [hw.rate(d) for d in L.DTYPES]
     return table, rates
 

@@ -27,9 +27,11 @@ import numpy as np
 from numba import njit, prange
 
 from .collectives import collective_seconds
+from .efficiency import op_curves, time_factor
 from .formulas import compute_dtype, op_cost, run_counts
 from .serving import (LANES, N_COMP, N_TERMS, N_VTIMES, V_OUT, V_PATH, V_UP,
-                      V_STAGE, compositions, iteration_seconds, iteration_terms, serve_times,
+                      V_STAGE, compositions, iteration_seconds, iteration_terms, mean_context,
+                      serve_times,
                       steady_state, structure_units, terms_seconds, unit_times)
 from .layout import (DECODE, EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED, EN_REQUEST_OVERHEAD_S,
                      HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S,
@@ -149,17 +151,29 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, wb, ab, kb, cdt_gem
 
 @njit(cache=True)
 def _fill_times(costs, n_op, rates_h, hw_h, out):
-    """Unscaled compute / memory / network seconds per op on one hardware into ``out``."""
+    """Unscaled compute / memory / network seconds per op on one hardware into ``out``.
+
+    Size-dependent efficiency (``kernels/efficiency.py``) is applied to ops whose work
+    does not depend on the context; a decode op that grows with the context gets its
+    factors per output length from :func:`_ctx_factors`."""
     ce = hw_h[HW_COMPUTE_EFF]
-    mem = hw_h[HW_MEMORY_BYTES_PER_S] * hw_h[HW_MEMORY_EFF]
+    me = hw_h[HW_MEMORY_EFF]
+    mem = hw_h[HW_MEMORY_BYTES_PER_S] * me
     r_up = 1.0 / (hw_h[HW_SCALEUP_BYTES_PER_S] * hw_h[HW_NETWORK_EFF])
     r_out = 1.0 / (hw_h[HW_SCALEOUT_BYTES_PER_S] * hw_h[HW_NETWORK_EFF])
     for i in range(n_op):
         rate = rates_h[int(costs[i, _CDT])] * ce
+        cc, cm, cn = op_curves(int(costs[i, _KIND]))
+        fc = 1.0
+        fm = 1.0
+        if costs[i, _FLOPS1] == 0.0 and costs[i, _BYTES1] == 0.0:
+            fc = time_factor(hw_h, cc, costs[i, _FLOPS0], ce)
+            fm = time_factor(hw_h, cm, costs[i, _BYTES0], me)
+        fn = time_factor(hw_h, cn, costs[i, _NET], hw_h[HW_NETWORK_EFF])
         # weight-only dequantization runs on the vector (fp32) units, after the MMAs' time
-        out[i, _TC0] = costs[i, _FLOPS0] / rate + costs[i, _DEQUANT] / (rates_h[FP32] * ce)
+        out[i, _TC0] = costs[i, _FLOPS0] / rate * fc + costs[i, _DEQUANT] / (rates_h[FP32] * ce)
         out[i, _TC1] = costs[i, _FLOPS1] / rate
-        out[i, _TM0] = costs[i, _BYTES0] / mem
+        out[i, _TM0] = costs[i, _BYTES0] / mem * fm
         out[i, _TM1] = costs[i, _BYTES1] / mem
         # size-dependent efficiency (latency-bandwidth model): every kernel that computes,
         # reads memory or communicates takes a fixed latency (launch and tail) on top of
@@ -171,13 +185,25 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
         out[i, _TLAT] = hw_h[HW_KERNEL_LATENCY_S] if works else 0.0
         out[i, _TNB], out[i, _TNO], out[i, _TNL] = collective_seconds(
             int(costs[i, _KIND]), costs[i, _GROUP], costs[i, _SPAN], costs[i, _NET],
-            hw_h[HW_SCALEUP_DOMAIN], r_up, hw_h[HW_SCALEUP_LATENCY_S], r_out,
+            hw_h[HW_SCALEUP_DOMAIN], r_up * fn, hw_h[HW_SCALEUP_LATENCY_S], r_out * fn,
             hw_h[HW_SCALEOUT_LATENCY_S])
         # link: 0 scale-up only, 1 scale-out only, 2 both (hierarchical)
         out[i, _LINK] = (0.0 if out[i, _TNO] <= 0.0 else (1.0 if out[i, _TNB] <= 0.0 else 2.0))
         out[i, _MPATH] = costs[i, _CPATH]
         out[i, _MSTAGE] = costs[i, _CSTAGE]
         out[i, _TWIN] = costs[i, _WIN]
+
+
+@njit(cache=True)
+def _ctx_factors(costs, i, hw_h, s, steps):
+    """(compute, memory) efficiency factors of context-dependent decode op ``i`` over
+    ``steps`` decode steps after ``s`` prompt tokens: its work at the mean context."""
+    cc, cm, _ = op_curves(int(costs[i, _KIND]))
+    ctx = mean_context(s, steps, costs[i, _WIN])
+    return (time_factor(hw_h, cc, costs[i, _FLOPS0] + costs[i, _FLOPS1] * ctx,
+                        hw_h[HW_COMPUTE_EFF]),
+            time_factor(hw_h, cm, costs[i, _BYTES0] + costs[i, _BYTES1] * ctx,
+                        hw_h[HW_MEMORY_EFF]))
 
 
 @njit(cache=True)
@@ -404,12 +430,12 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 if d_dec > 0.0:
                     nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                          partner, shared, c_dec, t, p, e, adp, wb, ab, kb,
-                                         terms_dec, rows)
+                                         terms_dec, rows, hw[h])
                     terms_seconds(terms_dec, nq, rc, rm, ru, ro, m_pad, sums[0], sums[1],
                                   sums[2], sums[3], sums[4])
                 nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                      partner, shared, c_mix, t, p, e, adp, wb, ab, kb,
-                                     terms_mix, rows)
+                                     terms_mix, rows, hw[h])
                 terms_seconds(terms_mix, nq, rc, rm, ru, ro, m_pad, sums[5], sums[6], sums[7],
                               sums[8], sums[9])
                 w_dec = (1.0 - f) if mixed else 1.0
@@ -496,9 +522,15 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_
                 n_ctx += 1
         t_pre = np.empty((max_ops, _N_TIMES))
         t_dec = np.empty((max_ops, _N_TIMES))
+        fac = np.empty((nout, n_ctx, 2))
         for h in range(n_hw):
             _fill_times(cost_pre, n_pre, rates[h], hw[h], t_pre)
             _fill_times(cost_dec, n_dec, rates[h], hw[h], t_dec)
+            for o in range(nout):
+                steps = max(float(output_tokens[o]) - 1.0, 1.0)
+                for j in range(n_ctx):
+                    fac[o, j, 0], fac[o, j, 1] = _ctx_factors(cost_dec, ctx_ops[j], hw[h],
+                                                              s, steps)
             for wi in range(n_whatif):
                 rcs = recip[wi, W_COMPUTE]
                 rms = recip[wi, W_MEMORY]
@@ -551,9 +583,11 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_
                     om = r_m
                     for j in range(n_ctx):
                         i = ctx_ops[j]
+                        fc = fac[o, j, 0] * rcs
+                        fm = fac[o, j, 1] * rms
                         mean, mean_c, frac_c = mean_max_lines_capped(
-                            t_dec[i, _TC0] * rcs, t_dec[i, _TC1] * rcs,
-                            t_dec[i, _TM0] * rms, t_dec[i, _TM1] * rms, s + 1.0, steps,
+                            t_dec[i, _TC0] * fc, t_dec[i, _TC1] * fc,
+                            t_dec[i, _TM0] * fm, t_dec[i, _TM1] * fm, s + 1.0, steps,
                             t_dec[i, _TWIN])
                         lat = t_dec[i, _TLAT]
                         pa += t_dec[i, _MPATH] * (mean + lat)
@@ -602,13 +636,18 @@ def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, v, out_
         for i in range(n):
             grows = times[i, _TC1] != 0.0 or times[i, _TM1] != 0.0
             c = min(ctx, times[i, _TWIN]) if times[i, _TWIN] > 0.0 else ctx
-            tc = (times[i, _TC0] + times[i, _TC1] * c) * rcs
-            tm = (times[i, _TM0] + times[i, _TM1] * c) * rms
+            fc, fm = rcs, rms
+            if phase == DECODE and grows:
+                fc, fm = _ctx_factors(costs, i, hw_h, s, steps)
+                fc *= rcs
+                fm *= rms
+            tc = (times[i, _TC0] + times[i, _TC1] * c) * fc
+            tm = (times[i, _TM0] + times[i, _TM1] * c) * fm
             tn = times[i, _TNB] * rsu + times[i, _TNO] * rso + times[i, _TNL]
             if phase == DECODE and grows:
                 mean, mean_c, frac_c = mean_max_lines_capped(
-                    times[i, _TC0] * rcs, times[i, _TC1] * rcs, times[i, _TM0] * rms,
-                    times[i, _TM1] * rms, s + 1.0, steps, times[i, _TWIN])
+                    times[i, _TC0] * fc, times[i, _TC1] * fc, times[i, _TM0] * fm,
+                    times[i, _TM1] * fm, s + 1.0, steps, times[i, _TWIN])
                 top = mean + times[i, _TLAT]
             else:
                 top = _op_time(times, i, rcs, rms, rsu, rso)
@@ -679,11 +718,11 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     if d_dec > 0.0:
         t_dec = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre,
                                   partner, shared, c_dec, micro, rcs, rms, rsu, rso, t, p, e,
-                                  adp, wb, ab, kb, acc, seconds) + it
+                                  adp, wb, ab, kb, acc, seconds, hw_h) + it
         op_dec[:n_dec + n_pre, 0] = seconds
     t_mix = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre, partner,
                               shared, c_mix, micro, rcs, rms, rsu, rso, t, p, e, adp, wb, ab,
-                              kb, acc, seconds) + it
+                              kb, acc, seconds, hw_h) + it
     op_mix[:n_dec + n_pre, 0] = seconds
     for i in range(n_dec):
         op_dec[i, 1] = vt_dec[i, V_PATH]

@@ -118,22 +118,57 @@ def _busiest_load(experts, k, tokens, ep):
     return out[back.ravel()].reshape(tokens.shape)
 
 
+# which size-dependent efficiency curves (layout.CURVES) price each op kind, restated
+_KIND_CURVES = {L.GEMM: ("gemm_compute", "gemm_memory", None),
+                L.MOE: ("gemm_compute", "gemm_memory", None),
+                L.ATTENTION: ("attention_compute", "attention_memory", None),
+                **{k: (None, None, "collective_network")
+                   for k in (L.ALLREDUCE, L.ALLGATHER, L.REDUCESCATTER, L.ALLTOALL, L.P2P)}}
+
+
+def efficiency_factor(hw, h, curve, work, scalar_field):
+    """Seconds at hardware ``h``'s scalar efficiency (column ``scalar_field``) times this
+    factor are seconds at curve ``curve``'s efficiency for ``work`` (np.interp over
+    log10 work, flat beyond the end knots); 1 without the curve or without work."""
+    h, work = np.broadcast_arrays(np.asarray(h), np.asarray(work, float))
+    factor = np.ones(h.shape)
+    if curve is None:
+        return factor
+    col = L.HW_CURVES + L.CURVES.index(curve) * L.CURVE_WIDTH
+    for hh in np.unique(h):
+        n = int(hw[hh, col])
+        sel = (h == hh) & (work > 0)
+        if n == 0 or not sel.any():
+            continue
+        eff = np.interp(np.log10(work[sel]), hw[hh, col + 1:col + 1 + n],
+                        hw[hh, col + 1 + L.CURVE_KNOTS:col + 1 + L.CURVE_KNOTS + n])
+        factor[sel] = hw[hh, scalar_field] / eff
+    return factor
+
+
 def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, su, so,
-                     dequant=0.0, vector_rate=1.0):
+                     dequant=0.0, vector_rate=1.0, work=None):
     """(compute, memory, network seconds, kernel latency) of one op's costs on hardware
     ``h`` at the what-if scales (arrays broadcast): a collective (``kind``, message ``net``
     bytes over ``group`` devices spread over ``span``) by :func:`_collective`, each link's
     bytes at its scale; kernel latency where the op computes, reads memory or
     communicates. ``dequant``: vector operations of weight dequantization at
-    ``vector_rate`` (the fp32 rate), added to the compute time."""
-    comp = (flops / (rate * hw[h, L.HW_COMPUTE_EFF])
+    ``vector_rate`` (the fp32 rate), added to the compute time. Compute, memory and link
+    efficiency follow the hardware's curves at the op's FLOPs, bytes and message, or at
+    ``work`` = (FLOPs, bytes) where given (a decode op at its mean context)."""
+    c_curve, m_curve, n_curve = _KIND_CURVES.get(kind, (None, None, None))
+    w_flops, w_bytes = (flops, byts) if work is None else work
+    fc = efficiency_factor(hw, h, c_curve, w_flops, L.HW_COMPUTE_EFF)
+    fm = efficiency_factor(hw, h, m_curve, w_bytes, L.HW_MEMORY_EFF)
+    fn = efficiency_factor(hw, h, n_curve, net, L.HW_NETWORK_EFF)
+    comp = (flops / (rate * hw[h, L.HW_COMPUTE_EFF]) * fc
             + dequant / (vector_rate * hw[h, L.HW_COMPUTE_EFF])) / cs
-    mem = byts / (hw[h, L.HW_MEMORY_BYTES_PER_S] * hw[h, L.HW_MEMORY_EFF] * ms)
+    mem = byts / (hw[h, L.HW_MEMORY_BYTES_PER_S] * hw[h, L.HW_MEMORY_EFF] * ms) * fm
     up, out, lat = _collective(
         kind, group, span, net, hw[h, L.HW_SCALEUP_DOMAIN],
-        1 / (hw[h, L.HW_SCALEUP_BYTES_PER_S] * hw[h, L.HW_NETWORK_EFF]),
+        fn / (hw[h, L.HW_SCALEUP_BYTES_PER_S] * hw[h, L.HW_NETWORK_EFF]),
         hw[h, L.HW_SCALEUP_LATENCY_S],
-        1 / (hw[h, L.HW_SCALEOUT_BYTES_PER_S] * hw[h, L.HW_NETWORK_EFF]),
+        fn / (hw[h, L.HW_SCALEOUT_BYTES_PER_S] * hw[h, L.HW_NETWORK_EFF]),
         hw[h, L.HW_SCALEOUT_LATENCY_S])
     netw = up / su + out / so + lat
     talks = (np.asarray(group) > 1) & (np.asarray(net) > 0)  # a collective is a kernel too
@@ -295,16 +330,26 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
     full = np.broadcast_shapes(*(x.shape for x in (h, w, a, k, t, p, e, adp, b, s, imb, o, cs,
                                                    ms, su, so)))
 
-    def op_time(op, decode, ctx):
+    def op_costs(op, decode, ctx):
         if op[L.OP_SPAN] == L.SPAN_MOE:  # MoE layers: all groups' tokens on tp * adp devices
-            f, by, net, steps, span, dq = _costs(op, decode, group_seqs * adp, s, ctx, t * adp,
-                                                 p, e, wb, ab, kb, imb)
-        else:
-            f, by, net, steps, span, dq = _costs(op, decode, group_seqs, s, ctx, t, p, e, wb, ab,
-                                                 kb, imb)
+            return _costs(op, decode, group_seqs * adp, s, ctx, t * adp, p, e, wb, ab, kb, imb)
+        return _costs(op, decode, group_seqs, s, ctx, t, p, e, wb, ab, kb, imb)
+
+    def op_time(op, decode, ctx, work=None):
+        f, by, net, steps, span, dq = op_costs(op, decode, ctx)
         return roofline_seconds(hw, h, rates[h, cdt[int(op[L.OP_CDT])]], f, by,
                                 int(op[L.OP_KIND]), net, steps, span, cs, ms, su, so, dq,
-                                rates[h, L.FP32])
+                                rates[h, L.FP32], work)
+
+    def mean_work(op):
+        """(FLOPs, bytes) of a decode op averaged over its live steps: the work its
+        efficiency is taken at (the mean context)."""
+        fs, bs = 0.0, 0.0
+        for j in range(1, int(n_steps.max()) + 1):
+            f, by, *_ = op_costs(op, True, s + j)
+            fs = fs + (j <= n_steps) * f
+            bs = bs + (j <= n_steps) * by
+        return fs / n_steps, bs / n_steps
 
     ttft_all, tpot_all, bound_all = [], [], []
     for m in range(programs.shape[0]):
@@ -335,10 +380,11 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
         path_sum = np.zeros(full)
         stage_sum = np.zeros(full)
         res = np.zeros((3,) + full)
+        works = [mean_work(op) for op, _, _ in multipliers(L.DECODE)]
         for j in range(1, int(n_steps.max()) + 1):
             live = j <= n_steps
-            for op, wp, wst in multipliers(L.DECODE):
-                comp, mem, netw, kernel = op_time(op, True, s + j)
+            for (op, wp, wst), work in zip(multipliers(L.DECODE), works):
+                comp, mem, netw, kernel = op_time(op, True, s + j, work)
                 top = np.maximum(np.maximum(comp, mem), netw) + kernel
                 path_sum = path_sum + live * wp * top
                 stage_sum = stage_sum + live * wst * top

@@ -40,6 +40,7 @@ import numpy as np
 from numba import njit
 
 from .collectives import collective_seconds, domain_split
+from .efficiency import op_curves, time_factor
 from .formulas import (causal_pairs, compute_dtype, dequant_tiles, moe_cost, op_cost,
                        run_counts)
 from .layout import (DECODE, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS, EN_MIXED, HW_COMPUTE_EFF,
@@ -59,8 +60,8 @@ N_UNITS = 20
 # step (kernels/collectives.py prices a message of any size)
 (V_CT, V_CX, V_M0, V_MT, V_MSEQ, V_MX, V_NT, V_UP, V_OUT, V_LAT, V_PATH, V_STAGE, V_WIN,
  V_MOE, V_LAST, V_SCALE, V_RATE, V_MEM, V_KIND, V_GROUP, V_SPAN, V_DOMAIN, V_RUP, V_LUP,
- V_ROUT, V_LOUT, V_DQ, V_RATE32, V_IMB) = range(29)
-N_VTIMES = 29
+ V_ROUT, V_LOUT, V_DQ, V_RATE32, V_IMB, V_CCURVE, V_MCURVE, V_NCURVE) = range(32)
+N_VTIMES = 32
 # composition of one micro-batch of one attention-DP group in one iteration
 (C_DEC, C_CTX, C_CTXW, C_PRE, C_PROMPTS, C_PAIRS, C_PAIRSW, C_READ, C_READW, C_TOUCHED,
  C_SAMPLED) = range(11)
@@ -141,6 +142,7 @@ def unit_times(units, n_op, rates_h, hw_h, out):
         out[i, V_RATE32] = 1.0 / (rates_h[FP32] * ce)
         out[i, V_IMB] = units[i, U_IMB]
         out[i, V_KIND] = units[i, U_KIND]
+        out[i, V_CCURVE], out[i, V_MCURVE], out[i, V_NCURVE] = op_curves(int(units[i, U_KIND]))
         out[i, V_GROUP] = group
         out[i, V_SPAN] = units[i, U_SPAN]
         out[i, V_DOMAIN] = domain
@@ -151,12 +153,38 @@ def unit_times(units, n_op, rates_h, hw_h, out):
 
 
 @njit(cache=True)
-def network_seconds(vt, i, tokens):
+def network_seconds(vt, i, tokens, hw_h):
     """(scale-up, scale-out, latency) seconds of op ``i``'s collective over ``tokens``
-    tokens (:func:`kernels.collectives.collective_seconds`)."""
-    return collective_seconds(int(vt[i, V_KIND]), vt[i, V_GROUP], vt[i, V_SPAN],
-                              vt[i, V_NT] * tokens, vt[i, V_DOMAIN], vt[i, V_RUP],
-                              vt[i, V_LUP], vt[i, V_ROUT], vt[i, V_LOUT])
+    tokens (:func:`kernels.collectives.collective_seconds`) on hardware row ``hw_h``
+    (its network efficiency curve, ``kernels/efficiency.py``)."""
+    msg = vt[i, V_NT] * tokens
+    fn = time_factor(hw_h, int(vt[i, V_NCURVE]), msg, hw_h[HW_NETWORK_EFF])
+    return collective_seconds(int(vt[i, V_KIND]), vt[i, V_GROUP], vt[i, V_SPAN], msg,
+                              vt[i, V_DOMAIN], vt[i, V_RUP] * fn, vt[i, V_LUP],
+                              vt[i, V_ROUT] * fn, vt[i, V_LOUT])
+
+
+@njit(cache=True)
+def _compute_memory(vt, i, tok, seqs, pairs, reads, hw_h):
+    """Unscaled (compute, memory) seconds of non-MoE op ``i`` for an iteration part, each
+    at the efficiency of its work there (``kernels/efficiency.py``)."""
+    tc = vt[i, V_CT] * tok + vt[i, V_CX] * pairs
+    tm = vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs + vt[i, V_MX] * reads
+    tc *= time_factor(hw_h, int(vt[i, V_CCURVE]), tc / vt[i, V_RATE], hw_h[HW_COMPUTE_EFF])
+    tm *= time_factor(hw_h, int(vt[i, V_MCURVE]), tm / vt[i, V_MEM], hw_h[HW_MEMORY_EFF])
+    if vt[i, V_DQ] != 0.0:
+        tc += vt[i, V_DQ] * dequant_tiles(tok * vt[i, V_SCALE])
+    return tc, tm
+
+
+@njit(cache=True)
+def _moe_seconds(vt, i, program, tokens, t, p, e, adp, wb, ab, kb, hw_h):
+    """Unscaled (compute, memory) seconds of MoE op ``i`` for ``tokens`` routed tokens
+    (``formulas.moe_cost``), each at the efficiency of its work."""
+    c = moe_cost(program[i], tokens, t * adp, e, wb, ab, vt[i, V_IMB])
+    fc = time_factor(hw_h, int(vt[i, V_CCURVE]), c[0], hw_h[HW_COMPUTE_EFF])
+    fm = time_factor(hw_h, int(vt[i, V_MCURVE]), c[1], hw_h[HW_MEMORY_EFF])
+    return c[0] * vt[i, V_RATE] * fc + c[2] * vt[i, V_RATE32], c[1] * vt[i, V_MEM] * fm
 
 
 @njit(cache=True)
@@ -224,25 +252,23 @@ def composition(out, dec, s, n, prompts, k, touched, sampled, window, share):
 
 @njit(cache=True)
 def _op_seconds(vt, i, program, tokens, seqs, sampled, ctx, pairs, reads, rcs, rms, rsu, rso,
-                t, p, e, adp, wb, ab, kb, acc):
+                t, p, e, adp, wb, ab, kb, acc, hw_h):
     """Seconds of op ``i`` for an iteration part; adds its roofline winner's share to
     ``acc`` (compute, memory, network)."""
     tok = sampled if vt[i, V_LAST] > 0.0 else tokens
     if vt[i, V_MOE] > 0.0:
-        c = moe_cost(program[i], tok * vt[i, V_SCALE], t * adp, e, wb, ab, vt[i, V_IMB])
-        tc = (c[0] * vt[i, V_RATE] + c[2] * vt[i, V_RATE32]) * rcs
-        tm = c[1] * vt[i, V_MEM] * rms
+        tc, tm = _moe_seconds(vt, i, program, tok * vt[i, V_SCALE], t, p, e, adp, wb, ab, kb,
+                              hw_h)
+        tc *= rcs
+        tm *= rms
         tn = 0.0  # experts compute and read; their dispatch and combine are ops of their own
     else:
-        tc = vt[i, V_CT] * tok + vt[i, V_CX] * pairs
-        if vt[i, V_DQ] != 0.0:
-            tc += vt[i, V_DQ] * dequant_tiles(tok * vt[i, V_SCALE])
+        tc, tm = _compute_memory(vt, i, tok, seqs, pairs, reads, hw_h)
         tc *= rcs
-        tm = (vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs
-              + vt[i, V_MX] * reads) * rms
+        tm *= rms
         tn = 0.0
         if vt[i, V_GROUP] > 1.0:
-            up, out, lat = network_seconds(vt, i, tok)
+            up, out, lat = network_seconds(vt, i, tok, hw_h)
             tn = up * rsu + out * rso + lat
     if tc >= tm and tc >= tn:
         top = tc + vt[i, V_LAT]
@@ -258,7 +284,7 @@ def _op_seconds(vt, i, program, tokens, seqs, sampled, ctx, pairs, reads, rcs, r
 
 @njit(cache=True)
 def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared, comp,
-                      micro, rcs, rms, rsu, rso, t, p, e, adp, wb, ab, kb, acc, op_s):
+                      micro, rcs, rms, rsu, rso, t, p, e, adp, wb, ab, kb, acc, op_s, hw_h):
     """Forward time of one iteration of composition ``comp`` (:func:`composition`, one
     micro-batch): max(path, micro * stage) as a static decode step. Decode ops price the
     decode tokens and, where the prefill program shares the op, the prompt chunk too.
@@ -291,7 +317,7 @@ def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
             seqs = dec
             sampled = dec
         top = _op_seconds(vt_dec, i, prog_dec, tokens, seqs, sampled, ctx, pairs, reads,
-                          rcs, rms, rsu, rso, t, p, e, adp, wb, ab, kb, acc)
+                          rcs, rms, rsu, rso, t, p, e, adp, wb, ab, kb, acc, hw_h)
         op_s[i] = top
         path += vt_dec[i, V_PATH] * top
         stage += vt_dec[i, V_STAGE] * top
@@ -304,7 +330,7 @@ def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
             reads = comp[C_READW] if windowed else comp[C_READ]
             top = _op_seconds(vt_pre, j, prog_pre, pre, comp[C_TOUCHED] - dec,
                               comp[C_PROMPTS], 0.0, pairs, reads, rcs, rms, rsu, rso,
-                              t, p, e, adp, wb, ab, kb, acc)
+                              t, p, e, adp, wb, ab, kb, acc, hw_h)
             op_s[n_dec + j] = top
             path += vt_pre[j, V_PATH] * top
             stage += vt_pre[j, V_STAGE] * top
@@ -362,7 +388,7 @@ LANES = 8  # what-if points per vector block of terms_seconds
 
 
 @njit(cache=True)
-def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q):
+def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q, hw_h):
     """Row ``q`` of ``out``: op ``i``'s terms as :func:`_op_seconds` prices them, before the
     what-if reciprocals (the same operations in the same order: the same bits). An MoE op
     gets its sequences for ``op_cost`` in ``T_C`` (:func:`_moe_terms` completes it)."""
@@ -370,14 +396,9 @@ def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q):
     if vt[i, V_MOE] > 0.0:
         out[q, T_C] = tok * vt[i, V_SCALE]
     else:
-        tc = vt[i, V_CT] * tok + vt[i, V_CX] * pairs
-        if vt[i, V_DQ] != 0.0:
-            tc += vt[i, V_DQ] * dequant_tiles(tok * vt[i, V_SCALE])
-        out[q, T_C] = tc
-        out[q, T_M] = (vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs
-                       + vt[i, V_MX] * reads)
+        out[q, T_C], out[q, T_M] = _compute_memory(vt, i, tok, seqs, pairs, reads, hw_h)
         if vt[i, V_GROUP] > 1.0:
-            out[q, T_N], out[q, T_NO], out[q, T_NL] = network_seconds(vt, i, tok)
+            out[q, T_N], out[q, T_NO], out[q, T_NL] = network_seconds(vt, i, tok, hw_h)
         else:
             out[q, T_N] = 0.0
             out[q, T_NO] = 0.0
@@ -388,12 +409,11 @@ def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q):
 
 
 @njit(cache=True)
-def _moe_terms(vt, i, program, t, p, e, adp, wb, ab, kb, out, q):
+def _moe_terms(vt, i, program, t, p, e, adp, wb, ab, kb, out, q, hw_h):
     """Row ``q``'s compute, memory and network terms of MoE op ``i`` (distinct experts hit:
     ``op_cost`` at the sequences :func:`_op_terms` left in ``T_C``)."""
-    c = moe_cost(program[i], out[q, T_C], t * adp, e, wb, ab, vt[i, V_IMB])
-    out[q, T_C] = c[0] * vt[i, V_RATE] + c[2] * vt[i, V_RATE32]
-    out[q, T_M] = c[1] * vt[i, V_MEM]
+    out[q, T_C], out[q, T_M] = _moe_seconds(vt, i, program, out[q, T_C], t, p, e, adp, wb,
+                                            ab, kb, hw_h)
     out[q, T_N] = 0.0
     out[q, T_NO] = 0.0
     out[q, T_NL] = 0.0
@@ -401,7 +421,7 @@ def _moe_terms(vt, i, program, t, p, e, adp, wb, ab, kb, out, q):
 
 @njit(cache=True)
 def iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared, comp,
-                    t, p, e, adp, wb, ab, kb, out, rows):
+                    t, p, e, adp, wb, ab, kb, out, rows, hw_h):
     """The ops :func:`iteration_seconds` prices for composition ``comp``, in its order, as
     rows of :func:`_op_terms` in ``out``; returns their count. ``rows`` (int64 scratch,
     one per row): the op of each row, decode ops as i, prefill-only ones as -1 - j.
@@ -417,11 +437,11 @@ def iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, s
         if partner[i] >= 0 and pre > 0.0:
             _op_terms(vt_dec, i, dec + pre, comp[C_TOUCHED], comp[C_SAMPLED],
                       ctx + (comp[C_PAIRSW] if windowed else comp[C_PAIRS]),
-                      ctx + (comp[C_READW] if windowed else comp[C_READ]), out, q)
+                      ctx + (comp[C_READW] if windowed else comp[C_READ]), out, q, hw_h)
         else:
             if dec <= 0.0:
                 continue
-            _op_terms(vt_dec, i, dec, dec, dec, ctx, ctx, out, q)
+            _op_terms(vt_dec, i, dec, dec, dec, ctx, ctx, out, q, hw_h)
         rows[q] = i
         q += 1
     if pre > 0.0:
@@ -431,16 +451,16 @@ def iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, s
             windowed = vt_pre[j, V_WIN] > 0.0
             _op_terms(vt_pre, j, pre, comp[C_TOUCHED] - dec, comp[C_PROMPTS],
                       comp[C_PAIRSW] if windowed else comp[C_PAIRS],
-                      comp[C_READW] if windowed else comp[C_READ], out, q)
+                      comp[C_READW] if windowed else comp[C_READ], out, q, hw_h)
             rows[q] = -1 - j
             q += 1
     for r in range(q):  # MoE ops apart: op_cost stays out of the loops above
         i = rows[r]
         if i >= 0:
             if vt_dec[i, V_MOE] > 0.0:
-                _moe_terms(vt_dec, i, prog_dec, t, p, e, adp, wb, ab, kb, out, r)
+                _moe_terms(vt_dec, i, prog_dec, t, p, e, adp, wb, ab, kb, out, r, hw_h)
         elif vt_pre[-1 - i, V_MOE] > 0.0:
-            _moe_terms(vt_pre, -1 - i, prog_pre, t, p, e, adp, wb, ab, kb, out, r)
+            _moe_terms(vt_pre, -1 - i, prog_pre, t, p, e, adp, wb, ab, kb, out, r, hw_h)
     return q
 
 

@@ -1,0 +1,153 @@
+"""Size-dependent efficiency curves (kernels/efficiency.py): the interpolation by hand, the
+kernel's per-op times against hand calculations (dse explain), the kernel against the numpy
+reference with curves on every op class, and the preset checks."""
+import math
+
+import numpy as np
+import pytest
+
+from dse.config import ConfigError, load_hardware, parse_sweep
+from dse.explain import explain
+from dse.grid import hardware_tables
+from dse.kernels import layout as L
+from dse.kernels.efficiency import curve_efficiency, time_factor
+from dse.kernels.reference import efficiency_factor
+from grid_strategies import kernel_matches_reference
+
+# an H100 SXM with curves: HBM 3.35 TB/s, memory_efficiency 0.8, compute 0.7, network 0.8
+CURVES = """
+[efficiency.gemm_memory]
+work = [1e6, 1e8, 1e9]
+efficiency = [0.4, 0.8, 0.9]
+source = "test"
+
+[efficiency.gemm_compute]
+work = [1e9, 1e12]
+efficiency = [0.3, 0.75]
+
+[efficiency.attention_memory]
+work = [1e5, 1e9]
+efficiency = [0.2, 0.7]
+
+[efficiency.collective_network]
+work = [1e3, 1e6, 1e8]
+efficiency = [0.05, 0.4, 0.85]
+"""
+
+
+@pytest.fixture
+def curved_h100(tmp_path):
+    text = load_hardware("h100_sxm").text.replace('name = "h100_sxm"', 'name = "h100_curved"')
+    path = tmp_path / "h100_curved.toml"
+    path.write_text(text + CURVES)
+    return path
+
+
+def test_interpolation_by_hand(curved_h100):
+    table, _ = hardware_tables([load_hardware(curved_h100)])
+    row = table[0]
+    mem = L.CURVE_GEMM_MEMORY
+    # linear in log10(work): 1e7 lies halfway between 1e6 (0.4) and 1e8 (0.8)
+    assert curve_efficiency(row, mem, 1e7) == pytest.approx(0.6, rel=1e-12)
+    assert curve_efficiency(row, mem, 10 ** 8.5) == pytest.approx(0.85, rel=1e-12)
+    # flat beyond the end knots
+    assert curve_efficiency(row, mem, 10.0) == 0.4
+    assert curve_efficiency(row, mem, 1e15) == 0.9
+    # no curve: the scalar applies (factor exactly 1)
+    assert curve_efficiency(row, L.CURVE_ATTENTION_COMPUTE, 1e9) == -1.0
+    assert time_factor(row, L.CURVE_ATTENTION_COMPUTE, 1e9, 0.7) == 1.0
+    assert time_factor(row, -1, 1e9, 0.7) == 1.0
+    assert time_factor(row, mem, 1e7, 0.8) == pytest.approx(0.8 / 0.6, rel=1e-12)
+    # the numpy reference restates it with np.interp
+    for work in (10.0, 1e6, 3e6, 1e7, 5e8, 1e9, 1e12):
+        ref = efficiency_factor(table, np.array([0]), "gemm_memory", np.array([work]),
+                                L.HW_MEMORY_EFF)[0]
+        assert ref == pytest.approx(time_factor(row, mem, work, 0.8), rel=1e-12)
+
+
+def test_decode_ops_priced_at_their_curves(curved_h100):
+    # Llama-3-8B decode at batch 1, tp 2, bf16: every GEMM streams its weights at the
+    # gemm_memory curve's efficiency for its bytes; the all-reduce's bytes move at the
+    # network curve's efficiency for its message; norms keep the scalar 0.8
+    table, point = explain(hardware=str(curved_h100), model="llama3_8b", serving="static",
+                           tp=2, batch=1, input_tokens=512, output_tokens=64,
+                           weight_dtype="bf16")
+    dec = table[table.phase == "decode"].set_index("op")
+    hw = load_hardware(curved_h100)
+    bw = hw.memory_bytes_per_s
+
+    def eff(knots, work):
+        return float(np.interp(math.log10(work), np.log10(knots[0]), knots[1]))
+
+    curves = hw.efficiency_curves
+    for op in ("qkv_proj", "o_proj", "gate_up_proj", "down_proj", "lm_head"):
+        b = dec.loc[op, "bytes"]
+        assert dec.loc[op, "memory_s"] == pytest.approx(
+            b / (bw * eff(curves["gemm_memory"], b)), rel=1e-9), op
+    norm = dec.loc["attn_norm"]
+    assert norm["memory_s"] == pytest.approx(norm["bytes"] / (bw * 0.8), rel=1e-9)
+    # decode attention: its efficiency at the mean context's bytes
+    att = dec.loc["attention"]
+    assert att["memory_s"] == pytest.approx(
+        att["bytes"] / (bw * eff(curves["attention_memory"], att["bytes"])), rel=1e-9)
+    # the all-reduce of 4096 x 2 bytes at tp 2: one-shot, one step
+    ar = dec.loc["attn_all_reduce"]
+    msg = 4096 * 2
+    ne = eff(curves["collective_network"], msg)
+    assert ar["net_bytes"] == msg
+    assert ar["network_s"] == pytest.approx(
+        msg / (hw.scaleup_bytes_per_s * ne) + hw.scaleup_latency_s, rel=1e-9)
+    # slower than the same point on the scalar preset
+    _, plain = explain(hardware="h100_sxm", model="llama3_8b", serving="static", tp=2,
+                       batch=1, input_tokens=512, output_tokens=64, weight_dtype="bf16")
+    assert point["tpot_s"] > plain["tpot_s"]
+
+
+def test_flat_curve_at_the_scalar_changes_nothing(tmp_path):
+    text = load_hardware("h100_sxm").text.replace('name = "h100_sxm"', 'name = "h100_flat"')
+    path = tmp_path / "h100_flat.toml"
+    path.write_text(text + "\n[efficiency.gemm_memory]\nwork = [1e6, 1e9]\n"
+                    "efficiency = [0.8, 0.8]\n")
+    axes = dict(model="mixtral_8x7b", serving="static", tp=2, batch=4, input_tokens=256,
+                output_tokens=32)
+    _, flat = explain(hardware=str(path), **axes)
+    _, plain = explain(hardware="h100_sxm", **axes)
+    assert flat["tpot_s"] == plain["tpot_s"] and flat["ttft_s"] == plain["ttft_s"]
+
+
+@pytest.mark.parametrize("serving", ["static", "continuous"])
+def test_kernel_matches_reference_with_curves(curved_h100, serving):
+    spec = parse_sweep({"grid": {
+        "hardware": [str(curved_h100), "h100_sxm"],
+        "model": ["llama3_8b", "mixtral_8x7b"], "serving": [serving],
+        "tp": [1, 2], "ep": [1, 2], "batch": [1, 16], "input_tokens": [100, 2048],
+        "output_tokens": [2, 40]}})
+    fast, _ = kernel_matches_reference(spec)
+    tpot = fast["tpot_s"]
+    curved = tpot.sel(hardware="h100_curved").values
+    plain = tpot.sel(hardware="h100_sxm").values
+    ok = np.isfinite(curved) & np.isfinite(plain)
+    assert ok.any() and (curved[ok] != plain[ok]).any()
+
+
+@pytest.mark.parametrize("tables, problem", [
+    ("[efficiency.gemm_flops]\nwork = [1e9]\nefficiency = [0.5]\n", "unknown curve"),
+    ("[efficiency.gemm_memory]\nwork = [1e9, 1e6]\nefficiency = [0.5, 0.6]\n",
+     "strictly increasing"),
+    ("[efficiency.gemm_memory]\nwork = [1e6, 1e9]\nefficiency = [0.5, 1.2]\n", "must be"),
+    ("[efficiency.gemm_memory]\nwork = [1e6, 1e9]\nefficiency = [0.5]\n", "one per knot"),
+    ("[efficiency.gemm_memory]\nwork = []\nefficiency = []\n", "list of 1 to 8"),
+    ("[efficiency.gemm_memory]\nwork = [1e6]\nefficiency = [0.5]\nslope = 2\n",
+     "unknown key"),
+    ("[efficiency.gemm_memory]\nwork = [-1.0]\nefficiency = [0.5]\n", "must be positive"),
+    ("[efficiency.gemm_memory]\nefficiency = [0.5]\n", "missing required key"),
+])
+def test_bad_curves_are_one_line_errors(tmp_path, tables, problem):
+    text = load_hardware("h100_sxm").text
+    path = tmp_path / "bad.toml"
+    path.write_text(text + "\n" + tables)
+    with pytest.raises(ConfigError) as err:
+        load_hardware(path)
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and "efficiency." in message
+    assert problem in message
