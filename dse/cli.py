@@ -1,4 +1,4 @@
-"""Command line: ``dse sweep | explain | list | model import | calibrate | validate``.
+"""Command line: ``dse sweep | plot | explain | list | model import | calibrate | validate``.
 
 Every expected failure ends in :func:`main`, the one place that turns it into one line on
 stderr and exit status 2: bad input (:class:`ConfigError`), an unusable output location
@@ -104,6 +104,20 @@ def cmd_sweep(args) -> int:
         worst = max(s.reason_counts, key=s.reason_counts.get)
         return _fail(f"{spec.source}: no feasible configuration among {s.n_configs:,} "
                      f"(most common reason: {worst}); results written to {s.out_dir}/")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plot import MAX_PANELS, plot_frontiers
+    result = plot_frontiers(args.dir, out=args.out, fmt=args.format,
+                            max_panels=args.max_panels)
+    for path in result.paths:
+        print(f"wrote {path}: {result.n_panels} (model, workload) panel"
+              f"{'s' if result.n_panels != 1 else ''}, {result.n_series} frontier"
+              f"{'s' if result.n_series != 1 else ''}")
+    if result.n_left_out:
+        print(f"{result.n_left_out} more panel{'s' if result.n_left_out != 1 else ''} left "
+              f"out; raise --max-panels (at most {MAX_PANELS})")
     return 0
 
 
@@ -294,6 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-rows", type=_int_option(1, 1 << 62), metavar="N",
                    help="at most N configurations per chunk (default: sized to --memory-limit)")
     s.set_defaults(func=cmd_sweep)
+
+    from .plot import DEFAULT_MAX_PANELS, FORMATS, MAX_PANELS
+    pl = sub.add_parser("plot", help="PNG or SVG of a finished sweep's Pareto frontiers")
+    pl.add_argument("dir", help="the --out folder of a finished `dse sweep`")
+    pl.add_argument("--format", choices=FORMATS,
+                    help="png (default) or svg; default: the suffix of --out, else png")
+    pl.add_argument("--out", metavar="PATH", help="a .png / .svg file, or a folder for "
+                    "pareto.png (default: DIR/plots/)")
+    pl.add_argument("--max-panels", type=_int_option(1, MAX_PANELS),
+                    default=DEFAULT_MAX_PANELS, metavar="N", help="at most N (model, "
+                    f"workload) panels (default {DEFAULT_MAX_PANELS}); the rest are counted")
+    pl.set_defaults(func=cmd_plot)
 
     e = sub.add_parser("explain", help="per-operator table of one configuration")
     e.add_argument("--spec", help="take unset values from the first value of each axis of SPEC")

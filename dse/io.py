@@ -209,6 +209,13 @@ def write_preset(path: Path, text: str, parse, overwrite: bool = False):
     return loaded
 
 
+def write_figure(path: Path, figure, fmt: str, **savefig) -> None:
+    """Save a matplotlib ``figure`` as ``fmt`` (png, svg) via a temporary name in the same
+    folder; ``savefig`` goes to ``Figure.savefig`` (metadata, dpi)."""
+    with atomic(path) as tmp:
+        figure.savefig(tmp, format=fmt, **savefig)
+
+
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
     """Write ``frame`` as CSV via a temporary name in the same folder."""
     with atomic(path) as tmp:
