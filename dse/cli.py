@@ -88,7 +88,11 @@ def cmd_sweep(args) -> int:
         spec_arg = f"{args.spec} " if args.spec else ""
         return _fail(interrupted_text(Path(args.out),
                                       f"dse sweep {spec_arg}--out {args.out} --resume"))
-    if not args.quiet:
+    if args.json:
+        import json
+        from .answer import answer_json
+        print(json.dumps(answer_json(s, spec), allow_nan=False))
+    elif not args.quiet:
         rate = s.n_configs / s.seconds["total"]
         resumed = f", {s.n_resumed} of {s.n_chunks} chunks resumed" if s.n_resumed else ""
         print(f"{s.n_configs:,} configurations ({s.n_feasible:,} feasible) in "
@@ -100,6 +104,9 @@ def cmd_sweep(args) -> int:
             print(f"disaggregated: {s.n_disaggregated:,} pairings (frontiers and bests); a "
                   f"best pairing for {s.n_disaggregated_best} groups -> "
                   f"{s.out_dir}/disaggregated.parquet")
+        if s.n_feasible:
+            from .answer import answer_text
+            print(answer_text(s, spec))
     if s.n_feasible == 0:
         worst = max(s.reason_counts, key=s.reason_counts.get)
         return _fail(f"{spec.source}: no feasible configuration among {s.n_configs:,} "
@@ -291,7 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder for results/pareto/best.parquet")
     s.add_argument("--overwrite", action="store_true",
                    help="replace the files an earlier sweep wrote in an existing --out")
-    s.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
+    talk = s.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", action="store_true",
+                      help="print nothing: no progress, summary or best table")
+    talk.add_argument("--json", action="store_true",
+                      help="print the summary (counts, seconds, paths, best rows) as one "
+                      "JSON object instead of text (progress still goes to stderr)")
     s.add_argument("--no-results", action="store_true",
                    help="skip the full results/ table; write only pareto and best tables")
     s.add_argument("--memory-limit", type=parse_bytes, metavar="SIZE",
