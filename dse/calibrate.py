@@ -246,7 +246,8 @@ def fit(hw: Hardware, df: pd.DataFrame, source: str = "<table>", iterations: int
 
 
 def preset_text(hw: Hardware, result: Fit, table: str, name: str | None) -> str:
-    """The base preset's TOML with the fitted keys replaced (or appended).
+    """The base preset's TOML with the fitted keys replaced (or appended) and its efficiency
+    curves dropped (the fitted scalars describe every kernel).
 
     ``name`` (the CLI's ``--name``; None keeps the base name) must be a preset name.
     """
@@ -258,8 +259,22 @@ def preset_text(hw: Hardware, result: Fit, table: str, name: str | None) -> str:
     }
     note = (f"fitted by `dse calibrate` to {table_label(table)} ({result.rows} kernels, "
             f"median abs error {result.median_abs_pct_error:.1f}%)")
-    text = with_values(text, {k: (v, f"{what}: {note}") for k, (v, what) in values.items()})
+    text = with_values(without_curves(text),
+                       {k: (v, f"{what}: {note}") for k, (v, what) in values.items()})
     return with_name(text, name)
+
+
+def without_curves(text: str) -> str:
+    """Preset TOML ``text`` without its efficiency curves (``efficiency.<curve>.*`` keys or
+    ``[efficiency.<curve>]`` tables): a fit replaces them."""
+    kept, skipping = [], False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            skipping = stripped.startswith("[efficiency.")
+        if not skipping and not stripped.startswith("efficiency."):
+            kept.append(line)
+    return "\n".join(kept).rstrip("\n") + "\n"
 
 
 def with_name(text: str, name: str | None) -> str:
@@ -282,7 +297,12 @@ def with_values(text: str, values: dict) -> str:
     for key, (value, comment) in values.items():
         line = f"{key} = {value:.6g}  # {comment}"
         pattern = re.compile(rf"^{key}\s*=.*$", re.M)
+        table = re.search(r"^\s*\[", text, re.M)  # top-level keys go before any [table]
         # a function, not a template: a backslash in the table's name is not an escape
-        text = (pattern.sub(lambda _: line, text) if pattern.search(text)
-                else text.rstrip("\n") + "\n" + line + "\n")
+        if pattern.search(text):
+            text = pattern.sub(lambda _: line, text, count=1)
+        elif table:
+            text = text[:table.start()].rstrip("\n") + "\n" + line + "\n\n" + text[table.start():]
+        else:
+            text = text.rstrip("\n") + "\n" + line + "\n"
     return text

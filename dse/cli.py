@@ -242,12 +242,39 @@ def cmd_calibrate(args) -> int:
         return _calibrate_engine(args, out)
     hw = load_hardware(args.hardware, source="command line", key="--hardware")
     table = read_table(args.table)
+    if args.curves:
+        return _calibrate_curves(args, hw, table, out)
+    if args.fit_latency:
+        raise ConfigError("calibrate: --fit-latency goes with --curves (the scalar fit always "
+                          "fits the latency)")
     result = fit(hw, table, args.table)
     write_preset(out, preset_text(hw, result, args.table, args.name), parse_hardware,
                  args.overwrite)
     print(f"wrote {out}: compute_efficiency {result.compute_efficiency:.3f}, memory_efficiency "
           f"{result.memory_efficiency:.3f}, kernel_latency_s {result.kernel_latency_s:.3g} "
           f"({result.rows} kernels, median abs error {result.median_abs_pct_error:.1f}%)")
+    return 0
+
+
+def _calibrate_curves(args, hw, table, out: Path) -> int:
+    """``dse calibrate --curves``: the preset's efficiency curves fitted on top of its own
+    kernel latency (``--fit-latency``: the scalar fit's)."""
+    from .calibrate import table_label, with_name, with_values
+    from .config import parse_hardware, read_text
+    from .curve_fit import curves_text, fit_curves
+    from .io import write_preset
+    result = fit_curves(hw, table, args.table, latency=None if args.fit_latency else
+                        hw.kernel_latency_s)
+    note = f"fitted by `dse calibrate --curves` to {table_label(args.table)}"
+    text = hw.text or read_text(hw.source, "hardware preset (TOML)")
+    if args.fit_latency:
+        text = with_values(text, {"kernel_latency_s": (result.kernel_latency_s,
+                                                       f"fixed seconds per kernel: {note}")})
+    write_preset(out, with_name(curves_text(text, result, note), args.name), parse_hardware,
+                 args.overwrite)
+    fitted = ", ".join(f"{name} ({n} rows)" for name, n in result.rows.items())
+    print(f"wrote {out}: {fitted}; kernel_latency_s {result.kernel_latency_s:.3g}; median "
+          f"abs error {result.median_abs_pct_error:.1f}%")
     return 0
 
 
@@ -361,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "request_overhead_s and iteration_overhead_s")
     cal.add_argument("--out", required=True, help="fitted preset .toml to write")
     cal.add_argument("--name", help="name of the fitted preset (default: the base name)")
+    cal.add_argument("--curves", action="store_true", help="--hardware: fit size-dependent "
+                     "efficiency curves (GEMM, attention, collectives: rows with op gemm/moe, "
+                     "attention, all_reduce/all_gather/reduce_scatter/all_to_all with devices "
+                     "and message_bytes) on top of the preset's kernel latency")
+    cal.add_argument("--fit-latency", action="store_true", help="with --curves: fit the "
+                     "kernel latency too (the scalar fit's) instead of keeping the preset's")
     cal.add_argument("--overwrite", action="store_true")
     cal.set_defaults(func=cmd_calibrate)
 

@@ -36,3 +36,19 @@ def cli_error(capsys, folder, *argv) -> str:
     assert "Traceback" not in err
     assert listing() == before
     return lines[0]
+
+
+def scalar_preset_text(name: str) -> str:
+    """Bundled hardware preset ``name`` without its efficiency curves (the scalar model the
+    hand calculations price)."""
+    from dse.config import load_hardware
+    return "\n".join(line for line in load_hardware(name).text.splitlines()
+                     if not line.strip().startswith("efficiency.")) + "\n"
+
+
+@pytest.fixture(scope="session")
+def h100_scalar(tmp_path_factory):
+    """Path of the h100_sxm preset without its efficiency curves."""
+    path = tmp_path_factory.mktemp("presets") / "h100_sxm.toml"
+    path.write_text(scalar_preset_text("h100_sxm"))
+    return str(path)

@@ -98,11 +98,11 @@ def test_p2p_link_by_span():
     assert both(L.P2P, 2, 16, 1000) == pytest.approx((0.0, 1000 * R_OUT, OUT))
 
 
-def test_kernel_prices_tp16_decode_all_reduce_hierarchically():
+def test_kernel_prices_tp16_decode_all_reduce_hierarchically(h100_scalar):
     # Llama-3-70B decode on 16 H100 at batch 8, bf16: each attention all-reduce carries
     # 8 x 8192 x 2 bytes; dse explain shows the hierarchical time on both links
     from dse.explain import explain
-    table, _ = explain(hardware="h100_sxm", model="llama3_70b", serving="static", tp=16,
+    table, _ = explain(hardware=h100_scalar, model="llama3_70b", serving="static", tp=16,
                        batch=8, input_tokens=128, output_tokens=16, weight_dtype="bf16")
     row = table[(table.phase == "decode") & (table.op == "attn_all_reduce")].iloc[0]
     msg = 8 * 8192 * 2

@@ -12,6 +12,7 @@ from dse.grid import hardware_tables
 from dse.kernels import layout as L
 from dse.kernels.efficiency import curve_efficiency, time_factor
 from dse.kernels.reference import efficiency_factor
+from conftest import scalar_preset_text
 from grid_strategies import kernel_matches_reference
 
 # an H100 SXM with curves: HBM 3.35 TB/s, memory_efficiency 0.8, compute 0.7, network 0.8
@@ -37,7 +38,7 @@ efficiency = [0.05, 0.4, 0.85]
 
 @pytest.fixture
 def curved_h100(tmp_path):
-    text = load_hardware("h100_sxm").text.replace('name = "h100_sxm"', 'name = "h100_curved"')
+    text = scalar_preset_text("h100_sxm").replace('name = "h100_sxm"', 'name = "h100_curved"')
     path = tmp_path / "h100_curved.toml"
     path.write_text(text + CURVES)
     return path
@@ -65,7 +66,7 @@ def test_interpolation_by_hand(curved_h100):
         assert ref == pytest.approx(time_factor(row, mem, work, 0.8), rel=1e-12)
 
 
-def test_decode_ops_priced_at_their_curves(curved_h100):
+def test_decode_ops_priced_at_their_curves(curved_h100, h100_scalar):
     # Llama-3-8B decode at batch 1, tp 2, bf16: every GEMM streams its weights at the
     # gemm_memory curve's efficiency for its bytes; the all-reduce's bytes move at the
     # network curve's efficiency for its message; norms keep the scalar 0.8
@@ -98,27 +99,29 @@ def test_decode_ops_priced_at_their_curves(curved_h100):
     assert ar["network_s"] == pytest.approx(
         msg / (hw.scaleup_bytes_per_s * ne) + hw.scaleup_latency_s, rel=1e-9)
     # slower than the same point on the scalar preset
-    _, plain = explain(hardware="h100_sxm", model="llama3_8b", serving="static", tp=2,
+    _, plain = explain(hardware=h100_scalar, model="llama3_8b", serving="static", tp=2,
                        batch=1, input_tokens=512, output_tokens=64, weight_dtype="bf16")
     assert point["tpot_s"] > plain["tpot_s"]
 
 
 def test_flat_curve_at_the_scalar_changes_nothing(tmp_path):
-    text = load_hardware("h100_sxm").text.replace('name = "h100_sxm"', 'name = "h100_flat"')
+    text = scalar_preset_text("h100_sxm").replace('name = "h100_sxm"', 'name = "h100_flat"')
     path = tmp_path / "h100_flat.toml"
     path.write_text(text + "\n[efficiency.gemm_memory]\nwork = [1e6, 1e9]\n"
                     "efficiency = [0.8, 0.8]\n")
     axes = dict(model="mixtral_8x7b", serving="static", tp=2, batch=4, input_tokens=256,
                 output_tokens=32)
     _, flat = explain(hardware=str(path), **axes)
-    _, plain = explain(hardware="h100_sxm", **axes)
+    plain_path = tmp_path / "h100_sxm.toml"
+    plain_path.write_text(scalar_preset_text("h100_sxm"))
+    _, plain = explain(hardware=str(plain_path), **axes)
     assert flat["tpot_s"] == plain["tpot_s"] and flat["ttft_s"] == plain["ttft_s"]
 
 
 @pytest.mark.parametrize("serving", ["static", "continuous"])
-def test_kernel_matches_reference_with_curves(curved_h100, serving):
+def test_kernel_matches_reference_with_curves(curved_h100, h100_scalar, serving):
     spec = parse_sweep({"grid": {
-        "hardware": [str(curved_h100), "h100_sxm"],
+        "hardware": [str(curved_h100), h100_scalar],
         "model": ["llama3_8b", "mixtral_8x7b"], "serving": [serving],
         "tp": [1, 2], "ep": [1, 2], "batch": [1, 16], "input_tokens": [100, 2048],
         "output_tokens": [2, 40]}})
@@ -143,7 +146,7 @@ def test_kernel_matches_reference_with_curves(curved_h100, serving):
     ("[efficiency.gemm_memory]\nefficiency = [0.5]\n", "missing required key"),
 ])
 def test_bad_curves_are_one_line_errors(tmp_path, tables, problem):
-    text = load_hardware("h100_sxm").text
+    text = scalar_preset_text("h100_sxm")
     path = tmp_path / "bad.toml"
     path.write_text(text + "\n" + tables)
     with pytest.raises(ConfigError) as err:

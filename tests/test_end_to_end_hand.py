@@ -23,8 +23,8 @@ def one(**grid):
     return spec, out
 
 
-def test_llama3_8b_decode_batch1_is_weight_streaming_on_h100():
-    spec, r = one(hardware="h100_sxm", model="llama3_8b", batch=1, input_tokens=128,
+def test_llama3_8b_decode_batch1_is_weight_streaming_on_h100(h100_scalar):
+    spec, r = one(hardware=h100_scalar, model="llama3_8b", batch=1, input_tokens=128,
                   output_tokens=2)
     m, hw = spec.models[0], spec.hardware[0]
     # decode reads every weight once except the embedding table (one row per token)
@@ -137,7 +137,7 @@ def test_static_memory_is_the_larger_of_the_prefill_and_decode_peaks():
         r["weight_bytes_per_device"] + kv(128 + 8192) + act(1), rel=1e-12)
 
 
-def test_weight_only_int4_prices_its_dequantization():
+def test_weight_only_int4_prices_its_dequantization(h100_scalar):
     # issue 12 item 5: int4 weights with bf16 activations on H100 (no int4 math): the GEMM
     # runs at the bf16 rate and dequantizes each weight once per tile of 128 tokens on the
     # fp32 units (4 operations per weight). One q/k/v GEMM of Llama-3-8B over 8 x 2048
@@ -145,7 +145,7 @@ def test_weight_only_int4_prices_its_dequantization():
     from dse.compile import model_ops
     from dse.kernels import layout as L
     from dse.ops import op_costs
-    spec, _ = one(hardware="h100_sxm", model="llama3_8b", batch=8, input_tokens=2048,
+    spec, _ = one(hardware=h100_scalar, model="llama3_8b", batch=8, input_tokens=2048,
                   output_tokens=2, weight_dtype="int4", act_dtype="bf16")
     m, hw = spec.models[0], spec.hardware[0]
     qkv = {o.name: o for o in model_ops(m, L.PREFILL)}["qkv_proj"]
@@ -156,7 +156,7 @@ def test_weight_only_int4_prices_its_dequantization():
     assert op_costs(qkv, L.PREFILL, 8, 2048, 0, 1, 1, 1, 2.0, 2.0, 2.0)["dequant_ops"] == 0
     # the op's compute time: tensor FLOPs at the bf16 rate + dequantization at fp32's
     from dse.explain import explain
-    table, _ = explain(hardware="h100_sxm", model="llama3_8b", serving="static", batch=8,
+    table, _ = explain(hardware=h100_scalar, model="llama3_8b", serving="static", batch=8,
                        input_tokens=2048, output_tokens=2, weight_dtype="int4",
                        act_dtype="bf16")
     row = table[(table.phase == "prefill") & (table.op == "qkv_proj")].iloc[0]

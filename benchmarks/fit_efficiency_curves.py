@@ -1,0 +1,124 @@
+"""Refit the bundled efficiency curves of h100_sxm, h200 and b200 from configs/kernels/.
+
+    python benchmarks/fit_efficiency_curves.py [--write]
+
+Turns the cited per-kernel measurements (configs/kernels/README.md) into `dse calibrate`
+tables and fits ``[efficiency.*]`` curves with :func:`dse.curve_fit.fit_curves` on top of
+each preset's own kernel latency; prints the fits, and with ``--write`` replaces the
+curves in the bundled presets. Selection (stated in configs/kernels/README.md, "Bundled
+curves"):
+
+- h100_sxm: GEMMs measured on H100 SXM and H800 (the same GH100 compute and HBM3 at
+  3.35 TB/s; H800 differs in NVLink only), attention on H100 SXM, all-reduce of the
+  engines' own kernels (vLLM custom all-reduce, PyTorch symmetric-memory all-reduce: what
+  vLLM/SGLang run for decode-sized messages) and NCCL from 8 MiB on (where engines hand
+  large messages to NCCL).
+- h200: the same GH100 die and NVLink 4: H100's memory, attention and collective curves
+  (an assumption: HBM3e reached at the same share of peak for the same size), compute
+  curve fitted to the H200 cuBLASLt rows.
+- b200: fitted on the GB200 rows against the gb200_nvl72 preset (the chip measured: one
+  Blackwell B200-class die at GB200 power) and copied: GEMM and MLA attention. No
+  collective curve: the only GB200 collective rows are NCCL ring without CUDA graphs,
+  which engines do not use for decode.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+KERNELS = ROOT / "configs" / "kernels"
+HARDWARE = ROOT / "configs" / "hardware"
+ELEM = {"fp8": 1.0, "fp16": 2.0, "bf16": 2.0, "fp4": 0.5 + 1 / 16, "16bit_unstated": 2.0}
+ENGINE_ALL_REDUCE = ("vllm_custom_1stage", "vllm_custom_2stage", "torch_symm_mem_two_shot",
+                     "torch_symm_mem_multimem")
+NCCL_FROM_BYTES = 8 * 2 ** 20
+
+
+def gemm_rows(hardware) -> pd.DataFrame:
+    g = pd.read_csv(KERNELS / "gemm.csv")
+    g = g[g.hardware.isin(hardware)]
+    eb = g.dtype.map(ELEM)
+    rows = g.m * g.groups
+    flops = 2.0 * rows * g.n * g.k
+    byts = (rows * g.k + g.groups * g.k * g.n) * eb + rows * g.n * 2.0
+    t = g.measured_time_s.fillna(flops / (g.measured_tflops * 1e12))
+    dtype = g.dtype.replace({"fp16": "fp16"})
+    return pd.DataFrame({"op": np.where(g.groups > 1, "moe", "gemm"), "dtype": dtype,
+                         "flops": flops, "bytes": byts, "latency_s": t})
+
+
+def attention_rows(hardware) -> pd.DataFrame:
+    a = pd.read_csv(KERNELS / "attention.csv")
+    a = a[a.hardware.isin(hardware)]
+    mla = a.kind.str.contains("mla")
+    eb = a.dtype.map(ELEM)
+    # MLA (absorbed): the 576-wide latent+rope cache once per token, scores over 576 and
+    # values over 512 per head; MHA: K and V per KV head
+    cache = np.where(mla, a.head_dim, 2 * a.head_dim * a.kv_heads)
+    width = np.where(mla, a.head_dim + 512, 2 * a.head_dim)
+    byts = a.batch * a.context * cache * eb
+    flops = 2.0 * a.batch * a.heads * a.context * width
+    return pd.DataFrame({"op": "attention", "dtype": "bf16", "flops": flops, "bytes": byts,
+                         "latency_s": a.measured_time_s})
+
+
+def all_reduce_rows(hardware) -> pd.DataFrame:
+    c = pd.read_csv(KERNELS / "collectives.csv")
+    c = c[c.hardware.isin(hardware) & (c.op == "all_reduce")]
+    nccl = c.library.str.startswith("nccl") & (c.message_bytes >= NCCL_FROM_BYTES)
+    c = c[(c.library.isin(ENGINE_ALL_REDUCE) | nccl) & c.measured_time_s.notna()]
+    # per size and group, the fastest kernel (the engine's dispatch picks it)
+    c = c.loc[c.groupby(["devices", "nodes", "message_bytes"]).measured_time_s.idxmin()]
+    return pd.DataFrame({"op": "all_reduce", "dtype": "bf16", "devices": c.devices,
+                         "nodes": c.nodes, "message_bytes": c.message_bytes,
+                         "latency_s": c.measured_time_s})
+
+
+def fit(preset, table):
+    from dse.config import load_hardware
+    from dse.curve_fit import fit_curves
+    hw = load_hardware(preset)
+    result = fit_curves(hw, table.reset_index(drop=True), f"configs/kernels ({preset})",
+                        latency=hw.kernel_latency_s)
+    print(f"{preset}: median abs error {result.median_abs_pct_error:.1f}% over "
+          f"{np.isfinite(result.predicted_s).sum()} kernels")
+    for name, (w, e) in result.curves.items():
+        knots = ", ".join(f"{x:.3g}:{y:.2f}" for x, y in zip(w, e))
+        print(f"  {name:20s} ({result.rows[name]:3d} rows) {knots}")
+    return result
+
+
+def main(argv) -> int:
+    from dse.curve_fit import CurveFit, curves_text
+    h100 = fit("h100_sxm", pd.concat([gemm_rows(["h100_sxm", "h800"]),
+                                      attention_rows(["h100_sxm"]),
+                                      all_reduce_rows(["h100_sxm"])]))
+    h200 = fit("h200", gemm_rows(["h200"]))
+    gb200 = fit("gb200_nvl72", pd.concat([gemm_rows(["gb200_nvl72"]),
+                                          attention_rows(["gb200_nvl72"])]))
+    h200_curves = {k: v for k, v in h100.curves.items() if k != "gemm_compute"}
+    h200_curves["gemm_compute"] = h200.curves["gemm_compute"]
+    h200_rows = {**h100.rows, "gemm_compute": h200.rows["gemm_compute"]}
+    plans = {
+        "h100_sxm": (h100, "fitted by benchmarks/fit_efficiency_curves.py to configs/kernels "
+                     "(H100 SXM and H800 GEMMs, H100 attention, engine all-reduce)"),
+        "h200": (CurveFit(h200_curves, h200_rows, h200.kernel_latency_s, np.nan, None),
+                 "benchmarks/fit_efficiency_curves.py: gemm_compute fitted to the H200 "
+                 "cuBLASLt rows of configs/kernels, the other curves H100's (same GH100 die)"),
+        "b200": (gb200, "fitted by benchmarks/fit_efficiency_curves.py to the GB200 rows of "
+                 "configs/kernels (B200-class die), against the gb200_nvl72 preset's peaks"),
+    }
+    if "--write" in argv:
+        for preset, (result, note) in plans.items():
+            path = HARDWARE / f"{preset}.toml"
+            path.write_text(curves_text(path.read_text(), result, note))
+            print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,115 @@
+"""`dse calibrate --curves`: recover known efficiency curves from synthetic kernel timings
+priced by the engine's own model, write a preset the sweep uses, refuse bad rows."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import dse
+from conftest import cli_error
+from dse.cli import main
+from dse.config import ConfigError
+from dse.curve_fit import _monotone, fit_curves
+from dse.kernels import layout as L
+from dse.kernels.collectives import collective_seconds
+
+LATENCY = 3e-6  # the h100_sxm preset's (gpu family) kernel latency
+
+
+def mem_eff(b):
+    return np.interp(np.log10(b), [6, 9], [0.4, 0.9])
+
+
+def comp_eff(f):
+    return np.interp(np.log10(f), [8, 12], [0.2, 0.75])
+
+
+def net_eff(m):
+    return np.interp(np.log10(m), [3, 8], [0.1, 0.85])
+
+
+def synthetic(hw):
+    rows = []
+    for m in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096):
+        for n, k in ((4096, 4096), (8192, 8192), (1024, 1024), (14336, 4096), (512, 2048)):
+            fl = 2 * m * n * k
+            by = (m * k + k * n) * 2 + m * n * 2
+            t = LATENCY + max(fl / (hw.rate("bf16") * comp_eff(fl)),
+                              by / (hw.memory_bytes_per_s * mem_eff(by)))
+            rows.append(dict(op="gemm", dtype="bf16", m=m, n=n, k=k, latency_s=t))
+    for msg in (1e3, 1e4, 1e5, 1e6, 1e7, 1e8):
+        e = net_eff(msg)
+        up, out, lat = collective_seconds(L.ALLREDUCE, 8, 8, msg, 8,
+                                          1 / (hw.scaleup_bytes_per_s * e),
+                                          hw.scaleup_latency_s,
+                                          1 / (hw.scaleout_bytes_per_s * e),
+                                          hw.scaleout_latency_s)
+        rows.append(dict(op="all_reduce", dtype="bf16", devices=8, message_bytes=msg,
+                         latency_s=LATENCY + up + out + lat))
+    return pd.DataFrame(rows)
+
+
+def test_fit_recovers_synthetic_curves():
+    hw = dse.load_hardware("h100_sxm")
+    r = fit_curves(hw, synthetic(hw), latency=LATENCY)
+    assert set(r.curves) == {"gemm_compute", "gemm_memory", "collective_network"}
+    assert r.median_abs_pct_error < 1.0
+    for name, truth in (("gemm_memory", mem_eff), ("gemm_compute", comp_eff)):
+        work, eff = r.curves[name]
+        inner = (np.array(work) > 10 ** 6.5) & (np.array(work) < 1e11)  # away from the ends
+        np.testing.assert_allclose(np.array(eff)[inner], truth(np.array(work)[inner]),
+                                   rtol=0.08)
+    # efficiencies never fall with the work, and stay in (0, 1]
+    for work, eff in r.curves.values():
+        assert np.all(np.diff(eff) >= -1e-12) and max(eff) <= 1.0 and min(eff) > 0
+        assert np.all(np.diff(work) > 0)
+
+
+def test_monotone_pools_violators():
+    np.testing.assert_allclose(_monotone(np.array([3.0, 1.0, 2.0, 0.5]), np.ones(4)),
+                               [3.0, 1.5, 1.5, 0.5])
+    np.testing.assert_allclose(_monotone(np.array([1.0, 2.0]), np.array([3.0, 1.0])),
+                               [1.25, 1.25])
+
+
+def test_calibrate_curves_cli_relative_paths(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    hw = dse.load_hardware("h100_sxm")
+    synthetic(hw).to_csv("kernels.csv", index=False)
+    assert main(["calibrate", "kernels.csv", "--hardware", "h100_sxm", "--curves",
+                 "--out", "h100_curves.toml", "--name", "h100_curves"]) == 0
+    assert "gemm_memory" in capsys.readouterr().out
+    fitted = dse.load_hardware("h100_curves.toml")
+    assert fitted.name == "h100_curves" and fitted.kernel_latency_s == LATENCY
+    assert set(fitted.efficiency_curves) == {"gemm_compute", "gemm_memory",
+                                             "collective_network"}
+    # refitting a preset that has curves replaces them (no duplicate tables)
+    assert main(["calibrate", "kernels.csv", "--hardware", "h100_curves.toml", "--curves",
+                 "--out", "again.toml"]) == 0
+    assert open("again.toml").read().count("efficiency.gemm_memory.work") == 1
+    spec = dse.parse_sweep({"grid": {"hardware": ["h100_curves.toml"], "model": ["llama3_8b"],
+                                     "batch": [1], "tp": [2]}})
+    assert np.isfinite(dse.evaluate(spec)["tpot_s"].values).all()
+
+
+@pytest.mark.parametrize("row, expected", [
+    ({"op": "all_reduce", "dtype": "bf16", "devices": 1, "message_bytes": 1e6,
+      "latency_s": 1e-5}, "devices = 1"),
+    ({"op": "all_reduce", "dtype": "bf16", "devices": 8, "message_bytes": -5,
+      "latency_s": 1e-5}, "message_bytes = -5"),
+])
+def test_bad_collective_rows_are_one_line(tmp_path, monkeypatch, capsys, row, expected):
+    hw = dse.load_hardware("h100_sxm")
+    monkeypatch.chdir(tmp_path)
+    pd.concat([synthetic(hw), pd.DataFrame([row])], ignore_index=True).to_csv(
+        "t.csv", index=False)
+    msg = cli_error(capsys, tmp_path, "calibrate", "t.csv", "--hardware", "h100_sxm",
+                    "--curves", "--out", "x.toml")
+    assert expected in msg and "t.csv" in msg and "row 73" in msg
+
+
+def test_no_curve_rows_is_an_error():
+    hw = dse.load_hardware("h100_sxm")
+    table = pd.DataFrame([{"op": "copy", "dtype": "bf16", "flops": 0, "bytes": 1e6,
+                           "latency_s": 1e-5}] * 3)
+    with pytest.raises(ConfigError, match="no curve to fit"):
+        fit_curves(hw, table)
