@@ -79,6 +79,8 @@ def _strategy(row, spec) -> str:
         if _varies(spec, axis) or spec.grid[axis] != AXIS[axis].default:
             parts.append(f"{axis}={row[axis]}")
     parts += [f"batch={row['batch']}", _precision(row)]
+    if _varies(spec, "quant") or spec.grid["quant"] != AXIS["quant"].default:
+        parts.append(f"quant={row['quant']}")  # the precision recipe over those
     return " ".join(parts)
 
 

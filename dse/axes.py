@@ -112,36 +112,42 @@ AXES = (
          choices=SERVING),
     Axis("engine", "grid", "preset", "group", "kernel", 3, ("vllm",),
          "serving-engine preset (overheads, batching defaults; continuous serving only)"),
-    _int("batch", "strategy", 12, 1 << 20,
+    _int("batch", "strategy", 13, 1 << 20,
          "concurrent sequences per replica (continuous: concurrent requests)"),
-    _int("input_tokens", "group", 13, 1 << 24, "prompt tokens per sequence",
+    _int("input_tokens", "group", 14, 1 << 24, "prompt tokens per sequence",
          default=(1024,)),
-    _int("output_tokens", "group", 15, 1 << 24, "generated tokens per sequence",
+    _int("output_tokens", "group", 16, 1 << 24, "generated tokens per sequence",
          default=(256,)),
-    _int("tp", "strategy", 7, 1 << 16, "tensor-parallel devices"),
-    _int("pp", "strategy", 8, 1 << 12, "pipeline stages"),
-    _int("ep", "strategy", 9, 1 << 16, "expert-parallel groups of the MoE devices"),
-    _int("attention_dp", "strategy", 10, 1 << 12,
+    _int("tp", "strategy", 8, 1 << 16, "tensor-parallel devices"),
+    _int("pp", "strategy", 9, 1 << 12, "pipeline stages"),
+    _int("ep", "strategy", 10, 1 << 16, "expert-parallel groups of the MoE devices"),
+    _int("attention_dp", "strategy", 11, 1 << 12,
          "MoE: attention data-parallel groups of tp devices"),
-    _int("max_batched_tokens", "strategy", 11, 1 << 24,
+    _int("max_batched_tokens", "strategy", 12, 1 << 24,
          "continuous: token budget of one engine iteration (chunked-prefill size; 0: the "
          "engine's default)", default=(0,), minimum=0),
-    _int("dp", "strategy", 23, 1 << 20, "independent replicas", walk="derived"),
+    _int("dp", "strategy", 24, 1 << 20, "independent replicas", walk="derived"),
     _dtype("weight_dtype", 4, "bf16", "weight precision"),
     _dtype("act_dtype", 5, SAME, "activation precision (same: the weight precision)"),
     _dtype("kv_dtype", 6, SAME, "KV-cache precision (same: the activation precision)"),
-    _scale("compute_scale", 16, "factor on peak FLOP/s"),
-    _scale("memory_bandwidth_scale", 17, "factor on memory bandwidth"),
-    _scale("memory_capacity_scale", 20, "factor on memory capacity"),
-    _scale("scaleup_bandwidth_scale", 18, "factor on scale-up link bandwidth"),
-    _scale("scaleout_bandwidth_scale", 19, "factor on scale-out link bandwidth"),
-    _scale("scaleup_domain_scale", 21, "factor on the scale-up domain size (devices per "
+    # a precision recipe (configs/quant/): per operator class (attention, experts, shared
+    # experts, dense FFN, LM head, KV cache, collectives) the precisions that replace the
+    # three above; "uniform" replaces none
+    Axis("quant", "grid", "preset", "strategy", "kernel", 7, ("uniform",),
+         "precision recipe (bundled name or path to a .toml file): per operator class "
+         "precisions over weight/act/kv_dtype; uniform: none"),
+    _scale("compute_scale", 17, "factor on peak FLOP/s"),
+    _scale("memory_bandwidth_scale", 18, "factor on memory bandwidth"),
+    _scale("memory_capacity_scale", 21, "factor on memory capacity"),
+    _scale("scaleup_bandwidth_scale", 19, "factor on scale-up link bandwidth"),
+    _scale("scaleout_bandwidth_scale", 20, "factor on scale-out link bandwidth"),
+    _scale("scaleup_domain_scale", 22, "factor on the scale-up domain size (devices per "
            "NVLink-class domain, rounded; e.g. 9 turns an 8-GPU node into NVL72)",
            walk="hardware"),
-    _scale("link_latency_scale", 22, "factor on the per-step latency of the scale-up and "
+    _scale("link_latency_scale", 23, "factor on the per-step latency of the scale-up and "
            "scale-out links", walk="hardware"),
     # a what-if of the workload's routing, walked by the kernel (it changes MoE costs)
-    _scale("expert_imbalance", 14, "MoE with ep > 1: the busiest expert group's routed "
+    _scale("expert_imbalance", 15, "MoE with ep > 1: the busiest expert group's routed "
            "tokens as a multiple of uniform routing's (EPLB's max/mean load ratio; at most "
            "all tokens)", walk="kernel"),
 )

@@ -138,13 +138,14 @@ def _explain_params(args) -> dict:
     from .axes import AXIS, names
     from .config import ConfigError, load_hardware, load_model, load_sweep
     from .engines import load_engine
+    from .quant import load_quant
     for key in names():
         value = getattr(args, key)
         problem = value is not None and AXIS[key].kind != "preset" and AXIS[key].problem(value)
         if problem:
             raise ConfigError(f"{_flag(key)} {value}: {problem}")
     for key, load in (("hardware", load_hardware), ("model", load_model),
-                      ("engine", load_engine)):
+                      ("engine", load_engine), ("quant", load_quant)):
         if getattr(args, key) is not None:
             load(getattr(args, key), source="command line", key=_flag(key))
     spec_axes = {}
@@ -202,6 +203,20 @@ def cmd_list(args) -> int:
                   f"{'yes' if e.chunked_prefill else 'no':>7} "
                   f"{'yes' if e.mixed_prefill else 'no':>5} {e.max_batched_tokens or '-':>6} "
                   f"{e.max_running_requests or '-':>11}  {e.description}")
+    elif args.what == "quant":
+        # the precision recipes: per operator class weight/activation precision ("-": the
+        # grid's weight_dtype / act_dtype / kv_dtype)
+        from .quant import COLLECTIVES_KEY, TABLE_CLASSES, load_quant
+        recipes = [load_quant(name) for name in bundled_names("quant")]
+        w = max(len(q.name) for q in recipes)
+        heads = ("attention", "experts", "shared", "dense_ffn", "lm_head")
+        print(f"{'name':<{w}} " + " ".join(f"{h:>9}" for h in heads)
+              + f" {'kv':>4} {'coll.':>5}  description")
+        for q in recipes:
+            cells = [f"{q.weight(c) or '-'}/{q.act(c) or '-'}" for c in TABLE_CLASSES]
+            print(f"{q.name:<{w}} " + " ".join(f"{x:>9}" for x in cells)
+                  + f" {q.kv_cache or '-':>4} {q.act(COLLECTIVES_KEY) or '-':>5}  "
+                  f"{q.description}")
     else:
         from .compile import active_params, total_params
         models = [load_model(name) for name in bundled_names("models")]
@@ -405,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=cmd_validate)
 
     ls = sub.add_parser("list", help="show the bundled presets")
-    ls.add_argument("what", choices=["hardware", "models", "engines"])
+    ls.add_argument("what", choices=["hardware", "models", "engines", "quant"])
     ls.set_defaults(func=cmd_list)
     return p
 

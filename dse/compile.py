@@ -217,10 +217,11 @@ def _ffn_ops(m: Model) -> list[ops.Op]:
     dense = m.layers - m.moe_layers if m.ffn_dim else 0
     out = []
     if dense:
-        out += [ops.gemm("gate_up_proj", h, (mats - 1) * m.ffn_dim, dense, L.SPLIT_COLUMNS),
-                activation("act", m, m.ffn_dim, dense),
-                ops.gemm("down_proj", m.ffn_dim, h, dense, L.SPLIT_ROWS),
-                ops.all_reduce("ffn_all_reduce", h, dense)]
+        out += _gemms_in([
+            ops.gemm("gate_up_proj", h, (mats - 1) * m.ffn_dim, dense, L.SPLIT_COLUMNS),
+            activation("act", m, m.ffn_dim, dense),
+            ops.gemm("down_proj", m.ffn_dim, h, dense, L.SPLIT_ROWS),
+            ops.all_reduce("ffn_all_reduce", h, dense)], L.QC_DENSE)
     moe = m.moe_layers
     if moe:
         k = m.experts_per_token
@@ -239,10 +240,12 @@ def _ffn_ops(m: Model) -> list[ops.Op]:
                    # un-permute: the k weighted expert outputs of a token summed into one
                    ops.elementwise("moe_sum", k * h, h, 2 * k * h, moe, L.SPLIT_EXPERTS)]
         if m.shared_ffn_dim:
-            moe_ops += [ops.gemm("shared_gate_up_proj", h, (mats - 1) * m.shared_ffn_dim, moe,
-                                 L.SPLIT_COLUMNS),
-                        activation("shared_act", m, m.shared_ffn_dim, moe),
-                        ops.gemm("shared_down_proj", m.shared_ffn_dim, h, moe, L.SPLIT_ROWS)]
+            moe_ops += _gemms_in([
+                ops.gemm("shared_gate_up_proj", h, (mats - 1) * m.shared_ffn_dim, moe,
+                         L.SPLIT_COLUMNS),
+                activation("shared_act", m, m.shared_ffn_dim, moe),
+                ops.gemm("shared_down_proj", m.shared_ffn_dim, h, moe, L.SPLIT_ROWS)],
+                L.QC_SHARED)
         moe_ops.append(ops.all_reduce("moe_all_reduce", h, moe, when=L.WHEN_NO_EP))
         out += [ops.moe_span(op) for op in moe_ops]
         # with expert parallelism the combine returns each device's own tokens; an
@@ -268,23 +271,38 @@ def activation(name: str, m: Model, width: int, layers: int, copies: int = 1) ->
                            L.SPLIT_COLUMNS)
 
 
+def _gemms_in(op_list: list[ops.Op], qclass: int) -> list[ops.Op]:
+    """``op_list`` with its GEMMs in precision class ``qclass`` (``layout.QC_*``; the other
+    ops keep the class of their kind, ``ops.KIND_CLASS``)."""
+    return [ops.with_class(op, qclass) if op.row[L.OP_KIND] == L.GEMM else op
+            for op in op_list]
+
+
 def model_ops(model: Model, phase: int = L.PREFILL) -> list[ops.Op]:
-    """The operators of one forward pass in ``phase``, in execution order."""
+    """The operators of one forward pass in ``phase``, in execution order.
+
+    Precision classes (quant recipes, ``layout.QUANT_CLASSES``): the token mixer's
+    projections (attention incl. MLA and the sparse-attention indexer, state-space and
+    linear-attention in/out projections) and its attention/scan kernels are ``attention``;
+    routed experts ``experts``, shared-expert GEMMs ``shared_experts``, dense FFN GEMMs
+    ``dense_ffn``, embedding and LM head ``lm_head``, every collective and pipeline send
+    ``collectives``; norms, small elementwise kernels and the MoE router ``other``.
+    """
     h, n = model.hidden_size, model.layers
     return [
         ops.embedding("embedding", h),
         ops.all_reduce("embedding_all_reduce", h, scope=L.SCOPE_ONCE),
         ops.norm("attn_norm", h, n),
-        *_attention_ops(model, phase),
-        *_ssm_ops(model),
-        *_linear_attention_ops(model),
+        *_gemms_in(_attention_ops(model, phase), L.QC_ATTENTION),
+        *_gemms_in(_ssm_ops(model), L.QC_ATTENTION),
+        *_gemms_in(_linear_attention_ops(model), L.QC_ATTENTION),
         ops.all_reduce("attn_all_reduce", h, n),
         *([ops.norm("ffn_norm", h, model.ffn_layers)] if model.ffn_layers else []),
         *_ffn_ops(model),
         ops.p2p("pp_send", h),
         ops.norm("final_norm", h, scope=L.SCOPE_ONCE),
-        ops.gemm("lm_head", h, model.vocab_size, split=L.SPLIT_COLUMNS, scope=L.SCOPE_ONCE,
-                 tokens=L.TOKENS_LAST),
+        ops.with_class(ops.gemm("lm_head", h, model.vocab_size, split=L.SPLIT_COLUMNS,
+                                scope=L.SCOPE_ONCE, tokens=L.TOKENS_LAST), L.QC_LM_HEAD),
         ops.all_gather("logits_all_gather", model.vocab_size, scope=L.SCOPE_ONCE,
                        tokens=L.TOKENS_LAST),
         # sampling over the fp32 logits: a softmax pass and a sampling pass read them,
@@ -404,6 +422,43 @@ def weight_params_per_device(model: Model, tp, pp, attention_dp=1):
     return (mixers + norms + np.ceil(n_dense / pp) * dense
             + np.ceil(model.moe_layers / pp) * moe
             + vocab_mats * model.vocab_size * h / tp + h)
+
+
+def class_params_per_device(model: Model, tp, pp, attention_dp=1) -> dict:
+    """The parameters of :func:`weight_params_per_device` that belong to a precision class
+    (``layout.QC_*``: what a quant recipe may store in another precision) [parameters]:
+    attention (the token mixers: attention incl. MLA and the sparse-attention indexer,
+    state-space and linear-attention layers), the routed experts, the shared experts, the
+    dense FFN layers, and the embedding and LM head. The rest (norms, routers) takes the
+    grid's weight precision."""
+    h = model.hidden_size
+    mats = ffn_matrices(model)
+    moe_devices = tp * attention_dp
+    n_dense = model.layers - model.moe_layers if model.ffn_dim else 0
+    moe = np.ceil(model.moe_layers / pp)
+    vocab_mats = 1.0 + ((pp == 1) & (not model.tied_embeddings))
+    return {
+        L.QC_ATTENTION: (
+            np.ceil(model.attention_layers / pp) * attention_params_per_device(model, tp)
+            + np.ceil(model.ssm_layers / pp) * ssm_params(model) / tp
+            + np.ceil(model.linear_attention_layers / pp) * linear_attention_params(model) / tp),
+        L.QC_EXPERTS: moe * model.experts * mats * h * model.expert_ffn_dim / moe_devices,
+        L.QC_SHARED: moe * mats * h * model.shared_ffn_dim / moe_devices,
+        L.QC_DENSE: np.ceil(n_dense / pp) * mats * h * model.ffn_dim / tp,
+        L.QC_LM_HEAD: vocab_mats * model.vocab_size * h / tp,
+    }
+
+
+def weight_bytes_per_device(model: Model, tp, pp, attention_dp, weight_bytes, class_bytes):
+    """Weights held by one device of the most loaded stage [bytes]: the parameters at
+    ``weight_bytes`` per parameter (the grid's weight precision), each precision class's
+    (:func:`class_params_per_device`) at ``class_bytes[class]`` instead where given (a
+    quant recipe). Arrays broadcast; a class at the grid's precision adds exactly 0."""
+    total = weight_params_per_device(model, tp, pp, attention_dp) * weight_bytes
+    for qclass, params in class_params_per_device(model, tp, pp, attention_dp).items():
+        if qclass in class_bytes:
+            total = total + params * (class_bytes[qclass] - weight_bytes)
+    return total
 
 
 def total_params(model: Model) -> float:

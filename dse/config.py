@@ -49,7 +49,7 @@ def _fail(source, key, value, problem):
 # --------------------------------------------------------------------------- file access
 def bundled_dir(kind: str) -> Path:
     """Folder of the bundled presets of one kind (``hardware``, ``models``, ``engines``,
-    ``sweeps``)."""
+    ``quant``, ``sweeps``)."""
     return Path(str(resources.files("dse.configs").joinpath(kind)))
 
 
@@ -730,6 +730,7 @@ class SweepSpec:
     hardware: tuple                 # Hardware per grid["hardware"] entry
     models: tuple                   # Model per grid["model"] entry
     engines: tuple = ()             # Engine per grid["engine"] entry
+    quants: tuple = ()              # Quant (precision recipe) per grid["quant"] entry
     disaggregated: Disaggregation | None = None  # the [disaggregated] section, if given
     source: str = "<api>"
     text: str = ""                  # the spec as written, for Parquet metadata
@@ -799,15 +800,19 @@ def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
     hardware = tuple(load_hardware(r, base_dir, source, "[grid] hardware") for r in grid["hardware"])
     models = tuple(load_model(r, base_dir, source, "[grid] model") for r in grid["model"])
     from .engines import load_engine
+    from .quant import load_quant
     engines = tuple(load_engine(r, base_dir, source, "[grid] engine") for r in grid["engine"])
-    for kind, presets in (("hardware", hardware), ("model", models), ("engine", engines)):
+    quants = tuple(load_quant(r, base_dir, source, "[grid] quant") for r in grid["quant"])
+    for kind, presets in (("hardware", hardware), ("model", models), ("engine", engines),
+                          ("quant", quants)):
         names = [p.name for p in presets]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             _fail(source, f"[grid] {kind}", grid[kind], f"two entries load preset {sorted(dup)[0]!r}")
-    preset_texts = {p.source: p.text for p in (*hardware, *models, *engines)}
+    preset_texts = {p.source: p.text for p in (*hardware, *models, *engines, *quants)}
     return SweepSpec(grid=grid, what_if=what_if, constraints=cons, hardware=hardware,
-                     models=models, engines=engines, disaggregated=disaggregated,
+                     models=models, engines=engines, quants=quants,
+                     disaggregated=disaggregated,
                      source=source, text=text, preset_texts=preset_texts)
 
 

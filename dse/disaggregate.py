@@ -242,7 +242,8 @@ def _pair_groups(prefill: pd.DataFrame, decode: pd.DataFrame, spec, keys) -> pa.
     rate = np.minimum(x * rate_p, y * rate_d)
     devices = x * dev_p + y * dev_d
     rho_p = rate / (x * rate_p)
-    transfer, link = kv_transfer(m, devices, hardware, models)
+    transfer, link = kv_transfer(m, devices, hardware, models,
+                                 {q.name: q for q in spec.quants})
     req = lookup(m["engine"], engines, "request_overhead_s")
     out = m["output_tokens"].to_numpy(float)
     ttft = req + rho_p * t_p / 2.0 + t_p + transfer
@@ -266,11 +267,18 @@ def _pair_groups(prefill: pd.DataFrame, decode: pd.DataFrame, spec, keys) -> pa.
     return _rows(m, keys, ok)
 
 
-def kv_transfer(m: pd.DataFrame, devices, hardware: dict, models: dict):
+def kv_transfer(m: pd.DataFrame, devices, hardware: dict, models: dict,
+                quants: dict | None = None):
     """(KV transfer seconds, link name) per pair: the prompt's KV at the prefill pool's
-    kv_dtype over the fewer of the two pools' shards per request."""
+    KV precision (its quant recipe's, ``p_quant`` in ``quants``, else its kv_dtype) over
+    the fewer of the two pools' shards per request."""
     seconds = np.empty(len(m))
     kb = lookup(m["p_kv_dtype"], {d: b for d, b in zip(L.DTYPES, L.DTYPE_BYTES)}, "real")
+    if quants and "p_quant" in m:
+        cat = pd.Categorical(m["p_quant"])
+        recipe = np.array([L.DTYPE_BYTES[L.DTYPE_INDEX[quants[str(u)].kv_cache]]
+                           if quants[str(u)].kv_cache else np.nan for u in cat.categories])
+        kb = np.where(np.isnan(recipe[cat.codes]), kb, recipe[cat.codes])
     s = m["input_tokens"].to_numpy(float)
     hw = {side: {f: lookup(m[f"{side}_hardware"], hardware, f) for f in (
         "scaleup_bytes_per_s", "scaleout_bytes_per_s", "scaleup_latency_s",

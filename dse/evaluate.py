@@ -18,6 +18,7 @@ from .grid import (GRID_DIMS, HARDWARE_WHAT_IF, KERNEL_WHAT_IF, MEMORY_DIMS, STR
                    TPOT_DIMS, TTFT_DIMS, coords, engine_table, dtype_codes, hardware_tables, resolve_dtypes)
 from .kernels import layout as L
 from .kernels.grid import evaluate_grid
+from .quant import quant_table
 
 REASONS = ("", "ep_not_divisor_of_tp", "ep_on_dense_model", "attention_dp_on_dense_model",
            "experts_not_divisible_by_ep",
@@ -25,7 +26,7 @@ REASONS = ("", "ep_not_divisor_of_tp", "ep_on_dense_model", "attention_dp_on_den
            "what_if_scale_not_positive", "precision_not_supported", "out_of_memory")
 REASON_CODE = {r: i for i, r in enumerate(REASONS)}
 WHAT_IF_DIMS = in_layout(names(kind="scale"))
-PRECISION_DIMS = ("hardware", "weight_dtype", "act_dtype")
+PRECISION_DIMS = ("hardware", "model", "weight_dtype", "act_dtype", "quant")
 
 
 def _axis_table(columns) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +87,8 @@ def kernel_inputs(spec: SweepSpec, slots: tuple) -> dict:
                            axis=dims.index("hardware"))
     strides, order = slot_strides(dims, values.shape)
     return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops,
-                engines=engine_table(spec.engines), axes=axes, axis_sizes=axis_sizes,
+                engines=engine_table(spec.engines), quants=quant_table(spec.quants),
+                axes=axes, axis_sizes=axis_sizes,
                 output_tokens=np.array(c["output_tokens"], np.int64), scales=scales,
                 scale_sizes=scale_sizes,
                 slots=np.ascontiguousarray(values.transpose(order), dtype=np.float64).ravel(),
@@ -156,24 +158,46 @@ def structural_reasons(models, tp, pp, ep, adp) -> np.ndarray:
     return np.stack(out).astype(np.uint8)
 
 
-def precision_reasons(hardware, c: dict) -> tuple[tuple, np.ndarray]:
-    """``precision_not_supported`` where the hardware has no native math in the
-    activation precision (``same``: the weight precision), else 0: (dims, uint8 codes).
+def model_classes(model) -> set:
+    """The precision classes (``layout.QC_*``) of the ops a model compiles to."""
+    return {int(op.row[L.OP_CLASS]) for phase in (L.PREFILL, L.DECODE)
+            for op in comp.model_ops(model, phase)}
 
-    The dims are those of :data:`PRECISION_DIMS` the codes vary over, and the grid's own
-    size-1 dims: weight_dtype only where an activation precision is ``same`` (weight-only
-    formats narrower than the activations need no native math of their own; their
-    dequantization is priced by the kernel), so the table is at most hardware x weight x
-    activation precisions, never broadcast over the grid.
+
+def precision_reasons(spec: SweepSpec, c: dict) -> tuple[tuple, np.ndarray]:
+    """``precision_not_supported`` where the hardware has no native math in an activation
+    precision the model computes in, else 0: (dims, uint8 codes).
+
+    The activation precisions are the grid's (``act_dtype``; ``same``: the weight
+    precision) and, under a quant recipe (``dse.quant``), the activation precision it names
+    for each class the model has ops of (collectives: their payload). The dims are those of
+    :data:`PRECISION_DIMS` the codes vary over, and the grid's own size-1 dims:
+    weight_dtype only where an activation precision is ``same`` (weight-only formats
+    narrower than the activations need no native math of their own; their dequantization
+    is priced by the kernel), so the table is at most hardware x model x weight x
+    activation precisions x recipes, never broadcast over the grid; model and quant only
+    where a recipe makes the codes differ.
     """
+    hardware = spec.hardware
     native = np.array([[d in h.flops_per_s for d in L.DTYPES] for h in hardware], dtype=bool)
     native = native.reshape(len(hardware), len(L.DTYPES))
     w = _shaped(dtype_codes(c["weight_dtype"]), "weight_dtype", PRECISION_DIMS)
     a = _shaped(dtype_codes(c["act_dtype"]), "act_dtype", PRECISION_DIMS)
     act = np.where(a < 0, w, a) if (a < 0).any() else a
-    codes = np.where(native[:, act[0]], np.uint8(0),
-                     np.uint8(REASON_CODE["precision_not_supported"]))
-    keep = [i for i, d in enumerate(PRECISION_DIMS) if codes.shape[i] > 1 or len(c[d]) == 1]
+    ok = native[:, act[0, 0, ..., 0]].reshape(len(hardware), 1, *act.shape[2:4], 1)
+    table = quant_table(spec.quants)
+    if (table[:, 1:L.Q_KV:2] >= 0).any():  # a recipe names activation precisions
+        per = np.ones((len(hardware), len(spec.models), 1, 1, len(spec.quants)), dtype=bool)
+        for i, m in enumerate(spec.models):
+            for qc in model_classes(m):
+                codes = table[:, 2 * qc + 1].astype(np.int64)
+                named = codes >= 0
+                per[:, i, 0, 0, named] &= native[:, codes[named]]
+        ok = ok & per
+    codes = np.where(ok, np.uint8(0), np.uint8(REASON_CODE["precision_not_supported"]))
+    # model and recipe only where the codes vary over them (as before recipes existed)
+    keep = [i for i, d in enumerate(PRECISION_DIMS) if codes.shape[i] > 1
+            or (len(c[d]) == 1 and d not in ("model", "quant"))]
     squeezed = tuple(i for i in range(codes.ndim) if i not in keep)
     return (tuple(PRECISION_DIMS[i] for i in keep),
             np.ascontiguousarray(codes.squeeze(squeezed), dtype=np.uint8))
@@ -205,6 +229,32 @@ def _own_dims(term, models, dims, c) -> tuple[tuple, np.ndarray]:
     return tuple(dims[i] for i in keep), np.ascontiguousarray(out.squeeze(squeezed))
 
 
+# the classes whose weights a recipe may store in its own precision
+WEIGHT_CLASSES = (L.QC_ATTENTION, L.QC_EXPERTS, L.QC_SHARED, L.QC_DENSE, L.QC_LM_HEAD)
+
+
+def _recipe_bytes(spec: SweepSpec, column: int, grid_codes: np.ndarray, dims) -> np.ndarray:
+    """Bytes per element of recipe column ``column`` (``layout.QUANT_FIELDS``) over
+    ``dims``: the precision the recipe names, the grid's (``grid_codes``, resolved codes
+    shaped over ``dims``) where it names none."""
+    codes = _shaped(quant_table(spec.quants)[:, column].astype(np.int64), "quant", dims)
+    return np.where(codes >= 0, L.DTYPE_BYTES[np.maximum(codes, 0)], L.DTYPE_BYTES[grid_codes])
+
+
+def recipe_kv_bytes(spec: SweepSpec, k: np.ndarray, dims) -> np.ndarray:
+    """KV-cache bytes per element over ``dims`` (with ``quant``): the recipe's KV
+    precision, the grid's resolved ``k`` where it names none."""
+    return _recipe_bytes(spec, L.Q_KV, k, dims)
+
+
+def recipe_weight_bytes(spec: SweepSpec, w: np.ndarray, dims) -> dict:
+    """Weight bytes per parameter of each class some recipe of the grid names a weight
+    precision for (``compile.weight_bytes_per_device``'s ``class_bytes``), over ``dims``."""
+    table = quant_table(spec.quants)
+    return {qc: _recipe_bytes(spec, 2 * qc, w, dims) for qc in WEIGHT_CLASSES
+            if (table[:, 2 * qc] >= 0).any()}
+
+
 def _da(term: tuple) -> xr.DataArray:
     dims, values = term
     return xr.DataArray(values, dims=dims)
@@ -220,14 +270,14 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
     tokens: the token budget (``max_batched_tokens``, else the engine's; without a budget
     or chunking, at least one whole prompt), spread over the attention-DP groups.
     """
-    dims = ("model", "engine", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp",
+    dims = ("model", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
             "attention_dp", "max_batched_tokens", "input_tokens", "output_tokens")
     ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp",
                                                     "input_tokens", "output_tokens",
                                                     "max_batched_tokens")}
     w, a, k = resolve_dtypes(*(_shaped(dtype_codes(c[d]), d, dims)
                                for d in ("weight_dtype", "act_dtype", "kv_dtype")))
-    ab, kb = L.DTYPE_BYTES[a], L.DTYPE_BYTES[k]
+    ab, kb = L.DTYPE_BYTES[a], recipe_kv_bytes(spec, k, dims)
     s = ax["input_tokens"][0]
     eng = {f: _shaped([getattr(e, f) for e in spec.engines], "engine", dims, float)
            for f in ("max_batched_tokens", "max_running_requests", "chunked_prefill")}
@@ -268,12 +318,15 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     w = _shaped(dtype_codes(c["weight_dtype"]), "weight_dtype", dims)
     w, a, k = resolve_dtypes(w, _shaped(dtype_codes(c["act_dtype"]), "act_dtype", dims),
                              _shaped(dtype_codes(c["kv_dtype"]), "kv_dtype", dims))
-    wb, ab, kb = (L.DTYPE_BYTES[x] for x in (w, a, k))
+    wb, ab = L.DTYPE_BYTES[w], L.DTYPE_BYTES[a]
+    # a quant recipe's KV-cache and per-class weight precisions (dse.quant)
+    kb = recipe_kv_bytes(spec, k, dims)
+    class_wb = {qc: b[0] for qc, b in recipe_weight_bytes(spec, w, dims).items()}
     tp, pp, adp, batch = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0], ax["batch"][0]
     context = ax["input_tokens"][0] + ax["output_tokens"][0]
     terms = {
-        "weight_bytes_per_device": lambda m: comp.weight_params_per_device(
-            m, tp, pp, adp) * wb[0],
+        "weight_bytes_per_device": lambda m: comp.weight_bytes_per_device(
+            m, tp, pp, adp, wb[0], class_wb),
         "kv_cache_bytes_per_device": lambda m: comp.kv_cache_bytes_per_device(
             m, tp, pp, batch, context, kb[0], adp),
         "activation_bytes_per_device": lambda m: comp.activation_bytes_per_device(
@@ -303,7 +356,7 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
         "structural_reason": (STRUCTURE_DIMS, structural_reasons(
             spec.models, c["tp"], c["pp"], c["ep"], c["attention_dp"])),
         "what_if_valid": (WHAT_IF_DIMS, scale_ok),
-        "precision_reason": precision_reasons(spec.hardware, c),
+        "precision_reason": precision_reasons(spec, c),
     }
 
 

@@ -93,7 +93,7 @@ def _static_rows(spec, inp) -> tuple[list, dict]:
     rows = {ph: np.zeros((width, EXPLAIN_FIELDS)) for ph in (L.PREFILL, L.DECODE)}
     ttft, tpot, micro, path_pre, stage_pre, path_dec, stage_dec = explain_point(
         inp["hw"][0], inp["rates"][0], inp["programs"][0, L.PREFILL], n_pre,
-        inp["programs"][0, L.DECODE], n_dec, inp["axes"][:, 0],
+        inp["programs"][0, L.DECODE], n_dec, inp["axes"][:, 0], inp["quants"][0],
         float(inp["output_tokens"][0]), inp["scales"][:, 0], inp["dtype_bytes"],
         inp["dtype_bits"], rows[L.PREFILL], rows[L.DECODE])
     table = []
@@ -142,7 +142,7 @@ def _continuous_rows(spec, inp, slot: float) -> tuple[list, dict]:
     engine = inp["engines"][0]
     result = explain_serving(
         inp["hw"][0], inp["rates"][0], inp["programs"][0, L.PREFILL], n_pre,
-        inp["programs"][0, L.DECODE], n_dec, engine, inp["axes"][:, 0],
+        inp["programs"][0, L.DECODE], n_dec, engine, inp["axes"][:, 0], inp["quants"][0],
         float(inp["output_tokens"][0]), inp["scales"][:, 0], slot, inp["dtype_bytes"],
         inp["dtype_bits"], rows["decode"], rows["mixed"])
     extra = dict(zip(SERVING_FIELDS, (result[2], *result[4:])))

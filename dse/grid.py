@@ -38,9 +38,11 @@ REDUCTION_ORDER = (*GROUP_DIMS, *STRATEGY_DIMS)
 
 # Dims of the evaluated memory terms and structural checks (dse.evaluate): the KV cache
 # varies over all of MEMORY_DIMS, the activations not over output length or KV precision.
-MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "attention_dp",
-               "batch", "input_tokens", "output_tokens")
-ACTIVATION_DIMS = tuple(d for d in MEMORY_DIMS if d not in ("kv_dtype", "output_tokens"))
+MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
+               "attention_dp", "batch", "input_tokens", "output_tokens")
+# the working set takes the grid's activation precision, whatever the recipe (dse.quant)
+ACTIVATION_DIMS = tuple(d for d in MEMORY_DIMS
+                        if d not in ("kv_dtype", "quant", "output_tokens"))
 KV_PROMPT_DIMS = tuple(d for d in MEMORY_DIMS if d != "output_tokens")  # KV at the prompt
 STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp")
 
@@ -178,7 +180,7 @@ def bytes_per_config(spec, results: bool, threads: int | None = None) -> float:
 def coords(spec: SweepSpec) -> dict:
     """Coordinate values per grid dim (dtype sentinels resolved by :func:`dtype_codes`)."""
     c = {"hardware": [h.name for h in spec.hardware], "model": [m.name for m in spec.models],
-         "engine": [e.name for e in spec.engines]}
+         "engine": [e.name for e in spec.engines], "quant": [q.name for q in spec.quants]}
     for d in GRID_DIMS:
         if d in c:
             continue

@@ -2,7 +2,8 @@
 
 A constructor returns an :class:`Op`, a named row of an operator program: the kind, where it
 runs (per layer, once per pass, per pipeline boundary), which tokens it sees, its collective
-group, and its kind-specific parameters. The FLOP/byte/network formulas themselves live in
+group, its precision class (``layout.QC_*``: which precisions of a quant recipe it takes)
+and its kind-specific parameters. The FLOP/byte/network formulas themselves live in
 ``dse.kernels.formulas.op_cost`` so that the compiled kernel and this module share one
 definition; their derivations are documented there.
 """
@@ -25,14 +26,31 @@ class Op:
     def kind(self) -> str:
         return L.OP_KIND_NAMES[int(self.row[L.OP_KIND])]
 
+    @property
+    def quant_class(self) -> str:
+        """The op's precision class (``layout.QUANT_CLASSES``)."""
+        return L.QUANT_CLASSES[int(self.row[L.OP_CLASS])]
+
+
+# The precision class an op of each kind starts in: collectives carry the collective
+# payload, the vocab-parallel embedding goes with the LM head (the vocabulary matrices),
+# attention and the state-space / linear-attention scans are the attention (token mixer)
+# class, routed experts the experts class. GEMMs and small kernels start in QC_OTHER (the
+# grid's precisions); dse.compile puts each projection GEMM in its class (with_class).
+KIND_CLASS = {L.ALLREDUCE: L.QC_COLLECTIVES, L.ALLGATHER: L.QC_COLLECTIVES,
+              L.REDUCESCATTER: L.QC_COLLECTIVES, L.ALLTOALL: L.QC_COLLECTIVES,
+              L.P2P: L.QC_COLLECTIVES, L.EMBEDDING: L.QC_LM_HEAD, L.ATTENTION: L.QC_ATTENTION,
+              L.SSM: L.QC_ATTENTION, L.MOE: L.QC_EXPERTS}
+
 
 def _op(name, kind, params, layers=0, scope=L.SCOPE_LAYER, tokens=L.TOKENS_ALL,
         group=L.GROUP_NONE, when=L.WHEN_ALWAYS, cdt=L.CDT_GEMM):
     if scope == L.SCOPE_LAYER and layers <= 0:
         raise ValueError(f"op {name}: a per-layer op needs the number of layers it runs in")
     row = np.zeros(L.OP_FIELDS)
-    row[[L.OP_KIND, L.OP_SCOPE, L.OP_TOKENS, L.OP_GROUP, L.OP_WHEN, L.OP_CDT, L.OP_LAYERS]] = (
-        kind, scope, tokens, group, when, cdt, layers)
+    row[[L.OP_KIND, L.OP_SCOPE, L.OP_TOKENS, L.OP_GROUP, L.OP_WHEN, L.OP_CDT, L.OP_LAYERS,
+         L.OP_CLASS]] = (kind, scope, tokens, group, when, cdt, layers,
+                         KIND_CLASS.get(kind, L.QC_OTHER))
     row[L.OP_P0:L.OP_P0 + len(params)] = params
     return Op(name, row)
 
@@ -113,6 +131,13 @@ def all_to_all(name, elements_per_token, layers, group=L.GROUP_EP, when=L.WHEN_E
 def p2p(name, elements_per_token):
     """Activations sent to the next pipeline stage."""
     return _op(name, L.P2P, (elements_per_token,), scope=L.SCOPE_BOUNDARY)
+
+
+def with_class(op: Op, qclass: int) -> Op:
+    """The op in precision class ``qclass`` (``layout.QC_*``)."""
+    row = op.row.copy()
+    row[L.OP_CLASS] = qclass
+    return Op(op.name, row)
 
 
 def moe_span(op: Op) -> Op:

@@ -29,6 +29,7 @@ from .config import SAME, ConfigError, int_axis_problem, load_hardware, load_mod
     shown
 from .engines import load_engine
 from .evaluate import REASONS, derive, evaluate
+from .quant import load_quant
 from .kernels.layout import DTYPES
 
 # --------------------------------------------------------------------------- columns
@@ -42,10 +43,11 @@ MEASURED_COLUMNS = ("measured_ttft_s", "measured_tpot_s")
 REQUIRED = ("hardware", "model", "weight_dtype", "batch", "input_tokens", "output_tokens",
             "tp", "source")
 DEFAULTS = {"act_dtype": SAME, "kv_dtype": SAME, "pp": 1, "ep": 1, "max_batched_tokens": 0,
-            "serving": AXIS["serving"].default[0], "engine": AXIS["engine"].default[0]}
+            "serving": AXIS["serving"].default[0], "engine": AXIS["engine"].default[0],
+            "quant": AXIS["quant"].default[0]}
 # free text carried through to the output unchanged
 TEXT_COLUMNS = ("notes",)
-INPUT_COLUMNS = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "batch",
+INPUT_COLUMNS = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "batch",
                  "input_tokens", "output_tokens", "tp", "pp", "ep", *MEASURED_COLUMNS,
                  *SERVING_COLUMNS, "max_batched_tokens", "source")
 VALID_COLUMNS = (*INPUT_COLUMNS, *TEXT_COLUMNS)
@@ -181,7 +183,7 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
         if col not in df.columns:
             df[col] = math.nan
 
-    hardware_ok, model_ok, engine_ok = {}, {}, {}
+    hardware_ok, model_ok, engine_ok, quant_ok = {}, {}, {}, {}
     out = {c: [] for c in INPUT_COLUMNS}
     for i, rec in enumerate(df.to_dict("records")):
         row = i + 2  # the CSV line: header is line 1
@@ -224,6 +226,11 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
         if engine not in engine_ok:
             engine_ok[engine] = load_engine(engine, base_dir, f"{source}: row {row}", "engine")
         out["engine"].append(engine)
+        quant = DEFAULTS["quant"] if _missing(rec["quant"]) else _text(
+            rec["quant"], source, row, "quant", "a precision recipe name or a path to a .toml file")
+        if quant not in quant_ok:
+            quant_ok[quant] = load_quant(quant, base_dir, f"{source}: row {row}", "quant")
+        out["quant"].append(quant)
         out["source"].append(_text(rec["source"], source, row, "source",
                                    "where the measurement comes from (URL or document + table)"))
     result = pd.DataFrame(out)
@@ -239,7 +246,7 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
 
 # --------------------------------------------------------------------------- evaluation
 AXIS_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep",
-                "max_batched_tokens", *SERVING_COLUMNS, *DTYPE_COLUMNS)
+                "max_batched_tokens", *SERVING_COLUMNS, *DTYPE_COLUMNS, "quant")
 
 
 def _pick(da: xr.DataArray, points: dict) -> np.ndarray:
@@ -268,9 +275,10 @@ def _evaluate_group(hw: str, model: str, rows: pd.DataFrame, base_dir,
     ds = evaluate(spec)
     der = derive(ds)
     points = {c: rows[c].to_numpy() for c in AXIS_COLUMNS}
-    # engines given by path: the coordinate holds the preset's name
-    names = dict(zip(spec.grid["engine"], (e.name for e in spec.engines)))
-    points["engine"] = np.array([names[e] for e in points["engine"]], dtype=object)
+    # engines and recipes given by path: the coordinate holds the preset's name
+    for axis, presets in (("engine", spec.engines), ("quant", spec.quants)):
+        names = dict(zip(spec.grid[axis], (p.name for p in presets)))
+        points[axis] = np.array([names[e] for e in points[axis]], dtype=object)
     # the dtype coordinates hold the names as given ("same" included)
     return (_pick(ds["ttft_s"], points).astype(np.float64),
             _pick(ds["tpot_s"], points).astype(np.float64),
@@ -328,8 +336,8 @@ def validate(table: pd.DataFrame, source: str = "<table>",
         ``tp`` (``pp``, ``ep`` optional, default 1), ``measured_ttft_s`` and
         ``measured_tpot_s`` [s] (either may be empty, not both), ``source`` (citation),
         optional ``serving`` (static | continuous, default continuous), ``engine`` (preset,
-        default vllm) and ``max_batched_tokens`` (default 0: the engine's), optional
-        free-text ``notes``. A table with ``prefill_tp`` describes disaggregated
+        default vllm), ``quant`` (precision recipe, default uniform) and
+        ``max_batched_tokens`` (default 0: the engine's), optional free-text ``notes``. A table with ``prefill_tp`` describes disaggregated
         deployments instead (:mod:`dse.validate_disaggregated`).
     source : str
         Name of the table (its file) used in error messages.

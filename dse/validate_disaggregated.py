@@ -22,8 +22,10 @@ import pandas as pd
 
 from .config import ConfigError, load_hardware, load_model, parse_sweep, shown
 from .disaggregate import closed_loop, kv_transfer
+from .axes import AXIS
 from .engines import load_engine
 from .evaluate import evaluate
+from .quant import load_quant
 from .validate import (MEASURED_COLUMNS, _dtype, _fail, _missing, _positive_int, _seconds,
                        _text, make_scorecard)
 
@@ -32,6 +34,7 @@ REQUIRED = ("scope", "engine", "model", "weight_dtype",
             *(f"{side}_{c}" for side in ("prefill", "decode") for c in POOL_COLUMNS),
             "input_tokens", "output_tokens", "concurrency", *MEASURED_COLUMNS)
 SCOPE = "end_to_end"
+DEFAULT_QUANT = AXIS["quant"].default[0]
 # batch sizes at which each pool's pass time is evaluated (interpolated between)
 LADDER_POINTS = 40
 
@@ -101,6 +104,9 @@ def check_table(table: pd.DataFrame, source: str) -> list:
              "model": _text(rec["model"], source, row, "model", "a model preset name")}
         for col in ("weight_dtype", "act_dtype", "kv_dtype"):
             r[col] = _dtype(rec.get(col), source, row, col)
+        # optional precision recipe (dse.quant), default uniform
+        r["quant"] = DEFAULT_QUANT if _missing(rec.get("quant")) else _text(
+            rec["quant"], source, row, "quant", "a precision recipe name or a path")
         for col in ("input_tokens", "output_tokens"):
             r[col] = _positive_int(rec[col], source, row, col)
         r["concurrency"] = _count(rec["concurrency"], source, row, "concurrency")
@@ -126,7 +132,7 @@ def _pass_times(r: dict, side: str, batches: np.ndarray, source: str, base_dir):
             "input_tokens": [r["input_tokens"]], "output_tokens": [r["output_tokens"]],
             "tp": [p["tp"]], "attention_dp": [p["attention_dp"]], "ep": [p["ep"]],
             "weight_dtype": [r["weight_dtype"]], "act_dtype": [r["act_dtype"]],
-            "kv_dtype": [r["kv_dtype"]]}
+            "kv_dtype": [r["kv_dtype"]], "quant": [r["quant"]]}
     ds = evaluate(parse_sweep({"grid": grid}, source=f"{source}: row {r['row']}",
                               base_dir=base_dir))
     name = "ttft_s" if side == "prefill" else "tpot_s"
@@ -148,6 +154,7 @@ def validate_disaggregated(table: pd.DataFrame, source: str = "<table>",
     for r in records:
         where = f"{source}: row {r['row']}"
         eng = load_engine(r["engine"], base, where, "engine")
+        quant = load_quant(r["quant"], base, where, "quant")
         hw = {h: load_hardware(h, base, where, "hardware")
               for h in {r["prefill"]["hardware"], r["decode"]["hardware"]}}
         model = load_model(r["model"], base, where, "model")
@@ -160,7 +167,7 @@ def validate_disaggregated(table: pd.DataFrame, source: str = "<table>",
         it = eng.iteration_overhead_s
         pair = pd.DataFrame([{
             "model": model.name, "input_tokens": r["input_tokens"],
-            "p_kv_dtype": _resolved_kv(r), "p_tp": r["prefill"]["tp"], "p_pp": 1,
+            "p_kv_dtype": quant.kv_cache or _resolved_kv(r), "p_tp": r["prefill"]["tp"], "p_pp": 1,
             "d_tp": r["decode"]["tp"], "d_pp": 1, "p_hardware": r["prefill"]["hardware"],
             "d_hardware": r["decode"]["hardware"], "scaleup_bandwidth_scale": 1.0,
             "scaleout_bandwidth_scale": 1.0}])

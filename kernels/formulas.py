@@ -20,7 +20,8 @@ from numba import njit
 from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, CDT_GEMM, DECODE,
                      ELEMENTWISE, EMBEDDING, GEMM, SPLIT_EXPERTS, SPLIT_QKV,
                      GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
-                     OP_CDT, OP_KIND, OP_LAYERS, OP_P0, OP_SCOPE, OP_TOKENS, OP_WHEN, P2P,
+                     OP_CDT, OP_CLASS, OP_KIND, OP_LAYERS, OP_P0, OP_SCOPE, OP_TOKENS, OP_WHEN,
+                     P2P, Q_KV,
                      SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP, REDUCESCATTER, SSM, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
                      TOKENS_LAST)
 
@@ -205,10 +206,22 @@ def causal_pairs(s, window):
 
 
 @njit(cache=True)
-def compute_dtype(op, cdt_gemm, cdt_attn, cdt_act):
-    """The precision code op computes in (``OP_CDT``: GEMM, attention or activation)."""
+def op_precisions(op, quant, w, a, k, dtype_bits):
+    """(weight, activation, KV-cache, compute) precision codes of ``op`` under the quant
+    recipe row ``quant`` (``layout.QUANT_FIELDS``): its class's precisions where the recipe
+    names them (code >= 0), the grid's ``w``, ``a``, ``k`` otherwise; the compute precision
+    by ``OP_CDT`` from those (GEMM: the wider of weight and activation, attention: of
+    activation and KV cache, ties to the activation)."""
+    c = 2 * int(op[OP_CLASS])
+    wc = int(quant[c]) if quant[c] >= 0.0 else w
+    ac = int(quant[c + 1]) if quant[c + 1] >= 0.0 else a
+    kc = int(quant[Q_KV]) if quant[Q_KV] >= 0.0 else k
     cdt = int(op[OP_CDT])
-    return cdt_gemm if cdt == CDT_GEMM else (cdt_attn if cdt == CDT_ATTENTION else cdt_act)
+    if cdt == CDT_GEMM:
+        return wc, ac, kc, ac if dtype_bits[ac] >= dtype_bits[wc] else wc
+    if cdt == CDT_ATTENTION:
+        return wc, ac, kc, ac if dtype_bits[ac] >= dtype_bits[kc] else kc
+    return wc, ac, kc, ac
 
 
 @njit(cache=True)

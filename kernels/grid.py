@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from .collectives import collective_seconds
 from .efficiency import op_curves, time_factor
-from .formulas import compute_dtype, op_cost, run_counts
+from .formulas import op_cost, op_precisions, run_counts
 from .serving import (LANES, N_COMP, N_TERMS, N_VTIMES, V_OUT, V_PATH, V_UP,
                       V_STAGE, compositions, iteration_seconds, iteration_terms, mean_context,
                       serve_times,
@@ -38,7 +38,7 @@ from .layout import (DECODE, EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED, EN_REQUEST
                      HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
                      HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
                      HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_BATCH, K_BUDGET, K_ENGINE, K_EP,
-                     K_IMBALANCE, K_INPUT, K_KV, K_PP, K_SERVING, K_TP, K_WEIGHT, OP_KIND, OP_SPAN, PREFILL,
+                     K_IMBALANCE, K_INPUT, K_KV, K_PP, K_QUANT, K_SERVING, K_TP, K_WEIGHT, OP_KIND, OP_SPAN, PREFILL,
                      SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE, W_MEMORY,
                      W_SCALEOUT, W_SCALEUP)
 
@@ -48,12 +48,6 @@ _N_TIMES = 12
 (_FLOPS0, _FLOPS1, _BYTES0, _BYTES1, _NET, _GROUP, _SPAN, _CDT, _CPATH, _CSTAGE, _WIN,
  _KIND, _DEQUANT) = range(13)
 _N_COSTS = 13
-
-
-@njit(cache=True)
-def wider(x, preferred, bits):
-    """The wider of two precisions; ``preferred`` on a tie."""
-    return preferred if bits[preferred] >= bits[x] else x
 
 
 @njit(cache=True)
@@ -124,11 +118,17 @@ def mean_max_lines_capped(a0, a1, b0, b1, c_lo, n, window):
 
 
 @njit(cache=True)
-def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn,
-                cdt_act, imb, out):
-    """Per-op costs and multipliers of one phase into ``out[n_op, _N_COSTS]``."""
+def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, w, a, k, quant, dtype_bytes,
+                dtype_bits, imb, out):
+    """Per-op costs and multipliers of one phase into ``out[n_op, _N_COSTS]``: each op at
+    its class's precisions under the quant recipe row ``quant`` (grid codes ``w``, ``a``,
+    ``k`` where the recipe names none, :func:`formulas.op_precisions`)."""
     for i in range(n_op):
         op = program[i]
+        wc, ac, kc, cdt = op_precisions(op, quant, w, a, k, dtype_bits)
+        wb = dtype_bytes[wc]
+        ab = dtype_bytes[ac]
+        kb = dtype_bytes[kc]
         if int(op[OP_SPAN]) == SPAN_MOE:  # MoE layers see every attention-DP group
             f0, f1, b0, b1, nb, group, span, win, dq = op_cost(
                 op, phase, seqs * adp, s, t * adp, p, e, wb, ab, kb, imb)
@@ -145,7 +145,7 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, wb, ab, kb, cdt_gem
         out[i, _DEQUANT] = dq
         out[i, _SPAN] = span
         out[i, _WIN] = win
-        out[i, _CDT] = compute_dtype(op, cdt_gemm, cdt_attn, cdt_act)
+        out[i, _CDT] = cdt
         out[i, _CPATH], out[i, _CSTAGE] = run_counts(op, p, e)
 
 
@@ -231,11 +231,11 @@ def decode_axes(index, values, sizes, out, strides):
 
 
 @njit(cache=True)
-def point_setup(v, dtype_bits):
+def point_setup(v):
     """What a structure point's axis values ``v`` (``layout.KERNEL_AXES``) mean for the op
-    costs: (micro-batches, sequences per attention-DP group and micro-batch, weight,
-    activation and KV precision codes with "same" resolved, GEMM and attention compute
-    precisions)."""
+    costs: (micro-batches, sequences per attention-DP group and micro-batch, the grid's
+    weight, activation and KV precision codes with "same" resolved, the quant recipe's
+    row index)."""
     micro = min(v[K_PP], v[K_BATCH])
     seqs = v[K_BATCH] / micro / v[K_ADP]
     w, a, k = int(v[K_WEIGHT]), int(v[K_ACT]), int(v[K_KV])
@@ -243,15 +243,14 @@ def point_setup(v, dtype_bits):
         a = w
     if k < 0:  # -1: same precision as the activations
         k = a
-    return micro, seqs, w, a, k, wider(w, a, dtype_bits), wider(k, a, dtype_bits)
+    return micro, seqs, w, a, k, int(v[K_QUANT])
 
 
 @njit(cache=True)
-def _phase_costs(program, n_op, phase, v, seqs, w, a, k, cdt_gemm, cdt_attn, dtype_bytes, out):
+def _phase_costs(program, n_op, phase, v, seqs, w, a, k, quant, dtype_bytes, dtype_bits, out):
     """:func:`_fill_costs` of one phase at structure point ``v``."""
     _fill_costs(program, n_op, phase, seqs, v[K_INPUT], v[K_TP], v[K_PP], v[K_EP], v[K_ADP],
-                dtype_bytes[w], dtype_bytes[a], dtype_bytes[k], cdt_gemm, cdt_attn, a,
-                v[K_IMBALANCE], out)
+                w, a, k, quant, dtype_bytes, dtype_bits, v[K_IMBALANCE], out)
 
 
 @njit(cache=True)
@@ -314,8 +313,8 @@ def _links_used(vt, n_op):
 
 @njit(cache=True)
 def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_tokens, recip,
-                wi_slot, slots, st_slot, h_stride, o_stride, n_struct, st, w, a, k, cdt_gemm,
-                cdt_attn, dtype_bytes, ttft, tpot, bound):
+                wi_slot, slots, st_slot, h_stride, o_stride, n_struct, st, w, a, k, quant,
+                dtype_bytes, dtype_bits, ttft, tpot, bound):
     """Continuous serving of structure point ``st`` on every hardware, output length and
     what-if point: the steady state of ``kernels.serving`` priced with the op costs.
 
@@ -327,11 +326,10 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     capacity scale that admits the same requests) copy the first one's results."""
     t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
     b, s, budget = v[K_BATCH], v[K_INPUT], v[K_BUDGET]
-    wb, ab, kb = dtype_bytes[w], dtype_bytes[a], dtype_bytes[k]
     max_ops = prog_dec.shape[0]
     u_dec, u_pre, partner, shared, window = structure_units(
-        prog_dec, n_dec, prog_pre, n_pre, max_ops, t, p, e, adp, wb, ab, kb, cdt_gemm,
-        cdt_attn, a, v[K_IMBALANCE])
+        prog_dec, n_dec, prog_pre, n_pre, max_ops, t, p, e, adp, w, a, k, quant, dtype_bytes,
+        dtype_bits, v[K_IMBALANCE])
     vt_dec = np.empty((max_ops, N_VTIMES))
     vt_pre = np.empty((max_ops, N_VTIMES))
     c_dec = np.empty(N_COMP)
@@ -429,13 +427,13 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                                      share, mixed)
                 if d_dec > 0.0:
                     nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
-                                         partner, shared, c_dec, t, p, e, adp, wb, ab, kb,
-                                         terms_dec, rows, hw[h])
+                                         partner, shared, c_dec, t, p, e, adp, terms_dec,
+                                         rows, hw[h])
                     terms_seconds(terms_dec, nq, rc, rm, ru, ro, m_pad, sums[0], sums[1],
                                   sums[2], sums[3], sums[4])
                 nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
-                                     partner, shared, c_mix, t, p, e, adp, wb, ab, kb,
-                                     terms_mix, rows, hw[h])
+                                     partner, shared, c_mix, t, p, e, adp, terms_mix, rows,
+                                     hw[h])
                 terms_seconds(terms_mix, nq, rc, rm, ru, ro, m_pad, sums[5], sums[6], sums[7],
                               sums[8], sums[9])
                 w_dec = (1.0 - f) if mixed else 1.0
@@ -461,13 +459,15 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
 
 
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def evaluate_grid(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens, scales,
-                  scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits, ttft, tpot, bound):
+def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
+                  scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits, ttft, tpot,
+                  bound):
     """Fill ``ttft``, ``tpot`` [s] and ``bound`` (0 compute, 1 memory, 2 network) in place.
 
     ``axes`` / ``axis_sizes``: the values of ``layout.KERNEL_AXES``; ``scales`` /
     ``scale_sizes``: those of ``layout.WHAT_IF_AXES`` (see :func:`decode_axes`).
-    ``engines``: the engine table (``layout.EN_*``). ``slots``: requests the memory and
+    ``engines``: the engine table (``layout.EN_*``); ``quants``: the quant recipe table
+    [n_quant, ``layout.QUANT_FIELDS``] (each op's class precisions, the ``quant`` axis). ``slots``: requests the memory and
     the engine admit (continuous serving), read at offset sum(position * stride) with
     ``slot_strides`` over [hardware, model, *KERNEL_AXES, output_tokens, *WHAT_IF_AXES].
     Flat output layout (C order), ttft, tpot and bound alike:
@@ -498,21 +498,22 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_
         i_m, st_slot = decode_axes(st, axes, axis_sizes, v, slot_strides[2:n_ax + 2])
         st_slot += i_m * slot_strides[1]
         s = v[K_INPUT]
-        micro, seqs, w, a, k, cdt_gemm, cdt_attn = point_setup(v, dtype_bits)
+        micro, seqs, w, a, k, q = point_setup(v)
+        quant = quants[q]
         n_pre = n_ops[i_m, PREFILL]
         n_dec = n_ops[i_m, DECODE]
         if int(v[K_SERVING]) == SERVING_CONTINUOUS:
             _continuous(hw, rates, programs[i_m, DECODE], n_dec, programs[i_m, PREFILL], n_pre,
                         engines[int(v[K_ENGINE])], v, output_tokens, recip, wi_slot, slots,
                         st_slot, slot_strides[0], slot_strides[n_ax + 2], n_struct, st, w, a,
-                        k, cdt_gemm, cdt_attn, dtype_bytes, ttft, tpot, bound)
+                        k, quant, dtype_bytes, dtype_bits, ttft, tpot, bound)
             continue
         cost_pre = np.empty((max_ops, _N_COSTS))
         cost_dec = np.empty((max_ops, _N_COSTS))
-        _phase_costs(programs[i_m, PREFILL], n_pre, PREFILL, v, seqs, w, a, k, cdt_gemm,
-                     cdt_attn, dtype_bytes, cost_pre)
-        _phase_costs(programs[i_m, DECODE], n_dec, DECODE, v, seqs, w, a, k, cdt_gemm,
-                     cdt_attn, dtype_bytes, cost_dec)
+        _phase_costs(programs[i_m, PREFILL], n_pre, PREFILL, v, seqs, w, a, k, quant,
+                     dtype_bytes, dtype_bits, cost_pre)
+        _phase_costs(programs[i_m, DECODE], n_dec, DECODE, v, seqs, w, a, k, quant,
+                     dtype_bytes, dtype_bits, cost_dec)
         # decode ops whose cost grows with the context (attention) are averaged exactly
         n_ctx = 0
         ctx_ops = np.empty(max_ops, dtype=np.int64)
@@ -601,11 +602,12 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_
 
 
 @njit(cache=True, error_model="numpy")
-def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, v, out_tokens, sc,
-                  dtype_bytes, dtype_bits, rows_pre, rows_dec):
+def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, v, quant, out_tokens,
+                  sc, dtype_bytes, dtype_bits, rows_pre, rows_dec):
     """One configuration's per-op times, by the same pieces as :func:`evaluate_grid`.
 
-    ``v``: its values of ``layout.KERNEL_AXES``, ``sc``: of ``layout.WHAT_IF_AXES``.
+    ``v``: its values of ``layout.KERNEL_AXES``, ``quant``: its quant recipe's row, ``sc``:
+    its values of ``layout.WHAT_IF_AXES``.
     Fills ``rows_pre[n_pre, EXPLAIN_FIELDS]`` and ``rows_dec[n_dec, EXPLAIN_FIELDS]``: per
     op its FLOPs, bytes, network bytes (decode: at the mean context), compute, memory and
     network seconds (decode: at the mean context), kernel latency, link (0 scale-up, 1
@@ -613,7 +615,7 @@ def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, v, out_
     it), and its run counts along the pipeline path and in the bottleneck stage. Returns
     (ttft, tpot, micro-batches, prefill path, prefill stage, decode path, decode stage).
     """
-    micro, seqs, w, a, k, cdt_gemm, cdt_attn = point_setup(v, dtype_bits)
+    micro, seqs, w, a, k, _ = point_setup(v)
     s = v[K_INPUT]
     n_max = max(n_pre, n_dec)
     costs = np.empty((n_max, _N_COSTS))
@@ -627,7 +629,7 @@ def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, v, out_
         program = program_pre if phase == PREFILL else program_dec
         n = n_pre if phase == PREFILL else n_dec
         rows = rows_pre if phase == PREFILL else rows_dec
-        _phase_costs(program, n, phase, v, seqs, w, a, k, cdt_gemm, cdt_attn, dtype_bytes,
+        _phase_costs(program, n, phase, v, seqs, w, a, k, quant, dtype_bytes, dtype_bits,
                      costs)
         _fill_times(costs, n, rates_h, hw_h, times)
         ctx = mean_ctx if phase == DECODE else 0.0
@@ -675,7 +677,7 @@ EXPLAIN_FIELDS = 11
 
 
 @njit(cache=True, error_model="numpy")
-def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engine, v,
+def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engine, v, quant,
                     out_tokens, sc, slot, dtype_bytes, dtype_bits, op_dec, op_mix):
     """One configuration under continuous serving, by the pieces :func:`_continuous` uses:
     per-op seconds per run of the decode-only iteration into ``op_dec[:, 0]`` and of the
@@ -686,14 +688,13 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     prefill-carrying iterations, prompts per such iteration, chunks per prompt, prefill
     iterations of a request, decode-only and prefill-carrying iteration seconds with the
     engine's iteration overhead, micro-batches)."""
-    micro, seqs, w, a, k, cdt_gemm, cdt_attn = point_setup(v, dtype_bits)
+    micro, seqs, w, a, k, _ = point_setup(v)
     t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
     s = v[K_INPUT]
-    wb, ab, kb = dtype_bytes[w], dtype_bytes[a], dtype_bytes[k]
     width = max(n_pre, n_dec)
     u_dec, u_pre, partner, shared, window = structure_units(
-        program_dec, n_dec, program_pre, n_pre, width, t, p, e, adp, wb, ab, kb, cdt_gemm,
-        cdt_attn, a, v[K_IMBALANCE])
+        program_dec, n_dec, program_pre, n_pre, width, t, p, e, adp, w, a, k, quant,
+        dtype_bytes, dtype_bits, v[K_IMBALANCE])
     vt_dec = np.empty((width, N_VTIMES))
     vt_pre = np.empty((width, N_VTIMES))
     unit_times(u_dec, n_dec, rates_h, hw_h, vt_dec)
@@ -718,11 +719,11 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     if d_dec > 0.0:
         t_dec = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre,
                                   partner, shared, c_dec, micro, rcs, rms, rsu, rso, t, p, e,
-                                  adp, wb, ab, kb, acc, seconds, hw_h) + it
+                                  adp, acc, seconds, hw_h) + it
         op_dec[:n_dec + n_pre, 0] = seconds
     t_mix = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre, partner,
-                              shared, c_mix, micro, rcs, rms, rsu, rso, t, p, e, adp, wb, ab,
-                              kb, acc, seconds, hw_h) + it
+                              shared, c_mix, micro, rcs, rms, rsu, rso, t, p, e, adp, acc,
+                              seconds, hw_h) + it
     op_mix[:n_dec + n_pre, 0] = seconds
     for i in range(n_dec):
         op_dec[i, 1] = vt_dec[i, V_PATH]

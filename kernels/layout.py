@@ -57,7 +57,8 @@ OP_LAYERS = 6     # SCOPE_LAYER ops: how many of the model's layers contain the 
 OP_SPAN = 7       # SPAN_* : which devices and tokens the op spans under attention DP
 OP_P0 = 8         # kind-specific parameters P0..P7 (see kernels/formulas.py)
 OP_N_PARAMS = 8
-OP_FIELDS = OP_P0 + OP_N_PARAMS
+OP_CLASS = OP_P0 + OP_N_PARAMS  # QC_* : the op's precision class (quant recipes)
+OP_FIELDS = OP_CLASS + 1
 
 # kinds
 GEMM = 0
@@ -100,6 +101,20 @@ CDT_GEMM = 0        # wider of weight and activation precision
 CDT_ATTENTION = 1   # wider of activation and KV-cache precision
 CDT_ACT = 2         # activation precision
 
+# --- precision classes and the quant recipe table [n_quant, QUANT_FIELDS] -----------------
+# Each op belongs to one class (OP_CLASS); a recipe (dse.quant, configs/quant/) names the
+# weight and activation precision of some classes. A class a recipe leaves out, and every
+# op of class QC_OTHER (norms, small elementwise kernels, the MoE router), takes the grid's
+# weight_dtype / act_dtype. The KV-cache precision is one column for the whole recipe.
+QUANT_CLASSES = ("other", "attention", "experts", "shared_experts", "dense_ffn", "lm_head",
+                 "collectives")
+QC_OTHER, QC_ATTENTION, QC_EXPERTS, QC_SHARED, QC_DENSE, QC_LM_HEAD, QC_COLLECTIVES = range(
+    len(QUANT_CLASSES))
+# columns: class c's weight precision at 2c, its activation (collectives: payload)
+# precision at 2c + 1, then the KV cache's; DTYPE_INDEX codes, -1: the grid's
+Q_KV = 2 * len(QUANT_CLASSES)
+QUANT_FIELDS = Q_KV + 1
+
 # GEMM split modes (parameter P2)
 SPLIT_NONE = 0
 SPLIT_COLUMNS = 1   # N / tp
@@ -112,12 +127,13 @@ SPLIT_EXPERTS = 5   # ELEMENTWISE over the routed copies of the tokens: per ep g
 # Below hardware and model, the axes the kernel decodes from a flat structure index, slowest
 # first (``dse.axes`` registers them; ``dse.grid`` checks at import that the registry's
 # kernel axes are exactly these). Values arrive as one float64 table [len(KERNEL_AXES),
-# longest axis] (precisions as DTYPE_INDEX codes, -1 for "same") with each axis' length.
-KERNEL_AXES = ("serving", "engine", "weight_dtype", "act_dtype", "kv_dtype", "tp", "pp", "ep",
-               "attention_dp", "max_batched_tokens", "batch", "input_tokens",
+# longest axis] (precisions as DTYPE_INDEX codes, -1 for "same"; presets such as the
+# engine and the quant recipe as row indices into their tables) with each axis' length.
+KERNEL_AXES = ("serving", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp",
+               "pp", "ep", "attention_dp", "max_batched_tokens", "batch", "input_tokens",
                "expert_imbalance")
-(K_SERVING, K_ENGINE, K_WEIGHT, K_ACT, K_KV, K_TP, K_PP, K_EP, K_ADP, K_BUDGET, K_BATCH,
- K_INPUT, K_IMBALANCE) = range(len(KERNEL_AXES))
+(K_SERVING, K_ENGINE, K_WEIGHT, K_ACT, K_KV, K_QUANT, K_TP, K_PP, K_EP, K_ADP, K_BUDGET,
+ K_BATCH, K_INPUT, K_IMBALANCE) = range(len(KERNEL_AXES))
 SERVING_STATIC = 0      # ``serving`` codes: the index in dse.axes.SERVING
 SERVING_CONTINUOUS = 1
 # The hardware what-if scales, innermost in the outputs, as a second such table.

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import layout as L
 
-_N = 16  # hw, w, a, k, tp, pp, ep, adp, batch, input, imbalance, output, cs, ms, su, so
+_N = 17  # hw, w, a, k, quant, tp, pp, ep, adp, batch, input, imbalance, output, cs, ms, su, so
 
 
 def _ax(values, pos, dtype=None):
@@ -259,30 +259,31 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0):
     return flops, byts, net, steps, span, dq
 
 
-def evaluate_reference(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens,
-                       scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits):
+def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
+                       output_tokens, scales, scale_sizes, slots, slot_strides, dtype_bytes,
+                       dtype_bits):
     """Same contract as ``grid.evaluate_grid`` but returns shaped arrays: static serving
     here, continuous serving by ``reference_serving.evaluate_continuous``.
 
     Returns
     -------
-    ttft, tpot, bound : [hw, model, serving, engine, w, a, kv, tp, pp, ep, adp, budget, batch,
-                         input, output, cs, ms, su, so, cap]
+    ttft, tpot, bound : [hw, model, serving, engine, w, a, kv, quant, tp, pp, ep, adp, budget,
+                         batch, input, imbalance, output, cs, ms, su, so, cap]
     """
     v = {name: axes[j, :axis_sizes[j]] for j, name in enumerate(L.KERNEL_AXES)}
     continuous = v["serving"] == L.SERVING_CONTINUOUS
     if continuous.any():
         from .reference_serving import evaluate_continuous
         c_ttft, c_tpot, c_bound = evaluate_continuous(
-            hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens, scales,
-            scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits)
+            hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
+            scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits)
         if continuous.all():
             return c_ttft, c_tpot, c_bound
         axes = axes.copy()  # the static part: every serving position priced as static
         axes[L.K_SERVING, :axis_sizes[L.K_SERVING]] = L.SERVING_STATIC
         ttft, tpot, bound = evaluate_reference(
-            hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens, scales,
-            scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits)
+            hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
+            scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits)
         at = continuous.reshape((1, 1, -1) + (1,) * (c_ttft.ndim - 3))
         return (np.where(at, c_ttft, ttft), np.where(at, c_tpot, tpot),
                 np.where(at, c_bound, bound))
@@ -292,54 +293,74 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, axes, axis_sizes, ou
             hw, rates, programs, n_ops, v["batch"], v["input_tokens"], v["expert_imbalance"],
             output_tokens,
             v["tp"], v["pp"], v["ep"], v["attention_dp"], v["weight_dtype"].astype(np.int64),
-            v["act_dtype"].astype(np.int64), v["kv_dtype"].astype(np.int64), *sc[:4],
-            dtype_bytes, dtype_bits)
+            v["act_dtype"].astype(np.int64), v["kv_dtype"].astype(np.int64),
+            quants[v["quant"].astype(np.int64)], *sc[:4], dtype_bytes, dtype_bits)
     # static serving: no engine or budget dependence, nor on the memory capacity; ttft
     # does not depend on the output length
-    valid_cap = (sc[4] > 0).reshape((1,) * 17 + (-1,))
+    valid_cap = (sc[4] > 0).reshape((1,) * 21 + (-1,))
     ttft = np.repeat(ttft[..., None, :, :, :, :], len(output_tokens), axis=-5)
 
     def grown(x, fill):
-        x = x[:, :, None, None, :, :, :, :, :, :, :, None, ..., None]
-        shape = (x.shape[0], x.shape[1], len(v["serving"]), len(v["engine"]), *x.shape[4:11],
-                 len(v["max_batched_tokens"]), *x.shape[12:-1], len(sc[4]))
+        # [hw, model, w, a, k, quant, tp, pp, ep, adp, batch, ...] -> the kernel's layout:
+        # serving and engine after the model, the budget before the batch, cap last
+        x = x[:, :, None, None, :, :, :, :, :, :, :, :, None, ..., None]
+        shape = (x.shape[0], x.shape[1], len(v["serving"]), len(v["engine"]), *x.shape[4:12],
+                 len(v["max_batched_tokens"]), *x.shape[13:-1], len(sc[4]))
         return np.where(valid_cap, np.broadcast_to(x, shape), fill)
     return grown(ttft, np.inf), grown(tpot, np.inf), grown(bound, 0).astype(np.uint8)
 
 
+def class_precisions(op, recipes, w, a, k, dtype_bits):
+    """(weight, activation, KV-cache, compute) precision codes of ``op`` under quant
+    recipe rows ``recipes`` [..., QUANT_FIELDS] (arrays broadcast with the grid's resolved
+    ``w``, ``a``, ``k``): the recipe's code for the op's class where it is >= 0, the grid's
+    otherwise; compute in the wider of weight and activation (GEMM-like ops) or of
+    activation and KV cache (attention), ties to the activation, or the activation's."""
+    c = int(op[L.OP_CLASS])
+    wo = np.where(recipes[..., 2 * c] >= 0, recipes[..., 2 * c], w).astype(np.int64)
+    ao = np.where(recipes[..., 2 * c + 1] >= 0, recipes[..., 2 * c + 1], a).astype(np.int64)
+    ko = np.where(recipes[..., L.Q_KV] >= 0, recipes[..., L.Q_KV], k).astype(np.int64)
+    cdt = {L.CDT_GEMM: np.where(dtype_bits[ao] >= dtype_bits[wo], ao, wo),
+           L.CDT_ATTENTION: np.where(dtype_bits[ao] >= dtype_bits[ko], ao, ko),
+           L.CDT_ACT: ao}[int(op[L.OP_CDT])]
+    return wo, ao, ko, cdt
+
+
 def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output_tokens,
-              tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, compute_scale,
-              memory_scale, scaleup_scale, scaleout_scale, dtype_bytes, dtype_bits):
+              tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, recipes,
+              compute_scale, memory_scale, scaleup_scale, scaleout_scale, dtype_bytes,
+              dtype_bits):
     h = _ax(np.arange(hw.shape[0]), 0)
     w = _ax(weight_dtype, 1)
     a = np.where(_ax(act_dtype, 2) < 0, w, _ax(act_dtype, 2))
     k = np.where(_ax(kv_dtype, 3) < 0, a, _ax(kv_dtype, 3))
-    t, p, e = _ax(tp, 4, float), _ax(pp, 5, float), _ax(ep, 6, float)
-    adp = _ax(attention_dp, 7, float)
-    b, s, o = _ax(batch, 8, float), _ax(input_tokens, 9, float), _ax(output_tokens, 11, float)
-    imb = _ax(imbalance, 10, float)
-    cs, ms = _ax(compute_scale, 12), _ax(memory_scale, 13)
-    su, so = _ax(scaleup_scale, 14), _ax(scaleout_scale, 15)
-    wb, ab, kb = dtype_bytes[w], dtype_bytes[a], dtype_bytes[k]
-    cdt = {L.CDT_GEMM: np.where(dtype_bits[a] >= dtype_bits[w], a, w),
-           L.CDT_ATTENTION: np.where(dtype_bits[a] >= dtype_bits[k], a, k), L.CDT_ACT: a}
+    # the quant recipes' rows along axis 4, their columns last: q[..., column] is an axis
+    q = recipes.reshape((1,) * 4 + (len(recipes),) + (1,) * (_N - 5) + (recipes.shape[1],))
+    t, p, e = _ax(tp, 5, float), _ax(pp, 6, float), _ax(ep, 7, float)
+    adp = _ax(attention_dp, 8, float)
+    b, s, o = _ax(batch, 9, float), _ax(input_tokens, 10, float), _ax(output_tokens, 12, float)
+    imb = _ax(imbalance, 11, float)
+    cs, ms = _ax(compute_scale, 13), _ax(memory_scale, 14)
+    su, so = _ax(scaleup_scale, 15), _ax(scaleout_scale, 16)
     micro = np.minimum(p, b)
     group_seqs = b / micro / adp  # one attention-DP group's sequences per micro-batch
     valid = (cs > 0) & (ms > 0) & (su > 0) & (so > 0)
     n_steps = np.maximum(o - 1, 1)
-    full = np.broadcast_shapes(*(x.shape for x in (h, w, a, k, t, p, e, adp, b, s, imb, o, cs,
-                                                   ms, su, so)))
+    full = np.broadcast_shapes(*(x.shape for x in (h, w, a, k, q[..., 0], t, p, e, adp, b, s,
+                                                   imb, o, cs, ms, su, so)))
 
     def op_costs(op, decode, ctx):
+        wo, ao, ko, _ = class_precisions(op, q, w, a, k, dtype_bits)
+        wb, ab, kb = dtype_bytes[wo], dtype_bytes[ao], dtype_bytes[ko]
         if op[L.OP_SPAN] == L.SPAN_MOE:  # MoE layers: all groups' tokens on tp * adp devices
             return _costs(op, decode, group_seqs * adp, s, ctx, t * adp, p, e, wb, ab, kb, imb)
         return _costs(op, decode, group_seqs, s, ctx, t, p, e, wb, ab, kb, imb)
 
     def op_time(op, decode, ctx, work=None):
         f, by, net, steps, span, dq = op_costs(op, decode, ctx)
-        return roofline_seconds(hw, h, rates[h, cdt[int(op[L.OP_CDT])]], f, by,
-                                int(op[L.OP_KIND]), net, steps, span, cs, ms, su, so, dq,
-                                rates[h, L.FP32], work)
+        cdt = class_precisions(op, q, w, a, k, dtype_bits)[3]
+        return roofline_seconds(hw, h, rates[h, cdt], f, by, int(op[L.OP_KIND]), net, steps,
+                                span, cs, ms, su, so, dq, rates[h, L.FP32], work)
 
     def mean_work(op):
         """(FLOPs, bytes) of a decode op averaged over its live steps: the work its

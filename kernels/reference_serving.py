@@ -48,12 +48,13 @@ from collections import Counter
 import numpy as np
 
 from . import layout as L
-from .reference import _costs, roofline_seconds
+from .reference import _costs, class_precisions, roofline_seconds
 from .serving import steady_state
 
 
-def evaluate_continuous(hw, rates, programs, n_ops, engines, axes, axis_sizes, output_tokens,
-                        scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits):
+def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
+                        output_tokens, scales, scale_sizes, slots, slot_strides, dtype_bytes,
+                        dtype_bits):
     """Continuous serving on the grid's continuous ``serving`` positions.
 
     Same inputs as ``grid.evaluate_grid``. Returns ttft, tpot [s] and bound (uint8) over
@@ -83,7 +84,7 @@ def evaluate_continuous(hw, rates, programs, n_ops, engines, axes, axis_sizes, o
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
             first, seen, res = _serve(
-                hw, rates, programs[m], n_ops[m], engines,
+                hw, rates, programs[m], n_ops[m], engines, quants,
                 {key: ([x[at] for x in val] if key == "sc" else val[at])
                  for key, val in pt.items()}, dtype_bytes, dtype_bits)
         ttft.flat[flat[at]] = np.where(valid[at], first, np.inf)
@@ -182,16 +183,15 @@ def _roles(prog_dec, n_dec, prog_pre, n_pre):
     return out
 
 
-def _serve(hw, rates, program, n_op, engines, pt, dtype_bytes, dtype_bits):
+def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bits):
     """(ttft, tpot, bound) of one model's points ``pt`` (flat arrays of their axis values,
-    output length ``out``, admissible requests ``slot`` and what-if scales ``sc``)."""
+    output length ``out``, admissible requests ``slot`` and what-if scales ``sc``); each
+    op at its class's precisions under the point's quant recipe (a row of ``quants``)."""
     h = pt["h"]
     w = pt["weight_dtype"].astype(np.int64)
     a = np.where(pt["act_dtype"] < 0, w, pt["act_dtype"]).astype(np.int64)
     k = np.where(pt["kv_dtype"] < 0, a, pt["kv_dtype"]).astype(np.int64)
-    wb, ab, kb = dtype_bytes[w], dtype_bytes[a], dtype_bytes[k]
-    cdt = {L.CDT_GEMM: np.where(dtype_bits[a] >= dtype_bits[w], a, w),
-           L.CDT_ATTENTION: np.where(dtype_bits[a] >= dtype_bits[k], a, k), L.CDT_ACT: a}
+    recipes = quants[pt["quant"].astype(np.int64)]  # [points, QUANT_FIELDS]
     t, p, e, adp = pt["tp"], pt["pp"], pt["ep"], pt["attention_dp"]
     s, b = pt["input_tokens"], pt["batch"]
     n = pt["out"] - 1
@@ -244,6 +244,7 @@ def _serve(hw, rates, program, n_op, engines, pt, dtype_bytes, dtype_bits):
             on_path, in_stage = 1 + 0 * p, 1 + 0 * p
         on_path, in_stage = on_path * exists, in_stage * exists
         window = op[L.OP_P0 + 4] if op[L.OP_KIND] == L.ATTENTION else 0.0
+        wo, ao, ko, cdt = class_precisions(op, recipes, w, a, k, dtype_bits)
         moe = op[L.OP_SPAN] == L.SPAN_MOE  # every attention group's tokens, tp * adp
         widen = adp if moe else 1.0
         for name, kind in kinds.items():
@@ -257,9 +258,10 @@ def _serve(hw, rates, program, n_op, engines, pt, dtype_bytes, dtype_bits):
                       sampled=(dec + prm) * widen, attended=ctx + prm * pairs,
                       read=ctx + prm * reads)
             flops, byts, net, steps, span, dq = _iteration_costs(
-                op, it, t * widen, p, e, wb, ab, kb, pt["expert_imbalance"])
+                op, it, t * widen, p, e, dtype_bytes[wo], dtype_bytes[ao], dtype_bytes[ko],
+                pt["expert_imbalance"])
             comp, mem, netw, kernel = roofline_seconds(
-                hw, h, rates[h, cdt[int(op[L.OP_CDT])]], flops, byts, int(op[L.OP_KIND]),
+                hw, h, rates[h, cdt], flops, byts, int(op[L.OP_KIND]),
                 net, steps, span, cs, ms, su, so, dq, rates[h, L.FP32])
             top = np.maximum(np.maximum(comp, mem), netw) + kernel
             runs = (dec > 0) | (pre > 0)

@@ -41,7 +41,7 @@ from numba import njit
 
 from .collectives import collective_seconds, domain_split
 from .efficiency import op_curves, time_factor
-from .formulas import (causal_pairs, compute_dtype, dequant_tiles, moe_cost, op_cost,
+from .formulas import (causal_pairs, dequant_tiles, moe_cost, op_cost, op_precisions,
                        run_counts)
 from .layout import (DECODE, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS, EN_MIXED, HW_COMPUTE_EFF,
                      HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
@@ -52,16 +52,17 @@ from .layout import (DECODE, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS, EN_MIXED, 
 
 # per-op unit costs [FLOP, bytes] (then seconds, see unit_times)
 (U_T, U_X, U_B0, U_BT, U_BSEQ, U_BX, U_NT, U_GROUP, U_SPAN, U_CDT, U_PATH, U_STAGE, U_WIN,
- U_MOE, U_LAST, U_SCALE, U_WORKS, U_KIND, U_DQ, U_IMB) = range(20)
-N_UNITS = 20
+ U_MOE, U_LAST, U_SCALE, U_WORKS, U_KIND, U_DQ, U_IMB, U_WB, U_AB) = range(22)
+N_UNITS = 22
 # per-op unit times [s]: compute per token and per context, memory once / per token / per
 # sequence / per context, the collective's message bytes per token, kernel latency,
 # counts; the collective's kind, group and span with the links' seconds per byte and per
-# step (kernels/collectives.py prices a message of any size)
+# step (kernels/collectives.py prices a message of any size); an MoE op's weight and
+# activation bytes per element (its class's precisions: it is priced per iteration)
 (V_CT, V_CX, V_M0, V_MT, V_MSEQ, V_MX, V_NT, V_UP, V_OUT, V_LAT, V_PATH, V_STAGE, V_WIN,
  V_MOE, V_LAST, V_SCALE, V_RATE, V_MEM, V_KIND, V_GROUP, V_SPAN, V_DOMAIN, V_RUP, V_LUP,
- V_ROUT, V_LOUT, V_DQ, V_RATE32, V_IMB, V_CCURVE, V_MCURVE, V_NCURVE) = range(32)
-N_VTIMES = 32
+ V_ROUT, V_LOUT, V_DQ, V_RATE32, V_IMB, V_CCURVE, V_MCURVE, V_NCURVE, V_WB, V_AB) = range(34)
+N_VTIMES = 34
 # composition of one micro-batch of one attention-DP group in one iteration
 (C_DEC, C_CTX, C_CTXW, C_PRE, C_PROMPTS, C_PAIRS, C_PAIRSW, C_READ, C_READW, C_TOUCHED,
  C_SAMPLED) = range(11)
@@ -69,10 +70,16 @@ N_COMP = 11
 
 
 @njit(cache=True)
-def unit_costs(program, n_op, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, imb, out):
-    """Each op's cost as a linear function of an iteration's tokens into ``out[n_op]``."""
+def unit_costs(program, n_op, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb, out):
+    """Each op's cost as a linear function of an iteration's tokens into ``out[n_op]``, at
+    its class's precisions under the quant recipe row ``quant`` (the grid's ``w``, ``a``,
+    ``k`` codes where the recipe names none, :func:`formulas.op_precisions`)."""
     for i in range(n_op):
         op = program[i]
+        wc, ac, kc, cdt = op_precisions(op, quant, w, a, k, dtype_bits)
+        wb = dtype_bytes[wc]
+        ab = dtype_bytes[ac]
+        kb = dtype_bytes[kc]
         moe_span = int(op[OP_SPAN]) == SPAN_MOE
         tt = t * adp if moe_span else t
         scale = adp if moe_span else 1.0  # an attention group's token is adp tokens here
@@ -101,7 +108,9 @@ def unit_costs(program, n_op, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_
         out[i, U_SCALE] = scale
         out[i, U_WORKS] = 1.0 if (one[0] > 0.0 or one[1] > 0.0 or one[2] > 0.0
                                   or one[3] > 0.0 or (one[5] > 1.0 and one[4] > 0.0)) else 0.0
-        out[i, U_CDT] = compute_dtype(op, cdt_gemm, cdt_attn, cdt_act)
+        out[i, U_CDT] = cdt
+        out[i, U_WB] = wb
+        out[i, U_AB] = ab
         out[i, U_PATH], out[i, U_STAGE] = run_counts(op, p, e)
 
 
@@ -141,6 +150,8 @@ def unit_times(units, n_op, rates_h, hw_h, out):
         out[i, V_DQ] = units[i, U_DQ] / (rates_h[FP32] * ce)
         out[i, V_RATE32] = 1.0 / (rates_h[FP32] * ce)
         out[i, V_IMB] = units[i, U_IMB]
+        out[i, V_WB] = units[i, U_WB]
+        out[i, V_AB] = units[i, U_AB]
         out[i, V_KIND] = units[i, U_KIND]
         out[i, V_CCURVE], out[i, V_MCURVE], out[i, V_NCURVE] = op_curves(int(units[i, U_KIND]))
         out[i, V_GROUP] = group
@@ -178,10 +189,11 @@ def _compute_memory(vt, i, tok, seqs, pairs, reads, hw_h):
 
 
 @njit(cache=True)
-def _moe_seconds(vt, i, program, tokens, t, p, e, adp, wb, ab, kb, hw_h):
+def _moe_seconds(vt, i, program, tokens, t, p, e, adp, hw_h):
     """Unscaled (compute, memory) seconds of MoE op ``i`` for ``tokens`` routed tokens
-    (``formulas.moe_cost``), each at the efficiency of its work."""
-    c = moe_cost(program[i], tokens, t * adp, e, wb, ab, vt[i, V_IMB])
+    (``formulas.moe_cost`` at the op's weight and activation bytes), each at the efficiency
+    of its work."""
+    c = moe_cost(program[i], tokens, t * adp, e, vt[i, V_WB], vt[i, V_AB], vt[i, V_IMB])
     fc = time_factor(hw_h, int(vt[i, V_CCURVE]), c[0], hw_h[HW_COMPUTE_EFF])
     fm = time_factor(hw_h, int(vt[i, V_MCURVE]), c[1], hw_h[HW_MEMORY_EFF])
     return c[0] * vt[i, V_RATE] * fc + c[2] * vt[i, V_RATE32], c[1] * vt[i, V_MEM] * fm
@@ -252,13 +264,12 @@ def composition(out, dec, s, n, prompts, k, touched, sampled, window, share):
 
 @njit(cache=True)
 def _op_seconds(vt, i, program, tokens, seqs, sampled, ctx, pairs, reads, rcs, rms, rsu, rso,
-                t, p, e, adp, wb, ab, kb, acc, hw_h):
+                t, p, e, adp, acc, hw_h):
     """Seconds of op ``i`` for an iteration part; adds its roofline winner's share to
     ``acc`` (compute, memory, network)."""
     tok = sampled if vt[i, V_LAST] > 0.0 else tokens
     if vt[i, V_MOE] > 0.0:
-        tc, tm = _moe_seconds(vt, i, program, tok * vt[i, V_SCALE], t, p, e, adp, wb, ab, kb,
-                              hw_h)
+        tc, tm = _moe_seconds(vt, i, program, tok * vt[i, V_SCALE], t, p, e, adp, hw_h)
         tc *= rcs
         tm *= rms
         tn = 0.0  # experts compute and read; their dispatch and combine are ops of their own
@@ -284,7 +295,7 @@ def _op_seconds(vt, i, program, tokens, seqs, sampled, ctx, pairs, reads, rcs, r
 
 @njit(cache=True)
 def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared, comp,
-                      micro, rcs, rms, rsu, rso, t, p, e, adp, wb, ab, kb, acc, op_s, hw_h):
+                      micro, rcs, rms, rsu, rso, t, p, e, adp, acc, op_s, hw_h):
     """Forward time of one iteration of composition ``comp`` (:func:`composition`, one
     micro-batch): max(path, micro * stage) as a static decode step. Decode ops price the
     decode tokens and, where the prefill program shares the op, the prompt chunk too.
@@ -317,7 +328,7 @@ def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
             seqs = dec
             sampled = dec
         top = _op_seconds(vt_dec, i, prog_dec, tokens, seqs, sampled, ctx, pairs, reads,
-                          rcs, rms, rsu, rso, t, p, e, adp, wb, ab, kb, acc, hw_h)
+                          rcs, rms, rsu, rso, t, p, e, adp, acc, hw_h)
         op_s[i] = top
         path += vt_dec[i, V_PATH] * top
         stage += vt_dec[i, V_STAGE] * top
@@ -330,7 +341,7 @@ def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
             reads = comp[C_READW] if windowed else comp[C_READ]
             top = _op_seconds(vt_pre, j, prog_pre, pre, comp[C_TOUCHED] - dec,
                               comp[C_PROMPTS], 0.0, pairs, reads, rcs, rms, rsu, rso,
-                              t, p, e, adp, wb, ab, kb, acc, hw_h)
+                              t, p, e, adp, acc, hw_h)
             op_s[n_dec + j] = top
             path += vt_pre[j, V_PATH] * top
             stage += vt_pre[j, V_STAGE] * top
@@ -409,11 +420,10 @@ def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q, hw_h):
 
 
 @njit(cache=True)
-def _moe_terms(vt, i, program, t, p, e, adp, wb, ab, kb, out, q, hw_h):
+def _moe_terms(vt, i, program, t, p, e, adp, out, q, hw_h):
     """Row ``q``'s compute, memory and network terms of MoE op ``i`` (distinct experts hit:
     ``op_cost`` at the sequences :func:`_op_terms` left in ``T_C``)."""
-    out[q, T_C], out[q, T_M] = _moe_seconds(vt, i, program, out[q, T_C], t, p, e, adp, wb,
-                                            ab, kb, hw_h)
+    out[q, T_C], out[q, T_M] = _moe_seconds(vt, i, program, out[q, T_C], t, p, e, adp, hw_h)
     out[q, T_N] = 0.0
     out[q, T_NO] = 0.0
     out[q, T_NL] = 0.0
@@ -421,7 +431,7 @@ def _moe_terms(vt, i, program, t, p, e, adp, wb, ab, kb, out, q, hw_h):
 
 @njit(cache=True)
 def iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared, comp,
-                    t, p, e, adp, wb, ab, kb, out, rows, hw_h):
+                    t, p, e, adp, out, rows, hw_h):
     """The ops :func:`iteration_seconds` prices for composition ``comp``, in its order, as
     rows of :func:`_op_terms` in ``out``; returns their count. ``rows`` (int64 scratch,
     one per row): the op of each row, decode ops as i, prefill-only ones as -1 - j.
@@ -458,9 +468,9 @@ def iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, s
         i = rows[r]
         if i >= 0:
             if vt_dec[i, V_MOE] > 0.0:
-                _moe_terms(vt_dec, i, prog_dec, t, p, e, adp, wb, ab, kb, out, r, hw_h)
+                _moe_terms(vt_dec, i, prog_dec, t, p, e, adp, out, r, hw_h)
         elif vt_pre[-1 - i, V_MOE] > 0.0:
-            _moe_terms(vt_pre, -1 - i, prog_pre, t, p, e, adp, wb, ab, kb, out, r, hw_h)
+            _moe_terms(vt_pre, -1 - i, prog_pre, t, p, e, adp, out, r, hw_h)
     return q
 
 
@@ -551,16 +561,17 @@ def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, m
 
 
 @njit(cache=True)
-def structure_units(prog_dec, n_dec, prog_pre, n_pre, width, t, p, e, adp, wb, ab, kb,
-                    cdt_gemm, cdt_attn, cdt_act, imb):
+def structure_units(prog_dec, n_dec, prog_pre, n_pre, width, t, p, e, adp, w, a, k, quant,
+                    dtype_bytes, dtype_bits, imb):
     """What a structure point fixes for continuous serving: both programs' unit costs
-    [width, N_UNITS], the prefill op each decode op shares a kernel with (``partner``,
-    ``shared``, :func:`match_ops`) and the model's attention window (0: none)."""
+    [width, N_UNITS] (:func:`unit_costs`), the prefill op each decode op shares a kernel
+    with (``partner``, ``shared``, :func:`match_ops`) and the model's attention window (0:
+    none)."""
     u_dec = np.empty((width, N_UNITS))
     u_pre = np.empty((width, N_UNITS))
-    unit_costs(prog_dec, n_dec, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, imb,
+    unit_costs(prog_dec, n_dec, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb,
                u_dec)
-    unit_costs(prog_pre, n_pre, t, p, e, adp, wb, ab, kb, cdt_gemm, cdt_attn, cdt_act, imb,
+    unit_costs(prog_pre, n_pre, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb,
                u_pre)
     partner = np.empty(width, dtype=np.int64)
     shared = np.empty(width, dtype=np.bool_)

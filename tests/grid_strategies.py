@@ -1,5 +1,7 @@
 """Hypothesis building blocks shared by the kernel-vs-reference tests: the presets and
 precisions they draw from, and lists of distinct axis values."""
+from pathlib import Path
+
 import numpy as np
 from hypothesis import strategies as st
 
@@ -9,6 +11,10 @@ HARDWARE = ["h100_sxm", "a100_80gb", "tpu_v5p", "b200", "mi300x", "h200"]
 MODELS = ["llama3_8b", "mixtral_8x7b", "llama2_7b", "qwen3_32b", "deepseek_v3", "gemma2_9b",
           "gpt_oss_20b", "llama4_maverick", "mamba2_2_7b", "jamba_v0_1"]
 DTYPES = ["fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
+# precision recipes: the bundled ones and a test recipe that overrides every class in its
+# own way (weight only, activation only, KV cache, collectives)
+QUANTS = ["uniform", "nvfp4_experts", "mxfp4_experts_bf16_attention", "int4_experts",
+          "fp8_bf16_collectives", str(Path(__file__).parent / "quant_mixed.toml")]
 
 
 def axis(values, max_size=3):
@@ -35,6 +41,7 @@ STRUCTURE = {
     "weight_dtype": axis(DTYPES, 2),
     "act_dtype": axis(DTYPES + ["same"], 2),
     "kv_dtype": axis(DTYPES + ["same"], 2),
+    "quant": axis(QUANTS, 2),
 }
 # compute and bandwidth what-ifs (1e-6: a chip so slow that compute bounds every op)
 WHAT_IF_SCALES = {

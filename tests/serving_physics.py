@@ -22,17 +22,14 @@ def point(**grid):
     w, a, k = (int(v[d]) for d in ("weight_dtype", "act_dtype", "kv_dtype"))
     a = w if a < 0 else a
     k = a if k < 0 else k
-    bits = L.DTYPE_BITS
-    cg = a if bits[a] >= bits[w] else w
-    ca = a if bits[a] >= bits[k] else k
-    wb, ab, kb = (L.DTYPE_BYTES[x] for x in (w, a, k))
+    quant = inp["quants"][int(v["quant"])]
     t, p, e, adp = (float(v[d]) for d in ("tp", "pp", "ep", "attention_dp"))
     progs, n_ops = inp["programs"][0], inp["n_ops"][0]
     out = {}
     for ph in (L.PREFILL, L.DECODE):
         u = np.empty((progs.shape[1], S.N_UNITS))
-        S.unit_costs(progs[ph], n_ops[ph], t, p, e, adp, wb, ab, kb, cg, ca, a,
-                     v["expert_imbalance"], u)
+        S.unit_costs(progs[ph], n_ops[ph], t, p, e, adp, w, a, k, quant, L.DTYPE_BYTES,
+                     L.DTYPE_BITS, v["expert_imbalance"], u)
         vt = np.empty((progs.shape[1], S.N_VTIMES))
         S.unit_times(u, n_ops[ph], inp["rates"][0], inp["hw"][0], vt)
         out[ph] = vt
@@ -58,7 +55,7 @@ def point(**grid):
         return S.iteration_seconds(out[L.DECODE], n_ops[L.DECODE], progs[L.DECODE],
                                    out[L.PREFILL], n_ops[L.PREFILL], progs[L.PREFILL],
                                    partner, shared, comp, 1.0, 1.0, 1.0, 1.0, 1.0, t, p, e,
-                                   adp, wb, ab, kb, np.zeros(3), scratch, inp["hw"][0])
+                                   adp, np.zeros(3), scratch, inp["hw"][0])
 
     summary = {n: float(ds[n].values.ravel()[0]) for n in ("ttft_s", "tpot_s")}
     slots = float(mem["slots"][1].ravel()[0])
