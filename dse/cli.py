@@ -1,4 +1,5 @@
-"""Command line: ``dse sweep | plot | explain | list | model import | calibrate | validate``.
+"""Command line: ``dse sweep | plot | report | explain | list | model import | calibrate |
+validate``.
 
 Every expected failure ends in :func:`main`, the one place that turns it into one line on
 stderr and exit status 2: bad input (:class:`ConfigError`), an unusable output location
@@ -125,6 +126,20 @@ def cmd_plot(args) -> int:
     if result.n_left_out:
         print(f"{result.n_left_out} more panel{'s' if result.n_left_out != 1 else ''} left "
               f"out; raise --max-panels (at most {MAX_PANELS})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+    r = write_report(args.dir, out=args.out, max_panels=args.max_panels)
+    print(f"wrote {r.path}: {r.n_panels} (model, workload) panel"
+          f"{'s' if r.n_panels != 1 else ''} of {r.n_series} frontier"
+          f"{'s' if r.n_series != 1 else ''}, {r.n_best_rows:,} best row"
+          f"{'s' if r.n_best_rows != 1 else ''}, {r.n_what_if} what-if chart"
+          f"{'s' if r.n_what_if != 1 else ''}")
+    if r.n_left_out:
+        print(f"{r.n_left_out} more panel{'s' if r.n_left_out != 1 else ''} left out; "
+              "raise --max-panels")
     return 0
 
 
@@ -374,6 +389,17 @@ def build_parser() -> argparse.ArgumentParser:
                     default=DEFAULT_MAX_PANELS, metavar="N", help="at most N (model, "
                     f"workload) panels (default {DEFAULT_MAX_PANELS}); the rest are counted")
     pl.set_defaults(func=cmd_plot)
+
+    from .report import DEFAULT_MAX_PANELS as REPORT_PANELS
+    rp = sub.add_parser("report", help="one self-contained HTML page of a finished sweep "
+                        "(interactive frontiers, best table, what-ifs, bottlenecks)")
+    rp.add_argument("dir", help="the --out folder of a finished `dse sweep`")
+    rp.add_argument("--out", metavar="PATH", help="a .html file, or a folder for "
+                    "report.html (default: DIR/report.html)")
+    rp.add_argument("--max-panels", type=_int_option(1, MAX_PANELS), default=REPORT_PANELS,
+                    metavar="N", help="at most N (model, workload) frontier panels "
+                    f"(default {REPORT_PANELS}); the rest are counted")
+    rp.set_defaults(func=cmd_report)
 
     e = sub.add_parser("explain", help="per-operator table of one configuration")
     e.add_argument("--spec", help="take unset values from the first value of each axis of SPEC")
