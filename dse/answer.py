@@ -47,7 +47,8 @@ def files(summary, spec) -> dict:
 
 
 def next_command(summary) -> str:
-    return f"dse plot {shlex.quote(str(summary.out_dir))}"
+    """The command to run next: the HTML report of the sweep (``dse plot`` for images)."""
+    return f"dse report {shlex.quote(str(summary.out_dir))}"
 
 
 def _varies(spec, axis: str) -> bool:
@@ -140,7 +141,8 @@ def answer_text(summary, spec) -> str:
     width = max(len(v) for v in shown.values())
     lines.append("files:")
     lines += [f"  {shown[k]:<{width}}  {ROLE_TEXT[k]}" for k in ROLE_TEXT if k in shown]
-    lines.append(f"next: {next_command(summary)}   # PNG of the Pareto frontiers")
+    lines.append(f"next: {next_command(summary)}   # one HTML page to open in a browser; "
+                 f"dse plot {shlex.quote(str(summary.out_dir))} for PNG/SVG")
     return "\n".join(lines)
 
 

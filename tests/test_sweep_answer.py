@@ -75,7 +75,8 @@ def test_sweep_answer_table_files_and_next_command(here, capsys):
     for path in ("results/results/", "results/pareto.parquet", "results/best.parquet",
                  "results/manifest.json"):
         assert str(Path(path)) in rest
-    assert lines[-1].startswith("next: dse plot results")
+    assert lines[-1].startswith("next: dse report results")
+    assert "dse plot results" in lines[-1]
 
 
 def test_sweep_json_matches_best_parquet(here, capsys):
@@ -92,7 +93,7 @@ def test_sweep_json_matches_best_parquet(here, capsys):
                              "best": str(Path("results/best.parquet")),
                              "manifest": str(Path("results/manifest.json"))}
     assert all(Path(p).exists() for p in data["files"].values())
-    assert data["next"] == "dse plot results"
+    assert data["next"] == "dse report results"
     assert data["seconds"]["total"] > 0
 
 
