@@ -374,3 +374,37 @@ def test_quant_disaggregated_kv_transfer_takes_the_recipes_kv_cache():
     # the bf16 cache moves twice the recipe's fp8 bytes over the same link
     lat = b200.scaleout_latency_s
     assert seconds[0] - lat == pytest.approx(2 * (seconds[1] - lat), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- validation
+def test_quant_validation_table_reads_the_quant_column(tmp_path):
+    from dse.validate import validate
+    row = {"hardware": "b200", "model": "deepseek_r1", "weight_dtype": "bf16",
+           "kv_dtype": "fp8", "batch": 4, "input_tokens": 1000, "output_tokens": 100,
+           "tp": 8, "measured_tpot_s": 0.01, "serving": "static", "source": "test"}
+    table = pd.DataFrame([{**row, "quant": "nvfp4_experts"}, {**row, "quant": None}])
+    rows, _ = validate(table)
+    assert list(rows["quant"]) == ["nvfp4_experts", "uniform"]  # an empty cell: the default
+    ds = dse.evaluate(_spec(hardware="b200", model="deepseek_r1", weight_dtype="bf16",
+                            kv_dtype="fp8", batch=4, input_tokens=1000, output_tokens=100,
+                            tp=8, serving="static", quant=["nvfp4_experts", "uniform"]))
+    want = ds["tpot_s"].squeeze().sel(quant=["nvfp4_experts", "uniform"]).values
+    np.testing.assert_array_equal(rows["predicted_tpot_s"].to_numpy(), want)
+    # a recipe by relative path, against the table's folder
+    (tmp_path / "r.toml").write_text('name = "r"\n[experts]\nweight = "fp8"\n')
+    rows, _ = validate(pd.DataFrame([{**row, "quant": "r.toml"}]), base_dir=tmp_path)
+    assert rows["predicted_tpot_s"].iloc[0] > 0
+    with pytest.raises(ConfigError, match=r"row 2: quant = 'nope': unknown quant preset"):
+        validate(pd.DataFrame([{**row, "quant": "nope"}]), source="t.csv")
+
+
+def test_quant_bundled_fp4_rows_name_their_recipe():
+    # the NVFP4 / MXFP4 checkpoints' rows say which classes are 4-bit (configs/validation)
+    from dse.config import bundled_dir
+    for name in ("serving.csv", "serving_atom.csv", "disaggregated.csv"):
+        table = pd.read_csv(bundled_dir("validation") / name)
+        fp4 = table["notes"].str.contains("NVFP4|MXFP4")
+        assert fp4.any(), name
+        assert table.loc[fp4, "quant"].notna().all(), name
+        assert (table.loc[fp4, "weight_dtype"] == "bf16").all(), name
+        assert not (table["weight_dtype"] == "fp4").any(), name
