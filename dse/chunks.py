@@ -238,7 +238,8 @@ def plan_rows(spec: SweepSpec, budget: int, results: bool, parallel: int,
 
 
 # The SweepSpec field holding each preset axis' loaded presets (in axis order).
-PRESET_FIELDS = {"hardware": "hardware", "model": "models", "engine": "engines"}
+PRESET_FIELDS = {"hardware": "hardware", "model": "models", "engine": "engines",
+                 "quant": "quants"}
 
 
 def subspec(spec: SweepSpec, chunk: Chunk) -> SweepSpec:
@@ -266,6 +267,7 @@ def spec_hash(spec: SweepSpec, extra: dict | None = None) -> str:
         "hardware": [dataclasses.asdict(h) | {"source": ""} for h in spec.hardware],
         "models": [dataclasses.asdict(m) | {"source": ""} for m in spec.models],
         "engines": [dataclasses.asdict(e) | {"source": ""} for e in spec.engines],
+        "quants": [dataclasses.asdict(q) | {"source": ""} for q in spec.quants],
         "extra": extra or {},
     }
     text = json.dumps(payload, sort_keys=True, default=str)

@@ -408,3 +408,25 @@ def test_quant_bundled_fp4_rows_name_their_recipe():
         assert table.loc[fp4, "quant"].notna().all(), name
         assert (table.loc[fp4, "weight_dtype"] == "bf16").all(), name
         assert not (table["weight_dtype"] == "fp4").any(), name
+
+
+def test_quant_chunks_split_along_the_recipes_match_one_chunk(tmp_path, monkeypatch):
+    # chunks of one configuration each: every chunk holds one recipe, and must price it
+    # with that recipe's row (the chunk's subspec keeps its presets in step)
+    monkeypatch.chdir(tmp_path)
+    Path("s.toml").write_text(
+        '[grid]\nhardware = ["b200"]\nmodel = ["deepseek_v3"]\ntp = [8]\nbatch = [1, 8]\n'
+        'serving = ["static", "continuous"]\n'
+        'quant = ["uniform", "nvfp4_experts", "int4_experts"]\n')
+    assert main(["sweep", "s.toml", "--out", "one", "--quiet"]) == 0
+    assert main(["sweep", "s.toml", "--out", "many", "--quiet", "--chunk-rows", "1"]) == 0
+    keys = ["serving", "quant", "batch"]
+
+    def table(d):
+        t = pd.read_parquet(f"{d}/results")
+        t = t.astype({c: str for c in keys})
+        return t.sort_values(keys).reset_index(drop=True)[keys + ["ttft_s", "tpot_s",
+                                                                  "weight_bytes_per_device"]]
+    one, many = table("one"), table("many")
+    pd.testing.assert_frame_equal(one, many)
+    assert one.groupby("quant")["weight_bytes_per_device"].first().nunique() == 3
