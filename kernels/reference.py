@@ -3,7 +3,8 @@
 Written differently from ``kernels/grid.py`` on purpose: whole-array broadcasting over all
 axes instead of loops, its own statement of every operator formula, and decode averaged by
 explicitly stepping through every context length instead of the closed form. It shares
-with the kernel only the table layout (``layout.py``) and the documented semantics.
+with the kernel only the table layout (``layout.py``) and the documented semantics; a quant
+recipe's per-class precisions are resolved here on their own (:func:`class_precisions`).
 Continuous serving is ``reference_serving.py``'s (it reuses :func:`_costs`).
 """
 import math

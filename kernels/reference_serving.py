@@ -39,7 +39,8 @@ formulas (``reference._costs``) for the token-linear kinds, and the scheduler's 
 discrete-event simulator). The iteration compositions and the TTFT/TPOT algebra of
 ``serving.compositions`` / ``serving.serve_times`` are restated here with numpy from the
 README's "Continuous serving" paragraph. Covers every model kind, engine mode, parallelism
-(tp, pp, ep, attention_dp) and what-if axis the kernel does; each attention op uses its own
+(tp, pp, ep, attention_dp), precision recipe (each op at its class's precisions,
+``reference.class_precisions``) and what-if axis the kernel does; each attention op uses its own
 window (the kernel takes one window per model, which is what ``dse.compile`` builds).
 tests/test_serving_reference.py compares the two on hypothesis grids (rtol 1e-9).
 """
