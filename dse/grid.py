@@ -232,7 +232,8 @@ def hardware_tables(hardware) -> tuple[np.ndarray, np.ndarray]:
             pad = L.CURVE_KNOTS - len(work)  # fewer knots: the last repeats (never read)
             table[i, col] = len(work)
             table[i, col + 1:col + 1 + L.CURVE_KNOTS] = np.log10(work + work[-1:] * pad)
-            table[i, col + 1 + L.CURVE_KNOTS:col + L.CURVE_WIDTH] = eff + eff[-1:] * pad
+            table[i, col + 1 + L.CURVE_KNOTS:col + 1 + 2 * L.CURVE_KNOTS] = eff + eff[-1:] * pad
+            table[i, col + 1 + 2 * L.CURVE_KNOTS:col + L.CURVE_WIDTH] = work + work[-1:] * pad
         rates[i] = [hw.rate(d) for d in L.DTYPES]
     return table, rates
 

@@ -61,17 +61,24 @@ def curve_efficiency(hw_h, curve, work):
         return -1.0
     xs = col + 1
     ys = col + 1 + CURVE_KNOTS
-    x = math.log10(work)
-    if x <= hw_h[xs]:
+    ws = col + 1 + 2 * CURVE_KNOTS
+    # flat beyond the end knots, found without a logarithm
+    if work <= hw_h[ws]:
         return hw_h[ys]
-    if x >= hw_h[xs + n - 1]:
+    if work >= hw_h[ws + n - 1]:
         return hw_h[ys + n - 1]
     j = 1
-    while hw_h[xs + j] < x:
+    while hw_h[ws + j] < work:
         j += 1
     x0 = hw_h[xs + j - 1]
     y0 = hw_h[ys + j - 1]
-    return y0 + (hw_h[ys + j] - y0) * (x - x0) / (hw_h[xs + j] - x0)
+    return y0 + (hw_h[ys + j] - y0) * (math.log10(work) - x0) / (hw_h[xs + j] - x0)
+
+
+@njit(cache=True)
+def has_curve(hw_h, curve):
+    """Whether hardware row ``hw_h`` carries curve ``curve`` (-1: never)."""
+    return curve >= 0 and hw_h[HW_CURVES + curve * CURVE_WIDTH] > 0.0
 
 
 @njit(cache=True)

@@ -27,13 +27,14 @@ import numpy as np
 from numba import njit, prange
 
 from .collectives import collective_seconds
-from .efficiency import op_curves, time_factor
+from .efficiency import has_curve, op_curves, time_factor
 from .formulas import op_cost, op_precisions, run_counts
 from .serving import (LANES, N_COMP, N_TERMS, N_VTIMES, V_OUT, V_PATH, V_UP,
                       V_STAGE, compositions, iteration_seconds, iteration_terms, mean_context,
                       serve_times,
                       steady_state, structure_units, terms_seconds, unit_times)
-from .layout import (DECODE, EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED, EN_REQUEST_OVERHEAD_S,
+from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
+                     EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED, EN_REQUEST_OVERHEAD_S,
                      HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S,
                      HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
                      HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
@@ -200,6 +201,8 @@ def _ctx_factors(costs, i, hw_h, s, steps):
     """(compute, memory) efficiency factors of context-dependent decode op ``i`` over
     ``steps`` decode steps after ``s`` prompt tokens: its work at the mean context."""
     cc, cm, _ = op_curves(int(costs[i, _KIND]))
+    if not (has_curve(hw_h, cc) or has_curve(hw_h, cm)):
+        return 1.0, 1.0
     ctx = mean_context(s, steps, costs[i, _WIN])
     return (time_factor(hw_h, cc, costs[i, _FLOPS0] + costs[i, _FLOPS1] * ctx,
                         hw_h[HW_COMPUTE_EFF]),
@@ -494,6 +497,12 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
         rest, wi_slot[wi] = decode_axes(wi, scales, scale_sizes, sc, slot_strides[n_ax + 3:])
         for j in range(sc.size):
             recip[wi, j] = 1.0 / sc[j] if sc[j] > 0.0 else -1.0
+    # hardware rows with an attention efficiency curve (kernels/efficiency.py)
+    curves_of = np.zeros(n_hw, dtype=np.bool_)
+    for h in range(n_hw):
+        curves_of[h] = (has_curve(hw[h], CURVE_ATTENTION_COMPUTE)
+                        or has_curve(hw[h], CURVE_ATTENTION_MEMORY))
+    curved = curves_of.any()
     for st in prange(n_struct):
         v = np.empty(n_ax)
         i_m, st_slot = decode_axes(st, axes, axis_sizes, v, slot_strides[2:n_ax + 2])
@@ -524,15 +533,19 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                 n_ctx += 1
         t_pre = np.empty((max_ops, _N_TIMES))
         t_dec = np.empty((max_ops, _N_TIMES))
-        fac = np.empty((nout, n_ctx, 2))
+        # efficiency factors of the context-dependent ops per output length (curved
+        # hardware only: elsewhere they are 1 and never read)
+        fac = np.empty((nout if curved else 0, n_ctx, 2))
         for h in range(n_hw):
             _fill_times(cost_pre, n_pre, rates[h], hw[h], t_pre)
             _fill_times(cost_dec, n_dec, rates[h], hw[h], t_dec)
-            for o in range(nout):
-                steps = max(float(output_tokens[o]) - 1.0, 1.0)
-                for j in range(n_ctx):
-                    fac[o, j, 0], fac[o, j, 1] = _ctx_factors(cost_dec, ctx_ops[j], hw[h],
-                                                              s, steps)
+            h_curved = curves_of[h]
+            if h_curved:
+                for o in range(nout):
+                    steps = max(float(output_tokens[o]) - 1.0, 1.0)
+                    for j in range(n_ctx):
+                        fac[o, j, 0], fac[o, j, 1] = _ctx_factors(cost_dec, ctx_ops[j],
+                                                                  hw[h], s, steps)
             for wi in range(n_whatif):
                 rcs = recip[wi, W_COMPUTE]
                 rms = recip[wi, W_MEMORY]
@@ -585,8 +598,8 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                     om = r_m
                     for j in range(n_ctx):
                         i = ctx_ops[j]
-                        fc = fac[o, j, 0] * rcs
-                        fm = fac[o, j, 1] * rms
+                        fc = fac[o, j, 0] * rcs if h_curved else rcs
+                        fm = fac[o, j, 1] * rms if h_curved else rms
                         mean, mean_c, frac_c = mean_max_lines_capped(
                             t_dec[i, _TC0] * fc, t_dec[i, _TC1] * fc,
                             t_dec[i, _TM0] * fm, t_dec[i, _TM1] * fm, s + 1.0, steps,

@@ -32,13 +32,14 @@ HW_KERNEL_LATENCY_S = 9    # fixed seconds every compute/memory kernel takes bey
 # Size-dependent efficiency curves (kernels/efficiency.py), one block of CURVE_WIDTH
 # columns per curve of CURVES from HW_CURVES on: the number of knots (0: no curve, the
 # scalar efficiency above applies), CURVE_KNOTS log10(work) values, CURVE_KNOTS
-# efficiencies (a curve with fewer knots repeats its last one).
+# efficiencies, CURVE_KNOTS work values (the kernel brackets a work by them and takes a
+# logarithm only between two knots); a curve with fewer knots repeats its last one.
 CURVES = ("gemm_compute", "gemm_memory", "attention_compute", "attention_memory",
           "collective_network")
 CURVE_GEMM_COMPUTE, CURVE_GEMM_MEMORY, CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, \
     CURVE_NETWORK = range(len(CURVES))
 CURVE_KNOTS = 8
-CURVE_WIDTH = 1 + 2 * CURVE_KNOTS
+CURVE_WIDTH = 1 + 3 * CURVE_KNOTS
 HW_CURVES = 10
 HW_FIELDS = HW_CURVES + len(CURVES) * CURVE_WIDTH
 # peak FLOP/s per precision live in a second table rates[n_hw, len(DTYPES)]
