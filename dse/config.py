@@ -6,6 +6,7 @@ the value and what would be valid. Presets are found by name among the bundled f
 """
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -172,9 +173,24 @@ def resolve_preset(kind: str, ref, base_dir: Path | None = None,
         _fail(source, key, str(ref), "preset file not found")
     path = bundled_dir(kind) / f"{ref}.toml"
     if not PRESET_NAME.fullmatch(ref) or not _is_file(path):
-        _fail(source, key, ref, f"unknown {kind} preset; valid: {', '.join(bundled_names(kind))}"
-              " (or a path to a .toml file)")
+        names = bundled_names(kind)
+        what = kind[:-1] if kind.endswith("s") else kind  # "models" -> "model"
+        _fail(source, key, ref, f"unknown {what} preset{did_you_mean(ref, names)}; valid: "
+              f"{', '.join(names)} (or a path to a .toml file)")
     return path
+
+
+def did_you_mean(name, choices) -> str:
+    """" (did you mean X?)" naming up to three of ``choices`` close to ``name`` (a prefix
+    either way, or difflib's close matches, ignoring case and - versus _), or ""."""
+    if not isinstance(name, str) or not name:
+        return ""
+    wanted = name.lower().replace("-", "_").replace(".", "_")
+    close = [c for c in choices if len(wanted) >= 3 and (c.startswith(wanted)
+                                                         or wanted.startswith(c))]
+    close += difflib.get_close_matches(wanted, list(choices), n=3, cutoff=0.75)
+    picks = list(dict.fromkeys(close))[:3]
+    return f" (did you mean {' or '.join(picks)}?)" if picks else ""
 
 
 # --------------------------------------------------------------------------- field checks
@@ -189,7 +205,8 @@ def _check_keys(data: dict, allowed, required, source, section=""):
         if key not in allowed:
             name = key if len(key) <= MAX_SHOWN_CHARS else shown(key)
             _fail(source, prefix + name, data[key],
-                  f"unknown key; valid keys: {', '.join(sorted(allowed))}")
+                  f"unknown key{did_you_mean(key, sorted(allowed))}; valid keys: "
+                  f"{', '.join(sorted(allowed))}")
     for key in required:
         if key not in data:
             raise ConfigError(f"{source}: {prefix}{key}: missing required key")

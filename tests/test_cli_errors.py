@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 import pytest
 
+from conftest import cli_error
 from dse.cli import main
 from dse.config import bundled_dir
 
@@ -136,7 +137,7 @@ def test_sweep_unknown_hardware_lists_valid_names(tmp_path, capsys):
 
 def test_sweep_unknown_model_lists_valid_names(tmp_path, capsys):
     _assert_bad_spec(tmp_path, capsys, '[grid]\nmodel = ["llama3_9b"]\n',
-                     "[grid] model = 'llama3_9b'", "unknown models preset", "valid:",
+                     "[grid] model = 'llama3_9b'", "unknown model preset", "valid:",
                      "llama3_8b", "mixtral_8x7b")
 
 
@@ -417,3 +418,16 @@ def test_sweep_no_results_writes_only_reductions(tmp_path):
                                                      "manifest.json", "pareto.parquet"]
     assert len(pd.read_parquet(out / "pareto.parquet")) > 0
     assert len(pd.read_parquet(out / "best.parquet")) == 1
+
+
+@pytest.mark.parametrize("grid, hint", [
+    ('hardware = ["h100"]', "(did you mean h100_pcie or h100_sxm"),
+    ('model = ["llama3-70b"]', "(did you mean llama3_70b"),
+    ('engine = ["vlm"]', "(did you mean vllm?)"),
+    ('batchsize = [1]', "unknown key (did you mean batch?)"),
+])
+def test_unknown_names_suggest_the_closest(tmp_path, monkeypatch, capsys, grid, hint):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.toml").write_text(f"[grid]\n{grid}\n")
+    line = cli_error(capsys, tmp_path, "sweep", "spec.toml", "--out", "results")
+    assert hint in line and "spec.toml" in line and "valid" in line

@@ -395,7 +395,7 @@ def test_an_unreachable_scheduler_is_one_line_and_writes_nothing(cwd, capsys, mo
 @pytest.mark.parametrize("text, parts", [
     ("[grid]\n" + "k" * 100_000 + " = 1\n", ("unknown key", "...")),
     ('[grid]\nhardware = ["a\\u0000b.toml"]\n', ("preset file not found",)),
-    ('[grid]\nmodel = ["a\\u0000b"]\n', ("unknown models preset",)),
+    ('[grid]\nmodel = ["a\\u0000b"]\n', ("unknown model preset",)),
     ("[grid]\nbatch = 1979-05-27\n", ("[grid] batch", "positive integer")),
     ("[what_if]\ncompute_scale = [1979-05-27]\n", ("compute_scale", "finite number")),
     ("[grid]\nbatch = [[1]]\n", ("[grid] batch", "scalars")),
