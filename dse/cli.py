@@ -184,6 +184,9 @@ def cmd_explain(args) -> int:
     if args.parquet:
         import pyarrow as pa
         write_table(Path(args.parquet), pa.Table.from_pandas(table, preserve_index=False))
+    if args.json:
+        print(_json_text({"operators": _json_records(table), "summary": summary}))
+        return 0
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", "{:.4g}".format):
         print(table.to_string(index=False))
@@ -193,8 +196,33 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def _list_json(what: str) -> list[dict]:
+    """Every bundled preset of ``what`` as a dict of its fields (``dse list --json``)."""
+    import dataclasses
+    from .config import bundled_names, load_hardware, load_model
+    loaders = {"hardware": load_hardware, "models": load_model}
+    if what == "engines":
+        from .engines import load_engine
+        loaders[what] = load_engine
+    elif what == "quant":
+        from .quant import load_quant
+        loaders[what] = load_quant
+    rows = []
+    for name in bundled_names(what):
+        preset = loaders[what](name)
+        row = {k: v for k, v in dataclasses.asdict(preset).items() if k != "text"}
+        if what == "models":
+            from .compile import active_params, total_params
+            row.update(total_params=total_params(preset), active_params=active_params(preset))
+        rows.append(row)
+    return rows
+
+
 def cmd_list(args) -> int:
     from .config import bundled_names, load_hardware, load_model
+    if args.json:
+        print(_json_text(_list_json(args.what)))
+        return 0
     if args.what == "hardware":
         # native: the precisions with native math; activations in any other are refused
         # (precision_not_supported), so a chip without fp8 shows no fp8 rate
@@ -334,12 +362,43 @@ def cmd_validate(args) -> int:
     if out_dir is not None:
         check_out_dir(out_dir, args.overwrite)
     rows, card = validate(load_measured(path), source=str(path), base_dir=path.parent)
-    print(format_scorecard(card))
+    if not args.json:
+        print(format_scorecard(card))
     if out_dir is not None:
         out_dir.mkdir(exist_ok=True)
         write_outputs(rows, out_dir / OUTPUT_NAME, scorecard=card, source=str(path))
-        print(f"row-level comparison -> {out_dir / OUTPUT_NAME}")
+        if not args.json:
+            print(f"row-level comparison -> {out_dir / OUTPUT_NAME}")
+    if args.json:
+        print(_json_text({"source": str(path), "scorecard": _json_records(card),
+                          "rows": _json_records(rows),
+                          "output": str(out_dir / OUTPUT_NAME) if out_dir else None}))
     return 0
+
+
+def _json_records(df) -> list[dict]:
+    """A DataFrame as JSON-ready records: NaN and missing as null, numpy scalars as
+    Python numbers."""
+    import pandas as pd
+    return [{k: (None if (not isinstance(v, (list, tuple, dict)) and pd.isna(v)) else
+                 v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+            for r in df.astype(object).to_dict("records")]
+
+
+def _json_text(obj) -> str:
+    """``obj`` as JSON (infinities as null: JSON has none)."""
+    import json
+    import math
+
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x.item() if hasattr(x, "item") else x
+    return json.dumps(clean(obj), indent=1, default=str)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -408,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
                        type={"int": int, "scale": float}.get(axis.kind))
     e.add_argument("--csv", help="also write the table as CSV")
     e.add_argument("--parquet", help="also write the table as Parquet")
+    e.add_argument("--json", action="store_true", help="print the operators and the summary "
+                   "as one JSON object instead of the text table")
     e.set_defaults(func=cmd_explain)
 
     mo = sub.add_parser("model", help="model presets")
@@ -443,10 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: the bundled public measurements)")
     val.add_argument("--out", help="folder for validation.parquet (row-level comparison)")
     val.add_argument("--overwrite", action="store_true")
+    val.add_argument("--json", action="store_true", help="print the scorecard and the "
+                     "row-level comparison as one JSON object instead of the text table")
     val.set_defaults(func=cmd_validate)
 
     ls = sub.add_parser("list", help="show the bundled presets")
     ls.add_argument("what", choices=["hardware", "models", "engines", "quant"])
+    ls.add_argument("--json", action="store_true", help="print every field of each preset "
+                    "as a JSON array (units: SI, as in the preset files)")
     ls.set_defaults(func=cmd_list)
     return p
 
