@@ -196,6 +196,18 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_init(args) -> int:
+    from .config import parse_sweep
+    from .init import starter_spec
+    from .io import write_preset
+    out = Path(args.file)
+    write_preset(out, starter_spec(), lambda data, source, text: parse_sweep(data, source),
+                 args.overwrite)
+    print(f"wrote {out}: every spec key at its default, commented; edit it, then "
+          f"`dse sweep {args.file} --out results`")
+    return 0
+
+
 def _list_json(what: str) -> list[dict]:
     """Every bundled preset of ``what`` as a dict of its fields (``dse list --json``)."""
     import dataclasses
@@ -507,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--json", action="store_true", help="print the scorecard and the "
                      "row-level comparison as one JSON object instead of the text table")
     val.set_defaults(func=cmd_validate)
+
+    ini = sub.add_parser("init", help="write a commented starter sweep spec with every key")
+    ini.add_argument("file", nargs="?", default="sweep.toml",
+                     help="spec file to write (default: sweep.toml here)")
+    ini.add_argument("--overwrite", action="store_true")
+    ini.set_defaults(func=cmd_init)
 
     ls = sub.add_parser("list", help="show the bundled presets")
     ls.add_argument("what", choices=["hardware", "models", "engines", "quant"])

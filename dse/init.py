@@ -1,0 +1,65 @@
+"""``dse init``: a commented starter sweep spec with every section and key.
+
+The text is generated from the axis registry (``dse.axes``) and the spec's section keys
+(``dse.config``), so a new axis or constraint appears here without an edit. Each grid and
+what-if key is set to its default (the spec then evaluates one configuration per model and
+hardware), with the axis' help text and its valid values above it; the optional sections
+(``[constraints]``, ``[disaggregated]``) are written commented out with example values.
+"""
+from __future__ import annotations
+
+import textwrap
+
+from .axes import AXES
+from .config import CONSTRAINT_KEYS, DISAGGREGATED_KEYS, bundled_names
+
+_PRESET_KINDS = {"hardware": "hardware", "model": "models", "engine": "engines",
+                 "quant": "quant"}
+_CONSTRAINT_EXAMPLES = {"max_devices": "8", "max_ttft_s": "2.0", "max_tpot_s": "0.05"}
+_DISAGGREGATED_EXAMPLES = {"mixed_hardware": "false", "max_instances": "16"}
+
+
+def _toml(value) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _valid(axis) -> str:
+    """One comment line on what an axis accepts."""
+    if axis.kind == "preset":
+        names = bundled_names(_PRESET_KINDS.get(axis.name, axis.name))
+        return f"bundled: {', '.join(names)} (or a path to a .toml file)"
+    if axis.choices:
+        return f"one or more of: {', '.join(map(str, axis.choices))}"
+    if axis.kind == "dtype":
+        return f"one or more of: {', '.join(axis.dtypes)}"
+    if axis.kind == "scale":
+        return "factors > 0 (1.0: the preset as is)"
+    return f"whole numbers >= {axis.minimum}" if axis.minimum is not None else "numbers"
+
+
+def starter_spec() -> str:
+    """The commented starter spec (TOML text that ``dse sweep`` accepts as written)."""
+    lines = ["# dse sweep spec: every key, set to its default (one configuration per model",
+             "# and hardware). Give a list of values to sweep an axis; `dse sweep SPEC.toml",
+             "# --out results` evaluates every combination, then `dse report results`.", ""]
+    for section in ("grid", "what_if"):
+        lines.append(f"[{section}]")
+        for axis in AXES:
+            if axis.section != section:
+                continue
+            for text in (axis.doc, _valid(axis)):
+                lines += textwrap.wrap(text, 88, initial_indent="# ", subsequent_indent="#   ")
+            lines.append(f"{axis.name} = [{', '.join(_toml(v) for v in axis.default)}]")
+        lines.append("")
+    lines += ["# Deployment limits for the best-strategy table (best.parquet); drop a key for",
+              "# no limit.", "# [constraints]"]
+    lines += [f"# {k} = {_CONSTRAINT_EXAMPLES.get(k, '1')}" for k in CONSTRAINT_KEYS]
+    lines += ["", "# Disaggregated prefill/decode pools paired from the grid's static points",
+              "# (README 'Disaggregated serving'): needs \"static\" among the serving values.",
+              "# [disaggregated]"]
+    lines += [f"# {k} = {_DISAGGREGATED_EXAMPLES.get(k, '1')}" for k in DISAGGREGATED_KEYS]
+    return "\n".join(lines) + "\n"
