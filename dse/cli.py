@@ -421,7 +421,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"dse {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("sweep", help="evaluate a sweep spec and write Parquet tables")
+    s = sub.add_parser(
+        "sweep", help="evaluate a sweep spec and write Parquet tables",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="spec sections (TOML; `dse init` writes one with every key, commented):\n"
+               "  [grid]           axis = [values]: hardware, model, serving, engine, batch,\n"
+               "                   input/output_tokens, tp, pp, ep, attention_dp, dp,\n"
+               "                   precisions, quant, max_batched_tokens (every combination)\n"
+               "  [what_if]        hardware scales: compute, memory bandwidth and capacity,\n"
+               "                   links, scale-up domain, link latency, expert imbalance\n"
+               "  [constraints]    max_devices, max_ttft_s, max_tpot_s (for best.parquet)\n"
+               "  [disaggregated]  pair prefill and decode pools (mixed_hardware,\n"
+               "                   max_instances)")
     s.add_argument("spec", nargs="?", help="sweep spec TOML (default: the bundled default sweep)")
     s.add_argument("--out", required=True, help="output folder for results/pareto/best.parquet")
     s.add_argument("--overwrite", action="store_true",
@@ -484,12 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_explain)
 
     mo = sub.add_parser("model", help="model presets")
-    mo_sub = mo.add_subparsers(dest="model_command", required=True, parser_class=_Parser)
+    mo_sub = mo.add_subparsers(dest="model_command", required=True, parser_class=_Parser,
+                                help="import: a Hugging Face config.json as a preset")
     imp = mo_sub.add_parser("import", help="Hugging Face config.json -> model preset TOML")
     imp.add_argument("config", help="path to a local config.json")
     imp.add_argument("--name", help="preset name (default: the config's folder name)")
     imp.add_argument("--out", help="output .toml (default: NAME.toml here)")
-    imp.add_argument("--overwrite", action="store_true")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing --out preset file")
     imp.set_defaults(func=cmd_model_import)
 
     cal = sub.add_parser("calibrate", help="fit a hardware preset to measured kernel timings, "
@@ -508,14 +520,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "and message_bytes) on top of the preset's kernel latency")
     cal.add_argument("--fit-latency", action="store_true", help="with --curves: fit the "
                      "kernel latency too (the scalar fit's) instead of keeping the preset's")
-    cal.add_argument("--overwrite", action="store_true")
+    cal.add_argument("--overwrite", action="store_true", help="replace an existing --out preset file")
     cal.set_defaults(func=cmd_calibrate)
 
     val = sub.add_parser("validate", help="compare predictions with measured TTFT / TPOT")
     val.add_argument("measured", nargs="?", help="CSV of measured end-to-end results "
                      "(default: the bundled public measurements)")
     val.add_argument("--out", help="folder for validation.parquet (row-level comparison)")
-    val.add_argument("--overwrite", action="store_true")
+    val.add_argument("--overwrite", action="store_true", help="replace the validation.parquet of an earlier run in --out")
     val.add_argument("--json", action="store_true", help="print the scorecard and the "
                      "row-level comparison as one JSON object instead of the text table")
     val.set_defaults(func=cmd_validate)
@@ -523,11 +535,13 @@ def build_parser() -> argparse.ArgumentParser:
     ini = sub.add_parser("init", help="write a commented starter sweep spec with every key")
     ini.add_argument("file", nargs="?", default="sweep.toml",
                      help="spec file to write (default: sweep.toml here)")
-    ini.add_argument("--overwrite", action="store_true")
+    ini.add_argument("--overwrite", action="store_true", help="replace an existing spec file")
     ini.set_defaults(func=cmd_init)
 
     ls = sub.add_parser("list", help="show the bundled presets")
-    ls.add_argument("what", choices=["hardware", "models", "engines", "quant"])
+    ls.add_argument("what", choices=["hardware", "models", "engines", "quant"],
+                    help="which presets: accelerators, models, serving engines or precision "
+                    "recipes")
     ls.add_argument("--json", action="store_true", help="print every field of each preset "
                     "as a JSON array (units: SI, as in the preset files)")
     ls.set_defaults(func=cmd_list)
