@@ -65,6 +65,26 @@ class SweepSummary:
     n_resumed: int = 0
     seconds: dict = field(default_factory=dict)
 
+    # the written tables, read when asked for (pandas for the small reductions, a lazy
+    # pyarrow dataset for results/, which can be far larger than memory)
+    def pareto(self):
+        """pareto.parquet as a pandas DataFrame."""
+        import pandas as pd
+        return pd.read_parquet(self.out_dir / "pareto.parquet")
+
+    def best(self):
+        """best.parquet as a pandas DataFrame."""
+        import pandas as pd
+        return pd.read_parquet(self.out_dir / "best.parquet")
+
+    def results(self):
+        """results/ as a lazy ``pyarrow.dataset.Dataset`` (hive-partitioned; filter and
+        project before ``to_table()``), or None when the sweep ran with ``results=False``."""
+        import pyarrow.dataset as pads
+        folder = self.out_dir / "results"
+        return pads.dataset(folder, format="parquet", partitioning="hive") \
+            if folder.is_dir() else None
+
 
 @dataclass
 class ChunkResult:

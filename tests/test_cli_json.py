@@ -49,3 +49,14 @@ def test_validate_json_in_a_working_dir(tmp_path, monkeypatch, capsys):
     assert len(doc["rows"]) == 32 and doc["scorecard"][-1]["hardware"] == "all"
     errs = [r["tpot_error_pct"] for r in doc["rows"]]
     assert any(e is None for e in errs) and any(isinstance(e, float) for e in errs)
+
+
+def test_run_sweep_returns_handles_to_its_tables(tmp_path, monkeypatch):
+    # issue 13 item 8: the Python API hands back the tables, not only counts
+    monkeypatch.chdir(tmp_path)
+    spec = dse.parse_sweep({"grid": {"model": ["llama3_8b"], "batch": [1, 8], "tp": [1, 2]}})
+    s = dse.run_sweep(spec, "out", progress=False)
+    assert len(s.pareto()) == s.n_pareto and len(s.best()) == s.n_groups_with_best
+    assert s.results().count_rows() == s.n_configs
+    s2 = dse.run_sweep(spec, "out2", progress=False, results=False)
+    assert s2.results() is None
