@@ -26,7 +26,7 @@ from .errors import OutputError
 
 MANIFEST = "manifest.json"
 LOCK = ".dse.lock"
-TABLES = ("pareto.parquet", "best.parquet", "disaggregated.parquet")
+TABLES = ("pareto.parquet", "best.parquet", "disaggregated.parquet", "sensitivity.parquet")
 FOLDERS = ("results", "_chunks")
 # what a sweep writes into DIR (besides the lock)
 NAMES = (MANIFEST, *TABLES, *FOLDERS)

@@ -522,6 +522,12 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
         counts["disaggregated"] = io.write_tables(out_dir / "disaggregated.parquet", [pairs],
                                                   meta)[0]
         counts["disaggregated_best"] = int(pairs.column("best").to_numpy().sum())
+    if any(len(v) > 1 for v in spec.what_if.values()):
+        from .sensitivity import FILE, sensitivity
+        import pandas as pd
+        sens = sensitivity(pd.read_parquet(out_dir / "best.parquet"))
+        io.write_tables(out_dir / FILE, [pa.Table.from_pandas(sens, preserve_index=False)],
+                        meta)
     manifest["complete"] = True
     io.write_json(out_dir / outdir.MANIFEST, manifest)
 

@@ -75,7 +75,8 @@ STRATEGY = ["batch", "tp", "pp", "ep", "attention_dp", "dp", "weight_dtype", "ac
             "kv_dtype"]
 # the single-file tables, and everything a sweep leaves in --out (results/, _chunks/: folders)
 FILES = ["best.parquet", "pareto.parquet"]
-OUT_LISTING = ["_chunks", "best.parquet", "manifest.json", "pareto.parquet", "results"]
+OUT_LISTING = ["_chunks", "best.parquet", "manifest.json", "pareto.parquet", "results",
+               "sensitivity.parquet"]  # the spec sweeps what-ifs
 
 
 def _parts(out) -> list:
@@ -433,8 +434,9 @@ def test_sweep_nothing_feasible_exits_2_and_writes_results(tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("dse: error: ")
     assert str(spec) in lines[0] and "no feasible configuration" in lines[0]
     assert "out_of_memory" in lines[0]
-    # the tables are still written so the reasons can be inspected
-    assert sorted(os.listdir(out)) == OUT_LISTING
+    # the tables are still written so the reasons can be inspected (no what-if sweep here:
+    # no sensitivity.parquet)
+    assert sorted(os.listdir(out)) == [n for n in OUT_LISTING if n != "sensitivity.parquet"]
     results = pd.read_parquet(out / "results")
     assert len(results) == 1 and not results["feasible"].any()
     assert len(pd.read_parquet(out / "pareto.parquet")) == 0
