@@ -131,6 +131,18 @@ def _numbers(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
     return values
 
 
+def latencies(df: pd.DataFrame, source: str) -> np.ndarray:
+    """The ``latency_s`` column [s]; a cell that is not a positive, finite number is a
+    one-line ConfigError naming its row."""
+    t = _numbers(df, "latency_s", source)
+    bad = ~(np.isfinite(t) & (t > 0))
+    if bad.any():
+        i = int(np.argmax(bad))
+        _fail(source, i, "latency_s", df["latency_s"].iloc[i],
+              "must be a positive, finite number of seconds")
+    return t
+
+
 def work(df: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """FLOPs, bytes and measured latency [s] per row (three float64 arrays [rows]).
 
@@ -154,12 +166,7 @@ def work(df: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     for i, d in enumerate(dtypes):
         if not isinstance(d, str) or d not in DTYPE_INDEX:
             _fail(source, i, "dtype", d, f"unknown precision; valid: {', '.join(DTYPE_INDEX)}")
-    t = _numbers(df, "latency_s", source)
-    bad = ~(np.isfinite(t) & (t > 0))
-    if bad.any():
-        i = int(np.argmax(bad))
-        _fail(source, i, "latency_s", df["latency_s"].iloc[i],
-              "must be a positive, finite number of seconds")
+    t = latencies(df, source)
     given = {c: _numbers(df, c, source) for c in ("flops", "bytes", "m", "n", "k")
              if c in df.columns}
     for col, v in given.items():

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .calibrate import _fail, _numbers, fit, without_curves, work
+from .calibrate import _fail, _numbers, fit, latencies, without_curves, work
 from .config import MIN_PRESET_FLOAT, ConfigError, Hardware
 from .kernels import layout as L
 from .kernels.collectives import collective_seconds
@@ -166,12 +166,7 @@ def fit_curves(hw: Hardware, df: pd.DataFrame, source: str = "<table>",
     ops = df["op"].astype(str)
     coll = ops.isin(list(COLLECTIVE_OPS)).to_numpy()
     kern = df[~coll]
-    t_all = _numbers(df, "latency_s", source)
-    bad = ~(np.isfinite(t_all) & (t_all > 0))
-    if bad.any():
-        i = int(np.argmax(bad))
-        _fail(source, i, "latency_s", df["latency_s"].iloc[i],
-              "must be a positive, finite number of seconds")
+    t_all = latencies(df, source)
     if latency is None:
         latency = fit(hw, kern, source).kernel_latency_s if len(kern) >= 3 \
             else hw.kernel_latency_s
