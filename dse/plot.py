@@ -191,6 +191,29 @@ def _log_axis(ax, axis: str) -> None:
     a.set_minor_formatter(NullFormatter())
 
 
+def layout_panels(frame, best, max_panels: int):
+    """What the static plot and the report lay out alike: (panel dims, varied what-if
+    dims, the first ``max_panels`` (model, workload) panels as (key, rows), panels left
+    out, each what-if variant's style index (one marker and line style per variant, the
+    same in every panel), the series' dims, each series' pick in ``best`` as (x, y), the
+    rows drawn)."""
+    import pandas as pd
+    from .evaluate import WHAT_IF_DIMS
+    panel_dims = list(PANEL_DIMS)
+    variant_dims = _varying(frame, WHAT_IF_DIMS)
+    panels = list(frame.groupby(panel_dims, sort=False, observed=True))
+    left_out = max(0, len(panels) - max_panels)
+    panels = panels[:max_panels]
+    variants = dict.fromkeys(frame[variant_dims].itertuples(index=False, name=None))
+    style = {v: k for k, v in enumerate(variants)}
+    group_dims = ["hardware", *panel_dims, *variant_dims]
+    picks = {} if best is None else {
+        tuple(key): (x, y)
+        for *key, x, y in best[[*group_dims, X, Y]].itertuples(index=False, name=None)}
+    drawn = pd.concat([rows for _, rows in panels])
+    return panel_dims, variant_dims, panels, left_out, style, group_dims, picks, drawn
+
+
 def draw(frame, best=None, max_panels: int = DEFAULT_MAX_PANELS, title: str = ""):
     """A matplotlib Figure (Agg canvas) of the frontiers in ``frame`` (rows of
     ``pareto.parquet``), each series' pick in ``best`` (found rows of ``best.parquet``)
@@ -199,28 +222,14 @@ def draw(frame, best=None, max_panels: int = DEFAULT_MAX_PANELS, title: str = ""
     from matplotlib.lines import Line2D
     from matplotlib.figure import Figure
     from matplotlib import colormaps
-    import pandas as pd
-    from .evaluate import WHAT_IF_DIMS
     from .metrics import METRIC
 
-    panel_dims = list(PANEL_DIMS)
     shown = _varying(frame, ("serving", "engine"))
-    variant_dims = _varying(frame, WHAT_IF_DIMS)
-    panels = list(frame.groupby(panel_dims, sort=False, observed=True))
-    n_left_out = max(0, len(panels) - max_panels)
-    panels = panels[:max_panels]
+    (panel_dims, variant_dims, panels, n_left_out, style, group_dims, picks,
+     drawn) = layout_panels(frame, best, max_panels)
     hardware = list(dict.fromkeys(frame["hardware"].astype(str)))
     palette = colormaps["tab10" if len(hardware) <= 10 else "tab20"].colors
     colour = {h: palette[i % len(palette)] for i, h in enumerate(hardware)}
-    # one marker and line style per what-if variant, the same in every panel
-    variants = dict.fromkeys(frame[variant_dims].itertuples(index=False, name=None))
-    style = {v: k for k, v in enumerate(variants)}
-    group_dims = ["hardware", *panel_dims, *variant_dims]
-    picks = {} if best is None else {
-        tuple(key): (x, y)
-        for *key, x, y in best[[*group_dims, X, Y]].itertuples(index=False, name=None)}
-
-    drawn = pd.concat([rows_p for _, rows_p in panels])
     log_axes = [a for a, c in (("x", X), ("y", Y)) if _log_scaled(drawn[c])]
 
     n = len(panels)

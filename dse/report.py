@@ -252,24 +252,12 @@ def _frontier_figures(frame, best, max_panels: int):
     """Plotly figures (dicts) of the frontier panels; returns (figures, legend entries
     (label, colour, dash, symbol) shared by all panels, panels left out, series drawn,
     points drawn with stars). A series' traces carry its label as ``legendgroup``."""
-    import pandas as pd
-    from .evaluate import WHAT_IF_DIMS
     from .metrics import METRIC
-    from .plot import PANEL_DIMS, X, Y, _log_scaled, _panel_title, _series_label, _varying
-    panel_dims = list(PANEL_DIMS)
+    from .plot import X, Y, _log_scaled, _panel_title, _series_label, _varying, layout_panels
     shown = _varying(frame, ("serving", "engine"))
-    variant_dims = _varying(frame, WHAT_IF_DIMS)
-    panels = list(frame.groupby(panel_dims, sort=False, observed=True))
-    left_out = max(0, len(panels) - max_panels)
-    panels = panels[:max_panels]
+    (panel_dims, variant_dims, panels, left_out, style, group_dims, picks,
+     drawn) = layout_panels(frame, best, max_panels)
     colour = _colours(list(dict.fromkeys(frame["hardware"].astype(str))))
-    variants = dict.fromkeys(frame[variant_dims].itertuples(index=False, name=None))
-    style = {v: k for k, v in enumerate(variants)}
-    group_dims = ["hardware", *panel_dims, *variant_dims]
-    picks = {} if best is None else {
-        tuple(key): (x, y)
-        for *key, x, y in best[[*group_dims, X, Y]].itertuples(index=False, name=None)}
-    drawn = pd.concat([rows for _, rows in panels])
     x_log, y_log = (drawn[c] if _log_scaled(drawn[c]) else None for c in (X, Y))
     figures, legend, n_series, n_points = [], {}, 0, 0
     for values, rows_p in panels:
