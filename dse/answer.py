@@ -43,6 +43,7 @@ def files(summary, spec) -> dict:
              "best": out / "best.parquet", "manifest": out / "manifest.json"}
     if spec.disaggregated is not None:
         paths["disaggregated"] = out / "disaggregated.parquet"
+    paths["sensitivity"] = out / "sensitivity.parquet"  # with what-if axes only
     return {k: str(p) for k, p in paths.items() if p.exists()}
 
 
@@ -129,6 +130,7 @@ ROLE_TEXT = {
     "pareto": "Pareto frontiers: tokens/s per device vs tokens/s per user",
     "best": "the best configuration of every group",
     "disaggregated": "paired prefill and decode pools",
+    "sensitivity": "elasticity of the best outcome per what-if value",
     "manifest": "the spec, options and finished chunks",
 }
 
