@@ -1,5 +1,5 @@
-"""Command line: ``dse sweep | plot | report | explain | list | model import | calibrate |
-validate``.
+"""Command line: ``dse sweep | recommend | plot | report | explain | list | model import |
+calibrate | validate``.
 
 Every expected failure ends in :func:`main`, the one place that turns it into one line on
 stderr and exit status 2: bad input (:class:`ConfigError`), an unusable output location
@@ -205,6 +205,44 @@ def cmd_init(args) -> int:
                  args.overwrite)
     print(f"wrote {out}: every spec key at its default, commented; edit it, then "
           f"`dse sweep {args.file} --out results`")
+    return 0
+
+
+def _positive_number(text: str) -> float:
+    """An argparse type: a positive finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    """An argparse type: comma-separated names (empty items dropped)."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def cmd_recommend(args) -> int:
+    from .recommend import build_spec, json_doc, run, text
+    spec = build_spec(args.model, args.input_tokens, args.output_tokens, args.max_ttft_s,
+                      args.max_tpot_s, args.hardware, args.precisions, args.engine,
+                      args.max_devices, args.spec, flags=True)
+    try:
+        rec = run(spec, args.out, args.requests_per_s, args.overwrite,
+                  progress=False if args.quiet else None, rate_key="--requests-per-s")
+    except KeyboardInterrupt:
+        return _fail(f"interrupted; {args.out} holds an unfinished sweep: run again with "
+                     "--overwrite")
+    if args.json:
+        print(_json_text(json_doc(rec)))
+    elif not args.quiet:
+        print(text(rec))
+    if not rec.table["found"].any():
+        return _fail(f"no hardware meets the constraints (reasons in {rec.out_dir}/"
+                     "recommend.parquet); relax --max-ttft-s / --max-tpot-s or try other "
+                     "--hardware")
     return 0
 
 
@@ -482,6 +520,53 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="N", help="at most N (model, workload) frontier panels "
                     f"(default {REPORT_PANELS}); the rest are counted")
     rp.set_defaults(func=cmd_report)
+
+    from .axes import AXIS as _AXIS
+    from .recommend import DEFAULT_OUT, DEFAULT_PRECISIONS
+    rc = sub.add_parser(
+        "recommend", help="rank hardware by cost per million tokens for one model and "
+        "workload within TTFT/TPOT SLOs (runs the sweep it needs)",
+        description="Sweep the hardware over a strategy grid (tp, pp, ep/attention_dp for "
+        "MoE, batch 1..512, native precisions; continuous serving), keep per hardware the "
+        "cheapest configuration meeting the SLOs, and print them ranked by cost per million "
+        "tokens; hardware without a price follows by tokens/s per device, hardware where "
+        "nothing qualifies last with the reason. Writes OUT/recommend.parquet beside the "
+        "sweep's pareto.parquet and best.parquet (`dse report OUT` draws them).")
+    rc.add_argument("--model", help="model preset (name or .toml path); required unless "
+                    "--spec sets it")
+    rc.add_argument("--input-tokens", type=_int_option(1, _AXIS["input_tokens"].bound),
+                    metavar="N", help="prompt tokens per request")
+    rc.add_argument("--output-tokens", type=_int_option(1, _AXIS["output_tokens"].bound),
+                    metavar="N", help="generated tokens per request")
+    rc.add_argument("--max-ttft-s", type=_positive_number, metavar="S",
+                    help="SLO: time to first token at most S seconds")
+    rc.add_argument("--max-tpot-s", type=_positive_number, metavar="S",
+                    help="SLO: time per output token at most S seconds (0.05: 20 tokens/s "
+                    "per user)")
+    rc.add_argument("--requests-per-s", type=_positive_number, metavar="R",
+                    help="target rate: replicas = ceil(R / requests/s of one replica), "
+                    "devices and $/hour for it (default: one replica)")
+    rc.add_argument("--hardware", type=_names, metavar="A,B,...",
+                    help="comma-separated hardware presets (default: every bundled "
+                    "accelerator with a price)")
+    rc.add_argument("--precisions", type=_names, metavar="P,Q,...",
+                    help="weight precisions to try, activations and KV cache the same "
+                    f"(default: {','.join(DEFAULT_PRECISIONS)}; a chip keeps its native ones)")
+    rc.add_argument("--engine", help="serving-engine preset (default: vllm)")
+    rc.add_argument("--max-devices", type=_int_option(1, 1 << 60), metavar="N",
+                    help="at most N devices per replica")
+    rc.add_argument("--spec", help="a sweep spec TOML as the base (its grid, what-ifs and "
+                    "constraints); the options given replace its keys")
+    rc.add_argument("--out", default=DEFAULT_OUT, help="output folder for recommend.parquet "
+                    f"and the sweep's tables (default: {DEFAULT_OUT})")
+    rc.add_argument("--overwrite", action="store_true",
+                    help="replace the files an earlier dse recommend wrote in --out")
+    rtalk = rc.add_mutually_exclusive_group()
+    rtalk.add_argument("--quiet", action="store_true", help="print nothing (no progress "
+                       "or table); the exit status still says whether any hardware qualifies")
+    rtalk.add_argument("--json", action="store_true", help="print the options and the ranked "
+                       "rows as one JSON object instead of the table")
+    rc.set_defaults(func=cmd_recommend)
 
     e = sub.add_parser("explain", help="per-operator table of one configuration")
     e.add_argument("--spec", help="take unset values from the first value of each axis of SPEC")
