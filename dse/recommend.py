@@ -47,7 +47,8 @@ COLUMNS = (
     "tokens_per_s_per_user", "ttft_s", "tpot_s", "e2e_latency_s",
     "requests_per_s_per_replica", "tp", "pp", "ep", "attention_dp", "batch",
     "weight_dtype", "act_dtype", "kv_dtype", "devices_per_replica", "replicas", "devices",
-    "price_per_device_hour_usd", "cost_per_hour_usd", "bound", "reason", "model",
+    "price_per_device_hour_usd", "cost_per_hour_usd", "energy_per_token_j", "bound",
+    "reason", "model",
     "input_tokens", "output_tokens", "serving", "engine")
 INT_COLUMNS = ("tp", "pp", "ep", "attention_dp", "batch", "devices_per_replica", "replicas",
                "devices")
@@ -129,6 +130,10 @@ def build_spec(model: str | None = None, input_tokens: int | None = None,
         base, _ = read_toml(path, "sweep spec (TOML)")
         base, base_dir = copy.deepcopy(base), path.parent
         header = f"dse recommend: the sweep spec {path} with the command's options"
+    if "objectives" in base:
+        raise ConfigError(f"{spec}: [objectives]: dse recommend keeps per hardware the most "
+                          "tokens/s per device meeting the constraints (the lowest cost per "
+                          "million tokens at a fixed price); remove the section")
     grid = base.setdefault("grid", {})
     if not isinstance(grid, dict):
         parse_sweep(base, str(spec), base_dir)  # its one-line message
@@ -329,8 +334,8 @@ def rank(best, spec, requests_per_s: float | None = None, reasons: dict | None =
                           else int(v) for v in df[c]], dtype="Int64")
     for c in ("cost_per_million_tokens", "tokens_per_s_per_device", "tokens_per_s_per_user",
               "ttft_s", "tpot_s", "e2e_latency_s", "requests_per_s_per_replica",
-              "price_per_device_hour_usd", "cost_per_hour_usd"):
-        df[c] = df[c].astype(float)
+              "price_per_device_hour_usd", "cost_per_hour_usd", "energy_per_token_j"):
+        df[c] = df[c].astype(float)  # energy: null where the sweep has no such column
     for c in ("hardware", "weight_dtype", "act_dtype", "kv_dtype", "bound", "reason",
               "model", "serving", "engine"):
         df[c] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
