@@ -270,5 +270,7 @@ def spec_hash(spec: SweepSpec, extra: dict | None = None) -> str:
         "quants": [dataclasses.asdict(q) | {"source": ""} for q in spec.quants],
         "extra": extra or {},
     }
+    if spec.objectives != type(spec.objectives)():  # the defaults keep earlier hashes
+        payload["objectives"] = dataclasses.asdict(spec.objectives)
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

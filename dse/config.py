@@ -749,9 +749,15 @@ class SweepSpec:
     engines: tuple = ()             # Engine per grid["engine"] entry
     quants: tuple = ()              # Quant (precision recipe) per grid["quant"] entry
     disaggregated: Disaggregation | None = None  # the [disaggregated] section, if given
+    objectives: "Objectives" = None  # the [objectives] section (dse.objectives; defaults)
     source: str = "<api>"
     text: str = ""                  # the spec as written, for Parquet metadata
     preset_texts: dict = field(default_factory=dict)  # preset file -> its text
+
+    def __post_init__(self):
+        if self.objectives is None:
+            from .objectives import Objectives
+            object.__setattr__(self, "objectives", Objectives())
 
     def n_configs(self) -> int:
         n = 1
@@ -780,8 +786,9 @@ def _axis(section: dict, key: str, source: str, prefix: str):
 def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
                 text: str = "") -> SweepSpec:
     """Validate a sweep spec given as a dict (the parsed TOML)."""
-    _check_keys(data, {"grid", "what_if", "constraints", "disaggregated"}, [], source)
-    for sec in ("grid", "what_if", "constraints", "disaggregated"):
+    _check_keys(data, {"grid", "what_if", "constraints", "disaggregated", "objectives"}, [],
+                source)
+    for sec in ("grid", "what_if", "constraints", "disaggregated", "objectives"):
         if sec in data and not isinstance(data[sec], dict):
             _fail(source, sec, data[sec], "must be a table, e.g. [" + sec + "]")
     grid_in, wi_in = data.get("grid", {}), data.get("what_if", {})
@@ -814,6 +821,8 @@ def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
     )
     disaggregated = (_disaggregation(data["disaggregated"], grid, source)
                      if "disaggregated" in data else None)
+    from .objectives import parse_objectives
+    objectives = parse_objectives(data.get("objectives", {}), source)
     hardware = tuple(load_hardware(r, base_dir, source, "[grid] hardware") for r in grid["hardware"])
     models = tuple(load_model(r, base_dir, source, "[grid] model") for r in grid["model"])
     from .engines import load_engine
@@ -829,7 +838,7 @@ def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
     preset_texts = {p.source: p.text for p in (*hardware, *models, *engines, *quants)}
     return SweepSpec(grid=grid, what_if=what_if, constraints=cons, hardware=hardware,
                      models=models, engines=engines, quants=quants,
-                     disaggregated=disaggregated,
+                     disaggregated=disaggregated, objectives=objectives,
                      source=source, text=text, preset_texts=preset_texts)
 
 

@@ -21,9 +21,10 @@ from .config import Constraints
 from .evaluate import METRIC_INPUTS, REASON_CODE, REASONS, derived_metrics
 from .grid import GROUP_DIMS, STRATEGY_DIMS, dtype_codes, resolve_dtypes, split_point
 from .kernels.gather import offsets
-from .kernels.objectives import N_SOURCES, flatten_front, grouped_reduce
-from .kernels.pareto import pareto_sorted
+from .kernels.objectives import N_LIMITS, N_SOURCES, flatten_front, grouped_reduce
+from .kernels.pareto import pareto_sorted, pareto_sorted_nd
 from .metrics import METRICS, NUMERIC
+from .objectives import BEST_COLUMNS, CONSTRAINT_ORDER, Objectives
 from .table import CATEGORY_NAMES, schema
 
 
@@ -41,8 +42,8 @@ def _offsets(sources, dims, sizes) -> np.ndarray:
 SOURCES = ("ttft_s", "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_device",
            "activation_bytes_per_device", "structural_reason", "what_if_valid",
            "usable_memory_bytes", "slots", "serving_code", "precision_reason",
-           "kv_prompt_bytes", "decode_working_bytes", "bound",
-           "price_per_device_hour_usd", "kv_request_bytes", "working_bytes")
+           "kv_prompt_bytes", "decode_working_bytes", "price_per_device_hour_usd",
+           "bound", "kv_request_bytes", "working_bytes")
 
 
 class Points:
@@ -94,16 +95,20 @@ class Points:
                             + self.inner_offsets[b, j]]
 
 
-def reduce_points(pts: Points, cons: Constraints):
+def reduce_points(pts: Points, cons: Constraints, objectives: Objectives = Objectives()):
     """Frontier (group, strategy) pairs, best strategy per group (-1: none meets the
-    constraints) and configurations per reason code per group. One numba pass, no
-    grid-size temporaries (``front`` is allocated but only touched where written)."""
+    constraints), the best signed objective per group with each limit lifted
+    ([n_groups, N_LIMITS], -inf: none) and configurations per reason code per group. One
+    numba pass, no grid-size temporaries (``front`` is allocated but only touched where
+    written)."""
     n_groups, n_strat = len(pts.group_offsets), pts.n_strategies
+    best_code, best_sign, codes, signs = objectives.codes()
     dp_batch = pts.strategy_products(("dp", "batch"))
     devices = pts.strategy_products(("tp", "attention_dp", "pp", "dp"))
     front = np.empty((n_groups, n_strat), dtype=np.int32)
     n_front = np.empty(n_groups, dtype=np.int64)
     best = np.empty(n_groups, dtype=np.int64)
+    relaxed = np.empty((n_groups, N_LIMITS))
     reasons = np.zeros((n_groups, len(REASONS)), dtype=np.int64)
     grouped_reduce(
         pts.group_offsets, pts.axis(GROUP_DIMS, "output_tokens"), pts.outer_offsets,
@@ -112,9 +117,11 @@ def reduce_points(pts: Points, cons: Constraints):
         cons.max_devices if cons.max_devices is not None else np.iinfo(np.int64).max,
         cons.max_ttft_s if cons.max_ttft_s is not None else np.inf,
         cons.max_tpot_s if cons.max_tpot_s is not None else np.inf,
-        4 * numba.get_num_threads(), front, n_front, best, reasons)
+        best_code, best_sign, np.asarray(codes, dtype=np.int64),
+        np.asarray(signs, dtype=np.float64),
+        4 * numba.get_num_threads(), front, n_front, best, relaxed, reasons)
     g, s = flatten_front(front, n_front)
-    return g, s, best, reasons
+    return g, s, best, relaxed, reasons
 
 
 # Metric columns of the Pareto and best rows: numeric ones, categorical ones (``bound``)
@@ -123,6 +130,9 @@ ROW_CATEGORIES = tuple(m.name for m in METRICS if m.in_rows and m.dtype == "cate
 # The rows' flat (group, strategy) indices in the whole sweep, which the chunk merges sort
 # and tie-break on; the final files leave them out
 HIDDEN = ("_group", "_strategy")
+# The best rows' hidden per-limit bests (signed objective with that limit lifted), which a
+# merge of chunks that split a group's strategies combines before naming the binding limits
+LIFTED = tuple(f"_lifted_{c}" for c in CONSTRAINT_ORDER)
 DTYPE_DIMS = ("weight_dtype", "act_dtype", "kv_dtype")
 # string columns whose dictionaries follow CATEGORY_NAMES' order (the others: grid order)
 NAMED_ORDER = (*DTYPE_DIMS, *ROW_CATEGORIES)
@@ -142,7 +152,12 @@ def _row_schema(with_found: bool) -> pa.Schema:
     fields = [pa.field("found", pa.bool_()) if c == "found" else
               pa.field(c, STRINGS if pa.types.is_dictionary(results.field(c).type)
                        else results.field(c).type) for c in names]
-    return pa.schema(fields + [pa.field(h, pa.int64()) for h in HIDDEN])
+    if with_found:
+        fields += [pa.field(c, STRINGS) for c, _ in BEST_COLUMNS]
+    hidden = [pa.field(h, pa.int64()) for h in HIDDEN]
+    if with_found:
+        hidden += [pa.field(h, pa.float64()) for h in LIFTED]
+    return pa.schema(fields + hidden)
 
 
 PARETO_SCHEMA = _row_schema(with_found=False)
@@ -169,7 +184,52 @@ def _numbers(values: np.ndarray, nulls=None) -> pa.Array:
     return pa.array(values, mask=nulls if nulls is not None and nulls.any() else None)
 
 
-def point_rows(pts: Points, group_idx, strat_idx, place=None, found=None) -> pa.Table:
+def binding_limits(lifted: np.ndarray, picked: np.ndarray) -> list:
+    """Per row, the limits (:data:`CONSTRAINT_ORDER`) whose lifting alone gives a better
+    signed objective than ``picked`` (-inf where nothing qualified), comma-separated, or
+    None. ``lifted`` [n, N_LIMITS]: the best signed objective with each limit lifted. A
+    relative 1e-12 keeps a value recomputed outside the kernel from counting as better."""
+    finite = np.where(np.isfinite(picked), picked, 0.0)
+    binds = lifted > (picked + 1e-12 * np.abs(finite))[:, None]
+    out = [None] * len(picked)
+    for i in np.flatnonzero(binds.any(axis=1)):
+        out[i] = ",".join(c for c, b in zip(CONSTRAINT_ORDER, binds[i]) if b)
+    return out
+
+
+def edge_labels(values: dict, edges: dict, mask) -> np.ndarray:
+    """Per row, ``axis=max`` / ``axis=min`` for each strategy axis whose value is the end of
+    its swept range (``edges``: axis -> (lowest, highest) of the whole sweep; min only
+    above 1, below which no axis goes), comma-separated, or None (also where ``mask``)."""
+    n = len(mask)
+    out = np.full(n, "", dtype=object)
+    for d, (lo, hi) in edges.items():
+        v = values[d]
+        for flag, label in ((v == hi, f"{d}=max"), ((v == lo) & (lo > 1), f"{d}=min")):
+            out[flag] = out[flag] + ("," + label)
+    return np.array([t[1:] if t and not m else None for t, m in zip(out, mask)],
+                    dtype=object)
+
+
+def strategy_edges(grid: dict) -> dict:
+    """Strategy axis -> (lowest, highest) value for the numeric strategy axes swept with two
+    or more values (what :func:`edge_labels` flags)."""
+    out = {}
+    for d in STRATEGY_DIMS:
+        values = grid.get(d, ())
+        if len(set(values)) >= 2 and all(isinstance(v, (int, float)) and not isinstance(
+                v, bool) for v in values):
+            out[d] = (min(values), max(values))
+    return out
+
+
+def _name_strings(values) -> pa.DictionaryArray:
+    return pa.array(list(values), pa.string()).dictionary_encode()
+
+
+def point_rows(pts: Points, group_idx, strat_idx, place=None, found=None,
+               objectives: Objectives = Objectives(), lifted=None,
+               edges: dict | None = None) -> pa.Table:
     """Table rows (axis values + metrics) of the points at (group, strategy) flat indices,
     built as Arrow straight from the block's arrays: :data:`PARETO_SCHEMA`, or with
     ``found`` (bool per row) :data:`BEST_SCHEMA`, the strategy and metric columns null
@@ -178,7 +238,10 @@ def point_rows(pts: Points, group_idx, strat_idx, place=None, found=None) -> pa.
     ``place`` = (offsets, full_sizes) locates a chunk in the whole sweep; the hidden columns
     ``_group`` and ``_strategy`` are the rows' flat indices in the whole sweep, which the
     chunk merges sort and tie-break on. Metrics are computed for the picked points only, in
-    :func:`dse.evaluate.derived_metrics`, so they equal the results table's.
+    :func:`dse.evaluate.derived_metrics`, so they equal the results table's. Best rows
+    (``found`` given) also carry ``lifted`` [n, N_LIMITS] (hidden: the signed objective
+    with each limit lifted), the limits that bind (:func:`binding_limits`) and the
+    strategy axes at the end of their range (``edges``, :func:`edge_labels`).
     """
     block, sizes = pts.block, pts.sizes
     gpos = np.unravel_index(group_idx, [sizes[d] for d in GROUP_DIMS])
@@ -216,22 +279,31 @@ def point_rows(pts: Points, group_idx, strat_idx, place=None, found=None) -> pa.
     sch = PARETO_SCHEMA
     if found is not None:
         cols["found"], sch = pa.array(found), BEST_SCHEMA
+        metric = der[objectives.best] if objectives.best in der else value(objectives.best)
+        picked_value = np.where(found, objectives.sign(objectives.best) * metric, -np.inf)
+        cols |= {h: pa.array(lifted[:, c]) for c, h in enumerate(LIFTED)}
+        cols["binding_constraints"] = _name_strings(binding_limits(lifted, picked_value))
+        cols["edge_axes"] = _name_strings(edge_labels(picked, edges or {}, ~found))
     return pa.Table.from_arrays([cols[f.name] for f in sch], schema=sch)
 
 
-def reduce_block(block: xr.Dataset, cons: Constraints, place=None):
+def reduce_block(block: xr.Dataset, cons: Constraints, place=None,
+                 objectives: Objectives = Objectives(), edges: dict | None = None):
     """Pareto rows, best rows and reason-code counts of an evaluated block.
 
-    Pareto: per group, the feasible points maximizing tokens/s per device and per user.
-    Best: per group, the configuration meeting the constraints with the most tokens/s per
-    device; groups where nothing qualifies get a row with ``found = False`` and empty
-    strategy and metric columns. Ties go to the first strategy in axis order.
+    Pareto: per group, the feasible points not dominated in ``objectives.pareto`` (by
+    default tokens/s per device and per user). Best: per group, the configuration meeting
+    the constraints with the best ``objectives.best`` (by default the most tokens/s per
+    device); groups where nothing qualifies get a row with ``found = False`` and empty
+    strategy and metric columns. Ties go to the first strategy in axis order. ``edges``:
+    strategy axis -> (lowest, highest) value of the whole sweep (:func:`edge_labels`).
     """
     pts = Points(block)
-    g, s, best_idx, reasons = reduce_points(pts, cons)
+    g, s, best_idx, relaxed, reasons = reduce_points(pts, cons, objectives)
     pareto = point_rows(pts, g, s, place)
     best = point_rows(pts, np.arange(len(best_idx)), np.maximum(best_idx, 0), place,
-                 found=best_idx >= 0)
+                      found=best_idx >= 0, objectives=objectives, lifted=relaxed,
+                      edges=edges)
     return pareto, best, reasons.sum(axis=0)
 
 
@@ -265,26 +337,41 @@ def _numpy(table: pa.Table, *names) -> list[np.ndarray]:
     return [table.column(n).to_numpy() for n in names]
 
 
-def merge_pareto(parts) -> pa.Table:
+def merge_pareto(parts, objectives: Objectives = Objectives()) -> pa.Table:
     """Frontiers of whole groups from per-chunk frontiers, in (group, strategy) order."""
     table = pa.concat_tables(parts)
     if table.num_rows == 0:
         return table
-    x, y, g, s = _numpy(table, "tokens_per_s_per_device", "tokens_per_s_per_user", *HIDDEN)
-    order = np.lexsort((-y, -x, g))
-    keep = order[pareto_sorted(g[order], x[order], y[order])]
+    g, s = _numpy(table, *HIDDEN)
+    vals = np.array([objectives.sign(m) * table.column(m).to_numpy().astype(np.float64)
+                     for m in objectives.pareto])
+    order = np.lexsort((*vals[::-1] * -1, g))  # group, then each objective descending
+    if len(vals) == 2:
+        kept = pareto_sorted(g[order], vals[0][order], vals[1][order])
+    else:
+        kept = pareto_sorted_nd(g[order], np.ascontiguousarray(vals[:, order]))
+    keep = order[kept]
     return _taken(table, keep[np.lexsort((s[keep], g[keep]))])
 
 
-def merge_best(parts) -> pa.Table:
-    """Per group, the best of the per-chunk bests: found first, then the most tokens/s
-    per device (ties: first strategy in axis order)."""
+def merge_best(parts, objectives: Objectives = Objectives()) -> pa.Table:
+    """Per group, the best of the per-chunk bests: found first, then the best objective
+    (ties: first strategy in axis order); the limits that bind follow from the parts'
+    lifted-limit bests (their maximum)."""
     table = pa.concat_tables(parts)
     if table.num_rows == 0:
         return table
-    g, s, found, tokens = _numpy(table, *HIDDEN, "found", "tokens_per_s_per_device")
-    order = np.lexsort((s, -tokens, ~found, g))  # NaN (not found) sorts last
+    g, s, found, metric = _numpy(table, *HIDDEN, "found", objectives.best)
+    value = objectives.sign(objectives.best) * metric.astype(np.float64)
+    order = np.lexsort((s, -value, ~found, g))  # NaN (not found) sorts last
     g = g[order]
     first = np.ones(len(g), dtype=bool)
     first[1:] = g[1:] != g[:-1]
-    return _taken(table, order[first])
+    out = _taken(table, order[first])
+    lifted = np.stack([table.column(h).to_numpy()[order] for h in LIFTED], axis=1)
+    starts = np.flatnonzero(first)
+    lifted = np.maximum.reduceat(lifted, starts, axis=0)
+    picked = np.where(found[order][first], value[order][first], -np.inf)
+    i = out.schema.get_field_index("binding_constraints")
+    return out.set_column(i, out.schema.field(i),
+                          _name_strings(binding_limits(lifted, picked)))

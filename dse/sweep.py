@@ -17,6 +17,7 @@ frontier of the parts' frontiers, and the best of a group is the best of its par
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -36,8 +37,8 @@ from .config import ConfigError, SweepSpec, shown
 from .executors import check_scheduler, open_executor, parallel_chunks
 from .evaluate import REASONS, WHAT_IF_DIMS, evaluate
 from .grid import GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS, coords
-from .reduce import (BEST_SCHEMA, HIDDEN, PARETO_SCHEMA, merge_best, merge_pareto,
-                     reduce_block)
+from .reduce import (BEST_SCHEMA, HIDDEN, LIFTED, PARETO_SCHEMA, merge_best, merge_pareto,
+                     reduce_block, strategy_edges)
 from .disaggregate import ROLES, merge_pool, pair_pools, pool_rows
 from .table import (PRESET_AXES, batch_rows, block_batches, columns, parquet_options,
                     run_lengths, schema)
@@ -155,7 +156,8 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, job: ChunkSettings) -> ChunkResult:
             path = io.partition_dir(root, values) / f"part-{chunk.index:06d}.parquet"
             io.write_batches(path, batches=batches, **options)
             files.append(str(path.relative_to(out_dir)))
-    pareto, best, counts = reduce_block(ds, spec.constraints, place)
+    pareto, best, counts = reduce_block(ds, spec.constraints, place, spec.objectives,
+                                        strategy_edges(spec.grid))
     partials = {"pareto": pareto, "best": best}
     if spec.disaggregated is not None:
         partials |= pool_rows(ds, place)
@@ -217,14 +219,19 @@ def _merged_by_pair(tables, merge, per_pair: int):
         for p in np.unique(pairs):
             part = table.take(np.flatnonzero(pairs == p))
             if pair is not None and p != pair:
-                yield merge(pending).drop_columns(list(HIDDEN))
+                yield _visible(merge(pending))
                 pending = []
             pair = p
             pending.append(part)
     if pending:
-        yield merge(pending).drop_columns(list(HIDDEN))
+        yield _visible(merge(pending))
     elif empty is not None:  # nothing anywhere: an empty table that keeps the columns
-        yield empty.drop_columns(list(HIDDEN))
+        yield _visible(empty)
+
+
+def _visible(table: pa.Table) -> pa.Table:
+    """``table`` without the hidden columns (:data:`HIDDEN`, :data:`LIFTED`)."""
+    return table.drop_columns([c for c in (*HIDDEN, *LIFTED) if c in table.column_names])
 
 
 class _Aborted(Exception):
@@ -252,7 +259,7 @@ class _Streamed:
 
     def _write(self, path, meta):
         try:
-            self.result = io.write_tables(path, self._tables(), meta, drop=HIDDEN)
+            self.result = io.write_tables(path, map(_visible, self._tables()), meta)
         except BaseException as exc:  # re-raised in the sweep's thread by close()
             self.error = exc
 
@@ -511,6 +518,7 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
         # grid order, so the merge streams pair by pair: memory holds one pair's frontier
         per_pair = int(np.prod([full_sizes[d] for d in GROUP_DIMS[2:]]))
         for name, merge in (("pareto", merge_pareto), ("best", merge_best)):
+            merge = functools.partial(merge, objectives=spec.objectives)
             tables = (_read_partial(out_dir, name, c.index) for c in chunks)
             counts[name], counts[name + "_found"] = io.write_tables(
                 out_dir / f"{name}.parquet", _merged_by_pair(tables, merge, per_pair), meta)

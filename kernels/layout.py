@@ -152,3 +152,8 @@ ENGINE_FIELDS = 5
 
 # --- outputs ---------------------------------------------------------------------------
 BOUND_NAMES = ("compute", "memory", "network")
+
+# --- objectives of the reduction kernel (dse.objectives: metric names and senses) --------
+# codes of the per-configuration metrics kernels/objectives.py computes and optimizes
+(OBJ_TOKENS_PER_DEVICE, OBJ_TOKENS_PER_USER, OBJ_THROUGHPUT, OBJ_REQUESTS, OBJ_COST,
+ OBJ_TTFT, OBJ_TPOT, OBJ_E2E, OBJ_DEVICES) = range(9)

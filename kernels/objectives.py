@@ -14,27 +14,55 @@ the results table's.
 import numpy as np
 from numba import njit, prange
 
-from .pareto import frontier
+from .layout import (OBJ_COST, OBJ_DEVICES, OBJ_E2E, OBJ_REQUESTS, OBJ_THROUGHPUT,
+                     OBJ_TOKENS_PER_DEVICE, OBJ_TOKENS_PER_USER, OBJ_TPOT, OBJ_TTFT)
+from .pareto import frontier, frontier_nd
 
 # sources, in the order of the offset tables' first columns
 (TTFT, TPOT, WEIGHT, KV, ACT, STRUCTURAL, WHAT_IF_OK, USABLE, SLOTS, SERVING, PRECISION,
- KV_PROMPT, DECODE_WORK) = range(13)
-N_SOURCES = 13
+ KV_PROMPT, DECODE_WORK, PRICE) = range(14)
+N_SOURCES = 14
 CONTINUOUS = 1  # the serving code of continuous batching (dse.axes.SERVING)
+N_LIMITS = 3    # the [constraints] limits: max devices, max TTFT, max TPOT (dse.objectives)
 # Consecutive groups differ in the innermost what-if axes, which are the innermost
 # (contiguous) axes of ttft/tpot: a block of groups walked strategy by strategy reuses each
 # cache line for the whole block instead of reloading it per group.
 GROUP_BLOCK = 16
 
 
+@njit(inline="always")
+def objective(code, ttft_v, tpot_v, e2e, requests, throughput, devices, price):
+    """One configuration's value of the metric ``code`` (``layout.OBJ_*``), with the
+    arithmetic of ``dse.evaluate.derived_metrics`` (NaN: a cost without a price)."""
+    if code == OBJ_TOKENS_PER_DEVICE:
+        return throughput / devices
+    if code == OBJ_TOKENS_PER_USER:
+        return 1.0 / tpot_v
+    if code == OBJ_THROUGHPUT:
+        return throughput
+    if code == OBJ_REQUESTS:
+        return requests
+    if code == OBJ_COST:
+        return devices * price / 3600.0 / throughput * 1e6
+    if code == OBJ_TTFT:
+        return ttft_v
+    if code == OBJ_TPOT:
+        return tpot_v
+    if code == OBJ_E2E:
+        return e2e
+    if code == OBJ_DEVICES:
+        return float(devices)
+    return np.nan
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer_dp_batch,
                    inner_dp_batch, outer_devices, inner_devices, ttft, tpot, weight, kv, act,
                    structural, what_if_ok, usable, slots, serving, precision, kv_prompt,
-                   decode_work, code_what_if,
-                   code_oom, max_devices, max_ttft, max_tpot, n_workers, front, n_front, best,
-                   reasons):
-    """Frontier, best strategy and reason counts of every group.
+                   decode_work, price, code_what_if,
+                   code_oom, max_devices, max_ttft, max_tpot, best_code, best_sign,
+                   obj_codes, obj_signs, n_workers, front, n_front, best, relaxed, reasons):
+    """Frontier, best strategy, lifted-constraint bests and reason counts of every group.
 
     Strategy ``s = a * n_inner + b`` (``n_inner = inner_offsets.shape[0]``): its offset into
     each source is ``outer_offsets[a] + inner_offsets[b]`` ([n_outer | n_inner, >=
@@ -44,37 +72,44 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
     The reason codes are the structural ones, then ``code_what_if``, then ``precision``'s
     (its code where the activation precision has no native math, else 0), then
     ``code_oom``: ``dse.evaluate.derived_metrics``' order.
-    Objectives: x = tokens/s per device, y = tokens/s per user. ``n_workers``: parallel
-    tasks, each with its own scratch of min(GROUP_BLOCK, n_groups) x n_strategies (a few
-    times the thread count balances load).
+    Objectives (:func:`objective` codes): the best pick maximizes ``best_sign`` x metric
+    ``best_code``; the frontier spans the metrics ``obj_codes`` [k >= 2], each maximized as
+    ``obj_signs[i]`` x value. A point whose objective is NaN (a cost without a price) is
+    on no frontier and never picked. ``n_workers``: parallel tasks, each with its own
+    scratch of min(GROUP_BLOCK, n_groups) x k x n_strategies (a few times the thread count
+    balances load).
 
     Fills front[g, :n_front[g]] (the strategies on group g's frontier of feasible points,
     ascending; ``front`` [n_groups, n_strategies] may be uninitialized: only the entries
-    written are touched), best[g] (the first strategy with the highest x among those
-    meeting the constraints, -1 when none does) and reasons[g, code] (configurations per
-    reason code; must start at zero).
+    written are touched), best[g] (the first strategy with the highest signed objective
+    among those meeting the constraints, -1 when none does), relaxed[g, c] (the highest
+    signed objective among feasible points meeting every limit but limit c, in the order
+    max devices, max TTFT, max TPOT; -inf where none) and reasons[g, code]
+    (configurations per reason code; must start at zero).
     """
     n_groups = group_offsets.shape[0]
     n_outer = outer_offsets.shape[0]
     n_inner = inner_offsets.shape[0]
     n_strat = n_outer * n_inner
+    n_obj = obj_codes.shape[0]
     block = min(GROUP_BLOCK, n_groups)
     n_blocks = (n_groups + block - 1) // block
     n_workers = max(min(n_workers, n_blocks), 1)
     for w in prange(n_workers):
         # per-worker scratch, reused for each of its blocks
-        xs_b = np.empty((block, n_strat))
-        ys_b = np.empty((block, n_strat))
+        vals_b = np.empty((block, n_obj, n_strat))
         ok_b = np.empty((block, n_strat), dtype=np.bool_)
         idx = np.empty(n_strat, dtype=np.int64)
         so = np.empty(N_SOURCES, dtype=np.int64)
-        best_x = np.empty(block)
+        best_v = np.empty(block)
         best_s = np.empty(block, dtype=np.int64)
+        lift = np.empty((block, N_LIMITS))
         for blk in range(w, n_blocks, n_workers):
             g0 = blk * block
             g1 = min(g0 + block, n_groups)
-            best_x[:] = -np.inf
+            best_v[:] = -np.inf
             best_s[:] = -1
+            lift[:] = -np.inf
             # structural validity depends on the model only among the group dims: when the
             # block has one model, an invalid strategy is skipped for the whole block
             one_model = True
@@ -126,28 +161,52 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
                         if code != 0:
                             ok_b[j, s] = False
                             continue
-                        ok_b[j, s] = True
                         ttft_v = ttft[base[TTFT] + so[TTFT]]
                         tpot_v = tpot[base[TPOT] + so[TPOT]]
+                        price_v = price[base[PRICE] + so[PRICE]]
                         # as derived_metrics: one output token takes no decode step
                         e2e = ttft_v + (out - 1) * (tpot_v if out > 1 else 0.0)
-                        throughput = (dp_batch / e2e) * out  # requests/s x output tokens
-                        xs = throughput / devices
-                        xs_b[j, s] = xs
-                        ys_b[j, s] = 1.0 / tpot_v
-                        if (devices <= max_devices and ttft_v <= max_ttft
-                                and tpot_v <= max_tpot and xs > best_x[j]):
-                            best_x[j] = xs
+                        requests = dp_batch / e2e
+                        throughput = requests * out  # requests/s x output tokens
+                        usable_point = True
+                        for k in range(n_obj):
+                            v = obj_signs[k] * objective(obj_codes[k], ttft_v, tpot_v, e2e,
+                                                         requests, throughput, devices,
+                                                         price_v)
+                            vals_b[j, k, s] = v
+                            if v != v:
+                                usable_point = False
+                        ok_b[j, s] = usable_point
+                        bv = best_sign * objective(best_code, ttft_v, tpot_v, e2e, requests,
+                                                   throughput, devices, price_v)
+                        if bv != bv:
+                            continue
+                        ok_dev = devices <= max_devices
+                        ok_ttft = ttft_v <= max_ttft
+                        ok_tpot = tpot_v <= max_tpot
+                        if ok_dev and ok_ttft and ok_tpot and bv > best_v[j]:
+                            best_v[j] = bv
                             best_s[j] = s
+                        if ok_ttft and ok_tpot and bv > lift[j, 0]:
+                            lift[j, 0] = bv
+                        if ok_dev and ok_tpot and bv > lift[j, 1]:
+                            lift[j, 1] = bv
+                        if ok_dev and ok_ttft and bv > lift[j, 2]:
+                            lift[j, 2] = bv
             for g in range(g0, g1):
                 j = g - g0
                 best[g] = best_s[j]
+                for c in range(N_LIMITS):
+                    relaxed[g, c] = lift[j, c]
                 n = 0
                 for s in range(n_strat):
                     if ok_b[j, s]:
                         idx[n] = s
                         n += 1
-                kept = frontier(xs_b[j], ys_b[j], idx[:n])
+                if n_obj == 2:
+                    kept = frontier(vals_b[j, 0], vals_b[j, 1], idx[:n])
+                else:
+                    kept = frontier_nd(vals_b[j], idx[:n])
                 n_front[g] = kept.size
                 front[g, :kept.size] = kept
 

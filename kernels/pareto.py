@@ -1,4 +1,5 @@
-"""Pareto frontiers (maximize both objectives) in numba: of one group, and of merged partials."""
+"""Pareto frontiers in numba (every objective maximized; a minimized metric enters negated):
+of one group, and of merged partials; two objectives, or any number."""
 import numpy as np
 from numba import njit
 
@@ -112,4 +113,72 @@ def pareto_sorted(group, x, y):
             best_x = x[i]
         elif y[i] == best_y and x[i] == best_x:
             keep[i] = True
+    return keep
+
+
+@njit(cache=True)
+def _dominated_by_kept(vals, i, kept, n_kept):
+    """Whether a kept point is >= point i in every objective and > in one (vals [k, n])."""
+    k = vals.shape[0]
+    for t in range(n_kept):
+        q = kept[t]
+        ge = True
+        gt = False
+        for d in range(k):
+            if vals[d, q] < vals[d, i]:
+                ge = False
+                break
+            if vals[d, q] > vals[d, i]:
+                gt = True
+        if ge and gt:
+            return True
+    return False
+
+
+@njit(cache=True)
+def frontier_nd(vals, idx):
+    """The non-dominated points among ``vals[:, idx]`` (k objectives, all maximized),
+    ascending; identical points are all kept, as in :func:`frontier`.
+
+    The candidates are sorted lexicographically descending (first objective, then the
+    next, ...): a point can then be dominated only by one before it, so one pass that
+    compares each point with the frontier kept so far is exact, O(n * f * k) for a frontier
+    of f points.
+
+    Parameters
+    ----------
+    vals : float64 [k, n]
+    idx : int64 [m], the candidate points
+    """
+    m = idx.size
+    k = vals.shape[0]
+    order = idx.copy()
+    for d in range(k - 1, -1, -1):  # stable sorts, last key first: lexicographic
+        order = order[np.argsort(-vals[d, order], kind="mergesort")]
+    kept = np.empty(m, dtype=np.int64)
+    n = 0
+    for i in order:
+        if not _dominated_by_kept(vals, i, kept, n):
+            kept[n] = i
+            n += 1
+    return np.sort(kept[:n])
+
+
+@njit(cache=True)
+def pareto_sorted_nd(group, vals):
+    """:func:`pareto_sorted` for k objectives: rows sorted by group, then lexicographically
+    descending in ``vals`` [k, n] (every objective maximized)."""
+    n = group.size
+    keep = np.zeros(n, dtype=np.bool_)
+    kept = np.empty(n, dtype=np.int64)
+    n_kept = 0
+    current = -1
+    for i in range(n):
+        if group[i] != current:
+            current = group[i]
+            n_kept = 0
+        if not _dominated_by_kept(vals, i, kept, n_kept):
+            keep[i] = True
+            kept[n_kept] = i
+            n_kept += 1
     return keep

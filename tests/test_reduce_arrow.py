@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 
 import dse
 from dse import io
-from dse.reduce import BEST_SCHEMA, HIDDEN, PARETO_SCHEMA, merge_best, merge_pareto
+from dse.reduce import BEST_SCHEMA, HIDDEN, LIFTED, PARETO_SCHEMA, merge_best, merge_pareto
 
 GRID = {"grid": {"hardware": ["h100_sxm", "mi300x"], "model": ["llama3_8b"],
                  "batch": [1, 8, 64], "input_tokens": [512, 4096], "tp": [1, 2, 4],
@@ -23,7 +23,7 @@ def test_reduce_partials_and_final_files_have_the_declared_schema(tmp_path):
             assert io.read_arrow(part).schema.equals(sch), part
         final = pq.read_schema(out / f"{name}.parquet")
         assert final.remove_metadata().equals(pa.schema([f for f in sch
-                                                         if f.name not in HIDDEN]))
+                                                         if f.name not in (*HIDDEN, *LIFTED)]))
 
 
 def _table(sch: pa.Schema, rows: int, **given) -> pa.Table:
