@@ -93,31 +93,64 @@ def _other(row, spec) -> str:
     return " ".join(parts)
 
 
+def _usd(x) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"${x:,.2f}" if x >= 0.995 else f"${x:.3g}"
+
+
+# [objectives] best -> (column head, format, what the table's title says it optimizes)
+OBJECTIVE_TEXT = {
+    "tokens_per_s_per_device": ("tokens/s/device", _rate, "most tokens/s per device"),
+    "tokens_per_s_per_user": ("tokens/s/user", _rate, "most tokens/s per user"),
+    "throughput_tokens_per_s": ("tokens/s", _rate, "most tokens/s"),
+    "requests_per_s": ("requests/s", _rate, "most requests/s"),
+    "cost_per_million_tokens": ("$/M tokens", _usd, "lowest cost per million output tokens"),
+    "ttft_s": ("TTFT", _seconds, "lowest TTFT"),
+    "tpot_s": ("TPOT", _seconds, "lowest TPOT"),
+    "e2e_latency_s": ("latency", _seconds, "lowest end-to-end latency"),
+    "devices": ("devices", lambda x: f"{x:.0f}", "fewest devices"),
+}
+SHOWN_METRICS = ("tokens_per_s_per_device", "ttft_s", "tpot_s")
+
+
+def _why(row) -> str:
+    """What decided the pick: the limits that bind, the axes at the end of their range."""
+    parts = []
+    if row.get("binding_constraints"):
+        parts.append("bound by " + row["binding_constraints"].replace(",", ", "))
+    if row.get("edge_axes"):
+        parts.append("at the edge: " + row["edge_axes"].replace(",", ", "))
+    return "; ".join(parts)
+
+
 def best_table(summary, spec, n: int = SHOWN_GROUPS) -> list[str]:
     """Lines of the aligned best-per-group table (first ``n`` groups, then a count)."""
     rows, total = _first_rows(Path(summary.out_dir) / "best.parquet", n)
     other = any(_varies(spec, d) for d in OTHER_GROUP) or \
         any(_varies(spec, d) for d in spec.what_if)
+    metrics = tuple(dict.fromkeys((spec.objectives.best, *SHOWN_METRICS)))
+    heads = [OBJECTIVE_TEXT[m][0] for m in metrics]
+    why = any(_why(r) for r in rows)
     head = ["model", "in/out tokens", "hardware", *(["variant"] if other else []),
-            "strategy", "tokens/s/device", "TTFT", "TPOT"]
+            "strategy", *heads, *(["why"] if why else [])]
     body = []
     for r in rows:
         cells = [str(r["model"]), f"{r['input_tokens']}/{r['output_tokens']}",
                  str(r["hardware"]), *([_other(r, spec)] if other else [])]
         if r["found"]:
-            cells += [_strategy(r, spec), _rate(r["tokens_per_s_per_device"]),
-                      _seconds(r["ttft_s"]), _seconds(r["tpot_s"])]
+            cells += [_strategy(r, spec), *(OBJECTIVE_TEXT[m][1](r[m]) for m in metrics)]
         else:
-            cells += ["none meets the constraints", "-", "-", "-"]
-        body.append(cells)
-    right = {"tokens/s/device", "TTFT", "TPOT"}
+            cells += ["none meets the constraints", *("-" for _ in metrics)]
+        body.append(cells + ([_why(r)] if why else []))
+    right = set(heads)
     width = [max(len(c[i]) for c in (head, *body)) for i in range(len(head))]
 
     def line(cells):
         return "  " + "  ".join(c.rjust(w) if h in right else c.ljust(w)
                                 for c, w, h in zip(cells, width, head)).rstrip()
-    lines = ["best configuration per group (most tokens/s per device within the "
-             "constraints):", line(head), *map(line, body)]
+    lines = [f"best configuration per group ({OBJECTIVE_TEXT[spec.objectives.best][2]} "
+             "within the constraints):", line(head), *map(line, body)]
     if total > len(rows):
         more = total - len(rows)
         lines.append(f"  … and {more:,} more group{'s' if more != 1 else ''} "
@@ -142,7 +175,9 @@ def answer_text(summary, spec) -> str:
     shown = {k: v + ("/" if k == "results" else "") for k, v in paths.items()}
     width = max(len(v) for v in shown.values())
     lines.append("files:")
-    lines += [f"  {shown[k]:<{width}}  {ROLE_TEXT[k]}" for k in ROLE_TEXT if k in shown]
+    roles = ROLE_TEXT | {"pareto": "Pareto frontiers: " + " vs ".join(
+        OBJECTIVE_TEXT[m][0] for m in spec.objectives.pareto)}
+    lines += [f"  {shown[k]:<{width}}  {roles[k]}" for k in roles if k in shown]
     lines.append(f"next: {next_command(summary)}   # one HTML page to open in a browser; "
                  f"dse plot {shlex.quote(str(summary.out_dir))} for PNG/SVG")
     return "\n".join(lines)

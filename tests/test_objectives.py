@@ -180,6 +180,9 @@ def test_cli_sweep_with_objectives_in_a_relative_folder(tmp_path):
     assert r.returncode == 0, r.stderr
     best = pd.read_parquet(tmp_path / "results" / "best.parquet")
     assert (best.devices == 1).all()  # tp 1 meets the TPOT limit and uses fewest devices
+    # the printed answer names the objective and shows its column
+    assert "best configuration per group (fewest devices within the constraints)" in r.stdout
+    assert "Pareto frontiers: tokens/s/device vs tokens/s/user vs latency" in r.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text('[objectives]\nbest = "throughput"\n')
     r = subprocess.run([sys.executable, "-m", "dse.cli", "sweep", "bad.toml", "--out", "x"],

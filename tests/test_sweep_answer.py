@@ -56,7 +56,7 @@ def test_sweep_answer_table_files_and_next_command(here, capsys):
     assert lines[1].startswith("best configuration per group")
     head = lines[2].split()
     assert head[:5] == ["model", "in/out", "tokens", "hardware", "strategy"]
-    assert head[-3:] == ["tokens/s/device", "TTFT", "TPOT"]
+    assert head[-4:] == ["tokens/s/device", "TTFT", "TPOT", "why"]
     best = _best_rows("results/best.parquet")
     assert len(best) == 6
     rows = lines[3:3 + SHOWN_GROUPS]
@@ -65,10 +65,10 @@ def test_sweep_answer_table_files_and_next_command(here, capsys):
             row["model"], f"{row['input_tokens']}/{row['output_tokens']}", row["hardware"],
             f"tp={row['tp']} batch={row['batch']} {row['weight_dtype']}",
             f"{row['tokens_per_s_per_device']:,.0f}", _seconds(row["ttft_s"]),
-            _seconds(row["tpot_s"])]
+            _seconds(row["tpot_s"]), f"at the edge: {row['edge_axes'].replace(',', ', ')}"]
     # the columns line up
     assert len({line.index("tp=") for line in rows}) == 1
-    assert len({len(line) for line in rows}) == 1
+    assert len({line.index("at the edge") for line in rows}) == 1
     more = f"  … and 1 more group (all in {Path('results/best.parquet')})"
     assert lines[3 + SHOWN_GROUPS] == more
     rest = "\n".join(lines[4 + SHOWN_GROUPS:])
