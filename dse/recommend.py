@@ -23,6 +23,7 @@ import json
 import math
 import os
 import shlex
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ DEFAULT_OUT = "recommend"
 # the strategy grid (continuous serving, the engine's default token budget)
 BATCHES = tuple(2 ** i for i in range(10))          # 1 .. 512 concurrent requests
 TP = (1, 2, 4, 8)                                    # inside one 8-device node
-PP = (1, 2, 4)
+PP = (1, 2, 4, 8)
 ATTENTION_DP = (1, 2, 4, 8)                          # MoE models only
 EP = (1, 2, 4, 8, 16, 32, 64)                        # MoE: those dividing the experts
 # weight precisions tried (activations and KV cache the same); one a chip lacks native
@@ -48,10 +49,11 @@ COLUMNS = (
     "requests_per_s_per_replica", "tp", "pp", "ep", "attention_dp", "batch",
     "weight_dtype", "act_dtype", "kv_dtype", "devices_per_replica", "replicas", "devices",
     "price_per_device_hour_usd", "cost_per_hour_usd", "energy_per_token_j", "bound",
-    "reason", "model",
-    "input_tokens", "output_tokens", "serving", "engine")
+    "edge_axes", "reason", "model", "input_tokens", "output_tokens", "serving", "engine")
 INT_COLUMNS = ("tp", "pp", "ep", "attention_dp", "batch", "devices_per_replica", "replicas",
                "devices")
+# strategy axes whose swept range a pick may sit at the end of (edge_axes)
+EDGE_AXES = ("tp", "pp", "ep", "attention_dp", "batch")
 # group axes other than hardware: one value each (a recommendation is for one workload)
 SINGLE = ("model", "input_tokens", "output_tokens", "serving", "engine")
 
@@ -291,6 +293,19 @@ class Recommendation:
     seconds: float
 
 
+def _edges(row, spec) -> str | None:
+    """The strategy axes whose swept range ``row`` sits at the end of, as ``axis=max`` (or
+    ``axis=min`` where the smallest value swept is above 1): a wider axis may do better."""
+    out = []
+    for axis in EDGE_AXES:
+        values = spec.grid[axis]
+        if len(values) > 1 and row[axis] == max(values):
+            out.append(f"{axis}=max")
+        elif min(values) > 1 and row[axis] == min(values):
+            out.append(f"{axis}=min")
+    return ",".join(out) or None
+
+
 def rank(best, spec, requests_per_s: float | None = None, reasons: dict | None = None):
     """The ranked table (COLUMNS) from best rows (one per hardware; pandas)."""
     import numpy as np
@@ -306,6 +321,7 @@ def rank(best, spec, requests_per_s: float | None = None, reasons: dict | None =
         row["requests_per_s_per_replica"] = r.get("requests_per_s")
         row["reason"] = None
         if row["found"]:
+            row["edge_axes"] = _edges(r, spec)
             per = int(r["devices"])
             reps = _ceil_div(requests_per_s, r["requests_per_s"]) if requests_per_s else 1
             row.update(devices_per_replica=per, replicas=reps, devices=reps * per,
@@ -336,8 +352,8 @@ def rank(best, spec, requests_per_s: float | None = None, reasons: dict | None =
               "ttft_s", "tpot_s", "e2e_latency_s", "requests_per_s_per_replica",
               "price_per_device_hour_usd", "cost_per_hour_usd", "energy_per_token_j"):
         df[c] = df[c].astype(float)  # energy: null where the sweep has no such column
-    for c in ("hardware", "weight_dtype", "act_dtype", "kv_dtype", "bound", "reason",
-              "model", "serving", "engine"):
+    for c in ("hardware", "weight_dtype", "act_dtype", "kv_dtype", "bound", "edge_axes",
+              "reason", "model", "serving", "engine"):
         df[c] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
                  for v in df[c]]
     df["found"] = df["found"].astype(bool)
@@ -494,6 +510,16 @@ def text(rec: Recommendation) -> str:
     if df["found"].any() and df.loc[df["found"], "cost_per_million_tokens"].isna().any():
         lines.append("  n/a: the hardware preset has no price_per_device_hour_usd; ranked "
                      "after the priced hardware by tokens/s per device")
+    edges = {}  # axis=max -> the hardware whose pick sits there
+    for r in df.to_dict("records"):
+        if isinstance(r["edge_axes"], str):
+            for edge in r["edge_axes"].split(","):
+                edges.setdefault(edge, []).append(r["hardware"])
+    if edges:
+        lines += textwrap.wrap("at the end of a swept axis (a --spec with a wider one may do "
+                               "better): " + "; ".join(f"{e}: {', '.join(h)}"
+                                                       for e, h in edges.items()),
+                               100, initial_indent="  ", subsequent_indent="    ")
     if notes:
         lines += ["no configuration meets the constraints on:", *notes]
     out = rec.out_dir

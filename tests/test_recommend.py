@@ -24,7 +24,7 @@ import dse
 from conftest import cli_error
 from dse.cli import main
 from dse.config import load_hardware, parse_toml
-from dse.recommend import COLUMNS, FILE, build_spec, rank
+from dse.recommend import COLUMNS, EDGE_AXES, FILE, build_spec, rank
 
 WORKLOAD = dict(model="llama3_8b", input_tokens=512, output_tokens=64, max_ttft_s=0.5,
                 max_tpot_s=0.02)
@@ -117,6 +117,11 @@ def test_recommend_ranking_matches_brute_force(run):
             row.price_per_device_hour_usd / 3600 / row.tokens_per_s_per_device * 1e6,
             rel=1e-12)
         assert row.ttft_s <= 0.5 and row.tpot_s <= 0.02
+        # a pick at the largest value swept of a strategy axis says so
+        edges = [f"{a}=max" for a in EDGE_AXES
+                 if len(spec.grid[a]) > 1 and getattr(row, a) == max(spec.grid[a])]
+        assert (row.edge_axes if isinstance(row.edge_axes, str) else None) == \
+            (",".join(edges) or None)
 
 
 def test_recommend_replicas_by_hand(run):
