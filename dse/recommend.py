@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shlex
 import textwrap
 from dataclasses import dataclass
@@ -96,13 +97,25 @@ def _strategy_axes(model, precisions) -> dict:
     return axes
 
 
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
 def _spec_text(data: dict, header: str) -> str:
     """The spec ``data`` as TOML text (for the files' metadata: a file explains itself).
-    JSON scalars and arrays of the values a spec holds are valid TOML."""
+    JSON strings, numbers, booleans and arrays of them are valid TOML; a table in a table
+    (``[cost.h100_sxm]``) becomes a sub-table."""
     lines = [f"# {line}" for line in header.splitlines()]
-    for section, table in data.items():
-        lines += ["", f"[{section}]"]
-        lines += [f"{key} = {json.dumps(value)}" for key, value in table.items()]
+
+    def table(path: str, values: dict) -> None:
+        lines.extend(["", f"[{path}]"])
+        lines.extend(f"{_toml_key(k)} = {json.dumps(v)}" for k, v in values.items()
+                     if not isinstance(v, dict))
+        for k, v in values.items():
+            if isinstance(v, dict):
+                table(f"{path}.{_toml_key(k)}", v)
+    for section, values in data.items():
+        table(_toml_key(section), values)
     return "\n".join(lines) + "\n"
 
 

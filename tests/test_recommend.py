@@ -224,6 +224,14 @@ def test_recommend_spec_text_round_trips():
     assert "cpu" not in {load_hardware(h).family for h in build_spec(**WORKLOAD).grid["hardware"]}
 
 
+def test_recommend_spec_text_nested_tables():
+    from dse.recommend import _spec_text
+    data = {"grid": {"hardware": ["h100_sxm"], "batch": [1, 2]},
+            "cost": {"h100_sxm": {"price_per_device_hour_usd": 2.5}},
+            "constraints": {"max_tpot_s": 0.05}}
+    assert parse_toml(_spec_text(data, "a\nb"), "t") == data
+
+
 def test_recommend_spec_base(tmp_path):
     path = tmp_path / "base.toml"
     path.write_text('[grid]\nhardware = ["h100_sxm"]\ntp = [1, 2]\nbatch = [8]\n'
