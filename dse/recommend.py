@@ -130,8 +130,9 @@ def build_spec(model: str | None = None, input_tokens: int | None = None,
     Without ``spec``: hardware (default :func:`default_hardware`) × the model's strategy
     grid (:func:`_strategy_axes`) × the workload, continuous serving with ``engine``
     (default vllm), ``[constraints]`` from the SLOs. With ``spec`` (a TOML file): its
-    sections as the base; the arguments given replace its keys, and every group axis but
-    hardware (model, workload, serving, engine, what-ifs) must then have one value.
+    sections as the base, the strategy grid for the axes its ``[grid]`` leaves unset; the
+    arguments given replace its keys, and every group axis but hardware (model, workload,
+    serving, engine, what-ifs) must then have one value.
     ``flags``: name the options as command-line flags in messages.
     """
     import copy
@@ -198,11 +199,14 @@ def build_spec(model: str | None = None, input_tokens: int | None = None,
         if len(set(precisions)) != len(precisions):
             raise ConfigError(f"{name('precisions')} {','.join(precisions)}: a precision "
                               "is named twice")
-    if spec is None:
-        m = load_model(grid["model"][0], source=source, key=name("model"))
-        grid.update(_strategy_axes(m, precisions or DEFAULT_PRECISIONS))
-    elif precisions is not None:
-        grid["weight_dtype"] = precisions
+    # the strategy grid for the model, for every strategy axis a --spec base leaves unset
+    first = grid["model"][0] if isinstance(grid["model"], list) and grid["model"] \
+        else grid["model"]
+    m = load_model(first, base_dir, source if spec is None else str(spec),
+                   name("model") if spec is None or model is not None else "[grid] model")
+    for key, values in _strategy_axes(m, precisions or DEFAULT_PRECISIONS).items():
+        if key not in grid or (key == "weight_dtype" and precisions is not None):
+            grid[key] = values
     parsed = parse_sweep(base, str(spec) if spec is not None else "dse recommend", base_dir,
                          text=_spec_text(base, header))
     for key in SINGLE:

@@ -243,6 +243,11 @@ def test_recommend_spec_base(tmp_path):
     spec = build_spec("llama3_8b", 512, 64, max_tpot_s=0.05, spec=path)
     assert spec.grid["tp"] == (1, 2) and spec.grid["batch"] == (8,)
     assert spec.constraints.max_tpot_s == 0.05
+    # the axes the spec leaves unset get the recommend grid
+    assert spec.grid["pp"] == (1, 2, 4, 8) and spec.grid["weight_dtype"] == ("bf16", "fp8",
+                                                                          "int8", "fp4")
+    assert build_spec("llama3_8b", 512, 64, precisions=["bf16"], spec=path).grid[
+        "weight_dtype"] == ("bf16",)
 
 
 @pytest.mark.parametrize("argv, expected", [
