@@ -189,9 +189,11 @@ def test_recommend_rank_rules():
                                                       "mi325x", "h200"])
 
     def row(hw, found, cost=None, tps=None, rps=None, devices=None):
-        base = {c: None for c in ("ttft_s", "tpot_s", "e2e_latency_s", "tokens_per_s_per_user",
-                                  "tp", "pp", "ep", "attention_dp", "batch", "weight_dtype",
-                                  "act_dtype", "kv_dtype", "bound")}
+        base = dict(ttft_s=0.1, tpot_s=0.01, e2e_latency_s=0.25, tokens_per_s_per_user=100.0,
+                    tp=1, pp=1, ep=1, attention_dp=1, batch=8, weight_dtype="bf16",
+                    act_dtype="bf16", kv_dtype="bf16", bound="memory")
+        if not found:
+            base = {k: None for k in base}
         return base | dict(hardware=hw, found=found, cost_per_million_tokens=cost,
                            tokens_per_s_per_device=tps, requests_per_s=rps, devices=devices,
                            model="llama3_8b", input_tokens=128, output_tokens=16,
@@ -210,6 +212,17 @@ def test_recommend_rank_rules():
     assert table["cost_per_hour_usd"].iloc[1] == pytest.approx(6 * 6.88)
     one = rank(best, spec)
     assert one.loc[one["found"], "replicas"].tolist() == [1, 1, 1, 1]
+    # the printed table: unpriced cost n/a with its footnote, the row without a pick below
+    from types import SimpleNamespace
+    from dse.recommend import Recommendation, text
+    lines = text(Recommendation(table, SimpleNamespace(n_configs=10), spec, Path("rec"),
+                                12.0, 0.5)).splitlines()
+    assert lines[0].endswith("for 12 requests/s: 4 of 5 hardware qualify (10 configurations "
+                             "in 0.5 s)")
+    assert [ln.split()[1] for ln in lines[2:6]] == ["a100_80gb", "h100_sxm", "mi325x",
+                                                    "gaudi3"]
+    assert lines[4].split()[2] == "n/a" and lines[6].startswith("  n/a: the hardware preset")
+    assert lines[7:9] == ["no configuration meets the constraints on:", "  h200: why"]
 
 
 def test_recommend_spec_text_round_trips():
