@@ -30,6 +30,10 @@ from .grid import (BYTES_PER_CHUNK, GRID_DIMS, GROUP_DIMS, MERGE_ROW_BYTES,
 # Bytes of reduction state per group (best row + a share of frontier rows), for the check
 # that the merged tables fit the budget.
 BYTES_PER_GROUP = 2048
+# Bytes per configuration the breakdown columns add (--breakdown): the kernel's ten
+# float64 and one uint8 outputs, their copy in the dataset (kernel order -> registry
+# order) and their Arrow columns and Parquet encoding in a record batch (~81 B each).
+BREAKDOWN_BYTES = 256
 # Chunks are no smaller than this unless the budget forces it (each pays fixed costs).
 MIN_CHUNK_ROWS = 1 << 20
 
@@ -108,13 +112,15 @@ def _threads() -> int:
 
 
 def fit_rows(spec: SweepSpec, results: bool, budget: int, parallel: int, max_rows: int,
-             held: int | None = None, threads: int | None = None) -> int:
+             held: int | None = None, threads: int | None = None,
+             breakdown: bool = False) -> int:
     """Configurations per chunk, at most ``max_rows``, such that ``parallel`` chunks in
     flight (:func:`dse.grid.chunk_bytes` each, for the largest chunk of the plan), what
     the process holds (``held`` [bytes], default :func:`dse.grid.held_bytes`, plus
     :func:`dse.grid.process_bytes`) and the bookkeeping of all the chunks
     (``BYTES_PER_CHUNK`` each) fit ``budget`` [bytes]. ``threads``: numba threads a chunk
-    may use (default: all).
+    may use (default: all). ``breakdown``: the chunks carry the breakdown columns
+    (:data:`BREAKDOWN_BYTES` more per configuration).
 
     Raises a one-line ConfigError, before any work, when no chunk size fits (the budget is
     below what the process holds, or the grid needs so many chunks of the largest size
@@ -133,7 +139,9 @@ def fit_rows(spec: SweepSpec, results: bool, budget: int, parallel: int, max_row
 
     def in_flight(rows):  # the chunks running and the final tables' writer
         sizes = dict(zip(dims, largest_chunk(shape, rows)))
-        return (min(parallel, n_chunks(shape, rows)) * chunk_bytes(sizes, results, threads)
+        extra = BREAKDOWN_BYTES * float(np.prod(list(sizes.values()))) if breakdown else 0.0
+        return (min(parallel, n_chunks(shape, rows)) * (chunk_bytes(sizes, results, threads)
+                                                        + extra)
                 + PARTIAL_ROW_BYTES * partial_rows(sizes))
 
     def needs(rows):
@@ -229,12 +237,14 @@ def check_reduction_size(spec: SweepSpec, budget: int) -> None:
 
 
 def plan_rows(spec: SweepSpec, budget: int, results: bool, parallel: int,
-                chunk_rows: int | None) -> int:
+                chunk_rows: int | None, breakdown: bool = False) -> int:
     """Configurations per chunk: what fits the budget beside what this process already
-    holds (the interpreter, numba, libraries), at most ``chunk_rows`` when given."""
+    holds (the interpreter, numba, libraries), at most ``chunk_rows`` when given
+    (``breakdown``: with the breakdown columns)."""
     n_total = spec.n_configs()
     rows = int(max(-(-n_total // (4 * parallel)), MIN_CHUNK_ROWS))
-    return fit_rows(spec, results, budget, parallel, min(rows, chunk_rows or rows))
+    return fit_rows(spec, results, budget, parallel, min(rows, chunk_rows or rows),
+                    breakdown=breakdown)
 
 
 # The SweepSpec field holding each preset axis' loaded presets (in axis order).

@@ -84,7 +84,7 @@ def cmd_sweep(args) -> int:
                       memory_limit_bytes=args.memory_limit, resume=args.resume,
                       partition_by=tuple(p for p in args.partition_by.split(",") if p),
                       scheduler=args.scheduler, workers=args.workers,
-                      chunk_rows=args.chunk_rows)
+                      chunk_rows=args.chunk_rows, breakdown=args.breakdown)
     except KeyboardInterrupt:
         spec_arg = f"{args.spec} " if args.spec else ""
         return _fail(interrupted_text(Path(args.out),
@@ -178,7 +178,7 @@ def cmd_explain(args) -> int:
     import pandas as pd
     from .explain import explain
     from .io import write_csv, write_table
-    table, summary = explain(**_explain_params(args))
+    table, summary = explain(**_explain_params(args), breakdown=args.breakdown)
     if args.csv:
         write_csv(Path(args.csv), table)
     if args.parquet:
@@ -496,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start a local dask cluster of N worker processes")
     s.add_argument("--chunk-rows", type=_int_option(1, 1 << 62), metavar="N",
                    help="at most N configurations per chunk (default: sized to --memory-limit)")
+    s.add_argument("--breakdown", action="store_true",
+                   help="add to results/ the time per operator class (attention, gemm, moe, "
+                   "collective, other) of prefill and of decode, and prefill_bound")
     s.set_defaults(func=cmd_sweep)
 
     from .plot import DEFAULT_MAX_PANELS, FORMATS, MAX_PANELS
@@ -577,6 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--parquet", help="also write the table as Parquet")
     e.add_argument("--json", action="store_true", help="print the operators and the summary "
                    "as one JSON object instead of the text table")
+    e.add_argument("--breakdown", action="store_true", help="add the sweep's --breakdown "
+                   "columns (time per operator class, prefill_bound) to the summary")
     e.set_defaults(func=cmd_explain)
 
     mo = sub.add_parser("model", help="model presets")

@@ -121,6 +121,17 @@ def run_kernel(inputs: dict, shape_ttft, shape_tpot):
     return ttft.reshape(shape_ttft), tpot.reshape(shape_tpot), bound.reshape(shape_tpot)
 
 
+def run_breakdown(inputs: dict, shape) -> tuple[np.ndarray, np.ndarray]:
+    """The breakdown kernel (``kernels/breakdown.py``) over the grid kernel's ``inputs``:
+    (seconds per operator class [N_ROWS, *shape], prefill bound codes [*shape])."""
+    from .kernels.breakdown import N_ROWS, evaluate_breakdown
+    n = int(np.prod(shape))
+    split = np.empty((N_ROWS, n))
+    prefill_bound = np.empty(n, dtype=np.uint8)
+    evaluate_breakdown(**inputs, split=split, prefill_bound=prefill_bound)
+    return split.reshape((N_ROWS, *shape)), prefill_bound.reshape(shape)
+
+
 def _shaped(values, dim, dims, dtype=None):
     """``values`` of one dim reshaped to broadcast against arrays over ``dims``."""
     shape = [1] * len(dims)
@@ -360,7 +371,7 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     }
 
 
-def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
+def evaluate(spec: SweepSpec, backend: str = "numba", breakdown: bool = False) -> xr.Dataset:
     """Evaluate every configuration of ``spec``.
 
     Parameters
@@ -377,7 +388,10 @@ def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
         ``usable_memory_bytes`` (hardware, memory_capacity_scale); ``structural_reason``
         (model, tp, pp, ep) and ``what_if_valid`` (what-if dims); ``precision_reason``
         (uint8 code, over hardware and the precisions it depends on). Use :func:`derive`
-        for the per-configuration columns.
+        for the per-configuration columns. With ``breakdown``: the seconds per operator
+        class (``kernels.breakdown.COLUMNS``: ``prefill_attention_s`` ...
+        ``decode_other_s``) and ``prefill_bound`` (uint8 code) over TPOT_DIMS
+        (:func:`add_breakdown`).
     """
     c = coords(spec)
     memory = memory_and_validity(spec, c)
@@ -402,7 +416,25 @@ def evaluate(spec: SweepSpec, backend: str = "numba") -> xr.Dataset:
     ds["structural_reason"].attrs["names"] = list(REASONS)
     ds["precision_reason"].attrs["names"] = list(REASONS)
     ds.attrs["n_configs"] = spec.n_configs()
+    if breakdown:
+        add_breakdown(ds, inputs, c, backend)
     return ds
+
+
+def add_breakdown(ds: xr.Dataset, inputs: dict, c: dict, backend: str = "numba") -> None:
+    """The breakdown columns (``dse sweep --breakdown``) into ``ds``: a second kernel, run
+    only when they are asked for (the default sweep's kernel is untouched)."""
+    from .kernels.breakdown import COLUMNS
+    shape = kernel_shape(c, TPOT_DIMS)
+    if backend == "numba":
+        split, prefill_bound = run_breakdown(inputs, shape)
+    else:
+        from .kernels.reference import evaluate_reference
+        split, prefill_bound = evaluate_reference(**inputs, breakdown=True)[3:]
+    for name, values in zip(COLUMNS, split):
+        ds[name] = (TPOT_DIMS, from_kernel(values, c))
+    ds["prefill_bound"] = (TPOT_DIMS, from_kernel(prefill_bound, c))
+    ds["prefill_bound"].attrs["names"] = list(L.BOUND_NAMES)
 
 
 # What derived_metrics reads: axes and the evaluated variables.

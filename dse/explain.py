@@ -17,8 +17,9 @@ from .config import parse_sweep
 from .evaluate import derive, evaluate, kernel_inputs, memory_and_validity
 from .grid import coords
 from .kernels import layout as L
+from .kernels.breakdown import CLASSES, KIND_CLASS
 from .kernels.grid import EXPLAIN_FIELDS, explain_point, explain_serving
-from .metrics import METRICS
+from .metrics import BREAKDOWN_METRICS, METRICS
 from .table import CATEGORY_NAMES
 
 _LINKS = ("scaleup", "scaleout", "scaleup+scaleout")  # a hierarchical collective uses both
@@ -26,11 +27,14 @@ ROW_FIELDS = ("flops", "bytes", "net_bytes", "compute_s", "memory_s", "network_s
               "latency_s", "link", "time_s", "count", "stage_count")
 
 
-def explain(**axes):
+def explain(*, breakdown: bool = False, **axes):
     """One configuration's operators with FLOPs, bytes, times and bound, plus totals.
 
     Parameters
     ----------
+    breakdown : bool
+        Add the sweep's breakdown columns (``metrics.BREAKDOWN_METRICS``: seconds per
+        operator class, the prefill bound) to the summary, from the breakdown kernel.
     **axes
         One value per axis of the registry (``dse.axes``: hardware, model, batch, tp, ...,
         the what-if scales); an axis not given takes its default.
@@ -39,6 +43,7 @@ def explain(**axes):
     -------
     table : pandas.DataFrame
         Static serving (``serving="static"``): one row per (phase, operator) that runs:
+        its ``kind`` and ``op_class`` (the breakdown's class, ``kernels.breakdown``),
         ``count`` (runs per forward pass along the pipeline path), per-run ``flops``,
         ``bytes``, ``net_bytes`` (a collective's message per device), ``link`` (scaleup,
         scaleout, or both for a hierarchical collective), ``compute_s``, ``memory_s``,
@@ -55,7 +60,11 @@ def explain(**axes):
         ...), and ``micro_batches``; continuous serving adds the steady state
         (:data:`SERVING_FIELDS`: completions per second and per iteration, decoding
         requests, the share of iterations carrying prefill, prompts per such iteration,
-        chunks per prompt, a request's prefill iterations, both iterations' seconds).
+        chunks per prompt, a request's prefill iterations, both iterations' seconds);
+        with ``breakdown``, then the breakdown columns. A phase's (static) or iteration
+        kind's (continuous) ``total_s`` of the rows of one ``op_class`` is that class's
+        share before pipelining: with one micro-batch, static ``prefill_<class>_s`` and
+        ``decode_<class>_s`` are those sums.
     """
     unknown = sorted(set(axes) - {a.name for a in AXES})
     if unknown:
@@ -70,7 +79,7 @@ def explain(**axes):
         table, extra = _continuous_rows(spec, inp, float(memory["slots"][1].ravel()[0]))
     else:
         table, extra = _static_rows(spec, inp)
-    ds = evaluate(spec)
+    ds = evaluate(spec, breakdown=breakdown)
     der = derive(ds)
     der["infeasible_reason"] = der["reason"]
     summary = {}
@@ -82,7 +91,16 @@ def explain(**axes):
         summary[m.name] = {"int64": int, "float64": float, "bool": bool}.get(
             m.dtype, str)(value)
     summary.update(extra)
+    for m in BREAKDOWN_METRICS if breakdown else ():
+        value = np.asarray(ds[m.name]).ravel()[0]
+        summary[m.name] = (CATEGORY_NAMES[m.name][int(value)] if m.dtype == "category"
+                           else float(value))
     return pd.DataFrame(table), summary
+
+
+def op_class(op) -> str:
+    """The breakdown class (``kernels.breakdown.CLASSES``) of an operator."""
+    return CLASSES[KIND_CLASS[int(op.row[L.OP_KIND])]]
 
 
 def _static_rows(spec, inp) -> tuple[list, dict]:
@@ -104,7 +122,8 @@ def _static_rows(spec, inp) -> tuple[list, dict]:
                 continue
             times = [row["compute_s"], row["memory_s"], row["network_s"]]
             table.append({
-                "phase": phase_name, "op": op.name, "kind": op.kind, "count": row["count"],
+                "phase": phase_name, "op": op.name, "kind": op.kind, "op_class": op_class(op),
+                "count": row["count"],
                 **{k: row[k] for k in ("flops", "bytes", "net_bytes")},
                 "link": _LINKS[int(row["link"])] if row["net_bytes"] else "",
                 **{k: row[k] for k in ("compute_s", "memory_s", "network_s", "latency_s",
@@ -114,7 +133,8 @@ def _static_rows(spec, inp) -> tuple[list, dict]:
         path, stage = (path_pre, stage_pre) if phase == L.PREFILL else (path_dec, stage_dec)
         wait = (micro - 1.0) * stage if phase == L.PREFILL else max(micro * stage - path, 0.0)
         table.append({"phase": phase_name, "op": "pipeline_fill" if phase == L.PREFILL
-                      else "pipeline_wait", "kind": "pipeline", "count": 1.0, "flops": 0.0,
+                      else "pipeline_wait", "kind": "pipeline", "op_class": "",
+                      "count": 1.0, "flops": 0.0,
                       "bytes": 0.0, "net_bytes": 0.0, "link": "", "compute_s": 0.0,
                       "memory_s": 0.0, "network_s": 0.0, "latency_s": 0.0, "time_s": wait,
                       "bound": "", "total_s": wait})
@@ -156,12 +176,15 @@ def _continuous_rows(spec, inp, slot: float) -> tuple[list, dict]:
         for op, (sec, count) in zip(named, rows[kind]):
             if sec > 0.0 and count > 0.0:
                 table.append({"phase": labels[kind], "op": op.name, "kind": op.kind,
-                              "count": count, **_NOT_SPLIT, "time_s": sec,
+                              "op_class": op_class(op), "count": count, **_NOT_SPLIT,
+                              "time_s": sec,
                               "total_s": count * sec})
         overhead = float(engine[L.EN_ITERATION_OVERHEAD_S])
         ops_s = sum(r["total_s"] for r in table if r["phase"] == labels[kind])
         for name, value in (("pipeline_wait", times[kind] - overhead - ops_s),
                             ("iteration_overhead", overhead)):
-            table.append({"phase": labels[kind], "op": name, "kind": "engine", "count": 1.0,
+            table.append({"phase": labels[kind], "op": name, "kind": "engine",
+                          "op_class": "other" if name == "iteration_overhead" else "",
+                          "count": 1.0,
                           **_NOT_SPLIT, "time_s": value, "total_s": value})
     return table, extra

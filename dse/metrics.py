@@ -72,6 +72,30 @@ METRICS = (
     Metric("bound", "", "category", "kernel",
            "the resource (compute, memory, network) behind most decode time"),
 )
+
+# Optional columns of the results table, written only when asked for (``dse sweep
+# --breakdown``, ``run_sweep(..., breakdown=True)``; ``evaluate(..., breakdown=True)``
+# adds them to the dataset): seconds per operator class (``kernels/breakdown.py``, which
+# says what each class holds and what the classes add up to) and the prefill bound.
+# Source "breakdown": that kernel. Not in the Pareto and best rows.
+def _breakdown_metrics() -> tuple:
+    from .kernels.breakdown import CLASSES, CLASS_DOCS
+    pre = ("prefill time in {}; the five prefill_*_s add up to the prefill part of ttft_s "
+           "(static: ttft_s; continuous: the request's prefill iterations, ttft_s less the "
+           "request overhead, arrival offset and admission wait)")
+    dec = ("decode time per output token in {}; the five decode_*_s add up to tpot_s "
+           "(static: the mean decode step; continuous: the mean iteration a decoding "
+           "request sees, others' prefill chunks included)")
+    return (*(Metric(f"prefill_{c}_s", "s", "float64", "breakdown", pre.format(CLASS_DOCS[c]),
+                     in_rows=False) for c in CLASSES),
+            *(Metric(f"decode_{c}_s", "s", "float64", "breakdown", dec.format(CLASS_DOCS[c]),
+                     in_rows=False) for c in CLASSES),
+            Metric("prefill_bound", "", "category", "breakdown",
+                   "the resource (compute, memory, network) behind most prefill time "
+                   "(continuous: in the prefill-carrying iteration)", in_rows=False))
+
+
+BREAKDOWN_METRICS = _breakdown_metrics()
 METRIC = {m.name: m for m in METRICS}
 # the numeric columns, in table order
 NUMERIC = tuple(m.name for m in METRICS if m.dtype in ("int64", "float64"))
@@ -90,6 +114,15 @@ def columns_markdown() -> str:
     for m in METRICS:
         null = " (nullable)" if m.nullable else ""
         lines.append(f"| `{m.name}` | {m.dtype}{null} | {m.unit} | {m.doc} |")
+    return "\n".join(lines)
+
+
+def breakdown_markdown() -> str:
+    """The README's table of the ``--breakdown`` columns; a test keeps the README equal to
+    it."""
+    lines = ["| column | type | unit | meaning |", "|---|---|---|---|"]
+    for m in BREAKDOWN_METRICS:
+        lines.append(f"| `{m.name}` | {m.dtype} | {m.unit} | {m.doc} |")
     return "\n".join(lines)
 
 

@@ -139,18 +139,19 @@ class ChunkSettings:
     names: dict             # preset axes' names of the whole sweep (dictionary order)
     full_sizes: dict        # axis sizes of the whole sweep (to place a chunk's rows in it)
     meta: dict              # the sweep's Parquet metadata (:func:`dse.io.metadata`)
+    breakdown: bool = False  # results/ carries the breakdown columns (--breakdown)
 
 
 def run_chunk(spec: SweepSpec, chunk: Chunk, job: ChunkSettings) -> ChunkResult:
     """Evaluate, reduce and (optionally) write one chunk. Runs anywhere dse is installed."""
     sub = subspec(spec, chunk)
-    ds = evaluate(sub)
+    ds = evaluate(sub, breakdown=job.breakdown)
     place = (chunk.offsets(), job.full_sizes)
     files = []
     out_dir = job.out_dir
     if job.results:
-        sch = io.with_metadata(schema({d: len(v) for d, v in job.names.items()}),
-                               job.meta)
+        sch = io.with_metadata(schema({d: len(v) for d, v in job.names.items()},
+                                      job.breakdown), job.meta)
         root = Path(out_dir) / "results"
         for values, batches, options in partitions(ds, job.partition_by, sch, job.names):
             path = io.partition_dir(root, values) / f"part-{chunk.index:06d}.parquet"
@@ -296,7 +297,8 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
               memory_limit_bytes: int | None = None, results: bool = True,
               resume: bool = False, partition_by=DEFAULT_PARTITION_BY,
               scheduler: str | None = None, workers: int | None = None,
-              threads: int | None = None, chunk_rows: int | None = None) -> SweepSummary:
+              threads: int | None = None, chunk_rows: int | None = None,
+              breakdown: bool = False) -> SweepSummary:
     """Run a sweep into ``out_dir``: ``results/`` (hive-partitioned Parquet, unless
     ``results=False``), ``pareto.parquet``, ``best.parquet`` and ``manifest.json``.
 
@@ -328,6 +330,10 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
         overlap the other's; the cores are shared between them).
     chunk_rows : int, optional
         Configurations per chunk, overriding the size derived from the memory budget.
+    breakdown : bool
+        Add the breakdown columns (``metrics.BREAKDOWN_METRICS``: seconds per operator
+        class for prefill and decode, the prefill bound) to ``results/``; a second kernel
+        computes them, so a sweep without them pays nothing. Needs ``results``.
     """
     out_dir = Path(out_dir)
     partition_by = tuple(partition_by)
@@ -335,6 +341,9 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     if memory_limit_bytes is not None and not memory_limit_bytes >= 1:
         raise ConfigError(f"memory_limit_bytes = {memory_limit_bytes!r}: expected a "
                           "positive number of bytes")
+    if breakdown and not results:
+        raise ConfigError("--breakdown adds columns to results/; it needs the results "
+                          "table (drop --no-results)")
     budget = int(memory_limit_bytes or default_budget_bytes())
     check_reduction_size(spec, budget)
     for name, value in (("--workers", workers), ("threads", threads),
@@ -346,9 +355,11 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
         check_scheduler(scheduler)
     parallel = parallel_chunks(scheduler, workers, threads)
     key = spec_hash(spec, {"results": results, "partition_by": list(partition_by),
-                           "version": __version__, "spec_text": spec.text})
+                           "version": __version__, "spec_text": spec.text,
+                           # only when set: earlier sweeps' hashes stay valid for --resume
+                           **({"breakdown": True} if breakdown else {})})
     if not resume:
-        chunk_rows = plan_rows(spec, budget, results, parallel, chunk_rows)
+        chunk_rows = plan_rows(spec, budget, results, parallel, chunk_rows, breakdown)
     outdir.check_out_dir(out_dir, overwrite, resume)
     # the cluster before the folder: a scheduler that cannot be reached leaves no trace
     t_start = time.perf_counter()
@@ -356,7 +367,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     t_cluster = time.perf_counter() - t_start
     try:
         summary = _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results,
-                             partition_by, executor, progress)
+                             partition_by, executor, progress, breakdown)
     finally:
         t_close = time.perf_counter()
         executor.close()
@@ -367,7 +378,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
 
 
 def _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results, partition_by,
-               executor, progress) -> SweepSummary:
+               executor, progress, breakdown=False) -> SweepSummary:
     """Lock ``out_dir``, prepare it (resume, or clear with ``overwrite``) and run."""
     created = not os.path.lexists(out_dir)
     try:
@@ -407,7 +418,7 @@ def _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results, parti
         raise
     try:
         return _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
-                    progress)
+                    progress, breakdown)
     finally:
         lock.release()
 
@@ -441,7 +452,7 @@ def interrupted_text(out_dir: Path, resume_command: str) -> str:
 
 
 def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
-         progress) -> SweepSummary:
+         progress, breakdown=False) -> SweepSummary:
     """Run the chunks ``manifest`` does not list as done on ``executor``
     (:mod:`dse.executors`), then the final tables."""
     n_total = spec.n_configs()
@@ -492,7 +503,8 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
                 stream.put(_read_partial(out_dir, name, order[streamed]))
             streamed += 1
 
-    job = ChunkSettings(str(out_dir), results, partition_by, names, full_sizes, meta)
+    job = ChunkSettings(str(out_dir), results, partition_by, names, full_sizes, meta,
+                        breakdown)
     try:
         stream_ready()  # a resumed sweep's finished chunks
         for r in executor.map_unordered(run_chunk, [(spec, c, job) for c in todo]):

@@ -14,7 +14,7 @@ from .evaluate import METRIC_INPUTS, REASONS, derived_metrics
 from .grid import GRID_DIMS, dtype_codes, resolve_dtypes
 from .kernels.gather import Slabs
 from .kernels.layout import BOUND_NAMES, DTYPES
-from .metrics import METRIC, METRICS, NUMERIC
+from .metrics import BREAKDOWN_METRICS, METRIC, METRICS, NUMERIC
 
 # results.parquet columns in order: spec axes (dse.axes), then metrics (dse.metrics)
 AXIS_COLUMNS = names()
@@ -22,7 +22,7 @@ METRIC_COLUMNS = NUMERIC
 INT_AXES = names(kind="int")
 # the names behind each categorical column's dictionary indices
 CATEGORY_NAMES = {"infeasible_reason": REASONS, "bound": BOUND_NAMES, "serving": SERVING,
-                  **{d: DTYPES for d in names(kind="dtype")}}
+                  "prefill_bound": BOUND_NAMES, **{d: DTYPES for d in names(kind="dtype")}}
 PRESET_AXES = names(kind="preset")  # their names come with the sweep (global_coords)
 
 
@@ -34,10 +34,10 @@ _ARROW = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(),
           "int": pa.int64(), "scale": pa.float64()}
 
 
-def schema(n_presets: dict | None = None) -> pa.Schema:
-    """The results table's schema: the registry's axes, then the metrics table's columns.
-    Categorical columns are dictionary-encoded (a preset axis with ``n_presets[axis]``
-    names, default 1)."""
+def schema(n_presets: dict | None = None, breakdown: bool = False) -> pa.Schema:
+    """The results table's schema: the registry's axes, then the metrics table's columns
+    (with ``breakdown``, then ``metrics.BREAKDOWN_METRICS``'). Categorical columns are
+    dictionary-encoded (a preset axis with ``n_presets[axis]`` names, default 1)."""
     n_presets = n_presets or {}
     fields = []
     for a in AXES:
@@ -45,7 +45,7 @@ def schema(n_presets: dict | None = None) -> pa.Schema:
                _dict_type(len(CATEGORY_NAMES[a.name])) if a.kind in ("dtype", "choice") else
                _ARROW[a.kind])
         fields.append(pa.field(a.name, typ))
-    for m in METRICS:
+    for m in (*METRICS, *(BREAKDOWN_METRICS if breakdown else ())):
         typ = _dict_type(len(CATEGORY_NAMES[m.name])) if m.dtype == "category" \
             else _ARROW[m.dtype]
         # only nullable metrics hold nulls; non-nullable columns skip Parquet's definition
@@ -161,6 +161,10 @@ def columns(block: xr.Dataset, sch: pa.Schema, global_coords: dict) -> dict[str,
     small["infeasible_reason"] = der["reason"].astype(np.int8)
     small["feasible"] = der["feasible"]
     small["bound"] = _grid_array(block, "bound").astype(np.int8)
+    for m in BREAKDOWN_METRICS:  # --breakdown: the block carries them
+        if m.name in sch.names:
+            small[m.name] = _grid_array(block, m.name).astype(
+                np.int8 if m.dtype == "category" else np.float64, copy=False)
     return small
 
 

@@ -219,6 +219,35 @@ def _op_time(tt, i, rcs, rms, rsu, rso):
     return max(tt[i, _TC0] * rcs, tt[i, _TM0] * rms, tn) + tt[i, _TLAT]
 
 
+@njit(cache=True, inline="always")
+def op_time_won(tt, i, rcs, rms, rsu, rso):
+    """:func:`_op_time` with its roofline winner: (seconds, 0 compute, 1 memory or 2
+    network; ties go to the earlier resource). The grid kernel's decode steps and the
+    breakdown kernel (``kernels/breakdown.py``) both time an op by it."""
+    tc = tt[i, _TC0] * rcs
+    tm = tt[i, _TM0] * rms
+    tn = tt[i, _TNB] * rsu + tt[i, _TNO] * rso + tt[i, _TNL]
+    lat = tt[i, _TLAT]
+    if tc >= tm and tc >= tn:
+        return tc + lat, 0
+    if tm >= tn:
+        return tm + lat, 1
+    return tn + lat, 2
+
+
+@njit(cache=True, inline="always")
+def ctx_op_time(tt, i, fc, fm, s, steps):
+    """Seconds of context-dependent decode op ``i`` of time table ``tt``, the exact mean
+    over ``steps`` decode steps after ``s`` prompt tokens (:func:`mean_max_lines_capped`)
+    at compute and memory factors ``fc``, ``fm`` (what-if reciprocals times efficiency):
+    (seconds, its compute-bound part, its memory-bound part), kernel latency included."""
+    mean, mean_c, frac_c = mean_max_lines_capped(
+        tt[i, _TC0] * fc, tt[i, _TC1] * fc, tt[i, _TM0] * fm, tt[i, _TM1] * fm, s + 1.0,
+        steps, tt[i, _TWIN])
+    lat = tt[i, _TLAT]
+    return mean + lat, mean_c + lat * frac_c, mean - mean_c + lat * (1.0 - frac_c)
+
+
 @njit(cache=True)
 def decode_axes(index, values, sizes, out, strides):
     """Values of flat ``index`` over the axes of table ``values`` [n_axes, longest] with
@@ -574,19 +603,13 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                 for i in range(n_dec):
                     if t_dec[i, _TC1] != 0.0 or t_dec[i, _TM1] != 0.0:
                         continue
-                    tc = t_dec[i, _TC0] * rcs
-                    tm = t_dec[i, _TM0] * rms
-                    tn = t_dec[i, _TNB] * rsu + t_dec[i, _TNO] * rso + t_dec[i, _TNL]
+                    top, won = op_time_won(t_dec, i, rcs, rms, rsu, rso)
                     mp = t_dec[i, _MPATH]
-                    lat = t_dec[i, _TLAT]
-                    if tc >= tm and tc >= tn:
-                        top = tc + lat
+                    if won == 0:
                         r_c += mp * top
-                    elif tm >= tn:
-                        top = tm + lat
+                    elif won == 1:
                         r_m += mp * top
                     else:
-                        top = tn + lat
                         r_n += mp * top
                     path += mp * top
                     stage += t_dec[i, _MSTAGE] * top
@@ -600,15 +623,11 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                         i = ctx_ops[j]
                         fc = fac[o, j, 0] * rcs if h_curved else rcs
                         fm = fac[o, j, 1] * rms if h_curved else rms
-                        mean, mean_c, frac_c = mean_max_lines_capped(
-                            t_dec[i, _TC0] * fc, t_dec[i, _TC1] * fc,
-                            t_dec[i, _TM0] * fm, t_dec[i, _TM1] * fm, s + 1.0, steps,
-                            t_dec[i, _TWIN])
-                        lat = t_dec[i, _TLAT]
-                        pa += t_dec[i, _MPATH] * (mean + lat)
-                        sg += t_dec[i, _MSTAGE] * (mean + lat)
-                        oc += t_dec[i, _MPATH] * (mean_c + lat * frac_c)
-                        om += t_dec[i, _MPATH] * (mean - mean_c + lat * (1.0 - frac_c))
+                        top, top_c, top_m = ctx_op_time(t_dec, i, fc, fm, s, steps)
+                        pa += t_dec[i, _MPATH] * top
+                        sg += t_dec[i, _MSTAGE] * top
+                        oc += t_dec[i, _MPATH] * top_c
+                        om += t_dec[i, _MPATH] * top_m
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
                     ttft[idx] = first
                     tpot[idx] = max(pa, micro * sg)
@@ -661,10 +680,7 @@ def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, v, quan
             tm = (times[i, _TM0] + times[i, _TM1] * c) * fm
             tn = times[i, _TNB] * rsu + times[i, _TNO] * rso + times[i, _TNL]
             if phase == DECODE and grows:
-                mean, mean_c, frac_c = mean_max_lines_capped(
-                    times[i, _TC0] * fc, times[i, _TC1] * fc, times[i, _TM0] * fm,
-                    times[i, _TM1] * fm, s + 1.0, steps, times[i, _TWIN])
-                top = mean + times[i, _TLAT]
+                top = ctx_op_time(times, i, fc, fm, s, steps)[0]
             else:
                 top = _op_time(times, i, rcs, rms, rsu, rso)
             rows[i, 0] = costs[i, _FLOPS0] + costs[i, _FLOPS1] * c

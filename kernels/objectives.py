@@ -92,6 +92,17 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
     n_inner = inner_offsets.shape[0]
     n_strat = n_outer * n_inner
     n_obj = obj_codes.shape[0]
+    # the default objectives (tokens/s per device and per user, best: per device) take a
+    # direct path; a price is read only where an objective is a cost
+    default = (n_obj == 2 and obj_codes[0] == OBJ_TOKENS_PER_DEVICE and obj_signs[0] == 1.0
+               and obj_codes[1] == OBJ_TOKENS_PER_USER and obj_signs[1] == 1.0
+               and best_code == OBJ_TOKENS_PER_DEVICE and best_sign == 1.0)
+    priced = best_code == OBJ_COST
+    for k in range(n_obj):
+        if obj_codes[k] == OBJ_COST:
+            priced = True
+    limited = (max_devices < np.iinfo(np.int64).max or max_ttft < np.inf
+               or max_tpot < np.inf)
     block = min(GROUP_BLOCK, n_groups)
     n_blocks = (n_groups + block - 1) // block
     n_workers = max(min(n_workers, n_blocks), 1)
@@ -163,23 +174,34 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
                             continue
                         ttft_v = ttft[base[TTFT] + so[TTFT]]
                         tpot_v = tpot[base[TPOT] + so[TPOT]]
-                        price_v = price[base[PRICE] + so[PRICE]]
                         # as derived_metrics: one output token takes no decode step
                         e2e = ttft_v + (out - 1) * (tpot_v if out > 1 else 0.0)
                         requests = dp_batch / e2e
                         throughput = requests * out  # requests/s x output tokens
-                        usable_point = True
-                        for k in range(n_obj):
-                            v = obj_signs[k] * objective(obj_codes[k], ttft_v, tpot_v, e2e,
-                                                         requests, throughput, devices,
-                                                         price_v)
-                            vals_b[j, k, s] = v
-                            if v != v:
-                                usable_point = False
-                        ok_b[j, s] = usable_point
-                        bv = best_sign * objective(best_code, ttft_v, tpot_v, e2e, requests,
-                                                   throughput, devices, price_v)
-                        if bv != bv:
+                        if default:
+                            bv = throughput / devices
+                            vals_b[j, 0, s] = bv
+                            vals_b[j, 1, s] = 1.0 / tpot_v
+                            ok_b[j, s] = True
+                        else:
+                            price_v = price[base[PRICE] + so[PRICE]] if priced else 0.0
+                            usable_point = True
+                            for k in range(n_obj):
+                                v = obj_signs[k] * objective(obj_codes[k], ttft_v, tpot_v,
+                                                             e2e, requests, throughput,
+                                                             devices, price_v)
+                                vals_b[j, k, s] = v
+                                if v != v:
+                                    usable_point = False
+                            ok_b[j, s] = usable_point
+                            bv = best_sign * objective(best_code, ttft_v, tpot_v, e2e,
+                                                       requests, throughput, devices, price_v)
+                            if bv != bv:
+                                continue
+                        if not limited:
+                            if bv > best_v[j]:
+                                best_v[j] = bv
+                                best_s[j] = s
                             continue
                         ok_dev = devices <= max_devices
                         ok_ttft = ttft_v <= max_ttft

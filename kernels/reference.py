@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from . import layout as L
+from .breakdown import KIND_CLASS, N_CLASSES
 
 _N = 17  # hw, w, a, k, quant, tp, pp, ep, adp, batch, input, imbalance, output, cs, ms, su, so
 
@@ -262,7 +263,7 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0):
 
 def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                        output_tokens, scales, scale_sizes, slots, slot_strides, dtype_bytes,
-                       dtype_bits):
+                       dtype_bits, breakdown=False):
     """Same contract as ``grid.evaluate_grid`` but returns shaped arrays: static serving
     here, continuous serving by ``reference_serving.evaluate_continuous``.
 
@@ -270,27 +271,30 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
     -------
     ttft, tpot, bound : [hw, model, serving, engine, w, a, kv, quant, tp, pp, ep, adp, budget,
                          batch, input, imbalance, output, cs, ms, su, so, cap]
+    split, prefill_bound : with ``breakdown``, also the seconds per operator class
+        [len(breakdown.COLUMNS), *that shape] and the prefill bound codes over it
+        (``breakdown.evaluate_breakdown``'s contract, restated)
     """
     v = {name: axes[j, :axis_sizes[j]] for j, name in enumerate(L.KERNEL_AXES)}
     continuous = v["serving"] == L.SERVING_CONTINUOUS
     if continuous.any():
         from .reference_serving import evaluate_continuous
-        c_ttft, c_tpot, c_bound = evaluate_continuous(
+        c_out = evaluate_continuous(
             hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
-            scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits)
+            scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits, breakdown)
         if continuous.all():
-            return c_ttft, c_tpot, c_bound
+            return c_out
         axes = axes.copy()  # the static part: every serving position priced as static
         axes[L.K_SERVING, :axis_sizes[L.K_SERVING]] = L.SERVING_STATIC
-        ttft, tpot, bound = evaluate_reference(
+        s_out = evaluate_reference(
             hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
-            scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits)
-        at = continuous.reshape((1, 1, -1) + (1,) * (c_ttft.ndim - 3))
-        return (np.where(at, c_ttft, ttft), np.where(at, c_tpot, tpot),
-                np.where(at, c_bound, bound))
+            scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits, breakdown)
+        at = continuous.reshape((1, 1, -1) + (1,) * (c_out[0].ndim - 3))
+        return tuple(np.where(at.reshape((1,) * (c.ndim - at.ndim) + at.shape), c, x)
+                     for c, x in zip(c_out, s_out))
     sc = [scales[j, :scale_sizes[j]] for j in range(len(L.WHAT_IF_AXES))]
     with np.errstate(divide="ignore", invalid="ignore"):
-        ttft, tpot, bound = _evaluate(
+        ttft, tpot, bound, split, p_bound = _evaluate(
             hw, rates, programs, n_ops, v["batch"], v["input_tokens"], v["expert_imbalance"],
             output_tokens,
             v["tp"], v["pp"], v["ep"], v["attention_dp"], v["weight_dtype"].astype(np.int64),
@@ -300,6 +304,9 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
     # does not depend on the output length
     valid_cap = (sc[4] > 0).reshape((1,) * 21 + (-1,))
     ttft = np.repeat(ttft[..., None, :, :, :, :], len(output_tokens), axis=-5)
+    p_bound = np.repeat(p_bound[..., None, :, :, :, :], len(output_tokens), axis=-5)
+    split = [np.repeat(x[..., None, :, :, :, :], len(output_tokens), axis=-5)
+             if i < N_CLASSES else x for i, x in enumerate(split)]
 
     def grown(x, fill):
         # [hw, model, w, a, k, quant, tp, pp, ep, adp, batch, ...] -> the kernel's layout:
@@ -308,7 +315,11 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         shape = (x.shape[0], x.shape[1], len(v["serving"]), len(v["engine"]), *x.shape[4:12],
                  len(v["max_batched_tokens"]), *x.shape[13:-1], len(sc[4]))
         return np.where(valid_cap, np.broadcast_to(x, shape), fill)
-    return grown(ttft, np.inf), grown(tpot, np.inf), grown(bound, 0).astype(np.uint8)
+    out = grown(ttft, np.inf), grown(tpot, np.inf), grown(bound, 0).astype(np.uint8)
+    if not breakdown:
+        return out
+    return (*out, np.stack([grown(x, np.inf) for x in split]),
+            grown(p_bound, 0).astype(np.uint8))
 
 
 def class_precisions(op, recipes, w, a, k, dtype_bits):
@@ -373,7 +384,7 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
             bs = bs + (j <= n_steps) * by
         return fs / n_steps, bs / n_steps
 
-    ttft_all, tpot_all, bound_all = [], [], []
+    ttft_all, tpot_all, bound_all, split_all, p_bound_all = [], [], [], [], []
     for m in range(programs.shape[0]):
         def multipliers(phase):
             out = []
@@ -392,16 +403,33 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
 
         path = np.zeros(full)
         stage = np.zeros(full)
+        # the breakdown (kernels/breakdown.py): per operator class its path and stage
+        # seconds; the prefill's roofline winners along the path
+        c_path = np.zeros((N_CLASSES,) + full)
+        c_stage = np.zeros((N_CLASSES,) + full)
+        p_won = np.zeros((3,) + full)
         for op, wp, wst in multipliers(L.PREFILL):
             comp, mem, netw, kernel = op_time(op, False, None)
             top = np.maximum(np.maximum(comp, mem), netw) + kernel
             path = path + wp * top
             stage = stage + wst * top
+            cls = KIND_CLASS[int(op[L.OP_KIND])]
+            c_path[cls] += wp * top
+            c_stage[cls] += wst * top
+            winner = np.where((comp >= mem) & (comp >= netw), 0, np.where(mem >= netw, 1, 2))
+            for r in range(3):
+                p_won[r] += wp * top * (winner == r)
         ttft = (path + (micro - 1) * stage)[..., 0, :, :, :, :]
+        pre_split = [(c_path[c] + (micro - 1) * c_stage[c])[..., 0, :, :, :, :]
+                     for c in range(N_CLASSES)]
+        p_bound = np.where((p_won[0] >= p_won[1]) & (p_won[0] >= p_won[2]), 0,
+                           np.where(p_won[1] >= p_won[2], 1, 2))[..., 0, :, :, :, :]
 
         path_sum = np.zeros(full)
         stage_sum = np.zeros(full)
         res = np.zeros((3,) + full)
+        c_path = np.zeros((N_CLASSES,) + full)
+        c_stage = np.zeros((N_CLASSES,) + full)
         works = [mean_work(op) for op, _, _ in multipliers(L.DECODE)]
         for j in range(1, int(n_steps.max()) + 1):
             live = j <= n_steps
@@ -410,14 +438,25 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
                 top = np.maximum(np.maximum(comp, mem), netw) + kernel
                 path_sum = path_sum + live * wp * top
                 stage_sum = stage_sum + live * wst * top
+                c_path[KIND_CLASS[int(op[L.OP_KIND])]] += live * wp * top
+                c_stage[KIND_CLASS[int(op[L.OP_KIND])]] += live * wst * top
                 winner = np.where((comp >= mem) & (comp >= netw), 0, np.where(mem >= netw, 1, 2))
                 for r in range(3):
                     res[r] = res[r] + live * wp * top * (winner == r)
         tpot = np.maximum(path_sum / n_steps, micro * stage_sum / n_steps)
+        # each class's share of the side of max(path, micro x stage) that wins
+        path_wins = path_sum / n_steps >= micro * stage_sum / n_steps
+        dec_split = [np.where(path_wins, c_path[c], micro * c_stage[c]) / n_steps
+                     for c in range(N_CLASSES)]
         bound = np.where((res[0] >= res[1]) & (res[0] >= res[2]), 0,
                          np.where(res[1] >= res[2], 1, 2))
         ttft_all.append(np.where(valid[..., 0, :, :, :, :], ttft, np.inf))
         tpot_all.append(np.where(valid, tpot, np.inf))
         bound_all.append(np.where(valid, bound, 0).astype(np.uint8))
+        split_all.append([np.where(valid[..., 0, :, :, :, :], x, np.inf) for x in pre_split]
+                         + [np.where(valid, x, np.inf) for x in dec_split])
+        p_bound_all.append(np.where(valid[..., 0, :, :, :, :], p_bound, 0))
     return (np.stack(ttft_all, axis=1), np.stack(tpot_all, axis=1),
-            np.stack(bound_all, axis=1))
+            np.stack(bound_all, axis=1),
+            [np.stack([s[i] for s in split_all], axis=1) for i in range(2 * N_CLASSES)],
+            np.stack(p_bound_all, axis=1))

@@ -49,18 +49,20 @@ from collections import Counter
 import numpy as np
 
 from . import layout as L
+from .breakdown import KIND_CLASS, N_CLASSES, OTHER_CLASS
 from .reference import _costs, class_precisions, roofline_seconds
 from .serving import steady_state
 
 
 def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                         output_tokens, scales, scale_sizes, slots, slot_strides, dtype_bytes,
-                        dtype_bits):
+                        dtype_bits, breakdown=False):
     """Continuous serving on the grid's continuous ``serving`` positions.
 
     Same inputs as ``grid.evaluate_grid``. Returns ttft, tpot [s] and bound (uint8) over
     [hw, model, *KERNEL_AXES, output, *WHAT_IF_AXES]; NaN (bound 0) at static positions,
-    which the caller fills.
+    which the caller fills. With ``breakdown``, also the seconds per operator class
+    [len(breakdown.COLUMNS), *that shape] and the prefill bound (uint8) over it.
     """
     n_ax = len(L.KERNEL_AXES)
     shape = (hw.shape[0], programs.shape[0], *(int(x) for x in axis_sizes),
@@ -68,11 +70,14 @@ def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_
     ttft = np.full(shape, np.nan)
     tpot = np.full(shape, np.nan)
     bound = np.zeros(shape, dtype=np.uint8)
+    split = np.full((2 * N_CLASSES, *shape), np.nan)
+    p_bound = np.zeros(shape, dtype=np.uint8)
     pos = np.unravel_index(np.arange(int(np.prod(shape))), shape)
     keep = axes[L.K_SERVING, pos[2 + L.K_SERVING]] == L.SERVING_CONTINUOUS
     pos = tuple(x[keep] for x in pos)
+    done = (ttft, tpot, bound, split, p_bound) if breakdown else (ttft, tpot, bound)
     if pos[0].size == 0:
-        return ttft, tpot, bound
+        return done
     flat = np.ravel_multi_index(pos, shape)
     v = {name: axes[j, pos[2 + j]] for j, name in enumerate(L.KERNEL_AXES)}
     sc = [scales[j, pos[3 + n_ax + j]] for j in range(len(L.WHAT_IF_AXES))]
@@ -84,14 +89,17 @@ def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_
         if not at.any():
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
-            first, seen, res = _serve(
+            first, seen, res, parts, p_res = _serve(
                 hw, rates, programs[m], n_ops[m], engines, quants,
                 {key: ([x[at] for x in val] if key == "sc" else val[at])
                  for key, val in pt.items()}, dtype_bytes, dtype_bits)
         ttft.flat[flat[at]] = np.where(valid[at], first, np.inf)
         tpot.flat[flat[at]] = np.where(valid[at], seen, np.inf)
         bound.flat[flat[at]] = np.where(valid[at], res, 0)
-    return ttft, tpot, bound
+        for c in range(2 * N_CLASSES):
+            split[c].flat[flat[at]] = np.where(valid[at], parts[c], np.inf)
+        p_bound.flat[flat[at]] = np.where(valid[at], p_res, 0)
+    return done
 
 
 def _steady(pt, engines):
@@ -216,6 +224,8 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
         it["chunks"] = it["prompts"] * chunks
         it["path"] = np.zeros_like(s)  # the iteration's op seconds along the pipeline path
         it["stage"] = np.zeros_like(s)  # and in the most loaded stage
+        it["c_path"] = np.zeros((N_CLASSES,) + s.shape)  # the same per operator class
+        it["c_stage"] = np.zeros((N_CLASSES,) + s.shape)
 
     seen_windows = {}
 
@@ -269,13 +279,21 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
             top = np.where(runs, top, 0.0)
             kind["path"] = kind["path"] + on_path * top
             kind["stage"] = kind["stage"] + in_stage * top
+            kind["c_path"][KIND_CLASS[int(op[L.OP_KIND])]] += on_path * top
+            kind["c_stage"][KIND_CLASS[int(op[L.OP_KIND])]] += in_stage * top
             winner = np.where((comp >= mem) & (comp >= netw), 0,
                               np.where(mem >= netw, 1, 2))
             for res in range(3):
                 won[name][res] += np.where(winner == res, on_path * top, 0.0)
+    parts = {}
     for name, kind in kinds.items():
         t_iter[name] = np.maximum(kind["path"], micro * kind["stage"]) \
             + eng[:, L.EN_ITERATION_OVERHEAD_S]
+        # per class: its share of the side of max(path, micro x stage) that wins; the
+        # engine's iteration overhead is "other"'s
+        wins = kind["path"] >= micro * kind["stage"]
+        parts[name] = np.where(wins, kind["c_path"], micro * kind["c_stage"])
+        parts[name][OTHER_CLASS] += eng[:, L.EN_ITERATION_OVERHEAD_S]
     t_dec = np.where(has_dec, t_iter["dec"], 0.0)
     t_mix = t_iter["mix"]
     first, seen = _serve_times(t_dec, t_mix, b, r, st["lam"], f, pi, chunks,
@@ -283,7 +301,32 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     w_dec = np.where(mixed, 1 - f, 1.0)
     acc = w_dec * np.where(has_dec, won["dec"], 0.0) + f * won["mix"]
     res = np.where((acc[0] >= acc[1]) & (acc[0] >= acc[2]), 0, np.where(acc[1] >= acc[2], 1, 2))
-    return first, seen, res.astype(np.uint8)
+    # the breakdown: a request's prefill is pre_mix prefill-carrying iterations, the
+    # iteration a decoding request sees seen_dec decode-only and seen_mix prefill-carrying
+    # ones (the TTFT/TPOT algebra below, term by term)
+    pre_mix, seen_dec, seen_mix = _serve_weights(r, f, pi, chunks, st["prefill_iters"], n,
+                                                 mixed)
+    dec_parts = np.where(has_dec, parts["dec"], 0.0)
+    split = np.concatenate([pre_mix * parts["mix"],
+                            seen_dec * dec_parts + seen_mix * parts["mix"]])
+    mix = won["mix"]
+    p_res = np.where((mix[0] >= mix[1]) & (mix[0] >= mix[2]), 0,
+                     np.where(mix[1] >= mix[2], 1, 2))
+    return first, seen, res.astype(np.uint8), split, p_res.astype(np.uint8)
+
+
+def _serve_weights(r, f, pi, chunks, prefill_iters, n, mixed):
+    """How :func:`_serve_times` weighs the two iterations: (prefill-carrying iterations
+    of a request's prefill; decode-only and prefill-carrying iterations per decode step a
+    request sees)."""
+    nn = np.where(n > 0, n, 1.0)
+    bursts = np.maximum(r / pi - chunks, 0) / nn  # the others' prefill per decode step
+    separate = ~mixed & (n > 0)
+    pre_mix = np.where(separate, chunks + 0.5 * bursts, prefill_iters)
+    seen_dec = np.where(n > 0, np.where(mixed, 1 - f * (r - 1) / r, 1.0), 0.0)
+    seen_mix = np.where(n > 0, np.where(mixed, f * (r - 1) / r, (n - 0.5) * bursts / nn),
+                        1.0)
+    return pre_mix, seen_dec, seen_mix
 
 
 def _serve_times(t_dec, t_mix, b, r, lam, f, pi, chunks, prefill_iters, n, mixed, request_s):

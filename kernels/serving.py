@@ -524,31 +524,46 @@ def compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window, share, 
 
 
 @njit(cache=True)
+def serve_weights(r, f, prompts, chunks, prefill_iters, n, mixed):
+    """How the two iterations make up a request's prefill and the iteration a decoding
+    request sees (module docstring): (prefill-carrying iterations in a request's prefill,
+    decode-only and prefill-carrying iterations per decode step it sees). TTFT's prefill
+    part is the first times the prefill-carrying iteration's seconds, TPOT the second
+    and third times the two iterations' (:func:`serve_times`; the breakdown columns,
+    ``kernels/breakdown.py``, split both by operator class with the same weights)."""
+    if n <= 0.0:  # one output token: prefill iterations only
+        return prefill_iters, 0.0, 1.0
+    if mixed:  # decodes ride every iteration; a share f carries prefill
+        others = (r - 1.0) / r  # a decoding request sees the others' prefill only
+        return prefill_iters, 1.0 - f * others, f * others
+    # prefill-only iterations first, in bursts between decode iterations: of the r /
+    # prompts prefill iterations in a request's life, `chunks` carry its own prompt (and
+    # prompts * chunks - 1 others' beside it); the others' remaining prompts are
+    # prefilled around its own, half before it on average, and stall its decodes
+    bursts = max(r / prompts - chunks, 0.0) / n  # others' per decode iteration
+    return chunks + 0.5 * bursts, 1.0, (n - 0.5) * bursts / n
+
+
+@njit(cache=True)
 def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, mixed,
                 request_s):
     """(ttft, tpot, completions per second) of the steady state from the two iterations'
-    times (overheads included): module docstring."""
-    if mixed:  # decodes ride every iteration; a share f carries prefill
-        step = (1.0 - f) * t_dec + f * t_mix
-        others = (r - 1.0) / r  # a decoding request sees the others' prefill only
-        seen = (1.0 - f * others) * t_dec + f * others * t_mix
-        rate = lam / step
-        prefill = prefill_iters * t_mix
-        offset = 0.5 * step
-    elif n > 0.0:  # prefill-only iterations first, in bursts between decode iterations:
-        # of the r / prompts prefill iterations in a request's life, `chunks` carry its own
-        # prompt (and prompts * chunks - 1 others' beside it); the others' remaining prompts
-        # are prefilled around its own, half before it on average, and stall its decodes
-        burst = max(r / prompts - chunks, 0.0) / n * t_mix
-        seen = t_dec + (n - 0.5) * burst / n
-        prefill = chunks * t_mix + 0.5 * burst
-        rate = r / (n * t_dec + chunks * t_mix + n * burst)
-        offset = 0.5 * t_dec
-    else:  # one output token: prefill iterations only
-        seen = t_mix
-        prefill = prefill_iters * t_mix
+    times (overheads included): module docstring, the weights :func:`serve_weights`'."""
+    pre_mix, seen_dec, seen_mix = serve_weights(r, f, prompts, chunks, prefill_iters, n,
+                                                mixed)
+    prefill = pre_mix * t_mix
+    seen = seen_dec * t_dec + seen_mix * t_mix
+    if n <= 0.0:
         rate = lam / t_mix
         offset = 0.5 * t_mix
+    elif mixed:
+        step = (1.0 - f) * t_dec + f * t_mix
+        rate = lam / step
+        offset = 0.5 * step
+    else:
+        burst = max(r / prompts - chunks, 0.0) / n * t_mix  # the others' prefill
+        rate = r / (n * t_dec + chunks * t_mix + n * burst)
+        offset = 0.5 * t_dec
     # a request's prefill (its iterations, or its wait for the budget when saturated), the
     # arrival offset a request overhead puts between iterations (when others keep the
     # engine busy), the wait for a slot while r requests complete at `rate`
@@ -557,7 +572,7 @@ def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, m
         first += offset
     if b > r:
         first += (b - r) / rate
-    return first, (seen if n > 0.0 else t_mix), rate
+    return first, seen, rate
 
 
 @njit(cache=True)

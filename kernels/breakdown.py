@@ -1,0 +1,339 @@
+"""Time per operator class (``--breakdown``): a second kernel over the grid kernel's inputs.
+
+The default sweep never runs this: :func:`evaluate_breakdown` walks the same grid as
+``grid.evaluate_grid`` (same inputs, same flat output layout) only when the breakdown
+columns are asked for, and times every operator with the grid kernel's own pieces
+(``grid._phase_costs``, ``grid._fill_times``, ``grid._ctx_factors``,
+``grid.op_time_won``, ``grid.ctx_op_time``; continuous serving:
+``serving.structure_units``, ``serving.steady_state``, ``serving.compositions``,
+``serving.iteration_seconds``, ``serving.serve_weights``), so there is one statement of
+the physics; only the sums are kept per class here.
+
+Classes (:data:`CLASSES`, one per op kind, :data:`KIND_CLASS`): ``attention`` (attention
+kernels and the state-space / linear-attention scans: the token mixer, as the precision
+classes count them), ``gemm`` (every dense projection: QKV, output, dense and shared-expert
+FFN, LM head), ``moe`` (the routed experts' GEMMs), ``collective`` (all-reduce,
+all-gather, reduce-scatter, all-to-all, pipeline sends) and ``other`` (norms,
+embeddings, elementwise kernels such as RoPE, activations, the router and permutation,
+sampling; and the engine's per-iteration overhead).
+
+What the classes add up to, exactly (up to rounding):
+
+- static prefill: ``ttft_s`` = path + (micro-batches - 1) x stage, each class its own
+  path + (micro-batches - 1) x stage;
+- static decode: ``tpot_s`` = the mean step max(path, micro-batches x stage), each class
+  its share of the side that wins (its path time, or micro-batches x its stage time);
+- continuous: each iteration's time max(path, micro-batches x stage) + overhead splits the
+  same way (the overhead goes to ``other``); the prefill classes add up to the request's
+  prefill iterations in TTFT (``serving.serve_weights``: TTFT less the request overhead,
+  the arrival offset and the wait for admission), the decode classes to ``tpot_s`` (the
+  mean iteration a decoding request sees, the others' prefill chunks included: a decode
+  class counts that op's time in the iterations the request waits through, whichever
+  phase's tokens it computes there).
+
+``prefill_bound``: the resource behind most prefill time as ``bound`` is for decode (each
+op's time along the pipeline path to its roofline winner; continuous: in the
+prefill-carrying iteration).
+"""
+import numpy as np
+from numba import njit, prange
+
+from . import layout as L
+from .efficiency import has_curve
+from .grid import (_BYTES1, _FLOPS1, _KIND, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC1, _TM1,
+                   _ctx_factors, _fill_times, _phase_costs, ctx_op_time, decode_axes,
+                   op_time_won, point_setup, winner)
+from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
+                     EN_ITERATION_OVERHEAD_S, EN_MIXED, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
+                     K_EP, K_IMBALANCE, K_INPUT, K_PP, K_SERVING, K_TP, OP_KIND, PREFILL,
+                     SERVING_CONTINUOUS, W_CAPACITY, W_COMPUTE, W_MEMORY, W_SCALEOUT,
+                     W_SCALEUP)
+from .serving import (N_COMP, N_VTIMES, V_PATH, V_STAGE, compositions, iteration_seconds,
+                      serve_weights, steady_state, structure_units, unit_times)
+
+CLASSES = ("attention", "gemm", "moe", "collective", "other")
+ATTENTION_CLASS, GEMM_CLASS, MOE_CLASS, COLLECTIVE_CLASS, OTHER_CLASS = range(len(CLASSES))
+N_CLASSES = len(CLASSES)
+_BY_KIND = {L.ATTENTION: ATTENTION_CLASS, L.SSM: ATTENTION_CLASS, L.GEMM: GEMM_CLASS,
+            L.MOE: MOE_CLASS, L.ALLREDUCE: COLLECTIVE_CLASS, L.ALLGATHER: COLLECTIVE_CLASS,
+            L.REDUCESCATTER: COLLECTIVE_CLASS, L.ALLTOALL: COLLECTIVE_CLASS,
+            L.P2P: COLLECTIVE_CLASS}
+CLASS_DOCS = {
+    "attention": "attention kernels and state-space / linear-attention scans",
+    "gemm": "dense GEMMs (QKV and output projections, dense and shared-expert FFN, LM head)",
+    "moe": "the routed experts' GEMMs",
+    "collective": "collectives (all-reduce, all-gather, reduce-scatter, all-to-all, "
+                  "pipeline sends)",
+    "other": "norms, embeddings and elementwise kernels (RoPE, activations, MoE router and "
+             "permutation, sampling) and, continuous, the engine's iteration overhead"}
+# the class of each op kind (index: layout's kind code); every kind not named is "other"
+KIND_CLASS = np.array([_BY_KIND.get(k, OTHER_CLASS) for k in range(len(L.OP_KIND_NAMES))],
+                      dtype=np.int64)
+# the rows of the breakdown output: prefill's classes, then decode's
+PHASES = ("prefill", "decode")
+COLUMNS = tuple(f"{ph}_{c}_s" for ph in PHASES for c in CLASSES)
+N_ROWS = len(COLUMNS)
+
+
+@njit(cache=True)
+def _classes(costs, n, out):
+    """``out[i]``: the class of op ``i`` of a phase's cost table."""
+    for i in range(n):
+        out[i] = KIND_CLASS[int(costs[i, _KIND])]
+
+
+@njit(cache=True)
+def _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, s, output_tokens, recip,
+            curves_of, n_struct, st, split, prefill_bound):
+    """Static serving of structure point ``st``: the class sums of ``evaluate_grid``'s
+    static branch, in its order of operations for the totals (so the side of
+    max(path, micro x stage) that wins is the one the grid kernel took)."""
+    max_ops = cost_pre.shape[0]
+    nout = output_tokens.size
+    n_whatif = recip.shape[0]
+    cls_pre = np.empty(max_ops, dtype=np.int64)
+    cls_dec = np.empty(max_ops, dtype=np.int64)
+    _classes(cost_pre, n_pre, cls_pre)
+    _classes(cost_dec, n_dec, cls_dec)
+    n_ctx = 0
+    ctx_ops = np.empty(max_ops, dtype=np.int64)
+    for i in range(n_dec):
+        if cost_dec[i, _FLOPS1] != 0.0 or cost_dec[i, _BYTES1] != 0.0:
+            ctx_ops[n_ctx] = i
+            n_ctx += 1
+    t_pre = np.empty((max_ops, _N_TIMES))
+    t_dec = np.empty((max_ops, _N_TIMES))
+    fac = np.empty((nout, n_ctx, 2))
+    p_path = np.empty(N_CLASSES)
+    p_stage = np.empty(N_CLASSES)
+    d_path = np.empty(N_CLASSES)
+    d_stage = np.empty(N_CLASSES)
+    o_path = np.empty(N_CLASSES)
+    o_stage = np.empty(N_CLASSES)
+    won = np.empty(3)
+    for h in range(hw.shape[0]):
+        _fill_times(cost_pre, n_pre, rates[h], hw[h], t_pre)
+        _fill_times(cost_dec, n_dec, rates[h], hw[h], t_dec)
+        h_curved = curves_of[h]
+        if h_curved:
+            for o in range(nout):
+                steps = max(float(output_tokens[o]) - 1.0, 1.0)
+                for j in range(n_ctx):
+                    fac[o, j, 0], fac[o, j, 1] = _ctx_factors(cost_dec, ctx_ops[j], hw[h], s,
+                                                              steps)
+        for wi in range(n_whatif):
+            rcs = recip[wi, W_COMPUTE]
+            rms = recip[wi, W_MEMORY]
+            rsu = recip[wi, W_SCALEUP]
+            rso = recip[wi, W_SCALEOUT]
+            if rcs < 0.0 or rms < 0.0 or rsu < 0.0 or rso < 0.0 or recip[wi, W_CAPACITY] < 0.0:
+                for o in range(nout):  # invalid what-if point, as ttft_s and tpot_s
+                    idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
+                    split[:, idx] = np.inf
+                    prefill_bound[idx] = 0
+                continue
+            p_path[:] = 0.0
+            p_stage[:] = 0.0
+            won[:] = 0.0
+            for i in range(n_pre):
+                top, w = op_time_won(t_pre, i, rcs, rms, rsu, rso)
+                p_path[cls_pre[i]] += t_pre[i, _MPATH] * top
+                p_stage[cls_pre[i]] += t_pre[i, _MSTAGE] * top
+                won[w] += t_pre[i, _MPATH] * top
+            pbound = winner(won[0], won[1], won[2])
+            path = 0.0
+            stage = 0.0
+            d_path[:] = 0.0
+            d_stage[:] = 0.0
+            for i in range(n_dec):
+                if t_dec[i, _TC1] != 0.0 or t_dec[i, _TM1] != 0.0:
+                    continue
+                top, w = op_time_won(t_dec, i, rcs, rms, rsu, rso)
+                path += t_dec[i, _MPATH] * top
+                stage += t_dec[i, _MSTAGE] * top
+                d_path[cls_dec[i]] += t_dec[i, _MPATH] * top
+                d_stage[cls_dec[i]] += t_dec[i, _MSTAGE] * top
+            for o in range(nout):
+                steps = max(float(output_tokens[o]) - 1.0, 1.0)
+                pa = path
+                sg = stage
+                o_path[:] = d_path
+                o_stage[:] = d_stage
+                for j in range(n_ctx):
+                    i = ctx_ops[j]
+                    fc = fac[o, j, 0] * rcs if h_curved else rcs
+                    fm = fac[o, j, 1] * rms if h_curved else rms
+                    top = ctx_op_time(t_dec, i, fc, fm, s, steps)[0]
+                    pa += t_dec[i, _MPATH] * top
+                    sg += t_dec[i, _MSTAGE] * top
+                    o_path[cls_dec[i]] += t_dec[i, _MPATH] * top
+                    o_stage[cls_dec[i]] += t_dec[i, _MSTAGE] * top
+                idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
+                path_wins = pa >= micro * sg
+                for c in range(N_CLASSES):
+                    split[c, idx] = p_path[c] + (micro - 1.0) * p_stage[c]
+                    split[N_CLASSES + c, idx] = (o_path[c] if path_wins
+                                                 else micro * o_stage[c])
+                prefill_bound[idx] = pbound
+
+
+@njit(cache=True)
+def iteration_split(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared, comp,
+                    micro, rcs, rms, rsu, rso, t, p, e, adp, acc, op_s, hw_h, cls_dec,
+                    cls_pre, overhead, out):
+    """One iteration's seconds (``serving.iteration_seconds`` plus the engine's
+    ``overhead``) per class into ``out[N_CLASSES]``: each op's seconds per run times its
+    runs along the path, or micro-batches x its runs in the bottleneck stage where the
+    stage side of max(path, micro x stage) wins; the overhead in ``other``. Adds the
+    path's roofline winners to ``acc``."""
+    iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared,
+                      comp, micro, rcs, rms, rsu, rso, t, p, e, adp, acc, op_s, hw_h)
+    path = 0.0  # iteration_seconds' sums in its order (ops that do not run add 0.0)
+    stage = 0.0
+    for i in range(n_dec):
+        path += vt_dec[i, V_PATH] * op_s[i]
+        stage += vt_dec[i, V_STAGE] * op_s[i]
+    for j in range(n_pre):
+        path += vt_pre[j, V_PATH] * op_s[n_dec + j]
+        stage += vt_pre[j, V_STAGE] * op_s[n_dec + j]
+    path_wins = path >= micro * stage
+    out[:] = 0.0
+    for i in range(n_dec):
+        out[cls_dec[i]] += (vt_dec[i, V_PATH] if path_wins
+                            else micro * vt_dec[i, V_STAGE]) * op_s[i]
+    for j in range(n_pre):
+        out[cls_pre[j]] += (vt_pre[j, V_PATH] if path_wins
+                            else micro * vt_pre[j, V_STAGE]) * op_s[n_dec + j]
+    out[OTHER_CLASS] += overhead
+
+
+@njit(cache=True)
+def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_tokens, recip,
+                wi_slot, slots, st_slot, h_stride, o_stride, n_struct, st, w, a, k, quant,
+                dtype_bytes, dtype_bits, split, prefill_bound):
+    """Continuous serving of structure point ``st``: per hardware, output length and
+    what-if point, the steady state's two iterations split by class
+    (:func:`iteration_split`) and weighted as ``serving.serve_times`` weighs their
+    seconds (``serving.serve_weights``). Each what-if point is priced on its own (the grid
+    kernel groups them; the sums are the same)."""
+    t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
+    b, s, budget = v[K_BATCH], v[K_INPUT], v[K_BUDGET]
+    max_ops = prog_dec.shape[0]
+    u_dec, u_pre, partner, shared, window = structure_units(
+        prog_dec, n_dec, prog_pre, n_pre, max_ops, t, p, e, adp, w, a, k, quant, dtype_bytes,
+        dtype_bits, v[K_IMBALANCE])
+    cls_dec = np.empty(max_ops, dtype=np.int64)
+    cls_pre = np.empty(max_ops, dtype=np.int64)
+    for i in range(n_dec):
+        cls_dec[i] = KIND_CLASS[int(prog_dec[i, OP_KIND])]
+    for j in range(n_pre):
+        cls_pre[j] = KIND_CLASS[int(prog_pre[j, OP_KIND])]
+    vt_dec = np.empty((max_ops, N_VTIMES))
+    vt_pre = np.empty((max_ops, N_VTIMES))
+    c_dec = np.empty(N_COMP)
+    c_mix = np.empty(N_COMP)
+    op_s = np.empty(2 * max_ops)
+    acc = np.empty(3)
+    part_dec = np.empty(N_CLASSES)
+    part_mix = np.empty(N_CLASSES)
+    overhead = engine[EN_ITERATION_OVERHEAD_S]
+    mixed = engine[EN_MIXED] > 0.0
+    nout = output_tokens.size
+    n_whatif = recip.shape[0]
+    for h in range(hw.shape[0]):
+        unit_times(u_dec, n_dec, rates[h], hw[h], vt_dec)
+        unit_times(u_pre, n_pre, rates[h], hw[h], vt_pre)
+        for o in range(nout):
+            out_tok = float(output_tokens[o])
+            n = out_tok - 1.0
+            base = st_slot + h * h_stride + o * o_stride
+            for wi in range(n_whatif):
+                idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
+                bad = False
+                for j in range(recip.shape[1]):
+                    bad = bad or recip[wi, j] < 0.0
+                if bad:  # invalid what-if point, as ttft_s and tpot_s
+                    split[:, idx] = np.inf
+                    prefill_bound[idx] = 0
+                    continue
+                rcs = recip[wi, W_COMPUTE]
+                rms = recip[wi, W_MEMORY]
+                rsu = recip[wi, W_SCALEUP]
+                rso = recip[wi, W_SCALEOUT]
+                r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
+                    b, slots[base + wi_slot[wi]], s, out_tok, budget, engine)
+                micro = min(p, r)
+                share = 1.0 / (micro * adp)
+                d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window,
+                                     share, mixed)
+                part_dec[:] = 0.0
+                if d_dec > 0.0:
+                    iteration_split(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
+                                    shared, c_dec, micro, rcs, rms, rsu, rso, t, p, e, adp,
+                                    acc, op_s, hw[h], cls_dec, cls_pre, overhead, part_dec)
+                acc[:] = 0.0
+                iteration_split(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
+                                shared, c_mix, micro, rcs, rms, rsu, rso, t, p, e, adp, acc,
+                                op_s, hw[h], cls_dec, cls_pre, overhead, part_mix)
+                pre_mix, seen_dec, seen_mix = serve_weights(r, f, prompts, chunks,
+                                                            prefill_iters, n, mixed)
+                for c in range(N_CLASSES):
+                    split[c, idx] = pre_mix * part_mix[c]
+                    split[N_CLASSES + c, idx] = seen_dec * part_dec[c] + seen_mix * part_mix[c]
+                prefill_bound[idx] = winner(acc[0], acc[1], acc[2])
+
+
+@njit(parallel=True, cache=True, error_model="numpy", nogil=True)
+def evaluate_breakdown(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
+                       output_tokens, scales, scale_sizes, slots, slot_strides, dtype_bytes,
+                       dtype_bits, split, prefill_bound):
+    """Fill ``split`` [N_ROWS, points] (seconds per class, rows :data:`COLUMNS`) and
+    ``prefill_bound`` [points] (0 compute, 1 memory, 2 network) in place.
+
+    Same inputs and flat point layout as ``grid.evaluate_grid`` ([hardware, model,
+    *KERNEL_AXES, output_tokens, *WHAT_IF_AXES], C order); invalid what-if points get
+    inf (bound 0), as ``ttft_s`` and ``tpot_s`` do there.
+    """
+    n_hw = hw.shape[0]
+    n_model = programs.shape[0]
+    max_ops = programs.shape[2]
+    n_ax = axis_sizes.size
+    n_whatif = 1
+    for j in range(scale_sizes.size):
+        n_whatif *= scale_sizes[j]
+    n_struct = n_model
+    for j in range(n_ax):
+        n_struct *= axis_sizes[j]
+    recip = np.empty((n_whatif, scale_sizes.size))
+    wi_slot = np.empty(n_whatif, dtype=np.int64)
+    sc = np.empty(scale_sizes.size)
+    for wi in range(n_whatif):
+        rest, wi_slot[wi] = decode_axes(wi, scales, scale_sizes, sc, slot_strides[n_ax + 3:])
+        for j in range(sc.size):
+            recip[wi, j] = 1.0 / sc[j] if sc[j] > 0.0 else -1.0
+    curves_of = np.zeros(n_hw, dtype=np.bool_)
+    for h in range(n_hw):
+        curves_of[h] = (has_curve(hw[h], CURVE_ATTENTION_COMPUTE)
+                        or has_curve(hw[h], CURVE_ATTENTION_MEMORY))
+    for st in prange(n_struct):
+        v = np.empty(n_ax)
+        i_m, st_slot = decode_axes(st, axes, axis_sizes, v, slot_strides[2:n_ax + 2])
+        st_slot += i_m * slot_strides[1]
+        micro, seqs, w, a, k, q = point_setup(v)
+        quant = quants[q]
+        n_pre = n_ops[i_m, PREFILL]
+        n_dec = n_ops[i_m, DECODE]
+        if int(v[K_SERVING]) == SERVING_CONTINUOUS:
+            _continuous(hw, rates, programs[i_m, DECODE], n_dec, programs[i_m, PREFILL],
+                        n_pre, engines[int(v[K_ENGINE])], v, output_tokens, recip, wi_slot,
+                        slots, st_slot, slot_strides[0], slot_strides[n_ax + 2], n_struct,
+                        st, w, a, k, quant, dtype_bytes, dtype_bits, split, prefill_bound)
+            continue
+        cost_pre = np.empty((max_ops, _N_COSTS))
+        cost_dec = np.empty((max_ops, _N_COSTS))
+        _phase_costs(programs[i_m, PREFILL], n_pre, PREFILL, v, seqs, w, a, k, quant,
+                     dtype_bytes, dtype_bits, cost_pre)
+        _phase_costs(programs[i_m, DECODE], n_dec, DECODE, v, seqs, w, a, k, quant,
+                     dtype_bytes, dtype_bits, cost_dec)
+        _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, v[K_INPUT], output_tokens,
+                recip, curves_of, n_struct, st, split, prefill_bound)
