@@ -558,8 +558,9 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--engine", help="serving-engine preset (default: vllm)")
     rc.add_argument("--max-devices", type=_int_option(1, 1 << 60), metavar="N",
                     help="at most N devices per replica")
-    rc.add_argument("--spec", help="a sweep spec TOML as the base (its grid, what-ifs and "
-                    "constraints); the options given replace its keys")
+    rc.add_argument("--spec", help="a sweep spec TOML as the base (its grid, what-ifs, "
+                    "constraints and [cost]; strategy axes it leaves unset get the default "
+                    "grid); the options given replace its keys")
     rc.add_argument("--out", default=DEFAULT_OUT, help="output folder for recommend.parquet "
                     f"and the sweep's tables (default: {DEFAULT_OUT})")
     rc.add_argument("--overwrite", action="store_true",
