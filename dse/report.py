@@ -432,6 +432,54 @@ def _bottleneck_figure(frontier, feasible: dict | None):
 # ---------------------------------------------------------------- the page
 
 
+def _why(row) -> str:
+    from .answer import _why as why
+    return why(row)
+
+
+# sensitivity.parquet's elasticities: (column, header)
+ELASTICITIES = (("elasticity_tokens_per_s_per_device", "tokens/s per device"),
+                ("elasticity_ttft_s", "TTFT"), ("elasticity_tpot_s", "TPOT"))
+
+
+def _elasticity_table(out_dir: Path) -> str:
+    """sensitivity.parquet summarized as a sortable table: per what-if axis and step, the
+    median elasticity of each metric over the groups, and how often the best strategy
+    changed; "" without the file."""
+    import numpy as np
+    import pandas as pd
+    from .sensitivity import FILE
+    path = out_dir / FILE
+    if not path.is_file():
+        return ""
+    sens = pd.read_parquet(path)
+    if sens.empty:
+        return ""
+    head = ["what-if", "step", "groups", *(f"{h} elasticity (median)" for _, h in ELASTICITIES),
+            "best strategy changed"]
+    body = []
+    for (axis, lo, hi), rows in sens.groupby(["what_if", "from_value", "to_value"],
+                                             sort=True):
+        cells = [(None, axis), (lo, f"{lo:g} → {hi:g}"), (len(rows), f"{len(rows):,}")]
+        for c, _ in ELASTICITIES:
+            v = rows[c].replace([np.inf, -np.inf], np.nan).median()
+            cells.append(("" if not _number(v) else v, "-" if not _number(v) else f"{v:+.2f}"))
+        changed = 1.0 - rows["same_strategy"].mean()
+        cells.append((changed, f"{changed:.0%}"))
+        body.append("<tr>" + "".join(
+            f'<td{"" if v is None else f" data-v={chr(34)}{_esc(v)}{chr(34)}"}>{_esc(t)}</td>'
+            for v, t in cells) + "</tr>")
+    th = "".join(f'<th scope="col" title="sort by {_esc(h)}">{_esc(h)}</th>' for h in head)
+    return ('<h3>Elasticities</h3><p class="lead">From <code>sensitivity.parquet</code>: '
+            "the arc elasticity d ln(metric) / d ln(what-if) of each group's best "
+            "configuration between consecutive values (1: in proportion; 0: no response; "
+            "a TPOT elasticity of -1: decode time falls in proportion), the median over "
+            "the groups, and the share of groups whose best strategy changed between the "
+            'two values.</p><div class="table-wrap"><table class="sortable" '
+            f'id="elasticity-table"><thead><tr>{th}</tr></thead><tbody>{"".join(body)}'
+            "</tbody></table></div>")
+
+
 def _best_table(rows, total: int, out_dir: Path) -> tuple[str, int]:
     """The best-strategy table as HTML (sortable by the page's script)."""
     from .answer import _precision, _rate, _seconds
@@ -469,6 +517,8 @@ def _best_table(rows, total: int, out_dir: Path) -> tuple[str, int]:
         cols.append((head, lambda r, c=c: r[c] if r["found"] and _number(r[c]) else "",
                      lambda r, c=c, fmt=fmt: fmt(r[c]) if r["found"] else ""))
     cols.append(("bound", lambda r: None, lambda r: r["bound"] if r["found"] else ""))
+    if any(_why(r) for r in rows):
+        cols.append(("why", lambda r: None, _why))
 
     head = "".join(f'<th scope="col" title="sort by {_esc(h)}">{_esc(h)}</th>'
                    for h, _, _ in cols)
@@ -722,7 +772,7 @@ def write_report(out_dir, out: str | None = None,
             "what-if value the sweep varies, one at a time, as a multiple of its value at "
             "the what-if value nearest 1 (hover a point for the numbers). Click a legend "
             f'entry to hide a line.</p><div class="panels wide">{"".join(divs)}</div>'
-            f"{note}</section>")
+            f"{note}{_elasticity_table(out_dir)}</section>")
 
     bottleneck = _figure(figures, "bottleneck",
                          _bottleneck_figure(frontier, feasible_bounds))

@@ -77,6 +77,7 @@ class _Page(HTMLParser):
         super().__init__()
         self.body, self.figures, self.rows = {}, None, []
         self._json = self._text = None  # lists while inside the JSON block or a cell
+        self._in_best = False  # inside the best table (the page has other tables)
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
@@ -85,15 +86,19 @@ class _Page(HTMLParser):
             self.body = attrs
         elif tag == "script" and attrs.get("id") == "dse-figures":
             self._json = []
-        elif tag == "tr":
+        elif tag == "table":
+            self._in_best = attrs.get("id") == "best-table"
+        elif tag == "tr" and self._in_best:
             self.rows.append([])
-        elif tag in ("td", "th"):
+        elif tag in ("td", "th") and self._in_best:
             self._value, self._text = attrs.get("data-v"), []
 
     def handle_endtag(self, tag):
         if tag == "script" and self._json is not None:
             self.figures, self._json = json.loads("".join(self._json)), None
-        elif tag in ("td", "th"):  # a cell: its data-v (the number it sorts by), or text
+        elif tag == "table":
+            self._in_best = False
+        elif tag in ("td", "th") and self._in_best:  # a cell: data-v (its sort key) or text
             self.rows[-1].append(self._value if self._value is not None
                                  else "".join(self._text))
             self._text = None
@@ -309,3 +314,18 @@ def test_report_refuses_unfinished_sweep(here, capsys):
     (broken / "manifest.json").write_text(json.dumps(manifest))
     line = cli_error(capsys, here, "report", "unfinished")
     assert "the sweep has not finished" in line and "--resume" in line
+
+
+def test_report_shows_the_elasticities_of_sensitivity_parquet(here):
+    import pandas as pd
+    text = Path("results/report.html").read_text(encoding="utf-8")
+    table = re.search(r'<table class="sortable" id="elasticity-table">(.*?)</table>', text,
+                      re.S).group(1)
+    rows = re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1], re.S)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows]
+    sens = pd.read_parquet("results/sensitivity.parquet")
+    assert len(cells) == 1  # one what-if axis, one step
+    expected = sens["elasticity_tokens_per_s_per_device"].median()
+    assert cells[0][:3] == ["memory_bandwidth_scale", "1 → 1.5", f"{len(sens):,}"]
+    assert cells[0][3] == f"{expected:+.2f}"
+    assert cells[0][-1] == f"{1 - sens['same_strategy'].mean():.0%}"
