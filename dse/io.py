@@ -59,6 +59,8 @@ def metadata(spec) -> dict:
         "dse.spec": spec.text,
         "dse.presets": json.dumps(spec.preset_texts),
         "dse.constraints": json.dumps(vars(spec.constraints)),
+        "dse.objectives": json.dumps({"best": spec.objectives.best,
+                                      "pareto": list(spec.objectives.pareto)}),
     }
 
 

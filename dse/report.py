@@ -432,6 +432,20 @@ def _bottleneck_figure(frontier, feasible: dict | None):
 # ---------------------------------------------------------------- the page
 
 
+def _objective_text(out_dir: Path) -> str:
+    """What the sweep's best table optimizes, in words ("most tokens/s per device"), from
+    best.parquet's ``dse.objectives`` metadata (sweeps before it: the default)."""
+    import pyarrow.parquet as pq
+    from .answer import OBJECTIVE_TEXT
+    from .objectives import DEFAULT_BEST
+    meta = pq.read_schema(out_dir / "best.parquet").metadata or {}
+    try:
+        best = json.loads(meta.get(b"dse.objectives", b"{}")).get("best", DEFAULT_BEST)
+    except (ValueError, AttributeError):
+        best = DEFAULT_BEST
+    return OBJECTIVE_TEXT.get(best, OBJECTIVE_TEXT[DEFAULT_BEST])[2]
+
+
 def _why(row) -> str:
     from .answer import _why as why
     return why(row)
@@ -733,6 +747,7 @@ def write_report(out_dir, out: str | None = None,
     feasible_bounds = _feasible_bounds(out_dir)
     path = output_path(out_dir, out)
 
+    goal = _objective_text(out_dir)
     figures, sections = {}, []
     panels, legend, left_out, n_series, n_points = _frontier_figures(frontier, best,
                                                                       max_panels)
@@ -743,8 +758,8 @@ def write_report(out_dir, out: str | None = None,
     sections.append(
         '<section id="frontiers"><h2>Pareto frontiers</h2><p class="lead">One panel per '
         "model and workload: speed per user (1 / TPOT) against throughput per device, one "
-        "colour per hardware. A star marks the best configuration of a line (the most "
-        "tokens/s per device within the spec's constraints). Hover a point for its "
+        "colour per hardware. A star marks the best configuration of a line (the "
+        f"{_esc(goal)} within the spec's constraints). Hover a point for its "
         "strategy; click a legend entry to hide or show that line in every panel; drag to "
         f"zoom, double-click to zoom out.</p>{_legend_html(legend)}"
         f'<div class="panels">{"".join(divs)}</div>{more}</section>')
@@ -752,7 +767,7 @@ def write_report(out_dir, out: str | None = None,
     table, _ = _best_table(rows, n_groups, out_dir)
     sections.append(
         '<section id="best"><h2>Best configuration per group</h2><p class="lead">The '
-        "most tokens/s per device within the constraints, per model, workload, hardware "
+        f"{_esc(goal)} within the constraints, per model, workload, hardware "
         "and what-if values. Click a header to sort.</p>"
         f'<div class="table-wrap">{table}</div></section>')
 

@@ -188,3 +188,18 @@ def test_cli_sweep_with_objectives_in_a_relative_folder(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dse.cli", "sweep", "bad.toml", "--out", "x"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 2 and "bad.toml: [objectives] best = 'throughput'" in r.stderr
+
+
+def test_report_and_metadata_name_the_objectives(swept):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from dse.report import write_report
+    out, _ = swept
+    meta = pq.read_schema(out / "best.parquet").metadata
+    assert json.loads(meta[b"dse.objectives"]) == {"best": "cost_per_million_tokens",
+                                                   "pareto": PARETO}
+    write_report(out)
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert "The lowest cost per million output tokens within the constraints" in text
