@@ -470,7 +470,10 @@ def build_parser() -> argparse.ArgumentParser:
                "                   links, scale-up domain, link latency, expert imbalance\n"
                "  [constraints]    max_devices, max_ttft_s, max_tpot_s (for best.parquet)\n"
                "  [disaggregated]  pair prefill and decode pools (mixed_hardware,\n"
-               "                   max_instances)")
+               "                   max_instances)\n"
+               "  [cost.<hardware>] price per device-hour for cost_per_million_tokens:\n"
+               "                   price_per_device_hour_usd, or purchase_usd,\n"
+               "                   amortization_years, power_usd_per_kwh, pue")
     s.add_argument("spec", nargs="?", help="sweep spec TOML (default: the bundled default sweep)")
     s.add_argument("--out", required=True, help="output folder for results/pareto/best.parquet")
     s.add_argument("--overwrite", action="store_true",

@@ -290,8 +290,10 @@ class Hardware:
     network_efficiency: float
     family: str = "gpu"
     kernel_latency_s: float = FAMILY_KERNEL_LATENCY_S["gpu"]
-    tdp_watts: float = 0.0                  # 0: unknown
+    tdp_watts: float = 0.0                  # 0: unknown (no energy column values)
     price_per_device_hour_usd: float = 0.0  # 0: unknown (no cost column values)
+    # power with a serving engine loaded and nothing running; 0: IDLE_FRACTION_OF_TDP
+    idle_watts: float = 0.0
     # size-dependent efficiency (kernels/efficiency.py): {curve name: (work, efficiency)}
     # with the knots as tuples; a curve that is absent leaves the scalar efficiency
     efficiency_curves: dict = field(default_factory=dict)
@@ -362,7 +364,8 @@ def parse_hardware(data: dict, src: str, text: str = ""):
     """Validate a hardware preset given as a dict (its parsed TOML) read from ``src``."""
     allowed = {"name", "description", "scaleup_domain_devices", "tdp_watts", "family",
                "kernel_latency_s", "native_precisions", "efficiency",
-               "price_per_device_hour_usd", *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS, *_HW_RATE_KEYS}
+               "price_per_device_hour_usd", "idle_watts", *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS,
+               *_HW_RATE_KEYS}
     _check_keys(data, allowed, ["name", "flops_per_s_fp32", "scaleup_domain_devices",
                                 *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS], src)
     name = check_preset_name(data["name"], src)
@@ -373,6 +376,12 @@ def parse_hardware(data: dict, src: str, text: str = ""):
     family = data.get("family", _guess_family(name))
     if family not in FAMILY_KERNEL_LATENCY_S:
         _fail(src, "family", family, f"valid: {', '.join(FAMILY_KERNEL_LATENCY_S)}")
+    if "idle_watts" in data:
+        idle = _positive_float(data, "idle_watts", src)
+        tdp = _positive_float(data, "tdp_watts", src) if "tdp_watts" in data else None
+        if tdp is None or idle >= tdp:
+            _fail(src, "idle_watts", data["idle_watts"], "must be below tdp_watts "
+                  f"({shown(data.get('tdp_watts'))}): the power model spans idle to TDP")
     latency = data.get("kernel_latency_s", FAMILY_KERNEL_LATENCY_S[family])
     if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not 0 <= latency < 1:
         _fail(src, "kernel_latency_s", latency, "must be a number of seconds in [0, 1)")
@@ -384,8 +393,8 @@ def parse_hardware(data: dict, src: str, text: str = ""):
         family=family, kernel_latency_s=float(latency),
         **{k: _positive_float(data, k, src) for k in _HW_FLOAT_KEYS},
         **{k: _positive_float(data, k, src, upper=1.0) for k in _HW_FRACTION_KEYS},
-        **{k: _positive_float(data, k, src) for k in ("tdp_watts", "price_per_device_hour_usd")
-           if k in data},
+        **{k: _positive_float(data, k, src) for k in ("tdp_watts", "price_per_device_hour_usd",
+                                                      "idle_watts") if k in data},
         efficiency_curves=(_efficiency_curves(data["efficiency"], src)
                            if "efficiency" in data else {}),
         source=src, text=text,
@@ -786,9 +795,9 @@ def _axis(section: dict, key: str, source: str, prefix: str):
 def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
                 text: str = "") -> SweepSpec:
     """Validate a sweep spec given as a dict (the parsed TOML)."""
-    _check_keys(data, {"grid", "what_if", "constraints", "disaggregated", "objectives"}, [],
-                source)
-    for sec in ("grid", "what_if", "constraints", "disaggregated", "objectives"):
+    _check_keys(data, {"grid", "what_if", "constraints", "disaggregated", "cost",
+                       "objectives"}, [], source)
+    for sec in ("grid", "what_if", "constraints", "disaggregated", "cost", "objectives"):
         if sec in data and not isinstance(data[sec], dict):
             _fail(source, sec, data[sec], "must be a table, e.g. [" + sec + "]")
     grid_in, wi_in = data.get("grid", {}), data.get("what_if", {})
@@ -824,6 +833,8 @@ def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
     from .objectives import parse_objectives
     objectives = parse_objectives(data.get("objectives", {}), source)
     hardware = tuple(load_hardware(r, base_dir, source, "[grid] hardware") for r in grid["hardware"])
+    if "cost" in data:
+        hardware = apply_cost(hardware, data["cost"], source)
     models = tuple(load_model(r, base_dir, source, "[grid] model") for r in grid["model"])
     from .engines import load_engine
     from .quant import load_quant
@@ -859,6 +870,87 @@ def _disaggregation(section: dict, grid: dict, source: str) -> Disaggregation:
               "batch prompts, a decode step of batch sequences): add \"static\", e.g. "
               "serving = [\"continuous\", \"static\"]")
     return out
+
+
+# --------------------------------------------------------------------------- [cost]
+# [cost.<hardware preset name>]: either the rent, or the cost of owning the device.
+COST_RENT_KEYS = ("price_per_device_hour_usd",)
+COST_OWN_KEYS = ("purchase_usd", "amortization_years", "power_usd_per_kwh", "pue")
+COST_OPTIONAL_KEYS = ("hosting_usd_per_hour",)
+COST_KEYS = (*COST_RENT_KEYS, *COST_OWN_KEYS, *COST_OPTIONAL_KEYS)
+HOURS_PER_YEAR = 8760.0
+# upper bounds that catch unit slips (cents for dollars, months for years) while allowing
+# any real deployment
+COST_UPPER = {"price_per_device_hour_usd": 1e4, "purchase_usd": 1e8, "amortization_years": 50.0,
+              "power_usd_per_kwh": 10.0, "pue": 5.0, "hosting_usd_per_hour": 1e4}
+
+
+def owned_hourly_usd(purchase_usd: float, amortization_years: float, tdp_watts: float,
+                     power_usd_per_kwh: float, pue: float,
+                     hosting_usd_per_hour: float = 0.0) -> float:
+    """The hourly cost [USD/device-h] of owning a device:
+
+    purchase_usd / (amortization_years * 8760) + tdp_watts / 1000 * pue * power_usd_per_kwh
+    + hosting_usd_per_hour
+
+    Straight-line depreciation to zero over the years, no interest or resale value; the
+    device draws its TDP every hour of the year (an upper bound: a serving fleet is billed
+    for capacity, busy or not), times the facility's power usage effectiveness.
+    """
+    return (purchase_usd / (amortization_years * HOURS_PER_YEAR)
+            + tdp_watts / 1000.0 * pue * power_usd_per_kwh + hosting_usd_per_hour)
+
+
+def apply_cost(hardware: tuple, section: dict, source: str) -> tuple:
+    """``hardware`` with the ``[cost]`` section's price per device-hour in place of the
+    presets' own: ``[cost.<preset name>]`` gives ``price_per_device_hour_usd``, or
+    ``purchase_usd``, ``amortization_years``, ``power_usd_per_kwh`` and ``pue`` (and
+    optionally ``hosting_usd_per_hour``), priced by :func:`owned_hourly_usd`."""
+    from dataclasses import replace
+    by_name = {h.name: h for h in hardware}
+    valid = f"valid: a table per hardware preset of [grid] hardware ({', '.join(by_name)})"
+    prices = {}
+    for name, table in section.items():
+        key = f"[cost] {name if len(name) <= MAX_SHOWN_CHARS else shown(name)}"
+        if name not in by_name:
+            _fail(source, key, table, f"not a hardware preset of this sweep"
+                  f"{did_you_mean(name, sorted(by_name))}; {valid}")
+        if not isinstance(table, dict):
+            _fail(source, key, table, f"must be a table, e.g. [cost.{name}] with "
+                  "price_per_device_hour_usd = 2.5")
+        where = f"cost.{name}"
+        _check_keys(table, COST_KEYS, [], source, where)
+        rent = [k for k in COST_RENT_KEYS if k in table]
+        own = [k for k in COST_OWN_KEYS if k in table]
+        if rent and (own or "hosting_usd_per_hour" in table):
+            extra = (own or ["hosting_usd_per_hour"])[0]
+            _fail(source, f"[{where}] {extra}", table[extra], "give either "
+                  "price_per_device_hour_usd, or purchase_usd, amortization_years, "
+                  "power_usd_per_kwh and pue (an owned device's price), not both")
+        if not rent and len(own) < len(COST_OWN_KEYS):
+            missing = [k for k in COST_OWN_KEYS if k not in table]
+            raise ConfigError(f"{source}: [{where}] {missing[0]}: missing required key; give "
+                              "price_per_device_hour_usd, or all of "
+                              f"{', '.join(COST_OWN_KEYS)}")
+        v = {}
+        for k in table:
+            v[k] = _positive_float(table, k, f"{source}: [{where}]", COST_UPPER[k])
+        if "pue" in v and v["pue"] < 1.0:
+            _fail(f"{source}: [{where}]", "pue", table["pue"], "must be at least 1 (facility "
+                  "power / IT power; 1.1-1.6 is typical)")
+        if rent:
+            prices[name] = v["price_per_device_hour_usd"]
+            continue
+        hw = by_name[name]
+        if hw.tdp_watts <= 0:
+            _fail(source, f"[{where}] purchase_usd", table["purchase_usd"],
+                  f"the power term needs tdp_watts, which preset {name!r} ({hw.source}) "
+                  "lacks; add it there or give price_per_device_hour_usd")
+        prices[name] = owned_hourly_usd(v["purchase_usd"], v["amortization_years"],
+                                        hw.tdp_watts, v["power_usd_per_kwh"], v["pue"],
+                                        v.get("hosting_usd_per_hour", 0.0))
+    return tuple(replace(h, price_per_device_hour_usd=prices[h.name]) if h.name in prices
+                 else h for h in hardware)
 
 
 def load_sweep(path: str | Path | None = None) -> SweepSpec:

@@ -29,7 +29,11 @@ possible) maximizes tokens/s per device: the request rate is ``min(x P, y D)``. 
   ``shards`` = the fewer of the two pools' KV shards per request (each device sends or
   receives its own shard; an MLA latent is replicated over tp: one shard);
 * ``tpot_s`` = ``t_d``; ``tokens_per_s_per_device`` = output_tokens * rate / (x * devices_p
-  + y * devices_d); cost counts both pools' devices at their own price.
+  + y * devices_d); cost counts both pools' devices at their own price;
+* ``energy_per_token_j`` = (x * devices_p * P_p + y * devices_d * P_d) / (output_tokens *
+  rate), each pool's devices drawing idle power plus their busy share of the dynamic range
+  (README "Cost and energy"): P_p = idle + (TDP - idle) * rho_p (prefill passes at TDP),
+  P_d = idle + (TDP - idle) * u * rho_d (u by the decode point's ``bound``).
 
 Assumptions: transfers overlap compute (engines move KV with RDMA beside the next pass); the
 pool that is not the bottleneck is priced at its point's batch (an upper bound on its pass
@@ -46,7 +50,8 @@ import pyarrow as pa
 
 from . import compile as comp
 from .axes import SERVING
-from .evaluate import REASON_CODE, REASONS, WHAT_IF_DIMS
+from .evaluate import (POWER_SHARE_MEMORY_BOUND, REASON_CODE, REASONS, WHAT_IF_DIMS,
+                       idle_watts)
 from .grid import GROUP_DIMS, STRATEGY_DIMS
 from .kernels import layout as L
 from .kernels.objectives import N_SOURCES, TPOT, TTFT, flatten_front, grouped_reduce
@@ -119,11 +124,13 @@ def pool_rows(block, place=None) -> dict:
 
 
 def lookup(names, presets: dict, field: str) -> np.ndarray:
-    """``presets[name].field`` for every entry of ``names`` (float64; NaN for a 0 price)."""
+    """``presets[name].field`` for every entry of ``names`` (float64; NaN for a 0 price or
+    TDP); ``field`` None: ``presets[name]`` itself."""
     cat = pd.Categorical(names)
-    values = np.array([getattr(presets[u], field) for u in cat.categories], dtype=float)
-    if field == "price_per_device_hour_usd":
-        values[values == 0] = np.nan  # unknown price: a null cost, as in the other tables
+    values = np.array([presets[u] if field is None else getattr(presets[u], field)
+                       for u in cat.categories], dtype=float)
+    if field in ("price_per_device_hour_usd", "tdp_watts"):
+        values[values == 0] = np.nan  # unknown price or TDP: a null, as in the other tables
     return values[cat.codes]
 
 
@@ -220,7 +227,7 @@ def _pair_groups(prefill: pd.DataFrame, decode: pd.DataFrame, spec, keys) -> pa.
     engines = {e.name: e for e in spec.engines}
     hardware = {h.name: h for h in spec.hardware}
     models = {m.name: m for m in spec.models}
-    pool_cols = ["hardware", *POOL_AXES, "devices", "ttft_s", "tpot_s"]
+    pool_cols = ["hardware", *POOL_AXES, "devices", "ttft_s", "tpot_s", "bound"]
     p = prefill[keys + [c for c in pool_cols if c not in keys]].add_prefix("p_")
     d = decode[keys + [c for c in pool_cols if c not in keys]].add_prefix("d_")
     m = p.merge(d, left_on=["p_" + k for k in keys], right_on=["d_" + k for k in keys])
@@ -249,6 +256,13 @@ def _pair_groups(prefill: pd.DataFrame, decode: pd.DataFrame, spec, keys) -> pa.
     ttft = req + rho_p * t_p / 2.0 + t_p + transfer
     price = lambda col: lookup(m[col], hardware, "price_per_device_hour_usd")
     throughput = out * rate
+    rho_d = rate / (y * rate_d)
+    tdp = lambda col: lookup(m[col], hardware, "tdp_watts")
+    idle = lambda col: lookup(m[col], {n: idle_watts(h) for n, h in hardware.items()}, None)
+    share_d = np.where(m["d_bound"].astype(str).to_numpy() == "compute", 1.0,
+                       POWER_SHARE_MEMORY_BOUND)
+    power_p = idle("p_hardware") + (tdp("p_hardware") - idle("p_hardware")) * rho_p
+    power_d = idle("d_hardware") + (tdp("d_hardware") - idle("d_hardware")) * share_d * rho_d
     cols = {
         "prefill_instances": x.astype(np.int64), "decode_instances": y.astype(np.int64),
         "devices": devices.astype(np.int64), "ttft_s": ttft, "tpot_s": t_d,
@@ -256,9 +270,10 @@ def _pair_groups(prefill: pd.DataFrame, decode: pd.DataFrame, spec, keys) -> pa.
         "e2e_latency_s": ttft + (out - 1.0) * t_d, "requests_per_s": rate,
         "throughput_tokens_per_s": throughput,
         "tokens_per_s_per_device": throughput / devices, "tokens_per_s_per_user": 1.0 / t_d,
-        "prefill_utilization": rho_p, "decode_utilization": rate / (y * rate_d),
+        "prefill_utilization": rho_p, "decode_utilization": rho_d,
         "cost_per_million_tokens": (x * dev_p * price("p_hardware") + y * dev_d
                                     * price("d_hardware")) / 3600.0 / throughput * 1e6,
+        "energy_per_token_j": (x * dev_p * power_p + y * dev_d * power_d) / throughput,
     }
     for k, v in cols.items():
         m[k] = v
@@ -361,7 +376,7 @@ def _schema() -> pa.Schema:
     fields += [pa.field(n, pa.float64()) for n in (
         "e2e_latency_s", "requests_per_s", "throughput_tokens_per_s",
         "tokens_per_s_per_device", "tokens_per_s_per_user", "prefill_utilization",
-        "decode_utilization", "cost_per_million_tokens")]
+        "decode_utilization", "cost_per_million_tokens", "energy_per_token_j")]
     return pa.schema(fields)
 
 

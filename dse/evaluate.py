@@ -363,6 +363,9 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
         # NaN marks an unknown price: the one documented missing value (null in Parquet)
         "price_per_device_hour_usd": (("hardware",), np.array(
             [h.price_per_device_hour_usd or np.nan for h in spec.hardware])),
+        # the power model's ends (NaN: no TDP, a null energy column)
+        "tdp_watts": (("hardware",), np.array([h.tdp_watts or np.nan for h in spec.hardware])),
+        "idle_watts": (("hardware",), np.array([idle_watts(h) for h in spec.hardware])),
         "usable_memory_bytes": (("hardware", "memory_capacity_scale"), usable),
         "structural_reason": (STRUCTURE_DIMS, structural_reasons(
             spec.models, c["tp"], c["pp"], c["ep"], c["attention_dp"])),
@@ -443,7 +446,33 @@ METRIC_INPUTS = ("serving", "tp", "attention_dp", "pp", "dp", "batch", "output_t
                  "activation_bytes_per_device", "kv_prompt_bytes", "decode_working_bytes",
                  "kv_request_bytes", "working_bytes", "slots",
                  "structural_reason", "what_if_valid", "precision_reason",
-                 "usable_memory_bytes", "price_per_device_hour_usd")
+                 "usable_memory_bytes", "price_per_device_hour_usd", "bound", "tdp_watts",
+                 "idle_watts")
+
+# The power model of energy_per_token_j (README "Cost and energy"): a device draws
+#   P = idle + (TDP - idle) * u
+# where u, the dynamic share, follows the resource the timing says the time goes to:
+# 1 (TDP) while compute-bound (prefill, large-batch decode: the math units run flat out);
+# POWER_SHARE_MEMORY_BOUND while memory-bound (decode streams weights and KV cache through
+# HBM with the math units mostly waiting: on an H200, decode of four attention kinds drew
+# 137-300 W of its 700 W, Ma et al., "The Illusion of Power Capping in LLM Decode",
+# arXiv:2605.11999, 2026; the upper end, (300 - 80) / (700 - 80) = 0.35 with 80 W idle,
+# is used); network-bound steps are assumed to draw as memory-bound ones (the devices wait
+# on links; no measurement). Indexed by the kernel's bound code (compute, memory, network).
+POWER_SHARE_MEMORY_BOUND = 0.35
+POWER_SHARE_BY_BOUND = (1.0, POWER_SHARE_MEMORY_BOUND, POWER_SHARE_MEMORY_BOUND)
+# Idle power where a preset gives no idle_watts: a fraction of TDP. An H200 with a serving
+# engine loaded idles at about 80 W of its 700 W TDP (0.115; measured draw published at
+# api.serialalice.pt/alice-benchmark, June 2026); 0.12 is used.
+IDLE_FRACTION_OF_TDP = 0.12
+
+
+def idle_watts(h) -> float:
+    """A hardware preset's idle power [W]: ``idle_watts``, else IDLE_FRACTION_OF_TDP of
+    its TDP (NaN without a TDP)."""
+    if not h.tdp_watts:
+        return np.nan
+    return h.idle_watts or IDLE_FRACTION_OF_TDP * h.tdp_watts
 
 
 def derived_metrics(v, where=np.where) -> dict:
@@ -456,7 +485,8 @@ def derived_metrics(v, where=np.where) -> dict:
     out_tok = v["output_tokens"]
     continuous = v["serving"] == "continuous"
     # one output token: no decode step (and no 0 * inf where a time is infinite)
-    e2e = v["ttft_s"] + (out_tok - 1) * where(out_tok > 1, v["tpot_s"], 0.0)
+    decode_s = (out_tok - 1) * where(out_tok > 1, v["tpot_s"], 0.0)
+    e2e = v["ttft_s"] + decode_s
     devices = v["tp"] * v["attention_dp"] * v["pp"] * v["dp"]
     # each replica serves `batch` requests every e2e seconds: a static batch, or (Little's
     # law) a closed loop of `batch` clients whose requests take e2e each
@@ -468,6 +498,12 @@ def derived_metrics(v, where=np.where) -> dict:
     # prefill activations) and the decode peak (full-context KV cache, one step's working
     # set)
     running = where(continuous, np.minimum(v["batch"], v["slots"]), v["batch"])
+    # power per device [W]: prefill of a static batch at TDP (compute-bound), decode (and
+    # every continuous iteration) by the bound the kernel reports (POWER_SHARE_BY_BOUND)
+    idle = v["idle_watts"]
+    share = POWER_SHARE_MEMORY_BOUND + (1.0 - POWER_SHARE_MEMORY_BOUND) * (v["bound"] == 0)
+    p_run = idle + (v["tdp_watts"] - idle) * share
+    p_prefill = where(continuous, p_run, v["tdp_watts"])
     memory = where(continuous, v["weight_bytes_per_device"] + v["working_bytes"]
                    + running * v["kv_request_bytes"],
                    v["weight_bytes_per_device"] + np.maximum(
@@ -495,6 +531,12 @@ def derived_metrics(v, where=np.where) -> dict:
         # [USD per 1e6 output tokens]; NaN where the hardware preset has no price
         "cost_per_million_tokens": devices * v["price_per_device_hour_usd"] / 3600.0
         / throughput * 1e6,
+        # [J per output token]: every device at the prefill power for ttft, then at the
+        # decode power for the rest of e2e, per replica's batch of output tokens; NaN
+        # where the hardware preset has no TDP
+        # (float products: dp * batch * output_tokens may pass 2^63 at the axes' bounds)
+        "energy_per_token_j": devices * (p_prefill * v["ttft_s"] + p_run * decode_s)
+        / (1.0 * v["dp"] * v["batch"] * out_tok),
     }
 
 
@@ -504,7 +546,8 @@ def derive(ds: xr.Dataset) -> xr.Dataset:
     Returns a Dataset with ``devices``, ``e2e_latency_s`` [s], ``throughput_tokens_per_s``,
     ``tokens_per_s_per_device``, ``tokens_per_s_per_user`` [tokens/s],
     ``memory_bytes_per_device`` [bytes], ``reason`` (uint8 code into ``REASONS``),
-    ``feasible`` and ``cost_per_million_tokens`` [USD] (NaN where the hardware has no
-    price); dims are whatever the inputs broadcast to.
+    ``feasible``, ``cost_per_million_tokens`` [USD per 1e6 output tokens] (NaN where the
+    hardware has no price) and ``energy_per_token_j`` [J per output token] (NaN where it
+    has no TDP); dims are whatever the inputs broadcast to.
     """
     return xr.Dataset(derived_metrics(ds, xr.where))

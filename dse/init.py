@@ -4,19 +4,23 @@ The text is generated from the axis registry (``dse.axes``) and the spec's secti
 (``dse.config``), so a new axis or constraint appears here without an edit. Each grid and
 what-if key is set to its default (the spec then evaluates one configuration per model and
 hardware), with the axis' help text and its valid values above it; the optional sections
-(``[constraints]``, ``[disaggregated]``) are written commented out with example values.
+(``[constraints]``, ``[disaggregated]``, ``[cost]``) are written commented out with
+example values.
 """
 from __future__ import annotations
 
 import textwrap
 
 from .axes import AXES
-from .config import CONSTRAINT_KEYS, DISAGGREGATED_KEYS, bundled_names
+from .config import (COST_OPTIONAL_KEYS, COST_OWN_KEYS, COST_RENT_KEYS, CONSTRAINT_KEYS,
+                     DISAGGREGATED_KEYS, bundled_names)
 
 _PRESET_KINDS = {"hardware": "hardware", "model": "models", "engine": "engines",
                  "quant": "quant"}
 _CONSTRAINT_EXAMPLES = {"max_devices": "8", "max_ttft_s": "2.0", "max_tpot_s": "0.05"}
 _DISAGGREGATED_EXAMPLES = {"mixed_hardware": "false", "max_instances": "16"}
+_COST_EXAMPLES = {"purchase_usd": "20000", "amortization_years": "4", "power_usd_per_kwh": "0.08",
+                  "pue": "1.3", "hosting_usd_per_hour": "0.3"}
 
 
 def _toml(value) -> str:
@@ -62,4 +66,13 @@ def starter_spec() -> str:
               "# (README 'Disaggregated serving'): needs \"static\" among the serving values.",
               "# [disaggregated]"]
     lines += [f"# {k} = {_DISAGGREGATED_EXAMPLES.get(k, '1')}" for k in DISAGGREGATED_KEYS]
+    lines += ["", "# Price per device-hour behind cost_per_million_tokens (USD per million output",
+              "# tokens), per hardware preset of [grid] hardware, in place of the preset's own",
+              "# (README 'Cost and energy'). Either the rent:",
+              "# [cost.h100_sxm]",
+              f"# {COST_RENT_KEYS[0]} = 2.5",
+              "# or, instead of it, what owning one costs an hour: purchase_usd /",
+              "# (amortization_years * 8760) + tdp_watts / 1000 * pue * power_usd_per_kwh",
+              "# (+ hosting_usd_per_hour, optional):"]
+    lines += [f"# {k} = {_COST_EXAMPLES[k]}" for k in (*COST_OWN_KEYS, *COST_OPTIONAL_KEYS)]
     return "\n".join(lines) + "\n"

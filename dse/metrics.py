@@ -62,8 +62,17 @@ METRICS = (
            "activations); continuous: weights + one iteration's working set + the running "
            "requests' KV cache"),
     Metric("cost_per_million_tokens", "USD", "float64", "derived",
-           "devices * price_per_device_hour_usd / 3600 / throughput * 1e6; null where the "
-           "hardware preset has no price", nullable=True),
+           "USD per million output (generated) tokens, prompt tokens not counted: devices * "
+           "price_per_device_hour_usd / 3600 / throughput_tokens_per_s * 1e6 (the price: "
+           "the spec's [cost] section, else the hardware preset's); null where neither "
+           "gives a price", nullable=True),
+    Metric("energy_per_token_j", "J", "float64", "derived",
+           "joules per output (generated) token, all devices: devices * (P_prefill * ttft_s "
+           "+ P_decode * (output_tokens - 1) * tpot_s) / (dp * batch * output_tokens), with "
+           "P = idle_watts + (tdp_watts - idle_watts) * u per device, u = 1 when compute-"
+           "bound and 0.35 when memory- or network-bound (static prefill: u = 1; decode and "
+           "continuous serving: by bound); null where the hardware preset has no "
+           "tdp_watts", nullable=True),
     Metric("feasible", "", "bool", "derived", "fits memory and is a valid combination",
            in_rows=False),
     Metric("infeasible_reason", "", "category", "derived",

@@ -223,7 +223,7 @@ def block_batches(cols: dict[str, np.ndarray], sch: pa.Schema, global_coords: di
             elif c in dictionaries:
                 out.append(pa.DictionaryArray.from_arrays(pa.array(vals), dictionaries[c],
                                                           safe=False))
-            elif c == "cost_per_million_tokens":  # unknown price -> null
+            elif c in ("cost_per_million_tokens", "energy_per_token_j"):  # no price/TDP: null
                 out.append(_with_nulls(vals, ~np.isnan(vals)))
             elif vals.dtype == np.bool_:
                 out.append(_bits(vals))

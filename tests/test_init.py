@@ -24,11 +24,12 @@ def test_optional_sections_parse_when_uncommented():
     text = starter_spec()
     for key in (*CONSTRAINT_KEYS, *DISAGGREGATED_KEYS, "[constraints]", "[disaggregated]"):
         assert f"# {key}" in text
-    opened = "\n".join(line[2:] if line.startswith(("# [", "# max_", "# mixed_")) else line
-                       for line in text.splitlines())
+    opened = "\n".join(line[2:] if line.startswith(("# [", "# max_", "# mixed_", "# price_"))
+                       else line for line in text.splitlines())
     opened = opened.replace('serving = ["continuous"]', 'serving = ["continuous", "static"]')
     spec = parse_sweep(tomllib.loads(opened))
     assert spec.constraints.max_devices == 8 and spec.disaggregated is not None
+    assert spec.hardware[0].price_per_device_hour_usd == 2.5  # [cost.h100_sxm]
 
 
 def test_init_refuses_to_overwrite(tmp_path, monkeypatch, capsys):
