@@ -93,10 +93,11 @@ def _other(row, spec) -> str:
     return " ".join(parts)
 
 
-def _usd(x) -> str:
+def _usd(x, missing: str = "-") -> str:
+    """A price in dollars: "$1,234" from $100, else three significant digits ("$0.519")."""
     if x is None or not math.isfinite(x):
-        return "-"
-    return f"${x:,.2f}" if x >= 0.995 else f"${x:.3g}"
+        return missing
+    return f"${x:,.0f}" if x >= 99.95 else f"${x:.3g}"
 
 
 # [objectives] best -> (column head, format, what the table's title says it optimizes)

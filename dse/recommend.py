@@ -28,6 +28,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from .answer import _precision, _usd
 from .errors import ConfigError, OutputError
 
 FILE = "recommend.parquet"
@@ -470,14 +471,7 @@ def recommend(model: str, input_tokens: int, output_tokens: int,
 
 # --------------------------------------------------------------------------- printing
 def _money(x) -> str:
-    if x is None or not math.isfinite(x):
-        return "n/a"
-    return f"${x:,.0f}" if x >= 100 else f"${x:.3g}"
-
-
-def _precision(r) -> str:
-    w, a, kv = r["weight_dtype"], r["act_dtype"], r["kv_dtype"]
-    return w if w == a == kv else f"w {w} a {a} kv {kv}"
+    return _usd(x, missing="n/a")
 
 
 def _strategy(r, moe: bool) -> str:

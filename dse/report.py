@@ -174,7 +174,8 @@ def _number(x) -> bool:
 
 
 def _money(x) -> str:
-    return f"${x:,.2f}" if _number(x) and x >= 0.1 else f"${x:.3g}" if _number(x) else "-"
+    from .answer import _usd
+    return _usd(x if _number(x) else None)
 
 
 def _strategy(row) -> str:
