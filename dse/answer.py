@@ -36,14 +36,17 @@ def _first_rows(path: Path, n: int):
     return rows, total
 
 
-def files(summary, spec) -> dict:
-    """What the sweep wrote, by role -> path (as the user gave ``--out``)."""
+def files(summary, spec, report=None) -> dict:
+    """What the sweep wrote, by role -> path (as the user gave ``--out``); ``report``: the
+    HTML report's path where ``--report`` wrote one."""
     out = Path(summary.out_dir)
     paths = {"results": out / "results", "pareto": out / "pareto.parquet",
              "best": out / "best.parquet", "manifest": out / "manifest.json"}
     if spec.disaggregated is not None:
         paths["disaggregated"] = out / "disaggregated.parquet"
     paths["sensitivity"] = out / "sensitivity.parquet"  # with what-if axes only
+    if report is not None:
+        paths["report"] = Path(report)
     return {k: str(p) for k, p in paths.items() if p.exists()}
 
 
@@ -165,22 +168,27 @@ ROLE_TEXT = {
     "best": "the best configuration of every group",
     "disaggregated": "paired prefill and decode pools",
     "sensitivity": "elasticity of the best outcome per what-if value",
+    "report": "the HTML report: frontiers, best table, what-ifs (open it in a browser)",
     "manifest": "the spec, options and finished chunks",
 }
 
 
-def answer_text(summary, spec) -> str:
+def answer_text(summary, spec, report=None) -> str:
     """The lines printed after the summary line (no trailing newline)."""
     lines = best_table(summary, spec)
-    paths = files(summary, spec)
+    paths = files(summary, spec, report)
     shown = {k: v + ("/" if k == "results" else "") for k, v in paths.items()}
     width = max(len(v) for v in shown.values())
     lines.append("files:")
     roles = ROLE_TEXT | {"pareto": "Pareto frontiers: " + " vs ".join(
         OBJECTIVE_TEXT[m][0] for m in spec.objectives.pareto)}
     lines += [f"  {shown[k]:<{width}}  {roles[k]}" for k in roles if k in shown]
-    lines.append(f"next: {next_command(summary)}   # one HTML page to open in a browser; "
-                 f"dse plot {shlex.quote(str(summary.out_dir))} for PNG/SVG")
+    plot = f"dse plot {shlex.quote(str(summary.out_dir))} for PNG/SVG"
+    if report is not None:
+        lines.append(f"next: open {report} in a browser; {plot}")
+    else:
+        lines.append(f"next: {next_command(summary)}   # one HTML page to open in a browser; "
+                     f"{plot}")
     return "\n".join(lines)
 
 
@@ -191,7 +199,7 @@ def _plain(value):
     return value
 
 
-def answer_json(summary, spec) -> dict:
+def answer_json(summary, spec, report=None) -> dict:
     """The sweep's summary as one JSON-ready object (``dse sweep --json``)."""
     best, total = _first_rows(Path(summary.out_dir) / "best.parquet", JSON_ROWS)
     data = {
@@ -206,8 +214,8 @@ def answer_json(summary, spec) -> dict:
         "n_resumed": summary.n_resumed,
         "reason_counts": {str(k): int(v) for k, v in summary.reason_counts.items()},
         "seconds": {str(k): float(v) for k, v in summary.seconds.items()},
-        "files": files(summary, spec),
-        "next": next_command(summary),
+        "files": files(summary, spec, report),
+        "next": f"open {report}" if report is not None else next_command(summary),
         "best": [{k: _plain(v) for k, v in row.items()} for row in best],
         "best_left_out": total - len(best),
     }

@@ -89,11 +89,7 @@ def cmd_sweep(args) -> int:
         spec_arg = f"{args.spec} " if args.spec else ""
         return _fail(interrupted_text(Path(args.out),
                                       f"dse sweep {spec_arg}--out {args.out} --resume"))
-    if args.json:
-        import json
-        from .answer import answer_json
-        print(json.dumps(answer_json(s, spec), allow_nan=False))
-    elif not args.quiet:
+    if not args.quiet and not args.json:
         rate = s.n_configs / s.seconds["total"]
         resumed = f", {s.n_resumed} of {s.n_chunks} chunks resumed" if s.n_resumed else ""
         print(f"{s.n_configs:,} configurations ({s.n_feasible:,} feasible) in "
@@ -105,9 +101,18 @@ def cmd_sweep(args) -> int:
             print(f"disaggregated: {s.n_disaggregated:,} pairings (frontiers and bests); a "
                   f"best pairing for {s.n_disaggregated_best} groups -> "
                   f"{s.out_dir}/disaggregated.parquet")
+    report = None
+    if args.report and s.n_feasible:
+        from .report import write_report
+        report = write_report(s.out_dir).path
+    if args.json:
+        import json
+        from .answer import answer_json
+        print(json.dumps(answer_json(s, spec, report), allow_nan=False))
+    elif not args.quiet:
         if s.n_feasible:
             from .answer import answer_text
-            print(answer_text(s, spec))
+            print(answer_text(s, spec, report))
     if s.n_feasible == 0:
         worst = max(s.reason_counts, key=s.reason_counts.get)
         return _fail(f"{spec.source}: no feasible configuration among {s.n_configs:,} "
@@ -235,10 +240,14 @@ def cmd_recommend(args) -> int:
     except KeyboardInterrupt:
         return _fail(f"interrupted; {args.out} holds an unfinished sweep: run again with "
                      "--overwrite")
+    report = None
+    if args.report and rec.table["found"].any():
+        from .report import write_report
+        report = write_report(rec.out_dir).path
     if args.json:
-        print(_json_text(json_doc(rec)))
+        print(_json_text(json_doc(rec) | ({"report": str(report)} if report else {})))
     elif not args.quiet:
-        print(text(rec))
+        print(text(rec, report))
     if not rec.table["found"].any():
         return _fail(f"no hardware meets the constraints (reasons in {rec.out_dir}/"
                      "recommend.parquet); relax --max-ttft-s / --max-tpot-s or try other "
@@ -469,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  [what_if]        hardware scales: compute, memory bandwidth and capacity,\n"
                "                   links, scale-up domain, link latency, expert imbalance\n"
                "  [constraints]    max_devices, max_ttft_s, max_tpot_s (for best.parquet)\n"
+               "  [objectives]     best = the metric best.parquet optimizes, pareto = the 2+\n"
+               "                   metrics the frontier spans (e.g. cost_per_million_tokens)\n"
                "  [disaggregated]  pair prefill and decode pools (mixed_hardware,\n"
                "                   max_instances)\n"
                "  [cost.<hardware>] price per device-hour for cost_per_million_tokens:\n"
@@ -486,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "JSON object instead of text (progress still goes to stderr)")
     s.add_argument("--no-results", action="store_true",
                    help="skip the full results/ table; write only pareto and best tables")
+    s.add_argument("--report", action="store_true",
+                   help="also write the HTML report (OUT/report.html, as `dse report OUT`): "
+                   "the sweep and its picture in one command")
     s.add_argument("--memory-limit", type=parse_bytes, metavar="SIZE",
                    help="peak memory budget, e.g. 2GB or 512MiB; the grid is evaluated in "
                    "chunks that fit it (default: half the memory available now)")
@@ -568,6 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
                     f"and the sweep's tables (default: {DEFAULT_OUT})")
     rc.add_argument("--overwrite", action="store_true",
                     help="replace the files an earlier dse recommend wrote in --out")
+    rc.add_argument("--report", action="store_true",
+                    help="also write the HTML report of the sweep behind the ranking "
+                    "(OUT/report.html: its frontiers and best table)")
     rtalk = rc.add_mutually_exclusive_group()
     rtalk.add_argument("--quiet", action="store_true", help="print nothing (no progress "
                        "or table); the exit status still says whether any hardware qualifies")

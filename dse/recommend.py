@@ -481,7 +481,7 @@ def _strategy(r, moe: bool) -> str:
     return " ".join(parts + [f"batch={r['batch']}", _precision(r)])
 
 
-def text(rec: Recommendation) -> str:
+def text(rec: Recommendation, report=None) -> str:
     """The printed answer: the ranked table, footnotes, the file and the next command."""
     from .answer import _rate, _seconds as seconds
     df = rec.table
@@ -536,7 +536,10 @@ def text(rec: Recommendation) -> str:
     out = rec.out_dir
     lines.append(f"wrote {out / FILE}; the sweep behind it: {out}/ (pareto.parquet, "
                  f"best.parquet)")
-    lines.append(f"next: dse report {shlex.quote(str(out))}   # its frontiers in a browser")
+    if report is not None:
+        lines.append(f"next: open {report} in a browser   # the frontiers behind the ranking")
+    else:
+        lines.append(f"next: dse report {shlex.quote(str(out))}   # its frontiers in a browser")
     return "\n".join(lines)
 
 

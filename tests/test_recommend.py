@@ -290,3 +290,19 @@ def test_recommend_missing_model(tmp_path, monkeypatch, capsys):
     line = cli_error(capsys, tmp_path, "recommend", "--input-tokens", "512",
                      "--output-tokens", "64")
     assert "--model: missing" in line
+
+
+def test_recommend_report_option_writes_the_page(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["recommend", "--model", "llama3_8b", "--input-tokens", "512",
+                 "--output-tokens", "64", "--hardware", "h100_sxm", "--precisions", "bf16",
+                 "--out", "rec", "--report", "--quiet"])
+    assert code == 0 and Path("rec/report.html").is_file()
+    capsys.readouterr()
+    code = main(["recommend", "--model", "llama3_8b", "--input-tokens", "512",
+                 "--output-tokens", "64", "--hardware", "h100_sxm", "--precisions", "bf16",
+                 "--out", "rec", "--report", "--overwrite"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.splitlines()[-1] == (f"next: open {Path('rec/report.html')} in a browser   # "
+                                    "the frontiers behind the ranking")

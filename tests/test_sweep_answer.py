@@ -134,3 +134,18 @@ def test_sweep_json_when_nothing_is_feasible(here, capsys):
     data = json.loads(out)
     assert data["n_feasible"] == 0 and data["reason_counts"]["out_of_memory"] == 1
     assert [r["found"] for r in data["best"]] == [False]
+
+
+def test_sweep_report_option_writes_the_page_in_the_same_command(here, capsys):
+    code, out, _ = _sweep(capsys, "--out", "with_report", "--report")
+    assert code == 0
+    page = Path("with_report/report.html")
+    assert page.is_file() and "<html" in page.read_text(encoding="utf-8")[:200].lower()
+    lines = out.splitlines()
+    assert any(line.strip().startswith(str(page)) and "HTML report" in line
+               for line in lines)
+    assert lines[-1] == f"next: open {page} in a browser; dse plot with_report for PNG/SVG"
+    code, out, _ = _sweep(capsys, "--out", "with_report", "--report", "--json",
+                          "--overwrite")
+    data = json.loads(out)
+    assert data["files"]["report"] == str(page) and data["next"] == f"open {page}"
