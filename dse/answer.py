@@ -114,6 +114,8 @@ OBJECTIVE_TEXT = {
     "tpot_s": ("TPOT", _seconds, "lowest TPOT"),
     "e2e_latency_s": ("latency", _seconds, "lowest end-to-end latency"),
     "devices": ("devices", lambda x: f"{x:.0f}", "fewest devices"),
+    "energy_per_token_j": ("J/token", lambda x: "-" if x is None or not math.isfinite(x)
+                           else f"{x:.3g}", "least energy per output token"),
 }
 SHOWN_METRICS = ("tokens_per_s_per_device", "ttft_s", "tpot_s")
 

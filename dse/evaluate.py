@@ -459,7 +459,8 @@ METRIC_INPUTS = ("serving", "tp", "attention_dp", "pp", "dp", "batch", "output_t
 # arXiv:2605.11999, 2026; the upper end, (300 - 80) / (700 - 80) = 0.35 with 80 W idle,
 # is used); network-bound steps are assumed to draw as memory-bound ones (the devices wait
 # on links; no measurement). Indexed by the kernel's bound code (compute, memory, network).
-POWER_SHARE_MEMORY_BOUND = 0.35
+# (the constant lives with the reduction kernel, which restates the model for objectives)
+from .kernels.objectives import POWER_SHARE_MEMORY_BOUND  # noqa: E402  (0.35)
 POWER_SHARE_BY_BOUND = (1.0, POWER_SHARE_MEMORY_BOUND, POWER_SHARE_MEMORY_BOUND)
 # Idle power where a preset gives no idle_watts: a fraction of TDP. An H200 with a serving
 # engine loaded idles at about 80 W of its 700 W TDP (0.115; measured draw published at

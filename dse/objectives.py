@@ -32,6 +32,7 @@ OBJECTIVES = {
     "tpot_s": (L.OBJ_TPOT, -1),
     "e2e_latency_s": (L.OBJ_E2E, -1),
     "devices": (L.OBJ_DEVICES, -1),
+    "energy_per_token_j": (L.OBJ_ENERGY, -1),
 }
 OBJECTIVE_KEYS = ("best", "pareto")
 DEFAULT_BEST = "tokens_per_s_per_device"

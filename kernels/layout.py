@@ -156,4 +156,4 @@ BOUND_NAMES = ("compute", "memory", "network")
 # --- objectives of the reduction kernel (dse.objectives: metric names and senses) --------
 # codes of the per-configuration metrics kernels/objectives.py computes and optimizes
 (OBJ_TOKENS_PER_DEVICE, OBJ_TOKENS_PER_USER, OBJ_THROUGHPUT, OBJ_REQUESTS, OBJ_COST,
- OBJ_TTFT, OBJ_TPOT, OBJ_E2E, OBJ_DEVICES) = range(9)
+ OBJ_TTFT, OBJ_TPOT, OBJ_E2E, OBJ_DEVICES, OBJ_ENERGY) = range(10)

@@ -14,14 +14,18 @@ the results table's.
 import numpy as np
 from numba import njit, prange
 
-from .layout import (OBJ_COST, OBJ_DEVICES, OBJ_E2E, OBJ_REQUESTS, OBJ_THROUGHPUT,
-                     OBJ_TOKENS_PER_DEVICE, OBJ_TOKENS_PER_USER, OBJ_TPOT, OBJ_TTFT)
+from .layout import (OBJ_COST, OBJ_DEVICES, OBJ_E2E, OBJ_ENERGY, OBJ_REQUESTS,
+                     OBJ_THROUGHPUT, OBJ_TOKENS_PER_DEVICE, OBJ_TOKENS_PER_USER, OBJ_TPOT,
+                     OBJ_TTFT)
 from .pareto import frontier, frontier_nd
 
 # sources, in the order of the offset tables' first columns
 (TTFT, TPOT, WEIGHT, KV, ACT, STRUCTURAL, WHAT_IF_OK, USABLE, SLOTS, SERVING, PRECISION,
- KV_PROMPT, DECODE_WORK, PRICE) = range(14)
-N_SOURCES = 14
+ KV_PROMPT, DECODE_WORK, PRICE, BOUND, TDP, IDLE) = range(17)
+N_SOURCES = 17
+# The power model's dynamic share of a step that is not compute-bound (bound code 0 is
+# compute): its source is in dse/evaluate.py (energy_per_token_j), which imports it from here
+POWER_SHARE_MEMORY_BOUND = 0.35
 CONTINUOUS = 1  # the serving code of continuous batching (dse.axes.SERVING)
 N_LIMITS = 3    # the [constraints] limits: max devices, max TTFT, max TPOT (dse.objectives)
 # Consecutive groups differ in the innermost what-if axes, which are the innermost
@@ -31,9 +35,10 @@ GROUP_BLOCK = 16
 
 
 @njit(inline="always")
-def objective(code, ttft_v, tpot_v, e2e, requests, throughput, devices, price):
+def objective(code, ttft_v, tpot_v, e2e, requests, throughput, devices, price, energy):
     """One configuration's value of the metric ``code`` (``layout.OBJ_*``), with the
-    arithmetic of ``dse.evaluate.derived_metrics`` (NaN: a cost without a price)."""
+    arithmetic of ``dse.evaluate.derived_metrics`` (NaN: a cost without a price, an energy
+    without a TDP); ``energy`` is computed by the caller (:func:`energy_per_token`)."""
     if code == OBJ_TOKENS_PER_DEVICE:
         return throughput / devices
     if code == OBJ_TOKENS_PER_USER:
@@ -52,14 +57,28 @@ def objective(code, ttft_v, tpot_v, e2e, requests, throughput, devices, price):
         return e2e
     if code == OBJ_DEVICES:
         return float(devices)
+    if code == OBJ_ENERGY:
+        return energy
     return np.nan
+
+
+@njit(inline="always")
+def energy_per_token(ttft_v, tpot_v, out, devices, dp_batch, continuous, bound, tdp, idle):
+    """``derived_metrics``' energy_per_token_j [J per output token]: every device at the
+    prefill power for the TTFT (TDP for a static batch's prefill, else the run power), then
+    at the run power (idle + (TDP - idle) x share by the bound) for the decode."""
+    decode_s = (out - 1) * (tpot_v if out > 1 else 0.0)
+    share = POWER_SHARE_MEMORY_BOUND + (1.0 - POWER_SHARE_MEMORY_BOUND) * (bound == 0)
+    p_run = idle + (tdp - idle) * share
+    p_prefill = p_run if continuous else tdp
+    return devices * (p_prefill * ttft_v + p_run * decode_s) / (1.0 * dp_batch * out)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer_dp_batch,
                    inner_dp_batch, outer_devices, inner_devices, ttft, tpot, weight, kv, act,
                    structural, what_if_ok, usable, slots, serving, precision, kv_prompt,
-                   decode_work, price, code_what_if,
+                   decode_work, price, bound, tdp, idle, code_what_if,
                    code_oom, max_devices, max_ttft, max_tpot, best_code, best_sign,
                    obj_codes, obj_signs, n_workers, front, n_front, best, relaxed, reasons):
     """Frontier, best strategy, lifted-constraint bests and reason counts of every group.
@@ -98,9 +117,12 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
                and obj_codes[1] == OBJ_TOKENS_PER_USER and obj_signs[1] == 1.0
                and best_code == OBJ_TOKENS_PER_DEVICE and best_sign == 1.0)
     priced = best_code == OBJ_COST
+    powered = best_code == OBJ_ENERGY
     for k in range(n_obj):
         if obj_codes[k] == OBJ_COST:
             priced = True
+        if obj_codes[k] == OBJ_ENERGY:
+            powered = True
     limited = (max_devices < np.iinfo(np.int64).max or max_ttft < np.inf
                or max_tpot < np.inf)
     block = min(GROUP_BLOCK, n_groups)
@@ -185,17 +207,25 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
                             ok_b[j, s] = True
                         else:
                             price_v = price[base[PRICE] + so[PRICE]] if priced else 0.0
+                            energy = 0.0
+                            if powered:
+                                energy = energy_per_token(
+                                    ttft_v, tpot_v, out, devices, dp_batch,
+                                    serving[base[SERVING] + so[SERVING]] == CONTINUOUS,
+                                    bound[base[BOUND] + so[BOUND]], tdp[base[TDP] + so[TDP]],
+                                    idle[base[IDLE] + so[IDLE]])
                             usable_point = True
                             for k in range(n_obj):
                                 v = obj_signs[k] * objective(obj_codes[k], ttft_v, tpot_v,
                                                              e2e, requests, throughput,
-                                                             devices, price_v)
+                                                             devices, price_v, energy)
                                 vals_b[j, k, s] = v
                                 if v != v:
                                     usable_point = False
                             ok_b[j, s] = usable_point
                             bv = best_sign * objective(best_code, ttft_v, tpot_v, e2e,
-                                                       requests, throughput, devices, price_v)
+                                                       requests, throughput, devices, price_v,
+                                                       energy)
                             if bv != bv:
                                 continue
                         if not limited:
