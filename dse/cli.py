@@ -42,10 +42,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_bytes(text: str) -> int:
-    """'2GB', '512MiB', '1.5e9' -> bytes (decimal units for kB/MB/GB/TB, binary for KiB...)."""
+    """'2GB', '2G', '512MiB', '512Mi', '1.5e9' -> bytes: decimal units for k/M/G/T with or
+    without a B (kB, MB, GB, TB: 1e3 ... 1e12, as Kubernetes reads 2G), binary for Ki/Mi/Gi/
+    Ti with or without a B (2**10 ... 2**40); case-insensitive."""
     from .config import human_bytes
-    units = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10,
-             "mib": 2**20, "gib": 2**30, "tib": 2**40}
+    units = {"": 1, "b": 1}
+    for i, p in enumerate("kmgt", start=1):
+        units |= {p: 1e3 ** i, p + "b": 1e3 ** i, p + "i": 2 ** (10 * i),
+                  p + "ib": 2 ** (10 * i)}
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
     value = float(m.group(1)) * units[m.group(2).lower()] \
         if m and m.group(2).lower() in units else math.nan
@@ -501,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the HTML report (OUT/report.html, as `dse report OUT`): "
                    "the sweep and its picture in one command")
     s.add_argument("--memory-limit", type=parse_bytes, metavar="SIZE",
-                   help="peak memory budget, e.g. 2GB or 512MiB; the grid is evaluated in "
+                   help="peak memory budget, e.g. 2GB, 2G, 2GiB or 512MiB; the grid is evaluated in "
                    "chunks that fit it (default: half the memory available now)")
     s.add_argument("--resume", action="store_true",
                    help="continue an interrupted sweep of the same spec in --out")

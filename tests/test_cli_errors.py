@@ -431,3 +431,18 @@ def test_unknown_names_suggest_the_closest(tmp_path, monkeypatch, capsys, grid, 
     (tmp_path / "spec.toml").write_text(f"[grid]\n{grid}\n")
     line = cli_error(capsys, tmp_path, "sweep", "spec.toml", "--out", "results")
     assert hint in line and "spec.toml" in line and "valid" in line
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2GB", 2e9), ("2G", 2e9), ("2g", 2e9), ("2GiB", 2 ** 31), ("2Gi", 2 ** 31),
+    ("2000MB", 2e9), ("512MiB", 2 ** 29), ("1.5e9", 1.5e9), ("3TB", 3e12), ("64k", 64e3)])
+def test_memory_sizes_in_the_units_people_write(text, expected):
+    from dse.cli import parse_bytes
+    assert parse_bytes(text) == int(expected)
+
+
+def test_memory_size_without_a_known_unit_is_refused():
+    from dse.cli import parse_bytes
+    import argparse
+    with pytest.raises(argparse.ArgumentTypeError, match="like 2GB, 512MiB or 1e9"):
+        parse_bytes("2 gigs")
