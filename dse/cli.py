@@ -505,7 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the HTML report (OUT/report.html, as `dse report OUT`): "
                    "the sweep and its picture in one command")
     s.add_argument("--memory-limit", type=parse_bytes, metavar="SIZE",
-                   help="peak memory budget, e.g. 2GB, 2G, 2GiB or 512MiB; the grid is evaluated in "
+                   help="peak memory budget, e.g. 2GB, 2G, 2GiB or 512MiB; the grid is "
+                   "evaluated in "
                    "chunks that fit it (default: half the memory available now)")
     s.add_argument("--resume", action="store_true",
                    help="continue an interrupted sweep of the same spec in --out")
