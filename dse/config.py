@@ -792,9 +792,20 @@ def _axis(section: dict, key: str, source: str, prefix: str):
     return values
 
 
-def parse_sweep(data: dict, source: str = "<api>", base_dir: Path | None = None,
+def parse_sweep(data, source: str = "<api>", base_dir: Path | None = None,
                 text: str = "") -> SweepSpec:
-    """Validate a sweep spec given as a dict (the parsed TOML)."""
+    """Validate a sweep spec given as a dict (the parsed TOML), as TOML text, or as the path
+    of a spec file (a ``Path``, or a string naming an existing ``.toml`` file: as
+    :func:`load_sweep`)."""
+    if isinstance(data, Path) or (isinstance(data, str) and data.strip().endswith(".toml")
+                                  and "\n" not in data and "=" not in data):
+        return load_sweep(data)
+    if isinstance(data, str):
+        text = data
+        data = parse_toml(text, source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a sweep spec is a dict, TOML text or a path to a .toml "
+                          f"file, not {type(data).__name__}")
     _check_keys(data, {"grid", "what_if", "constraints", "disaggregated", "cost",
                        "objectives"}, [], source)
     for sec in ("grid", "what_if", "constraints", "disaggregated", "cost", "objectives"):
