@@ -25,6 +25,8 @@ EXIT_USAGE = 2
 # memory a typo (1e999 is not a number of bytes at all). Whether a budget fits the grid is
 # the sweep's check, which names both sizes.
 MIN_MEMORY_BYTES = 1
+# a sweep that spent this long compiling kernels says so (a first run on a machine)
+COMPILE_NOTE_S = 1.0
 MAX_MEMORY_BYTES = 1 << 60
 MAX_WORKERS = 1024
 
@@ -101,6 +103,9 @@ def cmd_sweep(args) -> int:
               f"chunk{'s' if s.n_chunks != 1 else ''}{resumed}); {s.n_pareto:,} Pareto "
               f"points; best found for {s.n_groups_with_best} of {s.n_groups} groups -> "
               f"{s.out_dir}/")
+        if s.seconds.get("compile", 0.0) >= COMPILE_NOTE_S:
+            print(f"(first run: numba compiled the kernels in {s.seconds['compile']:.1f} s of "
+                  "that; they are cached, so later runs skip it)")
         if spec.disaggregated is not None:
             print(f"disaggregated: {s.n_disaggregated:,} pairings (frontiers and bests); a "
                   f"best pairing for {s.n_disaggregated_best} groups -> "

@@ -35,6 +35,7 @@ from .chunks import (Chunk, check_reduction_size, default_budget_bytes, plan, pl
                      spec_hash, subspec)
 from .config import ConfigError, SweepSpec, shown
 from .executors import check_scheduler, open_executor, parallel_chunks
+from .jit import compile_clock
 from .evaluate import REASONS, WHAT_IF_DIMS, evaluate
 from .grid import GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS, coords
 from .reduce import (BEST_SCHEMA, HIDDEN, LIFTED, PARETO_SCHEMA, merge_best, merge_pareto,
@@ -366,13 +367,16 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     executor = open_executor(scheduler, workers, threads)
     t_cluster = time.perf_counter() - t_start
     try:
-        summary = _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results,
-                             partition_by, executor, progress, breakdown)
+        with compile_clock() as clock:
+            summary = _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results,
+                                 partition_by, executor, progress, breakdown)
     finally:
         t_close = time.perf_counter()
         executor.close()
         t_cluster += time.perf_counter() - t_close
     summary.seconds["cluster_start_stop"] = t_cluster
+    # numba compiling the kernels in this process (a first run; 0 from the cache)
+    summary.seconds["compile"] = clock.seconds
     summary.seconds["total"] = time.perf_counter() - t_start
     return summary
 

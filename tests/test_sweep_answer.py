@@ -37,8 +37,11 @@ def here(tmp_path, monkeypatch):
 
 
 def _sweep(capsys, *argv):
+    """(exit status, stdout without the first run's compile note, stderr)."""
     code = main(["sweep", "spec.toml", *argv])
     out, err = capsys.readouterr()
+    out = "".join(line for line in out.splitlines(keepends=True)
+                  if not line.startswith("(first run: numba compiled"))
     return code, out, err
 
 
