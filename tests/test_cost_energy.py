@@ -215,3 +215,33 @@ def test_every_preset_priced_or_says_why():
         assert hw.price_per_device_hour_usd > 0 or "price_per_device_hour_usd: not set" in hw.text
         idle = hw.idle_watts or IDLE_FRACTION_OF_TDP * hw.tdp_watts
         assert 0 < idle < hw.tdp_watts, name
+
+
+def test_disaggregated_energy_by_hand(tmp_path, monkeypatch):
+    """A prefill pool of batch-1 tp-1 instances paired with batch-64 tp-2 decode instances:
+    each pool's devices at idle plus their busy share of the dynamic range."""
+    from dataclasses import replace
+
+    from dse.config import Disaggregation
+    from dse.disaggregate import pair_pools
+    monkeypatch.chdir(tmp_path)
+    Path("s.toml").write_text('[grid]\nhardware = ["h100_sxm"]\nmodel = ["llama3_8b"]\n'
+                              'serving = ["static"]\nbatch = [1, 64]\ninput_tokens = [1024]\n'
+                              'output_tokens = [128]\ntp = [1, 2]\n')
+    assert main(["sweep", "s.toml", "--out", "out", "--quiet"]) == 0
+    folder = next(p.parent for p in Path("out").rglob("hardware=*") if "_chunks" not in p.parts)
+    res = pd.read_parquet(folder)
+    for c in res.columns:
+        if isinstance(res[c].dtype, pd.CategoricalDtype):
+            res[c] = res[c].astype(str)
+    spec = replace(parse_sweep({"grid": GRID}), disaggregated=Disaggregation(max_instances=6))
+    pre = res[(res.batch == 1) & (res.tp == 1)].reset_index(drop=True)
+    dec = res[(res.batch == 64) & (res.tp == 2)].reset_index(drop=True)
+    row = pair_pools(pre, dec, spec).to_pandas().iloc[0]
+    x, y = row.prefill_instances, row.decode_instances
+    rho_p, rho_d = row.prefill_utilization, row.decode_utilization
+    share = 1.0 if dec.bound.iloc[0] == "compute" else 0.35
+    power_p = 84 + (700 - 84) * rho_p            # prefill passes at TDP while busy
+    power_d = 84 + (700 - 84) * share * rho_d    # decode steps by the decode point's bound
+    expected = (x * 1 * power_p + y * 2 * power_d) / (128 * row.requests_per_s)
+    assert row.energy_per_token_j == pytest.approx(expected, rel=1e-12)
