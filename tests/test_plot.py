@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import shutil
 import struct
 import xml.etree.ElementTree as ET
@@ -159,24 +158,7 @@ def test_plot_bad_input_one_line(here, capsys, argv, parts):
         assert part in line
 
 
-def test_plot_refuses_folder_that_is_not_a_sweep(here, capsys):
-    Path("empty").mkdir(exist_ok=True)
-    line = cli_error(capsys, here, "plot", "empty")
-    assert "empty: not a dse sweep folder (no manifest.json)" in line
 
-
-def test_plot_refuses_missing_pareto(here, capsys):
-    broken = _copy("no_pareto")
-    (broken / "pareto.parquet").unlink()
-    line = cli_error(capsys, here, "plot", "no_pareto")
-    assert f"{Path('no_pareto/pareto.parquet')}: missing" in line
-
-
-def test_plot_refuses_unreadable_pareto(here, capsys):
-    broken = _copy("bad_pareto")
-    (broken / "pareto.parquet").write_bytes(b"not parquet")
-    line = cli_error(capsys, here, "plot", "bad_pareto")
-    assert "pareto.parquet: not a readable Parquet file" in line
 
 
 def test_plot_without_best_table_draws_no_stars(here, capsys):
@@ -188,14 +170,6 @@ def test_plot_without_best_table_draws_no_stars(here, capsys):
     assert _frontier_series(svg, "best") == {}
     assert "best within the constraints" not in svg.read_text()
 
-
-def test_plot_refuses_unfinished_sweep(here, capsys):
-    broken = _copy("unfinished")
-    manifest = json.loads((broken / "manifest.json").read_text())
-    manifest["complete"] = False
-    (broken / "manifest.json").write_text(json.dumps(manifest))
-    line = cli_error(capsys, here, "plot", "unfinished")
-    assert "the sweep has not finished" in line and "--resume" in line
 
 
 def test_plot_refuses_empty_frontier(here, capsys):

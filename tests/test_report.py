@@ -265,14 +265,6 @@ def test_report_without_results_counts_pareto_bounds_only(here, capsys):
     assert "the sweep wrote no results/" in Path("lean/report.html").read_text()
 
 
-def _copy(name: str) -> Path:
-    """A copy of the finished sweep (to break) in the working directory, without its
-    report."""
-    shutil.rmtree(name, ignore_errors=True)
-    shutil.copytree("results", name, ignore=shutil.ignore_patterns("report.html"))
-    return Path(name)
-
-
 @pytest.mark.parametrize("argv, parts", [
     (["missing"], ["missing: no such folder", "finished `dse sweep`"]),
     (["spec.toml"], ["spec.toml: not a folder"]),
@@ -284,36 +276,6 @@ def test_report_bad_input_one_line(here, capsys, argv, parts):
     line = cli_error(capsys, here, "report", *argv)
     for part in parts:
         assert part in line
-
-
-def test_report_refuses_folder_that_is_not_a_sweep(here, capsys):
-    Path("empty").mkdir(exist_ok=True)
-    line = cli_error(capsys, here, "report", "empty")
-    assert "empty: not a dse sweep folder (no manifest.json)" in line
-
-
-@pytest.mark.parametrize("table", ["pareto", "best"])
-def test_report_refuses_missing_table(here, capsys, table):
-    broken = _copy(f"no_{table}")
-    (broken / f"{table}.parquet").unlink()
-    line = cli_error(capsys, here, "report", f"no_{table}")
-    assert f"{Path(f'no_{table}/{table}.parquet')}: missing" in line
-
-
-def test_report_refuses_unreadable_best(here, capsys):
-    broken = _copy("bad_best")
-    (broken / "best.parquet").write_bytes(b"not parquet")
-    line = cli_error(capsys, here, "report", "bad_best")
-    assert "best.parquet: not a readable Parquet file" in line
-
-
-def test_report_refuses_unfinished_sweep(here, capsys):
-    broken = _copy("unfinished")
-    manifest = json.loads((broken / "manifest.json").read_text())
-    manifest["complete"] = False
-    (broken / "manifest.json").write_text(json.dumps(manifest))
-    line = cli_error(capsys, here, "report", "unfinished")
-    assert "the sweep has not finished" in line and "--resume" in line
 
 
 def test_report_shows_the_elasticities_of_sensitivity_parquet(here):
