@@ -54,7 +54,8 @@ from .evaluate import (POWER_SHARE_MEMORY_BOUND, REASON_CODE, REASONS, WHAT_IF_D
                        idle_watts)
 from .grid import GROUP_DIMS, STRATEGY_DIMS
 from .kernels import layout as L
-from .kernels.objectives import N_SOURCES, TPOT, TTFT, flatten_front, grouped_reduce
+from .kernels.objectives import (N_LIMITS, N_SOURCES, TPOT, TTFT, flatten_front,
+                                 grouped_reduce)
 from .kernels.pareto import pareto_sorted
 from .reduce import PARETO_SCHEMA, Points, point_rows
 
@@ -69,6 +70,17 @@ POOL_PREFIX = {"p_": "prefill_", "d_": "decode_"}
 # pairs priced at once (about 0.5 kB each while pairing)
 PAIR_BATCH = 1 << 20
 PAIR_KEYS = ("model", "engine", "input_tokens", "output_tokens", *WHAT_IF_DIMS)
+
+
+def _default_objectives():
+    """The reduction kernel's objective arguments for tokens/s per device and per user."""
+    from .objectives import Objectives
+    best_code, best_sign, codes, signs = Objectives().codes()
+    return (best_code, best_sign, np.asarray(codes, dtype=np.int64),
+            np.asarray(signs, dtype=np.float64))
+
+
+_DEFAULT_OBJECTIVES = _default_objectives()
 
 
 def pool_frontier(pts: Points, role: str):
@@ -103,8 +115,9 @@ def pool_frontier(pts: Points, role: str):
                    *pts.strategy_products(("dp", "batch")),
                    *pts.strategy_products(("tp", "attention_dp", "pp", "dp")), *flat,
                    REASON_CODE["what_if_scale_not_positive"], REASON_CODE["out_of_memory"],
-                   np.iinfo(np.int64).max, np.inf, np.inf,
-                   4 * numba.get_num_threads(), front, n_front, best, reasons)
+                   np.iinfo(np.int64).max, np.inf, np.inf, *_DEFAULT_OBJECTIVES,
+                   4 * numba.get_num_threads(), front, n_front, best,
+                   np.empty((len(groups), N_LIMITS)), reasons)
     g, s = flatten_front(front, n_front)
     g = groups[g]
     # one point per (group, strategy without dp and the token budget): the repeats tie
