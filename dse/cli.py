@@ -21,6 +21,9 @@ import sys
 from pathlib import Path
 
 EXIT_USAGE = 2
+# The run worked but nothing qualifies: no feasible configuration (sweep) or no hardware
+# within the SLOs (recommend). The tables are written; a script tells this from an error.
+EXIT_NOTHING_FEASIBLE = 3
 # --memory-limit bounds: a whole number of bytes (0.5 is none), and far above any machine's
 # memory a typo (1e999 is not a number of bytes at all). Whether a budget fits the grid is
 # the sweep's check, which names both sizes.
@@ -80,6 +83,12 @@ def _fail(msg: str) -> int:
     return EXIT_USAGE
 
 
+def _nothing(msg: str) -> int:
+    """The run finished and wrote its tables, but nothing qualifies: one line, exit 3."""
+    print(f"dse: {' '.join(str(msg).split())}", file=sys.stderr)
+    return EXIT_NOTHING_FEASIBLE
+
+
 def cmd_sweep(args) -> int:
     from .config import load_sweep
     from .sweep import interrupted_text, rate_text, run_sweep
@@ -123,9 +132,10 @@ def cmd_sweep(args) -> int:
             from .answer import answer_text
             print(answer_text(s, spec, report))
     if s.n_feasible == 0:
-        worst = max(s.reason_counts, key=s.reason_counts.get)
-        return _fail(f"{spec.source}: no feasible configuration among {s.n_configs:,} "
-                     f"(most common reason: {worst}); results written to {s.out_dir}/")
+        reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(
+            s.reason_counts.items(), key=lambda kv: -kv[1]))
+        return _nothing(f"{spec.source}: no feasible configuration among {s.n_configs:,} "
+                        f"(by reason: {reasons}); tables written to {s.out_dir}/")
     return 0
 
 
@@ -258,7 +268,7 @@ def cmd_recommend(args) -> int:
     elif not args.quiet:
         print(text(rec, report))
     if not rec.table["found"].any():
-        return _fail(f"no hardware meets the constraints (reasons in {rec.out_dir}/"
+        return _nothing(f"no hardware meets the constraints (reasons in {rec.out_dir}/"
                      "recommend.parquet); relax --max-ttft-s / --max-tpot-s or try other "
                      "--hardware")
     return 0

@@ -175,7 +175,7 @@ def test_plot_without_best_table_draws_no_stars(here, capsys):
 def test_plot_refuses_empty_frontier(here, capsys):
     Path("infeasible.toml").write_text(INFEASIBLE)
     shutil.rmtree("nothing", ignore_errors=True)
-    assert main(["sweep", "infeasible.toml", "--out", "nothing", "--quiet"]) == 2
+    assert main(["sweep", "infeasible.toml", "--out", "nothing", "--quiet"]) == 3
     capsys.readouterr()
     assert pq.read_metadata("nothing/pareto.parquet").num_rows == 0
     line = cli_error(capsys, here, "plot", "nothing")

@@ -165,12 +165,12 @@ def test_recommend_refuses_to_overwrite(run, capsys):
 
 def test_recommend_api_binding_slo_and_json(tmp_path, monkeypatch, capsys):
     """No configuration reaches a 0.1 ms TTFT: the row says so with the best TTFT; the
-    command exits 2 after printing; --json carries the same rows."""
+    command exits 3 after printing; --json carries the same rows."""
     monkeypatch.chdir(tmp_path)
     args = ["recommend", "--model", "llama3_8b", "--input-tokens", "512",
             "--output-tokens", "64", "--max-ttft-s", "1e-4", "--hardware", "h100_sxm",
             "--precisions", "bf16", "--out", "r", "--json"]
-    assert main(args) == 2
+    assert main(args) == 3
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
     assert "no hardware meets the constraints" in captured.err

@@ -130,9 +130,9 @@ def test_sweep_answer_when_no_configuration_meets_the_constraints(here, capsys):
 def test_sweep_json_when_nothing_is_feasible(here, capsys):
     Path("spec.toml").write_text('[grid]\nhardware = ["h100_sxm"]\nmodel = ["llama3_70b"]\n')
     code, out, err = _sweep(capsys, "--out", "results", "--json")
-    assert code == 2
-    # stderr: the progress line (not a terminal), then the one-line error
-    assert err.splitlines()[-1].startswith("dse: error: ")
+    assert code == 3
+    # stderr: the progress line (not a terminal), then the one-line notice
+    assert err.splitlines()[-1].startswith("dse: ")
     assert "no feasible configuration" in err
     data = json.loads(out)
     assert data["n_feasible"] == 0 and data["reason_counts"]["out_of_memory"] == 1
