@@ -6,8 +6,8 @@ columns are asked for, and times every operator with the grid kernel's own piece
 (``grid._phase_costs``, ``grid._fill_times``, ``grid._ctx_factors``,
 ``grid.op_time_won``, ``grid.ctx_op_time``; continuous serving:
 ``serving.structure_units``, ``serving.steady_state``, ``serving.compositions``,
-``serving.iteration_seconds``, ``serving.serve_weights``), so there is one statement of
-the physics; only the sums are kept per class here.
+``serving.iteration_terms``, ``serving.term_seconds``, ``serving.serve_weights``), so
+there is one statement of the physics; only the sums are kept per class here.
 
 Classes (:data:`CLASSES`, one per op kind, :data:`KIND_CLASS`): ``attention`` (attention
 kernels and the state-space / linear-attention scans: the token mixer, as the precision
@@ -41,15 +41,16 @@ from numba import njit, prange
 from . import layout as L
 from .efficiency import has_curve
 from .grid import (_BYTES1, _FLOPS1, _KIND, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC1, _TM1,
-                   _ctx_factors, _fill_times, _phase_costs, ctx_op_time, decode_axes,
-                   op_time_won, point_setup, winner)
+                   _ctx_factors, _fill_times, _phase_costs, _whatif_groups, ctx_op_time,
+                   decode_axes, op_time_won, point_setup, winner)
 from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      EN_ITERATION_OVERHEAD_S, EN_MIXED, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
                      K_EP, K_IMBALANCE, K_INPUT, K_PP, K_SERVING, K_TP, OP_KIND, PREFILL,
                      SERVING_CONTINUOUS, W_CAPACITY, W_COMPUTE, W_MEMORY, W_SCALEOUT,
                      W_SCALEUP)
-from .serving import (N_COMP, N_VTIMES, V_PATH, V_STAGE, compositions, iteration_seconds,
-                      serve_weights, steady_state, structure_units, unit_times)
+from .serving import (N_COMP, N_TERMS, N_VTIMES, T_C, T_LAT, T_M, T_N, T_NL, T_NO, T_PATH,
+                      T_STAGE, compositions, iteration_terms, serve_weights, steady_state,
+                      structure_units, term_seconds, unit_times)
 
 CLASSES = ("attention", "gemm", "moe", "collective", "other")
 ATTENTION_CLASS, GEMM_CLASS, MOE_CLASS, COLLECTIVE_CLASS, OTHER_CLASS = range(len(CLASSES))
@@ -178,32 +179,34 @@ def _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, s, output_tokens
 
 
 @njit(cache=True)
-def iteration_split(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared, comp,
-                    micro, rcs, rms, rsu, rso, t, p, e, adp, acc, op_s, hw_h, cls_dec,
-                    cls_pre, overhead, out):
-    """One iteration's seconds (``serving.iteration_seconds`` plus the engine's
-    ``overhead``) per class into ``out[N_CLASSES]``: each op's seconds per run times its
-    runs along the path, or micro-batches x its runs in the bottleneck stage where the
-    stage side of max(path, micro x stage) wins; the overhead in ``other``. Adds the
-    path's roofline winners to ``acc``."""
-    iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared,
-                      comp, micro, rcs, rms, rsu, rso, t, p, e, adp, acc, op_s, hw_h)
-    path = 0.0  # iteration_seconds' sums in its order (ops that do not run add 0.0)
+def terms_split(terms, rows, n_terms, rc, rm, ru, ro, micro, cls_dec, cls_pre, overhead,
+                c_path, c_stage, acc, out):
+    """One iteration's seconds (``serving.iteration_terms``' rows ``terms``, priced as
+    ``serving.terms_seconds`` prices them under the what-if reciprocals ``rc`` ... ``ro``,
+    in its order) plus the engine's ``overhead`` per class into ``out[N_CLASSES]``: each
+    op's seconds times its runs along the path, or micro-batches x its runs in the
+    bottleneck stage where the stage side of max(path, micro x stage) wins; the overhead
+    in ``other``. Adds the path's roofline winners to ``acc`` (compute, memory,
+    network). ``rows``: the op of each row (decode op i, prefill-only op -1 - j)."""
+    path = 0.0
     stage = 0.0
-    for i in range(n_dec):
-        path += vt_dec[i, V_PATH] * op_s[i]
-        stage += vt_dec[i, V_STAGE] * op_s[i]
-    for j in range(n_pre):
-        path += vt_pre[j, V_PATH] * op_s[n_dec + j]
-        stage += vt_pre[j, V_STAGE] * op_s[n_dec + j]
+    c_path[:] = 0.0
+    c_stage[:] = 0.0
+    for q in range(n_terms):
+        top, is_c, is_m = term_seconds(terms[q, T_C], terms[q, T_M], terms[q, T_N],
+                                       terms[q, T_NO], terms[q, T_NL], terms[q, T_LAT],
+                                       rc, rm, ru, ro)
+        pt = terms[q, T_PATH] * top
+        st = terms[q, T_STAGE] * top
+        path += pt
+        stage += st
+        c = cls_dec[rows[q]] if rows[q] >= 0 else cls_pre[-1 - rows[q]]
+        c_path[c] += pt
+        c_stage[c] += st
+        acc[0 if is_c else (1 if is_m else 2)] += pt
     path_wins = path >= micro * stage
-    out[:] = 0.0
-    for i in range(n_dec):
-        out[cls_dec[i]] += (vt_dec[i, V_PATH] if path_wins
-                            else micro * vt_dec[i, V_STAGE]) * op_s[i]
-    for j in range(n_pre):
-        out[cls_pre[j]] += (vt_pre[j, V_PATH] if path_wins
-                            else micro * vt_pre[j, V_STAGE]) * op_s[n_dec + j]
+    for c in range(N_CLASSES):
+        out[c] = c_path[c] if path_wins else micro * c_stage[c]
     out[OTHER_CLASS] += overhead
 
 
@@ -212,10 +215,10 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 wi_slot, slots, st_slot, h_stride, o_stride, n_struct, st, w, a, k, quant,
                 dtype_bytes, dtype_bits, split, prefill_bound):
     """Continuous serving of structure point ``st``: per hardware, output length and
-    what-if point, the steady state's two iterations split by class
-    (:func:`iteration_split`) and weighted as ``serving.serve_times`` weighs their
-    seconds (``serving.serve_weights``). Each what-if point is priced on its own (the grid
-    kernel groups them; the sums are the same)."""
+    running count (the capacity what-if acts only through it, as in ``grid._continuous``)
+    the steady state and its two iterations' op terms once; per what-if point the
+    iterations split by class (:func:`terms_split`) and weighted as
+    ``serving.serve_times`` weighs their seconds (``serving.serve_weights``)."""
     t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
     b, s, budget = v[K_BATCH], v[K_INPUT], v[K_BUDGET]
     max_ops = prog_dec.shape[0]
@@ -232,7 +235,12 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     vt_pre = np.empty((max_ops, N_VTIMES))
     c_dec = np.empty(N_COMP)
     c_mix = np.empty(N_COMP)
-    op_s = np.empty(2 * max_ops)
+    terms_dec = np.empty((2 * max_ops, N_TERMS))
+    terms_mix = np.empty((2 * max_ops, N_TERMS))
+    rows_dec = np.empty(2 * max_ops, dtype=np.int64)
+    rows_mix = np.empty(2 * max_ops, dtype=np.int64)
+    c_path = np.empty(N_CLASSES)
+    c_stage = np.empty(N_CLASSES)
     acc = np.empty(3)
     part_dec = np.empty(N_CLASSES)
     part_mix = np.empty(N_CLASSES)
@@ -240,6 +248,10 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     mixed = engine[EN_MIXED] > 0.0
     nout = output_tokens.size
     n_whatif = recip.shape[0]
+    group = np.empty(n_whatif, dtype=np.int64)
+    group_slot = np.empty(n_whatif, dtype=np.int64)
+    valid = np.empty(n_whatif, dtype=np.bool_)
+    n_grp = _whatif_groups(recip, wi_slot, group, group_slot, valid)
     for h in range(hw.shape[0]):
         unit_times(u_dec, n_dec, rates[h], hw[h], vt_dec)
         unit_times(u_pre, n_pre, rates[h], hw[h], vt_pre)
@@ -247,40 +259,49 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
             out_tok = float(output_tokens[o])
             n = out_tok - 1.0
             base = st_slot + h * h_stride + o * o_stride
+            row = ((h * n_struct + st) * nout + o) * n_whatif
             for wi in range(n_whatif):
-                idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
-                bad = False
-                for j in range(recip.shape[1]):
-                    bad = bad or recip[wi, j] < 0.0
-                if bad:  # invalid what-if point, as ttft_s and tpot_s
-                    split[:, idx] = np.inf
-                    prefill_bound[idx] = 0
-                    continue
-                rcs = recip[wi, W_COMPUTE]
-                rms = recip[wi, W_MEMORY]
-                rsu = recip[wi, W_SCALEUP]
-                rso = recip[wi, W_SCALEOUT]
+                if not valid[wi]:  # invalid what-if point, as ttft_s and tpot_s
+                    split[:, row + wi] = np.inf
+                    prefill_bound[row + wi] = 0
+            for g in range(n_grp):
                 r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
-                    b, slots[base + wi_slot[wi]], s, out_tok, budget, engine)
+                    b, slots[base + group_slot[g]], s, out_tok, budget, engine)
                 micro = min(p, r)
                 share = 1.0 / (micro * adp)
                 d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window,
                                      share, mixed)
-                part_dec[:] = 0.0
+                nq_dec = 0
                 if d_dec > 0.0:
-                    iteration_split(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
-                                    shared, c_dec, micro, rcs, rms, rsu, rso, t, p, e, adp,
-                                    acc, op_s, hw[h], cls_dec, cls_pre, overhead, part_dec)
-                acc[:] = 0.0
-                iteration_split(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
-                                shared, c_mix, micro, rcs, rms, rsu, rso, t, p, e, adp, acc,
-                                op_s, hw[h], cls_dec, cls_pre, overhead, part_mix)
+                    nq_dec = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
+                                             partner, shared, c_dec, t, p, e, adp, terms_dec,
+                                             rows_dec, hw[h])
+                nq_mix = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
+                                         partner, shared, c_mix, t, p, e, adp, terms_mix,
+                                         rows_mix, hw[h])
                 pre_mix, seen_dec, seen_mix = serve_weights(r, f, prompts, chunks,
                                                             prefill_iters, n, mixed)
-                for c in range(N_CLASSES):
-                    split[c, idx] = pre_mix * part_mix[c]
-                    split[N_CLASSES + c, idx] = seen_dec * part_dec[c] + seen_mix * part_mix[c]
-                prefill_bound[idx] = winner(acc[0], acc[1], acc[2])
+                for wi in range(n_whatif):
+                    if group[wi] != g or not valid[wi]:
+                        continue
+                    rc = recip[wi, W_COMPUTE]
+                    rm = recip[wi, W_MEMORY]
+                    ru = recip[wi, W_SCALEUP]
+                    ro = recip[wi, W_SCALEOUT]
+                    part_dec[:] = 0.0
+                    if d_dec > 0.0:
+                        acc[:] = 0.0
+                        terms_split(terms_dec, rows_dec, nq_dec, rc, rm, ru, ro, micro,
+                                    cls_dec, cls_pre, overhead, c_path, c_stage, acc, part_dec)
+                    acc[:] = 0.0
+                    terms_split(terms_mix, rows_mix, nq_mix, rc, rm, ru, ro, micro, cls_dec,
+                                cls_pre, overhead, c_path, c_stage, acc, part_mix)
+                    idx = row + wi
+                    for c in range(N_CLASSES):
+                        split[c, idx] = pre_mix * part_mix[c]
+                        split[N_CLASSES + c, idx] = (seen_dec * part_dec[c]
+                                                     + seen_mix * part_mix[c])
+                    prefill_bound[idx] = winner(acc[0], acc[1], acc[2])
 
 
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)

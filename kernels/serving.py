@@ -474,6 +474,20 @@ def iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, s
     return q
 
 
+@njit(cache=True, inline="always")
+def term_seconds(tcu, tmu, tnu, tno, nl, lat, rc, rm, ru, ro):
+    """One op's seconds from its terms (:func:`_op_terms`: unscaled compute, memory,
+    scale-up and scale-out network seconds, link and kernel latency) under what-if
+    reciprocals ``rc`` ... ``ro``: (seconds, compute wins, memory wins), branch-free (the
+    vectorized loop of :func:`terms_seconds` and the breakdown kernel both use it)."""
+    tc = tcu * rc
+    tm = tmu * rm
+    tn = tnu * ru + tno * ro + nl
+    is_c = (tc >= tm) & (tc >= tn)
+    is_m = (not is_c) & (tm >= tn)
+    return (tc if is_c else (tm if is_m else tn)) + lat, is_c, is_m
+
+
 @njit(cache=True)
 def terms_seconds(terms, n_terms, rcs, rms, rsu, rso, m, path, stage, acc_c, acc_m, acc_n):
     """:func:`iteration_seconds`' sums for ``m`` what-if points at once (reciprocals
@@ -493,12 +507,8 @@ def terms_seconds(terms, n_terms, rcs, rms, rsu, rso, m, path, stage, acc_c, acc
         mp = terms[q, T_PATH]
         ms = terms[q, T_STAGE]
         for j in range(m):
-            tc = tcu * rcs[j]
-            tm = tmu * rms[j]
-            tn = tnu * rsu[j] + tno * rso[j] + nl
-            is_c = (tc >= tm) & (tc >= tn)
-            is_m = (not is_c) & (tm >= tn)
-            top = (tc if is_c else (tm if is_m else tn)) + lat
+            top, is_c, is_m = term_seconds(tcu, tmu, tnu, tno, nl, lat, rcs[j], rms[j],
+                                           rsu[j], rso[j])
             pt = mp * top
             path[j] += pt
             stage[j] += ms * top
