@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import sys
 import threading
 import time
@@ -394,6 +395,9 @@ def _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results, parti
         lock.acquire()
         if resume:
             manifest = outdir.read_manifest(out_dir)
+            if manifest.get("complete") and manifest.get("spec_hash") == key:
+                lock.release()
+                return _finished(out_dir, manifest)
             if manifest.get("spec_hash") != key:
                 raise io.OutputError(f"{out_dir}: --resume with a different spec or options "
                                      f"(hash {key} != {manifest.get('spec_hash')} in "
@@ -425,6 +429,34 @@ def _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results, parti
                     progress, breakdown)
     finally:
         lock.release()
+
+
+def remove_partials(out_dir: Path) -> None:
+    """Delete ``_chunks/``: the partials served the merges and a resume; a finished sweep
+    needs neither."""
+    shutil.rmtree(out_dir / "_chunks", ignore_errors=True)
+
+
+def _finished(out_dir: Path, manifest: dict) -> SweepSummary:
+    """The summary of a sweep that finished before (``--resume`` of a complete sweep: there
+    is nothing to run), from its manifest and the files' row counts."""
+    import pyarrow.parquet as pq
+    reasons = np.sum([v["reasons"] for v in manifest["done"].values()], axis=0)
+    best = pq.read_table(out_dir / "best.parquet", columns=["found"]).column("found")
+    counts = {}
+    if (out_dir / "disaggregated.parquet").exists():
+        pairs = pq.read_table(out_dir / "disaggregated.parquet", columns=["best"])
+        counts = {"disaggregated": pairs.num_rows,
+                  "disaggregated_best": int(pairs.column("best").to_numpy().sum())}
+    return SweepSummary(
+        out_dir=out_dir, n_configs=int(manifest["n_configs"]), n_feasible=int(reasons[0]),
+        n_pareto=pq.read_metadata(out_dir / "pareto.parquet").num_rows,
+        n_groups=len(best), n_groups_with_best=int(best.to_numpy().sum()),
+        reason_counts={REASONS[i]: int(c) for i, c in enumerate(reasons) if c and i},
+        n_disaggregated=counts.get("disaggregated", 0),
+        n_disaggregated_best=counts.get("disaggregated_best", 0),
+        n_chunks=int(manifest["n_chunks"]), n_resumed=len(manifest["done"]),
+        seconds={"chunks": 0.0})
 
 
 def check_partition_by(partition_by: tuple) -> None:
@@ -554,6 +586,7 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
                         meta)
     manifest["complete"] = True
     io.write_json(out_dir / outdir.MANIFEST, manifest)
+    remove_partials(out_dir)
 
     reasons = np.sum([v["reasons"] for v in manifest["done"].values()], axis=0)
     return SweepSummary(

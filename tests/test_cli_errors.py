@@ -30,8 +30,8 @@ output_tokens = [16]
 """
 
 
-# What a completed sweep leaves in --out (results/ and _chunks/ are folders).
-OUT_LISTING = ["_chunks", "best.parquet", "manifest.json", "pareto.parquet", "results"]
+# What a completed sweep leaves in --out (results/ is a folder; _chunks/ is gone).
+OUT_LISTING = ["best.parquet", "manifest.json", "pareto.parquet", "results"]
 
 # input_tokens x output_tokens = 2000 x 2000 = 4e6 groups: their Pareto / best state
 # (2048 bytes a group, 8.2 GB) does not fit a 1 GB --memory-limit.
@@ -414,8 +414,8 @@ def test_sweep_no_results_writes_only_reductions(tmp_path):
     spec.write_text("[grid]\nbatch = [1, 8]\ntp = [1, 2]\n")
     out = tmp_path / "out"
     assert main(["sweep", str(spec), "--out", str(out), "--no-results", "--quiet"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["_chunks", "best.parquet",
-                                                     "manifest.json", "pareto.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.parquet", "manifest.json",
+                                                     "pareto.parquet"]
     assert len(pd.read_parquet(out / "pareto.parquet")) > 0
     assert len(pd.read_parquet(out / "best.parquet")) == 1
 

@@ -75,7 +75,7 @@ STRATEGY = ["batch", "tp", "pp", "ep", "attention_dp", "dp", "weight_dtype", "ac
             "kv_dtype"]
 # the single-file tables, and everything a sweep leaves in --out (results/, _chunks/: folders)
 FILES = ["best.parquet", "pareto.parquet"]
-OUT_LISTING = ["_chunks", "best.parquet", "manifest.json", "pareto.parquet", "results",
+OUT_LISTING = ["best.parquet", "manifest.json", "pareto.parquet", "results",
                "sensitivity.parquet"]  # the spec sweeps what-ifs
 
 
@@ -135,7 +135,8 @@ def test_sweep_writes_expected_outputs(sweep):
     rc, work, _, out = sweep
     assert rc == 0
     assert sorted(os.listdir(out)) == OUT_LISTING
-    assert (out / "results").is_dir() and (out / "_chunks").is_dir()
+    # the chunks' partial tables are removed once the sweep is complete
+    assert (out / "results").is_dir() and not (out / "_chunks").exists()
     # no staging folder or temporary file beside --out, nor a temporary file inside it
     assert sorted(os.listdir(work)) == ["out", "spec.toml"]
     assert [p for p in out.rglob("*") if p.name.startswith(".")] == []
@@ -158,10 +159,17 @@ def test_manifest_lists_finished_chunks(out):
     done = manifest["done"]
     assert done and sum(v["n"] for v in done.values()) == math.prod(
         len(v) for v in AXES.values())
-    # one partial Pareto and one partial best table per finished chunk
-    chunk_files = os.listdir(out / "_chunks")
-    assert len(chunk_files) == 2 * len(done)
-    assert all(f.endswith(".arrow") for f in chunk_files)
+    assert all(set(v) == {"n", "reasons", "files"} for v in done.values())
+
+
+def test_resume_of_a_finished_sweep_runs_nothing_and_reports_it(sweep):
+    rc, work, _, out = sweep
+    manifest = (out / "manifest.json").read_bytes()
+    s = dse.run_sweep(dse.load_sweep(work / "spec.toml"), out, progress=False, resume=True)
+    assert s.n_resumed == s.n_chunks and s.seconds["chunks"] == 0.0
+    assert s.n_pareto == len(pd.read_parquet(out / "pareto.parquet"))
+    assert s.n_groups == len(pd.read_parquet(out / "best.parquet"))
+    assert (out / "manifest.json").read_bytes() == manifest
 
 
 def _check_metadata(meta, spec_text):

@@ -14,12 +14,17 @@ GRID = {"grid": {"hardware": ["h100_sxm", "mi300x"], "model": ["llama3_8b"],
         "what_if": {"memory_capacity_scale": [1.0, 0.01]}}
 
 
-def test_reduce_partials_and_final_files_have_the_declared_schema(tmp_path):
+def test_reduce_partials_and_final_files_have_the_declared_schema(tmp_path, monkeypatch):
+    from dse import sweep as sweep_module
+    # keep the partials, which a finished sweep removes
+    monkeypatch.setattr(sweep_module, "remove_partials", lambda out_dir: None)
     out = tmp_path / "out"
     s = dse.run_sweep(dse.parse_sweep(GRID), out, progress=False, chunk_rows=10)
     assert s.n_chunks > 2 and s.n_groups_with_best < s.n_groups  # merged; unmet groups
     for name, sch in (("pareto", PARETO_SCHEMA), ("best", BEST_SCHEMA)):
-        for part in (out / "_chunks").glob(f"{name}-*.arrow"):
+        parts = list((out / "_chunks").glob(f"{name}-*.arrow"))
+        assert len(parts) == s.n_chunks
+        for part in parts:
             assert io.read_arrow(part).schema.equals(sch), part
         final = pq.read_schema(out / f"{name}.parquet")
         assert final.remove_metadata().equals(pa.schema([f for f in sch
