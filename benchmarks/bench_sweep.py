@@ -121,7 +121,7 @@ def main():
     e2e = child(END_TO_END.format(spec=args.spec, repeats=args.e2e_repeats))
     med = statistics.median(e2e["times"])
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in e2e["stages"].items())
-    print(f"end to end (evaluate + Pareto + best + full results/ dataset): median {med:.2f} s "
+    print(f"end to end (evaluate + Pareto + best + full configurations/ dataset): median {med:.2f} s "
           f"= {n / med / 1e6:.2f} M configs/s  [{stages}]")
     print(f"peak RSS: {e2e['rss'] / 1e6:.0f} MB = {e2e['rss'] / n:.1f} bytes/configuration")
     alone = statistics.median(child(PYARROW_ALONE.format(spec=args.spec,

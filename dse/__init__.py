@@ -5,7 +5,7 @@ Typical use::
     import dse
     spec = dse.load_sweep("my_sweep.toml")     # or dse.load_sweep() for the bundled default
     ds = dse.evaluate(spec)                      # xarray.Dataset of kernel outputs
-    summary = dse.run_sweep(spec, "out/")        # results/pareto/best Parquet files
+    summary = dse.run_sweep(spec, "out/")        # configurations/, pareto and best Parquet
     table = dse.recommend("llama3_70b", 2048, 256, max_ttft_s=1, max_tpot_s=0.05)
 
 The public names load on first use (PEP 562), so ``import dse.cli`` stays light.

@@ -40,7 +40,8 @@ def files(summary, spec, report=None) -> dict:
     """What the sweep wrote, by role -> path (as the user gave ``--out``); ``report``: the
     HTML report's path where ``--report`` wrote one."""
     out = Path(summary.out_dir)
-    paths = {"results": out / "results", "pareto": out / "pareto.parquet",
+    from .outdir import TABLE_DIR
+    paths = {"results": out / TABLE_DIR, "pareto": out / "pareto.parquet",
              "best": out / "best.parquet", "manifest": out / "manifest.json"}
     if spec.disaggregated is not None:
         paths["disaggregated"] = out / "disaggregated.parquet"

@@ -505,7 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
                "                   price_per_device_hour_usd, or purchase_usd,\n"
                "                   amortization_years, power_usd_per_kwh, pue")
     s.add_argument("spec", nargs="?", help="sweep spec TOML (default: the bundled default sweep)")
-    s.add_argument("--out", required=True, help="output folder for results/pareto/best.parquet")
+    s.add_argument("--out", required=True,
+                   help="output folder for configurations/ (the results table), "
+                   "pareto.parquet and best.parquet")
     s.add_argument("--overwrite", action="store_true",
                    help="replace the files an earlier sweep wrote in an existing --out")
     talk = s.add_mutually_exclusive_group()
@@ -515,7 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print the summary (counts, seconds, paths, best rows) as one "
                       "JSON object instead of text (progress still goes to stderr)")
     s.add_argument("--no-results", action="store_true",
-                   help="skip the full results/ table; write only pareto and best tables")
+                   help="skip the results table (configurations/); write only pareto and "
+                   "best tables")
     s.add_argument("--report", action="store_true",
                    help="also write the HTML report (OUT/report.html, as `dse report OUT`): "
                    "the sweep and its picture in one command")
@@ -526,7 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true",
                    help="continue an interrupted sweep of the same spec in --out")
     s.add_argument("--partition-by", default="hardware,model", metavar="AXES",
-                   help="comma-separated axes partitioning results/ (default: hardware,model)")
+                   help="comma-separated axes partitioning configurations/ (default: "
+                   "hardware,model)")
     s.add_argument("--scheduler", metavar="ADDRESS",
                    help="run chunks on this dask.distributed scheduler (tcp://host:8786)")
     s.add_argument("--workers", type=_int_option(1, MAX_WORKERS), metavar="N",
@@ -534,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-rows", type=_int_option(1, 1 << 62), metavar="N",
                    help="at most N configurations per chunk (default: sized to --memory-limit)")
     s.add_argument("--breakdown", action="store_true",
-                   help="add to results/ the time per operator class (attention, gemm, moe, "
+                   help="add to configurations/ the time per operator class (attention, gemm, moe, "
                    "collective, other) of prefill and of decode, and prefill_bound")
     s.set_defaults(func=cmd_sweep)
 

@@ -127,7 +127,7 @@ def read_toml(path: Path, what: str = "TOML file") -> tuple[dict, str]:
     return parse_toml(text, path), text
 
 
-# Preset names become folder names (``results/hardware=NAME``) and file names
+# Preset names become folder names (``configurations/hardware=NAME``) and file names
 # (``dse model import`` writes ``NAME.toml``): identifiers only, so a name cannot climb
 # out of a folder or hide a separator.
 PRESET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

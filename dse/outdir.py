@@ -7,7 +7,8 @@ dies, so a killed run's lock is taken over by the next one, with a note naming t
 process. Locks on network file systems are only as good as their ``flock`` support.
 
 ``--overwrite`` removes only files dse wrote: the manifest, the final tables beside it,
-and, under ``results/`` and ``_chunks/``, files named as a sweep names them
+and, under ``configurations/`` (``results/`` in sweeps before it was renamed) and
+``_chunks/``, files named as a sweep names them
 (``part-NNNNNN.parquet``, ``pareto-NNNNNN.arrow`` ...) of a chunk the manifest plans. Any
 other file in those two folders would be deleted or would pollute the dataset, so it is
 refused by name before anything is removed; files elsewhere in ``DIR`` are left alone.
@@ -27,7 +28,12 @@ from .errors import OutputError
 MANIFEST = "manifest.json"
 LOCK = ".dse.lock"
 TABLES = ("pareto.parquet", "best.parquet", "disaggregated.parquet", "sensitivity.parquet")
-FOLDERS = ("results", "_chunks")
+# the results table's dataset: "configurations", so that `--out results` reads
+# results/configurations/ (sweeps before 2026-12 wrote it as "results")
+TABLE_DIR = "configurations"
+LEGACY_TABLE_DIR = "results"
+TABLE_DIRS = (TABLE_DIR, LEGACY_TABLE_DIR)
+FOLDERS = (*TABLE_DIRS, "_chunks")
 # what a sweep writes into DIR (besides the lock)
 NAMES = (MANIFEST, *TABLES, *FOLDERS)
 # a chunk's files: results parts (hive folders above them) and partial tables, and the
@@ -35,6 +41,14 @@ NAMES = (MANIFEST, *TABLES, *FOLDERS)
 _PART = re.compile(r"\.?part-(\d{6})\.parquet(\.tmp)?")
 _PARTIAL = re.compile(r"\.?(?:pareto|best|prefill|decode)-(\d{6})\.arrow(\.tmp)?")
 _TABLE_TMP = {f".{name}.tmp" for name in (MANIFEST, *TABLES)}
+
+
+def table_dir(out_dir: Path) -> Path:
+    """The results table's folder of a sweep in ``out_dir``: ``configurations/``, or an
+    earlier sweep's ``results/`` where only that exists."""
+    out_dir = Path(out_dir)
+    new, old = out_dir / TABLE_DIR, out_dir / LEGACY_TABLE_DIR
+    return old if not new.exists() and old.is_dir() else new
 
 
 def check_out_dir(out_dir: Path, overwrite: bool = False, resume: bool = False) -> None:
@@ -197,10 +211,10 @@ def sweep_files(out_dir: Path, manifest: dict | None, n_chunks: int | None = Non
         if name in FOLDERS:
             if path.is_symlink() or not path.is_dir():
                 return owned, path
-            pattern = _PART if name == "results" else _PARTIAL
+            pattern = _PART if name in TABLE_DIRS else _PARTIAL
             for sub, is_file in _walk(path):
-                if not is_file:  # a folder: hive-style key=value under results/ only
-                    if name == "results" and "=" in sub.name:
+                if not is_file:  # a folder: hive-style key=value under the table only
+                    if name in TABLE_DIRS and "=" in sub.name:
                         continue
                     return owned, sub
                 m = pattern.fullmatch(sub.name)

@@ -108,7 +108,7 @@ def read_frontiers(out_dir: Path, columns=("hardware", *PANEL_DIMS, X, Y)):
     frame = frame[(frame[X] > 0) & (frame[Y] > 0)]  # drawn lines need positive values
     if frame.empty:
         raise ConfigError(f"{path}: empty frontier: the sweep found no feasible "
-                          "configuration (see infeasible_reason in its results/), so there "
+                          "configuration (see infeasible_reason in its configurations/), so there "
                           "is nothing to plot")
     source = (table.schema.metadata or {}).get(b"dse.spec_source", b"")
     frame.attrs["spec_source"] = source.decode("utf-8", "replace")

@@ -5,7 +5,7 @@ needs.
 It builds a sweep spec in memory (:func:`build_spec`: the hardware, a strategy grid the
 model allows, the workload and the SLOs as ``[constraints]``), runs it with
 :func:`dse.sweep.run_sweep` like ``dse sweep`` (frontiers and best tables only, no
-``results/``) into the output folder, and ranks the rows of ``best.parquet``: one group per
+``configurations/``) into the output folder, and ranks the rows of ``best.parquet``: one group per
 hardware. Within one hardware the price per device-hour is a constant, so
 cost per million tokens = price / (3600 · tokens/s per device) · 1e6 and the best row (the
 most tokens/s per device meeting the constraints) is also the cheapest one; the tests check
@@ -394,7 +394,7 @@ def run(spec, out_dir, requests_per_s: float | None = None, overwrite: bool = Fa
         progress: bool | None = None, memory_limit_bytes: int | None = None,
         rate_key: str = "requests_per_s") -> Recommendation:
     """Run ``spec`` (from :func:`build_spec`) into ``out_dir`` (frontiers and best tables,
-    no results/), rank the hardware and write ``out_dir/recommend.parquet``."""
+    no configurations/), rank the hardware and write ``out_dir/recommend.parquet``."""
     import time
     from . import io
     from .sweep import run_sweep

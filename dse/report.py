@@ -9,7 +9,7 @@ panels; hovering a point shows its strategy, TTFT, TPOT, cost and bound); the
 best-strategy table (sortable by clicking a header, or by ``#sort=<header>:asc|desc`` in
 the address); what-if sensitivity charts (only where the sweep varies a what-if axis); and
 the bottleneck mix (the share of compute-, memory- and network-bound points per hardware,
-among the frontier points and, where the sweep wrote ``results/``, all feasible points).
+among the frontier points and, where the sweep wrote ``configurations/``, all feasible points).
 
 Offline by construction: plotly.js (the ``plotly`` package's copy) and every figure's data
 are embedded in the file; the page references no URL, so it opens from a laptop, an
@@ -27,7 +27,7 @@ its readers; ``best.parquet`` may hold millions of groups, so the table shows it
 :data:`MAX_TABLE_ROWS` rows (grid order) and says how many more there are. The sensitivity
 of a what-if axis is one-at-a-time: the other what-if axes stay at their value nearest 1,
 and each group's line is relative to its value at the axis' value nearest 1. Counting the
-feasible points' bounds streams three columns of ``results/`` batch by batch (bounded
+feasible points' bounds streams three columns of ``configurations/`` batch by batch (bounded
 memory; the one part of the report whose time grows with the whole grid).
 """
 from __future__ import annotations
@@ -138,11 +138,12 @@ def _reason_counts(manifest: dict) -> tuple[int, dict]:
 
 
 def _feasible_bounds(out_dir: Path) -> dict | None:
-    """hardware -> {bound: count} over the feasible rows of ``DIR/results/`` (None when
+    """hardware -> {bound: count} over the feasible rows of ``DIR/configurations/`` (None when
     the sweep wrote no results); streamed batch by batch in bounded memory."""
     import pyarrow as pa
     import pyarrow.dataset as pads
-    folder = out_dir / "results"
+    from .outdir import table_dir
+    folder = table_dir(out_dir)
     if not folder.is_dir():
         return None
     counts: dict = {}
@@ -792,9 +793,9 @@ def write_report(out_dir, out: str | None = None,
 
     bottleneck = _figure(figures, "bottleneck",
                          _bottleneck_figure(frontier, feasible_bounds))
-    where = ("all feasible configurations (from results/) and the Pareto points"
+    where = ("all feasible configurations (from configurations/) and the Pareto points"
              if feasible_bounds is not None else
-             "the Pareto points (the sweep wrote no results/, so feasible points are not "
+             "the Pareto points (the sweep wrote no configurations/, so feasible points are not "
              "counted)")
     sections.append(
         '<section id="bottleneck-mix"><h2>Bottleneck mix</h2><p class="lead">The resource '

@@ -7,7 +7,7 @@ folder is locked and prepared (``dse.outdir``). Execute: the chunks run on an ex
 :class:`ChunkSettings`. Merge: the final tables are built from the chunks' partials.
 
 Each chunk (``dse.chunks``) is evaluated, reduced to its Pareto and best rows, and, unless
-``results=False``, written as hive-partitioned Parquet parts under ``DIR/results/``. The
+``results=False``, written as hive-partitioned Parquet parts under ``DIR/configurations/``. The
 chunk (on its worker) writes its partial tables to ``DIR/_chunks/``; the client records its
 completion in ``DIR/manifest.json`` (written atomically), so an interrupted sweep resumes
 where it stopped. The final ``pareto.parquet`` and ``best.parquet`` come from the partials:
@@ -69,7 +69,7 @@ class SweepSummary:
     seconds: dict = field(default_factory=dict)
 
     # the written tables, read when asked for (pandas for the small reductions, a lazy
-    # pyarrow dataset for results/, which can be far larger than memory)
+    # pyarrow dataset for configurations/, which can be far larger than memory)
     def pareto(self):
         """pareto.parquet as a pandas DataFrame."""
         import pandas as pd
@@ -81,10 +81,11 @@ class SweepSummary:
         return pd.read_parquet(self.out_dir / "best.parquet")
 
     def results(self):
-        """results/ as a lazy ``pyarrow.dataset.Dataset`` (hive-partitioned; filter and
-        project before ``to_table()``), or None when the sweep ran with ``results=False``."""
+        """The results table (``configurations/``) as a lazy ``pyarrow.dataset.Dataset``
+        (hive-partitioned; filter and project before ``to_table()``), or None when the sweep
+        ran with ``results=False``."""
         import pyarrow.dataset as pads
-        folder = self.out_dir / "results"
+        folder = outdir.table_dir(self.out_dir)
         return pads.dataset(folder, format="parquet", partitioning="hive") \
             if folder.is_dir() else None
 
@@ -137,11 +138,11 @@ class ChunkSettings:
     """What every chunk of one sweep shares (sent with each chunk to where it runs)."""
     out_dir: str            # the sweep's output folder
     results: bool           # write the results table
-    partition_by: tuple     # axes partitioning results/
+    partition_by: tuple     # axes partitioning configurations/
     names: dict             # preset axes' names of the whole sweep (dictionary order)
     full_sizes: dict        # axis sizes of the whole sweep (to place a chunk's rows in it)
     meta: dict              # the sweep's Parquet metadata (:func:`dse.io.metadata`)
-    breakdown: bool = False  # results/ carries the breakdown columns (--breakdown)
+    breakdown: bool = False  # configurations/ carries the breakdown columns (--breakdown)
 
 
 def run_chunk(spec: SweepSpec, chunk: Chunk, job: ChunkSettings) -> ChunkResult:
@@ -154,7 +155,8 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, job: ChunkSettings) -> ChunkResult:
     if job.results:
         sch = io.with_metadata(schema({d: len(v) for d, v in job.names.items()},
                                       job.breakdown), job.meta)
-        root = Path(out_dir) / "results"
+        # configurations/ (an interrupted sweep from before the rename resumes into results/)
+        root = outdir.table_dir(Path(out_dir))
         for values, batches, options in partitions(ds, job.partition_by, sch, job.names):
             path = io.partition_dir(root, values) / f"part-{chunk.index:06d}.parquet"
             io.write_batches(path, batches=batches, **options)
@@ -301,7 +303,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
               scheduler: str | None = None, workers: int | None = None,
               threads: int | None = None, chunk_rows: int | None = None,
               breakdown: bool = False) -> SweepSummary:
-    """Run a sweep into ``out_dir``: ``results/`` (hive-partitioned Parquet, unless
+    """Run a sweep into ``out_dir``: ``configurations/`` (hive-partitioned Parquet, unless
     ``results=False``), ``pareto.parquet``, ``best.parquet`` and ``manifest.json``.
 
     Parameters

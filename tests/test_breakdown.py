@@ -325,7 +325,7 @@ def test_breakdown_sweep_cli_writes_the_columns(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "spec.toml").write_text(SPEC)
     assert main(["sweep", "spec.toml", "--out", "results", "--breakdown", "--quiet"]) == 0
-    table = pd.read_parquet("results/results")
+    table = pd.read_parquet("results/configurations")
     names = [m.name for m in BREAKDOWN_METRICS]
     assert list(table.columns[-len(names) - 2:-2]) == names  # before the partition keys
     pre = table[list(PRE)].sum(axis=1)
@@ -342,7 +342,7 @@ def test_breakdown_sweep_cli_writes_the_columns(tmp_path, monkeypatch, capsys):
     # the Pareto and best rows keep their columns; without --breakdown no new column
     assert "decode_gemm_s" not in pd.read_parquet("results/best.parquet").columns
     assert main(["sweep", "spec.toml", "--out", "plain", "--quiet"]) == 0
-    plain = pd.read_parquet("plain/results")
+    plain = pd.read_parquet("plain/configurations")
     assert not set(names) & set(plain.columns)
     assert list(table.columns.drop(names)) == list(plain.columns)
 

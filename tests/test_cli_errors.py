@@ -30,8 +30,8 @@ output_tokens = [16]
 """
 
 
-# What a completed sweep leaves in --out (results/ is a folder; _chunks/ is gone).
-OUT_LISTING = ["best.parquet", "manifest.json", "pareto.parquet", "results"]
+# What a completed sweep leaves in --out (configurations/ is a folder; _chunks/ is gone).
+OUT_LISTING = ["best.parquet", "configurations", "manifest.json", "pareto.parquet"]
 
 # input_tokens x output_tokens = 2000 x 2000 = 4e6 groups: their Pareto / best state
 # (2048 bytes a group, 8.2 GB) does not fit a 1 GB --memory-limit.
@@ -77,7 +77,7 @@ def _assert_one_line_error(err: str, *parts: str) -> str:
 
 def _results_rows(out: Path) -> int:
     """Rows of the hive-partitioned ``out/results`` dataset."""
-    return pads.dataset(out / "results", format="parquet", partitioning="hive").count_rows()
+    return pads.dataset(out / "configurations", format="parquet", partitioning="hive").count_rows()
 
 
 def _assert_bad_spec(tmp_path, capsys, text, *parts, before=None, extra=()):
@@ -183,7 +183,7 @@ def test_sweep_user_preset_by_path_loads(tmp_path, capsys):
     assert rc == 0, err
     out = tmp_path / "out"
     assert sorted(os.listdir(out)) == OUT_LISTING
-    assert (out / "results").is_dir()
+    assert (out / "configurations").is_dir()
     assert _results_rows(out) == 2
 
 
@@ -273,14 +273,14 @@ def test_sweep_overwrite_replaces_only_dse_outputs(tmp_path, capsys):
                                                    '["llama3_8b", "mixtral_8x7b"]'))
     out = tmp_path / "out"
     assert _run_sweep(capsys, spec, out)[0] == 0
-    assert (out / "results" / "hardware=h100_sxm" / "model=mixtral_8x7b").is_dir()
+    assert (out / "configurations" / "hardware=h100_sxm" / "model=mixtral_8x7b").is_dir()
     (out / "notes.txt").write_text("keep me")
     spec.write_text(TINY_GRID)
     rc, _, err = _run_sweep(capsys, spec, out, "--overwrite")
     assert rc == 0, err
     assert sorted(os.listdir(out)) == sorted(OUT_LISTING + ["notes.txt"])
     assert (out / "notes.txt").read_text() == "keep me"
-    assert os.listdir(out / "results" / "hardware=h100_sxm") == ["model=llama3_8b"]
+    assert os.listdir(out / "configurations" / "hardware=h100_sxm") == ["model=llama3_8b"]
     assert _results_rows(out) == 2
     assert len(pd.read_parquet(out / "best.parquet")) == 1
 
@@ -364,7 +364,7 @@ max_devices = 8
     out = tmp_path / "out"
     rc, _, err = _run_sweep(capsys, spec, out)
     assert rc == 0, err
-    df = pd.read_parquet(out / "results")
+    df = pd.read_parquet(out / "configurations")
     assert len(df) == 1
     row = df.iloc[0]
     assert (row["hardware"], row["model"], row["batch"], row["input_tokens"],

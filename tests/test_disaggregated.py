@@ -40,7 +40,7 @@ def _sweep(tmp_path, monkeypatch, text, *options):
     (tmp_path / "s.toml").write_text(text)
     assert main(["sweep", "s.toml", "--out", "out", "--quiet", *options]) == 0
     return (pd.read_parquet("out/disaggregated.parquet"),
-            _plain(pd.read_parquet("out/results")))
+            _plain(pd.read_parquet("out/configurations")))
 
 
 def _plain(frame):

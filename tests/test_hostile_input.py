@@ -116,7 +116,7 @@ def test_extreme_but_valid_values_give_no_nan(cwd, capsys):
         "memory_bandwidth_scale = [1e-6]\nmemory_capacity_scale = [1e6]\n")
     assert _sweep() in (0, 2)  # 2: nothing feasible at these extremes, tables written
     assert "Warning" not in capsys.readouterr().err
-    frame = pd.read_parquet("results/results")
+    frame = pd.read_parquet("results/configurations")
     numbers = frame.select_dtypes("number").drop(columns=["cost_per_million_tokens"])
     assert not numbers.isna().any().any()
     assert (frame["devices"] == frame["tp"] * frame["attention_dp"] * frame["pp"]
@@ -157,7 +157,7 @@ def test_two_concurrent_sweeps_never_mix(cwd):
     assert manifest["complete"]
     rows = {"a.toml": 2, "b.toml": 3}[
         next(s for s in ("a.toml", "b.toml") if Path(s).read_text() == manifest["spec"])]
-    assert len(pd.read_parquet("shared/results")) == rows
+    assert len(pd.read_parquet("shared/configurations")) == rows
     assert len(manifest["done"]) == rows
     meta = pq.read_schema("shared/pareto.parquet").metadata
     assert meta[b"dse.spec"].decode() == manifest["spec"]
@@ -185,13 +185,13 @@ def test_sweep_runs_from_two_threads_never_mix(cwd):
         t.join()
     assert any(not isinstance(v, Exception) for v in out.values())
     manifest = json.loads(Path("shared/manifest.json").read_text())
-    assert len(pd.read_parquet("shared/results")) == len(manifest["done"])
+    assert len(pd.read_parquet("shared/configurations")) == len(manifest["done"])
 
 
 # --------------------------------------------------------------------------- 5, 6: --overwrite
 def test_overwrite_refuses_a_foreign_file_in_results(cwd, capsys):
     assert _sweep() == 0
-    Path("results/results/notes.txt").write_text("mine")
+    Path("results/configurations/notes.txt").write_text("mine")
     _refused(capsys, ["sweep", "t.toml", "--out", "results", "--overwrite"], "notes.txt",
              "did not write")
 
@@ -209,7 +209,7 @@ def test_overwrite_keeps_other_files_and_replaces_dse_ones(cwd, capsys):
     Path("t.toml").write_text(SPEC.replace("[1, 8]", "[4]"))
     assert _sweep("--overwrite") == 0
     assert Path("results/mine.txt").read_text() == "mine"
-    assert len(pd.read_parquet("results/results")) == 1
+    assert len(pd.read_parquet("results/configurations")) == 1
 
 
 @pytest.mark.parametrize("extra", [("--memory-limit", "1MB"), ("--memory-limit", "1B"),
@@ -295,8 +295,8 @@ def test_overwrite_with_results_a_symbolic_link_is_refused(cwd, capsys, tmp_path
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "keep.txt").write_text("keep")
-    os.rename("results/results", "old_results")
-    os.symlink(elsewhere, "results/results")
+    os.rename("results/configurations", "old_results")
+    os.symlink(elsewhere, "results/configurations")
     _refused(capsys, ["sweep", "t.toml", "--out", "results", "--overwrite"],
              "symbolic link")
     assert (elsewhere / "keep.txt").read_text() == "keep"
@@ -358,7 +358,7 @@ def test_interrupt_at_start_up_is_one_line(cwd, capsys, monkeypatch):
 # --------------------------------------------------------------------------- 16, 17
 def test_partition_by_an_integer_axis_reads_back_as_integers(cwd, capsys):
     assert _sweep("--partition-by", "model,batch") == 0
-    frame = pd.read_parquet("results/results")
+    frame = pd.read_parquet("results/configurations")
     assert sorted(frame["batch"].astype(int)) == [1, 8]
     assert pd.api.types.is_integer_dtype(frame["batch"].cat.categories) or \
         pd.api.types.is_integer_dtype(frame["batch"])

@@ -151,7 +151,7 @@ def test_best_and_pareto_never_pick_an_unsupported_precision(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     Path("s.toml").write_text(SWEEP)
     summary = dse.run_sweep(dse.load_sweep("s.toml"), "out", progress=False)
-    results = pd.read_parquet("out/results")
+    results = pd.read_parquet("out/configurations")
     native = _native_act(results)
     reason = results["infeasible_reason"].astype(object)
     # the rule, row by row: unsupported activations are infeasible, and only those

@@ -68,7 +68,7 @@ def swept(tmp_path_factory):
     spec = parse_sweep(SPEC | {"objectives": {"best": "cost_per_million_tokens",
                                               "pareto": PARETO}})
     dse.run_sweep(spec, out, progress=False, chunk_rows=7)
-    results = pd.read_parquet(out / "results")
+    results = pd.read_parquet(out / "configurations")
     for c in ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype"):
         results[c] = results[c].astype(str)
     return out, results
@@ -145,7 +145,7 @@ def test_edge_axes_flag_picks_at_the_end_of_a_swept_range(swept):
 def test_default_objectives_keep_the_tokens_per_device_pick(tmp_path):
     spec = parse_sweep({"grid": SPEC["grid"]})
     dse.run_sweep(spec, tmp_path / "o", progress=False)
-    results = pd.read_parquet(tmp_path / "o" / "results")
+    results = pd.read_parquet(tmp_path / "o" / "configurations")
     best = pd.read_parquet(tmp_path / "o" / "best.parquet")
     top = results[results.feasible].groupby(
         [c for c in GROUP])["tokens_per_s_per_device"].max().to_numpy()
@@ -214,7 +214,7 @@ def test_energy_objective_matches_brute_force(tmp_path):
     spec = parse_sweep({"grid": grid, "objectives": {
         "best": "energy_per_token_j", "pareto": ["energy_per_token_j", "tokens_per_s_per_user"]}})
     dse.run_sweep(spec, tmp_path / "e", progress=False, chunk_rows=5)
-    results = pd.read_parquet(tmp_path / "e" / "results")
+    results = pd.read_parquet(tmp_path / "e" / "configurations")
     best = pd.read_parquet(tmp_path / "e" / "best.parquet")
     pareto = pd.read_parquet(tmp_path / "e" / "pareto.parquet")
     keys = GROUP + ["serving"]

@@ -75,13 +75,13 @@ STRATEGY = ["batch", "tp", "pp", "ep", "attention_dp", "dp", "weight_dtype", "ac
             "kv_dtype"]
 # the single-file tables, and everything a sweep leaves in --out (results/, _chunks/: folders)
 FILES = ["best.parquet", "pareto.parquet"]
-OUT_LISTING = ["best.parquet", "manifest.json", "pareto.parquet", "results",
+OUT_LISTING = ["best.parquet", "configurations", "manifest.json", "pareto.parquet",
                "sensitivity.parquet"]  # the spec sweeps what-ifs
 
 
 def _parts(out) -> list:
     """The Parquet part files of ``out/results`` (relative paths, sorted)."""
-    root = out / "results"
+    root = out / "configurations"
     return sorted(p.relative_to(root) for p in root.rglob("*.parquet"))
 
 
@@ -117,7 +117,7 @@ def _normalized(df: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def results(out):
-    return _normalized(pd.read_parquet(out / "results"))
+    return _normalized(pd.read_parquet(out / "configurations"))
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_sweep_writes_expected_outputs(sweep):
     assert rc == 0
     assert sorted(os.listdir(out)) == OUT_LISTING
     # the chunks' partial tables are removed once the sweep is complete
-    assert (out / "results").is_dir() and not (out / "_chunks").exists()
+    assert (out / "configurations").is_dir() and not (out / "_chunks").exists()
     # no staging folder or temporary file beside --out, nor a temporary file inside it
     assert sorted(os.listdir(work)) == ["out", "spec.toml"]
     assert [p for p in out.rglob("*") if p.name.startswith(".")] == []
@@ -148,8 +148,8 @@ def test_results_partitioned_by_hardware_and_model(out):
     parts = _parts(out)
     assert parts and {p.parts[:2] for p in parts} == expected
     assert all(len(p.parts) == 3 and p.name.startswith("part-") for p in parts)
-    assert sorted(str(p.relative_to(out / "results"))
-                  for p in (out / "results").rglob("*") if p.is_file()) == sorted(map(str, parts))
+    assert sorted(str(p.relative_to(out / "configurations"))
+                  for p in (out / "configurations").rglob("*") if p.is_file()) == sorted(map(str, parts))
 
 
 def test_manifest_lists_finished_chunks(out):
@@ -190,13 +190,13 @@ def test_results_parts_metadata_explains_itself(out, sweep):
     parts = _parts(out)
     assert parts
     for part in parts:
-        _check_metadata(pq.read_schema(out / "results" / part).metadata, sweep[2].read_text())
+        _check_metadata(pq.read_schema(out / "configurations" / part).metadata, sweep[2].read_text())
 
 
 # --------------------------------------------------------------------------- results
 def test_results_row_count_is_grid_size(out, results):
     n = math.prod(len(v) for v in AXES.values())
-    assert sum(pq.read_metadata(out / "results" / p).num_rows for p in _parts(out)) == n
+    assert sum(pq.read_metadata(out / "configurations" / p).num_rows for p in _parts(out)) == n
     assert len(results) == n
 
 
@@ -210,7 +210,7 @@ def test_results_categoricals_dictionary_encoded(out):
     parts = _parts(out)
     assert parts
     for part in parts:
-        sch = pq.read_schema(out / "results" / part)
+        sch = pq.read_schema(out / "configurations" / part)
         for c in CATEGORICAL:
             if c in PARTITION_BY:
                 assert c not in sch.names, (part, c)
@@ -219,7 +219,7 @@ def test_results_categoricals_dictionary_encoded(out):
 
 
 def test_results_partition_columns_come_from_folders(out):
-    dataset = pads.dataset(out / "results", format="parquet", partitioning="hive")
+    dataset = pads.dataset(out / "configurations", format="parquet", partitioning="hive")
     for c in PARTITION_BY:
         typ = dataset.schema.field(c).type
         assert pa.types.is_string(typ) or (pa.types.is_dictionary(typ)
@@ -414,7 +414,7 @@ def test_best_unmet_group_has_found_false_and_empty_columns(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text(MIXED_SPEC)
     assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--quiet"]) == 0
-    results = _normalized(pd.read_parquet(tmp_path / "out" / "results"))
+    results = _normalized(pd.read_parquet(tmp_path / "out" / "configurations"))
     best = _normalized(pd.read_parquet(tmp_path / "out" / "best.parquet")).set_index("model")
     assert bool(best.loc["llama3_8b", "found"]) is True
     assert bool(best.loc["mixtral_8x7b", "found"]) is False
@@ -445,7 +445,7 @@ def test_sweep_nothing_feasible_exits_3_and_writes_results(tmp_path, capsys):
     # the tables are still written so the reasons can be inspected (no what-if sweep here:
     # no sensitivity.parquet)
     assert sorted(os.listdir(out)) == [n for n in OUT_LISTING if n != "sensitivity.parquet"]
-    results = pd.read_parquet(out / "results")
+    results = pd.read_parquet(out / "configurations")
     assert len(results) == 1 and not results["feasible"].any()
     assert len(pd.read_parquet(out / "pareto.parquet")) == 0
 
@@ -468,9 +468,9 @@ def test_run_sweep_api_matches_cli(sweep, out, tmp_path):
     assert s.n_configs == math.prod(len(v) for v in AXES.values())
     assert sorted(os.listdir(out2)) == OUT_LISTING
     assert _parts(out2) == _parts(out)
-    for name in FILES + ["results"]:
+    for name in FILES + ["configurations"]:
         pd.testing.assert_frame_equal(pd.read_parquet(out2 / name), pd.read_parquet(out / name))
-    assert s.n_feasible == int(pd.read_parquet(out / "results")["feasible"].sum())
+    assert s.n_feasible == int(pd.read_parquet(out / "configurations")["feasible"].sum())
     assert s.n_pareto == len(pd.read_parquet(out / "pareto.parquet"))
     assert s.n_groups == len(pd.read_parquet(out / "best.parquet"))
 
@@ -492,7 +492,7 @@ def test_sweep_in_many_chunks_matches_one_chunk(sweep, out, tmp_path):
     assert manifest["complete"] is True and len(manifest["done"]) > 4
     assert len(manifest["done"]) > len(json.loads((out / "manifest.json").read_text())["done"])
     assert sorted(os.listdir(out2)) == OUT_LISTING
-    for name in FILES + ["results"]:
+    for name in FILES + ["configurations"]:
         pd.testing.assert_frame_equal(_sorted_frame(out2 / name), _sorted_frame(out / name))
 
 
@@ -541,3 +541,18 @@ def test_list_shows_bundled_presets(capsys, what, name):
     assert rc == 0
     assert name in captured.out
     assert captured.err == ""
+
+
+def test_a_sweep_from_before_the_rename_still_reads(tmp_path):
+    """Sweeps before 2026-12 named the results table results/: table_dir finds it, so the
+    summary's dataset, the report and an overwrite still work on such a folder."""
+    from dse.outdir import TABLE_DIR, table_dir
+    out = tmp_path / "old"
+    s = dse.run_sweep(dse.parse_sweep({"grid": {"batch": [1, 2]}}), out, progress=False)
+    assert table_dir(out) == out / TABLE_DIR
+    (out / TABLE_DIR).rename(out / "results")  # the old layout
+    assert table_dir(out) == out / "results"
+    assert s.results().count_rows() == 2
+    dse.run_sweep(dse.parse_sweep({"grid": {"batch": [1, 2]}}), out, progress=False,
+                  overwrite=True)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [TABLE_DIR]

@@ -328,7 +328,7 @@ def test_quant_cli_sweep_with_relative_recipe_path(tmp_path, capsys, monkeypatch
         'batch = [1, 16]\ntp = [2, 4]\ninput_tokens = [512]\noutput_tokens = [64]\n'
         'quant = ["uniform", "nvfp4_experts", "recipes/fp8_experts.toml"]\n')
     assert main(["sweep", "spec.toml", "--out", "results", "--quiet"]) == 0
-    rows = pd.read_parquet("results/results")
+    rows = pd.read_parquet("results/configurations")
     assert set(rows["quant"].astype(str)) == {"uniform", "nvfp4_experts", "fp8_experts"}
     assert len(rows) == 2 * 2 * 2 * 3
     by = rows.assign(quant=rows["quant"].astype(str), hardware=rows["hardware"].astype(str))
@@ -423,7 +423,7 @@ def test_quant_chunks_split_along_the_recipes_match_one_chunk(tmp_path, monkeypa
     keys = ["serving", "quant", "batch"]
 
     def table(d):
-        t = pd.read_parquet(f"{d}/results")
+        t = pd.read_parquet(f"{d}/configurations")
         t = t.astype({c: str for c in keys})
         return t.sort_values(keys).reset_index(drop=True)[keys + ["ttft_s", "tpot_s",
                                                                   "weight_bytes_per_device"]]

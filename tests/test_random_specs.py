@@ -107,7 +107,7 @@ def _toml(spec: dict) -> str:
 
 
 def _check_outputs(spec: dict, out: Path) -> None:
-    results = pd.read_parquet(out / "results")
+    results = pd.read_parquet(out / "configurations")
     n = 1
     for section in ("grid", "what_if"):
         for values in spec.get(section, {}).values():

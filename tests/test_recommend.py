@@ -77,7 +77,7 @@ def test_recommend_cli_writes_the_ranked_table(run):
     assert table["hardware"].astype(str).tolist()[-1] == "tiny_gpu"
     assert table["rank"].tolist() == [1, 2, 3]
     # the sweep's own tables sit beside it (dse report rec draws them); no results/
-    assert (here / "rec" / "best.parquet").is_file() and not (here / "rec" / "results").exists()
+    assert (here / "rec" / "best.parquet").is_file() and not (here / "rec" / "configurations").exists()
     lines = out.splitlines()
     assert lines[0].startswith("llama3_8b, 512 in / 64 out tokens, TTFT ≤ 500 ms, TPOT ≤ 20 ms"
                                ", for 50 requests/s: 2 of 3 hardware qualify")

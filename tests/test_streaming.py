@@ -37,7 +37,7 @@ def _spec():
 
 
 def _tables(out: Path):
-    res = pd.read_parquet(out / "results")
+    res = pd.read_parquet(out / "configurations")
     for c in ("hardware", "model"):
         res[c] = res[c].astype(str)
     for c in res.columns:
@@ -181,7 +181,7 @@ def test_memory_budget_respected_on_a_grid_larger_than_it(tmp_path):
 def test_no_results_writes_only_reductions(tmp_path, reference):
     out = tmp_path / "out"
     dse.run_sweep(_spec(), out, progress=False, results=False)
-    assert not (out / "results").exists()
+    assert not (out / "configurations").exists()
     pd.testing.assert_frame_equal(pd.read_parquet(out / "pareto.parquet"), reference[1])
 
 
@@ -215,10 +215,10 @@ def test_best_table_keeps_one_schema_when_only_some_chunks_have_unmet_groups(tmp
 def test_partition_by_is_configurable(tmp_path):
     out = tmp_path / "out"
     dse.run_sweep(_spec(), out, progress=False, partition_by=("model", "batch"))
-    dirs = sorted(p.relative_to(out / "results").as_posix()
-                  for p in (out / "results").glob("*/*"))
+    dirs = sorted(p.relative_to(out / "configurations").as_posix()
+                  for p in (out / "configurations").glob("*/*"))
     assert dirs[0] == "model=llama3_8b/batch=1"
-    assert len(pd.read_parquet(out / "results")) == _spec().n_configs()
+    assert len(pd.read_parquet(out / "configurations")) == _spec().n_configs()
 
 
 def test_progress_log_line_when_not_a_terminal(tmp_path, capsys):
@@ -234,10 +234,10 @@ def test_results_dataset_reads_in_duckdb_and_pyarrow(tmp_path):
     out = tmp_path / "out"
     dse.run_sweep(_spec(), out, progress=False)
     n = _spec().n_configs()
-    assert pads.dataset(out / "results", partitioning="hive").count_rows() == n
+    assert pads.dataset(out / "configurations", partitioning="hive").count_rows() == n
     duckdb = pytest.importorskip("duckdb")
     rows = duckdb.sql(f"select count(*), count(distinct hardware || model) from read_parquet("
-                      f"'{out}/results/**/*.parquet', hive_partitioning = true)").fetchall()
+                      f"'{out}/configurations/**/*.parquet', hive_partitioning = true)").fetchall()
     assert rows == [(n, 4)]
 
 

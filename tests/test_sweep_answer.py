@@ -75,7 +75,7 @@ def test_sweep_answer_table_files_and_next_command(here, capsys):
     more = f"  … and 1 more group (all in {Path('results/best.parquet')})"
     assert lines[3 + SHOWN_GROUPS] == more
     rest = "\n".join(lines[4 + SHOWN_GROUPS:])
-    for path in ("results/results/", "results/pareto.parquet", "results/best.parquet",
+    for path in ("results/configurations/", "results/pareto.parquet", "results/best.parquet",
                  "results/manifest.json"):
         assert str(Path(path)) in rest
     assert lines[-1].startswith("next: dse report results")
@@ -91,7 +91,7 @@ def test_sweep_json_matches_best_parquet(here, capsys):
     assert data["n_configs"] == 24 and data["n_groups"] == 6
     assert data["n_groups_with_best"] == sum(r["found"] for r in data["best"])
     assert data["n_pareto"] == pq.read_metadata("results/pareto.parquet").num_rows
-    assert data["files"] == {"results": str(Path("results/results")),
+    assert data["files"] == {"results": str(Path("results/configurations")),
                              "pareto": str(Path("results/pareto.parquet")),
                              "best": str(Path("results/best.parquet")),
                              "manifest": str(Path("results/manifest.json"))}
