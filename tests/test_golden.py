@@ -82,7 +82,8 @@ def test_small_sweep_tables_are_unchanged(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     Path("s.toml").write_text(SPEC)
     assert main(["sweep", "s.toml", "--out", "out", "--quiet", "--memory-limit", "2GB"]) == 0
-    got = {name: _digest(Path("out") / name)
+    # the key "results" names the results table, whose folder is configurations/
+    got = {name: _digest(Path("out") / ("configurations" if name == "results" else name))
            for name in ("results", "pareto.parquet", "best.parquet")}
     if os.environ.get("DSE_UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(exist_ok=True)
