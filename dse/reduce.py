@@ -149,17 +149,21 @@ def _row_schema(with_found: bool) -> pa.Schema:
     results = schema()
     names = [*GROUP_DIMS, *(["found"] if with_found else []), *STRATEGY_DIMS,
              *(m.name for m in METRICS if m.in_rows)]
-    fields = [pa.field("found", pa.bool_()) if c == "found" else
+    fields = [pa.field("found", pa.bool_(), metadata=FOUND_METADATA) if c == "found" else
               pa.field(c, STRINGS if pa.types.is_dictionary(results.field(c).type)
-                       else results.field(c).type) for c in names]
+                       else results.field(c).type, metadata=results.field(c).metadata)
+              for c in names]
     if with_found:
-        fields += [pa.field(c, STRINGS) for c, _ in BEST_COLUMNS]
+        fields += [pa.field(c, STRINGS, metadata={"description": doc, "unit": ""})
+                   for c, doc in BEST_COLUMNS]
     hidden = [pa.field(h, pa.int64()) for h in HIDDEN]
     if with_found:
         hidden += [pa.field(h, pa.float64()) for h in LIFTED]
     return pa.schema(fields + hidden)
 
 
+FOUND_METADATA = {"description": "a configuration of the group meets [constraints] (false: "
+                  "the strategy and metric columns are null)", "unit": ""}
 PARETO_SCHEMA = _row_schema(with_found=False)
 BEST_SCHEMA = _row_schema(with_found=True)
 

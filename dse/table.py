@@ -32,6 +32,23 @@ def _dict_type(n):
 
 _ARROW = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(),
           "int": pa.int64(), "scale": pa.float64()}
+# the unit of an axis column, by the axis' kind (the metrics table states its own)
+_AXIS_UNIT = {"int": "count", "scale": "x (factor on the preset's value)"}
+
+
+def field_metadata(name: str) -> dict:
+    """Arrow field metadata of a column: its description and unit (``""`` for names and
+    flags), from the axis registry or the metrics table, so a BI tool or notebook reading
+    the Parquet files sees what each column means."""
+    from .axes import AXIS
+    from .metrics import BREAKDOWN_METRICS
+    if name in AXIS:
+        a = AXIS[name]
+        return {"description": f"axis: {a.doc}", "unit": _AXIS_UNIT.get(a.kind, "")}
+    m = METRIC.get(name) or {b.name: b for b in BREAKDOWN_METRICS}.get(name)
+    if m is None:
+        raise KeyError(name)
+    return {"description": m.doc, "unit": m.unit}
 
 
 def schema(n_presets: dict | None = None, breakdown: bool = False) -> pa.Schema:
@@ -44,13 +61,14 @@ def schema(n_presets: dict | None = None, breakdown: bool = False) -> pa.Schema:
         typ = (_dict_type(n_presets.get(a.name, 1)) if a.kind == "preset" else
                _dict_type(len(CATEGORY_NAMES[a.name])) if a.kind in ("dtype", "choice") else
                _ARROW[a.kind])
-        fields.append(pa.field(a.name, typ))
+        fields.append(pa.field(a.name, typ, metadata=field_metadata(a.name)))
     for m in (*METRICS, *(BREAKDOWN_METRICS if breakdown else ())):
         typ = _dict_type(len(CATEGORY_NAMES[m.name])) if m.dtype == "category" \
             else _ARROW[m.dtype]
         # only nullable metrics hold nulls; non-nullable columns skip Parquet's definition
         # levels, which cost a third of the write time
-        fields.append(pa.field(m.name, typ, nullable=m.nullable))
+        fields.append(pa.field(m.name, typ, nullable=m.nullable,
+                               metadata=field_metadata(m.name)))
     return pa.schema([f if f.name in METRIC else f.with_nullable(False) for f in fields])
 
 

@@ -556,3 +556,21 @@ def test_a_sweep_from_before_the_rename_still_reads(tmp_path):
     dse.run_sweep(dse.parse_sweep({"grid": {"batch": [1, 2]}}), out, progress=False,
                   overwrite=True)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [TABLE_DIR]
+
+
+def test_every_column_says_what_it_means_and_its_unit(out):
+    """Self-describing files: each field's Arrow metadata carries a description and a unit
+    (empty for names and flags), from the axis registry and the metrics table."""
+    for path in (next((out / "configurations").rglob("*.parquet")), out / "pareto.parquet",
+                 out / "best.parquet"):
+        sch = pq.read_schema(path)
+        for f in sch:
+            if f.name in ("hardware", "model") and "hardware=" in str(path):
+                continue  # hive partition columns live in the folder names
+            meta = f.metadata or {}
+            assert meta.get(b"description"), (path.name, f.name)
+            assert b"unit" in meta, (path.name, f.name)
+    sch = pq.read_schema(out / "best.parquet")
+    assert sch.field("tpot_s").metadata[b"unit"] == b"s"
+    assert sch.field("cost_per_million_tokens").metadata[b"unit"] == b"USD"
+    assert sch.field("batch").metadata[b"unit"] == b"count"
