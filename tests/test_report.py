@@ -262,7 +262,7 @@ def test_report_without_results_counts_pareto_bounds_only(here, capsys):
     bars = page.figures["bottleneck"]["data"]
     assert [t["name"] for t in bars] == ["compute-bound", "memory-bound", "network-bound"]
     assert all("Pareto" in label for label in bars[0]["y"])
-    assert "the sweep wrote no results/" in Path("lean/report.html").read_text()
+    assert "the sweep wrote no configurations/" in Path("lean/report.html").read_text()
 
 
 @pytest.mark.parametrize("argv, parts", [
