@@ -4,8 +4,8 @@ The text is generated from the axis registry (``dse.axes``) and the spec's secti
 (``dse.config``), so a new axis or constraint appears here without an edit. Each grid and
 what-if key is set to its default (the spec then evaluates one configuration per model and
 hardware), with the axis' help text and its valid values above it; the optional sections
-(``[constraints]``, ``[disaggregated]``, ``[cost]``) are written commented out with
-example values.
+(``[constraints]``, ``[disaggregated]``, ``[objectives]``, ``[cost]``) are written commented
+out with example values.
 """
 from __future__ import annotations
 
@@ -66,6 +66,13 @@ def starter_spec() -> str:
               "# (README 'Disaggregated serving'): needs \"static\" among the serving values.",
               "# [disaggregated]"]
     lines += [f"# {k} = {_DISAGGREGATED_EXAMPLES.get(k, '1')}" for k in DISAGGREGATED_KEYS]
+    from .objectives import DEFAULT_BEST, DEFAULT_PARETO, OBJECTIVES
+    lines += ["", "# What best.parquet optimizes and which 2 or more metrics pareto.parquet spans",
+              "# (README 'Objectives'), each in its natural sense; the metrics:"]
+    lines += textwrap.wrap(", ".join(OBJECTIVES), 88, initial_indent="#   ",
+                           subsequent_indent="#   ")
+    lines += ["# [objectives]", f"# best = {_toml(DEFAULT_BEST)}",
+              f"# pareto = [{', '.join(_toml(m) for m in DEFAULT_PARETO)}]"]
     lines += ["", "# Price per device-hour behind cost_per_million_tokens (USD per million output",
               "# tokens), per hardware preset of [grid] hardware, in place of the preset's own",
               "# (README 'Cost and energy'). Either the rent:",

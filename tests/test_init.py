@@ -5,6 +5,7 @@ import tomllib
 from conftest import cli_error
 from dse.axes import AXES
 from dse.cli import main
+from dse.objectives import Objectives
 from dse.config import CONSTRAINT_KEYS, DISAGGREGATED_KEYS, parse_sweep
 from dse.init import starter_spec
 
@@ -22,14 +23,17 @@ def test_init_writes_a_spec_the_sweep_runs(tmp_path, monkeypatch, capsys):
 
 def test_optional_sections_parse_when_uncommented():
     text = starter_spec()
-    for key in (*CONSTRAINT_KEYS, *DISAGGREGATED_KEYS, "[constraints]", "[disaggregated]"):
+    for key in (*CONSTRAINT_KEYS, *DISAGGREGATED_KEYS, "[constraints]", "[disaggregated]",
+                "[objectives]", "best", "pareto"):
         assert f"# {key}" in text
-    opened = "\n".join(line[2:] if line.startswith(("# [", "# max_", "# mixed_", "# price_"))
+    opened = "\n".join(line[2:] if line.startswith(("# [", "# max_", "# mixed_", "# price_",
+                                                     "# best =", "# pareto ="))
                        else line for line in text.splitlines())
     opened = opened.replace('serving = ["continuous"]', 'serving = ["continuous", "static"]')
     spec = parse_sweep(tomllib.loads(opened))
     assert spec.constraints.max_devices == 8 and spec.disaggregated is not None
     assert spec.hardware[0].price_per_device_hour_usd == 2.5  # [cost.h100_sxm]
+    assert spec.objectives == Objectives()  # the defaults, written out
 
 
 def test_init_refuses_to_overwrite(tmp_path, monkeypatch, capsys):
