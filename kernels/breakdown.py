@@ -39,11 +39,11 @@ import numpy as np
 from numba import njit, prange
 
 from . import layout as L
-from .efficiency import has_curve
 from .grid import (_BYTES1, _FLOPS1, _KIND, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC1, _TM1,
                    _ctx_factors, _fill_times, _phase_costs, _whatif_groups, ctx_op_time,
-                   decode_axes, op_time_won, point_setup, winner)
-from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
+                   attention_curved, decode_axes, op_time_won, point_setup,
+                   what_if_table, winner)
+from .layout import (DECODE,
                      EN_ITERATION_OVERHEAD_S, EN_MIXED, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
                      K_EP, K_IMBALANCE, K_INPUT, K_PP, K_SERVING, K_TP, OP_KIND, PREFILL,
                      SERVING_CONTINUOUS, W_CAPACITY, W_COMPUTE, W_MEMORY, W_SCALEOUT,
@@ -315,27 +315,14 @@ def evaluate_breakdown(hw, rates, programs, n_ops, engines, quants, axes, axis_s
     *KERNEL_AXES, output_tokens, *WHAT_IF_AXES], C order); invalid what-if points get
     inf (bound 0), as ``ttft_s`` and ``tpot_s`` do there.
     """
-    n_hw = hw.shape[0]
     n_model = programs.shape[0]
     max_ops = programs.shape[2]
     n_ax = axis_sizes.size
-    n_whatif = 1
-    for j in range(scale_sizes.size):
-        n_whatif *= scale_sizes[j]
     n_struct = n_model
     for j in range(n_ax):
         n_struct *= axis_sizes[j]
-    recip = np.empty((n_whatif, scale_sizes.size))
-    wi_slot = np.empty(n_whatif, dtype=np.int64)
-    sc = np.empty(scale_sizes.size)
-    for wi in range(n_whatif):
-        rest, wi_slot[wi] = decode_axes(wi, scales, scale_sizes, sc, slot_strides[n_ax + 3:])
-        for j in range(sc.size):
-            recip[wi, j] = 1.0 / sc[j] if sc[j] > 0.0 else -1.0
-    curves_of = np.zeros(n_hw, dtype=np.bool_)
-    for h in range(n_hw):
-        curves_of[h] = (has_curve(hw[h], CURVE_ATTENTION_COMPUTE)
-                        or has_curve(hw[h], CURVE_ATTENTION_MEMORY))
+    recip, wi_slot = what_if_table(scales, scale_sizes, slot_strides[n_ax + 3:])
+    curves_of = attention_curved(hw)
     for st in prange(n_struct):
         v = np.empty(n_ax)
         i_m, st_slot = decode_axes(st, axes, axis_sizes, v, slot_strides[2:n_ax + 2])

@@ -491,6 +491,35 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                     bound[row + wi] = bound[row + source[wi]]
 
 
+@njit(cache=True)
+def what_if_table(scales, scale_sizes, slot_strides):
+    """The what-if points as reciprocal factors on the unscaled times (-1: a scale <= 0)
+    [n_whatif, n_scales] and their offsets into the slots (``slot_strides``: the what-if
+    axes' strides)."""
+    n_whatif = 1
+    for j in range(scale_sizes.size):
+        n_whatif *= scale_sizes[j]
+    recip = np.empty((n_whatif, scale_sizes.size))
+    wi_slot = np.empty(n_whatif, dtype=np.int64)
+    sc = np.empty(scale_sizes.size)
+    for wi in range(n_whatif):
+        rest, wi_slot[wi] = decode_axes(wi, scales, scale_sizes, sc, slot_strides)
+        for j in range(sc.size):
+            recip[wi, j] = 1.0 / sc[j] if sc[j] > 0.0 else -1.0
+    return recip, wi_slot
+
+
+@njit(cache=True)
+def attention_curved(hw):
+    """Per hardware row: whether it has an attention efficiency curve
+    (kernels/efficiency.py)."""
+    curves_of = np.zeros(hw.shape[0], dtype=np.bool_)
+    for h in range(hw.shape[0]):
+        curves_of[h] = (has_curve(hw[h], CURVE_ATTENTION_COMPUTE)
+                        or has_curve(hw[h], CURVE_ATTENTION_MEMORY))
+    return curves_of
+
+
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
                   scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits, ttft, tpot,
@@ -511,26 +540,12 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
     max_ops = programs.shape[2]
     nout = output_tokens.size
     n_ax = axis_sizes.size
-    n_whatif = 1
-    for j in range(scale_sizes.size):
-        n_whatif *= scale_sizes[j]
     n_struct = n_model
     for j in range(n_ax):
         n_struct *= axis_sizes[j]
-    # the what-if points as reciprocal factors on the unscaled times (-1: a scale <= 0),
-    # their capacity factor and their offset into the slots
-    recip = np.empty((n_whatif, scale_sizes.size))
-    wi_slot = np.empty(n_whatif, dtype=np.int64)
-    sc = np.empty(scale_sizes.size)
-    for wi in range(n_whatif):
-        rest, wi_slot[wi] = decode_axes(wi, scales, scale_sizes, sc, slot_strides[n_ax + 3:])
-        for j in range(sc.size):
-            recip[wi, j] = 1.0 / sc[j] if sc[j] > 0.0 else -1.0
-    # hardware rows with an attention efficiency curve (kernels/efficiency.py)
-    curves_of = np.zeros(n_hw, dtype=np.bool_)
-    for h in range(n_hw):
-        curves_of[h] = (has_curve(hw[h], CURVE_ATTENTION_COMPUTE)
-                        or has_curve(hw[h], CURVE_ATTENTION_MEMORY))
+    recip, wi_slot = what_if_table(scales, scale_sizes, slot_strides[n_ax + 3:])
+    n_whatif = recip.shape[0]
+    curves_of = attention_curved(hw)
     curved = curves_of.any()
     for st in prange(n_struct):
         v = np.empty(n_ax)
