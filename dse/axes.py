@@ -36,7 +36,7 @@ class Axis:
     """One grid axis: see the module docstring for ``role``, ``walk`` and ``ttft``."""
     name: str
     section: str      # the spec table holding it: "grid" or "what_if"
-    kind: str         # "preset", "int", "dtype", "scale" or "choice": the value rule
+    kind: str         # "preset", "int", "dtype", "scale", "fraction" or "choice": the value rule
     role: str         # "group" or "strategy"
     walk: str         # "kernel", "what_if" or "derived"
     layout: int       # position in the flattened grid (0: slowest)
@@ -63,6 +63,10 @@ class Axis:
                 return "must be a finite number (a scale factor)"
             if not SCALE_MIN <= value <= SCALE_MAX:
                 return f"a scale factor must be in [{SCALE_MIN:g}, {SCALE_MAX:g}]"
+        elif self.kind == "fraction":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or not 0.0 <= value <= 1.0:
+                return "must be a fraction in [0, 1]"
         elif self.kind == "dtype":
             if value not in self.dtypes:
                 return f"unknown precision; valid: {', '.join(self.dtypes)}"
@@ -77,6 +81,10 @@ class Axis:
 def _int(name, role, layout, bound, doc, default=(1,), walk="kernel", ttft=True, minimum=1):
     return Axis(name, "grid", "int", role, walk, layout, default, doc, bound=bound,
                 ttft=ttft, minimum=minimum)
+
+
+def _fraction(name, layout, doc, default=0.0):
+    return Axis(name, "grid", "fraction", "group", "kernel", layout, (default,), doc)
 
 
 def _scale(name, layout, doc, walk="what_if"):
@@ -116,7 +124,11 @@ AXES = (
          "concurrent sequences per replica (continuous: concurrent requests)"),
     _int("input_tokens", "group", 14, 1 << 24, "prompt tokens per sequence",
          default=(1024,)),
-    _int("output_tokens", "group", 16, 1 << 24, "generated tokens per sequence",
+    _fraction("prefix_cached_fraction", 15,
+              "share of each prompt already in the KV cache (prefix caching): prefill "
+              "computes only the new tokens, attending over the whole prompt; the cached "
+              "prefix is held once per replica"),
+    _int("output_tokens", "group", 19, 1 << 24, "generated tokens per sequence",
          default=(256,)),
     _int("tp", "strategy", 8, 1 << 16, "tensor-parallel devices"),
     _int("pp", "strategy", 9, 1 << 12, "pipeline stages"),
@@ -126,7 +138,15 @@ AXES = (
     _int("max_batched_tokens", "strategy", 12, 1 << 24,
          "continuous: token budget of one engine iteration (chunked-prefill size; 0: the "
          "engine's default)", default=(0,), minimum=0),
-    _int("dp", "strategy", 24, 1 << 20, "independent replicas", walk="derived"),
+    # speculative decoding: gamma draft tokens per step (the model's MTP module drafts;
+    # 0: off), verified in one target pass; the per-token acceptance rate sets the expected
+    # tokens per step (a workload property, so a group axis)
+    _int("spec_tokens", "strategy", 17, 16,
+         "speculative decoding: draft tokens per step by the model's MTP module (0: off)",
+         default=(0,), minimum=0),
+    _fraction("acceptance_rate", 18, "speculative decoding: probability that each draft "
+              "token is accepted", default=0.7),
+    _int("dp", "strategy", 27, 1 << 20, "independent replicas", walk="derived"),
     _dtype("weight_dtype", 4, "bf16", "weight precision"),
     _dtype("act_dtype", 5, SAME, "activation precision (same: the weight precision)"),
     _dtype("kv_dtype", 6, SAME, "KV-cache precision (same: the activation precision)"),
@@ -136,18 +156,18 @@ AXES = (
     Axis("quant", "grid", "preset", "strategy", "kernel", 7, ("uniform",),
          "precision recipe (bundled name or path to a .toml file): per operator class "
          "precisions over weight/act/kv_dtype; uniform: none"),
-    _scale("compute_scale", 17, "factor on peak FLOP/s"),
-    _scale("memory_bandwidth_scale", 18, "factor on memory bandwidth"),
-    _scale("memory_capacity_scale", 21, "factor on memory capacity"),
-    _scale("scaleup_bandwidth_scale", 19, "factor on scale-up link bandwidth"),
-    _scale("scaleout_bandwidth_scale", 20, "factor on scale-out link bandwidth"),
-    _scale("scaleup_domain_scale", 22, "factor on the scale-up domain size (devices per "
+    _scale("compute_scale", 20, "factor on peak FLOP/s"),
+    _scale("memory_bandwidth_scale", 21, "factor on memory bandwidth"),
+    _scale("memory_capacity_scale", 24, "factor on memory capacity"),
+    _scale("scaleup_bandwidth_scale", 22, "factor on scale-up link bandwidth"),
+    _scale("scaleout_bandwidth_scale", 23, "factor on scale-out link bandwidth"),
+    _scale("scaleup_domain_scale", 25, "factor on the scale-up domain size (devices per "
            "NVLink-class domain, rounded; e.g. 9 turns an 8-GPU node into NVL72)",
            walk="hardware"),
-    _scale("link_latency_scale", 23, "factor on the per-step latency of the scale-up and "
+    _scale("link_latency_scale", 26, "factor on the per-step latency of the scale-up and "
            "scale-out links", walk="hardware"),
     # a what-if of the workload's routing, walked by the kernel (it changes MoE costs)
-    _scale("expert_imbalance", 15, "MoE with ep > 1: the busiest expert group's routed "
+    _scale("expert_imbalance", 16, "MoE with ep > 1: the busiest expert group's routed "
            "tokens as a multiple of uniform routing's (EPLB's max/mean load ratio; at most "
            "all tokens)", walk="kernel"),
 )

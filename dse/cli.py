@@ -620,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--spec", help="take unset values from the first value of each axis of SPEC")
     for axis in AXES:  # one flag per axis of the registry
         e.add_argument(_flag(axis.name), dest=axis.name, help=axis.doc,
-                       type={"int": int, "scale": float}.get(axis.kind))
+                       type={"int": int, "scale": float, "fraction": float}.get(axis.kind))
     e.add_argument("--csv", help="also write the table as CSV")
     e.add_argument("--parquet", help="also write the table as Parquet")
     e.add_argument("--json", action="store_true", help="print the operators and the summary "

@@ -6,6 +6,8 @@ different operators per phase (e.g. absorbed attention weights in decode).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .config import Model
@@ -313,6 +315,42 @@ def model_ops(model: Model, phase: int = L.PREFILL) -> list[ops.Op]:
     ]
 
 
+def mtp_ops(model: Model, phase: int = L.PREFILL) -> list[ops.Op]:
+    """The multi-token-prediction module (DeepSeek-V3 technical report, arXiv:2412.19437,
+    section 2.2) as draft ops (``layout.OP_DRAFT``): the shared embedding of the previous
+    token, RMSNorms of it and of the main model's last hidden state, their concatenation
+    projected 2h -> h (``eh_proj``, split over tp), one decoder layer of the model's last
+    kind (MoE for DeepSeek-V3) per module, and the shared output norm, head and sampling.
+    In decode it runs ``spec_tokens`` times per step over one token per sequence
+    (recursively drafting); in prefill once over the prompt (its own KV cache). Run only
+    with spec_tokens > 0 (``formulas.run_counts``), in the last pipeline stage."""
+    if not model.mtp_layers:
+        return []
+    h = model.hidden_size
+    # the module's decoder layer: the model's structure with its layers of the last kind
+    layer = replace(model, layers=model.mtp_layers, dense_layers=0, ssm_layers=0, linear_attention_layers=0, sliding_window_layers=0,
+                    sliding_window_tokens=0, mtp_layers=0)
+    body = [op for op in model_ops(layer, phase) if op.row[L.OP_SCOPE] != L.SCOPE_BOUNDARY]
+    # eh_proj is replicated on every device, as SGLang's deepseek_nextn.py and vLLM's
+    # deepseek_mtp.py build it (a plain nn.Linear), so no collective follows it
+    head = [ops.norm("mtp_enorm", h, scope=L.SCOPE_ONCE),
+            ops.norm("mtp_hnorm", h, scope=L.SCOPE_ONCE),
+            ops.gemm("mtp_eh_proj", 2 * h, h, scope=L.SCOPE_ONCE)]
+    draft = L.DRAFT_DECODE if phase == L.DECODE else L.DRAFT_PREFILL
+    out = []
+    for op in [*body[:2], *head, *body[2:]]:
+        row = op.row.copy()
+        row[L.OP_DRAFT] = draft
+        out.append(ops.Op(f"mtp_{op.name}" if not op.name.startswith("mtp_") else op.name,
+                          row))
+    return out
+
+
+def program_ops(model: Model, phase: int) -> list[ops.Op]:
+    """A model's operator program in ``phase``: its forward pass and its MTP module."""
+    return [*model_ops(model, phase), *mtp_ops(model, phase)]
+
+
 def compile_models(models) -> tuple[np.ndarray, np.ndarray]:
     """Dense program table for the kernel.
 
@@ -321,7 +359,7 @@ def compile_models(models) -> tuple[np.ndarray, np.ndarray]:
     programs : float64 [n_model, 2 (prefill, decode), max_ops, OP_FIELDS]
     n_ops : int64 [n_model, 2]
     """
-    per_model = [[model_ops(m, phase) for phase in (L.PREFILL, L.DECODE)] for m in models]
+    per_model = [[program_ops(m, phase) for phase in (L.PREFILL, L.DECODE)] for m in models]
     max_ops = max(len(p) for both in per_model for p in both)
     programs = np.zeros((len(models), 2, max_ops, L.OP_FIELDS))
     n_ops = np.zeros((len(models), 2), dtype=np.int64)

@@ -453,7 +453,8 @@ _MODEL_OPTIONAL_INTS = ("experts", "experts_per_token", "moe_ffn_dim", "shared_e
                         "ssm_conv_kernel", "ssm_dt_rank", "linear_attention_layers",
                         "linear_key_heads", "linear_value_heads", "linear_key_head_dim",
                         "linear_value_head_dim", "linear_conv_kernel",
-                        "sparse_attention_top_k", "indexer_heads", "indexer_head_dim")
+                        "sparse_attention_top_k", "indexer_heads", "indexer_head_dim",
+                        "mtp_layers")
 _MLA_KEYS = ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
 # DeepSeek Sparse Attention: the lightning indexer's heads and width, and the top-k it keeps
 _SPARSE_KEYS = ("sparse_attention_top_k", "indexer_heads", "indexer_head_dim")
@@ -510,6 +511,9 @@ class Model:
     sparse_attention_top_k: int = 0  # positions attended per query (index_topk; 0: dense)
     indexer_heads: int = 0          # lightning-indexer query heads (index_n_heads)
     indexer_head_dim: int = 0       # lightning-indexer q/k width, cached per token (index_head_dim)
+    # multi-token prediction (DeepSeek-V3): modules of one decoder layer each that draft the
+    # next tokens for speculative decoding (the spec_tokens axis); not in the main model
+    mtp_layers: int = 0             # HF num_nextn_predict_layers
     position_embedding: str = "rope"  # "rope" (rotary, per layer) or "learned" (absolute)
     published_params: float = 0.0
     published_active_params: float = 0.0

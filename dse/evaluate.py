@@ -23,7 +23,8 @@ from .quant import quant_table
 REASONS = ("", "ep_not_divisor_of_tp", "ep_on_dense_model", "attention_dp_on_dense_model",
            "experts_not_divisible_by_ep",
            "tp_not_divisor_of_heads", "tp_incompatible_with_kv_heads", "pp_exceeds_layers",
-           "what_if_scale_not_positive", "precision_not_supported", "out_of_memory")
+           "what_if_scale_not_positive", "precision_not_supported", "spec_tokens_without_mtp",
+           "out_of_memory")
 REASON_CODE = {r: i for i, r in enumerate(REASONS)}
 WHAT_IF_DIMS = in_layout(names(kind="scale"))
 PRECISION_DIMS = ("hardware", "model", "weight_dtype", "act_dtype", "quant")
@@ -139,12 +140,13 @@ def _shaped(values, dim, dims, dtype=None):
     return np.asarray(values, dtype=dtype).reshape(shape)
 
 
-def structural_reasons(models, tp, pp, ep, adp) -> np.ndarray:
-    """First invalid-combination reason code per (model, tp, pp, ep, attention_dp); 0 when
-    valid."""
+def structural_reasons(models, tp, pp, ep, adp, spec_tokens=(0,)) -> np.ndarray:
+    """First invalid-combination reason code per (model, tp, pp, ep, attention_dp,
+    spec_tokens); 0 when valid."""
     dims = STRUCTURE_DIMS
-    tp, pp, ep, adp = (_shaped(v, d, dims) for v, d in (
-        (tp, "tp"), (pp, "pp"), (ep, "ep"), (adp, "attention_dp")))
+    tp, pp, ep, adp, spec = (_shaped(v, d, dims) for v, d in (
+        (tp, "tp"), (pp, "pp"), (ep, "ep"), (adp, "attention_dp"),
+        (np.asarray(spec_tokens), "spec_tokens")))
     out = []
     for m in models:
         checks = [
@@ -159,9 +161,11 @@ def structural_reasons(models, tp, pp, ep, adp) -> np.ndarray:
             ((m.kv_heads % tp != 0) & (tp % max(m.kv_heads, 1) != 0) & (m.kv_heads > 0),
              "tp_incompatible_with_kv_heads"),
             (pp > m.layers, "pp_exceeds_layers"),
+            # speculative decoding drafts with the model's MTP module
+            ((spec > 0) & (m.mtp_layers == 0), "spec_tokens_without_mtp"),
         ]
-        code = np.zeros(np.broadcast_shapes(tp.shape, pp.shape, ep.shape, adp.shape)[1:],
-                        dtype=np.uint8)
+        code = np.zeros(np.broadcast_shapes(tp.shape, pp.shape, ep.shape, adp.shape,
+                                            spec.shape)[1:], dtype=np.uint8)
         for cond, name in checks:
             cond = np.broadcast_to(cond, (1, *code.shape))[0]
             code = np.where((code == 0) & cond, np.uint8(REASON_CODE[name]), code)
@@ -368,7 +372,7 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
         "idle_watts": (("hardware",), np.array([idle_watts(h) for h in spec.hardware])),
         "usable_memory_bytes": (("hardware", "memory_capacity_scale"), usable),
         "structural_reason": (STRUCTURE_DIMS, structural_reasons(
-            spec.models, c["tp"], c["pp"], c["ep"], c["attention_dp"])),
+            spec.models, c["tp"], c["pp"], c["ep"], c["attention_dp"], c["spec_tokens"])),
         "what_if_valid": (WHAT_IF_DIMS, scale_ok),
         "precision_reason": precision_reasons(spec, c),
     }

@@ -44,7 +44,7 @@ MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", 
 ACTIVATION_DIMS = tuple(d for d in MEMORY_DIMS
                         if d not in ("kv_dtype", "quant", "output_tokens"))
 KV_PROMPT_DIMS = tuple(d for d in MEMORY_DIMS if d != "output_tokens")  # KV at the prompt
-STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp")
+STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp", "spec_tokens")
 
 # Peak memory of a chunk in flight, term by term [bytes per point of the dims named], as
 # :func:`chunk_bytes` adds them up. Measured with benchmarks/bench_memory.py (peak RSS of

@@ -151,6 +151,10 @@ def preset_from_config(cfg: dict, name: str, source: str = "config.json") -> dic
                 dense = sum(kind == "dense" for kind in kinds[:layers])
         if dense:
             p["dense_layers"] = dense
+    # multi-token prediction modules (DeepSeek-V3/R1, GLM-4.5, MiniMax-M2): drafters for
+    # speculative decoding (the spec_tokens axis)
+    if r.integer("num_nextn_predict_layers", low=0):
+        p["mtp_layers"] = cfg["num_nextn_predict_layers"]
     # multi-head latent attention
     if r.integer("kv_lora_rank", low=0):
         for key in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):

@@ -42,6 +42,8 @@ def _valid(axis) -> str:
         return f"one or more of: {', '.join(axis.dtypes)}"
     if axis.kind == "scale":
         return "factors > 0 (1.0: the preset as is)"
+    if axis.kind == "fraction":
+        return "fractions in [0, 1]"
     return f"whole numbers >= {axis.minimum}" if axis.minimum is not None else "numbers"
 
 

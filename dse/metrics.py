@@ -117,7 +117,7 @@ def columns_markdown() -> str:
     from .axes import AXES
     lines = ["| column | type | unit | meaning |", "|---|---|---|---|"]
     kinds = {"preset": "category", "dtype": "category", "choice": "category", "int": "int64",
-             "scale": "float64"}
+             "scale": "float64", "fraction": "float64"}
     for a in AXES:
         lines.append(f"| `{a.name}` | {kinds[a.kind]} | | axis: {a.doc} |")
     for m in METRICS:

@@ -31,9 +31,11 @@ def _dict_type(n):
 
 
 _ARROW = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(),
-          "int": pa.int64(), "scale": pa.float64()}
+          "int": pa.int64(), "scale": pa.float64(),
+          "fraction": pa.float64()}
 # the unit of an axis column, by the axis' kind (the metrics table states its own)
-_AXIS_UNIT = {"int": "count", "scale": "x (factor on the preset's value)"}
+_AXIS_UNIT = {"int": "count", "scale": "x (factor on the preset's value)",
+              "fraction": "fraction (0 to 1)"}
 
 
 def field_metadata(name: str) -> dict:

@@ -39,17 +39,20 @@ import numpy as np
 from numba import njit, prange
 
 from . import layout as L
+from .formulas import expected_tokens
 from .grid import (_BYTES1, _FLOPS1, _KIND, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC1, _TM1,
                    _ctx_factors, _fill_times, _phase_costs, _whatif_groups, ctx_op_time,
                    attention_curved, decode_axes, op_time_won, point_setup,
                    what_if_table, winner)
 from .layout import (DECODE,
                      EN_ITERATION_OVERHEAD_S, EN_MIXED, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
-                     K_EP, K_IMBALANCE, K_INPUT, K_PP, K_SERVING, K_TP, OP_KIND, PREFILL,
+                     K_ALPHA, K_EP, K_GAMMA, K_IMBALANCE, K_INPUT, K_PP, K_PREFIX, K_SERVING,
+                     K_TP, OP_KIND, PREFILL,
                      SERVING_CONTINUOUS, W_CAPACITY, W_COMPUTE, W_MEMORY, W_SCALEOUT,
                      W_SCALEUP)
 from .serving import (N_COMP, N_TERMS, N_VTIMES, T_C, T_LAT, T_M, T_N, T_NL, T_NO, T_PATH,
-                      T_STAGE, compositions, iteration_terms, serve_weights, steady_state,
+                      T_STAGE, compositions, iteration_terms, serve_weights, speculation,
+                      steady_state,
                       structure_units, term_seconds, unit_times)
 
 CLASSES = ("attention", "gemm", "moe", "collective", "other")
@@ -84,8 +87,8 @@ def _classes(costs, n, out):
 
 
 @njit(cache=True)
-def _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, s, output_tokens, recip,
-            curves_of, n_struct, st, split, prefill_bound):
+def _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, s, per_step, output_tokens,
+            recip, curves_of, n_struct, st, split, prefill_bound):
     """Static serving of structure point ``st``: the class sums of ``evaluate_grid``'s
     static branch, in its order of operations for the totals (so the side of
     max(path, micro x stage) that wins is the one the grid kernel took)."""
@@ -174,7 +177,7 @@ def _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, s, output_tokens
                 for c in range(N_CLASSES):
                     split[c, idx] = p_path[c] + (micro - 1.0) * p_stage[c]
                     split[N_CLASSES + c, idx] = (o_path[c] if path_wins
-                                                 else micro * o_stage[c])
+                                                 else micro * o_stage[c]) / per_step
                 prefill_bound[idx] = pbound
 
 
@@ -224,7 +227,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     max_ops = prog_dec.shape[0]
     u_dec, u_pre, partner, shared, window = structure_units(
         prog_dec, n_dec, prog_pre, n_pre, max_ops, t, p, e, adp, w, a, k, quant, dtype_bytes,
-        dtype_bits, v[K_IMBALANCE])
+        dtype_bits, v[K_IMBALANCE], v[K_GAMMA])
     cls_dec = np.empty(max_ops, dtype=np.int64)
     cls_pre = np.empty(max_ops, dtype=np.int64)
     for i in range(n_dec):
@@ -256,8 +259,8 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
         unit_times(u_dec, n_dec, rates[h], hw[h], vt_dec)
         unit_times(u_pre, n_pre, rates[h], hw[h], vt_pre)
         for o in range(nout):
-            out_tok = float(output_tokens[o])
-            n = out_tok - 1.0
+            new, past, qv, per_step, n_it, n = speculation(
+                s, float(output_tokens[o]), v[K_PREFIX], v[K_GAMMA], v[K_ALPHA])
             base = st_slot + h * h_stride + o * o_stride
             row = ((h * n_struct + st) * nout + o) * n_whatif
             for wi in range(n_whatif):
@@ -266,11 +269,11 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                     prefill_bound[row + wi] = 0
             for g in range(n_grp):
                 r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
-                    b, slots[base + group_slot[g]], s, out_tok, budget, engine)
+                    b, slots[base + group_slot[g]], new, 1.0 + n_it, budget, engine)
                 micro = min(p, r)
                 share = 1.0 / (micro * adp)
                 d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window,
-                                     share, mixed)
+                                     share, mixed, new, past, qv)
                 nq_dec = 0
                 if d_dec > 0.0:
                     nq_dec = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
@@ -280,7 +283,9 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                                          partner, shared, c_mix, t, p, e, adp, terms_mix,
                                          rows_mix, hw[h])
                 pre_mix, seen_dec, seen_mix = serve_weights(r, f, prompts, chunks,
-                                                            prefill_iters, n, mixed)
+                                                            prefill_iters, n_it, mixed)
+                seen_dec /= per_step  # per output token (speculative decoding)
+                seen_mix /= per_step
                 for wi in range(n_whatif):
                     if group[wi] != g or not valid[wi]:
                         continue
@@ -343,5 +348,6 @@ def evaluate_breakdown(hw, rates, programs, n_ops, engines, quants, axes, axis_s
                      dtype_bytes, dtype_bits, cost_pre)
         _phase_costs(programs[i_m, DECODE], n_dec, DECODE, v, seqs, w, a, k, quant,
                      dtype_bytes, dtype_bits, cost_dec)
-        _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, v[K_INPUT], output_tokens,
-                recip, curves_of, n_struct, st, split, prefill_bound)
+        _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, v[K_INPUT],
+                expected_tokens(v[K_GAMMA], v[K_ALPHA]), output_tokens, recip, curves_of,
+                n_struct, st, split, prefill_bound)

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, CDT_GEMM, DECODE,
+from .layout import (DRAFT_DECODE, DRAFT_NONE, OP_DRAFT, ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, CDT_GEMM, DECODE,
                      ELEMENTWISE, EMBEDDING, GEMM, SPLIT_EXPERTS, SPLIT_QKV,
                      GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
                      OP_CDT, OP_CLASS, OP_KIND, OP_LAYERS, OP_P0, OP_SCOPE, OP_TOKENS, OP_WHEN,
@@ -225,12 +225,44 @@ def op_precisions(op, quant, w, a, k, dtype_bits):
 
 
 @njit(cache=True)
-def run_counts(op, pp, ep):
+def prompt_split(s, cached_fraction):
+    """(new, cached) tokens of an ``s``-token prompt whose share ``cached_fraction`` is in
+    the KV cache (prefix caching): whole tokens cached, and at least the last token computed
+    (engines always run it: its logits give the first output token)."""
+    cached = min(math.floor(cached_fraction * s), s - 1.0) if cached_fraction > 0.0 else 0.0
+    return s - cached, cached
+
+
+@njit(cache=True)
+def expected_tokens(gamma, alpha):
+    """Expected tokens one speculative-decoding step yields: gamma draft tokens, each
+    accepted with probability ``alpha`` independently until the first rejection, plus the
+    target's own token: (1 - alpha^(gamma + 1)) / (1 - alpha) (Leviathan, Kalman and
+    Matias, "Fast Inference from Transformers via Speculative Decoding", ICML 2023, eq. 1);
+    gamma + 1 at alpha = 1, 1 without drafting."""
+    if gamma <= 0.0:
+        return 1.0
+    if alpha >= 1.0:
+        return gamma + 1.0
+    return (1.0 - alpha ** (gamma + 1.0)) / (1.0 - alpha)
+
+
+@njit(cache=True)
+def run_counts(op, pp, ep, gamma=0.0):
     """How often op runs per forward pass along the pipeline path and in the most loaded
-    stage: 0 when it does not exist for this expert parallelism."""
+    stage: 0 when it does not exist for this expert parallelism. A draft op (``OP_DRAFT``)
+    runs only with ``gamma`` > 0 draft tokens, gamma times per decode step and once per
+    prefill, all in the last pipeline stage (the MTP module sits after the last layer)."""
     when = int(op[OP_WHEN])
     if (when == WHEN_EP and ep == 1.0) or (when == WHEN_NO_EP and ep > 1.0):
         return 0.0, 0.0
+    draft = int(op[OP_DRAFT])
+    if draft != DRAFT_NONE:
+        if gamma <= 0.0:
+            return 0.0, 0.0
+        times = gamma if draft == DRAFT_DECODE else 1.0
+        n = op[OP_LAYERS] if int(op[OP_SCOPE]) == SCOPE_LAYER else 1.0
+        return times * n, times * n
     scope = int(op[OP_SCOPE])
     if scope == SCOPE_LAYER:
         return op[OP_LAYERS], math.ceil(op[OP_LAYERS] / pp)
@@ -266,13 +298,17 @@ def moe_cost(op, tokens, tp, ep, wb, ab, imbalance):
     dequant = 0.0
     if wb < ab and tokens > 0.0:
         # weight-only: each hit expert's weights, once per tile of the tokens routed to it
-        per_expert = tokens * k / expected_active_experts(experts, k, tokens)
+        # (a token count so small that no expert is expected to be hit, as a rounding
+        # remainder of the serving steady state: one token per hit expert)
+        hit = expected_active_experts(experts, k, tokens)
+        per_expert = tokens * k / hit if hit > 0.0 else 1.0
         dequant = DEQUANT_OPS * active * h * f * mats / tp * dequant_tiles(per_expert)
     return flops, byts, dequant
 
 
 @njit(cache=True)
-def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance):
+def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance, q=1.0,
+            past=0.0):
     """Per-device cost of one operator for one micro-batch.
 
     Parameters
@@ -292,6 +328,13 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance):
     imbalance : float
         The busiest expert group's routed token copies over uniform routing's (>= 1 in
         practice; the ``expert_imbalance`` axis).
+    q : float
+        Decode: new tokens per sequence in the step (1; gamma + 1 when speculative
+        decoding verifies gamma draft tokens). They attend over the context and causally
+        over each other in one pass: the cached K/V is read once for all of them.
+    past : float
+        Prefill: positions already in the KV cache (prefix caching) that the
+        ``input_tokens`` new tokens attend over; attention reads their K/V once.
 
     Returns
     -------
@@ -320,7 +363,9 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance):
     p4 = op[OP_P0 + 4]
     p5 = op[OP_P0 + 5]
     p6 = op[OP_P0 + 6]
-    if phase == DECODE or int(op[OP_TOKENS]) == TOKENS_LAST:
+    if phase == DECODE:
+        tokens = seqs * q  # every new token is sampled (verification scores all of them)
+    elif int(op[OP_TOKENS]) == TOKENS_LAST:
         tokens = seqs
     else:
         tokens = seqs * input_tokens
@@ -374,12 +419,16 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance):
         fresh = seqs * ab * (heads * (d_qk + d_v) + kv_heads * (d_qk + d_v))
         cache_write = seqs * cache * kb
         if phase == DECODE:
-            flops1 = 2.0 * seqs * heads * (d_qk + d_v)
-            bytes0 = fresh + cache_write
+            # q new tokens at context c .. c + q - 1: q c pairs plus q (q - 1) / 2
+            flops1 = 2.0 * seqs * q * heads * (d_qk + d_v)
+            flops0 = 2.0 * seqs * heads * (d_qk + d_v) * (q * (q - 1.0) * 0.5)
+            bytes0 = (fresh + cache_write) * q
             bytes1 = seqs * cache * kb
         else:
-            flops0 = 2.0 * seqs * heads * (d_qk + d_v) * causal_pairs(input_tokens, window)
-            bytes0 = (fresh + cache_write) * input_tokens
+            flops0 = 2.0 * seqs * heads * (d_qk + d_v) * (
+                causal_pairs(past + input_tokens, window) - causal_pairs(past, window))
+            seen = min(past, window) if window > 0.0 else past
+            bytes0 = (fresh + cache_write) * input_tokens + seqs * cache * kb * seen
     elif kind == NORM:
         # fused residual add + RMSNorm: read x and residual, write both; gamma once
         flops0 = 5.0 * tokens * p0
@@ -412,7 +461,7 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance):
         state = inner * p1 + channels * (p3 - 1.0)
         flops0 = tokens * 6.0 * inner * p1
         streamed = tokens * (3.0 * inner + (p4 + p5) / tp) * ab
-        if phase == DECODE:
+        if phase == DECODE or past > 0.0:  # the state is read and written
             bytes0 = 2.0 * seqs * state * kb + streamed
         else:
             bytes0 = seqs * state * kb + streamed

@@ -28,9 +28,10 @@ from numba import njit, prange
 
 from .collectives import collective_seconds
 from .efficiency import has_curve, op_curves, time_factor
-from .formulas import op_cost, op_precisions, run_counts
+from .formulas import (expected_tokens, op_cost, op_precisions, prompt_split,
+                       run_counts)
 from .serving import (LANES, N_COMP, N_TERMS, N_VTIMES, V_OUT, V_PATH, V_UP,
-                      V_STAGE, compositions, iteration_seconds, iteration_terms, mean_context,
+                      V_STAGE, compositions, speculation, iteration_seconds, iteration_terms, mean_context,
                       serve_times,
                       steady_state, structure_units, terms_seconds, unit_times)
 from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
@@ -38,8 +39,8 @@ from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S,
                      HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
                      HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
-                     HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_BATCH, K_BUDGET, K_ENGINE, K_EP,
-                     K_IMBALANCE, K_INPUT, K_KV, K_PP, K_QUANT, K_SERVING, K_TP, K_WEIGHT,
+                     HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_ALPHA, K_BATCH, K_BUDGET, K_ENGINE,
+                     K_EP, K_GAMMA, K_IMBALANCE, K_PREFIX, OP_DRAFT, DRAFT_DECODE, K_INPUT, K_KV, K_PP, K_QUANT, K_SERVING, K_TP, K_WEIGHT,
                      OP_KIND, OP_SPAN, PREFILL,
                      SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE, W_MEMORY,
                      W_SCALEOUT, W_SCALEUP)
@@ -121,22 +122,25 @@ def mean_max_lines_capped(a0, a1, b0, b1, c_lo, n, window):
 
 @njit(cache=True)
 def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, w, a, k, quant, dtype_bytes,
-                dtype_bits, imb, out):
+                dtype_bits, imb, q, past, gamma, out):
     """Per-op costs and multipliers of one phase into ``out[n_op, _N_COSTS]``: each op at
     its class's precisions under the quant recipe row ``quant`` (grid codes ``w``, ``a``,
-    ``k`` where the recipe names none, :func:`formulas.op_precisions`)."""
+    ``k`` where the recipe names none, :func:`formulas.op_precisions`). ``s``: the prompt
+    tokens computed (prefill) after ``past`` cached ones; ``q``: the new tokens per
+    sequence of a decode step (a draft op's: 1); ``gamma``: draft tokens per step."""
     for i in range(n_op):
         op = program[i]
         wc, ac, kc, cdt = op_precisions(op, quant, w, a, k, dtype_bits)
         wb = dtype_bytes[wc]
         ab = dtype_bytes[ac]
         kb = dtype_bytes[kc]
+        qi = 1.0 if int(op[OP_DRAFT]) == DRAFT_DECODE else q
         if int(op[OP_SPAN]) == SPAN_MOE:  # MoE layers see every attention-DP group
             f0, f1, b0, b1, nb, group, span, win, dq = op_cost(
-                op, phase, seqs * adp, s, t * adp, p, e, wb, ab, kb, imb)
+                op, phase, seqs * adp, s, t * adp, p, e, wb, ab, kb, imb, qi, past)
         else:
             f0, f1, b0, b1, nb, group, span, win, dq = op_cost(op, phase, seqs, s, t, p, e,
-                                                               wb, ab, kb, imb)
+                                                               wb, ab, kb, imb, qi, past)
         out[i, _FLOPS0] = f0
         out[i, _FLOPS1] = f1
         out[i, _BYTES0] = b0
@@ -148,7 +152,7 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, w, a, k, quant, dty
         out[i, _SPAN] = span
         out[i, _WIN] = win
         out[i, _CDT] = cdt
-        out[i, _CPATH], out[i, _CSTAGE] = run_counts(op, p, e)
+        out[i, _CPATH], out[i, _CSTAGE] = run_counts(op, p, e, gamma)
 
 
 @njit(cache=True)
@@ -281,9 +285,19 @@ def point_setup(v):
 
 @njit(cache=True)
 def _phase_costs(program, n_op, phase, v, seqs, w, a, k, quant, dtype_bytes, dtype_bits, out):
-    """:func:`_fill_costs` of one phase at structure point ``v``."""
-    _fill_costs(program, n_op, phase, seqs, v[K_INPUT], v[K_TP], v[K_PP], v[K_EP], v[K_ADP],
-                w, a, k, quant, dtype_bytes, dtype_bits, v[K_IMBALANCE], out)
+    """:func:`_fill_costs` of one phase at structure point ``v``: prefill computes the
+    prompt's uncached tokens over its cached prefix (``prefix_cached_fraction``), a decode
+    step verifies ``spec_tokens`` + 1 tokens per sequence."""
+    gamma = v[K_GAMMA]
+    if phase == PREFILL:
+        new, cached = prompt_split(v[K_INPUT], v[K_PREFIX])
+        _fill_costs(program, n_op, phase, seqs, new, v[K_TP], v[K_PP], v[K_EP], v[K_ADP],
+                    w, a, k, quant, dtype_bytes, dtype_bits, v[K_IMBALANCE], 1.0, cached,
+                    gamma, out)
+    else:
+        _fill_costs(program, n_op, phase, seqs, v[K_INPUT], v[K_TP], v[K_PP], v[K_EP],
+                    v[K_ADP], w, a, k, quant, dtype_bytes, dtype_bits, v[K_IMBALANCE],
+                    gamma + 1.0, 0.0, gamma, out)
 
 
 @njit(cache=True)
@@ -362,7 +376,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     max_ops = prog_dec.shape[0]
     u_dec, u_pre, partner, shared, window = structure_units(
         prog_dec, n_dec, prog_pre, n_pre, max_ops, t, p, e, adp, w, a, k, quant, dtype_bytes,
-        dtype_bits, v[K_IMBALANCE])
+        dtype_bits, v[K_IMBALANCE], v[K_GAMMA])
     vt_dec = np.empty((max_ops, N_VTIMES))
     vt_pre = np.empty((max_ops, N_VTIMES))
     c_dec = np.empty(N_COMP)
@@ -405,8 +419,10 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
             _rate_classes(recip, up, net_out, cls[combo])
             cls_done[combo] = True
         for o in range(nout):
-            out_tok = float(output_tokens[o])
-            n = out_tok - 1.0
+            # prefix caching and speculative decoding: the prompt tokens computed, the
+            # decode iterations a request takes (n_it = n / tokens per step)
+            new, past, qv, per_step, n_it, n = speculation(
+                s, float(output_tokens[o]), v[K_PREFIX], v[K_GAMMA], v[K_ALPHA])
             base = st_slot + h * h_stride + o * o_stride
             for g in range(n_grp):  # the running count decides everything slots do
                 r_grp[g] = min(b, max(slots[base + group_slot[g]], 1.0))
@@ -452,12 +468,12 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                     ro[j] = 1.0
                 slot = slots[base + group_slot[g]]
                 r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
-                    b, slot, s, out_tok, budget, engine)
+                    b, slot, new, 1.0 + n_it, budget, engine)
                 micro = min(p, r)
                 share = 1.0 / (micro * adp)
                 sums[:, :m_pad] = 0.0
                 d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window,
-                                     share, mixed)
+                                     share, mixed, new, past, qv)
                 if d_dec > 0.0:
                     nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                          partner, shared, c_dec, t, p, e, adp, terms_dec,
@@ -476,10 +492,11 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                         t_dec = max(sums[0, j], micro * sums[1, j]) + iteration_s
                     t_mix = max(sums[5, j], micro * sums[6, j]) + iteration_s
                     first, seen, rate = serve_times(t_dec, t_mix, b, r, lam, f, prompts,
-                                                    chunks, prefill_iters, n, mixed, request_s)
+                                                    chunks, prefill_iters, n_it, mixed,
+                                                    request_s)
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + members[j]
                     ttft[idx] = first
-                    tpot[idx] = seen
+                    tpot[idx] = seen / per_step
                     bound[idx] = winner(w_dec * sums[2, j] + f * sums[7, j],
                                         w_dec * sums[3, j] + f * sums[8, j],
                                         w_dec * sums[4, j] + f * sums[9, j])
@@ -554,6 +571,7 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
         s = v[K_INPUT]
         micro, seqs, w, a, k, q = point_setup(v)
         quant = quants[q]
+        per_step = expected_tokens(v[K_GAMMA], v[K_ALPHA])  # tokens per decode step
         n_pre = n_ops[i_m, PREFILL]
         n_dec = n_ops[i_m, DECODE]
         if int(v[K_SERVING]) == SERVING_CONTINUOUS:
@@ -645,7 +663,7 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                         om += t_dec[i, _MPATH] * top_m
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
                     ttft[idx] = first
-                    tpot[idx] = max(pa, micro * sg)
+                    tpot[idx] = max(pa, micro * sg) / per_step
                     bound[idx] = winner(oc, om, r_n)
 
 
@@ -714,7 +732,8 @@ def explain_point(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, v, quan
         result[2 * phase] = path
         result[2 * phase + 1] = stage
     ttft = result[0] + (micro - 1.0) * result[1]
-    tpot = max(result[2], micro * result[3])
+    # a decode step yields expected_tokens with speculative decoding (1 without)
+    tpot = max(result[2], micro * result[3]) / expected_tokens(v[K_GAMMA], v[K_ALPHA])
     return ttft, tpot, micro, result[0], result[1], result[2], result[3]
 
 
@@ -739,20 +758,22 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     width = max(n_pre, n_dec)
     u_dec, u_pre, partner, shared, window = structure_units(
         program_dec, n_dec, program_pre, n_pre, width, t, p, e, adp, w, a, k, quant,
-        dtype_bytes, dtype_bits, v[K_IMBALANCE])
+        dtype_bytes, dtype_bits, v[K_IMBALANCE], v[K_GAMMA])
     vt_dec = np.empty((width, N_VTIMES))
     vt_pre = np.empty((width, N_VTIMES))
     unit_times(u_dec, n_dec, rates_h, hw_h, vt_dec)
     unit_times(u_pre, n_pre, rates_h, hw_h, vt_pre)
-    n = out_tokens - 1.0
+    new, past, qv, per_step, n_it, n = speculation(s, out_tokens, v[K_PREFIX], v[K_GAMMA],
+                                                   v[K_ALPHA])
     r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
-        v[K_BATCH], slot, s, out_tokens, v[K_BUDGET], engine)
+        v[K_BATCH], slot, new, 1.0 + n_it, v[K_BUDGET], engine)
     micro = min(p, r)
     share = 1.0 / (micro * adp)
     c_dec = np.zeros(N_COMP)
     c_mix = np.zeros(N_COMP)
     mixed = engine[EN_MIXED] > 0.0
-    d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window, share, mixed)
+    d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window, share, mixed,
+                         new, past, qv)
     rcs, rms = 1.0 / sc[W_COMPUTE], 1.0 / sc[W_MEMORY]
     rsu, rso = 1.0 / sc[W_SCALEUP], 1.0 / sc[W_SCALEOUT]
     acc = np.zeros(3)
@@ -776,6 +797,6 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     for j in range(n_pre):
         op_mix[n_dec + j, 1] = vt_pre[j, V_PATH] if not shared[j] else 0.0
     first, seen, rate = serve_times(t_dec, t_mix, v[K_BATCH], r, lam, f, prompts, chunks,
-                                    prefill_iters, n, mixed, engine[EN_REQUEST_OVERHEAD_S])
-    return (first, seen, rate, r, r_d, lam, f, prompts, chunks, prefill_iters, t_dec, t_mix,
+                                    prefill_iters, n_it, mixed, engine[EN_REQUEST_OVERHEAD_S])
+    return (first, seen / per_step, rate, r, r_d, lam, f, prompts, chunks, prefill_iters, t_dec, t_mix,
             micro)

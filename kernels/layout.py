@@ -59,7 +59,8 @@ OP_SPAN = 7       # SPAN_* : which devices and tokens the op spans under attenti
 OP_P0 = 8         # kind-specific parameters P0..P7 (see kernels/formulas.py)
 OP_N_PARAMS = 8
 OP_CLASS = OP_P0 + OP_N_PARAMS  # QC_* : the op's precision class (quant recipes)
-OP_FIELDS = OP_CLASS + 1
+OP_DRAFT = OP_CLASS + 1   # DRAFT_* : a speculative-decoding draft op (MTP module)
+OP_FIELDS = OP_DRAFT + 1
 
 # kinds
 GEMM = 0
@@ -93,6 +94,14 @@ GROUP_PP = 4
 
 SPAN_ATTENTION_GROUP = 0  # one attention-DP group: its tp devices and its sequences
 SPAN_MOE = 1              # MoE layers: all tp * attention_dp devices and all sequences
+
+# Speculative decoding (the spec_tokens axis, gamma draft tokens per step): the target's own
+# decode ops verify gamma + 1 tokens per sequence in one pass; a draft op runs gamma times per
+# decode step over one token per sequence (DRAFT_DECODE), or once over the prompt in prefill
+# (DRAFT_PREFILL: the draft's KV cache); both only when gamma > 0.
+DRAFT_NONE = 0
+DRAFT_DECODE = 1
+DRAFT_PREFILL = 2
 
 WHEN_ALWAYS = 0
 WHEN_EP = 1         # only when ep > 1
@@ -132,9 +141,9 @@ SPLIT_EXPERTS = 5   # ELEMENTWISE over the routed copies of the tokens: per ep g
 # engine and the quant recipe as row indices into their tables) with each axis' length.
 KERNEL_AXES = ("serving", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp",
                "pp", "ep", "attention_dp", "max_batched_tokens", "batch", "input_tokens",
-               "expert_imbalance")
+               "prefix_cached_fraction", "expert_imbalance", "spec_tokens", "acceptance_rate")
 (K_SERVING, K_ENGINE, K_WEIGHT, K_ACT, K_KV, K_QUANT, K_TP, K_PP, K_EP, K_ADP, K_BUDGET,
- K_BATCH, K_INPUT, K_IMBALANCE) = range(len(KERNEL_AXES))
+ K_BATCH, K_INPUT, K_PREFIX, K_IMBALANCE, K_GAMMA, K_ALPHA) = range(len(KERNEL_AXES))
 SERVING_STATIC = 0      # ``serving`` codes: the index in dse.axes.SERVING
 SERVING_CONTINUOUS = 1
 # The hardware what-if scales, innermost in the outputs, as a second such table.

@@ -178,12 +178,18 @@ def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, s
     return comp, mem, netw, kernel
 
 
-def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0):
+def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0, q=1.0, cached=0.0):
     """(flops, bytes, message bytes, group devices, span, dequantization operations) of one
-    op; arrays broadcast."""
+    op; arrays broadcast. Decode: ``q`` new tokens per sequence at context ``ctx`` (a
+    speculative step's verified tokens); prefill: positions ``cached`` + 1 .. ``s`` of
+    the prompt computed (prefix caching)."""
     kind = int(op[L.OP_KIND])
     p = op[L.OP_P0:L.OP_P0 + L.OP_N_PARAMS]
-    tokens = seqs if (decode or op[L.OP_TOKENS] == L.TOKENS_LAST) else seqs * s
+    if decode:
+        tokens = seqs * q
+    else:
+        new = s - cached
+        tokens = seqs if op[L.OP_TOKENS] == L.TOKENS_LAST else seqs * new
     zero = np.zeros_like(tokens * tp * ep * wb * ab * kb)
     flops, byts, net, steps, span, dq = zero, zero, zero, zero, tp + zero, zero
     weight_only = wb < ab  # weights dequantized per tile of 128 tokens (formulas.py)
@@ -212,14 +218,16 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0):
         per_token = (hq + hkv) * (dqk + dv) * ab + cache * kb
         if decode:
             seen = np.minimum(ctx, window) if window > 0 else ctx
-            flops = 2 * seqs * hq * seen * (dqk + dv)
-            byts = seqs * seen * cache * kb + seqs * per_token
+            # q queries: q times the context's pairs, plus those among themselves
+            flops = 2 * seqs * hq * (q * seen + q * (q - 1) / 2) * (dqk + dv)
+            byts = seqs * seen * cache * kb + seqs * per_token * q
         else:
             i = np.arange(1, int(np.max(s)) + 1).reshape((-1,) + (1,) * np.ndim(s))
             seen = np.minimum(i, window) if window > 0 else i
-            pairs = np.where(i <= s, seen, 0).sum(axis=0)
+            pairs = np.where((i > cached) & (i <= s), seen, 0).sum(axis=0)
             flops = 2 * seqs * hq * pairs * (dqk + dv)
-            byts = seqs * s * per_token
+            held = np.minimum(cached, window) if window > 0 else cached  # read once
+            byts = seqs * new * per_token + seqs * held * cache * kb
     elif kind == L.NORM:
         flops = 5 * tokens * p[0]
         byts = tokens * p[0] * ab * 4 + p[0] * wb
@@ -235,7 +243,8 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0):
         flops = 2 * load * hid * ffn * mats * ep / tp
         byts = hit * mats * hid * ffn * wb / tp + load * ab * (2 * hid + ffn * mats * ep / tp)
         with np.errstate(divide="ignore", invalid="ignore"):  # tokens per hit expert
-            routed = tokens * k / (experts * (1 - (1 - k / experts) ** tokens))
+            hits = experts * (1 - (1 - k / experts) ** tokens)
+            routed = np.where(hits > 0, tokens * k / hits, 1.0)
         dq = np.where(weight_only & (tokens > 0),
                       4 * hit * mats * hid * ffn / tp * np.ceil(routed / 128.0 - 1e-12), 0.0)
     elif kind == L.ELEMENTWISE:
@@ -247,7 +256,7 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0):
         state = inner * state_n + channels * (kernel - 1)
         flops = tokens * 6 * inner * state_n
         reads = 3 * inner + p[4] / tp + p[5] / tp  # x, z, y; B and C; dt
-        byts = (2 if decode else 1) * seqs * state * kb + tokens * reads * ab
+        byts = np.where(decode or (cached > 0), 2, 1) * seqs * state * kb + tokens * reads * ab
     elif kind in (L.ALLREDUCE, L.ALLGATHER, L.REDUCESCATTER):
         net = tokens * p[0] * ab  # the message; _collective prices the algorithm
         steps = group + zero
@@ -293,25 +302,45 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         return tuple(np.where(at.reshape((1,) * (c.ndim - at.ndim) + at.shape), c, x)
                      for c, x in zip(c_out, s_out))
     sc = [scales[j, :scale_sizes[j]] for j in range(len(L.WHAT_IF_AXES))]
+    spec_axes = (L.K_PREFIX, L.K_GAMMA, L.K_ALPHA)
+    if any(axis_sizes[j] > 1 for j in spec_axes):
+        # prefix caching and speculative decoding one value at a time, joined along their
+        # axes (positions 2 + K in the outputs)
+        j = next(j for j in spec_axes if axis_sizes[j] > 1)
+        parts = []
+        for i in range(int(axis_sizes[j])):
+            sub, sizes = axes.copy(), axis_sizes.copy()
+            sub[j, 0], sizes[j] = axes[j, i], 1
+            parts.append(evaluate_reference(
+                hw, rates, programs, n_ops, engines, quants, sub, sizes, output_tokens,
+                scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits, breakdown))
+        at = 2 + j
+        return tuple(np.concatenate([p[r] for p in parts], axis=at + (1 if r == 3 else 0))
+                     for r in range(len(parts[0])))
+    prefix, gamma, alpha = (float(axes[j, 0]) for j in spec_axes)
     with np.errstate(divide="ignore", invalid="ignore"):
         ttft, tpot, bound, split, p_bound = _evaluate(
             hw, rates, programs, n_ops, v["batch"], v["input_tokens"], v["expert_imbalance"],
             output_tokens,
             v["tp"], v["pp"], v["ep"], v["attention_dp"], v["weight_dtype"].astype(np.int64),
             v["act_dtype"].astype(np.int64), v["kv_dtype"].astype(np.int64),
-            quants[v["quant"].astype(np.int64)], *sc[:4], dtype_bytes, dtype_bits)
+            quants[v["quant"].astype(np.int64)], *sc[:4], dtype_bytes, dtype_bits, prefix,
+            gamma, alpha)
     # static serving: no engine or budget dependence, nor on the memory capacity; ttft
     # does not depend on the output length
-    valid_cap = (sc[4] > 0).reshape((1,) * 21 + (-1,))
+    valid_cap = (sc[4] > 0).reshape((1,) * 24 + (-1,))
     ttft = np.repeat(ttft[..., None, :, :, :, :], len(output_tokens), axis=-5)
     p_bound = np.repeat(p_bound[..., None, :, :, :, :], len(output_tokens), axis=-5)
     split = [np.repeat(x[..., None, :, :, :, :], len(output_tokens), axis=-5)
              if i < N_CLASSES else x for i, x in enumerate(split)]
 
     def grown(x, fill):
-        # [hw, model, w, a, k, quant, tp, pp, ep, adp, batch, ...] -> the kernel's layout:
-        # serving and engine after the model, the budget before the batch, cap last
-        x = x[:, :, None, None, :, :, :, :, :, :, :, :, None, ..., None]
+        # [hw, model, w, a, k, quant, tp, pp, ep, adp, batch, input, imbalance, ...] -> the
+        # kernel's layout: serving and engine after the model, the budget before the batch,
+        # the prefix, spec-token and acceptance axes (one value each here) around the
+        # imbalance, cap last
+        x = x[:, :, None, None, :, :, :, :, :, :, :, :, None, :, :, None, :, None, None, ...,
+              None]
         shape = (x.shape[0], x.shape[1], len(v["serving"]), len(v["engine"]), *x.shape[4:12],
                  len(v["max_batched_tokens"]), *x.shape[13:-1], len(sc[4]))
         return np.where(valid_cap, np.broadcast_to(x, shape), fill)
@@ -341,7 +370,7 @@ def class_precisions(op, recipes, w, a, k, dtype_bits):
 def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output_tokens,
               tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, recipes,
               compute_scale, memory_scale, scaleup_scale, scaleout_scale, dtype_bytes,
-              dtype_bits):
+              dtype_bits, prefix=0.0, gamma=0.0, alpha=0.0):
     h = _ax(np.arange(hw.shape[0]), 0)
     w = _ax(weight_dtype, 1)
     a = np.where(_ax(act_dtype, 2) < 0, w, _ax(act_dtype, 2))
@@ -361,12 +390,20 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
     full = np.broadcast_shapes(*(x.shape for x in (h, w, a, k, q[..., 0], t, p, e, adp, b, s,
                                                    imb, o, cs, ms, su, so)))
 
+    # prefix caching: whole tokens cached, the last one always computed
+    cached = np.minimum(np.floor(prefix * s), s - 1) if prefix > 0 else 0.0 * s
+    # speculative decoding: a step verifies gamma + 1 tokens and yields on average
+    # sum_{i=0..gamma} alpha^i of them (the draft's first i tokens all accepted)
+    per_step = sum(alpha ** i for i in range(int(gamma) + 1))
+
     def op_costs(op, decode, ctx):
         wo, ao, ko, _ = class_precisions(op, q, w, a, k, dtype_bits)
         wb, ab, kb = dtype_bytes[wo], dtype_bytes[ao], dtype_bytes[ko]
+        new_q = 1.0 if op[L.OP_DRAFT] == L.DRAFT_DECODE else gamma + 1.0
         if op[L.OP_SPAN] == L.SPAN_MOE:  # MoE layers: all groups' tokens on tp * adp devices
-            return _costs(op, decode, group_seqs * adp, s, ctx, t * adp, p, e, wb, ab, kb, imb)
-        return _costs(op, decode, group_seqs, s, ctx, t, p, e, wb, ab, kb, imb)
+            return _costs(op, decode, group_seqs * adp, s, ctx, t * adp, p, e, wb, ab, kb, imb,
+                          new_q, cached)
+        return _costs(op, decode, group_seqs, s, ctx, t, p, e, wb, ab, kb, imb, new_q, cached)
 
     def op_time(op, decode, ctx, work=None):
         f, by, net, steps, span, dq = op_costs(op, decode, ctx)
@@ -393,7 +430,11 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
                 on = np.where(when == L.WHEN_EP, e > 1,
                               np.where(when == L.WHEN_NO_EP, e == 1, True))
                 scope = op[L.OP_SCOPE]
-                if scope == L.SCOPE_LAYER:
+                if op[L.OP_DRAFT] != L.DRAFT_NONE:  # the MTP module, in the last stage
+                    runs = (gamma if op[L.OP_DRAFT] == L.DRAFT_DECODE else 1.0) * (
+                        op[L.OP_LAYERS] if scope == L.SCOPE_LAYER else 1.0)
+                    out.append((op, runs * on * (gamma > 0), runs * on * (gamma > 0)))
+                elif scope == L.SCOPE_LAYER:
                     out.append((op, op[L.OP_LAYERS] * on, np.ceil(op[L.OP_LAYERS] / p) * on))
                 elif scope == L.SCOPE_BOUNDARY:
                     out.append((op, (p - 1) * on, 0.0 * on))
@@ -443,10 +484,10 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
                 winner = np.where((comp >= mem) & (comp >= netw), 0, np.where(mem >= netw, 1, 2))
                 for r in range(3):
                     res[r] = res[r] + live * wp * top * (winner == r)
-        tpot = np.maximum(path_sum / n_steps, micro * stage_sum / n_steps)
+        tpot = np.maximum(path_sum / n_steps, micro * stage_sum / n_steps) / per_step
         # each class's share of the side of max(path, micro x stage) that wins
         path_wins = path_sum / n_steps >= micro * stage_sum / n_steps
-        dec_split = [np.where(path_wins, c_path[c], micro * c_stage[c]) / n_steps
+        dec_split = [np.where(path_wins, c_path[c], micro * c_stage[c]) / n_steps / per_step
                      for c in range(N_CLASSES)]
         bound = np.where((res[0] >= res[1]) & (res[0] >= res[2]), 0,
                          np.where(res[1] >= res[2], 1, 2))

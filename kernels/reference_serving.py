@@ -102,9 +102,10 @@ def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_
     return done
 
 
-def _steady(pt, engines):
-    """``serving.steady_state`` of every point, once per distinct input."""
-    keys = np.stack([pt["batch"], pt["slot"], pt["input_tokens"], pt["out"],
+def _steady(pt, engines, new, out):
+    """``serving.steady_state`` of every point, once per distinct input (``new``: the
+    prompt tokens computed, ``out``: 1 + the decode iterations of a request)."""
+    keys = np.stack([pt["batch"], pt["slot"], new, out,
                      pt["max_batched_tokens"], pt["engine"]], axis=1)
     uniq, inv = np.unique(keys, axis=0, return_inverse=True)
     states = np.array([steady_state(b, slot, s, o, budget, engines[int(e)])
@@ -131,15 +132,17 @@ def _decode_context(s, n, window):
     return _capped(s + np.arange(1.0, n + 1.0), window).sum() / n
 
 
-def _prompt_pairs(s, window):
-    """Query-key pairs of a causal s-token prompt: position i sees i positions (capped)."""
-    return _capped(np.arange(1.0, s + 1.0), window).sum()
+def _prompt_pairs(s, window, cached=0.0):
+    """Query-key pairs of the computed positions ``cached`` + 1 .. s of a causal s-token
+    prompt: position i sees i positions (capped)."""
+    return _capped(np.arange(cached + 1.0, s + 1.0), window).sum()
 
 
-def _chunk_reads(s, k, window):
-    """Cached positions the k equal chunks of an s-token prompt read: each chunk reads the
-    positions before its start (capped at the window)."""
-    return _capped(np.arange(int(k)) * (s / k), window).sum()
+def _chunk_reads(s, k, window, cached=0.0):
+    """Cached positions the k equal chunks of the s - ``cached`` computed tokens of an
+    s-token prompt read: each chunk reads the positions before its start (capped at the
+    window)."""
+    return _capped(cached + np.arange(int(k)) * ((s - cached) / k), window).sum()
 
 
 def _iteration_costs(op, it, t, p, e, wb, ab, kb, imb):
@@ -204,10 +207,21 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     t, p, e, adp = pt["tp"], pt["pp"], pt["ep"], pt["attention_dp"]
     s, b = pt["input_tokens"], pt["batch"]
     n = pt["out"] - 1
+    # prefix caching: the whole cached tokens of each prompt (the last one always computed)
+    cached = np.where(pt["prefix_cached_fraction"] > 0,
+                      np.minimum(np.floor(pt["prefix_cached_fraction"] * s), s - 1), 0.0)
+    new = s - cached
+    # speculative decoding: gamma drafted, q = gamma + 1 verified per decode iteration,
+    # sum over i <= gamma of alpha^i expected (every draft token before i accepted)
+    gamma, alpha = pt["spec_tokens"], pt["acceptance_rate"]
+    q = gamma + 1.0
+    per_step = sum(np.where(i <= gamma, alpha ** i, 0.0)
+                   for i in range(int(gamma.max(initial=0)) + 1))
+    n_it = n / per_step  # decode iterations per request
     cs, ms, su, so = pt["sc"][:4]
     eng = engines[pt["engine"].astype(np.int64)]
     mixed = eng[:, L.EN_MIXED] > 0
-    st = _steady(pt, engines)
+    st = _steady(pt, engines, new, 1.0 + n_it)
     r, r_d, f, pi, chunks = st["r"], st["r_d"], st["f"], st["prompts"], st["chunks"]
 
     # the two iteration kinds, per micro-batch of one attention-DP group: a decode-only
@@ -220,7 +234,7 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     kinds = {"dec": dict(dec=np.where(has_dec, r, 0.0) * share, prompts=0.0 * s),
              "mix": dict(dec=riding * share, prompts=pi * share)}
     for it in kinds.values():
-        it["pre"] = it["prompts"] * s
+        it["pre"] = it["prompts"] * new
         it["chunks"] = it["prompts"] * chunks
         it["path"] = np.zeros_like(s)  # the iteration's op seconds along the pipeline path
         it["stage"] = np.zeros_like(s)  # and in the most loaded stage
@@ -235,8 +249,9 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
         if window not in seen_windows:
             seen_windows[window] = (
                 _per_value(lambda s_, n_: _decode_context(s_, n_, window), s, n),
-                _per_value(lambda s_: _prompt_pairs(s_, window), s),
-                _per_value(lambda s_, k_: _chunk_reads(s_, k_, window), s, chunks))
+                _per_value(lambda s_, c_: _prompt_pairs(s_, window, c_), s, cached),
+                _per_value(lambda s_, k_, c_: _chunk_reads(s_, k_, window, c_), s, chunks,
+                           cached))
         return seen_windows[window]
 
     t_iter = {}
@@ -247,7 +262,12 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
         exists = np.where(when == L.WHEN_EP, e > 1, np.where(when == L.WHEN_NO_EP, e == 1,
                                                              True))
         scope = op[L.OP_SCOPE]
-        if scope == L.SCOPE_LAYER:
+        draft = op[L.OP_DRAFT]
+        if draft != L.DRAFT_NONE:  # the MTP module: gamma drafts a step, once a prompt
+            runs = np.where(gamma > 0, gamma if draft == L.DRAFT_DECODE else 1.0, 0.0) * (
+                op[L.OP_LAYERS] if scope == L.SCOPE_LAYER else 1.0)
+            on_path, in_stage = runs, runs
+        elif scope == L.SCOPE_LAYER:
             on_path, in_stage = op[L.OP_LAYERS] + 0 * p, np.ceil(op[L.OP_LAYERS] / p)
         elif scope == L.SCOPE_BOUNDARY:
             on_path, in_stage = p - 1, 0 * p
@@ -264,10 +284,12 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
             chk = kind["chunks"] if role != "decode" else 0.0 * s
             prm = kind["prompts"] if role != "decode" else 0.0 * s
             mean_ctx, pairs, reads = positions(window)
-            ctx = dec * mean_ctx
-            it = dict(tokens=(dec + pre) * widen, touched=(dec + chk) * widen,
-                      sampled=(dec + prm) * widen, attended=ctx + prm * pairs,
-                      read=ctx + prm * reads)
+            # the target's ops verify q tokens of each decoding request, a draft op one
+            qq = 1.0 if draft == L.DRAFT_DECODE else q
+            it = dict(tokens=(dec * qq + pre) * widen, touched=(dec + chk) * widen,
+                      sampled=(dec * qq + prm) * widen,
+                      attended=dec * (qq * mean_ctx + qq * (qq - 1) / 2) + prm * pairs,
+                      read=dec * mean_ctx + prm * reads)
             flops, byts, net, steps, span, dq = _iteration_costs(
                 op, it, t * widen, p, e, dtype_bytes[wo], dtype_bytes[ao], dtype_bytes[ko],
                 pt["expert_imbalance"])
@@ -297,15 +319,18 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     t_dec = np.where(has_dec, t_iter["dec"], 0.0)
     t_mix = t_iter["mix"]
     first, seen = _serve_times(t_dec, t_mix, b, r, st["lam"], f, pi, chunks,
-                               st["prefill_iters"], n, mixed, eng[:, L.EN_REQUEST_OVERHEAD_S])
+                               st["prefill_iters"], n_it, mixed,
+                               eng[:, L.EN_REQUEST_OVERHEAD_S])
+    seen = seen / per_step  # per output token
     w_dec = np.where(mixed, 1 - f, 1.0)
     acc = w_dec * np.where(has_dec, won["dec"], 0.0) + f * won["mix"]
     res = np.where((acc[0] >= acc[1]) & (acc[0] >= acc[2]), 0, np.where(acc[1] >= acc[2], 1, 2))
     # the breakdown: a request's prefill is pre_mix prefill-carrying iterations, the
     # iteration a decoding request sees seen_dec decode-only and seen_mix prefill-carrying
     # ones (the TTFT/TPOT algebra below, term by term)
-    pre_mix, seen_dec, seen_mix = _serve_weights(r, f, pi, chunks, st["prefill_iters"], n,
+    pre_mix, seen_dec, seen_mix = _serve_weights(r, f, pi, chunks, st["prefill_iters"], n_it,
                                                  mixed)
+    seen_dec, seen_mix = seen_dec / per_step, seen_mix / per_step
     dec_parts = np.where(has_dec, parts["dec"], 0.0)
     split = np.concatenate([pre_mix * parts["mix"],
                             seen_dec * dec_parts + seen_mix * parts["mix"]])

@@ -41,13 +41,13 @@ from numba import njit
 
 from .collectives import collective_seconds, domain_split
 from .efficiency import op_curves, time_factor
-from .formulas import (causal_pairs, dequant_tiles, moe_cost, op_cost, op_precisions,
-                       run_counts)
+from .formulas import (causal_pairs, dequant_tiles, expected_tokens, moe_cost, op_cost,
+                       op_precisions, prompt_split, run_counts)
 from .layout import (DECODE, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS, EN_MIXED, HW_COMPUTE_EFF,
                      HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
                      HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
                      HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, MOE,
-                     OP_FIELDS, OP_KIND, OP_SPAN, OP_TOKENS, PREFILL, SPAN_MOE,
+                     DRAFT_DECODE, OP_DRAFT, OP_FIELDS, OP_KIND, OP_SPAN, OP_TOKENS, PREFILL, SPAN_MOE,
                      TOKENS_LAST)
 
 # per-op unit costs [FLOP, bytes] (then seconds, see unit_times)
@@ -64,13 +64,17 @@ N_UNITS = 22
  V_ROUT, V_LOUT, V_DQ, V_RATE32, V_IMB, V_CCURVE, V_MCURVE, V_NCURVE, V_WB, V_AB) = range(34)
 N_VTIMES = 34
 # composition of one micro-batch of one attention-DP group in one iteration
+# (C_QDEC, C_QCTX, C_QCTXW: the decode tokens and attended pairs of the target's ops, which
+# verify q = spec_tokens + 1 tokens per decoding request; C_DEC, C_CTX: one token each, as
+# the draft ops and the cached-context reads see them)
 (C_DEC, C_CTX, C_CTXW, C_PRE, C_PROMPTS, C_PAIRS, C_PAIRSW, C_READ, C_READW, C_TOUCHED,
- C_SAMPLED) = range(11)
-N_COMP = 11
+ C_SAMPLED, C_QDEC, C_QCTX, C_QCTXW) = range(14)
+N_COMP = 14
 
 
 @njit(cache=True)
-def unit_costs(program, n_op, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb, out):
+def unit_costs(program, n_op, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb, gamma,
+               out):
     """Each op's cost as a linear function of an iteration's tokens into ``out[n_op]``, at
     its class's precisions under the quant recipe row ``quant`` (the grid's ``w``, ``a``,
     ``k`` codes where the recipe names none, :func:`formulas.op_precisions`)."""
@@ -111,7 +115,7 @@ def unit_costs(program, n_op, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_b
         out[i, U_CDT] = cdt
         out[i, U_WB] = wb
         out[i, U_AB] = ab
-        out[i, U_PATH], out[i, U_STAGE] = run_counts(op, p, e)
+        out[i, U_PATH], out[i, U_STAGE] = run_counts(op, p, e, gamma)
 
 
 @njit(cache=True)
@@ -235,10 +239,18 @@ def mean_context(s, n, window):
 
 
 @njit(cache=True)
-def chunk_reads(s, k, window):
+def chunk_reads(s, k, window, past=0.0):
     """Cached positions the k chunks of an s-token prompt read, summed: chunk j starts at
-    j s / k and reads min(start, window) earlier positions."""
+    past + j s / k (``past``: a cached prefix) and reads min(start, window) earlier
+    positions."""
     c = s / k
+    if past > 0.0:
+        if window <= 0.0 or past + (k - 1.0) * c <= window:
+            return k * past + c * k * (k - 1.0) * 0.5
+        if past >= window:
+            return k * window
+        m = math.ceil((window - past) / c)  # chunks starting below the window
+        return m * past + c * m * (m - 1.0) * 0.5 + (k - m) * window
     if window <= 0.0 or (k - 1.0) * c <= window:
         return c * k * (k - 1.0) * 0.5
     m = math.ceil(window / c)  # chunks starting below the window
@@ -246,20 +258,27 @@ def chunk_reads(s, k, window):
 
 
 @njit(cache=True)
-def composition(out, dec, s, n, prompts, k, touched, sampled, window, share):
+def composition(out, dec, s, n, prompts, k, touched, sampled, window, share, new, past, q):
     """One micro-batch of one attention group's share ``share`` of an iteration: ``dec``
-    decoding requests, ``prompts`` prompts' worth of prefill in ``k`` chunks each."""
+    decoding requests (each verifying ``q`` tokens: 1 without speculative decoding),
+    ``prompts`` prompts' worth of prefill in ``k`` chunks each: the ``new`` tokens of an
+    ``s``-token prompt after its ``past`` cached ones (prefix caching)."""
     out[C_DEC] = dec * share
     out[C_CTX] = dec * share * mean_context(s, n, 0.0)
     out[C_CTXW] = dec * share * mean_context(s, n, window)
-    out[C_PRE] = prompts * s * share
+    intra = q * (q - 1.0) * 0.5  # the verified tokens' causal pairs among themselves
+    out[C_QDEC] = dec * share * q
+    out[C_QCTX] = dec * share * (q * mean_context(s, n, 0.0) + intra)
+    out[C_QCTXW] = dec * share * (q * mean_context(s, n, window) + intra)
+    out[C_PRE] = prompts * new * share
     out[C_PROMPTS] = prompts * share
-    out[C_PAIRS] = prompts * share * causal_pairs(s, 0.0)
-    out[C_PAIRSW] = prompts * share * causal_pairs(s, window)
-    out[C_READ] = prompts * share * chunk_reads(s, k, 0.0)
-    out[C_READW] = prompts * share * chunk_reads(s, k, window)
+    out[C_PAIRS] = prompts * share * (causal_pairs(past + new, 0.0) - causal_pairs(past, 0.0))
+    out[C_PAIRSW] = prompts * share * (causal_pairs(past + new, window)
+                                       - causal_pairs(past, window))
+    out[C_READ] = prompts * share * chunk_reads(new, k, 0.0, past)
+    out[C_READW] = prompts * share * chunk_reads(new, k, window, past)
     out[C_TOUCHED] = touched * share
-    out[C_SAMPLED] = sampled * share
+    out[C_SAMPLED] = (sampled + dec * (q - 1.0)) * share
 
 
 @njit(cache=True)
@@ -313,20 +332,23 @@ def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
             continue
         windowed = vt_dec[i, V_WIN] > 0.0
         ctx = comp[C_CTXW] if windowed else comp[C_CTX]
+        draft = int(prog_dec[i, OP_DRAFT]) == DRAFT_DECODE  # one token per request
+        qdec = dec if draft else comp[C_QDEC]
+        qctx = ctx if draft else comp[C_QCTXW] if windowed else comp[C_QCTX]
         if partner[i] >= 0 and pre > 0.0:
-            tokens = dec + pre
-            pairs = ctx + (comp[C_PAIRSW] if windowed else comp[C_PAIRS])
+            tokens = qdec + pre
+            pairs = qctx + (comp[C_PAIRSW] if windowed else comp[C_PAIRS])
             reads = ctx + (comp[C_READW] if windowed else comp[C_READ])
             seqs = comp[C_TOUCHED]
             sampled = comp[C_SAMPLED]
         else:
             if dec <= 0.0:
                 continue
-            tokens = dec
-            pairs = ctx
+            tokens = qdec
+            pairs = qctx
             reads = ctx
             seqs = dec
-            sampled = dec
+            sampled = qdec
         top = _op_seconds(vt_dec, i, prog_dec, tokens, seqs, sampled, ctx, pairs, reads,
                           rcs, rms, rsu, rso, t, p, e, adp, acc, hw_h)
         op_s[i] = top
@@ -346,6 +368,17 @@ def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
             path += vt_pre[j, V_PATH] * top
             stage += vt_pre[j, V_STAGE] * top
     return max(path, micro * stage)
+
+
+@njit(cache=True)
+def speculation(s, out_tokens, prefix, gamma, alpha):
+    """What prefix caching and speculative decoding change for a request: (prompt tokens
+    computed, cached, tokens verified per decode iteration q, expected tokens per decode
+    iteration, decode iterations per request n / expected, decode tokens n)."""
+    new, past = prompt_split(s, prefix)
+    per_step = expected_tokens(gamma, alpha)
+    n = out_tokens - 1.0
+    return new, past, gamma + 1.0, per_step, n / per_step, n
 
 
 @njit(cache=True)
@@ -444,14 +477,17 @@ def iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, s
             continue
         windowed = vt_dec[i, V_WIN] > 0.0
         ctx = comp[C_CTXW] if windowed else comp[C_CTX]
+        draft = int(prog_dec[i, OP_DRAFT]) == DRAFT_DECODE  # one token per request
+        qdec = dec if draft else comp[C_QDEC]
+        qctx = ctx if draft else comp[C_QCTXW] if windowed else comp[C_QCTX]
         if partner[i] >= 0 and pre > 0.0:
-            _op_terms(vt_dec, i, dec + pre, comp[C_TOUCHED], comp[C_SAMPLED],
-                      ctx + (comp[C_PAIRSW] if windowed else comp[C_PAIRS]),
+            _op_terms(vt_dec, i, qdec + pre, comp[C_TOUCHED], comp[C_SAMPLED],
+                      qctx + (comp[C_PAIRSW] if windowed else comp[C_PAIRS]),
                       ctx + (comp[C_READW] if windowed else comp[C_READ]), out, q, hw_h)
         else:
             if dec <= 0.0:
                 continue
-            _op_terms(vt_dec, i, dec, dec, dec, ctx, ctx, out, q, hw_h)
+            _op_terms(vt_dec, i, qdec, dec, qdec, qctx, ctx, out, q, hw_h)
         rows[q] = i
         q += 1
     if pre > 0.0:
@@ -518,18 +554,22 @@ def terms_seconds(terms, n_terms, rcs, rms, rsu, rso, m, path, stage, acc_c, acc
 
 
 @njit(cache=True)
-def compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window, share, mixed):
+def compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window, share, mixed,
+                 new, past, q):
     """The two iteration kinds of the steady state into ``c_dec`` (decode only) and
     ``c_mix`` (carrying prefill): a decode-only iteration runs while no prompt waits, so
     every running request decodes in it; the r - r_d requests in their prefill are spread
     over the share f of iterations that carry prefill, beside the other decodes when the
-    engine mixes them. Returns the decode-only iteration's decoders (0: there is none)."""
+    engine mixes them. ``new``, ``past``: a prompt's computed and cached tokens; ``q``:
+    tokens verified per decoding request. Returns the decode-only iteration's decoders (0:
+    there is none)."""
     d_dec = r if n > 0.0 and r_d > 0.0 else 0.0
     if d_dec > 0.0:
-        composition(c_dec, d_dec, s, n, 0.0, chunks, d_dec, d_dec, window, share)
+        composition(c_dec, d_dec, s, n, 0.0, chunks, d_dec, d_dec, window, share, new, past,
+                    q)
     riding = max(r - (r - r_d) / f, 0.0) if mixed else 0.0
     composition(c_mix, riding, s, n, prompts, chunks, riding + prompts * chunks,
-                riding + prompts, window, share)
+                riding + prompts, window, share, new, past, q)
     return d_dec
 
 
@@ -587,7 +627,7 @@ def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, m
 
 @njit(cache=True)
 def structure_units(prog_dec, n_dec, prog_pre, n_pre, width, t, p, e, adp, w, a, k, quant,
-                    dtype_bytes, dtype_bits, imb):
+                    dtype_bytes, dtype_bits, imb, gamma):
     """What a structure point fixes for continuous serving: both programs' unit costs
     [width, N_UNITS] (:func:`unit_costs`), the prefill op each decode op shares a kernel
     with (``partner``, ``shared``, :func:`match_ops`) and the model's attention window (0:
@@ -595,9 +635,9 @@ def structure_units(prog_dec, n_dec, prog_pre, n_pre, width, t, p, e, adp, w, a,
     u_dec = np.empty((width, N_UNITS))
     u_pre = np.empty((width, N_UNITS))
     unit_costs(prog_dec, n_dec, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb,
-               u_dec)
+               gamma, u_dec)
     unit_costs(prog_pre, n_pre, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb,
-               u_pre)
+               gamma, u_pre)
     partner = np.empty(width, dtype=np.int64)
     shared = np.empty(width, dtype=np.bool_)
     match_ops(prog_dec, n_dec, prog_pre, n_pre, partner, shared)

@@ -1,0 +1,152 @@
+"""Speculative decoding (MTP drafts, the spec_tokens / acceptance_rate axes) and prefix
+caching (prefix_cached_fraction): hand-computed cases, the kernel against the numpy
+references, and what the sweep reports (issue 14 items 1 and 2)."""
+import numpy as np
+import pytest
+
+import dse
+from dse import compile as comp
+from dse.config import load_model
+from dse.evaluate import REASONS, derive
+from dse.kernels import layout as L
+from dse.kernels.formulas import expected_tokens, op_cost, prompt_split, run_counts
+
+
+def test_expected_tokens_gamma_3_acceptance_07_by_hand():
+    # a step drafts 3 tokens; token i is kept if the first i were all accepted:
+    # 1 (the target's own) + 0.7 + 0.7^2 + 0.7^3
+    assert expected_tokens(3.0, 0.7) == pytest.approx(1 + 0.7 + 0.49 + 0.343, rel=1e-12)
+    assert expected_tokens(3.0, 1.0) == 4.0
+    assert expected_tokens(3.0, 0.0) == 1.0
+    assert expected_tokens(0.0, 0.9) == 1.0
+
+
+def test_prompt_split_keeps_the_last_token_computed():
+    assert prompt_split(1000.0, 0.9) == (100.0, 900.0)
+    assert prompt_split(1000.0, 1.0) == (1.0, 999.0)
+    assert prompt_split(7.0, 0.5) == (4.0, 3.0)   # whole tokens cached: floor(3.5)
+    assert prompt_split(512.0, 0.0) == (512.0, 0.0)
+
+
+def _attention_op():
+    # 32 query heads, 8 KV heads, head dim 128, K and V cached: 2 * 8 * 128 per token
+    return comp.ops.attention("attention", 32, 8, 128, 128, 2 * 8 * 128, 8, 32).row
+
+
+def test_decode_attention_verifying_q_tokens_by_hand():
+    op = _attention_op()
+    seqs, q, tp, ab, kb = 4.0, 4.0, 2.0, 2.0, 1.0
+    f0, f1, b0, b1, *_ = op_cost(op, L.DECODE, seqs, 1024.0, tp, 1.0, 1.0, 2.0, ab, kb, 1.0,
+                                 q, 0.0)
+    heads, kv_heads, d = 32 / tp, 8 / tp, 128 + 128
+    # q queries per sequence each see the context: 2 FLOPs per pair and QK/PV element
+    assert f1 == pytest.approx(2 * seqs * q * heads * d)
+    # ... and each other causally: q (q - 1) / 2 = 6 pairs more
+    assert f0 == pytest.approx(2 * seqs * heads * d * 6)
+    # the cache is read once for all q queries (per context position, all kept heads)
+    assert b1 == pytest.approx(seqs * (2 * 8 * 128 / tp) * kb)
+    # fresh q/k/v/o of the q tokens and their K/V written
+    fresh = seqs * ab * (heads * d + kv_heads * d) + seqs * (2 * 8 * 128 / tp) * kb
+    assert b0 == pytest.approx(fresh * q)
+
+
+def test_prefill_attention_over_a_cached_prefix_by_hand():
+    op = _attention_op()
+    seqs, new, past, tp, ab, kb = 2.0, 100.0, 900.0, 1.0, 2.0, 2.0
+    f0, f1, b0, b1, *_ = op_cost(op, L.PREFILL, seqs, new, tp, 1.0, 1.0, 2.0, ab, kb, 1.0,
+                                 1.0, past)
+    d = 256.0
+    # positions 901..1000 each attend every earlier position and themselves
+    pairs = sum(range(901, 1001))
+    assert f0 == pytest.approx(2 * seqs * 32 * d * pairs)
+    cache = 2 * 8 * 128
+    per_token = (32 + 8) * d * ab + cache * kb
+    # the new tokens' projections and cache writes, and the prefix's K/V read once
+    assert b0 == pytest.approx(seqs * new * per_token + seqs * past * cache * kb)
+    assert f1 == 0 and b1 == 0
+
+
+def test_mtp_ops_run_gamma_times_per_decode_step_only_when_drafting():
+    model = load_model("deepseek_v3")
+    dec = comp.mtp_ops(model, L.DECODE)
+    pre = comp.mtp_ops(model, L.PREFILL)
+    assert dec and pre and not comp.mtp_ops(load_model("llama3_8b"), L.DECODE)
+    names = {op.name for op in dec}
+    assert {"mtp_eh_proj", "mtp_experts", "mtp_lm_head", "mtp_attention_latent"} <= names
+    experts = next(op for op in dec if op.name == "mtp_experts").row
+    assert run_counts(experts, 4.0, 1.0, 0.0) == (0.0, 0.0)      # off without drafting
+    assert run_counts(experts, 4.0, 1.0, 3.0) == (3.0, 3.0)      # one layer, 3 drafts
+    prefill = next(op for op in pre if op.name == "mtp_experts").row
+    assert run_counts(prefill, 4.0, 1.0, 3.0) == (1.0, 1.0)      # once over the prompt
+
+
+SPEC = """
+[grid]
+hardware = ["h200"]
+model = ["deepseek_v3", "llama3_8b"]
+serving = {serving}
+batch = [1, 8]
+input_tokens = [512]
+output_tokens = [64]
+tp = [8]
+weight_dtype = ["fp8"]
+spec_tokens = [0, 2]
+acceptance_rate = [0.6, 0.9]
+prefix_cached_fraction = [0.0, 0.75]
+"""
+
+
+@pytest.mark.parametrize("serving", ["static", "continuous"])
+def test_kernel_matches_reference_with_speculation_and_prefix(serving):
+    spec = dse.parse_sweep(SPEC.format(serving=f'["{serving}"]').replace(
+        'batch = [1, 8]', 'batch = [4]').replace(
+        '["deepseek_v3", "llama3_8b"]', '["deepseek_v3"]').replace(
+        'acceptance_rate = [0.6, 0.9]', 'acceptance_rate = [0.8]'))
+    got = dse.evaluate(spec)
+    want = dse.evaluate(spec, backend="reference")
+    for var in ("ttft_s", "tpot_s"):
+        np.testing.assert_allclose(got[var].values, want[var].values, rtol=1e-9)
+    np.testing.assert_array_equal(got["bound"].values, want["bound"].values)
+
+
+@pytest.fixture(scope="module")
+def both():
+    spec = dse.parse_sweep(SPEC.format(serving='["static", "continuous"]'))
+    return dse.evaluate(spec)
+
+
+def test_speculation_divides_the_step_by_the_expected_tokens(both):
+    # static: the verification step (3 tokens per sequence plus 2 MTP drafts) is one step;
+    # its tokens per step follow the acceptance rate exactly
+    t = both["tpot_s"].sel(model="deepseek_v3", serving="static", batch=1,
+                           prefix_cached_fraction=0.0).squeeze()
+    low = t.sel(spec_tokens=2, acceptance_rate=0.6).item()
+    high = t.sel(spec_tokens=2, acceptance_rate=0.9).item()
+    assert low * expected_tokens(2.0, 0.6) == pytest.approx(high * expected_tokens(2.0, 0.9),
+                                                             rel=1e-12)
+    # at batch 1 decode reads the weights once for 3 tokens: MTP pays off
+    assert high < t.sel(spec_tokens=0, acceptance_rate=0.9).item()
+    # without drafting the acceptance rate changes nothing
+    off = t.sel(spec_tokens=0)
+    assert off.sel(acceptance_rate=0.6).item() == off.sel(acceptance_rate=0.9).item()
+
+
+def test_spec_tokens_without_mtp_module_is_infeasible_with_its_reason(both):
+    d = derive(both.sel(serving="static", batch=1, prefix_cached_fraction=0.0,
+                        acceptance_rate=0.6))
+    reason = d["reason"].sel(model="llama3_8b").squeeze()
+    assert REASONS[int(reason.sel(spec_tokens=2))] == "spec_tokens_without_mtp"
+    assert REASONS[int(reason.sel(spec_tokens=0))] != "spec_tokens_without_mtp"
+    assert int(d["reason"].sel(model="deepseek_v3", spec_tokens=2).squeeze()) != \
+        REASONS.index("spec_tokens_without_mtp")
+
+
+@pytest.mark.parametrize("serving", ["static", "continuous"])
+def test_prefix_caching_shortens_the_prefill_not_the_decode(both, serving):
+    pt = dict(model="llama3_8b", serving=serving, spec_tokens=0, acceptance_rate=0.6)
+    ttft = both["ttft_s"].sel(**pt)
+    assert (ttft.sel(prefix_cached_fraction=0.75) < ttft.sel(prefix_cached_fraction=0.0)).all()
+    if serving == "static":  # decode attends over the whole prompt either way
+        tpot = both["tpot_s"].sel(**pt)
+        np.testing.assert_array_equal(tpot.sel(prefix_cached_fraction=0.75).values,
+                                      tpot.sel(prefix_cached_fraction=0.0).values)
