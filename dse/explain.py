@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .axes import AXES
-from .compile import model_ops
+from .compile import program_ops
 from .config import parse_sweep
 from .evaluate import derive, evaluate, kernel_inputs, memory_and_validity
 from .grid import coords
@@ -50,7 +50,8 @@ def explain(*, breakdown: bool = False, **axes):
         ``network_s`` (decode: at the mean context), ``latency_s``, ``time_s`` (decode: the mean over the steps), the
         op's ``bound`` and ``total_s`` = count * time_s; then a ``pipeline_fill`` (prefill)
         and a ``pipeline_wait`` (decode) row. Per phase, ``total_s`` adds up to ``ttft_s``
-        and ``tpot_s``. Continuous serving (``serving="continuous"``, the default): one row
+        and ``tpot_s`` (with ``spec_tokens`` > 0 a decode step yields
+        ``formulas.expected_tokens`` tokens: its rows add up to that times ``tpot_s``). Continuous serving (``serving="continuous"``, the default): one row
         per operator of each iteration kind, ``decode_iteration`` and ``prefill_iteration``
         (count and time per run; FLOPs, bytes and the roofline sides are not split there,
         NaN), then ``pipeline_wait`` and the engine's ``iteration_overhead``; per iteration
@@ -116,7 +117,7 @@ def _static_rows(spec, inp) -> tuple[list, dict]:
         inp["dtype_bits"], rows[L.PREFILL], rows[L.DECODE])
     table = []
     for phase, phase_name in ((L.PREFILL, "prefill"), (L.DECODE, "decode")):
-        for op, r in zip(model_ops(m, phase), rows[phase]):
+        for op, r in zip(program_ops(m, phase), rows[phase]):
             row = dict(zip(ROW_FIELDS, r))
             if row["count"] == 0:  # inactive here (ep), or no pipeline boundary
                 continue
@@ -157,7 +158,7 @@ def _continuous_rows(spec, inp, slot: float) -> tuple[list, dict]:
     iteration, ``total_s`` adds up to the iteration's time (engine overhead included)."""
     m = spec.models[0]
     n_pre, n_dec = (int(n) for n in inp["n_ops"][0])
-    ops = {L.PREFILL: model_ops(m, L.PREFILL), L.DECODE: model_ops(m, L.DECODE)}
+    ops = {L.PREFILL: program_ops(m, L.PREFILL), L.DECODE: program_ops(m, L.DECODE)}
     rows = {k: np.zeros((n_dec + n_pre, 2)) for k in ("decode", "mixed")}
     engine = inp["engines"][0]
     result = explain_serving(

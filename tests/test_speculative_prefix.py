@@ -150,3 +150,18 @@ def test_prefix_caching_shortens_the_prefill_not_the_decode(both, serving):
         tpot = both["tpot_s"].sel(**pt)
         np.testing.assert_array_equal(tpot.sel(prefix_cached_fraction=0.75).values,
                                       tpot.sel(prefix_cached_fraction=0.0).values)
+
+
+def test_explain_lists_the_mtp_ops_and_its_step_is_tpot_times_the_expected_tokens():
+    table, summary = dse.explain(model="deepseek_v3", hardware="h200", tp=8,
+                                 weight_dtype="fp8", serving="static", batch=4,
+                                 spec_tokens=3, acceptance_rate=0.8)
+    decode = table[table.phase == "decode"]
+    mtp = decode[decode.op.str.startswith("mtp_")]
+    assert set(mtp["count"]) == {3.0}                  # three drafts per step, one layer each
+    assert (table[table.phase == "prefill"].op == "mtp_experts").sum() == 1
+    assert decode.total_s.sum() == pytest.approx(summary["tpot_s"] * expected_tokens(3.0, 0.8),
+                                                 rel=1e-9)
+    off, _ = dse.explain(model="deepseek_v3", hardware="h200", tp=8, weight_dtype="fp8",
+                         serving="static", batch=4)
+    assert not off.op.str.startswith("mtp_").any()      # no drafting: the module never runs
