@@ -1,3 +1,8 @@
+import contextlib
+import io
+import shutil
+from pathlib import Path
+
 import pytest
 
 import dse
@@ -52,3 +57,31 @@ def h100_scalar(tmp_path_factory):
     path = tmp_path_factory.mktemp("presets") / "h100_sxm.toml"
     path.write_text(scalar_preset_text("h100_sxm"))
     return str(path)
+
+
+def finished_sweep(folder: Path, spec: str, *options: str) -> Path:
+    """``folder`` made a working directory holding spec.toml (``spec``) and its finished
+    sweep in results/ (``dse sweep spec.toml --out results --quiet *options`` run there,
+    its printed answer dropped). Returns ``folder``."""
+    (folder / "spec.toml").write_text(spec)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(["sweep", "spec.toml", "--out", "results", "--quiet", *options]) == 0
+    return folder
+
+
+@pytest.fixture
+def here(sweep_folder, monkeypatch):
+    """The module's ``sweep_folder`` fixture (a folder from ``finished_sweep``) as the
+    working directory of the test."""
+    monkeypatch.chdir(sweep_folder)
+    return sweep_folder
+
+
+def copy_sweep(name: str) -> Path:
+    """A copy of results/ (the finished sweep, to break) named ``name`` in the working
+    directory, replacing any earlier copy."""
+    shutil.rmtree(name, ignore_errors=True)
+    shutil.copytree("results", name)
+    return Path(name)

@@ -6,8 +6,6 @@ as a user types them.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import shutil
 import struct
 import xml.etree.ElementTree as ET
@@ -17,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dse.cli import main
-from conftest import cli_error
+from conftest import cli_error, copy_sweep, finished_sweep
 
 SPEC = """\
 [grid]
@@ -41,21 +39,9 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def sweep_folder(tmp_path_factory):
     """A working directory holding spec.toml and its finished sweep in results/."""
-    folder = tmp_path_factory.mktemp("plot")
-    (folder / "spec.toml").write_text(SPEC)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        with contextlib.redirect_stdout(io.StringIO()):
-            assert main(["sweep", "spec.toml", "--out", "results", "--quiet"]) == 0
-    return folder
-
-
-@pytest.fixture
-def here(workdir, monkeypatch):
-    monkeypatch.chdir(workdir)
-    return workdir
+    return finished_sweep(tmp_path_factory.mktemp("plot"), SPEC)
 
 
 def _plot(capsys, *argv):
@@ -137,13 +123,6 @@ def test_plot_max_panels_says_how_many_were_left_out(here, capsys):
     assert "1 more (model, workload) panel not shown" in Path("one.svg").read_text()
 
 
-def _copy(name: str) -> Path:
-    """A copy of the finished sweep (to break) in the working directory."""
-    shutil.rmtree(name, ignore_errors=True)
-    shutil.copytree("results", name)
-    return Path(name)
-
-
 @pytest.mark.parametrize("argv, parts", [
     (["missing"], ["missing: no such folder", "finished `dse sweep`"]),
     (["spec.toml"], ["spec.toml: not a folder"]),
@@ -162,7 +141,7 @@ def test_plot_bad_input_one_line(here, capsys, argv, parts):
 
 
 def test_plot_without_best_table_draws_no_stars(here, capsys):
-    folder = _copy("no_best")
+    folder = copy_sweep("no_best")
     (folder / "best.parquet").unlink()
     _plot(capsys, "no_best", "--format", "svg")
     svg = Path("no_best/plots/pareto.svg")

@@ -2,16 +2,12 @@
 exit 2, nothing in the folder added or changed."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from dse.cli import main
-from conftest import cli_error
+from conftest import cli_error, copy_sweep, finished_sweep
 
 SPEC = """
 [grid]
@@ -25,29 +21,9 @@ COMMANDS = ("plot", "report")
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def sweep_folder(tmp_path_factory):
     """A working directory with a finished sweep in results/."""
-    folder = tmp_path_factory.mktemp("folders")
-    (folder / "spec.toml").write_text(SPEC)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        with contextlib.redirect_stdout(io.StringIO()):
-            assert main(["sweep", "spec.toml", "--out", "results", "--quiet",
-                         "--no-results"]) == 0
-    return folder
-
-
-@pytest.fixture
-def here(finished, monkeypatch):
-    monkeypatch.chdir(finished)
-    return finished
-
-
-def _copy(name: str) -> Path:
-    """A copy of the finished sweep (to break) in the working directory."""
-    shutil.rmtree(name, ignore_errors=True)
-    shutil.copytree("results", name)
-    return Path(name)
+    return finished_sweep(tmp_path_factory.mktemp("folders"), SPEC, "--no-results")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -61,7 +37,7 @@ def test_refuses_folder_that_is_not_a_sweep(here, capsys, command):
 @pytest.mark.parametrize("command, table", [("plot", "pareto"), ("report", "pareto"),
                                             ("report", "best")])
 def test_refuses_missing_table(here, capsys, command, table):
-    broken = _copy(f"no_{table}")
+    broken = copy_sweep(f"no_{table}")
     (broken / f"{table}.parquet").unlink()
     line = cli_error(capsys, here, command, f"no_{table}")
     assert f"{Path(f'no_{table}/{table}.parquet')}: missing" in line
@@ -70,7 +46,7 @@ def test_refuses_missing_table(here, capsys, command, table):
 @pytest.mark.parametrize("command, table", [("plot", "pareto"), ("report", "pareto"),
                                             ("report", "best")])
 def test_refuses_unreadable_table(here, capsys, command, table):
-    broken = _copy(f"bad_{table}")
+    broken = copy_sweep(f"bad_{table}")
     (broken / f"{table}.parquet").write_bytes(b"not parquet")
     line = cli_error(capsys, here, command, f"bad_{table}")
     assert f"{table}.parquet: not a readable Parquet file" in line
@@ -78,7 +54,7 @@ def test_refuses_unreadable_table(here, capsys, command, table):
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_refuses_unfinished_sweep(here, capsys, command):
-    broken = _copy("unfinished")
+    broken = copy_sweep("unfinished")
     manifest = json.loads((broken / "manifest.json").read_text())
     manifest["complete"] = False
     (broken / "manifest.json").write_text(json.dumps(manifest))
