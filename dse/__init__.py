@@ -6,6 +6,9 @@ Typical use::
     spec = dse.load_sweep("my_sweep.toml")     # or dse.load_sweep() for the bundled default
     ds = dse.evaluate(spec)                      # xarray.Dataset of kernel outputs
     summary = dse.run_sweep(spec, "out/")        # configurations/, pareto and best Parquet
+    sweep = dse.open("out/")                     # its tables: .best.pandas(), .pareto.duckdb(),
+    cube = sweep.xarray()                        # .results.dataset(); the results over the axes
+    frame = dse.to_frame(ds)                     # an evaluation as one flat pandas table
     table = dse.recommend("llama3_70b", 2048, 256, max_ttft_s=1, max_tpot_s=0.05)
 
 The public names load on first use (PEP 562), so ``import dse.cli`` stays light.
@@ -25,6 +28,7 @@ _PUBLIC = {
     "explain": "explain",
     "run_sweep": "sweep",
     "recommend": "recommend",
+    "open": "tables", "to_frame": "frame",
 }
 __all__ = list(_PUBLIC)
 

@@ -110,7 +110,7 @@ OBJECTIVE_TEXT = {
     "tokens_per_s_per_user": ("tokens/s/user", _rate, "most tokens/s per user"),
     "throughput_tokens_per_s": ("tokens/s", _rate, "most tokens/s"),
     "requests_per_s": ("requests/s", _rate, "most requests/s"),
-    "cost_per_million_tokens": ("$/M tokens", _usd, "lowest cost per million output tokens"),
+    "cost_per_million_output_tokens": ("$/M tokens", _usd, "lowest cost per million output tokens"),
     "ttft_s": ("TTFT", _seconds, "lowest TTFT"),
     "tpot_s": ("TPOT", _seconds, "lowest TPOT"),
     "e2e_latency_s": ("latency", _seconds, "lowest end-to-end latency"),

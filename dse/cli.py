@@ -99,7 +99,8 @@ def cmd_sweep(args) -> int:
                       memory_limit_bytes=args.memory_limit, resume=args.resume,
                       partition_by=tuple(p for p in args.partition_by.split(",") if p),
                       scheduler=args.scheduler, workers=args.workers,
-                      chunk_rows=args.chunk_rows, breakdown=args.breakdown)
+                      chunk_rows=args.chunk_rows, breakdown=args.breakdown,
+                      valid_only=args.valid_only)
     except KeyboardInterrupt:
         spec_arg = f"{args.spec} " if args.spec else ""
         return _fail(interrupted_text(Path(args.out),
@@ -498,10 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
                "                   links, scale-up domain, link latency, expert imbalance\n"
                "  [constraints]    max_devices, max_ttft_s, max_tpot_s (for best.parquet)\n"
                "  [objectives]     best = the metric best.parquet optimizes, pareto = the 2+\n"
-               "                   metrics the frontier spans (e.g. cost_per_million_tokens)\n"
+               "                   metrics the frontier spans (e.g.\n"
+               "                   cost_per_million_output_tokens)\n"
                "  [disaggregated]  pair prefill and decode pools (mixed_hardware,\n"
                "                   max_instances)\n"
-               "  [cost.<hardware>] price per device-hour for cost_per_million_tokens:\n"
+               "  [cost.<hardware>] price per device-hour for cost_per_million_output_tokens:\n"
                "                   price_per_device_hour_usd, or purchase_usd,\n"
                "                   amortization_years, power_usd_per_kwh, pue")
     s.add_argument("spec", nargs="?", help="sweep spec TOML (default: the bundled default sweep)")
@@ -537,6 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start a local dask cluster of N worker processes")
     s.add_argument("--chunk-rows", type=_int_option(1, 1 << 62), metavar="N",
                    help="at most N configurations per chunk (default: sized to --memory-limit)")
+    s.add_argument("--valid-only", action="store_true",
+                   help="leave out of configurations/ the combinations that are not valid "
+                   "(every infeasible_reason but out_of_memory: ep on a dense model, ep "
+                   "not dividing tp, ...); they still count in the summary and manifest")
     s.add_argument("--breakdown", action="store_true",
                    help="add to configurations/ the time per operator class (attention, gemm, moe, "
                    "collective, other) of prefill and of decode, and prefill_bound")

@@ -284,8 +284,9 @@ def _pair_groups(prefill: pd.DataFrame, decode: pd.DataFrame, spec, keys) -> pa.
         "throughput_tokens_per_s": throughput,
         "tokens_per_s_per_device": throughput / devices, "tokens_per_s_per_user": 1.0 / t_d,
         "prefill_utilization": rho_p, "decode_utilization": rho_d,
-        "cost_per_million_tokens": (x * dev_p * price("p_hardware") + y * dev_d
-                                    * price("d_hardware")) / 3600.0 / throughput * 1e6,
+        "cost_per_million_output_tokens": (x * dev_p * price("p_hardware") + y * dev_d
+                                           * price("d_hardware")) / 3600.0 / throughput
+        * 1e6,
         "energy_per_token_j": (x * dev_p * power_p + y * dev_d * power_d) / throughput,
     }
     for k, v in cols.items():
@@ -389,11 +390,46 @@ def _schema() -> pa.Schema:
     fields += [pa.field(n, pa.float64()) for n in (
         "e2e_latency_s", "requests_per_s", "throughput_tokens_per_s",
         "tokens_per_s_per_device", "tokens_per_s_per_user", "prefill_utilization",
-        "decode_utilization", "cost_per_million_tokens", "energy_per_token_j")]
+        "decode_utilization", "cost_per_million_output_tokens", "energy_per_token_j")]
     return pa.schema(fields)
 
 
 DISAGGREGATED_SCHEMA = _schema()
+
+
+def _pair_columns() -> dict:
+    """disaggregated.parquet's own columns: name -> (unit, description); the pairing keys
+    and the metrics the pairs share with the results table are described there."""
+    from .glossary import describe
+    pool = {}
+    for side in ROLES:
+        for c in ("hardware", *POOL_AXES):
+            d = describe(c)
+            pool[f"{side}_{c}"] = (d["unit"], f"{side} pool: {d['description']}")
+        pool[f"{side}_devices"] = ("devices", f"devices of one {side} instance (tp * "
+                                   "attention_dp * pp * dp of its point)")
+        pool[f"{side}_instances"] = ("count", f"{side} instances of the pairing")
+        pool[f"{side}_utilization"] = ("fraction (0 to 1)", f"busy share of the {side} "
+                                       "pool at the pairing's request rate")
+    return pool | {
+        "on_frontier": ("", "the pairing is on its group's frontier of tokens/s per "
+                        "device vs tokens/s per user"),
+        "best": ("", "the group's best pairing (the most tokens/s per device within "
+                 "[constraints])"),
+        "devices": ("devices", "prefill_instances * prefill_devices + decode_instances * "
+                    "decode_devices"),
+        "ttft_s": ("s", "time to first token: request overhead + the mean wait for the "
+                   "prefill pass in progress + the pass + the KV transfer"),
+        "tpot_s": ("s", "time per output token: the decode pool's step"),
+        "prefill_pass_s": ("s", "one prefill pass of the prefill point (+ the engine's "
+                           "iteration overhead)"),
+        "kv_transfer_s": ("s", "shipping one prompt's KV cache from the prefill to the "
+                          "decode pool"),
+        "kv_transfer_link": ("", "the link the KV cache crosses: scaleup or scaleout"),
+    }
+
+
+PAIR_COLUMNS = _pair_columns()
 
 
 def closed_loop(clients: float, n: float, x: int, y: int, t_p, t_d, max_prefill_batch: float,

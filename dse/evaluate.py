@@ -534,7 +534,7 @@ def derived_metrics(v, where=np.where) -> dict:
         "reason": reason,
         "feasible": reason == 0,
         # [USD per 1e6 output tokens]; NaN where the hardware preset has no price
-        "cost_per_million_tokens": devices * v["price_per_device_hour_usd"] / 3600.0
+        "cost_per_million_output_tokens": devices * v["price_per_device_hour_usd"] / 3600.0
         / throughput * 1e6,
         # [J per output token]: every device at the prefill power for ttft, then at the
         # decode power for the rest of e2e, per replica's batch of output tokens; NaN
@@ -551,8 +551,11 @@ def derive(ds: xr.Dataset) -> xr.Dataset:
     Returns a Dataset with ``devices``, ``e2e_latency_s`` [s], ``throughput_tokens_per_s``,
     ``tokens_per_s_per_device``, ``tokens_per_s_per_user`` [tokens/s],
     ``memory_bytes_per_device`` [bytes], ``reason`` (uint8 code into ``REASONS``),
-    ``feasible``, ``cost_per_million_tokens`` [USD per 1e6 output tokens] (NaN where the
+    ``feasible``, ``cost_per_million_output_tokens`` [USD per 1e6 output tokens] (NaN where the
     hardware has no price) and ``energy_per_token_j`` [J per output token] (NaN where it
     has no TDP); dims are whatever the inputs broadcast to.
     """
     return xr.Dataset(derived_metrics(ds, xr.where))
+
+
+__import__(f"{__package__}.frame")  # registers ds.dse.to_frame() on the datasets above

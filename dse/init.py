@@ -75,8 +75,8 @@ def starter_spec() -> str:
                            subsequent_indent="#   ")
     lines += ["# [objectives]", f"# best = {_toml(DEFAULT_BEST)}",
               f"# pareto = [{', '.join(_toml(m) for m in DEFAULT_PARETO)}]"]
-    lines += ["", "# Price per device-hour behind cost_per_million_tokens (USD per million output",
-              "# tokens), per hardware preset of [grid] hardware, in place of the preset's own",
+    lines += ["", "# Price per device-hour behind cost_per_million_output_tokens (USD per million",
+              "# output tokens), per hardware preset of [grid] hardware, in place of the preset's own",
               "# (README 'Cost and energy'). Either the rent:",
               "# [cost.h100_sxm]",
               f"# {COST_RENT_KEYS[0]} = 2.5",

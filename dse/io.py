@@ -120,32 +120,33 @@ def open_writer(path: Path, schema: pa.Schema, statistics=True,
         raise OutputError(f"{path}: cannot write: {exc}") from None
 
 
-def frame_to_table(df: pd.DataFrame, meta: dict) -> pa.Table:
-    """Arrow table of a small frame (``dse validate``'s rows): string columns
-    dictionary-encoded with int32 indices, metadata ``meta``. A sweep's tables never pass
-    here: :mod:`dse.reduce` builds its rows as Arrow of a declared schema."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    # an empty frame has untyped (null) object columns: keep them categorical strings
-    cols = [c.cast(pa.string()) if pa.types.is_null(c.type) else c for c in table.columns]
-    cols = [c.dictionary_encode() if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)
-            else c for c in cols]
-    table = pa.table(cols, names=table.column_names)
-    table = table.cast(_plain_strings(table.schema))
-    return table.replace_schema_metadata(meta)
+def frame_to_table(df: pd.DataFrame, meta: dict, columns: dict | None = None) -> pa.Table:
+    """Arrow table of a small frame (``dse validate``'s and ``dse recommend``'s rows) in the
+    form of every dse file (:func:`dse.glossary.described`: int64 integers, categorical
+    strings, nulls for missing values, each column's description and unit; ``columns``:
+    the frame's own columns, ``{name: (unit, description)}``), file metadata ``meta``. A
+    sweep's tables never pass here: :mod:`dse.reduce` builds its rows as Arrow of a
+    declared schema."""
+    from .glossary import described
+    return described(pa.Table.from_pandas(df, preserve_index=False), columns, meta)
 
 
-def write_tables(path: Path, tables, meta: dict, drop=()) -> tuple[int, int]:
+def write_tables(path: Path, tables, meta: dict, drop=(),
+                 columns: dict | None = None) -> tuple[int, int]:
     """Write Arrow tables of one schema (a sweep's reduced rows, :mod:`dse.reduce`) to one
-    Parquet file via a temporary name, without the columns ``drop``, with metadata ``meta``.
+    Parquet file via a temporary name, without the columns ``drop``, with metadata ``meta``,
+    in the form of every dse file (:func:`dse.glossary.described`; ``columns``: the
+    table's own columns, ``{name: (unit, description)}``).
 
     Returns (rows written, rows whose ``found`` column is true, 0 without one). No tables
     at all make an empty file with no columns.
     """
+    from .glossary import described
     rows = found = 0
     writer = None
     with atomic(path) as tmp:
         for table in tables:
-            table = table.drop_columns(list(drop)).replace_schema_metadata(meta)
+            table = described(table.drop_columns(list(drop)), columns, meta)
             if writer is None:
                 writer = open_writer(tmp, table.schema)
             writer.write_table(table)
@@ -170,13 +171,6 @@ def write_arrow(path: Path, table: pa.Table) -> None:
 def read_arrow(path: Path) -> pa.Table:
     with pa.OSFile(str(path), "rb") as source:
         return pa.ipc.open_file(source).read_all()
-
-
-def _plain_strings(schema: pa.Schema) -> pa.Schema:
-    """Dictionary columns keep their type but share one index width across batches."""
-    return pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), pa.string()))
-                      if pa.types.is_dictionary(f.type) else f for f in schema],
-                     metadata=schema.metadata)
 
 
 def write_table(path: Path, table: pa.Table) -> None:

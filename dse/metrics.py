@@ -61,7 +61,8 @@ METRICS = (
            "prefill activations) and the decode peak (full-context KV cache + one step's "
            "activations); continuous: weights + one iteration's working set + the running "
            "requests' KV cache"),
-    Metric("cost_per_million_tokens", "USD", "float64", "derived",
+    Metric("cost_per_million_output_tokens", "USD per million output tokens", "float64",
+           "derived",
            "USD per million output (generated) tokens, prompt tokens not counted: devices * "
            "price_per_device_hour_usd / 3600 / throughput_tokens_per_s * 1e6 (the price: "
            "the spec's [cost] section, else the hardware preset's); null where neither "
@@ -105,6 +106,9 @@ def _breakdown_metrics() -> tuple:
 
 
 BREAKDOWN_METRICS = _breakdown_metrics()
+# Former names of metrics, still accepted where a spec names a metric ([objectives]):
+# old name -> current name. The cost column said nothing of its unit basis (output tokens).
+RENAMED = {"cost_per_million_tokens": "cost_per_million_output_tokens"}
 METRIC = {m.name: m for m in METRICS}
 # the numeric columns, in table order
 NUMERIC = tuple(m.name for m in METRICS if m.dtype in ("int64", "float64"))

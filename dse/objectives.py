@@ -27,7 +27,7 @@ OBJECTIVES = {
     "tokens_per_s_per_user": (L.OBJ_TOKENS_PER_USER, 1),
     "throughput_tokens_per_s": (L.OBJ_THROUGHPUT, 1),
     "requests_per_s": (L.OBJ_REQUESTS, 1),
-    "cost_per_million_tokens": (L.OBJ_COST, -1),
+    "cost_per_million_output_tokens": (L.OBJ_COST, -1),
     "ttft_s": (L.OBJ_TTFT, -1),
     "tpot_s": (L.OBJ_TPOT, -1),
     "e2e_latency_s": (L.OBJ_E2E, -1),
@@ -67,7 +67,12 @@ class Objectives:
 
 
 def _metric(value, source: str, key: str) -> str:
+    """The objective ``value`` names (a former name, :data:`dse.metrics.RENAMED`, gives
+    the current one)."""
     from .config import did_you_mean, shown
+    from .metrics import RENAMED
+    if isinstance(value, str) and value in RENAMED:
+        return RENAMED[value]
     if not isinstance(value, str) or value not in OBJECTIVES:
         hint = did_you_mean(value, sorted(OBJECTIVES)) if isinstance(value, str) else ""
         raise ConfigError(f"{source}: [objectives] {key} = {shown(value)}: not an objective"

@@ -165,6 +165,35 @@ def read_manifest(out_dir: Path) -> dict:
     return data
 
 
+FEASIBLE = "feasible"  # a chunk's reason counts: the key of its feasible configurations
+
+
+def named_reasons(counts, names) -> dict:
+    """A chunk's configurations per reason code (``counts`` in the order of ``names``,
+    :data:`dse.evaluate.REASONS`, whose code 0 is feasible) as the manifest holds them:
+    ``{"feasible": n, reason name: n, ...}``, the nonzero ones."""
+    return {(names[i] or FEASIBLE): int(c) for i, c in enumerate(counts) if c}
+
+
+def reason_totals(entries, names) -> tuple[int, dict]:
+    """(feasible configurations, infeasible reason -> count in the order of ``names``)
+    summed over manifest chunk entries. An entry's ``reasons`` is a map (:func:`named_reasons`)
+    or, in manifests written before it was, a list of counts in the order of ``names``."""
+    totals = {}
+    for entry in entries:
+        reasons = entry["reasons"]
+        if isinstance(reasons, list):  # an earlier manifest
+            reasons = {(names[i] if i < len(names) else f"reason {i}") or FEASIBLE: c
+                       for i, c in enumerate(reasons)}
+        for name, count in reasons.items():
+            totals[name] = totals.get(name, 0) + int(count)
+    feasible = totals.pop(FEASIBLE, 0)
+    rank = {n: i for i, n in enumerate(names)}
+    named = {n: c for n, c in sorted(totals.items(), key=lambda kv: rank.get(kv[0], 1 << 30))
+             if c}
+    return feasible, named
+
+
 def _manifest_problem(data) -> str | None:
     if not isinstance(data, dict):
         return f"a JSON {type(data).__name__}, expected an object"
@@ -178,7 +207,7 @@ def _manifest_problem(data) -> str | None:
     for index, entry in data["done"].items():
         if not (index.isdigit() and isinstance(entry, dict)
                 and isinstance(entry.get("n"), int) and isinstance(entry.get("files"), list)
-                and isinstance(entry.get("reasons"), list)):
+                and isinstance(entry.get("reasons"), (list, dict))):
             return f"done[{index!r}] malformed"
     return None
 

@@ -46,12 +46,31 @@ DEFAULT_PRECISIONS = ("bf16", "fp8", "int8", "fp4")
 # quotient of 2.0000000001 from rounding is 2 replicas
 CEIL_SLACK = 1e-9
 COLUMNS = (
-    "rank", "hardware", "found", "cost_per_million_tokens", "tokens_per_s_per_device",
+    "rank", "hardware", "found", "cost_per_million_output_tokens", "tokens_per_s_per_device",
     "tokens_per_s_per_user", "ttft_s", "tpot_s", "e2e_latency_s",
     "requests_per_s_per_replica", "tp", "pp", "ep", "attention_dp", "batch",
     "weight_dtype", "act_dtype", "kv_dtype", "devices_per_replica", "replicas", "devices",
     "price_per_device_hour_usd", "cost_per_hour_usd", "energy_per_token_j", "bound",
     "edge_axes", "reason", "model", "input_tokens", "output_tokens", "serving", "engine")
+# recommend.parquet's own columns: name -> (unit, description) (the others are the
+# results table's axes and metrics)
+COLUMN_DOCS = {
+    "rank": ("count", "1 = the cheapest hardware within the constraints (priced hardware by "
+             "cost, then unpriced by tokens/s per device, then hardware where nothing "
+             "qualifies)"),
+    "found": ("", "a configuration of this hardware meets the constraints (false: the "
+              "strategy and metric columns are null and reason says why)"),
+    "requests_per_s_per_replica": ("requests/s", "requests_per_s of one replica"),
+    "devices_per_replica": ("devices", "tp * attention_dp * pp * dp of the pick"),
+    "replicas": ("count", "replicas the request rate needs: ceil(requests_per_s / "
+                 "requests_per_s_per_replica); 1 without a rate"),
+    "devices": ("devices", "replicas * devices_per_replica"),
+    "price_per_device_hour_usd": ("USD per device-hour", "the price behind the cost"),
+    "cost_per_hour_usd": ("USD per hour", "devices * price_per_device_hour_usd"),
+    "edge_axes": ("", "the strategy axes whose swept range the pick sits at the end of "
+                  "(axis=max or axis=min), comma-separated; null when none"),
+    "reason": ("", "why nothing qualifies on this hardware; null where found"),
+}
 INT_COLUMNS = ("tp", "pp", "ep", "attention_dp", "batch", "devices_per_replica", "replicas",
                "devices")
 # strategy axes whose swept range a pick may sit at the end of (edge_axes)
@@ -354,11 +373,11 @@ def rank(best, spec, requests_per_s: float | None = None, reasons: dict | None =
         if c not in df:
             df[c] = None
     found = df["found"].astype(bool)
-    priced = found & df["cost_per_million_tokens"].notna()
+    priced = found & df["cost_per_million_output_tokens"].notna()
     # priced by cost (ties: tokens/s per device), unpriced by tokens/s per device, then
     # the hardware where nothing qualifies; the hardware name last for a stable order
     df["_tier"] = np.where(priced, 0, np.where(found, 1, 2))
-    df["_cost"] = df["cost_per_million_tokens"].astype(float).fillna(np.inf)
+    df["_cost"] = df["cost_per_million_output_tokens"].astype(float).fillna(np.inf)
     df["_tps"] = -df["tokens_per_s_per_device"].astype(float).fillna(-np.inf)
     df = df.sort_values(["_tier", "_cost", "_tps", "hardware"], kind="stable")
     df = df.drop(columns=["_tier", "_cost", "_tps"]).reset_index(drop=True)
@@ -366,7 +385,7 @@ def rank(best, spec, requests_per_s: float | None = None, reasons: dict | None =
     for c in INT_COLUMNS:
         df[c] = pd.array([None if v is None or (isinstance(v, float) and math.isnan(v))
                           else int(v) for v in df[c]], dtype="Int64")
-    for c in ("cost_per_million_tokens", "tokens_per_s_per_device", "tokens_per_s_per_user",
+    for c in ("cost_per_million_output_tokens", "tokens_per_s_per_device", "tokens_per_s_per_user",
               "ttft_s", "tpot_s", "e2e_latency_s", "requests_per_s_per_replica",
               "price_per_device_hour_usd", "cost_per_hour_usd", "energy_per_token_j"):
         df[c] = df[c].astype(float)  # energy: null where the sweep has no such column
@@ -414,10 +433,10 @@ def run(spec, out_dir, requests_per_s: float | None = None, overwrite: bool = Fa
     table = rank(best, spec, requests_per_s, reasons)
     meta = io.metadata(spec) | {"dse.recommend": json.dumps(
         {"requests_per_s": requests_per_s, "constraints": vars(spec.constraints),
-         "ranking": "priced hardware by cost_per_million_tokens (ties: more "
+         "ranking": "priced hardware by cost_per_million_output_tokens (ties: more "
                     "tokens_per_s_per_device), then unpriced hardware by "
                     "tokens_per_s_per_device, then hardware where nothing qualifies"})}
-    io.write_table(out_dir / FILE, io.frame_to_table(table, meta))
+    io.write_table(out_dir / FILE, io.frame_to_table(table, meta, COLUMN_DOCS))
     return Recommendation(table, summary, spec, out_dir, requests_per_s,
                           time.perf_counter() - t0)
 
@@ -499,7 +518,7 @@ def text(rec: Recommendation, report=None) -> str:
     body, notes = [], []
     for r in df.to_dict("records"):
         if r["found"]:
-            body.append([str(r["rank"]), r["hardware"], _money(r["cost_per_million_tokens"]),
+            body.append([str(r["rank"]), r["hardware"], _money(r["cost_per_million_output_tokens"]),
                          _rate(r["tokens_per_s_per_device"]), _rate(r["tokens_per_s_per_user"]),
                          seconds(r["ttft_s"]), seconds(r["tpot_s"]), _strategy(r, moe),
                          str(r["replicas"]), str(r["devices"]), _money(r["cost_per_hour_usd"])])
@@ -518,7 +537,7 @@ def text(rec: Recommendation, report=None) -> str:
              f"qualify ({rec.summary.n_configs:,} configurations in {rec.seconds:.1f} s)"]
     if body:
         lines += [line(head), *map(line, body)]
-    if df["found"].any() and df.loc[df["found"], "cost_per_million_tokens"].isna().any():
+    if df["found"].any() and df.loc[df["found"], "cost_per_million_output_tokens"].isna().any():
         lines.append("  n/a: the hardware preset has no price_per_device_hour_usd; ranked "
                      "after the priced hardware by tokens/s per device")
     edges = {}  # axis=max -> the hardware whose pick sits there

@@ -49,7 +49,7 @@ STRATEGY = ("tp", "pp", "ep", "attention_dp", "dp", "max_batched_tokens", "batch
 # pareto.parquet columns the hover text needs; OPTIONAL ones may be absent (older tables)
 HOVER = (*STRATEGY, "weight_dtype", "act_dtype", "kv_dtype", "devices", "ttft_s",
          "tpot_s", "bound")
-OPTIONAL = ("quant", "cost_per_million_tokens")
+OPTIONAL = ("quant", "cost_per_million_output_tokens")
 BOUND_COLOURS = {"compute": "#e6862a", "memory": "#3b75af", "network": "#519e3e"}
 SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down", "cross", "x")
 DASHES = ("solid", "dash", "dot", "dashdot")
@@ -124,16 +124,11 @@ def _best_rows(out_dir: Path, n: int):
 
 
 def _reason_counts(manifest: dict) -> tuple[int, dict]:
-    """(feasible configurations, infeasible reason -> count) summed over the manifest's
-    chunks (each chunk lists its counts in :data:`dse.evaluate.REASONS` order)."""
+    """(feasible configurations, infeasible reason -> count, most first) summed over the
+    manifest's chunks."""
+    from . import outdir
     from .evaluate import REASONS
-    totals = {}
-    for entry in manifest["done"].values():
-        for i, count in enumerate(entry["reasons"]):
-            totals[i] = totals.get(i, 0) + int(count)
-    feasible = totals.pop(0, 0)
-    named = {(REASONS[i] if i < len(REASONS) else f"reason {i}"): c
-             for i, c in sorted(totals.items()) if c}
+    feasible, named = outdir.reason_totals(manifest["done"].values(), REASONS)
     return feasible, dict(sorted(named.items(), key=lambda kv: -kv[1]))
 
 
@@ -199,7 +194,7 @@ def _hover(row, series: str) -> str:
              f"{_rate(row['tokens_per_s_per_device'])} tokens/s per device · "
              f"{_rate(row['tokens_per_s_per_user'])} tokens/s per user",
              f"TTFT {_seconds(row['ttft_s'])} · TPOT {_seconds(row['tpot_s'])}"]
-    cost = row.get("cost_per_million_tokens")
+    cost = row.get("cost_per_million_output_tokens")
     n = row["devices"]
     tail = f"{row['bound']}-bound · {n} device{'s' if n != 1 else ''}"
     if _number(cost):
@@ -527,8 +522,8 @@ def _best_table(rows, total: int, out_dir: Path) -> tuple[str, int]:
     numbers = [("tokens/s per device", "tokens_per_s_per_device", _rate),
                ("tokens/s per user", "tokens_per_s_per_user", _rate),
                ("TTFT", "ttft_s", _seconds), ("TPOT", "tpot_s", _seconds)]
-    if any(_number(r.get("cost_per_million_tokens")) for r in found):
-        numbers.append(("$ per M tokens", "cost_per_million_tokens", _money))
+    if any(_number(r.get("cost_per_million_output_tokens")) for r in found):
+        numbers.append(("$ per M tokens", "cost_per_million_output_tokens", _money))
     for head, c, fmt in numbers:
         cols.append((head, lambda r, c=c: r[c] if r["found"] and _number(r[c]) else "",
                      lambda r, c=c, fmt=fmt: fmt(r[c]) if r["found"] else ""))

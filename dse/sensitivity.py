@@ -23,6 +23,17 @@ METRICS = ("tokens_per_s_per_device", "ttft_s", "tpot_s")
 STRATEGY = ("batch", "tp", "pp", "ep", "attention_dp", "max_batched_tokens", "dp",
             "weight_dtype", "act_dtype", "kv_dtype", "quant")
 FILE = "sensitivity.parquet"
+# the table's own columns (the group keys are axes): name -> (unit, description)
+COLUMNS = {
+    "what_if": ("", "the what-if axis varied between from_value and to_value (its own "
+                "column is null on the row)"),
+    "from_value": ("x (factor on the preset's value)", "the what-if axis' lower value"),
+    "to_value": ("x (factor on the preset's value)", "the what-if axis' next value"),
+    "same_strategy": ("", "the best configuration's strategy is the same at both values"),
+    **{f"elasticity_{m}": ("", f"arc elasticity of the best configuration's {m}: "
+                           "(ln y1 - ln y0) / (ln x1 - ln x0) between from_value and "
+                           "to_value (1: proportional)") for m in METRICS},
+}
 
 
 def sensitivity(best: pd.DataFrame) -> pd.DataFrame:

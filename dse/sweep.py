@@ -41,8 +41,9 @@ from .evaluate import REASONS, WHAT_IF_DIMS, evaluate
 from .grid import GRID_DIMS, GROUP_DIMS, REDUCTION_ORDER, STRATEGY_DIMS, coords
 from .reduce import (BEST_SCHEMA, HIDDEN, LIFTED, PARETO_SCHEMA, merge_best, merge_pareto,
                      reduce_block, strategy_edges)
-from .disaggregate import ROLES, merge_pool, pair_pools, pool_rows
-from .table import (PRESET_AXES, batch_rows, block_batches, columns, parquet_options,
+from .disaggregate import PAIR_COLUMNS, ROLES, merge_pool, pair_pools, pool_rows
+from .glossary import FILE_KEY, glossary
+from .table import (INVALID_CODES, PRESET_AXES, batch_rows, block_batches, columns, parquet_options,
                     run_lengths, schema)
 
 DEFAULT_PARTITION_BY = ("hardware", "model")
@@ -79,6 +80,13 @@ class SweepSummary:
         """best.parquet as a pandas DataFrame."""
         import pandas as pd
         return pd.read_parquet(self.out_dir / "best.parquet")
+
+    @property
+    def tables(self):
+        """The written tables as :func:`dse.open` gives them (pyarrow, DuckDB, pandas,
+        xarray)."""
+        from .tables import Sweep
+        return Sweep(self.out_dir)
 
     def results(self):
         """The results table (``configurations/``) as a lazy ``pyarrow.dataset.Dataset``
@@ -118,16 +126,17 @@ def _file_schema(sch: pa.Schema, partition_by) -> pa.Schema:
     return pa.schema([f for f in sch if f.name not in partition_by], metadata=sch.metadata)
 
 
-def partitions(ds, partition_by: tuple, sch: pa.Schema, names: dict):
+def partitions(ds, partition_by: tuple, sch: pa.Schema, names: dict, skip_codes=()):
     """Yield, per partition of a chunk's results (one value of each ``partition_by`` dim):
     the partition's values, and the record batches and writer options of its file (the
-    columns ``partition_by`` left out: the folder names hold them)."""
+    columns ``partition_by`` left out: the folder names hold them; the rows whose reason
+    code is in ``skip_codes`` left out)."""
     file_sch = _file_schema(sch, partition_by)
     for combo in np.ndindex(*[ds.sizes[d] for d in partition_by]):
         sel = {d: slice(i, i + 1) for d, i in zip(partition_by, combo)}  # views
         block = ds.isel(sel)
         cols = columns(block, sch, names)
-        batches = block_batches(cols, file_sch, names)
+        batches = block_batches(cols, file_sch, names, skip_codes=skip_codes)
         values = {d: block[d].values[0].item() for d in partition_by}
         yield values, batches, {"schema": file_sch,
                                 **parquet_options(file_sch, run_lengths(cols), batch_rows(cols))}
@@ -143,6 +152,7 @@ class ChunkSettings:
     full_sizes: dict        # axis sizes of the whole sweep (to place a chunk's rows in it)
     meta: dict              # the sweep's Parquet metadata (:func:`dse.io.metadata`)
     breakdown: bool = False  # configurations/ carries the breakdown columns (--breakdown)
+    valid_only: bool = False  # configurations/ leaves out invalid combinations (--valid-only)
 
 
 def run_chunk(spec: SweepSpec, chunk: Chunk, job: ChunkSettings) -> ChunkResult:
@@ -153,11 +163,13 @@ def run_chunk(spec: SweepSpec, chunk: Chunk, job: ChunkSettings) -> ChunkResult:
     files = []
     out_dir = job.out_dir
     if job.results:
-        sch = io.with_metadata(schema({d: len(v) for d, v in job.names.items()},
-                                      job.breakdown), job.meta)
+        sch = schema({d: len(v) for d, v in job.names.items()}, job.breakdown)
+        sch = io.with_metadata(sch, {**job.meta, FILE_KEY: glossary(sch)})
         # configurations/ (an interrupted sweep from before the rename resumes into results/)
         root = outdir.table_dir(Path(out_dir))
-        for values, batches, options in partitions(ds, job.partition_by, sch, job.names):
+        skip = INVALID_CODES if job.valid_only else ()
+        for values, batches, options in partitions(ds, job.partition_by, sch, job.names,
+                                                   skip):
             path = io.partition_dir(root, values) / f"part-{chunk.index:06d}.parquet"
             io.write_batches(path, batches=batches, **options)
             files.append(str(path.relative_to(out_dir)))
@@ -302,7 +314,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
               resume: bool = False, partition_by=DEFAULT_PARTITION_BY,
               scheduler: str | None = None, workers: int | None = None,
               threads: int | None = None, chunk_rows: int | None = None,
-              breakdown: bool = False) -> SweepSummary:
+              breakdown: bool = False, valid_only: bool = False) -> SweepSummary:
     """Run a sweep into ``out_dir``: ``configurations/`` (hive-partitioned Parquet, unless
     ``results=False``), ``pareto.parquet``, ``best.parquet`` and ``manifest.json``.
 
@@ -338,6 +350,17 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
         Add the breakdown columns (``metrics.BREAKDOWN_METRICS``: seconds per operator
         class for prefill and decode, the prefill bound) to ``results/``; a second kernel
         computes them, so a sweep without them pays nothing. Needs ``results``.
+    valid_only : bool
+        Leave out of ``configurations/`` the combinations that are not valid
+        configurations (``table.INVALID_CODES``: every ``infeasible_reason`` but
+        ``out_of_memory``, e.g. ep on a dense model); the counts still include them.
+        Needs ``results``.
+
+    Returns
+    -------
+    SweepSummary
+        The counts, and handles to the written tables (``pareto()``, ``best()``,
+        ``results()``, ``tables``: :func:`dse.open` of ``out_dir``).
     """
     out_dir = Path(out_dir)
     partition_by = tuple(partition_by)
@@ -348,6 +371,9 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     if breakdown and not results:
         raise ConfigError("--breakdown adds columns to results/; it needs the results "
                           "table (drop --no-results)")
+    if valid_only and not results:
+        raise ConfigError("--valid-only leaves rows out of configurations/; it needs the "
+                          "results table (drop --no-results)")
     budget = int(memory_limit_bytes or default_budget_bytes())
     check_reduction_size(spec, budget)
     for name, value in (("--workers", workers), ("threads", threads),
@@ -361,7 +387,8 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     key = spec_hash(spec, {"results": results, "partition_by": list(partition_by),
                            "version": __version__, "spec_text": spec.text,
                            # only when set: earlier sweeps' hashes stay valid for --resume
-                           **({"breakdown": True} if breakdown else {})})
+                           **({"breakdown": True} if breakdown else {}),
+                           **({"valid_only": True} if valid_only else {})})
     if not resume:
         chunk_rows = plan_rows(spec, budget, results, parallel, chunk_rows, breakdown)
     outdir.check_out_dir(out_dir, overwrite, resume)
@@ -372,7 +399,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
     try:
         with compile_clock() as clock:
             summary = _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results,
-                                 partition_by, executor, progress, breakdown)
+                                 partition_by, executor, progress, breakdown, valid_only)
     finally:
         t_close = time.perf_counter()
         executor.close()
@@ -385,7 +412,7 @@ def run_sweep(spec: SweepSpec, out_dir, overwrite: bool = False, progress: bool 
 
 
 def _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results, partition_by,
-               executor, progress, breakdown=False) -> SweepSummary:
+               executor, progress, breakdown=False, valid_only=False) -> SweepSummary:
     """Lock ``out_dir``, prepare it (resume, or clear with ``overwrite``) and run."""
     created = not os.path.lexists(out_dir)
     try:
@@ -428,7 +455,7 @@ def _in_folder(spec, out_dir, overwrite, resume, key, chunk_rows, results, parti
         raise
     try:
         return _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
-                    progress, breakdown)
+                    progress, breakdown, valid_only)
     finally:
         lock.release()
 
@@ -443,7 +470,7 @@ def _finished(out_dir: Path, manifest: dict) -> SweepSummary:
     """The summary of a sweep that finished before (``--resume`` of a complete sweep: there
     is nothing to run), from its manifest and the files' row counts."""
     import pyarrow.parquet as pq
-    reasons = np.sum([v["reasons"] for v in manifest["done"].values()], axis=0)
+    n_feasible, reason_counts = outdir.reason_totals(manifest["done"].values(), REASONS)
     best = pq.read_table(out_dir / "best.parquet", columns=["found"]).column("found")
     counts = {}
     if (out_dir / "disaggregated.parquet").exists():
@@ -451,10 +478,10 @@ def _finished(out_dir: Path, manifest: dict) -> SweepSummary:
         counts = {"disaggregated": pairs.num_rows,
                   "disaggregated_best": int(pairs.column("best").to_numpy().sum())}
     return SweepSummary(
-        out_dir=out_dir, n_configs=int(manifest["n_configs"]), n_feasible=int(reasons[0]),
+        out_dir=out_dir, n_configs=int(manifest["n_configs"]), n_feasible=n_feasible,
         n_pareto=pq.read_metadata(out_dir / "pareto.parquet").num_rows,
         n_groups=len(best), n_groups_with_best=int(best.to_numpy().sum()),
-        reason_counts={REASONS[i]: int(c) for i, c in enumerate(reasons) if c and i},
+        reason_counts=reason_counts,
         n_disaggregated=counts.get("disaggregated", 0),
         n_disaggregated_best=counts.get("disaggregated_best", 0),
         n_chunks=int(manifest["n_chunks"]), n_resumed=len(manifest["done"]),
@@ -490,7 +517,7 @@ def interrupted_text(out_dir: Path, resume_command: str) -> str:
 
 
 def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
-         progress, breakdown=False) -> SweepSummary:
+         progress, breakdown=False, valid_only=False) -> SweepSummary:
     """Run the chunks ``manifest`` does not list as done on ``executor``
     (:mod:`dse.executors`), then the final tables."""
     n_total = spec.n_configs()
@@ -527,8 +554,9 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
 
     def finish(r: ChunkResult) -> None:
         with lock:
-            manifest["done"][str(r.index)] = {"n": r.n_configs, "reasons": r.reasons,
-                                              "files": r.files}
+            manifest["done"][str(r.index)] = {
+                "n": r.n_configs, "reasons": outdir.named_reasons(r.reasons, REASONS),
+                "files": r.files}
             save_manifest()
         bar.update(r.n_configs)
         finished.add(r.index)
@@ -542,7 +570,7 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
             streamed += 1
 
     job = ChunkSettings(str(out_dir), results, partition_by, names, full_sizes, meta,
-                        breakdown)
+                        breakdown, valid_only)
     try:
         stream_ready()  # a resumed sweep's finished chunks
         for r in executor.map_unordered(run_chunk, [(spec, c, job) for c in todo]):
@@ -578,24 +606,24 @@ def _run(spec, out_dir, manifest, chunks, results, partition_by, executor,
                             engines) for role in ROLES]
         pairs = pair_pools(*pools, spec)
         counts["disaggregated"] = io.write_tables(out_dir / "disaggregated.parquet", [pairs],
-                                                  meta)[0]
+                                                  meta, columns=PAIR_COLUMNS)[0]
         counts["disaggregated_best"] = int(pairs.column("best").to_numpy().sum())
     if any(len(v) > 1 for v in spec.what_if.values()):
-        from .sensitivity import FILE, sensitivity
+        from .sensitivity import COLUMNS, FILE, sensitivity
         import pandas as pd
         sens = sensitivity(pd.read_parquet(out_dir / "best.parquet"))
         io.write_tables(out_dir / FILE, [pa.Table.from_pandas(sens, preserve_index=False)],
-                        meta)
+                        meta, columns=COLUMNS)
     manifest["complete"] = True
     io.write_json(out_dir / outdir.MANIFEST, manifest)
     remove_partials(out_dir)
 
-    reasons = np.sum([v["reasons"] for v in manifest["done"].values()], axis=0)
+    n_feasible, reason_counts = outdir.reason_totals(manifest["done"].values(), REASONS)
     return SweepSummary(
-        out_dir=out_dir, n_configs=n_total, n_feasible=int(reasons[0]),
+        out_dir=out_dir, n_configs=n_total, n_feasible=n_feasible,
         n_pareto=counts["pareto"], n_groups=counts["best"],
         n_groups_with_best=counts["best_found"],
-        reason_counts={REASONS[i]: int(c) for i, c in enumerate(reasons) if c and i},
+        reason_counts=reason_counts,
         n_disaggregated=counts.get("disaggregated", 0),
         n_disaggregated_best=counts.get("disaggregated_best", 0),
         n_chunks=len(chunks), n_resumed=len(done),

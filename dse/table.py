@@ -14,6 +14,7 @@ from .evaluate import METRIC_INPUTS, REASONS, derived_metrics
 from .grid import GRID_DIMS, dtype_codes, resolve_dtypes
 from .kernels.gather import Slabs
 from .kernels.layout import BOUND_NAMES, DTYPES
+from .glossary import describe
 from .metrics import BREAKDOWN_METRICS, METRIC, METRICS, NUMERIC
 
 # results.parquet columns in order: spec axes (dse.axes), then metrics (dse.metrics)
@@ -24,6 +25,11 @@ INT_AXES = names(kind="int")
 CATEGORY_NAMES = {"infeasible_reason": REASONS, "bound": BOUND_NAMES, "serving": SERVING,
                   "prefill_bound": BOUND_NAMES, **{d: DTYPES for d in names(kind="dtype")}}
 PRESET_AXES = names(kind="preset")  # their names come with the sweep (global_coords)
+# The reason codes of combinations that are not valid configurations (ep on a dense model,
+# ep not dividing tp, a precision the hardware has no math for, ...): every reason but
+# out_of_memory, which a real configuration has on a device too small for it. ``dse sweep
+# --valid-only`` leaves them out of configurations/.
+INVALID_CODES = tuple(i for i, r in enumerate(REASONS) if r and r != "out_of_memory")
 
 
 def _dict_type(n):
@@ -33,24 +39,13 @@ def _dict_type(n):
 _ARROW = {"int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_(),
           "int": pa.int64(), "scale": pa.float64(),
           "fraction": pa.float64()}
-# the unit of an axis column, by the axis' kind (the metrics table states its own)
-_AXIS_UNIT = {"int": "count", "scale": "x (factor on the preset's value)",
-              "fraction": "fraction (0 to 1)"}
 
 
 def field_metadata(name: str) -> dict:
     """Arrow field metadata of a column: its description and unit (``""`` for names and
-    flags), from the axis registry or the metrics table, so a BI tool or notebook reading
-    the Parquet files sees what each column means."""
-    from .axes import AXIS
-    from .metrics import BREAKDOWN_METRICS
-    if name in AXIS:
-        a = AXIS[name]
-        return {"description": f"axis: {a.doc}", "unit": _AXIS_UNIT.get(a.kind, "")}
-    m = METRIC.get(name) or {b.name: b for b in BREAKDOWN_METRICS}.get(name)
-    if m is None:
-        raise KeyError(name)
-    return {"description": m.doc, "unit": m.unit}
+    flags), from the axis registry or the metrics table (:func:`dse.glossary.describe`),
+    so a BI tool or notebook reading the Parquet files sees what each column means."""
+    return describe(name)
 
 
 def schema(n_presets: dict | None = None, breakdown: bool = False) -> pa.Schema:
@@ -217,10 +212,11 @@ def batch_rows(cols: dict[str, np.ndarray], max_rows: int = BATCH_ROWS) -> int:
 
 
 def block_batches(cols: dict[str, np.ndarray], sch: pa.Schema, global_coords: dict,
-                  max_rows: int = BATCH_ROWS):
+                  max_rows: int = BATCH_ROWS, skip_codes=()):
     """Yield record batches of the rows of a block whose columns are ``cols``
     (:func:`columns`), at most ``max_rows`` each, with the columns of ``sch`` (which may
-    leave some out, e.g. the partition columns).
+    leave some out, e.g. the partition columns), without the rows whose reason code is in
+    ``skip_codes`` (``--valid-only``: :data:`INVALID_CODES`).
 
     Each batch is a slab of contiguous rows: every column's small array is broadcast into
     the slab straight in the batch's dtype by a parallel gather, one copy per column and
@@ -232,21 +228,31 @@ def block_batches(cols: dict[str, np.ndarray], sch: pa.Schema, global_coords: di
     prepared = {f.name: slabs.prepare(cols[f.name]) for f in sch}
     names = {**{c: global_coords[c] for c in PRESET_AXES}, **CATEGORY_NAMES}
     dictionaries = {c: pa.array(list(v), pa.string()) for c, v in names.items()}
+    reasons = pa.array(list(REASONS[1:]), pa.string())  # code i is name i - 1
+    skip = np.asarray(skip_codes, dtype=np.int8)
+    reason_rows = slabs.prepare(cols["infeasible_reason"]) if skip.size else None
     for outer in np.ndindex(*shape[:k]):
+        keep = None
+        if skip.size:
+            keep = ~np.isin(slabs.take(reason_rows, outer), skip)
+            if not keep.any():
+                continue
         out = []
         for c, prep in prepared.items():
             vals = slabs.take(prep, outer)
             # indices are valid by construction: no bounds check (safe=False)
-            if c == "infeasible_reason":  # code 0 (feasible) -> null
+            if c == "infeasible_reason":  # code 0 (feasible) -> null, not a "" name
                 out.append(pa.DictionaryArray.from_arrays(
-                    _with_nulls(vals, vals != 0), dictionaries[c], safe=False))
+                    _with_nulls(vals - 1, vals != 0), reasons, safe=False))
             elif c in dictionaries:
                 out.append(pa.DictionaryArray.from_arrays(pa.array(vals), dictionaries[c],
                                                           safe=False))
-            elif c in ("cost_per_million_tokens", "energy_per_token_j"):  # no price/TDP: null
+            elif c in ("cost_per_million_output_tokens", "energy_per_token_j"):
+                # no price or TDP: null
                 out.append(_with_nulls(vals, ~np.isnan(vals)))
             elif vals.dtype == np.bool_:
                 out.append(_bits(vals))
             else:
                 out.append(pa.array(vals))
-        yield pa.RecordBatch.from_arrays(out, schema=sch)
+        batch = pa.RecordBatch.from_arrays(out, schema=sch)
+        yield batch if keep is None or keep.all() else batch.filter(pa.array(keep))

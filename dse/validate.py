@@ -57,6 +57,32 @@ VALID_COLUMNS = (*INPUT_COLUMNS, *TEXT_COLUMNS)
 PREDICTED_COLUMNS = ("predicted_ttft_s", "predicted_tpot_s", "ttft_error_pct",
                      "tpot_error_pct", "feasible", "infeasible_reason")
 
+# validation.parquet's own columns: name -> (unit, description) (the others are axes and
+# metrics of the results table); the last group: rows of disaggregated deployments
+COLUMN_DOCS = {
+    "measured_ttft_s": ("s", "measured time to first token (null: not measured)"),
+    "measured_tpot_s": ("s", "measured time per output token (null: not measured)"),
+    "source": ("", "where the measurement comes from (citation)"),
+    "notes": ("", "free text from the measured table"),
+    "predicted_ttft_s": ("s", "dse's time to first token of the row's configuration"),
+    "predicted_tpot_s": ("s", "dse's time per output token of the row's configuration"),
+    "ttft_error_pct": ("%", "100 * (predicted - measured) / measured TTFT; null where not "
+                       "measured"),
+    "tpot_error_pct": ("%", "100 * (predicted - measured) / measured TPOT; null where not "
+                       "measured"),
+    "row": ("count", "the row's line in the measured table"),
+    "concurrency": ("requests", "closed-loop clients driving the deployment"),
+    "prefill_workers": ("count", "prefill instances of the deployment"),
+    "decode_workers": ("count", "decode instances of the deployment"),
+    "predicted_requests_per_s": ("requests/s", "dse's request rate of the deployment"),
+    "prefill_batch": ("requests", "dse's mean prefill batch at that rate"),
+    "decode_batch": ("requests", "dse's mean decode batch at that rate"),
+    "saturated": ("", "true where a pool is saturated at the given concurrency; null "
+                  "where not"),
+    "kv_transfer_s": ("s", "shipping one prompt's KV cache from prefill to decode"),
+    "kv_transfer_link": ("", "the link the KV cache crosses: scaleup or scaleout"),
+}
+
 WITHIN_PCT = 20.0       # share_within_20pct counts |error| <= this [%]
 ALL = "all"             # hardware/model label of the scorecard's overall row
 # one sweep per (hardware, model) group while its Cartesian product stays this small;
@@ -385,7 +411,11 @@ def validate(table: pd.DataFrame, source: str = "<table>",
     rows["ttft_error_pct"] = _error_pct(ttft, rows["measured_ttft_s"].to_numpy(np.float64))
     rows["tpot_error_pct"] = _error_pct(tpot, rows["measured_tpot_s"].to_numpy(np.float64))
     rows["feasible"] = feasible
-    rows["infeasible_reason"] = [REASONS[int(r)] for r in reason]
+    rows["infeasible_reason"] = [REASONS[int(r)] or None for r in reason]
+    # the precisions the predictions used: "same" resolved (kv -> act -> weight), as in
+    # the results table
+    for col, before in (("act_dtype", "weight_dtype"), ("kv_dtype", "act_dtype")):
+        rows[col] = rows[col].where(rows[col] != SAME, rows[before])
     return rows, make_scorecard(rows)
 
 
@@ -411,7 +441,7 @@ def write_outputs(rows: pd.DataFrame, out_path, *, scorecard: pd.DataFrame | Non
         meta["dse.validation.source"] = str(source)
     if scorecard is not None:
         meta["dse.validation.scorecard"] = scorecard.to_json(orient="records")
-    write_table(path, frame_to_table(rows.reset_index(drop=True), meta))
+    write_table(path, frame_to_table(rows.reset_index(drop=True), meta, COLUMN_DOCS))
     return path
 
 

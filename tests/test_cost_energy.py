@@ -89,7 +89,8 @@ def test_energy_is_nan_without_tdp(tmp_path):
     spec = parse_sweep({"grid": {**GRID, "hardware": ["no_tdp.toml"]}}, base_dir=tmp_path)
     der = derive(evaluate(spec))
     assert np.isnan(der["energy_per_token_j"].values).all()
-    assert np.isfinite(der["cost_per_million_tokens"].values).all()  # the price is still there
+    # the price is still there
+    assert np.isfinite(der["cost_per_million_output_tokens"].values).all()
 
 
 # --------------------------------------------------------------------------- end to end
@@ -123,7 +124,7 @@ def test_cost_override_through_dse_sweep(tmp_path, monkeypatch):
         assert len(rows) and set(rows["hardware"].astype(str)) == set(price)
         hourly = rows["hardware"].astype(str).map(price).to_numpy(float)
         expected = rows["devices"] * hourly / 3600 / rows["throughput_tokens_per_s"] * 1e6
-        np.testing.assert_allclose(rows["cost_per_million_tokens"], expected, rtol=1e-12)
+        np.testing.assert_allclose(rows["cost_per_million_output_tokens"], expected, rtol=1e-12)
         assert (rows["energy_per_token_j"] > 0).all()
     # the results dataset: the folder holding the hive partitions (hardware=.../...)
     folder = next(p.parent for p in Path("results").rglob("hardware=*") if "_chunks" not in p.parts)
@@ -131,7 +132,7 @@ def test_cost_override_through_dse_sweep(tmp_path, monkeypatch):
     feasible = table[table["feasible"]]
     hourly = feasible["hardware"].astype(str).map(price).to_numpy(float)
     np.testing.assert_allclose(
-        feasible["cost_per_million_tokens"],
+        feasible["cost_per_million_output_tokens"],
         feasible["devices"] * hourly / 3600 / feasible["throughput_tokens_per_s"] * 1e6,
         rtol=1e-12)
 

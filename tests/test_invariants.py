@@ -40,7 +40,7 @@ def test_no_nan_anywhere():
     ds = _ds()
     der = dse.derive(ds)
     # price: NaN is the documented "unknown" of presets without a price, and so the cost
-    unknown_price = ("price_per_device_hour_usd", "cost_per_million_tokens")
+    unknown_price = ("price_per_device_hour_usd", "cost_per_million_output_tokens")
     for v in (*ds.data_vars.values(), *der.data_vars.values()):
         if np.issubdtype(v.dtype, np.floating) and v.name not in unknown_price:
             assert not np.isnan(v.values).any(), v.name
@@ -53,7 +53,7 @@ def test_invalid_combinations_are_flagged_not_crashing():
     spec = dataclasses.replace(spec, what_if={**spec.what_if, "compute_scale": (0.0, 1.0)})
     der = dse.derive(dse.evaluate(spec))
     for v in der.data_vars.values():
-        if np.issubdtype(v.dtype, np.floating) and v.name != "cost_per_million_tokens":
+        if np.issubdtype(v.dtype, np.floating) and v.name != "cost_per_million_output_tokens":
             assert not np.isnan(v.values).any(), v.name
     from dse.evaluate import REASONS
     names = {REASONS[c] for c in np.unique(der["reason"].values)}

@@ -53,7 +53,7 @@ SPEC = {"grid": {"hardware": ["h100_sxm", "mi300x"], "model": ["llama3_8b"],
                  "batch": [1, 4, 16, 64], "input_tokens": [512, 4096], "tp": [1, 2, 4],
                  "weight_dtype": ["bf16", "fp8"]},
         "constraints": {"max_ttft_s": 0.3, "max_tpot_s": 0.02}}
-PARETO = ["cost_per_million_tokens", "tokens_per_s_per_user", "ttft_s"]
+PARETO = ["cost_per_million_output_tokens", "tokens_per_s_per_user", "ttft_s"]
 
 
 def _signed(df, metric):
@@ -65,7 +65,7 @@ def swept(tmp_path_factory):
     """One sweep with a cost objective and a 3-d frontier, split into many chunks (the
     merges combine partial frontiers and bests), and its full results table."""
     out = tmp_path_factory.mktemp("objectives") / "out"
-    spec = parse_sweep(SPEC | {"objectives": {"best": "cost_per_million_tokens",
+    spec = parse_sweep(SPEC | {"objectives": {"best": "cost_per_million_output_tokens",
                                               "pareto": PARETO}})
     dse.run_sweep(spec, out, progress=False, chunk_rows=7)
     results = pd.read_parquet(out / "configurations")
@@ -108,7 +108,7 @@ def test_best_minimizes_the_chosen_objective_and_names_the_binding_limits(swept)
     out, results = swept
     best = pd.read_parquet(out / "best.parquet")
     cons = SPEC["constraints"]
-    metric = "cost_per_million_tokens"
+    metric = "cost_per_million_output_tokens"
     assert len(best) == results.groupby(GROUP).ngroups
     n_binding = 0
     for key, grp in results.groupby(GROUP):
@@ -156,7 +156,7 @@ def test_default_objectives_keep_the_tokens_per_device_pick(tmp_path):
 
 @pytest.mark.parametrize("section, message", [
     ({"best": "cost"}, "[objectives] best = 'cost': not an objective (did you mean "
-                       "cost_per_million_tokens?)"),
+                       "cost_per_million_output_tokens?)"),
     ({"pareto": ["ttft_s"]}, "[objectives] pareto = ['ttft_s']: give a list of 2 or more"),
     ({"pareto": ["ttft_s", "ttft_s"]}, "a metric is named twice"),
     ({"pareto": ["ttft_s", 3]}, "[objectives] pareto = 3: not an objective"),
@@ -166,6 +166,16 @@ def test_bad_objectives_are_one_line_errors(section, message):
     with pytest.raises(ConfigError) as e:
         parse_sweep({"objectives": section}, source="s.toml")
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_former_cost_name_is_accepted_as_an_objective():
+    """Specs written before the cost column was renamed (issue 15) still parse: the former
+    name cost_per_million_tokens stands for cost_per_million_output_tokens."""
+    spec = parse_sweep(SPEC | {"objectives": {"best": "cost_per_million_tokens",
+                                              "pareto": ["cost_per_million_tokens",
+                                                         "ttft_s"]}})
+    assert spec.objectives.best == "cost_per_million_output_tokens"
+    assert spec.objectives.pareto == ("cost_per_million_output_tokens", "ttft_s")
 
 
 def test_cli_sweep_with_objectives_in_a_relative_folder(tmp_path):
@@ -198,7 +208,7 @@ def test_report_and_metadata_name_the_objectives(swept):
     from dse.report import write_report
     out, _ = swept
     meta = pq.read_schema(out / "best.parquet").metadata
-    assert json.loads(meta[b"dse.objectives"]) == {"best": "cost_per_million_tokens",
+    assert json.loads(meta[b"dse.objectives"]) == {"best": "cost_per_million_output_tokens",
                                                    "pareto": PARETO}
     write_report(out)
     text = (out / "report.html").read_text(encoding="utf-8")

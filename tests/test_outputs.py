@@ -63,7 +63,7 @@ METRIC_COLUMNS = ["devices", "ttft_s", "tpot_s", "e2e_latency_s", "throughput_to
                   "tokens_per_s_per_device", "tokens_per_s_per_user",
                   "weight_bytes_per_device", "kv_cache_bytes_per_device",
                   "activation_bytes_per_device", "memory_bytes_per_device",
-                  "cost_per_million_tokens", "feasible", "infeasible_reason", "bound"]
+                  "cost_per_million_output_tokens", "feasible", "infeasible_reason", "bound"]
 CATEGORICAL = ["hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "bound",
                "infeasible_reason"]
 # results/ is partitioned hive-style by these (folder names, not columns in the files)
@@ -249,19 +249,19 @@ def test_reduced_tables_categoricals_dictionary_encoded(out, name):
 
 
 def test_results_no_nan_in_float_columns(results):
-    # cost_per_million_tokens is null exactly where the hardware preset has no price
+    # cost_per_million_output_tokens is null exactly where the hardware preset has no price
     floats = [c for c in results.columns if pd.api.types.is_float_dtype(results[c])
-              and c != "cost_per_million_tokens"]
+              and c != "cost_per_million_output_tokens"]
     assert "ttft_s" in floats and "memory_bytes_per_device" in floats
     nan = {c: int(results[c].isna().sum()) for c in floats if results[c].isna().any()}
     assert nan == {}
 
 
-def test_results_cost_per_million_tokens(results):
+def test_results_cost_per_million_output_tokens(results):
     import dse
     for hw, rows in results.groupby("hardware", observed=True):
         price = dse.load_hardware(hw).price_per_device_hour_usd
-        cost = rows["cost_per_million_tokens"]
+        cost = rows["cost_per_million_output_tokens"]
         if not price:
             assert cost.isna().all()
             continue
@@ -572,5 +572,6 @@ def test_every_column_says_what_it_means_and_its_unit(out):
             assert b"unit" in meta, (path.name, f.name)
     sch = pq.read_schema(out / "best.parquet")
     assert sch.field("tpot_s").metadata[b"unit"] == b"s"
-    assert sch.field("cost_per_million_tokens").metadata[b"unit"] == b"USD"
+    assert sch.field("cost_per_million_output_tokens").metadata[b"unit"] == \
+        b"USD per million output tokens"
     assert sch.field("batch").metadata[b"unit"] == b"count"

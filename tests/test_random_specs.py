@@ -113,7 +113,7 @@ def _check_outputs(spec: dict, out: Path) -> None:
         for values in spec.get(section, {}).values():
             n *= len(values)
     assert len(results) == n
-    numbers = results.select_dtypes("number").drop(columns=["cost_per_million_tokens"])
+    numbers = results.select_dtypes("number").drop(columns=["cost_per_million_output_tokens"])
     assert not numbers.isna().any().any(), numbers.columns[numbers.isna().any()].tolist()
     devices = results["tp"] * results["attention_dp"] * results["pp"] * results["dp"]
     assert (results["devices"] == devices).all()

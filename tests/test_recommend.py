@@ -94,7 +94,7 @@ def test_recommend_ranking_matches_brute_force(run):
     here, _, _, spec, ds, m = run
     table = pd.read_parquet(here / "rec" / FILE)
     feasible, ttft, tpot, cost, tps = xr.broadcast(
-        m["feasible"], ds["ttft_s"], ds["tpot_s"], m["cost_per_million_tokens"],
+        m["feasible"], ds["ttft_s"], ds["tpot_s"], m["cost_per_million_output_tokens"],
         m["tokens_per_s_per_device"])
     brute = {}
     for hw in spec.hardware:
@@ -110,10 +110,10 @@ def test_recommend_ranking_matches_brute_force(run):
         if c is None:
             assert not row.found and t is None
             continue
-        assert row.cost_per_million_tokens == pytest.approx(c, rel=1e-12)
+        assert row.cost_per_million_output_tokens == pytest.approx(c, rel=1e-12)
         assert row.tokens_per_s_per_device == pytest.approx(t, rel=1e-12)
         # cost per Mtok = price / (3600 tokens/s per device) * 1e6
-        assert row.cost_per_million_tokens == pytest.approx(
+        assert row.cost_per_million_output_tokens == pytest.approx(
             row.price_per_device_hour_usd / 3600 / row.tokens_per_s_per_device * 1e6,
             rel=1e-12)
         assert row.ttft_s <= 0.5 and row.tpot_s <= 0.02
@@ -147,7 +147,7 @@ def test_recommend_infeasible_hardware_row(run):
     row = pd.read_parquet(here / "rec" / FILE).iloc[-1]
     assert not row["found"] and row["hardware"] == "tiny_gpu"
     assert row["reason"] == "out_of_memory (100% of the configurations in its native precisions)"
-    assert pd.isna(row["cost_per_million_tokens"]) and pd.isna(row["tp"])
+    assert pd.isna(row["cost_per_million_output_tokens"]) and pd.isna(row["tp"])
 
 
 def test_recommend_refuses_to_overwrite(run, capsys):
@@ -175,7 +175,7 @@ def test_recommend_api_binding_slo_and_json(tmp_path, monkeypatch, capsys):
     doc = json.loads(captured.out)
     assert "no hardware meets the constraints" in captured.err
     (row,) = doc["rows"]
-    assert not row["found"] and row["cost_per_million_tokens"] is None
+    assert not row["found"] and row["cost_per_million_output_tokens"] is None
     assert row["reason"].startswith("TTFT > 0.1 ms at every feasible configuration (best ")
     table = dse.recommend("llama3_8b", 512, 64, max_ttft_s=1e-4, hardware="h100_sxm",
                           precisions=["bf16"])
@@ -194,7 +194,7 @@ def test_recommend_rank_rules():
                     act_dtype="bf16", kv_dtype="bf16", bound="memory")
         if not found:
             base = {k: None for k in base}
-        return base | dict(hardware=hw, found=found, cost_per_million_tokens=cost,
+        return base | dict(hardware=hw, found=found, cost_per_million_output_tokens=cost,
                            tokens_per_s_per_device=tps, requests_per_s=rps, devices=devices,
                            model="llama3_8b", input_tokens=128, output_tokens=16,
                            serving="continuous", engine="vllm")

@@ -50,9 +50,9 @@ def test_validate_returns_rows_and_scorecard_columns():
     rows, card = validate(small_table())
     assert list(rows.columns) == [*INPUT_COLUMNS, *PREDICTED_COLUMNS]
     assert len(rows) == 4
-    # defaults filled in for the optional columns
-    assert list(rows["act_dtype"]) == ["same", "same", "same", "bf16"]
-    assert list(rows["kv_dtype"]) == ["same"] * 4
+    # defaults filled in for the optional columns, "same" resolved to the precision used
+    assert list(rows["act_dtype"]) == [*rows["weight_dtype"][:3], "bf16"]
+    assert list(rows["kv_dtype"]) == list(rows["act_dtype"])
     assert list(rows["pp"]) == [1] * 4 and list(rows["ep"]) == [1] * 4
     assert list(card.columns) == ["hardware", "model", "rows", "infeasible_rows",
                                   *SCORE_COLUMNS]
@@ -76,7 +76,7 @@ def test_validate_predictions_match_a_direct_evaluation():
         np.testing.assert_allclose(rows[f"{m}_error_pct"], expect, rtol=1e-12)
         assert (np.isnan(rows[f"{m}_error_pct"]) == np.isnan(meas)).all()
     assert rows["feasible"].all()
-    assert (rows["infeasible_reason"] == "").all()
+    assert rows["infeasible_reason"].isna().all()
 
 
 def test_validate_scorecard_overall_matches_hand_computation():
@@ -209,8 +209,9 @@ def test_write_outputs_round_trips(tmp_path):
     back = pd.read_parquet(path)
     assert list(back.columns) == list(rows.columns)
     for col in rows.columns:
-        if rows[col].dtype == object:
-            assert back[col].astype(str).tolist() == rows[col].tolist()
+        if rows[col].dtype == object:  # strings as categoricals, missing ones as nulls
+            assert back[col].astype(object).where(back[col].notna(), None).tolist() \
+                == rows[col].tolist()
         else:
             np.testing.assert_array_equal(back[col].to_numpy(), rows[col].to_numpy())
     import pyarrow.parquet as pq
