@@ -128,7 +128,7 @@ AXES = (
               "share of each prompt already in the KV cache (prefix caching): prefill "
               "computes only the new tokens, attending over the whole prompt; the cached "
               "prefix is held once per replica"),
-    _int("output_tokens", "group", 19, 1 << 24, "generated tokens per sequence",
+    _int("output_tokens", "group", 20, 1 << 24, "generated tokens per sequence",
          default=(256,)),
     _int("tp", "strategy", 8, 1 << 16, "tensor-parallel devices"),
     _int("pp", "strategy", 9, 1 << 12, "pipeline stages"),
@@ -146,7 +146,11 @@ AXES = (
          default=(0,), minimum=0),
     _fraction("acceptance_rate", 18, "speculative decoding: probability that each draft "
               "token is accepted", default=0.7),
-    _int("dp", "strategy", 27, 1 << 20, "independent replicas", walk="derived"),
+    # beam search: a workload's decoding choice (quality), so a group axis
+    _int("beams", "group", 19, 1 << 10,
+         "beam search: beams per sequence (each decodes a token per step over the shared "
+         "prompt and its own generated tokens; 1: no beam search)"),
+    _int("dp", "strategy", 28, 1 << 20, "independent replicas", walk="derived"),
     _dtype("weight_dtype", 4, "bf16", "weight precision"),
     _dtype("act_dtype", 5, SAME, "activation precision (same: the weight precision)"),
     _dtype("kv_dtype", 6, SAME, "KV-cache precision (same: the activation precision)"),
@@ -156,15 +160,15 @@ AXES = (
     Axis("quant", "grid", "preset", "strategy", "kernel", 7, ("uniform",),
          "precision recipe (bundled name or path to a .toml file): per operator class "
          "precisions over weight/act/kv_dtype; uniform: none"),
-    _scale("compute_scale", 20, "factor on peak FLOP/s"),
-    _scale("memory_bandwidth_scale", 21, "factor on memory bandwidth"),
-    _scale("memory_capacity_scale", 24, "factor on memory capacity"),
-    _scale("scaleup_bandwidth_scale", 22, "factor on scale-up link bandwidth"),
-    _scale("scaleout_bandwidth_scale", 23, "factor on scale-out link bandwidth"),
-    _scale("scaleup_domain_scale", 25, "factor on the scale-up domain size (devices per "
+    _scale("compute_scale", 21, "factor on peak FLOP/s"),
+    _scale("memory_bandwidth_scale", 22, "factor on memory bandwidth"),
+    _scale("memory_capacity_scale", 25, "factor on memory capacity"),
+    _scale("scaleup_bandwidth_scale", 23, "factor on scale-up link bandwidth"),
+    _scale("scaleout_bandwidth_scale", 24, "factor on scale-out link bandwidth"),
+    _scale("scaleup_domain_scale", 26, "factor on the scale-up domain size (devices per "
            "NVLink-class domain, rounded; e.g. 9 turns an 8-GPU node into NVL72)",
            walk="hardware"),
-    _scale("link_latency_scale", 26, "factor on the per-step latency of the scale-up and "
+    _scale("link_latency_scale", 27, "factor on the per-step latency of the scale-up and "
            "scale-out links", walk="hardware"),
     # a what-if of the workload's routing, walked by the kernel (it changes MoE costs)
     _scale("expert_imbalance", 16, "MoE with ep > 1: the busiest expert group's routed "

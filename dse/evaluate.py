@@ -286,10 +286,10 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
     or chunking, at least one whole prompt), spread over the attention-DP groups.
     """
     dims = ("model", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
-            "attention_dp", "max_batched_tokens", "input_tokens", "output_tokens")
+            "attention_dp", "max_batched_tokens", "input_tokens", "output_tokens", "beams")
     ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp",
                                                     "input_tokens", "output_tokens",
-                                                    "max_batched_tokens")}
+                                                    "max_batched_tokens", "beams")}
     w, a, k = resolve_dtypes(*(_shaped(dtype_codes(c[d]), d, dims)
                                for d in ("weight_dtype", "act_dtype", "kv_dtype")))
     ab, kb = L.DTYPE_BYTES[a], recipe_kv_bytes(spec, k, dims)
@@ -303,7 +303,7 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
     tp, pp, adp = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0]
     terms = {
         "kv_request_bytes": lambda m: comp.kv_cache_bytes_per_device(
-            m, tp, pp, 1.0, s[0] + ax["output_tokens"][0], kb[0], adp),
+            m, tp, pp, 1.0, s[0] + ax["beams"][0] * ax["output_tokens"][0], kb[0], adp),
         # batch = pp: one sequence per micro-batch; input = the iteration's tokens
         "working_bytes": lambda m: comp.activation_bytes_per_device(
             m, tp, pp, pp, tokens, ab[0], adp),
@@ -329,7 +329,8 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     """
     dims = MEMORY_DIMS
     ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp", "batch",
-                                                     "input_tokens", "output_tokens")}
+                                                     "input_tokens", "output_tokens",
+                                                     "beams")}
     w = _shaped(dtype_codes(c["weight_dtype"]), "weight_dtype", dims)
     w, a, k = resolve_dtypes(w, _shaped(dtype_codes(c["act_dtype"]), "act_dtype", dims),
                              _shaped(dtype_codes(c["kv_dtype"]), "kv_dtype", dims))
@@ -338,7 +339,9 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     kb = recipe_kv_bytes(spec, k, dims)
     class_wb = {qc: b[0] for qc, b in recipe_weight_bytes(spec, w, dims).items()}
     tp, pp, adp, batch = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0], ax["batch"][0]
-    context = ax["input_tokens"][0] + ax["output_tokens"][0]
+    # a sequence holds its prompt once and each beam's generated tokens (beam search; the
+    # positions capped together at a sliding window)
+    context = ax["input_tokens"][0] + ax["beams"][0] * ax["output_tokens"][0]
     terms = {
         "weight_bytes_per_device": lambda m: comp.weight_bytes_per_device(
             m, tp, pp, adp, wb[0], class_wb),

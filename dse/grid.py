@@ -39,11 +39,12 @@ REDUCTION_ORDER = (*GROUP_DIMS, *STRATEGY_DIMS)
 # Dims of the evaluated memory terms and structural checks (dse.evaluate): the KV cache
 # varies over all of MEMORY_DIMS, the activations not over output length or KV precision.
 MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
-               "attention_dp", "batch", "input_tokens", "output_tokens")
+               "attention_dp", "batch", "input_tokens", "output_tokens", "beams")
 # the working set takes the grid's activation precision, whatever the recipe (dse.quant)
 ACTIVATION_DIMS = tuple(d for d in MEMORY_DIMS
-                        if d not in ("kv_dtype", "quant", "output_tokens"))
-KV_PROMPT_DIMS = tuple(d for d in MEMORY_DIMS if d != "output_tokens")  # KV at the prompt
+                        if d not in ("kv_dtype", "quant", "output_tokens", "beams"))
+KV_PROMPT_DIMS = tuple(d for d in MEMORY_DIMS  # KV at the prompt
+                       if d not in ("output_tokens", "beams"))
 STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp", "spec_tokens")
 
 # Peak memory of a chunk in flight, term by term [bytes per point of the dims named], as

@@ -46,7 +46,7 @@ from .grid import (_BYTES1, _FLOPS1, _KIND, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES,
                    what_if_table, winner)
 from .layout import (DECODE,
                      EN_ITERATION_OVERHEAD_S, EN_MIXED, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
-                     K_ALPHA, K_EP, K_GAMMA, K_IMBALANCE, K_INPUT, K_PP, K_PREFIX, K_SERVING,
+                     K_ALPHA, K_BEAMS, K_EP, K_GAMMA, K_IMBALANCE, K_INPUT, K_PP, K_PREFIX, K_SERVING,
                      K_TP, OP_KIND, PREFILL,
                      SERVING_CONTINUOUS, W_CAPACITY, W_COMPUTE, W_MEMORY, W_SCALEOUT,
                      W_SCALEUP)
@@ -273,7 +273,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 micro = min(p, r)
                 share = 1.0 / (micro * adp)
                 d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window,
-                                     share, mixed, new, past, qv)
+                                     share, mixed, new, past, qv, v[K_BEAMS])
                 nq_dec = 0
                 if d_dec > 0.0:
                     nq_dec = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,

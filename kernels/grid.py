@@ -40,7 +40,7 @@ from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
                      HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
                      HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_ALPHA, K_BATCH, K_BUDGET, K_ENGINE,
-                     K_EP, K_GAMMA, K_IMBALANCE, K_PREFIX, OP_DRAFT, DRAFT_DECODE, K_INPUT, K_KV, K_PP, K_QUANT, K_SERVING, K_TP, K_WEIGHT,
+                     K_BEAMS, K_EP, K_GAMMA, K_IMBALANCE, K_PREFIX, OP_DRAFT, DRAFT_DECODE, K_INPUT, K_KV, K_PP, K_QUANT, K_SERVING, K_TP, K_WEIGHT,
                      OP_KIND, OP_SPAN, PREFILL,
                      SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE, W_MEMORY,
                      W_SCALEOUT, W_SCALEUP)
@@ -287,17 +287,17 @@ def point_setup(v):
 def _phase_costs(program, n_op, phase, v, seqs, w, a, k, quant, dtype_bytes, dtype_bits, out):
     """:func:`_fill_costs` of one phase at structure point ``v``: prefill computes the
     prompt's uncached tokens over its cached prefix (``prefix_cached_fraction``), a decode
-    step verifies ``spec_tokens`` + 1 tokens per sequence."""
+    step verifies ``spec_tokens`` + 1 tokens per sequence and beam."""
     gamma = v[K_GAMMA]
     if phase == PREFILL:
         new, cached = prompt_split(v[K_INPUT], v[K_PREFIX])
         _fill_costs(program, n_op, phase, seqs, new, v[K_TP], v[K_PP], v[K_EP], v[K_ADP],
                     w, a, k, quant, dtype_bytes, dtype_bits, v[K_IMBALANCE], 1.0, cached,
                     gamma, out)
-    else:
-        _fill_costs(program, n_op, phase, seqs, v[K_INPUT], v[K_TP], v[K_PP], v[K_EP],
-                    v[K_ADP], w, a, k, quant, dtype_bytes, dtype_bits, v[K_IMBALANCE],
-                    gamma + 1.0, 0.0, gamma, out)
+    else:  # every beam of a sequence decodes (beam search)
+        _fill_costs(program, n_op, phase, seqs * v[K_BEAMS], v[K_INPUT], v[K_TP], v[K_PP],
+                    v[K_EP], v[K_ADP], w, a, k, quant, dtype_bytes, dtype_bits,
+                    v[K_IMBALANCE], gamma + 1.0, 0.0, gamma, out)
 
 
 @njit(cache=True)
@@ -473,7 +473,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 share = 1.0 / (micro * adp)
                 sums[:, :m_pad] = 0.0
                 d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window,
-                                     share, mixed, new, past, qv)
+                                     share, mixed, new, past, qv, v[K_BEAMS])
                 if d_dec > 0.0:
                     nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                          partner, shared, c_dec, t, p, e, adp, terms_dec,
@@ -773,7 +773,7 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     c_mix = np.zeros(N_COMP)
     mixed = engine[EN_MIXED] > 0.0
     d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window, share, mixed,
-                         new, past, qv)
+                         new, past, qv, v[K_BEAMS])
     rcs, rms = 1.0 / sc[W_COMPUTE], 1.0 / sc[W_MEMORY]
     rsu, rso = 1.0 / sc[W_SCALEUP], 1.0 / sc[W_SCALEOUT]
     acc = np.zeros(3)

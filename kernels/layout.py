@@ -141,9 +141,10 @@ SPLIT_EXPERTS = 5   # ELEMENTWISE over the routed copies of the tokens: per ep g
 # engine and the quant recipe as row indices into their tables) with each axis' length.
 KERNEL_AXES = ("serving", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp",
                "pp", "ep", "attention_dp", "max_batched_tokens", "batch", "input_tokens",
-               "prefix_cached_fraction", "expert_imbalance", "spec_tokens", "acceptance_rate")
+               "prefix_cached_fraction", "expert_imbalance", "spec_tokens", "acceptance_rate",
+               "beams")
 (K_SERVING, K_ENGINE, K_WEIGHT, K_ACT, K_KV, K_QUANT, K_TP, K_PP, K_EP, K_ADP, K_BUDGET,
- K_BATCH, K_INPUT, K_PREFIX, K_IMBALANCE, K_GAMMA, K_ALPHA) = range(len(KERNEL_AXES))
+ K_BATCH, K_INPUT, K_PREFIX, K_IMBALANCE, K_GAMMA, K_ALPHA, K_BEAMS) = range(len(KERNEL_AXES))
 SERVING_STATIC = 0      # ``serving`` codes: the index in dse.axes.SERVING
 SERVING_CONTINUOUS = 1
 # The hardware what-if scales, innermost in the outputs, as a second such table.

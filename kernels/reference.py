@@ -302,10 +302,10 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         return tuple(np.where(at.reshape((1,) * (c.ndim - at.ndim) + at.shape), c, x)
                      for c, x in zip(c_out, s_out))
     sc = [scales[j, :scale_sizes[j]] for j in range(len(L.WHAT_IF_AXES))]
-    spec_axes = (L.K_PREFIX, L.K_GAMMA, L.K_ALPHA)
+    spec_axes = (L.K_PREFIX, L.K_GAMMA, L.K_ALPHA, L.K_BEAMS)
     if any(axis_sizes[j] > 1 for j in spec_axes):
-        # prefix caching and speculative decoding one value at a time, joined along their
-        # axes (positions 2 + K in the outputs)
+        # prefix caching, speculative decoding and beams one value at a time, joined along
+        # their axes (positions 2 + K in the outputs)
         j = next(j for j in spec_axes if axis_sizes[j] > 1)
         parts = []
         for i in range(int(axis_sizes[j])):
@@ -317,7 +317,7 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         at = 2 + j
         return tuple(np.concatenate([p[r] for p in parts], axis=at + (1 if r == 3 else 0))
                      for r in range(len(parts[0])))
-    prefix, gamma, alpha = (float(axes[j, 0]) for j in spec_axes)
+    prefix, gamma, alpha, beams = (float(axes[j, 0]) for j in spec_axes)
     with np.errstate(divide="ignore", invalid="ignore"):
         ttft, tpot, bound, split, p_bound = _evaluate(
             hw, rates, programs, n_ops, v["batch"], v["input_tokens"], v["expert_imbalance"],
@@ -325,10 +325,10 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
             v["tp"], v["pp"], v["ep"], v["attention_dp"], v["weight_dtype"].astype(np.int64),
             v["act_dtype"].astype(np.int64), v["kv_dtype"].astype(np.int64),
             quants[v["quant"].astype(np.int64)], *sc[:4], dtype_bytes, dtype_bits, prefix,
-            gamma, alpha)
+            gamma, alpha, beams)
     # static serving: no engine or budget dependence, nor on the memory capacity; ttft
     # does not depend on the output length
-    valid_cap = (sc[4] > 0).reshape((1,) * 24 + (-1,))
+    valid_cap = (sc[4] > 0).reshape((1,) * 25 + (-1,))
     ttft = np.repeat(ttft[..., None, :, :, :, :], len(output_tokens), axis=-5)
     p_bound = np.repeat(p_bound[..., None, :, :, :, :], len(output_tokens), axis=-5)
     split = [np.repeat(x[..., None, :, :, :, :], len(output_tokens), axis=-5)
@@ -337,10 +337,10 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
     def grown(x, fill):
         # [hw, model, w, a, k, quant, tp, pp, ep, adp, batch, input, imbalance, ...] -> the
         # kernel's layout: serving and engine after the model, the budget before the batch,
-        # the prefix, spec-token and acceptance axes (one value each here) around the
+        # the prefix, spec-token, acceptance and beam axes (one value each here) around the
         # imbalance, cap last
-        x = x[:, :, None, None, :, :, :, :, :, :, :, :, None, :, :, None, :, None, None, ...,
-              None]
+        x = x[:, :, None, None, :, :, :, :, :, :, :, :, None, :, :, None, :, None, None, None,
+              ..., None]
         shape = (x.shape[0], x.shape[1], len(v["serving"]), len(v["engine"]), *x.shape[4:12],
                  len(v["max_batched_tokens"]), *x.shape[13:-1], len(sc[4]))
         return np.where(valid_cap, np.broadcast_to(x, shape), fill)
@@ -370,7 +370,7 @@ def class_precisions(op, recipes, w, a, k, dtype_bits):
 def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output_tokens,
               tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, recipes,
               compute_scale, memory_scale, scaleup_scale, scaleout_scale, dtype_bytes,
-              dtype_bits, prefix=0.0, gamma=0.0, alpha=0.0):
+              dtype_bits, prefix=0.0, gamma=0.0, alpha=0.0, beams=1.0):
     h = _ax(np.arange(hw.shape[0]), 0)
     w = _ax(weight_dtype, 1)
     a = np.where(_ax(act_dtype, 2) < 0, w, _ax(act_dtype, 2))
@@ -400,10 +400,11 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
         wo, ao, ko, _ = class_precisions(op, q, w, a, k, dtype_bits)
         wb, ab, kb = dtype_bytes[wo], dtype_bytes[ao], dtype_bytes[ko]
         new_q = 1.0 if op[L.OP_DRAFT] == L.DRAFT_DECODE else gamma + 1.0
+        seqs = group_seqs * beams if decode else group_seqs  # every beam decodes
         if op[L.OP_SPAN] == L.SPAN_MOE:  # MoE layers: all groups' tokens on tp * adp devices
-            return _costs(op, decode, group_seqs * adp, s, ctx, t * adp, p, e, wb, ab, kb, imb,
+            return _costs(op, decode, seqs * adp, s, ctx, t * adp, p, e, wb, ab, kb, imb,
                           new_q, cached)
-        return _costs(op, decode, group_seqs, s, ctx, t, p, e, wb, ab, kb, imb, new_q, cached)
+        return _costs(op, decode, seqs, s, ctx, t, p, e, wb, ab, kb, imb, new_q, cached)
 
     def op_time(op, decode, ctx, work=None):
         f, by, net, steps, span, dq = op_costs(op, decode, ctx)

@@ -214,6 +214,7 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     # speculative decoding: gamma drafted, q = gamma + 1 verified per decode iteration,
     # sum over i <= gamma of alpha^i expected (every draft token before i accepted)
     gamma, alpha = pt["spec_tokens"], pt["acceptance_rate"]
+    beams = pt["beams"]  # sequences a decoding request decodes (beam search)
     q = gamma + 1.0
     per_step = sum(np.where(i <= gamma, alpha ** i, 0.0)
                    for i in range(int(gamma.max(initial=0)) + 1))
@@ -286,10 +287,11 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
             mean_ctx, pairs, reads = positions(window)
             # the target's ops verify q tokens of each decoding request, a draft op one
             qq = 1.0 if draft == L.DRAFT_DECODE else q
-            it = dict(tokens=(dec * qq + pre) * widen, touched=(dec + chk) * widen,
-                      sampled=(dec * qq + prm) * widen,
-                      attended=dec * (qq * mean_ctx + qq * (qq - 1) / 2) + prm * pairs,
-                      read=dec * mean_ctx + prm * reads)
+            seqs = dec * beams
+            it = dict(tokens=(seqs * qq + pre) * widen, touched=(seqs + chk) * widen,
+                      sampled=(seqs * qq + prm) * widen,
+                      attended=seqs * (qq * mean_ctx + qq * (qq - 1) / 2) + prm * pairs,
+                      read=seqs * mean_ctx + prm * reads)
             flops, byts, net, steps, span, dq = _iteration_costs(
                 op, it, t * widen, p, e, dtype_bytes[wo], dtype_bytes[ao], dtype_bytes[ko],
                 pt["expert_imbalance"])

@@ -258,18 +258,21 @@ def chunk_reads(s, k, window, past=0.0):
 
 
 @njit(cache=True)
-def composition(out, dec, s, n, prompts, k, touched, sampled, window, share, new, past, q):
+def composition(out, dec, s, n, prompts, k, touched, sampled, window, share, new, past, q,
+                beams):
     """One micro-batch of one attention group's share ``share`` of an iteration: ``dec``
-    decoding requests (each verifying ``q`` tokens: 1 without speculative decoding),
+    decoding requests of ``beams`` sequences each (beam search; 1: none), each sequence
+    verifying ``q`` tokens (1 without speculative decoding),
     ``prompts`` prompts' worth of prefill in ``k`` chunks each: the ``new`` tokens of an
     ``s``-token prompt after its ``past`` cached ones (prefix caching)."""
-    out[C_DEC] = dec * share
-    out[C_CTX] = dec * share * mean_context(s, n, 0.0)
-    out[C_CTXW] = dec * share * mean_context(s, n, window)
+    seqs = dec * beams  # the decoding sequences
+    out[C_DEC] = seqs * share
+    out[C_CTX] = seqs * share * mean_context(s, n, 0.0)
+    out[C_CTXW] = seqs * share * mean_context(s, n, window)
     intra = q * (q - 1.0) * 0.5  # the verified tokens' causal pairs among themselves
-    out[C_QDEC] = dec * share * q
-    out[C_QCTX] = dec * share * (q * mean_context(s, n, 0.0) + intra)
-    out[C_QCTXW] = dec * share * (q * mean_context(s, n, window) + intra)
+    out[C_QDEC] = seqs * share * q
+    out[C_QCTX] = seqs * share * (q * mean_context(s, n, 0.0) + intra)
+    out[C_QCTXW] = seqs * share * (q * mean_context(s, n, window) + intra)
     out[C_PRE] = prompts * new * share
     out[C_PROMPTS] = prompts * share
     out[C_PAIRS] = prompts * share * (causal_pairs(past + new, 0.0) - causal_pairs(past, 0.0))
@@ -277,8 +280,8 @@ def composition(out, dec, s, n, prompts, k, touched, sampled, window, share, new
                                        - causal_pairs(past, window))
     out[C_READ] = prompts * share * chunk_reads(new, k, 0.0, past)
     out[C_READW] = prompts * share * chunk_reads(new, k, window, past)
-    out[C_TOUCHED] = touched * share
-    out[C_SAMPLED] = (sampled + dec * (q - 1.0)) * share
+    out[C_TOUCHED] = (touched + dec * (beams - 1.0)) * share
+    out[C_SAMPLED] = (sampled + dec * (beams * q - 1.0)) * share
 
 
 @njit(cache=True)
@@ -555,21 +558,22 @@ def terms_seconds(terms, n_terms, rcs, rms, rsu, rso, m, path, stage, acc_c, acc
 
 @njit(cache=True)
 def compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window, share, mixed,
-                 new, past, q):
+                 new, past, q, beams):
     """The two iteration kinds of the steady state into ``c_dec`` (decode only) and
     ``c_mix`` (carrying prefill): a decode-only iteration runs while no prompt waits, so
     every running request decodes in it; the r - r_d requests in their prefill are spread
     over the share f of iterations that carry prefill, beside the other decodes when the
     engine mixes them. ``new``, ``past``: a prompt's computed and cached tokens; ``q``:
-    tokens verified per decoding request. Returns the decode-only iteration's decoders (0:
+    tokens verified per decoding sequence; ``beams``: sequences per decoding request.
+    Returns the decode-only iteration's decoders (0:
     there is none)."""
     d_dec = r if n > 0.0 and r_d > 0.0 else 0.0
     if d_dec > 0.0:
         composition(c_dec, d_dec, s, n, 0.0, chunks, d_dec, d_dec, window, share, new, past,
-                    q)
+                    q, beams)
     riding = max(r - (r - r_d) / f, 0.0) if mixed else 0.0
     composition(c_mix, riding, s, n, prompts, chunks, riding + prompts * chunks,
-                riding + prompts, window, share, new, past, q)
+                riding + prompts, window, share, new, past, q, beams)
     return d_dec
 
 

@@ -29,7 +29,7 @@ def point(**grid):
     for ph in (L.PREFILL, L.DECODE):
         u = np.empty((progs.shape[1], S.N_UNITS))
         S.unit_costs(progs[ph], n_ops[ph], t, p, e, adp, w, a, k, quant, L.DTYPE_BYTES,
-                     L.DTYPE_BITS, v["expert_imbalance"], u)
+                     L.DTYPE_BITS, v["expert_imbalance"], v["spec_tokens"], u)
         vt = np.empty((progs.shape[1], S.N_VTIMES))
         S.unit_times(u, n_ops[ph], inp["rates"][0], inp["hw"][0], vt)
         out[ph] = vt
@@ -43,8 +43,9 @@ def point(**grid):
     def iteration_time(decode_contexts, prefill_chunks, sampled):
         comp = np.zeros(S.N_COMP)
         d = float(len(decode_contexts))
-        comp[S.C_DEC] = d
+        comp[S.C_DEC] = comp[S.C_QDEC] = d  # one token per decoding request (no drafts)
         comp[S.C_CTX] = comp[S.C_CTXW] = float(np.sum(decode_contexts))
+        comp[S.C_QCTX] = comp[S.C_QCTXW] = comp[S.C_CTX]
         comp[S.C_PRE] = float(sum(n for _, n in prefill_chunks))
         comp[S.C_PROMPTS] = sampled - d
         comp[S.C_PAIRS] = comp[S.C_PAIRSW] = float(sum(

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import dse
+from dse.validate import bundled_measured_path
 from dse.cli import main
 from dse.config import ConfigError
 
@@ -62,8 +63,7 @@ def here(tmp_path_factory):
                      "--output-tokens", "64", "--hardware", "h100_sxm,mi300x",
                      "--precisions", "fp8", "--max-tpot-s", "0.02", "--out", "rec",
                      "--quiet"]) == 0
-        assert main(["validate", str(Path(dse.__file__).parent / "configs" / "validation"
-                                     / "measured.csv"), "--out", "val"]) == 0
+        assert main(["validate", str(bundled_measured_path()), "--out", "val"]) == 0
         yield work
     finally:
         os.chdir(old)

@@ -1,6 +1,6 @@
-"""Speculative decoding (MTP drafts, the spec_tokens / acceptance_rate axes) and prefix
-caching (prefix_cached_fraction): hand-computed cases, the kernel against the numpy
-references, and what the sweep reports (issue 14 items 1 and 2)."""
+"""Speculative decoding (MTP drafts, the spec_tokens / acceptance_rate axes), prefix
+caching (prefix_cached_fraction) and beam search (beams): hand-computed cases, the kernel
+against the numpy references, and what the sweep reports (issue 14 items 1, 2 and 5)."""
 import numpy as np
 import pytest
 
@@ -93,15 +93,17 @@ weight_dtype = ["fp8"]
 spec_tokens = [0, 2]
 acceptance_rate = [0.6, 0.9]
 prefix_cached_fraction = [0.0, 0.75]
+beams = {beams}
 """
 
 
 @pytest.mark.parametrize("serving", ["static", "continuous"])
 def test_kernel_matches_reference_with_speculation_and_prefix(serving):
-    spec = dse.parse_sweep(SPEC.format(serving=f'["{serving}"]').replace(
+    spec = dse.parse_sweep(SPEC.format(serving=f'["{serving}"]', beams="[1, 3]").replace(
         'batch = [1, 8]', 'batch = [4]').replace(
         '["deepseek_v3", "llama3_8b"]', '["deepseek_v3"]').replace(
-        'acceptance_rate = [0.6, 0.9]', 'acceptance_rate = [0.8]'))
+        'acceptance_rate = [0.6, 0.9]', 'acceptance_rate = [0.8]').replace(
+        'output_tokens = [64]', 'output_tokens = [12]'))
     got = dse.evaluate(spec)
     want = dse.evaluate(spec, backend="reference")
     for var in ("ttft_s", "tpot_s"):
@@ -111,7 +113,7 @@ def test_kernel_matches_reference_with_speculation_and_prefix(serving):
 
 @pytest.fixture(scope="module")
 def both():
-    spec = dse.parse_sweep(SPEC.format(serving='["static", "continuous"]'))
+    spec = dse.parse_sweep(SPEC.format(serving='["static", "continuous"]', beams="[1]"))
     return dse.evaluate(spec)
 
 
@@ -165,3 +167,31 @@ def test_explain_lists_the_mtp_ops_and_its_step_is_tpot_times_the_expected_token
     off, _ = dse.explain(model="deepseek_v3", hardware="h200", tp=8, weight_dtype="fp8",
                          serving="static", batch=4)
     assert not off.op.str.startswith("mtp_").any()      # no drafting: the module never runs
+
+
+BEAMS = """
+[grid]
+hardware = ["h100_sxm"]
+model = ["llama3_8b"]
+serving = ["static"]
+batch = [2, 8]
+input_tokens = [1000]
+output_tokens = [200]
+tp = [1]
+beams = [1, 4]
+"""
+
+
+def test_beam_search_decodes_every_beam_and_holds_each_beams_tokens():
+    ds = dse.evaluate(dse.parse_sweep(BEAMS))
+    pt = ds.squeeze()
+    # a step decodes batch x beams sequences at the same context: 2 x 4 beams decode as 8
+    assert pt["tpot_s"].sel(batch=2, beams=4).item() == pt["tpot_s"].sel(batch=8, beams=1).item()
+    # the prompt is prefilled once per sequence
+    assert pt["ttft_s"].sel(batch=2, beams=4).item() == pt["ttft_s"].sel(batch=2, beams=1).item()
+    # KV: the prompt once, each beam's 200 generated tokens (llama3_8b: 32 layers x 8 KV
+    # heads x 128 x 2 (K, V) x 2 bytes = 131072 bytes per position)
+    kv = pt["kv_cache_bytes_per_device"]
+    per_position = 32 * 8 * 128 * 2 * 2
+    assert kv.sel(batch=2, beams=4).item() == 2 * (1000 + 4 * 200) * per_position
+    assert kv.sel(batch=2, beams=1).item() == 2 * (1000 + 200) * per_position
