@@ -57,6 +57,19 @@ WHAT_IF_SCALES = {
 }
 
 
+def trimmed(grid, max_points):
+    """A drawn grid ({axis: values, "what_if": {axis: values}}) as (grid axes, what-if
+    axes), with values dropped from its longest lists until it has at most ``max_points``
+    configurations (deterministic: the last value of the first longest list)."""
+    lists = {**{k: list(v) for k, v in grid.items() if k != "what_if"},
+             **{k: list(v) for k, v in grid["what_if"].items()}}
+    while np.prod([len(v) for v in lists.values()]) > max_points:
+        longest = max(lists, key=lambda k: len(lists[k]))
+        lists[longest].pop()
+    return ({k: lists[k] for k in grid if k != "what_if"},
+            {k: lists[k] for k in grid["what_if"]})
+
+
 def kernel_matches_reference(spec, rtol=1e-9):
     """Evaluate ``spec`` with the numba kernel and the numpy reference: no NaN, infinite in
     the same places, finite times within ``rtol``. Returns (kernel, reference) datasets."""

@@ -17,7 +17,7 @@ from dse.kernels import layout as L
 from dse.kernels.breakdown import CLASSES, COLUMNS, KIND_CLASS
 from dse.metrics import BREAKDOWN_METRICS, METRIC, breakdown_markdown
 
-from grid_strategies import HARDWARE, MODELS, STRUCTURE, WHAT_IF_SCALES, axis, ints
+from grid_strategies import HARDWARE, MODELS, STRUCTURE, WHAT_IF_SCALES, axis, ints, trimmed
 
 PRE, DEC = COLUMNS[:len(CLASSES)], COLUMNS[len(CLASSES):]
 
@@ -129,24 +129,14 @@ grids = st.fixed_dictionaries({
         "memory_capacity_scale": st.lists(st.sampled_from([0.1, 1.0]), min_size=1,
                                           max_size=2, unique=True)}),
 })
-MAX_POINTS = 2000
-
-
-def _trimmed(grid):
-    lists = {**{k: list(v) for k, v in grid.items() if k != "what_if"},
-             **{k: list(v) for k, v in grid["what_if"].items()}}
-    while np.prod([len(v) for v in lists.values()]) > MAX_POINTS:
-        longest = max(lists, key=lambda k: len(lists[k]))
-        lists[longest].pop()
-    return ({k: lists[k] for k in grid if k != "what_if"},
-            {k: lists[k] for k in grid["what_if"]})
+MAX_POINTS = 1000  # configurations per drawn grid (the reference prices every one)
 
 
 @settings(max_examples=15, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(grids)
 def test_breakdown_kernel_matches_reference_on_random_grids(grid):
-    g, w = _trimmed(grid)
+    g, w = trimmed(grid, MAX_POINTS)
     spec = dse.parse_sweep({"grid": g, "what_if": w})
     fast = dse.evaluate(spec, breakdown=True)
     ref = dse.evaluate(spec, backend="reference", breakdown=True)

@@ -10,7 +10,7 @@ import dse
 from dse.kernels.reference_serving import _chunk_reads, _decode_context, _prompt_pairs
 
 from grid_strategies import (HARDWARE, MODELS, STRUCTURE, WHAT_IF_SCALES, axis, ints,
-                             kernel_matches_reference)
+                             kernel_matches_reference, trimmed)
 
 ENGINES = ["vllm", "sglang", "trtllm", "roofline"]
 MAX_POINTS = 6000  # configurations per drawn grid (before dp), to keep the file fast
@@ -36,18 +36,6 @@ grids = st.fixed_dictionaries({
 })
 
 
-def trimmed(grid):
-    """The grid with values dropped from its longest lists until it has at most
-    MAX_POINTS configurations (deterministic: the last value of the first longest list)."""
-    lists = {**{k: list(v) for k, v in grid.items() if k != "what_if"},
-             **{k: list(v) for k, v in grid["what_if"].items()}}
-    while np.prod([len(v) for v in lists.values()]) > MAX_POINTS:
-        longest = max(lists, key=lambda k: len(lists[k]))
-        lists[longest].pop()
-    return ({k: lists[k] for k in grid if k != "what_if"},
-            {k: lists[k] for k in grid["what_if"]})
-
-
 def compare(spec, rtol=1e-9):
     fast, ref = kernel_matches_reference(spec, rtol)
     # the bound label may legitimately differ only where two resources tie within rounding
@@ -60,7 +48,7 @@ def compare(spec, rtol=1e-9):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(grids)
 def test_continuous_kernel_matches_reference_on_random_grids(grid):
-    axes, what_if = trimmed(grid)
+    axes, what_if = trimmed(grid, MAX_POINTS)
     spec = dse.parse_sweep({"grid": {**axes, "serving": ["continuous"]}, "what_if": what_if})
     compare(spec)
 
