@@ -144,7 +144,7 @@ def _check_outputs(spec: dict, out: Path) -> None:
         assert (merged["_merge"] == "both").all()
 
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])  # capsys is read per example
 @given(specs())
