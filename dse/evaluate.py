@@ -286,10 +286,12 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
     or chunking, at least one whole prompt), spread over the attention-DP groups.
     """
     dims = ("model", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
-            "attention_dp", "max_batched_tokens", "input_tokens", "output_tokens", "beams")
+            "attention_dp", "max_batched_tokens", "input_tokens", "output_tokens", "beams",
+            "prefix_cached_fraction")
     ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp",
                                                     "input_tokens", "output_tokens",
-                                                    "max_batched_tokens", "beams")}
+                                                    "max_batched_tokens", "beams",
+                                                    "prefix_cached_fraction")}
     w, a, k = resolve_dtypes(*(_shaped(dtype_codes(c[d]), d, dims)
                                for d in ("weight_dtype", "act_dtype", "kv_dtype")))
     ab, kb = L.DTYPE_BYTES[a], recipe_kv_bytes(spec, k, dims)
@@ -301,12 +303,17 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
     tokens = np.where((budget <= 0) | (eng["chunked_prefill"] == 0), np.maximum(budget, s),
                       budget)[0]
     tp, pp, adp = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0]
+    cached = cached_tokens(s[0], ax["prefix_cached_fraction"][0])
     terms = {
+        # a request's own KV cache: its uncached prompt tokens and its beams' tokens
         "kv_request_bytes": lambda m: comp.kv_cache_bytes_per_device(
-            m, tp, pp, 1.0, s[0] + ax["beams"][0] * ax["output_tokens"][0], kb[0], adp),
-        # batch = pp: one sequence per micro-batch; input = the iteration's tokens
+            m, tp, pp, 1.0, s[0] - cached + ax["beams"][0] * ax["output_tokens"][0],
+            kb[0], adp),
+        # batch = pp: one sequence per micro-batch; input = the iteration's tokens; plus
+        # the cached prompt prefix, held once per attention-DP group (prefix caching)
         "working_bytes": lambda m: comp.activation_bytes_per_device(
-            m, tp, pp, pp, tokens, ab[0], adp),
+            m, tp, pp, pp, tokens, ab[0], adp) + shared_prefix_bytes(
+            m, tp, pp, adp, cached, kb[0]),
     }
     out = {name: _own_dims(term, spec.models, dims, c) for name, term in terms.items()}
     free = (xr.DataArray(usable, dims=("hardware", "memory_capacity_scale"))
@@ -317,6 +324,20 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
     slots = slots.clip(min=0.0)
     slots = slots.transpose(*[d for d in GRID_DIMS if d in slots.dims])
     return {**out, "slots": (slots.dims, np.ascontiguousarray(slots.values))}
+
+
+def cached_tokens(input_tokens, fraction):
+    """Prompt tokens in the KV cache under prefix caching (``formulas.prompt_split``:
+    whole tokens, the last prompt token always computed); arrays broadcast."""
+    return np.where(fraction > 0, np.minimum(np.floor(fraction * input_tokens),
+                                             input_tokens - 1), 0.0)
+
+
+def shared_prefix_bytes(model, tp, pp, adp, cached, kv_bytes):
+    """The cached prompt prefix's KV cache on one device [bytes]: one copy per
+    attention-DP group, shared by its sequences (0 without prefix caching)."""
+    return np.where(cached > 0, comp.kv_cache_bytes_per_device(
+        model, tp, pp, adp, cached, kv_bytes, adp), 0.0)
 
 
 def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
@@ -330,7 +351,7 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     dims = MEMORY_DIMS
     ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp", "batch",
                                                      "input_tokens", "output_tokens",
-                                                     "beams")}
+                                                     "beams", "prefix_cached_fraction")}
     w = _shaped(dtype_codes(c["weight_dtype"]), "weight_dtype", dims)
     w, a, k = resolve_dtypes(w, _shaped(dtype_codes(c["act_dtype"]), "act_dtype", dims),
                              _shaped(dtype_codes(c["kv_dtype"]), "kv_dtype", dims))
@@ -342,17 +363,27 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     # a sequence holds its prompt once and each beam's generated tokens (beam search; the
     # positions capped together at a sliding window)
     context = ax["input_tokens"][0] + ax["beams"][0] * ax["output_tokens"][0]
+    # prefix caching: the cached prompt prefix is held once per attention-DP group (each
+    # device of a group holds its share), the rest per sequence
+    cached = cached_tokens(ax["input_tokens"][0], ax["prefix_cached_fraction"][0])
+
+    def kv(m, positions):
+        own = comp.kv_cache_bytes_per_device(m, tp, pp, batch, positions - cached, kb[0], adp)
+        if not np.any(cached > 0):  # no prefix caching: no second full-size array
+            return own
+        shared = shared_prefix_bytes(m, tp, pp, adp, cached, kb[0])
+        if np.broadcast_shapes(own.shape, shared.shape) == own.shape:
+            return np.add(own, shared, out=own)  # in place: the KV term is the largest
+        return own + shared
     terms = {
         "weight_bytes_per_device": lambda m: comp.weight_bytes_per_device(
             m, tp, pp, adp, wb[0], class_wb),
-        "kv_cache_bytes_per_device": lambda m: comp.kv_cache_bytes_per_device(
-            m, tp, pp, batch, context, kb[0], adp),
+        "kv_cache_bytes_per_device": lambda m: kv(m, context),
         "activation_bytes_per_device": lambda m: comp.activation_bytes_per_device(
             m, tp, pp, batch, ax["input_tokens"][0], ab[0], adp),
         # the static peaks: prefill holds the prompts' KV cache and the prefill
         # activations, decode the full-context KV cache and one step's activations
-        "kv_prompt_bytes": lambda m: comp.kv_cache_bytes_per_device(
-            m, tp, pp, batch, ax["input_tokens"][0], kb[0], adp),
+        "kv_prompt_bytes": lambda m: kv(m, ax["input_tokens"][0]),
         "decode_working_bytes": lambda m: comp.activation_bytes_per_device(
             m, tp, pp, batch, 1.0, ab[0], adp),
     }

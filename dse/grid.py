@@ -39,10 +39,12 @@ REDUCTION_ORDER = (*GROUP_DIMS, *STRATEGY_DIMS)
 # Dims of the evaluated memory terms and structural checks (dse.evaluate): the KV cache
 # varies over all of MEMORY_DIMS, the activations not over output length or KV precision.
 MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
-               "attention_dp", "batch", "input_tokens", "output_tokens", "beams")
+               "attention_dp", "batch", "input_tokens", "output_tokens", "beams",
+               "prefix_cached_fraction")
 # the working set takes the grid's activation precision, whatever the recipe (dse.quant)
 ACTIVATION_DIMS = tuple(d for d in MEMORY_DIMS
-                        if d not in ("kv_dtype", "quant", "output_tokens", "beams"))
+                        if d not in ("kv_dtype", "quant", "output_tokens", "beams",
+                                     "prefix_cached_fraction"))
 KV_PROMPT_DIMS = tuple(d for d in MEMORY_DIMS  # KV at the prompt
                        if d not in ("output_tokens", "beams"))
 STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp", "spec_tokens")
@@ -65,8 +67,9 @@ SCRATCH_BYTES, WORKER_BYTES = 17, 16
 #   frontier row: indices, metrics, Arrow row table and partial (640 B for the 30 row
 #   columns before continuous serving; 768 B since the rows carry 35: the 640 B estimate
 #   let tests/test_memory_budget.py's 22,500 large-frontier groups peak at 617 MB in a
-#   600 MB budget, 768 B keeps them inside)
-GROUP_BYTES, FRONTIER_ROW_BYTES = 1024, 768
+#   600 MB budget, 768 B keeps them inside; 864 B since the rows carry 39 (the prefix,
+#   speculative-decoding and beam axes): 768 B let them peak at 603 MB)
+GROUP_BYTES, FRONTIER_ROW_BYTES = 1024, 864
 # A group's frontier in a chunk is taken to hold at most max(FRONTIER_ROWS_PER_GROUP,
 # 2 * batch values * dp values) of its strategies: the batch size trades throughput per
 # device for speed per user, and dp replicas tie (every dp of a frontier point is on it).

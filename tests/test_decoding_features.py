@@ -195,3 +195,19 @@ def test_beam_search_decodes_every_beam_and_holds_each_beams_tokens():
     per_position = 32 * 8 * 128 * 2 * 2
     assert kv.sel(batch=2, beams=4).item() == 2 * (1000 + 4 * 200) * per_position
     assert kv.sel(batch=2, beams=1).item() == 2 * (1000 + 200) * per_position
+
+
+def test_prefix_cache_is_held_once_per_replica():
+    spec = dse.parse_sweep(BEAMS.replace("beams = [1, 4]", "prefix_cached_fraction = [0.0, 0.5]")
+                           .replace('serving = ["static"]', 'serving = ["static", "continuous"]'))
+    ds = dse.evaluate(spec).squeeze()
+    per_position = 32 * 8 * 128 * 2 * 2
+    kv = ds["kv_cache_bytes_per_device"]
+    # batch 8, 1000 + 200 positions each; half the prompt cached: 500 once, 700 per sequence
+    assert kv.sel(batch=8, prefix_cached_fraction=0.0).item() == 8 * 1200 * per_position
+    assert kv.sel(batch=8, prefix_cached_fraction=0.5).item() == (500 + 8 * 700) * per_position
+    # continuous: a request's own cache is its uncached 500 + 200 tokens
+    req = ds["kv_request_bytes"]
+    assert req.sel(prefix_cached_fraction=0.5).item() == 700 * per_position
+    assert (ds["slots"].sel(prefix_cached_fraction=0.5)
+            > ds["slots"].sel(prefix_cached_fraction=0.0)).all()
