@@ -40,9 +40,9 @@ from numba import njit, prange
 
 from . import layout as L
 from .formulas import expected_tokens
-from .grid import (_BYTES1, _FLOPS1, _KIND, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC1, _TM1,
+from .grid import (_KIND, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC1, _TM1,
                    _ctx_factors, _fill_times, _phase_costs, _whatif_groups, ctx_op_time,
-                   attention_curved, decode_axes, op_time_won, point_setup,
+                   attention_curved, context_ops, decode_axes, op_time_won, point_setup,
                    what_if_table, winner)
 from .layout import (DECODE,
                      EN_ITERATION_OVERHEAD_S, EN_MIXED, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
@@ -99,12 +99,8 @@ def _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, s, per_step, out
     cls_dec = np.empty(max_ops, dtype=np.int64)
     _classes(cost_pre, n_pre, cls_pre)
     _classes(cost_dec, n_dec, cls_dec)
-    n_ctx = 0
     ctx_ops = np.empty(max_ops, dtype=np.int64)
-    for i in range(n_dec):
-        if cost_dec[i, _FLOPS1] != 0.0 or cost_dec[i, _BYTES1] != 0.0:
-            ctx_ops[n_ctx] = i
-            n_ctx += 1
+    n_ctx = context_ops(cost_dec, n_dec, ctx_ops)
     t_pre = np.empty((max_ops, _N_TIMES))
     t_dec = np.empty((max_ops, _N_TIMES))
     fac = np.empty((nout, n_ctx, 2))

@@ -39,9 +39,10 @@ from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S,
                      HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
                      HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
-                     HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_ALPHA, K_BATCH, K_BUDGET, K_ENGINE,
-                     K_BEAMS, K_EP, K_GAMMA, K_IMBALANCE, K_PREFIX, OP_DRAFT, DRAFT_DECODE, K_INPUT, K_KV, K_PP, K_QUANT, K_SERVING, K_TP, K_WEIGHT,
-                     OP_KIND, OP_SPAN, PREFILL,
+                     HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_ALPHA, K_BATCH, K_BEAMS, K_BUDGET,
+                     K_ENGINE, K_EP, K_GAMMA, K_IMBALANCE, K_INPUT, K_KV, K_PP, K_PREFIX,
+                     K_QUANT, K_SERVING, K_TP, K_WEIGHT, DRAFT_DECODE, OP_DRAFT, OP_KIND,
+                     OP_SPAN, PREFILL,
                      SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE, W_MEMORY,
                      W_SCALEOUT, W_SCALEUP)
 
@@ -153,6 +154,18 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, w, a, k, quant, dty
         out[i, _WIN] = win
         out[i, _CDT] = cdt
         out[i, _CPATH], out[i, _CSTAGE] = run_counts(op, p, e, gamma)
+
+
+@njit(cache=True)
+def context_ops(cost_dec, n_dec, out):
+    """The decode ops of cost table ``cost_dec`` whose cost grows with the context
+    (attention: averaged exactly over the steps) into ``out``; returns their count."""
+    n = 0
+    for i in range(n_dec):
+        if cost_dec[i, _FLOPS1] != 0.0 or cost_dec[i, _BYTES1] != 0.0:
+            out[n] = i
+            n += 1
+    return n
 
 
 @njit(cache=True)
@@ -587,12 +600,8 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
         _phase_costs(programs[i_m, DECODE], n_dec, DECODE, v, seqs, w, a, k, quant,
                      dtype_bytes, dtype_bits, cost_dec)
         # decode ops whose cost grows with the context (attention) are averaged exactly
-        n_ctx = 0
         ctx_ops = np.empty(max_ops, dtype=np.int64)
-        for i in range(n_dec):
-            if cost_dec[i, _FLOPS1] != 0.0 or cost_dec[i, _BYTES1] != 0.0:
-                ctx_ops[n_ctx] = i
-                n_ctx += 1
+        n_ctx = context_ops(cost_dec, n_dec, ctx_ops)
         t_pre = np.empty((max_ops, _N_TIMES))
         t_dec = np.empty((max_ops, _N_TIMES))
         # efficiency factors of the context-dependent ops per output length (curved
