@@ -11,15 +11,18 @@ API::
     simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tokens,
              chunked=True, mixed=True, max_running=0, kv_slots=0,
              request_overhead_s=0.0, iteration_overhead_s=0.0,
-             n_requests=None, warmup=None, seed=None) -> dict
+             n_requests=None, warmup=None, seed=None, stagger=False,
+             cached_tokens=0, tokens_per_step=1.0) -> dict
 
 ``iteration_time(decode_contexts, prefill_chunks, sampled)`` returns the forward time in
 seconds of one engine iteration (finite, >= 0):
 
-- ``decode_contexts``: 1-D int64 array, one entry per request decoding in this iteration
+- ``decode_contexts``: 1-D float array of whole numbers (fractional with ``tokens_per_step``
+  > 1), one entry per request decoding in this iteration
   (in no particular order): the tokens it attends over, i.e. its KV-cache length once this
   step's input token is appended: ``input_tokens + k`` for the step that follows its k-th
-  output token (k = 1 .. output_tokens - 1).
+  output token (k = 1 .. output_tokens - 1; with ``tokens_per_step`` E > 1 the counts
+  advance by E, so k takes fractional values).
 - ``prefill_chunks``: list of ``(start, n)``, one per prompt chunk in the iteration, in
   admission order: ``start`` prompt tokens of that request were processed by earlier
   iterations, this chunk processes the next ``n``.
@@ -54,6 +57,15 @@ is running or waiting the engine idles until the next submission. Its duration i
 - ``mixed=False`` (separate prefill and decode iterations, prefill first): if any running
   request has prompt tokens left, the iteration is prefill-only with budget
   ``max_batched_tokens`` (unlimited when 0); otherwise it decodes every running request.
+
+Prefix caching: a request's first ``cached_tokens`` prompt tokens are in the KV cache at
+admission; its prefill processes the rest (its first chunk starts at ``cached_tokens``).
+
+Speculative decoding (``tokens_per_step`` E >= 1): a decoding request emits E output
+tokens per iteration on average; the simulator advances its count by exactly E
+(deterministic, the expectation: the closed form's mean), so it finishes after
+ceil((output_tokens - 1) / E) decode iterations. What a verifying iteration costs is the
+``iteration_time`` callable's business.
 
 Prefill tokens go FCFS (admission order) to running requests with prompt tokens left.
 ``chunked=True``: each takes ``min(remaining, budget left)`` (partial chunks allowed) until
@@ -156,12 +168,15 @@ class _Engine:
     """One replica: running set (slot arrays), FCFS queue, pending resubmissions, and one
     record (submit, admit, first token, finish time) per request."""
 
-    def __init__(self, capacity, input_tokens, output_tokens, request_overhead_s):
+    def __init__(self, capacity, input_tokens, output_tokens, request_overhead_s,
+                 cached_tokens=0, tokens_per_step=1.0):
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.request_overhead_s = request_overhead_s
+        self.cached_tokens = cached_tokens
+        self.tokens_per_step = tokens_per_step
         self.slot_request = np.full(capacity, -1, np.int64)
-        self.emitted = np.zeros(capacity, np.int64)  # output tokens emitted so far
+        self.emitted = np.zeros(capacity)  # output tokens emitted so far (E per step)
         self.target = np.full(capacity, output_tokens, np.int64)  # output tokens to emit
         self.first_lengths = deque()  # output lengths of the first requests (stagger)
         self.decoding = np.zeros(capacity, bool)      # prefill done, not finished
@@ -188,7 +203,7 @@ class _Engine:
             self.times["admit"][request] = t
             self.target[slot] = (self.first_lengths.popleft() if self.first_lengths
                                  else self.output_tokens)
-            self.prefilling.append([slot, 0])
+            self.prefilling.append([slot, self.cached_tokens])
 
     def idle(self):
         """Nothing running and nothing waiting: the engine waits for a submission."""
@@ -210,7 +225,7 @@ class _Engine:
     def advance(self, t_end, decode_slots, prefill):
         """Apply one iteration ending at ``t_end``: tokens emitted, prefills completed,
         requests finished and resubmitted. Returns how many finished."""
-        self.emitted[decode_slots] += 1
+        self.emitted[decode_slots] += self.tokens_per_step
         for entry, n in zip(self.prefilling, prefill):
             entry[1] += n
             if entry[1] == self.input_tokens:
@@ -264,7 +279,8 @@ def _window_metrics(rec, t0, t1, stats, output_tokens, request_overhead_s):
 def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tokens,
              chunked=True, mixed=True, max_running=0, kv_slots=0,
              request_overhead_s=0.0, iteration_overhead_s=0.0,
-             n_requests=None, warmup=None, seed=None, stagger=False):
+             n_requests=None, warmup=None, seed=None, stagger=False, cached_tokens=0,
+             tokens_per_step=1.0):
     """Steady-state metrics of a closed-loop continuous-batching engine; see the module
     docstring for the exact semantics and the returned keys."""
     if not callable(iteration_time):
@@ -279,8 +295,16 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
     iteration_overhead_s = _seconds("iteration_overhead_s", iteration_overhead_s)
     n_requests = _count("n_requests", max(20 * batch, 200) if n_requests is None else n_requests, 1)
     warmup = _count("warmup", 2 * batch if warmup is None else warmup, 0)
+    cached_tokens = _count("cached_tokens", cached_tokens, 0)
+    if cached_tokens >= input_tokens:
+        raise ValueError(f"cached_tokens must be below input_tokens ({input_tokens}), got "
+                         f"{cached_tokens}: the last prompt token is always computed")
+    tokens_per_step = float(tokens_per_step)
+    if not math.isfinite(tokens_per_step) or tokens_per_step < 1.0:
+        raise ValueError(f"tokens_per_step must be a number >= 1, got {tokens_per_step!r}")
 
-    engine = _Engine(min(limits), input_tokens, output_tokens, request_overhead_s)
+    engine = _Engine(min(limits), input_tokens, output_tokens, request_overhead_s,
+                     cached_tokens, tokens_per_step)
     if stagger:  # first requests end at evenly spread times: clients out of step
         engine.first_lengths.extend(max(1, math.ceil(output_tokens * (i + 1) / batch))
                                     for i in range(batch))

@@ -40,19 +40,23 @@ def point(**grid):
 
     scratch = np.empty(2 * progs.shape[1])
 
+    q = float(v["spec_tokens"]) + 1.0  # tokens a decoding request verifies (speculative)
+
     def iteration_time(decode_contexts, prefill_chunks, sampled):
         comp = np.zeros(S.N_COMP)
         d = float(len(decode_contexts))
-        comp[S.C_DEC] = comp[S.C_QDEC] = d  # one token per decoding request (no drafts)
+        comp[S.C_DEC] = d
+        comp[S.C_QDEC] = d * q
         comp[S.C_CTX] = comp[S.C_CTXW] = float(np.sum(decode_contexts))
-        comp[S.C_QCTX] = comp[S.C_QCTXW] = comp[S.C_CTX]
+        # q queries per request: each attends the context, the later ones the earlier ones
+        comp[S.C_QCTX] = comp[S.C_QCTXW] = q * comp[S.C_CTX] + d * q * (q - 1) / 2
         comp[S.C_PRE] = float(sum(n for _, n in prefill_chunks))
         comp[S.C_PROMPTS] = sampled - d
         comp[S.C_PAIRS] = comp[S.C_PAIRSW] = float(sum(
             n * q + n * (n + 1) / 2 for q, n in prefill_chunks))
         comp[S.C_READ] = comp[S.C_READW] = float(sum(q for q, _ in prefill_chunks))
         comp[S.C_TOUCHED] = d + len(prefill_chunks)
-        comp[S.C_SAMPLED] = float(sampled)
+        comp[S.C_SAMPLED] = float(sampled) + d * (q - 1)  # every verified token scored
         return S.iteration_seconds(out[L.DECODE], n_ops[L.DECODE], progs[L.DECODE],
                                    out[L.PREFILL], n_ops[L.PREFILL], progs[L.PREFILL],
                                    partner, shared, comp, 1.0, 1.0, 1.0, 1.0, 1.0, t, p, e,
