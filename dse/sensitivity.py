@@ -11,6 +11,9 @@ values of that axis, the other group keys held fixed:
 two values (``same_strategy`` says whether it does): the elasticity is that of the best
 answer the grid gives, not of one fixed configuration. Groups without a feasible best at
 either value are left out.
+
+The table is computed with array operations over all groups at once (a sweep with many
+what-if groups has tens of thousands of pairs; a Python loop per group dominated it).
 """
 from __future__ import annotations
 
@@ -37,33 +40,97 @@ COLUMNS = {
 
 
 def sensitivity(best: pd.DataFrame) -> pd.DataFrame:
-    """The elasticity table of a best table (see the module docstring); empty when no
-    what-if axis has two values."""
+    """The elasticity table of a best table (see the module docstring).
+
+    Parameters
+    ----------
+    best : pandas.DataFrame
+        A best table (``best.parquet``): the group keys, then ``found``, the strategy
+        columns and the metrics.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per what-if axis (in :data:`dse.axes.AXES` order), group of the other keys
+        (in order of first appearance) and pair of consecutive values of the axis within
+        the group (ascending): the group keys (the varied axis' own column null), then
+        ``what_if``, ``from_value``, ``to_value``, ``same_strategy`` and one
+        ``elasticity_<metric>`` per metric of :data:`METRICS`. Empty when no what-if axis
+        has two values or no group has a best at two of them.
+    """
     keys = list(best.columns[:list(best.columns).index("found")])
     whatifs = [a.name for a in AXES if a.section == "what_if" and a.name in keys
                and best[a.name].nunique() > 1]
     found = best[best["found"]]
-    strategy = [c for c in STRATEGY if c in best.columns]
-    out = []
-    for axis in whatifs:
-        others = [k for k in keys if k != axis]
-        for group, rows in found.groupby(others, dropna=False, observed=True, sort=False):
-            rows = rows.sort_values(axis)
-            if len(rows) < 2:
-                continue
-            x = rows[axis].to_numpy(float)
-            same = (rows[strategy].astype(str).agg("|".join, axis=1).to_numpy())
-            for i in range(len(rows) - 1):
-                rec = dict(zip(others, group if isinstance(group, tuple) else (group,)))
-                rec.update(what_if=axis, from_value=x[i], to_value=x[i + 1],
-                           same_strategy=bool(same[i] == same[i + 1]))
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    for m in METRICS:
-                        y = rows[m].to_numpy(float)
-                        rec[f"elasticity_{m}"] = float(
-                            (np.log(y[i + 1]) - np.log(y[i])) / (np.log(x[i + 1]) - np.log(x[i])))
-                out.append(rec)
     columns = keys + ["what_if", "from_value", "to_value", "same_strategy"] + \
         [f"elasticity_{m}" for m in METRICS]
-    # the varied axis' own column is null on its rows (from_value/to_value carry it)
-    return pd.DataFrame(out, columns=columns)
+    strategy = _strategy_text(found)
+    blocks = [_pairs(found, keys, axis, strategy) for axis in whatifs]
+    blocks = [b for b in blocks if len(b)]
+    if not blocks:
+        return pd.DataFrame([], columns=columns)
+    # one row of Python objects per pair, through the same constructor (and so the same
+    # dtype inference: str, int64, float64, bool; a key null on some rows) as a list of
+    # per-pair records
+    return pd.DataFrame(np.concatenate(blocks).tolist(), columns=columns)
+
+
+def _pairs(found: pd.DataFrame, keys: list[str], axis: str,
+           strategy: np.ndarray) -> np.ndarray:
+    """The rows of :func:`sensitivity` for one what-if axis, as an object array.
+
+    Parameters
+    ----------
+    found : pandas.DataFrame
+        The rows of a best table that have a best (``found``).
+    keys : list of str
+        The group keys of the best table.
+    axis : str
+        The what-if axis varied (one of ``keys``).
+    strategy : numpy.ndarray
+        Each row's strategy as text (:func:`_strategy_text`).
+
+    Returns
+    -------
+    numpy.ndarray
+        Object array, one row per pair of consecutive values of ``axis`` within a group of
+        the other keys, in the columns of :func:`sensitivity`'s table.
+    """
+    others = [k for k in keys if k != axis]
+    # group number in order of first appearance, as iterating groupby(sort=False) would
+    group = found.groupby(others, dropna=False, observed=True, sort=False).ngroup().to_numpy()
+    x = found[axis].to_numpy(float)
+    # by group, then by the axis' value within it (NaN last, as sort_values puts it; a
+    # best table has one row per key, so no two rows of a group tie)
+    order = np.lexsort((x, group))
+    lo, hi = order[:-1], order[1:]
+    pair = group[lo] == group[hi]  # consecutive rows of one group: a pair of values
+    lo, hi = lo[pair], hi[pair]
+
+    out = np.empty((len(lo), len(keys) + 4 + len(METRICS)), dtype=object)
+    for j, k in enumerate(keys):
+        # the group's key values; the varied axis' own column is null (from/to carry it)
+        out[:, j] = np.nan if k == axis else found[k].to_numpy(object)[lo]
+    x0, x1 = x[lo], x[hi]
+    j = len(keys)
+    out[:, j] = axis
+    out[:, j + 1] = x0
+    out[:, j + 2] = x1
+    out[:, j + 3] = strategy[lo] == strategy[hi]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dx = np.log(x1) - np.log(x0)
+        for i, m in enumerate(METRICS):
+            y = found[m].to_numpy(float)
+            out[:, j + 4 + i] = (np.log(y[hi]) - np.log(y[lo])) / dx
+    return out
+
+
+def _strategy_text(found: pd.DataFrame) -> np.ndarray:
+    """Each row's strategy as one string: its :data:`STRATEGY` columns' text joined by
+    ``|`` (two rows have the same strategy when their strings are equal; a missing value
+    reads ``nan``). An empty string per row when the table has no strategy column."""
+    text = np.full(len(found), "", dtype=object)
+    for i, c in enumerate(c for c in STRATEGY if c in found.columns):
+        col = found[c].astype(str).fillna("nan").to_numpy(object)
+        text = col if i == 0 else text + "|" + col
+    return text

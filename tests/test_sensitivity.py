@@ -51,3 +51,42 @@ def test_sweep_writes_sensitivity_with_what_ifs(tmp_path, monkeypatch):
     assert s.n_groups == 4
     dse.run_sweep(dse.parse_sweep({"grid": grid}), "plain", progress=False)
     assert not (tmp_path / "plain" / "sensitivity.parquet").exists()
+
+
+def test_vectorized_table_equals_a_loop_over_groups():
+    # unsorted what-if values, rows in random order, a null key, groups without a best:
+    # the same rows, in the same order, as a loop over groups (the previous implementation)
+    rng = np.random.default_rng(0)
+    n = 300
+    best = pd.DataFrame({
+        "hardware": pd.Categorical(rng.choice(["a", "b", None], n)),
+        "input_tokens": rng.choice([512, 1024], n),
+        "compute_scale": rng.choice([2.0, 1.0, 1.5], n),
+        "memory_bandwidth_scale": rng.choice([1.25, 0.8, 1.0], n),
+        "found": rng.random(n) < 0.8, "batch": rng.choice([1, 8], n),
+        "weight_dtype": pd.Categorical(rng.choice(["bf16", "fp8"], n)),
+        "tokens_per_s_per_device": rng.random(n), "ttft_s": rng.random(n),
+        "tpot_s": rng.random(n)}).drop_duplicates(
+            ["hardware", "input_tokens", "compute_scale", "memory_bandwidth_scale"])
+    keys = list(best.columns[:4])
+    found = best[best.found]
+    want = []
+    for axis in ("compute_scale", "memory_bandwidth_scale"):
+        others = [k for k in keys if k != axis]
+        for group, rows in found.groupby(others, dropna=False, observed=True, sort=False):
+            rows = rows.sort_values(axis)
+            x = rows[axis].to_numpy()
+            same = (rows.batch.astype(str) + "|" + rows.weight_dtype.astype(str)).to_numpy()
+            for i in range(len(rows) - 1):
+                el = [(np.log(rows[m].iloc[i + 1]) - np.log(rows[m].iloc[i]))
+                      / (np.log(x[i + 1]) - np.log(x[i])) for m in
+                      ("tokens_per_s_per_device", "ttft_s", "tpot_s")]
+                want.append({**dict(zip(others, group)), "what_if": axis,
+                             "from_value": x[i], "to_value": x[i + 1],
+                             "same_strategy": bool(same[i] == same[i + 1]),
+                             **dict(zip(["elasticity_tokens_per_s_per_device",
+                                         "elasticity_ttft_s", "elasticity_tpot_s"], el))})
+    got = sensitivity(best)
+    want = pd.DataFrame(want, columns=got.columns)
+    assert len(got) > 40 and got.hardware.isna().any()
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
