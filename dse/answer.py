@@ -18,9 +18,11 @@ from pathlib import Path
 SHOWN_GROUPS = 5
 JSON_ROWS = 1000
 # strategy axes shown only where the spec varies them or fixes a value besides the default
-OPTIONAL_STRATEGY = ("pp", "ep", "attention_dp", "dp", "max_batched_tokens")
-# group axes besides model, workload and hardware, shown where the spec varies them
+OPTIONAL_STRATEGY = ("pp", "ep", "attention_dp", "dp", "max_batched_tokens", "spec_tokens")
+# group axes besides model, workload and hardware, shown where the spec varies them (the
+# named ones as name=value)
 OTHER_GROUP = ("serving", "engine")
+NAMED_GROUP = ("prefix_cached_fraction", "acceptance_rate", "beams")
 
 
 def _first_rows(path: Path, n: int):
@@ -93,6 +95,7 @@ def _strategy(row, spec) -> str:
 def _other(row, spec) -> str:
     from .evaluate import WHAT_IF_DIMS
     parts = [str(row[d]) for d in OTHER_GROUP if _varies(spec, d)]
+    parts += [f"{d}={row[d]:g}" for d in NAMED_GROUP if _varies(spec, d)]
     parts += [f"{d}={row[d]:g}" for d in WHAT_IF_DIMS if _varies(spec, d)]
     return " ".join(parts)
 
@@ -134,7 +137,7 @@ def _why(row) -> str:
 def best_table(summary, spec, n: int = SHOWN_GROUPS) -> list[str]:
     """Lines of the aligned best-per-group table (first ``n`` groups, then a count)."""
     rows, total = _first_rows(Path(summary.out_dir) / "best.parquet", n)
-    other = any(_varies(spec, d) for d in OTHER_GROUP) or \
+    other = any(_varies(spec, d) for d in (*OTHER_GROUP, *NAMED_GROUP)) or \
         any(_varies(spec, d) for d in spec.what_if)
     metrics = tuple(dict.fromkeys((spec.objectives.best, *SHOWN_METRICS)))
     heads = [OBJECTIVE_TEXT[m][0] for m in metrics]

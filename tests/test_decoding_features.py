@@ -237,7 +237,8 @@ acceptance_rate = [0.875]
     assert float(speedup.min()) > 1.3 and float(speedup.max()) < 1.9
 
 
-def test_sweep_cli_takes_the_new_axes_and_the_best_table_reports_them(tmp_path, monkeypatch):
+def test_sweep_cli_takes_the_new_axes_and_the_best_table_reports_them(tmp_path, monkeypatch,
+                                                                       capsys):
     from dse.cli import main
     import pandas as pd
     monkeypatch.chdir(tmp_path)
@@ -256,7 +257,9 @@ acceptance_rate = [0.8]
 prefix_cached_fraction = [0.0, 0.5]
 beams = [1]
 """)
-    assert main(["sweep", "s.toml", "--out", "results", "--quiet"]) == 0
+    assert main(["sweep", "s.toml", "--out", "results"]) == 0
+    printed = capsys.readouterr().out  # the answer names the drafts and the prefix variant
+    assert "spec_tokens=2" in printed and "prefix_cached_fraction=0.5" in printed
     best = pd.read_parquet("results/best.parquet")
     assert {"spec_tokens", "acceptance_rate", "prefix_cached_fraction", "beams"} <= set(best)
     # per prefix fraction (a group axis) one best row; drafting wins on tokens per device
