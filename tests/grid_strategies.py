@@ -42,6 +42,13 @@ STRUCTURE = {
     "act_dtype": axis(DTYPES + ["same"], 2),
     "kv_dtype": axis(DTYPES + ["same"], 2),
     "quant": axis(QUANTS, 2),
+    # prefix caching, MTP drafts (infeasible on models without MTP, priced all the same),
+    # beam search: one value per example (the static reference evaluates these axes one
+    # value at a time; tests/test_decoding_features.py sweeps several in one grid)
+    "prefix_cached_fraction": axis([0.0, 0.3, 0.9], 1),
+    "spec_tokens": axis([0, 1, 3], 1),
+    "acceptance_rate": axis([0.5, 0.8, 1.0], 1),
+    "beams": axis([1, 2, 4], 1),
 }
 # compute and bandwidth what-ifs (1e-6: a chip so slow that compute bounds every op)
 WHAT_IF_SCALES = {
