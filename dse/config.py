@@ -294,6 +294,11 @@ class Hardware:
     price_per_device_hour_usd: float = 0.0  # 0: unknown (no cost column values)
     # power with a serving engine loaded and nothing running; 0: IDLE_FRACTION_OF_TDP
     idle_watts: float = 0.0
+    # the host tier for offload (the ``offload`` axis), per device: host memory it may spill
+    # weights or KV cache to [bytes] and the host-to-device link [bytes/s, one direction];
+    # 0: none (nothing can be offloaded)
+    host_memory_bytes: float = 0.0
+    host_link_bytes_per_s: float = 0.0
     # size-dependent efficiency (kernels/efficiency.py): {curve name: (work, efficiency)}
     # with the knots as tuples; a curve that is absent leaves the scalar efficiency
     efficiency_curves: dict = field(default_factory=dict)
@@ -353,6 +358,9 @@ def _check_native_precisions(value, rates: dict, src) -> None:
                   "precision the chip computes in natively)")
 
 
+_HW_HOST_KEYS = ("host_memory_bytes", "host_link_bytes_per_s")  # optional: the host tier
+
+
 def load_hardware(ref, base_dir: Path | None = None, source="<api>", key="hardware"):
     """Load a hardware preset by bundled name or path (a ``Path`` is always a path)."""
     path = resolve_preset("hardware", ref, base_dir, source, key)
@@ -364,7 +372,8 @@ def parse_hardware(data: dict, src: str, text: str = ""):
     """Validate a hardware preset given as a dict (its parsed TOML) read from ``src``."""
     allowed = {"name", "description", "scaleup_domain_devices", "tdp_watts", "family",
                "kernel_latency_s", "native_precisions", "efficiency",
-               "price_per_device_hour_usd", "idle_watts", *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS,
+               "price_per_device_hour_usd", "idle_watts", *_HW_HOST_KEYS, *_HW_FLOAT_KEYS,
+               *_HW_FRACTION_KEYS,
                *_HW_RATE_KEYS}
     _check_keys(data, allowed, ["name", "flops_per_s_fp32", "scaleup_domain_devices",
                                 *_HW_FLOAT_KEYS, *_HW_FRACTION_KEYS], src)
@@ -394,7 +403,8 @@ def parse_hardware(data: dict, src: str, text: str = ""):
         **{k: _positive_float(data, k, src) for k in _HW_FLOAT_KEYS},
         **{k: _positive_float(data, k, src, upper=1.0) for k in _HW_FRACTION_KEYS},
         **{k: _positive_float(data, k, src) for k in ("tdp_watts", "price_per_device_hour_usd",
-                                                      "idle_watts") if k in data},
+                                                      "idle_watts", *_HW_HOST_KEYS)
+           if k in data},
         efficiency_curves=(_efficiency_curves(data["efficiency"], src)
                            if "efficiency" in data else {}),
         source=src, text=text,
