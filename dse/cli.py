@@ -304,16 +304,21 @@ def cmd_list(args) -> int:
         return 0
     if args.what == "hardware":
         # native: the precisions with native math; activations in any other are refused
-        # (precision_not_supported), so a chip without fp8 shows no fp8 rate
+        # (precision_not_supported), so a chip without fp8 shows no fp8 rate. host: the
+        # host tier for offload per device (host_memory_bytes, host_link_bytes_per_s, one
+        # direction), blank where the preset has none
         print(f"{'name':<12} {'bf16 TFLOP/s':>12} {'fp8 TFLOP/s':>11} {'HBM GB':>7} "
-              f"{'HBM TB/s':>8} {'scale-up GB/s':>13} {'domain':>6}  {'native precisions':<29}"
-              "  description")
+              f"{'HBM TB/s':>8} {'scale-up GB/s':>13} {'domain':>6} {'host GB':>7} "
+              f"{'host link GB/s':>14}  {'native precisions':<29}  description")
         for name in bundled_names("hardware"):
             h = load_hardware(name)
             fp8 = f"{h.flops_per_s['fp8'] / 1e12:.0f}" if "fp8" in h.flops_per_s else "-"
+            host = f"{h.host_memory_bytes / 1e9:.0f}" if h.host_memory_bytes else ""
+            link = f"{h.host_link_bytes_per_s / 1e9:.0f}" if h.host_link_bytes_per_s else ""
             print(f"{h.name:<12} {h.rate('bf16') / 1e12:>12.0f} {fp8:>11} "
                   f"{h.memory_bytes / 1e9:>7.0f} {h.memory_bytes_per_s / 1e12:>8.2f} "
-                  f"{h.scaleup_bytes_per_s / 1e9:>13.0f} {h.scaleup_domain_devices:>6}  "
+                  f"{h.scaleup_bytes_per_s / 1e9:>13.0f} {h.scaleup_domain_devices:>6} "
+                  f"{host:>7} {link:>14}  "
                   f"{','.join(h.native_precisions):<29}  {h.description}")
     elif args.what == "engines":
         from .engines import load_engine
