@@ -41,7 +41,8 @@ def spec_for(path, serving, hardware=None):
 
 def kernel_runner(spec):
     c = E.coords(spec)
-    inputs = E.kernel_inputs(spec, E.memory_and_validity(spec, c)["slots"])
+    memory = E.memory_and_validity(spec, c)
+    inputs = E.kernel_inputs(spec, memory["slots"], memory["host_bytes"])
     shapes = (E.kernel_shape(c, E.TTFT_DIMS), E.kernel_shape(c, E.TPOT_DIMS))
     return lambda: E.run_kernel(inputs, *shapes)
 

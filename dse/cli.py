@@ -550,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "not dividing tp, ...); they still count in the summary and manifest")
     s.add_argument("--breakdown", action="store_true",
                    help="add to configurations/ the time per operator class (attention, gemm, moe, "
-                   "collective, other) of prefill and of decode, and prefill_bound")
+                   "collective, other, offload) of prefill and of decode, and prefill_bound")
     s.set_defaults(func=cmd_sweep)
 
     from .plot import DEFAULT_MAX_PANELS, FORMATS, MAX_PANELS

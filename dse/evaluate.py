@@ -18,6 +18,7 @@ from .grid import (GRID_DIMS, HARDWARE_WHAT_IF, KERNEL_WHAT_IF, MEMORY_DIMS, STR
                    TPOT_DIMS, TTFT_DIMS, coords, engine_table, dtype_codes, hardware_tables, resolve_dtypes)
 from .kernels import layout as L
 from .kernels.grid import evaluate_grid
+from .offload import PHASES, offload_terms
 from .quant import quant_table
 
 REASONS = ("", "ep_not_divisor_of_tp", "ep_on_dense_model", "attention_dp_on_dense_model",
@@ -69,23 +70,43 @@ def slot_strides(dims: tuple, shape: tuple) -> tuple[np.ndarray, list]:
     return strides, order
 
 
-def kernel_inputs(spec: SweepSpec, slots: tuple) -> dict:
+def _with_host(slots: tuple, host: tuple | None) -> tuple:
+    """``slots`` and the offload's ``host`` bytes per pass (``dse.offload``: a leading
+    phase dim) over the union of their dims (grid order), so that one set of strides reads
+    both: (dims, slots, host [phase, ...])."""
+    from .grid import GRID_DIMS
+    dims, values = slots
+    if host is None:
+        host = (("phase",), np.zeros(len(PHASES)))
+    h_dims, h_values = host
+    union = tuple(d for d in GRID_DIMS if d in dims or d in h_dims[1:])
+    a = xr.DataArray(values, dims=dims)
+    b = xr.DataArray(h_values, dims=h_dims)
+    a, b = xr.broadcast(a, b, exclude=("phase",))
+    return (union, np.ascontiguousarray(a.transpose(*union).values),
+            np.ascontiguousarray(b.transpose("phase", *union).values))
+
+
+def kernel_inputs(spec: SweepSpec, slots: tuple, host: tuple | None = None) -> dict:
     """The dense arrays the grid kernel (and the numpy reference) take: the kernel and
     what-if axes of the registry (``dse.grid.STRUCT_DIMS``, ``KERNEL_WHAT_IF``) each as one
     table, precisions as codes, presets and choices as indices, one hardware row per
     hardware variant (``dse.grid.HARDWARE_WHAT_IF``; :func:`from_kernel` folds them back);
     ``slots`` = (dims, array): the requests memory and engine admit
-    (:func:`serving_slots`)."""
+    (:func:`serving_memory`); ``host`` = (("phase", *dims), array): the bytes a device
+    streams over the host link per pass (``dse.offload``; None: nothing), read with the
+    slots' strides."""
     c = coords(spec)
     hw, rates = hardware_variants(*hardware_tables(spec.hardware),
                                   *(c[d] for d in HARDWARE_WHAT_IF))
     programs, n_ops = comp.compile_models(spec.models)
     axes, axis_sizes = _axis_table([_axis_values(d, c[d]) for d in STRUCT_DIMS[1:]])
     scales, scale_sizes = _axis_table([c[d] for d in KERNEL_WHAT_IF])
-    dims, values = slots
+    dims, values, host = _with_host(slots, host)
     if "hardware" in dims:  # each hardware variant admits what its hardware admits
-        values = np.repeat(values, hw.shape[0] // len(spec.hardware),
-                           axis=dims.index("hardware"))
+        per = hw.shape[0] // len(spec.hardware)
+        values = np.repeat(values, per, axis=dims.index("hardware"))
+        host = np.repeat(host, per, axis=1 + dims.index("hardware"))
     strides, order = slot_strides(dims, values.shape)
     return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops,
                 engines=engine_table(spec.engines), quants=quant_table(spec.quants),
@@ -93,6 +114,8 @@ def kernel_inputs(spec: SweepSpec, slots: tuple) -> dict:
                 output_tokens=np.array(c["output_tokens"], np.int64), scales=scales,
                 scale_sizes=scale_sizes,
                 slots=np.ascontiguousarray(values.transpose(order), dtype=np.float64).ravel(),
+                host=np.ascontiguousarray(host.transpose(0, *(1 + i for i in order)),
+                                          dtype=np.float64).reshape(len(PHASES), -1),
                 slot_strides=strides, dtype_bytes=L.DTYPE_BYTES, dtype_bits=L.DTYPE_BITS)
 
 
@@ -393,11 +416,13 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     capacity = np.array([h.memory_bytes * h.memory_usable_fraction for h in spec.hardware])
     usable = np.outer(capacity, c["memory_capacity_scale"])
     weights = _own_dims(terms["weight_bytes_per_device"], spec.models, dims, c)
-    serving = serving_memory(spec, c, weights, usable)
+    memory = {name: weights if name == "weight_bytes_per_device" else
+              _own_dims(term, spec.models, dims, c) for name, term in terms.items()}
+    memory.update(serving_memory(spec, c, weights, usable))
+    # offload: the spill to the host tier, its bytes per pass, admission with it
+    memory.update(offload_terms(spec, c, memory, usable))
     return {
-        **{name: weights if name == "weight_bytes_per_device" else
-           _own_dims(term, spec.models, dims, c) for name, term in terms.items()},
-        **serving,
+        **memory,
         # NaN marks an unknown price: the one documented missing value (null in Parquet)
         "price_per_device_hour_usd": (("hardware",), np.array(
             [h.price_per_device_hour_usd or np.nan for h in spec.hardware])),
@@ -436,7 +461,7 @@ def evaluate(spec: SweepSpec, backend: str = "numba", breakdown: bool = False) -
     """
     c = coords(spec)
     memory = memory_and_validity(spec, c)
-    inputs = kernel_inputs(spec, memory["slots"])
+    inputs = kernel_inputs(spec, memory["slots"], memory.pop("host_bytes"))
     if backend == "numba":
         out = run_kernel(inputs, kernel_shape(c, TTFT_DIMS), kernel_shape(c, TPOT_DIMS))
     elif backend == "reference":
@@ -485,7 +510,7 @@ METRIC_INPUTS = ("serving", "tp", "attention_dp", "pp", "dp", "batch", "output_t
                  "kv_request_bytes", "working_bytes", "slots",
                  "structural_reason", "what_if_valid", "precision_reason",
                  "usable_memory_bytes", "price_per_device_hour_usd", "bound", "tdp_watts",
-                 "idle_watts")
+                 "idle_watts", "offloaded_bytes")
 
 # The power model of energy_per_token_j (README "Cost and energy"): a device draws
 #   P = idle + (TDP - idle) * u
@@ -499,7 +524,8 @@ METRIC_INPUTS = ("serving", "tp", "attention_dp", "pp", "dp", "batch", "output_t
 # on links; no measurement). Indexed by the kernel's bound code (compute, memory, network).
 # (the constant lives with the reduction kernel, which restates the model for objectives)
 from .kernels.objectives import POWER_SHARE_MEMORY_BOUND  # noqa: E402  (0.35)
-POWER_SHARE_BY_BOUND = (1.0, POWER_SHARE_MEMORY_BOUND, POWER_SHARE_MEMORY_BOUND)
+POWER_SHARE_BY_BOUND = (1.0, POWER_SHARE_MEMORY_BOUND, POWER_SHARE_MEMORY_BOUND,
+                        POWER_SHARE_MEMORY_BOUND)
 # Idle power where a preset gives no idle_watts: a fraction of TDP. An H200 with a serving
 # engine loaded idles at about 80 W of its 700 W TDP (0.115; measured draw published at
 # api.serialalice.pt/alice-benchmark, June 2026); 0.12 is used.
@@ -548,6 +574,8 @@ def derived_metrics(v, where=np.where) -> dict:
                    v["weight_bytes_per_device"] + np.maximum(
                        v["kv_prompt_bytes"] + v["activation_bytes_per_device"],
                        v["kv_cache_bytes_per_device"] + v["decode_working_bytes"]))
+    # what spills to the host tier (the offload axis) is not held by the device
+    memory = memory - v["offloaded_bytes"]
     no_room = where(continuous, v["slots"] < 1, memory > v["usable_memory_bytes"])
     reason = v["structural_reason"]
     reason = where((reason == 0) & ~v["what_if_valid"],
@@ -565,6 +593,7 @@ def derived_metrics(v, where=np.where) -> dict:
         "requests_per_s": requests,
         "running_requests": running,
         "memory_bytes_per_device": memory,
+        "offloaded_bytes_per_device": v["offloaded_bytes"] + 0.0 * memory,
         "reason": reason,
         "feasible": reason == 0,
         # [USD per 1e6 output tokens]; NaN where the hardware preset has no price

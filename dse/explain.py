@@ -18,7 +18,7 @@ from .evaluate import derive, evaluate, kernel_inputs, memory_and_validity
 from .grid import coords
 from .kernels import layout as L
 from .kernels.breakdown import CLASSES, KIND_CLASS
-from .kernels.grid import EXPLAIN_FIELDS, explain_point, explain_serving
+from .kernels.grid import EXPLAIN_FIELDS, explain_point, explain_serving, host_seconds
 from .metrics import BREAKDOWN_METRICS, METRICS
 from .table import CATEGORY_NAMES
 
@@ -75,11 +75,13 @@ def explain(*, breakdown: bool = False, **axes):
         "what_if": {a.name: axes[a.name] for a in AXES
                     if a.section == "what_if" and a.name in axes}})
     memory = memory_and_validity(spec, coords(spec))
-    inp = kernel_inputs(spec, memory["slots"])
+    inp = kernel_inputs(spec, memory["slots"], memory["host_bytes"])
+    # offload: what one device streams over the host link per prefill / decode pass
+    host = inp["host"][:, 0]
     if spec.grid["serving"][0] == "continuous":
-        table, extra = _continuous_rows(spec, inp, float(memory["slots"][1].ravel()[0]))
+        table, extra = _continuous_rows(spec, inp, float(inp["slots"][0]), float(host[1]))
     else:
-        table, extra = _static_rows(spec, inp)
+        table, extra = _static_rows(spec, inp, host)
     ds = evaluate(spec, breakdown=breakdown)
     der = derive(ds)
     der["infeasible_reason"] = der["reason"]
@@ -104,8 +106,17 @@ def op_class(op) -> str:
     return CLASSES[KIND_CLASS[int(op.row[L.OP_KIND])]]
 
 
-def _static_rows(spec, inp) -> tuple[list, dict]:
-    """Per-op rows of a static batch: prefill, then the mean decode step."""
+def _host_row(phase: str, nbytes: float, seconds: float) -> dict:
+    """The ``host_link`` row of a phase or iteration: the part of a pass the host link's
+    streaming of ``nbytes`` offloaded bytes per pass outlasts the device's work."""
+    return {"phase": phase, "op": "host_link", "kind": "offload", "op_class": "offload",
+            "count": 1.0, **_NOT_SPLIT, "bytes": nbytes, "time_s": seconds,
+            "total_s": seconds}
+
+
+def _static_rows(spec, inp, host) -> tuple[list, dict]:
+    """Per-op rows of a static batch: prefill, then the mean decode step; with offload a
+    ``host_link`` row per phase (``host``: bytes per prefill and decode pass)."""
     m = spec.models[0]
     n_pre, n_dec = (int(n) for n in inp["n_ops"][0])
     width = max(n_pre, n_dec)
@@ -139,6 +150,14 @@ def _static_rows(spec, inp) -> tuple[list, dict]:
                       "bytes": 0.0, "net_bytes": 0.0, "link": "", "compute_s": 0.0,
                       "memory_s": 0.0, "network_s": 0.0, "latency_s": 0.0, "time_s": wait,
                       "bound": "", "total_s": wait})
+        if host[phase] > 0.0:  # offload: the host link's wait beyond the device's work
+            h = host_seconds(float(host[phase]), inp["hw"][0])
+            if phase == L.PREFILL:
+                extra = (max(path, h) - path) + (micro - 1.0) * (max(stage, h) - stage)
+            else:
+                step = max(path, micro * stage)
+                extra = max(step, micro * h) - step
+            table.append(_host_row(phase_name, float(host[phase]), extra))
     return table, {"micro_batches": micro}
 
 
@@ -152,10 +171,11 @@ SERVING_FIELDS = ("completions_per_s", "decoding_requests",
                   "prefill_iteration_s", "micro_batches")
 
 
-def _continuous_rows(spec, inp, slot: float) -> tuple[list, dict]:
+def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
     """Per-op rows of continuous serving's two iteration kinds (decode only, carrying
     prefill; ``kernels.grid.explain_serving``) and the steady state's composition. Per
-    iteration, ``total_s`` adds up to the iteration's time (engine overhead included)."""
+    iteration, ``total_s`` adds up to the iteration's time (engine overhead included;
+    with offload, ``host``: bytes per pass, a ``host_link`` row)."""
     m = spec.models[0]
     n_pre, n_dec = (int(n) for n in inp["n_ops"][0])
     ops = {L.PREFILL: program_ops(m, L.PREFILL), L.DECODE: program_ops(m, L.DECODE)}
@@ -165,7 +185,7 @@ def _continuous_rows(spec, inp, slot: float) -> tuple[list, dict]:
         inp["hw"][0], inp["rates"][0], inp["programs"][0, L.PREFILL], n_pre,
         inp["programs"][0, L.DECODE], n_dec, engine, inp["axes"][:, 0], inp["quants"][0],
         float(inp["output_tokens"][0]), inp["scales"][:, 0], slot, inp["dtype_bytes"],
-        inp["dtype_bits"], rows["decode"], rows["mixed"])
+        inp["dtype_bits"], rows["decode"], rows["mixed"], host)
     extra = dict(zip(SERVING_FIELDS, (result[2], *result[4:])))
     times = {"decode": result[10], "mixed": result[11]}
     labels = {"decode": "decode_iteration", "mixed": "prefill_iteration"}
@@ -182,10 +202,14 @@ def _continuous_rows(spec, inp, slot: float) -> tuple[list, dict]:
                               "total_s": count * sec})
         overhead = float(engine[L.EN_ITERATION_OVERHEAD_S])
         ops_s = sum(r["total_s"] for r in table if r["phase"] == labels[kind])
-        for name, value in (("pipeline_wait", times[kind] - overhead - ops_s),
+        # the device's work (offload: the pass lasts max(it, the host link))
+        device = float(result[13] if kind == "decode" else result[14])
+        for name, value in (("pipeline_wait", device - ops_s),
                             ("iteration_overhead", overhead)):
             table.append({"phase": labels[kind], "op": name, "kind": "engine",
                           "op_class": "other" if name == "iteration_overhead" else "",
                           "count": 1.0,
                           **_NOT_SPLIT, "time_s": value, "total_s": value})
+        if host > 0.0:
+            table.append(_host_row(labels[kind], host, times[kind] - overhead - device))
     return table, extra

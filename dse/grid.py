@@ -59,6 +59,12 @@ TTFT_BYTES, TPOT_BYTES = 8, 9
 # - memory terms: the KV cache and one temporary of its size while it is computed, and
 #   the activations; structural reason codes and the int64 temporaries of their checks
 KV_BYTES, ACTIVATION_BYTES, STRUCTURE_BYTES = 16, 8, 24
+# - offload (dse/offload.py, only where the offload axis holds more than one value): the
+#   spill, host bytes per pass, slots and about a dozen temporaries of their size over the
+#   memory dims, hardware, capacity, serving, engine and offload (an estimate, not measured)
+OFFLOAD_BYTES = 128
+OFFLOAD_DIMS = (*MEMORY_DIMS, "hardware", "memory_capacity_scale", "serving", "engine",
+                "offload")
 # - the reduction's per-thread scratch: x, y (float64) and a feasible flag per (group of
 #   a block, strategy), and per worker a candidate index and the frontier pre-filter's
 #   survivors (int64)
@@ -159,6 +165,8 @@ def chunk_bytes(sizes: dict, results: bool, threads: int) -> float:
                  + KV_BYTES * n(MEMORY_DIMS) + ACTIVATION_BYTES * n(ACTIVATION_DIMS)
                  + ACTIVATION_BYTES * n(KV_PROMPT_DIMS)
                  + STRUCTURE_BYTES * n(STRUCTURE_DIMS))
+    if sizes["offload"] > 1:  # dse.offload's spill terms and their temporaries
+        evaluated += OFFLOAD_BYTES * n(OFFLOAD_DIMS)
     workers = min(threads, -(-n_g // GROUP_BLOCK))
     scratch = (min(n_g, GROUP_BLOCK * threads) * SCRATCH_BYTES + workers * WORKER_BYTES) * n_s
     strategy_sizes = [sizes[d] for d in STRATEGY_DIMS]
@@ -231,6 +239,7 @@ def hardware_tables(hardware) -> tuple[np.ndarray, np.ndarray]:
         table[i, L.HW_MEMORY_EFF] = hw.memory_efficiency
         table[i, L.HW_NETWORK_EFF] = hw.network_efficiency
         table[i, L.HW_KERNEL_LATENCY_S] = hw.kernel_latency_s
+        table[i, L.HW_HOST_BYTES_PER_S] = hw.host_link_bytes_per_s
         for name, (work, eff) in hw.efficiency_curves.items():
             col = L.HW_CURVES + L.CURVES.index(name) * L.CURVE_WIDTH
             pad = L.CURVE_KNOTS - len(work)  # fewer knots: the last repeats (never read)

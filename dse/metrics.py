@@ -60,7 +60,11 @@ METRICS = (
            "static: weights + the larger of the prefill peak (the prompts' KV cache + the "
            "prefill activations) and the decode peak (full-context KV cache + one step's "
            "activations); continuous: weights + one iteration's working set + the running "
-           "requests' KV cache"),
+           "requests' KV cache; less what is offloaded to the host"),
+    Metric("offloaded_bytes_per_device", "bytes", "float64", "derived",
+           "weights or KV cache the device spills to the hardware's host memory and streams "
+           "over the host link every pass (the offload axis; 0: nothing spilled); not in "
+           "memory_bytes_per_device", in_rows=False),
     Metric("cost_per_million_output_tokens", "USD per million output tokens", "float64",
            "derived",
            "USD per million output (generated) tokens, prompt tokens not counted: devices * "
@@ -80,7 +84,8 @@ METRICS = (
            "the first reason the point is infeasible; null where feasible", nullable=True,
            in_rows=False),
     Metric("bound", "", "category", "kernel",
-           "the resource (compute, memory, network) behind most decode time"),
+           "the resource (compute, memory, network, or host_link: the offload's "
+           "streaming outlasting the device's work) behind most decode time"),
 )
 
 # Optional columns of the results table, written only when asked for (``dse sweep
@@ -90,10 +95,10 @@ METRICS = (
 # Source "breakdown": that kernel. Not in the Pareto and best rows.
 def _breakdown_metrics() -> tuple:
     from .kernels.breakdown import CLASSES, CLASS_DOCS
-    pre = ("prefill time in {}; the five prefill_*_s add up to the prefill part of ttft_s "
+    pre = ("prefill time in {}; the six prefill_*_s add up to the prefill part of ttft_s "
            "(static: ttft_s; continuous: the request's prefill iterations, ttft_s less the "
            "request overhead, arrival offset and admission wait)")
-    dec = ("decode time per output token in {}; the five decode_*_s add up to tpot_s "
+    dec = ("decode time per output token in {}; the six decode_*_s add up to tpot_s "
            "(static: the mean decode step; continuous: the mean iteration a decoding "
            "request sees, others' prefill chunks included)")
     return (*(Metric(f"prefill_{c}_s", "s", "float64", "breakdown", pre.format(CLASS_DOCS[c]),

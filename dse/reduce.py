@@ -43,7 +43,8 @@ SOURCES = ("ttft_s", "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_de
            "activation_bytes_per_device", "structural_reason", "what_if_valid",
            "usable_memory_bytes", "slots", "serving_code", "precision_reason",
            "kv_prompt_bytes", "decode_working_bytes", "price_per_device_hour_usd",
-           "bound", "tdp_watts", "idle_watts", "kv_request_bytes", "working_bytes")
+           "bound", "tdp_watts", "idle_watts", "offloaded_bytes", "kv_request_bytes",
+           "working_bytes")
 
 
 class Points:

@@ -50,7 +50,8 @@ STRATEGY = ("tp", "pp", "ep", "attention_dp", "dp", "max_batched_tokens", "batch
 HOVER = (*STRATEGY, "weight_dtype", "act_dtype", "kv_dtype", "devices", "ttft_s",
          "tpot_s", "bound")
 OPTIONAL = ("quant", "cost_per_million_output_tokens")
-BOUND_COLOURS = {"compute": "#e6862a", "memory": "#3b75af", "network": "#519e3e"}
+BOUND_COLOURS = {"compute": "#e6862a", "memory": "#3b75af", "network": "#519e3e",
+                 "host_link": "#8c564b"}
 SYMBOLS = ("circle", "square", "triangle-up", "diamond", "triangle-down", "cross", "x")
 DASHES = ("solid", "dash", "dot", "dashdot")
 BEST_LABEL = "best within the constraints"
@@ -407,6 +408,8 @@ def _bottleneck_figure(frontier, feasible: dict | None):
     labels = [label for label, _ in rows][::-1]  # the first hardware on top
     traces = []
     for bound in BOUND_NAMES:
+        if bound == "host_link" and not any(c.get(bound) for _, c in rows):
+            continue  # offload's bound: shown only where a sweep has such points
         shares, text = [], []
         for _, counts in rows[::-1]:
             total = sum(counts.values())

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import xarray as xr
 
-from .axes import AXES, SERVING, names
+from .axes import AXES, AXIS, names
 from .evaluate import METRIC_INPUTS, REASONS, derived_metrics
 from .grid import GRID_DIMS, dtype_codes, resolve_dtypes
 from .kernels.gather import Slabs
@@ -22,8 +22,9 @@ AXIS_COLUMNS = names()
 METRIC_COLUMNS = NUMERIC
 INT_AXES = names(kind="int")
 # the names behind each categorical column's dictionary indices
-CATEGORY_NAMES = {"infeasible_reason": REASONS, "bound": BOUND_NAMES, "serving": SERVING,
-                  "prefill_bound": BOUND_NAMES, **{d: DTYPES for d in names(kind="dtype")}}
+CATEGORY_NAMES = {"infeasible_reason": REASONS, "bound": BOUND_NAMES,
+                  "prefill_bound": BOUND_NAMES, **{d: DTYPES for d in names(kind="dtype")},
+                  **{d: AXIS[d].choices for d in names(kind="choice")}}
 PRESET_AXES = names(kind="preset")  # their names come with the sweep (global_coords)
 # The reason codes of combinations that are not valid configurations (ep on a dense model,
 # ep not dividing tp, a precision the hardware has no math for, ...): every reason but
@@ -162,8 +163,9 @@ def columns(block: xr.Dataset, sch: pa.Schema, global_coords: dict) -> dict[str,
     for c in PRESET_AXES:
         pos = [global_coords[c].index(v) for v in block[c].values]
         small[c] = _axis(pos, c, _index_dtype(sch.field(c).type))
-    small["serving"] = _axis([SERVING.index(v) for v in block["serving"].values], "serving",
-                             _index_dtype(sch.field("serving").type))
+    for c in names(kind="choice"):  # serving, offload: indices into the axis' choices
+        small[c] = _axis([AXIS[c].choices.index(v) for v in block[c].values], c,
+                         _index_dtype(sch.field(c).type))
     for c in AXIS_COLUMNS:
         if c not in small:
             small[c] = _axis(block[c].values, c, sch.field(c).type.to_pandas_dtype())

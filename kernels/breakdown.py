@@ -15,16 +15,20 @@ classes count them), ``gemm`` (every dense projection: QKV, output, dense and sh
 FFN, LM head), ``moe`` (the routed experts' GEMMs), ``collective`` (all-reduce,
 all-gather, reduce-scatter, all-to-all, pipeline sends) and ``other`` (norms,
 embeddings, elementwise kernels such as RoPE, activations, the router and permutation,
-sampling; and the engine's per-iteration overhead).
+sampling; and the engine's per-iteration overhead) and ``offload`` (no operator: the part
+of a pass the host link's streaming of offloaded bytes outlasts the device's work,
+``dse.offload``).
 
 What the classes add up to, exactly (up to rounding):
 
-- static prefill: ``ttft_s`` = path + (micro-batches - 1) x stage, each class its own
-  path + (micro-batches - 1) x stage;
-- static decode: ``tpot_s`` = the mean step max(path, micro-batches x stage), each class
-  its share of the side that wins (its path time, or micro-batches x its stage time);
-- continuous: each iteration's time max(path, micro-batches x stage) + overhead splits the
-  same way (the overhead goes to ``other``); the prefill classes add up to the request's
+- static prefill: ``ttft_s`` = max(path, host) + (micro-batches - 1) x max(stage, host),
+  each class its own path + (micro-batches - 1) x stage, ``offload`` the rest (host: the
+  host link's seconds per pass, 0 without offload);
+- static decode: ``tpot_s`` = the mean step max(path, micro-batches x stage,
+  micro-batches x host), each class its share of the side of the first two that wins (its
+  path time, or micro-batches x its stage time), ``offload`` the rest;
+- continuous: each iteration's time max(path, micro-batches x stage, micro-batches x host)
+  + overhead splits the same way (the overhead goes to ``other``); the prefill classes add up to the request's
   prefill iterations in TTFT (``serving.serve_weights``: TTFT less the request overhead,
   the arrival offset and the wait for admission), the decode classes to ``tpot_s`` (the
   mean iteration a decoding request sees, the others' prefill chunks included: a decode
@@ -40,7 +44,7 @@ from numba import njit, prange
 
 from . import layout as L
 from .formulas import expected_tokens
-from .grid import (_KIND, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC1, _TM1,
+from .grid import (_KIND, host_seconds, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC1, _TM1,
                    _ctx_factors, _fill_times, _phase_costs, _whatif_groups, ctx_op_time,
                    attention_curved, context_ops, decode_axes, op_time_won, point_setup,
                    what_if_table, winner)
@@ -55,8 +59,9 @@ from .serving import (N_COMP, N_TERMS, N_VTIMES, T_C, T_LAT, T_M, T_N, T_NL, T_N
                       steady_state,
                       structure_units, term_seconds, unit_times)
 
-CLASSES = ("attention", "gemm", "moe", "collective", "other")
-ATTENTION_CLASS, GEMM_CLASS, MOE_CLASS, COLLECTIVE_CLASS, OTHER_CLASS = range(len(CLASSES))
+CLASSES = ("attention", "gemm", "moe", "collective", "other", "offload")
+ATTENTION_CLASS, GEMM_CLASS, MOE_CLASS, COLLECTIVE_CLASS, OTHER_CLASS, OFFLOAD_CLASS = range(
+    len(CLASSES))
 N_CLASSES = len(CLASSES)
 _BY_KIND = {L.ATTENTION: ATTENTION_CLASS, L.SSM: ATTENTION_CLASS, L.GEMM: GEMM_CLASS,
             L.MOE: MOE_CLASS, L.ALLREDUCE: COLLECTIVE_CLASS, L.ALLGATHER: COLLECTIVE_CLASS,
@@ -69,7 +74,9 @@ CLASS_DOCS = {
     "collective": "collectives (all-reduce, all-gather, reduce-scatter, all-to-all, "
                   "pipeline sends)",
     "other": "norms, embeddings and elementwise kernels (RoPE, activations, MoE router and "
-             "permutation, sampling) and, continuous, the engine's iteration overhead"}
+             "permutation, sampling) and, continuous, the engine's iteration overhead",
+    "offload": "the host link's streaming of offloaded weights or KV cache beyond what "
+               "the device's work hides (the offload axis)"}
 # the class of each op kind (index: layout's kind code); every kind not named is "other"
 KIND_CLASS = np.array([_BY_KIND.get(k, OTHER_CLASS) for k in range(len(L.OP_KIND_NAMES))],
                       dtype=np.int64)
@@ -88,10 +95,12 @@ def _classes(costs, n, out):
 
 @njit(cache=True)
 def _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, s, per_step, output_tokens,
-            recip, curves_of, n_struct, st, split, prefill_bound):
+            recip, curves_of, n_struct, st, split, prefill_bound, host, off_st, off_h, off_o,
+            wi_slot):
     """Static serving of structure point ``st``: the class sums of ``evaluate_grid``'s
     static branch, in its order of operations for the totals (so the side of
     max(path, micro x stage) that wins is the one the grid kernel took)."""
+    """Offload (``host``) is read at ``off_st + h * off_h + o * off_o + wi_slot[wi]``."""
     max_ops = cost_pre.shape[0]
     nout = output_tokens.size
     n_whatif = recip.shape[0]
@@ -174,18 +183,32 @@ def _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, s, per_step, out
                     split[c, idx] = p_path[c] + (micro - 1.0) * p_stage[c]
                     split[N_CLASSES + c, idx] = (o_path[c] if path_wins
                                                  else micro * o_stage[c]) / per_step
+                # offload: what the host link adds beyond the device's work
+                off = off_st + h * off_h + o * off_o + wi_slot[wi]
+                h_pre = host_seconds(host[0, off], hw[h])
+                h_dec = micro * host_seconds(host[1, off], hw[h])
+                p_tot = 0.0
+                p_stg = 0.0
+                for c in range(N_CLASSES):
+                    p_tot += p_path[c]
+                    p_stg += p_stage[c]
+                split[OFFLOAD_CLASS, idx] = (max(p_tot, h_pre) - p_tot + (micro - 1.0) * (
+                    max(p_stg, h_pre) - p_stg))
+                step = max(pa, micro * sg)
+                split[N_CLASSES + OFFLOAD_CLASS, idx] = (max(step, h_dec) - step) / per_step
                 prefill_bound[idx] = pbound
 
 
 @njit(cache=True)
 def terms_split(terms, rows, n_terms, rc, rm, ru, ro, micro, cls_dec, cls_pre, overhead,
-                c_path, c_stage, acc, out):
+                c_path, c_stage, acc, out, host_s=0.0):
     """One iteration's seconds (``serving.iteration_terms``' rows ``terms``, priced as
     ``serving.terms_seconds`` prices them under the what-if reciprocals ``rc`` ... ``ro``,
     in its order) plus the engine's ``overhead`` per class into ``out[N_CLASSES]``: each
     op's seconds times its runs along the path, or micro-batches x its runs in the
     bottleneck stage where the stage side of max(path, micro x stage) wins; the overhead
-    in ``other``. Adds the path's roofline winners to ``acc`` (compute, memory,
+    in ``other``, and the part of ``host_s`` (the host link's seconds, offload) beyond
+    max(path, micro x stage) in ``offload``. Adds the path's roofline winners to ``acc`` (compute, memory,
     network). ``rows``: the op of each row (decode op i, prefill-only op -1 - j)."""
     path = 0.0
     stage = 0.0
@@ -207,12 +230,13 @@ def terms_split(terms, rows, n_terms, rc, rm, ru, ro, micro, cls_dec, cls_pre, o
     for c in range(N_CLASSES):
         out[c] = c_path[c] if path_wins else micro * c_stage[c]
     out[OTHER_CLASS] += overhead
+    out[OFFLOAD_CLASS] = max(host_s - max(path, micro * stage), 0.0)
 
 
 @njit(cache=True)
 def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_tokens, recip,
-                wi_slot, slots, st_slot, h_stride, o_stride, n_struct, st, w, a, k, quant,
-                dtype_bytes, dtype_bits, split, prefill_bound):
+                wi_slot, slots, host, st_slot, h_stride, o_stride, n_struct, st, w, a, k,
+                quant, dtype_bytes, dtype_bits, split, prefill_bound):
     """Continuous serving of structure point ``st``: per hardware, output length and
     running count (the capacity what-if acts only through it, as in ``grid._continuous``)
     the steady state and its two iterations' op terms once; per what-if point the
@@ -267,6 +291,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
                     b, slots[base + group_slot[g]], new, 1.0 + n_it, budget, engine)
                 micro = min(p, r)
+                ht = micro * host_seconds(host[1, base + group_slot[g]], hw[h])
                 share = 1.0 / (micro * adp)
                 d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window,
                                      share, mixed, new, past, qv, v[K_BEAMS])
@@ -293,10 +318,11 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                     if d_dec > 0.0:
                         acc[:] = 0.0
                         terms_split(terms_dec, rows_dec, nq_dec, rc, rm, ru, ro, micro,
-                                    cls_dec, cls_pre, overhead, c_path, c_stage, acc, part_dec)
+                                    cls_dec, cls_pre, overhead, c_path, c_stage, acc, part_dec,
+                                    ht)
                     acc[:] = 0.0
                     terms_split(terms_mix, rows_mix, nq_mix, rc, rm, ru, ro, micro, cls_dec,
-                                cls_pre, overhead, c_path, c_stage, acc, part_mix)
+                                cls_pre, overhead, c_path, c_stage, acc, part_mix, ht)
                     idx = row + wi
                     for c in range(N_CLASSES):
                         split[c, idx] = pre_mix * part_mix[c]
@@ -307,8 +333,8 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
 
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def evaluate_breakdown(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
-                       output_tokens, scales, scale_sizes, slots, slot_strides, dtype_bytes,
-                       dtype_bits, split, prefill_bound):
+                       output_tokens, scales, scale_sizes, slots, slot_strides, host,
+                       dtype_bytes, dtype_bits, split, prefill_bound):
     """Fill ``split`` [N_ROWS, points] (seconds per class, rows :data:`COLUMNS`) and
     ``prefill_bound`` [points] (0 compute, 1 memory, 2 network) in place.
 
@@ -335,7 +361,7 @@ def evaluate_breakdown(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         if int(v[K_SERVING]) == SERVING_CONTINUOUS:
             _continuous(hw, rates, programs[i_m, DECODE], n_dec, programs[i_m, PREFILL],
                         n_pre, engines[int(v[K_ENGINE])], v, output_tokens, recip, wi_slot,
-                        slots, st_slot, slot_strides[0], slot_strides[n_ax + 2], n_struct,
+                        slots, host, st_slot, slot_strides[0], slot_strides[n_ax + 2], n_struct,
                         st, w, a, k, quant, dtype_bytes, dtype_bits, split, prefill_bound)
             continue
         cost_pre = np.empty((max_ops, _N_COSTS))
@@ -346,4 +372,5 @@ def evaluate_breakdown(hw, rates, programs, n_ops, engines, quants, axes, axis_s
                      dtype_bytes, dtype_bits, cost_dec)
         _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, v[K_INPUT],
                 expected_tokens(v[K_GAMMA], v[K_ALPHA]), output_tokens, recip, curves_of,
-                n_struct, st, split, prefill_bound)
+                n_struct, st, split, prefill_bound, host, st_slot, slot_strides[0],
+                slot_strides[n_ax + 2], wi_slot)

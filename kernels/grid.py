@@ -36,7 +36,8 @@ from .serving import (LANES, N_COMP, N_TERMS, N_VTIMES, V_OUT, V_PATH, V_UP,
                       steady_state, structure_units, terms_seconds, unit_times)
 from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED, EN_REQUEST_OVERHEAD_S,
-                     HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S,
+                     HW_COMPUTE_EFF, HW_HOST_BYTES_PER_S, HW_KERNEL_LATENCY_S,
+                     HW_MEMORY_BYTES_PER_S, BOUND_HOST,
                      HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
                      HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
                      HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_ALPHA, K_BATCH, K_BEAMS, K_BUDGET,
@@ -373,7 +374,7 @@ def _links_used(vt, n_op):
 
 @njit(cache=True)
 def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_tokens, recip,
-                wi_slot, slots, st_slot, h_stride, o_stride, n_struct, st, w, a, k, quant,
+                wi_slot, slots, host, st_slot, h_stride, o_stride, n_struct, st, w, a, k, quant,
                 dtype_bytes, dtype_bits, ttft, tpot, bound):
     """Continuous serving of structure point ``st`` on every hardware, output length and
     what-if point: the steady state of ``kernels.serving`` priced with the op costs.
@@ -410,6 +411,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     cls = np.empty((4, n_whatif), dtype=np.int64)
     cls_done = np.zeros(4, dtype=np.bool_)
     r_grp = np.empty(n_grp)
+    h_grp = np.empty(n_grp)  # offload: host-link seconds per iteration
     canon = np.empty(n_grp, dtype=np.int64)
     owner = np.empty(n_whatif * n_grp, dtype=np.int64)
     source = np.empty(n_whatif, dtype=np.int64)  # -1: priced, >= 0: copies that point
@@ -437,11 +439,13 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
             new, past, qv, per_step, n_it, n = speculation(
                 s, float(output_tokens[o]), v[K_PREFIX], v[K_GAMMA], v[K_ALPHA])
             base = st_slot + h * h_stride + o * o_stride
-            for g in range(n_grp):  # the running count decides everything slots do
+            for g in range(n_grp):  # the running count (and offload) decide what slots do
                 r_grp[g] = min(b, max(slots[base + group_slot[g]], 1.0))
+                h_grp[g] = micro_of(p, r_grp[g]) * host_seconds(host[1, base + group_slot[g]],
+                                                               hw[h])
                 canon[g] = g
                 for g2 in range(g):
-                    if r_grp[g2] == r_grp[g]:
+                    if r_grp[g2] == r_grp[g] and h_grp[g2] == h_grp[g]:
                         canon[g] = canon[g2]
                         break
             owner[:] = -1
@@ -501,24 +505,47 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 w_dec = (1.0 - f) if mixed else 1.0
                 for j in range(m):
                     t_dec = 0.0
+                    ht = h_grp[g]
                     if d_dec > 0.0:
-                        t_dec = max(sums[0, j], micro * sums[1, j]) + iteration_s
-                    t_mix = max(sums[5, j], micro * sums[6, j]) + iteration_s
+                        t_dec = max(sums[0, j], micro * sums[1, j], ht) + iteration_s
+                    t_mix = max(sums[5, j], micro * sums[6, j], ht) + iteration_s
                     first, seen, rate = serve_times(t_dec, t_mix, b, r, lam, f, prompts,
                                                     chunks, prefill_iters, n_it, mixed,
                                                     request_s)
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + members[j]
                     ttft[idx] = first
                     tpot[idx] = seen / per_step
-                    bound[idx] = winner(w_dec * sums[2, j] + f * sums[7, j],
-                                        w_dec * sums[3, j] + f * sums[8, j],
-                                        w_dec * sums[4, j] + f * sums[9, j])
+                    bc = w_dec * sums[2, j] + f * sums[7, j]
+                    bm = w_dec * sums[3, j] + f * sums[8, j]
+                    bn = w_dec * sums[4, j] + f * sums[9, j]
+                    bound[idx] = winner(bc, bm, bn)
+                    if ht > 0.0:  # offload: the host link's wait beyond the device's work
+                        hx = f * max(ht - max(sums[5, j], micro * sums[6, j]), 0.0)
+                        if d_dec > 0.0:
+                            hx += w_dec * max(ht - max(sums[0, j], micro * sums[1, j]), 0.0)
+                        if hx > max(bc, bm, bn):
+                            bound[idx] = BOUND_HOST
             row = ((h * n_struct + st) * nout + o) * n_whatif
             for wi in range(n_whatif):
                 if source[wi] >= 0:
                     ttft[row + wi] = ttft[row + source[wi]]
                     tpot[row + wi] = tpot[row + source[wi]]
                     bound[row + wi] = bound[row + source[wi]]
+
+
+@njit(cache=True, inline="always")
+def micro_of(pp, running):
+    """Micro-batches of an iteration (or a static batch): min(pp, sequences)."""
+    return min(pp, running)
+
+
+@njit(cache=True)
+def host_seconds(nbytes, hw_h):
+    """Seconds one device's host link takes to stream ``nbytes`` (offload) at the preset's
+    network efficiency; 0 without bytes."""
+    if nbytes <= 0.0:
+        return 0.0
+    return nbytes / (hw_h[HW_HOST_BYTES_PER_S] * hw_h[HW_NETWORK_EFF])
 
 
 @njit(cache=True)
@@ -552,8 +579,8 @@ def attention_curved(hw):
 
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
-                  scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits, ttft, tpot,
-                  bound):
+                  scales, scale_sizes, slots, slot_strides, host, dtype_bytes, dtype_bits, ttft,
+                  tpot, bound):
     """Fill ``ttft``, ``tpot`` [s] and ``bound`` (0 compute, 1 memory, 2 network) in place.
 
     ``axes`` / ``axis_sizes``: the values of ``layout.KERNEL_AXES``; ``scales`` /
@@ -561,7 +588,10 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
     ``engines``: the engine table (``layout.EN_*``); ``quants``: the quant recipe table
     [n_quant, ``layout.QUANT_FIELDS``] (each op's class precisions, the ``quant`` axis). ``slots``: requests the memory and
     the engine admit (continuous serving), read at offset sum(position * stride) with
-    ``slot_strides`` over [hardware, model, *KERNEL_AXES, output_tokens, *WHAT_IF_AXES].
+    ``slot_strides`` over [hardware, model, *KERNEL_AXES, output_tokens, *WHAT_IF_AXES];
+    ``host`` [2, len(slots)]: the bytes a device streams over the host link per prefill and
+    per decode pass (offload, ``dse.offload``; continuous iterations: the decode row), read
+    at the same offsets (:func:`host_seconds`).
     Flat output layout (C order), ttft, tpot and bound alike:
       [hardware, model, *KERNEL_AXES, output_tokens, *WHAT_IF_AXES]
     """
@@ -590,7 +620,7 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
         if int(v[K_SERVING]) == SERVING_CONTINUOUS:
             _continuous(hw, rates, programs[i_m, DECODE], n_dec, programs[i_m, PREFILL], n_pre,
                         engines[int(v[K_ENGINE])], v, output_tokens, recip, wi_slot, slots,
-                        st_slot, slot_strides[0], slot_strides[n_ax + 2], n_struct, st, w, a,
+                        host, st_slot, slot_strides[0], slot_strides[n_ax + 2], n_struct, st, w, a,
                         k, quant, dtype_bytes, dtype_bits, ttft, tpot, bound)
             continue
         cost_pre = np.empty((max_ops, _N_COSTS))
@@ -636,7 +666,8 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                     top = _op_time(t_pre, i, rcs, rms, rsu, rso)
                     path += t_pre[i, _MPATH] * top
                     stage += t_pre[i, _MSTAGE] * top
-                first = path + (micro - 1.0) * stage
+                pre_path = path
+                pre_stage = stage
                 path = 0.0
                 stage = 0.0
                 r_c = 0.0
@@ -657,6 +688,12 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                     stage += t_dec[i, _MSTAGE] * top
                 for o in range(nout):
                     steps = max(float(output_tokens[o]) - 1.0, 1.0)
+                    # offload: the host link streams the spilled bytes each pass, overlapped
+                    off = st_slot + h * slot_strides[0] + o * slot_strides[n_ax + 2] + \
+                        wi_slot[wi]
+                    h_pre = host_seconds(host[0, off], hw[h])
+                    h_dec = micro * host_seconds(host[1, off], hw[h])
+                    first = max(pre_path, h_pre) + (micro - 1.0) * max(pre_stage, h_pre)
                     pa = path
                     sg = stage
                     oc = r_c
@@ -672,8 +709,9 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                         om += t_dec[i, _MPATH] * top_m
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
                     ttft[idx] = first
-                    tpot[idx] = max(pa, micro * sg) / per_step
-                    bound[idx] = winner(oc, om, r_n)
+                    step = max(pa, micro * sg)
+                    tpot[idx] = max(step, h_dec) / per_step
+                    bound[idx] = winner(oc, om, r_n) if step >= h_dec else BOUND_HOST
 
 
 @njit(cache=True, error_model="numpy")
@@ -751,16 +789,19 @@ EXPLAIN_FIELDS = 11
 
 @njit(cache=True, error_model="numpy")
 def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engine, v, quant,
-                    out_tokens, sc, slot, dtype_bytes, dtype_bits, op_dec, op_mix):
+                    out_tokens, sc, slot, dtype_bytes, dtype_bits, op_dec, op_mix,
+                    host_bytes=0.0):
     """One configuration under continuous serving, by the pieces :func:`_continuous` uses:
     per-op seconds per run of the decode-only iteration into ``op_dec[:, 0]`` and of the
     prefill-carrying one into ``op_mix[:, 0]`` (rows: decode ops, then prefill-only ops, as
     ``serving.iteration_seconds``), runs per iteration along the pipeline path into
-    ``[:, 1]``. Returns (ttft, tpot,
+    ``[:, 1]``; ``host_bytes``: what each pass streams over the host link (offload: an
+    iteration lasts at least micro-batches x its seconds). Returns (ttft, tpot,
     completions per second, running, decoding, completions per iteration, share of
     prefill-carrying iterations, prompts per such iteration, chunks per prompt, prefill
     iterations of a request, decode-only and prefill-carrying iteration seconds with the
-    engine's iteration overhead, micro-batches)."""
+    engine's iteration overhead, micro-batches, and the two iterations' device seconds
+    without the host link's wait or the overhead)."""
     micro, seqs, w, a, k, _ = point_setup(v)
     t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
     s = v[K_INPUT]
@@ -791,14 +832,18 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     op_dec[:] = 0.0
     op_mix[:] = 0.0
     seconds = np.zeros(n_dec + n_pre)
+    ht = micro * host_seconds(host_bytes, hw_h)
+    dev_dec = 0.0
     if d_dec > 0.0:
-        t_dec = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre,
-                                  partner, shared, c_dec, micro, rcs, rms, rsu, rso, t, p, e,
-                                  adp, acc, seconds, hw_h) + it
+        dev_dec = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre,
+                                    partner, shared, c_dec, micro, rcs, rms, rsu, rso, t, p,
+                                    e, adp, acc, seconds, hw_h)
+        t_dec = max(dev_dec, ht) + it
         op_dec[:n_dec + n_pre, 0] = seconds
-    t_mix = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre, partner,
-                              shared, c_mix, micro, rcs, rms, rsu, rso, t, p, e, adp, acc,
-                              seconds, hw_h) + it
+    dev_mix = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre,
+                                partner, shared, c_mix, micro, rcs, rms, rsu, rso, t, p, e,
+                                adp, acc, seconds, hw_h)
+    t_mix = max(dev_mix, ht) + it
     op_mix[:n_dec + n_pre, 0] = seconds
     for i in range(n_dec):
         op_dec[i, 1] = vt_dec[i, V_PATH]
@@ -807,5 +852,5 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
         op_mix[n_dec + j, 1] = vt_pre[j, V_PATH] if not shared[j] else 0.0
     first, seen, rate = serve_times(t_dec, t_mix, v[K_BATCH], r, lam, f, prompts, chunks,
                                     prefill_iters, n_it, mixed, engine[EN_REQUEST_OVERHEAD_S])
-    return (first, seen / per_step, rate, r, r_d, lam, f, prompts, chunks, prefill_iters, t_dec, t_mix,
-            micro)
+    return (first, seen / per_step, rate, r, r_d, lam, f, prompts, chunks, prefill_iters,
+            t_dec, t_mix, micro, dev_dec, dev_mix)

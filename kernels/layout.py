@@ -29,6 +29,7 @@ HW_COMPUTE_EFF = 6
 HW_MEMORY_EFF = 7
 HW_NETWORK_EFF = 8
 HW_KERNEL_LATENCY_S = 9    # fixed seconds every compute/memory kernel takes beyond its work
+HW_HOST_BYTES_PER_S = 10   # host-to-device link (offload; 0: no host tier)
 # Size-dependent efficiency curves (kernels/efficiency.py), one block of CURVE_WIDTH
 # columns per curve of CURVES from HW_CURVES on: the number of knots (0: no curve, the
 # scalar efficiency above applies), CURVE_KNOTS log10(work) values, CURVE_KNOTS
@@ -40,7 +41,7 @@ CURVE_GEMM_COMPUTE, CURVE_GEMM_MEMORY, CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_
     CURVE_NETWORK = range(len(CURVES))
 CURVE_KNOTS = 8
 CURVE_WIDTH = 1 + 3 * CURVE_KNOTS
-HW_CURVES = 10
+HW_CURVES = 11
 HW_FIELDS = HW_CURVES + len(CURVES) * CURVE_WIDTH
 # peak FLOP/s per precision live in a second table rates[n_hw, len(DTYPES)]
 
@@ -142,11 +143,16 @@ SPLIT_EXPERTS = 5   # ELEMENTWISE over the routed copies of the tokens: per ep g
 KERNEL_AXES = ("serving", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp",
                "pp", "ep", "attention_dp", "max_batched_tokens", "batch", "input_tokens",
                "prefix_cached_fraction", "expert_imbalance", "spec_tokens", "acceptance_rate",
-               "beams")
+               "beams", "offload")
 (K_SERVING, K_ENGINE, K_WEIGHT, K_ACT, K_KV, K_QUANT, K_TP, K_PP, K_EP, K_ADP, K_BUDGET,
- K_BATCH, K_INPUT, K_PREFIX, K_IMBALANCE, K_GAMMA, K_ALPHA, K_BEAMS) = range(len(KERNEL_AXES))
+ K_BATCH, K_INPUT, K_PREFIX, K_IMBALANCE, K_GAMMA, K_ALPHA, K_BEAMS,
+ K_OFFLOAD) = range(len(KERNEL_AXES))
 SERVING_STATIC = 0      # ``serving`` codes: the index in dse.axes.SERVING
 SERVING_CONTINUOUS = 1
+# ``offload`` codes (the index in dse.axes.OFFLOAD): what a configuration that does not fit
+# in device memory spills to the host tier. The kernel reads no code: the bytes each pass
+# streams over the host link arrive per point (``host``, dse/offload.py).
+OFFLOAD_NONE, OFFLOAD_KV, OFFLOAD_WEIGHTS = range(3)
 # The hardware what-if scales, innermost in the outputs, as a second such table.
 WHAT_IF_AXES = ("compute_scale", "memory_bandwidth_scale", "scaleup_bandwidth_scale",
                 "scaleout_bandwidth_scale", "memory_capacity_scale")
@@ -161,7 +167,8 @@ EN_MAX_BATCHED_TOKENS = 4  # default token budget per iteration (0: none)
 ENGINE_FIELDS = 5
 
 # --- outputs ---------------------------------------------------------------------------
-BOUND_NAMES = ("compute", "memory", "network")
+BOUND_NAMES = ("compute", "memory", "network", "host_link")
+BOUND_HOST = 3  # offload: the host link's streaming outlasts the device's work
 
 # --- objectives of the reduction kernel (dse.objectives: metric names and senses) --------
 # codes of the per-configuration metrics kernels/objectives.py computes and optimizes

@@ -21,8 +21,8 @@ from .pareto import frontier, frontier_nd
 
 # sources, in the order of the offset tables' first columns
 (TTFT, TPOT, WEIGHT, KV, ACT, STRUCTURAL, WHAT_IF_OK, USABLE, SLOTS, SERVING, PRECISION,
- KV_PROMPT, DECODE_WORK, PRICE, BOUND, TDP, IDLE) = range(17)
-N_SOURCES = 17
+ KV_PROMPT, DECODE_WORK, PRICE, BOUND, TDP, IDLE, OFFLOADED) = range(18)
+N_SOURCES = 18
 # The power model's dynamic share of a step that is not compute-bound (bound code 0 is
 # compute): its source is in dse/evaluate.py (energy_per_token_j), which imports it from here
 POWER_SHARE_MEMORY_BOUND = 0.35
@@ -78,7 +78,7 @@ def energy_per_token(ttft_v, tpot_v, out, devices, dp_batch, continuous, bound, 
 def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer_dp_batch,
                    inner_dp_batch, outer_devices, inner_devices, ttft, tpot, weight, kv, act,
                    structural, what_if_ok, usable, slots, serving, precision, kv_prompt,
-                   decode_work, price, bound, tdp, idle, code_what_if,
+                   decode_work, price, bound, tdp, idle, offloaded, code_what_if,
                    code_oom, max_devices, max_ttft, max_tpot, best_code, best_sign,
                    obj_codes, obj_signs, n_workers, front, n_front, best, relaxed, reasons):
     """Frontier, best strategy, lifted-constraint bests and reason counts of every group.
@@ -188,6 +188,8 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
                                     + act[base[ACT] + so[ACT]],
                                     kv[base[KV] + so[KV]]
                                     + decode_work[base[DECODE_WORK] + so[DECODE_WORK]])
+                                # less what is offloaded to the host tier
+                                memory = memory - offloaded[base[OFFLOADED] + so[OFFLOADED]]
                                 if memory > usable[base[USABLE] + so[USABLE]]:
                                     code = code_oom
                         reasons[g, code] += 1

@@ -12,13 +12,13 @@ import math
 import numpy as np
 
 from . import layout as L
-from .breakdown import KIND_CLASS, N_CLASSES
+from .breakdown import KIND_CLASS, N_CLASSES, OFFLOAD_CLASS
 
 _N = 17  # hw, w, a, k, quant, tp, pp, ep, adp, batch, input, imbalance, output, cs, ms, su, so
 
 
-def _ax(values, pos, dtype=None):
-    shape = [1] * _N
+def _ax(values, pos, dtype=None, ndim=_N):
+    shape = [1] * ndim
     shape[pos] = len(values)
     return np.asarray(values, dtype=dtype).reshape(shape)
 
@@ -271,8 +271,8 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0, q=1.0, cac
 
 
 def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
-                       output_tokens, scales, scale_sizes, slots, slot_strides, dtype_bytes,
-                       dtype_bits, breakdown=False):
+                       output_tokens, scales, scale_sizes, slots, slot_strides, host,
+                       dtype_bytes, dtype_bits, breakdown=False):
     """Same contract as ``grid.evaluate_grid`` but returns shaped arrays: static serving
     here, continuous serving by ``reference_serving.evaluate_continuous``.
 
@@ -290,14 +290,14 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         from .reference_serving import evaluate_continuous
         c_out = evaluate_continuous(
             hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
-            scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits, breakdown)
+            scales, scale_sizes, slots, slot_strides, host, dtype_bytes, dtype_bits, breakdown)
         if continuous.all():
             return c_out
         axes = axes.copy()  # the static part: every serving position priced as static
         axes[L.K_SERVING, :axis_sizes[L.K_SERVING]] = L.SERVING_STATIC
         s_out = evaluate_reference(
             hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
-            scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits, breakdown)
+            scales, scale_sizes, slots, slot_strides, host, dtype_bytes, dtype_bits, breakdown)
         at = continuous.reshape((1, 1, -1) + (1,) * (c_out[0].ndim - 3))
         return tuple(np.where(at.reshape((1,) * (c.ndim - at.ndim) + at.shape), c, x)
                      for c, x in zip(c_out, s_out))
@@ -311,15 +311,17 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         for i in range(int(axis_sizes[j])):
             sub, sizes = axes.copy(), axis_sizes.copy()
             sub[j, 0], sizes[j] = axes[j, i], 1
+            # the host bytes of value i: the offset along the axis (its stride kept)
             parts.append(evaluate_reference(
                 hw, rates, programs, n_ops, engines, quants, sub, sizes, output_tokens,
-                scales, scale_sizes, slots, slot_strides, dtype_bytes, dtype_bits, breakdown))
+                scales, scale_sizes, slots, slot_strides,
+                host[:, i * slot_strides[2 + j]:], dtype_bytes, dtype_bits, breakdown))
         at = 2 + j
         return tuple(np.concatenate([p[r] for p in parts], axis=at + (1 if r == 3 else 0))
                      for r in range(len(parts[0])))
     prefix, gamma, alpha, beams = (float(axes[j, 0]) for j in spec_axes)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ttft, tpot, bound, split, p_bound = _evaluate(
+        ttft, tpot, bound, split, p_bound, pre_path, pre_stage = _evaluate(
             hw, rates, programs, n_ops, v["batch"], v["input_tokens"], v["expert_imbalance"],
             output_tokens,
             v["tp"], v["pp"], v["ep"], v["attention_dp"], v["weight_dtype"].astype(np.int64),
@@ -328,8 +330,11 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
             gamma, alpha, beams)
     # static serving: no engine or budget dependence, nor on the memory capacity; ttft
     # does not depend on the output length
-    valid_cap = (sc[4] > 0).reshape((1,) * 25 + (-1,))
+    valid_cap = (sc[4] > 0).reshape((1,) * (3 + len(L.KERNEL_AXES) + 4) + (-1,))
+    per_step = sum(alpha ** i for i in range(int(gamma) + 1))
     ttft = np.repeat(ttft[..., None, :, :, :, :], len(output_tokens), axis=-5)
+    pre_path, pre_stage = (np.repeat(x[..., None, :, :, :, :], len(output_tokens), axis=-5)
+                           for x in (pre_path, pre_stage))
     p_bound = np.repeat(p_bound[..., None, :, :, :, :], len(output_tokens), axis=-5)
     split = [np.repeat(x[..., None, :, :, :, :], len(output_tokens), axis=-5)
              if i < N_CLASSES else x for i, x in enumerate(split)]
@@ -337,18 +342,41 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
     def grown(x, fill):
         # [hw, model, w, a, k, quant, tp, pp, ep, adp, batch, input, imbalance, ...] -> the
         # kernel's layout: serving and engine after the model, the budget before the batch,
-        # the prefix, spec-token, acceptance and beam axes (one value each here) around the
-        # imbalance, cap last
+        # the prefix, spec-token, acceptance, beam and offload axes (one value each here but
+        # offload's) around the imbalance, cap last
         x = x[:, :, None, None, :, :, :, :, :, :, :, :, None, :, :, None, :, None, None, None,
-              ..., None]
+              None, ..., None]
         shape = (x.shape[0], x.shape[1], len(v["serving"]), len(v["engine"]), *x.shape[4:12],
-                 len(v["max_batched_tokens"]), *x.shape[13:-1], len(sc[4]))
+                 len(v["max_batched_tokens"]), *x.shape[13:20], len(v["offload"]),
+                 *x.shape[21:-1], len(sc[4]))
         return np.where(valid_cap, np.broadcast_to(x, shape), fill)
-    out = grown(ttft, np.inf), grown(tpot, np.inf), grown(bound, 0).astype(np.uint8)
+    ttft, tpot, bound = grown(ttft, np.inf), grown(tpot, np.inf), grown(bound, 0)
+    pre_path, pre_stage = grown(pre_path, np.inf), grown(pre_stage, np.inf)
+    # offload: each pass streams its spilled bytes over the host link, overlapped with the
+    # device's work (dse/offload.py): a prefill pass lasts max(device, host), a decode step
+    # max(device step, micro-batches x host)
+    hp, hd = (np.lib.stride_tricks.as_strided(
+        host[r], shape=ttft.shape, strides=tuple(int(x) * host.itemsize for x in slot_strides),
+        writeable=False) for r in range(2))
+    link = (hw[:, L.HW_HOST_BYTES_PER_S] * hw[:, L.HW_NETWORK_EFF]).reshape(
+        (-1,) + (1,) * (ttft.ndim - 1))
+    micro = np.minimum(_ax(v["pp"], 2 + L.K_PP, float, ttft.ndim),
+                       _ax(v["batch"], 2 + L.K_BATCH, float, ttft.ndim))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h_pre = np.where(hp > 0, hp / link, 0.0)
+        h_dec = micro * np.where(hd > 0, hd / link, 0.0) / per_step
+    device_ttft, device_tpot = ttft, tpot
+    ttft = np.where(valid_cap, np.maximum(pre_path, h_pre) + (micro - 1) * np.maximum(
+        pre_stage, h_pre), np.inf)
+    tpot = np.maximum(tpot, h_dec)
+    bound = np.where(h_dec > device_tpot, L.BOUND_HOST, bound)
+    out = ttft, tpot, bound.astype(np.uint8)
     if not breakdown:
         return out
-    return (*out, np.stack([grown(x, np.inf) for x in split]),
-            grown(p_bound, 0).astype(np.uint8))
+    split = [grown(x, np.inf) for x in split]
+    split[OFFLOAD_CLASS] = np.where(valid_cap, ttft - device_ttft, np.inf)
+    split[N_CLASSES + OFFLOAD_CLASS] = np.where(valid_cap, tpot - device_tpot, np.inf)
+    return (*out, np.stack(split), grown(p_bound, 0).astype(np.uint8))
 
 
 def class_precisions(op, recipes, w, a, k, dtype_bits):
@@ -423,6 +451,7 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
         return fs / n_steps, bs / n_steps
 
     ttft_all, tpot_all, bound_all, split_all, p_bound_all = [], [], [], [], []
+    pre_all = []  # the prefill's path and stage seconds (offload's max with the host link)
     for m in range(programs.shape[0]):
         def multipliers(phase):
             out = []
@@ -462,6 +491,8 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
             for r in range(3):
                 p_won[r] += wp * top * (winner == r)
         ttft = (path + (micro - 1) * stage)[..., 0, :, :, :, :]
+        pre_all.append([np.where(valid[..., 0, :, :, :, :], x[..., 0, :, :, :, :], np.inf)
+                        for x in np.broadcast_arrays(path, stage)])
         pre_split = [(c_path[c] + (micro - 1) * c_stage[c])[..., 0, :, :, :, :]
                      for c in range(N_CLASSES)]
         p_bound = np.where((p_won[0] >= p_won[1]) & (p_won[0] >= p_won[2]), 0,
@@ -501,4 +532,5 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
     return (np.stack(ttft_all, axis=1), np.stack(tpot_all, axis=1),
             np.stack(bound_all, axis=1),
             [np.stack([s[i] for s in split_all], axis=1) for i in range(2 * N_CLASSES)],
-            np.stack(p_bound_all, axis=1))
+            np.stack(p_bound_all, axis=1), np.stack([x[0] for x in pre_all], axis=1),
+            np.stack([x[1] for x in pre_all], axis=1))

@@ -49,14 +49,14 @@ from collections import Counter
 import numpy as np
 
 from . import layout as L
-from .breakdown import KIND_CLASS, N_CLASSES, OTHER_CLASS
+from .breakdown import KIND_CLASS, N_CLASSES, OFFLOAD_CLASS, OTHER_CLASS
 from .reference import _costs, class_precisions, roofline_seconds
 from .serving import steady_state
 
 
 def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
-                        output_tokens, scales, scale_sizes, slots, slot_strides, dtype_bytes,
-                        dtype_bits, breakdown=False):
+                        output_tokens, scales, scale_sizes, slots, slot_strides, host,
+                        dtype_bytes, dtype_bits, breakdown=False):
     """Continuous serving on the grid's continuous ``serving`` positions.
 
     Same inputs as ``grid.evaluate_grid``. Returns ttft, tpot [s] and bound (uint8) over
@@ -81,8 +81,9 @@ def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_
     flat = np.ravel_multi_index(pos, shape)
     v = {name: axes[j, pos[2 + j]] for j, name in enumerate(L.KERNEL_AXES)}
     sc = [scales[j, pos[3 + n_ax + j]] for j in range(len(L.WHAT_IF_AXES))]
-    pt = dict(h=pos[0], out=output_tokens[pos[2 + n_ax]].astype(float),
-              slot=slots[sum(p * slot_strides[d] for d, p in enumerate(pos))], sc=sc, **v)
+    at_slot = sum(p * slot_strides[d] for d, p in enumerate(pos))
+    pt = dict(h=pos[0], out=output_tokens[pos[2 + n_ax]].astype(float), slot=slots[at_slot],
+              host_bytes=host[1, at_slot], sc=sc, **v)
     valid = np.all([x > 0 for x in sc], axis=0)
     for m in range(programs.shape[0]):
         at = pos[1] == m
@@ -310,14 +311,19 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
             for res in range(3):
                 won[name][res] += np.where(winner == res, on_path * top, 0.0)
     parts = {}
+    # offload: each micro-batch's pass streams the spilled bytes over the host link
+    # (dse/offload.py), overlapped with the device's work
+    link = hw[h, L.HW_HOST_BYTES_PER_S] * hw[h, L.HW_NETWORK_EFF]
+    host_s = micro * np.where(pt["host_bytes"] > 0, pt["host_bytes"] / link, 0.0)
     for name, kind in kinds.items():
-        t_iter[name] = np.maximum(kind["path"], micro * kind["stage"]) \
-            + eng[:, L.EN_ITERATION_OVERHEAD_S]
+        device = np.maximum(kind["path"], micro * kind["stage"])
+        t_iter[name] = np.maximum(device, host_s) + eng[:, L.EN_ITERATION_OVERHEAD_S]
         # per class: its share of the side of max(path, micro x stage) that wins; the
-        # engine's iteration overhead is "other"'s
+        # engine's iteration overhead is "other"'s, the host link's excess "offload"'s
         wins = kind["path"] >= micro * kind["stage"]
         parts[name] = np.where(wins, kind["c_path"], micro * kind["c_stage"])
         parts[name][OTHER_CLASS] += eng[:, L.EN_ITERATION_OVERHEAD_S]
+        parts[name][OFFLOAD_CLASS] = np.maximum(host_s - device, 0.0)
     t_dec = np.where(has_dec, t_iter["dec"], 0.0)
     t_mix = t_iter["mix"]
     first, seen = _serve_times(t_dec, t_mix, b, r, st["lam"], f, pi, chunks,
@@ -327,6 +333,12 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     w_dec = np.where(mixed, 1 - f, 1.0)
     acc = w_dec * np.where(has_dec, won["dec"], 0.0) + f * won["mix"]
     res = np.where((acc[0] >= acc[1]) & (acc[0] >= acc[2]), 0, np.where(acc[1] >= acc[2], 1, 2))
+    # offload: host-link bound where its wait beyond the device's work outlasts the
+    # largest resource's time (both iterations weighted as for the bound)
+    wait = {name: np.maximum(host_s - np.maximum(kind["path"], micro * kind["stage"]), 0.0)
+            for name, kind in kinds.items()}
+    excess = f * wait["mix"] + w_dec * np.where(has_dec, wait["dec"], 0.0)
+    res = np.where((host_s > 0) & (excess > acc.max(axis=0)), L.BOUND_HOST, res)
     # the breakdown: a request's prefill is pre_mix prefill-carrying iterations, the
     # iteration a decoding request sees seen_dec decode-only and seen_mix prefill-carrying
     # ones (the TTFT/TPOT algebra below, term by term)

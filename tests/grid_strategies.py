@@ -49,6 +49,8 @@ STRUCTURE = {
     "spec_tokens": axis([0, 1, 3], 1),
     "acceptance_rate": axis([0.5, 0.8, 1.0], 1),
     "beams": axis([1, 2, 4], 1),
+    # offload: spills only where a point does not fit (large batches, small chips)
+    "offload": axis(["none", "weights", "kv"], 2),
 }
 # compute and bandwidth what-ifs (1e-6: a chip so slow that compute bounds every op)
 WHAT_IF_SCALES = {

@@ -53,7 +53,7 @@ def test_breakdown_static_adds_up_to_ttft_and_tpot():
         "hardware": ["h100_sxm", "mi300x"], "serving": ["static"],
         "model": ["llama3_8b", "mixtral_8x7b", "jamba_v0_1", "deepseek_v3"],
         "batch": [1, 3, 64], "input_tokens": [100, 4000], "output_tokens": [1, 2, 300],
-        "tp": [1, 2, 8], "pp": [1, 2, 3], "ep": [1, 8]}})
+        "tp": [1, 2, 8], "pp": [1, 2, 3], "ep": [1, 8], "offload": ["none", "weights"]}})
     ds = dse.evaluate(spec, breakdown=True)
     pre, dec = sums(ds)
     ok = np.isfinite(ds["ttft_s"])

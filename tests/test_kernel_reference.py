@@ -22,6 +22,9 @@ grids = st.fixed_dictionaries({
     **STRUCTURE,
     "what_if": st.fixed_dictionaries({
         **WHAT_IF_SCALES,
+        # a smaller memory makes large points spill (the offload axis)
+        "memory_capacity_scale": st.lists(st.sampled_from([1.0, 0.1]), min_size=1,
+                                          max_size=2, unique=True),
     }),
 })
 
