@@ -129,7 +129,7 @@ AXES = (
               "share of each prompt already in the KV cache (prefix caching): prefill "
               "computes only the new tokens, attending over the whole prompt; the cached "
               "prefix is held once per replica"),
-    _int("output_tokens", "group", 21, 1 << 24, "generated tokens per sequence",
+    _int("output_tokens", "group", 23, 1 << 24, "generated tokens per sequence",
          default=(256,)),
     _int("tp", "strategy", 8, 1 << 16, "tensor-parallel devices"),
     _int("pp", "strategy", 9, 1 << 12, "pipeline stages"),
@@ -153,11 +153,19 @@ AXES = (
          "prompt and its own generated tokens; 1: no beam search)"),
     # offload: a deployment choice, walked by the kernel (its bytes per pass arrive per
     # point from dse/offload.py)
-    Axis("offload", "grid", "choice", "strategy", "kernel", 20, ("none",),
+    Axis("offload", "grid", "choice", "strategy", "kernel", 22, ("none",),
          "what does not fit in device memory spills to the hardware's host tier and streams "
          "over the host link every forward pass: none, kv (the KV cache) or weights",
          choices=OFFLOAD),
-    _int("dp", "strategy", 29, 1 << 20, "independent replicas", walk="derived"),
+    # LoRA serving: the adapters' rank and how many distinct adapters the requests use
+    # (workload properties: group axes)
+    _int("lora_rank", "group", 20, 1 << 12,
+         "LoRA: rank of the adapters on the attention and dense FFN projections (0: none)",
+         default=(0,), minimum=0),
+    _int("lora_adapters", "group", 21, 1 << 16,
+         "LoRA: distinct adapters the requests draw from uniformly (all held on the "
+         "device)"),
+    _int("dp", "strategy", 31, 1 << 20, "independent replicas", walk="derived"),
     _dtype("weight_dtype", 4, "bf16", "weight precision"),
     _dtype("act_dtype", 5, SAME, "activation precision (same: the weight precision)"),
     _dtype("kv_dtype", 6, SAME, "KV-cache precision (same: the activation precision)"),
@@ -167,15 +175,15 @@ AXES = (
     Axis("quant", "grid", "preset", "strategy", "kernel", 7, ("uniform",),
          "precision recipe (bundled name or path to a .toml file): per operator class "
          "precisions over weight/act/kv_dtype; uniform: none"),
-    _scale("compute_scale", 22, "factor on peak FLOP/s"),
-    _scale("memory_bandwidth_scale", 23, "factor on memory bandwidth"),
-    _scale("memory_capacity_scale", 26, "factor on memory capacity"),
-    _scale("scaleup_bandwidth_scale", 24, "factor on scale-up link bandwidth"),
-    _scale("scaleout_bandwidth_scale", 25, "factor on scale-out link bandwidth"),
-    _scale("scaleup_domain_scale", 27, "factor on the scale-up domain size (devices per "
+    _scale("compute_scale", 24, "factor on peak FLOP/s"),
+    _scale("memory_bandwidth_scale", 25, "factor on memory bandwidth"),
+    _scale("memory_capacity_scale", 28, "factor on memory capacity"),
+    _scale("scaleup_bandwidth_scale", 26, "factor on scale-up link bandwidth"),
+    _scale("scaleout_bandwidth_scale", 27, "factor on scale-out link bandwidth"),
+    _scale("scaleup_domain_scale", 29, "factor on the scale-up domain size (devices per "
            "NVLink-class domain, rounded; e.g. 9 turns an 8-GPU node into NVL72)",
            walk="hardware"),
-    _scale("link_latency_scale", 28, "factor on the per-step latency of the scale-up and "
+    _scale("link_latency_scale", 30, "factor on the per-step latency of the scale-up and "
            "scale-out links", walk="hardware"),
     # a what-if of the workload's routing, walked by the kernel (it changes MoE costs)
     _scale("expert_imbalance", 16, "MoE with ep > 1: the busiest expert group's routed "

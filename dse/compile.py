@@ -346,20 +346,62 @@ def mtp_ops(model: Model, phase: int = L.PREFILL) -> list[ops.Op]:
     return out
 
 
-def program_ops(model: Model, phase: int) -> list[ops.Op]:
-    """A model's operator program in ``phase``: its forward pass and its MTP module."""
-    return [*model_ops(model, phase), *mtp_ops(model, phase)]
+def lora_ops(model: Model) -> list[ops.Op]:
+    """LoRA adapters (``layout.LORA``, ``formulas.lora_cost``) on the projections engines
+    adapt by default ("all-linear" PEFT targets, vLLM's supported modules): the attention
+    layers' Q, K, V (column-parallel: input h whole, outputs split) and O (row-parallel:
+    input split, output h whole; MLA: its query and output projections), and the dense FFN's
+    gate/up (column-parallel) and down (row-parallel). Left out: routed and shared experts,
+    state-space and linear-attention projections, embedding and LM head (not adapted by
+    default), and K/V columns replicated once tp exceeds the KV heads (taken as split)."""
+    h, out = model.hidden_size, []
+    if model.attention_layers:
+        if model.is_mla:
+            dq = model.qk_nope_head_dim + model.qk_rope_head_dim
+            q_cols, o_rows, kv_cols, targets = model.heads * dq, model.heads * model.v_head_dim, 0, 2
+        else:
+            d = model.head_dim
+            q_cols = model.heads * d * (2 if model.attention_output_gate else 1)
+            o_rows, kv_cols, targets = model.heads * d, 2 * model.kv_heads * d, 4
+        # inputs of the column-parallel ones (h each) and the output of o_proj whole
+        out.append(ops.lora("lora_attention", (targets - 1) * h + h, q_cols + kv_cols + o_rows,
+                            targets, model.attention_layers))
+    dense = model.layers - model.moe_layers if model.ffn_dim else 0
+    if dense:
+        mats = ffn_matrices(model)
+        out.append(ops.lora("lora_ffn", mats * h, mats * model.ffn_dim, mats, dense))
+    return out
 
 
-def compile_models(models) -> tuple[np.ndarray, np.ndarray]:
-    """Dense program table for the kernel.
+def program_ops(model: Model, phase: int, lora: bool = False) -> list[ops.Op]:
+    """A model's operator program in ``phase``: its forward pass, its MTP module and, with
+    ``lora`` (a sweep with lora_rank > 0), its LoRA adapters (:func:`lora_ops`; left out
+    otherwise, so that sweeps without LoRA walk no extra ops)."""
+    return [*model_ops(model, phase), *mtp_ops(model, phase), *(lora_ops(model) if lora else [])]
+
+
+def lora_bytes_per_device(model: Model, tp, pp, rank, adapters, act_bytes):
+    """The LoRA adapters held on one device [bytes]: ``adapters`` adapters of ``rank``
+    (all resident, as vLLM's max_loras slots are), each of its share of the targeted
+    projections (:func:`lora_ops`: r x (whole + split / tp) elements per layer) over the
+    stage's layers, in the activation precision; 0 at rank 0."""
+    total = 0.0
+    for op in lora_ops(model):
+        width = op.row[L.OP_P0] + op.row[L.OP_P0 + 1] / tp
+        total = total + np.ceil(op.row[L.OP_LAYERS] / pp) * width
+    return adapters * rank * total * act_bytes
+
+
+def compile_models(models, lora: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Dense program table for the kernel (``lora``: with the LoRA ops, :func:`program_ops`).
 
     Returns
     -------
     programs : float64 [n_model, 2 (prefill, decode), max_ops, OP_FIELDS]
     n_ops : int64 [n_model, 2]
     """
-    per_model = [[program_ops(m, phase) for phase in (L.PREFILL, L.DECODE)] for m in models]
+    per_model = [[program_ops(m, phase, lora) for phase in (L.PREFILL, L.DECODE)]
+                 for m in models]
     max_ops = max(len(p) for both in per_model for p in both)
     programs = np.zeros((len(models), 2, max_ops, L.OP_FIELDS))
     n_ops = np.zeros((len(models), 2), dtype=np.int64)

@@ -99,7 +99,7 @@ def kernel_inputs(spec: SweepSpec, slots: tuple, host: tuple | None = None) -> d
     c = coords(spec)
     hw, rates = hardware_variants(*hardware_tables(spec.hardware),
                                   *(c[d] for d in HARDWARE_WHAT_IF))
-    programs, n_ops = comp.compile_models(spec.models)
+    programs, n_ops = comp.compile_models(spec.models, lora=uses_lora(c))
     axes, axis_sizes = _axis_table([_axis_values(d, c[d]) for d in STRUCT_DIMS[1:]])
     scales, scale_sizes = _axis_table([c[d] for d in KERNEL_WHAT_IF])
     dims, values, host = _with_host(slots, host)
@@ -117,6 +117,12 @@ def kernel_inputs(spec: SweepSpec, slots: tuple, host: tuple | None = None) -> d
                 host=np.ascontiguousarray(host.transpose(0, *(1 + i for i in order)),
                                           dtype=np.float64).reshape(len(PHASES), -1),
                 slot_strides=strides, dtype_bytes=L.DTYPE_BYTES, dtype_bits=L.DTYPE_BITS)
+
+
+def uses_lora(c: dict) -> bool:
+    """Whether the grid has LoRA adapters (a lora_rank > 0): the programs then carry the
+    LoRA ops (``compile.program_ops``)."""
+    return any(r > 0 for r in c["lora_rank"])
 
 
 def kernel_shape(c: dict, dims: tuple) -> tuple:
@@ -374,7 +380,8 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     dims = MEMORY_DIMS
     ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp", "batch",
                                                      "input_tokens", "output_tokens",
-                                                     "beams", "prefix_cached_fraction")}
+                                                     "beams", "prefix_cached_fraction",
+                                                     "lora_rank", "lora_adapters")}
     w = _shaped(dtype_codes(c["weight_dtype"]), "weight_dtype", dims)
     w, a, k = resolve_dtypes(w, _shaped(dtype_codes(c["act_dtype"]), "act_dtype", dims),
                              _shaped(dtype_codes(c["kv_dtype"]), "kv_dtype", dims))
@@ -398,9 +405,15 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
         if np.broadcast_shapes(own.shape, shared.shape) == own.shape:
             return np.add(own, shared, out=own)  # in place: the KV term is the largest
         return own + shared
+    def weights(m):
+        held = comp.weight_bytes_per_device(m, tp, pp, adp, wb[0], class_wb)
+        if not uses_lora(c):
+            return held
+        # LoRA: every adapter held on the device, in the activation precision
+        return held + comp.lora_bytes_per_device(m, tp, pp, ax["lora_rank"][0],
+                                                 ax["lora_adapters"][0], ab[0])
     terms = {
-        "weight_bytes_per_device": lambda m: comp.weight_bytes_per_device(
-            m, tp, pp, adp, wb[0], class_wb),
+        "weight_bytes_per_device": weights,
         "kv_cache_bytes_per_device": lambda m: kv(m, context),
         "activation_bytes_per_device": lambda m: comp.activation_bytes_per_device(
             m, tp, pp, batch, ax["input_tokens"][0], ab[0], adp),

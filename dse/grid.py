@@ -40,13 +40,13 @@ REDUCTION_ORDER = (*GROUP_DIMS, *STRATEGY_DIMS)
 # varies over all of MEMORY_DIMS, the activations not over output length or KV precision.
 MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
                "attention_dp", "batch", "input_tokens", "output_tokens", "beams",
-               "prefix_cached_fraction")
+               "prefix_cached_fraction", "lora_rank", "lora_adapters")
 # the working set takes the grid's activation precision, whatever the recipe (dse.quant)
 ACTIVATION_DIMS = tuple(d for d in MEMORY_DIMS
                         if d not in ("kv_dtype", "quant", "output_tokens", "beams",
-                                     "prefix_cached_fraction"))
+                                     "prefix_cached_fraction", "lora_rank", "lora_adapters"))
 KV_PROMPT_DIMS = tuple(d for d in MEMORY_DIMS  # KV at the prompt
-                       if d not in ("output_tokens", "beams"))
+                       if d not in ("output_tokens", "beams", "lora_rank", "lora_adapters"))
 STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp", "spec_tokens")
 
 # Peak memory of a chunk in flight, term by term [bytes per point of the dims named], as

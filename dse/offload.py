@@ -59,7 +59,9 @@ def offload_terms(spec, c: dict, terms: dict, usable: np.ndarray) -> dict:
         "slots")}
     w = t["weight_bytes_per_device"]
     u = xr.DataArray(usable, dims=("hardware", "memory_capacity_scale"))
-    host = xr.DataArray([h.host_memory_bytes for h in spec.hardware], dims=("hardware",))
+    # a host tier needs both its memory and its link (a preset giving one holds nothing)
+    host = xr.DataArray([h.host_memory_bytes if h.host_link_bytes_per_s > 0 else 0.0
+                         for h in spec.hardware], dims=("hardware",))
     mode = xr.DataArray(np.array([OFFLOAD.index(v) for v in c["offload"]]), dims=("offload",))
     kv_mode, w_mode = mode == OFFLOAD.index("kv"), mode == OFFLOAD.index("weights")
     zero = xr.DataArray(0.0)

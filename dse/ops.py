@@ -108,6 +108,13 @@ def moe_experts(name, hidden, ffn, experts, top_k, matrices, layers):
     return _op(name, L.MOE, (hidden, ffn, experts, top_k, matrices), layers)
 
 
+def lora(name, replicated, split, projections, layers):
+    """LoRA adapters of a layer's ``projections`` targeted projections: ``replicated``
+    and ``split`` widths (the sums over them of what every tp device holds whole and what
+    tp splits, ``formulas.lora_cost``); they run only with lora_rank > 0."""
+    return _op(name, L.LORA, (replicated, split, projections), layers, cdt=L.CDT_ACT)
+
+
 def all_reduce(name, elements_per_token, layers=0, group=L.GROUP_TP, scope=L.SCOPE_LAYER,
                when=L.WHEN_ALWAYS):
     return _op(name, L.ALLREDUCE, (elements_per_token,), layers, scope, group=group, when=when)

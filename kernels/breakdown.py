@@ -50,7 +50,7 @@ from .grid import (_KIND, host_seconds, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC
                    what_if_table, winner)
 from .layout import (DECODE,
                      EN_ITERATION_OVERHEAD_S, EN_MIXED, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
-                     K_ALPHA, K_BEAMS, K_EP, K_GAMMA, K_IMBALANCE, K_INPUT, K_PP, K_PREFIX, K_SERVING,
+                     K_ALPHA, K_BEAMS, K_EP, K_LORA_ADAPTERS, K_LORA_RANK, K_GAMMA, K_IMBALANCE, K_INPUT, K_PP, K_PREFIX, K_SERVING,
                      K_TP, OP_KIND, PREFILL,
                      SERVING_CONTINUOUS, W_CAPACITY, W_COMPUTE, W_MEMORY, W_SCALEOUT,
                      W_SCALEUP)
@@ -64,12 +64,14 @@ ATTENTION_CLASS, GEMM_CLASS, MOE_CLASS, COLLECTIVE_CLASS, OTHER_CLASS, OFFLOAD_C
     len(CLASSES))
 N_CLASSES = len(CLASSES)
 _BY_KIND = {L.ATTENTION: ATTENTION_CLASS, L.SSM: ATTENTION_CLASS, L.GEMM: GEMM_CLASS,
-            L.MOE: MOE_CLASS, L.ALLREDUCE: COLLECTIVE_CLASS, L.ALLGATHER: COLLECTIVE_CLASS,
+            L.LORA: GEMM_CLASS, L.MOE: MOE_CLASS, L.ALLREDUCE: COLLECTIVE_CLASS,
+            L.ALLGATHER: COLLECTIVE_CLASS,
             L.REDUCESCATTER: COLLECTIVE_CLASS, L.ALLTOALL: COLLECTIVE_CLASS,
             L.P2P: COLLECTIVE_CLASS}
 CLASS_DOCS = {
     "attention": "attention kernels and state-space / linear-attention scans",
-    "gemm": "dense GEMMs (QKV and output projections, dense and shared-expert FFN, LM head)",
+    "gemm": "dense GEMMs (QKV and output projections, dense and shared-expert FFN, LM head, "
+            "LoRA adapters)",
     "moe": "the routed experts' GEMMs",
     "collective": "collectives (all-reduce, all-gather, reduce-scatter, all-to-all, "
                   "pipeline sends)",
@@ -247,7 +249,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     max_ops = prog_dec.shape[0]
     u_dec, u_pre, partner, shared, window = structure_units(
         prog_dec, n_dec, prog_pre, n_pre, max_ops, t, p, e, adp, w, a, k, quant, dtype_bytes,
-        dtype_bits, v[K_IMBALANCE], v[K_GAMMA])
+        dtype_bits, v[K_IMBALANCE], v[K_GAMMA], v[K_LORA_RANK], v[K_LORA_ADAPTERS])
     cls_dec = np.empty(max_ops, dtype=np.int64)
     cls_pre = np.empty(max_ops, dtype=np.int64)
     for i in range(n_dec):

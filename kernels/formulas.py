@@ -19,7 +19,7 @@ from numba import njit
 
 from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, CDT_GEMM, DECODE,
                      DRAFT_DECODE, DRAFT_NONE, OP_DRAFT,
-                     ELEMENTWISE, EMBEDDING, GEMM, SPLIT_EXPERTS, SPLIT_QKV,
+                     ELEMENTWISE, EMBEDDING, GEMM, LORA, SPLIT_EXPERTS, SPLIT_QKV,
                      GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
                      OP_CDT, OP_CLASS, OP_KIND, OP_LAYERS, OP_P0, OP_SCOPE, OP_TOKENS, OP_WHEN,
                      P2P, Q_KV,
@@ -308,8 +308,33 @@ def moe_cost(op, tokens, tp, ep, wb, ab, imbalance):
 
 
 @njit(cache=True)
+def lora_cost(op, tokens, seqs, tp, ab, rank, adapters):
+    """(FLOPs, bytes) of a LoRA op (``layout.LORA``: the adapters of one layer's targeted
+    projections) over ``tokens`` tokens of ``seqs`` sequences on one device, at adapter
+    ``rank`` r, each sequence using one of ``adapters`` adapters drawn uniformly (Punica,
+    Chen et al., MLSys 2024; S-LoRA, Sheng et al., MLSys 2024: one batched shrink x A and
+    one expand (x A) B per projection). P0 = the widths every tp device holds whole (the
+    inputs K of column-parallel projections, the outputs N of row-parallel ones: their A
+    is replicated, B split, or A split and B whole, the expand's partial sums joining
+    the base GEMM's all-reduce as vLLM's RowParallelLinearWithLoRA does), P1 = the widths
+    split over tp, P2 = the projections. Per device of width D = P0 + P1 / tp: 2 r D FLOPs
+    per token; bytes: the distinct adapters the sequences use (A (1 - (1 - 1/A)^seqs),
+    the expected distinct of uniform draws), r D elements each, plus per token the inputs
+    read and outputs accumulated (D) and the rank-r intermediate written and read per
+    projection (2 r P2), all in the activation precision (engines keep adapters in the
+    model's dtype). 0 at rank 0 (no LoRA)."""
+    if rank <= 0.0 or tokens <= 0.0:
+        return 0.0, 0.0
+    width = op[OP_P0] + op[OP_P0 + 1] / tp
+    hit = expected_active_experts(adapters, 1.0, seqs) if adapters > 1.0 else 1.0
+    flops = 2.0 * tokens * rank * width
+    byts = (hit * rank * width + tokens * (width + 2.0 * rank * op[OP_P0 + 2])) * ab
+    return flops, byts
+
+
+@njit(cache=True)
 def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance, q=1.0,
-            past=0.0):
+            past=0.0, lora_rank=0.0, lora_adapters=1.0):
     """Per-device cost of one operator for one micro-batch.
 
     Parameters
@@ -336,6 +361,9 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance, q=
     past : float
         Prefill: positions already in the KV cache (prefix caching) that the
         ``input_tokens`` new tokens attend over; attention reads their K/V once.
+    lora_rank, lora_adapters : float
+        LoRA ops (:func:`lora_cost`): the adapters' rank (0: none) and how many distinct
+        adapters the sequences draw from.
 
     Returns
     -------
@@ -439,6 +467,8 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance, q=
         bytes0 = tokens * p0 * wb / tp + tokens * p0 * ab
     elif kind == MOE:
         flops0, bytes0, dequant = moe_cost(op, tokens, tp, ep, wb, ab, imbalance)
+    elif kind == LORA:
+        flops0, bytes0 = lora_cost(op, tokens, seqs, tp, ab, lora_rank, lora_adapters)
     elif kind == ELEMENTWISE:
         # a small memory-bound kernel (RoPE, activation, MoE routing and permutation,
         # sampling): P0 elements read and P1 written per token, P2 FLOPs per token, P3

@@ -76,9 +76,10 @@ ALLGATHER = 8
 SSM = 9
 REDUCESCATTER = 10
 ELEMENTWISE = 11    # a small memory-bound kernel: RoPE, activation, MoE routing, sampling
+LORA = 12           # LoRA adapters of a layer's projections (shrink and expand GEMMs)
 OP_KIND_NAMES = ("gemm", "attention", "norm", "embedding", "moe_experts", "all_reduce",
                  "all_to_all", "p2p", "all_gather", "ssm_scan", "reduce_scatter",
-                 "elementwise")
+                 "elementwise", "lora")
 
 SCOPE_LAYER = 0     # once in each of OP_LAYERS layers
 SCOPE_ONCE = 1      # once per forward pass (embedding, final norm, LM head)
@@ -143,10 +144,10 @@ SPLIT_EXPERTS = 5   # ELEMENTWISE over the routed copies of the tokens: per ep g
 KERNEL_AXES = ("serving", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp",
                "pp", "ep", "attention_dp", "max_batched_tokens", "batch", "input_tokens",
                "prefix_cached_fraction", "expert_imbalance", "spec_tokens", "acceptance_rate",
-               "beams", "offload")
+               "beams", "lora_rank", "lora_adapters", "offload")
 (K_SERVING, K_ENGINE, K_WEIGHT, K_ACT, K_KV, K_QUANT, K_TP, K_PP, K_EP, K_ADP, K_BUDGET,
- K_BATCH, K_INPUT, K_PREFIX, K_IMBALANCE, K_GAMMA, K_ALPHA, K_BEAMS,
- K_OFFLOAD) = range(len(KERNEL_AXES))
+ K_BATCH, K_INPUT, K_PREFIX, K_IMBALANCE, K_GAMMA, K_ALPHA, K_BEAMS, K_LORA_RANK,
+ K_LORA_ADAPTERS, K_OFFLOAD) = range(len(KERNEL_AXES))
 SERVING_STATIC = 0      # ``serving`` codes: the index in dse.axes.SERVING
 SERVING_CONTINUOUS = 1
 # ``offload`` codes (the index in dse.axes.OFFLOAD): what a configuration that does not fit

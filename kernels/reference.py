@@ -178,7 +178,23 @@ def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, s
     return comp, mem, netw, kernel
 
 
-def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0, q=1.0, cached=0.0):
+def _lora(op, tokens, seqs, tp, ab, rank, adapters):
+    """(flops, bytes) of a LoRA op, restated from README "LoRA": per device of width
+    D = whole + split / tp, 2 r D FLOPs per token; the adapters the sequences use (the
+    expected distinct of uniform draws) r D elements each, per token D inputs and outputs
+    and 2 r per projection of intermediate; nothing at rank 0."""
+    p = op[L.OP_P0:L.OP_P0 + L.OP_N_PARAMS]
+    width = p[0] + p[1] / tp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        used = np.where(adapters > 1, adapters * (1 - (1 - 1 / adapters) ** seqs), 1.0)
+    on = (rank > 0) & (tokens > 0)
+    flops = np.where(on, 2 * tokens * rank * width, 0.0)
+    byts = np.where(on, (used * rank * width + tokens * (width + 2 * rank * p[2])) * ab, 0.0)
+    return flops, byts
+
+
+def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0, q=1.0, cached=0.0,
+           lora_r=0.0, lora_n=1.0):
     """(flops, bytes, message bytes, group devices, span, dequantization operations) of one
     op; arrays broadcast. Decode: ``q`` new tokens per sequence at context ``ctx`` (a
     speculative step's verified tokens); prefill: positions ``cached`` + 1 .. ``s`` of
@@ -247,6 +263,8 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0, q=1.0, cac
             routed = np.where(hits > 0, tokens * k / hits, 1.0)
         dq = np.where(weight_only & (tokens > 0),
                       4 * hit * mats * hid * ffn / tp * np.ceil(routed / 128.0 - 1e-12), 0.0)
+    elif kind == L.LORA:
+        flops, byts = _lora(op, tokens, seqs + zero, tp, ab, lora_r, lora_n)
     elif kind == L.ELEMENTWISE:
         share = {L.SPLIT_COLUMNS: 1 / tp, L.SPLIT_EXPERTS: 1 / ep}.get(int(p[3]), 1.0 + zero)
         flops = tokens * p[2] * share
@@ -302,7 +320,8 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         return tuple(np.where(at.reshape((1,) * (c.ndim - at.ndim) + at.shape), c, x)
                      for c, x in zip(c_out, s_out))
     sc = [scales[j, :scale_sizes[j]] for j in range(len(L.WHAT_IF_AXES))]
-    spec_axes = (L.K_PREFIX, L.K_GAMMA, L.K_ALPHA, L.K_BEAMS)
+    spec_axes = (L.K_PREFIX, L.K_GAMMA, L.K_ALPHA, L.K_BEAMS, L.K_LORA_RANK,
+                 L.K_LORA_ADAPTERS)
     if any(axis_sizes[j] > 1 for j in spec_axes):
         # prefix caching, speculative decoding and beams one value at a time, joined along
         # their axes (positions 2 + K in the outputs)
@@ -319,7 +338,7 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         at = 2 + j
         return tuple(np.concatenate([p[r] for p in parts], axis=at + (1 if r == 3 else 0))
                      for r in range(len(parts[0])))
-    prefix, gamma, alpha, beams = (float(axes[j, 0]) for j in spec_axes)
+    prefix, gamma, alpha, beams, lora_r, lora_n = (float(axes[j, 0]) for j in spec_axes)
     with np.errstate(divide="ignore", invalid="ignore"):
         ttft, tpot, bound, split, p_bound, pre_path, pre_stage = _evaluate(
             hw, rates, programs, n_ops, v["batch"], v["input_tokens"], v["expert_imbalance"],
@@ -327,7 +346,7 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
             v["tp"], v["pp"], v["ep"], v["attention_dp"], v["weight_dtype"].astype(np.int64),
             v["act_dtype"].astype(np.int64), v["kv_dtype"].astype(np.int64),
             quants[v["quant"].astype(np.int64)], *sc[:4], dtype_bytes, dtype_bits, prefix,
-            gamma, alpha, beams)
+            gamma, alpha, beams, lora_r, lora_n)
     # static serving: no engine or budget dependence, nor on the memory capacity; ttft
     # does not depend on the output length
     valid_cap = (sc[4] > 0).reshape((1,) * (3 + len(L.KERNEL_AXES) + 4) + (-1,))
@@ -345,10 +364,11 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         # the prefix, spec-token, acceptance, beam and offload axes (one value each here but
         # offload's) around the imbalance, cap last
         x = x[:, :, None, None, :, :, :, :, :, :, :, :, None, :, :, None, :, None, None, None,
-              None, ..., None]
+              None, None, None, ..., None]
+        at = 2 + L.K_OFFLOAD
         shape = (x.shape[0], x.shape[1], len(v["serving"]), len(v["engine"]), *x.shape[4:12],
-                 len(v["max_batched_tokens"]), *x.shape[13:20], len(v["offload"]),
-                 *x.shape[21:-1], len(sc[4]))
+                 len(v["max_batched_tokens"]), *x.shape[13:at], len(v["offload"]),
+                 *x.shape[at + 1:-1], len(sc[4]))
         return np.where(valid_cap, np.broadcast_to(x, shape), fill)
     ttft, tpot, bound = grown(ttft, np.inf), grown(tpot, np.inf), grown(bound, 0)
     pre_path, pre_stage = grown(pre_path, np.inf), grown(pre_stage, np.inf)
@@ -398,7 +418,7 @@ def class_precisions(op, recipes, w, a, k, dtype_bits):
 def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output_tokens,
               tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, recipes,
               compute_scale, memory_scale, scaleup_scale, scaleout_scale, dtype_bytes,
-              dtype_bits, prefix=0.0, gamma=0.0, alpha=0.0, beams=1.0):
+              dtype_bits, prefix=0.0, gamma=0.0, alpha=0.0, beams=1.0, lora_r=0.0, lora_n=1.0):
     h = _ax(np.arange(hw.shape[0]), 0)
     w = _ax(weight_dtype, 1)
     a = np.where(_ax(act_dtype, 2) < 0, w, _ax(act_dtype, 2))
@@ -431,8 +451,9 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
         seqs = group_seqs * beams if decode else group_seqs  # every beam decodes
         if op[L.OP_SPAN] == L.SPAN_MOE:  # MoE layers: all groups' tokens on tp * adp devices
             return _costs(op, decode, seqs * adp, s, ctx, t * adp, p, e, wb, ab, kb, imb,
-                          new_q, cached)
-        return _costs(op, decode, seqs, s, ctx, t, p, e, wb, ab, kb, imb, new_q, cached)
+                          new_q, cached, lora_r, lora_n)
+        return _costs(op, decode, seqs, s, ctx, t, p, e, wb, ab, kb, imb, new_q, cached,
+                      lora_r, lora_n)
 
     def op_time(op, decode, ctx, work=None):
         f, by, net, steps, span, dq = op_costs(op, decode, ctx)

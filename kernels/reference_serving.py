@@ -50,7 +50,7 @@ import numpy as np
 
 from . import layout as L
 from .breakdown import KIND_CLASS, N_CLASSES, OFFLOAD_CLASS, OTHER_CLASS
-from .reference import _costs, class_precisions, roofline_seconds
+from .reference import _costs, _lora, class_precisions, roofline_seconds
 from .serving import steady_state
 
 
@@ -146,7 +146,7 @@ def _chunk_reads(s, k, window, cached=0.0):
     return _capped(cached + np.arange(int(k)) * ((s - cached) / k), window).sum()
 
 
-def _iteration_costs(op, it, t, p, e, wb, ab, kb, imb):
+def _iteration_costs(op, it, t, p, e, wb, ab, kb, imb, lora_r=0.0, lora_n=1.0):
     """(flops, bytes, message bytes, group devices, span, dequantization operations) of one
     op over one micro-batch of one
     iteration ``it`` (dict of the op's tokens, touched sequences, sampled tokens, attended
@@ -161,6 +161,10 @@ def _iteration_costs(op, it, t, p, e, wb, ab, kb, imb):
         flops = 2 * hq * (q[2] + q[3]) * it["attended"]
         byts = it["tokens"] * fresh + it["read"] * cache * kb
         zero = np.zeros_like(flops)
+        return flops, byts, zero, zero, t + zero, zero
+    if kind == L.LORA:  # the distinct adapters of the sequences it touches
+        flops, byts = _lora(op, it["tokens"], it["touched"], t, ab, lora_r, lora_n)
+        zero = np.zeros_like(flops * byts)
         return flops, byts, zero, zero, t + zero, zero
     if kind == L.SSM:
         inner, channels = q[0] / t, q[2] / t
@@ -295,7 +299,7 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
                       read=seqs * mean_ctx + prm * reads)
             flops, byts, net, steps, span, dq = _iteration_costs(
                 op, it, t * widen, p, e, dtype_bytes[wo], dtype_bytes[ao], dtype_bytes[ko],
-                pt["expert_imbalance"])
+                pt["expert_imbalance"], pt["lora_rank"], pt["lora_adapters"])
             comp, mem, netw, kernel = roofline_seconds(
                 hw, h, rates[h, cdt], flops, byts, int(op[L.OP_KIND]),
                 net, steps, span, cs, ms, su, so, dq, rates[h, L.FP32])

@@ -41,19 +41,24 @@ from numba import njit
 
 from .collectives import collective_seconds, domain_split
 from .efficiency import op_curves, time_factor
-from .formulas import (causal_pairs, dequant_tiles, expected_tokens, moe_cost, op_cost,
+from .formulas import (causal_pairs, dequant_tiles, expected_tokens, lora_cost, moe_cost,
+                       op_cost,
                        op_precisions, prompt_split, run_counts)
 from .layout import (DECODE, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS, EN_MIXED, HW_COMPUTE_EFF,
                      HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
                      HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
-                     HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, MOE,
+                     HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, LORA,
+                     MOE,
                      DRAFT_DECODE, OP_DRAFT, OP_FIELDS, OP_KIND, OP_SPAN, OP_TOKENS, PREFILL, SPAN_MOE,
                      TOKENS_LAST)
 
 # per-op unit costs [FLOP, bytes] (then seconds, see unit_times)
 (U_T, U_X, U_B0, U_BT, U_BSEQ, U_BX, U_NT, U_GROUP, U_SPAN, U_CDT, U_PATH, U_STAGE, U_WIN,
- U_MOE, U_LAST, U_SCALE, U_WORKS, U_KIND, U_DQ, U_IMB, U_WB, U_AB) = range(22)
-N_UNITS = 22
+ U_MOE, U_LAST, U_SCALE, U_WORKS, U_KIND, U_DQ, U_IMB, U_WB, U_AB, U_LR, U_LN) = range(24)
+N_UNITS = 24
+# U_MOE / V_MOE: ops priced per iteration (nonlinear in its tokens): 1 routed experts
+# (distinct experts hit), 2 LoRA (distinct adapters used; U_LR, U_LN: rank and adapters)
+PER_ITERATION_MOE, PER_ITERATION_LORA = 1.0, 2.0
 # per-op unit times [s]: compute per token and per context, memory once / per token / per
 # sequence / per context, the collective's message bytes per token, kernel latency,
 # counts; the collective's kind, group and span with the links' seconds per byte and per
@@ -61,8 +66,9 @@ N_UNITS = 22
 # activation bytes per element (its class's precisions: it is priced per iteration)
 (V_CT, V_CX, V_M0, V_MT, V_MSEQ, V_MX, V_NT, V_UP, V_OUT, V_LAT, V_PATH, V_STAGE, V_WIN,
  V_MOE, V_LAST, V_SCALE, V_RATE, V_MEM, V_KIND, V_GROUP, V_SPAN, V_DOMAIN, V_RUP, V_LUP,
- V_ROUT, V_LOUT, V_DQ, V_RATE32, V_IMB, V_CCURVE, V_MCURVE, V_NCURVE, V_WB, V_AB) = range(34)
-N_VTIMES = 34
+ V_ROUT, V_LOUT, V_DQ, V_RATE32, V_IMB, V_CCURVE, V_MCURVE, V_NCURVE, V_WB, V_AB, V_LR,
+ V_LN) = range(36)
+N_VTIMES = 36
 # composition of one micro-batch of one attention-DP group in one iteration
 # (C_QDEC, C_QCTX, C_QCTXW: the decode tokens and attended pairs of the target's ops, which
 # verify q = spec_tokens + 1 tokens per decoding request; C_DEC, C_CTX: one token each, as
@@ -74,7 +80,7 @@ N_COMP = 14
 
 @njit(cache=True)
 def unit_costs(program, n_op, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb, gamma,
-               out):
+               out, lora_r=0.0, lora_n=1.0):
     """Each op's cost as a linear function of an iteration's tokens into ``out[n_op]``, at
     its class's precisions under the quant recipe row ``quant`` (the grid's ``w``, ``a``,
     ``k`` codes where the recipe names none, :func:`formulas.op_precisions`)."""
@@ -87,8 +93,9 @@ def unit_costs(program, n_op, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_b
         moe_span = int(op[OP_SPAN]) == SPAN_MOE
         tt = t * adp if moe_span else t
         scale = adp if moe_span else 1.0  # an attention group's token is adp tokens here
-        z = op_cost(op, DECODE, 0.0, 1.0, tt, p, e, wb, ab, kb, imb)
-        one = op_cost(op, DECODE, scale, 1.0, tt, p, e, wb, ab, kb, imb)
+        z = op_cost(op, DECODE, 0.0, 1.0, tt, p, e, wb, ab, kb, imb, 1.0, 0.0, lora_r, lora_n)
+        one = op_cost(op, DECODE, scale, 1.0, tt, p, e, wb, ab, kb, imb, 1.0, 0.0, lora_r,
+                      lora_n)
         pre1 = op_cost(op, PREFILL, scale, 1.0, tt, p, e, wb, ab, kb, imb)
         pre2 = op_cost(op, PREFILL, scale, 2.0, tt, p, e, wb, ab, kb, imb)
         last = int(op[OP_TOKENS]) == TOKENS_LAST
@@ -107,7 +114,11 @@ def unit_costs(program, n_op, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_b
         out[i, U_IMB] = imb  # MoE ops price their busiest group per iteration with it
         out[i, U_SPAN] = one[6]
         out[i, U_WIN] = one[7]
-        out[i, U_MOE] = 1.0 if int(op[OP_KIND]) == MOE else 0.0
+        kind = int(op[OP_KIND])
+        out[i, U_MOE] = PER_ITERATION_MOE if kind == MOE else (
+            PER_ITERATION_LORA if kind == LORA else 0.0)
+        out[i, U_LR] = lora_r
+        out[i, U_LN] = lora_n
         out[i, U_LAST] = 1.0 if last else 0.0
         out[i, U_SCALE] = scale
         out[i, U_WORKS] = 1.0 if (one[0] > 0.0 or one[1] > 0.0 or one[2] > 0.0
@@ -156,6 +167,8 @@ def unit_times(units, n_op, rates_h, hw_h, out):
         out[i, V_IMB] = units[i, U_IMB]
         out[i, V_WB] = units[i, U_WB]
         out[i, V_AB] = units[i, U_AB]
+        out[i, V_LR] = units[i, U_LR]
+        out[i, V_LN] = units[i, U_LN]
         out[i, V_KIND] = units[i, U_KIND]
         out[i, V_CCURVE], out[i, V_MCURVE], out[i, V_NCURVE] = op_curves(int(units[i, U_KIND]))
         out[i, V_GROUP] = group
@@ -201,6 +214,17 @@ def _moe_seconds(vt, i, program, tokens, t, p, e, adp, hw_h):
     fc = time_factor(hw_h, int(vt[i, V_CCURVE]), c[0], hw_h[HW_COMPUTE_EFF])
     fm = time_factor(hw_h, int(vt[i, V_MCURVE]), c[1], hw_h[HW_MEMORY_EFF])
     return c[0] * vt[i, V_RATE] * fc + c[2] * vt[i, V_RATE32], c[1] * vt[i, V_MEM] * fm
+
+
+@njit(cache=True)
+def _lora_seconds(vt, i, program, tokens, seqs, t, hw_h):
+    """Unscaled (compute, memory) seconds of LoRA op ``i`` for ``tokens`` tokens of
+    ``seqs`` sequences (``formulas.lora_cost``: the distinct adapters they use), each at
+    the efficiency of its work."""
+    f, b = lora_cost(program[i], tokens, seqs, t, vt[i, V_AB], vt[i, V_LR], vt[i, V_LN])
+    fc = time_factor(hw_h, int(vt[i, V_CCURVE]), f, hw_h[HW_COMPUTE_EFF])
+    fm = time_factor(hw_h, int(vt[i, V_MCURVE]), b, hw_h[HW_MEMORY_EFF])
+    return f * vt[i, V_RATE] * fc, b * vt[i, V_MEM] * fm
 
 
 @njit(cache=True)
@@ -290,7 +314,12 @@ def _op_seconds(vt, i, program, tokens, seqs, sampled, ctx, pairs, reads, rcs, r
     """Seconds of op ``i`` for an iteration part; adds its roofline winner's share to
     ``acc`` (compute, memory, network)."""
     tok = sampled if vt[i, V_LAST] > 0.0 else tokens
-    if vt[i, V_MOE] > 0.0:
+    if vt[i, V_MOE] == PER_ITERATION_LORA:
+        tc, tm = _lora_seconds(vt, i, program, tok, seqs, t, hw_h)
+        tc *= rcs
+        tm *= rms
+        tn = 0.0
+    elif vt[i, V_MOE] > 0.0:
         tc, tm = _moe_seconds(vt, i, program, tok * vt[i, V_SCALE], t, p, e, adp, hw_h)
         tc *= rcs
         tm *= rms
@@ -442,6 +471,7 @@ def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q, hw_h):
     tok = sampled if vt[i, V_LAST] > 0.0 else tokens
     if vt[i, V_MOE] > 0.0:
         out[q, T_C] = tok * vt[i, V_SCALE]
+        out[q, T_M] = seqs  # LoRA: the sequences whose adapters it reads
     else:
         out[q, T_C], out[q, T_M] = _compute_memory(vt, i, tok, seqs, pairs, reads, hw_h)
         if vt[i, V_GROUP] > 1.0:
@@ -458,8 +488,14 @@ def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q, hw_h):
 @njit(cache=True)
 def _moe_terms(vt, i, program, t, p, e, adp, out, q, hw_h):
     """Row ``q``'s compute, memory and network terms of MoE op ``i`` (distinct experts hit:
-    ``op_cost`` at the sequences :func:`_op_terms` left in ``T_C``)."""
-    out[q, T_C], out[q, T_M] = _moe_seconds(vt, i, program, out[q, T_C], t, p, e, adp, hw_h)
+    ``op_cost`` at the tokens :func:`_op_terms` left in ``T_C``) or LoRA op ``i``
+    (distinct adapters used: the sequences it left in ``T_M``)."""
+    if vt[i, V_MOE] == PER_ITERATION_LORA:
+        out[q, T_C], out[q, T_M] = _lora_seconds(vt, i, program, out[q, T_C], out[q, T_M], t,
+                                                 hw_h)
+    else:
+        out[q, T_C], out[q, T_M] = _moe_seconds(vt, i, program, out[q, T_C], t, p, e, adp,
+                                                hw_h)
     out[q, T_N] = 0.0
     out[q, T_NO] = 0.0
     out[q, T_NL] = 0.0
@@ -503,7 +539,7 @@ def iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, s
                       comp[C_READW] if windowed else comp[C_READ], out, q, hw_h)
             rows[q] = -1 - j
             q += 1
-    for r in range(q):  # MoE ops apart: op_cost stays out of the loops above
+    for r in range(q):  # MoE and LoRA ops apart: their costs stay out of the loops above
         i = rows[r]
         if i >= 0:
             if vt_dec[i, V_MOE] > 0.0:
@@ -631,7 +667,7 @@ def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, m
 
 @njit(cache=True)
 def structure_units(prog_dec, n_dec, prog_pre, n_pre, width, t, p, e, adp, w, a, k, quant,
-                    dtype_bytes, dtype_bits, imb, gamma):
+                    dtype_bytes, dtype_bits, imb, gamma, lora_r=0.0, lora_n=1.0):
     """What a structure point fixes for continuous serving: both programs' unit costs
     [width, N_UNITS] (:func:`unit_costs`), the prefill op each decode op shares a kernel
     with (``partner``, ``shared``, :func:`match_ops`) and the model's attention window (0:
@@ -639,9 +675,9 @@ def structure_units(prog_dec, n_dec, prog_pre, n_pre, width, t, p, e, adp, w, a,
     u_dec = np.empty((width, N_UNITS))
     u_pre = np.empty((width, N_UNITS))
     unit_costs(prog_dec, n_dec, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb,
-               gamma, u_dec)
+               gamma, u_dec, lora_r, lora_n)
     unit_costs(prog_pre, n_pre, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb,
-               gamma, u_pre)
+               gamma, u_pre, lora_r, lora_n)
     partner = np.empty(width, dtype=np.int64)
     shared = np.empty(width, dtype=np.bool_)
     match_ops(prog_dec, n_dec, prog_pre, n_pre, partner, shared)

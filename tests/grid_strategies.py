@@ -49,6 +49,9 @@ STRUCTURE = {
     "spec_tokens": axis([0, 1, 3], 1),
     "acceptance_rate": axis([0.5, 0.8, 1.0], 1),
     "beams": axis([1, 2, 4], 1),
+    # LoRA adapters (one value per example: the static reference takes them one at a time)
+    "lora_rank": axis([0, 8, 64], 1),
+    "lora_adapters": axis([1, 3, 100], 1),
     # offload: spills only where a point does not fit (large batches, small chips)
     "offload": axis(["none", "weights", "kv"], 2),
 }

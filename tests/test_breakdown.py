@@ -35,7 +35,7 @@ def test_breakdown_classes_and_columns_are_declared_once():
                      "embedding": "other", "moe_experts": "moe", "all_reduce": "collective",
                      "all_to_all": "collective", "p2p": "collective",
                      "all_gather": "collective", "ssm_scan": "attention",
-                     "reduce_scatter": "collective", "elementwise": "other"}
+                     "reduce_scatter": "collective", "elementwise": "other", "lora": "gemm"}
     assert [m.name for m in BREAKDOWN_METRICS] == [*COLUMNS, "prefill_bound"]
     assert all(m.unit == "s" for m in BREAKDOWN_METRICS[:-1])
     assert not any(m.name in METRIC or m.in_rows for m in BREAKDOWN_METRICS)
