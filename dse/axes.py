@@ -105,7 +105,7 @@ def _dtype(name, layout, default, doc):
 # domains hold hundreds of devices and the largest clusters about 1e5, the longest context
 # windows are 1e7 tokens, engines run up to a few thousand sequences per replica), and every
 # count the engine derives stays exact in int64 and float64:
-# devices = tp * attention_dp * pp * dp <= 2^(16+12+12+20) = 2^60 < 2^63.
+# devices = tp * attention_dp * pp * cp * dp <= 2^(16+10+8+6+20) = 2^60 < 2^63.
 AXES = (
     Axis("hardware", "grid", "preset", "group", "kernel", 0, ("h100_sxm",),
          "accelerator preset (bundled name or path to a .toml file)"),
@@ -129,12 +129,12 @@ AXES = (
               "share of each prompt already in the KV cache (prefix caching): prefill "
               "computes only the new tokens, attending over the whole prompt; the cached "
               "prefix is held once per replica"),
-    _int("output_tokens", "group", 23, 1 << 24, "generated tokens per sequence",
+    _int("output_tokens", "group", 24, 1 << 24, "generated tokens per sequence",
          default=(256,)),
     _int("tp", "strategy", 8, 1 << 16, "tensor-parallel devices"),
-    _int("pp", "strategy", 9, 1 << 12, "pipeline stages"),
+    _int("pp", "strategy", 9, 1 << 8, "pipeline stages"),
     _int("ep", "strategy", 10, 1 << 16, "expert-parallel groups of the MoE devices"),
-    _int("attention_dp", "strategy", 11, 1 << 12,
+    _int("attention_dp", "strategy", 11, 1 << 10,
          "MoE: attention data-parallel groups of tp devices"),
     _int("max_batched_tokens", "strategy", 12, 1 << 24,
          "continuous: token budget of one engine iteration (chunked-prefill size; 0: the "
@@ -165,7 +165,12 @@ AXES = (
     _int("lora_adapters", "group", 21, 1 << 16,
          "LoRA: distinct adapters the requests draw from uniformly (all held on the "
          "device)"),
-    _int("dp", "strategy", 31, 1 << 20, "independent replicas", walk="derived"),
+    # context parallelism: a prompt's tokens over cp devices, each holding 1/cp of every
+    # sequence's KV cache
+    _int("cp", "strategy", 23, 1 << 6,
+         "context-parallel devices: each prompt's tokens split over cp devices (K/V "
+         "exchanged per layer), every sequence's KV cache sharded over them"),
+    _int("dp", "strategy", 32, 1 << 20, "independent replicas", walk="derived"),
     _dtype("weight_dtype", 4, "bf16", "weight precision"),
     _dtype("act_dtype", 5, SAME, "activation precision (same: the weight precision)"),
     _dtype("kv_dtype", 6, SAME, "KV-cache precision (same: the activation precision)"),
@@ -175,15 +180,15 @@ AXES = (
     Axis("quant", "grid", "preset", "strategy", "kernel", 7, ("uniform",),
          "precision recipe (bundled name or path to a .toml file): per operator class "
          "precisions over weight/act/kv_dtype; uniform: none"),
-    _scale("compute_scale", 24, "factor on peak FLOP/s"),
-    _scale("memory_bandwidth_scale", 25, "factor on memory bandwidth"),
-    _scale("memory_capacity_scale", 28, "factor on memory capacity"),
-    _scale("scaleup_bandwidth_scale", 26, "factor on scale-up link bandwidth"),
-    _scale("scaleout_bandwidth_scale", 27, "factor on scale-out link bandwidth"),
-    _scale("scaleup_domain_scale", 29, "factor on the scale-up domain size (devices per "
+    _scale("compute_scale", 25, "factor on peak FLOP/s"),
+    _scale("memory_bandwidth_scale", 26, "factor on memory bandwidth"),
+    _scale("memory_capacity_scale", 29, "factor on memory capacity"),
+    _scale("scaleup_bandwidth_scale", 27, "factor on scale-up link bandwidth"),
+    _scale("scaleout_bandwidth_scale", 28, "factor on scale-out link bandwidth"),
+    _scale("scaleup_domain_scale", 30, "factor on the scale-up domain size (devices per "
            "NVLink-class domain, rounded; e.g. 9 turns an 8-GPU node into NVL72)",
            walk="hardware"),
-    _scale("link_latency_scale", 30, "factor on the per-step latency of the scale-up and "
+    _scale("link_latency_scale", 31, "factor on the per-step latency of the scale-up and "
            "scale-out links", walk="hardware"),
     # a what-if of the workload's routing, walked by the kernel (it changes MoE costs)
     _scale("expert_imbalance", 16, "MoE with ep > 1: the busiest expert group's routed "
@@ -192,6 +197,8 @@ AXES = (
 )
 AXIS = {a.name: a for a in AXES}
 MAX_DEVICES = 1 << 60  # the [constraints] bound, and the most devices any point can have
+# the axes whose product is a configuration's devices (derived, reduced, recommended alike)
+DEVICE_AXES = ("tp", "attention_dp", "pp", "cp", "dp")
 
 
 def names(**where) -> tuple:

@@ -373,11 +373,41 @@ def lora_ops(model: Model) -> list[ops.Op]:
     return out
 
 
-def program_ops(model: Model, phase: int, lora: bool = False) -> list[ops.Op]:
+def cp_ops(model: Model, phase: int) -> list[ops.Op]:
+    """Context parallelism's collectives (``layout.GROUP_CP``, cp devices per sequence).
+
+    Prefill (ring attention, Liu et al., arXiv:2310.01889; Meta's pass-KV prefill, Yang
+    et al., arXiv:2411.01783): each device computes its 1/cp of every prompt's tokens and
+    needs every other device's K/V of each attention layer: ``cp_kv_exchange`` gathers the
+    layer's new K/V (its cache elements per token, in the KV precision, split over tp as the
+    cache is) over the cp group. It is priced after the attention, not overlapped with it
+    (ring attention hides it behind the attention where that takes longer: an upper bound).
+    Decode (the KV cache sharded over the cp devices, as vLLM's decode context parallel and
+    TensorRT-LLM's Helix run it): each device attends its 1/cp of every context and
+    ``cp_attention_combine`` gathers the partial outputs with their log-sum-exp (heads x
+    (v dim + 1) fp32 values per token, split over tp) to merge them."""
+    n = model.attention_layers
+    if not n:
+        return []
+    if phase == L.PREFILL:
+        if model.is_mla:
+            cache, heads = model.kv_lora_rank + model.qk_rope_head_dim, 1
+        else:
+            cache, heads = 2 * model.kv_heads * model.head_dim, model.kv_heads
+        return [ops.all_gather("cp_kv_exchange", cache, n, group=L.GROUP_CP,
+                               element_bytes=-1.0, split=L.SPLIT_KV, heads=heads)]
+    v_dim = model.kv_lora_rank if model.is_mla else model.head_dim
+    return [ops.all_gather("cp_attention_combine", model.heads * (v_dim + 1), n,
+                           group=L.GROUP_CP, element_bytes=4.0, split=L.SPLIT_COLUMNS)]
+
+
+def program_ops(model: Model, phase: int, lora: bool = False, cp: bool = False) -> list[ops.Op]:
     """A model's operator program in ``phase``: its forward pass, its MTP module and, with
-    ``lora`` (a sweep with lora_rank > 0), its LoRA adapters (:func:`lora_ops`; left out
-    otherwise, so that sweeps without LoRA walk no extra ops)."""
-    return [*model_ops(model, phase), *mtp_ops(model, phase), *(lora_ops(model) if lora else [])]
+    ``lora`` (a sweep with lora_rank > 0), its LoRA adapters (:func:`lora_ops`), with ``cp``
+    (a sweep with cp > 1) context parallelism's collectives (:func:`cp_ops`); both left out
+    otherwise, so that sweeps without them walk no extra ops."""
+    return [*model_ops(model, phase), *mtp_ops(model, phase),
+            *(lora_ops(model) if lora else []), *(cp_ops(model, phase) if cp else [])]
 
 
 def lora_bytes_per_device(model: Model, tp, pp, rank, adapters, act_bytes):
@@ -392,15 +422,16 @@ def lora_bytes_per_device(model: Model, tp, pp, rank, adapters, act_bytes):
     return adapters * rank * total * act_bytes
 
 
-def compile_models(models, lora: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Dense program table for the kernel (``lora``: with the LoRA ops, :func:`program_ops`).
+def compile_models(models, lora: bool = False, cp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Dense program table for the kernel (``lora``, ``cp``: with the LoRA ops, with
+    context parallelism's collectives, :func:`program_ops`).
 
     Returns
     -------
     programs : float64 [n_model, 2 (prefill, decode), max_ops, OP_FIELDS]
     n_ops : int64 [n_model, 2]
     """
-    per_model = [[program_ops(m, phase, lora) for phase in (L.PREFILL, L.DECODE)]
+    per_model = [[program_ops(m, phase, lora, cp) for phase in (L.PREFILL, L.DECODE)]
                  for m in models]
     max_ops = max(len(p) for both in per_model for p in both)
     programs = np.zeros((len(models), 2, max_ops, L.OP_FIELDS))

@@ -5,7 +5,7 @@ A disaggregated deployment runs prompts on ``x`` prefill instances and generatio
 decode instances, and ships each prompt's KV cache from one to the other. Each pool is
 priced with the grid's static-serving points of the same model and workload:
 
-* a **prefill instance** is a point's devices (tp * attention_dp * pp * dp) running prefill
+* a **prefill instance** is a point's devices (tp * attention_dp * pp * cp * dp) running prefill
   passes of ``batch`` prompts: ``P = dp * batch / t_p`` prompts/s, ``t_p = ttft_s`` (the
   static prefill pass) + the engine's ``iteration_overhead_s``;
 * a **decode instance** runs decode steps of ``batch`` sequences: ``D = dp * batch /
@@ -49,7 +49,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import compile as comp
-from .axes import SERVING
+from .axes import DEVICE_AXES, SERVING
 from .evaluate import (POWER_SHARE_MEMORY_BOUND, REASON_CODE, REASONS, WHAT_IF_DIMS,
                        idle_watts)
 from .grid import GROUP_DIMS, STRATEGY_DIMS
@@ -113,7 +113,7 @@ def pool_frontier(pts: Points, role: str):
     out = np.full(len(groups), 1 if role == "prefill" else 2, dtype=np.int64)
     grouped_reduce(offs[0], out, offs[1], offs[2],
                    *pts.strategy_products(("dp", "batch")),
-                   *pts.strategy_products(("tp", "attention_dp", "pp", "dp")), *flat,
+                   *pts.strategy_products(DEVICE_AXES), *flat,
                    REASON_CODE["what_if_scale_not_positive"], REASON_CODE["out_of_memory"],
                    np.iinfo(np.int64).max, np.inf, np.inf, *_DEFAULT_OBJECTIVES,
                    4 * numba.get_num_threads(), front, n_front, best,
@@ -407,7 +407,7 @@ def _pair_columns() -> dict:
             d = describe(c)
             pool[f"{side}_{c}"] = (d["unit"], f"{side} pool: {d['description']}")
         pool[f"{side}_devices"] = ("devices", f"devices of one {side} instance (tp * "
-                                   "attention_dp * pp * dp of its point)")
+                                   "attention_dp * pp * cp * dp of its point)")
         pool[f"{side}_instances"] = ("count", f"{side} instances of the pairing")
         pool[f"{side}_utilization"] = ("fraction (0 to 1)", f"busy share of the {side} "
                                        "pool at the pairing's request rate")

@@ -25,7 +25,7 @@ REASONS = ("", "ep_not_divisor_of_tp", "ep_on_dense_model", "attention_dp_on_den
            "experts_not_divisible_by_ep",
            "tp_not_divisor_of_heads", "tp_incompatible_with_kv_heads", "pp_exceeds_layers",
            "what_if_scale_not_positive", "precision_not_supported", "spec_tokens_without_mtp",
-           "out_of_memory")
+           "cp_on_recurrent_model", "out_of_memory")
 REASON_CODE = {r: i for i, r in enumerate(REASONS)}
 WHAT_IF_DIMS = in_layout(names(kind="scale"))
 PRECISION_DIMS = ("hardware", "model", "weight_dtype", "act_dtype", "quant")
@@ -99,7 +99,7 @@ def kernel_inputs(spec: SweepSpec, slots: tuple, host: tuple | None = None) -> d
     c = coords(spec)
     hw, rates = hardware_variants(*hardware_tables(spec.hardware),
                                   *(c[d] for d in HARDWARE_WHAT_IF))
-    programs, n_ops = comp.compile_models(spec.models, lora=uses_lora(c))
+    programs, n_ops = comp.compile_models(spec.models, lora=uses_lora(c), cp=uses_cp(c))
     axes, axis_sizes = _axis_table([_axis_values(d, c[d]) for d in STRUCT_DIMS[1:]])
     scales, scale_sizes = _axis_table([c[d] for d in KERNEL_WHAT_IF])
     dims, values, host = _with_host(slots, host)
@@ -123,6 +123,12 @@ def uses_lora(c: dict) -> bool:
     """Whether the grid has LoRA adapters (a lora_rank > 0): the programs then carry the
     LoRA ops (``compile.program_ops``)."""
     return any(r > 0 for r in c["lora_rank"])
+
+
+def uses_cp(c: dict) -> bool:
+    """Whether the grid has context parallelism (a cp > 1): the programs then carry its
+    collectives (``compile.cp_ops``)."""
+    return any(v > 1 for v in c["cp"])
 
 
 def kernel_shape(c: dict, dims: tuple) -> tuple:
@@ -169,13 +175,13 @@ def _shaped(values, dim, dims, dtype=None):
     return np.asarray(values, dtype=dtype).reshape(shape)
 
 
-def structural_reasons(models, tp, pp, ep, adp, spec_tokens=(0,)) -> np.ndarray:
+def structural_reasons(models, tp, pp, ep, adp, spec_tokens=(0,), cp=(1,)) -> np.ndarray:
     """First invalid-combination reason code per (model, tp, pp, ep, attention_dp,
-    spec_tokens); 0 when valid."""
+    spec_tokens, cp); 0 when valid."""
     dims = STRUCTURE_DIMS
-    tp, pp, ep, adp, spec = (_shaped(v, d, dims) for v, d in (
+    tp, pp, ep, adp, spec, cpa = (_shaped(v, d, dims) for v, d in (
         (tp, "tp"), (pp, "pp"), (ep, "ep"), (adp, "attention_dp"),
-        (np.asarray(spec_tokens), "spec_tokens")))
+        (np.asarray(spec_tokens), "spec_tokens"), (np.asarray(cp), "cp")))
     out = []
     for m in models:
         checks = [
@@ -192,9 +198,13 @@ def structural_reasons(models, tp, pp, ep, adp, spec_tokens=(0,)) -> np.ndarray:
             (pp > m.layers, "pp_exceeds_layers"),
             # speculative decoding drafts with the model's MTP module
             ((spec > 0) & (m.mtp_layers == 0), "spec_tokens_without_mtp"),
+            # a recurrent state (SSM, linear attention) is passed along the sequence: its
+            # prompt does not split over context-parallel devices
+            ((cpa > 1) & bool(m.ssm_layers or m.linear_attention_layers),
+             "cp_on_recurrent_model"),
         ]
         code = np.zeros(np.broadcast_shapes(tp.shape, pp.shape, ep.shape, adp.shape,
-                                            spec.shape)[1:], dtype=np.uint8)
+                                            spec.shape, cpa.shape)[1:], dtype=np.uint8)
         for cond, name in checks:
             cond = np.broadcast_to(cond, (1, *code.shape))[0]
             code = np.where((code == 0) & cond, np.uint8(REASON_CODE[name]), code)
@@ -316,11 +326,11 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
     """
     dims = ("model", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
             "attention_dp", "max_batched_tokens", "input_tokens", "output_tokens", "beams",
-            "prefix_cached_fraction")
+            "prefix_cached_fraction", "cp")
     ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp",
                                                     "input_tokens", "output_tokens",
                                                     "max_batched_tokens", "beams",
-                                                    "prefix_cached_fraction")}
+                                                    "prefix_cached_fraction", "cp")}
     w, a, k = resolve_dtypes(*(_shaped(dtype_codes(c[d]), d, dims)
                                for d in ("weight_dtype", "act_dtype", "kv_dtype")))
     ab, kb = L.DTYPE_BYTES[a], recipe_kv_bytes(spec, k, dims)
@@ -331,18 +341,20 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
                       eng["max_batched_tokens"])
     tokens = np.where((budget <= 0) | (eng["chunked_prefill"] == 0), np.maximum(budget, s),
                       budget)[0]
-    tp, pp, adp = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0]
+    tp, pp, adp, cp = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0], ax["cp"][0]
     cached = cached_tokens(s[0], ax["prefix_cached_fraction"][0])
     terms = {
-        # a request's own KV cache: its uncached prompt tokens and its beams' tokens
+        # a request's own KV cache: its uncached prompt tokens and its beams' tokens (its
+        # 1/cp share under context parallelism)
         "kv_request_bytes": lambda m: comp.kv_cache_bytes_per_device(
-            m, tp, pp, 1.0, s[0] - cached + ax["beams"][0] * ax["output_tokens"][0],
+            m, tp, pp, 1.0 / cp, s[0] - cached + ax["beams"][0] * ax["output_tokens"][0],
             kb[0], adp),
-        # batch = pp: one sequence per micro-batch; input = the iteration's tokens; plus
-        # the cached prompt prefix, held once per attention-DP group (prefix caching)
+        # batch = pp: one sequence per micro-batch; input = the iteration's tokens (1/cp of
+        # them); plus the cached prompt prefix, held once per attention-DP group (prefix
+        # caching)
         "working_bytes": lambda m: comp.activation_bytes_per_device(
-            m, tp, pp, pp, tokens, ab[0], adp) + shared_prefix_bytes(
-            m, tp, pp, adp, cached, kb[0]),
+            m, tp, pp, pp, tokens / cp, ab[0], adp) + shared_prefix_bytes(
+            m, tp, pp, adp, cached, kb[0]) / cp,
     }
     out = {name: _own_dims(term, spec.models, dims, c) for name, term in terms.items()}
     free = (xr.DataArray(usable, dims=("hardware", "memory_capacity_scale"))
@@ -381,7 +393,7 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp", "batch",
                                                      "input_tokens", "output_tokens",
                                                      "beams", "prefix_cached_fraction",
-                                                     "lora_rank", "lora_adapters")}
+                                                     "lora_rank", "lora_adapters", "cp")}
     w = _shaped(dtype_codes(c["weight_dtype"]), "weight_dtype", dims)
     w, a, k = resolve_dtypes(w, _shaped(dtype_codes(c["act_dtype"]), "act_dtype", dims),
                              _shaped(dtype_codes(c["kv_dtype"]), "kv_dtype", dims))
@@ -390,6 +402,9 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     kb = recipe_kv_bytes(spec, k, dims)
     class_wb = {qc: b[0] for qc, b in recipe_weight_bytes(spec, w, dims).items()}
     tp, pp, adp, batch = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0], ax["batch"][0]
+    # context parallelism: each of the cp devices holds 1/cp of every sequence's KV cache
+    # and prefills 1/cp of every prompt
+    cp = ax["cp"][0]
     # a sequence holds its prompt once and each beam's generated tokens (beam search; the
     # positions capped together at a sliding window)
     context = ax["input_tokens"][0] + ax["beams"][0] * ax["output_tokens"][0]
@@ -398,10 +413,11 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     cached = cached_tokens(ax["input_tokens"][0], ax["prefix_cached_fraction"][0])
 
     def kv(m, positions):
-        own = comp.kv_cache_bytes_per_device(m, tp, pp, batch, positions - cached, kb[0], adp)
+        own = comp.kv_cache_bytes_per_device(m, tp, pp, batch / cp, positions - cached, kb[0],
+                                             adp)
         if not np.any(cached > 0):  # no prefix caching: no second full-size array
             return own
-        shared = shared_prefix_bytes(m, tp, pp, adp, cached, kb[0])
+        shared = shared_prefix_bytes(m, tp, pp, adp, cached, kb[0]) / cp
         if np.broadcast_shapes(own.shape, shared.shape) == own.shape:
             return np.add(own, shared, out=own)  # in place: the KV term is the largest
         return own + shared
@@ -416,7 +432,7 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
         "weight_bytes_per_device": weights,
         "kv_cache_bytes_per_device": lambda m: kv(m, context),
         "activation_bytes_per_device": lambda m: comp.activation_bytes_per_device(
-            m, tp, pp, batch, ax["input_tokens"][0], ab[0], adp),
+            m, tp, pp, batch, ax["input_tokens"][0] / cp, ab[0], adp),
         # the static peaks: prefill holds the prompts' KV cache and the prefill
         # activations, decode the full-context KV cache and one step's activations
         "kv_prompt_bytes": lambda m: kv(m, ax["input_tokens"][0]),
@@ -444,7 +460,8 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
         "idle_watts": (("hardware",), np.array([idle_watts(h) for h in spec.hardware])),
         "usable_memory_bytes": (("hardware", "memory_capacity_scale"), usable),
         "structural_reason": (STRUCTURE_DIMS, structural_reasons(
-            spec.models, c["tp"], c["pp"], c["ep"], c["attention_dp"], c["spec_tokens"])),
+            spec.models, c["tp"], c["pp"], c["ep"], c["attention_dp"], c["spec_tokens"],
+            c["cp"])),
         "what_if_valid": (WHAT_IF_DIMS, scale_ok),
         "precision_reason": precision_reasons(spec, c),
     }
@@ -517,7 +534,7 @@ def add_breakdown(ds: xr.Dataset, inputs: dict, c: dict, backend: str = "numba")
 
 
 # What derived_metrics reads: axes and the evaluated variables.
-METRIC_INPUTS = ("serving", "tp", "attention_dp", "pp", "dp", "batch", "output_tokens",
+METRIC_INPUTS = ("serving", "tp", "attention_dp", "pp", "cp", "dp", "batch", "output_tokens",
                  "ttft_s", "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_device",
                  "activation_bytes_per_device", "kv_prompt_bytes", "decode_working_bytes",
                  "kv_request_bytes", "working_bytes", "slots",
@@ -565,7 +582,7 @@ def derived_metrics(v, where=np.where) -> dict:
     # one output token: no decode step (and no 0 * inf where a time is infinite)
     decode_s = (out_tok - 1) * where(out_tok > 1, v["tpot_s"], 0.0)
     e2e = v["ttft_s"] + decode_s
-    devices = v["tp"] * v["attention_dp"] * v["pp"] * v["dp"]
+    devices = v["tp"] * v["attention_dp"] * v["pp"] * v["cp"] * v["dp"]  # DEVICE_AXES
     # each replica serves `batch` requests every e2e seconds: a static batch, or (Little's
     # law) a closed loop of `batch` clients whose requests take e2e each
     requests = v["dp"] * v["batch"] / e2e

@@ -14,7 +14,8 @@ import pandas as pd
 from .axes import AXES
 from .compile import program_ops
 from .config import parse_sweep
-from .evaluate import derive, evaluate, kernel_inputs, memory_and_validity, uses_lora
+from .evaluate import (derive, evaluate, kernel_inputs, memory_and_validity, uses_cp,
+                       uses_lora)
 from .grid import coords
 from .kernels import layout as L
 from .kernels.breakdown import CLASSES, KIND_CLASS
@@ -128,7 +129,8 @@ def _static_rows(spec, inp, host) -> tuple[list, dict]:
         inp["dtype_bits"], rows[L.PREFILL], rows[L.DECODE])
     table = []
     for phase, phase_name in ((L.PREFILL, "prefill"), (L.DECODE, "decode")):
-        for op, r in zip(program_ops(m, phase, uses_lora(coords(spec))), rows[phase]):
+        ops_of = program_ops(m, phase, uses_lora(coords(spec)), uses_cp(coords(spec)))
+        for op, r in zip(ops_of, rows[phase]):
             row = dict(zip(ROW_FIELDS, r))
             if row["count"] == 0:  # inactive here (ep), or no pipeline boundary
                 continue
@@ -178,7 +180,8 @@ def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
     with offload, ``host``: bytes per pass, a ``host_link`` row)."""
     m = spec.models[0]
     n_pre, n_dec = (int(n) for n in inp["n_ops"][0])
-    ops = {ph: program_ops(m, ph, uses_lora(coords(spec))) for ph in (L.PREFILL, L.DECODE)}
+    ops = {ph: program_ops(m, ph, uses_lora(coords(spec)), uses_cp(coords(spec)))
+           for ph in (L.PREFILL, L.DECODE)}
     rows = {k: np.zeros((n_dec + n_pre, 2)) for k in ("decode", "mixed")}
     engine = inp["engines"][0]
     result = explain_serving(

@@ -40,14 +40,16 @@ REDUCTION_ORDER = (*GROUP_DIMS, *STRATEGY_DIMS)
 # varies over all of MEMORY_DIMS, the activations not over output length or KV precision.
 MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
                "attention_dp", "batch", "input_tokens", "output_tokens", "beams",
-               "prefix_cached_fraction", "lora_rank", "lora_adapters")
+               "prefix_cached_fraction", "lora_rank", "lora_adapters", "cp")
 # the working set takes the grid's activation precision, whatever the recipe (dse.quant)
 ACTIVATION_DIMS = tuple(d for d in MEMORY_DIMS
                         if d not in ("kv_dtype", "quant", "output_tokens", "beams",
-                                     "prefix_cached_fraction", "lora_rank", "lora_adapters"))
+                                     "prefix_cached_fraction", "lora_rank", "lora_adapters",
+                                     "cp"))
 KV_PROMPT_DIMS = tuple(d for d in MEMORY_DIMS  # KV at the prompt
-                       if d not in ("output_tokens", "beams", "lora_rank", "lora_adapters"))
-STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp", "spec_tokens")
+                       if d not in ("output_tokens", "beams", "lora_rank", "lora_adapters",
+                                    "cp"))
+STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp", "spec_tokens", "cp")
 
 # Peak memory of a chunk in flight, term by term [bytes per point of the dims named], as
 # :func:`chunk_bytes` adds them up. Measured with benchmarks/bench_memory.py (peak RSS of
@@ -199,6 +201,20 @@ def coords(spec: SweepSpec) -> dict:
             continue
         c[d] = list(spec.what_if[d]) if d in WHAT_IF_AXES else list(spec.grid[d])
     return c
+
+
+def broadcast_shape(*shapes) -> tuple:
+    """The shape ``shapes`` broadcast to, as ``np.broadcast_shapes`` but for any number of
+    dims (numpy's broadcast object stops at 32; the grid has more)."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = [1] * ndim
+    for shape in shapes:
+        for i, n in enumerate(shape, ndim - len(shape)):
+            if n != 1:
+                if out[i] not in (1, n):
+                    raise ValueError(f"shapes {shapes} do not broadcast")
+                out[i] = n
+    return tuple(out)
 
 
 def dtype_codes(values) -> np.ndarray:

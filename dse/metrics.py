@@ -31,7 +31,7 @@ class Metric:
 
 
 METRICS = (
-    Metric("devices", "devices", "int64", "derived", "tp * attention_dp * pp * dp"),
+    Metric("devices", "devices", "int64", "derived", "tp * attention_dp * pp * cp * dp"),
     Metric("ttft_s", "s", "float64", "kernel",
            "time to first token: the prefill pass (continuous: request overhead, admission "
            "wait and the request's prefill iterations)"),

@@ -121,8 +121,13 @@ def all_reduce(name, elements_per_token, layers=0, group=L.GROUP_TP, scope=L.SCO
 
 
 def all_gather(name, elements_per_token, layers=0, group=L.GROUP_TP, scope=L.SCOPE_LAYER,
-               tokens=L.TOKENS_ALL, when=L.WHEN_ALWAYS):
-    return _op(name, L.ALLGATHER, (elements_per_token,), layers, scope, tokens, group, when)
+               tokens=L.TOKENS_ALL, when=L.WHEN_ALWAYS, element_bytes=0.0,
+               split=L.SPLIT_NONE, heads=0):
+    """All-gather of ``elements_per_token`` per token; ``element_bytes``: 0 for the
+    activation precision, -1 for the KV cache's; ``split``: the per-device share
+    (SPLIT_COLUMNS over tp, SPLIT_KV over min(tp, ``heads``)); ``formulas.op_cost``."""
+    return _op(name, L.ALLGATHER, (elements_per_token, element_bytes, split, heads), layers,
+               scope, tokens, group, when)
 
 
 def reduce_scatter(name, elements_per_token, layers=0, group=L.GROUP_TP,

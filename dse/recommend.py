@@ -61,7 +61,7 @@ COLUMN_DOCS = {
     "found": ("", "a configuration of this hardware meets the constraints (false: the "
               "strategy and metric columns are null and reason says why)"),
     "requests_per_s_per_replica": ("requests/s", "requests_per_s of one replica"),
-    "devices_per_replica": ("devices", "tp * attention_dp * pp * dp of the pick"),
+    "devices_per_replica": ("devices", "tp * attention_dp * pp * cp * dp of the pick"),
     "replicas": ("count", "replicas the request rate needs: ceil(requests_per_s / "
                  "requests_per_s_per_replica); 1 without a rate"),
     "devices": ("devices", "replicas * devices_per_replica"),

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xarray as xr
 
+from .axes import DEVICE_AXES
 from .config import Constraints
 from .evaluate import METRIC_INPUTS, REASON_CODE, REASONS, derived_metrics
 from .grid import GROUP_DIMS, STRATEGY_DIMS, dtype_codes, resolve_dtypes, split_point
@@ -105,7 +106,7 @@ def reduce_points(pts: Points, cons: Constraints, objectives: Objectives = Objec
     n_groups, n_strat = len(pts.group_offsets), pts.n_strategies
     best_code, best_sign, codes, signs = objectives.codes()
     dp_batch = pts.strategy_products(("dp", "batch"))
-    devices = pts.strategy_products(("tp", "attention_dp", "pp", "dp"))
+    devices = pts.strategy_products(DEVICE_AXES)
     front = np.empty((n_groups, n_strat), dtype=np.int32)
     n_front = np.empty(n_groups, dtype=np.int64)
     best = np.empty(n_groups, dtype=np.int64)

@@ -11,7 +11,7 @@ import xarray as xr
 
 from .axes import AXES, AXIS, names
 from .evaluate import METRIC_INPUTS, REASONS, derived_metrics
-from .grid import GRID_DIMS, dtype_codes, resolve_dtypes
+from .grid import GRID_DIMS, broadcast_shape, dtype_codes, resolve_dtypes
 from .kernels.gather import Slabs
 from .kernels.layout import BOUND_NAMES, DTYPES
 from .glossary import describe
@@ -190,7 +190,7 @@ def run_lengths(cols: dict[str, np.ndarray]) -> dict[str, int]:
     flattened block (GRID_DIMS order) spanned by the dims inside the innermost dim the
     column varies over. A column may repeat a value across runs too; this is a lower
     bound on its run length."""
-    shape = np.broadcast_shapes(*(a.shape for a in cols.values()))
+    shape = broadcast_shape(*(a.shape for a in cols.values()))
     runs = {}
     for c, a in cols.items():
         varying = [i for i, s in enumerate(a.shape) if s > 1]
@@ -209,7 +209,7 @@ def _slab_dims(shape, max_rows: int) -> int:
 
 def batch_rows(cols: dict[str, np.ndarray], max_rows: int = BATCH_ROWS) -> int:
     """Rows per record batch (and so per Parquet row group) of :func:`block_batches`."""
-    shape = np.broadcast_shapes(*(a.shape for a in cols.values()))
+    shape = broadcast_shape(*(a.shape for a in cols.values()))
     return int(np.prod(shape[_slab_dims(shape, max_rows):]))
 
 
@@ -224,7 +224,7 @@ def block_batches(cols: dict[str, np.ndarray], sch: pa.Schema, global_coords: di
     the slab straight in the batch's dtype by a parallel gather, one copy per column and
     no per-slab xarray work; the full table is never held in memory.
     """
-    shape = list(np.broadcast_shapes(*(a.shape for a in cols.values())))
+    shape = list(broadcast_shape(*(a.shape for a in cols.values())))
     k = _slab_dims(shape, max_rows)
     slabs = Slabs(shape, k)
     prepared = {f.name: slabs.prepare(cols[f.name]) for f in sch}

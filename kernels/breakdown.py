@@ -50,7 +50,8 @@ from .grid import (_KIND, host_seconds, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC
                    what_if_table, winner)
 from .layout import (DECODE,
                      EN_ITERATION_OVERHEAD_S, EN_MIXED, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
-                     K_ALPHA, K_BEAMS, K_EP, K_LORA_ADAPTERS, K_LORA_RANK, K_GAMMA, K_IMBALANCE, K_INPUT, K_PP, K_PREFIX, K_SERVING,
+                     K_ALPHA, K_BEAMS, K_CP, K_EP, K_LORA_ADAPTERS, K_LORA_RANK, K_GAMMA,
+                     K_IMBALANCE, K_INPUT, K_PP, K_PREFIX, K_SERVING,
                      K_TP, OP_KIND, PREFILL,
                      SERVING_CONTINUOUS, W_CAPACITY, W_COMPUTE, W_MEMORY, W_SCALEOUT,
                      W_SCALEUP)
@@ -249,7 +250,8 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     max_ops = prog_dec.shape[0]
     u_dec, u_pre, partner, shared, window = structure_units(
         prog_dec, n_dec, prog_pre, n_pre, max_ops, t, p, e, adp, w, a, k, quant, dtype_bytes,
-        dtype_bits, v[K_IMBALANCE], v[K_GAMMA], v[K_LORA_RANK], v[K_LORA_ADAPTERS])
+        dtype_bits, v[K_IMBALANCE], v[K_GAMMA], v[K_LORA_RANK], v[K_LORA_ADAPTERS],
+        v[K_CP])
     cls_dec = np.empty(max_ops, dtype=np.int64)
     cls_pre = np.empty(max_ops, dtype=np.int64)
     for i in range(n_dec):
@@ -296,7 +298,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 ht = micro * host_seconds(host[1, base + group_slot[g]], hw[h])
                 share = 1.0 / (micro * adp)
                 d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window,
-                                     share, mixed, new, past, qv, v[K_BEAMS])
+                                     share, mixed, new, past, qv, v[K_BEAMS], v[K_CP])
                 nq_dec = 0
                 if d_dec > 0.0:
                     nq_dec = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,

@@ -20,7 +20,7 @@ from numba import njit
 from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, CDT_GEMM, DECODE,
                      DRAFT_DECODE, DRAFT_NONE, OP_DRAFT,
                      ELEMENTWISE, EMBEDDING, GEMM, LORA, SPLIT_EXPERTS, SPLIT_QKV,
-                     GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
+                     GROUP_CP, GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
                      OP_CDT, OP_CLASS, OP_KIND, OP_LAYERS, OP_P0, OP_SCOPE, OP_TOKENS, OP_WHEN,
                      P2P, Q_KV,
                      SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP, REDUCESCATTER, SSM, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
@@ -44,7 +44,7 @@ def dequant_tiles(tokens):
 
 
 @njit(cache=True)
-def group_size(group, tp, pp, ep):
+def group_size(group, tp, pp, ep, cp=1.0):
     """Devices in the collective group of an operator."""
     if group == GROUP_TP:
         return tp
@@ -52,6 +52,8 @@ def group_size(group, tp, pp, ep):
         return ep
     if group == GROUP_TP_OVER_EP:
         return tp / ep
+    if group == GROUP_CP:
+        return cp
     return 1.0
 
 
@@ -334,7 +336,7 @@ def lora_cost(op, tokens, seqs, tp, ab, rank, adapters):
 
 @njit(cache=True)
 def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance, q=1.0,
-            past=0.0, lora_rank=0.0, lora_adapters=1.0):
+            past=0.0, lora_rank=0.0, lora_adapters=1.0, cp=1.0):
     """Per-device cost of one operator for one micro-batch.
 
     Parameters
@@ -364,6 +366,9 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance, q=
     lora_rank, lora_adapters : float
         LoRA ops (:func:`lora_cost`): the adapters' rank (0: none) and how many distinct
         adapters the sequences draw from.
+    cp : float
+        Context-parallel devices: the group of ``GROUP_CP`` collectives (the callers
+        split the work itself, ``grid._phase_costs``).
 
     Returns
     -------
@@ -498,9 +503,19 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance, q=
             bytes0 = seqs * state * kb + streamed
     elif kind == ALLREDUCE or kind == ALLGATHER or kind == REDUCESCATTER:
         # P0 elements per token of the reduced (all-reduce, reduce-scatter) or gathered
-        # (all-gather) message; kernels/collectives.py prices it by algorithm
-        group = group_size(int(op[OP_GROUP]), tp, pp, ep)
-        net_bytes = tokens * p0 * ab
+        # (all-gather) message; kernels/collectives.py prices it by algorithm. P1: bytes
+        # per element (0: the activation precision, -1: the KV cache's); P2: the per-device
+        # share (SPLIT_COLUMNS: over tp, SPLIT_KV: over min(tp, P3) heads, as a KV cache).
+        # A context-parallel group gathers every member's share: cp times this device's.
+        group = group_size(int(op[OP_GROUP]), tp, pp, ep, cp)
+        eb = ab if p1 == 0.0 else (kb if p1 < 0.0 else p1)
+        split = int(p2)
+        per = p0 / tp if split == SPLIT_COLUMNS else (
+            p0 / min(tp, p3) if split == SPLIT_KV and p3 > 1.0 else p0)
+        net_bytes = tokens * per * eb
+        if int(op[OP_GROUP]) == GROUP_CP:
+            net_bytes *= cp
+            span = tp * cp  # the cp groups of tp devices sit side by side
     elif kind == ALLTOALL:
         # each device dispatches its 1/tp share of the tokens, P0 elements per token
         group = group_size(int(op[OP_GROUP]), tp, pp, ep)
@@ -510,6 +525,6 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance, q=
         # consecutive devices, so the link is scale-up only if the whole pipeline fits
         group = 2.0
         net_bytes = tokens * p0 * ab
-        span = tp * pp
+        span = tp * pp * cp
     return flops0, flops1, bytes0, bytes1, net_bytes, group, span, window, dequant
 

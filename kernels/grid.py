@@ -42,7 +42,7 @@ from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
                      HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_ALPHA, K_BATCH, K_BEAMS, K_BUDGET,
                      K_ENGINE, K_EP, K_GAMMA, K_IMBALANCE, K_INPUT, K_KV, K_LORA_ADAPTERS,
-                     K_LORA_RANK, K_PP, K_PREFIX,
+                     K_LORA_RANK, K_PP, K_PREFIX, K_CP,
                      K_QUANT, K_SERVING, K_TP, K_WEIGHT, DRAFT_DECODE, OP_DRAFT, OP_KIND,
                      OP_SPAN, PREFILL,
                      SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE, W_MEMORY,
@@ -125,13 +125,14 @@ def mean_max_lines_capped(a0, a1, b0, b1, c_lo, n, window):
 
 @njit(cache=True)
 def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, w, a, k, quant, dtype_bytes,
-                dtype_bits, imb, q, past, gamma, out, lora_r=0.0, lora_n=1.0):
+                dtype_bits, imb, q, past, gamma, out, lora_r=0.0, lora_n=1.0, cp=1.0):
     """Per-op costs and multipliers of one phase into ``out[n_op, _N_COSTS]``: each op at
     its class's precisions under the quant recipe row ``quant`` (grid codes ``w``, ``a``,
     ``k`` where the recipe names none, :func:`formulas.op_precisions`). ``s``: the prompt
     tokens computed (prefill) after ``past`` cached ones; ``q``: the new tokens per
     sequence of a decode step (a draft op's: 1); ``gamma``: draft tokens per step;
-    ``lora_r``, ``lora_n``: the LoRA adapters' rank and count (LoRA ops)."""
+    ``lora_r``, ``lora_n``: the LoRA adapters' rank and count (LoRA ops); ``cp``: the
+    context-parallel group (its collectives)."""
     for i in range(n_op):
         op = program[i]
         wc, ac, kc, cdt = op_precisions(op, quant, w, a, k, dtype_bits)
@@ -142,10 +143,10 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, w, a, k, quant, dty
         if int(op[OP_SPAN]) == SPAN_MOE:  # MoE layers see every attention-DP group
             f0, f1, b0, b1, nb, group, span, win, dq = op_cost(
                 op, phase, seqs * adp, s, t * adp, p, e, wb, ab, kb, imb, qi, past, lora_r,
-                lora_n)
+                lora_n, cp)
         else:
             f0, f1, b0, b1, nb, group, span, win, dq = op_cost(
-                op, phase, seqs, s, t, p, e, wb, ab, kb, imb, qi, past, lora_r, lora_n)
+                op, phase, seqs, s, t, p, e, wb, ab, kb, imb, qi, past, lora_r, lora_n, cp)
         out[i, _FLOPS0] = f0
         out[i, _FLOPS1] = f1
         out[i, _BYTES0] = b0
@@ -304,18 +305,26 @@ def point_setup(v):
 def _phase_costs(program, n_op, phase, v, seqs, w, a, k, quant, dtype_bytes, dtype_bits, out):
     """:func:`_fill_costs` of one phase at structure point ``v``: prefill computes the
     prompt's uncached tokens over its cached prefix (``prefix_cached_fraction``), a decode
-    step verifies ``spec_tokens`` + 1 tokens per sequence and beam."""
+    step verifies ``spec_tokens`` + 1 tokens per sequence and beam. Context parallelism
+    (``cp``): a device prefills 1/cp of every prompt (load-balanced causal attention: 1/cp
+    of its pairs, as cp / cp of the sequences), and in decode attends its 1/cp of every
+    context (the context-dependent parts of the decode ops)."""
     gamma = v[K_GAMMA]
+    cp = v[K_CP]
     if phase == PREFILL:
         new, cached = prompt_split(v[K_INPUT], v[K_PREFIX])
-        _fill_costs(program, n_op, phase, seqs, new, v[K_TP], v[K_PP], v[K_EP], v[K_ADP],
-                    w, a, k, quant, dtype_bytes, dtype_bits, v[K_IMBALANCE], 1.0, cached,
-                    gamma, out, v[K_LORA_RANK], v[K_LORA_ADAPTERS])
+        _fill_costs(program, n_op, phase, seqs / cp, new, v[K_TP], v[K_PP], v[K_EP],
+                    v[K_ADP], w, a, k, quant, dtype_bytes, dtype_bits, v[K_IMBALANCE], 1.0,
+                    cached, gamma, out, v[K_LORA_RANK], v[K_LORA_ADAPTERS], cp)
     else:  # every beam of a sequence decodes (beam search)
         _fill_costs(program, n_op, phase, seqs * v[K_BEAMS], v[K_INPUT], v[K_TP], v[K_PP],
                     v[K_EP], v[K_ADP], w, a, k, quant, dtype_bytes, dtype_bits,
                     v[K_IMBALANCE], gamma + 1.0, 0.0, gamma, out, v[K_LORA_RANK],
-                    v[K_LORA_ADAPTERS])
+                    v[K_LORA_ADAPTERS], cp)
+        if cp > 1.0:
+            for i in range(n_op):
+                out[i, _FLOPS1] /= cp
+                out[i, _BYTES1] /= cp
 
 
 @njit(cache=True)
@@ -394,7 +403,8 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     max_ops = prog_dec.shape[0]
     u_dec, u_pre, partner, shared, window = structure_units(
         prog_dec, n_dec, prog_pre, n_pre, max_ops, t, p, e, adp, w, a, k, quant, dtype_bytes,
-        dtype_bits, v[K_IMBALANCE], v[K_GAMMA], v[K_LORA_RANK], v[K_LORA_ADAPTERS])
+        dtype_bits, v[K_IMBALANCE], v[K_GAMMA], v[K_LORA_RANK], v[K_LORA_ADAPTERS],
+        v[K_CP])
     vt_dec = np.empty((max_ops, N_VTIMES))
     vt_pre = np.empty((max_ops, N_VTIMES))
     c_dec = np.empty(N_COMP)
@@ -494,7 +504,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 share = 1.0 / (micro * adp)
                 sums[:, :m_pad] = 0.0
                 d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window,
-                                     share, mixed, new, past, qv, v[K_BEAMS])
+                                     share, mixed, new, past, qv, v[K_BEAMS], v[K_CP])
                 if d_dec > 0.0:
                     nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                          partner, shared, c_dec, t, p, e, adp, terms_dec,
@@ -813,7 +823,7 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     u_dec, u_pre, partner, shared, window = structure_units(
         program_dec, n_dec, program_pre, n_pre, width, t, p, e, adp, w, a, k, quant,
         dtype_bytes, dtype_bits, v[K_IMBALANCE], v[K_GAMMA], v[K_LORA_RANK],
-        v[K_LORA_ADAPTERS])
+        v[K_LORA_ADAPTERS], v[K_CP])
     vt_dec = np.empty((width, N_VTIMES))
     vt_pre = np.empty((width, N_VTIMES))
     unit_times(u_dec, n_dec, rates_h, hw_h, vt_dec)
@@ -828,7 +838,7 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     c_mix = np.zeros(N_COMP)
     mixed = engine[EN_MIXED] > 0.0
     d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window, share, mixed,
-                         new, past, qv, v[K_BEAMS])
+                         new, past, qv, v[K_BEAMS], v[K_CP])
     rcs, rms = 1.0 / sc[W_COMPUTE], 1.0 / sc[W_MEMORY]
     rsu, rso = 1.0 / sc[W_SCALEUP], 1.0 / sc[W_SCALEOUT]
     acc = np.zeros(3)

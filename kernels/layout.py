@@ -93,6 +93,7 @@ GROUP_TP = 1
 GROUP_EP = 2
 GROUP_TP_OVER_EP = 3
 GROUP_PP = 4
+GROUP_CP = 5        # the cp devices sharing one sequence's context (context parallelism)
 
 SPAN_ATTENTION_GROUP = 0  # one attention-DP group: its tp devices and its sequences
 SPAN_MOE = 1              # MoE layers: all tp * attention_dp devices and all sequences
@@ -144,10 +145,10 @@ SPLIT_EXPERTS = 5   # ELEMENTWISE over the routed copies of the tokens: per ep g
 KERNEL_AXES = ("serving", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp",
                "pp", "ep", "attention_dp", "max_batched_tokens", "batch", "input_tokens",
                "prefix_cached_fraction", "expert_imbalance", "spec_tokens", "acceptance_rate",
-               "beams", "lora_rank", "lora_adapters", "offload")
+               "beams", "lora_rank", "lora_adapters", "offload", "cp")
 (K_SERVING, K_ENGINE, K_WEIGHT, K_ACT, K_KV, K_QUANT, K_TP, K_PP, K_EP, K_ADP, K_BUDGET,
  K_BATCH, K_INPUT, K_PREFIX, K_IMBALANCE, K_GAMMA, K_ALPHA, K_BEAMS, K_LORA_RANK,
- K_LORA_ADAPTERS, K_OFFLOAD) = range(len(KERNEL_AXES))
+ K_LORA_ADAPTERS, K_OFFLOAD, K_CP) = range(len(KERNEL_AXES))
 SERVING_STATIC = 0      # ``serving`` codes: the index in dse.axes.SERVING
 SERVING_CONTINUOUS = 1
 # ``offload`` codes (the index in dse.axes.OFFLOAD): what a configuration that does not fit

@@ -87,7 +87,7 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
     each source is ``outer_offsets[a] + inner_offsets[b]`` ([n_outer | n_inner, >=
     N_SOURCES]), and group g's is ``group_offsets[g]`` [n_groups, >= N_SOURCES]; group_out:
     output tokens per group; dp * batch = ``outer_dp_batch[a] * inner_dp_batch[b]`` and the
-    devices (tp * attention_dp * pp * dp) = ``outer_devices[a] * inner_devices[b]``.
+    devices (tp * attention_dp * pp * cp * dp) = ``outer_devices[a] * inner_devices[b]``.
     The reason codes are the structural ones, then ``code_what_if``, then ``precision``'s
     (its code where the activation precision has no native math, else 0), then
     ``code_oom``: ``dse.evaluate.derived_metrics``' order.

@@ -194,7 +194,7 @@ def _lora(op, tokens, seqs, tp, ab, rank, adapters):
 
 
 def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0, q=1.0, cached=0.0,
-           lora_r=0.0, lora_n=1.0):
+           lora_r=0.0, lora_n=1.0, cp=1.0):
     """(flops, bytes, message bytes, group devices, span, dequantization operations) of one
     op; arrays broadcast. Decode: ``q`` new tokens per sequence at context ``ctx`` (a
     speculative step's verified tokens); prefill: positions ``cached`` + 1 .. ``s`` of
@@ -210,8 +210,8 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0, q=1.0, cac
     flops, byts, net, steps, span, dq = zero, zero, zero, zero, tp + zero, zero
     weight_only = wb < ab  # weights dequantized per tile of 128 tokens (formulas.py)
     tiles = np.ceil(tokens / 128.0 - 1e-12)
-    group = {L.GROUP_TP: tp, L.GROUP_EP: ep, L.GROUP_TP_OVER_EP: tp / ep}.get(
-        int(op[L.OP_GROUP]), 1.0 + zero)
+    group = {L.GROUP_TP: tp, L.GROUP_EP: ep, L.GROUP_TP_OVER_EP: tp / ep,
+             L.GROUP_CP: cp + zero}.get(int(op[L.OP_GROUP]), 1.0 + zero)
     if kind == L.GEMM:
         groups = max(p[4], 1)
         if groups > 1:
@@ -276,7 +276,17 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0, q=1.0, cac
         reads = 3 * inner + p[4] / tp + p[5] / tp  # x, z, y; B and C; dt
         byts = np.where(decode or (cached > 0), 2, 1) * seqs * state * kb + tokens * reads * ab
     elif kind in (L.ALLREDUCE, L.ALLGATHER, L.REDUCESCATTER):
-        net = tokens * p[0] * ab  # the message; _collective prices the algorithm
+        # the message (_collective prices the algorithm): P1 bytes per element (0: the
+        # activations', -1: the KV cache's), P2 the share per device; a context-parallel
+        # group gathers all cp members' shares
+        eb = ab if p[1] == 0 else (kb if p[1] < 0 else p[1])
+        per = {L.SPLIT_COLUMNS: p[0] / tp,
+               L.SPLIT_KV: p[0] / np.minimum(tp, p[3]) if p[3] > 1 else p[0] + zero}.get(
+            int(p[2]), p[0] + zero)
+        net = tokens * per * eb
+        if op[L.OP_GROUP] == L.GROUP_CP:
+            net = net * cp
+            span = tp * cp + zero
         steps = group + zero
     elif kind == L.ALLTOALL:
         net = tokens / tp * p[0] * ab
@@ -284,7 +294,7 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0, q=1.0, cac
     elif kind == L.P2P:
         net = tokens * p[0] * ab
         steps = 2 + zero
-        span = tp * pp + zero
+        span = tp * pp * cp + zero
     return flops, byts, net, steps, span, dq
 
 
@@ -321,7 +331,7 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
                      for c, x in zip(c_out, s_out))
     sc = [scales[j, :scale_sizes[j]] for j in range(len(L.WHAT_IF_AXES))]
     spec_axes = (L.K_PREFIX, L.K_GAMMA, L.K_ALPHA, L.K_BEAMS, L.K_LORA_RANK,
-                 L.K_LORA_ADAPTERS)
+                 L.K_LORA_ADAPTERS, L.K_CP)
     if any(axis_sizes[j] > 1 for j in spec_axes):
         # prefix caching, speculative decoding and beams one value at a time, joined along
         # their axes (positions 2 + K in the outputs)
@@ -338,7 +348,7 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         at = 2 + j
         return tuple(np.concatenate([p[r] for p in parts], axis=at + (1 if r == 3 else 0))
                      for r in range(len(parts[0])))
-    prefix, gamma, alpha, beams, lora_r, lora_n = (float(axes[j, 0]) for j in spec_axes)
+    prefix, gamma, alpha, beams, lora_r, lora_n, cp = (float(axes[j, 0]) for j in spec_axes)
     with np.errstate(divide="ignore", invalid="ignore"):
         ttft, tpot, bound, split, p_bound, pre_path, pre_stage = _evaluate(
             hw, rates, programs, n_ops, v["batch"], v["input_tokens"], v["expert_imbalance"],
@@ -346,7 +356,7 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
             v["tp"], v["pp"], v["ep"], v["attention_dp"], v["weight_dtype"].astype(np.int64),
             v["act_dtype"].astype(np.int64), v["kv_dtype"].astype(np.int64),
             quants[v["quant"].astype(np.int64)], *sc[:4], dtype_bytes, dtype_bits, prefix,
-            gamma, alpha, beams, lora_r, lora_n)
+            gamma, alpha, beams, lora_r, lora_n, cp)
     # static serving: no engine or budget dependence, nor on the memory capacity; ttft
     # does not depend on the output length
     valid_cap = (sc[4] > 0).reshape((1,) * (3 + len(L.KERNEL_AXES) + 4) + (-1,))
@@ -364,7 +374,7 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         # the prefix, spec-token, acceptance, beam and offload axes (one value each here but
         # offload's) around the imbalance, cap last
         x = x[:, :, None, None, :, :, :, :, :, :, :, :, None, :, :, None, :, None, None, None,
-              None, None, None, ..., None]
+              None, None, None, None, ..., None]
         at = 2 + L.K_OFFLOAD
         shape = (x.shape[0], x.shape[1], len(v["serving"]), len(v["engine"]), *x.shape[4:12],
                  len(v["max_batched_tokens"]), *x.shape[13:at], len(v["offload"]),
@@ -418,7 +428,8 @@ def class_precisions(op, recipes, w, a, k, dtype_bits):
 def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output_tokens,
               tp, pp, ep, attention_dp, weight_dtype, act_dtype, kv_dtype, recipes,
               compute_scale, memory_scale, scaleup_scale, scaleout_scale, dtype_bytes,
-              dtype_bits, prefix=0.0, gamma=0.0, alpha=0.0, beams=1.0, lora_r=0.0, lora_n=1.0):
+              dtype_bits, prefix=0.0, gamma=0.0, alpha=0.0, beams=1.0, lora_r=0.0, lora_n=1.0,
+              cp=1.0):
     h = _ax(np.arange(hw.shape[0]), 0)
     w = _ax(weight_dtype, 1)
     a = np.where(_ax(act_dtype, 2) < 0, w, _ax(act_dtype, 2))
@@ -448,12 +459,20 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
         wo, ao, ko, _ = class_precisions(op, q, w, a, k, dtype_bits)
         wb, ab, kb = dtype_bytes[wo], dtype_bytes[ao], dtype_bytes[ko]
         new_q = 1.0 if op[L.OP_DRAFT] == L.DRAFT_DECODE else gamma + 1.0
-        seqs = group_seqs * beams if decode else group_seqs  # every beam decodes
-        if op[L.OP_SPAN] == L.SPAN_MOE:  # MoE layers: all groups' tokens on tp * adp devices
-            return _costs(op, decode, seqs * adp, s, ctx, t * adp, p, e, wb, ab, kb, imb,
-                          new_q, cached, lora_r, lora_n)
-        return _costs(op, decode, seqs, s, ctx, t, p, e, wb, ab, kb, imb, new_q, cached,
-                      lora_r, lora_n)
+        # every beam decodes; context parallelism: a device prefills 1/cp of every prompt
+        seqs = group_seqs * beams if decode else group_seqs / cp
+        moe = op[L.OP_SPAN] == L.SPAN_MOE  # MoE layers: all groups' tokens, tp * adp devices
+        args = (t * adp, p, e, wb, ab, kb, imb, new_q, cached, lora_r, lora_n, cp)
+        if not moe:
+            args = (t, *args[1:])
+        own = seqs * adp if moe else seqs
+        out = _costs(op, decode, own, s, ctx, *args)
+        if decode and cp > 1:
+            # each device attends its 1/cp of the context: the part that grows with it
+            at0 = _costs(op, decode, own, s, 0.0 * ctx, *args)
+            out = (at0[0] + (out[0] - at0[0]) / cp, at0[1] + (out[1] - at0[1]) / cp,
+                   *out[2:])
+        return out
 
     def op_time(op, decode, ctx, work=None):
         f, by, net, steps, span, dq = op_costs(op, decode, ctx)

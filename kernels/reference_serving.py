@@ -146,7 +146,7 @@ def _chunk_reads(s, k, window, cached=0.0):
     return _capped(cached + np.arange(int(k)) * ((s - cached) / k), window).sum()
 
 
-def _iteration_costs(op, it, t, p, e, wb, ab, kb, imb, lora_r=0.0, lora_n=1.0):
+def _iteration_costs(op, it, t, p, e, wb, ab, kb, imb, lora_r=0.0, lora_n=1.0, cp=1.0):
     """(flops, bytes, message bytes, group devices, span, dequantization operations) of one
     op over one micro-batch of one
     iteration ``it`` (dict of the op's tokens, touched sequences, sampled tokens, attended
@@ -176,7 +176,7 @@ def _iteration_costs(op, it, t, p, e, wb, ab, kb, imb, lora_r=0.0, lora_n=1.0):
         return flops, byts, zero, zero, t + zero, zero
     # token-linear kinds: the static formulas at the iteration's token count
     tokens = it["sampled"] if op[L.OP_TOKENS] == L.TOKENS_LAST else it["tokens"]
-    return _costs(op, True, tokens, None, None, t, p, e, wb, ab, kb, imb)
+    return _costs(op, True, tokens, None, None, t, p, e, wb, ab, kb, imb, cp=cp)
 
 
 def _roles(prog_dec, n_dec, prog_pre, n_pre):
@@ -293,13 +293,17 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
             # the target's ops verify q tokens of each decoding request, a draft op one
             qq = 1.0 if draft == L.DRAFT_DECODE else q
             seqs = dec * beams
-            it = dict(tokens=(seqs * qq + pre) * widen, touched=(seqs + chk) * widen,
+            # context parallelism: a device computes 1/cp of the prefill and attends 1/cp
+            # of every context (the decode tokens, touched sequences and samples are all
+            # of its group's)
+            cp = pt["cp"]
+            it = dict(tokens=(seqs * qq + pre / cp) * widen, touched=(seqs + chk) * widen,
                       sampled=(seqs * qq + prm) * widen,
-                      attended=seqs * (qq * mean_ctx + qq * (qq - 1) / 2) + prm * pairs,
-                      read=seqs * mean_ctx + prm * reads)
+                      attended=(seqs * (qq * mean_ctx + qq * (qq - 1) / 2) + prm * pairs) / cp,
+                      read=(seqs * mean_ctx + prm * reads) / cp)
             flops, byts, net, steps, span, dq = _iteration_costs(
                 op, it, t * widen, p, e, dtype_bytes[wo], dtype_bytes[ao], dtype_bytes[ko],
-                pt["expert_imbalance"], pt["lora_rank"], pt["lora_adapters"])
+                pt["expert_imbalance"], pt["lora_rank"], pt["lora_adapters"], pt["cp"])
             comp, mem, netw, kernel = roofline_seconds(
                 hw, h, rates[h, cdt], flops, byts, int(op[L.OP_KIND]),
                 net, steps, span, cs, ms, su, so, dq, rates[h, L.FP32])

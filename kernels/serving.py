@@ -80,7 +80,7 @@ N_COMP = 14
 
 @njit(cache=True)
 def unit_costs(program, n_op, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb, gamma,
-               out, lora_r=0.0, lora_n=1.0):
+               out, lora_r=0.0, lora_n=1.0, cp=1.0):
     """Each op's cost as a linear function of an iteration's tokens into ``out[n_op]``, at
     its class's precisions under the quant recipe row ``quant`` (the grid's ``w``, ``a``,
     ``k`` codes where the recipe names none, :func:`formulas.op_precisions`)."""
@@ -93,11 +93,14 @@ def unit_costs(program, n_op, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_b
         moe_span = int(op[OP_SPAN]) == SPAN_MOE
         tt = t * adp if moe_span else t
         scale = adp if moe_span else 1.0  # an attention group's token is adp tokens here
-        z = op_cost(op, DECODE, 0.0, 1.0, tt, p, e, wb, ab, kb, imb, 1.0, 0.0, lora_r, lora_n)
+        z = op_cost(op, DECODE, 0.0, 1.0, tt, p, e, wb, ab, kb, imb, 1.0, 0.0, lora_r, lora_n,
+                    cp)
         one = op_cost(op, DECODE, scale, 1.0, tt, p, e, wb, ab, kb, imb, 1.0, 0.0, lora_r,
-                      lora_n)
-        pre1 = op_cost(op, PREFILL, scale, 1.0, tt, p, e, wb, ab, kb, imb)
-        pre2 = op_cost(op, PREFILL, scale, 2.0, tt, p, e, wb, ab, kb, imb)
+                      lora_n, cp)
+        pre1 = op_cost(op, PREFILL, scale, 1.0, tt, p, e, wb, ab, kb, imb, 1.0, 0.0, 0.0,
+                       1.0, cp)
+        pre2 = op_cost(op, PREFILL, scale, 2.0, tt, p, e, wb, ab, kb, imb, 1.0, 0.0, 0.0,
+                       1.0, cp)
         last = int(op[OP_TOKENS]) == TOKENS_LAST
         out[i, U_T] = one[0] - z[0]
         out[i, U_X] = one[1]
@@ -283,12 +286,15 @@ def chunk_reads(s, k, window, past=0.0):
 
 @njit(cache=True)
 def composition(out, dec, s, n, prompts, k, touched, sampled, window, share, new, past, q,
-                beams):
+                beams, cp=1.0):
     """One micro-batch of one attention group's share ``share`` of an iteration: ``dec``
     decoding requests of ``beams`` sequences each (beam search; 1: none), each sequence
     verifying ``q`` tokens (1 without speculative decoding),
     ``prompts`` prompts' worth of prefill in ``k`` chunks each: the ``new`` tokens of an
-    ``s``-token prompt after its ``past`` cached ones (prefix caching)."""
+    ``s``-token prompt after its ``past`` cached ones (prefix caching). Context parallelism
+    (``cp`` devices per sequence): a device computes 1/cp of the prefill (tokens, pairs,
+    reads) and attends 1/cp of every decoding context; the decode tokens themselves, the
+    sequences touched and the tokens sampled are every device's."""
     seqs = dec * beams  # the decoding sequences
     out[C_DEC] = seqs * share
     out[C_CTX] = seqs * share * mean_context(s, n, 0.0)
@@ -306,6 +312,9 @@ def composition(out, dec, s, n, prompts, k, touched, sampled, window, share, new
     out[C_READW] = prompts * share * chunk_reads(new, k, window, past)
     out[C_TOUCHED] = (touched + dec * (beams - 1.0)) * share
     out[C_SAMPLED] = (sampled + dec * (beams * q - 1.0)) * share
+    if cp > 1.0:
+        for c in (C_CTX, C_CTXW, C_QCTX, C_QCTXW, C_PRE, C_PAIRS, C_PAIRSW, C_READ, C_READW):
+            out[c] /= cp
 
 
 @njit(cache=True)
@@ -594,22 +603,22 @@ def terms_seconds(terms, n_terms, rcs, rms, rsu, rso, m, path, stage, acc_c, acc
 
 @njit(cache=True)
 def compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window, share, mixed,
-                 new, past, q, beams):
+                 new, past, q, beams, cp=1.0):
     """The two iteration kinds of the steady state into ``c_dec`` (decode only) and
     ``c_mix`` (carrying prefill): a decode-only iteration runs while no prompt waits, so
     every running request decodes in it; the r - r_d requests in their prefill are spread
     over the share f of iterations that carry prefill, beside the other decodes when the
     engine mixes them. ``new``, ``past``: a prompt's computed and cached tokens; ``q``:
-    tokens verified per decoding sequence; ``beams``: sequences per decoding request.
-    Returns the decode-only iteration's decoders (0:
+    tokens verified per decoding sequence; ``beams``: sequences per decoding request;
+    ``cp``: context-parallel devices (:func:`composition`). Returns the decode-only iteration's decoders (0:
     there is none)."""
     d_dec = r if n > 0.0 and r_d > 0.0 else 0.0
     if d_dec > 0.0:
         composition(c_dec, d_dec, s, n, 0.0, chunks, d_dec, d_dec, window, share, new, past,
-                    q, beams)
+                    q, beams, cp)
     riding = max(r - (r - r_d) / f, 0.0) if mixed else 0.0
     composition(c_mix, riding, s, n, prompts, chunks, riding + prompts * chunks,
-                riding + prompts, window, share, new, past, q, beams)
+                riding + prompts, window, share, new, past, q, beams, cp)
     return d_dec
 
 
@@ -667,7 +676,7 @@ def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, m
 
 @njit(cache=True)
 def structure_units(prog_dec, n_dec, prog_pre, n_pre, width, t, p, e, adp, w, a, k, quant,
-                    dtype_bytes, dtype_bits, imb, gamma, lora_r=0.0, lora_n=1.0):
+                    dtype_bytes, dtype_bits, imb, gamma, lora_r=0.0, lora_n=1.0, cp=1.0):
     """What a structure point fixes for continuous serving: both programs' unit costs
     [width, N_UNITS] (:func:`unit_costs`), the prefill op each decode op shares a kernel
     with (``partner``, ``shared``, :func:`match_ops`) and the model's attention window (0:
@@ -675,9 +684,9 @@ def structure_units(prog_dec, n_dec, prog_pre, n_pre, width, t, p, e, adp, w, a,
     u_dec = np.empty((width, N_UNITS))
     u_pre = np.empty((width, N_UNITS))
     unit_costs(prog_dec, n_dec, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb,
-               gamma, u_dec, lora_r, lora_n)
+               gamma, u_dec, lora_r, lora_n, cp)
     unit_costs(prog_pre, n_pre, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb,
-               gamma, u_pre, lora_r, lora_n)
+               gamma, u_pre, lora_r, lora_n, cp)
     partner = np.empty(width, dtype=np.int64)
     shared = np.empty(width, dtype=np.bool_)
     match_ops(prog_dec, n_dec, prog_pre, n_pre, partner, shared)

@@ -52,6 +52,8 @@ STRUCTURE = {
     # LoRA adapters (one value per example: the static reference takes them one at a time)
     "lora_rank": axis([0, 8, 64], 1),
     "lora_adapters": axis([1, 3, 100], 1),
+    # context parallelism (one value per example, as the static reference takes it)
+    "cp": axis([1, 2, 4], 1),
     # offload: spills only where a point does not fit (large batches, small chips)
     "offload": axis(["none", "weights", "kv"], 2),
 }
