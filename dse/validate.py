@@ -35,7 +35,7 @@ from .kernels.layout import DTYPES
 # --------------------------------------------------------------------------- columns
 PRESET_COLUMNS = ("hardware", "model")
 INT_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp",
-               "max_batched_tokens")
+               "cp", "max_batched_tokens")
 DTYPE_COLUMNS = ("weight_dtype", "act_dtype", "kv_dtype")
 # serving mode and engine preset (default: the axes' defaults, continuous and vllm; a table of
 # fixed-batch measurements says serving = static)
@@ -43,14 +43,14 @@ SERVING_COLUMNS = ("serving", "engine")
 MEASURED_COLUMNS = ("measured_ttft_s", "measured_tpot_s")
 REQUIRED = ("hardware", "model", "weight_dtype", "batch", "input_tokens", "output_tokens",
             "tp", "source")
-DEFAULTS = {"act_dtype": SAME, "kv_dtype": SAME, "pp": 1, "ep": 1, "attention_dp": 1,
+DEFAULTS = {"act_dtype": SAME, "kv_dtype": SAME, "pp": 1, "ep": 1, "attention_dp": 1, "cp": 1,
             "max_batched_tokens": 0,
             "serving": AXIS["serving"].default[0], "engine": AXIS["engine"].default[0],
             "quant": AXIS["quant"].default[0]}
 # free text carried through to the output unchanged
 TEXT_COLUMNS = ("notes",)
 INPUT_COLUMNS = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "batch",
-                 "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp",
+                 "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp", "cp",
                  *MEASURED_COLUMNS,
                  *SERVING_COLUMNS, "max_batched_tokens", "source")
 VALID_COLUMNS = (*INPUT_COLUMNS, *TEXT_COLUMNS)
@@ -275,7 +275,7 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
 
 # --------------------------------------------------------------------------- evaluation
 AXIS_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp",
-                "max_batched_tokens", *SERVING_COLUMNS, *DTYPE_COLUMNS, "quant")
+                "cp", "max_batched_tokens", *SERVING_COLUMNS, *DTYPE_COLUMNS, "quant")
 
 
 def _pick(da: xr.DataArray, points: dict) -> np.ndarray:

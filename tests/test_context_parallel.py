@@ -92,3 +92,21 @@ def test_sweep_with_cp_from_a_relative_folder(tmp_path, monkeypatch):
     assert (rows_.devices == rows_.tp * rows_.cp).all()
     best = pd.read_parquet("results/best.parquet")
     assert int(best.cp.iloc[0]) > 1  # a 131k prompt within 5 s needs context parallelism
+
+
+def test_context_parallel_prefill_against_the_published_measurements():
+    # configs/validation/context_parallel.csv: Llama 3 405B (FP8 FFN) prefill on 1-16
+    # hosts of 8 H100 (Yang et al., arXiv:2411.01783): TTFT at 8K-1M tokens, cp 1-16
+    from pathlib import Path
+    from dse.validate import load_measured, validate
+    path = Path(__file__).parents[1] / "configs" / "validation" / "context_parallel.csv"
+    rows, _ = validate(load_measured(path), str(path), path.parent)
+    err = rows["ttft_error_pct"].abs()
+    assert rows["feasible"].all()
+    assert err.median() <= 20 and err.max() <= 35, rows[["cp", "input_tokens",
+                                                         "ttft_error_pct"]]
+    # the scaling with cp at 128K: TTFT(cp) / TTFT(1) within 30 % of the measured ratio
+    at = rows[rows.input_tokens == 131072].set_index("cp")
+    ratio = at.predicted_ttft_s / at.predicted_ttft_s[1]
+    measured = at.measured_ttft_s / at.measured_ttft_s[1]
+    assert ((ratio / measured - 1).abs() <= 0.30).all(), (ratio, measured)

@@ -24,7 +24,7 @@ from dse.quant import load_quant, quant_table
 
 FP4, FP8, BF16 = (float(L.DTYPE_BYTES[L.DTYPE_INDEX[d]]) for d in ("fp4", "fp8", "bf16"))
 RECIPES = ("uniform", "nvfp4_experts", "mxfp4_experts_bf16_attention", "mxfp4_mlp_w4a4",
-           "int4_experts", "fp8_bf16_collectives")
+           "int4_experts", "fp8_bf16_collectives", "fp8_ffn")
 
 
 def _spec(**grid):

@@ -256,7 +256,7 @@ def test_validate_resolves_preset_paths_against_base_dir(tmp_path):
     ("input_tokens", 2**24 + 1, "above the bound 16,777,216 of input_tokens"),
     ("output_tokens", 2**24 + 1, "above the bound 16,777,216 of output_tokens"),
     ("tp", 2**16 + 1, "above the bound 65,536 of tp"),
-    ("pp", 2**12 + 1, "above the bound 4,096 of pp"),
+    ("pp", 2**8 + 1, "above the bound 256 of pp"),
     ("ep", 2**16 + 1, "above the bound 65,536 of ep"),
     ("tp", True, "tp = True: must be a positive integer (at most 65,536)"),
 ])
