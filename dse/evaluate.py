@@ -623,7 +623,7 @@ def derived_metrics(v, where=np.where) -> dict:
         "requests_per_s": requests,
         "running_requests": running,
         "memory_bytes_per_device": memory,
-        "offloaded_bytes_per_device": v["offloaded_bytes"] + 0.0 * memory,
+        "offloaded_bytes_per_device": v["offloaded_bytes"],
         "reason": reason,
         "feasible": reason == 0,
         # [USD per 1e6 output tokens]; NaN where the hardware preset has no price
