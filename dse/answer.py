@@ -18,7 +18,8 @@ from pathlib import Path
 SHOWN_GROUPS = 5
 JSON_ROWS = 1000
 # strategy axes shown only where the spec varies them or fixes a value besides the default
-OPTIONAL_STRATEGY = ("pp", "ep", "attention_dp", "dp", "max_batched_tokens", "spec_tokens")
+OPTIONAL_STRATEGY = ("pp", "ep", "attention_dp", "cp", "dp", "max_batched_tokens",
+                     "spec_tokens", "draft_model")
 # group axes besides model, workload and hardware, shown where the spec varies them (the
 # named ones as name=value)
 OTHER_GROUP = ("serving", "engine")

@@ -401,12 +401,32 @@ def cp_ops(model: Model, phase: int) -> list[ops.Op]:
                            group=L.GROUP_CP, element_bytes=4.0, split=L.SPLIT_COLUMNS)]
 
 
-def program_ops(model: Model, phase: int, lora: bool = False, cp: bool = False) -> list[ops.Op]:
-    """A model's operator program in ``phase``: its forward pass, its MTP module and, with
-    ``lora`` (a sweep with lora_rank > 0), its LoRA adapters (:func:`lora_ops`), with ``cp``
-    (a sweep with cp > 1) context parallelism's collectives (:func:`cp_ops`); both left out
+def draft_ops(draft: Model, phase: int) -> list[ops.Op]:
+    """A separate draft model's forward pass as draft ops (``layout.OP_DRAFT``), as vLLM's
+    and TensorRT-LLM's draft-target speculative decoding run it (Leviathan et al., ICML
+    2023): ``spec_tokens`` decode passes per step over one token per sequence, one prefill
+    over the prompt (its own KV cache), at the target's tp, all in the last pipeline stage
+    (its stage boundaries dropped; ``formulas.run_counts``). Named ``draft_*``."""
+    kind = L.DRAFT_DECODE if phase == L.DECODE else L.DRAFT_PREFILL
+    out = []
+    for op in model_ops(draft, phase):
+        if op.row[L.OP_SCOPE] == L.SCOPE_BOUNDARY:
+            continue
+        row = op.row.copy()
+        row[L.OP_DRAFT] = kind
+        out.append(ops.Op(f"draft_{op.name}", row))
+    return out
+
+
+def program_ops(model: Model, phase: int, lora: bool = False, cp: bool = False,
+                draft: Model | None = None) -> list[ops.Op]:
+    """A model's operator program in ``phase``: its forward pass, its drafter (``draft``: a
+    separate draft model, :func:`draft_ops`; else its MTP module) and, with ``lora`` (a
+    sweep with lora_rank > 0), its LoRA adapters (:func:`lora_ops`), with ``cp`` (a sweep
+    with cp > 1) context parallelism's collectives (:func:`cp_ops`); both left out
     otherwise, so that sweeps without them walk no extra ops."""
-    return [*model_ops(model, phase), *mtp_ops(model, phase),
+    drafter = draft_ops(draft, phase) if draft is not None else mtp_ops(model, phase)
+    return [*model_ops(model, phase), *drafter,
             *(lora_ops(model) if lora else []), *(cp_ops(model, phase) if cp else [])]
 
 
@@ -422,20 +442,22 @@ def lora_bytes_per_device(model: Model, tp, pp, rank, adapters, act_bytes):
     return adapters * rank * total * act_bytes
 
 
-def compile_models(models, lora: bool = False, cp: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Dense program table for the kernel (``lora``, ``cp``: with the LoRA ops, with
-    context parallelism's collectives, :func:`program_ops`).
+def compile_models(models, lora: bool = False, cp: bool = False,
+                   drafts=(None,)) -> tuple[np.ndarray, np.ndarray]:
+    """Dense program table for the kernel: one program per (model, draft model) pair,
+    model-major (``lora``, ``cp``: with the LoRA ops, with context parallelism's
+    collectives, :func:`program_ops`).
 
     Returns
     -------
-    programs : float64 [n_model, 2 (prefill, decode), max_ops, OP_FIELDS]
-    n_ops : int64 [n_model, 2]
+    programs : float64 [n_model * n_draft, 2 (prefill, decode), max_ops, OP_FIELDS]
+    n_ops : int64 [n_model * n_draft, 2]
     """
-    per_model = [[program_ops(m, phase, lora, cp) for phase in (L.PREFILL, L.DECODE)]
-                 for m in models]
+    per_model = [[program_ops(m, phase, lora, cp, d) for phase in (L.PREFILL, L.DECODE)]
+                 for m in models for d in drafts]
     max_ops = max(len(p) for both in per_model for p in both)
-    programs = np.zeros((len(models), 2, max_ops, L.OP_FIELDS))
-    n_ops = np.zeros((len(models), 2), dtype=np.int64)
+    programs = np.zeros((len(per_model), 2, max_ops, L.OP_FIELDS))
+    n_ops = np.zeros((len(per_model), 2), dtype=np.int64)
     for i, both in enumerate(per_model):
         for phase, prog in enumerate(both):
             programs[i, phase, :len(prog)] = np.stack([op.row for op in prog])

@@ -771,6 +771,7 @@ class SweepSpec:
     models: tuple                   # Model per grid["model"] entry
     engines: tuple = ()             # Engine per grid["engine"] entry
     quants: tuple = ()              # Quant (precision recipe) per grid["quant"] entry
+    drafts: tuple = (None,)         # draft Model (None: "none") per grid["draft_model"] entry
     disaggregated: Disaggregation | None = None  # the [disaggregated] section, if given
     objectives: "Objectives" = None  # the [objectives] section (dse.objectives; defaults)
     source: str = "<api>"
@@ -865,15 +866,19 @@ def parse_sweep(data, source: str = "<api>", base_dir: Path | None = None,
     from .quant import load_quant
     engines = tuple(load_engine(r, base_dir, source, "[grid] engine") for r in grid["engine"])
     quants = tuple(load_quant(r, base_dir, source, "[grid] quant") for r in grid["quant"])
+    drafts = tuple(None if r == "none" else load_model(r, base_dir, source, "[grid] draft_model")
+                   for r in grid["draft_model"])
     for kind, presets in (("hardware", hardware), ("model", models), ("engine", engines),
-                          ("quant", quants)):
+                          ("quant", quants),
+                          ("draft_model", [d for d in drafts if d is not None])):
         names = [p.name for p in presets]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             _fail(source, f"[grid] {kind}", grid[kind], f"two entries load preset {sorted(dup)[0]!r}")
-    preset_texts = {p.source: p.text for p in (*hardware, *models, *engines, *quants)}
+    preset_texts = {p.source: p.text for p in (*hardware, *models, *engines, *quants,
+                                                *(d for d in drafts if d is not None))}
     return SweepSpec(grid=grid, what_if=what_if, constraints=cons, hardware=hardware,
-                     models=models, engines=engines, quants=quants,
+                     models=models, engines=engines, quants=quants, drafts=drafts,
                      disaggregated=disaggregated, objectives=objectives,
                      source=source, text=text, preset_texts=preset_texts)
 

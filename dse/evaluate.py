@@ -14,6 +14,7 @@ from . import compile as comp
 from .axes import AXIS, SERVING, in_layout, names
 from .config import SweepSpec
 from .grid import (GRID_DIMS, HARDWARE_WHAT_IF, KERNEL_WHAT_IF, MEMORY_DIMS, STRUCT_DIMS,
+                   broadcast_shape,
                    STRUCTURE_DIMS, hardware_variants,
                    TPOT_DIMS, TTFT_DIMS, coords, engine_table, dtype_codes, hardware_tables, resolve_dtypes)
 from .kernels import layout as L
@@ -25,7 +26,8 @@ REASONS = ("", "ep_not_divisor_of_tp", "ep_on_dense_model", "attention_dp_on_den
            "experts_not_divisible_by_ep",
            "tp_not_divisor_of_heads", "tp_incompatible_with_kv_heads", "pp_exceeds_layers",
            "what_if_scale_not_positive", "precision_not_supported", "spec_tokens_without_mtp",
-           "cp_on_recurrent_model", "out_of_memory")
+           "cp_on_recurrent_model", "draft_vocab_mismatch", "draft_model_without_spec_tokens",
+           "out_of_memory")
 REASON_CODE = {r: i for i, r in enumerate(REASONS)}
 WHAT_IF_DIMS = in_layout(names(kind="scale"))
 PRECISION_DIMS = ("hardware", "model", "weight_dtype", "act_dtype", "quant")
@@ -99,7 +101,8 @@ def kernel_inputs(spec: SweepSpec, slots: tuple, host: tuple | None = None) -> d
     c = coords(spec)
     hw, rates = hardware_variants(*hardware_tables(spec.hardware),
                                   *(c[d] for d in HARDWARE_WHAT_IF))
-    programs, n_ops = comp.compile_models(spec.models, lora=uses_lora(c), cp=uses_cp(c))
+    programs, n_ops = comp.compile_models(spec.models, lora=uses_lora(c), cp=uses_cp(c),
+                                          drafts=spec.drafts)
     axes, axis_sizes = _axis_table([_axis_values(d, c[d]) for d in STRUCT_DIMS[1:]])
     scales, scale_sizes = _axis_table([c[d] for d in KERNEL_WHAT_IF])
     dims, values, host = _with_host(slots, host)
@@ -175,13 +178,15 @@ def _shaped(values, dim, dims, dtype=None):
     return np.asarray(values, dtype=dtype).reshape(shape)
 
 
-def structural_reasons(models, tp, pp, ep, adp, spec_tokens=(0,), cp=(1,)) -> np.ndarray:
+def structural_reasons(models, tp, pp, ep, adp, spec_tokens=(0,), cp=(1,),
+                       drafts=(None,)) -> np.ndarray:
     """First invalid-combination reason code per (model, tp, pp, ep, attention_dp,
-    spec_tokens, cp); 0 when valid."""
+    spec_tokens, cp, draft_model); 0 when valid."""
     dims = STRUCTURE_DIMS
     tp, pp, ep, adp, spec, cpa = (_shaped(v, d, dims) for v, d in (
         (tp, "tp"), (pp, "pp"), (ep, "ep"), (adp, "attention_dp"),
         (np.asarray(spec_tokens), "spec_tokens"), (np.asarray(cp), "cp")))
+    has_draft = _shaped([d is not None for d in drafts], "draft_model", dims)
     out = []
     for m in models:
         checks = [
@@ -196,15 +201,20 @@ def structural_reasons(models, tp, pp, ep, adp, spec_tokens=(0,), cp=(1,)) -> np
             ((m.kv_heads % tp != 0) & (tp % max(m.kv_heads, 1) != 0) & (m.kv_heads > 0),
              "tp_incompatible_with_kv_heads"),
             (pp > m.layers, "pp_exceeds_layers"),
-            # speculative decoding drafts with the model's MTP module
-            ((spec > 0) & (m.mtp_layers == 0), "spec_tokens_without_mtp"),
+            # speculative decoding drafts with the model's MTP module or a draft model
+            ((spec > 0) & (m.mtp_layers == 0) & ~has_draft, "spec_tokens_without_mtp"),
+            # a draft model proposes tokens of the target's vocabulary, and only drafts
+            (_shaped([d is not None and d.vocab_size != m.vocab_size for d in drafts],
+                     "draft_model", dims), "draft_vocab_mismatch"),
+            (has_draft & (spec == 0), "draft_model_without_spec_tokens"),
             # a recurrent state (SSM, linear attention) is passed along the sequence: its
             # prompt does not split over context-parallel devices
             ((cpa > 1) & bool(m.ssm_layers or m.linear_attention_layers),
              "cp_on_recurrent_model"),
         ]
         code = np.zeros(np.broadcast_shapes(tp.shape, pp.shape, ep.shape, adp.shape,
-                                            spec.shape, cpa.shape)[1:], dtype=np.uint8)
+                                            spec.shape, cpa.shape, has_draft.shape)[1:],
+                        dtype=np.uint8)
         for cond, name in checks:
             cond = np.broadcast_to(cond, (1, *code.shape))[0]
             code = np.where((code == 0) & cond, np.uint8(REASON_CODE[name]), code)
@@ -326,7 +336,7 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
     """
     dims = ("model", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
             "attention_dp", "max_batched_tokens", "input_tokens", "output_tokens", "beams",
-            "prefix_cached_fraction", "cp")
+            "prefix_cached_fraction", "cp", "draft_model")
     ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp",
                                                     "input_tokens", "output_tokens",
                                                     "max_batched_tokens", "beams",
@@ -343,12 +353,16 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
                       budget)[0]
     tp, pp, adp, cp = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0], ax["cp"][0]
     cached = cached_tokens(s[0], ax["prefix_cached_fraction"][0])
+    positions = s - cached + ax["beams"] * ax["output_tokens"]
+    # a draft model keeps its own KV cache of the request (on the last stage: pp 1)
+    draft_kv = per_draft(spec, dims, lambda d: comp.kv_cache_bytes_per_device(
+        d, tp, 1.0, 1.0 / cp, positions[0], kb[0], adp)[None])
     terms = {
         # a request's own KV cache: its uncached prompt tokens and its beams' tokens (its
-        # 1/cp share under context parallelism)
+        # 1/cp share under context parallelism), and its draft model's
         "kv_request_bytes": lambda m: comp.kv_cache_bytes_per_device(
-            m, tp, pp, 1.0 / cp, s[0] - cached + ax["beams"][0] * ax["output_tokens"][0],
-            kb[0], adp),
+            m, tp, pp, 1.0 / cp, positions[0], kb[0], adp) + (
+            draft_kv[0] if np.ndim(draft_kv) else 0.0),
         # batch = pp: one sequence per micro-batch; input = the iteration's tokens (1/cp of
         # them); plus the cached prompt prefix, held once per attention-DP group (prefix
         # caching)
@@ -365,6 +379,18 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
     slots = slots.clip(min=0.0)
     slots = slots.transpose(*[d for d in GRID_DIMS if d in slots.dims])
     return {**out, "slots": (slots.dims, np.ascontiguousarray(slots.values))}
+
+
+def per_draft(spec: SweepSpec, dims: tuple, term) -> np.ndarray | float:
+    """``term(draft)`` (an array over ``dims``, the model dim first) of every draft model,
+    joined along the ``draft_model`` dim (0 for "none"); 0.0 when no draft is given."""
+    if all(d is None for d in spec.drafts):
+        return 0.0
+    values = [np.asarray(term(d), dtype=np.float64) if d is not None else np.zeros(())
+              for d in spec.drafts]
+    shape = list(broadcast_shape((1,) * len(dims), *(v.shape for v in values)))
+    axis = dims.index("draft_model")
+    return np.concatenate([np.broadcast_to(v, shape) for v in values], axis=axis)
 
 
 def cached_tokens(input_tokens, fraction):
@@ -415,6 +441,9 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     def kv(m, positions):
         own = comp.kv_cache_bytes_per_device(m, tp, pp, batch / cp, positions - cached, kb[0],
                                              adp)
+        if not all(d is None for d in spec.drafts):  # the draft model's own cache
+            own = own + np.asarray(per_draft(spec, dims, lambda d: comp.kv_cache_bytes_per_device(
+                d, tp, 1.0, batch / cp, positions - cached, kb[0], adp)[None]))[0]
         if not np.any(cached > 0):  # no prefix caching: no second full-size array
             return own
         shared = shared_prefix_bytes(m, tp, pp, adp, cached, kb[0]) / cp
@@ -423,6 +452,9 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
         return own + shared
     def weights(m):
         held = comp.weight_bytes_per_device(m, tp, pp, adp, wb[0], class_wb)
+        if not all(d is None for d in spec.drafts):  # a draft model, whole on the last stage
+            held = held + np.asarray(per_draft(spec, dims, lambda d: np.asarray(
+                comp.weight_bytes_per_device(d, tp, 1.0, adp, wb[0], class_wb))[None]))[0]
         if not uses_lora(c):
             return held
         # LoRA: every adapter held on the device, in the activation precision
@@ -461,7 +493,7 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
         "usable_memory_bytes": (("hardware", "memory_capacity_scale"), usable),
         "structural_reason": (STRUCTURE_DIMS, structural_reasons(
             spec.models, c["tp"], c["pp"], c["ep"], c["attention_dp"], c["spec_tokens"],
-            c["cp"])),
+            c["cp"], spec.drafts)),
         "what_if_valid": (WHAT_IF_DIMS, scale_ok),
         "precision_reason": precision_reasons(spec, c),
     }

@@ -129,7 +129,8 @@ def _static_rows(spec, inp, host) -> tuple[list, dict]:
         inp["dtype_bits"], rows[L.PREFILL], rows[L.DECODE])
     table = []
     for phase, phase_name in ((L.PREFILL, "prefill"), (L.DECODE, "decode")):
-        ops_of = program_ops(m, phase, uses_lora(coords(spec)), uses_cp(coords(spec)))
+        ops_of = program_ops(m, phase, uses_lora(coords(spec)), uses_cp(coords(spec)),
+                             spec.drafts[0])
         for op, r in zip(ops_of, rows[phase]):
             row = dict(zip(ROW_FIELDS, r))
             if row["count"] == 0:  # inactive here (ep), or no pipeline boundary
@@ -180,7 +181,8 @@ def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
     with offload, ``host``: bytes per pass, a ``host_link`` row)."""
     m = spec.models[0]
     n_pre, n_dec = (int(n) for n in inp["n_ops"][0])
-    ops = {ph: program_ops(m, ph, uses_lora(coords(spec)), uses_cp(coords(spec)))
+    ops = {ph: program_ops(m, ph, uses_lora(coords(spec)), uses_cp(coords(spec)),
+                           spec.drafts[0])
            for ph in (L.PREFILL, L.DECODE)}
     rows = {k: np.zeros((n_dec + n_pre, 2)) for k in ("decode", "mixed")}
     engine = inp["engines"][0]

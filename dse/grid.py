@@ -40,16 +40,17 @@ REDUCTION_ORDER = (*GROUP_DIMS, *STRATEGY_DIMS)
 # varies over all of MEMORY_DIMS, the activations not over output length or KV precision.
 MEMORY_DIMS = ("model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
                "attention_dp", "batch", "input_tokens", "output_tokens", "beams",
-               "prefix_cached_fraction", "lora_rank", "lora_adapters", "cp")
+               "prefix_cached_fraction", "lora_rank", "lora_adapters", "cp", "draft_model")
 # the working set takes the grid's activation precision, whatever the recipe (dse.quant)
 ACTIVATION_DIMS = tuple(d for d in MEMORY_DIMS
                         if d not in ("kv_dtype", "quant", "output_tokens", "beams",
                                      "prefix_cached_fraction", "lora_rank", "lora_adapters",
-                                     "cp"))
+                                     "cp", "draft_model"))
 KV_PROMPT_DIMS = tuple(d for d in MEMORY_DIMS  # KV at the prompt
                        if d not in ("output_tokens", "beams", "lora_rank", "lora_adapters",
-                                    "cp"))
-STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp", "spec_tokens", "cp")
+                                    "cp", "draft_model"))
+STRUCTURE_DIMS = ("model", "tp", "pp", "ep", "attention_dp", "spec_tokens", "cp",
+                  "draft_model")
 
 # Peak memory of a chunk in flight, term by term [bytes per point of the dims named], as
 # :func:`chunk_bytes` adds them up. Measured with benchmarks/bench_memory.py (peak RSS of
@@ -195,7 +196,8 @@ def bytes_per_config(spec, results: bool, threads: int | None = None) -> float:
 def coords(spec: SweepSpec) -> dict:
     """Coordinate values per grid dim (dtype sentinels resolved by :func:`dtype_codes`)."""
     c = {"hardware": [h.name for h in spec.hardware], "model": [m.name for m in spec.models],
-         "engine": [e.name for e in spec.engines], "quant": [q.name for q in spec.quants]}
+         "engine": [e.name for e in spec.engines], "quant": [q.name for q in spec.quants],
+         "draft_model": ["none" if d is None else d.name for d in spec.drafts]}
     for d in GRID_DIMS:
         if d in c:
             continue

@@ -50,7 +50,7 @@ from .grid import (_KIND, host_seconds, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC
                    what_if_table, winner)
 from .layout import (DECODE,
                      EN_ITERATION_OVERHEAD_S, EN_MIXED, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
-                     K_ALPHA, K_BEAMS, K_CP, K_EP, K_LORA_ADAPTERS, K_LORA_RANK, K_GAMMA,
+                     K_ALPHA, K_BEAMS, K_CP, K_DRAFT, K_EP, K_LORA_ADAPTERS, K_LORA_RANK, K_GAMMA,
                      K_IMBALANCE, K_INPUT, K_PP, K_PREFIX, K_SERVING,
                      K_TP, OP_KIND, PREFILL,
                      SERVING_CONTINUOUS, W_CAPACITY, W_COMPUTE, W_MEMORY, W_SCALEOUT,
@@ -346,7 +346,8 @@ def evaluate_breakdown(hw, rates, programs, n_ops, engines, quants, axes, axis_s
     *KERNEL_AXES, output_tokens, *WHAT_IF_AXES], C order); invalid what-if points get
     inf (bound 0), as ``ttft_s`` and ``tpot_s`` do there.
     """
-    n_model = programs.shape[0]
+    n_draft = axis_sizes[K_DRAFT]
+    n_model = programs.shape[0] // n_draft  # one program per (model, draft model)
     max_ops = programs.shape[2]
     n_ax = axis_sizes.size
     n_struct = n_model
@@ -358,21 +359,22 @@ def evaluate_breakdown(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         v = np.empty(n_ax)
         i_m, st_slot = decode_axes(st, axes, axis_sizes, v, slot_strides[2:n_ax + 2])
         st_slot += i_m * slot_strides[1]
+        i_p = i_m * n_draft + int(v[K_DRAFT])  # the program of (model, draft model)
         micro, seqs, w, a, k, q = point_setup(v)
         quant = quants[q]
-        n_pre = n_ops[i_m, PREFILL]
-        n_dec = n_ops[i_m, DECODE]
+        n_pre = n_ops[i_p, PREFILL]
+        n_dec = n_ops[i_p, DECODE]
         if int(v[K_SERVING]) == SERVING_CONTINUOUS:
-            _continuous(hw, rates, programs[i_m, DECODE], n_dec, programs[i_m, PREFILL],
+            _continuous(hw, rates, programs[i_p, DECODE], n_dec, programs[i_p, PREFILL],
                         n_pre, engines[int(v[K_ENGINE])], v, output_tokens, recip, wi_slot,
                         slots, host, st_slot, slot_strides[0], slot_strides[n_ax + 2], n_struct,
                         st, w, a, k, quant, dtype_bytes, dtype_bits, split, prefill_bound)
             continue
         cost_pre = np.empty((max_ops, _N_COSTS))
         cost_dec = np.empty((max_ops, _N_COSTS))
-        _phase_costs(programs[i_m, PREFILL], n_pre, PREFILL, v, seqs, w, a, k, quant,
+        _phase_costs(programs[i_p, PREFILL], n_pre, PREFILL, v, seqs, w, a, k, quant,
                      dtype_bytes, dtype_bits, cost_pre)
-        _phase_costs(programs[i_m, DECODE], n_dec, DECODE, v, seqs, w, a, k, quant,
+        _phase_costs(programs[i_p, DECODE], n_dec, DECODE, v, seqs, w, a, k, quant,
                      dtype_bytes, dtype_bits, cost_dec)
         _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, v[K_INPUT],
                 expected_tokens(v[K_GAMMA], v[K_ALPHA]), output_tokens, recip, curves_of,

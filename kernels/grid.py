@@ -42,7 +42,7 @@ from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
                      HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_ALPHA, K_BATCH, K_BEAMS, K_BUDGET,
                      K_ENGINE, K_EP, K_GAMMA, K_IMBALANCE, K_INPUT, K_KV, K_LORA_ADAPTERS,
-                     K_LORA_RANK, K_PP, K_PREFIX, K_CP,
+                     K_LORA_RANK, K_PP, K_PREFIX, K_CP, K_DRAFT,
                      K_QUANT, K_SERVING, K_TP, K_WEIGHT, DRAFT_DECODE, OP_DRAFT, OP_KIND,
                      OP_SPAN, PREFILL,
                      SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE, W_MEMORY,
@@ -610,7 +610,8 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
       [hardware, model, *KERNEL_AXES, output_tokens, *WHAT_IF_AXES]
     """
     n_hw = hw.shape[0]
-    n_model = programs.shape[0]
+    n_draft = axis_sizes[K_DRAFT]
+    n_model = programs.shape[0] // n_draft  # one program per (model, draft model)
     max_ops = programs.shape[2]
     nout = output_tokens.size
     n_ax = axis_sizes.size
@@ -625,23 +626,24 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
         v = np.empty(n_ax)
         i_m, st_slot = decode_axes(st, axes, axis_sizes, v, slot_strides[2:n_ax + 2])
         st_slot += i_m * slot_strides[1]
+        i_p = i_m * n_draft + int(v[K_DRAFT])  # the program of (model, draft model)
         s = v[K_INPUT]
         micro, seqs, w, a, k, q = point_setup(v)
         quant = quants[q]
         per_step = expected_tokens(v[K_GAMMA], v[K_ALPHA])  # tokens per decode step
-        n_pre = n_ops[i_m, PREFILL]
-        n_dec = n_ops[i_m, DECODE]
+        n_pre = n_ops[i_p, PREFILL]
+        n_dec = n_ops[i_p, DECODE]
         if int(v[K_SERVING]) == SERVING_CONTINUOUS:
-            _continuous(hw, rates, programs[i_m, DECODE], n_dec, programs[i_m, PREFILL], n_pre,
+            _continuous(hw, rates, programs[i_p, DECODE], n_dec, programs[i_p, PREFILL], n_pre,
                         engines[int(v[K_ENGINE])], v, output_tokens, recip, wi_slot, slots,
                         host, st_slot, slot_strides[0], slot_strides[n_ax + 2], n_struct, st, w, a,
                         k, quant, dtype_bytes, dtype_bits, ttft, tpot, bound)
             continue
         cost_pre = np.empty((max_ops, _N_COSTS))
         cost_dec = np.empty((max_ops, _N_COSTS))
-        _phase_costs(programs[i_m, PREFILL], n_pre, PREFILL, v, seqs, w, a, k, quant,
+        _phase_costs(programs[i_p, PREFILL], n_pre, PREFILL, v, seqs, w, a, k, quant,
                      dtype_bytes, dtype_bits, cost_pre)
-        _phase_costs(programs[i_m, DECODE], n_dec, DECODE, v, seqs, w, a, k, quant,
+        _phase_costs(programs[i_p, DECODE], n_dec, DECODE, v, seqs, w, a, k, quant,
                      dtype_bytes, dtype_bits, cost_dec)
         # decode ops whose cost grows with the context (attention) are averaged exactly
         ctx_ops = np.empty(max_ops, dtype=np.int64)

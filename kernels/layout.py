@@ -145,10 +145,12 @@ SPLIT_EXPERTS = 5   # ELEMENTWISE over the routed copies of the tokens: per ep g
 KERNEL_AXES = ("serving", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp",
                "pp", "ep", "attention_dp", "max_batched_tokens", "batch", "input_tokens",
                "prefix_cached_fraction", "expert_imbalance", "spec_tokens", "acceptance_rate",
-               "beams", "lora_rank", "lora_adapters", "offload", "cp")
+               "beams", "lora_rank", "lora_adapters", "offload", "cp", "draft_model")
 (K_SERVING, K_ENGINE, K_WEIGHT, K_ACT, K_KV, K_QUANT, K_TP, K_PP, K_EP, K_ADP, K_BUDGET,
  K_BATCH, K_INPUT, K_PREFIX, K_IMBALANCE, K_GAMMA, K_ALPHA, K_BEAMS, K_LORA_RANK,
- K_LORA_ADAPTERS, K_OFFLOAD, K_CP) = range(len(KERNEL_AXES))
+ K_LORA_ADAPTERS, K_OFFLOAD, K_CP, K_DRAFT) = range(len(KERNEL_AXES))
+# The programs table holds one program per (model, draft_model) pair: index
+# model * len(draft_model) + draft (dse.compile.compile_models).
 SERVING_STATIC = 0      # ``serving`` codes: the index in dse.axes.SERVING
 SERVING_CONTINUOUS = 1
 # ``offload`` codes (the index in dse.axes.OFFLOAD): what a configuration that does not fit

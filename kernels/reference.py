@@ -331,24 +331,32 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
                      for c, x in zip(c_out, s_out))
     sc = [scales[j, :scale_sizes[j]] for j in range(len(L.WHAT_IF_AXES))]
     spec_axes = (L.K_PREFIX, L.K_GAMMA, L.K_ALPHA, L.K_BEAMS, L.K_LORA_RANK,
-                 L.K_LORA_ADAPTERS, L.K_CP)
+                 L.K_LORA_ADAPTERS, L.K_CP, L.K_DRAFT)
     if any(axis_sizes[j] > 1 for j in spec_axes):
         # prefix caching, speculative decoding and beams one value at a time, joined along
         # their axes (positions 2 + K in the outputs)
         j = next(j for j in spec_axes if axis_sizes[j] > 1)
         parts = []
-        for i in range(int(axis_sizes[j])):
+        n = int(axis_sizes[j])
+        for i in range(n):
             sub, sizes = axes.copy(), axis_sizes.copy()
             sub[j, 0], sizes[j] = axes[j, i], 1
+            progs, counts = programs, n_ops
+            if j == L.K_DRAFT:  # the programs of draft model i (model-major pairs)
+                progs = programs.reshape(-1, n, *programs.shape[1:])[:, i]
+                counts = n_ops.reshape(-1, n, *n_ops.shape[1:])[:, i]
+                sub[j, 0] = 0.0
             # the host bytes of value i: the offset along the axis (its stride kept)
             parts.append(evaluate_reference(
-                hw, rates, programs, n_ops, engines, quants, sub, sizes, output_tokens,
+                hw, rates, progs, counts, engines, quants, sub, sizes, output_tokens,
                 scales, scale_sizes, slots, slot_strides,
                 host[:, i * slot_strides[2 + j]:], dtype_bytes, dtype_bits, breakdown))
         at = 2 + j
         return tuple(np.concatenate([p[r] for p in parts], axis=at + (1 if r == 3 else 0))
                      for r in range(len(parts[0])))
-    prefix, gamma, alpha, beams, lora_r, lora_n, cp = (float(axes[j, 0]) for j in spec_axes)
+    # (the draft model is in the programs: one per model here)
+    prefix, gamma, alpha, beams, lora_r, lora_n, cp = (float(axes[j, 0])
+                                                       for j in spec_axes[:-1])
     with np.errstate(divide="ignore", invalid="ignore"):
         ttft, tpot, bound, split, p_bound, pre_path, pre_stage = _evaluate(
             hw, rates, programs, n_ops, v["batch"], v["input_tokens"], v["expert_imbalance"],
@@ -374,7 +382,7 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         # the prefix, spec-token, acceptance, beam and offload axes (one value each here but
         # offload's) around the imbalance, cap last
         x = x[:, :, None, None, :, :, :, :, :, :, :, :, None, :, :, None, :, None, None, None,
-              None, None, None, None, ..., None]
+              None, None, None, None, None, ..., None]
         at = 2 + L.K_OFFLOAD
         shape = (x.shape[0], x.shape[1], len(v["serving"]), len(v["engine"]), *x.shape[4:12],
                  len(v["max_batched_tokens"]), *x.shape[13:at], len(v["offload"]),

@@ -65,7 +65,8 @@ def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_
     [len(breakdown.COLUMNS), *that shape] and the prefill bound (uint8) over it.
     """
     n_ax = len(L.KERNEL_AXES)
-    shape = (hw.shape[0], programs.shape[0], *(int(x) for x in axis_sizes),
+    n_draft = int(axis_sizes[L.K_DRAFT])  # one program per (model, draft model)
+    shape = (hw.shape[0], programs.shape[0] // n_draft, *(int(x) for x in axis_sizes),
              len(output_tokens), *(int(x) for x in scale_sizes))
     ttft = np.full(shape, np.nan)
     tpot = np.full(shape, np.nan)
@@ -86,7 +87,7 @@ def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_
               host_bytes=host[1, at_slot], sc=sc, **v)
     valid = np.all([x > 0 for x in sc], axis=0)
     for m in range(programs.shape[0]):
-        at = pos[1] == m
+        at = (pos[1] == m // n_draft) & (v["draft_model"] == m % n_draft)
         if not at.any():
             continue
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -54,6 +54,10 @@ STRUCTURE = {
     "lora_adapters": axis([1, 3, 100], 1),
     # context parallelism (one value per example, as the static reference takes it)
     "cp": axis([1, 2, 4], 1),
+    # a separate draft model (one value per example: the static reference slices the
+    # programs by it); with spec_tokens 0 or another vocabulary it is not valid, priced all
+    # the same
+    "draft_model": axis(["none", "llama3_2_1b", "qwen3_32b"], 1),
     # offload: spills only where a point does not fit (large batches, small chips)
     "offload": axis(["none", "weights", "kv"], 2),
 }
