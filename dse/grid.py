@@ -77,9 +77,10 @@ SCRATCH_BYTES, WORKER_BYTES = 17, 16
 #   columns before continuous serving; 768 B since the rows carry 35: the 640 B estimate
 #   let tests/test_memory_budget.py's 22,500 large-frontier groups peak at 617 MB in a
 #   600 MB budget, 768 B keeps them inside; 864 B since the rows carry 39 (the prefix,
-#   speculative-decoding and beam axes): 768 B let them peak at 603 MB; 960 B since they
-#   carry 43 (offload, LoRA and context parallelism): 864 B let them peak at 610 MB)
-GROUP_BYTES, FRONTIER_ROW_BYTES = 1024, 960
+#   speculative-decoding and beam axes): 768 B let them peak at 603 MB; 1088 B since
+#   they carry 44 (offload, LoRA, context parallelism, draft model): 864 B let them peak
+#   at 610 MB, 960 B at 619 MB)
+GROUP_BYTES, FRONTIER_ROW_BYTES = 1024, 1088
 # A group's frontier in a chunk is taken to hold at most max(FRONTIER_ROWS_PER_GROUP,
 # 2 * batch values * dp values) of its strategies: the batch size trades throughput per
 # device for speed per user, and dp replicas tie (every dp of a frontier point is on it).
