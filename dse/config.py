@@ -152,9 +152,10 @@ def _is_file(path: Path) -> bool:
 
 
 def resolve_preset(kind: str, ref, base_dir: Path | None = None,
-                   source: str = "<api>", key: str = "") -> Path:
+                   source: str = "<api>", key: str = "", extra: tuple = ()) -> Path:
     """Path of a preset given by bundled name or by file path (a ``Path`` is always a
-    path; a string is a path when it ends in .toml or holds a separator)."""
+    path; a string is a path when it ends in .toml or holds a separator). ``extra``: other
+    values the key accepts besides presets (named first in the error, e.g. "none")."""
     if isinstance(ref, Path):
         ref_path = ref
     elif not isinstance(ref, str) or not ref:
@@ -173,7 +174,7 @@ def resolve_preset(kind: str, ref, base_dir: Path | None = None,
         _fail(source, key, str(ref), "preset file not found")
     path = bundled_dir(kind) / f"{ref}.toml"
     if not PRESET_NAME.fullmatch(ref) or not _is_file(path):
-        names = bundled_names(kind)
+        names = [*extra, *bundled_names(kind)]
         what = kind[:-1] if kind.endswith("s") else kind  # "models" -> "model"
         _fail(source, key, ref, f"unknown {what} preset{did_you_mean(ref, names)}; valid: "
               f"{', '.join(names)} (or a path to a .toml file)")
@@ -614,9 +615,10 @@ class Model:
         return self.ssm_dt_rank or -(-self.hidden_size // 16)
 
 
-def load_model(ref, base_dir: Path | None = None, source="<api>", key="model"):
+def load_model(ref, base_dir: Path | None = None, source="<api>", key="model",
+               extra: tuple = ()):
     """Load a model preset by bundled name or path (a ``Path`` is always a path)."""
-    path = resolve_preset("models", ref, base_dir, source, key)
+    path = resolve_preset("models", ref, base_dir, source, key, extra)
     data, text = read_toml(path, "model preset (TOML)")
     return parse_model(data, str(path), text)
 
@@ -866,7 +868,8 @@ def parse_sweep(data, source: str = "<api>", base_dir: Path | None = None,
     from .quant import load_quant
     engines = tuple(load_engine(r, base_dir, source, "[grid] engine") for r in grid["engine"])
     quants = tuple(load_quant(r, base_dir, source, "[grid] quant") for r in grid["quant"])
-    drafts = tuple(None if r == "none" else load_model(r, base_dir, source, "[grid] draft_model")
+    drafts = tuple(None if r == "none" else load_model(r, base_dir, source, "[grid] draft_model",
+                                                          ("none",))
                    for r in grid["draft_model"])
     for kind, presets in (("hardware", hardware), ("model", models), ("engine", engines),
                           ("quant", quants),

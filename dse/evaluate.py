@@ -438,12 +438,22 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     # device of a group holds its share), the rest per sequence
     cached = cached_tokens(ax["input_tokens"][0], ax["prefix_cached_fraction"][0])
 
-    def kv(m, positions):
+    # a draft model's own KV cache and weights (whole on the last stage: pp 1), the same
+    # for every target model: computed once, added to each model's terms
+    drafted = not all(d is None for d in spec.drafts)
+    draft_kv = {n: per_draft(spec, dims, lambda d: comp.kv_cache_bytes_per_device(
+        d, tp, 1.0, batch / cp, positions - cached, kb[0], adp)[None])
+        for n, positions in (("context", context), ("prompt", ax["input_tokens"][0]))
+    } if drafted else {}
+    draft_weights = per_draft(spec, dims, lambda d: np.asarray(
+        comp.weight_bytes_per_device(d, tp, 1.0, adp, wb[0], class_wb))[None])
+
+    def kv(m, which):
+        positions = context if which == "context" else ax["input_tokens"][0]
         own = comp.kv_cache_bytes_per_device(m, tp, pp, batch / cp, positions - cached, kb[0],
                                              adp)
-        if not all(d is None for d in spec.drafts):  # the draft model's own cache
-            own = own + np.asarray(per_draft(spec, dims, lambda d: comp.kv_cache_bytes_per_device(
-                d, tp, 1.0, batch / cp, positions - cached, kb[0], adp)[None]))[0]
+        if drafted:
+            own = own + np.asarray(draft_kv[which])[0]
         if not np.any(cached > 0):  # no prefix caching: no second full-size array
             return own
         shared = shared_prefix_bytes(m, tp, pp, adp, cached, kb[0]) / cp
@@ -452,9 +462,8 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
         return own + shared
     def weights(m):
         held = comp.weight_bytes_per_device(m, tp, pp, adp, wb[0], class_wb)
-        if not all(d is None for d in spec.drafts):  # a draft model, whole on the last stage
-            held = held + np.asarray(per_draft(spec, dims, lambda d: np.asarray(
-                comp.weight_bytes_per_device(d, tp, 1.0, adp, wb[0], class_wb))[None]))[0]
+        if drafted:
+            held = held + np.asarray(draft_weights)[0]
         if not uses_lora(c):
             return held
         # LoRA: every adapter held on the device, in the activation precision
@@ -462,12 +471,12 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
                                                  ax["lora_adapters"][0], ab[0])
     terms = {
         "weight_bytes_per_device": weights,
-        "kv_cache_bytes_per_device": lambda m: kv(m, context),
+        "kv_cache_bytes_per_device": lambda m: kv(m, "context"),
         "activation_bytes_per_device": lambda m: comp.activation_bytes_per_device(
             m, tp, pp, batch, ax["input_tokens"][0] / cp, ab[0], adp),
         # the static peaks: prefill holds the prompts' KV cache and the prefill
         # activations, decode the full-context KV cache and one step's activations
-        "kv_prompt_bytes": lambda m: kv(m, ax["input_tokens"][0]),
+        "kv_prompt_bytes": lambda m: kv(m, "prompt"),
         "decode_working_bytes": lambda m: comp.activation_bytes_per_device(
             m, tp, pp, batch, 1.0, ab[0], adp),
     }

@@ -425,6 +425,8 @@ def test_sweep_no_results_writes_only_reductions(tmp_path):
     ('model = ["llama3-70b"]', "(did you mean llama3_70b"),
     ('engine = ["vlm"]', "(did you mean vllm?)"),
     ('batchsize = [1]', "unknown key (did you mean batch?)"),
+    # "none" (the model's MTP module) is a valid draft_model besides the presets
+    ('draft_model = ["nne"]\nspec_tokens = [2]', "(did you mean none?); valid: none, "),
 ])
 def test_unknown_names_suggest_the_closest(tmp_path, monkeypatch, capsys, grid, hint):
     monkeypatch.chdir(tmp_path)
