@@ -374,6 +374,16 @@ def _rate_classes(recip, up, out, cls):
 
 
 @njit(cache=True)
+def _static_links(tt, n_op, up, out):
+    """(scale-up, scale-out) after a static phase's time table ``tt``: whether any of its
+    ops sends bytes over that link, or'ed into ``up`` / ``out``."""
+    for i in range(n_op):
+        up = up or tt[i, _TNB] != 0.0
+        out = out or tt[i, _TNO] != 0.0
+    return up, out
+
+
+@njit(cache=True)
 def _links_used(vt, n_op):
     """(scale-up, scale-out): whether an op that runs sends bytes over that link."""
     up = False
@@ -591,6 +601,67 @@ def attention_curved(hw):
     return curves_of
 
 
+@njit(cache=True)
+def _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, curved, rcs, rms, rsu, rso,
+                 s, output_tokens, sums, ctx):
+    """A static point's op sums under what-if reciprocals ``rcs``, ``rms``, ``rsu``,
+    ``rso``: ``sums`` = (prefill path, prefill stage, decode path, decode stage, and the
+    decode path's compute-, memory- and network-bound parts) over the context-independent
+    ops; ``ctx[o]`` = the decode path, stage, compute and memory parts with the
+    context-dependent ops of output length ``output_tokens[o]`` added (their exact mean
+    over the steps; ``fac``: their efficiency factors on curved hardware)."""
+    path = 0.0
+    stage = 0.0
+    for i in range(n_pre):
+        top = _op_time(t_pre, i, rcs, rms, rsu, rso)
+        path += t_pre[i, _MPATH] * top
+        stage += t_pre[i, _MSTAGE] * top
+    sums[0] = path
+    sums[1] = stage
+    path = 0.0
+    stage = 0.0
+    r_c = 0.0
+    r_m = 0.0
+    r_n = 0.0
+    for i in range(n_dec):
+        if t_dec[i, _TC1] != 0.0 or t_dec[i, _TM1] != 0.0:
+            continue
+        top, won = op_time_won(t_dec, i, rcs, rms, rsu, rso)
+        mp = t_dec[i, _MPATH]
+        if won == 0:
+            r_c += mp * top
+        elif won == 1:
+            r_m += mp * top
+        else:
+            r_n += mp * top
+        path += mp * top
+        stage += t_dec[i, _MSTAGE] * top
+    sums[2] = path
+    sums[3] = stage
+    sums[4] = r_c
+    sums[5] = r_m
+    sums[6] = r_n
+    for o in range(output_tokens.size):
+        steps = max(float(output_tokens[o]) - 1.0, 1.0)
+        pa = path
+        sg = stage
+        oc = r_c
+        om = r_m
+        for j in range(n_ctx):
+            i = ctx_ops[j]
+            fc = fac[o, j, 0] * rcs if curved else rcs
+            fm = fac[o, j, 1] * rms if curved else rms
+            top, top_c, top_m = ctx_op_time(t_dec, i, fc, fm, s, steps)
+            pa += t_dec[i, _MPATH] * top
+            sg += t_dec[i, _MSTAGE] * top
+            oc += t_dec[i, _MPATH] * top_c
+            om += t_dec[i, _MPATH] * top_m
+        ctx[o, 0] = pa
+        ctx[o, 1] = sg
+        ctx[o, 2] = oc
+        ctx[o, 3] = om
+
+
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
 def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
                   scales, scale_sizes, slots, slot_strides, host, dtype_bytes, dtype_bits, ttft,
@@ -622,6 +693,11 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
     n_whatif = recip.shape[0]
     curves_of = attention_curved(hw)
     curved = curves_of.any()
+    # the what-if classes of alike time reciprocals, per use of the two links (static
+    # serving; :func:`_rate_classes`): [neither, scale-up, scale-out, both]
+    classes = np.empty((4, n_whatif), dtype=np.int64)
+    for combo in range(4):
+        _rate_classes(recip, combo % 2 == 1, combo >= 2, classes[combo])
     for st in prange(n_struct):
         v = np.empty(n_ax)
         i_m, st_slot = decode_axes(st, axes, axis_sizes, v, slot_strides[2:n_ax + 2])
@@ -653,9 +729,21 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
         # efficiency factors of the context-dependent ops per output length (curved
         # hardware only: elsewhere they are 1 and never read)
         fac = np.empty((nout if curved else 0, n_ctx, 2))
+        # what-if points whose time reciprocals price every op alike (capacity scales, a
+        # link no op uses) share one pricing: ``cls`` names the class, ``owner`` its first
+        # valid point, whose sums (``sums``: prefill path and stage, decode path and stage
+        # and its compute / memory / network parts; ``ctx``: per output length, the decode
+        # path, stage, compute and memory with the context-dependent ops) the others reuse
+        owner = np.empty(n_whatif, dtype=np.int64)
+        sums = np.empty((n_whatif, 7))
+        ctx = np.empty((n_whatif, nout, 4))
         for h in range(n_hw):
             _fill_times(cost_pre, n_pre, rates[h], hw[h], t_pre)
             _fill_times(cost_dec, n_dec, rates[h], hw[h], t_dec)
+            up, out = _static_links(t_pre, n_pre, False, False)
+            up, out = _static_links(t_dec, n_dec, up, out)
+            cls = classes[(1 if up else 0) + (2 if out else 0)]
+            owner[:] = -1
             h_curved = curves_of[h]
             if h_curved:
                 for o in range(nout):
@@ -676,53 +764,26 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                         tpot[idx] = np.inf
                         bound[idx] = 0
                     continue
-                path = 0.0
-                stage = 0.0
-                for i in range(n_pre):
-                    top = _op_time(t_pre, i, rcs, rms, rsu, rso)
-                    path += t_pre[i, _MPATH] * top
-                    stage += t_pre[i, _MSTAGE] * top
-                pre_path = path
-                pre_stage = stage
-                path = 0.0
-                stage = 0.0
-                r_c = 0.0
-                r_m = 0.0
-                r_n = 0.0
-                for i in range(n_dec):
-                    if t_dec[i, _TC1] != 0.0 or t_dec[i, _TM1] != 0.0:
-                        continue
-                    top, won = op_time_won(t_dec, i, rcs, rms, rsu, rso)
-                    mp = t_dec[i, _MPATH]
-                    if won == 0:
-                        r_c += mp * top
-                    elif won == 1:
-                        r_m += mp * top
-                    else:
-                        r_n += mp * top
-                    path += mp * top
-                    stage += t_dec[i, _MSTAGE] * top
+                src = owner[cls[wi]]
+                if src < 0:  # the first point of its class: price the ops
+                    owner[cls[wi]] = wi
+                    src = wi
+                    _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, h_curved,
+                                 rcs, rms, rsu, rso, s, output_tokens, sums[wi], ctx[wi])
+                pre_path = sums[src, 0]
+                pre_stage = sums[src, 1]
+                r_n = sums[src, 6]
                 for o in range(nout):
-                    steps = max(float(output_tokens[o]) - 1.0, 1.0)
                     # offload: the host link streams the spilled bytes each pass, overlapped
                     off = st_slot + h * slot_strides[0] + o * slot_strides[n_ax + 2] + \
                         wi_slot[wi]
                     h_pre = host_seconds(host[0, off], hw[h])
                     h_dec = micro * host_seconds(host[1, off], hw[h])
                     first = max(pre_path, h_pre) + (micro - 1.0) * max(pre_stage, h_pre)
-                    pa = path
-                    sg = stage
-                    oc = r_c
-                    om = r_m
-                    for j in range(n_ctx):
-                        i = ctx_ops[j]
-                        fc = fac[o, j, 0] * rcs if h_curved else rcs
-                        fm = fac[o, j, 1] * rms if h_curved else rms
-                        top, top_c, top_m = ctx_op_time(t_dec, i, fc, fm, s, steps)
-                        pa += t_dec[i, _MPATH] * top
-                        sg += t_dec[i, _MSTAGE] * top
-                        oc += t_dec[i, _MPATH] * top_c
-                        om += t_dec[i, _MPATH] * top_m
+                    pa = ctx[src, o, 0]
+                    sg = ctx[src, o, 1]
+                    oc = ctx[src, o, 2]
+                    om = ctx[src, o, 3]
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
                     ttft[idx] = first
                     step = max(pa, micro * sg)
