@@ -50,6 +50,7 @@ from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
 
 # per-op scratch columns
 _TC0, _TC1, _TM0, _TM1, _TNB, _TNO, _TNL, _LINK, _MPATH, _MSTAGE, _TWIN, _TLAT = range(12)
+_BLOCK = 64  # structure points per block of the grid kernel's parallel loop
 _N_TIMES = 12
 (_FLOPS0, _FLOPS1, _BYTES0, _BYTES1, _NET, _GROUP, _SPAN, _CDT, _CPATH, _CSTAGE, _WIN,
  _KIND, _DEQUANT) = range(13)
@@ -278,6 +279,9 @@ def decode_axes(index, values, sizes, out, strides):
     index = np.int64(index)  # a prange index is unsigned: uint64 % int64 would be a float
     offset = np.int64(0)
     for j in range(sizes.size - 1, -1, -1):
+        if sizes[j] == 1:  # an axis of one value (most of them): no integer division
+            out[j] = values[j, 0]
+            continue
         pos = index % sizes[j]
         out[j] = values[j, pos]
         offset += pos * strides[j]
@@ -698,37 +702,19 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
     classes = np.empty((4, n_whatif), dtype=np.int64)
     for combo in range(4):
         _rate_classes(recip, combo % 2 == 1, combo >= 2, classes[combo])
-    for st in prange(n_struct):
+    # structure points in blocks: each block allocates its work tables once (an allocation
+    # per point costs as much as pricing a small one)
+    n_blocks = (n_struct + _BLOCK - 1) // _BLOCK
+    for blk in prange(n_blocks):
         v = np.empty(n_ax)
-        i_m, st_slot = decode_axes(st, axes, axis_sizes, v, slot_strides[2:n_ax + 2])
-        st_slot += i_m * slot_strides[1]
-        i_p = i_m * n_draft + int(v[K_DRAFT])  # the program of (model, draft model)
-        s = v[K_INPUT]
-        micro, seqs, w, a, k, q = point_setup(v)
-        quant = quants[q]
-        per_step = expected_tokens(v[K_GAMMA], v[K_ALPHA])  # tokens per decode step
-        n_pre = n_ops[i_p, PREFILL]
-        n_dec = n_ops[i_p, DECODE]
-        if int(v[K_SERVING]) == SERVING_CONTINUOUS:
-            _continuous(hw, rates, programs[i_p, DECODE], n_dec, programs[i_p, PREFILL], n_pre,
-                        engines[int(v[K_ENGINE])], v, output_tokens, recip, wi_slot, slots,
-                        host, st_slot, slot_strides[0], slot_strides[n_ax + 2], n_struct, st, w, a,
-                        k, quant, dtype_bytes, dtype_bits, ttft, tpot, bound)
-            continue
         cost_pre = np.empty((max_ops, _N_COSTS))
         cost_dec = np.empty((max_ops, _N_COSTS))
-        _phase_costs(programs[i_p, PREFILL], n_pre, PREFILL, v, seqs, w, a, k, quant,
-                     dtype_bytes, dtype_bits, cost_pre)
-        _phase_costs(programs[i_p, DECODE], n_dec, DECODE, v, seqs, w, a, k, quant,
-                     dtype_bytes, dtype_bits, cost_dec)
-        # decode ops whose cost grows with the context (attention) are averaged exactly
         ctx_ops = np.empty(max_ops, dtype=np.int64)
-        n_ctx = context_ops(cost_dec, n_dec, ctx_ops)
         t_pre = np.empty((max_ops, _N_TIMES))
         t_dec = np.empty((max_ops, _N_TIMES))
         # efficiency factors of the context-dependent ops per output length (curved
         # hardware only: elsewhere they are 1 and never read)
-        fac = np.empty((nout if curved else 0, n_ctx, 2))
+        fac = np.empty((nout if curved else 0, max_ops, 2))
         # what-if points whose time reciprocals price every op alike (capacity scales, a
         # link no op uses) share one pricing: ``cls`` names the class, ``owner`` its first
         # valid point, whose sums (``sums``: prefill path and stage, decode path and stage
@@ -737,58 +723,82 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
         owner = np.empty(n_whatif, dtype=np.int64)
         sums = np.empty((n_whatif, 7))
         ctx = np.empty((n_whatif, nout, 4))
-        for h in range(n_hw):
-            _fill_times(cost_pre, n_pre, rates[h], hw[h], t_pre)
-            _fill_times(cost_dec, n_dec, rates[h], hw[h], t_dec)
-            up, out = _static_links(t_pre, n_pre, False, False)
-            up, out = _static_links(t_dec, n_dec, up, out)
-            cls = classes[(1 if up else 0) + (2 if out else 0)]
-            owner[:] = -1
-            h_curved = curves_of[h]
-            if h_curved:
-                for o in range(nout):
-                    steps = max(float(output_tokens[o]) - 1.0, 1.0)
-                    for j in range(n_ctx):
-                        fac[o, j, 0], fac[o, j, 1] = _ctx_factors(cost_dec, ctx_ops[j],
-                                                                  hw[h], s, steps)
-            for wi in range(n_whatif):
-                rcs = recip[wi, W_COMPUTE]
-                rms = recip[wi, W_MEMORY]
-                rsu = recip[wi, W_SCALEUP]
-                rso = recip[wi, W_SCALEOUT]
-                if rcs < 0.0 or rms < 0.0 or rsu < 0.0 or rso < 0.0 or recip[wi, W_CAPACITY] < 0.0:
-                    # invalid what-if point: flagged infeasible by the caller
+        for st in range(blk * _BLOCK, min(n_struct, (blk + 1) * _BLOCK)):
+            i_m, st_slot = decode_axes(st, axes, axis_sizes, v, slot_strides[2:n_ax + 2])
+            st_slot += i_m * slot_strides[1]
+            i_p = i_m * n_draft + int(v[K_DRAFT])  # the program of (model, draft model)
+            s = v[K_INPUT]
+            micro, seqs, w, a, k, q = point_setup(v)
+            quant = quants[q]
+            per_step = expected_tokens(v[K_GAMMA], v[K_ALPHA])  # tokens per decode step
+            n_pre = n_ops[i_p, PREFILL]
+            n_dec = n_ops[i_p, DECODE]
+            if int(v[K_SERVING]) == SERVING_CONTINUOUS:
+                _continuous(hw, rates, programs[i_p, DECODE], n_dec, programs[i_p, PREFILL],
+                            n_pre, engines[int(v[K_ENGINE])], v, output_tokens, recip, wi_slot,
+                            slots, host, st_slot, slot_strides[0], slot_strides[n_ax + 2],
+                            n_struct, st, w, a, k, quant, dtype_bytes, dtype_bits, ttft, tpot,
+                            bound)
+                continue
+            _phase_costs(programs[i_p, PREFILL], n_pre, PREFILL, v, seqs, w, a, k, quant,
+                         dtype_bytes, dtype_bits, cost_pre)
+            _phase_costs(programs[i_p, DECODE], n_dec, DECODE, v, seqs, w, a, k, quant,
+                         dtype_bytes, dtype_bits, cost_dec)
+            # decode ops whose cost grows with the context (attention) are averaged exactly
+            n_ctx = context_ops(cost_dec, n_dec, ctx_ops)
+            for h in range(n_hw):
+                _fill_times(cost_pre, n_pre, rates[h], hw[h], t_pre)
+                _fill_times(cost_dec, n_dec, rates[h], hw[h], t_dec)
+                up, out = _static_links(t_pre, n_pre, False, False)
+                up, out = _static_links(t_dec, n_dec, up, out)
+                cls = classes[(1 if up else 0) + (2 if out else 0)]
+                owner[:] = -1
+                h_curved = curves_of[h]
+                if h_curved:
                     for o in range(nout):
+                        steps = max(float(output_tokens[o]) - 1.0, 1.0)
+                        for j in range(n_ctx):
+                            fac[o, j, 0], fac[o, j, 1] = _ctx_factors(cost_dec, ctx_ops[j],
+                                                                      hw[h], s, steps)
+                for wi in range(n_whatif):
+                    rcs = recip[wi, W_COMPUTE]
+                    rms = recip[wi, W_MEMORY]
+                    rsu = recip[wi, W_SCALEUP]
+                    rso = recip[wi, W_SCALEOUT]
+                    if (rcs < 0.0 or rms < 0.0 or rsu < 0.0 or rso < 0.0
+                            or recip[wi, W_CAPACITY] < 0.0):
+                        # invalid what-if point: flagged infeasible by the caller
+                        for o in range(nout):
+                            idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
+                            ttft[idx] = np.inf
+                            tpot[idx] = np.inf
+                            bound[idx] = 0
+                        continue
+                    src = owner[cls[wi]]
+                    if src < 0:  # the first point of its class: price the ops
+                        owner[cls[wi]] = wi
+                        src = wi
+                        _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, h_curved,
+                                     rcs, rms, rsu, rso, s, output_tokens, sums[wi], ctx[wi])
+                    pre_path = sums[src, 0]
+                    pre_stage = sums[src, 1]
+                    r_n = sums[src, 6]
+                    for o in range(nout):
+                        # offload: the host link streams the spilled bytes each pass, overlapped
+                        off = st_slot + h * slot_strides[0] + o * slot_strides[n_ax + 2] + \
+                            wi_slot[wi]
+                        h_pre = host_seconds(host[0, off], hw[h])
+                        h_dec = micro * host_seconds(host[1, off], hw[h])
+                        first = max(pre_path, h_pre) + (micro - 1.0) * max(pre_stage, h_pre)
+                        pa = ctx[src, o, 0]
+                        sg = ctx[src, o, 1]
+                        oc = ctx[src, o, 2]
+                        om = ctx[src, o, 3]
                         idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
-                        ttft[idx] = np.inf
-                        tpot[idx] = np.inf
-                        bound[idx] = 0
-                    continue
-                src = owner[cls[wi]]
-                if src < 0:  # the first point of its class: price the ops
-                    owner[cls[wi]] = wi
-                    src = wi
-                    _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, h_curved,
-                                 rcs, rms, rsu, rso, s, output_tokens, sums[wi], ctx[wi])
-                pre_path = sums[src, 0]
-                pre_stage = sums[src, 1]
-                r_n = sums[src, 6]
-                for o in range(nout):
-                    # offload: the host link streams the spilled bytes each pass, overlapped
-                    off = st_slot + h * slot_strides[0] + o * slot_strides[n_ax + 2] + \
-                        wi_slot[wi]
-                    h_pre = host_seconds(host[0, off], hw[h])
-                    h_dec = micro * host_seconds(host[1, off], hw[h])
-                    first = max(pre_path, h_pre) + (micro - 1.0) * max(pre_stage, h_pre)
-                    pa = ctx[src, o, 0]
-                    sg = ctx[src, o, 1]
-                    oc = ctx[src, o, 2]
-                    om = ctx[src, o, 3]
-                    idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
-                    ttft[idx] = first
-                    step = max(pa, micro * sg)
-                    tpot[idx] = max(step, h_dec) / per_step
-                    bound[idx] = winner(oc, om, r_n) if step >= h_dec else BOUND_HOST
+                        ttft[idx] = first
+                        step = max(pa, micro * sg)
+                        tpot[idx] = max(step, h_dec) / per_step
+                        bound[idx] = winner(oc, om, r_n) if step >= h_dec else BOUND_HOST
 
 
 @njit(cache=True, error_model="numpy")
