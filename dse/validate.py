@@ -332,19 +332,27 @@ def _stats(errors: np.ndarray, prefix: str) -> dict:
 
 
 def make_scorecard(rows: pd.DataFrame) -> pd.DataFrame:
-    """Absolute percentage errors per (hardware, model) and overall ("all", "all").
+    """Absolute percentage errors per (hardware, model), per hardware and per engine where
+    they add something, and overall.
 
-    Returns one row per group (sorted) then the overall row, with ``rows`` and
-    ``infeasible_rows`` counts and, for ``ttft`` and ``tpot`` separately, ``<m>_n`` (rows
-    with that measurement), ``<m>_median_abs_pct_error`` and ``<m>_mean_abs_pct_error`` [%]
-    and ``<m>_share_within_20pct`` (share with |error| <= 20 %, 0..1); statistics of a
-    metric with no measurement in the group are NaN.
+    Returns one row per (hardware, model) group (sorted; ``engine`` "all"), then one per
+    hardware with more than one such group (``model`` "all"), then one per engine when the
+    rows name more than one (``hardware`` and ``model`` "all"), then the overall row ("all"
+    thrice), with ``rows`` and ``infeasible_rows`` counts and, for ``ttft`` and ``tpot``
+    separately, ``<m>_n`` (rows with that measurement), ``<m>_median_abs_pct_error`` and
+    ``<m>_mean_abs_pct_error`` [%] and ``<m>_share_within_20pct`` (share with |error| <=
+    20 %, 0..1); statistics of a metric with no measurement in the group are NaN.
     """
+    groups = [((hw, m, ALL), g)
+              for (hw, m), g in rows.groupby(["hardware", "model"], sort=True)]
+    per_hw = rows.groupby("hardware", sort=True)
+    groups += [((hw, ALL, ALL), g) for hw, g in per_hw if g["model"].nunique() > 1]
+    if "engine" in rows and rows["engine"].nunique() > 1:
+        groups += [((ALL, ALL, e), g) for e, g in rows.groupby("engine", sort=True)]
+    groups.append(((ALL, ALL, ALL), rows))
     records = []
-    groups = [((hw, m), g) for (hw, m), g in rows.groupby(["hardware", "model"], sort=True)]
-    groups.append(((ALL, ALL), rows))
-    for (hw, m), g in groups:
-        rec = {"hardware": hw, "model": m, "rows": len(g),
+    for (hw, m, e), g in groups:
+        rec = {"hardware": hw, "model": m, "engine": e, "rows": len(g),
                "infeasible_rows": int((~g["feasible"].astype(bool)).sum())}
         rec.update(_stats(g["ttft_error_pct"].to_numpy(np.float64), "ttft"))
         rec.update(_stats(g["tpot_error_pct"].to_numpy(np.float64), "tpot"))
@@ -447,7 +455,7 @@ def write_outputs(rows: pd.DataFrame, out_path, *, scorecard: pd.DataFrame | Non
 
 def format_scorecard(card: pd.DataFrame) -> str:
     """The scorecard as an aligned text table (errors in %, shares in %)."""
-    header = (f"{'hardware':<14} {'model':<14} {'rows':>4}  "
+    header = (f"{'hardware':<14} {'model':<14} {'engine':<8} {'rows':>4}  "
               f"{'TTFT n':>6} {'median':>7} {'mean':>7} {'<=20%':>6}  "
               f"{'TPOT n':>6} {'median':>7} {'mean':>7} {'<=20%':>6}")
     lines = [header, "-" * len(header)]
@@ -458,7 +466,8 @@ def format_scorecard(card: pd.DataFrame) -> str:
         return format(x, fmt) + unit
 
     for r in card.to_dict("records"):
-        cells = [f"{r['hardware']!s:<14} {r['model']!s:<14} {r['rows']:>4} "]
+        cells = [f"{r['hardware']!s:<14} {r['model']!s:<14} {r.get('engine', ALL)!s:<8} "
+                 f"{r['rows']:>4} "]
         for m in ("ttft", "tpot"):
             cells.append(f" {r[f'{m}_n']:>6} {num(r[f'{m}_median_abs_pct_error'], '.1f'):>7} "
                          f"{num(r[f'{m}_mean_abs_pct_error'], '.1f'):>7} "

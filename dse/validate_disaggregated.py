@@ -168,8 +168,10 @@ def validate_disaggregated(table: pd.DataFrame, source: str = "<table>",
         pair = pd.DataFrame([{
             "model": model.name, "input_tokens": r["input_tokens"],
             "p_kv_dtype": quant.kv_cache or _resolved_kv(r), "p_tp": r["prefill"]["tp"], "p_pp": 1,
-            "d_tp": r["decode"]["tp"], "d_pp": 1, "p_hardware": r["prefill"]["hardware"],
-            "d_hardware": r["decode"]["hardware"], "scaleup_bandwidth_scale": 1.0,
+            "d_tp": r["decode"]["tp"], "d_pp": 1,
+            # the presets' names (a row may name a preset file by its path)
+            "p_hardware": hw[r["prefill"]["hardware"]].name,
+            "d_hardware": hw[r["decode"]["hardware"]].name, "scaleup_bandwidth_scale": 1.0,
             "scaleout_bandwidth_scale": 1.0}])
         devices = x * r["prefill"]["devices"] + y * r["decode"]["devices"]
         transfer, link = kv_transfer(pair, np.array([devices], float),

@@ -16,6 +16,7 @@ from dse.validate import (
     bundled_measured_path,
     format_scorecard,
     load_measured,
+    make_scorecard,
     validate,
     write_outputs,
 )
@@ -54,10 +55,35 @@ def test_validate_returns_rows_and_scorecard_columns():
     assert list(rows["act_dtype"]) == [*rows["weight_dtype"][:3], "bf16"]
     assert list(rows["kv_dtype"]) == list(rows["act_dtype"])
     assert list(rows["pp"]) == [1] * 4 and list(rows["ep"]) == [1] * 4
-    assert list(card.columns) == ["hardware", "model", "rows", "infeasible_rows",
+    assert list(card.columns) == ["hardware", "model", "engine", "rows", "infeasible_rows",
                                   *SCORE_COLUMNS]
-    assert card[["hardware", "model"]].values.tolist() == [
-        ["a100_80gb", "llama2_7b"], ["h100_sxm", "llama3_8b"], ["all", "all"]]
+    assert card[["hardware", "model", "engine"]].values.tolist() == [
+        ["a100_80gb", "llama2_7b", "all"], ["h100_sxm", "llama3_8b", "all"],
+        ["all", "all", "all"]]
+
+
+def test_scorecard_rolls_up_per_hardware_and_per_engine():
+    """A hardware with several models gets its own row, and so does each engine when the
+    rows name more than one; each roll-up's statistics are those of its rows."""
+    rows = pd.DataFrame({
+        "hardware": ["h100_sxm", "h100_sxm", "h200", "h200"],
+        "model": ["llama3_8b", "llama3_70b", "llama3_8b", "llama3_8b"],
+        "engine": ["vllm", "sglang", "vllm", "vllm"],
+        "feasible": [True] * 4,
+        "ttft_error_pct": [10.0, -30.0, 50.0, np.nan],
+        "tpot_error_pct": [-5.0, 15.0, np.nan, 40.0]})
+    card = make_scorecard(rows)
+    keys = card[["hardware", "model", "engine"]].values.tolist()
+    assert keys == [["h100_sxm", "llama3_70b", "all"], ["h100_sxm", "llama3_8b", "all"],
+                    ["h200", "llama3_8b", "all"], ["h100_sxm", "all", "all"],
+                    ["all", "all", "sglang"], ["all", "all", "vllm"], ["all", "all", "all"]]
+    h100 = card.iloc[3]
+    assert h100["rows"] == 2 and h100["ttft_median_abs_pct_error"] == pytest.approx(20.0)
+    vllm = card.iloc[5]
+    assert vllm["rows"] == 3 and vllm["ttft_n"] == 2
+    assert vllm["ttft_median_abs_pct_error"] == pytest.approx(30.0)
+    assert vllm["tpot_median_abs_pct_error"] == pytest.approx(22.5)
+    assert "sglang" in format_scorecard(card)
 
 
 def test_validate_predictions_match_a_direct_evaluation():
