@@ -9,7 +9,7 @@ from dse.compile import lora_ops
 from dse.evaluate import derive
 from dse.kernels.formulas import lora_cost
 
-from grid_strategies import breakdown_matches_reference, kernel_matches_reference
+from grid_strategies import kernel_matches_reference
 
 LLAMA = dse.load_model("llama3_8b")
 
@@ -79,8 +79,7 @@ def test_kernel_matches_reference_with_lora():
         "input_tokens": [700], "output_tokens": [9, 40], "lora_rank": [0, 8, 128],
         "lora_adapters": [1, 6]},
         "what_if": {"memory_capacity_scale": [1.0, 0.3]}})
-    kernel_matches_reference(spec)
-    breakdown_matches_reference(spec, ("decode_gemm_s", "prefill_gemm_s"))
+    kernel_matches_reference(spec, breakdown=("decode_gemm_s", "prefill_gemm_s"))
 
 
 def test_explain_lists_the_lora_ops(capsys):
