@@ -100,13 +100,8 @@ def test_explain_lists_the_lora_ops(capsys):
     assert "lora_attention" in capsys.readouterr().out
 
 
-def test_sweep_with_lora_from_a_relative_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "s.toml").write_text('[grid]\nbatch = [1, 16]\nlora_rank = [0, 16]\n'
-                                     'lora_adapters = [1, 8]\n')
-    assert main(["sweep", "s.toml", "--out", "results", "--quiet"]) == 0
-    import pandas as pd
-    best = pd.read_parquet("results/best.parquet")
+def test_sweep_with_lora_from_a_relative_folder(sweep_here):
+    best, _ = sweep_here('[grid]\nbatch = [1, 16]\nlora_rank = [0, 16]\nlora_adapters = [1, 8]\n')
     assert set(best.lora_rank) == {0, 16} and set(best.lora_adapters) == {1, 8}
     der = derive(dse.evaluate(dse.parse_sweep({"grid": {"lora_rank": [16]}})))
     assert bool(np.asarray(der["feasible"]).all())

@@ -1,7 +1,6 @@
 """Offload to the host tier (the ``offload`` axis, dse/offload.py): what spills, what a
 pass costs, where it is infeasible, by hand, against the reference, from the CLI."""
 import numpy as np
-import pandas as pd
 import pytest
 
 import dse
@@ -148,15 +147,11 @@ def test_explain_shows_the_host_link_and_its_rows_add_up():
                 summary["decode_iteration_s"], rel=1e-9)
 
 
-def test_sweep_with_offload_from_a_relative_folder(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "s.toml").write_text(
+def test_sweep_with_offload_from_a_relative_folder(sweep_here, capsys):
+    best, rows = sweep_here(
         '[grid]\nhardware = ["gh200"]\nmodel = ["llama3_405b"]\ntp = [4]\nbatch = [1, 8]\n'
         'input_tokens = [512]\noutput_tokens = [64]\noffload = ["none", "weights"]\n')
-    assert main(["sweep", "s.toml", "--out", "results", "--quiet"]) == 0
-    best = pd.read_parquet("results/best.parquet")
     assert set(best["offload"].astype(str)) == {"weights"}
-    rows = pd.read_parquet("results/configurations")
     assert (rows[rows.offload == "weights"].offloaded_bytes_per_device > 0).all()
     assert not rows[rows.offload == "none"].feasible.any()
     # dse explain names the host link's row
