@@ -3,6 +3,7 @@ import io
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import dse
@@ -69,6 +70,20 @@ def finished_sweep(folder: Path, spec: str, *options: str) -> Path:
         with contextlib.redirect_stdout(io.StringIO()):
             assert main(["sweep", "spec.toml", "--out", "results", "--quiet", *options]) == 0
     return folder
+
+
+@pytest.fixture
+def sweep_here(tmp_path, monkeypatch):
+    """``sweep_here(spec, *options)`` runs ``dse sweep spec.toml --out results --quiet
+    *options`` as a user would, with relative paths from the test's ``tmp_path`` made its
+    working directory (``finished_sweep``), and returns (best, configurations): the sweep's
+    best.parquet and configurations/ read back from there as DataFrames."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(spec: str, *options: str):
+        finished_sweep(tmp_path, spec, *options)
+        return pd.read_parquet("results/best.parquet"), pd.read_parquet("results/configurations")
+    return run
 
 
 @pytest.fixture

@@ -1,13 +1,11 @@
 """Speculative decoding with a separate draft model (the draft_model axis): the draft's
 passes per step, its weights and KV cache, the reasons, explain, the reference, the CLI."""
-import pandas as pd
 import pytest
 
 import dse
-from dse.cli import main
 from dse.evaluate import REASONS, derive
 
-from grid_strategies import breakdown_matches_reference, kernel_matches_reference
+from grid_strategies import kernel_matches_reference
 
 BASE = dict(hardware="h100_sxm", model="llama3_70b", tp=4, batch=1, input_tokens=1024,
             output_tokens=128, serving="static")
@@ -64,19 +62,14 @@ def test_kernel_matches_reference_with_draft_models():
         "serving": ["static", "continuous"], "batch": [1, 12], "tp": [2], "pp": [1, 2],
         "draft_model": ["none", "llama3_2_1b", "llama3_2_3b"], "spec_tokens": [2, 5],
         "acceptance_rate": [0.6], "input_tokens": [500], "output_tokens": [7, 40]}})
-    kernel_matches_reference(spec)
-    breakdown_matches_reference(spec, ("decode_gemm_s",))
+    kernel_matches_reference(spec, breakdown=("decode_gemm_s",))
 
 
-def test_sweep_with_a_draft_model_from_a_relative_folder(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "s.toml").write_text(
+def test_sweep_with_a_draft_model_from_a_relative_folder(sweep_here):
+    best, rows = sweep_here(
         '[grid]\nmodel = ["llama3_70b"]\ntp = [4]\nbatch = [1, 32]\n'
         'draft_model = ["none", "llama3_2_1b"]\nspec_tokens = [0, 4]\n')
-    assert main(["sweep", "s.toml", "--out", "results", "--quiet"]) == 0
-    best = pd.read_parquet("results/best.parquet")
     assert set(best.draft_model.astype(str)) <= {"none", "llama3_2_1b"}
-    rows = pd.read_parquet("results/configurations")
     ok = rows[rows.feasible]
     assert set(zip(ok.draft_model.astype(str), ok.spec_tokens)) == {("none", 0),
                                                                      ("llama3_2_1b", 4)}

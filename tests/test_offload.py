@@ -1,7 +1,6 @@
 """Offload to the host tier (the ``offload`` axis, dse/offload.py): what spills, what a
 pass costs, where it is infeasible, by hand, against the reference, from the CLI."""
 import numpy as np
-import pandas as pd
 import pytest
 
 import dse
@@ -11,7 +10,7 @@ from dse.evaluate import REASONS, derive
 from dse.explain import explain
 
 from conftest import cli_error
-from grid_strategies import breakdown_matches_reference, kernel_matches_reference
+from grid_strategies import kernel_matches_reference
 
 GH200 = load_hardware("gh200")
 H100 = load_hardware("h100_sxm")
@@ -116,19 +115,18 @@ def test_kernel_and_breakdown_match_the_reference_with_offload():
                  "batch": [1, 48], "tp": [1, 2], "pp": [1, 2], "input_tokens": [2048, 20000],
                  "output_tokens": [8, 64]},
         "what_if": {"memory_capacity_scale": [1.0, 0.5]}})
-    fast, ref = kernel_matches_reference(spec)
+    fast, ref = kernel_matches_reference(spec, breakdown=(
+        "prefill_offload_s", "decode_offload_s", "decode_other_s"))
     offloaded = derive(fast)["offloaded_bytes_per_device"].values
     assert (offloaded > 0).any() and (fast["bound"].values == 3).any()
     assert (fast["bound"].values == ref["bound"].values).mean() > 0.999
-    fb = breakdown_matches_reference(spec, ("prefill_offload_s", "decode_offload_s",
-                                            "decode_other_s"))
     # the classes add up to tpot_s, the offload class holding the host link's wait
-    dec = sum(fb[f"decode_{c}_s"] for c in ("attention", "gemm", "moe", "collective", "other",
-                                            "offload"))
-    tpot = fb["tpot_s"].broadcast_like(dec)
+    dec = sum(fast[f"decode_{c}_s"] for c in ("attention", "gemm", "moe", "collective",
+                                              "other", "offload"))
+    tpot = fast["tpot_s"].broadcast_like(dec)
     finite = np.isfinite(tpot.values)
     np.testing.assert_allclose(dec.values[finite], tpot.values[finite], rtol=1e-9)
-    assert (fb["decode_offload_s"].values[finite] > 0).any()
+    assert (fast["decode_offload_s"].values[finite] > 0).any()
 
 
 def test_explain_shows_the_host_link_and_its_rows_add_up():
@@ -149,15 +147,11 @@ def test_explain_shows_the_host_link_and_its_rows_add_up():
                 summary["decode_iteration_s"], rel=1e-9)
 
 
-def test_sweep_with_offload_from_a_relative_folder(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "s.toml").write_text(
+def test_sweep_with_offload_from_a_relative_folder(sweep_here, capsys):
+    best, rows = sweep_here(
         '[grid]\nhardware = ["gh200"]\nmodel = ["llama3_405b"]\ntp = [4]\nbatch = [1, 8]\n'
         'input_tokens = [512]\noutput_tokens = [64]\noffload = ["none", "weights"]\n')
-    assert main(["sweep", "s.toml", "--out", "results", "--quiet"]) == 0
-    best = pd.read_parquet("results/best.parquet")
     assert set(best["offload"].astype(str)) == {"weights"}
-    rows = pd.read_parquet("results/configurations")
     assert (rows[rows.offload == "weights"].offloaded_bytes_per_device > 0).all()
     assert not rows[rows.offload == "none"].feasible.any()
     # dse explain names the host link's row

@@ -13,7 +13,11 @@ from grid_strategies import (HARDWARE, MODELS, STRUCTURE, WHAT_IF_SCALES, axis, 
                              kernel_matches_reference, trimmed)
 
 ENGINES = ["vllm", "sglang", "trtllm", "roofline"]
-MAX_POINTS = 6000  # configurations per drawn grid (before dp), to keep the file fast
+# configurations per drawn grid (before dp), to keep the file fast. An example's time goes
+# mostly to its fixed costs (the memory terms and kernel inputs, for both backends): 60
+# examples of up to 16,384 points price about 80 % as many configurations as 120 of up to
+# 6,000, in about 60 % of the time
+MAX_POINTS = 16384
 
 
 grids = st.fixed_dictionaries({
@@ -44,7 +48,7 @@ def compare(spec, rtol=1e-9):
     return fast
 
 
-@settings(max_examples=120, deadline=None, derandomize=True,
+@settings(max_examples=60, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(grids)
 def test_continuous_kernel_matches_reference_on_random_grids(grid):
@@ -107,12 +111,12 @@ def test_reference_one_request_on_an_idle_engine_is_a_static_batch_of_one():
     for model, tp in (("llama3_8b", 1), ("mixtral_8x7b", 2), ("deepseek_v3", 8),
                       ("gemma2_9b", 1), ("gpt_oss_20b", 1)):
         grid = {"hardware": ["h100_sxm"], "model": [model], "engine": ["roofline"],
-                "batch": [1], "input_tokens": [1000, 6000], "output_tokens": [1, 64],
+                "batch": [1], "input_tokens": [1000, 6000], "output_tokens": [1, 17],
                 "tp": [tp], "pp": [1, 2], "weight_dtype": ["fp8"]}
         ds = {sv: dse.evaluate(dse.parse_sweep({"grid": {**grid, "serving": [sv]}}),
                                backend="reference") for sv in ("static", "continuous")}
         np.testing.assert_allclose(ds["continuous"]["ttft_s"].values,
                                    ds["static"]["ttft_s"].values, rtol=1e-12)
-        np.testing.assert_allclose(ds["continuous"]["tpot_s"].sel(output_tokens=64).values,
-                                   ds["static"]["tpot_s"].sel(output_tokens=64).values,
+        np.testing.assert_allclose(ds["continuous"]["tpot_s"].sel(output_tokens=17).values,
+                                   ds["static"]["tpot_s"].sel(output_tokens=17).values,
                                    rtol=1e-12)
