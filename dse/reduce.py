@@ -84,7 +84,9 @@ class Points:
             if dim in dims:
                 out = out * self.block.variables[dim].values.astype(np.int64).reshape(
                     [self.sizes[d] if d == dim else 1 for d in dims])
-        return np.ascontiguousarray(np.broadcast_to(out, shape)).ravel()
+        # always a fresh writable array: a read-only one (a broadcast view that needed no
+        # copy) would make numba compile and cache another grouped_reduce (~35 s)
+        return np.broadcast_to(out, shape).copy().ravel()
 
     def strategy_products(self, names) -> tuple[np.ndarray, np.ndarray]:
         """(outer, inner) factors of the product of the axes ``names`` per strategy."""
