@@ -51,7 +51,7 @@ import numpy as np
 from . import layout as L
 from .breakdown import KIND_CLASS, N_CLASSES, OFFLOAD_CLASS, OTHER_CLASS
 from .reference import _costs, _lora, class_precisions, roofline_seconds
-from .serving import steady_state
+from .serving import RIDING_EPS, steady_state
 
 
 def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
@@ -237,7 +237,8 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     micro = np.minimum(p, r)
     share = 1.0 / (micro * adp)
     has_dec = (n > 0) & (r_d > 0)
-    riding = np.where(mixed, np.maximum(r - (r - r_d) / f, 0.0), 0.0)
+    riding = np.where(mixed, r - (r - r_d) / f, 0.0)
+    riding = np.where(riding > RIDING_EPS * r, riding, 0.0)  # rounding remainders: none
     kinds = {"dec": dict(dec=np.where(has_dec, r, 0.0) * share, prompts=0.0 * s),
              "mix": dict(dec=riding * share, prompts=pi * share)}
     for it in kinds.values():

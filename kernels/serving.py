@@ -470,6 +470,7 @@ def steady_state(batch, slots, s, out_tokens, budget, engine):
 (T_C, T_M, T_N, T_NO, T_NL, T_LAT, T_PATH, T_STAGE) = range(8)
 N_TERMS = 8
 LANES = 8  # what-if points per vector block of terms_seconds
+RIDING_EPS = 1e-9  # riding decoders below this share of the running requests: none
 
 
 @njit(cache=True)
@@ -616,7 +617,13 @@ def compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window, share, 
     if d_dec > 0.0:
         composition(c_dec, d_dec, s, n, 0.0, chunks, d_dec, d_dec, window, share, new, past,
                     q, beams, cp)
-    riding = max(r - (r - r_d) / f, 0.0) if mixed else 0.0
+    # decodes riding the prefill iteration: r - (r - r_d) / f, which is 0 in exact
+    # arithmetic when every request is in its prefill or alone (r = 1); a rounding
+    # remainder (1e-16) would charge every decode op's kernel latency, so counts below
+    # RIDING_EPS of the running requests are none
+    riding = r - (r - r_d) / f if mixed else 0.0
+    if riding <= RIDING_EPS * r:
+        riding = 0.0
     composition(c_mix, riding, s, n, prompts, chunks, riding + prompts * chunks,
                 riding + prompts, window, share, new, past, q, beams, cp)
     return d_dec
