@@ -537,7 +537,9 @@ def evaluate(spec: SweepSpec, backend: str = "numba", breakdown: bool = False) -
         out = run_kernel(inputs, kernel_shape(c, TTFT_DIMS), kernel_shape(c, TPOT_DIMS))
     elif backend == "reference":
         from .kernels.reference import evaluate_reference
-        out = evaluate_reference(**inputs)
+        # one reference pass gives the breakdown too (it prices the same ops)
+        out = evaluate_reference(**inputs, breakdown=breakdown)
+        parts, out = out[3:], out[:3]
     else:
         raise ValueError(f"backend must be 'numba' or 'reference', not {backend!r}")
     ttft, tpot, bound = (from_kernel(x, c) for x in out)
@@ -554,16 +556,20 @@ def evaluate(spec: SweepSpec, backend: str = "numba", breakdown: bool = False) -
     ds["precision_reason"].attrs["names"] = list(REASONS)
     ds.attrs["n_configs"] = spec.n_configs()
     if breakdown:
-        add_breakdown(ds, inputs, c, backend)
+        add_breakdown(ds, inputs, c, backend, parts if backend == "reference" else None)
     return ds
 
 
-def add_breakdown(ds: xr.Dataset, inputs: dict, c: dict, backend: str = "numba") -> None:
+def add_breakdown(ds: xr.Dataset, inputs: dict, c: dict, backend: str = "numba",
+                  parts: tuple | None = None) -> None:
     """The breakdown columns (``dse sweep --breakdown``) into ``ds``: a second kernel, run
-    only when they are asked for (the default sweep's kernel is untouched)."""
+    only when they are asked for (the default sweep's kernel is untouched); ``parts``:
+    (split, prefill_bound) when the reference already computed them."""
     from .kernels.breakdown import COLUMNS
     shape = kernel_shape(c, TPOT_DIMS)
-    if backend == "numba":
+    if parts:
+        split, prefill_bound = parts
+    elif backend == "numba":
         split, prefill_bound = run_breakdown(inputs, shape)
     else:
         from .kernels.reference import evaluate_reference
