@@ -441,15 +441,15 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     # a draft model's own KV cache and weights (whole on the last stage: pp 1), the same
     # for every target model: computed once, added to each model's terms
     drafted = not all(d is None for d in spec.drafts)
+    positions_of = {"context": context, "prompt": ax["input_tokens"][0]}
     draft_kv = {n: per_draft(spec, dims, lambda d: comp.kv_cache_bytes_per_device(
         d, tp, 1.0, batch / cp, positions - cached, kb[0], adp)[None])
-        for n, positions in (("context", context), ("prompt", ax["input_tokens"][0]))
-    } if drafted else {}
+        for n, positions in positions_of.items()} if drafted else {}
     draft_weights = per_draft(spec, dims, lambda d: np.asarray(
         comp.weight_bytes_per_device(d, tp, 1.0, adp, wb[0], class_wb))[None])
 
     def kv(m, which):
-        positions = context if which == "context" else ax["input_tokens"][0]
+        positions = positions_of[which]
         own = comp.kv_cache_bytes_per_device(m, tp, pp, batch / cp, positions - cached, kb[0],
                                              adp)
         if drafted:
@@ -533,13 +533,14 @@ def evaluate(spec: SweepSpec, backend: str = "numba", breakdown: bool = False) -
     c = coords(spec)
     memory = memory_and_validity(spec, c)
     inputs = kernel_inputs(spec, memory["slots"], memory.pop("host_bytes"))
+    parts = None  # the reference's breakdown, when it computes one with the times
     if backend == "numba":
         out = run_kernel(inputs, kernel_shape(c, TTFT_DIMS), kernel_shape(c, TPOT_DIMS))
     elif backend == "reference":
         from .kernels.reference import evaluate_reference
         # one reference pass gives the breakdown too (it prices the same ops)
         out = evaluate_reference(**inputs, breakdown=breakdown)
-        parts, out = out[3:], out[:3]
+        parts, out = out[3:] or None, out[:3]
     else:
         raise ValueError(f"backend must be 'numba' or 'reference', not {backend!r}")
     ttft, tpot, bound = (from_kernel(x, c) for x in out)
@@ -556,7 +557,7 @@ def evaluate(spec: SweepSpec, backend: str = "numba", breakdown: bool = False) -
     ds["precision_reason"].attrs["names"] = list(REASONS)
     ds.attrs["n_configs"] = spec.n_configs()
     if breakdown:
-        add_breakdown(ds, inputs, c, backend, parts if backend == "reference" else None)
+        add_breakdown(ds, inputs, c, backend, parts)
     return ds
 
 
