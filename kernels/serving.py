@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit
 
 from .collectives import collective_seconds, domain_split
-from .efficiency import op_curves, time_factor
+from .efficiency import has_curve, op_curves, time_factor
 from .formulas import (causal_pairs, dequant_tiles, expected_tokens, lora_cost, moe_cost,
                        op_cost,
                        op_precisions, prompt_split, run_counts)
@@ -173,7 +173,12 @@ def unit_times(units, n_op, rates_h, hw_h, out):
         out[i, V_LR] = units[i, U_LR]
         out[i, V_LN] = units[i, U_LN]
         out[i, V_KIND] = units[i, U_KIND]
-        out[i, V_CCURVE], out[i, V_MCURVE], out[i, V_NCURVE] = op_curves(int(units[i, U_KIND]))
+        # curve codes only where this hardware carries the curve (-1: the scalar applies,
+        # and the iterations skip the curve lookup)
+        cc, cm, cn = op_curves(int(units[i, U_KIND]))
+        out[i, V_CCURVE] = cc if has_curve(hw_h, cc) else -1
+        out[i, V_MCURVE] = cm if has_curve(hw_h, cm) else -1
+        out[i, V_NCURVE] = cn if has_curve(hw_h, cn) else -1
         out[i, V_GROUP] = group
         out[i, V_SPAN] = units[i, U_SPAN]
         out[i, V_DOMAIN] = domain
@@ -183,26 +188,31 @@ def unit_times(units, n_op, rates_h, hw_h, out):
         out[i, V_LOUT] = hw_h[HW_SCALEOUT_LATENCY_S]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def network_seconds(vt, i, tokens, hw_h):
     """(scale-up, scale-out, latency) seconds of op ``i``'s collective over ``tokens``
     tokens (:func:`kernels.collectives.collective_seconds`) on hardware row ``hw_h``
     (its network efficiency curve, ``kernels/efficiency.py``)."""
     msg = vt[i, V_NT] * tokens
-    fn = time_factor(hw_h, int(vt[i, V_NCURVE]), msg, hw_h[HW_NETWORK_EFF])
+    fn = 1.0
+    if vt[i, V_NCURVE] >= 0.0:
+        fn = time_factor(hw_h, int(vt[i, V_NCURVE]), msg, hw_h[HW_NETWORK_EFF])
     return collective_seconds(int(vt[i, V_KIND]), vt[i, V_GROUP], vt[i, V_SPAN], msg,
                               vt[i, V_DOMAIN], vt[i, V_RUP] * fn, vt[i, V_LUP],
                               vt[i, V_ROUT] * fn, vt[i, V_LOUT])
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _compute_memory(vt, i, tok, seqs, pairs, reads, hw_h):
     """Unscaled (compute, memory) seconds of non-MoE op ``i`` for an iteration part, each
     at the efficiency of its work there (``kernels/efficiency.py``)."""
     tc = vt[i, V_CT] * tok + vt[i, V_CX] * pairs
     tm = vt[i, V_M0] + vt[i, V_MT] * tok + vt[i, V_MSEQ] * seqs + vt[i, V_MX] * reads
-    tc *= time_factor(hw_h, int(vt[i, V_CCURVE]), tc / vt[i, V_RATE], hw_h[HW_COMPUTE_EFF])
-    tm *= time_factor(hw_h, int(vt[i, V_MCURVE]), tm / vt[i, V_MEM], hw_h[HW_MEMORY_EFF])
+    if vt[i, V_CCURVE] >= 0.0:
+        tc *= time_factor(hw_h, int(vt[i, V_CCURVE]), tc / vt[i, V_RATE],
+                          hw_h[HW_COMPUTE_EFF])
+    if vt[i, V_MCURVE] >= 0.0:
+        tm *= time_factor(hw_h, int(vt[i, V_MCURVE]), tm / vt[i, V_MEM], hw_h[HW_MEMORY_EFF])
     if vt[i, V_DQ] != 0.0:
         tc += vt[i, V_DQ] * dequant_tiles(tok * vt[i, V_SCALE])
     return tc, tm
@@ -473,7 +483,7 @@ LANES = 8  # what-if points per vector block of terms_seconds
 RIDING_EPS = 1e-9  # riding decoders below this share of the running requests: none
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _op_terms(vt, i, tokens, seqs, sampled, pairs, reads, out, q, hw_h):
     """Row ``q`` of ``out``: op ``i``'s terms as :func:`_op_seconds` prices them, before the
     what-if reciprocals (the same operations in the same order: the same bits). An MoE op
