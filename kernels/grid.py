@@ -66,7 +66,7 @@ def winner(compute, memory, network):
     return 1 if memory >= network else 2
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def line_sum(a0, a1, lo, hi):
     """Sum of a0 + a1 * c over integer c in [lo, hi] (0 when the range is empty)."""
     if hi < lo:
@@ -75,7 +75,7 @@ def line_sum(a0, a1, lo, hi):
     return count * (a0 + a1 * (lo + hi) * 0.5)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mean_max_lines(a0, a1, b0, b1, c_lo, n):
     """Mean over integer c in [c_lo, c_lo + n - 1] of max(a0 + a1 c, b0 + b1 c).
 
@@ -102,7 +102,7 @@ def mean_max_lines(a0, a1, b0, b1, c_lo, n):
     return (sum_a + sum_b) / n, sum_a / n, max(hi - lo + 1.0, 0.0) / n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mean_max_lines_capped(a0, a1, b0, b1, c_lo, n, window):
     """:func:`mean_max_lines` with the context capped at ``window`` (0: no cap).
 
