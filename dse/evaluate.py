@@ -319,11 +319,6 @@ def recipe_weight_bytes(spec: SweepSpec, w: np.ndarray, dims) -> dict:
             if (table[:, 2 * qc] >= 0).any()}
 
 
-def _da(term: tuple) -> xr.DataArray:
-    dims, values = term
-    return xr.DataArray(values, dims=dims)
-
-
 def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray) -> dict:
     """Continuous serving's memory terms: a request's KV cache at full context and the
     working set of one iteration (per device) [bytes], and the ``slots``: how many requests
@@ -371,14 +366,30 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
             m, tp, pp, adp, cached, kb[0]) / cp,
     }
     out = {name: _own_dims(term, spec.models, dims, c) for name, term in terms.items()}
-    free = (xr.DataArray(usable, dims=("hardware", "memory_capacity_scale"))
-            - _da(weights) - _da(out["working_bytes"]))
-    slots = np.floor(free / _da(out["kv_request_bytes"]))
-    cap = xr.DataArray(eng["max_running_requests"].reshape(-1), dims=("engine",))
-    slots = xr.where(cap > 0, np.minimum(slots, cap), slots)
-    slots = slots.clip(min=0.0)
-    slots = slots.transpose(*[d for d in GRID_DIMS if d in slots.dims])
-    return {**out, "slots": (slots.dims, np.ascontiguousarray(slots.values))}
+    union, (u, wt, work, kv, cap) = on_union(
+        (("hardware", "memory_capacity_scale"), usable), weights, out["working_bytes"],
+        out["kv_request_bytes"], (("engine",), eng["max_running_requests"].reshape(-1)))
+    slots = np.floor((u - wt - work) / kv)
+    slots = np.where(cap > 0, np.minimum(slots, cap), slots)
+    slots = np.broadcast_to(np.maximum(slots, 0.0), broadcast_shape(
+        u.shape, wt.shape, work.shape, kv.shape, cap.shape))
+    return {**out, "slots": (union, np.ascontiguousarray(slots, dtype=np.float64))}
+
+
+def on_union(*terms) -> tuple[tuple, list]:
+    """(dims, arrays): each (dims, values) term transposed to grid order and given size-1
+    axes for the dims of the other terms, so that numpy broadcasts them as xarray would
+    (the terms carry dims, no coordinates: nothing to align) without its per-operation
+    cost. ``dims``: the union of the terms' dims in grid order."""
+    union = tuple(d for d in GRID_DIMS if any(d in dims for dims, _ in terms))
+    arrays = []
+    for dims, values in terms:
+        values = np.asarray(values)
+        own = [d for d in union if d in dims]
+        values = values.transpose([tuple(dims).index(d) for d in own])
+        arrays.append(values.reshape([values.shape[own.index(d)] if d in dims else 1
+                                      for d in union]))
+    return union, arrays
 
 
 def per_draft(spec: SweepSpec, dims: tuple, term) -> np.ndarray | float:
@@ -546,12 +557,12 @@ def evaluate(spec: SweepSpec, backend: str = "numba", breakdown: bool = False) -
     ttft, tpot, bound = (from_kernel(x, c) for x in out)
     ds = xr.Dataset(
         {"ttft_s": (TTFT_DIMS, ttft), "tpot_s": (TPOT_DIMS, tpot),
-         "bound": (TPOT_DIMS, bound), **memory},
+         "bound": (TPOT_DIMS, bound), **memory,
+         # the serving mode as a code (the reduction kernel reads it like a variable)
+         "serving_code": (("serving",), np.array([SERVING.index(v) for v in c["serving"]],
+                                                 dtype=np.uint8))},
         coords={d: c[d] for d in GRID_DIMS},
     )
-    # the serving mode as a code (the reduction kernel reads it like a variable)
-    ds["serving_code"] = (("serving",), np.array([SERVING.index(v) for v in c["serving"]],
-                                                 dtype=np.uint8))
     ds["bound"].attrs["names"] = list(L.BOUND_NAMES)
     ds["structural_reason"].attrs["names"] = list(REASONS)
     ds["precision_reason"].attrs["names"] = list(REASONS)
