@@ -92,11 +92,16 @@ class Points:
         """(outer, inner) factors of the product of the axes ``names`` per strategy."""
         return self.product(self.outer_dims, names), self.product(self.inner_dims, names)
 
-    def values(self, name: str, g, s) -> np.ndarray:
-        j = SOURCES.index(name)
+    def reader(self, g, s):
+        """``name -> values at the points (g, s)``: the points' offsets into every source
+        found once (three row gathers), then one gather per source read."""
         a, b = np.divmod(np.asarray(s, dtype=np.int64), len(self.inner_offsets))
-        return self.flat[j][self.group_offsets[g, j] + self.outer_offsets[a, j]
-                            + self.inner_offsets[b, j]]
+        at = self.group_offsets[g] + self.outer_offsets[a] + self.inner_offsets[b]
+
+        def read(name: str) -> np.ndarray:
+            j = SOURCES.index(name)
+            return self.flat[j][at[:, j]]
+        return read
 
 
 def reduce_points(pts: Points, cons: Constraints, objectives: Objectives = Objectives()):
@@ -235,6 +240,20 @@ def _name_strings(values) -> pa.DictionaryArray:
     return pa.array(list(values), pa.string()).dictionary_encode()
 
 
+def _flat_index(pos: dict, dims, offsets: dict, full: dict, n: int) -> np.ndarray:
+    """The rows' flat indices over ``dims`` in the whole sweep (C order of the ``full``
+    sizes) from their positions ``pos`` in the block placed at ``offsets``: what
+    ``np.ravel_multi_index`` gives, summed over the dims the rows vary along only."""
+    strides = np.cumprod([1] + [full[d] for d in dims[::-1]])[:-1][::-1]
+    out = np.full(n, sum(int(offsets.get(d, 0)) * int(st) for d, st in zip(dims, strides)),
+                  dtype=np.int64)
+    for d, st in zip(dims, strides):
+        p = np.asarray(pos[d])
+        if p.size and p.max() > 0:
+            out += p.astype(np.int64) * int(st)
+    return out
+
+
 def point_rows(pts: Points, group_idx, strat_idx, place=None, found=None,
                objectives: Objectives = Objectives(), lifted=None,
                edges: dict | None = None) -> pa.Table:
@@ -256,15 +275,15 @@ def point_rows(pts: Points, group_idx, strat_idx, place=None, found=None,
     spos = np.unravel_index(strat_idx, [sizes[d] for d in STRATEGY_DIMS])
     pos = dict(zip(GROUP_DIMS, gpos)) | dict(zip(STRATEGY_DIMS, spos))
     offsets, full = place if place is not None else ({}, dict(sizes))
-    cols = {name: pa.array(np.ravel_multi_index(
-        tuple(np.asarray(pos[d]) + offsets.get(d, 0) for d in dims),
-        [full[d] for d in dims]).astype(np.int64))
-        for name, dims in (("_group", GROUP_DIMS), ("_strategy", STRATEGY_DIMS))}
+    cols = {name: pa.array(_flat_index(pos, dims, offsets, full, len(group_idx)))
+            for name, dims in (("_group", GROUP_DIMS), ("_strategy", STRATEGY_DIMS))}
     var = block.variables
     numeric = {d for d in pos if var[d].dtype.kind not in "OUS"}
-    # axis values at the rows: the numeric ones and the metrics' inputs (names included)
-    picked = {d: var[d].values[p] for d, p in pos.items()
-              if d in numeric or d in METRIC_INPUTS}
+    # axis values at the rows: the numeric ones and the metrics' inputs (names included);
+    # an axis of one value in the block is that value at every row (no gather)
+    picked = {d: (np.full(len(p), var[d].values[0], dtype=var[d].dtype) if sizes[d] == 1
+                  else var[d].values[p])
+              for d, p in pos.items() if d in numeric or d in METRIC_INPUTS}
     # effective precisions ("same" resolved), as codes into the dtype names
     precisions = dict(zip(DTYPE_DIMS, resolve_dtypes(*(dtype_codes(var[d].values)[pos[d]]
                                                        for d in DTYPE_DIMS))))
@@ -277,8 +296,7 @@ def point_rows(pts: Points, group_idx, strat_idx, place=None, found=None,
             return _numbers(picked[d], mask)
         return _strings(pos[d], var[d].values, mask)
 
-    def value(name):
-        return pts.values(name, group_idx, strat_idx)
+    value = pts.reader(group_idx, strat_idx)
 
     der = derived_metrics({n: picked[n] if n in picked else value(n) for n in METRIC_INPUTS})
     cols |= {d: axis(d) for d in GROUP_DIMS} | {d: axis(d, nulls) for d in STRATEGY_DIMS}
