@@ -30,10 +30,10 @@ from .collectives import collective_seconds
 from .efficiency import has_curve, op_curves, time_factor
 from .formulas import (expected_tokens, op_cost, op_precisions, prompt_split,
                        run_counts)
-from .serving import (LANES, N_COMP, N_TERMS, N_VTIMES, V_OUT, V_PATH, V_UP,
-                      V_STAGE, compositions, speculation, iteration_seconds, iteration_terms, mean_context,
-                      serve_times,
-                      steady_state, structure_units, terms_seconds, unit_times)
+from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, V_OUT, V_PATH, V_UP,
+                      V_STAGE, compositions, speculation, iteration_seconds, iteration_terms,
+                      mean_context, serve_times, steady_state, structure_units,
+                      structure_units_into, term_seconds, terms_seconds, unit_times)
 from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED, EN_REQUEST_OVERHEAD_S,
                      HW_COMPUTE_EFF, HW_HOST_BYTES_PER_S, HW_KERNEL_LATENCY_S,
@@ -400,9 +400,29 @@ def _links_used(vt, n_op):
 
 
 @njit(cache=True)
+def continuous_scratch(max_ops, n_whatif, n_grp):
+    """The work tables of :func:`_continuous`, allocated once per block of structure points
+    (an allocation per point costs as much as pricing a small one): both programs' unit
+    costs, op partners, unit times, the two compositions, their terms and rows, the
+    capacity groups' running counts, host seconds and canonical group, the what-if
+    points' owners, sources and lanes, the lanes' reciprocals and sums."""
+    n_pad = (n_whatif + LANES - 1) // LANES * LANES  # whole vector blocks
+    return (np.empty((max_ops, N_UNITS)), np.empty((max_ops, N_UNITS)),
+            np.empty(max_ops, dtype=np.int64), np.empty(max_ops, dtype=np.bool_),
+            np.empty((max_ops, N_VTIMES)), np.empty((max_ops, N_VTIMES)), np.empty(N_COMP),
+            np.empty(N_COMP), np.empty((max_ops, N_TERMS)), np.empty((2 * max_ops, N_TERMS)),
+            np.empty(2 * max_ops, dtype=np.int64), np.empty(n_grp), np.empty(n_grp),
+            np.empty(n_grp, dtype=np.int64), np.empty(n_whatif * n_grp, dtype=np.int64),
+            np.empty(n_whatif, dtype=np.int64), np.empty(n_whatif, dtype=np.int64),
+            np.ones(n_pad), np.ones(n_pad), np.ones(n_pad), np.ones(n_pad),
+            np.empty((10, n_pad)))
+
+
+@njit(cache=True)
 def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_tokens, recip,
                 wi_slot, slots, host, st_slot, h_stride, o_stride, n_struct, st, w, a, k, quant,
-                dtype_bytes, dtype_bits, ttft, tpot, bound):
+                dtype_bytes, dtype_bits, ttft, tpot, bound, classes, group, group_slot, valid,
+                n_grp, work):
     """Continuous serving of structure point ``st`` on every hardware, output length and
     what-if point: the steady state of ``kernels.serving`` priced with the op costs.
 
@@ -411,45 +431,23 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     (the capacity what-if acts only through it) and priced for all what-if points of that
     count in one vectorized pass (``serving.terms_seconds``). Points whose time scales and
     running count price every op alike (a bandwidth scale of a link nothing is sent over, a
-    capacity scale that admits the same requests) copy the first one's results."""
+    capacity scale that admits the same requests) copy the first one's results. The
+    what-if points' capacity groups (``group``, ``group_slot``, ``valid``, ``n_grp``:
+    :func:`_whatif_groups`) and classes of alike time scales per link use (``classes``:
+    :func:`_rate_classes`) are the grid's; ``work``: :func:`continuous_scratch`."""
     t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
     b, s, budget = v[K_BATCH], v[K_INPUT], v[K_BUDGET]
-    max_ops = prog_dec.shape[0]
-    u_dec, u_pre, partner, shared, window = structure_units(
-        prog_dec, n_dec, prog_pre, n_pre, max_ops, t, p, e, adp, w, a, k, quant, dtype_bytes,
+    (u_dec, u_pre, partner, shared, vt_dec, vt_pre, c_dec, c_mix, terms_dec, terms_mix, rows,
+     r_grp, h_grp, canon, owner, source, members, rc, rm, ru, ro, sums) = work
+    window = structure_units_into(
+        prog_dec, n_dec, prog_pre, n_pre, t, p, e, adp, w, a, k, quant, dtype_bytes,
         dtype_bits, v[K_IMBALANCE], v[K_GAMMA], v[K_LORA_RANK], v[K_LORA_ADAPTERS],
-        v[K_CP])
-    vt_dec = np.empty((max_ops, N_VTIMES))
-    vt_pre = np.empty((max_ops, N_VTIMES))
-    c_dec = np.empty(N_COMP)
-    c_mix = np.empty(N_COMP)
-    terms_dec = np.empty((max_ops, N_TERMS))
-    terms_mix = np.empty((2 * max_ops, N_TERMS))
-    rows = np.empty(2 * max_ops, dtype=np.int64)
+        v[K_CP], u_dec, u_pre, partner, shared)
     request_s = engine[EN_REQUEST_OVERHEAD_S]
     iteration_s = engine[EN_ITERATION_OVERHEAD_S]
     mixed = engine[EN_MIXED] > 0.0
     nout = output_tokens.size
     n_whatif = recip.shape[0]
-    # what-if points: capacity groups, validity, classes of alike time scales per link use
-    group = np.empty(n_whatif, dtype=np.int64)
-    group_slot = np.empty(n_whatif, dtype=np.int64)
-    valid = np.empty(n_whatif, dtype=np.bool_)
-    n_grp = _whatif_groups(recip, wi_slot, group, group_slot, valid)
-    cls = np.empty((4, n_whatif), dtype=np.int64)
-    cls_done = np.zeros(4, dtype=np.bool_)
-    r_grp = np.empty(n_grp)
-    h_grp = np.empty(n_grp)  # offload: host-link seconds per iteration
-    canon = np.empty(n_grp, dtype=np.int64)
-    owner = np.empty(n_whatif * n_grp, dtype=np.int64)
-    source = np.empty(n_whatif, dtype=np.int64)  # -1: priced, >= 0: copies that point
-    members = np.empty(n_whatif, dtype=np.int64)
-    n_pad = (n_whatif + LANES - 1) // LANES * LANES  # whole vector blocks
-    rc = np.ones(n_pad)
-    rm = np.ones(n_pad)
-    ru = np.ones(n_pad)
-    ro = np.ones(n_pad)
-    sums = np.empty((10, n_pad))  # path, stage, compute, memory, network: decode, mixed
     for h in range(hw.shape[0]):
         unit_times(u_dec, n_dec, rates[h], hw[h], vt_dec)
         unit_times(u_pre, n_pre, rates[h], hw[h], vt_pre)
@@ -457,10 +455,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
         up_p, out_p = _links_used(vt_pre, n_pre)
         up = up_d or up_p
         net_out = out_d or out_p
-        combo = (1 if up else 0) + (2 if net_out else 0)
-        if not cls_done[combo]:
-            _rate_classes(recip, up, net_out, cls[combo])
-            cls_done[combo] = True
+        cls = classes[(1 if up else 0) + (2 if net_out else 0)]
         for o in range(nout):
             # prefix caching and speculative decoding: the prompt tokens computed, the
             # decode iterations a request takes (n_it = n / tokens per step)
@@ -485,7 +480,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                     bound[idx] = 0
                     source[wi] = -2
                     continue
-                key = cls[combo, wi] * n_grp + canon[group[wi]]
+                key = cls[wi] * n_grp + canon[group[wi]]
                 if owner[key] < 0:
                     owner[key] = wi
                     source[wi] = -1
@@ -606,64 +601,70 @@ def attention_curved(hw):
 
 
 @njit(cache=True)
-def _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, curved, rcs, rms, rsu, rso,
+def _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, curved, rc, rm, ru, ro, m,
                  s, output_tokens, sums, ctx):
-    """A static point's op sums under what-if reciprocals ``rcs``, ``rms``, ``rsu``,
-    ``rso``: ``sums`` = (prefill path, prefill stage, decode path, decode stage, and the
-    decode path's compute-, memory- and network-bound parts) over the context-independent
-    ops; ``ctx[o]`` = the decode path, stage, compute and memory parts with the
-    context-dependent ops of output length ``output_tokens[o]`` added (their exact mean
-    over the steps; ``fac``: their efficiency factors on curved hardware)."""
-    path = 0.0
-    stage = 0.0
+    """A static point's op sums for ``m`` what-if classes at once (lanes: reciprocals
+    ``rc``, ``rm``, ``ru``, ``ro``): ``sums[:, j]`` = (prefill path, prefill stage, decode
+    path, decode stage, and the decode path's compute-, memory- and network-bound parts)
+    over the context-independent ops; ``ctx[o, :, j]`` = the decode path, stage, compute
+    and memory parts with the context-dependent ops of output length ``output_tokens[o]``
+    added (their exact mean over the steps; ``fac``: their efficiency factors on curved
+    hardware). Op-outer, lane-inner: the inner loops are branch-free and vectorize; each
+    lane sums in op order, as one point priced alone (:func:`_op_time`,
+    :func:`op_time_won`: the same bits)."""
+    sums[:, :m] = 0.0
     for i in range(n_pre):
-        top = _op_time(t_pre, i, rcs, rms, rsu, rso)
-        path += t_pre[i, _MPATH] * top
-        stage += t_pre[i, _MSTAGE] * top
-    sums[0] = path
-    sums[1] = stage
-    path = 0.0
-    stage = 0.0
-    r_c = 0.0
-    r_m = 0.0
-    r_n = 0.0
+        tc0 = t_pre[i, _TC0]
+        tm0 = t_pre[i, _TM0]
+        tnb = t_pre[i, _TNB]
+        tno = t_pre[i, _TNO]
+        tnl = t_pre[i, _TNL]
+        lat = t_pre[i, _TLAT]
+        mp = t_pre[i, _MPATH]
+        ms = t_pre[i, _MSTAGE]
+        for j in range(m):
+            top = max(tc0 * rc[j], tm0 * rm[j], tnb * ru[j] + tno * ro[j] + tnl) + lat
+            sums[0, j] += mp * top
+            sums[1, j] += ms * top
     for i in range(n_dec):
         if t_dec[i, _TC1] != 0.0 or t_dec[i, _TM1] != 0.0:
             continue
-        top, won = op_time_won(t_dec, i, rcs, rms, rsu, rso)
+        tc0 = t_dec[i, _TC0]
+        tm0 = t_dec[i, _TM0]
+        tnb = t_dec[i, _TNB]
+        tno = t_dec[i, _TNO]
+        tnl = t_dec[i, _TNL]
+        lat = t_dec[i, _TLAT]
         mp = t_dec[i, _MPATH]
-        if won == 0:
-            r_c += mp * top
-        elif won == 1:
-            r_m += mp * top
-        else:
-            r_n += mp * top
-        path += mp * top
-        stage += t_dec[i, _MSTAGE] * top
-    sums[2] = path
-    sums[3] = stage
-    sums[4] = r_c
-    sums[5] = r_m
-    sums[6] = r_n
+        ms = t_dec[i, _MSTAGE]
+        for j in range(m):
+            top, is_c, is_m = term_seconds(tc0, tm0, tnb, tno, tnl, lat, rc[j], rm[j], ru[j],
+                                           ro[j])
+            pt = mp * top
+            sums[2, j] += pt
+            sums[3, j] += ms * top
+            sums[4, j] += pt if is_c else 0.0
+            sums[5, j] += pt if is_m else 0.0
+            sums[6, j] += 0.0 if (is_c | is_m) else pt
     for o in range(output_tokens.size):
         steps = max(float(output_tokens[o]) - 1.0, 1.0)
-        pa = path
-        sg = stage
-        oc = r_c
-        om = r_m
-        for j in range(n_ctx):
-            i = ctx_ops[j]
-            fc = fac[o, j, 0] * rcs if curved else rcs
-            fm = fac[o, j, 1] * rms if curved else rms
-            top, top_c, top_m = ctx_op_time(t_dec, i, fc, fm, s, steps)
-            pa += t_dec[i, _MPATH] * top
-            sg += t_dec[i, _MSTAGE] * top
-            oc += t_dec[i, _MPATH] * top_c
-            om += t_dec[i, _MPATH] * top_m
-        ctx[o, 0] = pa
-        ctx[o, 1] = sg
-        ctx[o, 2] = oc
-        ctx[o, 3] = om
+        for j in range(m):
+            ctx[o, 0, j] = sums[2, j]
+            ctx[o, 1, j] = sums[3, j]
+            ctx[o, 2, j] = sums[4, j]
+            ctx[o, 3, j] = sums[5, j]
+        for jj in range(n_ctx):
+            i = ctx_ops[jj]
+            mp = t_dec[i, _MPATH]
+            ms = t_dec[i, _MSTAGE]
+            for j in range(m):
+                fc = fac[o, jj, 0] * rc[j] if curved else rc[j]
+                fm = fac[o, jj, 1] * rm[j] if curved else rm[j]
+                top, top_c, top_m = ctx_op_time(t_dec, i, fc, fm, s, steps)
+                ctx[o, 0, j] += mp * top
+                ctx[o, 1, j] += ms * top
+                ctx[o, 2, j] += mp * top_c
+                ctx[o, 3, j] += mp * top_m
 
 
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
@@ -702,6 +703,11 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
     classes = np.empty((4, n_whatif), dtype=np.int64)
     for combo in range(4):
         _rate_classes(recip, combo % 2 == 1, combo >= 2, classes[combo])
+    # continuous serving: the what-if points' capacity groups and validity
+    group = np.empty(n_whatif, dtype=np.int64)
+    group_slot = np.empty(n_whatif, dtype=np.int64)
+    valid = np.empty(n_whatif, dtype=np.bool_)
+    n_grp = _whatif_groups(recip, wi_slot, group, group_slot, valid)
     # structure points in blocks: each block allocates its work tables once (an allocation
     # per point costs as much as pricing a small one)
     n_blocks = (n_struct + _BLOCK - 1) // _BLOCK
@@ -715,14 +721,22 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
         # efficiency factors of the context-dependent ops per output length (curved
         # hardware only: elsewhere they are 1 and never read)
         fac = np.empty((nout if curved else 0, max_ops, 2))
+        work = continuous_scratch(max_ops, n_whatif, n_grp)
         # what-if points whose time reciprocals price every op alike (capacity scales, a
-        # link no op uses) share one pricing: ``cls`` names the class, ``owner`` its first
-        # valid point, whose sums (``sums``: prefill path and stage, decode path and stage
-        # and its compute / memory / network parts; ``ctx``: per output length, the decode
-        # path, stage, compute and memory with the context-dependent ops) the others reuse
+        # link no op uses) share one pricing: ``cls`` names the class, ``owner`` its lane,
+        # the classes' first valid points' reciprocals (``rc`` ... ``ro``) priced together
+        # by :func:`_static_sums` into ``sums`` (prefill path and stage, decode path and
+        # stage and its compute / memory / network parts) and ``ctx`` (per output length,
+        # the decode path, stage, compute and memory with the context-dependent ops)
         owner = np.empty(n_whatif, dtype=np.int64)
-        sums = np.empty((n_whatif, 7))
-        ctx = np.empty((n_whatif, nout, 4))
+        lane = np.empty(n_whatif, dtype=np.int64)  # each what-if point's class lane
+        n_pad = (n_whatif + LANES - 1) // LANES * LANES  # whole vector blocks
+        rc = np.ones(n_pad)
+        rm = np.ones(n_pad)
+        ru = np.ones(n_pad)
+        ro = np.ones(n_pad)
+        sums = np.empty((7, n_pad))
+        ctx = np.empty((nout, 4, n_pad))
         for st in range(blk * _BLOCK, min(n_struct, (blk + 1) * _BLOCK)):
             i_m, st_slot = decode_axes(st, axes, axis_sizes, v, slot_strides[2:n_ax + 2])
             st_slot += i_m * slot_strides[1]
@@ -738,7 +752,7 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                             n_pre, engines[int(v[K_ENGINE])], v, output_tokens, recip, wi_slot,
                             slots, host, st_slot, slot_strides[0], slot_strides[n_ax + 2],
                             n_struct, st, w, a, k, quant, dtype_bytes, dtype_bits, ttft, tpot,
-                            bound)
+                            bound, classes, group, group_slot, valid, n_grp, work)
                 continue
             _phase_costs(programs[i_p, PREFILL], n_pre, PREFILL, v, seqs, w, a, k, quant,
                          dtype_bytes, dtype_bits, cost_pre)
@@ -760,29 +774,41 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                         for j in range(n_ctx):
                             fac[o, j, 0], fac[o, j, 1] = _ctx_factors(cost_dec, ctx_ops[j],
                                                                       hw[h], s, steps)
+                m = 0  # lanes: the first valid point of each class
                 for wi in range(n_whatif):
-                    rcs = recip[wi, W_COMPUTE]
-                    rms = recip[wi, W_MEMORY]
-                    rsu = recip[wi, W_SCALEUP]
-                    rso = recip[wi, W_SCALEOUT]
-                    if (rcs < 0.0 or rms < 0.0 or rsu < 0.0 or rso < 0.0
+                    if (recip[wi, W_COMPUTE] < 0.0 or recip[wi, W_MEMORY] < 0.0
+                            or recip[wi, W_SCALEUP] < 0.0 or recip[wi, W_SCALEOUT] < 0.0
                             or recip[wi, W_CAPACITY] < 0.0):
-                        # invalid what-if point: flagged infeasible by the caller
+                        lane[wi] = -1  # invalid what-if point: flagged infeasible by the caller
+                        continue
+                    if owner[cls[wi]] < 0:
+                        owner[cls[wi]] = m
+                        rc[m] = recip[wi, W_COMPUTE]
+                        rm[m] = recip[wi, W_MEMORY]
+                        ru[m] = recip[wi, W_SCALEUP]
+                        ro[m] = recip[wi, W_SCALEOUT]
+                        m += 1
+                    lane[wi] = owner[cls[wi]]
+                m_pad = (m + LANES - 1) // LANES * LANES
+                for j in range(m, m_pad):  # padding lanes: valid reciprocals, unread sums
+                    rc[j] = 1.0
+                    rm[j] = 1.0
+                    ru[j] = 1.0
+                    ro[j] = 1.0
+                _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, h_curved, rc, rm,
+                             ru, ro, m_pad, s, output_tokens, sums, ctx)
+                for wi in range(n_whatif):
+                    src = lane[wi]
+                    if src < 0:
                         for o in range(nout):
                             idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
                             ttft[idx] = np.inf
                             tpot[idx] = np.inf
                             bound[idx] = 0
                         continue
-                    src = owner[cls[wi]]
-                    if src < 0:  # the first point of its class: price the ops
-                        owner[cls[wi]] = wi
-                        src = wi
-                        _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, h_curved,
-                                     rcs, rms, rsu, rso, s, output_tokens, sums[wi], ctx[wi])
-                    pre_path = sums[src, 0]
-                    pre_stage = sums[src, 1]
-                    r_n = sums[src, 6]
+                    pre_path = sums[0, src]
+                    pre_stage = sums[1, src]
+                    r_n = sums[6, src]
                     for o in range(nout):
                         # offload: the host link streams the spilled bytes each pass, overlapped
                         off = st_slot + h * slot_strides[0] + o * slot_strides[n_ax + 2] + \
@@ -790,10 +816,10 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                         h_pre = host_seconds(host[0, off], hw[h])
                         h_dec = micro * host_seconds(host[1, off], hw[h])
                         first = max(pre_path, h_pre) + (micro - 1.0) * max(pre_stage, h_pre)
-                        pa = ctx[src, o, 0]
-                        sg = ctx[src, o, 1]
-                        oc = ctx[src, o, 2]
-                        om = ctx[src, o, 3]
+                        pa = ctx[o, 0, src]
+                        sg = ctx[o, 1, src]
+                        oc = ctx[o, 2, src]
+                        om = ctx[o, 3, src]
                         idx = ((h * n_struct + st) * nout + o) * n_whatif + wi
                         ttft[idx] = first
                         step = max(pa, micro * sg)

@@ -692,22 +692,34 @@ def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, m
 
 
 @njit(cache=True)
-def structure_units(prog_dec, n_dec, prog_pre, n_pre, width, t, p, e, adp, w, a, k, quant,
-                    dtype_bytes, dtype_bits, imb, gamma, lora_r=0.0, lora_n=1.0, cp=1.0):
-    """What a structure point fixes for continuous serving: both programs' unit costs
-    [width, N_UNITS] (:func:`unit_costs`), the prefill op each decode op shares a kernel
-    with (``partner``, ``shared``, :func:`match_ops`) and the model's attention window (0:
-    none)."""
-    u_dec = np.empty((width, N_UNITS))
-    u_pre = np.empty((width, N_UNITS))
+def structure_units_into(prog_dec, n_dec, prog_pre, n_pre, t, p, e, adp, w, a, k, quant,
+                         dtype_bytes, dtype_bits, imb, gamma, lora_r, lora_n, cp, u_dec, u_pre,
+                         partner, shared):
+    """What a structure point fixes for continuous serving, into the given tables: both
+    programs' unit costs (:func:`unit_costs`), the prefill op each decode op shares a
+    kernel with (``partner``, ``shared``, :func:`match_ops`); returns the model's attention
+    window (0: none)."""
     unit_costs(prog_dec, n_dec, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb,
                gamma, u_dec, lora_r, lora_n, cp)
     unit_costs(prog_pre, n_pre, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_bits, imb,
                gamma, u_pre, lora_r, lora_n, cp)
-    partner = np.empty(width, dtype=np.int64)
-    shared = np.empty(width, dtype=np.bool_)
     match_ops(prog_dec, n_dec, prog_pre, n_pre, partner, shared)
     window = 0.0
     for i in range(n_dec):
         window = max(window, u_dec[i, U_WIN])
+    return window
+
+
+@njit(cache=True)
+def structure_units(prog_dec, n_dec, prog_pre, n_pre, width, t, p, e, adp, w, a, k, quant,
+                    dtype_bytes, dtype_bits, imb, gamma, lora_r=0.0, lora_n=1.0, cp=1.0):
+    """:func:`structure_units_into` into new tables of ``width`` rows: (decode and prefill
+    unit costs [width, N_UNITS], ``partner``, ``shared``, the attention window)."""
+    u_dec = np.empty((width, N_UNITS))
+    u_pre = np.empty((width, N_UNITS))
+    partner = np.empty(width, dtype=np.int64)
+    shared = np.empty(width, dtype=np.bool_)
+    window = structure_units_into(prog_dec, n_dec, prog_pre, n_pre, t, p, e, adp, w, a, k,
+                                  quant, dtype_bytes, dtype_bits, imb, gamma, lora_r, lora_n,
+                                  cp, u_dec, u_pre, partner, shared)
     return u_dec, u_pre, partner, shared, window
