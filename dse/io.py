@@ -169,7 +169,9 @@ def write_arrow(path: Path, table: pa.Table) -> None:
 
 
 def read_arrow(path: Path) -> pa.Table:
-    with pa.OSFile(str(path), "rb") as source:
+    """A table written by :func:`write_arrow`, memory-mapped (no copy: its buffers are the
+    file's pages; the file may be removed while the table is in use, its pages stay)."""
+    with pa.memory_map(str(path), "r") as source:
         return pa.ipc.open_file(source).read_all()
 
 

@@ -181,7 +181,8 @@ def _strings(codes: np.ndarray, names, nulls=None) -> pa.DictionaryArray:
     """``names[codes]`` dictionary-encoded over the names that occur (in the order of
     ``names``: the dictionaries the reduced files have always had), null where ``nulls``.
     A best row's masked values count as occurring, as they always have."""
-    used = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+    used = (np.zeros(1, dtype=np.int64) if len(names) == 1 and len(codes) else
+            np.flatnonzero(np.bincount(codes, minlength=len(names))))
     remap = np.zeros(len(names), dtype=np.int32)
     remap[used] = np.arange(len(used), dtype=np.int32)
     dictionary = pa.array(np.asarray(names, dtype=object)[used].tolist(), pa.string())
@@ -240,17 +241,17 @@ def _name_strings(values) -> pa.DictionaryArray:
     return pa.array(list(values), pa.string()).dictionary_encode()
 
 
-def _flat_index(pos: dict, dims, offsets: dict, full: dict, n: int) -> np.ndarray:
+def _flat_index(pos: dict, dims, sizes, offsets: dict, full: dict, n: int) -> np.ndarray:
     """The rows' flat indices over ``dims`` in the whole sweep (C order of the ``full``
-    sizes) from their positions ``pos`` in the block placed at ``offsets``: what
-    ``np.ravel_multi_index`` gives, summed over the dims the rows vary along only."""
+    sizes) from their positions ``pos`` in the block (of ``sizes``) placed at ``offsets``:
+    what ``np.ravel_multi_index`` gives, summed over the block's dims of several values
+    only."""
     strides = np.cumprod([1] + [full[d] for d in dims[::-1]])[:-1][::-1]
     out = np.full(n, sum(int(offsets.get(d, 0)) * int(st) for d, st in zip(dims, strides)),
                   dtype=np.int64)
     for d, st in zip(dims, strides):
-        p = np.asarray(pos[d])
-        if p.size and p.max() > 0:
-            out += p.astype(np.int64) * int(st)
+        if sizes[d] > 1:
+            out += np.asarray(pos[d], dtype=np.int64) * int(st)
     return out
 
 
@@ -275,7 +276,7 @@ def point_rows(pts: Points, group_idx, strat_idx, place=None, found=None,
     spos = np.unravel_index(strat_idx, [sizes[d] for d in STRATEGY_DIMS])
     pos = dict(zip(GROUP_DIMS, gpos)) | dict(zip(STRATEGY_DIMS, spos))
     offsets, full = place if place is not None else ({}, dict(sizes))
-    cols = {name: pa.array(_flat_index(pos, dims, offsets, full, len(group_idx)))
+    cols = {name: pa.array(_flat_index(pos, dims, sizes, offsets, full, len(group_idx)))
             for name, dims in (("_group", GROUP_DIMS), ("_strategy", STRATEGY_DIMS))}
     var = block.variables
     numeric = {d for d in pos if var[d].dtype.kind not in "OUS"}
