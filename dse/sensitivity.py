@@ -69,10 +69,10 @@ def sensitivity(best: pd.DataFrame) -> pd.DataFrame:
     blocks = [b for b in blocks if len(b)]
     if not blocks:
         return pd.DataFrame([], columns=columns)
-    # one row of Python objects per pair, through the same constructor (and so the same
-    # dtype inference: str, int64, float64, bool; a key null on some rows) as a list of
-    # per-pair records
-    return pd.DataFrame(np.concatenate(blocks).tolist(), columns=columns)
+    # the object rows as columns, each given the dtype its values infer (str, int64,
+    # float64, bool; a key null on some rows: float64), as a list of per-pair records
+    # would get, without one Python object per cell
+    return pd.DataFrame(np.concatenate(blocks), columns=columns).infer_objects()
 
 
 def _pairs(found: pd.DataFrame, keys: list[str], axis: str,
