@@ -369,10 +369,10 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
     union, (u, wt, work, kv, cap) = on_union(
         (("hardware", "memory_capacity_scale"), usable), weights, out["working_bytes"],
         out["kv_request_bytes"], (("engine",), eng["max_running_requests"].reshape(-1)))
+    # every term takes part, so the result has the union's full shape (a new, writable
+    # array: the reduction kernel is compiled for writable arrays)
     slots = np.floor((u - wt - work) / kv)
-    slots = np.where(cap > 0, np.minimum(slots, cap), slots)
-    slots = np.broadcast_to(np.maximum(slots, 0.0), broadcast_shape(
-        u.shape, wt.shape, work.shape, kv.shape, cap.shape))
+    slots = np.maximum(np.where(cap > 0, np.minimum(slots, cap), slots), 0.0)
     return {**out, "slots": (union, np.ascontiguousarray(slots, dtype=np.float64))}
 
 
