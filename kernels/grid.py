@@ -600,6 +600,15 @@ def attention_curved(hw):
     return curves_of
 
 
+@njit(cache=True, inline="always")
+def _time_row(tt, i):
+    """Op ``i``'s entries of time table ``tt`` that a what-if lane prices: unscaled
+    compute, memory, scale-up and scale-out seconds, link and kernel latency, runs along
+    the path and in the busiest stage."""
+    return (tt[i, _TC0], tt[i, _TM0], tt[i, _TNB], tt[i, _TNO], tt[i, _TNL], tt[i, _TLAT],
+            tt[i, _MPATH], tt[i, _MSTAGE])
+
+
 @njit(cache=True)
 def _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, curved, rc, rm, ru, ro, m,
                  s, output_tokens, sums, ctx):
@@ -614,14 +623,7 @@ def _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, curved, rc, rm
     :func:`op_time_won`: the same bits)."""
     sums[:, :m] = 0.0
     for i in range(n_pre):
-        tc0 = t_pre[i, _TC0]
-        tm0 = t_pre[i, _TM0]
-        tnb = t_pre[i, _TNB]
-        tno = t_pre[i, _TNO]
-        tnl = t_pre[i, _TNL]
-        lat = t_pre[i, _TLAT]
-        mp = t_pre[i, _MPATH]
-        ms = t_pre[i, _MSTAGE]
+        tc0, tm0, tnb, tno, tnl, lat, mp, ms = _time_row(t_pre, i)
         for j in range(m):
             top = max(tc0 * rc[j], tm0 * rm[j], tnb * ru[j] + tno * ro[j] + tnl) + lat
             sums[0, j] += mp * top
@@ -629,14 +631,7 @@ def _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, curved, rc, rm
     for i in range(n_dec):
         if t_dec[i, _TC1] != 0.0 or t_dec[i, _TM1] != 0.0:
             continue
-        tc0 = t_dec[i, _TC0]
-        tm0 = t_dec[i, _TM0]
-        tnb = t_dec[i, _TNB]
-        tno = t_dec[i, _TNO]
-        tnl = t_dec[i, _TNL]
-        lat = t_dec[i, _TLAT]
-        mp = t_dec[i, _MPATH]
-        ms = t_dec[i, _MSTAGE]
+        tc0, tm0, tnb, tno, tnl, lat, mp, ms = _time_row(t_dec, i)
         for j in range(m):
             top, is_c, is_m = term_seconds(tc0, tm0, tnb, tno, tnl, lat, rc[j], rm[j], ru[j],
                                            ro[j])
