@@ -399,6 +399,29 @@ def _links_used(vt, n_op):
     return up, out
 
 
+@njit(cache=True, inline="always")
+def set_lane(recip, wi, m, rc, rm, ru, ro):
+    """Lane ``m`` of the what-if reciprocals ``rc`` ... ``ro`` (compute, memory, scale-up,
+    scale-out) from what-if point ``wi`` of ``recip``."""
+    rc[m] = recip[wi, W_COMPUTE]
+    rm[m] = recip[wi, W_MEMORY]
+    ru[m] = recip[wi, W_SCALEUP]
+    ro[m] = recip[wi, W_SCALEOUT]
+
+
+@njit(cache=True, inline="always")
+def pad_lanes(m, rc, rm, ru, ro):
+    """Fill the lanes after the ``m`` used ones up to whole vector blocks of ``LANES`` with
+    valid reciprocals (their results are never read); returns the padded count."""
+    m_pad = (m + LANES - 1) // LANES * LANES
+    for j in range(m, m_pad):
+        rc[j] = 1.0
+        rm[j] = 1.0
+        ru[j] = 1.0
+        ro[j] = 1.0
+    return m_pad
+
+
 @njit(cache=True)
 def continuous_scratch(max_ops, n_whatif, n_grp):
     """The work tables of :func:`_continuous`, allocated once per block of structure points
@@ -493,19 +516,11 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 for wi in range(n_whatif):
                     if source[wi] == -1 and canon[group[wi]] == g:
                         members[m] = wi
-                        rc[m] = recip[wi, W_COMPUTE]
-                        rm[m] = recip[wi, W_MEMORY]
-                        ru[m] = recip[wi, W_SCALEUP]
-                        ro[m] = recip[wi, W_SCALEOUT]
+                        set_lane(recip, wi, m, rc, rm, ru, ro)
                         m += 1
                 if m == 0:
                     continue
-                m_pad = (m + LANES - 1) // LANES * LANES
-                for j in range(m, m_pad):  # padding lanes: valid reciprocals, unread results
-                    rc[j] = 1.0
-                    rm[j] = 1.0
-                    ru[j] = 1.0
-                    ro[j] = 1.0
+                m_pad = pad_lanes(m, rc, rm, ru, ro)
                 slot = slots[base + group_slot[g]]
                 r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
                     b, slot, new, 1.0 + n_it, budget, engine)
@@ -778,18 +793,10 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
                         continue
                     if owner[cls[wi]] < 0:
                         owner[cls[wi]] = m
-                        rc[m] = recip[wi, W_COMPUTE]
-                        rm[m] = recip[wi, W_MEMORY]
-                        ru[m] = recip[wi, W_SCALEUP]
-                        ro[m] = recip[wi, W_SCALEOUT]
+                        set_lane(recip, wi, m, rc, rm, ru, ro)
                         m += 1
                     lane[wi] = owner[cls[wi]]
-                m_pad = (m + LANES - 1) // LANES * LANES
-                for j in range(m, m_pad):  # padding lanes: valid reciprocals, unread sums
-                    rc[j] = 1.0
-                    rm[j] = 1.0
-                    ru[j] = 1.0
-                    ro[j] = 1.0
+                m_pad = pad_lanes(m, rc, rm, ru, ro)
                 _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, h_curved, rc, rm,
                              ru, ro, m_pad, s, output_tokens, sums, ctx)
                 for wi in range(n_whatif):
