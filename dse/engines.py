@@ -10,6 +10,7 @@ from .config import (_bool, _check_keys, _fail, _string, check_preset_name, read
                      resolve_preset)
 
 MAX_OVERHEAD_S = 10.0       # a fixed cost beyond this is a typo, not an engine
+MAX_LAUNCH_S = 0.01         # a host cost per operator launch beyond this is a typo
 MAX_ENGINE_TOKENS = 1 << 24
 
 
@@ -26,15 +27,18 @@ class Engine:
     mixed_prefill: bool
     max_batched_tokens: int
     max_running_requests: int
+    # host seconds per operator launch in iterations that carry prefill (they run without
+    # CUDA graphs): such an iteration lasts at least its launches x eager_op_s; 0: none
+    eager_op_s: float = 0.0
     source: str = "<api>"
     text: str = ""
 
 
-def _seconds(data, key, src) -> float:
+def _seconds(data, key, src, most=MAX_OVERHEAD_S) -> float:
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not 0 <= value <= MAX_OVERHEAD_S:
-        _fail(src, key, value, f"must be a number of seconds in [0, {MAX_OVERHEAD_S:g}]")
+            or not 0 <= value <= most:
+        _fail(src, key, value, f"must be a number of seconds in [0, {most:g}]")
     return float(value)
 
 
@@ -52,7 +56,7 @@ FIELDS = ("request_overhead_s", "iteration_overhead_s", "chunked_prefill", "mixe
 
 def parse_engine(data: dict, src: str, text: str = "") -> Engine:
     """Validate an engine preset given as a dict (its parsed TOML) read from ``src``."""
-    _check_keys(data, {"name", "description", *FIELDS}, ["name", *FIELDS], src)
+    _check_keys(data, {"name", "description", "eager_op_s", *FIELDS}, ["name", *FIELDS], src)
     return Engine(
         name=check_preset_name(data["name"], src),
         description=_string(data, "description", src) if "description" in data else "",
@@ -62,6 +66,7 @@ def parse_engine(data: dict, src: str, text: str = "") -> Engine:
         mixed_prefill=_bool(data, "mixed_prefill", src),
         max_batched_tokens=_count(data, "max_batched_tokens", src),
         max_running_requests=_count(data, "max_running_requests", src),
+        eager_op_s=_seconds(data, "eager_op_s", src, MAX_LAUNCH_S) if "eager_op_s" in data else 0.0,
         source=src, text=text)
 
 

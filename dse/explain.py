@@ -209,12 +209,18 @@ def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
         ops_s = sum(r["total_s"] for r in table if r["phase"] == labels[kind])
         # the device's work (offload: the pass lasts max(it, the host link))
         device = float(result[13] if kind == "decode" else result[14])
-        for name, value in (("pipeline_wait", device - ops_s),
-                            ("iteration_overhead", overhead)):
+        # a prefill-carrying iteration runs eagerly: the host's operator launches beyond
+        # the device's work (engine eager_op_s, kernels/serving.eager_device)
+        eager = float(result[15]) if kind == "mixed" else 0.0
+        engine_rows = [("pipeline_wait", device - ops_s), ("iteration_overhead", overhead)]
+        if eager > 0.0:
+            engine_rows.insert(1, ("eager_launch_wait", eager))
+        for name, value in engine_rows:
             table.append({"phase": labels[kind], "op": name, "kind": "engine",
-                          "op_class": "other" if name == "iteration_overhead" else "",
+                          "op_class": "" if name == "pipeline_wait" else "other",
                           "count": 1.0,
                           **_NOT_SPLIT, "time_s": value, "total_s": value})
         if host > 0.0:
-            table.append(_host_row(labels[kind], host, times[kind] - overhead - device))
+            table.append(_host_row(labels[kind], host,
+                                   times[kind] - overhead - device - eager))
     return table, extra

@@ -49,14 +49,15 @@ from .grid import (_KIND, host_seconds, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC
                    attention_curved, context_ops, decode_axes, op_time_won, point_setup,
                    what_if_table, winner)
 from .layout import (DECODE,
-                     EN_ITERATION_OVERHEAD_S, EN_MIXED, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
+                     EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, EN_MIXED, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
                      K_ALPHA, K_BEAMS, K_CP, K_DRAFT, K_EP, K_LORA_ADAPTERS, K_LORA_RANK, K_GAMMA,
                      K_IMBALANCE, K_INPUT, K_PP, K_PREFIX, K_SERVING,
                      K_TP, OP_KIND, PREFILL,
                      SERVING_CONTINUOUS, W_CAPACITY, W_COMPUTE, W_MEMORY, W_SCALEOUT,
                      W_SCALEUP)
 from .serving import (N_COMP, N_TERMS, N_VTIMES, T_C, T_LAT, T_M, T_N, T_NL, T_NO, T_PATH,
-                      T_STAGE, compositions, iteration_terms, serve_weights, speculation,
+                      T_STAGE, compositions, eager_device, iteration_terms, launches,
+                      serve_weights, speculation,
                       steady_state,
                       structure_units, term_seconds, unit_times)
 
@@ -204,7 +205,7 @@ def _static(hw, rates, cost_pre, n_pre, cost_dec, n_dec, micro, s, per_step, out
 
 @njit(cache=True)
 def terms_split(terms, rows, n_terms, rc, rm, ru, ro, micro, cls_dec, cls_pre, overhead,
-                c_path, c_stage, acc, out, host_s=0.0):
+                c_path, c_stage, acc, out, host_s=0.0, eager_s=0.0):
     """One iteration's seconds (``serving.iteration_terms``' rows ``terms``, priced as
     ``serving.terms_seconds`` prices them under the what-if reciprocals ``rc`` ... ``ro``,
     in its order) plus the engine's ``overhead`` per class into ``out[N_CLASSES]``: each
@@ -212,11 +213,15 @@ def terms_split(terms, rows, n_terms, rc, rm, ru, ro, micro, cls_dec, cls_pre, o
     bottleneck stage where the stage side of max(path, micro x stage) wins; the overhead
     in ``other``, and the part of ``host_s`` (the host link's seconds, offload) beyond
     max(path, micro x stage) in ``offload``. Adds the path's roofline winners to ``acc`` (compute, memory,
-    network). ``rows``: the op of each row (decode op i, prefill-only op -1 - j)."""
+    network). ``rows``: the op of each row (decode op i, prefill-only op -1 - j).
+    ``eager_s``: the engine's seconds per operator launch of an eager iteration; the wait
+    for the launches beyond max(path, micro x stage) is ``other``'s
+    (``serving.eager_device``)."""
     path = 0.0
     stage = 0.0
     c_path[:] = 0.0
     c_stage[:] = 0.0
+    n_path, n_stage = launches(terms, n_terms)
     for q in range(n_terms):
         top, is_c, is_m = term_seconds(terms[q, T_C], terms[q, T_M], terms[q, T_N],
                                        terms[q, T_NO], terms[q, T_NL], terms[q, T_LAT],
@@ -232,8 +237,9 @@ def terms_split(terms, rows, n_terms, rc, rm, ru, ro, micro, cls_dec, cls_pre, o
     path_wins = path >= micro * stage
     for c in range(N_CLASSES):
         out[c] = c_path[c] if path_wins else micro * c_stage[c]
-    out[OTHER_CLASS] += overhead
-    out[OFFLOAD_CLASS] = max(host_s - max(path, micro * stage), 0.0)
+    device = eager_device(path, stage, micro, n_path, n_stage, eager_s)
+    out[OTHER_CLASS] += overhead + device - max(path, micro * stage)
+    out[OFFLOAD_CLASS] = max(host_s - device, 0.0)
 
 
 @njit(cache=True)
@@ -272,6 +278,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     part_dec = np.empty(N_CLASSES)
     part_mix = np.empty(N_CLASSES)
     overhead = engine[EN_ITERATION_OVERHEAD_S]
+    eager_s = engine[EN_EAGER_OP_S]
     mixed = engine[EN_MIXED] > 0.0
     nout = output_tokens.size
     n_whatif = recip.shape[0]
@@ -326,7 +333,8 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                                     ht)
                     acc[:] = 0.0
                     terms_split(terms_mix, rows_mix, nq_mix, rc, rm, ru, ro, micro, cls_dec,
-                                cls_pre, overhead, c_path, c_stage, acc, part_mix, ht)
+                                cls_pre, overhead, c_path, c_stage, acc, part_mix, ht,
+                                eager_s)
                     idx = row + wi
                     for c in range(N_CLASSES):
                         split[c, idx] = pre_mix * part_mix[c]

@@ -31,11 +31,13 @@ from .efficiency import has_curve, op_curves, time_factor
 from .formulas import (expected_tokens, op_cost, op_precisions, prompt_split,
                        run_counts)
 from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, V_OUT, V_PATH, V_UP,
-                      V_STAGE, compositions, speculation, iteration_seconds, iteration_terms,
+                      V_STAGE, compositions, eager_device, launches, speculation,
+                      iteration_seconds, iteration_terms,
                       mean_context, serve_times, steady_state, structure_units,
                       structure_units_into, term_seconds, terms_seconds, unit_times)
 from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
-                     EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED, EN_REQUEST_OVERHEAD_S,
+                     EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED,
+                     EN_REQUEST_OVERHEAD_S,
                      HW_COMPUTE_EFF, HW_HOST_BYTES_PER_S, HW_KERNEL_LATENCY_S,
                      HW_MEMORY_BYTES_PER_S, BOUND_HOST,
                      HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
@@ -468,6 +470,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
         v[K_CP], u_dec, u_pre, partner, shared)
     request_s = engine[EN_REQUEST_OVERHEAD_S]
     iteration_s = engine[EN_ITERATION_OVERHEAD_S]
+    eager_s = engine[EN_EAGER_OP_S]
     mixed = engine[EN_MIXED] > 0.0
     nout = output_tokens.size
     n_whatif = recip.shape[0]
@@ -540,13 +543,15 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                                      hw[h])
                 terms_seconds(terms_mix, nq, rc, rm, ru, ro, m_pad, sums[5], sums[6], sums[7],
                               sums[8], sums[9])
+                n_path, n_stage = launches(terms_mix, nq)
                 w_dec = (1.0 - f) if mixed else 1.0
                 for j in range(m):
                     t_dec = 0.0
                     ht = h_grp[g]
                     if d_dec > 0.0:
                         t_dec = max(sums[0, j], micro * sums[1, j], ht) + iteration_s
-                    t_mix = max(sums[5, j], micro * sums[6, j], ht) + iteration_s
+                    t_mix = max(eager_device(sums[5, j], sums[6, j], micro, n_path, n_stage,
+                                             eager_s), ht) + iteration_s
                     first, seen, rate = serve_times(t_dec, t_mix, b, r, lam, f, prompts,
                                                     chunks, prefill_iters, n_it, mixed,
                                                     request_s)
@@ -915,8 +920,9 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     completions per second, running, decoding, completions per iteration, share of
     prefill-carrying iterations, prompts per such iteration, chunks per prompt, prefill
     iterations of a request, decode-only and prefill-carrying iteration seconds with the
-    engine's iteration overhead, micro-batches, and the two iterations' device seconds
-    without the host link's wait or the overhead)."""
+    engine's iteration overhead, micro-batches, the two iterations' device seconds
+    without the host link's wait or the overhead, and the prefill-carrying iteration's wait
+    for its eager launches beyond its device seconds, ``serving.eager_device``)."""
     micro, seqs, w, a, k, _ = point_setup(v)
     t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
     s = v[K_INPUT]
@@ -959,7 +965,10 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     dev_mix = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre,
                                 partner, shared, c_mix, micro, rcs, rms, rsu, rso, t, p, e,
                                 adp, acc, seconds, hw_h)
-    t_mix = max(dev_mix, ht) + it
+    eager_mix = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre,
+                                  partner, shared, c_mix, micro, rcs, rms, rsu, rso, t, p, e,
+                                  adp, acc, seconds, hw_h, engine[EN_EAGER_OP_S])
+    t_mix = max(eager_mix, ht) + it
     op_mix[:n_dec + n_pre, 0] = seconds
     for i in range(n_dec):
         op_dec[i, 1] = vt_dec[i, V_PATH]
@@ -969,4 +978,4 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     first, seen, rate = serve_times(t_dec, t_mix, v[K_BATCH], r, lam, f, prompts, chunks,
                                     prefill_iters, n_it, mixed, engine[EN_REQUEST_OVERHEAD_S])
     return (first, seen / per_step, rate, r, r_d, lam, f, prompts, chunks, prefill_iters,
-            t_dec, t_mix, micro, dev_dec, dev_mix)
+            t_dec, t_mix, micro, dev_dec, dev_mix, eager_mix - dev_mix)

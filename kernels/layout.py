@@ -168,7 +168,8 @@ EN_ITERATION_OVERHEAD_S = 1
 EN_CHUNKED = 2          # 1: prompts split into chunks within the token budget
 EN_MIXED = 3            # 1: prefill chunks share iterations with decode tokens
 EN_MAX_BATCHED_TOKENS = 4  # default token budget per iteration (0: none)
-ENGINE_FIELDS = 5
+EN_EAGER_OP_S = 5       # host seconds per operator launch of an eager (ungraphed) iteration
+ENGINE_FIELDS = 6
 
 # --- outputs ---------------------------------------------------------------------------
 BOUND_NAMES = ("compute", "memory", "network", "host_link")

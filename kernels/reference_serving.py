@@ -248,6 +248,8 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
         it["stage"] = np.zeros_like(s)  # and in the most loaded stage
         it["c_path"] = np.zeros((N_CLASSES,) + s.shape)  # the same per operator class
         it["c_stage"] = np.zeros((N_CLASSES,) + s.shape)
+        it["n_path"] = np.zeros_like(s)  # operator launches along the path
+        it["n_stage"] = np.zeros_like(s)  # and in the most loaded stage
 
     seen_windows = {}
 
@@ -312,6 +314,9 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
             top = np.maximum(np.maximum(comp, mem), netw) + kernel
             runs = (dec > 0) | (pre > 0)
             top = np.where(runs, top, 0.0)
+            launched = top > 0  # an op with no work and no latency launches nothing
+            kind["n_path"] = kind["n_path"] + np.where(launched, on_path, 0.0)
+            kind["n_stage"] = kind["n_stage"] + np.where(launched, in_stage, 0.0)
             kind["path"] = kind["path"] + on_path * top
             kind["stage"] = kind["stage"] + in_stage * top
             kind["c_path"][KIND_CLASS[int(op[L.OP_KIND])]] += on_path * top
@@ -326,13 +331,19 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     link = hw[h, L.HW_HOST_BYTES_PER_S] * hw[h, L.HW_NETWORK_EFF]
     host_s = micro * np.where(pt["host_bytes"] > 0, pt["host_bytes"] / link, 0.0)
     for name, kind in kinds.items():
-        device = np.maximum(kind["path"], micro * kind["stage"])
+        graphed = np.maximum(kind["path"], micro * kind["stage"])
+        # the prefill-carrying iteration runs eagerly: each side lasts at least its
+        # operator launches times the engine's eager_op_s (decode-only ones are graphed)
+        eager = eng[:, L.EN_EAGER_OP_S] if name == "mix" else 0.0
+        device = np.maximum(np.maximum(kind["path"], kind["n_path"] * eager),
+                            micro * np.maximum(kind["stage"], kind["n_stage"] * eager))
         t_iter[name] = np.maximum(device, host_s) + eng[:, L.EN_ITERATION_OVERHEAD_S]
         # per class: its share of the side of max(path, micro x stage) that wins; the
-        # engine's iteration overhead is "other"'s, the host link's excess "offload"'s
+        # engine's iteration overhead and eager-launch wait are "other"'s, the host link's
+        # excess "offload"'s
         wins = kind["path"] >= micro * kind["stage"]
         parts[name] = np.where(wins, kind["c_path"], micro * kind["c_stage"])
-        parts[name][OTHER_CLASS] += eng[:, L.EN_ITERATION_OVERHEAD_S]
+        parts[name][OTHER_CLASS] += eng[:, L.EN_ITERATION_OVERHEAD_S] + device - graphed
         parts[name][OFFLOAD_CLASS] = np.maximum(host_s - device, 0.0)
     t_dec = np.where(has_dec, t_iter["dec"], 0.0)
     t_mix = t_iter["mix"]

@@ -363,11 +363,26 @@ def _op_seconds(vt, i, program, tokens, seqs, sampled, ctx, pairs, reads, rcs, r
     return top
 
 
+@njit(cache=True, inline="always")
+def eager_device(path, stage, micro, n_path, n_stage, eager_s):
+    """Device seconds max(path, micro x stage) of an iteration that runs eagerly (without
+    a CUDA graph): the host launches its operators one by one, ``eager_s`` seconds each
+    (the engine's ``eager_op_s``), and the device waits when it runs out of launched work,
+    so each side lasts at least its launches (``n_path`` along the pipeline path,
+    ``n_stage`` in the bottleneck stage) times ``eager_s``. Engines capture CUDA graphs
+    for decode-only iterations only; prefill-carrying ones run eagerly (README
+    "Continuous serving"). With ``eager_s`` = 0 this is max(path, micro x stage)."""
+    return max(max(path, n_path * eager_s), micro * max(stage, n_stage * eager_s))
+
+
 @njit(cache=True)
 def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared, comp,
-                      micro, rcs, rms, rsu, rso, t, p, e, adp, acc, op_s, hw_h):
+                      micro, rcs, rms, rsu, rso, t, p, e, adp, acc, op_s, hw_h,
+                      eager_s=0.0):
     """Forward time of one iteration of composition ``comp`` (:func:`composition`, one
-    micro-batch): max(path, micro * stage) as a static decode step. Decode ops price the
+    micro-batch): max(path, micro * stage) as a static decode step; when it carries
+    prefill, at least its operator launches times ``eager_s`` (:func:`eager_device`).
+    Decode ops price the
     decode tokens and, where the prefill program shares the op, the prompt chunk too.
     ``op_s[i]`` gets decode op i's seconds per run, ``op_s[n_dec + j]`` prefill-only op j's
     (0 where an op does not run in this iteration). The kernel prices many what-if points
@@ -376,6 +391,8 @@ def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
     op_s[:n_dec + n_pre] = 0.0
     path = 0.0
     stage = 0.0
+    n_path = 0.0
+    n_stage = 0.0
     dec = comp[C_DEC]
     pre = comp[C_PRE]
     for i in range(n_dec):
@@ -405,6 +422,9 @@ def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
         op_s[i] = top
         path += vt_dec[i, V_PATH] * top
         stage += vt_dec[i, V_STAGE] * top
+        if top > 0.0:  # launched (:func:`launches`)
+            n_path += vt_dec[i, V_PATH]
+            n_stage += vt_dec[i, V_STAGE]
     if pre > 0.0:
         for j in range(n_pre):
             if shared[j] or (vt_pre[j, V_PATH] == 0.0 and vt_pre[j, V_STAGE] == 0.0):
@@ -418,6 +438,10 @@ def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
             op_s[n_dec + j] = top
             path += vt_pre[j, V_PATH] * top
             stage += vt_pre[j, V_STAGE] * top
+            if top > 0.0:
+                n_path += vt_pre[j, V_PATH]
+                n_stage += vt_pre[j, V_STAGE]
+        return eager_device(path, stage, micro, n_path, n_stage, eager_s)
     return max(path, micro * stage)
 
 
@@ -481,6 +505,21 @@ def steady_state(batch, slots, s, out_tokens, budget, engine):
 N_TERMS = 8
 LANES = 8  # what-if points per vector block of terms_seconds
 RIDING_EPS = 1e-9  # riding decoders below this share of the running requests: none
+
+
+@njit(cache=True)
+def launches(terms, n_terms):
+    """Operator launches of an iteration (:func:`iteration_terms`' rows): (along the
+    pipeline path, in the bottleneck stage); what :func:`eager_device` multiplies."""
+    n_path = 0.0
+    n_stage = 0.0
+    for q in range(n_terms):
+        # an op with no work and no latency launches nothing (a collective of one device)
+        if (terms[q, T_C] > 0.0 or terms[q, T_M] > 0.0 or terms[q, T_N] > 0.0
+                or terms[q, T_NO] > 0.0 or terms[q, T_NL] > 0.0 or terms[q, T_LAT] > 0.0):
+            n_path += terms[q, T_PATH]
+            n_stage += terms[q, T_STAGE]
+    return n_path, n_stage
 
 
 @njit(cache=True, inline="always")

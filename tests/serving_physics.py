@@ -60,7 +60,8 @@ def point(**grid):
         return S.iteration_seconds(out[L.DECODE], n_ops[L.DECODE], progs[L.DECODE],
                                    out[L.PREFILL], n_ops[L.PREFILL], progs[L.PREFILL],
                                    partner, shared, comp, 1.0, 1.0, 1.0, 1.0, 1.0, t, p, e,
-                                   adp, np.zeros(3), scratch, inp["hw"][0])
+                                   adp, np.zeros(3), scratch, inp["hw"][0],
+                                   spec.engines[0].eager_op_s)
 
     summary = {n: float(ds[n].values.ravel()[0]) for n in ("ttft_s", "tpot_s")}
     slots = float(mem["slots"][1].ravel()[0])

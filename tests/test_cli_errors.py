@@ -448,3 +448,16 @@ def test_memory_size_without_a_known_unit_is_refused():
     import argparse
     with pytest.raises(argparse.ArgumentTypeError, match="like 2GB, 512MiB or 1e9"):
         parse_bytes("2 gigs")
+
+
+@pytest.mark.parametrize("value", ["0.5", "-1e-5", "true", '"fast"'])
+def test_engine_eager_op_s_out_of_range_is_one_line(tmp_path, monkeypatch, capsys, value):
+    # a host cost per operator launch beyond 10 ms is a typo (seconds for milliseconds)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "e.toml").write_text(
+        'name = "e"\nrequest_overhead_s = 0.0\niteration_overhead_s = 0.0\n'
+        'chunked_prefill = true\nmixed_prefill = true\nmax_batched_tokens = 0\n'
+        f'max_running_requests = 0\neager_op_s = {value}\n')
+    (tmp_path / "spec.toml").write_text('[grid]\nserving = "continuous"\nengine = ["e.toml"]\n')
+    line = cli_error(capsys, tmp_path, "sweep", "spec.toml", "--out", "results")
+    assert "e.toml" in line and "eager_op_s" in line and "[0, 0.01]" in line

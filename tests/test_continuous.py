@@ -1,6 +1,7 @@
 """Continuous serving: the kernel's closed form against the discrete-event simulator, KV
 capacity as an admission limit, and the mode end to end from the CLI."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -138,3 +139,28 @@ def test_explain_shows_the_iteration_composition_and_adds_up(tmp_path, monkeypat
     out = capsys.readouterr().out
     assert "prefill_iteration" in out and "prefill_iteration_share" in out
     assert set(pd.read_csv("e.csv")["phase"]) == {"decode_iteration", "prefill_iteration"}
+
+
+def test_prefill_iterations_run_eagerly_at_their_launch_cost(tmp_path):
+    # an engine whose prefill-carrying iterations launch each operator from the host at
+    # 1 ms (eager_op_s): llama3_8b at tp 1 launches 32 layers x 9 operators (attention
+    # norm, QKV, RoPE, attention, output projection, FFN norm, gate/up, activation, down)
+    # plus embedding, final norm, LM head and sampling = 292 per forward, so its one
+    # prefill iteration (batch 1, whole prompt, ~30 ms of device work) lasts 0.292 s;
+    # decode-only iterations are graphed and keep their device time
+    engine = tmp_path / "eager.toml"
+    text = (Path(__file__).parents[1] / "configs/engines/roofline.toml").read_text()
+    engine.write_text(text.replace('name = "roofline"', 'name = "eager"')
+                      + "eager_op_s = 0.001\n")
+    base = dict(serving="continuous", batch=1, input_tokens=512, output_tokens=64)
+    ideal = _one(engine="roofline", **base)
+    eager = _one(engine=str(engine), **base)
+    assert ideal["ttft_s"] < 0.05
+    assert eager["ttft_s"] == pytest.approx(0.292, rel=1e-12)
+    assert eager["tpot_s"] == ideal["tpot_s"]
+    table, summary = dse.explain(engine=str(engine), **base)
+    rows = table[table["phase"] == "prefill_iteration"]
+    wait = rows[rows["op"] == "eager_launch_wait"]["total_s"].sum()
+    assert wait == pytest.approx(0.292 - ideal["ttft_s"], rel=1e-9)
+    assert rows["total_s"].sum() == pytest.approx(summary["prefill_iteration_s"], rel=1e-12)
+    assert rows[rows["kind"] != "engine"]["count"].sum() == 292
