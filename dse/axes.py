@@ -121,15 +121,15 @@ AXES = (
          choices=SERVING),
     Axis("engine", "grid", "preset", "group", "kernel", 3, ("vllm",),
          "serving-engine preset (overheads, batching defaults; continuous serving only)"),
-    _int("batch", "strategy", 13, 1 << 20,
+    _int("batch", "strategy", 14, 1 << 20,
          "concurrent sequences per replica (continuous: concurrent requests)"),
-    _int("input_tokens", "group", 14, 1 << 24, "prompt tokens per sequence",
+    _int("input_tokens", "group", 15, 1 << 24, "prompt tokens per sequence",
          default=(1024,)),
-    _fraction("prefix_cached_fraction", 15,
+    _fraction("prefix_cached_fraction", 16,
               "share of each prompt already in the KV cache (prefix caching): prefill "
               "computes only the new tokens, attending over the whole prompt; the cached "
               "prefix is held once per replica"),
-    _int("output_tokens", "group", 25, 1 << 24, "generated tokens per sequence",
+    _int("output_tokens", "group", 26, 1 << 24, "generated tokens per sequence",
          default=(256,)),
     _int("tp", "strategy", 8, 1 << 16, "tensor-parallel devices"),
     _int("pp", "strategy", 9, 1 << 8, "pipeline stages"),
@@ -139,42 +139,49 @@ AXES = (
     _int("max_batched_tokens", "strategy", 12, 1 << 24,
          "continuous: token budget of one engine iteration (chunked-prefill size; 0: the "
          "engine's default)", default=(0,), minimum=0),
+    # how often the scheduler admits new requests while it is busy (an engine setting a
+    # benchmark run fixes, like the token budget)
+    _int("admission_interval", "strategy", 13, 1 << 12,
+         "continuous: decode iterations between the scheduler's admissions of new requests "
+         "while it is busy (SGLang --scheduler-recv-interval times "
+         "--num-continuous-decode-steps; 0: the engine's default, 1 for every bundled "
+         "engine)", default=(0,), minimum=0),
     # speculative decoding: gamma draft tokens per step (the model's MTP module drafts;
     # 0: off), verified in one target pass; the per-token acceptance rate sets the expected
     # tokens per step (a workload property, so a group axis)
-    _int("spec_tokens", "strategy", 17, 16,
+    _int("spec_tokens", "strategy", 18, 16,
          "speculative decoding: draft tokens per step by the model's MTP module (0: off)",
          default=(0,), minimum=0),
-    _fraction("acceptance_rate", 18, "speculative decoding: probability that each draft "
+    _fraction("acceptance_rate", 19, "speculative decoding: probability that each draft "
               "token is accepted", default=0.7),
     # beam search: a workload's decoding choice (quality), so a group axis
-    _int("beams", "group", 19, 1 << 10,
+    _int("beams", "group", 20, 1 << 10,
          "beam search: beams per sequence (each decodes a token per step over the shared "
          "prompt and its own generated tokens; 1: no beam search)"),
     # offload: a deployment choice, walked by the kernel (its bytes per pass arrive per
     # point from dse/offload.py)
-    Axis("offload", "grid", "choice", "strategy", "kernel", 22, ("none",),
+    Axis("offload", "grid", "choice", "strategy", "kernel", 23, ("none",),
          "what does not fit in device memory spills to the hardware's host tier and streams "
          "over the host link every forward pass: none, kv (the KV cache) or weights",
          choices=OFFLOAD),
     # LoRA serving: the adapters' rank and how many distinct adapters the requests use
     # (workload properties: group axes)
-    _int("lora_rank", "group", 20, 1 << 12,
+    _int("lora_rank", "group", 21, 1 << 12,
          "LoRA: rank of the adapters on the attention and dense FFN projections (0: none)",
          default=(0,), minimum=0),
-    _int("lora_adapters", "group", 21, 1 << 16,
+    _int("lora_adapters", "group", 22, 1 << 16,
          "LoRA: distinct adapters the requests draw from uniformly (all held on the "
          "device)"),
     # context parallelism: a prompt's tokens over cp devices, each holding 1/cp of every
     # sequence's KV cache
-    _int("cp", "strategy", 23, 1 << 6,
+    _int("cp", "strategy", 24, 1 << 6,
          "context-parallel devices: each prompt's tokens split over cp devices (K/V "
          "exchanged per layer), every sequence's KV cache sharded over them"),
     # speculative decoding with a separate draft model (a deployment choice)
-    Axis("draft_model", "grid", "preset", "strategy", "kernel", 24, ("none",),
+    Axis("draft_model", "grid", "preset", "strategy", "kernel", 25, ("none",),
          "speculative decoding: the draft model (a model preset name or path; none: the "
          "model's own MTP module drafts, if spec_tokens > 0)"),
-    _int("dp", "strategy", 33, 1 << 20, "independent replicas", walk="derived"),
+    _int("dp", "strategy", 34, 1 << 20, "independent replicas", walk="derived"),
     _dtype("weight_dtype", 4, "bf16", "weight precision"),
     _dtype("act_dtype", 5, SAME, "activation precision (same: the weight precision)"),
     _dtype("kv_dtype", 6, SAME, "KV-cache precision (same: the activation precision)"),
@@ -184,18 +191,18 @@ AXES = (
     Axis("quant", "grid", "preset", "strategy", "kernel", 7, ("uniform",),
          "precision recipe (bundled name or path to a .toml file): per operator class "
          "precisions over weight/act/kv_dtype; uniform: none"),
-    _scale("compute_scale", 26, "factor on peak FLOP/s"),
-    _scale("memory_bandwidth_scale", 27, "factor on memory bandwidth"),
-    _scale("memory_capacity_scale", 30, "factor on memory capacity"),
-    _scale("scaleup_bandwidth_scale", 28, "factor on scale-up link bandwidth"),
-    _scale("scaleout_bandwidth_scale", 29, "factor on scale-out link bandwidth"),
-    _scale("scaleup_domain_scale", 31, "factor on the scale-up domain size (devices per "
+    _scale("compute_scale", 27, "factor on peak FLOP/s"),
+    _scale("memory_bandwidth_scale", 28, "factor on memory bandwidth"),
+    _scale("memory_capacity_scale", 31, "factor on memory capacity"),
+    _scale("scaleup_bandwidth_scale", 29, "factor on scale-up link bandwidth"),
+    _scale("scaleout_bandwidth_scale", 30, "factor on scale-out link bandwidth"),
+    _scale("scaleup_domain_scale", 32, "factor on the scale-up domain size (devices per "
            "NVLink-class domain, rounded; e.g. 9 turns an 8-GPU node into NVL72)",
            walk="hardware"),
-    _scale("link_latency_scale", 32, "factor on the per-step latency of the scale-up and "
+    _scale("link_latency_scale", 33, "factor on the per-step latency of the scale-up and "
            "scale-out links", walk="hardware"),
     # a what-if of the workload's routing, walked by the kernel (it changes MoE costs)
-    _scale("expert_imbalance", 16, "MoE with ep > 1: the busiest expert group's routed "
+    _scale("expert_imbalance", 17, "MoE with ep > 1: the busiest expert group's routed "
            "tokens as a multiple of uniform routing's (EPLB's max/mean load ratio; at most "
            "all tokens)", walk="kernel"),
 )

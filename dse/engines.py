@@ -11,6 +11,7 @@ from .config import (_bool, _check_keys, _fail, _string, check_preset_name, read
 
 MAX_OVERHEAD_S = 10.0       # a fixed cost beyond this is a typo, not an engine
 MAX_LAUNCH_S = 0.01         # a host cost per operator launch beyond this is a typo
+MAX_ADMISSION_INTERVAL = 1 << 12  # as the admission_interval axis (dse.axes)
 MAX_ENGINE_TOKENS = 1 << 24
 
 
@@ -30,6 +31,9 @@ class Engine:
     # host seconds per operator launch in iterations that carry prefill (they run without
     # CUDA graphs): such an iteration lasts at least its launches x eager_op_s; 0: none
     eager_op_s: float = 0.0
+    # decode iterations between admissions of new requests while busy (SGLang
+    # --scheduler-recv-interval x --num-continuous-decode-steps); 1: every iteration
+    admission_interval: int = 1
     source: str = "<api>"
     text: str = ""
 
@@ -50,13 +54,20 @@ def _count(data, key, src) -> int:
     return int(value)
 
 
+OPTIONAL = ("eager_op_s", "admission_interval")  # keys a preset may omit (0 and 1)
 FIELDS = ("request_overhead_s", "iteration_overhead_s", "chunked_prefill", "mixed_prefill",
           "max_batched_tokens", "max_running_requests")
 
 
 def parse_engine(data: dict, src: str, text: str = "") -> Engine:
     """Validate an engine preset given as a dict (its parsed TOML) read from ``src``."""
-    _check_keys(data, {"name", "description", "eager_op_s", *FIELDS}, ["name", *FIELDS], src)
+    _check_keys(data, {"name", "description", *OPTIONAL, *FIELDS}, ["name", *FIELDS], src)
+    if "admission_interval" in data:
+        value = data["admission_interval"]
+        if isinstance(value, bool) or not isinstance(value, int) \
+                or not 1 <= value <= MAX_ADMISSION_INTERVAL:
+            _fail(src, "admission_interval", value,
+                  f"must be an integer in [1, {MAX_ADMISSION_INTERVAL}] (decode iterations)")
     return Engine(
         name=check_preset_name(data["name"], src),
         description=_string(data, "description", src) if "description" in data else "",
@@ -67,6 +78,7 @@ def parse_engine(data: dict, src: str, text: str = "") -> Engine:
         max_batched_tokens=_count(data, "max_batched_tokens", src),
         max_running_requests=_count(data, "max_running_requests", src),
         eager_op_s=_seconds(data, "eager_op_s", src, MAX_LAUNCH_S) if "eager_op_s" in data else 0.0,
+        admission_interval=int(data.get("admission_interval", 1)),
         source=src, text=text)
 
 

@@ -35,7 +35,7 @@ from .kernels.layout import DTYPES
 # --------------------------------------------------------------------------- columns
 PRESET_COLUMNS = ("hardware", "model")
 INT_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp",
-               "cp", "max_batched_tokens")
+               "cp", "max_batched_tokens", "admission_interval")
 DTYPE_COLUMNS = ("weight_dtype", "act_dtype", "kv_dtype")
 # serving mode and engine preset (default: the axes' defaults, continuous and vllm; a table of
 # fixed-batch measurements says serving = static)
@@ -44,7 +44,7 @@ MEASURED_COLUMNS = ("measured_ttft_s", "measured_tpot_s")
 REQUIRED = ("hardware", "model", "weight_dtype", "batch", "input_tokens", "output_tokens",
             "tp", "source")
 DEFAULTS = {"act_dtype": SAME, "kv_dtype": SAME, "pp": 1, "ep": 1, "attention_dp": 1, "cp": 1,
-            "max_batched_tokens": 0,
+            "max_batched_tokens": 0, "admission_interval": 0,
             "serving": AXIS["serving"].default[0], "engine": AXIS["engine"].default[0],
             "quant": AXIS["quant"].default[0]}
 # free text carried through to the output unchanged
@@ -52,7 +52,7 @@ TEXT_COLUMNS = ("notes",)
 INPUT_COLUMNS = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "batch",
                  "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp", "cp",
                  *MEASURED_COLUMNS,
-                 *SERVING_COLUMNS, "max_batched_tokens", "source")
+                 *SERVING_COLUMNS, "max_batched_tokens", "admission_interval", "source")
 VALID_COLUMNS = (*INPUT_COLUMNS, *TEXT_COLUMNS)
 PREDICTED_COLUMNS = ("predicted_ttft_s", "predicted_tpot_s", "ttft_error_pct",
                      "tpot_error_pct", "feasible", "infeasible_reason")
@@ -275,7 +275,8 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
 
 # --------------------------------------------------------------------------- evaluation
 AXIS_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp",
-                "cp", "max_batched_tokens", *SERVING_COLUMNS, *DTYPE_COLUMNS, "quant")
+                "cp", "max_batched_tokens", "admission_interval", *SERVING_COLUMNS,
+                *DTYPE_COLUMNS, "quant")
 
 
 def _pick(da: xr.DataArray, points: dict) -> np.ndarray:
@@ -374,7 +375,7 @@ def validate(table: pd.DataFrame, source: str = "<table>",
         ``measured_tpot_s`` [s] (either may be empty, not both), ``source`` (citation),
         optional ``serving`` (static | continuous, default continuous), ``engine`` (preset,
         default vllm), ``quant`` (precision recipe, default uniform) and
-        ``max_batched_tokens`` (default 0: the engine's), optional free-text ``notes``. A table with ``prefill_tp`` describes disaggregated
+        ``max_batched_tokens`` and ``admission_interval`` (default 0: the engine's), optional free-text ``notes``. A table with ``prefill_tp`` describes disaggregated
         deployments instead (:mod:`dse.validate_disaggregated`).
     source : str
         Name of the table (its file) used in error messages.

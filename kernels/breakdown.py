@@ -49,7 +49,8 @@ from .grid import (_KIND, host_seconds, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC
                    attention_curved, context_ops, decode_axes, op_time_won, point_setup,
                    what_if_table, winner)
 from .layout import (DECODE,
-                     EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, EN_MIXED, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
+                     EN_ADMISSION_INTERVAL, EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, EN_MIXED,
+                     K_ADMIT, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
                      K_ALPHA, K_BEAMS, K_CP, K_DRAFT, K_EP, K_LORA_ADAPTERS, K_LORA_RANK, K_GAMMA,
                      K_IMBALANCE, K_INPUT, K_PP, K_PREFIX, K_SERVING,
                      K_TP, OP_KIND, PREFILL,
@@ -279,6 +280,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     part_mix = np.empty(N_CLASSES)
     overhead = engine[EN_ITERATION_OVERHEAD_S]
     eager_s = engine[EN_EAGER_OP_S]
+    interval = v[K_ADMIT] if v[K_ADMIT] > 0.0 else engine[EN_ADMISSION_INTERVAL]
     mixed = engine[EN_MIXED] > 0.0
     nout = output_tokens.size
     n_whatif = recip.shape[0]
@@ -300,7 +302,8 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                     prefill_bound[row + wi] = 0
             for g in range(n_grp):
                 r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
-                    b, slots[base + group_slot[g]], new, 1.0 + n_it, budget, engine)
+                    b, slots[base + group_slot[g]], new, 1.0 + n_it, budget, engine,
+                    interval)
                 micro = min(p, r)
                 ht = micro * host_seconds(host[1, base + group_slot[g]], hw[h])
                 share = 1.0 / (micro * adp)

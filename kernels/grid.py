@@ -36,13 +36,14 @@ from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, V_OUT, V_PATH, 
                       mean_context, serve_times, steady_state, structure_units,
                       structure_units_into, term_seconds, terms_seconds, unit_times)
 from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
-                     EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED,
+                     EN_ADMISSION_INTERVAL, EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, FP32,
+                     EN_MIXED,
                      EN_REQUEST_OVERHEAD_S,
                      HW_COMPUTE_EFF, HW_HOST_BYTES_PER_S, HW_KERNEL_LATENCY_S,
                      HW_MEMORY_BYTES_PER_S, BOUND_HOST,
                      HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
                      HW_SCALEOUT_LATENCY_S, HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN,
-                     HW_SCALEUP_LATENCY_S, K_ACT, K_ADP, K_ALPHA, K_BATCH, K_BEAMS, K_BUDGET,
+                     HW_SCALEUP_LATENCY_S, K_ACT, K_ADMIT, K_ADP, K_ALPHA, K_BATCH, K_BEAMS, K_BUDGET,
                      K_ENGINE, K_EP, K_GAMMA, K_IMBALANCE, K_INPUT, K_KV, K_LORA_ADAPTERS,
                      K_LORA_RANK, K_PP, K_PREFIX, K_CP, K_DRAFT,
                      K_QUANT, K_SERVING, K_TP, K_WEIGHT, DRAFT_DECODE, OP_DRAFT, OP_KIND,
@@ -471,6 +472,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     request_s = engine[EN_REQUEST_OVERHEAD_S]
     iteration_s = engine[EN_ITERATION_OVERHEAD_S]
     eager_s = engine[EN_EAGER_OP_S]
+    interval = v[K_ADMIT] if v[K_ADMIT] > 0.0 else engine[EN_ADMISSION_INTERVAL]
     mixed = engine[EN_MIXED] > 0.0
     nout = output_tokens.size
     n_whatif = recip.shape[0]
@@ -526,7 +528,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 m_pad = pad_lanes(m, rc, rm, ru, ro)
                 slot = slots[base + group_slot[g]]
                 r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
-                    b, slot, new, 1.0 + n_it, budget, engine)
+                    b, slot, new, 1.0 + n_it, budget, engine, interval)
                 micro = min(p, r)
                 share = 1.0 / (micro * adp)
                 sums[:, :m_pad] = 0.0
@@ -554,7 +556,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                                              eager_s), ht) + iteration_s
                     first, seen, rate = serve_times(t_dec, t_mix, b, r, lam, f, prompts,
                                                     chunks, prefill_iters, n_it, mixed,
-                                                    request_s)
+                                                    request_s, interval)
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + members[j]
                     ttft[idx] = first
                     tpot[idx] = seen / per_step
@@ -937,8 +939,9 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     unit_times(u_pre, n_pre, rates_h, hw_h, vt_pre)
     new, past, qv, per_step, n_it, n = speculation(s, out_tokens, v[K_PREFIX], v[K_GAMMA],
                                                    v[K_ALPHA])
+    interval = v[K_ADMIT] if v[K_ADMIT] > 0.0 else engine[EN_ADMISSION_INTERVAL]
     r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
-        v[K_BATCH], slot, new, 1.0 + n_it, v[K_BUDGET], engine)
+        v[K_BATCH], slot, new, 1.0 + n_it, v[K_BUDGET], engine, interval)
     micro = min(p, r)
     share = 1.0 / (micro * adp)
     c_dec = np.zeros(N_COMP)
@@ -976,6 +979,7 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     for j in range(n_pre):
         op_mix[n_dec + j, 1] = vt_pre[j, V_PATH] if not shared[j] else 0.0
     first, seen, rate = serve_times(t_dec, t_mix, v[K_BATCH], r, lam, f, prompts, chunks,
-                                    prefill_iters, n_it, mixed, engine[EN_REQUEST_OVERHEAD_S])
+                                    prefill_iters, n_it, mixed, engine[EN_REQUEST_OVERHEAD_S],
+                                    interval)
     return (first, seen / per_step, rate, r, r_d, lam, f, prompts, chunks, prefill_iters,
             t_dec, t_mix, micro, dev_dec, dev_mix, eager_mix - dev_mix)

@@ -143,11 +143,12 @@ SPLIT_EXPERTS = 5   # ELEMENTWISE over the routed copies of the tokens: per ep g
 # longest axis] (precisions as DTYPE_INDEX codes, -1 for "same"; presets such as the
 # engine and the quant recipe as row indices into their tables) with each axis' length.
 KERNEL_AXES = ("serving", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp",
-               "pp", "ep", "attention_dp", "max_batched_tokens", "batch", "input_tokens",
+               "pp", "ep", "attention_dp", "max_batched_tokens", "admission_interval",
+               "batch", "input_tokens",
                "prefix_cached_fraction", "expert_imbalance", "spec_tokens", "acceptance_rate",
                "beams", "lora_rank", "lora_adapters", "offload", "cp", "draft_model")
 (K_SERVING, K_ENGINE, K_WEIGHT, K_ACT, K_KV, K_QUANT, K_TP, K_PP, K_EP, K_ADP, K_BUDGET,
- K_BATCH, K_INPUT, K_PREFIX, K_IMBALANCE, K_GAMMA, K_ALPHA, K_BEAMS, K_LORA_RANK,
+ K_ADMIT, K_BATCH, K_INPUT, K_PREFIX, K_IMBALANCE, K_GAMMA, K_ALPHA, K_BEAMS, K_LORA_RANK,
  K_LORA_ADAPTERS, K_OFFLOAD, K_CP, K_DRAFT) = range(len(KERNEL_AXES))
 # The programs table holds one program per (model, draft_model) pair: index
 # model * len(draft_model) + draft (dse.compile.compile_models).
@@ -169,7 +170,8 @@ EN_CHUNKED = 2          # 1: prompts split into chunks within the token budget
 EN_MIXED = 3            # 1: prefill chunks share iterations with decode tokens
 EN_MAX_BATCHED_TOKENS = 4  # default token budget per iteration (0: none)
 EN_EAGER_OP_S = 5       # host seconds per operator launch of an eager (ungraphed) iteration
-ENGINE_FIELDS = 6
+EN_ADMISSION_INTERVAL = 6  # default decode iterations between admissions of new requests
+ENGINE_FIELDS = 7
 
 # --- outputs ---------------------------------------------------------------------------
 BOUND_NAMES = ("compute", "memory", "network", "host_link")

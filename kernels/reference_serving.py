@@ -108,10 +108,13 @@ def _steady(pt, engines, new, out):
     """``serving.steady_state`` of every point, once per distinct input (``new``: the
     prompt tokens computed, ``out``: 1 + the decode iterations of a request)."""
     keys = np.stack([pt["batch"], pt["slot"], new, out,
-                     pt["max_batched_tokens"], pt["engine"]], axis=1)
+                     pt["max_batched_tokens"], pt["engine"], pt["admission_interval"]],
+                    axis=1)
     uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-    states = np.array([steady_state(b, slot, s, o, budget, engines[int(e)])
-                       for b, slot, s, o, budget, e in uniq])
+    states = np.array([steady_state(b, slot, s, o, budget, engines[int(e)],
+                                    n_adm if n_adm > 0 else
+                                    engines[int(e)][L.EN_ADMISSION_INTERVAL])
+                       for b, slot, s, o, budget, e, n_adm in uniq])
     return {name: states[inv.ravel(), j] for j, name in enumerate(
         ("r", "r_d", "lam", "f", "prompts", "chunks", "prefill_iters"))}
 
@@ -347,9 +350,11 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
         parts[name][OFFLOAD_CLASS] = np.maximum(host_s - device, 0.0)
     t_dec = np.where(has_dec, t_iter["dec"], 0.0)
     t_mix = t_iter["mix"]
+    interval = np.where(pt["admission_interval"] > 0, pt["admission_interval"],
+                        eng[:, L.EN_ADMISSION_INTERVAL])
     first, seen = _serve_times(t_dec, t_mix, b, r, st["lam"], f, pi, chunks,
                                st["prefill_iters"], n_it, mixed,
-                               eng[:, L.EN_REQUEST_OVERHEAD_S])
+                               eng[:, L.EN_REQUEST_OVERHEAD_S], interval)
     seen = seen / per_step  # per output token
     w_dec = np.where(mixed, 1 - f, 1.0)
     acc = w_dec * np.where(has_dec, won["dec"], 0.0) + f * won["mix"]
@@ -389,8 +394,10 @@ def _serve_weights(r, f, pi, chunks, prefill_iters, n, mixed):
     return pre_mix, seen_dec, seen_mix
 
 
-def _serve_times(t_dec, t_mix, b, r, lam, f, pi, chunks, prefill_iters, n, mixed, request_s):
-    """TTFT and TPOT of the steady state (README "Continuous serving")."""
+def _serve_times(t_dec, t_mix, b, r, lam, f, pi, chunks, prefill_iters, n, mixed, request_s,
+                 interval):
+    """TTFT and TPOT of the steady state (README "Continuous serving"); ``interval``:
+    iterations between the scheduler's admissions while it is busy."""
     # mixed engines: decodes ride every iteration, a share f carries prefill; a decoding
     # request sees the others' prefill only
     step = (1 - f) * t_dec + f * t_mix
@@ -407,6 +414,9 @@ def _serve_times(t_dec, t_mix, b, r, lam, f, pi, chunks, prefill_iters, n, mixed
                     np.where(separate, r / (n * t_dec + chunks * t_mix + n * burst),
                              lam / t_mix))
     offset = np.where(mixed, 0.5 * step, np.where(separate, 0.5 * t_dec, 0.5 * t_mix))
-    first = prefill + request_s + np.where((request_s > 0) & (b > 1), offset, 0.0) \
+    # waiting for the next admission: half an iteration of arrival phase (with a request
+    # overhead) and half of each further iteration of the admission interval
+    waits = np.where(request_s > 0, 1.0, 0.0) + interval - 1.0
+    first = prefill + request_s + np.where(b > 1, waits * offset, 0.0) \
         + np.where(b > r, (b - r) / rate, 0.0)
     return first, np.where(n > 0, seen, t_mix)

@@ -25,6 +25,8 @@ event by event and the tests check this closed form against it):
   ttft = request overhead + admission wait (batch - R) / throughput
          + prefill iterations of the request (R_p / lam, = k unsaturated) + half an
          iteration of arrival offset when a request overhead shifts arrivals
+         + (interval - 1) / 2 iterations when the scheduler admits new requests only
+         every ``interval`` iterations (the admission_interval axis)
 
 Costs: each operator's FLOPs and bytes are linear in the iteration's tokens (weights once,
 per token, per touched sequence, per attended context position), taken from
@@ -457,12 +459,14 @@ def speculation(s, out_tokens, prefix, gamma, alpha):
 
 
 @njit(cache=True)
-def steady_state(batch, slots, s, out_tokens, budget, engine):
+def steady_state(batch, slots, s, out_tokens, budget, engine, interval=1.0):
     """The scheduler's steady state (module docstring) for ``batch`` clients and ``slots``
     admissible requests. Returns (running R, decoding R_d, completions per decode
     iteration lam, prefill-carrying iterations per decode iteration f (mixed: a share <= 1),
     prompts' worth of prefill per prefill-carrying iteration pi, chunks per prompt k,
-    prefill-carrying iterations a request spends in prefill)."""
+    prefill-carrying iterations a request spends in prefill). ``interval``: decode
+    iterations between admissions; with separate prefill iterations the prompts that
+    arrive within one interval are admitted, and prefilled, together."""
     chunked = engine[EN_CHUNKED] > 0.0
     mixed = engine[EN_MIXED] > 0.0
     c = budget if budget > 0.0 else engine[EN_MAX_BATCHED_TOKENS]
@@ -487,8 +491,9 @@ def steady_state(batch, slots, s, out_tokens, budget, engine):
     if not mixed:
         # prefill-only iterations first: every decode iteration advances all decoders, so a
         # request's life has n of them, and all r requests arrive once per life: r / n
-        # prompts per decode iteration, pi of them per prefill iteration
-        pi = min(max(r / n, 1.0 / k), cap)
+        # prompts per decode iteration, pi of them per prefill iteration (those admitted
+        # together: an admission interval's worth)
+        pi = min(max(r * interval / n, 1.0 / k), cap)
         return r, r_d, lam, r / pi / n, pi, k, k
     if lam > cap:  # prefill-saturated: every iteration carries a full budget of prefill
         lam = max(c / (s + n), 0.0 if chunked else 1.0)
@@ -701,9 +706,13 @@ def serve_weights(r, f, prompts, chunks, prefill_iters, n, mixed):
 
 @njit(cache=True)
 def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, mixed,
-                request_s):
+                request_s, interval=1.0):
     """(ttft, tpot, completions per second) of the steady state from the two iterations'
-    times (overheads included): module docstring, the weights :func:`serve_weights`'."""
+    times (overheads included): module docstring, the weights :func:`serve_weights`'.
+    ``interval``: iterations between the scheduler's admissions while it is busy (1: every
+    iteration boundary); an arriving request waits for the next admission, on average
+    half an iteration per iteration of the interval beyond the first, plus half an
+    iteration of arrival phase when a request overhead puts arrivals between boundaries."""
     pre_mix, seen_dec, seen_mix = serve_weights(r, f, prompts, chunks, prefill_iters, n,
                                                 mixed)
     prefill = pre_mix * t_mix
@@ -723,8 +732,8 @@ def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, m
     # arrival offset a request overhead puts between iterations (when others keep the
     # engine busy), the wait for a slot while r requests complete at `rate`
     first = prefill + request_s
-    if request_s > 0.0 and b > 1.0:
-        first += offset
+    if b > 1.0:  # others keep the engine busy: wait for an admission
+        first += ((1.0 if request_s > 0.0 else 0.0) + interval - 1.0) * offset
     if b > r:
         first += (b - r) / rate
     return first, seen, rate

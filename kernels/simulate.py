@@ -12,7 +12,8 @@ API::
              chunked=True, mixed=True, max_running=0, kv_slots=0,
              request_overhead_s=0.0, iteration_overhead_s=0.0,
              n_requests=None, warmup=None, seed=None, stagger=False,
-             cached_tokens=0, tokens_per_step=1.0) -> dict
+             cached_tokens=0, tokens_per_step=1.0, admission_interval=1,
+             jitter_s=0.0) -> dict
 
 ``iteration_time(decode_contexts, prefill_chunks, sampled)`` returns the forward time in
 seconds of one engine iteration (finite, >= 0):
@@ -33,14 +34,19 @@ Semantics
 ---------
 Closed loop. ``batch`` clients each always have exactly one request outstanding. All
 submit at t = 0; every request has ``input_tokens`` prompt and ``output_tokens`` output
-tokens. The engine sees a request at its submission. ``request_overhead_s`` models work
-outside the engine (HTTP, tokenization, detokenization): it is added to every request's
+tokens. The engine sees a request at its submission (or at its next receive, below).
+``request_overhead_s`` models work outside the engine (HTTP, tokenization,
+detokenization): it is added to every request's
 measured TTFT and end-to-end latency, and a client submits its next request
 ``request_overhead_s`` after its previous one finished in the engine (it sees the
 response that much later). Each client's cycle is therefore exactly its request's
 measured end-to-end latency.
 
-Admission. A FCFS waiting queue; at each iteration boundary requests are admitted in
+Admission. The scheduler receives submitted requests into its waiting queue at an
+iteration boundary when it is idle, after an iteration that carried prefill, or after
+``admission_interval`` decode-only iterations since it last received (SGLang's
+``--scheduler-recv-interval``: a decode batch weighs 1, any other 1000; 1: every
+boundary). A FCFS waiting queue; at each iteration boundary requests are admitted in
 submission order while the running set holds fewer than
 ``R_max = min(batch, max_running or inf, kv_slots or inf)`` requests (``kv_slots``: how
 many requests the KV cache holds at full context; a request holds its slot from admission
@@ -108,13 +114,18 @@ rounding). Approximately (window edges, at most one partial cycle per client):
 ``overhead_requests ~= requests_per_s * request_overhead_s``; both are exact when the
 schedule is periodic and the window spans whole periods.
 
-The simulation is deterministic; ``seed`` is accepted for API stability and unused.
+Think time (``jitter_s`` > 0): a client waits a further uniform [0, ``jitter_s``) seconds
+(drawn from ``seed``) before it resubmits, outside TTFT and e2e: it dephases clients that
+fixed lengths would keep in step (cohorts), as varying lengths do in real benchmarks; the
+time is in none of running, waiting and overhead, so their sum falls short of ``batch`` by
+the clients thinking. Without it the simulation is deterministic and ``seed`` is unused.
 With fixed lengths, clients that start together stay in step: one cohort prefills together
 and finishes together, as a static batch. ``stagger=True`` gives the clients' first
 requests output lengths spread evenly over 1..output_tokens, so that afterwards requests
 sit at every stage of their lives, the steady state of a real closed loop whose lengths
 and timings vary (the closed form in ``kernels/serving.py`` assumes it).
 """
+import bisect
 import math
 import operator
 from collections import deque
@@ -169,7 +180,9 @@ class _Engine:
     record (submit, admit, first token, finish time) per request."""
 
     def __init__(self, capacity, input_tokens, output_tokens, request_overhead_s,
-                 cached_tokens=0, tokens_per_step=1.0):
+                 cached_tokens=0, tokens_per_step=1.0, jitter_s=0.0, rng=None):
+        self.jitter_s = jitter_s
+        self.rng = rng
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.request_overhead_s = request_overhead_s
@@ -191,11 +204,15 @@ class _Engine:
         request = len(self.times["submit"])
         for key, values in self.times.items():
             values.append(t if key == "submit" else math.inf)
-        self.pending.append((t, request))
+        if self.pending and t < self.pending[-1][0]:  # think time can reorder clients
+            bisect.insort(self.pending, (t, request))
+        else:
+            self.pending.append((t, request))
 
-    def admit(self, t):
-        """Queue the submissions due by ``t``, then admit FCFS while slots are free."""
-        while self.pending and self.pending[0][0] <= t:
+    def admit(self, t, receive=True):
+        """Queue the submissions due by ``t`` (when the scheduler ``receive``s), then admit
+        FCFS while slots are free."""
+        while receive and self.pending and self.pending[0][0] <= t:
             self.waiting.append(self.pending.popleft()[1])
         while self.waiting and self.free:
             request, slot = self.waiting.popleft(), self.free.pop()
@@ -239,7 +256,8 @@ class _Engine:
             self.times["finish"][request] = t_end
             self.decoding[slot] = False
             self.free.append(slot)
-            self.submit(t_end + self.request_overhead_s)
+            think = self.rng.uniform(0.0, self.jitter_s) if self.jitter_s > 0 else 0.0
+            self.submit(t_end + self.request_overhead_s + think)
         return len(done)
 
     def records(self):
@@ -280,7 +298,7 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
              chunked=True, mixed=True, max_running=0, kv_slots=0,
              request_overhead_s=0.0, iteration_overhead_s=0.0,
              n_requests=None, warmup=None, seed=None, stagger=False, cached_tokens=0,
-             tokens_per_step=1.0):
+             tokens_per_step=1.0, admission_interval=1, jitter_s=0.0):
     """Steady-state metrics of a closed-loop continuous-batching engine; see the module
     docstring for the exact semantics and the returned keys."""
     if not callable(iteration_time):
@@ -299,12 +317,14 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
     if cached_tokens >= input_tokens:
         raise ValueError(f"cached_tokens must be below input_tokens ({input_tokens}), got "
                          f"{cached_tokens}: the last prompt token is always computed")
+    admission_interval = _count("admission_interval", admission_interval, 1)
     tokens_per_step = float(tokens_per_step)
     if not math.isfinite(tokens_per_step) or tokens_per_step < 1.0:
         raise ValueError(f"tokens_per_step must be a number >= 1, got {tokens_per_step!r}")
 
+    jitter_s = _seconds("jitter_s", jitter_s)
     engine = _Engine(min(limits), input_tokens, output_tokens, request_overhead_s,
-                     cached_tokens, tokens_per_step)
+                     cached_tokens, tokens_per_step, jitter_s, np.random.default_rng(seed))
     if stagger:  # first requests end at evenly spread times: clients out of step
         engine.first_lengths.extend(max(1, math.ceil(output_tokens * (i + 1) / batch))
                                     for i in range(batch))
@@ -314,8 +334,12 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
                            "prefill_tokens", "busy_s"), 0)
     t, t0 = 0.0, (0.0 if warmup == 0 else None)
     finished = measured = 0
+    count = admission_interval  # iterations since the scheduler last received
     while True:
-        engine.admit(t)
+        receive = count >= admission_interval or engine.idle()
+        if receive:
+            count = 0
+        engine.admit(t, receive)
         if engine.idle():
             t = engine.pending[0][0]
             continue
@@ -334,6 +358,9 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
             stats["prefill_tokens"] += sum(prefill)
             stats["busy_s"] += dt
         t += dt
+        # a decode-only iteration counts one towards the next receive; one that carried
+        # prefill makes the scheduler receive at once (SGLang's SchedulerRecvSkipper)
+        count += admission_interval if prefill else 1
         n_done = engine.advance(t, decode_slots, prefill)
         finished += n_done
         if t0 is None:

@@ -119,6 +119,7 @@ AXES = st.fixed_dictionaries({
     "serving": axis(["static", "continuous"], 2),
     "engine": axis(["vllm", "sglang", "trtllm", "roofline"], 2),
     "max_batched_tokens": axis([0, 100, 2048], 2),
+    "admission_interval": axis([0, 10], 2),
     "batch": ints(1, 300),
     "input_tokens": ints(1, 3000, 2),
     **STRUCTURE,

@@ -30,6 +30,16 @@ CASES = [
          max_batched_tokens=512),
     dict(batch=256, input_tokens=1024, output_tokens=256, engine="trtllm",
          max_batched_tokens=512),                                             # saturated
+    # the scheduler receives new requests every 10 / 30 decode iterations (SGLang's
+    # --scheduler-recv-interval, as InferenceX runs it); clients given a second of random
+    # think time, so that arrivals fall at random phases of the receive cycle (with fixed
+    # lengths and none, arrivals lock to one phase: the wait is anywhere in 0 .. interval)
+    dict(batch=8, input_tokens=1024, output_tokens=1024, engine="sglang",
+         admission_interval=10),
+    dict(batch=64, input_tokens=1024, output_tokens=1024, engine="sglang",
+         admission_interval=30),
+    dict(batch=16, input_tokens=1024, output_tokens=512, engine="vllm",
+         admission_interval=10),
 ]
 
 
@@ -39,7 +49,9 @@ def test_closed_form_matches_simulator(grid):
     budget = grid.get("max_batched_tokens") or engine.max_batched_tokens
     sim = simulate(iteration_time, grid["batch"], grid["input_tokens"], grid["output_tokens"],
                    budget, engine.chunked_prefill, engine.mixed_prefill, 0, int(slots),
-                   engine.request_overhead_s, engine.iteration_overhead_s, stagger=True)
+                   engine.request_overhead_s, engine.iteration_overhead_s, stagger=True,
+                   admission_interval=grid.get("admission_interval") or 1,
+                   jitter_s=1.0 if grid.get("admission_interval") else 0.0, seed=1)
     assert summary["ttft_s"] == pytest.approx(sim["ttft_s"], rel=0.10)
     assert summary["tpot_s"] == pytest.approx(sim["tpot_s"], rel=0.05)
 

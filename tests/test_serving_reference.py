@@ -25,6 +25,7 @@ grids = st.fixed_dictionaries({
     "model": axis(MODELS, 2),
     "engine": axis(ENGINES, 3),
     "max_batched_tokens": axis([0, 16, 100, 512, 2048, 8192], 3),
+    "admission_interval": axis([0, 1, 10, 30], 2),
     "batch": ints(1, 400),
     "input_tokens": ints(1, 6000, 2),
     "output_tokens": st.lists(st.one_of(st.integers(1, 3), st.integers(4, 700)), min_size=1,
