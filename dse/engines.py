@@ -77,7 +77,8 @@ def parse_engine(data: dict, src: str, text: str = "") -> Engine:
         mixed_prefill=_bool(data, "mixed_prefill", src),
         max_batched_tokens=_count(data, "max_batched_tokens", src),
         max_running_requests=_count(data, "max_running_requests", src),
-        eager_op_s=_seconds(data, "eager_op_s", src, MAX_LAUNCH_S) if "eager_op_s" in data else 0.0,
+        eager_op_s=(_seconds(data, "eager_op_s", src, MAX_LAUNCH_S)
+                    if "eager_op_s" in data else 0.0),
         admission_interval=int(data.get("admission_interval", 1)),
         source=src, text=text)
 
