@@ -62,7 +62,10 @@ def explain(*, breakdown: bool = False, **axes):
         ...), and ``micro_batches``; continuous serving adds the steady state
         (:data:`SERVING_FIELDS`: completions per second and per iteration, decoding
         requests, the share of iterations carrying prefill, prompts per such iteration,
-        chunks per prompt, a request's prefill iterations, both iterations' seconds);
+        chunks per prompt, a request's prefill iterations, both iterations' seconds, the
+        admission interval and ``ttft_wait_s``: TTFT less the engine's request overhead
+        and the request's own prefill iterations, i.e. its waits for an iteration
+        boundary, the next admission and free KV capacity);
         with ``breakdown``, then the breakdown columns. A phase's (static) or iteration
         kind's (continuous) ``total_s`` of the rows of one ``op_class`` is that class's
         share before pipelining: with one micro-batch, static ``prefill_<class>_s`` and
@@ -171,7 +174,10 @@ SERVING_FIELDS = ("completions_per_s", "decoding_requests",
                   "completions_per_iteration", "prefill_iteration_share",
                   "prompts_per_prefill_iteration", "chunks_per_prompt",
                   "prefill_iterations_per_request", "decode_iteration_s",
-                  "prefill_iteration_s", "micro_batches")
+                  "prefill_iteration_s", "admission_interval", "ttft_wait_s",
+                  "micro_batches")
+# explain_serving's result positions of SERVING_FIELDS
+_SERVING_AT = (2, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 12)
 
 
 def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
@@ -191,7 +197,7 @@ def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
         inp["programs"][0, L.DECODE], n_dec, engine, inp["axes"][:, 0], inp["quants"][0],
         float(inp["output_tokens"][0]), inp["scales"][:, 0], slot, inp["dtype_bytes"],
         inp["dtype_bits"], rows["decode"], rows["mixed"], host)
-    extra = dict(zip(SERVING_FIELDS, (result[2], *result[4:])))
+    extra = {name: result[at] for name, at in zip(SERVING_FIELDS, _SERVING_AT)}
     times = {"decode": result[10], "mixed": result[11]}
     labels = {"decode": "decode_iteration", "mixed": "prefill_iteration"}
     table = []

@@ -33,7 +33,8 @@ from .formulas import (expected_tokens, op_cost, op_precisions, prompt_split,
 from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, V_OUT, V_PATH, V_UP,
                       V_STAGE, compositions, eager_device, launches, speculation,
                       iteration_seconds, iteration_terms,
-                      mean_context, serve_times, steady_state, structure_units,
+                      mean_context, serve_times, serve_weights, steady_state,
+                      structure_units,
                       structure_units_into, term_seconds, terms_seconds, unit_times)
 from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      EN_ADMISSION_INTERVAL, EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, FP32,
@@ -923,8 +924,10 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     prefill-carrying iterations, prompts per such iteration, chunks per prompt, prefill
     iterations of a request, decode-only and prefill-carrying iteration seconds with the
     engine's iteration overhead, micro-batches, the two iterations' device seconds
-    without the host link's wait or the overhead, and the prefill-carrying iteration's wait
-    for its eager launches beyond its device seconds, ``serving.eager_device``)."""
+    without the host link's wait or the overhead, the prefill-carrying iteration's wait
+    for its eager launches beyond its device seconds, ``serving.eager_device``, the
+    admission interval, and TTFT less the request overhead and the request's own
+    prefill iterations: its waits)."""
     micro, seqs, w, a, k, _ = point_setup(v)
     t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
     s = v[K_INPUT]
@@ -981,5 +984,9 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     first, seen, rate = serve_times(t_dec, t_mix, v[K_BATCH], r, lam, f, prompts, chunks,
                                     prefill_iters, n_it, mixed, engine[EN_REQUEST_OVERHEAD_S],
                                     interval)
+    # what a request waits beyond the engine's request overhead and its own prefill
+    # iterations: arrival phase, admission interval, KV-capacity queue
+    own = serve_weights(r, f, prompts, chunks, prefill_iters, n_it, mixed)[0] * t_mix
+    wait = first - engine[EN_REQUEST_OVERHEAD_S] - own
     return (first, seen / per_step, rate, r, r_d, lam, f, prompts, chunks, prefill_iters,
-            t_dec, t_mix, micro, dev_dec, dev_mix, eager_mix - dev_mix)
+            t_dec, t_mix, micro, dev_dec, dev_mix, eager_mix - dev_mix, interval, wait)

@@ -176,3 +176,23 @@ def test_prefill_iterations_run_eagerly_at_their_launch_cost(tmp_path):
     assert wait == pytest.approx(0.292 - ideal["ttft_s"], rel=1e-9)
     assert rows["total_s"].sum() == pytest.approx(summary["prefill_iteration_s"], rel=1e-12)
     assert rows[rows["kind"] != "engine"]["count"].sum() == 292
+
+
+def test_admission_interval_waits_half_an_interval_and_batches_prompts():
+    # SGLang (separate prefill iterations, a request overhead): an arrival waits for an
+    # iteration boundary (half a decode iteration) and, admitting only every N decode
+    # iterations, (N - 1) / 2 more; the prompts of one interval are prefilled together
+    base = dict(engine="sglang", batch=64, input_tokens=922, output_tokens=922)
+    one = dse.explain(**base, admission_interval=1)[1]
+    thirty = dse.explain(**base, admission_interval=30)[1]
+    engine_default = dse.explain(**base)[1]
+    assert engine_default["ttft_s"] == one["ttft_s"]  # 0: the engine's interval, 1
+    assert one["admission_interval"] == 1 and thirty["admission_interval"] == 30
+    for s, n in ((one, 1), (thirty, 30)):
+        assert s["ttft_wait_s"] == pytest.approx(n / 2 * s["decode_iteration_s"], rel=1e-12)
+    # r / n arrivals per decode iteration (64 / 921): one prompt per prefill iteration,
+    # or an interval's worth, 30 x 64 / 921
+    assert one["prompts_per_prefill_iteration"] == pytest.approx(1.0)
+    assert thirty["prompts_per_prefill_iteration"] == pytest.approx(30 * 64 / 921, rel=1e-9)
+    assert thirty["tpot_s"] < one["tpot_s"]  # fewer prefill iterations stall the decodes
+    assert dse.explain(**{**base, "batch": 1}, admission_interval=30)[1]["ttft_wait_s"] == 0
