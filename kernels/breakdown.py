@@ -49,7 +49,7 @@ from .grid import (_KIND, host_seconds, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC
                    attention_curved, context_ops, decode_axes, op_time_won, point_setup,
                    what_if_table, winner)
 from .layout import (DECODE,
-                     EN_ADMISSION_INTERVAL, EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, EN_MIXED,
+                     EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, EN_MIXED,
                      K_ADMIT, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
                      K_ALPHA, K_BEAMS, K_CP, K_DRAFT, K_EP, K_LORA_ADAPTERS, K_LORA_RANK, K_GAMMA,
                      K_IMBALANCE, K_INPUT, K_PP, K_PREFIX, K_SERVING,
@@ -57,7 +57,8 @@ from .layout import (DECODE,
                      SERVING_CONTINUOUS, W_CAPACITY, W_COMPUTE, W_MEMORY, W_SCALEOUT,
                      W_SCALEUP)
 from .serving import (N_COMP, N_TERMS, N_VTIMES, T_C, T_LAT, T_M, T_N, T_NL, T_NO, T_PATH,
-                      T_STAGE, compositions, eager_device, iteration_terms, launches,
+                      T_STAGE, admission_interval, compositions, eager_device,
+                      iteration_terms, launches,
                       serve_weights, speculation,
                       steady_state,
                       structure_units, term_seconds, unit_times)
@@ -280,7 +281,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     part_mix = np.empty(N_CLASSES)
     overhead = engine[EN_ITERATION_OVERHEAD_S]
     eager_s = engine[EN_EAGER_OP_S]
-    interval = v[K_ADMIT] if v[K_ADMIT] > 0.0 else engine[EN_ADMISSION_INTERVAL]
+    interval = admission_interval(v[K_ADMIT], engine)
     mixed = engine[EN_MIXED] > 0.0
     nout = output_tokens.size
     n_whatif = recip.shape[0]

@@ -31,13 +31,14 @@ from .efficiency import has_curve, op_curves, time_factor
 from .formulas import (expected_tokens, op_cost, op_precisions, prompt_split,
                        run_counts)
 from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, V_OUT, V_PATH, V_UP,
-                      V_STAGE, compositions, eager_device, launches, speculation,
+                      V_STAGE, admission_interval, compositions, eager_device, launches,
+                      speculation,
                       iteration_seconds, iteration_terms,
                       mean_context, serve_times, serve_weights, steady_state,
                       structure_units,
                       structure_units_into, term_seconds, terms_seconds, unit_times)
 from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
-                     EN_ADMISSION_INTERVAL, EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, FP32,
+                     EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, FP32,
                      EN_MIXED,
                      EN_REQUEST_OVERHEAD_S,
                      HW_COMPUTE_EFF, HW_HOST_BYTES_PER_S, HW_KERNEL_LATENCY_S,
@@ -473,7 +474,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     request_s = engine[EN_REQUEST_OVERHEAD_S]
     iteration_s = engine[EN_ITERATION_OVERHEAD_S]
     eager_s = engine[EN_EAGER_OP_S]
-    interval = v[K_ADMIT] if v[K_ADMIT] > 0.0 else engine[EN_ADMISSION_INTERVAL]
+    interval = admission_interval(v[K_ADMIT], engine)
     mixed = engine[EN_MIXED] > 0.0
     nout = output_tokens.size
     n_whatif = recip.shape[0]
@@ -942,7 +943,7 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     unit_times(u_pre, n_pre, rates_h, hw_h, vt_pre)
     new, past, qv, per_step, n_it, n = speculation(s, out_tokens, v[K_PREFIX], v[K_GAMMA],
                                                    v[K_ALPHA])
-    interval = v[K_ADMIT] if v[K_ADMIT] > 0.0 else engine[EN_ADMISSION_INTERVAL]
+    interval = admission_interval(v[K_ADMIT], engine)
     r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
         v[K_BATCH], slot, new, 1.0 + n_it, v[K_BUDGET], engine, interval)
     micro = min(p, r)

@@ -104,16 +104,14 @@ def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_
     return done
 
 
-def _steady(pt, engines, new, out):
+def _steady(pt, engines, new, out, interval):
     """``serving.steady_state`` of every point, once per distinct input (``new``: the
-    prompt tokens computed, ``out``: 1 + the decode iterations of a request)."""
+    prompt tokens computed, ``out``: 1 + the decode iterations of a request, ``interval``:
+    the admission interval)."""
     keys = np.stack([pt["batch"], pt["slot"], new, out,
-                     pt["max_batched_tokens"], pt["engine"], pt["admission_interval"]],
-                    axis=1)
+                     pt["max_batched_tokens"], pt["engine"], interval], axis=1)
     uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-    states = np.array([steady_state(b, slot, s, o, budget, engines[int(e)],
-                                    n_adm if n_adm > 0 else
-                                    engines[int(e)][L.EN_ADMISSION_INTERVAL])
+    states = np.array([steady_state(b, slot, s, o, budget, engines[int(e)], n_adm)
                        for b, slot, s, o, budget, e, n_adm in uniq])
     return {name: states[inv.ravel(), j] for j, name in enumerate(
         ("r", "r_d", "lam", "f", "prompts", "chunks", "prefill_iters"))}
@@ -231,7 +229,10 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     cs, ms, su, so = pt["sc"][:4]
     eng = engines[pt["engine"].astype(np.int64)]
     mixed = eng[:, L.EN_MIXED] > 0
-    st = _steady(pt, engines, new, 1.0 + n_it)
+    # the admission interval (0: the engine's)
+    interval = np.where(pt["admission_interval"] > 0, pt["admission_interval"],
+                        eng[:, L.EN_ADMISSION_INTERVAL])
+    st = _steady(pt, engines, new, 1.0 + n_it, interval)
     r, r_d, f, pi, chunks = st["r"], st["r_d"], st["f"], st["prompts"], st["chunks"]
 
     # the two iteration kinds, per micro-batch of one attention-DP group: a decode-only
@@ -350,8 +351,6 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
         parts[name][OFFLOAD_CLASS] = np.maximum(host_s - device, 0.0)
     t_dec = np.where(has_dec, t_iter["dec"], 0.0)
     t_mix = t_iter["mix"]
-    interval = np.where(pt["admission_interval"] > 0, pt["admission_interval"],
-                        eng[:, L.EN_ADMISSION_INTERVAL])
     first, seen = _serve_times(t_dec, t_mix, b, r, st["lam"], f, pi, chunks,
                                st["prefill_iters"], n_it, mixed,
                                eng[:, L.EN_REQUEST_OVERHEAD_S], interval)

@@ -46,7 +46,7 @@ from .efficiency import has_curve, op_curves, time_factor
 from .formulas import (causal_pairs, dequant_tiles, expected_tokens, lora_cost, moe_cost,
                        op_cost,
                        op_precisions, prompt_split, run_counts)
-from .layout import (DECODE, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS, EN_MIXED, HW_COMPUTE_EFF,
+from .layout import (DECODE, EN_ADMISSION_INTERVAL, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS, EN_MIXED, HW_COMPUTE_EFF,
                      HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
                      HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
                      HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, LORA,
@@ -456,6 +456,13 @@ def speculation(s, out_tokens, prefix, gamma, alpha):
     per_step = expected_tokens(gamma, alpha)
     n = out_tokens - 1.0
     return new, past, gamma + 1.0, per_step, n / per_step, n
+
+
+@njit(cache=True, inline="always")
+def admission_interval(value, engine):
+    """A point's admission interval: the ``admission_interval`` axis value, 0 meaning the
+    engine's default."""
+    return value if value > 0.0 else engine[EN_ADMISSION_INTERVAL]
 
 
 @njit(cache=True)
