@@ -93,14 +93,20 @@ class Points:
         return self.product(self.outer_dims, names), self.product(self.inner_dims, names)
 
     def reader(self, g, s):
-        """``name -> values at the points (g, s)``: the points' offsets into every source
-        found once (three row gathers), then one gather per source read."""
+        """``name -> values at the points (g, s)``: per source read, the points' offsets
+        into it (three gathers from the offset tables' contiguous column of that source)
+        and one gather of its values."""
         a, b = np.divmod(np.asarray(s, dtype=np.int64), len(self.inner_offsets))
-        at = self.group_offsets[g] + self.outer_offsets[a] + self.inner_offsets[b]
+        g = np.asarray(g, dtype=np.int64)
+        # sources as rows: one source's offsets are contiguous (a strided column gather
+        # of the [n, n_sources] tables cost several times more)
+        tables = [np.ascontiguousarray(t.T) for t in (self.group_offsets, self.outer_offsets,
+                                                      self.inner_offsets)]
 
         def read(name: str) -> np.ndarray:
             j = SOURCES.index(name)
-            return self.flat[j][at[:, j]]
+            at = tables[0][j].take(g) + tables[1][j].take(a) + tables[2][j].take(b)
+            return self.flat[j].take(at)
         return read
 
 

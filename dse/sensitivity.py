@@ -66,13 +66,24 @@ def sensitivity(best: pd.DataFrame) -> pd.DataFrame:
         [f"elasticity_{m}" for m in METRICS]
     strategy = _strategy_text(found)
     blocks = [_pairs(found, keys, axis, strategy) for axis in whatifs]
-    blocks = [b for b in blocks if len(b)]
+    blocks = [b for b in blocks if len(b["what_if"])]
     if not blocks:
         return pd.DataFrame([], columns=columns)
-    # the object rows as columns, each given the dtype its values infer (str, int64,
-    # float64, bool; a key null on some rows: float64), as a list of per-pair records
-    # would get, without one Python object per cell
-    return pd.DataFrame(np.concatenate(blocks), columns=columns).infer_objects()
+    return pd.DataFrame({c: _joined([b[c] for b in blocks]) for c in columns})
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """One column from its blocks, with the dtype its values infer (int64, float64, bool;
+    text stays object), as a list of per-pair records would get: the column of the axis a
+    block varies is null (NaN) there, so a what-if key column is float64."""
+    col = np.concatenate(parts)
+    if col.dtype.kind in "iu":
+        return col.astype(np.int64)
+    if col.dtype.kind == "f":
+        return col.astype(np.float64)
+    if col.dtype.kind == "b":
+        return col
+    return pd.Series(col.astype(object), dtype=object).infer_objects().to_numpy()
 
 
 def _pairs(found: pd.DataFrame, keys: list[str], axis: str,
@@ -92,9 +103,9 @@ def _pairs(found: pd.DataFrame, keys: list[str], axis: str,
 
     Returns
     -------
-    numpy.ndarray
-        Object array, one row per pair of consecutive values of ``axis`` within a group of
-        the other keys, in the columns of :func:`sensitivity`'s table.
+    dict
+        Column name -> array, one row per pair of consecutive values of ``axis`` within a
+        group of the other keys, for every column of :func:`sensitivity`'s table.
     """
     others = [k for k in keys if k != axis]
     # group number in order of first appearance, as iterating groupby(sort=False) would
@@ -107,21 +118,17 @@ def _pairs(found: pd.DataFrame, keys: list[str], axis: str,
     pair = group[lo] == group[hi]  # consecutive rows of one group: a pair of values
     lo, hi = lo[pair], hi[pair]
 
-    out = np.empty((len(lo), len(keys) + 4 + len(METRICS)), dtype=object)
-    for j, k in enumerate(keys):
-        # the group's key values; the varied axis' own column is null (from/to carry it)
-        out[:, j] = np.nan if k == axis else found[k].to_numpy(object)[lo]
+    # the group's key values; the varied axis' own column is null (from/to carry it)
+    out = {k: np.full(len(lo), np.nan) if k == axis else found[k].to_numpy()[lo]
+           for k in keys}
     x0, x1 = x[lo], x[hi]
-    j = len(keys)
-    out[:, j] = axis
-    out[:, j + 1] = x0
-    out[:, j + 2] = x1
-    out[:, j + 3] = strategy[lo] == strategy[hi]
+    out |= {"what_if": np.full(len(lo), axis, dtype=object), "from_value": x0,
+            "to_value": x1, "same_strategy": strategy[lo] == strategy[hi]}
     with np.errstate(divide="ignore", invalid="ignore"):
         dx = np.log(x1) - np.log(x0)
-        for i, m in enumerate(METRICS):
+        for m in METRICS:
             y = found[m].to_numpy(float)
-            out[:, j + 4 + i] = (np.log(y[hi]) - np.log(y[lo])) / dx
+            out[f"elasticity_{m}"] = (np.log(y[hi]) - np.log(y[lo])) / dx
     return out
 
 
