@@ -1,6 +1,7 @@
 """Sweep benchmark: compile time, evaluation and end-to-end configs/s, peak RSS.
 
 Run:  python benchmarks/bench_sweep.py [--spec benchmarks/sweep_10m.toml] [--repeats 5]
+                                       [--serving static|continuous]
 
 Prints grid size, cold and cached compile time (fresh processes, a fresh numba cache dir
 for the cold one), steady-state evaluation configs/s (median), end-to-end configs/s with
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -83,12 +85,29 @@ print(json.dumps({{"times": times}}))
 """
 
 
+def with_serving(path: str, serving: str) -> str:
+    """A copy of the spec at ``path`` (in a temporary folder) whose ``serving`` axis is
+    ``[serving]``; its path."""
+    text = Path(path).read_text()
+    line = f'serving = ["{serving}"]'
+    new, n = re.subn(r'^serving\s*=.*$', line, text, count=1, flags=re.M)
+    if n == 0:
+        new = text.replace("[grid]\n", f"[grid]\n{line}\n", 1)
+    out = Path(tempfile.mkdtemp()) / Path(path).name
+    out.write_text(new)
+    return str(out)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--spec", default=str(HERE / "sweep_10m.toml"))
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--e2e-repeats", type=int, default=3)
+    p.add_argument("--serving", choices=("static", "continuous"), default=None,
+                   help="replace the spec's serving axis (the bundled specs pin static)")
     args = p.parse_args()
+    if args.serving:
+        args.spec = with_serving(args.spec, args.serving)
 
     import numba
     import numpy as np
