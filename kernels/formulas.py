@@ -154,7 +154,10 @@ def _binomial_max(n, p, groups):
     while a < n:
         cdf += pmf                    # F(a)
         tail = 1.0 - min(cdf, 1.0) ** groups
-        if tail < 1e-12 and a > mu:
+        # past the mean, stop once the tail is negligible, or once the pmf is: the summed
+        # CDF can settle a few 1e-13 below 1 (rounding), and what it then adds per count is
+        # rounding, not probability (it ran to a = n, thousands of counts, for large n)
+        if a > mu and (tail < 1e-12 or pmf * groups < 1e-15):
             break
         total += tail                 # P(max >= a + 1)
         pmf *= (n - a) / (a + 1.0) * p / (1.0 - p)
