@@ -1,4 +1,5 @@
-"""Refit the bundled efficiency curves of h100_sxm, h200 and b200 from configs/kernels/.
+"""Refit the bundled efficiency curves of h100_sxm, h200, b200, mi300x and mi325x from
+configs/kernels/.
 
     python benchmarks/fit_efficiency_curves.py [--write]
 
@@ -20,6 +21,12 @@ curves"):
   Blackwell B200-class die at GB200 power) and copied: GEMM and MLA attention. No
   collective curve: the only GB200 collective rows are NCCL ring without CUDA graphs,
   which engines do not use for decode.
+- mi300x: gemm_compute only, fitted to the hipBLASLt FP8 rows (large FP8 GEMMs reach
+  ~45 % of the 2,615 TFLOPS peak there); no memory, attention or collective curve (the
+  MI300X collective rows are RCCL, not the engines' custom all-reduce; no public MI300X
+  decode-attention timings of the engines' kernels over a range of contexts).
+- mi325x: MI300X's gemm_compute (an assumption: the same CDNA 3 compute dies and peak
+  rates; MI325X has HBM3E).
 """
 from __future__ import annotations
 
@@ -100,6 +107,7 @@ def main(argv) -> int:
     h200 = fit("h200", gemm_rows(["h200"]))
     gb200 = fit("gb200_nvl72", pd.concat([gemm_rows(["gb200_nvl72"]),
                                           attention_rows(["gb200_nvl72"])]))
+    mi300x = fit("mi300x", gemm_rows(["mi300x"]))
     h200_curves = {k: v for k, v in h100.curves.items() if k != "gemm_compute"}
     h200_curves["gemm_compute"] = h200.curves["gemm_compute"]
     h200_rows = {**h100.rows, "gemm_compute": h200.rows["gemm_compute"]}
@@ -111,6 +119,11 @@ def main(argv) -> int:
                  "cuBLASLt rows of configs/kernels, the other curves H100's (same GH100 die)"),
         "b200": (gb200, "fitted by benchmarks/fit_efficiency_curves.py to the GB200 rows of "
                  "configs/kernels (B200-class die), against the gb200_nvl72 preset's peaks"),
+        "mi300x": (mi300x, "fitted by benchmarks/fit_efficiency_curves.py to the MI300X "
+                   "hipBLASLt FP8 rows of configs/kernels (Azure ND MI300X v5)"),
+        "mi325x": (mi300x, "benchmarks/fit_efficiency_curves.py: MI300X's gemm_compute, "
+                   "fitted to its hipBLASLt FP8 rows (the same CDNA 3 compute: 304 CUs, "
+                   "the same peak rates; MI325X differs in HBM3E)"),
     }
     if "--write" in argv:
         for preset, (result, note) in plans.items():
