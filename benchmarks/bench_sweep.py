@@ -12,10 +12,12 @@ time from a warm cache. Timings are medians; the machine is shared, so expect no
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -93,7 +95,9 @@ def with_serving(path: str, serving: str) -> str:
     new, n = re.subn(r'^serving\s*=.*$', line, text, count=1, flags=re.M)
     if n == 0:
         new = text.replace("[grid]\n", f"[grid]\n{line}\n", 1)
-    out = Path(tempfile.mkdtemp()) / Path(path).name
+    folder = tempfile.mkdtemp()
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    out = Path(folder) / Path(path).name
     out.write_text(new)
     return str(out)
 
