@@ -446,7 +446,8 @@ def cmd_validate(args) -> int:
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None:
         check_out_dir(out_dir, args.overwrite)
-    rows, card = validate(load_measured(path), source=str(path), base_dir=path.parent)
+    rows, card = validate(load_measured(path), source=str(path), base_dir=path.parent,
+                          protocol=not args.steady_state)
     if not args.json:
         print(format_scorecard(card))
     if out_dir is not None:
@@ -677,6 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--overwrite", action="store_true", help="replace the validation.parquet of an earlier run in --out")
     val.add_argument("--json", action="store_true", help="print the scorecard and the "
                      "row-level comparison as one JSON object instead of the text table")
+    val.add_argument("--steady-state", action="store_true", help="compare every row with "
+                     "the closed-form steady state, also rows that give their benchmark "
+                     "run (num_prompts), which are otherwise simulated (about a second each)")
     val.set_defaults(func=cmd_validate)
 
     ini = sub.add_parser("init", help="write a commented starter sweep spec with every key")

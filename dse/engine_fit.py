@@ -8,7 +8,9 @@ continuous-serving rows of a measured table (``dse.validate``'s format) that nam
 engine, and minimizes the squared relative errors of the predicted TTFT and TPOT over the
 two overheads (Gauss-Newton with finite-difference slopes, both kept >= 0), starting from
 the preset's values. Everything else (hardware, model, the engine's batching defaults) is
-as the presets say: the fit absorbs only what is fixed per request and per iteration.
+as the presets say: the fit absorbs only what is fixed per request and per iteration. The
+predictions are the steady state's, also for rows that state their benchmark run
+(``num_prompts``): the fit then also absorbs the run's bursts into the overheads.
 """
 from __future__ import annotations
 
@@ -56,7 +58,9 @@ def _errors(rows: pd.DataFrame, engine: Engine, values, folder: Path, source, ba
     path = folder / f"{engine.name}.toml"
     path.write_text(text)
     trial = rows.assign(engine=str(path))
-    pred, _ = validate(trial, source, base_dir)
+    # the closed form's steady state (a benchmark run's simulation, seconds per row, would
+    # make the fit's dozen evaluations minutes each)
+    pred, _ = validate(trial, source, base_dir, protocol=False)
     errs = [(pred[f"predicted_{m}_s"] / pred[f"measured_{m}_s"] - 1.0).to_numpy(np.float64)
             for m in ("ttft", "tpot")]
     return np.concatenate([e[~np.isnan(e)] for e in errs]), pred

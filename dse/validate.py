@@ -44,18 +44,25 @@ MEASURED_COLUMNS = ("measured_ttft_s", "measured_tpot_s")
 REQUIRED = ("hardware", "model", "weight_dtype", "batch", "input_tokens", "output_tokens",
             "tp", "source")
 DEFAULTS = {"act_dtype": SAME, "kv_dtype": SAME, "pp": 1, "ep": 1, "attention_dp": 1, "cp": 1,
-            "max_batched_tokens": 0, "admission_interval": 0,
+            "max_batched_tokens": 0, "admission_interval": 0, "num_prompts": 0,
+            "length_ratio": 1.0,
             "serving": AXIS["serving"].default[0], "engine": AXIS["engine"].default[0],
             "quant": AXIS["quant"].default[0]}
 # free text carried through to the output unchanged
 TEXT_COLUMNS = ("notes",)
+# the benchmark run's protocol (continuous rows): prompts in the run (all clients start
+# together; empty or 0: the steady state) and the random dataset's length range ratio
+PROTOCOL_COLUMNS = ("num_prompts", "length_ratio")
+MAX_PROMPTS = 1_000_000  # a run of more prompts is simulated no differently (and slowly)
 INPUT_COLUMNS = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "batch",
                  "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp", "cp",
                  *MEASURED_COLUMNS,
-                 *SERVING_COLUMNS, "max_batched_tokens", "admission_interval", "source")
+                 *SERVING_COLUMNS, "max_batched_tokens", "admission_interval",
+                 *PROTOCOL_COLUMNS, "source")
 VALID_COLUMNS = (*INPUT_COLUMNS, *TEXT_COLUMNS)
 PREDICTED_COLUMNS = ("predicted_ttft_s", "predicted_tpot_s", "ttft_error_pct",
-                     "tpot_error_pct", "feasible", "infeasible_reason")
+                     "tpot_error_pct", "feasible", "infeasible_reason", "steady_ttft_s",
+                     "steady_tpot_s")
 
 # validation.parquet's own columns: name -> (unit, description) (the others are axes and
 # metrics of the results table); the last group: rows of disaggregated deployments
@@ -64,8 +71,17 @@ COLUMN_DOCS = {
     "measured_tpot_s": ("s", "measured time per output token (null: not measured)"),
     "source": ("", "where the measurement comes from (citation)"),
     "notes": ("", "free text from the measured table"),
-    "predicted_ttft_s": ("s", "dse's time to first token of the row's configuration"),
-    "predicted_tpot_s": ("s", "dse's time per output token of the row's configuration"),
+    "predicted_ttft_s": ("s", "dse's time to first token of the row's configuration: "
+                         "its benchmark run's mean where the row gives num_prompts, else "
+                         "the steady state"),
+    "predicted_tpot_s": ("s", "dse's time per output token of the row's configuration (as "
+                         "predicted_ttft_s)"),
+    "steady_ttft_s": ("s", "dse's steady-state (closed-form) time to first token"),
+    "steady_tpot_s": ("s", "dse's steady-state (closed-form) time per output token"),
+    "num_prompts": ("count", "prompts of the measured benchmark run, its clients starting "
+                    "together (0: the steady state is compared)"),
+    "length_ratio": ("", "the run's random lengths: uniform in [length_ratio x L, L], the "
+                     "row's input/output tokens being their means (1: fixed lengths)"),
     "ttft_error_pct": ("%", "100 * (predicted - measured) / measured TTFT; null where not "
                        "measured"),
     "tpot_error_pct": ("%", "100 * (predicted - measured) / measured TPOT; null where not "
@@ -152,6 +168,44 @@ def _seconds(value, source, row, col) -> float:
             or not math.isfinite(value) or value <= 0:
         _fail(source, row, col, value, "must be a positive number of seconds or empty")
     return float(value)
+
+
+def _prompts(value, source, row) -> int:
+    """``num_prompts``: 0 (empty: the steady state) or the prompts of the benchmark run, at
+    least one per client (checked with the batch later: here 1 .. MAX_PROMPTS)."""
+    value = _as_text(value)
+    if _missing(value):
+        return 0
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if (isinstance(number, bool) or not isinstance(number, numbers.Real)
+            or not math.isfinite(number) or number != int(number)
+            or not 0 <= number <= MAX_PROMPTS):
+        _fail(source, row, "num_prompts", value, f"must be a whole number of prompts, 0 (or "
+              f"empty: the steady state) up to {MAX_PROMPTS:,}")
+    return int(number)
+
+
+def _ratio(value, source, row) -> float:
+    """``length_ratio``: in (0, 1]; empty: 1 (fixed lengths)."""
+    value = _as_text(value)
+    if _missing(value):
+        return 1.0
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if (isinstance(number, bool) or not isinstance(number, numbers.Real)
+            or not math.isfinite(number) or not 0 < number <= 1):
+        _fail(source, row, "length_ratio", value, "must be a number in (0, 1]: lengths "
+              "uniform in [length_ratio x L, L] (1 or empty: fixed lengths)")
+    return float(number)
 
 
 def _text(value, source, row, col, what) -> str:
@@ -243,6 +297,8 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
                               "empty; give at least one measured time [s]")
         for col, m in zip(MEASURED_COLUMNS, measured):
             out[col].append(m)
+        out["num_prompts"].append(_prompts(rec["num_prompts"], source, row))
+        out["length_ratio"].append(_ratio(rec["length_ratio"], source, row))
         serving = _as_text(rec["serving"])
         serving = DEFAULTS["serving"] if _missing(serving) else serving
         serving = serving.strip() if isinstance(serving, str) else serving
@@ -267,6 +323,8 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
         result[col] = result[col].astype(np.int64)
     for col in MEASURED_COLUMNS:
         result[col] = result[col].astype(np.float64)
+    result["num_prompts"] = result["num_prompts"].astype(np.int64)
+    result["length_ratio"] = result["length_ratio"].astype(np.float64)
     for col in TEXT_COLUMNS:
         if col in df.columns:
             result[col] = ["" if _missing(v) else str(_as_text(v)) for v in df[col]]
@@ -316,6 +374,38 @@ def _evaluate_group(hw: str, model: str, rows: pd.DataFrame, base_dir,
             _pick(der["reason"], points).astype(np.int64))
 
 
+PROTOCOL_AXES = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp",
+                 "pp", "ep", "attention_dp", "cp", "engine", "max_batched_tokens",
+                 "admission_interval", "batch", "input_tokens", "output_tokens")
+
+
+def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, float] | None:
+    """Mean (TTFT, TPOT) [s] of a continuous row's benchmark run, or None where not one
+    request fits in memory: ``num_prompts`` prompts from ``batch`` clients that all start
+    together on an idle server, each request's lengths uniform in [r L, L] (r =
+    ``length_ratio``, L such that the row's input/output tokens are the means: L = 2 mean /
+    (1 + r)), the mean over the first ``num_prompts`` requests to finish. The reference
+    simulator (``dse.kernels.simulate``) steps the row's own per-iteration physics
+    (:func:`dse.simulation.point`), admission, chunked prefill and decode included."""
+    from .kernels.simulate import simulate
+    from .simulation import point
+    grid = {c: (row[c].item() if isinstance(row[c], np.generic) else row[c])
+            for c in PROTOCOL_AXES}
+    _, iteration_time, engine, slots = point(base_dir=base_dir, source=source, **grid)
+    if slots < 1:
+        return None
+    r = float(row["length_ratio"])
+    longest = [max(int(round(2.0 * grid[c] / (1.0 + r))), 1)
+               for c in ("input_tokens", "output_tokens")]
+    sim = simulate(iteration_time, grid["batch"], *longest,
+                   grid["max_batched_tokens"] or engine.max_batched_tokens,
+                   engine.chunked_prefill, engine.mixed_prefill, engine.max_running_requests,
+                   int(slots), engine.request_overhead_s, engine.iteration_overhead_s,
+                   n_requests=int(row["num_prompts"]), warmup=0, seed=1, length_ratio=r,
+                   admission_interval=grid["admission_interval"] or engine.admission_interval)
+    return sim["ttft_s"], sim["tpot_s"]
+
+
 def _error_pct(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return 100.0 * (predicted - measured) / measured
@@ -362,7 +452,8 @@ def make_scorecard(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def validate(table: pd.DataFrame, source: str = "<table>",
-             base_dir: Path | str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+             base_dir: Path | str | None = None,
+             protocol: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predict every measured configuration and score the predictions.
 
     Parameters
@@ -375,18 +466,27 @@ def validate(table: pd.DataFrame, source: str = "<table>",
         ``measured_tpot_s`` [s] (either may be empty, not both), ``source`` (citation),
         optional ``serving`` (static | continuous, default continuous), ``engine`` (preset,
         default vllm), ``quant`` (precision recipe, default uniform) and
-        ``max_batched_tokens`` and ``admission_interval`` (default 0: the engine's), optional free-text ``notes``. A table with ``prefill_tp`` describes disaggregated
-        deployments instead (:mod:`dse.validate_disaggregated`).
+        ``max_batched_tokens`` and ``admission_interval`` (default 0: the engine's),
+        optional ``num_prompts`` and ``length_ratio`` (the benchmark run's protocol,
+        :func:`protocol_run`; default 0 and 1: the steady state), optional free-text
+        ``notes``. A table with ``prefill_tp`` describes disaggregated deployments instead
+        (:mod:`dse.validate_disaggregated`).
     source : str
         Name of the table (its file) used in error messages.
     base_dir : path, optional
         Folder against which relative preset paths are resolved first (then the working
         directory), e.g. the CSV's folder.
+    protocol : bool
+        Price the benchmark run of continuous rows that give ``num_prompts`` with the
+        reference simulator (:func:`protocol_run`, about a second per row); False: every
+        prediction is the steady state (closed form).
 
     Returns
     -------
     rows : pandas.DataFrame
-        The normalized input columns plus ``predicted_ttft_s``, ``predicted_tpot_s`` [s],
+        The normalized input columns plus ``predicted_ttft_s``, ``predicted_tpot_s`` [s]
+        (the benchmark run's where the row gives one, else the steady state's; the steady
+        state's always in ``steady_ttft_s`` and ``steady_tpot_s``),
         ``ttft_error_pct``, ``tpot_error_pct`` (100 * (predicted - measured) / measured, NaN
         where not measured), ``feasible`` and ``infeasible_reason`` (the engine's verdict;
         infeasible rows keep their finite predictions and count in the scorecard).
@@ -415,12 +515,23 @@ def validate(table: pd.DataFrame, source: str = "<table>",
     if not (np.isfinite(ttft).all() and np.isfinite(tpot).all()):
         # the engine never returns NaN or inf for a valid configuration; this is a bug
         raise RuntimeError("validate: the engine returned a non-finite prediction")
+    steady_ttft, steady_tpot = ttft.copy(), tpot.copy()
+    if protocol:
+        runs = (rows["num_prompts"] > 0) & (rows["serving"] == "continuous")
+        for i in np.flatnonzero(runs.to_numpy() & feasible):
+            run = protocol_run(rows.iloc[i], base, source)
+            if run is not None:
+                ttft[i] = run[0]
+                # one output token: the run has no TPOT; keep the closed form's
+                tpot[i] = run[1] if math.isfinite(run[1]) else tpot[i]
     rows["predicted_ttft_s"] = ttft
     rows["predicted_tpot_s"] = tpot
     rows["ttft_error_pct"] = _error_pct(ttft, rows["measured_ttft_s"].to_numpy(np.float64))
     rows["tpot_error_pct"] = _error_pct(tpot, rows["measured_tpot_s"].to_numpy(np.float64))
     rows["feasible"] = feasible
     rows["infeasible_reason"] = [REASONS[int(r)] or None for r in reason]
+    rows["steady_ttft_s"] = steady_ttft
+    rows["steady_tpot_s"] = steady_tpot
     # the precisions the predictions used: "same" resolved (kv -> act -> weight), as in
     # the results table
     for col, before in (("act_dtype", "weight_dtype"), ("kv_dtype", "act_dtype")):

@@ -13,7 +13,7 @@ API::
              request_overhead_s=0.0, iteration_overhead_s=0.0,
              n_requests=None, warmup=None, seed=None, stagger=False,
              cached_tokens=0, tokens_per_step=1.0, admission_interval=1,
-             jitter_s=0.0) -> dict
+             jitter_s=0.0, length_ratio=1.0) -> dict
 
 ``iteration_time(decode_contexts, prefill_chunks, sampled)`` returns the forward time in
 seconds of one engine iteration (finite, >= 0):
@@ -34,7 +34,11 @@ Semantics
 ---------
 Closed loop. ``batch`` clients each always have exactly one request outstanding. All
 submit at t = 0; every request has ``input_tokens`` prompt and ``output_tokens`` output
-tokens. The engine sees a request at its submission (or at its next receive, below).
+tokens, or, with ``length_ratio`` r < 1, lengths drawn per request (seeded by ``seed``)
+uniformly among the integers [max(floor(r L), 1), L] for L = ``input_tokens`` and L =
+``output_tokens`` alike, as benchmark clients' random datasets do (SGLang's and vLLM's
+``bench_serving --random-range-ratio r``); ``decode_contexts`` then count each request's own
+prompt, and ``tpot_s`` is the mean over requests of more than one output token. The engine sees a request at its submission (or at its next receive, below).
 ``request_overhead_s`` models work outside the engine (HTTP, tokenization,
 detokenization): it is added to every request's
 measured TTFT and end-to-end latency, and a client submits its next request
@@ -94,7 +98,8 @@ requests finishing in (T0, T1], time averages over [T0, T1], iteration statistic
 the iterations inside it. Returned keys:
 
 - ``ttft_s``: mean of first-token time - submission + ``request_overhead_s``.
-- ``tpot_s``: mean of (finish - first token) / (output_tokens - 1); NaN if output_tokens == 1.
+- ``tpot_s``: mean of (finish - first token) / (its output tokens - 1) over the requests of
+  more than one output token; NaN if there are none.
 - ``e2e_s``: mean of finish - submission + ``request_overhead_s``.
 - ``requests_per_s``: finished requests / (T1 - T0).
 - ``running_requests``, ``waiting_requests``: time-averaged running-set size and queue
@@ -180,11 +185,15 @@ class _Engine:
     record (submit, admit, first token, finish time) per request."""
 
     def __init__(self, capacity, input_tokens, output_tokens, request_overhead_s,
-                 cached_tokens=0, tokens_per_step=1.0, jitter_s=0.0, rng=None):
+                 cached_tokens=0, tokens_per_step=1.0, jitter_s=0.0, rng=None,
+                 length_ratio=1.0):
         self.jitter_s = jitter_s
         self.rng = rng
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
+        self.length_ratio = length_ratio
+        self.lengths = []  # (prompt, output) tokens per request
+        self.slot_input = np.full(capacity, input_tokens, np.int64)  # the slot's prompt
         self.request_overhead_s = request_overhead_s
         self.cached_tokens = cached_tokens
         self.tokens_per_step = tokens_per_step
@@ -204,10 +213,19 @@ class _Engine:
         request = len(self.times["submit"])
         for key, values in self.times.items():
             values.append(t if key == "submit" else math.inf)
+        self.lengths.append((self._length(self.input_tokens), self._length(self.output_tokens)))
         if self.pending and t < self.pending[-1][0]:  # think time can reorder clients
             bisect.insort(self.pending, (t, request))
         else:
             self.pending.append((t, request))
+
+    def _length(self, longest):
+        """A request's length: ``longest``, or with ``length_ratio`` r < 1 an integer drawn
+        uniformly from [max(floor(r * longest), 1), longest] (a benchmark client's random
+        dataset)."""
+        if self.length_ratio >= 1.0:
+            return longest
+        return int(self.rng.integers(max(int(self.length_ratio * longest), 1), longest + 1))
 
     def admit(self, t, receive=True):
         """Queue the submissions due by ``t`` (when the scheduler ``receive``s), then admit
@@ -218,8 +236,10 @@ class _Engine:
             request, slot = self.waiting.popleft(), self.free.pop()
             self.slot_request[slot] = request
             self.times["admit"][request] = t
+            prompt, output = self.lengths[request]
+            self.slot_input[slot] = prompt
             self.target[slot] = (self.first_lengths.popleft() if self.first_lengths
-                                 else self.output_tokens)
+                                 else output)
             self.prefilling.append([slot, self.cached_tokens])
 
     def idle(self):
@@ -236,7 +256,7 @@ class _Engine:
         budget = math.inf if max_batched_tokens == 0 else max_batched_tokens
         if mixed:
             budget -= len(decode_slots)
-        remaining = [self.input_tokens - done for _, done in self.prefilling]
+        remaining = [self.slot_input[slot] - done for slot, done in self.prefilling]
         return decode_slots, _plan_prefill(remaining, budget, chunked)
 
     def advance(self, t_end, decode_slots, prefill):
@@ -245,12 +265,12 @@ class _Engine:
         self.emitted[decode_slots] += self.tokens_per_step
         for entry, n in zip(self.prefilling, prefill):
             entry[1] += n
-            if entry[1] == self.input_tokens:
-                slot = entry[0]
+            slot = entry[0]
+            if entry[1] == self.slot_input[slot]:
                 self.emitted[slot] = 1
                 self.decoding[slot] = True  # (a one-token request finishes at once below)
                 self.times["first"][self.slot_request[slot]] = t_end
-        self.prefilling = [e for e in self.prefilling if e[1] < self.input_tokens]
+        self.prefilling = [e for e in self.prefilling if e[1] < self.slot_input[e[0]]]
         done = np.flatnonzero(self.decoding & (self.emitted >= self.target))
         for request, slot in sorted(zip(self.slot_request[done].tolist(), done.tolist())):
             self.times["finish"][request] = t_end
@@ -261,11 +281,14 @@ class _Engine:
         return len(done)
 
     def records(self):
-        """Per-request times as float arrays (inf: not reached yet)."""
-        return {key: np.asarray(values, float) for key, values in self.times.items()}
+        """Per-request times as float arrays (inf: not reached yet) and the output tokens
+        each request emits (``output``)."""
+        out = {key: np.asarray(values, float) for key, values in self.times.items()}
+        out["output"] = np.array([o for _, o in self.lengths], float)
+        return out
 
 
-def _window_metrics(rec, t0, t1, stats, output_tokens, request_overhead_s):
+def _window_metrics(rec, t0, t1, stats, request_overhead_s):
     """Means over the requests finishing in (t0, t1] and time averages over [t0, t1]."""
     span = t1 - t0
 
@@ -273,9 +296,11 @@ def _window_metrics(rec, t0, t1, stats, output_tokens, request_overhead_s):
         return float(np.sum(np.clip(np.minimum(end, t1) - np.maximum(start, t0), 0, None)))
 
     done = (rec["finish"] > t0) & (rec["finish"] <= t1)
-    submit, admit, first, finish = (rec[k][done] for k in ("submit", "admit", "first", "finish"))
+    submit, admit, first, finish, output = (rec[k][done] for k in (
+        "submit", "admit", "first", "finish", "output"))
     finished = rec["finish"][np.isfinite(rec["finish"])]
-    tpot = (np.mean((finish - first) / (output_tokens - 1)) if output_tokens > 1
+    several = output > 1  # a one-token request has no time per output token
+    tpot = (np.mean((finish - first)[several] / (output[several] - 1)) if several.any()
             else math.nan)
     iterations = max(stats["iterations"], 1)
     return {
@@ -298,7 +323,7 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
              chunked=True, mixed=True, max_running=0, kv_slots=0,
              request_overhead_s=0.0, iteration_overhead_s=0.0,
              n_requests=None, warmup=None, seed=None, stagger=False, cached_tokens=0,
-             tokens_per_step=1.0, admission_interval=1, jitter_s=0.0):
+             tokens_per_step=1.0, admission_interval=1, jitter_s=0.0, length_ratio=1.0):
     """Steady-state metrics of a closed-loop continuous-batching engine; see the module
     docstring for the exact semantics and the returned keys."""
     if not callable(iteration_time):
@@ -323,8 +348,15 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
         raise ValueError(f"tokens_per_step must be a number >= 1, got {tokens_per_step!r}")
 
     jitter_s = _seconds("jitter_s", jitter_s)
+    length_ratio = float(length_ratio)
+    if not 0.0 < length_ratio <= 1.0:
+        raise ValueError(f"length_ratio must be in (0, 1], got {length_ratio!r}")
+    if cached_tokens >= max(int(length_ratio * input_tokens), 1):
+        raise ValueError(f"cached_tokens must be below the shortest prompt "
+                         f"({max(int(length_ratio * input_tokens), 1)}), got {cached_tokens}")
     engine = _Engine(min(limits), input_tokens, output_tokens, request_overhead_s,
-                     cached_tokens, tokens_per_step, jitter_s, np.random.default_rng(seed))
+                     cached_tokens, tokens_per_step, jitter_s, np.random.default_rng(seed),
+                     length_ratio)
     if stagger:  # first requests end at evenly spread times: clients out of step
         engine.first_lengths.extend(max(1, math.ceil(output_tokens * (i + 1) / batch))
                                     for i in range(batch))
@@ -345,8 +377,10 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
             continue
         decode_slots, prefill = engine.compose(bool(mixed), max_batched_tokens, bool(chunked))
         chunks = [(done, n) for (_, done), n in zip(engine.prefilling, prefill)]
-        sampled = len(decode_slots) + sum(done + n == input_tokens for done, n in chunks)
-        forward = iteration_time(engine.input_tokens + engine.emitted[decode_slots],
+        sampled = len(decode_slots) + sum(
+            done + n == engine.slot_input[slot]
+            for (slot, _), (done, n) in zip(engine.prefilling, chunks))
+        forward = iteration_time(engine.slot_input[decode_slots] + engine.emitted[decode_slots],
                                  chunks, sampled)
         dt = _seconds("iteration_time(...)", forward) + iteration_overhead_s
         if dt <= 0:
@@ -370,4 +404,4 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
             measured += n_done
             if measured >= n_requests:
                 break
-    return _window_metrics(engine.records(), t0, t, stats, output_tokens, request_overhead_s)
+    return _window_metrics(engine.records(), t0, t, stats, request_overhead_s)

@@ -2,7 +2,7 @@
 ``python tests/des_agreement.py SEED``); prints the cases outside 10 % TTFT / 5 % TPOT."""
 import sys, random, time
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from serving_physics import point
+from dse.simulation import point
 from dse.kernels.simulate import simulate
 rng = random.Random(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
 bad = 0

@@ -11,12 +11,12 @@ import dse
 from dse.cli import main
 from dse.kernels.simulate import simulate
 
-from serving_physics import point
+from dse.simulation import point
 
 # (grid, regime): cases spanning the engines' scheduling modes (mixed chunked, separate
 # prefill iterations, whole prompts), idle and busy engines, KV-limited admission and a
 # prefill-saturated budget. The simulator steps the same per-iteration physics
-# (tests/serving_physics.py), so the comparison checks the steady state alone.
+# (dse/simulation.py), so the comparison checks the steady state alone.
 CASES = [
     dict(batch=1, input_tokens=1024, output_tokens=256, engine="vllm"),
     dict(batch=8, input_tokens=1024, output_tokens=256, engine="vllm"),

@@ -269,7 +269,7 @@ beams = [1]
 
 
 # (grid, regime): prefix caching and MTP speculative decoding against the discrete-event
-# simulator stepping the same per-iteration physics (tests/serving_physics.py): the
+# simulator stepping the same per-iteration physics (dse/simulation.py): the
 # simulator starts each prefill at the cached prefix and advances a decoding request by
 # the expected tokens per step
 DES_CASES = [
@@ -290,7 +290,7 @@ DES_CASES = [
 @pytest.mark.parametrize("grid", DES_CASES, ids=lambda g: "-".join(str(v) for v in g.values()))
 def test_closed_form_matches_simulator_with_prefix_and_speculation(grid):
     from dse.kernels.simulate import simulate
-    from serving_physics import point
+    from dse.simulation import point
     summary, iteration_time, engine, slots = point(**grid)
     budget = grid.get("max_batched_tokens") or engine.max_batched_tokens
     cached = prompt_split(float(grid["input_tokens"]), grid.get("prefix_cached_fraction", 0.0))[1]

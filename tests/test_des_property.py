@@ -4,9 +4,9 @@ item 5): TTFT within 10 % and TPOT within 5 %.
 
 The simulator runs as ``tests/des_agreement.py`` runs it (the engine preset's scheduler
 and overheads, the KV slots of the memory model, ``stagger=True``) over the same
-per-iteration physics (``tests/serving_physics.py``), so the comparison checks the
+per-iteration physics (``dse/simulation.py``), so the comparison checks the
 scheduling steady state alone. Drawn: engine (vllm, sglang, trtllm, roofline), model
-(dense and MoE; not sliding-window ones, whose attention ``tests/serving_physics.py``
+(dense and MoE; not sliding-window ones, whose attention ``dse/simulation.py``
 prices unwindowed), hardware, tp, batch 1-160, input 16-8192 tokens, output 64-512
 tokens, token budget (engine default, 256, 512, 2048).
 
@@ -60,7 +60,7 @@ from hypothesis import strategies as st
 import dse
 from dse.kernels.simulate import simulate
 
-from serving_physics import point
+from dse.simulation import point
 
 ENGINES = ("vllm", "sglang", "trtllm", "roofline")
 MODELS = ("llama3_8b", "qwen3_8b", "qwen3_30b_a3b")

@@ -238,3 +238,30 @@ def test_deterministic():
     args = (linear_engine, 5, 300, 20, 128)
     assert simulate(*args, seed=1) == simulate(*args, seed=2)
     assert np.isfinite(list(simulate(*args).values())).all()
+
+
+def test_random_lengths_like_a_benchmark_client():
+    # length_ratio 0.8: each request's prompt and output drawn from [0.8 L, L], as
+    # bench_serving --random-range-ratio 0.8 does; one client, constant iterations, so each
+    # request takes 1 prefill + (its output - 1) decode iterations and TPOT stays TAU
+    rec = Recorder()
+    r = simulate(rec, 1, 100, 50, 4096, n_requests=400, warmup=0, seed=7, length_ratio=0.8)
+    prompts = [n for _, chunks, _ in rec.calls for _, n in chunks]
+    assert min(prompts) >= 80 and max(prompts) <= 100 and len(set(prompts)) > 10
+    assert abs(np.mean(prompts) - 90) < 1.5  # uniform over the 21 integers 80..100
+    assert close(r["tpot_s"], TAU)
+    # the mean request: 1 + (mean output - 1) iterations, mean output ~ 45 (40..50)
+    assert r["e2e_s"] == pytest.approx(45 * TAU, rel=0.03)
+    # a decode step attends its own prompt plus the outputs so far (not the nominal 100)
+    contexts = [c for ctx, _, _ in rec.calls for c in ctx]
+    assert min(contexts) >= 81 and max(contexts) <= 149
+    # reproducible with the seed; ratio 1 is the fixed-length simulation exactly
+    again = simulate(constant, 1, 100, 50, 4096, n_requests=400, warmup=0, seed=7,
+                     length_ratio=0.8)
+    assert again == r
+    assert simulate(constant, 4, 100, 50, 64, length_ratio=1.0) == simulate(
+        constant, 4, 100, 50, 64)
+    with pytest.raises(ValueError, match="length_ratio"):
+        simulate(constant, 1, 100, 50, 64, length_ratio=0.0)
+    with pytest.raises(ValueError, match="shortest prompt"):
+        simulate(constant, 1, 100, 50, 64, cached_tokens=85, length_ratio=0.8)

@@ -1,5 +1,6 @@
 """`dse.validate`: predictions against measured serving results, input checks, output file."""
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -346,3 +347,62 @@ def test_validate_cli_parquet_with_odd_types_is_one_line(tmp_path, monkeypatch, 
     table.to_parquet("m.parquet")
     msg = _cli_error(capsys, tmp_path, "validate", "m.parquet", "--out", "o")
     assert f"m.parquet: row 2: {col} = " in msg
+
+
+# ------------------------------------------------------------------ benchmark protocol
+def _run_row(**extra):
+    """A continuous TensorRT-LLM row whose token budget holds one prompt per iteration."""
+    return {"hardware": "h100_sxm", "model": "llama3_8b", "weight_dtype": "fp8",
+            "batch": 16, "input_tokens": 900, "output_tokens": 90, "tp": 1,
+            "engine": "trtllm", "max_batched_tokens": 1024, "measured_ttft_s": 0.5,
+            "measured_tpot_s": 0.01, "source": "made up", **extra}
+
+
+def test_validate_prices_a_benchmark_run_where_the_row_gives_one():
+    # 16 clients start together and the budget takes one prompt per iteration: the run's
+    # first wave queues behind 15 prefills, which the steady state never sees
+    rows, _ = validate(pd.DataFrame([_run_row(), _run_row(num_prompts=160,
+                                                          length_ratio=0.8)]))
+    steady, run = rows.iloc[0], rows.iloc[1]
+    assert steady["num_prompts"] == 0 and steady["length_ratio"] == 1.0
+    assert steady["predicted_ttft_s"] == steady["steady_ttft_s"]
+    assert run["steady_ttft_s"] == pytest.approx(steady["steady_ttft_s"], rel=1e-12)
+    assert run["predicted_ttft_s"] > 1.5 * run["steady_ttft_s"]
+    # decode is the same physics: the run's TPOT stays near the steady state's
+    assert run["predicted_tpot_s"] == pytest.approx(run["steady_tpot_s"], rel=0.15)
+    assert run["ttft_error_pct"] == pytest.approx(
+        100 * (run["predicted_ttft_s"] / 0.5 - 1), rel=1e-12)
+    # the steady-state switch compares every row with the closed form
+    flat, _ = validate(pd.DataFrame([_run_row(num_prompts=160, length_ratio=0.8)]),
+                       protocol=False)
+    assert flat.loc[0, "predicted_ttft_s"] == flat.loc[0, "steady_ttft_s"]
+
+
+def test_protocol_run_of_one_client_is_the_steady_state():
+    # one client never queues: its run's mean TTFT is the idle engine's
+    from dse.validate import check_table, protocol_run
+    rows = check_table(pd.DataFrame([_run_row(batch=1, num_prompts=20)]))
+    ttft, tpot = protocol_run(rows.iloc[0])
+    full, _ = validate(pd.DataFrame([_run_row(batch=1)]))
+    assert ttft == pytest.approx(full.loc[0, "steady_ttft_s"], rel=0.05)
+    assert tpot == pytest.approx(full.loc[0, "steady_tpot_s"], rel=0.05)
+
+
+@pytest.mark.parametrize("col, bad, say", [
+    ("num_prompts", -1, "whole number of prompts"), ("num_prompts", 2.5, "whole number"),
+    ("num_prompts", "many", "whole number"), ("length_ratio", 0, "in (0, 1]"),
+    ("length_ratio", 1.5, "in (0, 1]"), ("length_ratio", "x", "in (0, 1]")])
+def test_validate_bad_protocol_values(col, bad, say):
+    with pytest.raises(ConfigError, match=rf"t.csv: row 2: {col} = .*{re.escape(say)}"):
+        validate(pd.DataFrame([_run_row(**{col: bad})]), source="t.csv")
+
+
+def test_cli_validate_steady_state_flag(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame([_run_row(num_prompts=160, length_ratio=0.8)]).to_csv("m.csv", index=False)
+    from dse.cli import main
+    assert main(["validate", "m.csv", "--out", "v", "--steady-state"]) == 0
+    rows = pd.read_parquet("v/validation.parquet")
+    assert rows.loc[0, "predicted_ttft_s"] == rows.loc[0, "steady_ttft_s"]
+    assert rows.loc[0, "num_prompts"] == 160
+    capsys.readouterr()

@@ -1,20 +1,28 @@
-"""The continuous-serving model's per-iteration physics as a Python callable for the
+"""One continuous-serving point's per-iteration physics as a Python callable for the
 discrete-event simulator (``dse.kernels.simulate``): the same op costs the kernel's closed
 form uses (``kernels/serving.iteration_seconds``), applied to the exact composition of one
-simulated iteration. The tests then compare only the scheduling steady state."""
+simulated iteration. The tests compare the closed form's steady state with the simulator
+stepping this physics; ``dse validate`` prices a measured benchmark's own run (a finite
+run whose clients start together, :func:`dse.validate.protocol_run`) with it.
+
+    summary, iteration_time, engine, slots = point(hardware="h100_sxm", model=..., ...)
+    simulate(iteration_time, batch, input_tokens, output_tokens, budget, ...)
+"""
 import numpy as np
 
-from dse.config import parse_sweep
-from dse.evaluate import evaluate, kernel_inputs, memory_and_validity
-from dse.grid import coords
-from dse.kernels import layout as L
-from dse.kernels import serving as S
+from .config import parse_sweep
+from .evaluate import evaluate, kernel_inputs, memory_and_validity
+from .grid import coords
+from .kernels import layout as L
+from .kernels import serving as S
 
 
-def point(**grid):
+def point(base_dir=None, source="<api>", **grid):
     """(summary of one continuous point from dse.evaluate, iteration_time callable, engine,
-    slots)."""
-    spec = parse_sweep({"grid": {"serving": "continuous", **grid}})
+    slots) of the one-point ``grid`` (axis -> value); preset paths resolve against
+    ``base_dir`` first, errors name ``source``."""
+    spec = parse_sweep({"grid": {"serving": "continuous", **grid}}, source=source,
+                       base_dir=base_dir)
     mem = memory_and_validity(spec, coords(spec))
     inp = kernel_inputs(spec, mem["slots"])
     ds = evaluate(spec)
