@@ -171,8 +171,9 @@ def _seconds(value, source, row, col) -> float:
 
 
 def _prompts(value, source, row) -> int:
-    """``num_prompts``: 0 (empty: the steady state) or the prompts of the benchmark run, at
-    least one per client (checked with the batch later: here 1 .. MAX_PROMPTS)."""
+    """``num_prompts``: 0 (empty: the steady state) or the prompts of the benchmark run, up
+    to :data:`MAX_PROMPTS` (a run of fewer prompts than clients has as many clients as
+    prompts)."""
     value = _as_text(value)
     if _missing(value):
         return 0
@@ -381,8 +382,8 @@ PROTOCOL_AXES = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "
 
 def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, float] | None:
     """Mean (TTFT, TPOT) [s] of a continuous row's benchmark run, or None where not one
-    request fits in memory: ``num_prompts`` prompts from ``batch`` clients that all start
-    together on an idle server, each request's lengths uniform in [r L, L] (r =
+    request fits in memory: ``num_prompts`` prompts from ``batch`` clients (at most one per
+    prompt) that all start together on an idle server, each request's lengths uniform in [r L, L] (r =
     ``length_ratio``, L such that the row's input/output tokens are the means: L = 2 mean /
     (1 + r)), the mean over the first ``num_prompts`` requests to finish. The reference
     simulator (``dse.kernels.simulate``) steps the row's own per-iteration physics
@@ -397,11 +398,12 @@ def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, fl
     r = float(row["length_ratio"])
     longest = [max(int(round(2.0 * grid[c] / (1.0 + r))), 1)
                for c in ("input_tokens", "output_tokens")]
-    sim = simulate(iteration_time, grid["batch"], *longest,
+    n = int(row["num_prompts"])
+    sim = simulate(iteration_time, min(grid["batch"], n), *longest,
                    grid["max_batched_tokens"] or engine.max_batched_tokens,
                    engine.chunked_prefill, engine.mixed_prefill, engine.max_running_requests,
                    int(slots), engine.request_overhead_s, engine.iteration_overhead_s,
-                   n_requests=int(row["num_prompts"]), warmup=0, seed=1, length_ratio=r,
+                   n_requests=n, warmup=0, seed=1, length_ratio=r,
                    admission_interval=grid["admission_interval"] or engine.admission_interval)
     return sim["ttft_s"], sim["tpot_s"]
 
