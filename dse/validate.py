@@ -156,6 +156,17 @@ def _positive_int(value, source, row, col) -> int:
 
 def _seconds(value, source, row, col) -> float:
     """A measured time [s]: positive and finite, or NaN when not measured."""
+    number = _finite(value)
+    if number is not None and math.isnan(number):
+        return math.nan
+    if number is None or number <= 0:
+        _fail(source, row, col, _as_text(value),
+              "must be a positive number of seconds or empty")
+    return float(number)
+
+
+def _finite(value):
+    """A cell as a finite real number: NaN when empty, None when it is not one."""
     value = _as_text(value)
     if _missing(value):
         return math.nan
@@ -163,49 +174,34 @@ def _seconds(value, source, row, col) -> float:
         try:
             value = float(value.strip())
         except ValueError:
-            _fail(source, row, col, value, "must be a positive number of seconds or empty")
+            return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value) or value <= 0:
-        _fail(source, row, col, value, "must be a positive number of seconds or empty")
-    return float(value)
+            or not math.isfinite(value):
+        return None
+    return value
 
 
 def _prompts(value, source, row) -> int:
     """``num_prompts``: 0 (empty: the steady state) or the prompts of the benchmark run, up
     to :data:`MAX_PROMPTS` (a run of fewer prompts than clients has as many clients as
     prompts)."""
-    value = _as_text(value)
-    if _missing(value):
+    number = _finite(value)
+    if number is not None and math.isnan(number):
         return 0
-    number = value
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
-    if (isinstance(number, bool) or not isinstance(number, numbers.Real)
-            or not math.isfinite(number) or number != int(number)
-            or not 0 <= number <= MAX_PROMPTS):
-        _fail(source, row, "num_prompts", value, f"must be a whole number of prompts, 0 (or "
-              f"empty: the steady state) up to {MAX_PROMPTS:,}")
+    if number is None or number != int(number) or not 0 <= number <= MAX_PROMPTS:
+        _fail(source, row, "num_prompts", _as_text(value), f"must be a whole number of "
+              f"prompts, 0 (or empty: the steady state) up to {MAX_PROMPTS:,}")
     return int(number)
 
 
 def _ratio(value, source, row) -> float:
     """``length_ratio``: in (0, 1]; empty: 1 (fixed lengths)."""
-    value = _as_text(value)
-    if _missing(value):
+    number = _finite(value)
+    if number is not None and math.isnan(number):
         return 1.0
-    number = value
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
-    if (isinstance(number, bool) or not isinstance(number, numbers.Real)
-            or not math.isfinite(number) or not 0 < number <= 1):
-        _fail(source, row, "length_ratio", value, "must be a number in (0, 1]: lengths "
-              "uniform in [length_ratio x L, L] (1 or empty: fixed lengths)")
+    if number is None or not 0 < number <= 1:
+        _fail(source, row, "length_ratio", _as_text(value), "must be a number in (0, 1]: "
+              "lengths uniform in [length_ratio x L, L] (1 or empty: fixed lengths)")
     return float(number)
 
 
