@@ -379,11 +379,12 @@ PROTOCOL_AXES = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "
 def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, float] | None:
     """Mean (TTFT, TPOT) [s] of a continuous row's benchmark run, or None where not one
     request fits in memory: ``num_prompts`` prompts from ``batch`` clients (at most one per
-    prompt) that all start together on an idle server, each request's lengths uniform in [r L, L] (r =
-    ``length_ratio``, L such that the row's input/output tokens are the means: L = 2 mean /
-    (1 + r)), the mean over the first ``num_prompts`` requests to finish. The reference
-    simulator (``dse.kernels.simulate``) steps the row's own per-iteration physics
-    (:func:`dse.simulation.point`), admission, chunked prefill and decode included."""
+    prompt) that all start together on an idle server, each request's lengths uniform in
+    [r L, L] (r = ``length_ratio``, L such that the row's input/output tokens are the
+    means: L = 2 mean / (1 + r)), the mean over the first ``num_prompts`` requests to
+    finish. The reference simulator (``dse.kernels.simulate``) steps the row's own
+    per-iteration physics (:func:`dse.simulation.point`), admission, chunked prefill and
+    decode included."""
     from .kernels.simulate import simulate
     from .simulation import point
     grid = {c: (row[c].item() if isinstance(row[c], np.generic) else row[c])

@@ -38,7 +38,8 @@ tokens, or, with ``length_ratio`` r < 1, lengths drawn per request (seeded by ``
 uniformly among the integers [max(floor(r L), 1), L] for L = ``input_tokens`` and L =
 ``output_tokens`` alike, as benchmark clients' random datasets do (SGLang's and vLLM's
 ``bench_serving --random-range-ratio r``); ``decode_contexts`` then count each request's own
-prompt, and ``tpot_s`` is the mean over requests of more than one output token. The engine sees a request at its submission (or at its next receive, below).
+prompt, and ``tpot_s`` is the mean over requests of more than one output token. The
+engine sees a request at its submission (or at its next receive, below).
 ``request_overhead_s`` models work outside the engine (HTTP, tokenization,
 detokenization): it is added to every request's
 measured TTFT and end-to-end latency, and a client submits its next request
