@@ -379,10 +379,10 @@ PROTOCOL_AXES = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "
 def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, float] | None:
     """Mean (TTFT, TPOT) [s] of a continuous row's benchmark run, or None where not one
     request fits in memory: ``num_prompts`` prompts from ``batch`` clients (at most one per
-    prompt) that all start together on an idle server, each request's lengths uniform in
+    prompt) that all start together on an idle server and stop once all prompts are sent
+    (the last requests run with fewer clients left), each request's lengths uniform in
     [r L, L] (r = ``length_ratio``, L such that the row's input/output tokens are the
-    means: L = 2 mean / (1 + r)), the mean over the first ``num_prompts`` requests to
-    finish. The reference simulator (``dse.kernels.simulate``) steps the row's own
+    means: L = 2 mean / (1 + r)), the means over all ``num_prompts`` requests. The reference simulator (``dse.kernels.simulate``) steps the row's own
     per-iteration physics (:func:`dse.simulation.point`), admission, chunked prefill and
     decode included."""
     from .kernels.simulate import simulate
@@ -400,7 +400,7 @@ def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, fl
                    grid["max_batched_tokens"] or engine.max_batched_tokens,
                    engine.chunked_prefill, engine.mixed_prefill, engine.max_running_requests,
                    int(slots), engine.request_overhead_s, engine.iteration_overhead_s,
-                   n_requests=n, warmup=0, seed=1, length_ratio=r,
+                   n_requests=n, max_requests=n, warmup=0, seed=1, length_ratio=r,
                    admission_interval=grid["admission_interval"] or engine.admission_interval)
     return sim["ttft_s"], sim["tpot_s"]
 

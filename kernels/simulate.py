@@ -13,7 +13,7 @@ API::
              request_overhead_s=0.0, iteration_overhead_s=0.0,
              n_requests=None, warmup=None, seed=None, stagger=False,
              cached_tokens=0, tokens_per_step=1.0, admission_interval=1,
-             jitter_s=0.0, length_ratio=1.0) -> dict
+             jitter_s=0.0, length_ratio=1.0, max_requests=0) -> dict
 
 ``iteration_time(decode_contexts, prefill_chunks, sampled)`` returns the forward time in
 seconds of one engine iteration (finite, >= 0):
@@ -39,7 +39,11 @@ uniformly among the integers [max(floor(r L), 1), L] for L = ``input_tokens`` an
 ``output_tokens`` alike, as benchmark clients' random datasets do (SGLang's and vLLM's
 ``bench_serving --random-range-ratio r``); ``decode_contexts`` then count each request's own
 prompt, and ``tpot_s`` is the mean over requests of more than one output token. The
-engine sees a request at its submission (or at its next receive, below).
+engine sees a request at its submission (or at its next receive, below). With
+``max_requests`` > 0 the clients stop once that many requests have been submitted in all
+(a benchmark run of that many prompts: its last requests run with fewer clients left);
+``warmup`` + ``n_requests`` must not exceed it (``warmup=0, n_requests=max_requests``:
+the whole run).
 ``request_overhead_s`` models work outside the engine (HTTP, tokenization,
 detokenization): it is added to every request's
 measured TTFT and end-to-end latency, and a client submits its next request
@@ -187,12 +191,13 @@ class _Engine:
 
     def __init__(self, capacity, input_tokens, output_tokens, request_overhead_s,
                  cached_tokens=0, tokens_per_step=1.0, jitter_s=0.0, rng=None,
-                 length_ratio=1.0):
+                 length_ratio=1.0, max_requests=0):
         self.jitter_s = jitter_s
         self.rng = rng
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.length_ratio = length_ratio
+        self.max_requests = max_requests  # submissions in all (0: no limit)
         self.lengths = []  # (prompt, output) tokens per request
         self.slot_input = np.full(capacity, input_tokens, np.int64)  # the slot's prompt
         self.request_overhead_s = request_overhead_s
@@ -277,6 +282,8 @@ class _Engine:
             self.times["finish"][request] = t_end
             self.decoding[slot] = False
             self.free.append(slot)
+            if self.max_requests and len(self.times["submit"]) >= self.max_requests:
+                continue  # the run has sent all its prompts: this client stops
             think = self.rng.uniform(0.0, self.jitter_s) if self.jitter_s > 0 else 0.0
             self.submit(t_end + self.request_overhead_s + think)
         return len(done)
@@ -324,7 +331,8 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
              chunked=True, mixed=True, max_running=0, kv_slots=0,
              request_overhead_s=0.0, iteration_overhead_s=0.0,
              n_requests=None, warmup=None, seed=None, stagger=False, cached_tokens=0,
-             tokens_per_step=1.0, admission_interval=1, jitter_s=0.0, length_ratio=1.0):
+             tokens_per_step=1.0, admission_interval=1, jitter_s=0.0, length_ratio=1.0,
+             max_requests=0):
     """Steady-state metrics of a closed-loop continuous-batching engine; see the module
     docstring for the exact semantics and the returned keys."""
     if not callable(iteration_time):
@@ -355,13 +363,17 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
     if cached_tokens >= max(int(length_ratio * input_tokens), 1):
         raise ValueError(f"cached_tokens must be below the shortest prompt "
                          f"({max(int(length_ratio * input_tokens), 1)}), got {cached_tokens}")
+    max_requests = _count("max_requests", max_requests, 0)
+    if max_requests and warmup + n_requests > max_requests:
+        raise ValueError(f"warmup + n_requests ({warmup} + {n_requests}) must not exceed "
+                         f"max_requests ({max_requests}): the run ends after that many")
     engine = _Engine(min(limits), input_tokens, output_tokens, request_overhead_s,
                      cached_tokens, tokens_per_step, jitter_s, np.random.default_rng(seed),
-                     length_ratio)
+                     length_ratio, max_requests)
     if stagger:  # first requests end at evenly spread times: clients out of step
         engine.first_lengths.extend(max(1, math.ceil(output_tokens * (i + 1) / batch))
                                     for i in range(batch))
-    for _ in range(batch):
+    for _ in range(min(batch, max_requests) if max_requests else batch):
         engine.submit(0.0)
     stats = dict.fromkeys(("iterations", "prefill_iterations", "decode_tokens",
                            "prefill_tokens", "busy_s"), 0)

@@ -265,3 +265,16 @@ def test_random_lengths_like_a_benchmark_client():
         simulate(constant, 1, 100, 50, 64, length_ratio=0.0)
     with pytest.raises(ValueError, match="shortest prompt"):
         simulate(constant, 1, 100, 50, 64, cached_tokens=85, length_ratio=0.8)
+
+
+def test_a_run_of_max_requests_ends_with_fewer_clients():
+    # 2 clients, 5 prompts in all, one iteration per token (prefill 1, then 9 decodes):
+    # the clients alternate in step; the fifth request runs alone at the end
+    rec = Recorder()
+    r = simulate(rec, 2, 100, 10, 4096, n_requests=5, warmup=0, max_requests=5)
+    assert sum(1 for _, chunks, _ in rec.calls for _ in chunks) == 5  # 5 prompts prefilled
+    assert max(len(ctx) for ctx, _, _ in rec.calls) == 2
+    assert len(rec.calls[-1][0]) == 1  # the last iterations decode the fifth request alone
+    assert close(r["tpot_s"], TAU) and close(r["ttft_s"], TAU)
+    with pytest.raises(ValueError, match="must not exceed max_requests"):
+        simulate(constant, 2, 100, 10, 4096, n_requests=6, warmup=0, max_requests=5)
