@@ -285,10 +285,11 @@ def model_ops(model: Model, phase: int = L.PREFILL) -> list[ops.Op]:
 
     Precision classes (quant recipes, ``layout.QUANT_CLASSES``): the token mixer's
     projections (attention incl. MLA and the sparse-attention indexer, state-space and
-    linear-attention in/out projections) and its attention/scan kernels are ``attention``;
-    routed experts ``experts``, shared-expert GEMMs ``shared_experts``, dense FFN GEMMs
-    ``dense_ffn``, embedding and LM head ``lm_head``, every collective and pipeline send
-    ``collectives``; norms, small elementwise kernels and the MoE router ``other``.
+    linear-attention in/out projections) are ``attention``; routed experts ``experts``,
+    shared-expert GEMMs ``shared_experts``, dense FFN GEMMs ``dense_ffn``, embedding and
+    LM head ``lm_head``, every collective and pipeline send ``collectives``; norms, small
+    elementwise kernels, the MoE router and the attention/scan kernels themselves (the
+    grid's activations over the recipe's KV cache, ``ops.KIND_CLASS``) ``other``.
     """
     h, n = model.hidden_size, model.layers
     return [

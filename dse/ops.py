@@ -34,13 +34,16 @@ class Op:
 
 # The precision class an op of each kind starts in: collectives carry the collective
 # payload, the vocab-parallel embedding goes with the LM head (the vocabulary matrices),
-# attention and the state-space / linear-attention scans are the attention (token mixer)
-# class, routed experts the experts class. GEMMs and small kernels start in QC_OTHER (the
-# grid's precisions); dse.compile puts each projection GEMM in its class (with_class).
+# routed experts the experts class. GEMMs and small kernels start in QC_OTHER (the grid's
+# precisions); dse.compile puts each projection GEMM in its class (with_class). The
+# attention and state-space / linear-attention scan kernels stay in QC_OTHER: a recipe's
+# `attention` precisions are its projections' (the checkpoint's linear layers), while the
+# kernels compute on the grid's activations and the recipe's KV cache, as engines serve
+# fp8 checkpoints (DeepSeek's block-FP8: FlashMLA / FlashInfer / aiter MLA on bf16 queries
+# over an fp8 or bf16 cache, prefill attention in bf16).
 KIND_CLASS = {L.ALLREDUCE: L.QC_COLLECTIVES, L.ALLGATHER: L.QC_COLLECTIVES,
               L.REDUCESCATTER: L.QC_COLLECTIVES, L.ALLTOALL: L.QC_COLLECTIVES,
-              L.P2P: L.QC_COLLECTIVES, L.EMBEDDING: L.QC_LM_HEAD, L.ATTENTION: L.QC_ATTENTION,
-              L.SSM: L.QC_ATTENTION, L.MOE: L.QC_EXPERTS}
+              L.P2P: L.QC_COLLECTIVES, L.EMBEDDING: L.QC_LM_HEAD, L.MOE: L.QC_EXPERTS}
 
 
 def _op(name, kind, params, layers=0, scope=L.SCOPE_LAYER, tokens=L.TOKENS_ALL,

@@ -63,9 +63,10 @@ def test_quant_ops_carry_their_class():
     assert classes["experts"] == "experts"
     assert classes["shared_gate_up_proj"] == classes["shared_down_proj"] == "shared_experts"
     assert classes["gate_up_proj"] == classes["down_proj"] == "dense_ffn"
-    for name in ("qkv_a_proj", "q_b_proj", "q_absorb", "v_absorb", "o_proj",
-                 "attention_latent"):
+    for name in ("qkv_a_proj", "q_b_proj", "q_absorb", "v_absorb", "o_proj"):
         assert classes[name] == "attention", name
+    # the attention kernel computes on the grid's activations, not the projections' recipe
+    assert classes["attention_latent"] == "other"
     assert classes["lm_head"] == classes["embedding"] == "lm_head"
     for name in ("attn_all_reduce", "moe_dispatch", "moe_combine", "logits_all_gather",
                  "pp_send"):
@@ -84,9 +85,16 @@ def test_quant_op_precisions_pick_the_class_row():
         idx["fp4"], idx["fp4"], idx["fp8"], idx["fp4"])
     assert op_precisions(ops["o_proj"], row, w, a, k, L.DTYPE_BITS) == (
         idx["bf16"], idx["bf16"], idx["fp8"], idx["bf16"])
-    # attention computes in the wider of its activations (bf16) and the recipe's fp8 cache
+    # the attention kernel takes the grid's activations (fp8 here), not the projections'
+    # bf16, over the recipe's fp8 cache
     assert op_precisions(ops["attention_latent"], row, w, a, k, L.DTYPE_BITS)[2:] == (
-        idx["fp8"], idx["bf16"])
+        idx["fp8"], idx["fp8"])
+    # block-FP8 as served: bf16 grid activations, fp8 linear layers; attention computes in
+    # bf16 (the wider of the bf16 activations and the fp8 cache), o_proj in fp8
+    fp8 = quant_table([load_quant("fp8_bf16_collectives")])[0]
+    b = idx["bf16"]
+    assert op_precisions(ops["attention_latent"], fp8, w, b, idx["fp8"], L.DTYPE_BITS)[3] == b
+    assert op_precisions(ops["o_proj"], fp8, w, b, idx["fp8"], L.DTYPE_BITS)[3] == idx["fp8"]
     # the router has no class: the grid's precisions
     assert op_precisions(ops["router"], row, w, a, k, L.DTYPE_BITS) == (w, a, idx["fp8"], w)
     # a weight-only class computes in its activation precision
@@ -130,9 +138,10 @@ def test_quant_deepseek_decode_batch1_nvfp4_experts_by_hand():
     # absorbed MLA attention: the latent cache (512 + 64 per token) read at the recipe's
     # fp8, not the grid's bf16, at the one decode step's context 1001, and the new token's
     # latent written; the 128 query heads and the one latent "head" of 576 + 512 fresh
-    # elements at the attention class's bf16
+    # elements at the grid's fp8 activations (the kernel is in no class: the recipe's bf16
+    # attention is its projections')
     assert dec.loc["attention_latent", "bytes"] == pytest.approx(
-        1001 * 576 * FP8 + 576 * FP8 + (128 + 1) * (576 + 512) * BF16, rel=1e-12)
+        1001 * 576 * FP8 + 576 * FP8 + (128 + 1) * (576 + 512) * FP8, rel=1e-12)
 
 
 def test_quant_memory_per_device_follows_the_recipe_by_hand():
