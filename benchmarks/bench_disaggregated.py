@@ -50,7 +50,7 @@ def main():
                 dse.run_sweep(spec, Path(tmp) / f"run{r}{flag}", results=False,
                               progress=False)
                 times[flag].append(time.perf_counter() - t)
-        rows = pq.read_table(Path(tmp) / f"run0True" / "disaggregated.parquet")
+        rows = pq.read_table(Path(tmp) / "run0True" / "disaggregated.parquet")
     print(f"{args.spec}: {n:,} configurations, static serving, frontiers only, "
           f"median of {args.repeats}")
     for flag, label in ((False, "without [disaggregated]"), (True, "with [disaggregated]")):

@@ -129,7 +129,7 @@ AXES = (
               "share of each prompt already in the KV cache (prefix caching): prefill "
               "computes only the new tokens, attending over the whole prompt; the cached "
               "prefix is held once per replica"),
-    _int("output_tokens", "group", 26, 1 << 24, "generated tokens per sequence",
+    _int("output_tokens", "group", 27, 1 << 24, "generated tokens per sequence",
          default=(256,)),
     _int("tp", "strategy", 8, 1 << 16, "tensor-parallel devices"),
     _int("pp", "strategy", 9, 1 << 8, "pipeline stages"),
@@ -181,7 +181,14 @@ AXES = (
     Axis("draft_model", "grid", "preset", "strategy", "kernel", 25, ("none",),
          "speculative decoding: the draft model (a model preset name or path; none: the "
          "model's own MTP module drafts, if spec_tokens > 0)"),
-    _int("dp", "strategy", 34, 1 << 20, "independent replicas", walk="derived"),
+    # the engine's memory setting, as a benchmark's launch command fixes it (like the
+    # token budget): the KV cache it leaves decides how many requests run at once
+    Axis("memory_fraction", "grid", "fraction", "strategy", "kernel", 26, (0.0,),
+         "continuous: share of device memory the engine may take (vLLM "
+         "--gpu-memory-utilization, SGLang --mem-fraction-static, TensorRT-LLM "
+         "kv_cache_config free_gpu_memory_fraction; each engine's rule in "
+         "configs/engines/README.md); 0: the engine's default"),
+    _int("dp", "strategy", 35, 1 << 20, "independent replicas", walk="derived"),
     _dtype("weight_dtype", 4, "bf16", "weight precision"),
     _dtype("act_dtype", 5, SAME, "activation precision (same: the weight precision)"),
     _dtype("kv_dtype", 6, SAME, "KV-cache precision (same: the activation precision)"),
@@ -191,15 +198,15 @@ AXES = (
     Axis("quant", "grid", "preset", "strategy", "kernel", 7, ("uniform",),
          "precision recipe (bundled name or path to a .toml file): per operator class "
          "precisions over weight/act/kv_dtype; uniform: none"),
-    _scale("compute_scale", 27, "factor on peak FLOP/s"),
-    _scale("memory_bandwidth_scale", 28, "factor on memory bandwidth"),
-    _scale("memory_capacity_scale", 31, "factor on memory capacity"),
-    _scale("scaleup_bandwidth_scale", 29, "factor on scale-up link bandwidth"),
-    _scale("scaleout_bandwidth_scale", 30, "factor on scale-out link bandwidth"),
-    _scale("scaleup_domain_scale", 32, "factor on the scale-up domain size (devices per "
+    _scale("compute_scale", 28, "factor on peak FLOP/s"),
+    _scale("memory_bandwidth_scale", 29, "factor on memory bandwidth"),
+    _scale("memory_capacity_scale", 32, "factor on memory capacity"),
+    _scale("scaleup_bandwidth_scale", 30, "factor on scale-up link bandwidth"),
+    _scale("scaleout_bandwidth_scale", 31, "factor on scale-out link bandwidth"),
+    _scale("scaleup_domain_scale", 33, "factor on the scale-up domain size (devices per "
            "NVLink-class domain, rounded; e.g. 9 turns an 8-GPU node into NVL72)",
            walk="hardware"),
-    _scale("link_latency_scale", 33, "factor on the per-step latency of the scale-up and "
+    _scale("link_latency_scale", 34, "factor on the per-step latency of the scale-up and "
            "scale-out links", walk="hardware"),
     # a what-if of the workload's routing, walked by the kernel (it changes MoE costs)
     _scale("expert_imbalance", 17, "MoE with ep > 1: the busiest expert group's routed "

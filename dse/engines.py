@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .config import (_bool, _check_keys, _fail, _string, check_preset_name, read_toml,
                      resolve_preset)
 
@@ -34,6 +36,11 @@ class Engine:
     # decode iterations between admissions of new requests while busy (SGLang
     # --scheduler-recv-interval x --num-continuous-decode-steps); 1: every iteration
     admission_interval: int = 1
+    # how the engine sizes its KV cache (KV_MEMORY_RULES) from a share of device memory:
+    # ((smallest tp, fraction), ...) ascending, the last whose tp <= the point's applies;
+    # () : the hardware preset's memory_usable_fraction
+    kv_memory: str = "budget"
+    memory_fraction: tuple = ()
     source: str = "<api>"
     text: str = ""
 
@@ -54,7 +61,16 @@ def _count(data, key, src) -> int:
     return int(value)
 
 
-OPTIONAL = ("eager_op_s", "admission_interval")  # keys a preset may omit (0 and 1)
+# How an engine turns its memory share f of a device's memory M into KV-cache room (w: the
+# weights, a: the activation working set of one iteration) [bytes]:
+# - budget: f M - w - a (vLLM: --gpu-memory-utilization covers weights, the profiled peak
+#   activations and the KV cache; the hardware's usable share when the engine names none)
+# - static: f M - w (SGLang: --mem-fraction-static covers weights and the KV pool; the
+#   activations live in the remaining 1 - f)
+# - free: f (M - w - a) (TensorRT-LLM: free_gpu_memory_fraction of the memory left free
+#   after the weights and a profiling forward pass)
+KV_MEMORY_RULES = ("budget", "static", "free")
+OPTIONAL = ("eager_op_s", "admission_interval", "kv_memory", "memory_fraction")
 FIELDS = ("request_overhead_s", "iteration_overhead_s", "chunked_prefill", "mixed_prefill",
           "max_batched_tokens", "max_running_requests")
 
@@ -80,7 +96,47 @@ def parse_engine(data: dict, src: str, text: str = "") -> Engine:
         eager_op_s=(_seconds(data, "eager_op_s", src, MAX_LAUNCH_S)
                     if "eager_op_s" in data else 0.0),
         admission_interval=int(data.get("admission_interval", 1)),
+        kv_memory=_kv_memory(data, src),
+        memory_fraction=_memory_fraction(data, src),
         source=src, text=text)
+
+
+def _kv_memory(data, src) -> str:
+    value = data.get("kv_memory", "budget")
+    if value not in KV_MEMORY_RULES:
+        _fail(src, "kv_memory", value, f"valid: {', '.join(KV_MEMORY_RULES)}")
+    return value
+
+
+def _memory_fraction(data, src) -> tuple:
+    """``memory_fraction``: a fraction in (0, 1], or [[smallest tp, fraction], ...] with
+    ascending tp from 1 (an engine whose default depends on the tensor-parallel size)."""
+    if "memory_fraction" not in data:
+        return ()
+    value = data["memory_fraction"]
+    pairs = [[1, value]] if not isinstance(value, list) else value
+
+    def fraction(f):
+        return not isinstance(f, bool) and isinstance(f, (int, float)) and 0.0 < f <= 1.0
+    ok = bool(pairs) and all(
+        isinstance(p, list) and len(p) == 2 and not isinstance(p[0], bool)
+        and isinstance(p[0], int) and p[0] >= 1 and fraction(p[1]) for p in pairs)
+    tps = [p[0] for p in pairs] if ok else []
+    if not ok or tps[0] != 1 or tps != sorted(set(tps)):
+        _fail(src, "memory_fraction", value,
+              "must be a fraction in (0, 1] or [[smallest tp, fraction], ...] with the "
+              "smallest tp ascending from 1")
+    return tuple((int(t), float(f)) for t, f in pairs)
+
+
+def memory_fraction_at(engine: Engine, tp):
+    """The engine's default memory share at tensor-parallel size ``tp`` (array-like); 0
+    where the engine names none (the hardware's usable share applies)."""
+    tp = np.asarray(tp, dtype=float)
+    out = np.zeros(tp.shape)
+    for smallest, f in engine.memory_fraction:
+        out = np.where(tp >= smallest, f, out)
+    return out
 
 
 def load_engine(ref, base_dir: Path | None = None, source="<api>", key="engine") -> Engine:

@@ -13,6 +13,7 @@ import xarray as xr
 from . import compile as comp
 from .axes import AXIS, SERVING, in_layout, names
 from .config import SweepSpec
+from .engines import KV_MEMORY_RULES, memory_fraction_at
 from .grid import (GRID_DIMS, HARDWARE_WHAT_IF, KERNEL_WHAT_IF, MEMORY_DIMS, STRUCT_DIMS,
                    broadcast_shape,
                    STRUCTURE_DIMS, hardware_variants,
@@ -319,11 +320,14 @@ def recipe_weight_bytes(spec: SweepSpec, w: np.ndarray, dims) -> dict:
             if (table[:, 2 * qc] >= 0).any()}
 
 
-def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray) -> dict:
+def serving_memory(spec: SweepSpec, c: dict, weights: tuple, capacity: np.ndarray) -> dict:
     """Continuous serving's memory terms: a request's KV cache at full context and the
-    working set of one iteration (per device) [bytes], and the ``slots``: how many requests
-    the memory left beside weights and working set holds at full context, capped by the
-    engine's running-request limit (< 1: not even one fits, ``out_of_memory``).
+    working set of one iteration (per device) [bytes], the ``kv_room`` the engine gives the
+    KV cache (its rule, ``engines.KV_MEMORY_RULES``, over its share of the device memory
+    ``capacity`` [hardware, memory_capacity_scale]: the ``memory_fraction`` axis, else the
+    engine's default at the point's tp, else the hardware's usable share) and the ``slots``:
+    how many requests that room holds at full context, capped by the engine's
+    running-request limit (< 1: not even one fits, ``out_of_memory``).
 
     The working set is :func:`compile.activation_bytes_per_device` for the iteration's
     tokens: the token budget (``max_batched_tokens``, else the engine's; without a budget
@@ -331,7 +335,7 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
     """
     dims = ("model", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
             "attention_dp", "max_batched_tokens", "input_tokens", "output_tokens", "beams",
-            "prefix_cached_fraction", "cp", "draft_model")
+            "prefix_cached_fraction", "cp", "draft_model", "memory_fraction")
     ax = {d: _shaped(c[d], d, dims, float) for d in ("tp", "pp", "attention_dp",
                                                     "input_tokens", "output_tokens",
                                                     "max_batched_tokens", "beams",
@@ -366,14 +370,30 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, usable: np.ndarray)
             m, tp, pp, adp, cached, kb[0]) / cp,
     }
     out = {name: _own_dims(term, spec.models, dims, c) for name, term in terms.items()}
-    union, (u, wt, work, kv, cap) = on_union(
-        (("hardware", "memory_capacity_scale"), usable), weights, out["working_bytes"],
-        out["kv_request_bytes"], (("engine",), eng["max_running_requests"].reshape(-1)))
-    # every term takes part, so the result has the union's full shape (a new, writable
-    # array: the reduction kernel is compiled for writable arrays)
-    slots = np.floor((u - wt - work) / kv)
+    # the engine's share of device memory: the axis, else its default at this tp, else
+    # (0) the hardware's usable share; and its rule (index into KV_MEMORY_RULES)
+    tp_fraction = np.array([memory_fraction_at(e, c["tp"]) for e in spec.engines])
+    share = np.where(np.asarray(c["memory_fraction"], float)[None, None, :] > 0,
+                     np.asarray(c["memory_fraction"], float)[None, None, :],
+                     tp_fraction[:, :, None])
+    rule = np.array([KV_MEMORY_RULES.index(e.kv_memory) for e in spec.engines], float)
+    union, (mem, hw_share, f, rl, wt, work, kv, cap) = on_union(
+        (("hardware", "memory_capacity_scale"), capacity),
+        (("hardware",), np.array([h.memory_usable_fraction for h in spec.hardware])),
+        (("engine", "tp", "memory_fraction"), share), (("engine",), rule),
+        weights, out["working_bytes"], out["kv_request_bytes"],
+        (("engine",), eng["max_running_requests"].reshape(-1)))
+    f = np.where(f > 0, f, hw_share)
+    # every term takes part, so the results have the union's full shape (new, writable
+    # arrays: the reduction kernel is compiled for writable arrays)
+    room = np.where(rl == KV_MEMORY_RULES.index("static"), f * mem - wt,
+                    np.where(rl == KV_MEMORY_RULES.index("free"), f * (mem - wt - work),
+                             f * mem - wt - work))
+    slots = np.floor(room / kv)
     slots = np.maximum(np.where(cap > 0, np.minimum(slots, cap), slots), 0.0)
-    return {**out, "slots": (union, np.ascontiguousarray(slots, dtype=np.float64))}
+    room = np.broadcast_to(room, slots.shape)
+    return {**out, "kv_room_bytes": (union, np.ascontiguousarray(room, dtype=np.float64)),
+            "slots": (union, np.ascontiguousarray(slots, dtype=np.float64))}
 
 
 def on_union(*terms) -> tuple[tuple, list]:
@@ -494,14 +514,16 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     scale_ok = np.ones([len(c[d]) for d in WHAT_IF_DIMS], dtype=bool)
     for d in WHAT_IF_DIMS:
         scale_ok &= _shaped(c[d], d, WHAT_IF_DIMS) > 0
-    capacity = np.array([h.memory_bytes * h.memory_usable_fraction for h in spec.hardware])
-    usable = np.outer(capacity, c["memory_capacity_scale"])
+    capacity = np.outer([h.memory_bytes for h in spec.hardware], c["memory_capacity_scale"])
+    usable = np.outer([h.memory_bytes * h.memory_usable_fraction for h in spec.hardware],
+                      c["memory_capacity_scale"])
     weights = _own_dims(terms["weight_bytes_per_device"], spec.models, dims, c)
     memory = {name: weights if name == "weight_bytes_per_device" else
               _own_dims(term, spec.models, dims, c) for name, term in terms.items()}
-    memory.update(serving_memory(spec, c, weights, usable))
+    memory.update(serving_memory(spec, c, weights, capacity))
     # offload: the spill to the host tier, its bytes per pass, admission with it
     memory.update(offload_terms(spec, c, memory, usable))
+    memory.pop("kv_room_bytes")  # in the slots now
     return {
         **memory,
         # NaN marks an unknown price: the one documented missing value (null in Parquet)

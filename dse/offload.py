@@ -56,7 +56,7 @@ def offload_terms(spec, c: dict, terms: dict, usable: np.ndarray) -> dict:
     t = {name: _da(terms[name]) for name in (
         "weight_bytes_per_device", "kv_cache_bytes_per_device", "activation_bytes_per_device",
         "kv_prompt_bytes", "decode_working_bytes", "kv_request_bytes", "working_bytes",
-        "slots")}
+        "kv_room_bytes", "slots")}
     w = t["weight_bytes_per_device"]
     u = xr.DataArray(usable, dims=("hardware", "memory_capacity_scale"))
     # a host tier needs both its memory and its link (a preset giving one holds nothing)
@@ -84,13 +84,15 @@ def offload_terms(spec, c: dict, terms: dict, usable: np.ndarray) -> dict:
     batch = xr.DataArray(np.asarray(c["batch"], float), dims=("batch",))
     cap = xr.DataArray([float(e.max_running_requests) for e in spec.engines], dims=("engine",))
     want = xr.where(cap > 0, np.minimum(batch, cap), batch)
-    r_kv, working = t["kv_request_bytes"], t["working_bytes"]
-    spill_w = np.minimum(np.minimum(np.maximum(w + working + want * r_kv - u, 0.0), w), host)
+    # the engine's KV room (dse.evaluate.serving_memory: its rule over its memory share);
+    # a byte of weights moved to the host frees a byte of it (TensorRT-LLM's free rule
+    # would give its fraction of the byte: taken as the whole byte)
+    r_kv, room = t["kv_request_bytes"], t["kv_room_bytes"]
+    spill_w = np.minimum(np.minimum(np.maximum(want * r_kv - room, 0.0), w), host)
 
     def admitted(room):
         n = np.floor(room / r_kv)
         return xr.where(cap > 0, np.minimum(n, cap), n).clip(min=0.0)
-    room = u - w - working
     slots_w = admitted(room + spill_w)
     slots_kv = xr.where(room > 0, admitted(room + host), 0.0)
     spill_kv = np.maximum(np.minimum(batch, slots_kv) * r_kv - room.clip(min=0.0), 0.0)

@@ -44,7 +44,8 @@ MEASURED_COLUMNS = ("measured_ttft_s", "measured_tpot_s")
 REQUIRED = ("hardware", "model", "weight_dtype", "batch", "input_tokens", "output_tokens",
             "tp", "source")
 DEFAULTS = {"act_dtype": SAME, "kv_dtype": SAME, "pp": 1, "ep": 1, "attention_dp": 1, "cp": 1,
-            "max_batched_tokens": 0, "admission_interval": 0, "num_prompts": 0,
+            "max_batched_tokens": 0, "admission_interval": 0, "memory_fraction": 0.0,
+            "num_prompts": 0,
             "length_ratio": 1.0,
             "serving": AXIS["serving"].default[0], "engine": AXIS["engine"].default[0],
             "quant": AXIS["quant"].default[0]}
@@ -58,7 +59,7 @@ INPUT_COLUMNS = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "
                  "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp", "cp",
                  *MEASURED_COLUMNS,
                  *SERVING_COLUMNS, "max_batched_tokens", "admission_interval",
-                 *PROTOCOL_COLUMNS, "source")
+                 "memory_fraction", *PROTOCOL_COLUMNS, "source")
 VALID_COLUMNS = (*INPUT_COLUMNS, *TEXT_COLUMNS)
 PREDICTED_COLUMNS = ("predicted_ttft_s", "predicted_tpot_s", "ttft_error_pct",
                      "tpot_error_pct", "feasible", "infeasible_reason", "steady_ttft_s",
@@ -205,6 +206,19 @@ def _ratio(value, source, row) -> float:
     return float(number)
 
 
+def _memory_fraction(value, source, row) -> float:
+    """``memory_fraction``: the engine's memory share as the server ran, in [0, 1]; empty
+    or 0: the engine's default."""
+    number = _finite(value)
+    if number is not None and math.isnan(number):
+        return 0.0
+    if number is None or not 0 <= number <= 1:
+        _fail(source, row, "memory_fraction", _as_text(value), "must be a fraction in [0, 1]: "
+              "the server's --gpu-memory-utilization / --mem-fraction-static / "
+              "free_gpu_memory_fraction (0 or empty: the engine's default)")
+    return float(number)
+
+
 def _text(value, source, row, col, what) -> str:
     value = _as_text(value)
     if _missing(value):
@@ -296,6 +310,7 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
             out[col].append(m)
         out["num_prompts"].append(_prompts(rec["num_prompts"], source, row))
         out["length_ratio"].append(_ratio(rec["length_ratio"], source, row))
+        out["memory_fraction"].append(_memory_fraction(rec["memory_fraction"], source, row))
         serving = _as_text(rec["serving"])
         serving = DEFAULTS["serving"] if _missing(serving) else serving
         serving = serving.strip() if isinstance(serving, str) else serving
@@ -322,6 +337,7 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
         result[col] = result[col].astype(np.float64)
     result["num_prompts"] = result["num_prompts"].astype(np.int64)
     result["length_ratio"] = result["length_ratio"].astype(np.float64)
+    result["memory_fraction"] = result["memory_fraction"].astype(np.float64)
     for col in TEXT_COLUMNS:
         if col in df.columns:
             result[col] = ["" if _missing(v) else str(_as_text(v)) for v in df[col]]
@@ -330,7 +346,8 @@ def check_table(table: pd.DataFrame, source: str = "<table>",
 
 # --------------------------------------------------------------------------- evaluation
 AXIS_COLUMNS = ("batch", "input_tokens", "output_tokens", "tp", "pp", "ep", "attention_dp",
-                "cp", "max_batched_tokens", "admission_interval", *SERVING_COLUMNS,
+                "cp", "max_batched_tokens", "admission_interval", "memory_fraction",
+                *SERVING_COLUMNS,
                 *DTYPE_COLUMNS, "quant")
 
 
@@ -373,7 +390,8 @@ def _evaluate_group(hw: str, model: str, rows: pd.DataFrame, base_dir,
 
 PROTOCOL_AXES = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp",
                  "pp", "ep", "attention_dp", "cp", "engine", "max_batched_tokens",
-                 "admission_interval", "batch", "input_tokens", "output_tokens")
+                 "admission_interval", "memory_fraction", "batch", "input_tokens",
+                 "output_tokens")
 
 
 def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, float] | None:

@@ -146,10 +146,13 @@ KERNEL_AXES = ("serving", "engine", "weight_dtype", "act_dtype", "kv_dtype", "qu
                "pp", "ep", "attention_dp", "max_batched_tokens", "admission_interval",
                "batch", "input_tokens",
                "prefix_cached_fraction", "expert_imbalance", "spec_tokens", "acceptance_rate",
-               "beams", "lora_rank", "lora_adapters", "offload", "cp", "draft_model")
+               "beams", "lora_rank", "lora_adapters", "offload", "cp", "draft_model",
+               "memory_fraction")
 (K_SERVING, K_ENGINE, K_WEIGHT, K_ACT, K_KV, K_QUANT, K_TP, K_PP, K_EP, K_ADP, K_BUDGET,
  K_ADMIT, K_BATCH, K_INPUT, K_PREFIX, K_IMBALANCE, K_GAMMA, K_ALPHA, K_BEAMS, K_LORA_RANK,
- K_LORA_ADAPTERS, K_OFFLOAD, K_CP, K_DRAFT) = range(len(KERNEL_AXES))
+ K_LORA_ADAPTERS, K_OFFLOAD, K_CP, K_DRAFT, K_MEMORY_FRACTION) = range(len(KERNEL_AXES))
+# (memory_fraction reaches the kernel only through the slots: dse.evaluate.serving_memory
+# turns it into the requests the KV cache admits)
 # The programs table holds one program per (model, draft_model) pair: index
 # model * len(draft_model) + draft (dse.compile.compile_models).
 SERVING_STATIC = 0      # ``serving`` codes: the index in dse.axes.SERVING

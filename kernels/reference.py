@@ -380,13 +380,15 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         # [hw, model, w, a, k, quant, tp, pp, ep, adp, batch, input, imbalance, ...] -> the
         # kernel's layout: serving and engine after the model, the budget and admission
         # interval before the batch, the prefix, spec-token, acceptance, beam and offload
-        # axes (one value each here but offload's) around the imbalance, cap last
+        # axes (one value each here but offload's) around the imbalance, the memory
+        # fraction (static serving does not depend on it) after the draft model, cap last
         x = x[:, :, None, None, :, :, :, :, :, :, :, :, None, None, :, :, None, :, None, None,
-              None, None, None, None, None, None, ..., None]
-        at = 2 + L.K_OFFLOAD
+              None, None, None, None, None, None, None, ..., None]
+        at, mf = 2 + L.K_OFFLOAD, 2 + L.K_MEMORY_FRACTION
         shape = (x.shape[0], x.shape[1], len(v["serving"]), len(v["engine"]), *x.shape[4:12],
                  len(v["max_batched_tokens"]), len(v["admission_interval"]),
-                 *x.shape[14:at], len(v["offload"]), *x.shape[at + 1:-1], len(sc[4]))
+                 *x.shape[14:at], len(v["offload"]), *x.shape[at + 1:mf],
+                 len(v["memory_fraction"]), *x.shape[mf + 1:-1], len(sc[4]))
         return np.where(valid_cap, np.broadcast_to(x, shape), fill)
     ttft, tpot, bound = grown(ttft, np.inf), grown(tpot, np.inf), grown(bound, 0)
     pre_path, pre_stage = grown(pre_path, np.inf), grown(pre_stage, np.inf)

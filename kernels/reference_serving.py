@@ -73,13 +73,15 @@ def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_
     bound = np.zeros(shape, dtype=np.uint8)
     split = np.full((2 * N_CLASSES, *shape), np.nan)
     p_bound = np.zeros(shape, dtype=np.uint8)
-    pos = np.unravel_index(np.arange(int(np.prod(shape))), shape)
+    # (numpy's unravel_index / ravel_multi_index take at most 32 dims; these have more)
+    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
+    pos = tuple(np.arange(int(np.prod(shape))) // st % n for st, n in zip(strides, shape))
     keep = axes[L.K_SERVING, pos[2 + L.K_SERVING]] == L.SERVING_CONTINUOUS
     pos = tuple(x[keep] for x in pos)
     done = (ttft, tpot, bound, split, p_bound) if breakdown else (ttft, tpot, bound)
     if pos[0].size == 0:
         return done
-    flat = np.ravel_multi_index(pos, shape)
+    flat = sum(p * st for p, st in zip(pos, strides))
     v = {name: axes[j, pos[2 + j]] for j, name in enumerate(L.KERNEL_AXES)}
     sc = [scales[j, pos[3 + n_ax + j]] for j in range(len(L.WHAT_IF_AXES))]
     at_slot = sum(p * slot_strides[d] for d, p in enumerate(pos))
@@ -95,12 +97,12 @@ def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_
                 hw, rates, programs[m], n_ops[m], engines, quants,
                 {key: ([x[at] for x in val] if key == "sc" else val[at])
                  for key, val in pt.items()}, dtype_bytes, dtype_bits)
-        ttft.flat[flat[at]] = np.where(valid[at], first, np.inf)
-        tpot.flat[flat[at]] = np.where(valid[at], seen, np.inf)
-        bound.flat[flat[at]] = np.where(valid[at], res, 0)
+        ttft.reshape(-1)[flat[at]] = np.where(valid[at], first, np.inf)
+        tpot.reshape(-1)[flat[at]] = np.where(valid[at], seen, np.inf)
+        bound.reshape(-1)[flat[at]] = np.where(valid[at], res, 0)
         for c in range(2 * N_CLASSES):
-            split[c].flat[flat[at]] = np.where(valid[at], parts[c], np.inf)
-        p_bound.flat[flat[at]] = np.where(valid[at], p_res, 0)
+            split[c].reshape(-1)[flat[at]] = np.where(valid[at], parts[c], np.inf)
+        p_bound.reshape(-1)[flat[at]] = np.where(valid[at], p_res, 0)
     return done
 
 

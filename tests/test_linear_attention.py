@@ -1,7 +1,6 @@
 """Gated DeltaNet linear-attention hybrids (Qwen3-Next, Qwen3.5; issue 12): presets against
 their published parameter counts, one linear-attention layer's decode FLOPs, bytes and state
 against a hand calculation, the gated full-attention layers, and the preset checks."""
-import numpy as np
 import pytest
 
 import dse

@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytest
 
 import dse
 from dse.sensitivity import sensitivity

@@ -391,7 +391,9 @@ def test_protocol_run_of_one_client_is_the_steady_state():
 @pytest.mark.parametrize("col, bad, say", [
     ("num_prompts", -1, "whole number of prompts"), ("num_prompts", 2.5, "whole number"),
     ("num_prompts", "many", "whole number"), ("length_ratio", 0, "in (0, 1]"),
-    ("length_ratio", 1.5, "in (0, 1]"), ("length_ratio", "x", "in (0, 1]")])
+    ("length_ratio", 1.5, "in (0, 1]"), ("length_ratio", "x", "in (0, 1]"),
+    ("memory_fraction", 1.2, "fraction in [0, 1]"), ("memory_fraction", -0.1, "[0, 1]"),
+    ("memory_fraction", "most", "--mem-fraction-static")])
 def test_validate_bad_protocol_values(col, bad, say):
     with pytest.raises(ConfigError, match=rf"t.csv: row 2: {col} = .*{re.escape(say)}"):
         validate(pd.DataFrame([_run_row(**{col: bad})]), source="t.csv")
@@ -406,3 +408,14 @@ def test_cli_validate_steady_state_flag(tmp_path, monkeypatch, capsys):
     assert rows.loc[0, "predicted_ttft_s"] == rows.loc[0, "steady_ttft_s"]
     assert rows.loc[0, "num_prompts"] == 160
     capsys.readouterr()
+
+
+def test_validate_memory_fraction_column_sets_the_servers_kv_room():
+    # a TensorRT-LLM server at free_gpu_memory_fraction 0.05 holds far fewer requests than
+    # at its default 0.9: its clients wait, the TTFT grows; empty keeps the default
+    rows, _ = validate(pd.DataFrame([_run_row(batch=256), _run_row(batch=256),
+                                     _run_row(batch=256, memory_fraction=0.05)]).assign(
+        memory_fraction=[None, 0.9, 0.05]))
+    assert rows.loc[0, "memory_fraction"] == 0.0
+    assert rows.loc[1, "predicted_ttft_s"] == rows.loc[0, "predicted_ttft_s"]
+    assert rows.loc[2, "predicted_ttft_s"] > 1.3 * rows.loc[0, "predicted_ttft_s"]

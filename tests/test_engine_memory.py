@@ -1,0 +1,100 @@
+"""How each engine sizes its KV cache from its share of device memory (engines.KV_MEMORY_RULES)
+and the memory_fraction axis that sets the share as a server's launch command does."""
+import json
+import math
+
+import pytest
+
+import dse
+from dse import compile as comp
+from dse.cli import main
+from dse.config import ConfigError, load_hardware, load_model
+from dse.engines import memory_fraction_at, parse_engine
+
+M = load_hardware("h100_sxm").memory_bytes            # 85.52e9 B
+KV = 3000 * 2 * 32 * 8 * 128 * 2                      # llama3_8b, 2000 + 1000 tokens, bf16
+BUDGET = 8192                                          # the three engines' token budget
+
+
+def running(engine, **grid):
+    _, s = dse.explain(hardware="h100_sxm", model="llama3_8b", engine=engine, batch=1000,
+                       input_tokens=2000, output_tokens=1000, tp=1, **grid)
+    return s["running_requests"], s["weight_bytes_per_device"]
+
+
+def working():
+    """One 8192-token iteration's working set at bf16 (the term every rule uses)."""
+    return float(comp.activation_bytes_per_device(load_model("llama3_8b"), 1, 1, 1, BUDGET,
+                                                  2.0, 1))
+
+
+def test_each_engine_sizes_its_kv_cache_by_its_own_rule_by_hand():
+    a = working()
+    # vLLM: gpu_memory_utilization 0.9 of the memory holds weights, activations and KV
+    r, w = running("vllm")
+    assert r == math.floor((0.9 * M - w - a) / KV)
+    # SGLang: mem_fraction_static 0.88 (tp 1) holds weights and the KV pool only
+    r, w = running("sglang")
+    assert r == math.floor((0.88 * M - w) / KV)
+    # TensorRT-LLM: free_gpu_memory_fraction 0.9 of what weights and activations leave
+    r, w = running("trtllm")
+    assert r == math.floor(0.9 * (M - w - a) / KV)
+    # roofline names no share: the hardware preset's usable fraction (0.9), budget rule;
+    # its working set is one whole prompt (no token budget)
+    r, w = running("roofline")
+    a_prompt = float(comp.activation_bytes_per_device(load_model("llama3_8b"), 1, 1, 1, 2000,
+                                                      2.0, 1))
+    assert r == math.floor((0.9 * M - w - a_prompt) / KV)
+    # the three rules differ here (the test would not see a swapped rule otherwise)
+    assert len({running(e)[0] for e in ("vllm", "sglang", "trtllm")}) == 3
+
+
+def test_memory_fraction_axis_overrides_the_engines_default():
+    r, w = running("sglang", memory_fraction=0.5)
+    assert r == math.floor((0.5 * M - w) / KV)
+    r, w = running("vllm", memory_fraction=0.95)
+    assert r == math.floor((0.95 * M - w - working()) / KV)
+    # a share that leaves the weights no room: not one request fits
+    _, s = dse.explain(hardware="h100_sxm", model="llama3_8b", engine="sglang", batch=8,
+                       input_tokens=2000, output_tokens=1000, tp=1, memory_fraction=0.1)
+    assert s["infeasible_reason"] == "out_of_memory"
+
+
+def test_sglang_default_share_follows_tensor_parallelism():
+    from dse.engines import load_engine
+    sglang = load_engine("sglang")
+    assert list(memory_fraction_at(sglang, [1, 2, 3, 4, 8, 16, 32])) == [
+        0.88, 0.87, 0.87, 0.85, 0.81, 0.79, 0.79]
+    assert memory_fraction_at(load_engine("roofline"), 8) == 0.0
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("kv_memory", "pool", "valid: budget, static, free"),
+    ("memory_fraction", 1.5, "fraction in (0, 1]"),
+    ("memory_fraction", [[2, 0.8]], "ascending from 1"),
+    ("memory_fraction", [[1, 0.9], [1, 0.8]], "ascending from 1"),
+    ("memory_fraction", [[1, 0.9], [4, "x"]], "fraction in (0, 1]"),
+])
+def test_bad_engine_memory_settings_name_file_key_and_value(key, value, words):
+    data = {"name": "e", "request_overhead_s": 0.0, "iteration_overhead_s": 0.0,
+            "chunked_prefill": True, "mixed_prefill": True, "max_batched_tokens": 0,
+            "max_running_requests": 0, key: value}
+    with pytest.raises(ConfigError) as err:
+        parse_engine(data, "e.toml")
+    msg = str(err.value)
+    assert "e.toml" in msg and key in msg and words in msg and "\n" not in msg
+
+
+def test_memory_fraction_from_the_cli_in_a_working_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["explain", "--hardware", "h100_sxm", "--model", "llama3_8b", "--engine", "sglang",
+            "--batch", "1000", "--input-tokens", "2000", "--output-tokens", "1000", "--json"]
+    assert main([*args, "--memory-fraction", "0.5"]) == 0
+    half = capsys.readouterr().out
+    assert main(args) == 0
+    default = capsys.readouterr().out
+    assert json.loads(half)["summary"]["running_requests"] < \
+        json.loads(default)["summary"]["running_requests"]
+    assert main([*args, "--memory-fraction", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "--memory-fraction 1.5" in err and "[0, 1]" in err and err.count("\n") == 1
