@@ -33,6 +33,10 @@ class Engine:
     # host seconds per operator launch in iterations that carry prefill (they run without
     # CUDA graphs): such an iteration lasts at least its launches x eager_op_s; 0: none
     eager_op_s: float = 0.0
+    # whether decode-only iterations are captured as CUDA graphs (False: they run eagerly
+    # and pay eager_op_s per launch too, as vLLM --enforce-eager, SGLang
+    # --disable-cuda-graph or early TensorRT-LLM PyTorch-backend defaults run)
+    decode_cuda_graphs: bool = True
     # decode iterations between admissions of new requests while busy (SGLang
     # --scheduler-recv-interval x --num-continuous-decode-steps); 1: every iteration
     admission_interval: int = 1
@@ -70,7 +74,8 @@ def _count(data, key, src) -> int:
 # - free: f (M - w - a) (TensorRT-LLM: free_gpu_memory_fraction of the memory left free
 #   after the weights and a profiling forward pass)
 KV_MEMORY_RULES = ("budget", "static", "free")
-OPTIONAL = ("eager_op_s", "admission_interval", "kv_memory", "memory_fraction")
+OPTIONAL = ("eager_op_s", "admission_interval", "kv_memory", "memory_fraction",
+            "decode_cuda_graphs")
 FIELDS = ("request_overhead_s", "iteration_overhead_s", "chunked_prefill", "mixed_prefill",
           "max_batched_tokens", "max_running_requests")
 
@@ -96,6 +101,8 @@ def parse_engine(data: dict, src: str, text: str = "") -> Engine:
         eager_op_s=(_seconds(data, "eager_op_s", src, MAX_LAUNCH_S)
                     if "eager_op_s" in data else 0.0),
         admission_interval=int(data.get("admission_interval", 1)),
+        decode_cuda_graphs=(_bool(data, "decode_cuda_graphs", src)
+                            if "decode_cuda_graphs" in data else True),
         kv_memory=_kv_memory(data, src),
         memory_fraction=_memory_fraction(data, src),
         source=src, text=text)

@@ -215,9 +215,10 @@ def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
         ops_s = sum(r["total_s"] for r in table if r["phase"] == labels[kind])
         # the device's work (offload: the pass lasts max(it, the host link))
         device = float(result[13] if kind == "decode" else result[14])
-        # a prefill-carrying iteration runs eagerly: the host's operator launches beyond
-        # the device's work (engine eager_op_s, kernels/serving.eager_device)
-        eager = float(result[15]) if kind == "mixed" else 0.0
+        # a prefill-carrying iteration runs eagerly (a decode-only one too where the engine
+        # captures no CUDA graphs): the host's operator launches beyond the device's work
+        # (engine eager_op_s, kernels/serving.eager_device)
+        eager = float(result[15] if kind == "mixed" else result[18])
         engine_rows = [("pipeline_wait", device - ops_s), ("iteration_overhead", overhead)]
         if eager > 0.0:
             engine_rows.insert(1, ("eager_launch_wait", eager))

@@ -243,6 +243,7 @@ def engine_table(engines) -> np.ndarray:
         table[i, L.EN_MAX_BATCHED_TOKENS] = e.max_batched_tokens
         table[i, L.EN_EAGER_OP_S] = e.eager_op_s
         table[i, L.EN_ADMISSION_INTERVAL] = e.admission_interval
+        table[i, L.EN_EAGER_DECODE] = float(not e.decode_cuda_graphs)
     return table
 
 

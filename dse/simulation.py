@@ -69,7 +69,9 @@ def point(base_dir=None, source="<api>", **grid):
                                    out[L.PREFILL], n_ops[L.PREFILL], progs[L.PREFILL],
                                    partner, shared, comp, 1.0, 1.0, 1.0, 1.0, 1.0, t, p, e,
                                    adp, np.zeros(3), scratch, inp["hw"][0],
-                                   spec.engines[0].eager_op_s)
+                                   spec.engines[0].eager_op_s,
+                                   spec.engines[0].eager_op_s
+                                   * (not spec.engines[0].decode_cuda_graphs))
 
     summary = {n: float(ds[n].values.ravel()[0]) for n in ("ttft_s", "tpot_s")}
     slots = float(mem["slots"][1].ravel()[0])

@@ -49,7 +49,7 @@ from .grid import (_KIND, host_seconds, _MPATH, _MSTAGE, _N_COSTS, _N_TIMES, _TC
                    attention_curved, context_ops, decode_axes, op_time_won, point_setup,
                    what_if_table, winner)
 from .layout import (DECODE,
-                     EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, EN_MIXED,
+                     EN_EAGER_DECODE, EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, EN_MIXED,
                      K_ADMIT, K_ADP, K_BATCH, K_BUDGET, K_ENGINE,
                      K_ALPHA, K_BEAMS, K_CP, K_DRAFT, K_EP, K_LORA_ADAPTERS, K_LORA_RANK, K_GAMMA,
                      K_IMBALANCE, K_INPUT, K_PP, K_PREFIX, K_SERVING,
@@ -334,7 +334,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                         acc[:] = 0.0
                         terms_split(terms_dec, rows_dec, nq_dec, rc, rm, ru, ro, micro,
                                     cls_dec, cls_pre, overhead, c_path, c_stage, acc, part_dec,
-                                    ht)
+                                    ht, eager_s * engine[EN_EAGER_DECODE])
                     acc[:] = 0.0
                     terms_split(terms_mix, rows_mix, nq_mix, rc, rm, ru, ro, micro, cls_dec,
                                 cls_pre, overhead, c_path, c_stage, acc, part_mix, ht,

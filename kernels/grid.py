@@ -36,7 +36,7 @@ from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, V_OUT, V_PATH, 
                       serve_times, serve_weights, steady_state, structure_units,
                       structure_units_into, term_seconds, terms_seconds, unit_times)
 from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
-                     EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED,
+                     EN_EAGER_DECODE, EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED,
                      EN_REQUEST_OVERHEAD_S,
                      HW_COMPUTE_EFF, HW_HOST_BYTES_PER_S, HW_KERNEL_LATENCY_S,
                      HW_MEMORY_BYTES_PER_S, BOUND_HOST,
@@ -472,6 +472,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     request_s = engine[EN_REQUEST_OVERHEAD_S]
     iteration_s = engine[EN_ITERATION_OVERHEAD_S]
     eager_s = engine[EN_EAGER_OP_S]
+    eager_dec = eager_s * engine[EN_EAGER_DECODE]  # decode-only iterations: 0 when graphed
     interval = admission_interval(v[K_ADMIT], engine)
     mixed = engine[EN_MIXED] > 0.0
     nout = output_tokens.size
@@ -534,12 +535,15 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 sums[:, :m_pad] = 0.0
                 d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window,
                                      share, mixed, new, past, qv, v[K_BEAMS], v[K_CP])
+                nd_path = 0.0
+                nd_stage = 0.0
                 if d_dec > 0.0:
                     nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                          partner, shared, c_dec, t, p, e, adp, terms_dec,
                                          rows, hw[h])
                     terms_seconds(terms_dec, nq, rc, rm, ru, ro, m_pad, sums[0], sums[1],
                                   sums[2], sums[3], sums[4])
+                    nd_path, nd_stage = launches(terms_dec, nq)
                 nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                      partner, shared, c_mix, t, p, e, adp, terms_mix, rows,
                                      hw[h])
@@ -551,7 +555,8 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                     t_dec = 0.0
                     ht = h_grp[g]
                     if d_dec > 0.0:
-                        t_dec = max(sums[0, j], micro * sums[1, j], ht) + iteration_s
+                        t_dec = max(eager_device(sums[0, j], sums[1, j], micro, nd_path,
+                                                 nd_stage, eager_dec), ht) + iteration_s
                     t_mix = max(eager_device(sums[5, j], sums[6, j], micro, n_path, n_stage,
                                              eager_s), ht) + iteration_s
                     first, seen, rate = serve_times(t_dec, t_mix, b, r, lam, f, prompts,
@@ -925,8 +930,9 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     engine's iteration overhead, micro-batches, the two iterations' device seconds
     without the host link's wait or the overhead, the prefill-carrying iteration's wait
     for its eager launches beyond its device seconds, ``serving.eager_device``, the
-    admission interval, and TTFT less the request overhead and the request's own
-    prefill iterations: its waits)."""
+    admission interval, TTFT less the request overhead and the request's own prefill
+    iterations: its waits, and the decode-only iteration's eager-launch wait: 0 where the
+    engine graphs decode)."""
     micro, seqs, w, a, k, _ = point_setup(v)
     t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
     s = v[K_INPUT]
@@ -961,11 +967,16 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     seconds = np.zeros(n_dec + n_pre)
     ht = micro * host_seconds(host_bytes, hw_h)
     dev_dec = 0.0
+    eager_dec = 0.0
     if d_dec > 0.0:
         dev_dec = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre,
                                     partner, shared, c_dec, micro, rcs, rms, rsu, rso, t, p,
                                     e, adp, acc, seconds, hw_h)
-        t_dec = max(dev_dec, ht) + it
+        eager_dec = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre,
+                                      partner, shared, c_dec, micro, rcs, rms, rsu, rso, t, p,
+                                      e, adp, acc, seconds, hw_h, 0.0,
+                                      engine[EN_EAGER_OP_S] * engine[EN_EAGER_DECODE])
+        t_dec = max(eager_dec, ht) + it
         op_dec[:n_dec + n_pre, 0] = seconds
     dev_mix = iteration_seconds(vt_dec, n_dec, program_dec, vt_pre, n_pre, program_pre,
                                 partner, shared, c_mix, micro, rcs, rms, rsu, rso, t, p, e,
@@ -988,4 +999,5 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
     own = serve_weights(r, f, prompts, chunks, prefill_iters, n_it, mixed)[0] * t_mix
     wait = first - engine[EN_REQUEST_OVERHEAD_S] - own
     return (first, seen / per_step, rate, r, r_d, lam, f, prompts, chunks, prefill_iters,
-            t_dec, t_mix, micro, dev_dec, dev_mix, eager_mix - dev_mix, interval, wait)
+            t_dec, t_mix, micro, dev_dec, dev_mix, eager_mix - dev_mix, interval, wait,
+            eager_dec - dev_dec)

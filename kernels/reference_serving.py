@@ -339,8 +339,10 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     for name, kind in kinds.items():
         graphed = np.maximum(kind["path"], micro * kind["stage"])
         # the prefill-carrying iteration runs eagerly: each side lasts at least its
-        # operator launches times the engine's eager_op_s (decode-only ones are graphed)
-        eager = eng[:, L.EN_EAGER_OP_S] if name == "mix" else 0.0
+        # operator launches times the engine's eager_op_s (decode-only ones are graphed,
+        # unless the engine captures no CUDA graphs)
+        eager = eng[:, L.EN_EAGER_OP_S] * (1.0 if name == "mix" else
+                                           eng[:, L.EN_EAGER_DECODE])
         device = np.maximum(np.maximum(kind["path"], kind["n_path"] * eager),
                             micro * np.maximum(kind["stage"], kind["n_stage"] * eager))
         t_iter[name] = np.maximum(device, host_s) + eng[:, L.EN_ITERATION_OVERHEAD_S]

@@ -380,10 +380,11 @@ def eager_device(path, stage, micro, n_path, n_stage, eager_s):
 @njit(cache=True)
 def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner, shared, comp,
                       micro, rcs, rms, rsu, rso, t, p, e, adp, acc, op_s, hw_h,
-                      eager_s=0.0):
+                      eager_s=0.0, eager_decode_s=0.0):
     """Forward time of one iteration of composition ``comp`` (:func:`composition`, one
     micro-batch): max(path, micro * stage) as a static decode step; when it carries
-    prefill, at least its operator launches times ``eager_s`` (:func:`eager_device`).
+    prefill, at least its operator launches times ``eager_s`` (:func:`eager_device`), a
+    decode-only one at least its launches times ``eager_decode_s`` (0: graphed).
     Decode ops price the
     decode tokens and, where the prefill program shares the op, the prompt chunk too.
     ``op_s[i]`` gets decode op i's seconds per run, ``op_s[n_dec + j]`` prefill-only op j's
@@ -444,7 +445,7 @@ def iteration_seconds(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre, partner,
                 n_path += vt_pre[j, V_PATH]
                 n_stage += vt_pre[j, V_STAGE]
         return eager_device(path, stage, micro, n_path, n_stage, eager_s)
-    return max(path, micro * stage)
+    return eager_device(path, stage, micro, n_path, n_stage, eager_decode_s)
 
 
 @njit(cache=True)

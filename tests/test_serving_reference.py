@@ -12,7 +12,7 @@ from dse.kernels.reference_serving import _chunk_reads, _decode_context, _prompt
 from grid_strategies import (HARDWARE, MODELS, STRUCTURE, WHAT_IF_SCALES, axis, ints,
                              kernel_matches_reference, trimmed)
 
-ENGINES = ["vllm", "sglang", "trtllm", "roofline"]
+ENGINES = ["vllm", "sglang", "trtllm", "roofline", "trtllm_0_17"]  # the last: eager decode
 # configurations per drawn grid (before dp), to keep the file fast. An example's time goes
 # mostly to its fixed costs (the memory terms and kernel inputs, for both backends): 60
 # examples of up to 16,384 points price about 80 % as many configurations as 120 of up to
@@ -26,6 +26,7 @@ grids = st.fixed_dictionaries({
     "engine": axis(ENGINES, 3),
     "max_batched_tokens": axis([0, 16, 100, 512, 2048, 8192], 3),
     "admission_interval": axis([0, 1, 10, 30], 2),
+    "memory_fraction": axis([0.0, 0.3, 0.9], 2),
     "batch": ints(1, 400),
     "input_tokens": ints(1, 6000, 2),
     "output_tokens": st.lists(st.one_of(st.integers(1, 3), st.integers(4, 700)), min_size=1,

@@ -1,7 +1,9 @@
-"""How each engine sizes its KV cache from its share of device memory (engines.KV_MEMORY_RULES)
-and the memory_fraction axis that sets the share as a server's launch command does."""
+"""Engine settings a server's launch command fixes: how each engine sizes its KV cache from
+its share of device memory (engines.KV_MEMORY_RULES, the memory_fraction axis), and decode
+iterations run without CUDA graphs (decode_cuda_graphs)."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,33 @@ def test_memory_fraction_from_the_cli_in_a_working_folder(tmp_path, monkeypatch,
     assert main([*args, "--memory-fraction", "1.5"]) == 2
     err = capsys.readouterr().err
     assert "--memory-fraction 1.5" in err and "[0, 1]" in err and err.count("\n") == 1
+
+
+def test_an_engine_without_decode_graphs_launches_every_decode_op_from_the_host(
+        tmp_path, monkeypatch):
+    # decode-only iterations of an engine that captures no CUDA graphs last at least their
+    # operator launches times eager_op_s (1 ms here: far above the device's work), as the
+    # prefill-carrying ones always do; the breakdown names the wait
+    monkeypatch.chdir(tmp_path)
+    Path("e.toml").write_text(
+        'name = "e"\nrequest_overhead_s = 0.0\niteration_overhead_s = 0.0005\n'
+        'eager_op_s = 0.001\ndecode_cuda_graphs = false\nchunked_prefill = true\n'
+        'mixed_prefill = true\nmax_batched_tokens = 0\nmax_running_requests = 0\n')
+    grid = dict(hardware="h100_sxm", model="llama3_8b", batch=4, input_tokens=100,
+                output_tokens=400, tp=1)
+    table, s = dse.explain(engine="e.toml", **grid)
+    dec = table[table["phase"] == "decode_iteration"]
+    ops = dec[dec["kind"] != "engine"]
+    launches = ops["count"].sum()
+    wait = dec.loc[dec["op"] == "eager_launch_wait", "total_s"].item()
+    assert s["decode_iteration_s"] == pytest.approx(launches * 0.001 + 0.0005, rel=1e-9)
+    assert wait == pytest.approx(launches * 0.001 - ops["total_s"].sum(), rel=1e-9)
+    # the same engine with graphs: the device's work plus the overhead
+    Path("g.toml").write_text(Path("e.toml").read_text().replace("false", "true")
+                              .replace('"e"', '"g"'))
+    table, g = dse.explain(engine="g.toml", **grid)
+    dec = table[table["phase"] == "decode_iteration"]
+    assert g["decode_iteration_s"] == pytest.approx(
+        dec.loc[dec["kind"] != "engine", "total_s"].sum() + 0.0005, rel=1e-9)
+    assert "eager_launch_wait" not in set(dec["op"])
+    assert s["tpot_s"] > 5 * g["tpot_s"]
