@@ -584,7 +584,9 @@ def write_outputs(rows: pd.DataFrame, out_path, *, scorecard: pd.DataFrame | Non
 
 def format_scorecard(card: pd.DataFrame) -> str:
     """The scorecard as an aligned text table (errors in %, shares in %)."""
-    header = (f"{'hardware':<14} {'model':<14} {'engine':<8} {'rows':>4}  "
+    # the engine column as wide as its longest name (versioned presets: trtllm_0_17)
+    wide = max([8, *(len(str(e)) for e in card.get("engine", []))])
+    header = (f"{'hardware':<14} {'model':<14} {'engine':<{wide}} {'rows':>4}  "
               f"{'TTFT n':>6} {'median':>7} {'mean':>7} {'<=20%':>6}  "
               f"{'TPOT n':>6} {'median':>7} {'mean':>7} {'<=20%':>6}")
     lines = [header, "-" * len(header)]
@@ -595,7 +597,7 @@ def format_scorecard(card: pd.DataFrame) -> str:
         return format(x, fmt) + unit
 
     for r in card.to_dict("records"):
-        cells = [f"{r['hardware']!s:<14} {r['model']!s:<14} {r.get('engine', ALL)!s:<8} "
+        cells = [f"{r['hardware']!s:<14} {r['model']!s:<14} {r.get('engine', ALL)!s:<{wide}} "
                  f"{r['rows']:>4} "]
         for m in ("ttft", "tpot"):
             cells.append(f" {r[f'{m}_n']:>6} {num(r[f'{m}_median_abs_pct_error'], '.1f'):>7} "
