@@ -235,9 +235,15 @@ def _ffn_ops(m: Model) -> list[ops.Op]:
                 ops.elementwise("moe_topk", m.experts, 2 * k, 4 * m.experts, moe,
                                 element_bytes=4.0),
                 ops.elementwise("moe_align", k, k, k, moe, element_bytes=4.0)]
+        # the routed experts' inputs quantized where the experts' activations are narrower
+        # than the grid's: each token's hidden state before the grouped GEMMs, and the
+        # routed copies' activations before the down projection (ops.quantize)
         moe_ops = [ops.all_to_all("moe_dispatch", k * h, moe),
+                   ops.quantize(ops.gemm("experts", h, 1, moe), L.QC_EXPERTS),
                    ops.moe_experts("experts", h, m.expert_ffn_dim, m.experts, k, mats, moe),
                    activation("experts_act", m, m.expert_ffn_dim, moe, copies=k),
+                   ops.quantize(ops.gemm("experts_down", k * m.expert_ffn_dim, 1, moe,
+                                         L.SPLIT_ROWS), L.QC_EXPERTS),
                    ops.all_to_all("moe_combine", k * h, moe),
                    # un-permute: the k weighted expert outputs of a token summed into one
                    ops.elementwise("moe_sum", k * h, h, 2 * k * h, moe, L.SPLIT_EXPERTS)]
@@ -274,10 +280,17 @@ def activation(name: str, m: Model, width: int, layers: int, copies: int = 1) ->
 
 
 def _gemms_in(op_list: list[ops.Op], qclass: int) -> list[ops.Op]:
-    """``op_list`` with its GEMMs in precision class ``qclass`` (``layout.QC_*``; the other
-    ops keep the class of their kind, ``ops.KIND_CLASS``)."""
-    return [ops.with_class(op, qclass) if op.row[L.OP_KIND] == L.GEMM else op
-            for op in op_list]
+    """``op_list`` with its GEMMs in precision class ``qclass`` (``layout.QC_*``), each
+    after the kernel that quantizes its input where the class's activations are narrower
+    than the grid's (``ops.quantize``: no work otherwise); the other ops keep the class of
+    their kind, ``ops.KIND_CLASS``."""
+    out = []
+    for op in op_list:
+        if op.row[L.OP_KIND] == L.GEMM:
+            out += [ops.quantize(op, qclass), ops.with_class(op, qclass)]
+        else:
+            out.append(op)
+    return out
 
 
 def model_ops(model: Model, phase: int = L.PREFILL) -> list[ops.Op]:
@@ -304,8 +317,8 @@ def model_ops(model: Model, phase: int = L.PREFILL) -> list[ops.Op]:
         *_ffn_ops(model),
         ops.p2p("pp_send", h),
         ops.norm("final_norm", h, scope=L.SCOPE_ONCE),
-        ops.with_class(ops.gemm("lm_head", h, model.vocab_size, split=L.SPLIT_COLUMNS,
-                                scope=L.SCOPE_ONCE, tokens=L.TOKENS_LAST), L.QC_LM_HEAD),
+        *_gemms_in([ops.gemm("lm_head", h, model.vocab_size, split=L.SPLIT_COLUMNS,
+                             scope=L.SCOPE_ONCE, tokens=L.TOKENS_LAST)], L.QC_LM_HEAD),
         ops.all_gather("logits_all_gather", model.vocab_size, scope=L.SCOPE_ONCE,
                        tokens=L.TOKENS_LAST),
         # sampling over the fp32 logits: a softmax pass and a sampling pass read them,

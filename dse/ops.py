@@ -76,6 +76,37 @@ def elementwise(name, read, written, flops, layers=0, split=L.SPLIT_NONE, elemen
                scope, tokens, cdt=L.CDT_ACT)
 
 
+# FLOPs per element of a dynamic activation quantization: the absolute max of its group,
+# the scale, the scaled conversion
+QUANT_FLOPS_PER_ELEMENT = 3.0
+
+
+def quantize(gemm_op: Op, qclass: int) -> Op:
+    """The kernel that quantizes ``gemm_op``'s input, per token (or per group of 128
+    elements, as DeepSeek's block-FP8), from the grid's activation precision (the residual
+    stream's) to the class ``qclass``'s activation precision, as engines run a separate
+    kernel before each linear layer of a dynamically quantized checkpoint (SGLang's and
+    vLLM's per_token_group_quant_fp8, TensorRT-LLM's fp8_quantize_1x128 for block-FP8; an
+    NVFP4 input's scaled_fp4_quant). It reads the input at the grid's precision and writes
+    it at the class's (the scales, 1/128 of the elements, are not counted); where the
+    class computes in the grid's precision there is no kernel (zero work, no launch). Its
+    input is the GEMM's K per device (K / tp for a row-split GEMM, all groups' inputs for a
+    per-head one); scope, layers, tokens and existence follow the GEMM."""
+    r = gemm_op.row
+    k, split, groups = r[L.OP_P0], int(r[L.OP_P0 + 2]), max(r[L.OP_P0 + 4], 1.0)
+    elements = k * groups
+    share = L.SPLIT_COLUMNS if split == L.SPLIT_ROWS or (
+        groups > 1.0 and split == L.SPLIT_COLUMNS) else L.SPLIT_NONE
+    row = np.zeros(L.OP_FIELDS)
+    for f in (L.OP_SCOPE, L.OP_TOKENS, L.OP_WHEN, L.OP_LAYERS, L.OP_SPAN, L.OP_DRAFT):
+        row[f] = r[f]
+    row[[L.OP_KIND, L.OP_GROUP, L.OP_CDT, L.OP_CLASS]] = (L.ELEMENTWISE, L.GROUP_NONE,
+                                                           L.CDT_QUANT, qclass)
+    row[L.OP_P0:L.OP_P0 + 5] = (elements, elements, QUANT_FLOPS_PER_ELEMENT * elements,
+                                share, -1.0)
+    return Op(f"{gemm_op.name}_quant", row)
+
+
 def attention(name, heads, kv_heads, qk_dim, v_dim, cache_per_token, cache_heads, layers,
               window=0):
     """Causal, flash-style fused attention (scores stay on chip).

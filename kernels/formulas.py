@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, CDT_GEMM, DECODE,
+from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, CDT_GEMM, CDT_QUANT, DECODE,
                      DRAFT_DECODE, DRAFT_NONE, OP_DRAFT,
                      ELEMENTWISE, EMBEDDING, GEMM, LORA, SPLIT_EXPERTS, SPLIT_QKV,
                      GROUP_CP, GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
@@ -227,6 +227,8 @@ def op_precisions(op, quant, w, a, k, dtype_bits):
         return wc, ac, kc, ac if dtype_bits[ac] >= dtype_bits[wc] else wc
     if cdt == CDT_ATTENTION:
         return wc, ac, kc, ac if dtype_bits[ac] >= dtype_bits[kc] else kc
+    if cdt == CDT_QUANT:  # (class activation, grid activation): see layout.CDT_QUANT
+        return ac, a, kc, a
     return wc, ac, kc, ac
 
 
@@ -484,9 +486,17 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance, q=
         # ep groups), P4 bytes per element (0: the activation precision)
         split = int(p3)
         div = tp if split == SPLIT_COLUMNS else (ep if split == SPLIT_EXPERTS else 1.0)
-        eb = p4 if p4 > 0.0 else ab
-        flops0 = tokens * p2 / div
-        bytes0 = tokens * (p0 + p1) * eb / div
+        if p4 < 0.0:
+            # P4 = -1: dynamic quantization of a GEMM's input (ops.quantize), from the
+            # grid's activation precision (ab) to its class's narrower one (wb: CDT_QUANT);
+            # no kernel at all where the class computes in the grid's precision
+            if wb < ab:
+                flops0 = tokens * p2 / div
+                bytes0 = tokens * (p0 * ab + p1 * wb) / div
+        else:
+            eb = p4 if p4 > 0.0 else ab
+            flops0 = tokens * p2 / div
+            bytes0 = tokens * (p0 + p1) * eb / div
     elif kind == SSM:
         # selective state-space scan (Mamba-1/2) after its causal conv (an op of its own):
         # P0 = inner width, P1 = state size N, P2 = conv channels, P3 = conv kernel, P4 =

@@ -113,6 +113,10 @@ WHEN_NO_EP = 2      # only when ep == 1
 CDT_GEMM = 0        # wider of weight and activation precision
 CDT_ATTENTION = 1   # wider of activation and KV-cache precision
 CDT_ACT = 2         # activation precision
+# an activation quantization kernel (ops.quantize): op_precisions hands it the class's
+# activation precision in the weight slot and the grid's (the residual stream's) as its
+# activation, so formulas.op_cost prices the conversion only where the class is narrower
+CDT_QUANT = 3
 
 # --- precision classes and the quant recipe table [n_quant, QUANT_FIELDS] -----------------
 # Each op belongs to one class (OP_CLASS); a recipe (dse.quant, configs/quant/) names the

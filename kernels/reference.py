@@ -267,8 +267,12 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0, q=1.0, cac
         flops, byts = _lora(op, tokens, seqs + zero, tp, ab, lora_r, lora_n)
     elif kind == L.ELEMENTWISE:
         share = {L.SPLIT_COLUMNS: 1 / tp, L.SPLIT_EXPERTS: 1 / ep}.get(int(p[3]), 1.0 + zero)
-        flops = tokens * p[2] * share
-        byts = tokens * (p[0] + p[1]) * (p[4] if p[4] > 0 else ab) * share
+        if p[4] < 0:  # a GEMM input's quantization (wb: the class's, ab: the grid's)
+            flops = np.where(wb < ab, tokens * p[2] * share, 0.0)
+            byts = np.where(wb < ab, tokens * (p[0] * ab + p[1] * wb) * share, 0.0)
+        else:
+            flops = tokens * p[2] * share
+            byts = tokens * (p[0] + p[1]) * (p[4] if p[4] > 0 else ab) * share
     elif kind == L.SSM:
         inner, state_n, channels, kernel = p[0] / tp, p[1], p[2] / tp, p[3]
         state = inner * state_n + channels * (kernel - 1)
@@ -429,6 +433,9 @@ def class_precisions(op, recipes, w, a, k, dtype_bits):
     wo = np.where(recipes[..., 2 * c] >= 0, recipes[..., 2 * c], w).astype(np.int64)
     ao = np.where(recipes[..., 2 * c + 1] >= 0, recipes[..., 2 * c + 1], a).astype(np.int64)
     ko = np.where(recipes[..., L.Q_KV] >= 0, recipes[..., L.Q_KV], k).astype(np.int64)
+    if int(op[L.OP_CDT]) == L.CDT_QUANT:  # (class activation, grid activation, ...)
+        grid_a = np.broadcast_to(a, ao.shape).astype(np.int64)
+        return ao, grid_a, ko, grid_a
     cdt = {L.CDT_GEMM: np.where(dtype_bits[ao] >= dtype_bits[wo], ao, wo),
            L.CDT_ATTENTION: np.where(dtype_bits[ao] >= dtype_bits[ko], ao, ko),
            L.CDT_ACT: ao}[int(op[L.OP_CDT])]

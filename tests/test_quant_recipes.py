@@ -222,10 +222,13 @@ def test_quant_recipe_naming_the_grids_own_precisions_changes_nothing(tmp_path):
 
 
 def test_quant_recipe_changes_what_it_names():
-    # DeepSeek-V3 batch-1 decode on B200 (weight-read bound): over a bf16 grid every recipe
-    # that narrows a class is faster; over an fp8 grid nvfp4_experts is slower (its
-    # attention and LM head are bf16, wider than fp8, and at batch 1 only 8 of 256 experts
-    # are read), and so is fp8_bf16_collectives (a bf16 LM head and collectives)
+    # DeepSeek-V3 batch-1 decode on B200 (weight-read bound): over a bf16 grid the recipes
+    # that narrow expert weights are faster; fp8_bf16_collectives is slower: its fp8
+    # activations cost an input-quantization kernel before each of ~9 linear layers per
+    # layer (9 x 61 x 3 us kernel latency ~ 1.6 ms), more than the fp8 weights save at
+    # 8 TB/s (~0.7 ms of 1.4); over an fp8 grid nvfp4_experts is slower (its attention and
+    # LM head are bf16, wider than fp8, and at batch 1 only 8 of 256 experts are read), and
+    # so is fp8_bf16_collectives (a bf16 LM head and collectives)
     def tpot(weight):
         ds = dse.evaluate(_spec(hardware="b200", model="deepseek_v3", serving="static", tp=8,
                                 batch=1, input_tokens=1000, output_tokens=64,
@@ -234,8 +237,9 @@ def test_quant_recipe_changes_what_it_names():
                                        "fp8_bf16_collectives"]))
         return {q: float(ds["tpot_s"].sel(quant=q).squeeze()) for q in ds["quant"].values}
     bf16 = tpot("bf16")
-    for q in ("nvfp4_experts", "int4_experts", "fp8_bf16_collectives"):
+    for q in ("nvfp4_experts", "int4_experts"):
         assert bf16[q] < bf16["uniform"], q
+    assert bf16["fp8_bf16_collectives"] > bf16["uniform"]
     fp8 = tpot("fp8")
     assert fp8["nvfp4_experts"] > fp8["uniform"]
     assert fp8["fp8_bf16_collectives"] > fp8["uniform"]
@@ -439,3 +443,30 @@ def test_quant_chunks_split_along_the_recipes_match_one_chunk(tmp_path, monkeypa
     one, many = table("one"), table("many")
     pd.testing.assert_frame_equal(one, many)
     assert one.groupby("quant")["weight_bytes_per_device"].first().nunique() == 3
+
+
+def test_quantized_activations_cost_an_input_quantization_kernel_by_hand():
+    """DeepSeek-V3 decode, batch 1, tp 1, B200, fp8 linear layers over bf16 activations
+    (fp8_bf16_collectives): before each fp8 GEMM a kernel reads its input at bf16 and
+    writes it at fp8 (3 bytes and 3 FLOPs per element); the uniform bf16 grid has none."""
+    table, _ = dse.explain(hardware="b200", model="deepseek_v3", serving="static", batch=1,
+                           tp=1, input_tokens=1000, output_tokens=2, weight_dtype="fp8",
+                           act_dtype="bf16", kv_dtype="bf16", quant="fp8_bf16_collectives")
+    dec = table[table["phase"] == "decode"].set_index("op")
+    per_input = {"o_proj_quant": 128 * 128,        # heads x v_head_dim
+                 "qkv_a_proj_quant": 7168,         # hidden
+                 "experts_quant": 7168,            # each token's hidden state, once
+                 "experts_down_quant": 8 * 2048,   # top-8 routed copies x expert FFN width
+                 "shared_down_proj_quant": 2048}   # the shared expert's FFN width
+    for op, n in per_input.items():
+        assert dec.loc[op, "bytes"] == pytest.approx(n * (BF16 + FP8), rel=1e-12), op
+        assert dec.loc[op, "flops"] == pytest.approx(3 * n, rel=1e-12), op
+        # one more kernel: its latency on top of the (tiny) memory time
+        assert dec.loc[op, "time_s"] > dec.loc[op, "memory_s"]
+    # the LM head stays bf16 in this recipe: no conversion, no kernel
+    assert dec.loc["lm_head_quant", "bytes"] == 0.0 and dec.loc["lm_head_quant", "time_s"] == 0
+    uniform, _ = dse.explain(hardware="b200", model="deepseek_v3", serving="static", batch=1,
+                             tp=1, input_tokens=1000, output_tokens=2, weight_dtype="bf16")
+    quant_rows = uniform[uniform["op"].str.endswith("_quant")]
+    assert len(quant_rows) and (quant_rows["bytes"] == 0).all() \
+        and (quant_rows["time_s"] == 0).all()

@@ -367,7 +367,7 @@ def test_validate_prices_a_benchmark_run_where_the_row_gives_one():
     assert steady["num_prompts"] == 0 and steady["length_ratio"] == 1.0
     assert steady["predicted_ttft_s"] == steady["steady_ttft_s"]
     assert run["steady_ttft_s"] == pytest.approx(steady["steady_ttft_s"], rel=1e-12)
-    assert run["predicted_ttft_s"] > 1.5 * run["steady_ttft_s"]
+    assert run["predicted_ttft_s"] > 1.3 * run["steady_ttft_s"]
     # decode is the same physics: the run's TPOT stays near the steady state's
     assert run["predicted_tpot_s"] == pytest.approx(run["steady_tpot_s"], rel=0.15)
     assert run["ttft_error_pct"] == pytest.approx(
