@@ -46,7 +46,7 @@ from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      K_BUDGET,
                      K_ENGINE, K_EP, K_GAMMA, K_IMBALANCE, K_INPUT, K_KV, K_LORA_ADAPTERS,
                      K_LORA_RANK, K_PP, K_PREFIX, K_CP, K_DRAFT,
-                     K_QUANT, K_SERVING, K_TP, K_WEIGHT, DRAFT_DECODE, OP_DRAFT, OP_KIND,
+                     K_QUANT, K_SERVING, K_TP, K_WEIGHT, CDT_QUANT, DRAFT_DECODE, OP_CDT, OP_DRAFT, OP_KIND,
                      OP_SPAN, PREFILL,
                      SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE, W_MEMORY,
                      W_SCALEOUT, W_SCALEUP)
@@ -163,6 +163,9 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, w, a, k, quant, dty
         out[i, _WIN] = win
         out[i, _CDT] = cdt
         out[i, _CPATH], out[i, _CSTAGE] = run_counts(op, p, e, gamma)
+        if int(op[OP_CDT]) == CDT_QUANT and wb >= ab:  # no conversion: no kernel runs
+            out[i, _CPATH] = 0.0
+            out[i, _CSTAGE] = 0.0
 
 
 @njit(cache=True)

@@ -51,7 +51,7 @@ from .layout import (DECODE, EN_ADMISSION_INTERVAL, EN_CHUNKED, FP32, EN_MAX_BAT
                      HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
                      HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, LORA,
                      MOE,
-                     DRAFT_DECODE, OP_DRAFT, OP_FIELDS, OP_KIND, OP_SPAN, OP_TOKENS, PREFILL, SPAN_MOE,
+                     CDT_QUANT, DRAFT_DECODE, OP_CDT, OP_DRAFT, OP_FIELDS, OP_KIND, OP_SPAN, OP_TOKENS, PREFILL, SPAN_MOE,
                      TOKENS_LAST)
 
 # per-op unit costs [FLOP, bytes] (then seconds, see unit_times)
@@ -132,6 +132,9 @@ def unit_costs(program, n_op, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_b
         out[i, U_WB] = wb
         out[i, U_AB] = ab
         out[i, U_PATH], out[i, U_STAGE] = run_counts(op, p, e, gamma)
+        if int(op[OP_CDT]) == CDT_QUANT and wb >= ab:  # no conversion: no kernel runs
+            out[i, U_PATH] = 0.0
+            out[i, U_STAGE] = 0.0
 
 
 @njit(cache=True)

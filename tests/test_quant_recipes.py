@@ -463,10 +463,8 @@ def test_quantized_activations_cost_an_input_quantization_kernel_by_hand():
         assert dec.loc[op, "flops"] == pytest.approx(3 * n, rel=1e-12), op
         # one more kernel: its latency on top of the (tiny) memory time
         assert dec.loc[op, "time_s"] > dec.loc[op, "memory_s"]
-    # the LM head stays bf16 in this recipe: no conversion, no kernel
-    assert dec.loc["lm_head_quant", "bytes"] == 0.0 and dec.loc["lm_head_quant", "time_s"] == 0
+    # the LM head stays bf16 in this recipe: no conversion, no kernel runs
+    assert "lm_head_quant" not in dec.index
     uniform, _ = dse.explain(hardware="b200", model="deepseek_v3", serving="static", batch=1,
                              tp=1, input_tokens=1000, output_tokens=2, weight_dtype="bf16")
-    quant_rows = uniform[uniform["op"].str.endswith("_quant")]
-    assert len(quant_rows) and (quant_rows["bytes"] == 0).all() \
-        and (quant_rows["time_s"] == 0).all()
+    assert not uniform["op"].str.endswith("_quant").any()
