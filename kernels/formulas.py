@@ -17,8 +17,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, CDT_GEMM, CDT_QUANT, DECODE,
-                     DRAFT_DECODE, DRAFT_NONE, OP_DRAFT,
+from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, CDT_GEMM,
+                     CDT_QUANT, DECODE, DRAFT_DECODE, DRAFT_NONE, OP_DRAFT,
                      ELEMENTWISE, EMBEDDING, GEMM, LORA, SPLIT_EXPERTS, SPLIT_QKV,
                      GROUP_CP, GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
                      OP_CDT, OP_CLASS, OP_KIND, OP_LAYERS, OP_P0, OP_SCOPE, OP_TOKENS, OP_WHEN,
@@ -277,6 +277,14 @@ def run_counts(op, pp, ep, gamma=0.0):
     if scope == SCOPE_BOUNDARY:
         return pp - 1.0, 0.0
     return 1.0, 1.0
+
+
+@njit(cache=True)
+def converts_nothing(op, wb, ab):
+    """Whether ``op`` is an input quantization (``ops.quantize``) with nothing to convert:
+    its class computes in the grid's activation precision (``wb``, ``ab`` as
+    :func:`op_precisions` hands them to it), so no kernel runs (its run counts are 0)."""
+    return int(op[OP_CDT]) == CDT_QUANT and wb >= ab
 
 
 @njit(cache=True)

@@ -28,8 +28,8 @@ from numba import njit, prange
 
 from .collectives import collective_seconds
 from .efficiency import has_curve, op_curves, time_factor
-from .formulas import (expected_tokens, op_cost, op_precisions, prompt_split,
-                       run_counts)
+from .formulas import (converts_nothing, expected_tokens, op_cost, op_precisions,
+                       prompt_split, run_counts)
 from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, V_OUT, V_PATH, V_UP,
                       V_STAGE, admission_interval, compositions, eager_device, launches,
                       speculation, iteration_seconds, iteration_terms, mean_context,
@@ -46,7 +46,7 @@ from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      K_BUDGET,
                      K_ENGINE, K_EP, K_GAMMA, K_IMBALANCE, K_INPUT, K_KV, K_LORA_ADAPTERS,
                      K_LORA_RANK, K_PP, K_PREFIX, K_CP, K_DRAFT,
-                     K_QUANT, K_SERVING, K_TP, K_WEIGHT, CDT_QUANT, DRAFT_DECODE, OP_CDT, OP_DRAFT, OP_KIND,
+                     K_QUANT, K_SERVING, K_TP, K_WEIGHT, DRAFT_DECODE, OP_DRAFT, OP_KIND,
                      OP_SPAN, PREFILL,
                      SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE, W_MEMORY,
                      W_SCALEOUT, W_SCALEUP)
@@ -163,7 +163,7 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, w, a, k, quant, dty
         out[i, _WIN] = win
         out[i, _CDT] = cdt
         out[i, _CPATH], out[i, _CSTAGE] = run_counts(op, p, e, gamma)
-        if int(op[OP_CDT]) == CDT_QUANT and wb >= ab:  # no conversion: no kernel runs
+        if converts_nothing(op, wb, ab):  # an input quantization with nothing to do
             out[i, _CPATH] = 0.0
             out[i, _CSTAGE] = 0.0
 

@@ -43,15 +43,15 @@ from numba import njit
 
 from .collectives import collective_seconds, domain_split
 from .efficiency import has_curve, op_curves, time_factor
-from .formulas import (causal_pairs, dequant_tiles, expected_tokens, lora_cost, moe_cost,
-                       op_cost,
+from .formulas import (causal_pairs, converts_nothing, dequant_tiles, expected_tokens,
+                       lora_cost, moe_cost, op_cost,
                        op_precisions, prompt_split, run_counts)
 from .layout import (DECODE, EN_ADMISSION_INTERVAL, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS,
                      EN_MIXED, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
                      HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
                      HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, LORA,
                      MOE,
-                     CDT_QUANT, DRAFT_DECODE, OP_CDT, OP_DRAFT, OP_FIELDS, OP_KIND, OP_SPAN, OP_TOKENS, PREFILL, SPAN_MOE,
+                     DRAFT_DECODE, OP_DRAFT, OP_FIELDS, OP_KIND, OP_SPAN, OP_TOKENS, PREFILL, SPAN_MOE,
                      TOKENS_LAST)
 
 # per-op unit costs [FLOP, bytes] (then seconds, see unit_times)
@@ -132,7 +132,7 @@ def unit_costs(program, n_op, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_b
         out[i, U_WB] = wb
         out[i, U_AB] = ab
         out[i, U_PATH], out[i, U_STAGE] = run_counts(op, p, e, gamma)
-        if int(op[OP_CDT]) == CDT_QUANT and wb >= ab:  # no conversion: no kernel runs
+        if converts_nothing(op, wb, ab):  # an input quantization with nothing to do
             out[i, U_PATH] = 0.0
             out[i, U_STAGE] = 0.0
 
