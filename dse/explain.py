@@ -28,7 +28,7 @@ ROW_FIELDS = ("flops", "bytes", "net_bytes", "compute_s", "memory_s", "network_s
               "latency_s", "link", "time_s", "count", "stage_count")
 
 
-def explain(*, breakdown: bool = False, **axes):
+def explain(*, breakdown: bool = False, base_dir=None, source: str = "<api>", **axes):
     """One configuration's operators with FLOPs, bytes, times and bound, plus totals.
 
     Parameters
@@ -36,6 +36,8 @@ def explain(*, breakdown: bool = False, **axes):
     breakdown : bool
         Add the sweep's breakdown columns (``metrics.BREAKDOWN_METRICS``: seconds per
         operator class, the prefill bound) to the summary, from the breakdown kernel.
+    base_dir, source
+        Where preset paths resolve first, and the name errors give (as ``parse_sweep``).
     **axes
         One value per axis of the registry (``dse.axes``: hardware, model, batch, tp, ...,
         the what-if scales); an axis not given takes its default.
@@ -77,7 +79,8 @@ def explain(*, breakdown: bool = False, **axes):
     spec = parse_sweep({
         "grid": {a.name: axes[a.name] for a in AXES if a.section == "grid" and a.name in axes},
         "what_if": {a.name: axes[a.name] for a in AXES
-                    if a.section == "what_if" and a.name in axes}})
+                    if a.section == "what_if" and a.name in axes}},
+        source=source, base_dir=base_dir)
     memory = memory_and_validity(spec, coords(spec))
     inp = kernel_inputs(spec, memory["slots"], memory["host_bytes"])
     # offload: what one device streams over the host link per prefill / decode pass

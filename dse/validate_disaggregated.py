@@ -140,6 +140,22 @@ def _pass_times(r: dict, side: str, batches: np.ndarray, source: str, base_dir):
     return times, float(np.asarray(ds["slots"].values).min())
 
 
+def _prefill_launches(r: dict, source: str, base_dir) -> float:
+    """Operator launches of one prefill pass of row ``r``'s prefill pool (the ops with work
+    along the pass, as ``kernels/serving.launches`` counts them): an engine that runs
+    prefill eagerly pays its ``eager_op_s`` for each."""
+    from .explain import explain
+    p = r["prefill"]
+    table, _ = explain(base_dir=base_dir, source=f"{source}: row {r['row']}",
+                       hardware=p["hardware"], model=r["model"], serving="static",
+                       engine=r["engine"], batch=1, input_tokens=r["input_tokens"],
+                       output_tokens=2, tp=p["tp"], attention_dp=p["attention_dp"],
+                       ep=p["ep"], weight_dtype=r["weight_dtype"], act_dtype=r["act_dtype"],
+                       kv_dtype=r["kv_dtype"], quant=r["quant"])
+    ops = table[(table["phase"] == "prefill") & (table["time_s"] > 0.0)]
+    return float(ops["count"].sum())
+
+
 def _ladder(top: float) -> np.ndarray:
     return np.unique(np.round(np.geomspace(1, max(top, 1), LADDER_POINTS))).astype(int)
 
@@ -163,6 +179,11 @@ def validate_disaggregated(table: pd.DataFrame, source: str = "<table>",
         bp = _ladder(min(budget, r["concurrency"]))
         bd = _ladder(r["concurrency"] / y)
         tp_, _ = _pass_times(r, "prefill", bp, source, base)
+        # a prefill pass runs without CUDA graphs on SGLang and TensorRT-LLM's PyTorch
+        # backend: at least its launches x the engine's eager_op_s (as in aggregated
+        # continuous serving, kernels/serving.eager_device)
+        if eng.eager_op_s > 0.0:
+            tp_ = np.maximum(tp_, _prefill_launches(r, source, base) * eng.eager_op_s)
         td_, slots = _pass_times(r, "decode", bd, source, base)
         it = eng.iteration_overhead_s
         pair = pd.DataFrame([{

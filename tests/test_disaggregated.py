@@ -229,3 +229,24 @@ def test_validate_disaggregated_rows_from_the_cli(tmp_path, monkeypatch, capsys)
     bad.to_csv("bad.csv", index=False)
     line = cli_error(capsys, tmp_path, "validate", "bad.csv")
     assert "bad.csv: row 2: prefill_workers = 0" in line
+
+
+def test_validate_disaggregated_prefill_passes_pay_their_eager_launches():
+    """An SGLang prefill pool runs prefill without CUDA graphs: a short prompt's pass lasts
+    its operator launches x eager_op_s (as aggregated serving prices it), so the predicted
+    TTFT is at least the request overhead plus that floor."""
+    from dse.engines import load_engine
+    from dse.validate import bundled_measured_path
+    from dse.validate_disaggregated import (_prefill_launches, check_table,
+                                            validate_disaggregated)
+    table = pd.read_csv(bundled_measured_path().with_name("disaggregated.csv"))
+    rows = table[(table.scope == "end_to_end") & (table.engine == "sglang")
+                 & (table.input_tokens <= 256)].iloc[[0]]
+    rec = check_table(rows, "d.csv")[0]
+    launches = _prefill_launches(rec, "d.csv", None)
+    eng = load_engine("sglang")
+    # hundreds of launches: several ops in each of the model's layers
+    assert launches > 300
+    out, _ = validate_disaggregated(rows, source="d.csv")
+    floor = eng.request_overhead_s + launches * eng.eager_op_s
+    assert out.loc[0, "predicted_ttft_s"] >= floor
