@@ -45,6 +45,10 @@ class Engine:
     # () : the hardware preset's memory_usable_fraction
     kv_memory: str = "budget"
     memory_fraction: tuple = ()
+    # whether max_batched_tokens and max_running_requests hold per attention-DP rank (each
+    # rank schedules its own requests: TensorRT-LLM, vLLM) rather than for the replica
+    # (SGLang divides its chunked_prefill_size among the ranks)
+    per_rank_limits: bool = False
     source: str = "<api>"
     text: str = ""
 
@@ -75,7 +79,7 @@ def _count(data, key, src) -> int:
 #   after the weights and a profiling forward pass)
 KV_MEMORY_RULES = ("budget", "static", "free")
 OPTIONAL = ("eager_op_s", "admission_interval", "kv_memory", "memory_fraction",
-            "decode_cuda_graphs")
+            "decode_cuda_graphs", "per_rank_limits")
 FIELDS = ("request_overhead_s", "iteration_overhead_s", "chunked_prefill", "mixed_prefill",
           "max_batched_tokens", "max_running_requests")
 
@@ -105,6 +109,8 @@ def parse_engine(data: dict, src: str, text: str = "") -> Engine:
                             if "decode_cuda_graphs" in data else True),
         kv_memory=_kv_memory(data, src),
         memory_fraction=_memory_fraction(data, src),
+        per_rank_limits=(_bool(data, "per_rank_limits", src)
+                         if "per_rank_limits" in data else False),
         source=src, text=text)
 
 
@@ -144,6 +150,16 @@ def memory_fraction_at(engine: Engine, tp):
     for smallest, f in engine.memory_fraction:
         out = np.where(tp >= smallest, f, out)
     return out
+
+
+def replica_limits(engine: Engine, max_batched_tokens=0, attention_dp=1) -> tuple[int, int]:
+    """(token budget per iteration, running-request cap) of one replica (0: none): the
+    ``max_batched_tokens`` axis value, else the engine's budget, and the engine's cap,
+    each times the replica's attention-DP ranks where every rank schedules its own
+    requests (``per_rank_limits``)."""
+    ranks = int(attention_dp) if engine.per_rank_limits else 1
+    return (int(max_batched_tokens or engine.max_batched_tokens) * ranks,
+            engine.max_running_requests * ranks)
 
 
 def load_engine(ref, base_dir: Path | None = None, source="<api>", key="engine") -> Engine:

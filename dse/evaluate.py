@@ -345,11 +345,14 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, capacity: np.ndarra
     ab, kb = L.DTYPE_BYTES[a], recipe_kv_bytes(spec, k, dims)
     s = ax["input_tokens"][0]
     eng = {f: _shaped([getattr(e, f) for e in spec.engines], "engine", dims, float)
-           for f in ("max_batched_tokens", "max_running_requests", "chunked_prefill")}
+           for f in ("max_batched_tokens", "max_running_requests", "chunked_prefill",
+                     "per_rank_limits")}
     budget = np.where(ax["max_batched_tokens"] > 0, ax["max_batched_tokens"],
                       eng["max_batched_tokens"])
-    tokens = np.where((budget <= 0) | (eng["chunked_prefill"] == 0), np.maximum(budget, s),
-                      budget)[0]
+    # an engine whose attention-DP ranks schedule on their own runs a budget on every rank
+    ranks = np.where(eng["per_rank_limits"] > 0, ax["attention_dp"], 1.0)
+    tokens = (np.where((budget <= 0) | (eng["chunked_prefill"] == 0), np.maximum(budget, s),
+                       budget) * ranks)[0]
     tp, pp, adp, cp = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0], ax["cp"][0]
     cached = cached_tokens(s[0], ax["prefix_cached_fraction"][0])
     positions = s - cached + ax["beams"] * ax["output_tokens"]
@@ -382,7 +385,8 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, capacity: np.ndarra
         (("hardware",), np.array([h.memory_usable_fraction for h in spec.hardware])),
         (("engine", "tp", "memory_fraction"), share), (("engine",), rule),
         weights, out["working_bytes"], out["kv_request_bytes"],
-        (("engine",), eng["max_running_requests"].reshape(-1)))
+        (("engine", "attention_dp"), (eng["max_running_requests"] * ranks).reshape(
+            len(spec.engines), -1)))
     f = np.where(f > 0, f, hw_share)
     # every term takes part, so the results have the union's full shape (new, writable
     # arrays: the reduction kernel is compiled for writable arrays)

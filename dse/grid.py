@@ -244,6 +244,7 @@ def engine_table(engines) -> np.ndarray:
         table[i, L.EN_EAGER_OP_S] = e.eager_op_s
         table[i, L.EN_ADMISSION_INTERVAL] = e.admission_interval
         table[i, L.EN_EAGER_DECODE] = float(not e.decode_cuda_graphs)
+        table[i, L.EN_PER_RANK] = float(e.per_rank_limits)
     return table
 
 

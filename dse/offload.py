@@ -83,6 +83,11 @@ def offload_terms(spec, c: dict, terms: dict, usable: np.ndarray) -> dict:
     # continuous: the running limit, the weights' spill, the KV over device and host
     batch = xr.DataArray(np.asarray(c["batch"], float), dims=("batch",))
     cap = xr.DataArray([float(e.max_running_requests) for e in spec.engines], dims=("engine",))
+    # per attention-DP rank where each rank schedules alone (dse.engines.replica_limits)
+    cap = cap * xr.where(xr.DataArray([e.per_rank_limits for e in spec.engines],
+                                      dims=("engine",)),
+                         xr.DataArray(np.asarray(c["attention_dp"], float),
+                                      dims=("attention_dp",)), 1.0)
     want = xr.where(cap > 0, np.minimum(batch, cap), batch)
     # the engine's KV room (dse.evaluate.serving_memory: its rule over its memory share);
     # a byte of weights moved to the host frees a byte of it (TensorRT-LLM's free rule

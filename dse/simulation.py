@@ -16,6 +16,10 @@ from .grid import coords
 from .kernels import layout as L
 from .kernels import serving as S
 
+# composition entries a context-parallel device computes 1/cp of (serving.composition)
+CP_SPLIT = [S.C_CTX, S.C_CTXW, S.C_QCTX, S.C_QCTXW, S.C_PRE, S.C_PAIRS, S.C_PAIRSW, S.C_READ,
+            S.C_READW]
+
 
 def point(base_dir=None, source="<api>", **grid):
     """(summary of one continuous point from dse.evaluate, iteration_time callable, engine,
@@ -31,7 +35,7 @@ def point(base_dir=None, source="<api>", **grid):
     a = w if a < 0 else a
     k = a if k < 0 else k
     quant = inp["quants"][int(v["quant"])]
-    t, p, e, adp = (float(v[d]) for d in ("tp", "pp", "ep", "attention_dp"))
+    t, p, e, adp, cp = (float(v[d]) for d in ("tp", "pp", "ep", "attention_dp", "cp"))
     progs, n_ops = inp["programs"][0], inp["n_ops"][0]
     out = {}
     for ph in (L.PREFILL, L.DECODE):
@@ -65,10 +69,16 @@ def point(base_dir=None, source="<api>", **grid):
         comp[S.C_READ] = comp[S.C_READW] = float(sum(q for q, _ in prefill_chunks))
         comp[S.C_TOUCHED] = d + len(prefill_chunks)
         comp[S.C_SAMPLED] = float(sampled) + d * (q - 1)  # every verified token scored
+        # as the closed form (serving.composition): the iteration's requests spread evenly
+        # over its micro-batches (pipeline stages in flight) and attention-DP groups; a
+        # context-parallel device computes 1/cp of the prompt work and contexts
+        micro = max(min(p, d + len(prefill_chunks)), 1.0)
+        comp /= micro * adp
+        comp[CP_SPLIT] /= cp
         return S.iteration_seconds(out[L.DECODE], n_ops[L.DECODE], progs[L.DECODE],
                                    out[L.PREFILL], n_ops[L.PREFILL], progs[L.PREFILL],
-                                   partner, shared, comp, 1.0, 1.0, 1.0, 1.0, 1.0, t, p, e,
-                                   adp, np.zeros(3), scratch, inp["hw"][0],
+                                   partner, shared, comp, micro, 1.0, 1.0, 1.0, 1.0, t, p,
+                                   e, adp, np.zeros(3), scratch, inp["hw"][0],
                                    spec.engines[0].eager_op_s,
                                    spec.engines[0].eager_op_s
                                    * (not spec.engines[0].decode_cuda_graphs))

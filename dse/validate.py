@@ -403,6 +403,7 @@ def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, fl
     means: L = 2 mean / (1 + r)), the means over all ``num_prompts`` requests. The reference simulator (``dse.kernels.simulate``) steps the row's own
     per-iteration physics (:func:`dse.simulation.point`), admission, chunked prefill and
     decode included."""
+    from .engines import replica_limits
     from .kernels.simulate import simulate
     from .simulation import point
     grid = {c: (row[c].item() if isinstance(row[c], np.generic) else row[c])
@@ -414,9 +415,9 @@ def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, fl
     longest = [max(int(round(2.0 * grid[c] / (1.0 + r))), 1)
                for c in ("input_tokens", "output_tokens")]
     n = int(row["num_prompts"])
-    sim = simulate(iteration_time, min(grid["batch"], n), *longest,
-                   grid["max_batched_tokens"] or engine.max_batched_tokens,
-                   engine.chunked_prefill, engine.mixed_prefill, engine.max_running_requests,
+    budget, running = replica_limits(engine, grid["max_batched_tokens"], grid["attention_dp"])
+    sim = simulate(iteration_time, min(grid["batch"], n), *longest, budget,
+                   engine.chunked_prefill, engine.mixed_prefill, running,
                    int(slots), engine.request_overhead_s, engine.iteration_overhead_s,
                    n_requests=n, max_requests=n, warmup=0, seed=1, length_ratio=r,
                    admission_interval=grid["admission_interval"] or engine.admission_interval)

@@ -304,7 +304,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
             for g in range(n_grp):
                 r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
                     b, slots[base + group_slot[g]], new, 1.0 + n_it, budget, engine,
-                    interval)
+                    interval, adp)
                 micro = min(p, r)
                 ht = micro * host_seconds(host[1, base + group_slot[g]], hw[h])
                 share = 1.0 / (micro * adp)

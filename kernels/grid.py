@@ -532,7 +532,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 m_pad = pad_lanes(m, rc, rm, ru, ro)
                 slot = slots[base + group_slot[g]]
                 r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
-                    b, slot, new, 1.0 + n_it, budget, engine, interval)
+                    b, slot, new, 1.0 + n_it, budget, engine, interval, adp)
                 micro = min(p, r)
                 share = 1.0 / (micro * adp)
                 sums[:, :m_pad] = 0.0
@@ -952,7 +952,7 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
                                                    v[K_ALPHA])
     interval = admission_interval(v[K_ADMIT], engine)
     r, r_d, lam, f, prompts, chunks, prefill_iters = steady_state(
-        v[K_BATCH], slot, new, 1.0 + n_it, v[K_BUDGET], engine, interval)
+        v[K_BATCH], slot, new, 1.0 + n_it, v[K_BUDGET], engine, interval, adp)
     micro = min(p, r)
     share = 1.0 / (micro * adp)
     c_dec = np.zeros(N_COMP)

@@ -179,7 +179,8 @@ EN_MAX_BATCHED_TOKENS = 4  # default token budget per iteration (0: none)
 EN_EAGER_OP_S = 5       # host seconds per operator launch of an eager (ungraphed) iteration
 EN_ADMISSION_INTERVAL = 6  # default decode iterations between admissions of new requests
 EN_EAGER_DECODE = 7     # 1: decode-only iterations run eagerly too (no CUDA graphs)
-ENGINE_FIELDS = 8
+EN_PER_RANK = 8         # 1: the token budget and running cap hold per attention-DP rank
+ENGINE_FIELDS = 9
 
 # --- outputs ---------------------------------------------------------------------------
 BOUND_NAMES = ("compute", "memory", "network", "host_link")

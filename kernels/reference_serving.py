@@ -106,12 +106,12 @@ def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_
     return done
 
 
-def _steady(pt, engines, new, out, interval):
+def _steady(pt, engines, new, out, interval, budget):
     """``serving.steady_state`` of every point, once per distinct input (``new``: the
     prompt tokens computed, ``out``: 1 + the decode iterations of a request, ``interval``:
-    the admission interval)."""
+    the admission interval, ``budget``: the replica's token budget, resolved here)."""
     keys = np.stack([pt["batch"], pt["slot"], new, out,
-                     pt["max_batched_tokens"], pt["engine"], interval], axis=1)
+                     budget, pt["engine"], interval], axis=1)
     uniq, inv = np.unique(keys, axis=0, return_inverse=True)
     states = np.array([steady_state(b, slot, s, o, budget, engines[int(e)], n_adm)
                        for b, slot, s, o, budget, e, n_adm in uniq])
@@ -234,7 +234,12 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     # the admission interval (0: the engine's)
     interval = np.where(pt["admission_interval"] > 0, pt["admission_interval"],
                         eng[:, L.EN_ADMISSION_INTERVAL])
-    st = _steady(pt, engines, new, 1.0 + n_it, interval)
+    # the replica's token budget: the axis, else the engine's; times the attention-DP ranks
+    # for an engine whose every rank schedules with its own budget
+    budget = np.where(pt["max_batched_tokens"] > 0, pt["max_batched_tokens"],
+                      eng[:, L.EN_MAX_BATCHED_TOKENS]) * np.where(
+        eng[:, L.EN_PER_RANK] > 0, adp, 1.0)
+    st = _steady(pt, engines, new, 1.0 + n_it, interval, budget)
     r, r_d, f, pi, chunks = st["r"], st["r_d"], st["f"], st["prompts"], st["chunks"]
 
     # the two iteration kinds, per micro-batch of one attention-DP group: a decode-only

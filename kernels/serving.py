@@ -47,7 +47,8 @@ from .formulas import (causal_pairs, converts_nothing, dequant_tiles, expected_t
                        lora_cost, moe_cost, op_cost,
                        op_precisions, prompt_split, run_counts)
 from .layout import (DECODE, EN_ADMISSION_INTERVAL, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS,
-                     EN_MIXED, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S, HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
+                     EN_MIXED, EN_PER_RANK, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S,
+                     HW_MEMORY_BYTES_PER_S, HW_MEMORY_EFF,
                      HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S, HW_SCALEOUT_LATENCY_S,
                      HW_SCALEUP_BYTES_PER_S, HW_SCALEUP_DOMAIN, HW_SCALEUP_LATENCY_S, LORA,
                      MOE,
@@ -470,17 +471,27 @@ def admission_interval(value, engine):
 
 
 @njit(cache=True)
-def steady_state(batch, slots, s, out_tokens, budget, engine, interval=1.0):
+def rank_factor(engine, adp):
+    """How many of the engine's limits (token budget, running cap) one replica holds: its
+    attention-DP ranks ``adp`` when each rank schedules on its own (``EN_PER_RANK``), else
+    1 (one scheduler for the replica)."""
+    return adp if engine[EN_PER_RANK] > 0.0 else 1.0
+
+
+@njit(cache=True)
+def steady_state(batch, slots, s, out_tokens, budget, engine, interval=1.0, adp=1.0):
     """The scheduler's steady state (module docstring) for ``batch`` clients and ``slots``
     admissible requests. Returns (running R, decoding R_d, completions per decode
     iteration lam, prefill-carrying iterations per decode iteration f (mixed: a share <= 1),
     prompts' worth of prefill per prefill-carrying iteration pi, chunks per prompt k,
     prefill-carrying iterations a request spends in prefill). ``interval``: decode
     iterations between admissions; with separate prefill iterations the prompts that
-    arrive within one interval are admitted, and prefilled, together."""
+    arrive within one interval are admitted, and prefilled, together. The token budget is
+    the replica's: an engine whose limits hold per attention-DP rank (``EN_PER_RANK``)
+    schedules ``adp`` times its budget in one iteration of the replica."""
     chunked = engine[EN_CHUNKED] > 0.0
     mixed = engine[EN_MIXED] > 0.0
-    c = budget if budget > 0.0 else engine[EN_MAX_BATCHED_TOKENS]
+    c = (budget if budget > 0.0 else engine[EN_MAX_BATCHED_TOKENS]) * rank_factor(engine, adp)
     if c <= 0.0:
         c = np.inf
     r = min(batch, max(slots, 1.0))

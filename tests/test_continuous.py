@@ -9,6 +9,7 @@ import pytest
 
 import dse
 from dse.cli import main
+from dse.engines import replica_limits
 from dse.kernels.simulate import simulate
 
 from dse.simulation import point
@@ -40,13 +41,22 @@ CASES = [
          admission_interval=30),
     dict(batch=16, input_tokens=1024, output_tokens=512, engine="vllm",
          admission_interval=10),
+    # attention data parallelism (each rank its own budget: TensorRT-LLM) and pipeline
+    # micro-batches: the simulator spreads an iteration over the groups and micro-batches
+    # as the closed form does
+    dict(batch=64, input_tokens=1024, output_tokens=256, engine="trtllm",
+         model="mixtral_8x7b", hardware="h100_sxm", tp=1, attention_dp=4, ep=4),
+    dict(batch=64, input_tokens=8192, output_tokens=1024, engine="sglang",
+         model="mixtral_8x7b", hardware="h100_sxm", tp=1, attention_dp=4, ep=4),
+    dict(batch=16, input_tokens=1024, output_tokens=256, engine="vllm", tp=1, pp=2),
 ]
 
 
 @pytest.mark.parametrize("grid", CASES, ids=lambda g: "-".join(str(v) for v in g.values()))
 def test_closed_form_matches_simulator(grid):
     summary, iteration_time, engine, slots = point(**grid)
-    budget = grid.get("max_batched_tokens") or engine.max_batched_tokens
+    budget, _ = replica_limits(engine, grid.get("max_batched_tokens", 0),
+                               grid.get("attention_dp", 1))
     sim = simulate(iteration_time, grid["batch"], grid["input_tokens"], grid["output_tokens"],
                    budget, engine.chunked_prefill, engine.mixed_prefill, 0, int(slots),
                    engine.request_overhead_s, engine.iteration_overhead_s, stagger=True,

@@ -7,6 +7,7 @@ import pytest
 import dse
 from dse import compile as comp
 from dse.config import load_model
+from dse.engines import replica_limits
 from dse.evaluate import REASONS, derive
 from dse.kernels import layout as L
 from dse.kernels.formulas import expected_tokens, op_cost, prompt_split, run_counts
@@ -292,7 +293,8 @@ def test_closed_form_matches_simulator_with_prefix_and_speculation(grid):
     from dse.kernels.simulate import simulate
     from dse.simulation import point
     summary, iteration_time, engine, slots = point(**grid)
-    budget = grid.get("max_batched_tokens") or engine.max_batched_tokens
+    budget, _ = replica_limits(engine, grid.get("max_batched_tokens", 0),
+                               grid.get("attention_dp", 1))
     cached = prompt_split(float(grid["input_tokens"]), grid.get("prefix_cached_fraction", 0.0))[1]
     per_step = expected_tokens(float(grid.get("spec_tokens", 0)), grid.get("acceptance_rate", 0.7))
     sim = simulate(iteration_time, grid["batch"], grid["input_tokens"], grid["output_tokens"],

@@ -58,6 +58,7 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 import dse
+from dse.engines import replica_limits
 from dse.kernels.simulate import simulate
 
 from dse.simulation import point
@@ -109,7 +110,8 @@ def test_closed_form_matches_simulator_on_random_cases(grid):
     _, explained = dse.explain(serving="continuous", **grid)
     x, phase = bunching(explained, engine.mixed_prefill)
     assume(x <= MAX_BUNCHING)
-    budget = grid["max_batched_tokens"] or engine.max_batched_tokens
+    budget, _ = replica_limits(engine, grid["max_batched_tokens"],
+                               grid.get("attention_dp", 1))
     sim = simulate(iteration_time, grid["batch"], grid["input_tokens"],
                    grid["output_tokens"], budget, engine.chunked_prefill,
                    engine.mixed_prefill, 0, int(slots), engine.request_overhead_s,

@@ -130,3 +130,33 @@ def test_an_engine_without_decode_graphs_launches_every_decode_op_from_the_host(
         dec.loc[dec["kind"] != "engine", "total_s"].sum() + 0.0005, rel=1e-9)
     assert "eager_launch_wait" not in set(dec["op"])
     assert s["tpot_s"] > 5 * g["tpot_s"]
+
+
+def test_per_rank_limits_give_every_attention_dp_rank_its_own_budget_and_cap():
+    trt, sgl = (dse.engines.load_engine(n) for n in ("trtllm", "sglang"))
+    assert trt.per_rank_limits and not sgl.per_rank_limits
+    assert dse.engines.replica_limits(trt, 0, 4) == (4 * 8192, 4 * 2048)
+    assert dse.engines.replica_limits(trt, 4096, 1) == (4096, 2048)
+    assert dse.engines.replica_limits(sgl, 4096, 8) == (4096, 2048)
+
+
+def test_a_per_rank_budget_prefills_one_prompt_per_rank_by_hand(tmp_path):
+    """Mixtral 8x7B, 4 attention-DP ranks, 64 clients, 3000-token prompts, 16 output tokens,
+    a 4096-token budget, TensorRT-LLM (chunked prefill off, mixed iterations). With one
+    budget for the replica the prompts saturate it: a prefill-carrying iteration holds
+    budget / (S + n) = 4096 / (3000 + 15) prompts (the saturated closed form). With a
+    budget per rank (16384 for the replica) it holds what the clients bring: R n / (n + 1)
+    decoding requests complete 1/n of their lives per iteration, 64 / 16 = 4 prompts."""
+    text = Path(dse.engines.load_engine("trtllm").source).read_text()
+    glob = tmp_path / "trtllm_global.toml"
+    glob.write_text(text.replace('name = "trtllm"', 'name = "trtllm_global"')
+                    .replace("per_rank_limits = true", "per_rank_limits = false"))
+    grid = dict(serving="continuous", model="mixtral_8x7b", hardware="h100_sxm", tp=1,
+                attention_dp=4, ep=4, batch=64, input_tokens=3000, output_tokens=16,
+                max_batched_tokens=4096)
+    _, rank = dse.explain(engine="trtllm", **grid)
+    _, whole = dse.explain(engine=str(glob), **grid)
+    assert whole["prompts_per_prefill_iteration"] == pytest.approx(4096 / 3015)
+    assert rank["prompts_per_prefill_iteration"] == pytest.approx(64 / 16)
+    assert rank["running_requests"] == whole["running_requests"] == 64
+    assert rank["ttft_s"] < whole["ttft_s"] / 3  # no queue for the replica's one budget
