@@ -23,7 +23,7 @@ import pandas as pd
 from .config import ConfigError, load_hardware, load_model, parse_sweep, shown
 from .disaggregate import closed_loop, kv_transfer
 from .axes import AXIS
-from .engines import load_engine
+from .engines import load_engine, replica_limits
 from .evaluate import evaluate
 from .quant import load_quant
 from .validate import (MEASURED_COLUMNS, _dtype, _fail, _missing, _positive_int, _seconds,
@@ -175,7 +175,10 @@ def validate_disaggregated(table: pd.DataFrame, source: str = "<table>",
               for h in {r["prefill"]["hardware"], r["decode"]["hardware"]}}
         model = load_model(r["model"], base, where, "model")
         x, y = r["prefill"]["workers"], r["decode"]["workers"]
-        budget = max(1, eng.max_batched_tokens // r["input_tokens"])
+        # whole prompts one prefill pass holds: the instance's token budget (every
+        # attention-DP rank's own where the engine schedules per rank) over a prompt
+        tokens, _ = replica_limits(eng, 0, r["prefill"]["attention_dp"])
+        budget = max(1, tokens // r["input_tokens"])
         bp = _ladder(min(budget, r["concurrency"]))
         bd = _ladder(r["concurrency"] / y)
         tp_, _ = _pass_times(r, "prefill", bp, source, base)
