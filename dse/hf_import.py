@@ -15,7 +15,8 @@ from .config import MAX_NAME_CHARS, MAX_PRESET_INT, ConfigError, check_preset_na
 SUPPORTED = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
              "deepseek_v2", "deepseek_v3", "kimi_k2", "gpt_oss", "gemma", "gemma2", "gemma3",
              "gemma3_text", "phi3", "llama4", "llama4_text", "glm4_moe", "minimax_m2",
-             "qwen3_next", "qwen3_5", "qwen3_5_moe", "deepseek_v32")
+             "qwen3_next", "qwen3_5", "qwen3_5_moe", "deepseek_v32", "kimi_k25",
+             "glm_moe_dsa")
 GATED = SUPPORTED  # every supported family uses a gated (SwiGLU / GeGLU) FFN
 # hybrids of Gated DeltaNet linear attention and gated full attention (Qwen3-Next, Qwen3.5)
 LINEAR_HYBRIDS = ("qwen3_next", "qwen3_5", "qwen3_5_moe")
@@ -79,7 +80,10 @@ def preset_from_config(cfg: dict, name: str, source: str = "config.json") -> dic
         raise ConfigError(f"{source}: expected a JSON object, got {type(cfg).__name__}")
     mt = cfg.get("model_type")
     prefix = ""
-    if mt in ("gemma3", "llama4", "qwen3_5", "qwen3_5_moe") and cfg.get("text_config") is not None:
+    # multimodal wrappers: the language model's config under text_config (Kimi K2.5: a
+    # DeepSeek-V3 / Kimi K2 text backbone beside its MoonViT vision tower, not modelled)
+    if mt in ("gemma3", "llama4", "qwen3_5", "qwen3_5_moe", "kimi_k25") \
+            and cfg.get("text_config") is not None:
         text = cfg["text_config"]
         if not isinstance(text, dict):
             raise ConfigError(f"{source}: text_config = {shown(text)}: must be a JSON object")
@@ -143,7 +147,7 @@ def preset_from_config(cfg: dict, name: str, source: str = "config.json") -> dic
             dense = layers - layers // step
         if mt in ("gpt_oss", "minimax_m2"):  # intermediate_size is the expert width
             p["moe_ffn_dim"] = p["ffn_dim"]
-        if mt == "glm4_moe":
+        if mt in ("glm4_moe", "glm_moe_dsa"):
             # transformers' newer configs may list each layer's FFN; the list wins over
             # first_k_dense_replace, as it does there
             kinds = r.items("mlp_layer_types", str, "layer kinds such as 'dense' or 'sparse'")
@@ -163,9 +167,9 @@ def preset_from_config(cfg: dict, name: str, source: str = "config.json") -> dic
             p["q_lora_rank"] = cfg["q_lora_rank"]
         p["head_dim"] = p["qk_nope_head_dim"] + p["qk_rope_head_dim"]
         p["kv_heads"] = heads
-    # DeepSeek Sparse Attention (DeepSeek-V3.2, V3.2-Exp): the lightning indexer's heads and
+    # DeepSeek Sparse Attention (DeepSeek-V3.2, V3.2-Exp, GLM-5): the lightning indexer's heads and
     # width, and the top-k positions each query attends
-    if mt == "deepseek_v32":
+    if mt in ("deepseek_v32", "glm_moe_dsa"):
         for key, name in (("sparse_attention_top_k", "index_topk"),
                           ("indexer_heads", "index_n_heads"),
                           ("indexer_head_dim", "index_head_dim")):

@@ -380,3 +380,38 @@ def test_model_import_deepseek_v32_checks_its_keys(changes, expected):
         preset_from_config({**DEEPSEEK_V32, **changes}, "m", "c.json")
     msg = str(exc.value)
     assert msg.startswith("c.json: ") and expected in msg and "\n" not in msg, msg
+
+
+KIMI_K2_5 = {  # moonshotai/Kimi-K2.5 (model_type kimi_k25): the K2 backbone under text_config
+    "model_type": "kimi_k25", "architectures": ["KimiK25ForConditionalGeneration"],
+    "tie_word_embeddings": False, "vision_config": {"hidden_size": 1152},
+    "text_config": {**KIMI_K2_THINKING, "model_type": "kimi_k2"}}
+GLM5 = {  # zai-org/GLM-5 (model_type glm_moe_dsa): MLA, DSA and GLM's dense prefix
+    "model_type": "glm_moe_dsa", "num_hidden_layers": 78, "hidden_size": 6144,
+    "num_attention_heads": 64, "num_key_value_heads": 64, "intermediate_size": 12288,
+    "moe_intermediate_size": 2048, "n_routed_experts": 256, "n_shared_experts": 1,
+    "num_experts_per_tok": 8, "first_k_dense_replace": 3, "vocab_size": 154880,
+    "tie_word_embeddings": False, "hidden_act": "silu", "q_lora_rank": 2048,
+    "kv_lora_rank": 512, "qk_nope_head_dim": 192, "qk_rope_head_dim": 64, "v_head_dim": 256,
+    "index_topk": 2048, "index_n_heads": 32, "index_head_dim": 128,
+    "num_nextn_predict_layers": 1}
+
+
+@pytest.mark.parametrize("cfg, bundled", [(KIMI_K2_5, "kimi_k2_5"), (GLM5, "glm5")],
+                         ids=["kimi_k25", "glm_moe_dsa"])
+def test_model_import_kimi_k25_and_glm5_match_bundled_presets(tmp_path, cfg, bundled):
+    m = _import(tmp_path, cfg, "imported")
+    ref = dse.load_model(bundled)
+    keys = [k for k in _ARCHITECTURE if k != "head_dim"] + [
+        "sparse_attention_top_k", "indexer_heads", "indexer_head_dim", "mtp_layers"]
+    assert [getattr(m, k) for k in keys] == [getattr(ref, k) for k in keys]
+    assert total_params(m) == total_params(ref) and active_params(m) == active_params(ref)
+
+
+def test_model_import_glm5_reads_its_layer_list_and_names_text_config_keys():
+    kinds = ["dense"] * 2 + ["sparse"] * 76
+    assert preset_from_config({**GLM5, "mlp_layer_types": kinds}, "m")["dense_layers"] == 2
+    cfg = {**KIMI_K2_5, "text_config": {**KIMI_K2_5["text_config"], "kv_lora_rank": "512"}}
+    with pytest.raises(dse.ConfigError) as exc:
+        preset_from_config(cfg, "m", "k/config.json")
+    assert "text_config.kv_lora_rank = '512': must be an integer" in str(exc.value)

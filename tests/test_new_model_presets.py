@@ -49,6 +49,12 @@ PUBLISHED = {
                          32.6 * B, "active", 0.01, "Kimi K2 technical report: 32.6B"),
     "llama3_3_70b": (70 * B, 0.01, "Llama 3.3 model card: 70B", 70 * B, "active", 0.01,
                      "dense: every parameter is active"),
+    # the text backbone only (the ~0.4B MoonViT tower is not modelled): K2's 1026.41B
+    "kimi_k2_5": (1e12, 0.03, "Kimi K2.5: 1T total / 32B activated (K2 backbone)",
+                  32.6 * B, "active", 0.01, "Kimi K2 technical report: 32.6B"),
+    # 743.91B main model; 39.88B non-embedding active
+    "glm5": (744 * B, 0.01, "Z.ai GLM-5: 744B total / 40B active",
+             40 * B, "active_no_embeddings", 0.01, "Z.ai GLM-5 release"),
 }
 
 SAME_ARCHITECTURE = {  # new preset: the bundled preset whose architecture it repeats
@@ -56,6 +62,7 @@ SAME_ARCHITECTURE = {  # new preset: the bundled preset whose architecture it re
     "minimax_m2_5": "minimax_m2",
     "deepseek_v3_1": "deepseek_v3",
     "kimi_k2_thinking": "kimi_k2",
+    "kimi_k2_5": "kimi_k2",
     "llama3_3_70b": "llama3_70b",
 }
 
