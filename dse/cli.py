@@ -322,15 +322,19 @@ def cmd_list(args) -> int:
                   f"{','.join(h.native_precisions):<29}  {h.description}")
     elif args.what == "engines":
         from .engines import load_engine
-        print(f"{'name':<10} {'request s':>9} {'iteration s':>11} {'eager op s':>10} "
-              f"{'chunked':>7} {'mixed':>5} {'budget':>6} {'max running':>11}  description")
-        for name in bundled_names("engines"):
-            e = load_engine(name)
-            print(f"{e.name:<10} {e.request_overhead_s:>9.4g} {e.iteration_overhead_s:>11.4g} "
+        engines = [load_engine(name) for name in bundled_names("engines")]
+        w = max([len("name")] + [len(e.name) for e in engines])
+        # limits: the budget and running cap hold per attention-DP rank or for the replica
+        print(f"{'name':<{w}} {'request s':>9} {'iteration s':>11} {'eager op s':>10} "
+              f"{'chunked':>7} {'mixed':>5} {'budget':>6} {'max running':>11} {'limits':>7}"
+              f"  description")
+        for e in engines:
+            print(f"{e.name:<{w}} {e.request_overhead_s:>9.4g} {e.iteration_overhead_s:>11.4g} "
                   f"{e.eager_op_s:>10.3g} "
                   f"{'yes' if e.chunked_prefill else 'no':>7} "
                   f"{'yes' if e.mixed_prefill else 'no':>5} {e.max_batched_tokens or '-':>6} "
-                  f"{e.max_running_requests or '-':>11}  {e.description}")
+                  f"{e.max_running_requests or '-':>11} "
+                  f"{'rank' if e.per_rank_limits else 'replica':>7}  {e.description}")
     elif args.what == "quant":
         # the precision recipes: per operator class weight/activation precision ("-": the
         # grid's weight_dtype / act_dtype / kv_dtype)

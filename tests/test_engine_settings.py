@@ -76,6 +76,8 @@ def test_sglang_default_share_follows_tensor_parallelism():
     ("memory_fraction", [[2, 0.8]], "ascending from 1"),
     ("memory_fraction", [[1, 0.9], [1, 0.8]], "ascending from 1"),
     ("memory_fraction", [[1, 0.9], [4, "x"]], "fraction in (0, 1]"),
+    ("per_rank_limits", "yes", "must be true or false"),
+    ("per_rank_limits", 1, "must be true or false"),
 ])
 def test_bad_engine_memory_settings_name_file_key_and_value(key, value, words):
     data = {"name": "e", "request_overhead_s": 0.0, "iteration_overhead_s": 0.0,
