@@ -41,14 +41,15 @@ CASES = [
          admission_interval=30),
     dict(batch=16, input_tokens=1024, output_tokens=512, engine="vllm",
          admission_interval=10),
-    # attention data parallelism (each rank its own budget: TensorRT-LLM) and pipeline
-    # micro-batches: the simulator spreads an iteration over the groups and micro-batches
-    # as the closed form does
+    # attention data parallelism (each rank its own budget: TensorRT-LLM), pipeline
+    # micro-batches and context parallelism: the simulator spreads an iteration over the
+    # groups, micro-batches and cp devices as the closed form does
     dict(batch=64, input_tokens=1024, output_tokens=256, engine="trtllm",
          model="mixtral_8x7b", hardware="h100_sxm", tp=1, attention_dp=4, ep=4),
     dict(batch=64, input_tokens=8192, output_tokens=1024, engine="sglang",
          model="mixtral_8x7b", hardware="h100_sxm", tp=1, attention_dp=4, ep=4),
     dict(batch=16, input_tokens=1024, output_tokens=256, engine="vllm", tp=1, pp=2),
+    dict(batch=8, input_tokens=8192, output_tokens=256, engine="vllm", tp=1, cp=2),
 ]
 
 
