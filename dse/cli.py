@@ -435,9 +435,10 @@ def _calibrate_engine(args, out: Path) -> int:
     result = fit_engine(engine, load_measured(table), str(table), table.parent)
     write_preset(out, engine_preset_text(engine, result, args.table, args.name),
                  parse_engine, args.overwrite)
+    eager = (f", eager_op_s {result.eager_op_s:.4g}" if engine.eager_op_s > 0.0 else "")
     print(f"wrote {out}: request_overhead_s {result.request_overhead_s:.4g}, "
-          f"iteration_overhead_s {result.iteration_overhead_s:.4g} ({result.rows} rows; median "
-          f"abs error TTFT {result.before[0]:.1f}% -> {result.after[0]:.1f}%, TPOT "
+          f"iteration_overhead_s {result.iteration_overhead_s:.4g}{eager} ({result.rows} rows; "
+          f"median abs error TTFT {result.before[0]:.1f}% -> {result.after[0]:.1f}%, TPOT "
           f"{result.before[1]:.1f}% -> {result.after[1]:.1f}%)")
     return 0
 
@@ -663,7 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "as `dse validate` reads (its continuous rows of that engine)")
     cal.add_argument("--hardware", help="base hardware preset (name or path)")
     cal.add_argument("--engine", help="base engine preset (name or path): fit its "
-                     "request_overhead_s and iteration_overhead_s")
+                     "request_overhead_s and iteration_overhead_s, and its eager_op_s when "
+                     "it prefills eagerly")
     cal.add_argument("--out", required=True, help="fitted preset .toml to write")
     cal.add_argument("--name", help="name of the fitted preset (default: the base name)")
     cal.add_argument("--curves", action="store_true", help="--hardware: fit size-dependent "

@@ -3,14 +3,19 @@
 The continuous-serving model (``kernels/serving.py``) adds an engine's
 ``request_overhead_s`` to every time to first token and its ``iteration_overhead_s`` to
 every engine iteration, so both enter TTFT and TPOT nearly linearly (the admission wait and
-the arrival offset scale with the iteration time). :func:`fit_engine` takes the
-continuous-serving rows of a measured table (``dse.validate``'s format) that name the
-engine, and minimizes the squared relative errors of the predicted TTFT and TPOT over the
-two overheads (Gauss-Newton with finite-difference slopes, both kept >= 0), starting from
-the preset's values. Everything else (hardware, model, the engine's batching defaults) is
-as the presets say: the fit absorbs only what is fixed per request and per iteration. The
-predictions are the steady state's, also for rows that state their benchmark run
-(``num_prompts``): the fit then also absorbs the run's bursts into the overheads.
+the arrival offset scale with the iteration time); an engine that runs its prefill
+iterations eagerly (``eager_op_s`` > 0) makes such an iteration last at least its operator
+launches x ``eager_op_s`` (the host's cost per launch, which depends on the engine's
+version and the host CPU). :func:`fit_engine` takes the continuous-serving rows of a
+measured table (``dse.validate``'s format) that name the engine, and minimizes the squared
+relative errors of the predicted TTFT and TPOT over the two overheads and, for an eager
+engine, ``eager_op_s`` (Gauss-Newton with finite-difference slopes, each kept in its valid
+range), starting from the preset's values. Everything else (hardware, model, the engine's
+batching defaults) is as the presets say: the fit absorbs only what is fixed per request,
+per iteration and per launch. The predictions are the steady state's, also for rows that
+state their benchmark run (``num_prompts``): the fit then also absorbs the run's bursts.
+An engine whose prefill is graphed (``eager_op_s`` 0, vLLM's V1) keeps it at 0: a launch
+floor it does not pay has no slope to fit.
 """
 from __future__ import annotations
 
@@ -23,12 +28,13 @@ import pandas as pd
 
 from .calibrate import table_label, with_name, with_values
 from .config import ConfigError, read_text
-from .engines import MAX_OVERHEAD_S, Engine
+from .engines import MAX_LAUNCH_S, MAX_OVERHEAD_S, Engine
 from .validate import check_table, validate
 
-KEYS = ("request_overhead_s", "iteration_overhead_s")
-STEP_S = 1e-3          # finite-difference step of both overheads [s]
-ITERATIONS = 4
+KEYS = ("request_overhead_s", "iteration_overhead_s", "eager_op_s")
+STEPS_S = (1e-3, 1e-3, 2e-6)   # finite-difference steps [s]: overheads, the per-launch cost
+UPPER_S = (MAX_OVERHEAD_S, MAX_OVERHEAD_S, MAX_LAUNCH_S)
+ITERATIONS = 6
 
 
 @dataclass
@@ -38,6 +44,7 @@ class EngineFit:
     rows: int
     before: tuple    # (TTFT, TPOT) median absolute % error with the preset's overheads
     after: tuple     # the same with the fitted ones
+    eager_op_s: float = 0.0   # fitted where the engine prefills eagerly, else the preset's 0
 
 
 def _rows_of(engine: Engine, table: pd.DataFrame, source: str, base_dir) -> pd.DataFrame:
@@ -75,23 +82,30 @@ def fit_engine(engine: Engine, table: pd.DataFrame, source: str = "<table>",
     """Fitted request and iteration overheads of ``engine`` (see the module docstring)."""
     base = Path(base_dir) if base_dir is not None else None
     rows = _rows_of(engine, table, source, base)
-    x = np.array([engine.request_overhead_s, engine.iteration_overhead_s])
+    x = np.array([engine.request_overhead_s, engine.iteration_overhead_s, engine.eager_op_s])
+    n = 3 if engine.eager_op_s > 0.0 else 2  # parameters fitted (see the module docstring)
+    steps, upper = np.array(STEPS_S[:n]), np.array(UPPER_S[:n])
     with tempfile.TemporaryDirectory(prefix="dse-engine-fit-") as tmp:
         folder = Path(tmp)
-        r, pred = _errors(rows, engine, x, folder, source, base)
+
+        def errors(values):
+            return _errors(rows, engine, np.concatenate([values, x[n:]]), folder, source,
+                           base)
+        p = x[:n]
+        r, pred = errors(p)
         before = _medians(pred)
         for _ in range(ITERATIONS):
-            # one-sided slopes, stepping up so a zero overhead stays in range
-            jac = np.column_stack([
-                (_errors(rows, engine, x + STEP_S * np.eye(2)[j], folder, source, base)[0]
-                 - r) / STEP_S for j in range(2)])
+            # one-sided slopes, stepping up so a zero value stays in range
+            jac = np.column_stack([(errors(p + steps[j] * np.eye(n)[j])[0] - r) / steps[j]
+                                   for j in range(n)])
             delta, *_ = np.linalg.lstsq(jac, -r, rcond=None)
-            x_new = np.clip(x + delta, 0.0, MAX_OVERHEAD_S)
-            r_new, pred_new = _errors(rows, engine, x_new, folder, source, base)
+            p_new = np.clip(p + delta, 0.0, upper)
+            r_new, pred_new = errors(p_new)
             if np.sum(r_new ** 2) >= np.sum(r ** 2):
                 break
-            x, r, pred = x_new, r_new, pred_new
-    return EngineFit(float(x[0]), float(x[1]), len(rows), before, _medians(pred))
+            p, r, pred = p_new, r_new, pred_new
+    return EngineFit(float(p[0]), float(p[1]), len(rows), before, _medians(pred),
+                     float(p[2]) if n == 3 else engine.eager_op_s)
 
 
 def engine_preset_text(engine: Engine, result: EngineFit, table: str,
@@ -101,6 +115,8 @@ def engine_preset_text(engine: Engine, result: EngineFit, table: str,
     note = (f"fitted by `dse calibrate --engine` to {table_label(table)} ({result.rows} rows; "
             f"median abs error TTFT {result.before[0]:.1f}% -> {result.after[0]:.1f}%, "
             f"TPOT {result.before[1]:.1f}% -> {result.after[1]:.1f}%)")
-    text = with_values(text, {"request_overhead_s": (result.request_overhead_s, note),
-                              "iteration_overhead_s": (result.iteration_overhead_s, note)})
-    return with_name(text, name)
+    values = {"request_overhead_s": (result.request_overhead_s, note),
+              "iteration_overhead_s": (result.iteration_overhead_s, note)}
+    if engine.eager_op_s > 0.0:
+        values["eager_op_s"] = (result.eager_op_s, note)
+    return with_name(with_values(text, values), name)

@@ -1,12 +1,14 @@
 """dse calibrate --engine: the fitted overheads recover the ones that made the data."""
+import tomllib
+
 import pandas as pd
 import pytest
 
 from dse.calibrate import with_values
 from dse.cli import main
 from dse.config import read_text
-from dse.engine_fit import fit_engine
-from dse.engines import load_engine
+from dse.engine_fit import engine_preset_text, fit_engine
+from dse.engines import load_engine, parse_engine
 from dse.validate import validate
 
 ROWS = [dict(hardware="h100_sxm", model="llama3_8b", weight_dtype="bf16", batch=b,
@@ -61,3 +63,36 @@ def test_calibrate_engine_cli_writes_a_preset_the_sweep_loads(tmp_path, monkeypa
     assert "no rows with serving = continuous and engine = sglang" in capsys.readouterr().err
     assert main(["calibrate", "m.csv", "--out", "x.toml"]) == 2
     assert "--hardware" in capsys.readouterr().err and not (tmp_path / "x.toml").exists()
+
+
+def test_fit_recovers_the_per_launch_cost_of_an_eager_prefill(tmp_path):
+    """SGLang prefills eagerly: a short prompt's prefill lasts its launches x eager_op_s
+    (Llama-3-8B: a few hundred launches, ~20 ms at SGLang's 48.9 us, above the GPU's few
+    ms), a long one its GPU time. The data come from 30 us per launch; the fit starts from
+    the preset's 48.9 us and finds it back with the two overheads."""
+    base = load_engine("sglang")
+
+    def preset(name, request, iteration, eager):
+        text = with_values(read_text(base.source), {
+            "request_overhead_s": (request, "test"), "iteration_overhead_s": (iteration, "test"),
+            "eager_op_s": (eager, "test")}).replace('name = "sglang"', f'name = "{name}"')
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text)
+        return path
+
+    truth = preset("truth", 0.025, 0.0004, 30e-6)
+    rows, _ = validate(pd.DataFrame([{**r, "engine": str(truth), "measured_ttft_s": 1.0,
+                                      "measured_tpot_s": 1.0} for r in ROWS]))
+    table = pd.DataFrame(ROWS)
+    table["measured_ttft_s"] = rows["predicted_ttft_s"]
+    table["measured_tpot_s"] = rows["predicted_tpot_s"]
+    start = preset("start", 0.020, 0.0002, 48.9e-6)
+    table["engine"] = str(start)
+    result = fit_engine(load_engine(start), table)
+    assert result.eager_op_s == pytest.approx(30e-6, rel=0.05)
+    assert result.request_overhead_s == pytest.approx(0.025, rel=0.05)
+    assert result.after[0] < 1.0 < result.before[0]
+    # the preset written back carries the fitted launch cost
+    fitted = parse_engine(tomllib.loads(engine_preset_text(load_engine(start), result, "m.csv")),
+                          "fit.toml")
+    assert fitted.eager_op_s == pytest.approx(30e-6, rel=0.05)
