@@ -326,12 +326,15 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, capacity: np.ndarra
     KV cache (its rule, ``engines.KV_MEMORY_RULES``, over its share of the device memory
     ``capacity`` [hardware, memory_capacity_scale]: the ``memory_fraction`` axis, else the
     engine's default at the point's tp, else the hardware's usable share) and the ``slots``:
-    how many requests that room holds at full context, capped by the engine's
-    running-request limit (< 1: not even one fits, ``out_of_memory``).
+    how many requests that room holds at full context, capped by the replica's
+    ``running_cap`` (the engine's running-request limit; < 1 slots: not even one fits,
+    ``out_of_memory``).
 
     The working set is :func:`compile.activation_bytes_per_device` for the iteration's
     tokens: the token budget (``max_batched_tokens``, else the engine's; without a budget
-    or chunking, at least one whole prompt), spread over the attention-DP groups.
+    or chunking, at least one whole prompt), spread over the attention-DP groups. An engine
+    whose attention-DP ranks schedule on their own (``per_rank_limits``) holds a budget and
+    a running cap per rank (``dse.engines.replica_limits``).
     """
     dims = ("model", "engine", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp", "pp",
             "attention_dp", "max_batched_tokens", "input_tokens", "output_tokens", "beams",
@@ -353,6 +356,9 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, capacity: np.ndarra
     ranks = np.where(eng["per_rank_limits"] > 0, ax["attention_dp"], 1.0)
     tokens = (np.where((budget <= 0) | (eng["chunked_prefill"] == 0), np.maximum(budget, s),
                        budget) * ranks)[0]
+    # the replica's running cap (0: none), for the slots here and offload's admission
+    running_cap = (("engine", "attention_dp"), (eng["max_running_requests"] * ranks).reshape(
+        len(spec.engines), -1))
     tp, pp, adp, cp = ax["tp"][0], ax["pp"][0], ax["attention_dp"][0], ax["cp"][0]
     cached = cached_tokens(s[0], ax["prefix_cached_fraction"][0])
     positions = s - cached + ax["beams"] * ax["output_tokens"]
@@ -384,9 +390,7 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, capacity: np.ndarra
         (("hardware", "memory_capacity_scale"), capacity),
         (("hardware",), np.array([h.memory_usable_fraction for h in spec.hardware])),
         (("engine", "tp", "memory_fraction"), share), (("engine",), rule),
-        weights, out["working_bytes"], out["kv_request_bytes"],
-        (("engine", "attention_dp"), (eng["max_running_requests"] * ranks).reshape(
-            len(spec.engines), -1)))
+        weights, out["working_bytes"], out["kv_request_bytes"], running_cap)
     f = np.where(f > 0, f, hw_share)
     # every term takes part, so the results have the union's full shape (new, writable
     # arrays: the reduction kernel is compiled for writable arrays)
@@ -397,7 +401,8 @@ def serving_memory(spec: SweepSpec, c: dict, weights: tuple, capacity: np.ndarra
     slots = np.maximum(np.where(cap > 0, np.minimum(slots, cap), slots), 0.0)
     room = np.broadcast_to(room, slots.shape)
     return {**out, "kv_room_bytes": (union, np.ascontiguousarray(room, dtype=np.float64)),
-            "slots": (union, np.ascontiguousarray(slots, dtype=np.float64))}
+            "slots": (union, np.ascontiguousarray(slots, dtype=np.float64)),
+            "running_cap": running_cap}
 
 
 def on_union(*terms) -> tuple[tuple, list]:
@@ -528,6 +533,7 @@ def memory_and_validity(spec: SweepSpec, c: dict) -> dict:
     # offload: the spill to the host tier, its bytes per pass, admission with it
     memory.update(offload_terms(spec, c, memory, usable))
     memory.pop("kv_room_bytes")  # in the slots now
+    memory.pop("running_cap")
     return {
         **memory,
         # NaN marks an unknown price: the one documented missing value (null in Parquet)

@@ -56,7 +56,7 @@ def offload_terms(spec, c: dict, terms: dict, usable: np.ndarray) -> dict:
     t = {name: _da(terms[name]) for name in (
         "weight_bytes_per_device", "kv_cache_bytes_per_device", "activation_bytes_per_device",
         "kv_prompt_bytes", "decode_working_bytes", "kv_request_bytes", "working_bytes",
-        "kv_room_bytes", "slots")}
+        "kv_room_bytes", "slots", "running_cap")}
     w = t["weight_bytes_per_device"]
     u = xr.DataArray(usable, dims=("hardware", "memory_capacity_scale"))
     # a host tier needs both its memory and its link (a preset giving one holds nothing)
@@ -82,12 +82,7 @@ def offload_terms(spec, c: dict, terms: dict, usable: np.ndarray) -> dict:
 
     # continuous: the running limit, the weights' spill, the KV over device and host
     batch = xr.DataArray(np.asarray(c["batch"], float), dims=("batch",))
-    cap = xr.DataArray([float(e.max_running_requests) for e in spec.engines], dims=("engine",))
-    # per attention-DP rank where each rank schedules alone (dse.engines.replica_limits)
-    cap = cap * xr.where(xr.DataArray([e.per_rank_limits for e in spec.engines],
-                                      dims=("engine",)),
-                         xr.DataArray(np.asarray(c["attention_dp"], float),
-                                      dims=("attention_dp",)), 1.0)
+    cap = t["running_cap"]  # the replica's (dse.evaluate.serving_memory; 0: none)
     want = xr.where(cap > 0, np.minimum(batch, cap), batch)
     # the engine's KV room (dse.evaluate.serving_memory: its rule over its memory share);
     # a byte of weights moved to the host frees a byte of it (TensorRT-LLM's free rule
