@@ -14,6 +14,7 @@ import pandas as pd
 from .axes import AXES
 from .compile import program_ops
 from .config import parse_sweep
+from .engines import replica_limits
 from .evaluate import (derive, evaluate, kernel_inputs, memory_and_validity, uses_cp,
                        uses_lora)
 from .grid import coords
@@ -65,9 +66,11 @@ def explain(*, breakdown: bool = False, base_dir=None, source: str = "<api>", **
         (:data:`SERVING_FIELDS`: completions per second and per iteration, decoding
         requests, the share of iterations carrying prefill, prompts per such iteration,
         chunks per prompt, a request's prefill iterations, both iterations' seconds, the
-        admission interval and ``ttft_wait_s``: TTFT less the engine's request overhead
+        admission interval, ``ttft_wait_s``: TTFT less the engine's request overhead
         and the request's own prefill iterations, i.e. its waits for an iteration
-        boundary, the next admission and free KV capacity);
+        boundary, the next admission and free KV capacity, and ``token_budget``: the
+        replica's prompt-plus-decode tokens per iteration, 0 for none,
+        :func:`dse.engines.replica_limits`);
         with ``breakdown``, then the breakdown columns. A phase's (static) or iteration
         kind's (continuous) ``total_s`` of the rows of one ``op_class`` is that class's
         share before pipelining: with one micro-batch, static ``prefill_<class>_s`` and
@@ -178,9 +181,14 @@ SERVING_FIELDS = ("completions_per_s", "decoding_requests",
                   "prompts_per_prefill_iteration", "chunks_per_prompt",
                   "prefill_iterations_per_request", "decode_iteration_s",
                   "prefill_iteration_s", "admission_interval", "ttft_wait_s",
-                  "micro_batches")
-# explain_serving's result positions of SERVING_FIELDS
-_SERVING_AT = (2, 4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 12)
+                  "token_budget", "micro_batches")
+# explain_serving's result positions of SERVING_FIELDS (token_budget: computed here)
+_SERVING_AT = {"completions_per_s": 2, "decoding_requests": 4,
+               "completions_per_iteration": 5, "prefill_iteration_share": 6,
+               "prompts_per_prefill_iteration": 7, "chunks_per_prompt": 8,
+               "prefill_iterations_per_request": 9, "decode_iteration_s": 10,
+               "prefill_iteration_s": 11, "admission_interval": 16, "ttft_wait_s": 17,
+               "micro_batches": 12}
 
 
 def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
@@ -200,7 +208,12 @@ def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
         inp["programs"][0, L.DECODE], n_dec, engine, inp["axes"][:, 0], inp["quants"][0],
         float(inp["output_tokens"][0]), inp["scales"][:, 0], slot, inp["dtype_bytes"],
         inp["dtype_bits"], rows["decode"], rows["mixed"], host)
-    extra = {name: result[at] for name, at in zip(SERVING_FIELDS, _SERVING_AT)}
+    # the replica's token budget per iteration (0: none): the axis, else the engine's, on
+    # every attention-DP rank where the engine schedules per rank
+    budget, _ = replica_limits(spec.engines[0], int(coords(spec)["max_batched_tokens"][0]),
+                               int(coords(spec)["attention_dp"][0]))
+    extra = {name: (float(budget) if name == "token_budget" else result[_SERVING_AT[name]])
+             for name in SERVING_FIELDS}
     times = {"decode": result[10], "mixed": result[11]}
     labels = {"decode": "decode_iteration", "mixed": "prefill_iteration"}
     table = []

@@ -161,4 +161,5 @@ def test_a_per_rank_budget_prefills_one_prompt_per_rank_by_hand(tmp_path):
     assert whole["prompts_per_prefill_iteration"] == pytest.approx(4096 / 3015)
     assert rank["prompts_per_prefill_iteration"] == pytest.approx(64 / 16)
     assert rank["running_requests"] == whole["running_requests"] == 64
+    assert (rank["token_budget"], whole["token_budget"]) == (4 * 4096, 4096)
     assert rank["ttft_s"] < whole["ttft_s"] / 3  # no queue for the replica's one budget
