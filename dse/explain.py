@@ -210,8 +210,9 @@ def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
         inp["dtype_bits"], rows["decode"], rows["mixed"], host)
     # the replica's token budget per iteration (0: none): the axis, else the engine's, on
     # every attention-DP rank where the engine schedules per rank
-    budget, _ = replica_limits(spec.engines[0], int(coords(spec)["max_batched_tokens"][0]),
-                               int(coords(spec)["attention_dp"][0]))
+    point = coords(spec)
+    budget, _ = replica_limits(spec.engines[0], int(point["max_batched_tokens"][0]),
+                               int(point["attention_dp"][0]))
     extra = {name: (float(budget) if name == "token_budget" else result[_SERVING_AT[name]])
              for name in SERVING_FIELDS}
     times = {"decode": result[10], "mixed": result[11]}

@@ -16,11 +16,12 @@ ROWS = [dict(hardware="h100_sxm", model="llama3_8b", weight_dtype="bf16", batch=
         for b in (1, 4, 16, 64) for s, o in ((256, 128), (2048, 256))]
 
 
-def _preset(folder, name, request, iteration):
-    base = load_engine("vllm")
-    text = with_values(read_text(base.source), {"request_overhead_s": (request, "test"),
-                                                 "iteration_overhead_s": (iteration, "test")})
-    text = text.replace('name = "vllm"', f'name = "{name}"')
+def _preset(folder, name, request, iteration, base="vllm", eager=None):
+    values = {"request_overhead_s": (request, "test"), "iteration_overhead_s": (iteration, "test")}
+    if eager is not None:
+        values["eager_op_s"] = (eager, "test")
+    text = with_values(read_text(load_engine(base).source), values)
+    text = text.replace(f'name = "{base}"', f'name = "{name}"')
     path = folder / f"{name}.toml"
     path.write_text(text)
     return path
@@ -70,23 +71,13 @@ def test_fit_recovers_the_per_launch_cost_of_an_eager_prefill(tmp_path):
     (Llama-3-8B: a few hundred launches, ~20 ms at SGLang's 48.9 us, above the GPU's few
     ms), a long one its GPU time. The data come from 30 us per launch; the fit starts from
     the preset's 48.9 us and finds it back with the two overheads."""
-    base = load_engine("sglang")
-
-    def preset(name, request, iteration, eager):
-        text = with_values(read_text(base.source), {
-            "request_overhead_s": (request, "test"), "iteration_overhead_s": (iteration, "test"),
-            "eager_op_s": (eager, "test")}).replace('name = "sglang"', f'name = "{name}"')
-        path = tmp_path / f"{name}.toml"
-        path.write_text(text)
-        return path
-
-    truth = preset("truth", 0.025, 0.0004, 30e-6)
+    truth = _preset(tmp_path, "truth", 0.025, 0.0004, "sglang", 30e-6)
     rows, _ = validate(pd.DataFrame([{**r, "engine": str(truth), "measured_ttft_s": 1.0,
                                       "measured_tpot_s": 1.0} for r in ROWS]))
     table = pd.DataFrame(ROWS)
     table["measured_ttft_s"] = rows["predicted_ttft_s"]
     table["measured_tpot_s"] = rows["predicted_tpot_s"]
-    start = preset("start", 0.020, 0.0002, 48.9e-6)
+    start = _preset(tmp_path, "start", 0.020, 0.0002, "sglang", 48.9e-6)
     table["engine"] = str(start)
     result = fit_engine(load_engine(start), table)
     assert result.eager_op_s == pytest.approx(30e-6, rel=0.05)
