@@ -21,12 +21,16 @@ curves"):
   Blackwell B200-class die at GB200 power) and copied: GEMM and MLA attention. No
   collective curve: the only GB200 collective rows are NCCL ring without CUDA graphs,
   which engines do not use for decode.
-- mi300x: gemm_compute only, fitted to the hipBLASLt FP8 rows (large FP8 GEMMs reach
-  ~45 % of the 2,615 TFLOPS peak there); no memory, attention or collective curve (the
-  MI300X collective rows are RCCL, not the engines' custom all-reduce; no public MI300X
-  decode-attention timings of the engines' kernels over a range of contexts).
-- mi325x: MI300X's gemm_compute (an assumption: the same CDNA 3 compute dies and peak
-  rates; MI325X has HBM3E).
+- mi325x: gemm_compute and gemm_memory fitted to the GEMMs measured on the CDNA 3 die
+  (304 CUs): AMD's aiter tuner's block-scaled FP8 GEMMs and fused-MoE stages of DeepSeek's
+  TP8/EP8 shapes on MI325X, M = 1 ... 32768 (what DeepSeek/Kimi/GLM-class FP8 checkpoints
+  run), and the hipBLASLt per-tensor FP8 GEMMs on MI300X (large square shapes,
+  compute-bound: the bandwidth the fit divides by does not enter them). The aiter rows
+  measured on MI300X (37, small M) are kept out and check the copy below. No attention or collective curve (the MI300X
+  collective rows are RCCL, not the engines' custom all-reduce; no public MI300X decode-
+  attention timings of the engines' kernels over a range of contexts).
+- mi300x: MI325X's curves (an assumption: the same CDNA 3 compute dies and peak rates,
+  and HBM3 reached at the same share of its 5.3 TB/s as MI325X's HBM3E of its 6 TB/s).
 """
 from __future__ import annotations
 
@@ -45,9 +49,11 @@ ENGINE_ALL_REDUCE = ("vllm_custom_1stage", "vllm_custom_2stage", "torch_symm_mem
 NCCL_FROM_BYTES = 8 * 2 ** 20
 
 
-def gemm_rows(hardware) -> pd.DataFrame:
+def gemm_rows(hardware, library=None) -> pd.DataFrame:
     g = pd.read_csv(KERNELS / "gemm.csv")
     g = g[g.hardware.isin(hardware)]
+    if library is not None:
+        g = g[g.library.isin(library)]
     eb = g.dtype.map(ELEM)
     rows = g.m * g.groups
     flops = 2.0 * rows * g.n * g.k
@@ -85,6 +91,24 @@ def all_reduce_rows(hardware) -> pd.DataFrame:
                          "latency_s": c.measured_time_s})
 
 
+def check(preset, result, table) -> float:
+    """Median |error| [%] of ``result``'s GEMM curves on the measured ``table`` priced
+    against ``preset``'s peaks: rows kept out of the fit, to test a copied curve."""
+    from dse.config import load_hardware
+    from dse.curve_fit import _efficiency
+    hw = load_hardware(preset)
+    (wc, ec), (wm, em) = (result.curves[n] for n in ("gemm_compute", "gemm_memory"))
+    peak = np.array([hw.rate(d) for d in table.dtype])
+    flops, byts = table.flops.to_numpy(), table.bytes.to_numpy()
+    pred = result.kernel_latency_s + np.maximum(
+        flops / (peak * _efficiency(np.log10(flops), np.log10(wc), ec)),
+        byts / (hw.memory_bytes_per_s * _efficiency(np.log10(byts), np.log10(wm), em)))
+    err = float(np.median(np.abs(pred / table.latency_s.to_numpy() - 1.0)) * 100)
+    print(f"  check on {len(table)} {preset} kernels kept out of the fit: median abs error "
+          f"{err:.1f}%")
+    return err
+
+
 def fit(preset, table):
     from dse.config import load_hardware
     from dse.curve_fit import fit_curves
@@ -107,7 +131,9 @@ def main(argv) -> int:
     h200 = fit("h200", gemm_rows(["h200"]))
     gb200 = fit("gb200_nvl72", pd.concat([gemm_rows(["gb200_nvl72"]),
                                           attention_rows(["gb200_nvl72"])]))
-    mi300x = fit("mi300x", gemm_rows(["mi300x"]))
+    cdna3 = fit("mi325x", pd.concat([gemm_rows(["mi325x"]),
+                                     gemm_rows(["mi300x"], ["hipblaslt"])]))
+    check("mi300x", cdna3, gemm_rows(["mi300x"], ["aiter_ck_a8w8_blockscale"]))
     h200_curves = {k: v for k, v in h100.curves.items() if k != "gemm_compute"}
     h200_curves["gemm_compute"] = h200.curves["gemm_compute"]
     h200_rows = {**h100.rows, "gemm_compute": h200.rows["gemm_compute"]}
@@ -119,11 +145,13 @@ def main(argv) -> int:
                  "cuBLASLt rows of configs/kernels, the other curves H100's (same GH100 die)"),
         "b200": (gb200, "fitted by benchmarks/fit_efficiency_curves.py to the GB200 rows of "
                  "configs/kernels (B200-class die), against the gb200_nvl72 preset's peaks"),
-        "mi300x": (mi300x, "fitted by benchmarks/fit_efficiency_curves.py to the MI300X "
-                   "hipBLASLt FP8 rows of configs/kernels (Azure ND MI300X v5)"),
-        "mi325x": (mi300x, "benchmarks/fit_efficiency_curves.py: MI300X's gemm_compute, "
-                   "fitted to its hipBLASLt FP8 rows (the same CDNA 3 compute: 304 CUs, "
-                   "the same peak rates; MI325X differs in HBM3E)"),
+        "mi325x": (cdna3, "fitted by benchmarks/fit_efficiency_curves.py to the CDNA 3 "
+                   "GEMMs of configs/kernels (aiter block-scaled FP8 on MI325X, hipBLASLt "
+                   "FP8 on MI300X)"),
+        "mi300x": (cdna3, "benchmarks/fit_efficiency_curves.py: MI325X's curves, fitted to "
+                   "the CDNA 3 GEMMs of configs/kernels (aiter block-scaled FP8 on MI325X, "
+                   "hipBLASLt FP8 on MI300X; the same 304-CU compute die, HBM at the same "
+                   "share of peak assumed)"),
     }
     if "--write" in argv:
         for preset, (result, note) in plans.items():
