@@ -1,5 +1,5 @@
-"""Refit the bundled efficiency curves of h100_sxm, h200, b200, mi300x and mi325x from
-configs/kernels/.
+"""Refit the bundled efficiency curves of h100_sxm, h200, b200, mi300x, mi325x and mi355x
+from configs/kernels/.
 
     python benchmarks/fit_efficiency_curves.py [--write]
 
@@ -25,10 +25,13 @@ curves"):
   (304 CUs): AMD's aiter tuner's block-scaled FP8 GEMMs and fused-MoE stages of DeepSeek's
   TP8/EP8 shapes on MI325X, M = 1 ... 32768 (what DeepSeek/Kimi/GLM-class FP8 checkpoints
   run), and the hipBLASLt per-tensor FP8 GEMMs on MI300X (large square shapes,
-  compute-bound: the bandwidth the fit divides by does not enter them). The aiter rows
-  measured on MI300X (37, small M) are kept out and check the copy below. No attention or collective curve (the MI300X
+  compute-bound: the bandwidth the fit divides by does not enter them); attention_compute
+  from aiter's flash-attention forward on MI300X (prefill, compute-bound). The aiter GEMM
+  rows measured on MI300X (37, small M) are kept out and check the copy below. No attention or collective curve (the MI300X
   collective rows are RCCL, not the engines' custom all-reduce; no public MI300X decode-
   attention timings of the engines' kernels over a range of contexts).
+- mi355x: its own aiter block-scaled FP8 GEMMs (the commit that names MI355X) and
+  flash-attention forward rows: gemm_compute, gemm_memory, attention_compute.
 - mi300x: MI325X's curves (an assumption: the same CDNA 3 compute dies and peak rates,
   and HBM3 reached at the same share of its 5.3 TB/s as MI325X's HBM3E of its 6 TB/s).
 """
@@ -68,15 +71,23 @@ def attention_rows(hardware) -> pd.DataFrame:
     a = pd.read_csv(KERNELS / "attention.csv")
     a = a[a.hardware.isin(hardware)]
     mla = a.kind.str.contains("mla")
+    prefill = a.kind.str.startswith("prefill").to_numpy()
+    causal = a.kind.str.endswith("causal").to_numpy()
     eb = a.dtype.map(ELEM)
-    # MLA (absorbed): the 576-wide latent+rope cache once per token, scores over 576 and
-    # values over 512 per head; MHA: K and V per KV head
+    # decode (one query per sequence): MLA (absorbed) reads the 576-wide latent+rope cache
+    # once per token, scores over 576 and values over 512 per head; MHA reads K and V per KV
+    # head. Prefill (context queries over context keys): Q, K, V and O once, scores and
+    # values over every (query, key) pair, half of them when causal (the pairs dse counts)
     cache = np.where(mla, a.head_dim, 2 * a.head_dim * a.kv_heads)
     width = np.where(mla, a.head_dim + 512, 2 * a.head_dim)
-    byts = a.batch * a.context * cache * eb
-    flops = 2.0 * a.batch * a.heads * a.context * width
+    queries = np.where(prefill, a.context, 1)
+    pairs = np.where(causal, 0.5, 1.0) * queries * a.context
+    byts = a.batch * (a.context * cache + np.where(prefill, 2 * a.heads * a.head_dim * a.context,
+                                                   0)) * eb
+    flops = 2.0 * a.batch * a.heads * pairs * width
+    t = a.measured_time_s.fillna(flops / (a.measured_tflops * 1e12))
     return pd.DataFrame({"op": "attention", "dtype": "bf16", "flops": flops, "bytes": byts,
-                         "latency_s": a.measured_time_s})
+                         "latency_s": t})
 
 
 def all_reduce_rows(hardware) -> pd.DataFrame:
@@ -132,8 +143,10 @@ def main(argv) -> int:
     gb200 = fit("gb200_nvl72", pd.concat([gemm_rows(["gb200_nvl72"]),
                                           attention_rows(["gb200_nvl72"])]))
     cdna3 = fit("mi325x", pd.concat([gemm_rows(["mi325x"]),
-                                     gemm_rows(["mi300x"], ["hipblaslt"])]))
+                                     gemm_rows(["mi300x"], ["hipblaslt"]),
+                                     attention_rows(["mi300x"])]))
     check("mi300x", cdna3, gemm_rows(["mi300x"], ["aiter_ck_a8w8_blockscale"]))
+    mi355x = fit("mi355x", pd.concat([gemm_rows(["mi355x"]), attention_rows(["mi355x"])]))
     h200_curves = {k: v for k, v in h100.curves.items() if k != "gemm_compute"}
     h200_curves["gemm_compute"] = h200.curves["gemm_compute"]
     h200_rows = {**h100.rows, "gemm_compute": h200.rows["gemm_compute"]}
@@ -148,6 +161,9 @@ def main(argv) -> int:
         "mi325x": (cdna3, "fitted by benchmarks/fit_efficiency_curves.py to the CDNA 3 "
                    "GEMMs of configs/kernels (aiter block-scaled FP8 on MI325X, hipBLASLt "
                    "FP8 on MI300X)"),
+        "mi355x": (mi355x, "fitted by benchmarks/fit_efficiency_curves.py to the MI355X rows "
+                   "of configs/kernels (aiter block-scaled FP8 GEMMs, aiter flash-attention "
+                   "forward)"),
         "mi300x": (cdna3, "benchmarks/fit_efficiency_curves.py: MI325X's curves, fitted to "
                    "the CDNA 3 GEMMs of configs/kernels (aiter block-scaled FP8 on MI325X, "
                    "hipBLASLt FP8 on MI300X; the same 304-CU compute die, HBM at the same "
