@@ -134,8 +134,9 @@ def fit(preset, table):
     return result
 
 
-def main(argv) -> int:
-    from dse.curve_fit import CurveFit, curves_text
+def plans() -> dict:
+    """{preset: (CurveFit, source note)}: the fits the bundled presets carry."""
+    from dse.curve_fit import CurveFit
     h100 = fit("h100_sxm", pd.concat([gemm_rows(["h100_sxm", "h800"]),
                                       attention_rows(["h100_sxm"]),
                                       all_reduce_rows(["h100_sxm"])]))
@@ -150,7 +151,7 @@ def main(argv) -> int:
     h200_curves = {k: v for k, v in h100.curves.items() if k != "gemm_compute"}
     h200_curves["gemm_compute"] = h200.curves["gemm_compute"]
     h200_rows = {**h100.rows, "gemm_compute": h200.rows["gemm_compute"]}
-    plans = {
+    return {
         "h100_sxm": (h100, "fitted by benchmarks/fit_efficiency_curves.py to configs/kernels "
                      "(H100 SXM and H800 GEMMs, H100 attention, engine all-reduce)"),
         "h200": (CurveFit(h200_curves, h200_rows, h200.kernel_latency_s, np.nan, None),
@@ -159,18 +160,25 @@ def main(argv) -> int:
         "b200": (gb200, "fitted by benchmarks/fit_efficiency_curves.py to the GB200 rows of "
                  "configs/kernels (B200-class die), against the gb200_nvl72 preset's peaks"),
         "mi325x": (cdna3, "fitted by benchmarks/fit_efficiency_curves.py to the CDNA 3 "
-                   "GEMMs of configs/kernels (aiter block-scaled FP8 on MI325X, hipBLASLt "
-                   "FP8 on MI300X)"),
+                   "kernels of configs/kernels (aiter block-scaled FP8 GEMMs and fused MoE on "
+                   "MI325X, hipBLASLt FP8 GEMMs and aiter flash-attention forward on "
+                   "MI300X)"),
         "mi355x": (mi355x, "fitted by benchmarks/fit_efficiency_curves.py to the MI355X rows "
                    "of configs/kernels (aiter block-scaled FP8 GEMMs, aiter flash-attention "
                    "forward)"),
         "mi300x": (cdna3, "benchmarks/fit_efficiency_curves.py: MI325X's curves, fitted to "
-                   "the CDNA 3 GEMMs of configs/kernels (aiter block-scaled FP8 on MI325X, "
-                   "hipBLASLt FP8 on MI300X; the same 304-CU compute die, HBM at the same "
-                   "share of peak assumed)"),
+                   "the CDNA 3 kernels of configs/kernels (aiter block-scaled FP8 GEMMs and "
+                   "fused MoE on MI325X, hipBLASLt FP8 GEMMs and aiter flash-attention forward "
+                   "on MI300X; the same 304-CU compute die, HBM at the same share of peak "
+                   "assumed)"),
     }
+
+
+def main(argv) -> int:
+    from dse.curve_fit import curves_text
+    fits = plans()
     if "--write" in argv:
-        for preset, (result, note) in plans.items():
+        for preset, (result, note) in fits.items():
             path = HARDWARE / f"{preset}.toml"
             path.write_text(curves_text(path.read_text(), result, note))
             print(f"wrote {path.relative_to(ROOT)}")
