@@ -254,13 +254,18 @@ def _ffn_ops(m: Model) -> list[ops.Op]:
                 activation("shared_act", m, m.shared_ffn_dim, moe),
                 ops.gemm("shared_down_proj", m.shared_ffn_dim, h, moe, L.SPLIT_ROWS)],
                 L.QC_SHARED)
-        moe_ops.append(ops.all_reduce("moe_all_reduce", h, moe, when=L.WHEN_NO_EP))
+        # within one attention group (ep == 1, or expert parallelism inside the tp group)
+        # every device holds every token: each runs its experts (or expert shards) on them
+        # and the partial outputs are all-reduced, as SGLang's forward_normal, vLLM's
+        # FusedMoE and TensorRT-LLM without attention DP do; the all-to-alls above run only
+        # where experts are spread over several attention groups (layout.WHEN_*)
+        moe_ops.append(ops.all_reduce("moe_all_reduce", h, moe, when=L.WHEN_IN_GROUP))
         out += [ops.moe_span(op) for op in moe_ops]
-        # with expert parallelism the combine returns each device's own tokens; an
-        # attention group of tp > 1 devices, which all hold the same tokens, gathers
-        # their shares back (under attention DP with tp = 1 per group, as SGLang and
-        # TensorRT-LLM run DeepSeek, there is nothing to gather: only the two all-to-alls)
-        out.append(ops.all_gather("moe_all_gather", h, moe, when=L.WHEN_EP))
+        # with the all-to-alls the combine returns each device's own tokens; an attention
+        # group of tp > 1 devices, which all hold the same tokens, gathers their shares
+        # back (under attention DP with tp = 1 per group, as SGLang and TensorRT-LLM run
+        # DeepSeek, there is nothing to gather: only the two all-to-alls)
+        out.append(ops.all_gather("moe_all_gather", h, moe, when=L.WHEN_EXCHANGE))
     return out
 
 

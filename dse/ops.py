@@ -170,7 +170,7 @@ def reduce_scatter(name, elements_per_token, layers=0, group=L.GROUP_TP,
                when=when)
 
 
-def all_to_all(name, elements_per_token, layers, group=L.GROUP_EP, when=L.WHEN_EP):
+def all_to_all(name, elements_per_token, layers, group=L.GROUP_EP, when=L.WHEN_EXCHANGE):
     return _op(name, L.ALLTOALL, (elements_per_token,), layers, group=group, when=when)
 
 

@@ -23,7 +23,7 @@ from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, C
                      GROUP_CP, GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
                      OP_CDT, OP_CLASS, OP_KIND, OP_LAYERS, OP_P0, OP_SCOPE, OP_TOKENS, OP_WHEN,
                      P2P, Q_KV,
-                     SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EP, WHEN_NO_EP, REDUCESCATTER, SSM, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
+                     SCOPE_BOUNDARY, SCOPE_LAYER, WHEN_EXCHANGE, WHEN_IN_GROUP, REDUCESCATTER, SSM, SPLIT_COLUMNS, SPLIT_KV, SPLIT_ROWS,
                      TOKENS_LAST)
 
 
@@ -256,13 +256,15 @@ def expected_tokens(gamma, alpha):
 
 
 @njit(cache=True)
-def run_counts(op, pp, ep, gamma=0.0):
+def run_counts(op, pp, ep, adp, gamma=0.0):
     """How often op runs per forward pass along the pipeline path and in the most loaded
-    stage: 0 when it does not exist for this expert parallelism. A draft op (``OP_DRAFT``)
+    stage: 0 when it does not exist for this expert and attention data parallelism
+    (``layout.WHEN_*``). A draft op (``OP_DRAFT``)
     runs only with ``gamma`` > 0 draft tokens, gamma times per decode step and once per
     prefill, all in the last pipeline stage (the MTP module sits after the last layer)."""
     when = int(op[OP_WHEN])
-    if (when == WHEN_EP and ep == 1.0) or (when == WHEN_NO_EP and ep > 1.0):
+    exchange = ep > 1.0 and adp > 1.0
+    if (when == WHEN_EXCHANGE and not exchange) or (when == WHEN_IN_GROUP and exchange):
         return 0.0, 0.0
     draft = int(op[OP_DRAFT])
     if draft != DRAFT_NONE:

@@ -162,7 +162,7 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, w, a, k, quant, dty
         out[i, _SPAN] = span
         out[i, _WIN] = win
         out[i, _CDT] = cdt
-        out[i, _CPATH], out[i, _CSTAGE] = run_counts(op, p, e, gamma)
+        out[i, _CPATH], out[i, _CSTAGE] = run_counts(op, p, e, adp, gamma)
         if converts_nothing(op, wb, ab):  # an input quantization with nothing to do
             out[i, _CPATH] = 0.0
             out[i, _CSTAGE] = 0.0

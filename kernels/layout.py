@@ -106,9 +106,13 @@ DRAFT_NONE = 0
 DRAFT_DECODE = 1
 DRAFT_PREFILL = 2
 
+# MoE communication (``compile._ffn_ops``): tokens reach experts on other devices by
+# all-to-all only where the experts are spread over several attention groups (ep > 1 and
+# attention_dp > 1); within one attention group every device already holds every token, so
+# each runs its experts on them and the partial outputs are all-reduced, as under tp
 WHEN_ALWAYS = 0
-WHEN_EP = 1         # only when ep > 1
-WHEN_NO_EP = 2      # only when ep == 1
+WHEN_EXCHANGE = 1   # only when ep > 1 and attention_dp > 1
+WHEN_IN_GROUP = 2   # only otherwise (ep == 1 or attention_dp == 1)
 
 CDT_GEMM = 0        # wider of weight and activation precision
 CDT_ATTENTION = 1   # wider of activation and KV-cache precision

@@ -514,8 +514,9 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
             out = []
             for op in programs[m, phase, :n_ops[m, phase]]:
                 when = op[L.OP_WHEN]
-                on = np.where(when == L.WHEN_EP, e > 1,
-                              np.where(when == L.WHEN_NO_EP, e == 1, True))
+                exchange = (e > 1) & (adp > 1)
+                on = np.where(when == L.WHEN_EXCHANGE, exchange,
+                              np.where(when == L.WHEN_IN_GROUP, ~exchange, True))
                 scope = op[L.OP_SCOPE]
                 if op[L.OP_DRAFT] != L.DRAFT_NONE:  # the MTP module, in the last stage
                     runs = (gamma if op[L.OP_DRAFT] == L.DRAFT_DECODE else 1.0) * (

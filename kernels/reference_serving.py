@@ -280,8 +280,9 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     for op, role in _roles(program[L.DECODE], n_op[L.DECODE], program[L.PREFILL],
                            n_op[L.PREFILL]):
         when = op[L.OP_WHEN]
-        exists = np.where(when == L.WHEN_EP, e > 1, np.where(when == L.WHEN_NO_EP, e == 1,
-                                                             True))
+        exchange = (e > 1) & (adp > 1)
+        exists = np.where(when == L.WHEN_EXCHANGE, exchange,
+                          np.where(when == L.WHEN_IN_GROUP, ~exchange, True))
         scope = op[L.OP_SCOPE]
         draft = op[L.OP_DRAFT]
         if draft != L.DRAFT_NONE:  # the MTP module: gamma drafts a step, once a prompt

@@ -132,7 +132,7 @@ def unit_costs(program, n_op, t, p, e, adp, w, a, k, quant, dtype_bytes, dtype_b
         out[i, U_CDT] = cdt
         out[i, U_WB] = wb
         out[i, U_AB] = ab
-        out[i, U_PATH], out[i, U_STAGE] = run_counts(op, p, e, gamma)
+        out[i, U_PATH], out[i, U_STAGE] = run_counts(op, p, e, adp, gamma)
         if converts_nothing(op, wb, ab):  # an input quantization with nothing to do
             out[i, U_PATH] = 0.0
             out[i, U_STAGE] = 0.0

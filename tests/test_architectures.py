@@ -115,3 +115,28 @@ def test_hybrid_model_layer_counts():
     assert ops["attention"].row[L.OP_LAYERS] == 4
     assert ops["ssm_scan"].row[L.OP_LAYERS] == 28
     assert ops["experts"].row[L.OP_LAYERS] == 16 and ops["gate_up_proj"].row[L.OP_LAYERS] == 16
+
+
+def _decode_collectives(**grid):
+    table, _ = dse.explain(model="deepseek_v3", hardware="h200", weight_dtype="fp8",
+                           batch=16, serving="static", **grid)
+    dec = table[(table.phase == "decode") & (table.op_class == "collective")]
+    # the collectives that move data (over one device, e.g. an all-gather at tp 1, none)
+    return {op: n for op, n, s in zip(dec.op, dec["count"], dec.total_s) if n > 0 and s > 0}
+
+
+def test_expert_parallelism_inside_one_attention_group_all_reduces():
+    # tp 8 = ep 8, one attention group: every device holds every token, runs its 32
+    # experts on them and the partial outputs are all-reduced (SGLang's forward_normal,
+    # vLLM's FusedMoE, TensorRT-LLM without attention DP): the same collectives as tp 8
+    # without expert parallelism, no all-to-all
+    in_group = _decode_collectives(tp=8, ep=8)
+    assert in_group == _decode_collectives(tp=8, ep=1)
+    assert in_group["moe_all_reduce"] == 58 and "moe_dispatch" not in in_group
+    # experts spread over 8 attention groups of one device: dispatch and combine only
+    spread = _decode_collectives(tp=1, ep=8, attention_dp=8)
+    assert spread["moe_dispatch"] == spread["moe_combine"] == 58
+    assert "moe_all_reduce" not in spread and "moe_all_gather" not in spread
+    # groups of 2 devices: their token shares are gathered back after the combine
+    pairs = _decode_collectives(tp=2, ep=8, attention_dp=4)
+    assert pairs["moe_all_gather"] == 58 and "moe_all_reduce" not in pairs
