@@ -75,10 +75,10 @@ def test_mtp_ops_run_gamma_times_per_decode_step_only_when_drafting():
     names = {op.name for op in dec}
     assert {"mtp_eh_proj", "mtp_experts", "mtp_lm_head", "mtp_attention_latent"} <= names
     experts = next(op for op in dec if op.name == "mtp_experts").row
-    assert run_counts(experts, 4.0, 1.0, 0.0) == (0.0, 0.0)      # off without drafting
-    assert run_counts(experts, 4.0, 1.0, 3.0) == (3.0, 3.0)      # one layer, 3 drafts
+    assert run_counts(experts, 4.0, 1.0, 1.0, 0.0) == (0.0, 0.0)  # off without drafting
+    assert run_counts(experts, 4.0, 1.0, 1.0, 3.0) == (3.0, 3.0)  # one layer, 3 drafts
     prefill = next(op for op in pre if op.name == "mtp_experts").row
-    assert run_counts(prefill, 4.0, 1.0, 3.0) == (1.0, 1.0)      # once over the prompt
+    assert run_counts(prefill, 4.0, 1.0, 1.0, 3.0) == (1.0, 1.0)  # once over the prompt
 
 
 SPEC = """
