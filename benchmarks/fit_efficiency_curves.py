@@ -27,9 +27,10 @@ curves"):
   run), and the hipBLASLt per-tensor FP8 GEMMs on MI300X (large square shapes,
   compute-bound: the bandwidth the fit divides by does not enter them); attention_compute
   from aiter's flash-attention forward on MI300X (prefill, compute-bound). The aiter GEMM
-  rows measured on MI300X (37, small M) are kept out and check the copy below. No attention or collective curve (the MI300X
-  collective rows are RCCL, not the engines' custom all-reduce; no public MI300X decode-
-  attention timings of the engines' kernels over a range of contexts).
+  rows measured on MI300X (37, small M) are kept out and check the copy below. No
+  attention_memory or collective curve (the MI300X collective rows are RCCL, not the
+  engines' custom all-reduce; no public MI300X decode-attention timings of the engines'
+  kernels over a range of contexts).
 - mi355x: its own aiter block-scaled FP8 GEMMs (the commit that names MI355X) and
   flash-attention forward rows: gemm_compute, gemm_memory, attention_compute.
 - mi300x: MI325X's curves (an assumption: the same CDNA 3 compute dies and peak rates,
@@ -106,14 +107,14 @@ def check(preset, result, table) -> float:
     """Median |error| [%] of ``result``'s GEMM curves on the measured ``table`` priced
     against ``preset``'s peaks: rows kept out of the fit, to test a copied curve."""
     from dse.config import load_hardware
-    from dse.curve_fit import _efficiency
+    from dse.curve_fit import kernel_seconds
     hw = load_hardware(preset)
     (wc, ec), (wm, em) = (result.curves[n] for n in ("gemm_compute", "gemm_memory"))
     peak = np.array([hw.rate(d) for d in table.dtype])
     flops, byts = table.flops.to_numpy(), table.bytes.to_numpy()
-    pred = result.kernel_latency_s + np.maximum(
-        flops / (peak * _efficiency(np.log10(flops), np.log10(wc), ec)),
-        byts / (hw.memory_bytes_per_s * _efficiency(np.log10(byts), np.log10(wm), em)))
+    pred, _ = kernel_seconds(result.kernel_latency_s, flops / peak,
+                             byts / hw.memory_bytes_per_s, flops, byts,
+                             (np.log10(wc), ec), (np.log10(wm), em))
     err = float(np.median(np.abs(pred / table.latency_s.to_numpy() - 1.0)) * 100)
     print(f"  check on {len(table)} {preset} kernels kept out of the fit: median abs error "
           f"{err:.1f}%")

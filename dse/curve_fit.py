@@ -102,6 +102,15 @@ def _efficiency(x, knots, eff):
     return np.interp(x, knots, eff)
 
 
+def kernel_seconds(lat, fc, bm, flops, byts, compute, memory):
+    """(seconds, compute-bound?) of GEMM/attention rows as the engine prices them:
+    lat + max(fc / e_c(FLOPs), bm / e_m(bytes)), fc and bm the rows' seconds at peak, the
+    curves ``compute`` and ``memory`` as (log10 work knots, efficiencies)."""
+    tc = fc / _efficiency(np.log10(np.maximum(flops, 1.0)), *compute)
+    tm = bm / _efficiency(np.log10(np.maximum(byts, 1.0)), *memory)
+    return lat + np.maximum(tc, tm), tc >= tm
+
+
 def _fit_two_sided(fc, bm, flops, byts, t, lat, ce, me, n_knots):
     """Compute and memory curves for one class of kernels; returns ({side: (log-work
     knots, efficiencies)}, predicted seconds)."""
@@ -117,15 +126,14 @@ def _fit_two_sided(fc, bm, flops, byts, t, lat, ce, me, n_knots):
                 knots = _knots(x[rows], n_knots)
                 g = _solve(x[rows], base[rows], rest[rows], t[rows], knots)
                 curves[side] = (knots, 1.0 / g)
-        tc = fc / _efficiency(xf, *curves["compute"])
-        tm = bm / _efficiency(xb, *curves["memory"])
-        new = tc >= tm
+        pred, new = kernel_seconds(lat, fc, bm, flops, byts, curves["compute"],
+                                   curves["memory"])
         if (new == compute).all():
             break
         compute = new
     fitted = {side: c for side, c in curves.items()
               if (compute if side == "compute" else ~compute).sum() >= MIN_ROWS}
-    return fitted, lat + np.maximum(tc, tm)
+    return fitted, pred
 
 
 def _collective_rows(hw: Hardware, df: pd.DataFrame, source: str):
