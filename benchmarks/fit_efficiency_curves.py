@@ -31,8 +31,8 @@ curves"):
   attention_memory or collective curve (the MI300X collective rows are RCCL, not the
   engines' custom all-reduce; no public MI300X decode-attention timings of the engines'
   kernels over a range of contexts).
-- mi355x: its own aiter block-scaled FP8 GEMMs (the commit that names MI355X) and
-  flash-attention forward rows: gemm_compute, gemm_memory, attention_compute.
+- mi355x: its own aiter block-scaled FP8 GEMMs and fused-MoE stages (the commit that names
+  MI355X) and flash-attention forward rows: gemm_compute, gemm_memory, attention_compute.
 - mi300x: MI325X's curves (an assumption: the same CDNA 3 compute dies and peak rates,
   and HBM3 reached at the same share of its 5.3 TB/s as MI325X's HBM3E of its 6 TB/s).
 """
@@ -165,8 +165,8 @@ def plans() -> dict:
                    "MI325X, hipBLASLt FP8 GEMMs and aiter flash-attention forward on "
                    "MI300X)"),
         "mi355x": (mi355x, "fitted by benchmarks/fit_efficiency_curves.py to the MI355X rows "
-                   "of configs/kernels (aiter block-scaled FP8 GEMMs, aiter flash-attention "
-                   "forward)"),
+                   "of configs/kernels (aiter block-scaled FP8 GEMMs and fused MoE, aiter "
+                   "flash-attention forward)"),
         "mi300x": (cdna3, "benchmarks/fit_efficiency_curves.py: MI325X's curves, fitted to "
                    "the CDNA 3 kernels of configs/kernels (aiter block-scaled FP8 GEMMs and "
                    "fused MoE on MI325X, hipBLASLt FP8 GEMMs and aiter flash-attention forward "
