@@ -64,7 +64,8 @@ def gemm_rows(hardware, library=None) -> pd.DataFrame:
     byts = (rows * g.k + g.groups * g.k * g.n) * eb + rows * g.n * 2.0
     t = g.measured_time_s.fillna(flops / (g.measured_tflops * 1e12))
     dtype = g.dtype.replace({"fp16": "fp16"})
-    return pd.DataFrame({"op": np.where(g.groups > 1, "moe", "gemm"), "dtype": dtype,
+    return pd.DataFrame({"op": np.where(g.groups > 1, "moe", "gemm"), "groups": g.groups,
+                         "dtype": dtype,
                          "flops": flops, "bytes": byts, "latency_s": t})
 
 

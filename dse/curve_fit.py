@@ -17,6 +17,11 @@ clipped to efficiencies in (0, 1], and the assignment repeated until it settles.
 stored curve interpolates e itself between the knots, as the kernel does; the reported
 error is the kernel's.
 
+A ``moe`` row (a grouped GEMM: routed experts) may give ``groups``, the independent expert
+GEMMs its FLOPs split into: its compute curve is read at FLOPs / groups, one expert GEMM's
+work, as the kernel prices a routed-experts op (``formulas.moe_gemms``); its bytes stay the
+total (the experts stream at once).
+
 Rows are classified by ``op``: ``gemm`` and ``moe`` (grouped GEMMs) feed the gemm_* curves,
 ``attention`` the attention_* curves, ``all_reduce``, ``all_gather``, ``reduce_scatter``
 and ``all_to_all`` (columns ``devices``, ``message_bytes``, optional ``nodes``) the
@@ -102,19 +107,21 @@ def _efficiency(x, knots, eff):
     return np.interp(x, knots, eff)
 
 
-def kernel_seconds(lat, fc, bm, flops, byts, compute, memory):
+def kernel_seconds(lat, fc, bm, cwork, byts, compute, memory):
     """(seconds, compute-bound?) of GEMM/attention rows as the engine prices them:
-    lat + max(fc / e_c(FLOPs), bm / e_m(bytes)), fc and bm the rows' seconds at peak, the
+    lat + max(fc / e_c(cwork), bm / e_m(bytes)), fc and bm the rows' seconds at peak,
+    cwork the FLOPs the compute curve is read at (a grouped GEMM's: one group's), the
     curves ``compute`` and ``memory`` as (log10 work knots, efficiencies)."""
-    tc = fc / _efficiency(np.log10(np.maximum(flops, 1.0)), *compute)
+    tc = fc / _efficiency(np.log10(np.maximum(cwork, 1.0)), *compute)
     tm = bm / _efficiency(np.log10(np.maximum(byts, 1.0)), *memory)
     return lat + np.maximum(tc, tm), tc >= tm
 
 
-def _fit_two_sided(fc, bm, flops, byts, t, lat, ce, me, n_knots):
-    """Compute and memory curves for one class of kernels; returns ({side: (log-work
-    knots, efficiencies)}, predicted seconds)."""
-    xf = np.log10(np.maximum(flops, 1.0))
+def _fit_two_sided(fc, bm, cwork, byts, t, lat, ce, me, n_knots):
+    """Compute and memory curves for one class of kernels (compute read at ``cwork``,
+    memory at ``byts``); returns ({side: (log-work knots, efficiencies)}, predicted
+    seconds)."""
+    xf = np.log10(np.maximum(cwork, 1.0))
     xb = np.log10(np.maximum(byts, 1.0))
     rest = t - lat
     curves = {"compute": (np.array([xf.min()]), np.array([ce])),
@@ -126,7 +133,7 @@ def _fit_two_sided(fc, bm, flops, byts, t, lat, ce, me, n_knots):
                 knots = _knots(x[rows], n_knots)
                 g = _solve(x[rows], base[rows], rest[rows], t[rows], knots)
                 curves[side] = (knots, 1.0 / g)
-        pred, new = kernel_seconds(lat, fc, bm, flops, byts, curves["compute"],
+        pred, new = kernel_seconds(lat, fc, bm, cwork, byts, curves["compute"],
                                    curves["memory"])
         if (new == compute).all():
             break
@@ -134,6 +141,22 @@ def _fit_two_sided(fc, bm, flops, byts, t, lat, ce, me, n_knots):
     fitted = {side: c for side, c in curves.items()
               if (compute if side == "compute" else ~compute).sum() >= MIN_ROWS}
     return fitted, pred
+
+
+def _groups(df: pd.DataFrame, source: str) -> np.ndarray:
+    """Per row, the independent GEMMs its FLOPs split into: a ``moe`` row's ``groups``
+    (a number >= 1; empty: 1), 1 for every other row."""
+    out = np.ones(len(df))
+    if "groups" not in df.columns:
+        return out
+    g = _numbers(df, "groups", source)
+    moe = (df["op"].astype(str) == "moe").to_numpy()
+    bad = moe & ~np.isnan(g) & ~(np.isfinite(g) & (g >= 1))
+    if bad.any():
+        i = int(np.argmax(bad))
+        _fail(source, df.index[i], "groups", df["groups"].iloc[i],
+              "must be a number of expert GEMMs >= 1 (or empty: 1)")
+    return np.where(moe & ~np.isnan(g), g, 1.0)
 
 
 def _collective_rows(hw: Hardware, df: pd.DataFrame, source: str):
@@ -182,6 +205,7 @@ def fit_curves(hw: Hardware, df: pd.DataFrame, source: str = "<table>",
     curves, rows = {}, {}
     if len(kern):
         flops, byts, t = work(kern, source)
+        cwork = flops / _groups(kern, source)
         peak = np.array([hw.rate(d) for d in kern["dtype"]])
         fc, bm = flops / peak, byts / hw.memory_bytes_per_s
         where = kern.index.to_numpy()
@@ -189,7 +213,7 @@ def fit_curves(hw: Hardware, df: pd.DataFrame, source: str = "<table>",
             sel = kern["op"].astype(str).isin(class_ops).to_numpy()
             if sel.sum() < MIN_ROWS:
                 continue
-            fitted, p = _fit_two_sided(fc[sel], bm[sel], flops[sel], byts[sel], t[sel],
+            fitted, p = _fit_two_sided(fc[sel], bm[sel], cwork[sel], byts[sel], t[sel],
                                        latency, hw.compute_efficiency, hw.memory_efficiency,
                                        knots)
             pred[where[sel]] = p

@@ -290,6 +290,20 @@ def converts_nothing(op, wb, ab):
 
 
 @njit(cache=True)
+def moe_gemms(op, tokens, ep):
+    """The expert GEMMs a routed-experts op runs on its busiest device for ``tokens``
+    tokens: the distinct experts hit in the busiest of the ep groups (at least 1). A
+    grouped GEMM computes as that many small GEMMs of one expert's rows each, so its
+    compute efficiency is a GEMM's at one expert's share of the FLOPs, not at their sum
+    (measured: DeepGEMM's M-grouped FP8 GEMMs on H800 and AMD aiter's fused MoE on MI325X
+    and MI355X, configs/kernels/README.md "Bundled curves"); its memory traffic streams
+    all of them at once and keeps the efficiency of the total bytes."""
+    if tokens <= 0.0:
+        return 1.0
+    return max(busiest_group_experts(op[OP_P0 + 2], op[OP_P0 + 3], tokens, ep), 1.0)
+
+
+@njit(cache=True)
 def moe_cost(op, tokens, tp, ep, wb, ab, imbalance):
     """(FLOPs, bytes, dequantization operations) of a routed-experts op over ``tokens``
     tokens on one device (the MoE branch of :func:`op_cost`; the continuous path calls it

@@ -28,8 +28,8 @@ from numba import njit, prange
 
 from .collectives import collective_seconds
 from .efficiency import has_curve, op_curves, time_factor
-from .formulas import (converts_nothing, expected_tokens, op_cost, op_precisions,
-                       prompt_split, run_counts)
+from .formulas import (converts_nothing, expected_tokens, moe_gemms, op_cost,
+                       op_precisions, prompt_split, run_counts)
 from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, V_OUT, V_PATH, V_UP,
                       V_STAGE, admission_interval, compositions, eager_device, launches,
                       speculation, iteration_seconds, iteration_terms, mean_context,
@@ -46,8 +46,8 @@ from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      K_BUDGET,
                      K_ENGINE, K_EP, K_GAMMA, K_IMBALANCE, K_INPUT, K_KV, K_LORA_ADAPTERS,
                      K_LORA_RANK, K_PP, K_PREFIX, K_CP, K_DRAFT,
-                     K_QUANT, K_SERVING, K_TP, K_WEIGHT, DRAFT_DECODE, OP_DRAFT, OP_KIND,
-                     OP_SPAN, PREFILL,
+                     K_QUANT, K_SERVING, K_TP, K_WEIGHT, DRAFT_DECODE, MOE, OP_DRAFT,
+                     OP_KIND, OP_SPAN, PREFILL,
                      SERVING_CONTINUOUS, SPAN_MOE, W_CAPACITY, W_COMPUTE, W_MEMORY,
                      W_SCALEOUT, W_SCALEUP)
 
@@ -56,8 +56,8 @@ _TC0, _TC1, _TM0, _TM1, _TNB, _TNO, _TNL, _LINK, _MPATH, _MSTAGE, _TWIN, _TLAT =
 _BLOCK = 64  # structure points per block of the grid kernel's parallel loop
 _N_TIMES = 12
 (_FLOPS0, _FLOPS1, _BYTES0, _BYTES1, _NET, _GROUP, _SPAN, _CDT, _CPATH, _CSTAGE, _WIN,
- _KIND, _DEQUANT) = range(13)
-_N_COSTS = 13
+ _KIND, _DEQUANT, _GEMMS) = range(14)
+_N_COSTS = 14  # _GEMMS: independent GEMMs the op's FLOPs split into (formulas.moe_gemms)
 
 
 @njit(cache=True)
@@ -163,6 +163,9 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, w, a, k, quant, dty
         out[i, _WIN] = win
         out[i, _CDT] = cdt
         out[i, _CPATH], out[i, _CSTAGE] = run_counts(op, p, e, adp, gamma)
+        out[i, _GEMMS] = 1.0
+        if int(op[OP_KIND]) == MOE:  # all attention groups' tokens (op_cost's MoE tokens)
+            out[i, _GEMMS] = moe_gemms(op, seqs * adp * (qi if phase == DECODE else s), e)
         if converts_nothing(op, wb, ab):  # an input quantization with nothing to do
             out[i, _CPATH] = 0.0
             out[i, _CSTAGE] = 0.0
@@ -198,7 +201,8 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
         fc = 1.0
         fm = 1.0
         if costs[i, _FLOPS1] == 0.0 and costs[i, _BYTES1] == 0.0:
-            fc = time_factor(hw_h, cc, costs[i, _FLOPS0], ce)
+            # a grouped (MoE) GEMM computes at one expert GEMM's efficiency
+            fc = time_factor(hw_h, cc, costs[i, _FLOPS0] / costs[i, _GEMMS], ce)
             fm = time_factor(hw_h, cm, costs[i, _BYTES0], me)
         fn = time_factor(hw_h, cn, costs[i, _NET], hw_h[HW_NETWORK_EFF])
         # weight-only dequantization runs on the vector (fp32) units, after the MMAs' time
@@ -998,9 +1002,10 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
                                     prefill_iters, n_it, mixed, engine[EN_REQUEST_OVERHEAD_S],
                                     interval)
     # what a request waits beyond the engine's request overhead and its own prefill
-    # iterations: arrival phase, admission interval, KV-capacity queue
+    # iterations: arrival phase, admission interval, KV-capacity queue (a difference of
+    # sums: never below 0, where there is no wait it may round to -1e-18)
     own = serve_weights(r, f, prompts, chunks, prefill_iters, n_it, mixed)[0] * t_mix
-    wait = first - engine[EN_REQUEST_OVERHEAD_S] - own
+    wait = max(first - engine[EN_REQUEST_OVERHEAD_S] - own, 0.0)
     return (first, seen / per_step, rate, r, r_d, lam, f, prompts, chunks, prefill_iters,
             t_dec, t_mix, micro, dev_dec, dev_mix, eager_mix - dev_mix, interval, wait,
             eager_dec - dev_dec)

@@ -80,6 +80,14 @@ def _collective(kind, n, span, msg, domain, r_up, lat_up, r_out, lat_out):
     return tuple(np.where(talks, x, 0.0) for x in parts)
 
 
+def moe_gemms(op, tokens, ep):
+    """The expert GEMMs of a routed-experts op on its busiest device (arrays broadcast; as
+    ``formulas.moe_gemms``): the busiest group's distinct experts, at least 1; its compute
+    efficiency is taken at FLOPs / this."""
+    hit = _busiest_group(op[L.OP_P0 + 2], op[L.OP_P0 + 3], np.maximum(tokens, 1e-300), ep)
+    return np.where(tokens > 0, np.maximum(hit, 1.0), 1.0)
+
+
 def _busiest_load(experts, k, tokens, ep):
     """E[routed copies of the busiest of ep expert groups] (arrays broadcast): per distinct
     (tokens, ep), the maximum of ep independent Binomial(T k, 1/ep) counts from the whole
@@ -493,6 +501,11 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
 
     def op_time(op, decode, ctx, work=None):
         f, by, net, steps, span, dq = op_costs(op, decode, ctx)
+        if op[L.OP_KIND] == L.MOE:  # compute at one expert GEMM's efficiency
+            seqs = group_seqs * beams if decode else group_seqs / cp
+            new_q = 1.0 if op[L.OP_DRAFT] == L.DRAFT_DECODE else gamma + 1.0
+            tokens = seqs * adp * (new_q if decode else s - cached)
+            work = (f / moe_gemms(op, tokens, e), by)
         cdt = class_precisions(op, q, w, a, k, dtype_bits)[3]
         return roofline_seconds(hw, h, rates[h, cdt], f, by, int(op[L.OP_KIND]), net, steps,
                                 span, cs, ms, su, so, dq, rates[h, L.FP32], work)

@@ -50,7 +50,7 @@ import numpy as np
 
 from . import layout as L
 from .breakdown import KIND_CLASS, N_CLASSES, OFFLOAD_CLASS, OTHER_CLASS
-from .reference import _costs, _lora, class_precisions, roofline_seconds
+from .reference import _costs, _lora, class_precisions, moe_gemms, roofline_seconds
 from .serving import RIDING_EPS, steady_state
 
 
@@ -320,9 +320,12 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
             flops, byts, net, steps, span, dq = _iteration_costs(
                 op, it, t * widen, p, e, dtype_bytes[wo], dtype_bytes[ao], dtype_bytes[ko],
                 pt["expert_imbalance"], pt["lora_rank"], pt["lora_adapters"], pt["cp"])
+            # a routed-experts op computes at one expert GEMM's efficiency (moe_gemms)
+            work = ((flops / moe_gemms(op, it["tokens"], e), byts)
+                    if op[L.OP_KIND] == L.MOE else None)
             comp, mem, netw, kernel = roofline_seconds(
                 hw, h, rates[h, cdt], flops, byts, int(op[L.OP_KIND]),
-                net, steps, span, cs, ms, su, so, dq, rates[h, L.FP32])
+                net, steps, span, cs, ms, su, so, dq, rates[h, L.FP32], work)
             top = np.maximum(np.maximum(comp, mem), netw) + kernel
             runs = (dec > 0) | (pre > 0)
             top = np.where(runs, top, 0.0)

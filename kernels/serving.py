@@ -44,7 +44,7 @@ from numba import njit
 from .collectives import collective_seconds, domain_split
 from .efficiency import has_curve, op_curves, time_factor
 from .formulas import (causal_pairs, converts_nothing, dequant_tiles, expected_tokens,
-                       lora_cost, moe_cost, op_cost,
+                       lora_cost, moe_cost, moe_gemms, op_cost,
                        op_precisions, prompt_split, run_counts)
 from .layout import (DECODE, EN_ADMISSION_INTERVAL, EN_CHUNKED, FP32, EN_MAX_BATCHED_TOKENS,
                      EN_MIXED, EN_PER_RANK, HW_COMPUTE_EFF, HW_KERNEL_LATENCY_S,
@@ -230,7 +230,9 @@ def _moe_seconds(vt, i, program, tokens, t, p, e, adp, hw_h):
     (``formulas.moe_cost`` at the op's weight and activation bytes), each at the efficiency
     of its work."""
     c = moe_cost(program[i], tokens, t * adp, e, vt[i, V_WB], vt[i, V_AB], vt[i, V_IMB])
-    fc = time_factor(hw_h, int(vt[i, V_CCURVE]), c[0], hw_h[HW_COMPUTE_EFF])
+    # compute at one expert GEMM's efficiency (formulas.moe_gemms), memory at the total's
+    fc = time_factor(hw_h, int(vt[i, V_CCURVE]), c[0] / moe_gemms(program[i], tokens, e),
+                     hw_h[HW_COMPUTE_EFF])
     fm = time_factor(hw_h, int(vt[i, V_MCURVE]), c[1], hw_h[HW_MEMORY_EFF])
     return c[0] * vt[i, V_RATE] * fc + c[2] * vt[i, V_RATE32], c[1] * vt[i, V_MEM] * fm
 

@@ -154,3 +154,25 @@ def test_bad_curves_are_one_line_errors(tmp_path, tables, problem):
     message = str(err.value)
     assert "\n" not in message and str(path) in message and "efficiency." in message
     assert problem in message
+
+
+def test_routed_experts_compute_at_one_expert_gemms_efficiency():
+    # a grouped GEMM runs as one small GEMM per hit expert: DeepSeek-R1 prefill of 2048
+    # tokens at tp 8 on MI355X hits all E(1 - (1 - k/E)^T) ~ 256 experts, each a GEMM of
+    # 1/256 of the op's FLOPs, so the compute curve is read there (formulas.moe_gemms)
+    from dse.config import load_model
+    hw = load_hardware("mi355x")
+    knots, eff = hw.efficiency_curves["gemm_compute"]
+    table, _ = explain(hardware="mi355x", model="deepseek_r1", weight_dtype="fp8",
+                           act_dtype="bf16", quant="fp8_bf16_collectives", tp=8, batch=1,
+                           input_tokens=2048, output_tokens=2, serving="static")
+    row = table[(table.phase == "prefill") & (table.op == "experts")].iloc[0]
+    m = load_model("deepseek_r1")
+    hit = m.experts * (1 - (1 - m.experts_per_token / m.experts) ** 2048)
+    at = lambda work: float(np.interp(math.log10(work), np.log10(knots), eff))  # noqa: E731
+    rate = hw.flops_per_s["fp8"]
+    assert row["compute_s"] == pytest.approx(row["flops"] / (rate * at(row["flops"] / hit)),
+                                             rel=1e-9)
+    # three times the time the op's summed FLOPs would get: prefill MoE compute-bound
+    assert row["compute_s"] > 3 * row["flops"] / (rate * at(row["flops"]))
+    assert row["bound"] == "compute"
