@@ -64,6 +64,34 @@ def test_fit_recovers_synthetic_curves():
         assert np.all(np.diff(work) > 0)
 
 
+def test_grouped_rows_are_read_at_one_groups_work():
+    # routed experts: each of g groups is one small GEMM, so the compute curve is read at
+    # FLOPs / g (formulas.moe_gemms); rows made that way are recovered only with `groups`
+    hw = dse.load_hardware("h100_sxm")
+    rows = []
+    for tokens in (64, 256, 1024, 4096, 16384):
+        for g in (8, 32, 128):
+            fl = 2 * tokens * 8 * 3 * 4096 * 1024  # top-8 copies through 3 expert matrices
+            by = g * 3 * 4096 * 1024 * 2 + tokens * 8 * (4096 + 3 * 1024) * 2
+            t = LATENCY + max(fl / (hw.rate("bf16") * comp_eff(fl / g)),
+                              by / (hw.memory_bytes_per_s * mem_eff(by)))
+            rows.append(dict(op="moe", dtype="bf16", flops=fl, bytes=by, groups=g,
+                             latency_s=t))
+    table = pd.concat([synthetic(hw), pd.DataFrame(rows)], ignore_index=True)
+    moe = (table.op == "moe").to_numpy()
+
+    def moe_error(fit):  # median |error| [%] over the grouped rows
+        return 100 * np.median(np.abs(fit.predicted_s[moe] / table.latency_s[moe] - 1))
+
+    grouped = moe_error(fit_curves(hw, table, latency=LATENCY))
+    summed = moe_error(fit_curves(hw, table.drop(columns="groups"), latency=LATENCY))
+    assert grouped < 2.0 and summed > 5 * grouped
+    with pytest.raises(ConfigError, match="row 2: groups = 0.5: must be a number of expert "
+                                          "GEMMs >= 1"):
+        fit_curves(hw, pd.DataFrame(rows).assign(groups=[0.5] + [8] * (len(rows) - 1)),
+                   latency=LATENCY)
+
+
 def test_monotone_pools_violators():
     np.testing.assert_allclose(_monotone(np.array([3.0, 1.0, 2.0, 0.5]), np.ones(4)),
                                [3.0, 1.5, 1.5, 0.5])
