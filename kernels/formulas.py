@@ -290,6 +290,18 @@ def converts_nothing(op, wb, ab):
 
 
 @njit(cache=True)
+def op_tokens(op, phase, seqs, input_tokens, q):
+    """Tokens one op processes per micro-batch: decode ``q`` new tokens per sequence (every
+    one sampled: verification scores them all), prefill the prompt's ``input_tokens``, or
+    one per sequence for an op on the last position only (``TOKENS_LAST``)."""
+    if phase == DECODE:
+        return seqs * q
+    if int(op[OP_TOKENS]) == TOKENS_LAST:
+        return seqs
+    return seqs * input_tokens
+
+
+@njit(cache=True)
 def moe_gemms(op, tokens, ep):
     """The expert GEMMs a routed-experts op runs on its busiest device for ``tokens``
     tokens: the distinct experts hit in the busiest of the ep groups (at least 1). A
@@ -426,12 +438,7 @@ def op_cost(op, phase, seqs, input_tokens, tp, pp, ep, wb, ab, kb, imbalance, q=
     p4 = op[OP_P0 + 4]
     p5 = op[OP_P0 + 5]
     p6 = op[OP_P0 + 6]
-    if phase == DECODE:
-        tokens = seqs * q  # every new token is sampled (verification scores all of them)
-    elif int(op[OP_TOKENS]) == TOKENS_LAST:
-        tokens = seqs
-    else:
-        tokens = seqs * input_tokens
+    tokens = op_tokens(op, phase, seqs, input_tokens, q)
     flops0 = 0.0
     flops1 = 0.0
     bytes0 = 0.0

@@ -29,7 +29,7 @@ from numba import njit, prange
 from .collectives import collective_seconds
 from .efficiency import has_curve, op_curves, time_factor
 from .formulas import (converts_nothing, expected_tokens, moe_gemms, op_cost,
-                       op_precisions, prompt_split, run_counts)
+                       op_precisions, op_tokens, prompt_split, run_counts)
 from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, V_OUT, V_PATH, V_UP,
                       V_STAGE, admission_interval, compositions, eager_device, launches,
                       speculation, iteration_seconds, iteration_terms, mean_context,
@@ -164,8 +164,8 @@ def _fill_costs(program, n_op, phase, seqs, s, t, p, e, adp, w, a, k, quant, dty
         out[i, _CDT] = cdt
         out[i, _CPATH], out[i, _CSTAGE] = run_counts(op, p, e, adp, gamma)
         out[i, _GEMMS] = 1.0
-        if int(op[OP_KIND]) == MOE:  # all attention groups' tokens (op_cost's MoE tokens)
-            out[i, _GEMMS] = moe_gemms(op, seqs * adp * (qi if phase == DECODE else s), e)
+        if int(op[OP_KIND]) == MOE:  # all attention groups' tokens, as op_cost sees them
+            out[i, _GEMMS] = moe_gemms(op, op_tokens(op, phase, seqs * adp, s, qi), e)
         if converts_nothing(op, wb, ab):  # an input quantization with nothing to do
             out[i, _CPATH] = 0.0
             out[i, _CSTAGE] = 0.0
