@@ -103,6 +103,29 @@ def test_engine_overheads_enter_ttft_and_tpot():
     assert vllm["ttft_s"] - ideal["ttft_s"] == pytest.approx(0.030 + 0.0015, rel=1e-3)
 
 
+def test_atom_prefills_whole_prompts_in_compiled_prefill_only_iterations():
+    # AMD's ATOM (configs/engines/atom.toml): vLLM's request path and synchronous loop
+    # (30 ms per request, 1.5 ms per iteration), but whole prompts in prefill-only steps
+    # (no chunking, no mixing) and a compiled forward (no per-launch host term). An idle
+    # engine: TTFT = 30 ms + one prefill iteration of the whole prompt + its 1.5 ms.
+    base = dict(serving="continuous", batch=1, input_tokens=12000, output_tokens=64)
+    ideal = _one(engine="roofline", **base)
+    atom = _one(engine="atom", **base)
+    assert atom["ttft_s"] - ideal["ttft_s"] == pytest.approx(0.030 + 0.0015, rel=1e-3)
+    assert atom["tpot_s"] - ideal["tpot_s"] == pytest.approx(0.0015, rel=1e-6)
+    table, summary = dse.explain(engine="atom", **base)
+    prefill = table[table["phase"] == "prefill_iteration"]
+    assert prefill[prefill["op"] == "eager_launch_wait"]["total_s"].sum() == 0.0
+    # 12,000 prompt tokens in one 16,384-token step; the vLLM default (8,192) needs two
+    assert summary["prefill_iteration_s"] == pytest.approx(atom["ttft_s"] - 0.030, rel=1e-9)
+    assert _one(engine="vllm", **base)["ttft_s"] > atom["ttft_s"]
+    # prefill-only steps: a decoding request waits the others' whole prompts out (no
+    # mixing), so its step lasts longer than a decode iteration
+    busy = dict(base, batch=32, input_tokens=4096, output_tokens=256)
+    _, s = dse.explain(engine="atom", **busy)
+    assert s["tpot_s"] > 1.2 * s["decode_iteration_s"]
+
+
 def test_continuous_beats_static_ttft_at_high_concurrency():
     grid = dict(hardware="h100_sxm", model="llama3_70b", tp=4, batch=64,
                 input_tokens=2048, output_tokens=256, weight_dtype="fp8")

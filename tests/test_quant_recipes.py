@@ -414,7 +414,7 @@ def test_quant_validation_table_reads_the_quant_column(tmp_path):
 def test_quant_bundled_fp4_rows_name_their_recipe():
     # the NVFP4 / MXFP4 checkpoints' rows say which classes are 4-bit (configs/validation)
     from dse.config import bundled_dir
-    for name in ("serving.csv", "serving_atom.csv", "disaggregated.csv"):
+    for name in ("serving.csv", "disaggregated.csv"):
         table = pd.read_csv(bundled_dir("validation") / name)
         fp4 = table["notes"].str.contains("NVFP4|MXFP4")
         assert fp4.any(), name
