@@ -430,11 +430,13 @@ def _error_pct(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
 
 
 def _stats(errors: np.ndarray, prefix: str) -> dict:
-    err = np.abs(errors[~np.isnan(errors)])
+    signed = errors[~np.isnan(errors)]
+    err = np.abs(signed)
     n = int(err.size)
     return {
         f"{prefix}_n": n,
         f"{prefix}_median_abs_pct_error": float(np.median(err)) if n else math.nan,
+        f"{prefix}_median_pct_error": float(np.median(signed)) if n else math.nan,
         f"{prefix}_mean_abs_pct_error": float(np.mean(err)) if n else math.nan,
         f"{prefix}_share_within_20pct": float(np.mean(err <= WITHIN_PCT)) if n else math.nan,
     }
@@ -448,9 +450,10 @@ def make_scorecard(rows: pd.DataFrame) -> pd.DataFrame:
     hardware with more than one such group (``model`` "all"), then one per engine when the
     rows name more than one (``hardware`` and ``model`` "all"), then the overall row ("all"
     thrice), with ``rows`` and ``infeasible_rows`` counts and, for ``ttft`` and ``tpot``
-    separately, ``<m>_n`` (rows with that measurement), ``<m>_median_abs_pct_error`` and
-    ``<m>_mean_abs_pct_error`` [%] and ``<m>_share_within_20pct`` (share with |error| <=
-    20 %, 0..1); statistics of a metric with no measurement in the group are NaN.
+    separately, ``<m>_n`` (rows with that measurement), ``<m>_median_abs_pct_error``,
+    ``<m>_median_pct_error`` (the signed median, the bias: negative = predicted too fast /
+    too short) and ``<m>_mean_abs_pct_error`` [%] and ``<m>_share_within_20pct`` (share with
+    |error| <= 20 %, 0..1); statistics of a metric with no measurement in the group are NaN.
     """
     groups = [((hw, m, ALL), g)
               for (hw, m), g in rows.groupby(["hardware", "model"], sort=True)]
@@ -588,8 +591,8 @@ def format_scorecard(card: pd.DataFrame) -> str:
     # the engine column as wide as its longest name (versioned presets: trtllm_0_17)
     wide = max([8, *(len(str(e)) for e in card.get("engine", []))])
     header = (f"{'hardware':<14} {'model':<14} {'engine':<{wide}} {'rows':>4}  "
-              f"{'TTFT n':>6} {'median':>7} {'mean':>7} {'<=20%':>6}  "
-              f"{'TPOT n':>6} {'median':>7} {'mean':>7} {'<=20%':>6}")
+              f"{'TTFT n':>6} {'median':>7} {'bias':>7} {'mean':>7} {'<=20%':>6}  "
+              f"{'TPOT n':>6} {'median':>7} {'bias':>7} {'mean':>7} {'<=20%':>6}")
     lines = [header, "-" * len(header)]
 
     def num(x, fmt, unit=""):
@@ -602,6 +605,7 @@ def format_scorecard(card: pd.DataFrame) -> str:
                  f"{r['rows']:>4} "]
         for m in ("ttft", "tpot"):
             cells.append(f" {r[f'{m}_n']:>6} {num(r[f'{m}_median_abs_pct_error'], '.1f'):>7} "
+                         f"{num(r[f'{m}_median_pct_error'], '+.1f'):>7} "
                          f"{num(r[f'{m}_mean_abs_pct_error'], '.1f'):>7} "
                          f"{num(r[f'{m}_share_within_20pct'] * 100, '.0f', '%'):>6}")
         lines.append("".join(cells).rstrip())

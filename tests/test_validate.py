@@ -25,8 +25,8 @@ from dse.validate import (
 BUNDLED = Path(__file__).resolve().parents[1] / "configs" / "validation" / "measured.csv"
 
 SCORE_COLUMNS = [f"{m}_{s}" for m in ("ttft", "tpot")
-                 for s in ("n", "median_abs_pct_error", "mean_abs_pct_error",
-                           "share_within_20pct")]
+                 for s in ("n", "median_abs_pct_error", "median_pct_error",
+                           "mean_abs_pct_error", "share_within_20pct")]
 
 
 def small_table():
@@ -115,6 +115,8 @@ def test_validate_scorecard_overall_matches_hand_computation():
         assert len(errs) == 3
         assert overall[f"{m}_n"] == 3
         assert overall[f"{m}_median_abs_pct_error"] == pytest.approx(errs[1], rel=1e-12)
+        signed = sorted(e for e in rows[f"{m}_error_pct"] if not math.isnan(e))
+        assert overall[f"{m}_median_pct_error"] == pytest.approx(signed[1], rel=1e-12)
         assert overall[f"{m}_mean_abs_pct_error"] == pytest.approx(sum(errs) / 3, rel=1e-12)
         assert overall[f"{m}_share_within_20pct"] == pytest.approx(
             sum(e <= 20 for e in errs) / 3, rel=1e-12)
