@@ -101,6 +101,11 @@ def test_engine_overheads_enter_ttft_and_tpot():
     # overhead to every iteration (configs/engines/vllm.toml)
     assert vllm["tpot_s"] - ideal["tpot_s"] == pytest.approx(0.0015, rel=1e-6)
     assert vllm["ttft_s"] - ideal["ttft_s"] == pytest.approx(0.030 + 0.0015, rel=1e-3)
+    # with async scheduling (configs/engines/vllm_async.toml) the step's CPU work overlaps
+    # the previous step on the GPU: 0.2 ms left per iteration, the same request path
+    overlap = _one(engine="vllm_async", **base)
+    assert overlap["tpot_s"] - ideal["tpot_s"] == pytest.approx(0.0002, rel=1e-6)
+    assert overlap["ttft_s"] - ideal["ttft_s"] == pytest.approx(0.030 + 0.0002, rel=1e-3)
 
 
 def test_atom_prefills_whole_prompts_in_compiled_prefill_only_iterations():
