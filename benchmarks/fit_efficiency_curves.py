@@ -16,11 +16,22 @@ curves"):
   large messages to NCCL).
 - h200: the same GH100 die and NVLink 4: H100's memory, attention and collective curves
   (an assumption: HBM3e reached at the same share of peak for the same size), compute
-  curve fitted to the H200 cuBLASLt rows.
+  curve fitted to the H200 cuBLASLt rows, and the routed experts' compute curve
+  (moe_compute) fitted to the H200 MoE timings NVIDIA's aiconfigurator collected for
+  SGLang 0.5.10 (DeepSeek's experts, block-FP8 through SGLang's Triton fused MoE, 256 to
+  16384 tokens, expert tensor parallelism 1-16), copied to h100_sxm (same compute die).
+  TensorRT-LLM's CUTLASS block-FP8 MoE on H200 in the same collection takes ~2x SGLang's
+  time at prefill sizes: one curve per hardware follows one engine's kernels.
 - b200: fitted on the GB200 rows against the gb200_nvl72 preset (the chip measured: one
   Blackwell B200-class die at GB200 power) and copied: GEMM and MLA attention. No
   collective curve: the only GB200 collective rows are NCCL ring without CUDA graphs,
-  which engines do not use for decode.
+  which engines do not use for decode. The routed experts' compute curve (moe_compute)
+  is fitted to the B200 MoE timings NVIDIA's aiconfigurator collected for TensorRT-LLM
+  1.3.0rc20 (DeepSeek's experts, block-FP8 through DeepGEMM, 256 to 16384 tokens, expert
+  tensor parallelism 1-16): a grouped GEMM over the thin per-device expert slices reaches
+  12-43 % of the FP8 peak where a dense GEMM of the same work reaches ~55 %. Only the
+  compute side is kept: these prefill-sized rows say nothing about decode-sized MoE,
+  which keeps the GEMM memory curve.
 - mi325x: gemm_compute and gemm_memory fitted to the GEMMs measured on the CDNA 3 die
   (304 CUs): AMD's aiter tuner's block-scaled FP8 GEMMs and fused-MoE stages of DeepSeek's
   TP8/EP8 shapes on MI325X, M = 1 ... 32768 (what DeepSeek/Kimi/GLM-class FP8 checkpoints
@@ -122,12 +133,12 @@ def check(preset, result, table) -> float:
     return err
 
 
-def fit(preset, table):
+def fit(preset, table, moe_curves=False):
     from dse.config import load_hardware
     from dse.curve_fit import fit_curves
     hw = load_hardware(preset)
     result = fit_curves(hw, table.reset_index(drop=True), f"configs/kernels ({preset})",
-                        latency=hw.kernel_latency_s)
+                        latency=hw.kernel_latency_s, moe_curves=moe_curves)
     print(f"{preset}: median abs error {result.median_abs_pct_error:.1f}% over "
           f"{np.isfinite(result.predicted_s).sum()} kernels")
     for name, (w, e) in result.curves.items():
@@ -142,9 +153,13 @@ def plans() -> dict:
     h100 = fit("h100_sxm", pd.concat([gemm_rows(["h100_sxm", "h800"]),
                                       attention_rows(["h100_sxm"]),
                                       all_reduce_rows(["h100_sxm"])]))
-    h200 = fit("h200", gemm_rows(["h200"]))
+    h200 = fit("h200", gemm_rows(["h200"], ["cublaslt"]))
+    h200_moe = fit("h200", gemm_rows(["h200"], ["sglang_triton_fp8_block_moe"]),
+                   moe_curves=True)
     gb200 = fit("gb200_nvl72", pd.concat([gemm_rows(["gb200_nvl72"]),
                                           attention_rows(["gb200_nvl72"])]))
+    b200_moe = fit("b200", gemm_rows(["b200"], ["trtllm_deepgemm_fp8_block_moe"]),
+                   moe_curves=True)
     cdna3 = fit("mi325x", pd.concat([gemm_rows(["mi325x"]),
                                      gemm_rows(["mi300x"], ["hipblaslt"]),
                                      attention_rows(["mi300x"])]))
@@ -152,15 +167,32 @@ def plans() -> dict:
     mi355x = fit("mi355x", pd.concat([gemm_rows(["mi355x"]), attention_rows(["mi355x"])]))
     h200_curves = {k: v for k, v in h100.curves.items() if k != "gemm_compute"}
     h200_curves["gemm_compute"] = h200.curves["gemm_compute"]
-    h200_rows = {**h100.rows, "gemm_compute": h200.rows["gemm_compute"]}
+    h200_curves["moe_compute"] = h200_moe.curves["moe_compute"]
+    h200_rows = {**h100.rows, "gemm_compute": h200.rows["gemm_compute"],
+                 "moe_compute": h200_moe.rows["moe_compute"]}
+    # H100: the same GH100 compute die as H200, so H200's routed-experts compute curve
+    h100_curves = {**h100.curves, "moe_compute": h200_moe.curves["moe_compute"]}
+    h100_rows = {**h100.rows, "moe_compute": h200_moe.rows["moe_compute"]}
+    # B200: the GB200 die's GEMM and attention curves, and the routed experts' compute
+    # curve from the MoE kernels measured on B200 itself (prefill sizes; decode-sized MoE
+    # keeps the GEMM memory curve, see the module docstring)
+    b200_curves = {**gb200.curves, "moe_compute": b200_moe.curves["moe_compute"]}
+    b200_rows = {**gb200.rows, "moe_compute": b200_moe.rows["moe_compute"]}
     return {
-        "h100_sxm": (h100, "fitted by benchmarks/fit_efficiency_curves.py to configs/kernels "
-                     "(H100 SXM and H800 GEMMs, H100 attention, engine all-reduce)"),
+        "h100_sxm": (CurveFit(h100_curves, h100_rows, h100.kernel_latency_s, np.nan, None),
+                     "fitted by benchmarks/fit_efficiency_curves.py to configs/kernels "
+                     "(H100 SXM and H800 GEMMs, H100 attention, engine all-reduce; "
+                     "moe_compute H200's: SGLang's Triton block-FP8 MoE, same GH100 die)"),
         "h200": (CurveFit(h200_curves, h200_rows, h200.kernel_latency_s, np.nan, None),
                  "benchmarks/fit_efficiency_curves.py: gemm_compute fitted to the H200 "
-                 "cuBLASLt rows of configs/kernels, the other curves H100's (same GH100 die)"),
-        "b200": (gb200, "fitted by benchmarks/fit_efficiency_curves.py to the GB200 rows of "
-                 "configs/kernels (B200-class die), against the gb200_nvl72 preset's peaks"),
+                 "cuBLASLt rows of configs/kernels, moe_compute to the H200 MoE rows "
+                 "(aiconfigurator, SGLang Triton block-FP8), the other curves H100's (same "
+                 "GH100 die)"),
+        "b200": (CurveFit(b200_curves, b200_rows, gb200.kernel_latency_s, np.nan, None),
+                 "fitted by benchmarks/fit_efficiency_curves.py: GEMM and attention curves to "
+                 "the GB200 rows of configs/kernels (B200-class die) against the gb200_nvl72 "
+                 "preset's peaks, moe_compute to the B200 MoE rows (aiconfigurator, "
+                 "TensorRT-LLM DeepGEMM block-FP8)"),
         "mi325x": (cdna3, "fitted by benchmarks/fit_efficiency_curves.py to the CDNA 3 "
                    "kernels of configs/kernels (aiter block-scaled FP8 GEMMs and fused MoE on "
                    "MI325X, hipBLASLt FP8 GEMMs and aiter flash-attention forward on "

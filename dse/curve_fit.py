@@ -22,8 +22,9 @@ GEMMs its FLOPs split into: its compute curve is read at FLOPs / groups, one exp
 work, as the kernel prices a routed-experts op (``formulas.moe_gemms``); its bytes stay the
 total (the experts stream at once).
 
-Rows are classified by ``op``: ``gemm`` and ``moe`` (grouped GEMMs) feed the gemm_* curves,
-``attention`` the attention_* curves, ``all_reduce``, ``all_gather``, ``reduce_scatter``
+Rows are classified by ``op``: ``gemm`` and ``moe`` (grouped GEMMs) feed the gemm_* curves
+(with ``moe_curves``: ``moe`` rows feed curves of their own, moe_*, which the kernel gives
+the routed experts where a preset carries them), ``attention`` the attention_* curves, ``all_reduce``, ``all_gather``, ``reduce_scatter``
 and ``all_to_all`` (columns ``devices``, ``message_bytes``, optional ``nodes``) the
 collective curve; other ops only the scalar fit.
 """
@@ -42,6 +43,9 @@ from .kernels.collectives import collective_seconds
 # kernel classes: (ops, compute curve, memory curve)
 KERNEL_CLASSES = ((("gemm", "moe"), "gemm_compute", "gemm_memory"),
                   (("attention",), "attention_compute", "attention_memory"))
+MOE_CLASSES = ((("gemm",), "gemm_compute", "gemm_memory"),
+               (("moe",), "moe_compute", "moe_memory"),
+               (("attention",), "attention_compute", "attention_memory"))
 COLLECTIVE_OPS = {"all_reduce": L.ALLREDUCE, "all_gather": L.ALLGATHER,
                   "reduce_scatter": L.REDUCESCATTER, "all_to_all": L.ALLTOALL}
 DEFAULT_KNOTS = 5
@@ -186,10 +190,13 @@ def _collective_rows(hw: Hardware, df: pd.DataFrame, source: str):
 
 
 def fit_curves(hw: Hardware, df: pd.DataFrame, source: str = "<table>",
-               latency: float | None = None, knots: int = DEFAULT_KNOTS) -> CurveFit:
+               latency: float | None = None, knots: int = DEFAULT_KNOTS,
+               moe_curves: bool = False) -> CurveFit:
     """Efficiency curves for ``hw`` from the measured kernels in ``df`` (see the module
     docstring); ``latency``: the kernel latency to fit on top of (None: fitted with the
-    scalars by :func:`dse.calibrate.fit` on the non-collective rows)."""
+    scalars by :func:`dse.calibrate.fit` on the non-collective rows); ``moe_curves``: fit
+    the ``moe`` rows to moe_compute / moe_memory instead of joining them to the GEMM
+    rows."""
     if "op" not in df.columns:
         raise ConfigError(f"{source}: column 'op' missing; required for curves: op, dtype, "
                           "latency_s and flops+bytes, m,n,k or devices+message_bytes")
@@ -209,7 +216,8 @@ def fit_curves(hw: Hardware, df: pd.DataFrame, source: str = "<table>",
         peak = np.array([hw.rate(d) for d in kern["dtype"]])
         fc, bm = flops / peak, byts / hw.memory_bytes_per_s
         where = kern.index.to_numpy()
-        for class_ops, c_name, m_name in KERNEL_CLASSES:
+        classes = MOE_CLASSES if moe_curves else KERNEL_CLASSES
+        for class_ops, c_name, m_name in classes:
             sel = kern["op"].astype(str).isin(class_ops).to_numpy()
             if sel.sum() < MIN_ROWS:
                 continue

@@ -7,7 +7,10 @@ with their work (``configs/kernels/``: a DeepGEMM FP8 GEMM of 15 MB weights stre
 magnitude from 1 KB to 1 GB messages). A hardware preset may therefore carry curves, per
 operator class (``layout.CURVES``):
 
-  gemm_compute / gemm_memory            GEMMs and MoE expert GEMMs
+  gemm_compute / gemm_memory            GEMMs (and MoE expert GEMMs without moe_* curves)
+  moe_compute / moe_memory              the routed experts' grouped GEMM computing in 8
+                                        bits or fewer, where a preset carries them (else
+                                        the GEMM curves)
   attention_compute / attention_memory  attention kernels
   collective_network                    all-reduce, all-gather, reduce-scatter, all-to-all,
                                         pipeline sends
@@ -32,14 +35,27 @@ from numba import njit
 
 from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CURVE_ATTENTION_COMPUTE,
                      CURVE_ATTENTION_MEMORY, CURVE_GEMM_COMPUTE, CURVE_GEMM_MEMORY,
-                     CURVE_KNOTS, CURVE_NETWORK, CURVE_WIDTH, GEMM, HW_CURVES, MOE, P2P,
-                     REDUCESCATTER)
+                     CURVE_KNOTS, CURVE_MOE_COMPUTE, CURVE_MOE_MEMORY, CURVE_NETWORK,
+                     CURVE_WIDTH, DTYPE_BITS, GEMM, HW_CURVES, MOE, P2P, REDUCESCATTER)
 
 
 @njit(cache=True)
-def op_curves(kind):
-    """(compute, memory, network) curve codes of an op kind; -1 where the scalar applies."""
-    if kind == GEMM or kind == MOE:
+def op_curves(kind, hw_h, cdt):
+    """(compute, memory, network) curve codes of an op kind computing in precision ``cdt``
+    (a ``layout.DTYPES`` index) on hardware row ``hw_h``; -1 where the scalar applies. The
+    routed experts take the moe_* curves where the row carries them (each side on its own)
+    and they compute in 8 bits or fewer: the curves describe the quantized grouped
+    kernels (block-FP8 MoE reaches far less of its peak than a dense GEMM of the same
+    work, a 16-bit MoE about the dense share: configs/kernels/README.md); otherwise, and
+    without them, the GEMM curves."""
+    if kind == MOE:
+        low = DTYPE_BITS[cdt] <= 8
+        cc = (CURVE_MOE_COMPUTE if low and has_curve(hw_h, CURVE_MOE_COMPUTE)
+              else CURVE_GEMM_COMPUTE)
+        cm = (CURVE_MOE_MEMORY if low and has_curve(hw_h, CURVE_MOE_MEMORY)
+              else CURVE_GEMM_MEMORY)
+        return cc, cm, -1
+    if kind == GEMM:
         return CURVE_GEMM_COMPUTE, CURVE_GEMM_MEMORY, -1
     if kind == ATTENTION:
         return CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, -1

@@ -197,7 +197,7 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
     r_out = 1.0 / (hw_h[HW_SCALEOUT_BYTES_PER_S] * hw_h[HW_NETWORK_EFF])
     for i in range(n_op):
         rate = rates_h[int(costs[i, _CDT])] * ce
-        cc, cm, cn = op_curves(int(costs[i, _KIND]))
+        cc, cm, cn = op_curves(int(costs[i, _KIND]), hw_h, int(costs[i, _CDT]))
         fc = 1.0
         fm = 1.0
         if costs[i, _FLOPS1] == 0.0 and costs[i, _BYTES1] == 0.0:
@@ -233,7 +233,7 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
 def _ctx_factors(costs, i, hw_h, s, steps):
     """(compute, memory) efficiency factors of context-dependent decode op ``i`` over
     ``steps`` decode steps after ``s`` prompt tokens: its work at the mean context."""
-    cc, cm, _ = op_curves(int(costs[i, _KIND]))
+    cc, cm, _ = op_curves(int(costs[i, _KIND]), hw_h, int(costs[i, _CDT]))
     if not (has_curve(hw_h, cc) or has_curve(hw_h, cm)):
         return 1.0, 1.0
     ctx = mean_context(s, steps, costs[i, _WIN])

@@ -35,10 +35,13 @@ HW_HOST_BYTES_PER_S = 10   # host-to-device link (offload; 0: no host tier)
 # scalar efficiency above applies), CURVE_KNOTS log10(work) values, CURVE_KNOTS
 # efficiencies, CURVE_KNOTS work values (the kernel brackets a work by them and takes a
 # logarithm only between two knots); a curve with fewer knots repeats its last one.
+# The routed experts' grouped GEMM has curves of its own where a preset carries them
+# (moe_*: a grouped kernel over thin per-device expert slices reaches a different share
+# of peak than a dense GEMM of the same work); without them it takes the GEMM curves.
 CURVES = ("gemm_compute", "gemm_memory", "attention_compute", "attention_memory",
-          "collective_network")
+          "collective_network", "moe_compute", "moe_memory")
 CURVE_GEMM_COMPUTE, CURVE_GEMM_MEMORY, CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, \
-    CURVE_NETWORK = range(len(CURVES))
+    CURVE_NETWORK, CURVE_MOE_COMPUTE, CURVE_MOE_MEMORY = range(len(CURVES))
 CURVE_KNOTS = 8
 CURVE_WIDTH = 1 + 3 * CURVE_KNOTS
 HW_CURVES = 11

@@ -128,9 +128,11 @@ def _busiest_load(experts, k, tokens, ep):
     return out[back.ravel()].reshape(tokens.shape)
 
 
-# which size-dependent efficiency curves (layout.CURVES) price each op kind, restated
+# which size-dependent efficiency curves (layout.CURVES) price each op kind, restated; a
+# tuple: the first one the hardware row carries (the routed experts' own curves, else the
+# GEMM curves)
 _KIND_CURVES = {L.GEMM: ("gemm_compute", "gemm_memory", None),
-                L.MOE: ("gemm_compute", "gemm_memory", None),
+                L.MOE: (("moe_compute", "gemm_compute"), ("moe_memory", "gemm_memory"), None),
                 L.ATTENTION: ("attention_compute", "attention_memory", None),
                 **{k: (None, None, "collective_network")
                    for k in (L.ALLREDUCE, L.ALLGATHER, L.REDUCESCATTER, L.ALLTOALL, L.P2P)}}
@@ -139,13 +141,16 @@ _KIND_CURVES = {L.GEMM: ("gemm_compute", "gemm_memory", None),
 def efficiency_factor(hw, h, curve, work, scalar_field):
     """Seconds at hardware ``h``'s scalar efficiency (column ``scalar_field``) times this
     factor are seconds at curve ``curve``'s efficiency for ``work`` (np.interp over
-    log10 work, flat beyond the end knots); 1 without the curve or without work."""
+    log10 work, flat beyond the end knots); 1 without the curve or without work. A tuple
+    of curve names: per hardware row, the first it carries."""
     h, work = np.broadcast_arrays(np.asarray(h), np.asarray(work, float))
     factor = np.ones(h.shape)
     if curve is None:
         return factor
-    col = L.HW_CURVES + L.CURVES.index(curve) * L.CURVE_WIDTH
+    names = (curve,) if isinstance(curve, str) else curve
     for hh in np.unique(h):
+        cols = [L.HW_CURVES + L.CURVES.index(c) * L.CURVE_WIDTH for c in names]
+        col = next((c for c in cols if hw[hh, c] > 0), cols[-1])
         n = int(hw[hh, col])
         sel = (h == hh) & (work > 0)
         if n == 0 or not sel.any():
@@ -157,7 +162,7 @@ def efficiency_factor(hw, h, curve, work, scalar_field):
 
 
 def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, su, so,
-                     dequant=0.0, vector_rate=1.0, work=None):
+                     dequant=0.0, vector_rate=1.0, work=None, low_precision=True):
     """(compute, memory, network seconds, kernel latency) of one op's costs on hardware
     ``h`` at the what-if scales (arrays broadcast): a collective (``kind``, message ``net``
     bytes over ``group`` devices spread over ``span``) by :func:`_collective`, each link's
@@ -165,11 +170,18 @@ def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, s
     communicates. ``dequant``: vector operations of weight dequantization at
     ``vector_rate`` (the fp32 rate), added to the compute time. Compute, memory and link
     efficiency follow the hardware's curves at the op's FLOPs, bytes and message, or at
-    ``work`` = (FLOPs, bytes) where given (a decode op at its mean context)."""
+    ``work`` = (FLOPs, bytes) where given (a decode op at its mean context).
+    ``low_precision`` (bool, or an array broadcast with the others): the op computes in 8
+    bits or fewer, which the routed experts' own curves (moe_*) require."""
     c_curve, m_curve, n_curve = _KIND_CURVES.get(kind, (None, None, None))
     w_flops, w_bytes = (flops, byts) if work is None else work
     fc = efficiency_factor(hw, h, c_curve, w_flops, L.HW_COMPUTE_EFF)
     fm = efficiency_factor(hw, h, m_curve, w_bytes, L.HW_MEMORY_EFF)
+    if kind == L.MOE and not np.all(low_precision):  # 16-bit experts: the GEMM curves
+        fc = np.where(low_precision, fc,
+                      efficiency_factor(hw, h, c_curve[-1], w_flops, L.HW_COMPUTE_EFF))
+        fm = np.where(low_precision, fm,
+                      efficiency_factor(hw, h, m_curve[-1], w_bytes, L.HW_MEMORY_EFF))
     fn = efficiency_factor(hw, h, n_curve, net, L.HW_NETWORK_EFF)
     comp = (flops / (rate * hw[h, L.HW_COMPUTE_EFF]) * fc
             + dequant / (vector_rate * hw[h, L.HW_COMPUTE_EFF])) / cs
@@ -508,7 +520,8 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
             work = (f / moe_gemms(op, tokens, e), by)
         cdt = class_precisions(op, q, w, a, k, dtype_bits)[3]
         return roofline_seconds(hw, h, rates[h, cdt], f, by, int(op[L.OP_KIND]), net, steps,
-                                span, cs, ms, su, so, dq, rates[h, L.FP32], work)
+                                span, cs, ms, su, so, dq, rates[h, L.FP32], work,
+                                L.DTYPE_BITS[cdt] <= 8)
 
     def mean_work(op):
         """(FLOPs, bytes) of a decode op averaged over its live steps: the work its

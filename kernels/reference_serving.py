@@ -325,7 +325,8 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
                     if op[L.OP_KIND] == L.MOE else None)
             comp, mem, netw, kernel = roofline_seconds(
                 hw, h, rates[h, cdt], flops, byts, int(op[L.OP_KIND]),
-                net, steps, span, cs, ms, su, so, dq, rates[h, L.FP32], work)
+                net, steps, span, cs, ms, su, so, dq, rates[h, L.FP32], work,
+                L.DTYPE_BITS[cdt] <= 8)
             top = np.maximum(np.maximum(comp, mem), netw) + kernel
             runs = (dec > 0) | (pre > 0)
             top = np.where(runs, top, 0.0)

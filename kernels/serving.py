@@ -181,7 +181,7 @@ def unit_times(units, n_op, rates_h, hw_h, out):
         out[i, V_KIND] = units[i, U_KIND]
         # curve codes only where this hardware carries the curve (-1: the scalar applies,
         # and the iterations skip the curve lookup)
-        cc, cm, cn = op_curves(int(units[i, U_KIND]))
+        cc, cm, cn = op_curves(int(units[i, U_KIND]), hw_h, int(units[i, U_CDT]))
         out[i, V_CCURVE] = cc if has_curve(hw_h, cc) else -1
         out[i, V_MCURVE] = cm if has_curve(hw_h, cm) else -1
         out[i, V_NCURVE] = cn if has_curve(hw_h, cn) else -1

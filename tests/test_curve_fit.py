@@ -92,6 +92,38 @@ def test_grouped_rows_are_read_at_one_groups_work():
                    latency=LATENCY)
 
 
+def test_grouped_rows_fit_curves_of_their_own_on_request():
+    # moe_curves: grouped kernels slower than dense GEMMs of the same work (a tenth of
+    # the dense compute efficiency) get moe_* curves of their own, and the dense curves
+    # are fitted to the dense rows alone; without it one curve pair compromises
+    hw = dse.load_hardware("h100_sxm")
+    rows = []
+    for tokens in (256, 1024, 4096, 16384, 65536):
+        for g in (8, 32, 128):
+            fl = 2 * tokens * 8 * 3 * 4096 * 1024
+            by = g * 3 * 4096 * 1024 * 2 + tokens * 8 * (4096 + 3 * 1024) * 2
+            t = LATENCY + max(fl / (hw.rate("bf16") * 0.1 * comp_eff(fl / g)),
+                              by / (hw.memory_bytes_per_s * mem_eff(by)))
+            rows.append(dict(op="moe", dtype="bf16", flops=fl, bytes=by, groups=g,
+                             latency_s=t))
+    table = pd.concat([synthetic(hw), pd.DataFrame(rows)], ignore_index=True)
+    dense = (table.op == "gemm").to_numpy()
+    own = fit_curves(hw, table, latency=LATENCY, moe_curves=True)
+    joint = fit_curves(hw, table, latency=LATENCY)
+    assert {"moe_compute", "gemm_compute"} <= set(own.curves)
+    assert "moe_compute" not in joint.curves
+    err = lambda fit, sel: 100 * np.median(np.abs(  # noqa: E731
+        fit.predicted_s[sel] / table.latency_s[sel] - 1))
+    assert err(own, dense) < 2.0 and err(own, ~dense) < 5.0
+    assert err(joint, dense) > 3 * err(own, dense)
+    # the moe compute curve sits near a tenth of the dense one at the same work
+    (w_m, e_m), (w_g, e_g) = own.curves["moe_compute"], own.curves["gemm_compute"]
+    mid = np.sqrt(w_m[0] * w_m[-1])
+    ratio = np.interp(np.log10(mid), np.log10(w_m), e_m) / np.interp(
+        np.log10(mid), np.log10(w_g), e_g)
+    assert 0.05 < ratio < 0.2
+
+
 def test_monotone_pools_violators():
     np.testing.assert_allclose(_monotone(np.array([3.0, 1.0, 2.0, 0.5]), np.ones(4)),
                                [3.0, 1.5, 1.5, 0.5])

@@ -33,6 +33,10 @@ efficiency = [0.2, 0.7]
 [efficiency.collective_network]
 work = [1e3, 1e6, 1e8]
 efficiency = [0.05, 0.4, 0.85]
+
+[efficiency.moe_compute]
+work = [1e7, 1e10]
+efficiency = [0.1, 0.5]
 """
 
 
@@ -176,3 +180,57 @@ def test_routed_experts_compute_at_one_expert_gemms_efficiency():
     # three times the time the op's summed FLOPs would get: prefill MoE compute-bound
     assert row["compute_s"] > 3 * row["flops"] / (rate * at(row["flops"]))
     assert row["bound"] == "compute"
+
+
+def test_routed_experts_take_their_own_compute_curve_where_a_preset_has_one(tmp_path):
+    # a preset with moe_compute prices the routed experts' compute on it when they compute
+    # in 8 bits or fewer (read at one expert GEMM's work, as the GEMM curve is) and keeps
+    # the GEMM memory curve (no moe_memory); dense GEMMs, 16-bit experts and presets
+    # without moe_* take the GEMM curves (the bundled b200 and h200 presets carry
+    # moe_compute only, fitted to block-FP8 MoE kernels)
+    from dse.config import load_model
+    base = scalar_preset_text("h100_sxm")
+    gemm = ("[efficiency.gemm_compute]\nwork = [1e9, 1e12]\nefficiency = [0.3, 0.75]\n\n"
+            "[efficiency.gemm_memory]\nwork = [1e6, 1e9]\nefficiency = [0.4, 0.9]\n")
+    moe = "\n[efficiency.moe_compute]\nwork = [1e9, 1e12]\nefficiency = [0.1, 0.5]\n"
+    paths = {}
+    for name, extra in (("h100_gemm", gemm), ("h100_moe", gemm + moe)):
+        paths[name] = tmp_path / f"{name}.toml"
+        paths[name].write_text(base.replace('name = "h100_sxm"', f'name = "{name}"') + "\n"
+                               + extra)
+    axes = dict(model="mixtral_8x7b", serving="static", weight_dtype="fp8", act_dtype="fp8",
+                tp=1, batch=1, input_tokens=2048, output_tokens=2)
+    rows = {}
+    for name, path in paths.items():
+        table, _ = explain(hardware=str(path), **axes)
+        rows[name] = table[table.phase == "prefill"].set_index("op")
+    m = load_model("mixtral_8x7b")
+    hit = m.experts * (1 - (1 - m.experts_per_token / m.experts) ** 2048)
+    rate = load_hardware(paths["h100_moe"]).flops_per_s["fp8"]
+    e = rows["h100_moe"].loc["experts"]
+    one = e["flops"] / hit  # one expert GEMM's work, inside the moe_compute knots
+    assert 1e9 < one < 1e12
+    want = np.interp(math.log10(one), [9.0, 12.0], [0.1, 0.5])
+    assert e["compute_s"] == pytest.approx(e["flops"] / (rate * want), rel=1e-9)
+    # the memory side and the dense GEMMs are the GEMM curves' in both presets
+    g = rows["h100_gemm"].loc["experts"]
+    assert e["memory_s"] == pytest.approx(g["memory_s"], rel=1e-12)
+    assert g["compute_s"] == pytest.approx(
+        g["flops"] / (rate * np.interp(math.log10(one), [9.0, 12.0], [0.3, 0.75])), rel=1e-9)
+    for op in ("qkv_proj", "o_proj", "router"):
+        assert rows["h100_moe"].loc[op, "compute_s"] == rows["h100_gemm"].loc[op, "compute_s"]
+    # 16-bit experts: the GEMM curves on both presets
+    bf16 = {name: explain(hardware=str(path), **{**axes, "weight_dtype": "bf16",
+                                                  "act_dtype": "bf16"})[0]
+            for name, path in paths.items()}
+    e16 = [t[(t.phase == "prefill") & (t.op == "experts")].iloc[0]["compute_s"]
+           for t in bf16.values()]
+    assert e16[0] == e16[1]
+    # the reference restates the fallback: per hardware row, the first curve it carries
+    from dse.grid import hardware_tables
+    hw, _ = hardware_tables([load_hardware(paths["h100_gemm"]), load_hardware(paths["h100_moe"])])
+    f = efficiency_factor(hw, np.array([0, 1]), ("moe_compute", "gemm_compute"), one,
+                          L.HW_COMPUTE_EFF)
+    ce = load_hardware(paths["h100_moe"]).compute_efficiency
+    assert f[0] == pytest.approx(ce / np.interp(math.log10(one), [9.0, 12.0], [0.3, 0.75]))
+    assert f[1] == pytest.approx(ce / want)
