@@ -394,6 +394,9 @@ def cmd_calibrate(args) -> int:
     if args.fit_latency:
         raise ConfigError("calibrate: --fit-latency goes with --curves (the scalar fit always "
                           "fits the latency)")
+    if args.moe_curves:
+        raise ConfigError("calibrate: --moe-curves goes with --curves (the scalar fit has no "
+                          "curves)")
     result = fit(hw, table, args.table)
     write_preset(out, preset_text(hw, result, args.table, args.name), parse_hardware,
                  args.overwrite)
@@ -411,7 +414,7 @@ def _calibrate_curves(args, hw, table, out: Path) -> int:
     from .curve_fit import curves_text, fit_curves
     from .io import write_preset
     result = fit_curves(hw, table, args.table, latency=None if args.fit_latency else
-                        hw.kernel_latency_s)
+                        hw.kernel_latency_s, moe_curves=args.moe_curves)
     note = f"fitted by `dse calibrate --curves` to {table_label(args.table)}"
     text = hw.text or read_text(hw.source, "hardware preset (TOML)")
     if args.fit_latency:
@@ -674,6 +677,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "and message_bytes) on top of the preset's kernel latency")
     cal.add_argument("--fit-latency", action="store_true", help="with --curves: fit the "
                      "kernel latency too (the scalar fit's) instead of keeping the preset's")
+    cal.add_argument("--moe-curves", action="store_true", help="with --curves: fit the op moe "
+                     "rows (grouped expert kernels) to curves of their own (moe_compute, "
+                     "moe_memory: the routed experts computing in 8 bits or fewer use them) "
+                     "instead of joining them to the GEMM rows")
     cal.add_argument("--overwrite", action="store_true", help="replace an existing --out preset file")
     cal.set_defaults(func=cmd_calibrate)
 

@@ -1,5 +1,7 @@
 """`dse calibrate --curves`: recover known efficiency curves from synthetic kernel timings
 priced by the engine's own model, write a preset the sweep uses, refuse bad rows."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -149,6 +151,27 @@ def test_calibrate_curves_cli_relative_paths(tmp_path, monkeypatch, capsys):
     spec = dse.parse_sweep({"grid": {"hardware": ["h100_curves.toml"], "model": ["llama3_8b"],
                                      "batch": [1], "tp": [2]}})
     assert np.isfinite(dse.evaluate(spec)["tpot_s"].values).all()
+
+
+def test_calibrate_moe_curves_from_the_cli(tmp_path, monkeypatch, capsys):
+    # grouped expert rows at a tenth of the dense efficiency: --moe-curves writes moe_*
+    # curves beside the GEMM ones; without --curves the flag is a one-line error
+    monkeypatch.chdir(tmp_path)
+    hw = dse.load_hardware("h100_sxm")
+    rows = [dict(op="moe", dtype="fp8", groups=64, flops=2 * t * 8 * 3 * 4096 * 1024,
+                 bytes=64 * 3 * 4096 * 1024, latency_s=LATENCY + 2 * t * 8 * 3 * 4096 * 1024
+                 / (hw.rate("fp8") * 0.1 * comp_eff(2 * t * 8 * 3 * 4096 * 1024 / 64)))
+            for t in (512, 2048, 8192, 32768, 131072)]
+    pd.concat([synthetic(hw), pd.DataFrame(rows)], ignore_index=True).to_csv(
+        "kernels.csv", index=False)
+    assert main(["calibrate", "kernels.csv", "--hardware", "h100_sxm", "--curves",
+                 "--moe-curves", "--out", "moe.toml"]) == 0
+    assert "moe_compute" in capsys.readouterr().out
+    assert {"gemm_compute", "moe_compute"} <= set(dse.load_hardware("moe.toml")
+                                                  .efficiency_curves)
+    msg = cli_error(capsys, tmp_path, "calibrate", "kernels.csv", "--hardware", "h100_sxm",
+                    "--moe-curves", "--out", "x.toml")
+    assert "--moe-curves goes with --curves" in msg and not Path("x.toml").exists()
 
 
 @pytest.mark.parametrize("row, expected", [
