@@ -24,7 +24,8 @@ total (the experts stream at once).
 
 Rows are classified by ``op``: ``gemm`` and ``moe`` (grouped GEMMs) feed the gemm_* curves
 (with ``moe_curves``: ``moe`` rows feed curves of their own, moe_*, which the kernel gives
-the routed experts where a preset carries them), ``attention`` the attention_* curves, ``all_reduce``, ``all_gather``, ``reduce_scatter``
+the routed experts computing in 8 bits or fewer where a preset carries them),
+``attention`` the attention_* curves, ``all_reduce``, ``all_gather``, ``reduce_scatter``
 and ``all_to_all`` (columns ``devices``, ``message_bytes``, optional ``nodes``) the
 collective curve; other ops only the scalar fit.
 """

@@ -148,8 +148,8 @@ def efficiency_factor(hw, h, curve, work, scalar_field):
     if curve is None:
         return factor
     names = (curve,) if isinstance(curve, str) else curve
+    cols = [L.HW_CURVES + L.CURVES.index(c) * L.CURVE_WIDTH for c in names]
     for hh in np.unique(h):
-        cols = [L.HW_CURVES + L.CURVES.index(c) * L.CURVE_WIDTH for c in names]
         col = next((c for c in cols if hw[hh, c] > 0), cols[-1])
         n = int(hw[hh, col])
         sel = (h == hh) & (work > 0)
