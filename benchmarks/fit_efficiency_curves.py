@@ -1,5 +1,5 @@
-"""Refit the bundled efficiency curves of h100_sxm, h200, b200, mi300x, mi325x and mi355x
-from configs/kernels/.
+"""Refit the bundled efficiency curves of h100_sxm, h200, b200, b300, gb200_nvl72, gb300_nvl72,
+mi300x, mi325x and mi355x from configs/kernels/.
 
     python benchmarks/fit_efficiency_curves.py [--write]
 
@@ -32,6 +32,9 @@ curves"):
   12-43 % of the FP8 peak where a dense GEMM of the same work reaches ~55 %. Only the
   compute side is kept: these prefill-sized rows say nothing about decode-sized MoE,
   which keeps the GEMM memory curve.
+- b300, gb200_nvl72, gb300_nvl72: only moe_compute, fitted the same way to the MoE timings
+  the same collection has for each (TensorRT-LLM 1.3.0rc20 DeepGEMM block-FP8; within 5 %
+  of B200's at every size); their other ops keep the scalars.
 - mi325x: gemm_compute and gemm_memory fitted to the GEMMs measured on the CDNA 3 die
   (304 CUs): AMD's aiter tuner's block-scaled FP8 GEMMs and fused-MoE stages of DeepSeek's
   TP8/EP8 shapes on MI325X, M = 1 ... 32768 (what DeepSeek/Kimi/GLM-class FP8 checkpoints
@@ -62,6 +65,8 @@ ELEM = {"fp8": 1.0, "fp16": 2.0, "bf16": 2.0, "fp4": 0.5 + 1 / 16, "16bit_unstat
 ENGINE_ALL_REDUCE = ("vllm_custom_1stage", "vllm_custom_2stage", "torch_symm_mem_two_shot",
                      "torch_symm_mem_multimem")
 NCCL_FROM_BYTES = 8 * 2 ** 20
+GB200_GEMMS = ("cublaslt", "sgl_kernel.cutlass_scaled_fp4_mm")  # the dense GEMM rows
+MOE_LIBRARY = ("trtllm_deepgemm_fp8_block_moe",)
 
 
 def gemm_rows(hardware, library=None) -> pd.DataFrame:
@@ -156,10 +161,13 @@ def plans() -> dict:
     h200 = fit("h200", gemm_rows(["h200"], ["cublaslt"]))
     h200_moe = fit("h200", gemm_rows(["h200"], ["sglang_triton_fp8_block_moe"]),
                    moe_curves=True)
-    gb200 = fit("gb200_nvl72", pd.concat([gemm_rows(["gb200_nvl72"]),
+    gb200 = fit("gb200_nvl72", pd.concat([gemm_rows(["gb200_nvl72"], GB200_GEMMS),
                                           attention_rows(["gb200_nvl72"])]))
-    b200_moe = fit("b200", gemm_rows(["b200"], ["trtllm_deepgemm_fp8_block_moe"]),
-                   moe_curves=True)
+    b200_moe = fit("b200", gemm_rows(["b200"], MOE_LIBRARY), moe_curves=True)
+    # the other Blackwell parts: the routed experts' compute curve from their own MoE
+    # timings (the same TensorRT-LLM DeepGEMM kernel; no other curve of their own)
+    blackwell = {preset: fit(preset, gemm_rows([preset], MOE_LIBRARY), moe_curves=True)
+                 for preset in ("b300", "gb200_nvl72", "gb300_nvl72")}
     cdna3 = fit("mi325x", pd.concat([gemm_rows(["mi325x"]),
                                      gemm_rows(["mi300x"], ["hipblaslt"]),
                                      attention_rows(["mi300x"])]))
@@ -178,7 +186,15 @@ def plans() -> dict:
     # keeps the GEMM memory curve, see the module docstring)
     b200_curves = {**gb200.curves, "moe_compute": b200_moe.curves["moe_compute"]}
     b200_rows = {**gb200.rows, "moe_compute": b200_moe.rows["moe_compute"]}
+    moe_only = {preset: (CurveFit({"moe_compute": r.curves["moe_compute"]},
+                                  {"moe_compute": r.rows["moe_compute"]}, r.kernel_latency_s,
+                                  np.nan, None),
+                         "fitted by benchmarks/fit_efficiency_curves.py to the MoE rows of "
+                         "configs/kernels measured on this part (aiconfigurator, TensorRT-LLM "
+                         "DeepGEMM block-FP8)")
+                for preset, r in blackwell.items()}
     return {
+        **moe_only,
         "h100_sxm": (CurveFit(h100_curves, h100_rows, h100.kernel_latency_s, np.nan, None),
                      "fitted by benchmarks/fit_efficiency_curves.py to configs/kernels "
                      "(H100 SXM and H800 GEMMs, H100 attention, engine all-reduce; "

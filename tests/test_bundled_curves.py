@@ -21,7 +21,8 @@ def fits():
 
 
 def test_every_fitted_preset_carries_its_fit(fits):
-    assert set(fits) == {"h100_sxm", "h200", "b200", "mi300x", "mi325x", "mi355x"}
+    assert set(fits) == {"h100_sxm", "h200", "b200", "b300", "gb200_nvl72", "gb300_nvl72",
+                         "mi300x", "mi325x", "mi355x"}
     for preset, (result, note) in fits.items():
         text = (ROOT / "configs" / "hardware" / f"{preset}.toml").read_text()
         assert curves_text(text, result, note) == text, (
