@@ -85,6 +85,14 @@ def gemm_rows(hardware, library=None) -> pd.DataFrame:
                          "flops": flops, "bytes": byts, "latency_s": t})
 
 
+def kernel_rows(hardware) -> pd.DataFrame:
+    """The GEMM rows of ``hardware`` but the engines' whole-MoE timings (library
+    ``*_moe``: they fit moe_* curves of their own)."""
+    g = pd.read_csv(KERNELS / "gemm.csv")
+    g = g[g.hardware.isin(hardware)]
+    return gemm_rows(hardware, sorted(set(g.library[~g.library.str.endswith("_moe")])))
+
+
 def attention_rows(hardware) -> pd.DataFrame:
     a = pd.read_csv(KERNELS / "attention.csv")
     a = a[a.hardware.isin(hardware)]
@@ -155,7 +163,7 @@ def fit(preset, table, moe_curves=False):
 def plans() -> dict:
     """{preset: (CurveFit, source note)}: the fits the bundled presets carry."""
     from dse.curve_fit import CurveFit
-    h100 = fit("h100_sxm", pd.concat([gemm_rows(["h100_sxm", "h800"]),
+    h100 = fit("h100_sxm", pd.concat([kernel_rows(["h100_sxm", "h800"]),
                                       attention_rows(["h100_sxm"]),
                                       all_reduce_rows(["h100_sxm"])]))
     h200 = fit("h200", gemm_rows(["h200"], ["cublaslt"]))
