@@ -53,6 +53,7 @@ curves"):
 from __future__ import annotations
 
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ROOT / "configs" / "kernels"
 HARDWARE = ROOT / "configs" / "hardware"
+ENGINE_KERNELS = ROOT / "configs" / "engine_kernels"
 ELEM = {"fp8": 1.0, "fp16": 2.0, "bf16": 2.0, "fp4": 0.5 + 1 / 16, "16bit_unstated": 2.0}
 ENGINE_ALL_REDUCE = ("vllm_custom_1stage", "vllm_custom_2stage", "torch_symm_mem_two_shot",
                      "torch_symm_mem_multimem")
@@ -232,13 +234,76 @@ def plans() -> dict:
     }
 
 
+# The engines' own kernels (configs/engine_kernels/<set>.toml): per set, the library of
+# its routed-experts MoE timings per hardware (configs/kernels/README.md, source 7), the
+# kernel named in the sources, and the set's description and header
+ENGINE_MOE = {
+    # SGLang's Triton fused MoE is its TP MoE path on Hopper; on Blackwell SGLang serves
+    # DeepSeek's fp8 experts with FlashInfer's TensorRT-LLM-gen MoE by default
+    # (moe_runner_backend auto -> flashinfer_trtllm on sm100), the hardware presets' kernel
+    # family there, so the set leaves Blackwell to them
+    "sglang": ({hw: "sglang_triton_fp8_block_moe" for hw in ("h100_sxm", "h200")},
+               "SGLang 0.5.10, Triton fused MoE",
+               "SGLang's own kernels where they differ from the hardware presets' curves"),
+    # TensorRT-LLM's default MoE backend (CUTLASS) on Hopper, DeepGEMM on Blackwell
+    "trtllm": ({**{hw: "trtllm_cutlass_fp8_block_moe" for hw in ("h100_sxm", "h200")},
+                **{hw: "trtllm_deepgemm_fp8_block_moe" for hw in
+                   ("b200", "b300", "gb200_nvl72", "gb300_nvl72")}},
+               "TensorRT-LLM 1.3.0rc20, CUTLASS fused MoE on Hopper, DeepGEMM on Blackwell",
+               "TensorRT-LLM's own kernels where they differ from the hardware presets' "
+               "curves"),
+}
+KERNEL_SET_HEADER = """An engine's own kernels: efficiency curves per hardware preset that
+replace the hardware preset's curve of the same name when this engine serves on that hardware
+(continuous serving; dse.engines.load_kernel_set, configs/engines/README.md).
+Written by `python benchmarks/fit_efficiency_curves.py --write`: do not edit by hand.
+moe_compute: the routed experts' grouped kernel ({kernel}), fitted to the block-FP8
+DeepSeek-V3/R1 MoE timings NVIDIA's aiconfigurator collected for this engine on each GPU
+(configs/kernels/gemm.csv, library {libraries}; configs/kernels/README.md, source 7)."""
+
+
+def engine_plans() -> dict:
+    """{kernel set: {hardware preset: (CurveFit, source note)}}: the routed experts'
+    compute curve of each engine's own MoE kernel on each hardware it was measured on."""
+    from dse.curve_fit import CurveFit
+    out = {}
+    for name, (libraries, kernel, _) in ENGINE_MOE.items():
+        out[name] = {}
+        for preset, library in libraries.items():
+            r = fit(preset, gemm_rows([preset], [library]), moe_curves=True)
+            out[name][preset] = (
+                CurveFit({"moe_compute": r.curves["moe_compute"]},
+                         {"moe_compute": r.rows["moe_compute"]}, r.kernel_latency_s, np.nan,
+                         None),
+                f"fitted by benchmarks/fit_efficiency_curves.py to the {preset} MoE rows of "
+                f"configs/kernels (aiconfigurator, {kernel}; library {library})")
+    return out
+
+
+def kernel_set_texts(plans_: dict) -> dict:
+    """{kernel set: its configs/engine_kernels/<set>.toml text} for ``engine_plans()``."""
+    from dse.curve_fit import kernel_set_text
+    out = {}
+    for name, fits in plans_.items():
+        libraries, kernel, description = ENGINE_MOE[name]
+        header = textwrap.fill(" ".join(KERNEL_SET_HEADER.format(
+            kernel=kernel, libraries=", ".join(sorted(set(libraries.values())))).split()), 86)
+        out[name] = kernel_set_text(name, description, header, fits)
+    return out
+
+
 def main(argv) -> int:
     from dse.curve_fit import curves_text
     fits = plans()
+    sets = kernel_set_texts(engine_plans())
     if "--write" in argv:
         for preset, (result, note) in fits.items():
             path = HARDWARE / f"{preset}.toml"
             path.write_text(curves_text(path.read_text(), result, note))
+            print(f"wrote {path.relative_to(ROOT)}")
+        for name, text in sets.items():
+            path = ENGINE_KERNELS / f"{name}.toml"
+            path.write_text(text)
             print(f"wrote {path.relative_to(ROOT)}")
     return 0
 

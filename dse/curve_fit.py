@@ -253,7 +253,12 @@ def curves_text(text: str, result: CurveFit, note: str) -> str:
     """Preset TOML ``text`` with its efficiency curves replaced by ``result``'s, written as
     top-level dotted keys (``efficiency.gemm_memory.work = [...]``): keys appended to the
     file later stay top-level, as they would not after a ``[table]`` header."""
-    out = without_curves(text)
+    return without_curves(text) + _curve_lines(result, note)
+
+
+def _curve_lines(result: CurveFit, note: str) -> str:
+    """``result``'s curves as ``efficiency.<curve>.work / .efficiency / .source`` lines."""
+    out = ""
     for name in L.CURVES:
         if name not in result.curves:
             continue
@@ -262,4 +267,15 @@ def curves_text(text: str, result: CurveFit, note: str) -> str:
         out += (f"{key}.work = [{', '.join(f'{w:.4g}' for w in work_)}]\n"
                 f"{key}.efficiency = [{', '.join(f'{min(e, 1.0):.4g}' for e in eff)}]\n"
                 f"{key}.source = \"{note} ({result.rows[name]} rows)\"\n")
+    return out
+
+
+def kernel_set_text(name: str, description: str, header: str, fits: dict) -> str:
+    """An engine kernel set's TOML (configs/engine_kernels/, ``dse.engines.load_kernel_set``):
+    ``header`` as comment lines, then one ``[<hardware>]`` table of curves per entry of
+    ``fits`` {hardware preset: (CurveFit, source note)}."""
+    out = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
+    out += f'name = "{name}"\ndescription = "{description}"\n'
+    for hardware, (result, note) in fits.items():
+        out += f"\n[{hardware}]\n" + _curve_lines(result, note)
     return out

@@ -19,6 +19,8 @@ floor it does not pay has no slope to fit.
 """
 from __future__ import annotations
 
+import json
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .calibrate import table_label, with_name, with_values
-from .config import ConfigError, read_text
+from .config import ConfigError, read_text, resolve_preset
 from .engines import MAX_LAUNCH_S, MAX_OVERHEAD_S, Engine
 from .validate import check_table, validate
 
@@ -62,6 +64,12 @@ def _errors(rows: pd.DataFrame, engine: Engine, values, folder: Path, source, ba
     """Relative errors (TTFT rows, then TPOT rows) with the overheads ``values``."""
     text = with_values(engine.text or read_text(engine.source, "engine preset (TOML)"),
                        {k: (float(v), "trial value of the fit") for k, v in zip(KEYS, values)})
+    if engine.kernels:  # the trial preset sits elsewhere: name its kernel set's own file
+        where = Path(engine.source).parent if Path(engine.source).is_file() else None
+        kernels = resolve_preset("engine_kernels", engine.kernels, where, engine.source,
+                                 "kernels")
+        text = re.sub(r"^kernels\s*=.*$", lambda _: f"kernels = {json.dumps(str(kernels))}",
+                      text, count=1, flags=re.M)
     path = folder / f"{engine.name}.toml"
     path.write_text(text)
     trial = rows.assign(engine=str(path))

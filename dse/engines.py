@@ -3,13 +3,13 @@ an inference server, which the continuous-batching model prices on top of the mo
 forward passes. See ``configs/engines/README.md`` for the fields and their sources."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .config import (_bool, _check_keys, _fail, _string, check_preset_name, read_toml,
-                     resolve_preset)
+from .config import (_bool, _check_keys, _efficiency_curves, _fail, _string,
+                     check_preset_name, read_toml, resolve_preset)
 
 MAX_OVERHEAD_S = 10.0       # a fixed cost beyond this is a typo, not an engine
 MAX_LAUNCH_S = 0.01         # a host cost per operator launch beyond this is a typo
@@ -49,6 +49,12 @@ class Engine:
     # rank schedules its own requests: TensorRT-LLM, vLLM) rather than for the replica
     # (SGLang divides its chunked_prefill_size among the ranks)
     per_rank_limits: bool = False
+    # the engine's own kernels (``kernels``: a set of configs/engine_kernels/): efficiency
+    # curves per hardware preset name, {hardware: {curve: (work, efficiency)}}, which
+    # replace that hardware preset's curves of the same name when this engine serves on
+    # it (continuous serving); {}: the hardware presets' curves throughout
+    kernels: str = ""
+    kernel_curves: dict = field(default_factory=dict)
     source: str = "<api>"
     text: str = ""
 
@@ -79,13 +85,14 @@ def _count(data, key, src) -> int:
 #   after the weights and a profiling forward pass)
 KV_MEMORY_RULES = ("budget", "static", "free")
 OPTIONAL = ("eager_op_s", "admission_interval", "kv_memory", "memory_fraction",
-            "decode_cuda_graphs", "per_rank_limits")
+            "decode_cuda_graphs", "per_rank_limits", "kernels")
 FIELDS = ("request_overhead_s", "iteration_overhead_s", "chunked_prefill", "mixed_prefill",
           "max_batched_tokens", "max_running_requests")
 
 
-def parse_engine(data: dict, src: str, text: str = "") -> Engine:
-    """Validate an engine preset given as a dict (its parsed TOML) read from ``src``."""
+def parse_engine(data: dict, src: str, text: str = "", base_dir: Path | None = None) -> Engine:
+    """Validate an engine preset given as a dict (its parsed TOML) read from ``src``; a
+    ``kernels`` path is taken relative to ``base_dir`` first."""
     _check_keys(data, {"name", "description", *OPTIONAL, *FIELDS}, ["name", *FIELDS], src)
     if "admission_interval" in data:
         value = data["admission_interval"]
@@ -111,7 +118,33 @@ def parse_engine(data: dict, src: str, text: str = "") -> Engine:
         memory_fraction=_memory_fraction(data, src),
         per_rank_limits=(_bool(data, "per_rank_limits", src)
                          if "per_rank_limits" in data else False),
+        kernels=str(data.get("kernels", "")),
+        kernel_curves=(load_kernel_set(data["kernels"], base_dir, src)
+                       if "kernels" in data else {}),
         source=src, text=text)
+
+
+def load_kernel_set(ref, base_dir: Path | None = None, source="<api>",
+                    key="kernels") -> dict:
+    """An engine's own kernels, by bundled name (configs/engine_kernels/) or path: one
+    table per hardware preset name, each holding ``[<hardware>.efficiency.<curve>]``
+    curves as a hardware preset's ``[efficiency.<curve>]`` (configs/engines/README.md).
+    Returns {hardware: {curve: (work, efficiency)}}."""
+    path = resolve_preset("engine_kernels", ref, base_dir, source, key)
+    data, _ = read_toml(path, "engine kernel set (TOML)")
+    src = str(path)
+    curves = {}
+    for name, table in data.items():
+        if name in ("name", "description"):
+            _string(data, name, src)
+            continue
+        check_preset_name(name, src, key=name)
+        if not isinstance(table, dict):
+            _fail(src, name, table, "must be a table [<hardware>.efficiency.<curve>] named "
+                  "for a hardware preset")
+        _check_keys(table, {"efficiency"}, ["efficiency"], src, name)
+        curves[name] = _efficiency_curves(table["efficiency"], f"{src} [{name}]")
+    return curves
 
 
 def _kv_memory(data, src) -> str:
@@ -166,4 +199,4 @@ def load_engine(ref, base_dir: Path | None = None, source="<api>", key="engine")
     """Load an engine preset by bundled name or path (a ``Path`` is always a path)."""
     path = resolve_preset("engines", ref, base_dir, source, key)
     data, text = read_toml(path, "engine preset (TOML)")
-    return parse_engine(data, str(path), text)
+    return parse_engine(data, str(path), text, path.parent)

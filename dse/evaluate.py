@@ -17,7 +17,8 @@ from .engines import KV_MEMORY_RULES, memory_fraction_at
 from .grid import (GRID_DIMS, HARDWARE_WHAT_IF, KERNEL_WHAT_IF, MEMORY_DIMS, STRUCT_DIMS,
                    broadcast_shape,
                    STRUCTURE_DIMS, hardware_variants,
-                   TPOT_DIMS, TTFT_DIMS, coords, engine_table, dtype_codes, hardware_tables, resolve_dtypes)
+                   TPOT_DIMS, TTFT_DIMS, coords, engine_hardware, engine_table, dtype_codes,
+                   hardware_tables, resolve_dtypes)
 from .kernels import layout as L
 from .kernels.grid import evaluate_grid
 from .offload import PHASES, offload_terms
@@ -94,11 +95,12 @@ def kernel_inputs(spec: SweepSpec, slots: tuple, host: tuple | None = None) -> d
     """The dense arrays the grid kernel (and the numpy reference) take: the kernel and
     what-if axes of the registry (``dse.grid.STRUCT_DIMS``, ``KERNEL_WHAT_IF``) each as one
     table, precisions as codes, presets and choices as indices, one hardware row per
-    hardware variant (``dse.grid.HARDWARE_WHAT_IF``; :func:`from_kernel` folds them back);
-    ``slots`` = (dims, array): the requests memory and engine admit
-    (:func:`serving_memory`); ``host`` = (("phase", *dims), array): the bytes a device
-    streams over the host link per pass (``dse.offload``; None: nothing), read with the
-    slots' strides."""
+    hardware variant (``dse.grid.HARDWARE_WHAT_IF``; :func:`from_kernel` folds them back)
+    and that table once per engine with the engine's own kernel curves
+    (``dse.grid.engine_hardware``: continuous serving's); ``slots`` = (dims, array): the
+    requests memory and engine admit (:func:`serving_memory`); ``host`` = (("phase",
+    *dims), array): the bytes a device streams over the host link per pass
+    (``dse.offload``; None: nothing), read with the slots' strides."""
     c = coords(spec)
     hw, rates = hardware_variants(*hardware_tables(spec.hardware),
                                   *(c[d] for d in HARDWARE_WHAT_IF))
@@ -112,7 +114,8 @@ def kernel_inputs(spec: SweepSpec, slots: tuple, host: tuple | None = None) -> d
         values = np.repeat(values, per, axis=dims.index("hardware"))
         host = np.repeat(host, per, axis=1 + dims.index("hardware"))
     strides, order = slot_strides(dims, values.shape)
-    return dict(hw=hw, rates=rates, programs=programs, n_ops=n_ops,
+    return dict(hw=hw, engine_hw=engine_hardware(hw, spec.hardware, spec.engines),
+                rates=rates, programs=programs, n_ops=n_ops,
                 engines=engine_table(spec.engines), quants=quant_table(spec.quants),
                 axes=axes, axis_sizes=axis_sizes,
                 output_tokens=np.array(c["output_tokens"], np.int64), scales=scales,

@@ -204,7 +204,7 @@ def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
     rows = {k: np.zeros((n_dec + n_pre, 2)) for k in ("decode", "mixed")}
     engine = inp["engines"][0]
     result = explain_serving(
-        inp["hw"][0], inp["rates"][0], inp["programs"][0, L.PREFILL], n_pre,
+        inp["engine_hw"][0, 0], inp["rates"][0], inp["programs"][0, L.PREFILL], n_pre,
         inp["programs"][0, L.DECODE], n_dec, engine, inp["axes"][:, 0], inp["quants"][0],
         float(inp["output_tokens"][0]), inp["scales"][:, 0], slot, inp["dtype_bytes"],
         inp["dtype_bits"], rows["decode"], rows["mixed"], host)

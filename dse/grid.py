@@ -264,15 +264,38 @@ def hardware_tables(hardware) -> tuple[np.ndarray, np.ndarray]:
         table[i, L.HW_NETWORK_EFF] = hw.network_efficiency
         table[i, L.HW_KERNEL_LATENCY_S] = hw.kernel_latency_s
         table[i, L.HW_HOST_BYTES_PER_S] = hw.host_link_bytes_per_s
-        for name, (work, eff) in hw.efficiency_curves.items():
-            col = L.HW_CURVES + L.CURVES.index(name) * L.CURVE_WIDTH
-            pad = L.CURVE_KNOTS - len(work)  # fewer knots: the last repeats (never read)
-            table[i, col] = len(work)
-            table[i, col + 1:col + 1 + L.CURVE_KNOTS] = np.log10(work + work[-1:] * pad)
-            table[i, col + 1 + L.CURVE_KNOTS:col + 1 + 2 * L.CURVE_KNOTS] = eff + eff[-1:] * pad
-            table[i, col + 1 + 2 * L.CURVE_KNOTS:col + L.CURVE_WIDTH] = work + work[-1:] * pad
+        write_curves(table[i], hw.efficiency_curves)
         rates[i] = [hw.rate(d) for d in L.DTYPES]
     return table, rates
+
+
+def write_curves(row: np.ndarray, curves: dict) -> None:
+    """Write efficiency ``curves`` {name: (work, efficiency)} into hardware table ``row``
+    (``layout.CURVES`` columns), replacing what those curves held."""
+    for name, (work, eff) in curves.items():
+        col = L.HW_CURVES + L.CURVES.index(name) * L.CURVE_WIDTH
+        work, eff = list(work), list(eff)
+        pad = L.CURVE_KNOTS - len(work)  # fewer knots: the last repeats (never read)
+        row[col] = len(work)
+        row[col + 1:col + 1 + L.CURVE_KNOTS] = np.log10(work + work[-1:] * pad)
+        row[col + 1 + L.CURVE_KNOTS:col + 1 + 2 * L.CURVE_KNOTS] = eff + eff[-1:] * pad
+        row[col + 1 + 2 * L.CURVE_KNOTS:col + L.CURVE_WIDTH] = work + work[-1:] * pad
+
+
+def engine_hardware(table: np.ndarray, hardware, engines) -> np.ndarray:
+    """The hardware table once per engine [n_engine, rows, HW_FIELDS]: each engine's own
+    kernel curves (``Engine.kernel_curves``) in place of the hardware preset's of the same
+    name on the rows of the hardware they name (``table`` holds len(hardware) equal blocks
+    of rows: the hardware variants); continuous serving prices with its engine's table."""
+    out = np.broadcast_to(table, (len(engines), *table.shape)).copy()
+    per = table.shape[0] // max(len(hardware), 1)
+    for e, engine in enumerate(engines):
+        for i, hw in enumerate(hardware):
+            curves = engine.kernel_curves.get(hw.name)
+            if curves:
+                for row in out[e, i * per:(i + 1) * per]:
+                    write_curves(row, curves)
+    return out
 
 
 def hardware_variants(table: np.ndarray, rates: np.ndarray, domain_scale, latency_scale):

@@ -38,12 +38,13 @@ def point(base_dir=None, source="<api>", **grid):
     t, p, e, adp, cp = (float(v[d]) for d in ("tp", "pp", "ep", "attention_dp", "cp"))
     progs, n_ops = inp["programs"][0], inp["n_ops"][0]
     out = {}
+    hw_row = inp["engine_hw"][0, 0]  # the hardware with the engine's own kernel curves
     for ph in (L.PREFILL, L.DECODE):
         u = np.empty((progs.shape[1], S.N_UNITS))
         S.unit_costs(progs[ph], n_ops[ph], t, p, e, adp, w, a, k, quant, L.DTYPE_BYTES,
                      L.DTYPE_BITS, v["expert_imbalance"], v["spec_tokens"], u)
         vt = np.empty((progs.shape[1], S.N_VTIMES))
-        S.unit_times(u, n_ops[ph], inp["rates"][0], inp["hw"][0], vt)
+        S.unit_times(u, n_ops[ph], inp["rates"][0], hw_row, vt)
         out[ph] = vt
     partner = np.empty(progs.shape[1], dtype=np.int64)
     shared = np.empty(progs.shape[1], dtype=np.bool_)
@@ -78,7 +79,7 @@ def point(base_dir=None, source="<api>", **grid):
         return S.iteration_seconds(out[L.DECODE], n_ops[L.DECODE], progs[L.DECODE],
                                    out[L.PREFILL], n_ops[L.PREFILL], progs[L.PREFILL],
                                    partner, shared, comp, micro, 1.0, 1.0, 1.0, 1.0, t, p,
-                                   e, adp, np.zeros(3), scratch, inp["hw"][0],
+                                   e, adp, np.zeros(3), scratch, hw_row,
                                    spec.engines[0].eager_op_s,
                                    spec.engines[0].eager_op_s
                                    * (not spec.engines[0].decode_cuda_graphs))

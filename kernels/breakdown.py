@@ -348,9 +348,9 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
 
 
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def evaluate_breakdown(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
-                       output_tokens, scales, scale_sizes, slots, slot_strides, host,
-                       dtype_bytes, dtype_bits, split, prefill_bound):
+def evaluate_breakdown(hw, engine_hw, rates, programs, n_ops, engines, quants, axes,
+                       axis_sizes, output_tokens, scales, scale_sizes, slots, slot_strides,
+                       host, dtype_bytes, dtype_bits, split, prefill_bound):
     """Fill ``split`` [N_ROWS, points] (seconds per class, rows :data:`COLUMNS`) and
     ``prefill_bound`` [points] (0 compute, 1 memory, 2 network) in place.
 
@@ -377,10 +377,12 @@ def evaluate_breakdown(hw, rates, programs, n_ops, engines, quants, axes, axis_s
         n_pre = n_ops[i_p, PREFILL]
         n_dec = n_ops[i_p, DECODE]
         if int(v[K_SERVING]) == SERVING_CONTINUOUS:
-            _continuous(hw, rates, programs[i_p, DECODE], n_dec, programs[i_p, PREFILL],
-                        n_pre, engines[int(v[K_ENGINE])], v, output_tokens, recip, wi_slot,
-                        slots, host, st_slot, slot_strides[0], slot_strides[n_ax + 2], n_struct,
-                        st, w, a, k, quant, dtype_bytes, dtype_bits, split, prefill_bound)
+            i_e = int(v[K_ENGINE])  # continuous serving prices with its engine's kernels
+            _continuous(engine_hw[i_e], rates, programs[i_p, DECODE], n_dec,
+                        programs[i_p, PREFILL], n_pre, engines[i_e], v, output_tokens, recip,
+                        wi_slot, slots, host, st_slot, slot_strides[0],
+                        slot_strides[n_ax + 2], n_struct, st, w, a, k, quant, dtype_bytes,
+                        dtype_bits, split, prefill_bound)
             continue
         cost_pre = np.empty((max_ops, _N_COSTS))
         cost_dec = np.empty((max_ops, _N_COSTS))

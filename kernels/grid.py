@@ -697,14 +697,16 @@ def _static_sums(t_pre, n_pre, t_dec, n_dec, ctx_ops, n_ctx, fac, curved, rc, rm
 
 
 @njit(parallel=True, cache=True, error_model="numpy", nogil=True)
-def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
-                  scales, scale_sizes, slots, slot_strides, host, dtype_bytes, dtype_bits, ttft,
-                  tpot, bound):
+def evaluate_grid(hw, engine_hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
+                  output_tokens, scales, scale_sizes, slots, slot_strides, host, dtype_bytes,
+                  dtype_bits, ttft, tpot, bound):
     """Fill ``ttft``, ``tpot`` [s] and ``bound`` (0 compute, 1 memory, 2 network) in place.
 
     ``axes`` / ``axis_sizes``: the values of ``layout.KERNEL_AXES``; ``scales`` /
     ``scale_sizes``: those of ``layout.WHAT_IF_AXES`` (see :func:`decode_axes`).
-    ``engines``: the engine table (``layout.EN_*``); ``quants``: the quant recipe table
+    ``engines``: the engine table (``layout.EN_*``); ``engine_hw`` [n_engine, *hw.shape]:
+    ``hw`` with each engine's own kernel curves, which continuous serving prices with
+    (static serving: ``hw``); ``quants``: the quant recipe table
     [n_quant, ``layout.QUANT_FIELDS``] (each op's class precisions, the ``quant`` axis). ``slots``: requests the memory and
     the engine admit (continuous serving), read at offset sum(position * stride) with
     ``slot_strides`` over [hardware, model, *KERNEL_AXES, output_tokens, *WHAT_IF_AXES];
@@ -777,8 +779,10 @@ def evaluate_grid(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
             n_pre = n_ops[i_p, PREFILL]
             n_dec = n_ops[i_p, DECODE]
             if int(v[K_SERVING]) == SERVING_CONTINUOUS:
-                _continuous(hw, rates, programs[i_p, DECODE], n_dec, programs[i_p, PREFILL],
-                            n_pre, engines[int(v[K_ENGINE])], v, output_tokens, recip, wi_slot,
+                i_e = int(v[K_ENGINE])
+                _continuous(engine_hw[i_e], rates, programs[i_p, DECODE], n_dec,
+                            programs[i_p, PREFILL], n_pre, engines[i_e], v, output_tokens,
+                            recip, wi_slot,
                             slots, host, st_slot, slot_strides[0], slot_strides[n_ax + 2],
                             n_struct, st, w, a, k, quant, dtype_bytes, dtype_bits, ttft, tpot,
                             bound, classes, group, group_slot, valid, n_grp, work)

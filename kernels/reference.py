@@ -322,9 +322,9 @@ def _costs(op, decode, seqs, s, ctx, tp, pp, ep, wb, ab, kb, imb=1.0, q=1.0, cac
     return flops, byts, net, steps, span, dq
 
 
-def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
-                       output_tokens, scales, scale_sizes, slots, slot_strides, host,
-                       dtype_bytes, dtype_bits, breakdown=False):
+def evaluate_reference(hw, engine_hw, rates, programs, n_ops, engines, quants, axes,
+                       axis_sizes, output_tokens, scales, scale_sizes, slots, slot_strides,
+                       host, dtype_bytes, dtype_bits, breakdown=False):
     """Same contract as ``grid.evaluate_grid`` but returns shaped arrays: static serving
     here, continuous serving by ``reference_serving.evaluate_continuous``.
 
@@ -341,15 +341,17 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
     if continuous.any():
         from .reference_serving import evaluate_continuous
         c_out = evaluate_continuous(
-            hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
-            scales, scale_sizes, slots, slot_strides, host, dtype_bytes, dtype_bits, breakdown)
+            hw, engine_hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
+            output_tokens, scales, scale_sizes, slots, slot_strides, host, dtype_bytes,
+            dtype_bits, breakdown)
         if continuous.all():
             return c_out
         axes = axes.copy()  # the static part: every serving position priced as static
         axes[L.K_SERVING, :axis_sizes[L.K_SERVING]] = L.SERVING_STATIC
         s_out = evaluate_reference(
-            hw, rates, programs, n_ops, engines, quants, axes, axis_sizes, output_tokens,
-            scales, scale_sizes, slots, slot_strides, host, dtype_bytes, dtype_bits, breakdown)
+            hw, engine_hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
+            output_tokens, scales, scale_sizes, slots, slot_strides, host, dtype_bytes,
+            dtype_bits, breakdown)
         at = continuous.reshape((1, 1, -1) + (1,) * (c_out[0].ndim - 3))
         return tuple(np.where(at.reshape((1,) * (c.ndim - at.ndim) + at.shape), c, x)
                      for c, x in zip(c_out, s_out))
@@ -372,7 +374,7 @@ def evaluate_reference(hw, rates, programs, n_ops, engines, quants, axes, axis_s
                 sub[j, 0] = 0.0
             # the host bytes of value i: the offset along the axis (its stride kept)
             parts.append(evaluate_reference(
-                hw, rates, progs, counts, engines, quants, sub, sizes, output_tokens,
+                hw, engine_hw, rates, progs, counts, engines, quants, sub, sizes, output_tokens,
                 scales, scale_sizes, slots, slot_strides,
                 host[:, i * slot_strides[2 + j]:], dtype_bytes, dtype_bits, breakdown))
         at = 2 + j

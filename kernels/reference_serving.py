@@ -54,9 +54,9 @@ from .reference import _costs, _lora, class_precisions, moe_gemms, roofline_seco
 from .serving import RIDING_EPS, steady_state
 
 
-def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_sizes,
-                        output_tokens, scales, scale_sizes, slots, slot_strides, host,
-                        dtype_bytes, dtype_bits, breakdown=False):
+def evaluate_continuous(hw, engine_hw, rates, programs, n_ops, engines, quants, axes,
+                        axis_sizes, output_tokens, scales, scale_sizes, slots, slot_strides,
+                        host, dtype_bytes, dtype_bits, breakdown=False):
     """Continuous serving on the grid's continuous ``serving`` positions.
 
     Same inputs as ``grid.evaluate_grid``. Returns ttft, tpot [s] and bound (uint8) over
@@ -94,7 +94,7 @@ def evaluate_continuous(hw, rates, programs, n_ops, engines, quants, axes, axis_
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
             first, seen, res, parts, p_res = _serve(
-                hw, rates, programs[m], n_ops[m], engines, quants,
+                engine_hw, rates, programs[m], n_ops[m], engines, quants,
                 {key: ([x[at] for x in val] if key == "sc" else val[at])
                  for key, val in pt.items()}, dtype_bytes, dtype_bits)
         ttft.reshape(-1)[flat[at]] = np.where(valid[at], first, np.inf)
@@ -204,11 +204,15 @@ def _roles(prog_dec, n_dec, prog_pre, n_pre):
     return out
 
 
-def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bits):
+def _serve(engine_hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bits):
     """(ttft, tpot, bound) of one model's points ``pt`` (flat arrays of their axis values,
     output length ``out``, admissible requests ``slot`` and what-if scales ``sc``); each
-    op at its class's precisions under the point's quant recipe (a row of ``quants``)."""
+    op at its class's precisions under the point's quant recipe (a row of ``quants``),
+    priced on its hardware row with its engine's kernel curves (``engine_hw``)."""
     h = pt["h"]
+    # the (engine, hardware) rows of the engines' tables, flat: ``hh`` indexes ``hw``
+    hw = engine_hw.reshape(-1, engine_hw.shape[-1])
+    hh = pt["engine"].astype(np.int64) * engine_hw.shape[1] + h
     w = pt["weight_dtype"].astype(np.int64)
     a = np.where(pt["act_dtype"] < 0, w, pt["act_dtype"]).astype(np.int64)
     k = np.where(pt["kv_dtype"] < 0, a, pt["kv_dtype"]).astype(np.int64)
@@ -324,7 +328,7 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
             work = ((flops / moe_gemms(op, it["tokens"], e), byts)
                     if op[L.OP_KIND] == L.MOE else None)
             comp, mem, netw, kernel = roofline_seconds(
-                hw, h, rates[h, cdt], flops, byts, int(op[L.OP_KIND]),
+                hw, hh, rates[h, cdt], flops, byts, int(op[L.OP_KIND]),
                 net, steps, span, cs, ms, su, so, dq, rates[h, L.FP32], work,
                 L.DTYPE_BITS[cdt] <= 8)
             top = np.maximum(np.maximum(comp, mem), netw) + kernel
@@ -344,7 +348,7 @@ def _serve(hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dtype_bit
     parts = {}
     # offload: each micro-batch's pass streams the spilled bytes over the host link
     # (dse/offload.py), overlapped with the device's work
-    link = hw[h, L.HW_HOST_BYTES_PER_S] * hw[h, L.HW_NETWORK_EFF]
+    link = hw[hh, L.HW_HOST_BYTES_PER_S] * hw[hh, L.HW_NETWORK_EFF]
     host_s = micro * np.where(pt["host_bytes"] > 0, pt["host_bytes"] / link, 0.0)
     for name, kind in kinds.items():
         graphed = np.maximum(kind["path"], micro * kind["stage"])

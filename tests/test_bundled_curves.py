@@ -1,6 +1,6 @@
-"""The efficiency curves the hardware presets ship are the ones
-benchmarks/fit_efficiency_curves.py fits to configs/kernels/ (a fit anyone can rerun): its
-write-back reproduces every preset byte for byte."""
+"""The efficiency curves the hardware presets and the engines' kernel sets ship are the
+ones benchmarks/fit_efficiency_curves.py fits to configs/kernels/ (a fit anyone can rerun):
+its write-back reproduces every preset and set byte for byte."""
 import importlib.util
 from pathlib import Path
 
@@ -12,12 +12,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def fits():
+def script():
     spec = importlib.util.spec_from_file_location(
         "fit_efficiency_curves", ROOT / "benchmarks" / "fit_efficiency_curves.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.plans()
+    return module
+
+
+@pytest.fixture(scope="module")
+def fits(script):
+    return script.plans()
+
+
+def test_every_engine_kernel_set_carries_its_fit(script):
+    # the engines' own kernels (configs/engine_kernels/) come from the same fit
+    texts = script.kernel_set_texts(script.engine_plans())
+    assert set(texts) == {"sglang", "trtllm"}
+    for name, text in texts.items():
+        assert (ROOT / "configs" / "engine_kernels" / f"{name}.toml").read_text() == text, (
+            f"engine_kernels/{name}.toml: rerun python benchmarks/fit_efficiency_curves.py "
+            "--write")
 
 
 def test_every_fitted_preset_carries_its_fit(fits):

@@ -87,3 +87,23 @@ def test_fit_recovers_the_per_launch_cost_of_an_eager_prefill(tmp_path):
     fitted = parse_engine(tomllib.loads(engine_preset_text(load_engine(start), result, "m.csv")),
                           "fit.toml")
     assert fitted.eager_op_s == pytest.approx(30e-6, rel=0.05)
+
+
+def test_fit_keeps_an_engine_kernel_set_given_by_a_relative_path(tmp_path):
+    # the fit prices trial copies of the preset in a scratch folder: a kernel set named
+    # relative to the preset's own folder must still be found (and still apply)
+    table = _measured(tmp_path)
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "k.toml").write_text(
+        'name = "k"\n[h100_sxm]\nefficiency.gemm_compute.work = [1e9, 1e12]\n'
+        'efficiency.gemm_compute.efficiency = [0.2, 0.3]\n')
+    text = _preset(tmp_path, "base", 0.010, 0.0005).read_text() + 'kernels = "k.toml"\n'
+    base = tmp_path / "presets" / "base.toml"
+    base.write_text(text)
+    table["engine"] = str(base)
+    result = fit_engine(load_engine(base), table)
+    assert result.rows == len(ROWS)
+    # slower GEMMs than the data's: the fit cannot reach the tiny error it reaches without
+    plain = _preset(tmp_path, "plain", 0.010, 0.0005)
+    table["engine"] = str(plain)
+    assert fit_engine(load_engine(plain), table).after[1] < result.after[1]
