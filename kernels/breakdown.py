@@ -245,14 +245,15 @@ def terms_split(terms, rows, n_terms, rc, rm, ru, ro, micro, cls_dec, cls_pre, o
 
 
 @njit(cache=True)
-def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_tokens, recip,
-                wi_slot, slots, host, st_slot, h_stride, o_stride, n_struct, st, w, a, k,
+def _continuous(engine_hw, i_e, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_tokens,
+                recip, wi_slot, slots, host, st_slot, h_stride, o_stride, n_struct, st, w, a, k,
                 quant, dtype_bytes, dtype_bits, split, prefill_bound):
     """Continuous serving of structure point ``st``: per hardware, output length and
     running count (the capacity what-if acts only through it, as in ``grid._continuous``)
     the steady state and its two iterations' op terms once; per what-if point the
     iterations split by class (:func:`terms_split`) and weighted as
-    ``serving.serve_times`` weighs their seconds (``serving.serve_weights``)."""
+    ``serving.serve_times`` weighs their seconds (``serving.serve_weights``); hardware
+    rows ``engine_hw[i_e]``'s, the point's engine's."""
     t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
     b, s, budget = v[K_BATCH], v[K_INPUT], v[K_BUDGET]
     max_ops = prog_dec.shape[0]
@@ -289,9 +290,10 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     group_slot = np.empty(n_whatif, dtype=np.int64)
     valid = np.empty(n_whatif, dtype=np.bool_)
     n_grp = _whatif_groups(recip, wi_slot, group, group_slot, valid)
-    for h in range(hw.shape[0]):
-        unit_times(u_dec, n_dec, rates[h], hw[h], vt_dec)
-        unit_times(u_pre, n_pre, rates[h], hw[h], vt_pre)
+    for h in range(engine_hw.shape[1]):
+        hw_h = engine_hw[i_e, h]  # the hardware row with engine i_e's kernel curves
+        unit_times(u_dec, n_dec, rates[h], hw_h, vt_dec)
+        unit_times(u_pre, n_pre, rates[h], hw_h, vt_pre)
         for o in range(nout):
             new, past, qv, per_step, n_it, n = speculation(
                 s, float(output_tokens[o]), v[K_PREFIX], v[K_GAMMA], v[K_ALPHA])
@@ -306,7 +308,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                     b, slots[base + group_slot[g]], new, 1.0 + n_it, budget, engine,
                     interval, adp)
                 micro = min(p, r)
-                ht = micro * host_seconds(host[1, base + group_slot[g]], hw[h])
+                ht = micro * host_seconds(host[1, base + group_slot[g]], hw_h)
                 share = 1.0 / (micro * adp)
                 d_dec = compositions(c_dec, c_mix, r, r_d, f, prompts, chunks, s, n, window,
                                      share, mixed, new, past, qv, v[K_BEAMS], v[K_CP])
@@ -314,10 +316,10 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 if d_dec > 0.0:
                     nq_dec = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                              partner, shared, c_dec, t, p, e, adp, terms_dec,
-                                             rows_dec, hw[h])
+                                             rows_dec, hw_h)
                 nq_mix = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                          partner, shared, c_mix, t, p, e, adp, terms_mix,
-                                         rows_mix, hw[h])
+                                         rows_mix, hw_h)
                 pre_mix, seen_dec, seen_mix = serve_weights(r, f, prompts, chunks,
                                                             prefill_iters, n_it, mixed)
                 seen_dec /= per_step  # per output token (speculative decoding)
@@ -378,7 +380,7 @@ def evaluate_breakdown(hw, engine_hw, rates, programs, n_ops, engines, quants, a
         n_dec = n_ops[i_p, DECODE]
         if int(v[K_SERVING]) == SERVING_CONTINUOUS:
             i_e = int(v[K_ENGINE])  # continuous serving prices with its engine's kernels
-            _continuous(engine_hw[i_e], rates, programs[i_p, DECODE], n_dec,
+            _continuous(engine_hw, i_e, rates, programs[i_p, DECODE], n_dec,
                         programs[i_p, PREFILL], n_pre, engines[i_e], v, output_tokens, recip,
                         wi_slot, slots, host, st_slot, slot_strides[0],
                         slot_strides[n_ax + 2], n_struct, st, w, a, k, quant, dtype_bytes,

@@ -452,10 +452,10 @@ def continuous_scratch(max_ops, n_whatif, n_grp):
 
 
 @njit(cache=True)
-def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_tokens, recip,
-                wi_slot, slots, host, st_slot, h_stride, o_stride, n_struct, st, w, a, k, quant,
-                dtype_bytes, dtype_bits, ttft, tpot, bound, classes, group, group_slot, valid,
-                n_grp, work):
+def _continuous(engine_hw, i_e, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_tokens,
+                recip, wi_slot, slots, host, st_slot, h_stride, o_stride, n_struct, st, w, a, k,
+                quant, dtype_bytes, dtype_bits, ttft, tpot, bound, classes, group, group_slot,
+                valid, n_grp, work):
     """Continuous serving of structure point ``st`` on every hardware, output length and
     what-if point: the steady state of ``kernels.serving`` priced with the op costs.
 
@@ -467,7 +467,9 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     capacity scale that admits the same requests) copy the first one's results. The
     what-if points' capacity groups (``group``, ``group_slot``, ``valid``, ``n_grp``:
     :func:`_whatif_groups`) and classes of alike time scales per link use (``classes``:
-    :func:`_rate_classes`) are the grid's; ``work``: :func:`continuous_scratch`."""
+    :func:`_rate_classes`) are the grid's; ``work``: :func:`continuous_scratch`. The
+    hardware rows are ``engine_hw[i_e]``'s, the point's engine's (read by row: a view of
+    the engine's whole table per point costs ~10 % of the kernel's time)."""
     t, p, e, adp = v[K_TP], v[K_PP], v[K_EP], v[K_ADP]
     b, s, budget = v[K_BATCH], v[K_INPUT], v[K_BUDGET]
     (u_dec, u_pre, partner, shared, vt_dec, vt_pre, c_dec, c_mix, terms_dec, terms_mix, rows,
@@ -484,9 +486,10 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
     mixed = engine[EN_MIXED] > 0.0
     nout = output_tokens.size
     n_whatif = recip.shape[0]
-    for h in range(hw.shape[0]):
-        unit_times(u_dec, n_dec, rates[h], hw[h], vt_dec)
-        unit_times(u_pre, n_pre, rates[h], hw[h], vt_pre)
+    for h in range(engine_hw.shape[1]):
+        hw_h = engine_hw[i_e, h]  # the hardware row with engine i_e's kernel curves
+        unit_times(u_dec, n_dec, rates[h], hw_h, vt_dec)
+        unit_times(u_pre, n_pre, rates[h], hw_h, vt_pre)
         up_d, out_d = _links_used(vt_dec, n_dec)
         up_p, out_p = _links_used(vt_pre, n_pre)
         up = up_d or up_p
@@ -501,7 +504,7 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
             for g in range(n_grp):  # the running count (and offload) decide what slots do
                 r_grp[g] = min(b, max(slots[base + group_slot[g]], 1.0))
                 h_grp[g] = micro_of(p, r_grp[g]) * host_seconds(host[1, base + group_slot[g]],
-                                                               hw[h])
+                                                               hw_h)
                 canon[g] = g
                 for g2 in range(g):
                     if r_grp[g2] == r_grp[g] and h_grp[g2] == h_grp[g]:
@@ -547,13 +550,13 @@ def _continuous(hw, rates, prog_dec, n_dec, prog_pre, n_pre, engine, v, output_t
                 if d_dec > 0.0:
                     nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                          partner, shared, c_dec, t, p, e, adp, terms_dec,
-                                         rows, hw[h])
+                                         rows, hw_h)
                     terms_seconds(terms_dec, nq, rc, rm, ru, ro, m_pad, sums[0], sums[1],
                                   sums[2], sums[3], sums[4])
                     nd_path, nd_stage = launches(terms_dec, nq)
                 nq = iteration_terms(vt_dec, n_dec, prog_dec, vt_pre, n_pre, prog_pre,
                                      partner, shared, c_mix, t, p, e, adp, terms_mix, rows,
-                                     hw[h])
+                                     hw_h)
                 terms_seconds(terms_mix, nq, rc, rm, ru, ro, m_pad, sums[5], sums[6], sums[7],
                               sums[8], sums[9])
                 n_path, n_stage = launches(terms_mix, nq)
@@ -780,7 +783,7 @@ def evaluate_grid(hw, engine_hw, rates, programs, n_ops, engines, quants, axes, 
             n_dec = n_ops[i_p, DECODE]
             if int(v[K_SERVING]) == SERVING_CONTINUOUS:
                 i_e = int(v[K_ENGINE])
-                _continuous(engine_hw[i_e], rates, programs[i_p, DECODE], n_dec,
+                _continuous(engine_hw, i_e, rates, programs[i_p, DECODE], n_dec,
                             programs[i_p, PREFILL], n_pre, engines[i_e], v, output_tokens,
                             recip, wi_slot,
                             slots, host, st_slot, slot_strides[0], slot_strides[n_ax + 2],
