@@ -75,7 +75,8 @@ def _attention_ops(m: Model, phase: int) -> list[ops.Op]:
     if phase == L.PREFILL and not top_k:
         out += [ops.gemm("kv_b_proj", m.kv_lora_rank, m.heads * (m.qk_nope_head_dim + m.v_head_dim),
                          n, L.SPLIT_COLUMNS),
-                ops.attention("attention", m.heads, m.heads, dq, m.v_head_dim, latent, 1, n)]
+                ops.attention("attention", m.heads, m.heads, dq, m.v_head_dim, latent, 1, n,
+                              fresh=True)]
     else:
         # decode, and DeepSeek Sparse Attention in both phases: each query attends the
         # top-k positions its indexer selected, over the latent (the MQA form of MLA, in

@@ -108,15 +108,17 @@ def quantize(gemm_op: Op, qclass: int) -> Op:
 
 
 def attention(name, heads, kv_heads, qk_dim, v_dim, cache_per_token, cache_heads, layers,
-              window=0):
+              window=0, fresh=False):
     """Causal, flash-style fused attention (scores stay on chip).
 
     ``cache_per_token``: cached elements per token over all heads; ``cache_heads``: heads
     the cache is split over by tp (1: replicated, as the MLA latent); ``window``: sliding
-    window [tokens] (0: global).
+    window [tokens] (0: global); ``fresh``: over heads just projected (MLA prefill), which
+    computes in 16 bits whatever the activation and KV-cache precision (layout.CDT_FRESH).
     """
     return _op(name, L.ATTENTION, (heads, kv_heads, qk_dim, v_dim, window, cache_per_token,
-                                   cache_heads), layers, cdt=L.CDT_ATTENTION)
+                                   cache_heads), layers,
+               cdt=L.CDT_FRESH if fresh else L.CDT_ATTENTION)
 
 
 def ssm_scan(name, inner, state_size, conv_channels, conv_kernel, layers, bc=0, dt=0):

@@ -17,8 +17,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CDT_ATTENTION, CDT_GEMM,
-                     CDT_QUANT, DECODE, DRAFT_DECODE, DRAFT_NONE, OP_DRAFT,
+from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, BF16, CDT_ATTENTION,
+                     CDT_FRESH, CDT_GEMM, CDT_QUANT, DECODE, DRAFT_DECODE, DRAFT_NONE, OP_DRAFT,
                      ELEMENTWISE, EMBEDDING, GEMM, LORA, SPLIT_EXPERTS, SPLIT_QKV,
                      GROUP_CP, GROUP_EP, GROUP_TP, GROUP_TP_OVER_EP, MOE, NORM, OP_GROUP,
                      OP_CDT, OP_CLASS, OP_KIND, OP_LAYERS, OP_P0, OP_SCOPE, OP_TOKENS, OP_WHEN,
@@ -217,7 +217,8 @@ def op_precisions(op, quant, w, a, k, dtype_bits):
     recipe row ``quant`` (``layout.QUANT_FIELDS``): its class's precisions where the recipe
     names them (code >= 0), the grid's ``w``, ``a``, ``k`` otherwise; the compute precision
     by ``OP_CDT`` from those (GEMM: the wider of weight and activation, attention: of
-    activation and KV cache, ties to the activation)."""
+    activation and KV cache, ties to the activation; attention over fresh heads: 16 bits
+    or the activation's where wider)."""
     c = 2 * int(op[OP_CLASS])
     wc = int(quant[c]) if quant[c] >= 0.0 else w
     ac = int(quant[c + 1]) if quant[c + 1] >= 0.0 else a
@@ -229,6 +230,8 @@ def op_precisions(op, quant, w, a, k, dtype_bits):
         return wc, ac, kc, ac if dtype_bits[ac] >= dtype_bits[kc] else kc
     if cdt == CDT_QUANT:  # (class activation, grid activation): see layout.CDT_QUANT
         return ac, a, kc, a
+    if cdt == CDT_FRESH:  # 16-bit GEMM outputs: see layout.CDT_FRESH
+        return wc, ac, kc, ac if dtype_bits[ac] >= 16 else BF16
     return wc, ac, kc, ac
 
 

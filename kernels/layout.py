@@ -9,6 +9,7 @@ import numpy as np
 DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4")
 DTYPE_INDEX = {name: i for i, name in enumerate(DTYPES)}
 FP32 = 0  # DTYPE_INDEX["fp32"]: the vector units' rate (weight dequantization)
+BF16 = 1  # DTYPE_INDEX["bf16"]: the precision GEMMs write their outputs in
 # fp4 is NVFP4: 4-bit values plus one fp8 scale per 16-element block (NVIDIA, "Introducing
 # NVFP4", 2025) -> 0.5 + 1/16 bytes. int4 is weight-only with one fp16 scale per group of
 # 128 (AWQ/GPTQ's usual group size) -> 0.5 + 2/128 bytes.
@@ -124,6 +125,12 @@ CDT_ACT = 2         # activation precision
 # activation precision in the weight slot and the grid's (the residual stream's) as its
 # activation, so formulas.op_cost prices the conversion only where the class is narrower
 CDT_QUANT = 3
+# attention over freshly projected heads (MLA prefill: K and V decompressed by kv_b_proj, Q
+# from q_b_proj): its inputs are GEMM outputs, which engines write in 16 bits whatever the
+# GEMMs' input precision, and the MLA prefill kernels run in bf16 (FlashAttention-3 and
+# FlashInfer in SGLang and vLLM, TensorRT-LLM's context MLA; NVIDIA aiconfigurator's
+# context-MLA tables time bf16 only): 16-bit compute, or the activation's where wider
+CDT_FRESH = 4
 
 # --- precision classes and the quant recipe table [n_quant, QUANT_FIELDS] -----------------
 # Each op belongs to one class (OP_CLASS); a recipe (dse.quant, configs/quant/) names the

@@ -450,7 +450,8 @@ def class_precisions(op, recipes, w, a, k, dtype_bits):
     recipe rows ``recipes`` [..., QUANT_FIELDS] (arrays broadcast with the grid's resolved
     ``w``, ``a``, ``k``): the recipe's code for the op's class where it is >= 0, the grid's
     otherwise; compute in the wider of weight and activation (GEMM-like ops) or of
-    activation and KV cache (attention), ties to the activation, or the activation's."""
+    activation and KV cache (attention), ties to the activation, in 16 bits or the
+    activation's where wider (attention over fresh heads), or the activation's."""
     c = int(op[L.OP_CLASS])
     wo = np.where(recipes[..., 2 * c] >= 0, recipes[..., 2 * c], w).astype(np.int64)
     ao = np.where(recipes[..., 2 * c + 1] >= 0, recipes[..., 2 * c + 1], a).astype(np.int64)
@@ -460,6 +461,7 @@ def class_precisions(op, recipes, w, a, k, dtype_bits):
         return ao, grid_a, ko, grid_a
     cdt = {L.CDT_GEMM: np.where(dtype_bits[ao] >= dtype_bits[wo], ao, wo),
            L.CDT_ATTENTION: np.where(dtype_bits[ao] >= dtype_bits[ko], ao, ko),
+           L.CDT_FRESH: np.where(dtype_bits[ao] >= 16, ao, L.BF16),
            L.CDT_ACT: ao}[int(op[L.OP_CDT])]
     return wo, ao, ko, cdt
 

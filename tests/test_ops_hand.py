@@ -207,3 +207,26 @@ def test_mamba1_scan_streams_six_inner_plus_two_state_per_token():
     state = inner * n + inner * (m.ssm_conv_kernel - 1)
     assert m.ssm_conv_channels == inner
     assert conv["bytes"] + scan["bytes"] - 2 * state * 2 == (6 * inner + 2 * n) * 2
+
+
+def test_mla_prefill_attention_computes_in_16_bits_over_fresh_heads():
+    # MLA prefill attends K/V just decompressed by kv_b_proj and Q from q_b_proj: GEMM
+    # outputs, written in bf16 whatever the GEMMs' fp8 inputs; the prefill kernels run bf16.
+    # Decode's absorbed attention over the cached latent, and GQA attention, keep the wider
+    # of activation and KV-cache precision
+    import numpy as np
+    from dse.config import load_model
+    from dse.compile import program_ops
+    from dse.kernels.formulas import op_precisions
+    code = L.DTYPE_INDEX
+    quant = np.full(L.QUANT_FIELDS, -1.0)  # no recipe: the grid's precisions
+
+    def cdt(model, phase, name, a, k):
+        op = next(o for o in program_ops(load_model(model), phase) if o.name == name)
+        return L.DTYPES[op_precisions(op.row, quant, code["fp8"], code[a], code[k],
+                                      L.DTYPE_BITS)[3]]
+    assert cdt("deepseek_v3", PRE, "attention", "fp8", "fp8") == "bf16"
+    assert cdt("deepseek_v3", PRE, "attention", "fp32", "fp8") == "fp32"
+    assert cdt("deepseek_v3", DEC, "attention_latent", "fp8", "fp8") == "fp8"
+    assert cdt("llama3_8b", PRE, "attention", "fp8", "fp8") == "fp8"
+    assert cdt("llama3_8b", PRE, "attention", "fp8", "bf16") == "bf16"
