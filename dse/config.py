@@ -175,7 +175,8 @@ def resolve_preset(kind: str, ref, base_dir: Path | None = None,
     path = bundled_dir(kind) / f"{ref}.toml"
     if not PRESET_NAME.fullmatch(ref) or not _is_file(path):
         names = [*extra, *bundled_names(kind)]
-        what = kind[:-1] if kind.endswith("s") else kind  # "models" -> "model"
+        # "models" -> "model", "engine_kernels" -> "engine kernel"
+        what = (kind[:-1] if kind.endswith("s") else kind).replace("_", " ")
         _fail(source, key, ref, f"unknown {what} preset{did_you_mean(ref, names)}; valid: "
               f"{', '.join(names)} (or a path to a .toml file)")
     return path

@@ -99,7 +99,7 @@ def test_bundled_engines_name_their_kernel_sets_and_the_sets_load():
 
 
 @pytest.mark.parametrize("kernels_line, text, needle", [
-    ('kernels = "nope"', None, "unknown engine_kernel preset; valid: sglang, trtllm"),
+    ('kernels = "nope"', None, "unknown engine kernel preset; valid: sglang, trtllm"),
     ('kernels = "k.toml"', 'name = "k"\n[h100_sxm]\nefficiency.moe_fast.work = [1e9]\n'
      'efficiency.moe_fast.efficiency = [0.5]\n', "efficiency.moe_fast"),
     ('kernels = "k.toml"', 'name = "k"\n[h100_sxm]\nspeed = 2\n', "[h100_sxm] speed"),
