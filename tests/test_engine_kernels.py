@@ -100,6 +100,9 @@ def test_bundled_engines_name_their_kernel_sets_and_the_sets_load():
 
 @pytest.mark.parametrize("kernels_line, text, needle", [
     ('kernels = "nope"', None, "unknown engine kernel preset; valid: sglang, trtllm"),
+    ('kernels = 5', None, "kernels = 5: expected a preset name or a path"),
+    ('kernels = "k.toml"', 'name = "k"\n[h100_sxm]\nefficiency.moe_compute.work = [1e9, 1e8]\n'
+     'efficiency.moe_compute.efficiency = [0.2, 0.3]\n', "must be strictly increasing"),
     ('kernels = "k.toml"', 'name = "k"\n[h100_sxm]\nefficiency.moe_fast.work = [1e9]\n'
      'efficiency.moe_fast.efficiency = [0.5]\n', "efficiency.moe_fast"),
     ('kernels = "k.toml"', 'name = "k"\n[h100_sxm]\nspeed = 2\n', "[h100_sxm] speed"),
