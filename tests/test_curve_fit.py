@@ -169,6 +169,14 @@ def test_calibrate_moe_curves_from_the_cli(tmp_path, monkeypatch, capsys):
     assert "moe_compute" in capsys.readouterr().out
     assert {"gemm_compute", "moe_compute"} <= set(dse.load_hardware("moe.toml")
                                                   .efficiency_curves)
+    # the fitted lines copied under [h100_sxm] make an engine kernel set
+    # (configs/engines/README.md, "Engine kernel sets")
+    from dse.engines import load_kernel_set
+    lines = [x for x in Path("moe.toml").read_text().splitlines()
+             if x.startswith("efficiency.")]
+    Path("set.toml").write_text('name = "mine"\n[h100_sxm]\n' + "\n".join(lines) + "\n")
+    assert load_kernel_set("set.toml")["h100_sxm"] == \
+        dse.load_hardware("moe.toml").efficiency_curves
     msg = cli_error(capsys, tmp_path, "calibrate", "kernels.csv", "--hardware", "h100_sxm",
                     "--moe-curves", "--out", "x.toml")
     assert "--moe-curves goes with --curves" in msg and not Path("x.toml").exists()
