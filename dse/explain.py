@@ -70,7 +70,8 @@ def explain(*, breakdown: bool = False, base_dir=None, source: str = "<api>", **
         and the request's own prefill iterations, i.e. its waits for an iteration
         boundary, the next admission and free KV capacity, and ``token_budget``: the
         replica's prompt-plus-decode tokens per iteration, 0 for none,
-        :func:`dse.engines.replica_limits`);
+        :func:`dse.engines.replica_limits`) and ``engine_kernels``: the engine's kernel
+        set and the curves of it in effect on this hardware ("" for none);
         with ``breakdown``, then the breakdown columns. A phase's (static) or iteration
         kind's (continuous) ``total_s`` of the rows of one ``op_class`` is that class's
         share before pipelining: with one micro-batch, static ``prefill_<class>_s`` and
@@ -215,6 +216,11 @@ def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
                                int(point["attention_dp"][0]))
     extra = {name: (float(budget) if name == "token_budget" else result[_SERVING_AT[name]])
              for name in SERVING_FIELDS}
+    # the engine's own kernel curves in effect on this hardware (dse.engines kernel sets)
+    preset = spec.engines[0]
+    mine = preset.kernel_curves.get(spec.hardware[0].name, {})
+    extra["engine_kernels"] = (f"{preset.kernels}: {', '.join(sorted(mine))}" if mine
+                               else "")
     times = {"decode": result[10], "mixed": result[11]}
     labels = {"decode": "decode_iteration", "mixed": "prefill_iteration"}
     table = []

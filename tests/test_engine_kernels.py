@@ -1,5 +1,6 @@
 """An engine's own kernels (configs/engine_kernels/): curves per hardware preset that stand
 in for the hardware preset's curves of the same name when that engine serves on it."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -131,7 +132,8 @@ def test_cli_explain_with_an_engine_whose_kernel_set_sits_beside_it(tmp_path, mo
     args = ["explain", "--hardware", "h200", "--model", "deepseek_v3", "--tp", "8",
             "--weight-dtype", "fp8", "--json"]
     assert main([*args, "--engine", "presets/e.toml"]) == 0
-    capsys.readouterr()
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["engine_kernels"] == "k.toml: moe_compute"  # explain names the set
     assert main([*args, "--engine", "presets/typo.toml"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "kernels" in err and "did you mean sglang" in err, err
