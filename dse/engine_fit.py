@@ -60,16 +60,25 @@ def _rows_of(engine: Engine, table: pd.DataFrame, source: str, base_dir) -> pd.D
     return mine.reset_index(drop=True)
 
 
-def _errors(rows: pd.DataFrame, engine: Engine, values, folder: Path, source, base_dir):
-    """Relative errors (TTFT rows, then TPOT rows) with the overheads ``values``."""
-    text = with_values(engine.text or read_text(engine.source, "engine preset (TOML)"),
-                       {k: (float(v), "trial value of the fit") for k, v in zip(KEYS, values)})
-    if engine.kernels:  # the trial preset sits elsewhere: name its kernel set's own file
-        where = Path(engine.source).parent if Path(engine.source).is_file() else None
-        kernels = resolve_preset("engine_kernels", engine.kernels, where, engine.source,
-                                 "kernels")
-        text = re.sub(r"^kernels\s*=.*$", lambda _: f"kernels = {json.dumps(str(kernels))}",
-                      text, count=1, flags=re.M)
+def _trial_text(engine: Engine) -> str:
+    """The engine preset's TOML for trial copies in a scratch folder: a kernel set named
+    relative to the preset's own folder named by its resolved file instead."""
+    text = engine.text or read_text(engine.source, "engine preset (TOML)")
+    if not engine.kernels:
+        return text
+    where = Path(engine.source).parent if Path(engine.source).is_file() else None
+    kernels = resolve_preset("engine_kernels", engine.kernels, where, engine.source,
+                             "kernels")
+    return re.sub(r"^kernels\s*=.*$", lambda _: f"kernels = {json.dumps(str(kernels))}",
+                  text, count=1, flags=re.M)
+
+
+def _errors(rows: pd.DataFrame, engine: Engine, text: str, values, folder: Path, source,
+            base_dir):
+    """Relative errors (TTFT rows, then TPOT rows) with the overheads ``values`` written
+    into the preset ``text`` (:func:`_trial_text`)."""
+    text = with_values(text, {k: (float(v), "trial value of the fit")
+                              for k, v in zip(KEYS, values)})
     path = folder / f"{engine.name}.toml"
     path.write_text(text)
     trial = rows.assign(engine=str(path))
@@ -93,12 +102,13 @@ def fit_engine(engine: Engine, table: pd.DataFrame, source: str = "<table>",
     x = np.array([engine.request_overhead_s, engine.iteration_overhead_s, engine.eager_op_s])
     n = 3 if engine.eager_op_s > 0.0 else 2  # parameters fitted (see the module docstring)
     steps, upper = np.array(STEPS_S[:n]), np.array(UPPER_S[:n])
+    text = _trial_text(engine)
     with tempfile.TemporaryDirectory(prefix="dse-engine-fit-") as tmp:
         folder = Path(tmp)
 
         def errors(values):
-            return _errors(rows, engine, np.concatenate([values, x[n:]]), folder, source,
-                           base)
+            return _errors(rows, engine, text, np.concatenate([values, x[n:]]), folder,
+                           source, base)
         p = x[:n]
         r, pred = errors(p)
         before = _medians(pred)
