@@ -182,8 +182,9 @@ SERVING_FIELDS = ("completions_per_s", "decoding_requests",
                   "prompts_per_prefill_iteration", "chunks_per_prompt",
                   "prefill_iterations_per_request", "decode_iteration_s",
                   "prefill_iteration_s", "admission_interval", "ttft_wait_s",
-                  "token_budget", "micro_batches")
-# explain_serving's result positions of SERVING_FIELDS (token_budget: computed here)
+                  "token_budget", "engine_kernels", "micro_batches")
+# explain_serving's result positions of SERVING_FIELDS (token_budget, engine_kernels:
+# computed here)
 _SERVING_AT = {"completions_per_s": 2, "decoding_requests": 4,
                "completions_per_iteration": 5, "prefill_iteration_share": 6,
                "prompts_per_prefill_iteration": 7, "chunks_per_prompt": 8,
@@ -214,13 +215,14 @@ def _continuous_rows(spec, inp, slot: float, host: float) -> tuple[list, dict]:
     point = coords(spec)
     budget, _ = replica_limits(spec.engines[0], int(point["max_batched_tokens"][0]),
                                int(point["attention_dp"][0]))
-    extra = {name: (float(budget) if name == "token_budget" else result[_SERVING_AT[name]])
-             for name in SERVING_FIELDS}
     # the engine's own kernel curves in effect on this hardware (dse.engines kernel sets)
     preset = spec.engines[0]
     mine = preset.kernel_curves.get(spec.hardware[0].name, {})
-    extra["engine_kernels"] = (f"{preset.kernels}: {', '.join(sorted(mine))}" if mine
-                               else "")
+    computed = {"token_budget": float(budget),
+                "engine_kernels": f"{preset.kernels}: {', '.join(sorted(mine))}" if mine
+                else ""}
+    extra = {name: computed[name] if name in computed else result[_SERVING_AT[name]]
+             for name in SERVING_FIELDS}
     times = {"decode": result[10], "mixed": result[11]}
     labels = {"decode": "decode_iteration", "mixed": "prefill_iteration"}
     table = []
