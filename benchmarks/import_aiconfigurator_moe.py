@@ -55,9 +55,13 @@ TP = (1, 2, 4, 8, 16)
 
 def table(checkout: Path, system: str, engine: str, version: str) -> pd.DataFrame:
     path = f"{DATA}/{system}/moe/{engine}/{version}/moe_perf.parquet"
-    blob = subprocess.run(["git", "-C", str(checkout), "show", f"{COMMIT}:{path}"],
-                          check=True, capture_output=True).stdout
-    return pd.read_parquet(io.BytesIO(blob))
+    run = subprocess.run(["git", "-C", str(checkout), "show", f"{COMMIT}:{path}"],
+                         capture_output=True)
+    if run.returncode != 0 or run.stdout.startswith(b"version https://git-lfs"):
+        sys.exit(f"import_aiconfigurator_moe.py: {checkout}: no Parquet file {path} at "
+                 f"commit {COMMIT[:10]} (a checkout of tianhaox/aiconfigurator holding that "
+                 "commit is needed; upstream stores Git LFS pointers)")
+    return pd.read_parquet(io.BytesIO(run.stdout))
 
 
 def rows(checkout: Path, source) -> pd.DataFrame:
