@@ -71,11 +71,16 @@ GB200_GEMMS = ("cublaslt", "sgl_kernel.cutlass_scaled_fp4_mm")  # the dense GEMM
 MOE_LIBRARY = ("trtllm_deepgemm_fp8_block_moe",)
 
 
-def gemm_rows(hardware, library=None) -> pd.DataFrame:
+def gemm_rows(hardware, library=None, engine_moe=True) -> pd.DataFrame:
+    """The GEMM rows of ``hardware`` (of ``library`` when given); ``engine_moe`` False
+    leaves out the engines' whole-MoE timings (library ``*_moe``: they fit moe_* curves of
+    their own)."""
     g = pd.read_csv(KERNELS / "gemm.csv")
     g = g[g.hardware.isin(hardware)]
     if library is not None:
         g = g[g.library.isin(library)]
+    if not engine_moe:
+        g = g[~g.library.str.endswith("_moe")]
     eb = g.dtype.map(ELEM)
     rows = g.m * g.groups
     flops = 2.0 * rows * g.n * g.k
@@ -85,14 +90,6 @@ def gemm_rows(hardware, library=None) -> pd.DataFrame:
     return pd.DataFrame({"op": np.where(g.groups > 1, "moe", "gemm"), "groups": g.groups,
                          "dtype": dtype,
                          "flops": flops, "bytes": byts, "latency_s": t})
-
-
-def kernel_rows(hardware) -> pd.DataFrame:
-    """The GEMM rows of ``hardware`` but the engines' whole-MoE timings (library
-    ``*_moe``: they fit moe_* curves of their own)."""
-    g = pd.read_csv(KERNELS / "gemm.csv")
-    g = g[g.hardware.isin(hardware)]
-    return gemm_rows(hardware, sorted(set(g.library[~g.library.str.endswith("_moe")])))
 
 
 def attention_rows(hardware) -> pd.DataFrame:
@@ -165,7 +162,7 @@ def fit(preset, table, moe_curves=False):
 def plans() -> dict:
     """{preset: (CurveFit, source note)}: the fits the bundled presets carry."""
     from dse.curve_fit import CurveFit
-    h100 = fit("h100_sxm", pd.concat([kernel_rows(["h100_sxm", "h800"]),
+    h100 = fit("h100_sxm", pd.concat([gemm_rows(["h100_sxm", "h800"], engine_moe=False),
                                       attention_rows(["h100_sxm"]),
                                       all_reduce_rows(["h100_sxm"])]))
     h200 = fit("h200", gemm_rows(["h200"], ["cublaslt"]))
