@@ -493,3 +493,42 @@ def closed_loop(clients: float, n: float, x: int, y: int, t_p, t_d, max_prefill_
     b_p, b_d, ttft, tpot, _ = state(lo)
     return dict(requests_per_s=lo, ttft_s=ttft, tpot_s=tpot, prefill_batch=b_p,
                 decode_batch=b_d, saturated="")
+
+
+def first_wave(prompts: int, x: int, t_p, max_prefill_batch: float,
+               request_overhead_s: float, transfer_s: float) -> float:
+    """Mean TTFT [s] of ``prompts`` requests that reach an idle prefill pool of ``x``
+    instances at once: a benchmark run's first wave, its clients all starting together.
+
+    The router deals the prompts out in turn (instance w gets ``prompts // x`` or one more);
+    each instance runs passes of at most ``max_prefill_batch`` prompts back to back, and a
+    prompt's first token leaves with its pass: the k-th pass of an instance ends at
+    t_p(b_1) + ... + t_p(b_k). TTFT = ``request_overhead_s`` + the end of its pass +
+    ``transfer_s``. Assumption: later requests arrive as earlier ones finish, spread over
+    the time the first wave took to drain, so only the first wave meets a full backlog
+    (the steady state of :func:`closed_loop` prices the rest).
+    """
+    if prompts < 1:
+        raise ValueError(f"first_wave: prompts must be >= 1, got {prompts}")
+    size = max(1, int(max_prefill_batch))
+    total = 0.0
+    base, extra = divmod(int(prompts), int(x))
+    for count, instances in ((base + 1, extra), (base, x - extra)):
+        if count == 0 or instances == 0:
+            continue
+        clock, left, ends = 0.0, count, 0.0
+        while left > 0:
+            b = min(size, left)
+            clock += float(t_p(b))
+            ends += b * clock
+            left -= b
+        total += instances * ends
+    return request_overhead_s + transfer_s + total / prompts
+
+
+def run_ttft(prompts: int, clients: int, first_s: float, steady_s: float) -> float:
+    """Mean TTFT over a benchmark run of ``prompts`` requests from ``clients`` closed-loop
+    clients: the first wave (``min(clients, prompts)`` requests at ``first_s``) and the rest
+    at the steady state's ``steady_s``."""
+    wave = min(clients, prompts)
+    return (wave * first_s + (prompts - wave) * steady_s) / prompts

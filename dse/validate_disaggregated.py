@@ -10,7 +10,9 @@ from :func:`dse.disaggregate.closed_loop`, with the KV transfer and the engine's
 of :mod:`dse.disaggregate`. A worker with ``dp_attention`` runs attention data-parallel over
 its GPUs (dse: tp 1, attention_dp = GPUs per worker); without it, tensor-parallel over them.
 Rows of one pool measured alone (``prefill_pool_only``, ``decode_pool_only``) carry no TTFT
-or TPOT and are skipped.
+or TPOT and are skipped. A row that states its benchmark run (optional ``num_prompts``) is
+priced as the run: its first wave of ``concurrency`` prompts meets the idle prefill pool at
+once (:func:`dse.disaggregate.first_wave`), the rest the steady state; TTFT is the run's mean.
 """
 from __future__ import annotations
 
@@ -21,13 +23,13 @@ import numpy as np
 import pandas as pd
 
 from .config import ConfigError, load_hardware, load_model, parse_sweep, shown
-from .disaggregate import closed_loop, kv_transfer
+from .disaggregate import closed_loop, first_wave, kv_transfer, run_ttft
 from .axes import AXIS
 from .engines import load_engine, replica_limits
 from .evaluate import evaluate
 from .quant import load_quant
-from .validate import (MEASURED_COLUMNS, _dtype, _fail, _missing, _positive_int, _seconds,
-                       _text, make_scorecard)
+from .validate import (MEASURED_COLUMNS, _dtype, _fail, _missing, _positive_int, _prompts,
+                       _seconds, _text, make_scorecard)
 
 POOL_COLUMNS = ("hardware", "tp", "ep", "dp_attention", "workers", "gpus")
 REQUIRED = ("scope", "engine", "model", "weight_dtype",
@@ -110,6 +112,8 @@ def check_table(table: pd.DataFrame, source: str) -> list:
         for col in ("input_tokens", "output_tokens"):
             r[col] = _positive_int(rec[col], source, row, col)
         r["concurrency"] = _count(rec["concurrency"], source, row, "concurrency")
+        # optional: the benchmark run's prompts (0 or empty: the steady state)
+        r["num_prompts"] = _prompts(rec.get("num_prompts"), source, row)
         r["prefill"] = _pool(rec, "prefill", source, row)
         r["decode"] = _pool(rec, "decode", source, row)
         for col in MEASURED_COLUMNS:
@@ -205,13 +209,21 @@ def validate_disaggregated(table: pd.DataFrame, source: str = "<table>",
                         lambda b: np.interp(b, bd, td_) + it,
                         float(budget), max(slots, 1.0), eng.request_overhead_s,
                         float(transfer[0]))
+        ttft = s["ttft_s"]
+        if r["num_prompts"]:  # the run's first wave meets an idle pool all at once
+            first = first_wave(min(r["concurrency"], r["num_prompts"]), x,
+                               lambda b: np.interp(b, bp, tp_) + it, float(budget),
+                               eng.request_overhead_s, float(transfer[0]))
+            ttft = run_ttft(r["num_prompts"], r["concurrency"], first, s["ttft_s"])
         out.append({"row": r["row"], "engine": eng.name, "hardware": r["prefill"]["hardware"],
                     "model": model.name, "concurrency": r["concurrency"],
                     "input_tokens": r["input_tokens"], "output_tokens": r["output_tokens"],
                     "prefill_workers": x, "decode_workers": y,
                     "measured_ttft_s": r["measured_ttft_s"],
                     "measured_tpot_s": r["measured_tpot_s"],
-                    "predicted_ttft_s": s["ttft_s"], "predicted_tpot_s": s["tpot_s"],
+                    "num_prompts": r["num_prompts"],
+                    "predicted_ttft_s": ttft, "predicted_tpot_s": s["tpot_s"],
+                    "steady_ttft_s": s["ttft_s"],
                     "predicted_requests_per_s": s["requests_per_s"],
                     "prefill_batch": s["prefill_batch"], "decode_batch": s["decode_batch"],
                     "saturated": s["saturated"] or None, "kv_transfer_s": float(transfer[0]),

@@ -250,3 +250,53 @@ def test_validate_disaggregated_prefill_passes_pay_their_eager_launches():
     out, _ = validate_disaggregated(rows, source="d.csv")
     floor = eng.request_overhead_s + launches * eng.eager_op_s
     assert out.loc[0, "predicted_ttft_s"] >= floor
+
+
+def test_first_wave_by_hand():
+    """A run's first wave: prompts dealt out in turn over x instances, each running passes
+    of at most the budget back to back; a prompt's TTFT = overhead + the end of its pass +
+    transfer. 8 prompts, 2 instances, 3 per pass: each instance runs passes of 3 and 1."""
+    from dse.disaggregate import first_wave, run_ttft
+    o, k = 0.03, 0.005
+    assert first_wave(8, 2, lambda b: 0.2, 3, o, k) == pytest.approx(
+        o + k + 2 * (3 * 0.2 + 1 * 0.4) / 8, rel=1e-12)
+    t_p = lambda b: 0.1 + 0.05 * b                     # passes of 3 (0.25 s), then 1 (0.15 s)
+    assert first_wave(8, 2, t_p, 3, o, k) == pytest.approx(
+        o + k + 2 * (3 * 0.25 + 1 * 0.40) / 8, rel=1e-12)
+    # 7 prompts over 2: one instance gets 4 (3 + 1), the other 3 (one pass)
+    assert first_wave(7, 2, t_p, 3, o, k) == pytest.approx(
+        o + k + ((3 * 0.25 + 1 * 0.40) + 3 * 0.25) / 7, rel=1e-12)
+    # fewer prompts than instances: one pass of 1 each
+    assert first_wave(1, 4, t_p, 3, o, k) == pytest.approx(o + k + 0.15, rel=1e-12)
+    with pytest.raises(ValueError):
+        first_wave(0, 1, t_p, 3, o, k)
+    # the run's mean: min(clients, prompts) requests in the first wave, the rest steady
+    assert run_ttft(10, 4, 1.0, 0.1) == pytest.approx((4 * 1.0 + 6 * 0.1) / 10)
+    assert run_ttft(3, 4, 1.0, 0.1) == pytest.approx(1.0)
+
+
+def test_validate_disaggregated_prices_the_runs_first_wave(tmp_path, monkeypatch, capsys):
+    """A row that states its run (``num_prompts``) is priced as the run: its first wave of
+    ``concurrency`` prompts meets an idle prefill pool at once, the rest the steady state;
+    without it the prediction is the steady state. A bad count is a one-line error."""
+    from dse.validate import bundled_measured_path
+    from dse.validate_disaggregated import validate_disaggregated
+    table = pd.read_csv(bundled_measured_path().with_name("disaggregated.csv"))
+    # long prompts, long outputs: the steady state is below saturation
+    row = table[(table.scope == "end_to_end") & (table.num_prompts > 0)
+                & (table.input_tokens > 1000) & (table.output_tokens > 400)].iloc[[0]]
+    c = int(row.concurrency.iloc[0])
+    steady = row.assign(num_prompts=np.nan)
+    whole = row.assign(num_prompts=c)                  # every request in the first wave
+    out, _ = validate_disaggregated(pd.concat([steady, row, whole]), source="d.csv")
+    s, run, first = out.predicted_ttft_s
+    assert s == pytest.approx(out.steady_ttft_s[0], rel=1e-12)
+    assert (out.steady_ttft_s == out.steady_ttft_s[0]).all()
+    assert not out.saturated.any()
+    assert first > s                                  # a backlog of c prompts at once
+    n = int(row.num_prompts.iloc[0])
+    assert run == pytest.approx((c * first + (n - c) * s) / n, rel=1e-9)
+    monkeypatch.chdir(tmp_path)
+    row.assign(num_prompts=-1).to_csv("bad.csv", index=False)
+    line = cli_error(capsys, tmp_path, "validate", "bad.csv")
+    assert "bad.csv: row 2: num_prompts = -1" in line
