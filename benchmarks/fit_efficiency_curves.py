@@ -69,6 +69,9 @@ ENGINE_ALL_REDUCE = ("vllm_custom_1stage", "vllm_custom_2stage", "torch_symm_mem
 NCCL_FROM_BYTES = 8 * 2 ** 20
 GB200_GEMMS = ("cublaslt", "sgl_kernel.cutlass_scaled_fp4_mm")  # the dense GEMM rows
 MOE_LIBRARY = ("trtllm_deepgemm_fp8_block_moe",)
+# weight-only quantized experts: (weight bytes per element, compute precision)
+WEIGHT_ONLY = {"w4a16_mxfp4": (0.5 + 1 / 16, "bf16")}  # priced as dse's fp4 (DTYPE_BYTES)
+WO_LIBRARY = ("trtllm_triton_mxfp4_w4a16_moe",)
 
 
 def gemm_rows(hardware, library=None, engine_moe=True) -> pd.DataFrame:
@@ -81,14 +84,21 @@ def gemm_rows(hardware, library=None, engine_moe=True) -> pd.DataFrame:
         g = g[g.library.isin(library)]
     if not engine_moe:
         g = g[~g.library.str.endswith("_moe")]
+    wo = g.dtype.isin(list(WEIGHT_ONLY)).to_numpy()
     eb = g.dtype.map(ELEM)
     rows = g.m * g.groups
     flops = 2.0 * rows * g.n * g.k
     byts = (rows * g.k + g.groups * g.k * g.n) * eb + rows * g.n * 2.0
+    if wo.any():
+        # as dse prices a routed-experts op (formulas.moe_cost): each hit expert's weights
+        # once, the routed tokens' bf16 activations in and out (2 k) and between the
+        # expert's GEMMs (n)
+        web = g.dtype.map({d: b for d, (b, _) in WEIGHT_ONLY.items()})
+        byts = np.where(wo, g.groups * g.k * g.n * web + rows * 2.0 * (2 * g.k + g.n), byts)
     t = g.measured_time_s.fillna(flops / (g.measured_tflops * 1e12))
-    dtype = g.dtype.replace({"fp16": "fp16"})
-    return pd.DataFrame({"op": np.where(g.groups > 1, "moe", "gemm"), "groups": g.groups,
-                         "dtype": dtype,
+    dtype = g.dtype.replace({d: c for d, (_, c) in WEIGHT_ONLY.items()})
+    op = np.where(wo, "moe_wo", np.where(g.groups > 1, "moe", "gemm"))
+    return pd.DataFrame({"op": op, "groups": g.groups, "dtype": dtype,
                          "flops": flops, "bytes": byts, "latency_s": t})
 
 
@@ -168,6 +178,11 @@ def plans() -> dict:
     h200 = fit("h200", gemm_rows(["h200"], ["cublaslt"]))
     h200_moe = fit("h200", gemm_rows(["h200"], ["sglang_triton_fp8_block_moe"]),
                    moe_curves=True)
+    # gpt-oss's MXFP4 weight-only experts (TensorRT-LLM's Triton MoE) timed on each part:
+    # H100 and H200 take nearly the same time for them (the kernel does not stream at a
+    # share of HBM bandwidth), so neither copies the other's curves
+    wo = {p: fit(p, gemm_rows([p], WO_LIBRARY), moe_curves=True) for p in ("h100_sxm", "h200")}
+    wo_names = ("moe_wo_compute", "moe_wo_memory")
     gb200 = fit("gb200_nvl72", pd.concat([gemm_rows(["gb200_nvl72"], GB200_GEMMS),
                                           attention_rows(["gb200_nvl72"])]))
     b200_moe = fit("b200", gemm_rows(["b200"], MOE_LIBRARY), moe_curves=True)
@@ -188,6 +203,10 @@ def plans() -> dict:
     # H100: the same GH100 compute die as H200, so H200's routed-experts compute curve
     h100_curves = {**h100.curves, "moe_compute": h200_moe.curves["moe_compute"]}
     h100_rows = {**h100.rows, "moe_compute": h200_moe.rows["moe_compute"]}
+    for curves, rows, r in ((h100_curves, h100_rows, wo["h100_sxm"]),
+                            (h200_curves, h200_rows, wo["h200"])):
+        curves.update({n: r.curves[n] for n in wo_names})
+        rows.update({n: r.rows[n] for n in wo_names})
     # B200: the GB200 die's GEMM and attention curves, and the routed experts' compute
     # curve from the MoE kernels measured on B200 itself (prefill sizes; decode-sized MoE
     # keeps the GEMM memory curve, see the module docstring)
@@ -205,11 +224,13 @@ def plans() -> dict:
         "h100_sxm": (CurveFit(h100_curves, h100_rows, h100.kernel_latency_s, np.nan, None),
                      "fitted by benchmarks/fit_efficiency_curves.py to configs/kernels "
                      "(H100 SXM and H800 GEMMs, H100 attention, engine all-reduce; "
-                     "moe_compute H200's: SGLang's Triton block-FP8 MoE, same GH100 die)"),
+                     "moe_compute H200's: SGLang's Triton block-FP8 MoE, same GH100 die; "
+                     "moe_wo_* its own: TensorRT-LLM's Triton MXFP4 weight-only MoE)"),
         "h200": (CurveFit(h200_curves, h200_rows, h200.kernel_latency_s, np.nan, None),
                  "benchmarks/fit_efficiency_curves.py: gemm_compute fitted to the H200 "
                  "cuBLASLt rows of configs/kernels, moe_compute to the H200 MoE rows "
-                 "(aiconfigurator, SGLang Triton block-FP8), the other curves H100's (same "
+                 "(aiconfigurator, SGLang Triton block-FP8), moe_wo_* to its MXFP4 weight-only "
+                 "MoE rows (aiconfigurator, TensorRT-LLM Triton), the other curves H100's (same "
                  "GH100 die)"),
         "b200": (CurveFit(b200_curves, b200_rows, gb200.kernel_latency_s, np.nan, None),
                  "fitted by benchmarks/fit_efficiency_curves.py: GEMM and attention curves to "

@@ -1,5 +1,6 @@
 """Rows of configs/kernels/gemm.csv from NVIDIA aiconfigurator's collected MoE timings: the
-fused-MoE kernel each engine runs for DeepSeek's block-FP8 experts by default, per GPU.
+fused-MoE kernel each engine runs for DeepSeek's block-FP8 experts by default, per GPU, and
+the one TensorRT-LLM runs for gpt-oss-120b's MXFP4 experts on Hopper (``WO_SOURCES``).
 
     python benchmarks/import_aiconfigurator_moe.py AIC_CHECKOUT [--write]
 
@@ -49,6 +50,15 @@ SOURCES = [
        "laid out there by upstream PR #1371")
       for hw, system, gpu in (("h100_sxm", "h100_sxm", "H100 SXM"), ("h200", "h200_sxm", "H200"))),
 ]
+# gpt-oss-120b's routed experts, MXFP4 weights with bf16 activations (weight-only), on
+# Hopper: TensorRT-LLM runs them through TritonFusedMoE (OpenAI's triton_kernels), the
+# backend its AUTO resolution picks for 90 <= sm < 100 (aiconfigurator
+# collector/trtllm/collect_moe.py, moe_backend = "triton", citing model_config.py
+# @1.3.0rc20). (dse hardware, aiconfigurator system, GPU name in the note, expert
+# parallelism of the rows taken): H100's table times this MoE at ep >= 2 only (the 128
+# experts of ep 1 are left out there), so its ep 2 rows, one rank's 64 experts
+WO_SOURCES = [("h100_sxm", "h100_sxm", "H100 SXM", 2), ("h200", "h200_sxm", "H200", 1)]
+WO_LIBRARY = "trtllm_triton_mxfp4_w4a16_moe"
 TOKENS = [256 * 2 ** i for i in range(7)]  # 256 ... 16384: every expert active
 TP = (1, 2, 4, 8, 16)
 
@@ -94,12 +104,59 @@ def rows(checkout: Path, source) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def wo_rows(checkout: Path, source) -> pd.DataFrame:
+    """gpt-oss-120b's MXFP4 experts (hidden 2880, expert inter 2880, 128 experts, top-4,
+    balanced routing, tp 1, ``ep`` of the source) at every token count timed, 1-16384:
+    decode sizes too, where only some experts are hit. aiconfigurator's balanced routing
+    (collector/helper.py ``balanced_logits``) sends token t to experts (t + j ceil(E/k))
+    mod E, j < k: T tokens hit min(T k, E) distinct experts, and each rank of ep holds E /
+    ep of them and 1 / ep of every token's copies. Each timing is one rank's op entered
+    as one grouped GEMM, as dse prices a routed-experts op (``formulas.moe_cost``): groups
+    = the rank's distinct experts hit, min(T k, E) / ep, m = its routed copies T k / ep
+    over them, n = gate + up + down = 3 x 2880, k = 2880; dtype ``w4a16_mxfp4`` (MXFP4
+    weights, bf16 activations and compute)."""
+    hw, system, gpu, ep = source
+    d = table(checkout, system, "trtllm", "1.3.0rc20")
+    d = d[(d.moe_dtype == "w4a16_mxfp4") & (d.kernel_source == "moe_torch_flow")
+          & (d.hidden_size == 2880) & (d.inter_size == 2880) & (d.num_experts == 128)
+          & (d.topk == 4) & (d.moe_tp_size == 1) & (d.moe_ep_size == ep)
+          & (d.distribution == "balanced")]
+    d = d.groupby("num_tokens", as_index=False).latency.min()
+    path = f"{DATA}/{system}/moe/trtllm/1.3.0rc20/moe_perf.parquet"
+    src = (f"ai-dynamo/aiconfigurator:{path} (Git LFS upstream; read from the fork "
+           f"tianhaox/aiconfigurator@{COMMIT})")
+    out = []
+    for r in d.itertuples():
+        t = int(r.num_tokens)
+        groups = min(t * 4, 128) / ep
+        m = t * 4 / ep / groups
+        rank = (f"ep {ep}: one rank's {128 // ep} experts, " if ep > 1 else "ep 1, ")
+        note = (f"NVIDIA aiconfigurator's collected TensorRT-LLM 1.3.0rc20 MoE timing on {gpu} "
+                f"(latency column, ms -> s): gpt-oss-120b routed experts (hidden 2880, expert "
+                f"inter 2880, 128 experts, top-4, balanced routing), tp 1, {rank}MXFP4 weights "
+                f"with bf16 activations (w4a16_mxfp4) through TensorRT-LLM's TritonFusedMoE "
+                f"(kernel_source moe_torch_flow; the Hopper backend of its AUTO resolution, "
+                f"OpenAI's triton_kernels), {t} tokens; the op entered as one grouped GEMM "
+                f"as dse prices it: groups = the rank's distinct experts hit under the "
+                f"collector's balanced routing, min({t} x 4, 128) / {ep} = {groups:g}, m = "
+                f"its routed copies {t} x 4 / {ep} over them = {m:.6g}, n = gate + up + down "
+                f"= 3 x 2880 = 8640, k = 2880")
+        out.append({"hardware": hw, "dtype": "w4a16_mxfp4", "library": WO_LIBRARY,
+                    "m": f"{m:.6g}", "n": 8640, "k": 2880,
+                    "groups": f"{groups:g}",  # text: the other rows' counts stay whole
+                    "measured_time_s": float(f"{r.latency / 1e3:.6g}"),
+                    "measured_tflops": None, "measured_gbps": None, "source": src,
+                    "notes": note})
+    return pd.DataFrame(out)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkout", type=Path)
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
-    new = pd.concat([rows(args.checkout, s) for s in SOURCES], ignore_index=True)
+    new = pd.concat([rows(args.checkout, s) for s in SOURCES]
+                    + [wo_rows(args.checkout, s) for s in WO_SOURCES], ignore_index=True)
     print(new.groupby(["hardware", "library"]).size().to_string())
     if not args.write:
         return 0

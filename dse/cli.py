@@ -682,7 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--moe-curves", action="store_true", help="with --curves: fit the op moe "
                      "rows (grouped expert kernels) to curves of their own (moe_compute, "
                      "moe_memory: the routed experts computing in 8 bits or fewer use them) "
-                     "instead of joining them to the GEMM rows")
+                     "and the op moe_wo rows (weight-only quantized experts, timed whole) "
+                     "to moe_wo_compute, moe_wo_memory, instead of joining them to the GEMM "
+                     "rows")
     cal.add_argument("--overwrite", action="store_true", help="replace an existing --out preset file")
     cal.set_defaults(func=cmd_calibrate)
 

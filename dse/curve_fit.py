@@ -22,9 +22,11 @@ GEMMs its FLOPs split into: its compute curve is read at FLOPs / groups, one exp
 work, as the kernel prices a routed-experts op (``formulas.moe_gemms``); its bytes stay the
 total (the experts stream at once).
 
-Rows are classified by ``op``: ``gemm`` and ``moe`` (grouped GEMMs) feed the gemm_* curves
-(with ``moe_curves``: ``moe`` rows feed curves of their own, moe_*, which the kernel gives
-the routed experts computing in 8 bits or fewer where a preset carries them),
+Rows are classified by ``op``: ``gemm``, ``moe`` and ``moe_wo`` (grouped GEMMs) feed the
+gemm_* curves (with ``moe_curves``: ``moe`` rows feed curves of their own, moe_*, which the
+kernel gives the routed experts computing in 8 bits or fewer where a preset carries them,
+and ``moe_wo`` rows, weight-only quantized experts timed whole, dequantization included,
+the moe_wo_* curves),
 ``attention`` the attention_* curves, ``all_reduce``, ``all_gather``, ``reduce_scatter``
 and ``all_to_all`` (columns ``devices``, ``message_bytes``, optional ``nodes``) the
 collective curve; other ops only the scalar fit.
@@ -42,11 +44,13 @@ from .kernels import layout as L
 from .kernels.collectives import collective_seconds
 
 # kernel classes: (ops, compute curve, memory curve)
-KERNEL_CLASSES = ((("gemm", "moe"), "gemm_compute", "gemm_memory"),
+KERNEL_CLASSES = ((("gemm", "moe", "moe_wo"), "gemm_compute", "gemm_memory"),
                   (("attention",), "attention_compute", "attention_memory"))
 MOE_CLASSES = ((("gemm",), "gemm_compute", "gemm_memory"),
                (("moe",), "moe_compute", "moe_memory"),
+               (("moe_wo",), "moe_wo_compute", "moe_wo_memory"),
                (("attention",), "attention_compute", "attention_memory"))
+GROUPED_OPS = ("moe", "moe_wo")
 COLLECTIVE_OPS = {"all_reduce": L.ALLREDUCE, "all_gather": L.ALLGATHER,
                   "reduce_scatter": L.REDUCESCATTER, "all_to_all": L.ALLTOALL}
 DEFAULT_KNOTS = 5
@@ -149,13 +153,13 @@ def _fit_two_sided(fc, bm, cwork, byts, t, lat, ce, me, n_knots):
 
 
 def _groups(df: pd.DataFrame, source: str) -> np.ndarray:
-    """Per row, the independent GEMMs its FLOPs split into: a ``moe`` row's ``groups``
-    (a number >= 1; empty: 1), 1 for every other row."""
+    """Per row, the independent GEMMs its FLOPs split into: a ``moe`` or ``moe_wo`` row's
+    ``groups`` (a number >= 1; empty: 1), 1 for every other row."""
     out = np.ones(len(df))
     if "groups" not in df.columns:
         return out
     g = _numbers(df, "groups", source)
-    moe = (df["op"].astype(str) == "moe").to_numpy()
+    moe = df["op"].astype(str).isin(GROUPED_OPS).to_numpy()
     bad = moe & ~np.isnan(g) & ~(np.isfinite(g) & (g >= 1))
     if bad.any():
         i = int(np.argmax(bad))
@@ -196,8 +200,8 @@ def fit_curves(hw: Hardware, df: pd.DataFrame, source: str = "<table>",
     """Efficiency curves for ``hw`` from the measured kernels in ``df`` (see the module
     docstring); ``latency``: the kernel latency to fit on top of (None: fitted with the
     scalars by :func:`dse.calibrate.fit` on the non-collective rows); ``moe_curves``: fit
-    the ``moe`` rows to moe_compute / moe_memory instead of joining them to the GEMM
-    rows."""
+    the ``moe`` rows to moe_compute / moe_memory and the ``moe_wo`` rows to moe_wo_compute
+    / moe_wo_memory instead of joining them to the GEMM rows."""
     if "op" not in df.columns:
         raise ConfigError(f"{source}: column 'op' missing; required for curves: op, dtype, "
                           "latency_s and flops+bytes, m,n,k or devices+message_bytes")
@@ -244,7 +248,7 @@ def fit_curves(hw: Hardware, df: pd.DataFrame, source: str = "<table>",
     priced = np.isfinite(pred)
     if not priced.any():
         raise ConfigError(f"{source}: no curve to fit: need at least {MIN_ROWS} rows of op "
-                          f"gemm/moe, attention or {'/'.join(COLLECTIVE_OPS)}")
+                          f"gemm/moe/moe_wo, attention or {'/'.join(COLLECTIVE_OPS)}")
     err = float(np.median(np.abs(pred[priced] - t_all[priced]) / t_all[priced]) * 100)
     return CurveFit(curves, rows, float(latency), err, pred)
 

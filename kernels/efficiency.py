@@ -11,6 +11,11 @@ operator class (``layout.CURVES``):
   moe_compute / moe_memory              the routed experts' grouped GEMM computing in 8
                                         bits or fewer, where a preset carries them (else
                                         the GEMM curves)
+  moe_wo_compute / moe_wo_memory        weight-only quantized routed experts (weights
+                                        narrower than their activations: MXFP4 weights,
+                                        bf16 compute), where a preset carries them: the
+                                        fused kernel's whole time, its dequantization
+                                        included (else the curves above)
   attention_compute / attention_memory  attention kernels
   collective_network                    all-reduce, all-gather, reduce-scatter, all-to-all,
                                         pipeline sends
@@ -35,20 +40,25 @@ from numba import njit
 
 from .layout import (ALLGATHER, ALLREDUCE, ALLTOALL, ATTENTION, CURVE_ATTENTION_COMPUTE,
                      CURVE_ATTENTION_MEMORY, CURVE_GEMM_COMPUTE, CURVE_GEMM_MEMORY,
-                     CURVE_KNOTS, CURVE_MOE_COMPUTE, CURVE_MOE_MEMORY, CURVE_NETWORK,
-                     CURVE_WIDTH, DTYPE_BITS, GEMM, HW_CURVES, MOE, P2P, REDUCESCATTER)
+                     CURVE_KNOTS, CURVE_MOE_COMPUTE, CURVE_MOE_MEMORY, CURVE_MOE_WO_COMPUTE,
+                     CURVE_MOE_WO_MEMORY, CURVE_NETWORK, CURVE_WIDTH, DTYPE_BITS, GEMM,
+                     HW_CURVES, MOE, P2P, REDUCESCATTER)
 
 
 @njit(cache=True)
-def op_curves(kind, hw_h, cdt):
+def op_curves(kind, hw_h, cdt, weight_only=False):
     """(compute, memory, network) curve codes of an op kind computing in precision ``cdt``
     (a ``layout.DTYPES`` index) on hardware row ``hw_h``; -1 where the scalar applies. The
     routed experts take the moe_* curves where the row carries them (each side on its own)
     and they compute in 8 bits or fewer: the curves describe the quantized grouped
     kernels (block-FP8 MoE reaches far less of its peak than a dense GEMM of the same
     work, a 16-bit MoE about the dense share: configs/kernels/README.md); otherwise, and
-    without them, the GEMM curves."""
+    without them, the GEMM curves. ``weight_only`` experts (weights narrower than the
+    activations) take the moe_wo_* curves where the row carries both (see
+    :func:`wo_curves`)."""
     if kind == MOE:
+        if weight_only and wo_curves(hw_h):
+            return CURVE_MOE_WO_COMPUTE, CURVE_MOE_WO_MEMORY, -1
         low = DTYPE_BITS[cdt] <= 8
         cc = (CURVE_MOE_COMPUTE if low and has_curve(hw_h, CURVE_MOE_COMPUTE)
               else CURVE_GEMM_COMPUTE)
@@ -63,6 +73,14 @@ def op_curves(kind, hw_h, cdt):
             or kind == P2P):
         return -1, -1, CURVE_NETWORK
     return -1, -1, -1
+
+
+@njit(cache=True)
+def wo_curves(hw_h):
+    """Whether hardware row ``hw_h`` prices weight-only quantized routed experts with
+    curves of their own (moe_wo_compute and moe_wo_memory both): fitted to the fused
+    kernels' whole times, so the op's dequantization is not added on top."""
+    return has_curve(hw_h, CURVE_MOE_WO_COMPUTE) and has_curve(hw_h, CURVE_MOE_WO_MEMORY)
 
 
 @njit(cache=True)

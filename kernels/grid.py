@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from .collectives import collective_seconds
-from .efficiency import has_curve, op_curves, time_factor
+from .efficiency import has_curve, op_curves, time_factor, wo_curves
 from .formulas import (converts_nothing, expected_tokens, moe_gemms, op_cost,
                        op_precisions, op_tokens, prompt_split, run_counts)
 from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, V_OUT, V_PATH, V_UP,
@@ -197,7 +197,12 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
     r_out = 1.0 / (hw_h[HW_SCALEOUT_BYTES_PER_S] * hw_h[HW_NETWORK_EFF])
     for i in range(n_op):
         rate = rates_h[int(costs[i, _CDT])] * ce
-        cc, cm, cn = op_curves(int(costs[i, _KIND]), hw_h, int(costs[i, _CDT]))
+        # weight-only ops are the ones that dequantize (formulas.op_cost)
+        wo = costs[i, _DEQUANT] > 0.0
+        cc, cm, cn = op_curves(int(costs[i, _KIND]), hw_h, int(costs[i, _CDT]), wo)
+        # weight-only experts' own curves hold the fused kernel's dequantization
+        dq = 0.0 if (wo and int(costs[i, _KIND]) == MOE and wo_curves(hw_h)) else costs[
+            i, _DEQUANT]
         fc = 1.0
         fm = 1.0
         if costs[i, _FLOPS1] == 0.0 and costs[i, _BYTES1] == 0.0:
@@ -206,7 +211,7 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
             fm = time_factor(hw_h, cm, costs[i, _BYTES0], me)
         fn = time_factor(hw_h, cn, costs[i, _NET], hw_h[HW_NETWORK_EFF])
         # weight-only dequantization runs on the vector (fp32) units, after the MMAs' time
-        out[i, _TC0] = costs[i, _FLOPS0] / rate * fc + costs[i, _DEQUANT] / (rates_h[FP32] * ce)
+        out[i, _TC0] = costs[i, _FLOPS0] / rate * fc + dq / (rates_h[FP32] * ce)
         out[i, _TC1] = costs[i, _FLOPS1] / rate
         out[i, _TM0] = costs[i, _BYTES0] / mem * fm
         out[i, _TM1] = costs[i, _BYTES1] / mem
@@ -233,7 +238,8 @@ def _fill_times(costs, n_op, rates_h, hw_h, out):
 def _ctx_factors(costs, i, hw_h, s, steps):
     """(compute, memory) efficiency factors of context-dependent decode op ``i`` over
     ``steps`` decode steps after ``s`` prompt tokens: its work at the mean context."""
-    cc, cm, _ = op_curves(int(costs[i, _KIND]), hw_h, int(costs[i, _CDT]))
+    cc, cm, _ = op_curves(int(costs[i, _KIND]), hw_h, int(costs[i, _CDT]),
+                          costs[i, _DEQUANT] > 0.0)
     if not (has_curve(hw_h, cc) or has_curve(hw_h, cm)):
         return 1.0, 1.0
     ctx = mean_context(s, steps, costs[i, _WIN])

@@ -39,10 +39,16 @@ HW_HOST_BYTES_PER_S = 10   # host-to-device link (offload; 0: no host tier)
 # The routed experts' grouped GEMM has curves of its own where a preset carries them
 # (moe_*: a grouped kernel over thin per-device expert slices reaches a different share
 # of peak than a dense GEMM of the same work); without them it takes the GEMM curves.
+# Weight-only quantized experts (weights narrower than the activations they compute with,
+# as gpt-oss's MXFP4 experts with bf16 activations) run kernels of their own that
+# dequantize in the GEMM's loop: moe_wo_* where a preset carries them, fitted to the fused
+# kernel's whole time (its dequantization included, which is then not priced apart).
 CURVES = ("gemm_compute", "gemm_memory", "attention_compute", "attention_memory",
-          "collective_network", "moe_compute", "moe_memory")
+          "collective_network", "moe_compute", "moe_memory", "moe_wo_compute",
+          "moe_wo_memory")
 CURVE_GEMM_COMPUTE, CURVE_GEMM_MEMORY, CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, \
-    CURVE_NETWORK, CURVE_MOE_COMPUTE, CURVE_MOE_MEMORY = range(len(CURVES))
+    CURVE_NETWORK, CURVE_MOE_COMPUTE, CURVE_MOE_MEMORY, CURVE_MOE_WO_COMPUTE, \
+    CURVE_MOE_WO_MEMORY = range(len(CURVES))
 CURVE_KNOTS = 8
 CURVE_WIDTH = 1 + 3 * CURVE_KNOTS
 HW_CURVES = 11

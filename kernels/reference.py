@@ -162,7 +162,8 @@ def efficiency_factor(hw, h, curve, work, scalar_field):
 
 
 def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, su, so,
-                     dequant=0.0, vector_rate=1.0, work=None, low_precision=True):
+                     dequant=0.0, vector_rate=1.0, work=None, low_precision=True,
+                     weight_only=False):
     """(compute, memory, network seconds, kernel latency) of one op's costs on hardware
     ``h`` at the what-if scales (arrays broadcast): a collective (``kind``, message ``net``
     bytes over ``group`` devices spread over ``span``) by :func:`_collective`, each link's
@@ -172,7 +173,10 @@ def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, s
     efficiency follow the hardware's curves at the op's FLOPs, bytes and message, or at
     ``work`` = (FLOPs, bytes) where given (a decode op at its mean context).
     ``low_precision`` (bool, or an array broadcast with the others): the op computes in 8
-    bits or fewer, which the routed experts' own curves (moe_*) require."""
+    bits or fewer, which the routed experts' own curves (moe_*) require. ``weight_only``
+    (bool or array): the op's weights are narrower than its activations: routed experts
+    so quantized take the moe_wo_* curves on hardware carrying both, which hold the fused
+    kernel's dequantization (``dequant`` is then not added)."""
     c_curve, m_curve, n_curve = _KIND_CURVES.get(kind, (None, None, None))
     w_flops, w_bytes = (flops, byts) if work is None else work
     fc = efficiency_factor(hw, h, c_curve, w_flops, L.HW_COMPUTE_EFF)
@@ -182,6 +186,17 @@ def roofline_seconds(hw, h, rate, flops, byts, kind, net, group, span, cs, ms, s
                       efficiency_factor(hw, h, c_curve[-1], w_flops, L.HW_COMPUTE_EFF))
         fm = np.where(low_precision, fm,
                       efficiency_factor(hw, h, m_curve[-1], w_bytes, L.HW_MEMORY_EFF))
+    if kind == L.MOE and np.any(weight_only):
+        hh = np.asarray(h)
+        own = np.ones(hh.shape, dtype=bool)
+        for name in ("moe_wo_compute", "moe_wo_memory"):
+            own &= hw[hh, L.HW_CURVES + L.CURVES.index(name) * L.CURVE_WIDTH] > 0
+        use = np.asarray(weight_only) & own
+        fc = np.where(use, efficiency_factor(hw, h, "moe_wo_compute", w_flops,
+                                             L.HW_COMPUTE_EFF), fc)
+        fm = np.where(use, efficiency_factor(hw, h, "moe_wo_memory", w_bytes,
+                                             L.HW_MEMORY_EFF), fm)
+        dequant = np.where(use, 0.0, dequant)
     fn = efficiency_factor(hw, h, n_curve, net, L.HW_NETWORK_EFF)
     comp = (flops / (rate * hw[h, L.HW_COMPUTE_EFF]) * fc
             + dequant / (vector_rate * hw[h, L.HW_COMPUTE_EFF])) / cs
@@ -522,10 +537,11 @@ def _evaluate(hw, rates, programs, n_ops, batch, input_tokens, imbalance, output
             new_q = 1.0 if op[L.OP_DRAFT] == L.DRAFT_DECODE else gamma + 1.0
             tokens = seqs * adp * (new_q if decode else s - cached)
             work = (f / moe_gemms(op, tokens, e), by)
-        cdt = class_precisions(op, q, w, a, k, dtype_bits)[3]
+        wc, ac, _, cdt = class_precisions(op, q, w, a, k, dtype_bits)
         return roofline_seconds(hw, h, rates[h, cdt], f, by, int(op[L.OP_KIND]), net, steps,
                                 span, cs, ms, su, so, dq, rates[h, L.FP32], work,
-                                L.DTYPE_BITS[cdt] <= 8)
+                                L.DTYPE_BITS[cdt] <= 8,
+                                dtype_bytes[wc] < dtype_bytes[ac])
 
     def mean_work(op):
         """(FLOPs, bytes) of a decode op averaged over its live steps: the work its

@@ -330,7 +330,7 @@ def _serve(engine_hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dt
             comp, mem, netw, kernel = roofline_seconds(
                 hw, hh, rates[h, cdt], flops, byts, int(op[L.OP_KIND]),
                 net, steps, span, cs, ms, su, so, dq, rates[h, L.FP32], work,
-                L.DTYPE_BITS[cdt] <= 8)
+                L.DTYPE_BITS[cdt] <= 8, dtype_bytes[wo] < dtype_bytes[ao])
             top = np.maximum(np.maximum(comp, mem), netw) + kernel
             runs = (dec > 0) | (pre > 0)
             top = np.where(runs, top, 0.0)

@@ -42,7 +42,7 @@ import numpy as np
 from numba import njit
 
 from .collectives import collective_seconds, domain_split
-from .efficiency import has_curve, op_curves, time_factor
+from .efficiency import has_curve, op_curves, time_factor, wo_curves
 from .formulas import (causal_pairs, converts_nothing, dequant_tiles, expected_tokens,
                        lora_cost, moe_cost, moe_gemms, op_cost,
                        op_precisions, prompt_split, run_counts)
@@ -181,7 +181,12 @@ def unit_times(units, n_op, rates_h, hw_h, out):
         out[i, V_KIND] = units[i, U_KIND]
         # curve codes only where this hardware carries the curve (-1: the scalar applies,
         # and the iterations skip the curve lookup)
-        cc, cm, cn = op_curves(int(units[i, U_KIND]), hw_h, int(units[i, U_CDT]))
+        wo = units[i, U_WB] < units[i, U_AB]  # weights narrower than the activations
+        cc, cm, cn = op_curves(int(units[i, U_KIND]), hw_h, int(units[i, U_CDT]), wo)
+        if wo and int(units[i, U_KIND]) == MOE and wo_curves(hw_h):
+            # the weight-only experts' own curves hold the fused kernel's dequantization
+            out[i, V_DQ] = 0.0
+            out[i, V_RATE32] = 0.0
         out[i, V_CCURVE] = cc if has_curve(hw_h, cc) else -1
         out[i, V_MCURVE] = cm if has_curve(hw_h, cm) else -1
         out[i, V_NCURVE] = cn if has_curve(hw_h, cn) else -1

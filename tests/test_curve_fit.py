@@ -126,6 +126,32 @@ def test_grouped_rows_fit_curves_of_their_own_on_request():
     assert 0.05 < ratio < 0.2
 
 
+def test_weight_only_grouped_rows_fit_the_moe_wo_curves():
+    # moe_wo rows (weight-only quantized experts, whole fused-kernel times) fit moe_wo_*
+    # curves of their own beside the moe_* ones, recovering a memory efficiency a third
+    # of the dense one at the same bytes; without moe_curves they join the GEMM rows
+    hw = dse.load_hardware("h100_sxm")
+    rows = []
+    for tokens in (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144):
+        g = 128 * (1 - (1 - 4 / 128) ** tokens)  # experts hit
+        fl = 2 * tokens * 4 * 3 * 2880 * 2880
+        by = g * 3 * 2880 * 2880 * 0.5625 + tokens * 4 * 2 * (2 * 2880 + 3 * 2880)
+        t = LATENCY + max(fl / (hw.rate("bf16") * 0.5 * comp_eff(fl / g)),
+                          by / (hw.memory_bytes_per_s * mem_eff(by) / 3))
+        rows.append(dict(op="moe_wo", dtype="bf16", flops=fl, bytes=by, groups=g,
+                         latency_s=t))
+    table = pd.concat([synthetic(hw), pd.DataFrame(rows)], ignore_index=True)
+    own = fit_curves(hw, table, latency=LATENCY, moe_curves=True)
+    assert {"moe_wo_memory", "gemm_memory"} <= set(own.curves)
+    assert "moe_wo_memory" not in fit_curves(hw, table, latency=LATENCY).curves
+    wo = (table.op == "moe_wo").to_numpy()
+    assert 100 * np.median(np.abs(own.predicted_s[wo] / table.latency_s[wo] - 1)) < 5.0
+    w, e = own.curves["moe_wo_memory"]
+    mid = np.sqrt(w[0] * w[-1])
+    assert np.interp(np.log10(mid), np.log10(w), e) == pytest.approx(mem_eff(mid) / 3,
+                                                                     rel=0.15)
+
+
 def test_monotone_pools_violators():
     np.testing.assert_allclose(_monotone(np.array([3.0, 1.0, 2.0, 0.5]), np.ones(4)),
                                [3.0, 1.5, 1.5, 0.5])

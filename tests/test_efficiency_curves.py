@@ -37,6 +37,14 @@ efficiency = [0.05, 0.4, 0.85]
 [efficiency.moe_compute]
 work = [1e7, 1e10]
 efficiency = [0.1, 0.5]
+
+[efficiency.moe_wo_compute]
+work = [1e8, 1e11]
+efficiency = [0.2, 0.4]
+
+[efficiency.moe_wo_memory]
+work = [1e7, 1e10]
+efficiency = [0.15, 0.6]
 """
 
 
@@ -128,7 +136,10 @@ def test_kernel_matches_reference_with_curves(curved_h100, h100_scalar, serving)
         "hardware": [str(curved_h100), h100_scalar],
         "model": ["llama3_8b", "mixtral_8x7b"], "serving": [serving],
         "tp": [1, 2], "ep": [1, 2], "batch": [1, 16], "input_tokens": [100, 2048],
-        "output_tokens": [2, 40]}})
+        "output_tokens": [2, 40],
+        # bf16 everywhere, and int4 weights with bf16 activations (weight-only experts:
+        # the moe_wo_* curves, their dequantization inside)
+        "weight_dtype": ["bf16", "int4"], "act_dtype": ["bf16"]}})
     fast, _ = kernel_matches_reference(spec)
     tpot = fast["tpot_s"]
     curved = tpot.sel(hardware="h100_curved").values
@@ -234,3 +245,56 @@ def test_routed_experts_take_their_own_compute_curve_where_a_preset_has_one(tmp_
     ce = load_hardware(paths["h100_moe"]).compute_efficiency
     assert f[0] == pytest.approx(ce / np.interp(math.log10(one), [9.0, 12.0], [0.3, 0.75]))
     assert f[1] == pytest.approx(ce / want)
+
+
+def test_weight_only_experts_take_their_own_curves_with_the_dequantization_inside(tmp_path):
+    # weight-only quantized experts (int4 weights, bf16 activations: the dequantizing
+    # grouped kernels of gpt-oss's MXFP4 experts) take moe_wo_compute and moe_wo_memory
+    # where a preset carries both: compute at one expert GEMM's work at the bf16 rate,
+    # memory at the op's bytes, and no dequantization on top (the curves are fitted to the
+    # fused kernels' whole times); with only one of the two, or without them, the op is
+    # priced as before (GEMM curves plus the dequantization's vector operations)
+    from dse.config import load_model
+    base = scalar_preset_text("h100_sxm")
+    gemm = ("[efficiency.gemm_compute]\nwork = [1e9, 1e12]\nefficiency = [0.3, 0.75]\n\n"
+            "[efficiency.gemm_memory]\nwork = [1e6, 1e9]\nefficiency = [0.4, 0.9]\n")
+    wo_c = "\n[efficiency.moe_wo_compute]\nwork = [1e8, 1e11]\nefficiency = [0.2, 0.4]\n"
+    wo_m = "\n[efficiency.moe_wo_memory]\nwork = [1e7, 1e10]\nefficiency = [0.15, 0.6]\n"
+    paths = {}
+    for name, extra in (("h100_gemm", gemm), ("h100_wo", gemm + wo_c + wo_m),
+                        ("h100_half", gemm + wo_c)):
+        paths[name] = tmp_path / f"{name}.toml"
+        paths[name].write_text(base.replace('name = "h100_sxm"', f'name = "{name}"') + "\n"
+                               + extra)
+    m = load_model("mixtral_8x7b")
+    hw = load_hardware(paths["h100_wo"])
+    rate, bw = hw.flops_per_s["bf16"], hw.memory_bytes_per_s
+    tokens = 512
+    axes = dict(model="mixtral_8x7b", weight_dtype="int4", act_dtype="bf16", tp=1, batch=1,
+                input_tokens=tokens, output_tokens=2)
+    # continuous serving: the iteration's experts op on the three presets
+    cont = {name: explain(hardware=str(path), serving="continuous", **axes)[0]
+            for name, path in paths.items()}
+    cont = {name: t[t.phase == "prefill_iteration"].set_index("op").loc["experts", "time_s"]
+            for name, t in cont.items()}
+    assert cont["h100_half"] == cont["h100_gemm"] != cont["h100_wo"]
+    for serving in ("static",):
+        rows = {}
+        for name, path in paths.items():
+            table, _ = explain(hardware=str(path), serving=serving, **axes)
+            rows[name] = table[table.phase == "prefill"].set_index("op").loc["experts"]
+        e = rows["h100_wo"]
+        hit = m.experts * (1 - (1 - m.experts_per_token / m.experts) ** tokens)
+        one = e["flops"] / hit
+        assert 1e8 < one < 1e11 and 1e7 < e["bytes"] < 1e10
+        want_c = e["flops"] / (rate * np.interp(math.log10(one), [8.0, 11.0], [0.2, 0.4]))
+        want_m = e["bytes"] / (bw * np.interp(math.log10(e["bytes"]), [7.0, 10.0],
+                                                [0.15, 0.6]))
+        assert e["compute_s"] == pytest.approx(want_c, rel=1e-9)  # no dequantization
+        assert e["memory_s"] == pytest.approx(want_m, rel=1e-9)
+        # one of the two curves only: priced as without them (the GEMM curves, and the
+        # dequantization added to the compute time)
+        g, half = rows["h100_gemm"], rows["h100_half"]
+        assert half["compute_s"] == g["compute_s"] and half["memory_s"] == g["memory_s"]
+        gemm_c = g["flops"] / (rate * np.interp(math.log10(one), [9.0, 12.0], [0.3, 0.75]))
+        assert g["compute_s"] > gemm_c * (1 + 1e-6)  # the dequantization's vector work
