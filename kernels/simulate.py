@@ -98,7 +98,8 @@ prefill's end), frees its slot, and its client resubmits ``request_overhead_s`` 
 Measurement window. T0 is the end of the iteration in which the ``warmup``-th request
 (default ``2 * batch``) finishes (T0 = 0 when ``warmup == 0``); T1 is the first iteration
 end at which at least ``n_requests`` (default ``max(20 * batch, 200)``) requests have
-finished in (T0, T1]. Every metric is over that window: per-request means over the
+finished in (T0, T1], or the end of a finite run (``max_requests``) when fewer do (the
+requests that finish in the iteration ending at T0 are outside the window). Every metric is over that window: per-request means over the
 requests finishing in (T0, T1], time averages over [T0, T1], iteration statistics over
 the iterations inside it. Returned keys:
 
@@ -386,6 +387,11 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
             count = 0
         engine.admit(t, receive)
         if engine.idle():
+            if not engine.pending:
+                # a finite run (max_requests) is over: requests finishing in the
+                # warm-up's last iteration are outside the window, so fewer than
+                # n_requests may finish inside it
+                break
             t = engine.pending[0][0]
             continue
         decode_slots, prefill = engine.compose(bool(mixed), max_batched_tokens, bool(chunked))

@@ -278,3 +278,13 @@ def test_a_run_of_max_requests_ends_with_fewer_clients():
     assert close(r["tpot_s"], TAU) and close(r["ttft_s"], TAU)
     with pytest.raises(ValueError, match="must not exceed max_requests"):
         simulate(constant, 2, 100, 10, 4096, n_requests=6, warmup=0, max_requests=5)
+
+
+def test_a_finite_run_whose_warm_up_ends_in_a_crowded_iteration_ends_with_the_run():
+    # 4 clients in step (fixed lengths, no stagger): the first 4 requests finish in one
+    # iteration, so warm-up 2 ends there and the other 2 fall outside the window; the 8
+    # prompts then leave 4 to measure, fewer than n_requests = 6: the window ends with the
+    # run (it used to wait for a submission that never came)
+    r = simulate(constant, 4, 100, 10, 4096, n_requests=6, warmup=2, max_requests=8)
+    assert close(r["ttft_s"], TAU) and close(r["tpot_s"], TAU)
+    assert close(r["requests_per_s"], 4 / (10 * TAU))
