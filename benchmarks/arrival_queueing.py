@@ -4,6 +4,7 @@ same per-iteration physics with random lengths (arrivals then bunch up and queue
 prefill), row by row on the bundled continuous-serving measurements.
 
 Run:  python benchmarks/arrival_queueing.py [CSV] [--ratio 0.8] [--prompts 30] [--rows N]
+      (about 25 minutes on two cores for the bundled 201 rows: two simulated runs each)
 
 For each feasible continuous row of CSV (default: configs/validation/serving.csv) it prints
 the measured TTFT, the closed form's (what a sweep reports), and two long simulated runs
@@ -12,9 +13,10 @@ fixed lengths with staggered starts (the steady state the closed form is tested 
 and lengths uniform in [r L, L] (r = the row's ``length_ratio`` where it gives one below
 1, else ``--ratio``; L such that the row's token counts are the means). Then the median
 absolute TTFT error of each against the measurements, and the median ratio of the random-
-length TTFT to the closed form's. No value of dse's is changed: this measures a gap (the
-closed form has no term for arrivals that queue behind other prompts' prefill; see
-configs/validation/README.md, "Where the remaining error points").
+length TTFT to the closed form's. No value of dse's is changed: this measures what the
+closed form leaves out (a term for arrivals that queue behind other prompts' prefill),
+which on the bundled rows is about 1 % of TTFT at the median (configs/validation/
+README.md, "Where the remaining error points").
 """
 from __future__ import annotations
 

@@ -99,9 +99,10 @@ Measurement window. T0 is the end of the iteration in which the ``warmup``-th re
 (default ``2 * batch``) finishes (T0 = 0 when ``warmup == 0``); T1 is the first iteration
 end at which at least ``n_requests`` (default ``max(20 * batch, 200)``) requests have
 finished in (T0, T1], or the end of a finite run (``max_requests``) when fewer do (the
-requests that finish in the iteration ending at T0 are outside the window). Every metric is over that window: per-request means over the
-requests finishing in (T0, T1], time averages over [T0, T1], iteration statistics over
-the iterations inside it. Returned keys:
+requests that finish in the iteration ending at T0 are outside the window). Every metric
+is over that window: per-request means over the requests finishing in (T0, T1], time
+averages over [T0, T1], iteration statistics over the iterations inside it. Returned
+keys:
 
 - ``ttft_s``: mean of first-token time - submission + ``request_overhead_s``.
 - ``tpot_s``: mean of (finish - first token) / (its output tokens - 1) over the requests of
