@@ -49,9 +49,17 @@ curves"):
   MI355X) and flash-attention forward rows: gemm_compute, gemm_memory, attention_compute.
 - mi300x: MI325X's curves (an assumption: the same CDNA 3 compute dies and peak rates,
   and HBM3 reached at the same share of its 5.3 TB/s as MI325X's HBM3E of its 6 TB/s).
+
+The whole-MoE timings (DeepSeek's block-FP8 routed experts) time the fused kernel: routing,
+permutation, the activations' quantization, both grouped GEMMs, the activation and the
+weighted sum. dse prices the experts op and, apart, the operators around it
+(``MOE_AUX``): each row's fitted time is its measured time less dse's price of those
+(:func:`moe_aux_seconds`), so the experts op plus its operators add up to the measured
+fused kernel instead of counting the operators twice.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import textwrap
 from pathlib import Path
@@ -72,6 +80,46 @@ MOE_LIBRARY = ("trtllm_deepgemm_fp8_block_moe",)
 # weight-only quantized experts: (weight bytes per element, compute precision)
 WEIGHT_ONLY = {"w4a16_mxfp4": (0.5 + 1 / 16, "bf16")}  # priced as dse's fp4 (DTYPE_BYTES)
 WO_LIBRARY = ("trtllm_triton_mxfp4_w4a16_moe",)
+# the operators dse prices around a routed-experts op that a fused MoE kernel runs inside
+# (dse/compile.py _ffn_ops): routing, permutation, the activations' quantization before
+# each grouped GEMM, the activation, the weighted sum of the k expert outputs
+MOE_AUX = ("moe_topk", "moe_align", "experts_quant", "experts_act", "experts_down_quant",
+           "moe_sum")
+AUX_TOKENS = 1024  # the prefill whose operators give the auxiliaries' bytes per token
+
+
+@functools.lru_cache(maxsize=None)
+def moe_aux_bytes(tp: int) -> tuple[float, int]:
+    """(bytes per token, operators) of DeepSeek-V3/R1's routed-experts auxiliaries
+    (``MOE_AUX``) in one MoE layer at tensor parallelism ``tp``, block-FP8 (weights and
+    experts in fp8, the residual stream in bf16), as dse prices them: its own static
+    prefill of ``AUX_TOKENS`` tokens (``dse.explain``; the bytes do not depend on the
+    hardware, and every one of these operators is per token and memory-bound)."""
+    from dse.explain import explain
+    table, _ = explain(model="deepseek_r1", hardware="h200", tp=tp, serving="static",
+                       batch=1, input_tokens=AUX_TOKENS, output_tokens=2,
+                       weight_dtype="fp8", act_dtype="bf16", kv_dtype="fp8",
+                       quant="fp8_bf16_collectives")
+    ops = table[(table.phase == "prefill") & table.op.isin(MOE_AUX)]
+    if len(ops) != len(MOE_AUX) or not (ops.compute_s < ops.memory_s).all():
+        raise RuntimeError(f"fit_efficiency_curves.py: the MoE auxiliaries at tp {tp} are "
+                           f"not the {len(MOE_AUX)} memory-bound operators of MOE_AUX")
+    return float(ops.bytes.sum()) / AUX_TOKENS, len(ops)
+
+
+def moe_aux_seconds(hardware, tokens, tp) -> np.ndarray:
+    """dse's price [s] of the ``MOE_AUX`` operators of one DeepSeek MoE layer at
+    ``tokens`` on ``hardware`` (per row): each one kernel latency plus its bytes at the
+    preset's scalar memory efficiency, as the kernel prices an operator without a curve."""
+    from dse.config import load_hardware
+    load = functools.lru_cache(maxsize=None)(load_hardware)
+    out = np.empty(len(tokens))
+    for i, (h, t, p) in enumerate(zip(hardware, tokens, tp)):
+        hw = load(h)
+        per_token, n = moe_aux_bytes(int(p))
+        out[i] = n * hw.kernel_latency_s + per_token * t / (
+            hw.memory_bytes_per_s * hw.memory_efficiency)
+    return out
 
 
 def gemm_rows(hardware, library=None, engine_moe=True) -> pd.DataFrame:
@@ -96,6 +144,17 @@ def gemm_rows(hardware, library=None, engine_moe=True) -> pd.DataFrame:
         web = g.dtype.map({d: b for d, (b, _) in WEIGHT_ONLY.items()})
         byts = np.where(wo, g.groups * g.k * g.n * web + rows * 2.0 * (2 * g.k + g.n), byts)
     t = g.measured_time_s.fillna(flops / (g.measured_tflops * 1e12))
+    # DeepSeek's whole block-FP8 MoE (module docstring): 256 experts of 7168 inputs, n = 3 x
+    # 2048 / tp, m = tokens x 8 / 256; less what dse prices apart around the experts op
+    fused = (g.library.str.endswith("_moe") & (g.groups == 256) & (g.k == 7168)
+             & (g.dtype == "fp8")).to_numpy()
+    if fused.any():
+        aux = moe_aux_seconds(g.hardware[fused], 32 * g.m[fused], 6144 // g.n[fused])
+        t = t.to_numpy().copy()
+        t[fused] -= aux
+        if (t[fused] <= 0).any():
+            raise RuntimeError("fit_efficiency_curves.py: a MoE row is shorter than its "
+                               "auxiliary operators")
     dtype = g.dtype.replace({d: c for d, (_, c) in WEIGHT_ONLY.items()})
     op = np.where(wo, "moe_wo", np.where(g.groups > 1, "moe", "gemm"))
     return pd.DataFrame({"op": op, "groups": g.groups, "dtype": dtype,
@@ -277,7 +336,8 @@ replace the hardware preset's curve of the same name when this engine serves on 
 Written by `python benchmarks/fit_efficiency_curves.py --write`: do not edit by hand.
 moe_compute: the routed experts' grouped kernel ({kernel}), fitted to the block-FP8
 DeepSeek-V3/R1 MoE timings NVIDIA's aiconfigurator collected for this engine on each GPU
-(configs/kernels/gemm.csv, library {libraries}; configs/kernels/README.md, source 7)."""
+(configs/kernels/gemm.csv, library {libraries}; configs/kernels/README.md, source 7), each
+less dse's price of the operators it prices apart around the experts op."""
 
 
 def engine_plans() -> dict:
