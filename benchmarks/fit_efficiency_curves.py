@@ -50,9 +50,9 @@ curves"):
 - mi300x: MI325X's curves (an assumption: the same CDNA 3 compute dies and peak rates,
   and HBM3 reached at the same share of its 5.3 TB/s as MI325X's HBM3E of its 6 TB/s).
 
-The whole-MoE timings (DeepSeek's block-FP8 routed experts) time the fused kernel: routing,
-permutation, the activations' quantization, both grouped GEMMs, the activation and the
-weighted sum. dse prices the experts op and, apart, the operators around it
+The whole-MoE timings (DeepSeek's block-FP8 routed experts, gpt-oss's weight-only MXFP4
+ones) time the fused kernel: routing, permutation, the activations' quantization (block-
+FP8), both grouped GEMMs, the activation and the weighted sum. dse prices the experts op and, apart, the operators around it
 (``MOE_AUX``): each row's fitted time is its measured time less dse's price of those
 (:func:`moe_aux_seconds`), so the experts op plus its operators add up to the measured
 fused kernel instead of counting the operators twice.
@@ -82,41 +82,51 @@ WEIGHT_ONLY = {"w4a16_mxfp4": (0.5 + 1 / 16, "bf16")}  # priced as dse's fp4 (DT
 WO_LIBRARY = ("trtllm_triton_mxfp4_w4a16_moe",)
 # the operators dse prices around a routed-experts op that a fused MoE kernel runs inside
 # (dse/compile.py _ffn_ops): routing, permutation, the activations' quantization before
-# each grouped GEMM, the activation, the weighted sum of the k expert outputs
+# each grouped GEMM (none for experts computing in the residual stream's precision), the
+# activation, the weighted sum of the k expert outputs
 MOE_AUX = ("moe_topk", "moe_align", "experts_quant", "experts_act", "experts_down_quant",
            "moe_sum")
 AUX_TOKENS = 1024  # the prefill whose operators give the auxiliaries' bytes per token
+# the models and precisions of the whole-MoE rows, as dse's validation rows price them:
+# DeepSeek-V3/R1 block-FP8, gpt-oss-120b's MXFP4 experts with bf16 activations
+AUX_MODELS = {
+    "deepseek": dict(model="deepseek_r1", weight_dtype="fp8", act_dtype="bf16",
+                     kv_dtype="fp8", quant="fp8_bf16_collectives"),
+    "gpt_oss": dict(model="gpt_oss_120b", weight_dtype="bf16", act_dtype="bf16",
+                    kv_dtype="bf16", quant="mxfp4_experts_bf16_attention"),
+}
 
 
 @functools.lru_cache(maxsize=None)
-def moe_aux_bytes(tp: int) -> tuple[float, int]:
-    """(bytes per token, operators) of DeepSeek-V3/R1's routed-experts auxiliaries
-    (``MOE_AUX``) in one MoE layer at tensor parallelism ``tp``, block-FP8 (weights and
-    experts in fp8, the residual stream in bf16), as dse prices them: its own static
-    prefill of ``AUX_TOKENS`` tokens (``dse.explain``; the bytes do not depend on the
-    hardware, and every one of these operators is per token and memory-bound)."""
+def moe_aux_bytes(model: str, tp: int, ep: int = 1) -> tuple[float, int]:
+    """(bytes per token, operators) of the routed-experts auxiliaries (``MOE_AUX``) in one
+    MoE layer of ``AUX_MODELS[model]`` at tensor parallelism ``tp`` and expert parallelism
+    ``ep`` (inside the tp group: every device holds every token), as dse prices them: its
+    own static prefill of ``AUX_TOKENS`` tokens (``dse.explain``; the bytes do not depend
+    on the hardware, and every one of these operators is per token and memory-bound)."""
     from dse.explain import explain
-    table, _ = explain(model="deepseek_r1", hardware="h200", tp=tp, serving="static",
-                       batch=1, input_tokens=AUX_TOKENS, output_tokens=2,
-                       weight_dtype="fp8", act_dtype="bf16", kv_dtype="fp8",
-                       quant="fp8_bf16_collectives")
+    table, _ = explain(hardware="h200", tp=tp, ep=ep, serving="static", batch=1,
+                       input_tokens=AUX_TOKENS, output_tokens=2, **AUX_MODELS[model])
     ops = table[(table.phase == "prefill") & table.op.isin(MOE_AUX)]
-    if len(ops) != len(MOE_AUX) or not (ops.compute_s < ops.memory_s).all():
-        raise RuntimeError(f"fit_efficiency_curves.py: the MoE auxiliaries at tp {tp} are "
-                           f"not the {len(MOE_AUX)} memory-bound operators of MOE_AUX")
+    always = {"moe_topk", "moe_align", "experts_act", "moe_sum"}
+    if not always <= set(ops.op) or not (ops.compute_s < ops.memory_s).all():
+        raise RuntimeError(f"fit_efficiency_curves.py: the MoE auxiliaries of {model} at tp "
+                           f"{tp}, ep {ep} are not memory-bound operators of MOE_AUX")
     return float(ops.bytes.sum()) / AUX_TOKENS, len(ops)
 
 
-def moe_aux_seconds(hardware, tokens, tp) -> np.ndarray:
-    """dse's price [s] of the ``MOE_AUX`` operators of one DeepSeek MoE layer at
-    ``tokens`` on ``hardware`` (per row): each one kernel latency plus its bytes at the
-    preset's scalar memory efficiency, as the kernel prices an operator without a curve."""
+def moe_aux_seconds(hardware, tokens, tp, ep=None, model="deepseek") -> np.ndarray:
+    """dse's price [s] of the ``MOE_AUX`` operators of one MoE layer of ``model`` at
+    ``tokens`` on ``hardware`` (per row; ``ep`` per row, default 1): each one kernel
+    latency plus its bytes at the preset's scalar memory efficiency, as the kernel prices
+    an operator without a curve."""
     from dse.config import load_hardware
     load = functools.lru_cache(maxsize=None)(load_hardware)
+    ep = [1] * len(tokens) if ep is None else ep
     out = np.empty(len(tokens))
-    for i, (h, t, p) in enumerate(zip(hardware, tokens, tp)):
+    for i, (h, t, p, e) in enumerate(zip(hardware, tokens, tp, ep)):
         hw = load(h)
-        per_token, n = moe_aux_bytes(int(p))
+        per_token, n = moe_aux_bytes(model, int(p), int(e))
         out[i] = n * hw.kernel_latency_s + per_token * t / (
             hw.memory_bytes_per_s * hw.memory_efficiency)
     return out
@@ -143,18 +153,24 @@ def gemm_rows(hardware, library=None, engine_moe=True) -> pd.DataFrame:
         # expert's GEMMs (n)
         web = g.dtype.map({d: b for d, (b, _) in WEIGHT_ONLY.items()})
         byts = np.where(wo, g.groups * g.k * g.n * web + rows * 2.0 * (2 * g.k + g.n), byts)
-    t = g.measured_time_s.fillna(flops / (g.measured_tflops * 1e12))
-    # DeepSeek's whole block-FP8 MoE (module docstring): 256 experts of 7168 inputs, n = 3 x
-    # 2048 / tp, m = tokens x 8 / 256; less what dse prices apart around the experts op
+    t = g.measured_time_s.fillna(flops / (g.measured_tflops * 1e12)).to_numpy().copy()
+    # the whole fused-MoE rows less what dse prices apart around the experts op (module
+    # docstring). DeepSeek's block-FP8 MoE: 256 experts of 7168 inputs, n = 3 x 2048 / tp,
+    # m = tokens x 8 / 256. gpt-oss-120b's (weight-only): 128 experts, top-4, one rank of
+    # ep = 128 / its most experts, groups = the distinct experts it is sent, m = its
+    # copies 4 tokens / ep over them
     fused = (g.library.str.endswith("_moe") & (g.groups == 256) & (g.k == 7168)
              & (g.dtype == "fp8")).to_numpy()
     if fused.any():
-        aux = moe_aux_seconds(g.hardware[fused], 32 * g.m[fused], 6144 // g.n[fused])
-        t = t.to_numpy().copy()
-        t[fused] -= aux
-        if (t[fused] <= 0).any():
-            raise RuntimeError("fit_efficiency_curves.py: a MoE row is shorter than its "
-                               "auxiliary operators")
+        t[fused] -= moe_aux_seconds(g.hardware[fused], 32 * g.m[fused], 6144 // g.n[fused])
+    if wo.any():
+        w = g[wo]
+        ep = (128 // w.groups.groupby(w.hardware).transform("max")).to_numpy()
+        t[wo] -= moe_aux_seconds(w.hardware, w.m.to_numpy() * w.groups.to_numpy() * ep / 4,
+                                 ep, ep, model="gpt_oss")
+    if (t[fused | wo] <= 0).any():
+        raise RuntimeError("fit_efficiency_curves.py: a MoE row is shorter than its "
+                           "auxiliary operators")
     dtype = g.dtype.replace({d: c for d, (_, c) in WEIGHT_ONLY.items()})
     op = np.where(wo, "moe_wo", np.where(g.groups > 1, "moe", "gemm"))
     return pd.DataFrame({"op": op, "groups": g.groups, "dtype": dtype,

@@ -77,3 +77,25 @@ def test_the_whole_moe_rows_are_fitted_less_the_operators_dse_prices_apart(scrip
     assert at.sum() == 1
     assert rows.latency_s.to_numpy()[at][0] == pytest.approx(
         g.measured_time_s.to_numpy()[at][0] - price, rel=1e-12)
+
+
+def test_the_weight_only_moe_rows_come_off_their_operators_too(script):
+    # gpt-oss's MXFP4 experts (bf16 activations: no quantization kernels): routing,
+    # permutation, activation and weighted sum; H100's rows are one rank of ep 2 (tp 2:
+    # every device holds every token), so 8 tokens send it 4 x 8 / 2 = 16 copies
+    from dse.explain import explain
+    table, _ = explain(model="gpt_oss_120b", hardware="h100_sxm", tp=2, ep=2,
+                       serving="static", batch=1, input_tokens=8, output_tokens=2,
+                       weight_dtype="bf16", act_dtype="bf16", kv_dtype="bf16",
+                       quant="mxfp4_experts_bf16_attention")
+    ops = table[(table.phase == "prefill") & table.op.isin(script.MOE_AUX)]
+    assert set(ops.op) == {"moe_topk", "moe_align", "experts_act", "moe_sum"}
+    price = script.moe_aux_seconds(["h100_sxm"], [8], [2], [2], model="gpt_oss")[0]
+    assert price == pytest.approx(float(ops.time_s.sum()), rel=1e-9)
+    rows = script.gemm_rows(["h100_sxm"], script.WO_LIBRARY)
+    g = pd.read_csv(ROOT / "configs" / "kernels" / "gemm.csv")
+    g = g[(g.hardware == "h100_sxm") & g.library.isin(script.WO_LIBRARY)]
+    at = ((g.groups * g.m) == 16).to_numpy()  # 8 tokens: 16 copies on this rank
+    assert at.sum() == 1
+    assert rows.latency_s.to_numpy()[at][0] == pytest.approx(
+        g.measured_time_s.to_numpy()[at][0] - price, rel=1e-12)
