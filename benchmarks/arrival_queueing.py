@@ -60,6 +60,10 @@ def main():
                     help="requests per client in each simulated run")
     ap.add_argument("--rows", type=int, default=0, help="only the first N rows (0: all)")
     args = ap.parse_args()
+    if not 0.0 < args.ratio <= 1.0:
+        ap.error(f"--ratio {args.ratio:g}: lengths are uniform in [r L, L]: r in (0, 1]")
+    if args.prompts < 3:
+        ap.error(f"--prompts {args.prompts}: at least 3 (2 per client are the warm-up)")
     rows, _ = validate(load_measured(args.csv), source=args.csv,
                        base_dir=Path(args.csv).parent, protocol=False)
     rows = rows[(rows["serving"] == "continuous") & rows["feasible"].astype(bool)
