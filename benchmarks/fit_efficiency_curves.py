@@ -98,6 +98,13 @@ AUX_MODELS = {
 
 
 @functools.lru_cache(maxsize=None)
+def preset(name: str):
+    """The bundled hardware preset ``name`` (read once)."""
+    from dse.config import load_hardware
+    return load_hardware(name)
+
+
+@functools.lru_cache(maxsize=None)
 def moe_aux_bytes(model: str, tp: int, ep: int = 1) -> tuple[float, int]:
     """(bytes per token, operators) of the routed-experts auxiliaries (``MOE_AUX``) in one
     MoE layer of ``AUX_MODELS[model]`` at tensor parallelism ``tp`` and expert parallelism
@@ -120,12 +127,10 @@ def moe_aux_seconds(hardware, tokens, tp, ep=None, model="deepseek") -> np.ndarr
     ``tokens`` on ``hardware`` (per row; ``ep`` per row, default 1): each one kernel
     latency plus its bytes at the preset's scalar memory efficiency, as the kernel prices
     an operator without a curve."""
-    from dse.config import load_hardware
-    load = functools.lru_cache(maxsize=None)(load_hardware)
     ep = [1] * len(tokens) if ep is None else ep
     out = np.empty(len(tokens))
     for i, (h, t, p, e) in enumerate(zip(hardware, tokens, tp, ep)):
-        hw = load(h)
+        hw = preset(h)
         per_token, n = moe_aux_bytes(model, int(p), int(e))
         out[i] = n * hw.kernel_latency_s + per_token * t / (
             hw.memory_bytes_per_s * hw.memory_efficiency)

@@ -55,47 +55,43 @@ def test_cdna3_and_cdna4_curves_come_from_amd_kernel_rows(fits):
         assert max(result.curves["gemm_memory"][1]) < 0.8
 
 
+def _aux_check(script, hardware, libraries, row, tokens, tp, ep, model, explained, ops):
+    """The fit's price of the MoE operators dse prices apart equals dse explain's prefill
+    rows of them (``explained``: explain's axes; ``ops``: the operators expected), and the
+    fitted time of the kernel row picked by ``row`` (a function of gemm.csv's rows) is its
+    measured time less that price."""
+    from dse.explain import explain
+    table, _ = explain(hardware=hardware, tp=tp, ep=ep, serving="static", batch=1,
+                       input_tokens=tokens, output_tokens=2, **explained)
+    found = table[(table.phase == "prefill") & table.op.isin(script.MOE_AUX)]
+    assert set(found.op) == ops
+    price = script.moe_aux_seconds([hardware], [tokens], [tp], [ep], model=model)[0]
+    assert price == pytest.approx(float(found.time_s.sum()), rel=1e-9)
+    fitted = script.gemm_rows([hardware], libraries)
+    g = pd.read_csv(ROOT / "configs" / "kernels" / "gemm.csv")
+    g = g[(g.hardware == hardware) & g.library.isin(libraries)]
+    at = row(g).to_numpy()
+    assert at.sum() == 1
+    assert fitted.latency_s.to_numpy()[at][0] == pytest.approx(
+        g.measured_time_s.to_numpy()[at][0] - price, rel=1e-12)
+
+
 def test_the_whole_moe_rows_are_fitted_less_the_operators_dse_prices_apart(script):
     # aiconfigurator's DeepSeek MoE rows time the fused kernel (routing, quantization,
     # activation and weighted sum inside); dse prices those as operators of their own, so
-    # the fit's target is the measured time less dse's own price of them: the operators'
-    # prefill rows in dse explain, here at a token count and on hardware the fit's
-    # bytes-per-token table was not read at
-    from dse.explain import explain
-    table, _ = explain(model="deepseek_r1", hardware="b200", tp=4, serving="static",
-                       batch=1, input_tokens=4096, output_tokens=2, weight_dtype="fp8",
-                       act_dtype="bf16", kv_dtype="fp8", quant="fp8_bf16_collectives")
-    ops = table[(table.phase == "prefill") & table.op.isin(script.MOE_AUX)]
-    assert len(ops) == len(script.MOE_AUX)
-    price = script.moe_aux_seconds(["b200"], [4096], [4])[0]
-    assert price == pytest.approx(float(ops.time_s.sum()), rel=1e-9)
-    # a B200 row at tp 4 (n = 3 x 2048 / 4) and 4096 tokens (m = 4096 x 8 / 256)
-    rows = script.gemm_rows(["b200"], ["trtllm_deepgemm_fp8_block_moe"])
-    g = pd.read_csv(ROOT / "configs" / "kernels" / "gemm.csv")
-    g = g[(g.hardware == "b200") & (g.library == "trtllm_deepgemm_fp8_block_moe")]
-    at = ((g.n == 1536) & (g.m == 128)).to_numpy()
-    assert at.sum() == 1
-    assert rows.latency_s.to_numpy()[at][0] == pytest.approx(
-        g.measured_time_s.to_numpy()[at][0] - price, rel=1e-12)
+    # the fit's target is the measured time less dse's own price of them, here at a token
+    # count and on hardware the fit's bytes-per-token table was not read at: a B200 row
+    # at tp 4 (n = 3 x 2048 / 4) and 4096 tokens (m = 4096 x 8 / 256)
+    _aux_check(script, "b200", ["trtllm_deepgemm_fp8_block_moe"],
+               lambda g: (g.n == 1536) & (g.m == 128), 4096, 4, 1, "deepseek",
+               script.AUX_MODELS["deepseek"], set(script.MOE_AUX))
 
 
 def test_the_weight_only_moe_rows_come_off_their_operators_too(script):
     # gpt-oss's MXFP4 experts (bf16 activations: no quantization kernels): routing,
     # permutation, activation and weighted sum; H100's rows are one rank of ep 2 (tp 2:
     # every device holds every token), so 8 tokens send it 4 x 8 / 2 = 16 copies
-    from dse.explain import explain
-    table, _ = explain(model="gpt_oss_120b", hardware="h100_sxm", tp=2, ep=2,
-                       serving="static", batch=1, input_tokens=8, output_tokens=2,
-                       weight_dtype="bf16", act_dtype="bf16", kv_dtype="bf16",
-                       quant="mxfp4_experts_bf16_attention")
-    ops = table[(table.phase == "prefill") & table.op.isin(script.MOE_AUX)]
-    assert set(ops.op) == {"moe_topk", "moe_align", "experts_act", "moe_sum"}
-    price = script.moe_aux_seconds(["h100_sxm"], [8], [2], [2], model="gpt_oss")[0]
-    assert price == pytest.approx(float(ops.time_s.sum()), rel=1e-9)
-    rows = script.gemm_rows(["h100_sxm"], script.WO_LIBRARY)
-    g = pd.read_csv(ROOT / "configs" / "kernels" / "gemm.csv")
-    g = g[(g.hardware == "h100_sxm") & g.library.isin(script.WO_LIBRARY)]
-    at = ((g.groups * g.m) == 16).to_numpy()  # 8 tokens: 16 copies on this rank
-    assert at.sum() == 1
-    assert rows.latency_s.to_numpy()[at][0] == pytest.approx(
-        g.measured_time_s.to_numpy()[at][0] - price, rel=1e-12)
+    _aux_check(script, "h100_sxm", list(script.WO_LIBRARY),
+               lambda g: g.groups * g.m == 16, 8, 2, 2, "gpt_oss",
+               script.AUX_MODELS["gpt_oss"],
+               {"moe_topk", "moe_align", "experts_act", "moe_sum"})
