@@ -26,29 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dse.engines import replica_limits
-from dse.kernels.simulate import simulate
-from dse.simulation import point
-from dse.validate import PROTOCOL_AXES, load_measured, validate
+from dse.validate import load_measured, simulated_run, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def simulated_ttft(row, ratio: float, prompts: int, stagger: bool) -> float:
-    grid = {c: (row[c].item() if isinstance(row[c], np.generic) else row[c])
-            for c in PROTOCOL_AXES}
-    _, iteration_time, engine, slots = point(**grid)
-    longest = [max(int(round(2.0 * grid[c] / (1.0 + ratio))), 1)
-               for c in ("input_tokens", "output_tokens")]
-    budget, running = replica_limits(engine, grid["max_batched_tokens"], grid["attention_dp"])
-    b = int(grid["batch"])
-    n = prompts * b
-    sim = simulate(iteration_time, b, *longest, budget, engine.chunked_prefill,
-                   engine.mixed_prefill, running, int(slots), engine.request_overhead_s,
-                   engine.iteration_overhead_s, n_requests=n - 2 * b, warmup=2 * b,
-                   max_requests=n, seed=1, length_ratio=ratio, stagger=stagger,
-                   admission_interval=grid["admission_interval"] or engine.admission_interval)
-    return sim["ttft_s"]
+    """TTFT [s] of ``prompts`` requests per client after a warm-up of 2 per client."""
+    b = int(row["batch"])
+    return simulated_run(row, prompts * b, ratio, warmup=2 * b, stagger=stagger)["ttft_s"]
 
 
 def main():

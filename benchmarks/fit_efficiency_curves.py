@@ -52,10 +52,11 @@ curves"):
 
 The whole-MoE timings (DeepSeek's block-FP8 routed experts, gpt-oss's weight-only MXFP4
 ones) time the fused kernel: routing, permutation, the activations' quantization (block-
-FP8), both grouped GEMMs, the activation and the weighted sum. dse prices the experts op and, apart, the operators around it
-(``MOE_AUX``): each row's fitted time is its measured time less dse's price of those
-(:func:`moe_aux_seconds`), so the experts op plus its operators add up to the measured
-fused kernel instead of counting the operators twice.
+FP8), both grouped GEMMs, the activation and the weighted sum. dse prices the experts op
+and, apart, the operators around it (``MOE_AUX``): each row's fitted time is its
+measured time less dse's price of those (:func:`moe_aux_seconds`), so the experts op
+plus its operators add up to the measured fused kernel instead of counting the operators
+twice.
 """
 from __future__ import annotations
 

@@ -394,15 +394,16 @@ PROTOCOL_AXES = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "
                  "output_tokens")
 
 
-def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, float] | None:
-    """Mean (TTFT, TPOT) [s] of a continuous row's benchmark run, or None where not one
-    request fits in memory: ``num_prompts`` prompts from ``batch`` clients (at most one per
-    prompt) that all start together on an idle server and stop once all prompts are sent
-    (the last requests run with fewer clients left), each request's lengths uniform in
-    [r L, L] (r = ``length_ratio``, L such that the row's input/output tokens are the
-    means: L = 2 mean / (1 + r)), the means over all ``num_prompts`` requests. The reference simulator (``dse.kernels.simulate``) steps the row's own
-    per-iteration physics (:func:`dse.simulation.point`), admission, chunked prefill and
-    decode included."""
+def simulated_run(row, prompts: int, ratio: float, warmup: int = 0, stagger: bool = False,
+                  base_dir=None, source: str = "<table>") -> dict | None:
+    """The reference simulator's metrics (``dse.kernels.simulate``) of a continuous row's
+    configuration served to ``prompts`` prompts in all from ``batch`` clients (at most one
+    per prompt) that start together (``stagger``: their first requests' ends spread out)
+    and stop once all prompts are sent, each request's lengths uniform in [r L, L] (r =
+    ``ratio``, L such that the row's input/output tokens are the means: L = 2 mean /
+    (1 + r)), measured after the first ``warmup`` requests finish; None where not one
+    request fits in memory. The simulator steps the row's own per-iteration physics
+    (:func:`dse.simulation.point`), admission, chunked prefill and decode included."""
     from .engines import replica_limits
     from .kernels.simulate import simulate
     from .simulation import point
@@ -411,17 +412,25 @@ def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, fl
     _, iteration_time, engine, slots = point(base_dir=base_dir, source=source, **grid)
     if slots < 1:
         return None
-    r = float(row["length_ratio"])
-    longest = [max(int(round(2.0 * grid[c] / (1.0 + r))), 1)
+    longest = [max(int(round(2.0 * grid[c] / (1.0 + ratio))), 1)
                for c in ("input_tokens", "output_tokens")]
-    n = int(row["num_prompts"])
     budget, running = replica_limits(engine, grid["max_batched_tokens"], grid["attention_dp"])
-    sim = simulate(iteration_time, min(grid["batch"], n), *longest, budget,
-                   engine.chunked_prefill, engine.mixed_prefill, running,
-                   int(slots), engine.request_overhead_s, engine.iteration_overhead_s,
-                   n_requests=n, max_requests=n, warmup=0, seed=1, length_ratio=r,
-                   admission_interval=grid["admission_interval"] or engine.admission_interval)
-    return sim["ttft_s"], sim["tpot_s"]
+    return simulate(iteration_time, min(grid["batch"], prompts), *longest, budget,
+                    engine.chunked_prefill, engine.mixed_prefill, running,
+                    int(slots), engine.request_overhead_s, engine.iteration_overhead_s,
+                    n_requests=prompts - warmup, max_requests=prompts, warmup=warmup,
+                    seed=1, length_ratio=ratio, stagger=stagger,
+                    admission_interval=grid["admission_interval"] or engine.admission_interval)
+
+
+def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, float] | None:
+    """Mean (TTFT, TPOT) [s] of a continuous row's benchmark run, or None where not one
+    request fits in memory: its ``num_prompts`` prompts at its ``length_ratio``, the means
+    over all of them (:func:`simulated_run` without a warm-up: the run's clients start
+    together on an idle server, and the last requests run with fewer clients left)."""
+    sim = simulated_run(row, int(row["num_prompts"]), float(row["length_ratio"]),
+                        base_dir=base_dir, source=source)
+    return None if sim is None else (sim["ttft_s"], sim["tpot_s"])
 
 
 def _error_pct(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
