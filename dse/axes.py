@@ -143,9 +143,8 @@ AXES = (
     # benchmark run fixes, like the token budget)
     _int("admission_interval", "strategy", 13, 1 << 12,
          "continuous: decode iterations between the scheduler's admissions of new requests "
-         "while it is busy (SGLang --scheduler-recv-interval times "
-         "--num-continuous-decode-steps; 0: the engine's default, 1 for every bundled "
-         "engine)", default=(0,), minimum=0),
+         "while it is busy (SGLang --scheduler-recv-interval; 0: the engine's default, 1 "
+         "for every bundled engine)", default=(0,), minimum=0),
     # speculative decoding: gamma draft tokens per step (the model's MTP module drafts;
     # 0: off), verified in one target pass; the per-token acceptance rate sets the expected
     # tokens per step (a workload property, so a group axis)

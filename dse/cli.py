@@ -325,10 +325,11 @@ def cmd_list(args) -> int:
         engines = [load_engine(name) for name in bundled_names("engines")]
         w = max([len("name")] + [len(e.name) for e in engines])
         # limits: the budget and running cap hold per attention-DP rank or for the replica;
-        # kernels: the engine's own kernel set (configs/engine_kernels/), "-": none
+        # kernels: the engine's own kernel set (configs/engine_kernels/), "-": none;
+        # overlap: whether the scheduler forms the next batch while one runs
         print(f"{'name':<{w}} {'request s':>9} {'iteration s':>11} {'eager op s':>10} "
               f"{'chunked':>7} {'mixed':>5} {'budget':>6} {'max running':>11} {'limits':>7}"
-              f" {'kernels':>7}  description")
+              f" {'kernels':>7} {'overlap':>7}  description")
         for e in engines:
             print(f"{e.name:<{w}} {e.request_overhead_s:>9.4g} {e.iteration_overhead_s:>11.4g} "
                   f"{e.eager_op_s:>10.3g} "
@@ -336,7 +337,7 @@ def cmd_list(args) -> int:
                   f"{'yes' if e.mixed_prefill else 'no':>5} {e.max_batched_tokens or '-':>6} "
                   f"{e.max_running_requests or '-':>11} "
                   f"{'rank' if e.per_rank_limits else 'replica':>7} {e.kernels or '-':>7}"
-                  f"  {e.description}")
+                  f" {'yes' if e.overlap_scheduling else 'no':>7}  {e.description}")
     elif args.what == "quant":
         # the precision recipes: per operator class weight/activation precision ("-": the
         # grid's weight_dtype / act_dtype / kv_dtype)

@@ -38,7 +38,7 @@ class Engine:
     # --disable-cuda-graph or early TensorRT-LLM PyTorch-backend defaults run)
     decode_cuda_graphs: bool = True
     # decode iterations between admissions of new requests while busy (SGLang
-    # --scheduler-recv-interval x --num-continuous-decode-steps); 1: every iteration
+    # --scheduler-recv-interval); 1: every iteration
     admission_interval: int = 1
     # how the engine sizes its KV cache (KV_MEMORY_RULES) from a share of device memory:
     # ((smallest tp, fraction), ...) ascending, the last whose tp <= the point's applies;
@@ -49,6 +49,11 @@ class Engine:
     # rank schedules its own requests: TensorRT-LLM, vLLM) rather than for the replica
     # (SGLang divides its chunked_prefill_size among the ranks)
     per_rank_limits: bool = False
+    # overlap scheduling: the scheduler forms the next batch while the current one runs
+    # (SGLang's overlap event loop, TensorRT-LLM's overlap scheduler, vLLM's async
+    # scheduling), so a request arriving while the engine is busy misses the batch
+    # already formed and waits one more iteration for admission
+    overlap_scheduling: bool = False
     # the engine's own kernels (``kernels``: a set of configs/engine_kernels/): efficiency
     # curves per hardware preset name, {hardware: {curve: (work, efficiency)}}, which
     # replace that hardware preset's curves of the same name when this engine serves on
@@ -85,7 +90,7 @@ def _count(data, key, src) -> int:
 #   after the weights and a profiling forward pass)
 KV_MEMORY_RULES = ("budget", "static", "free")
 OPTIONAL = ("eager_op_s", "admission_interval", "kv_memory", "memory_fraction",
-            "decode_cuda_graphs", "per_rank_limits", "kernels")
+            "decode_cuda_graphs", "per_rank_limits", "overlap_scheduling", "kernels")
 FIELDS = ("request_overhead_s", "iteration_overhead_s", "chunked_prefill", "mixed_prefill",
           "max_batched_tokens", "max_running_requests")
 
@@ -118,6 +123,8 @@ def parse_engine(data: dict, src: str, text: str = "", base_dir: Path | None = N
         memory_fraction=_memory_fraction(data, src),
         per_rank_limits=(_bool(data, "per_rank_limits", src)
                          if "per_rank_limits" in data else False),
+        overlap_scheduling=(_bool(data, "overlap_scheduling", src)
+                            if "overlap_scheduling" in data else False),
         kernels=str(data.get("kernels", "")),
         kernel_curves=(load_kernel_set(data["kernels"], base_dir, src)
                        if "kernels" in data else {}),

@@ -245,6 +245,7 @@ def engine_table(engines) -> np.ndarray:
         table[i, L.EN_ADMISSION_INTERVAL] = e.admission_interval
         table[i, L.EN_EAGER_DECODE] = float(not e.decode_cuda_graphs)
         table[i, L.EN_PER_RANK] = float(e.per_rank_limits)
+        table[i, L.EN_OVERLAP] = float(e.overlap_scheduling)
     return table
 
 

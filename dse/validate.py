@@ -420,7 +420,8 @@ def simulated_run(row, prompts: int, ratio: float, warmup: int = 0, stagger: boo
                     int(slots), engine.request_overhead_s, engine.iteration_overhead_s,
                     n_requests=prompts - warmup, max_requests=prompts, warmup=warmup,
                     seed=1, length_ratio=ratio, stagger=stagger,
-                    admission_interval=grid["admission_interval"] or engine.admission_interval)
+                    admission_interval=grid["admission_interval"] or engine.admission_interval,
+                    overlap=engine.overlap_scheduling)
 
 
 def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, float] | None:

@@ -37,7 +37,7 @@ from .serving import (LANES, N_COMP, N_TERMS, N_UNITS, N_VTIMES, V_OUT, V_PATH, 
                       structure_units_into, term_seconds, terms_seconds, unit_times)
 from .layout import (CURVE_ATTENTION_COMPUTE, CURVE_ATTENTION_MEMORY, DECODE,
                      EN_EAGER_DECODE, EN_EAGER_OP_S, EN_ITERATION_OVERHEAD_S, FP32, EN_MIXED,
-                     EN_REQUEST_OVERHEAD_S,
+                     EN_OVERLAP, EN_REQUEST_OVERHEAD_S,
                      HW_COMPUTE_EFF, HW_HOST_BYTES_PER_S, HW_KERNEL_LATENCY_S,
                      HW_MEMORY_BYTES_PER_S, BOUND_HOST,
                      HW_MEMORY_EFF, HW_NETWORK_EFF, HW_SCALEOUT_BYTES_PER_S,
@@ -485,6 +485,7 @@ def _continuous(engine_hw, i_e, rates, prog_dec, n_dec, prog_pre, n_pre, engine,
         dtype_bits, v[K_IMBALANCE], v[K_GAMMA], v[K_LORA_RANK], v[K_LORA_ADAPTERS],
         v[K_CP], u_dec, u_pre, partner, shared)
     request_s = engine[EN_REQUEST_OVERHEAD_S]
+    overlap = engine[EN_OVERLAP]
     iteration_s = engine[EN_ITERATION_OVERHEAD_S]
     eager_s = engine[EN_EAGER_OP_S]
     eager_dec = eager_s * engine[EN_EAGER_DECODE]  # decode-only iterations: 0 when graphed
@@ -577,7 +578,7 @@ def _continuous(engine_hw, i_e, rates, prog_dec, n_dec, prog_pre, n_pre, engine,
                                              eager_s), ht) + iteration_s
                     first, seen, rate = serve_times(t_dec, t_mix, b, r, lam, f, prompts,
                                                     chunks, prefill_iters, n_it, mixed,
-                                                    request_s, interval)
+                                                    request_s, interval, overlap)
                     idx = ((h * n_struct + st) * nout + o) * n_whatif + members[j]
                     ttft[idx] = first
                     tpot[idx] = seen / per_step
@@ -1013,7 +1014,7 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
         op_mix[n_dec + j, 1] = vt_pre[j, V_PATH] if not shared[j] else 0.0
     first, seen, rate = serve_times(t_dec, t_mix, v[K_BATCH], r, lam, f, prompts, chunks,
                                     prefill_iters, n_it, mixed, engine[EN_REQUEST_OVERHEAD_S],
-                                    interval)
+                                    interval, engine[EN_OVERLAP])
     # what a request waits beyond the engine's request overhead and its own prefill
     # iterations: arrival phase, admission interval, KV-capacity queue (a difference of
     # sums: never below 0, where there is no wait it may round to -1e-18)

@@ -200,7 +200,8 @@ EN_EAGER_OP_S = 5       # host seconds per operator launch of an eager (ungraphe
 EN_ADMISSION_INTERVAL = 6  # default decode iterations between admissions of new requests
 EN_EAGER_DECODE = 7     # 1: decode-only iterations run eagerly too (no CUDA graphs)
 EN_PER_RANK = 8         # 1: the token budget and running cap hold per attention-DP rank
-ENGINE_FIELDS = 9
+EN_OVERLAP = 9          # 1: overlap scheduling (the next batch is formed while one runs)
+ENGINE_FIELDS = 10
 
 # --- outputs ---------------------------------------------------------------------------
 BOUND_NAMES = ("compute", "memory", "network", "host_link")

@@ -371,7 +371,8 @@ def _serve(engine_hw, rates, program, n_op, engines, quants, pt, dtype_bytes, dt
     t_mix = t_iter["mix"]
     first, seen = _serve_times(t_dec, t_mix, b, r, st["lam"], f, pi, chunks,
                                st["prefill_iters"], n_it, mixed,
-                               eng[:, L.EN_REQUEST_OVERHEAD_S], interval)
+                               eng[:, L.EN_REQUEST_OVERHEAD_S], interval,
+                               eng[:, L.EN_OVERLAP])
     seen = seen / per_step  # per output token
     w_dec = np.where(mixed, 1 - f, 1.0)
     acc = w_dec * np.where(has_dec, won["dec"], 0.0) + f * won["mix"]
@@ -412,9 +413,10 @@ def _serve_weights(r, f, pi, chunks, prefill_iters, n, mixed):
 
 
 def _serve_times(t_dec, t_mix, b, r, lam, f, pi, chunks, prefill_iters, n, mixed, request_s,
-                 interval):
+                 interval, overlap):
     """TTFT and TPOT of the steady state (README "Continuous serving"); ``interval``:
-    iterations between the scheduler's admissions while it is busy."""
+    iterations between the scheduler's admissions while it is busy; ``overlap``: 1 where
+    the engine forms the next batch while one runs."""
     # mixed engines: decodes ride every iteration, a share f carries prefill; a decoding
     # request sees the others' prefill only
     step = (1 - f) * t_dec + f * t_mix
@@ -432,8 +434,9 @@ def _serve_times(t_dec, t_mix, b, r, lam, f, pi, chunks, prefill_iters, n, mixed
                              lam / t_mix))
     offset = np.where(mixed, 0.5 * step, np.where(separate, 0.5 * t_dec, 0.5 * t_mix))
     # waiting for the next admission: half an iteration of arrival phase (with a request
-    # overhead) and half of each further iteration of the admission interval
-    waits = np.where(request_s > 0, 1.0, 0.0) + interval - 1.0
+    # overhead) and half of each further iteration of the admission interval; overlap
+    # scheduling: the whole iteration formed before the admission
+    waits = np.where(request_s > 0, 1.0, 0.0) + interval - 1.0 + 2.0 * overlap
     first = prefill + request_s + np.where(b > 1, waits * offset, 0.0) \
         + np.where(b > r, (b - r) / rate, 0.0)
     return first, np.where(n > 0, seen, t_mix)

@@ -27,6 +27,8 @@ event by event and the tests check this closed form against it):
          iteration of arrival offset when a request overhead shifts arrivals
          + (interval - 1) / 2 iterations when the scheduler admits new requests only
          every ``interval`` iterations (the admission_interval axis)
+         + one iteration with overlap scheduling (the batch after the arrival was formed
+         before it)
 
 Costs: each operator's FLOPs and bytes are linear in the iteration's tokens (weights once,
 per token, per touched sequence, per attended context position), taken from
@@ -735,13 +737,15 @@ def serve_weights(r, f, prompts, chunks, prefill_iters, n, mixed):
 
 @njit(cache=True)
 def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, mixed,
-                request_s, interval=1.0):
+                request_s, interval=1.0, overlap=0.0):
     """(ttft, tpot, completions per second) of the steady state from the two iterations'
     times (overheads included): module docstring, the weights :func:`serve_weights`'.
     ``interval``: iterations between the scheduler's admissions while it is busy (1: every
     iteration boundary); an arriving request waits for the next admission, on average
     half an iteration per iteration of the interval beyond the first, plus half an
-    iteration of arrival phase when a request overhead puts arrivals between boundaries."""
+    iteration of arrival phase when a request overhead puts arrivals between boundaries.
+    ``overlap`` (1: overlap scheduling): the scheduler formed the next batch while the
+    current one ran, so an admitted request waits one more iteration before it runs."""
     pre_mix, seen_dec, seen_mix = serve_weights(r, f, prompts, chunks, prefill_iters, n,
                                                 mixed)
     prefill = pre_mix * t_mix
@@ -761,8 +765,10 @@ def serve_times(t_dec, t_mix, b, r, lam, f, prompts, chunks, prefill_iters, n, m
     # arrival offset a request overhead puts between iterations (when others keep the
     # engine busy), the wait for a slot while r requests complete at `rate`
     first = prefill + request_s
-    if b > 1.0:  # others keep the engine busy: wait for an admission
-        first += ((1.0 if request_s > 0.0 else 0.0) + interval - 1.0) * offset
+    if b > 1.0:  # others keep the engine busy: wait for an admission (and, overlapped,
+        # the iteration formed before it: two offsets)
+        first += ((1.0 if request_s > 0.0 else 0.0) + interval - 1.0 + 2.0 * overlap) \
+            * offset
     if b > r:
         first += (b - r) / rate
     return first, seen, rate

@@ -13,7 +13,7 @@ API::
              request_overhead_s=0.0, iteration_overhead_s=0.0,
              n_requests=None, warmup=None, seed=None, stagger=False,
              cached_tokens=0, tokens_per_step=1.0, admission_interval=1,
-             jitter_s=0.0, length_ratio=1.0, max_requests=0) -> dict
+             jitter_s=0.0, length_ratio=1.0, max_requests=0, overlap=False) -> dict
 
 ``iteration_time(decode_contexts, prefill_chunks, sampled)`` returns the forward time in
 seconds of one engine iteration (finite, >= 0):
@@ -55,7 +55,13 @@ Admission. The scheduler receives submitted requests into its waiting queue at a
 iteration boundary when it is idle, after an iteration that carried prefill, or after
 ``admission_interval`` decode-only iterations since it last received (SGLang's
 ``--scheduler-recv-interval``: a decode batch weighs 1, any other 1000; 1: every
-boundary). A FCFS waiting queue; at each iteration boundary requests are admitted in
+boundary). With ``overlap`` (overlap scheduling: SGLang's overlap event loop, TensorRT-LLM's
+overlap scheduler, vLLM's async scheduling) the scheduler forms each iteration's batch
+while the previous one runs: at a boundary that ends an iteration it receives only the
+submissions due by that iteration's start, so a request submitted while the engine is
+busy runs one iteration later than without (an idle engine receives at once; slots that
+the iteration just ended freed are usable at once, and its finished requests are not
+decoded once more as the engines' one redundant step does). A FCFS waiting queue; at each iteration boundary requests are admitted in
 submission order while the running set holds fewer than
 ``R_max = min(batch, max_running or inf, kv_slots or inf)`` requests (``kv_slots``: how
 many requests the KV cache holds at full context; a request holds its slot from admission
@@ -235,10 +241,11 @@ class _Engine:
             return longest
         return int(self.rng.integers(max(int(self.length_ratio * longest), 1), longest + 1))
 
-    def admit(self, t, receive=True):
-        """Queue the submissions due by ``t`` (when the scheduler ``receive``s), then admit
-        FCFS while slots are free."""
-        while receive and self.pending and self.pending[0][0] <= t:
+    def admit(self, t, receive=True, seen=None):
+        """Queue the submissions due by ``seen`` (default ``t``; when the scheduler
+        ``receive``s), then admit FCFS at ``t`` while slots are free."""
+        seen = t if seen is None else seen
+        while receive and self.pending and self.pending[0][0] <= seen:
             self.waiting.append(self.pending.popleft()[1])
         while self.waiting and self.free:
             request, slot = self.waiting.popleft(), self.free.pop()
@@ -334,7 +341,7 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
              request_overhead_s=0.0, iteration_overhead_s=0.0,
              n_requests=None, warmup=None, seed=None, stagger=False, cached_tokens=0,
              tokens_per_step=1.0, admission_interval=1, jitter_s=0.0, length_ratio=1.0,
-             max_requests=0):
+             max_requests=0, overlap=False):
     """Steady-state metrics of a closed-loop continuous-batching engine; see the module
     docstring for the exact semantics and the returned keys."""
     if not callable(iteration_time):
@@ -382,18 +389,22 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
     t, t0 = 0.0, (0.0 if warmup == 0 else None)
     finished = measured = 0
     count = admission_interval  # iterations since the scheduler last received
+    formed = None  # overlap: when this boundary's batch was formed (None: idle, now)
     while True:
         receive = count >= admission_interval or engine.idle()
         if receive:
             count = 0
-        engine.admit(t, receive)
+        engine.admit(t, receive, formed)
         if engine.idle():
+            formed = None
             if not engine.pending:
                 # a finite run (max_requests) is over: requests finishing in the
                 # warm-up's last iteration are outside the window, so fewer than
                 # n_requests may finish inside it
                 break
-            t = engine.pending[0][0]
+            # (overlapped: submissions due before now that the last batch missed are
+            # received at once)
+            t = max(t, engine.pending[0][0])
             continue
         decode_slots, prefill = engine.compose(bool(mixed), max_batched_tokens, bool(chunked))
         chunks = [(done, n) for (_, done), n in zip(engine.prefilling, prefill)]
@@ -405,6 +416,8 @@ def simulate(iteration_time, batch, input_tokens, output_tokens, max_batched_tok
         dt = _seconds("iteration_time(...)", forward) + iteration_overhead_s
         if dt <= 0:
             raise ValueError("iteration_time(...) + iteration_overhead_s must be > 0")
+        if overlap:  # the next batch is formed as this iteration starts
+            formed = t
         if t0 is not None:
             stats["iterations"] += 1
             stats["prefill_iterations"] += bool(prefill)

@@ -15,7 +15,8 @@ for k in range(40):
     summ, it, eng, slots = point(**g)
     budget = g["max_batched_tokens"] or eng.max_batched_tokens
     r = simulate(it, g["batch"], g["input_tokens"], g["output_tokens"], budget, eng.chunked_prefill,
-                 eng.mixed_prefill, 0, int(slots), eng.request_overhead_s, eng.iteration_overhead_s, stagger=True)
+                 eng.mixed_prefill, 0, int(slots), eng.request_overhead_s, eng.iteration_overhead_s, stagger=True,
+                 overlap=eng.overlap_scheduling)
     et = summ["ttft_s"]/r["ttft_s"]-1; ep = summ["tpot_s"]/r["tpot_s"]-1
     flag = abs(et) > 0.10 or (g["output_tokens"] > 1 and abs(ep) > 0.05)
     bad += flag

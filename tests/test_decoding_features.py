@@ -300,6 +300,7 @@ def test_closed_form_matches_simulator_with_prefix_and_speculation(grid):
     sim = simulate(iteration_time, grid["batch"], grid["input_tokens"], grid["output_tokens"],
                    budget, engine.chunked_prefill, engine.mixed_prefill, 0, int(slots),
                    engine.request_overhead_s, engine.iteration_overhead_s, stagger=True,
-                   cached_tokens=int(cached), tokens_per_step=per_step)
+                   cached_tokens=int(cached), tokens_per_step=per_step,
+                   overlap=engine.overlap_scheduling)
     assert summary["ttft_s"] == pytest.approx(sim["ttft_s"], rel=0.10)
     assert summary["tpot_s"] == pytest.approx(sim["tpot_s"], rel=0.05)

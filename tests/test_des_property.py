@@ -115,7 +115,8 @@ def test_closed_form_matches_simulator_on_random_cases(grid):
     sim = simulate(iteration_time, grid["batch"], grid["input_tokens"],
                    grid["output_tokens"], budget, engine.chunked_prefill,
                    engine.mixed_prefill, 0, int(slots), engine.request_overhead_s,
-                   engine.iteration_overhead_s, stagger=True)
+                   engine.iteration_overhead_s, stagger=True,
+                   overlap=engine.overlap_scheduling)
     assert math.isfinite(sim["ttft_s"]) and math.isfinite(sim["tpot_s"])
     check_ttft = ((engine.request_overhead_s == 0.0 or phase <= MAX_PHASE)
                   and (engine.mixed_prefill or explained["chunks_per_prompt"] <= 1.0))

@@ -163,3 +163,38 @@ def test_a_per_rank_budget_prefills_one_prompt_per_rank_by_hand(tmp_path):
     assert rank["running_requests"] == whole["running_requests"] == 64
     assert (rank["token_budget"], whole["token_budget"]) == (4 * 4096, 4096)
     assert rank["ttft_s"] < whole["ttft_s"] / 3  # no queue for the replica's one budget
+
+
+def test_overlap_scheduling_waits_one_more_iteration_by_hand(tmp_path):
+    """SGLang's overlap loop forms the next batch while one runs: a request arriving while
+    the engine is busy misses the batch already formed. The closed form adds that whole
+    iteration (two arrival offsets: separate prefill iterations, so a decode-only one) to
+    the wait; TPOT is unchanged; a lone client finds the engine idle and waits nothing."""
+    text = Path(dse.engines.load_engine("sglang").source).read_text()
+    sync = tmp_path / "sglang_sync.toml"
+    sync.write_text(text.replace('name = "sglang"', 'name = "sglang_sync"')
+                    .replace("overlap_scheduling = true", "overlap_scheduling = false"))
+    assert dse.engines.load_engine("sglang").overlap_scheduling
+    assert not dse.engines.load_engine(str(sync)).overlap_scheduling
+    grid = dict(serving="continuous", model="llama3_8b", hardware="h100_sxm", tp=1,
+                batch=16, input_tokens=1000, output_tokens=500)
+    _, over = dse.explain(engine="sglang", **grid)
+    _, plain = dse.explain(engine=str(sync), **grid)
+    t_dec = plain["decode_iteration_s"]
+    assert over["decode_iteration_s"] == t_dec and over["tpot_s"] == plain["tpot_s"]
+    # with a request overhead: half an iteration of arrival phase, then the formed one
+    assert plain["ttft_wait_s"] == pytest.approx(0.5 * t_dec, rel=1e-9)
+    assert over["ttft_wait_s"] == pytest.approx(1.5 * t_dec, rel=1e-9)
+    assert over["ttft_s"] - plain["ttft_s"] == pytest.approx(t_dec, rel=1e-9)
+    alone = {**grid, "batch": 1}
+    assert dse.explain(engine="sglang", **alone)[1]["ttft_s"] == \
+        dse.explain(engine=str(sync), **alone)[1]["ttft_s"]
+
+
+def test_overlap_scheduling_must_be_a_boolean(tmp_path):
+    text = Path(dse.engines.load_engine("sglang").source).read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("overlap_scheduling = true", 'overlap_scheduling = "yes"'))
+    with pytest.raises(ConfigError) as err:
+        dse.engines.load_engine(str(bad))
+    assert "overlap_scheduling" in str(err.value) and "bad.toml" in str(err.value)

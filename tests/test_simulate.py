@@ -128,6 +128,21 @@ def test_separate_prefill_iterations_stall_decodes():
     assert close(r["prefill_share"], 2 / 6)
 
 
+def test_overlap_scheduling_admits_one_iteration_later_while_busy():
+    # as test_mixed_replacement_prefill_shares_iterations, with the next batch formed while
+    # one runs: a request submitted at the boundary where the other's previous one ended
+    # misses the batch formed a tau earlier, waits that iteration, then prefills in 2:
+    # TTFT 3 tau, e2e 11 tau, 4 prefill iterations in 11
+    r = simulate(constant, 2, 100, 9, 100, overlap=True)
+    assert close(r["ttft_s"], 3 * TAU) and close(r["tpot_s"], TAU)
+    assert close(r["admission_wait_s"], TAU) and close(r["e2e_s"], 11 * TAU)
+    assert close(r["prefill_share"], 4 / 11)
+    # clients in step (an unlimited budget): they finish together and find the engine
+    # idle, which receives at once: no wait, as without overlap
+    assert simulate(constant, 2, 100, 9, 4096, overlap=True) == \
+        simulate(constant, 2, 100, 9, 4096)
+
+
 def test_decodes_use_up_budget_chunked():
     # budget 1, P = 3, N = 3: a decoding request leaves no budget, so prompts advance only
     # while nothing decodes. Each request: 3 prefill + 2 decode iterations, one at a time;
