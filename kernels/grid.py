@@ -1016,7 +1016,8 @@ def explain_serving(hw_h, rates_h, program_pre, n_pre, program_dec, n_dec, engin
                                     prefill_iters, n_it, mixed, engine[EN_REQUEST_OVERHEAD_S],
                                     interval, engine[EN_OVERLAP])
     # what a request waits beyond the engine's request overhead and its own prefill
-    # iterations: arrival phase, admission interval, KV-capacity queue (a difference of
+    # iterations: arrival phase, admission interval, the iteration an overlap scheduler
+    # had formed, KV-capacity queue (a difference of
     # sums: never below 0, where there is no wait it may round to -1e-18)
     own = serve_weights(r, f, prompts, chunks, prefill_iters, n_it, mixed)[0] * t_mix
     wait = max(first - engine[EN_REQUEST_OVERHEAD_S] - own, 0.0)
