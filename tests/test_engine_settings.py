@@ -134,6 +134,14 @@ def test_an_engine_without_decode_graphs_launches_every_decode_op_from_the_host(
     assert s["tpot_s"] > 5 * g["tpot_s"]
 
 
+def _engine_variant(tmp_path, engine, name, old, new):
+    """A copy of a bundled engine preset named ``name`` with ``old`` replaced by ``new``."""
+    text = Path(dse.engines.load_engine(engine).source).read_text()
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text.replace(f'name = "{engine}"', f'name = "{name}"').replace(old, new))
+    return path
+
+
 def test_per_rank_limits_give_every_attention_dp_rank_its_own_budget_and_cap():
     trt, sgl = (dse.engines.load_engine(n) for n in ("trtllm", "sglang"))
     assert trt.per_rank_limits and not sgl.per_rank_limits
@@ -149,10 +157,8 @@ def test_a_per_rank_budget_prefills_one_prompt_per_rank_by_hand(tmp_path):
     budget / (S + n) = 4096 / (3000 + 15) prompts (the saturated closed form). With a
     budget per rank (16384 for the replica) it holds what the clients bring: R n / (n + 1)
     decoding requests complete 1/n of their lives per iteration, 64 / 16 = 4 prompts."""
-    text = Path(dse.engines.load_engine("trtllm").source).read_text()
-    glob = tmp_path / "trtllm_global.toml"
-    glob.write_text(text.replace('name = "trtllm"', 'name = "trtllm_global"')
-                    .replace("per_rank_limits = true", "per_rank_limits = false"))
+    glob = _engine_variant(tmp_path, "trtllm", "trtllm_global", "per_rank_limits = true",
+                           "per_rank_limits = false")
     grid = dict(serving="continuous", model="mixtral_8x7b", hardware="h100_sxm", tp=1,
                 attention_dp=4, ep=4, batch=64, input_tokens=3000, output_tokens=16,
                 max_batched_tokens=4096)
@@ -170,10 +176,8 @@ def test_overlap_scheduling_waits_one_more_iteration_by_hand(tmp_path):
     the engine is busy misses the batch already formed. The closed form adds that whole
     iteration (two arrival offsets: separate prefill iterations, so a decode-only one) to
     the wait; TPOT is unchanged; a lone client finds the engine idle and waits nothing."""
-    text = Path(dse.engines.load_engine("sglang").source).read_text()
-    sync = tmp_path / "sglang_sync.toml"
-    sync.write_text(text.replace('name = "sglang"', 'name = "sglang_sync"')
-                    .replace("overlap_scheduling = true", "overlap_scheduling = false"))
+    sync = _engine_variant(tmp_path, "sglang", "sglang_sync", "overlap_scheduling = true",
+                           "overlap_scheduling = false")
     assert dse.engines.load_engine("sglang").overlap_scheduling
     assert not dse.engines.load_engine(str(sync)).overlap_scheduling
     grid = dict(serving="continuous", model="llama3_8b", hardware="h100_sxm", tp=1,
@@ -192,9 +196,8 @@ def test_overlap_scheduling_waits_one_more_iteration_by_hand(tmp_path):
 
 
 def test_overlap_scheduling_must_be_a_boolean(tmp_path):
-    text = Path(dse.engines.load_engine("sglang").source).read_text()
-    bad = tmp_path / "bad.toml"
-    bad.write_text(text.replace("overlap_scheduling = true", 'overlap_scheduling = "yes"'))
+    bad = _engine_variant(tmp_path, "sglang", "bad", "overlap_scheduling = true",
+                          'overlap_scheduling = "yes"')
     with pytest.raises(ConfigError) as err:
         dse.engines.load_engine(str(bad))
     assert "overlap_scheduling" in str(err.value) and "bad.toml" in str(err.value)
