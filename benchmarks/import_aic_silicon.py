@@ -95,15 +95,16 @@ def precision(model: str, gemm: str, moe: str):
 
 
 def engine(backend: str, version: str):
+    """dse's engine preset for a corpus backend and version, or None."""
     if backend in ("trtllm", "sglang"):
         return backend
     if backend != "vllm":
         return None
     try:
-        minor = int(version.split(".")[1])
-    except (IndexError, ValueError):
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
         return "vllm_async"  # nightly builds of 2026
-    return "vllm_async" if int(version.split(".")[0]) > 0 or minor >= 14 else "vllm"
+    return "vllm_async" if (major, minor) >= (0, 14) else "vllm"
 
 
 def convert(row: dict):

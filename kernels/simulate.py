@@ -55,18 +55,19 @@ Admission. The scheduler receives submitted requests into its waiting queue at a
 iteration boundary when it is idle, after an iteration that carried prefill, or after
 ``admission_interval`` decode-only iterations since it last received (SGLang's
 ``--scheduler-recv-interval``: a decode batch weighs 1, any other 1000; 1: every
-boundary). With ``overlap`` (overlap scheduling: SGLang's overlap event loop, TensorRT-LLM's
-overlap scheduler, vLLM's async scheduling) the scheduler forms each iteration's batch
-while the previous one runs: at a boundary that ends an iteration it receives only the
-submissions due by that iteration's start, so a request submitted while the engine is
-busy runs one iteration later than without (an idle engine receives at once; slots that
-the iteration just ended freed are usable at once, and its finished requests are not
-decoded once more as the engines' one redundant step does). A FCFS waiting queue; at each iteration boundary requests are admitted in
-submission order while the running set holds fewer than
-``R_max = min(batch, max_running or inf, kv_slots or inf)`` requests (``kv_slots``: how
-many requests the KV cache holds at full context; a request holds its slot from admission
-to its finish). Requests submitted at the same instant queue in the order their previous
-requests were admitted (at t = 0: client order).
+boundary). With ``overlap`` (overlap scheduling: SGLang's overlap event loop,
+TensorRT-LLM's overlap scheduler, vLLM's async scheduling) the scheduler forms each
+iteration's batch while the previous one runs: at a boundary that ends an iteration it
+receives only the submissions due by that iteration's start, so a request submitted
+while the engine is busy runs one iteration later than without (an idle engine receives
+at once; slots that the iteration just ended freed are usable at once, and its finished
+requests are not decoded once more as the engines' one redundant step does). A FCFS
+waiting queue; at each iteration boundary requests are admitted in submission order
+while the running set holds fewer than ``R_max = min(batch, max_running or inf, kv_slots
+or inf)`` requests (``kv_slots``: how many requests the KV cache holds at full context;
+a request holds its slot from admission to its finish). Requests submitted at the same
+instant queue in the order their previous requests were admitted (at t = 0: client
+order).
 
 Iterations. An iteration starts when the previous one ends, after admission; when nothing
 is running or waiting the engine idles until the next submission. Its duration is
