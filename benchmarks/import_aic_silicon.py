@@ -150,8 +150,16 @@ def main(argv=None) -> int:
     ap.add_argument("corpus", help="silicon_sample.csv from aiconfigurator")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
-    with open(args.corpus, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(args.corpus, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as err:
+        ap.error(f"{args.corpus}: cannot read the corpus ({err.strerror})")
+    missing = sorted({"id", "mode", "system", "model_path", "backend", "silicon_ttft_ms"}
+                     - set(rows[0] if rows else ()))
+    if missing:
+        ap.error(f"{args.corpus}: not aiconfigurator's silicon_sample.csv (no column "
+                 f"{', '.join(missing)})")
     kept, skipped = [], {}
     for row in rows:
         out, why = convert(row)

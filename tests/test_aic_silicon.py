@@ -101,3 +101,19 @@ def test_the_bundled_table_is_well_formed_and_cites_every_row():
     assert ((table["tp"] * table["attention_dp"] * table["pp"]) <= 8).all()
     rows = check_table(table, str(path))  # every preset, dtype and recipe resolves
     assert len(rows) == len(table)
+
+
+def test_the_importer_names_a_bad_corpus_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as err:
+        aic.main(["nope.csv", "--out", "t.csv"])
+    assert err.value.code == 2
+    assert "nope.csv: cannot read the corpus" in capsys.readouterr().err
+    Path("bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit):
+        aic.main(["bad.csv", "--out", "t.csv"])
+    assert "not aiconfigurator's silicon_sample.csv" in capsys.readouterr().err
+    assert not Path("t.csv").exists()  # nothing written
+    Path("one.csv").write_text(",".join(BASE) + "\n" + ",".join(BASE.values()) + "\n")
+    assert aic.main(["one.csv", "--out", "t.csv"]) == 0  # relative paths, one row kept
+    assert len(pd.read_csv("t.csv")) == 1
