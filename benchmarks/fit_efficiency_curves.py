@@ -162,13 +162,14 @@ def gemm_rows(hardware, library=None, engine_moe=True) -> pd.DataFrame:
     t = g.measured_time_s.fillna(flops / (g.measured_tflops * 1e12)).to_numpy().copy()
     # the whole fused-MoE rows less what dse prices apart around the experts op (module
     # docstring). DeepSeek's block-FP8 MoE: 256 experts of 7168 inputs, n = 3 x 2048 / tp,
-    # m = tokens x 8 / 256. gpt-oss-120b's (weight-only): 128 experts, top-4, one rank of
+    # m = tokens x 8 / groups (groups = 256 from 32 tokens; the experts hit below: decode
+    # rows, benchmarks/import_aiconfigurator_moe.py). gpt-oss-120b's (weight-only): 128 experts, top-4, one rank of
     # ep = 128 / its most experts, groups = the distinct experts it is sent, m = its
     # copies 4 tokens / ep over them
-    fused = (g.library.str.endswith("_moe") & (g.groups == 256) & (g.k == 7168)
-             & (g.dtype == "fp8")).to_numpy()
+    fused = (g.library.str.endswith("_moe") & (g.k == 7168) & (g.dtype == "fp8")).to_numpy()
     if fused.any():
-        t[fused] -= moe_aux_seconds(g.hardware[fused], 32 * g.m[fused], 6144 // g.n[fused])
+        t[fused] -= moe_aux_seconds(g.hardware[fused], g.m[fused] * g.groups[fused] / 8,
+                                    6144 // g.n[fused])
     if wo.any():
         w = g[wo]
         ep = (128 // w.groups.groupby(w.hardware).transform("max")).to_numpy()
@@ -351,30 +352,46 @@ ENGINE_MOE = {
                "TensorRT-LLM 1.3.0rc20, CUTLASS fused MoE on Hopper, DeepGEMM on Blackwell",
                "TensorRT-LLM's own kernels where they differ from the hardware presets' "
                "curves"),
+    # vLLM's Triton fused MoE (block-FP8 w8a8) on Hopper: its decode path (ENGINE_CURVES)
+    "vllm": ({hw: "vllm_triton_fp8_block_moe" for hw in ("h100_sxm", "h200")},
+             "vLLM 0.14, Triton fused MoE",
+             "vLLM's own kernels where they differ from the hardware presets' curves"),
 }
+# the curves a set carries (default: moe_compute). vLLM's: moe_memory only, its Triton
+# kernel's memory-bound time at decode sizes (its rows include 1-128 tokens: the
+# importer's DECODE_LIBRARIES). vLLM runs block-FP8 experts through DeepGEMM only where
+# DeepGEMM is installed and a step holds >= 128 tokens with > 512 expert columns per rank
+# (vllm/model_executor/layers/fused_moe/deep_gemm_moe.py `_valid_deep_gemm`: "we will
+# fall back to triton" otherwise), so a decode step runs the timed Triton kernel while a
+# prefill step may not: moe_compute stays the hardware presets'
+ENGINE_CURVES = {"vllm": ("moe_memory",)}
 KERNEL_SET_HEADER = """An engine's own kernels: efficiency curves per hardware preset that
 replace the hardware preset's curve of the same name when this engine serves on that hardware
 (continuous serving; dse.engines.load_kernel_set, configs/engines/README.md).
 Written by `python benchmarks/fit_efficiency_curves.py --write`: do not edit by hand.
-moe_compute: the routed experts' grouped kernel ({kernel}), fitted to the block-FP8
+{curves}: the routed experts' grouped kernel ({kernel}){sizes}, fitted to the block-FP8
 DeepSeek-V3/R1 MoE timings NVIDIA's aiconfigurator collected for this engine on each GPU
 (configs/kernels/gemm.csv, library {libraries}; configs/kernels/README.md, source 7), each
-less dse's price of the operators it prices apart around the experts op."""
+less dse's price of the operators it prices apart around the experts op.{why}"""
+KERNEL_SET_DECODE = """ The engine runs this kernel in
+every step of fewer than 128 tokens (its rule for leaving DeepGEMM), so the set carries the
+decode-sized memory curve and leaves moe_compute to the hardware presets."""
 
 
 def engine_plans() -> dict:
     """{kernel set: {hardware preset: (CurveFit, source note)}}: the routed experts'
-    compute curve of each engine's own MoE kernel on each hardware it was measured on."""
+    curves (``ENGINE_CURVES``) of each engine's own MoE kernel on each hardware it was
+    measured on."""
     from dse.curve_fit import CurveFit
     out = {}
     for name, (libraries, kernel, _) in ENGINE_MOE.items():
         out[name] = {}
         for preset, library in libraries.items():
             r = fit(preset, gemm_rows([preset], [library]), moe_curves=True)
+            names = ENGINE_CURVES.get(name, ("moe_compute",))
             out[name][preset] = (
-                CurveFit({"moe_compute": r.curves["moe_compute"]},
-                         {"moe_compute": r.rows["moe_compute"]}, r.kernel_latency_s, np.nan,
-                         None),
+                CurveFit({n: r.curves[n] for n in names}, {n: r.rows[n] for n in names},
+                         r.kernel_latency_s, np.nan, None),
                 f"fitted by benchmarks/fit_efficiency_curves.py to the {preset} MoE rows of "
                 f"configs/kernels (aiconfigurator, {kernel}; library {library})")
     return out
@@ -386,8 +403,13 @@ def kernel_set_texts(plans_: dict) -> dict:
     out = {}
     for name, fits in plans_.items():
         libraries, kernel, description = ENGINE_MOE[name]
+        names = ENGINE_CURVES.get(name, ("moe_compute",))
+        decode = names == ("moe_memory",)
         header = textwrap.fill(" ".join(KERNEL_SET_HEADER.format(
-            kernel=kernel, libraries=", ".join(sorted(set(libraries.values())))).split()), 86)
+            curves=", ".join(names), kernel=kernel,
+            sizes=" at decode sizes, memory-bound" if decode else "",
+            libraries=", ".join(sorted(set(libraries.values()))),
+            why=KERNEL_SET_DECODE if decode else "").split()), 86)
         out[name] = kernel_set_text(name, description, header, fits)
     return out
 

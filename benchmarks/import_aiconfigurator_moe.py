@@ -9,8 +9,9 @@ AIC_CHECKOUT is a git checkout of aiconfigurator whose kernel tables are plain P
 ``tianhaox/aiconfigurator`` at ``COMMIT`` carries the same files as Parquet). For each
 (GPU, engine) of ``SOURCES`` it takes DeepSeek-V3/R1's routed experts (hidden 7168, expert
 inter 2048, 256 experts, top-8, balanced routing, expert parallelism 1) in block-scaled
-FP8 at expert tensor parallelism 1-16 and 256-16384 tokens, and enters each timing as one
-grouped GEMM (configs/kernels/README.md, source 7): groups 256, m = tokens x 8 / 256,
+FP8 at expert tensor parallelism 1-16 and 256-16384 tokens (``DECODE_LIBRARIES``: 1-128
+tokens too), and enters each timing as one grouped GEMM (configs/kernels/README.md, source
+7): groups = the distinct experts hit, 256 from 32 tokens, m = tokens x 8 / groups,
 n = 3 x 2048 / tp, k = 7168. Prints the rows; ``--write`` replaces the rows of the same
 (hardware, library) in configs/kernels/gemm.csv (kept in its CRLF line endings).
 """
@@ -49,7 +50,18 @@ SOURCES = [
        "sglang_triton_fp8_block_moe", "SGLang 0.5.10", "SGLang's Triton fused MoE",
        "laid out there by upstream PR #1371")
       for hw, system, gpu in (("h100_sxm", "h100_sxm", "H100 SXM"), ("h200", "h200_sxm", "H200"))),
+    # vLLM's Triton fused MoE (fused_moe.py, block-FP8 w8a8): its MoE path on Hopper for
+    # DeepSeek-style block-FP8 experts at ep 1. Decode sizes too (DECODE_LIBRARIES): the
+    # kernel's memory-bound time at a few tokens is what a decoding vLLM server waits for
+    *((hw, system, gpu, "vllm", "0.14.0", "vllm_fused_moe", "vllm_triton_fp8_block_moe",
+       "vLLM 0.14.1.dev1", "vLLM's Triton fused MoE", "the table's own collection")
+      for hw, system, gpu in (("h100_sxm", "h100_sxm", "H100 SXM"), ("h200", "h200_sxm", "H200"))),
 ]
+# the libraries whose rows include decode sizes (1-128 tokens, some experts idle): groups
+# = the distinct experts the collector's balanced routing hits, min(8 T, 256) (token t goes
+# to experts t + 32 j, j < 8), m = the routed copies 8 T over them
+DECODE_LIBRARIES = ("vllm_triton_fp8_block_moe",)
+DECODE_TOKENS = [1, 2, 4, 8, 16, 32, 64, 128]
 # gpt-oss-120b's routed experts, MXFP4 weights with bf16 activations (weight-only), on
 # Hopper: TensorRT-LLM runs them through TritonFusedMoE (OpenAI's triton_kernels), the
 # backend its AUTO resolution picks for 90 <= sm < 100 (aiconfigurator
@@ -77,10 +89,11 @@ def table(checkout: Path, system: str, engine: str, version: str) -> pd.DataFram
 def rows(checkout: Path, source) -> pd.DataFrame:
     hw, system, gpu, engine, version, kernel, library, eng_name, k_name, pr = source
     d = table(checkout, system, engine, version)
+    tokens = TOKENS + (DECODE_TOKENS if library in DECODE_LIBRARIES else [])
     d = d[(d.moe_dtype == "fp8_block") & (d.kernel_source == kernel) & (d.hidden_size == 7168)
           & (d.inter_size == 2048) & (d.num_experts == 256) & (d.topk == 8)
           & (d.moe_ep_size == 1) & (d.distribution == "balanced")
-          & d.moe_tp_size.isin(TP) & d.num_tokens.isin(TOKENS)]
+          & d.moe_tp_size.isin(TP) & d.num_tokens.isin(tokens)]
     d = d.groupby(["moe_tp_size", "num_tokens"], as_index=False).latency.min()
     path = f"{DATA}/{system}/moe/{engine}/{version}/moe_perf.parquet"
     src = (f"ai-dynamo/aiconfigurator:{path} (Git LFS upstream; read from the fork "
@@ -88,17 +101,22 @@ def rows(checkout: Path, source) -> pd.DataFrame:
     out = []
     for r in d.itertuples():
         tp, t = int(r.moe_tp_size), int(r.num_tokens)
-        m, n = t * 8 // 256, 3 * 2048 // tp
+        groups = min(t * 8, 256)
+        m, n = t * 8 // groups, 3 * 2048 // tp
+        hit = (f"groups = 256 experts (all active from 256 tokens: expected idle 256 x "
+               f"(255/256)^{t * 8} < 1e-3)" if t >= 256 else
+               f"groups = the distinct experts the collector's balanced routing hits (token "
+               f"t to experts t + 32 j, j < 8), min({t} x 8, 256) = {groups}")
         note = (f"NVIDIA aiconfigurator's collected {eng_name} MoE timing on {gpu} (latency "
                 f"column, ms -> s): DeepSeek-V3/R1 routed experts (hidden 7168, expert inter "
                 f"2048, 256 experts, top-8, balanced routing), moe_tp_size {tp}, ep 1, "
                 f"block-scaled FP8 (fp8_block) through {k_name} (kernel_source {kernel}), "
-                f"{t} tokens; the whole MoE op entered as one grouped GEMM: groups = 256 "
-                f"experts (all active from 256 tokens: expected idle 256 x (255/256)^{t * 8} "
-                f"< 1e-3), m = tokens x top-k / experts = {m}, n = gate + up + down = 3 x "
-                f"2048 / tp = {n}, k = 7168")
+                f"{t} tokens; the whole MoE op entered as one grouped GEMM: {hit}, m = "
+                f"tokens x top-k / {'experts' if t >= 256 else 'groups'} = {m}, n = gate + up + down = 3 x 2048 / tp = {n}, "
+                f"k = 7168")
         out.append({"hardware": hw, "dtype": "fp8", "library": library, "m": m, "n": n,
-                    "k": 7168, "groups": 256, "measured_time_s": float(f"{r.latency / 1e3:.6g}"),
+                    "k": 7168, "groups": groups,
+                    "measured_time_s": float(f"{r.latency / 1e3:.6g}"),
                     "measured_tflops": None, "measured_gbps": None, "source": src,
                     "notes": note})
     return pd.DataFrame(out)

@@ -29,7 +29,7 @@ def fits(script):
 def test_every_engine_kernel_set_carries_its_fit(script):
     # the engines' own kernels (configs/engine_kernels/) come from the same fit
     texts = script.kernel_set_texts(script.engine_plans())
-    assert set(texts) == {"sglang", "trtllm"}
+    assert set(texts) == {"sglang", "trtllm", "vllm"}
     for name, text in texts.items():
         assert (ROOT / "configs" / "engine_kernels" / f"{name}.toml").read_text() == text, (
             f"engine_kernels/{name}.toml: rerun python benchmarks/fit_efficiency_curves.py "
@@ -84,6 +84,16 @@ def test_the_whole_moe_rows_are_fitted_less_the_operators_dse_prices_apart(scrip
     # at tp 4 (n = 3 x 2048 / 4) and 4096 tokens (m = 4096 x 8 / 256)
     _aux_check(script, "b200", ["trtllm_deepgemm_fp8_block_moe"],
                lambda g: (g.n == 1536) & (g.m == 128), 4096, 4, 1, "deepseek",
+               script.AUX_MODELS["deepseek"], set(script.MOE_AUX))
+
+
+def test_the_decode_sized_moe_rows_come_off_their_operators_too(script):
+    # vLLM's rows include decode sizes, where the collector's balanced routing hits only
+    # some experts: 4 tokens send 4 x 8 = 32 copies to 32 distinct experts (groups 32,
+    # m 1); the operators around the experts op are priced at those 4 tokens, not at
+    # m x 256 / 8 = 32 (the all-experts reading of the prefill rows)
+    _aux_check(script, "h200", ["vllm_triton_fp8_block_moe"],
+               lambda g: (g.groups == 32) & (g.n == 768), 4, 8, 1, "deepseek",
                script.AUX_MODELS["deepseek"], set(script.MOE_AUX))
 
 
