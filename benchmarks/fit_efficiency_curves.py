@@ -138,14 +138,17 @@ def moe_aux_seconds(hardware, tokens, tp, ep=None, model="deepseek") -> np.ndarr
     return out
 
 
-def gemm_rows(hardware, library=None, engine_moe=True) -> pd.DataFrame:
+def gemm_rows(hardware, library=None, engine_moe=True, min_tokens=0) -> pd.DataFrame:
     """The GEMM rows of ``hardware`` (of ``library`` when given); ``engine_moe`` False
     leaves out the engines' whole-MoE timings (library ``*_moe``: they fit moe_* curves of
-    their own)."""
+    their own); ``min_tokens``: of DeepSeek's top-8 MoE rows only those of at least that
+    many tokens (m x groups / 8)."""
     g = pd.read_csv(KERNELS / "gemm.csv")
     g = g[g.hardware.isin(hardware)]
     if library is not None:
         g = g[g.library.isin(library)]
+    if min_tokens:
+        g = g[g.m * g.groups >= 8 * min_tokens]
     if not engine_moe:
         g = g[~g.library.str.endswith("_moe")]
     wo = g.dtype.isin(list(WEIGHT_ONLY)).to_numpy()
@@ -258,8 +261,10 @@ def plans() -> dict:
                                       attention_rows(["h100_sxm"]),
                                       all_reduce_rows(["h100_sxm"])]))
     h200 = fit("h200", gemm_rows(["h200"], ["cublaslt"]))
-    h200_moe = fit("h200", gemm_rows(["h200"], ["sglang_triton_fp8_block_moe"]),
-                   moe_curves=True)
+    # the hardware presets' moe_compute: SGLang's prefill-sized rows (every expert active,
+    # 256 tokens and more); its decode-sized rows feed the sglang set's moe_memory only
+    h200_moe = fit("h200", gemm_rows(["h200"], ["sglang_triton_fp8_block_moe"],
+                                     min_tokens=256), moe_curves=True)
     # gpt-oss's MXFP4 weight-only experts (TensorRT-LLM's Triton MoE) timed on each part:
     # H100 and H200 take nearly the same time for them (the kernel does not stream at a
     # share of HBM bandwidth), so neither copies the other's curves
@@ -357,13 +362,18 @@ ENGINE_MOE = {
              "vLLM 0.14, Triton fused MoE",
              "vLLM's own kernels where they differ from the hardware presets' curves"),
 }
-# the curves a set carries (default: moe_compute). vLLM's: moe_memory only, its Triton
-# kernel's memory-bound time at decode sizes (its rows include 1-128 tokens: the
-# importer's DECODE_LIBRARIES). vLLM runs block-FP8 experts through DeepGEMM only where
+# the curves a set carries (default: moe_compute, from the prefill-sized rows). Sets whose
+# rows include decode sizes (1-128 tokens: the importer's DECODE_LIBRARIES) carry
+# moe_memory too, the kernel's memory-bound time when a decode step streams its experts.
+# vLLM's: moe_memory only. vLLM runs block-FP8 experts through DeepGEMM only where
 # DeepGEMM is installed and a step holds >= 128 tokens with > 512 expert columns per rank
 # (vllm/model_executor/layers/fused_moe/deep_gemm_moe.py `_valid_deep_gemm`: "we will
 # fall back to triton" otherwise), so a decode step runs the timed Triton kernel while a
-# prefill step may not: moe_compute stays the hardware presets'
+# prefill step may not: moe_compute stays the hardware presets'. SGLang's table has decode
+# sizes too, but its memory curve is not taken: fitted the same way it priced InferenceX's
+# nine 2026 H200 SGLang DeepSeek-R1 rows of serving.csv that change 25 % too slow in decode
+# (+4 % signed before), so the timed kernel is not what those servers ran at decode sizes
+# or another term of theirs already runs slow (configs/validation/README.md)
 ENGINE_CURVES = {"vllm": ("moe_memory",)}
 KERNEL_SET_HEADER = """An engine's own kernels: efficiency curves per hardware preset that
 replace the hardware preset's curve of the same name when this engine serves on that hardware
@@ -376,6 +386,9 @@ less dse's price of the operators it prices apart around the experts op.{why}"""
 KERNEL_SET_DECODE = """ The engine runs this kernel in
 every step of fewer than 128 tokens (its rule for leaving DeepGEMM), so the set carries the
 decode-sized memory curve and leaves moe_compute to the hardware presets."""
+KERNEL_SET_BOTH = """ moe_compute from the rows of 256
+tokens and more (every expert active), moe_memory from all, decode sizes (1-128 tokens: the
+experts the collector's balanced routing hits) included."""
 
 
 def engine_plans() -> dict:
@@ -387,11 +400,16 @@ def engine_plans() -> dict:
     for name, (libraries, kernel, _) in ENGINE_MOE.items():
         out[name] = {}
         for preset, library in libraries.items():
-            r = fit(preset, gemm_rows([preset], [library]), moe_curves=True)
+            # moe_compute from the prefill-sized rows (every expert active), moe_memory
+            # from all, decode sizes included
+            r = {"moe_compute": fit(preset, gemm_rows([preset], [library], min_tokens=256),
+                                    moe_curves=True)}
             names = ENGINE_CURVES.get(name, ("moe_compute",))
+            if "moe_memory" in names:
+                r["moe_memory"] = fit(preset, gemm_rows([preset], [library]), moe_curves=True)
             out[name][preset] = (
-                CurveFit({n: r.curves[n] for n in names}, {n: r.rows[n] for n in names},
-                         r.kernel_latency_s, np.nan, None),
+                CurveFit({n: r[n].curves[n] for n in names}, {n: r[n].rows[n] for n in names},
+                         r["moe_compute"].kernel_latency_s, np.nan, None),
                 f"fitted by benchmarks/fit_efficiency_curves.py to the {preset} MoE rows of "
                 f"configs/kernels (aiconfigurator, {kernel}; library {library})")
     return out
@@ -409,7 +427,8 @@ def kernel_set_texts(plans_: dict) -> dict:
             curves=", ".join(names), kernel=kernel,
             sizes=" at decode sizes, memory-bound" if decode else "",
             libraries=", ".join(sorted(set(libraries.values()))),
-            why=KERNEL_SET_DECODE if decode else "").split()), 86)
+            why=KERNEL_SET_DECODE if decode else
+            KERNEL_SET_BOTH if "moe_memory" in names else "").split()), 86)
         out[name] = kernel_set_text(name, description, header, fits)
     return out
 
