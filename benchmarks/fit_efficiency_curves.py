@@ -165,9 +165,9 @@ def gemm_rows(hardware, library=None, engine_moe=True, min_tokens=0) -> pd.DataF
     t = g.measured_time_s.fillna(flops / (g.measured_tflops * 1e12)).to_numpy().copy()
     # the whole fused-MoE rows less what dse prices apart around the experts op (module
     # docstring). DeepSeek's block-FP8 MoE: 256 experts of 7168 inputs, n = 3 x 2048 / tp,
-    # m = tokens x 8 / groups (groups = 256 from 32 tokens; the experts hit below: decode
-    # rows, benchmarks/import_aiconfigurator_moe.py). gpt-oss-120b's (weight-only): 128 experts, top-4, one rank of
-    # ep = 128 / its most experts, groups = the distinct experts it is sent, m = its
+    # m = tokens x 8 / groups (groups = 256 from 32 tokens, the experts hit below: the
+    # decode rows of benchmarks/import_aiconfigurator_moe.py). gpt-oss-120b's (weight-only):
+    # 128 experts, top-4, one rank of ep = 128 / its most experts, groups = the distinct experts it is sent, m = its
     # copies 4 tokens / ep over them
     fused = (g.library.str.endswith("_moe") & (g.k == 7168) & (g.dtype == "fp8")).to_numpy()
     if fused.any():
@@ -262,7 +262,7 @@ def plans() -> dict:
                                       all_reduce_rows(["h100_sxm"])]))
     h200 = fit("h200", gemm_rows(["h200"], ["cublaslt"]))
     # the hardware presets' moe_compute: SGLang's prefill-sized rows (every expert active,
-    # 256 tokens and more); its decode-sized rows feed the sglang set's moe_memory only
+    # 256 tokens and more, as the engines' sets take theirs)
     h200_moe = fit("h200", gemm_rows(["h200"], ["sglang_triton_fp8_block_moe"],
                                      min_tokens=256), moe_curves=True)
     # gpt-oss's MXFP4 weight-only experts (TensorRT-LLM's Triton MoE) timed on each part:
@@ -386,9 +386,6 @@ less dse's price of the operators it prices apart around the experts op.{why}"""
 KERNEL_SET_DECODE = """ The engine runs this kernel in
 every step of fewer than 128 tokens (its rule for leaving DeepGEMM), so the set carries the
 decode-sized memory curve and leaves moe_compute to the hardware presets."""
-KERNEL_SET_BOTH = """ moe_compute from the rows of 256
-tokens and more (every expert active), moe_memory from all, decode sizes (1-128 tokens: the
-experts the collector's balanced routing hits) included."""
 
 
 def engine_plans() -> dict:
@@ -402,14 +399,13 @@ def engine_plans() -> dict:
         for preset, library in libraries.items():
             # moe_compute from the prefill-sized rows (every expert active), moe_memory
             # from all, decode sizes included
-            r = {"moe_compute": fit(preset, gemm_rows([preset], [library], min_tokens=256),
-                                    moe_curves=True)}
             names = ENGINE_CURVES.get(name, ("moe_compute",))
-            if "moe_memory" in names:
-                r["moe_memory"] = fit(preset, gemm_rows([preset], [library]), moe_curves=True)
+            r = {n: fit(preset, gemm_rows([preset], [library],
+                                          min_tokens=256 if n == "moe_compute" else 0),
+                        moe_curves=True) for n in names}
             out[name][preset] = (
                 CurveFit({n: r[n].curves[n] for n in names}, {n: r[n].rows[n] for n in names},
-                         r["moe_compute"].kernel_latency_s, np.nan, None),
+                         r[names[0]].kernel_latency_s, np.nan, None),
                 f"fitted by benchmarks/fit_efficiency_curves.py to the {preset} MoE rows of "
                 f"configs/kernels (aiconfigurator, {kernel}; library {library})")
     return out
@@ -427,8 +423,7 @@ def kernel_set_texts(plans_: dict) -> dict:
             curves=", ".join(names), kernel=kernel,
             sizes=" at decode sizes, memory-bound" if decode else "",
             libraries=", ".join(sorted(set(libraries.values()))),
-            why=KERNEL_SET_DECODE if decode else
-            KERNEL_SET_BOTH if "moe_memory" in names else "").split()), 86)
+            why=KERNEL_SET_DECODE if decode else "").split()), 86)
         out[name] = kernel_set_text(name, description, header, fits)
     return out
 

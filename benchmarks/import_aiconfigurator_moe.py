@@ -112,8 +112,8 @@ def rows(checkout: Path, source) -> pd.DataFrame:
                 f"2048, 256 experts, top-8, balanced routing), moe_tp_size {tp}, ep 1, "
                 f"block-scaled FP8 (fp8_block) through {k_name} (kernel_source {kernel}), "
                 f"{t} tokens; the whole MoE op entered as one grouped GEMM: {hit}, m = "
-                f"tokens x top-k / {'experts' if t >= 256 else 'groups'} = {m}, n = gate + up + down = 3 x 2048 / tp = {n}, "
-                f"k = 7168")
+                f"tokens x top-k / {'experts' if t >= 256 else 'groups'} = {m}, n = gate + up "
+                f"+ down = 3 x 2048 / tp = {n}, k = 7168")
         out.append({"hardware": hw, "dtype": "fp8", "library": library, "m": m, "n": n,
                     "k": 7168, "groups": groups,
                     "measured_time_s": float(f"{r.latency / 1e3:.6g}"),
