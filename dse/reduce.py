@@ -183,11 +183,14 @@ PARETO_SCHEMA = _row_schema(with_found=False)
 BEST_SCHEMA = _row_schema(with_found=True)
 
 
-def _strings(codes: np.ndarray, names, nulls=None) -> pa.DictionaryArray:
+def _strings(codes: np.ndarray, names, nulls=None, full=False) -> pa.DictionaryArray:
     """``names[codes]`` dictionary-encoded over the names that occur (in the order of
-    ``names``: the dictionaries the reduced files have always had), null where ``nulls``.
-    A best row's masked values count as occurring, as they always have."""
-    used = (np.zeros(1, dtype=np.int64) if len(names) == 1 and len(codes) else
+    ``names``), or with ``full`` over all of ``names`` (the precisions and row categories,
+    :data:`NAMED_ORDER`: their categories are the results table's, whichever rows a file
+    or a part of one holds), null where ``nulls``. A best row's masked values count as
+    occurring, as they always have."""
+    used = (np.arange(len(names)) if full else
+            np.zeros(1, dtype=np.int64) if len(names) == 1 and len(codes) else
             np.flatnonzero(np.bincount(codes, minlength=len(names))))
     remap = np.zeros(len(names), dtype=np.int32)
     remap[used] = np.arange(len(used), dtype=np.int32)
@@ -298,7 +301,7 @@ def point_rows(pts: Points, group_idx, strat_idx, place=None, found=None,
 
     def axis(d, mask=None):
         if d in precisions:
-            return _strings(precisions[d], CATEGORY_NAMES[d], mask)
+            return _strings(precisions[d], CATEGORY_NAMES[d], mask, full=True)
         if d in numeric:
             return _numbers(picked[d], mask)
         return _strings(pos[d], var[d].values, mask)
@@ -308,7 +311,8 @@ def point_rows(pts: Points, group_idx, strat_idx, place=None, found=None,
     der = derived_metrics({n: picked[n] if n in picked else value(n) for n in METRIC_INPUTS})
     cols |= {d: axis(d) for d in GROUP_DIMS} | {d: axis(d, nulls) for d in STRATEGY_DIMS}
     cols |= {c: _numbers(der[c] if c in der else value(c), nulls) for c in ROW_METRICS}
-    cols |= {c: _strings(value(c), CATEGORY_NAMES[c], nulls) for c in ROW_CATEGORIES}
+    cols |= {c: _strings(value(c), CATEGORY_NAMES[c], nulls, full=True)
+             for c in ROW_CATEGORIES}
     sch = PARETO_SCHEMA
     if found is not None:
         cols["found"], sch = pa.array(found), BEST_SCHEMA
@@ -343,22 +347,23 @@ def reduce_block(block: xr.Dataset, cons: Constraints, place=None,
 def _taken(table: pa.Table, rows: np.ndarray) -> pa.Table:
     """The ``rows`` of a concatenation of partial tables, one chunk per column.
 
-    Each string column is encoded over the values that occur in the rows, in the order a
-    whole sweep's rows have them (:func:`point_rows`): precisions and ``bound`` in their
-    declared name order, the other axes in grid order (their first appearance across the
-    parts' dictionaries: chunks run in grid order). So a sweep merged from chunks writes the
-    dictionaries of one evaluated in one piece."""
+    Each string column is encoded as a whole sweep's rows have it (:func:`point_rows`):
+    precisions and ``bound`` over all their declared names, the other axes over the values
+    that occur in the rows, in grid order (their first appearance across the parts'
+    dictionaries: chunks run in grid order). So a sweep merged from chunks writes the
+    dictionaries of one evaluated in one piece, and the merged parts of one file (one per
+    (hardware, model) pair) share their precisions' dictionaries."""
     out = table.take(rows).combine_chunks()
     for i, f in enumerate(out.schema):
         if pa.types.is_dictionary(f.type):
+            strings = out.column(i).cast(pa.string())
             if f.name in NAMED_ORDER:
-                order = CATEGORY_NAMES[f.name]
+                dictionary = pa.array(list(CATEGORY_NAMES[f.name]), pa.string())
             else:
                 order = dict.fromkeys(v for c in table.column(f.name).chunks
                                       for v in c.dictionary.to_pylist())
-            strings = out.column(i).cast(pa.string())
-            used = set(pc.unique(strings).to_pylist())
-            dictionary = pa.array([v for v in order if v in used], pa.string())
+                used = set(pc.unique(strings).to_pylist())
+                dictionary = pa.array([v for v in order if v in used], pa.string())
             indices = pc.index_in(strings, value_set=dictionary).cast(pa.int32())
             out = out.set_column(i, f, pa.DictionaryArray.from_arrays(
                 indices.combine_chunks(), dictionary))

@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import dse
 from dse import io
 from dse.reduce import BEST_SCHEMA, HIDDEN, LIFTED, PARETO_SCHEMA, merge_best, merge_pareto
+from dse.kernels.layout import DTYPES
 
 GRID = {"grid": {"hardware": ["h100_sxm", "mi300x"], "model": ["llama3_8b"],
                  "batch": [1, 8, 64], "input_tokens": [512, 4096], "tp": [1, 2, 4],
@@ -70,9 +71,11 @@ def test_merge_pareto_keeps_undominated_rows_in_group_strategy_order():
 
 
 def test_merge_encodes_strings_as_a_whole_sweep_would():
-    """A merged column's dictionary holds the names its rows use, in the order one
-    in-memory pass has them: precisions (and bound) in declared order, other axes in grid
-    order (first appearance across the parts' dictionaries, chunks being in grid order)."""
+    """A merged column's dictionary is the one an in-memory pass gives it: precisions (and
+    bound) all their declared names in declared order, whichever the rows use (so the
+    per-pair tables of one file read back with one set of categories), other axes the
+    names the rows use in grid order (first appearance across the parts' dictionaries,
+    chunks being in grid order)."""
     shared = ([1, 1], ["bf16", "fp8"])
     a = _table(PARETO_SCHEMA, 2, _group=[0, 1], _strategy=[0, 0], weight_dtype=shared,
                model=([0, 0], ["m1"]), tokens_per_s_per_device=[1.0, 1.0])
@@ -83,7 +86,7 @@ def test_merge_encodes_strings_as_a_whole_sweep_would():
     got = merge_pareto([a, b])  # group 0: both rows; group 1: b's row dominates a's
     assert got.column("model").to_pylist() == ["m1", "m0", "m2"]
     assert got.column("weight_dtype").to_pylist() == ["fp8", "fp8", "int8"]
-    for column, dictionary in (("weight_dtype", ["fp8", "int8"]),     # DTYPES order
+    for column, dictionary in (("weight_dtype", list(DTYPES)),        # all, in order
                                ("model", ["m1", "m2", "m0"])):        # the parts' order
         assert got.column(column).num_chunks == 1
         assert got.column(column).chunks[0].dictionary.to_pylist() == dictionary
