@@ -277,8 +277,12 @@ DES_CASES = [
     dict(batch=8, input_tokens=2048, output_tokens=256, prefix_cached_fraction=0.75),
     dict(batch=64, input_tokens=2048, output_tokens=256, prefix_cached_fraction=0.5,
          engine="sglang"),
+    # (with 20 ms of think time: without it the stagger's evenly spaced clients fall into
+    # step here, and the deterministic run's TTFT swings with batch, +14 % at 16 and -15 %
+    # at 32 around the closed form's; seeded think times dephase them, within 4 % at 8-32)
     dict(model="deepseek_v3", hardware="h200", tp=8, ep=8, weight_dtype="fp8", batch=16,
-         input_tokens=1024, output_tokens=512, spec_tokens=2, acceptance_rate=0.8),
+         input_tokens=1024, output_tokens=512, spec_tokens=2, acceptance_rate=0.8,
+         jitter_s=0.02),
     dict(model="deepseek_v3", hardware="h200", tp=8, ep=8, weight_dtype="fp8", batch=16,
          input_tokens=2048, output_tokens=512, spec_tokens=1, acceptance_rate=0.9,
          prefix_cached_fraction=0.5),
@@ -292,6 +296,8 @@ DES_CASES = [
 def test_closed_form_matches_simulator_with_prefix_and_speculation(grid):
     from dse.kernels.simulate import simulate
     from dse.simulation import point
+    grid = dict(grid)
+    jitter_s = grid.pop("jitter_s", 0.0)
     summary, iteration_time, engine, slots = point(**grid)
     budget, _ = replica_limits(engine, grid.get("max_batched_tokens", 0),
                                grid.get("attention_dp", 1))
@@ -301,6 +307,6 @@ def test_closed_form_matches_simulator_with_prefix_and_speculation(grid):
                    budget, engine.chunked_prefill, engine.mixed_prefill, 0, int(slots),
                    engine.request_overhead_s, engine.iteration_overhead_s, stagger=True,
                    cached_tokens=int(cached), tokens_per_step=per_step,
-                   overlap=engine.overlap_scheduling)
+                   overlap=engine.overlap_scheduling, jitter_s=jitter_s, seed=1)
     assert summary["ttft_s"] == pytest.approx(sim["ttft_s"], rel=0.10)
     assert summary["tpot_s"] == pytest.approx(sim["tpot_s"], rel=0.05)
