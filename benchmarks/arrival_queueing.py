@@ -4,6 +4,7 @@ same per-iteration physics with random lengths (arrivals then bunch up and queue
 prefill), row by row on the bundled continuous-serving measurements.
 
 Run:  python benchmarks/arrival_queueing.py [CSV] [--ratio 0.8] [--prompts 30] [--rows N]
+      [--per-bucket N]
       (about 25 minutes on two cores for the bundled 201 rows: two simulated runs each)
 
 For each feasible continuous row of CSV (default: configs/validation/serving.csv) it prints
@@ -17,6 +18,13 @@ length TTFT to the closed form's. No value of dse's is changed: this measures wh
 closed form leaves out (a term for arrivals that queue behind other prompts' prefill),
 which on the bundled rows is about 1 % of TTFT at the median (configs/validation/
 README.md, "Where the remaining error points").
+
+``--ratio 1`` makes the second run the fixed-length protocol of a benchmark whose clients
+start together (aiperf as NVIDIA aiconfigurator's template runs it: ``--prompts 22``, 2 per
+client warm-up and 20 measured): ``python benchmarks/arrival_queueing.py
+configs/validation/aic_silicon.csv --ratio 1 --prompts 22 --per-bucket 30`` compares the
+steady state and that run with the corpus, per concurrency bucket (the summary's signed
+medians; configs/validation/README.md, "NVIDIA aiconfigurator's measured corpus").
 """
 from __future__ import annotations
 
@@ -25,10 +33,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from dse.validate import load_measured, simulated_run, validate
 
 ROOT = Path(__file__).resolve().parents[1]
+BUCKETS = [0, 4, 16, 64, 256, np.inf]  # concurrency buckets of the summary (and sample)
 
 
 def simulated_ttft(row, ratio: float, prompts: int, stagger: bool) -> float:
@@ -45,6 +55,8 @@ def main():
     ap.add_argument("--prompts", type=int, default=30,
                     help="requests per client in each simulated run")
     ap.add_argument("--rows", type=int, default=0, help="only the first N rows (0: all)")
+    ap.add_argument("--per-bucket", type=int, default=0,
+                    help="a seeded sample of N rows per concurrency bucket (0: every row)")
     args = ap.parse_args()
     if not 0.0 < args.ratio <= 1.0:
         ap.error(f"--ratio {args.ratio:g}: lengths are uniform in [r L, L]: r in (0, 1]")
@@ -54,6 +66,10 @@ def main():
                        base_dir=Path(args.csv).parent, protocol=False)
     rows = rows[(rows["serving"] == "continuous") & rows["feasible"].astype(bool)
                 & rows["measured_ttft_s"].notna()]
+    buckets = pd.cut(rows["batch"], BUCKETS)
+    if args.per_bucket:
+        rows = rows.groupby(buckets, observed=True, group_keys=False).apply(
+            lambda g: g.sample(min(len(g), args.per_bucket), random_state=0))
     if args.rows:
         rows = rows.head(args.rows)
     out = []
@@ -65,13 +81,22 @@ def main():
         fixed = simulated_ttft(row, 1.0, args.prompts, stagger=True)
         rand = simulated_ttft(row, r, args.prompts, stagger=False)
         closed = float(row["predicted_ttft_s"])
-        out.append((float(row["measured_ttft_s"]), closed, fixed, rand))
+        out.append((float(row["measured_ttft_s"]), closed, fixed, rand, int(row["batch"])))
         print(f"{row['hardware']:<10} {row['engine']:<12} {int(row['batch']):>5} "
               f"{int(row['input_tokens']):>6} {int(row['output_tokens']):>6} "
               f"{row['measured_ttft_s']:>9.3f} {closed:>8.3f} {fixed:>8.3f} {rand:>8.3f}  {r:g}",
               flush=True)
     a = np.array(out)
-    err = np.abs(a[:, 1:] / a[:, :1] - 1.0) * 100.0
+    conc, a = a[:, 4], a[:, :4]
+    signed = (a[:, 1:] / a[:, :1] - 1.0) * 100.0
+    err = np.abs(signed)
+    print(f"\n{'clients':<10} {'rows':>5}  signed median TTFT error %: closed  fixed  random")
+    for lo, hi in zip(BUCKETS[:-1], BUCKETS[1:]):
+        inside = (conc > lo) & (conc <= hi)
+        if inside.any():
+            med = np.median(signed[inside], axis=0)
+            print(f"{f'{lo + 1}-{hi:g}':<10} {int(inside.sum()):>5}  {med[0]:>+32.1f} "
+                  f"{med[1]:>+6.1f} {med[2]:>+7.1f}")
     print(f"\n{len(a)} rows; median |TTFT error| vs measured: closed form "
           f"{np.median(err[:, 0]):.1f} %, fixed-length run {np.median(err[:, 1]):.1f} %, "
           f"random-length run {np.median(err[:, 2]):.1f} %; median random / closed "
