@@ -4,7 +4,7 @@ same per-iteration physics with random lengths (arrivals then bunch up and queue
 prefill), row by row on the bundled continuous-serving measurements.
 
 Run:  python benchmarks/arrival_queueing.py [CSV] [--ratio 0.8] [--prompts 30] [--rows N]
-      [--per-bucket N]
+      [--per-bucket N] [--max-concurrency N] [--max-output N]
       (about 25 minutes on two cores for the bundled 201 rows: two simulated runs each)
 
 For each feasible continuous row of CSV (default: configs/validation/serving.csv) it prints
@@ -22,9 +22,10 @@ README.md, "Where the remaining error points").
 ``--ratio 1`` makes the second run the fixed-length protocol of a benchmark whose clients
 start together (aiperf as NVIDIA aiconfigurator's template runs it: ``--prompts 22``, 2 per
 client warm-up and 20 measured): ``python benchmarks/arrival_queueing.py
-configs/validation/aic_silicon.csv --ratio 1 --prompts 22 --per-bucket 30`` compares the
-steady state and that run with the corpus, per concurrency bucket (the summary's signed
-medians; configs/validation/README.md, "NVIDIA aiconfigurator's measured corpus").
+configs/validation/aic_silicon.csv --ratio 1 --prompts 22 --per-bucket 30
+--max-concurrency 128 --max-output 1024`` (about 15 minutes) compares the steady state and
+that run with the corpus, per concurrency bucket (the summary's signed medians;
+configs/validation/README.md, "NVIDIA aiconfigurator's measured corpus").
 """
 from __future__ import annotations
 
@@ -57,6 +58,10 @@ def main():
     ap.add_argument("--rows", type=int, default=0, help="only the first N rows (0: all)")
     ap.add_argument("--per-bucket", type=int, default=0,
                     help="a seeded sample of N rows per concurrency bucket (0: every row)")
+    ap.add_argument("--max-concurrency", type=int, default=0,
+                    help="only rows of at most N clients (0: all; a run steps every request)")
+    ap.add_argument("--max-output", type=int, default=0,
+                    help="only rows of at most N output tokens (0: all)")
     args = ap.parse_args()
     if not 0.0 < args.ratio <= 1.0:
         ap.error(f"--ratio {args.ratio:g}: lengths are uniform in [r L, L]: r in (0, 1]")
@@ -66,6 +71,9 @@ def main():
                        base_dir=Path(args.csv).parent, protocol=False)
     rows = rows[(rows["serving"] == "continuous") & rows["feasible"].astype(bool)
                 & rows["measured_ttft_s"].notna()]
+    for column, most in (("batch", args.max_concurrency), ("output_tokens", args.max_output)):
+        if most:
+            rows = rows[rows[column] <= most]
     buckets = pd.cut(rows["batch"], BUCKETS)
     if args.per_bucket:
         rows = rows.groupby(buckets, observed=True, group_keys=False).apply(
@@ -90,13 +98,14 @@ def main():
     conc, a = a[:, 4], a[:, :4]
     signed = (a[:, 1:] / a[:, :1] - 1.0) * 100.0
     err = np.abs(signed)
-    print(f"\n{'clients':<10} {'rows':>5}  signed median TTFT error %: closed  fixed  random")
+    print(f"\nsigned median TTFT error %\n{'clients':<10} {'rows':>5} {'closed':>8} "
+          f"{'fixed':>8} {'random':>8}")
     for lo, hi in zip(BUCKETS[:-1], BUCKETS[1:]):
         inside = (conc > lo) & (conc <= hi)
         if inside.any():
             med = np.median(signed[inside], axis=0)
-            print(f"{f'{lo + 1}-{hi:g}':<10} {int(inside.sum()):>5}  {med[0]:>+32.1f} "
-                  f"{med[1]:>+6.1f} {med[2]:>+7.1f}")
+            print(f"{f'{lo + 1}-{hi:g}':<10} {int(inside.sum()):>5} {med[0]:>+8.1f} "
+                  f"{med[1]:>+8.1f} {med[2]:>+8.1f}")
     print(f"\n{len(a)} rows; median |TTFT error| vs measured: closed form "
           f"{np.median(err[:, 0]):.1f} %, fixed-length run {np.median(err[:, 1]):.1f} %, "
           f"random-length run {np.median(err[:, 2]):.1f} %; median random / closed "
