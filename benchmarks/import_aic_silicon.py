@@ -36,7 +36,11 @@ writes them in ``serving.csv``'s columns. The mapping, row by row:
   (``sdk/models/helpers.py``: fp8 KV and fp8 attention for fp8, fp8_block and nvfp4);
 - parallelism: ``tp_size`` -> tp, ``attention_dp_size`` -> attention_dp, ``moe_ep_size``
   -> ep (``moe_tp_size`` x ``moe_ep_size`` must equal tp x attention_dp), ``pp_size`` ->
-  pp; ``batch_size`` (the client's concurrency) -> batch;
+  pp; ``batch_size`` x ``attention_dp_size`` (the client's concurrency: the corpus's
+  ``batch_size`` is per attention-DP rank, aiconfigurator's ``concurrency = batch_size *
+  attention_dp_size`` in ``sdk/backends/base_backend.py``, and the 70 attention-DP rows'
+  ``silicon_concurrency`` in their data source agrees; dse's ``batch`` is the replica's)
+  -> batch;
 - engine: trtllm -> ``trtllm``, sglang -> ``sglang``, vllm before 0.14 -> ``vllm``, from
   0.14 (async scheduling on by default) and nightlies -> ``vllm_async``;
 - protocol: fixed ``isl`` / ``osl``; the benchmark client is aiconfigurator's own (its
@@ -132,7 +136,7 @@ def convert(row: dict):
         return None, "no measurement"
     w, a, k, quant = prec
     out = dict(hardware=hw, model=model, weight_dtype=w, act_dtype=a, kv_dtype=k,
-               quant=quant, batch=int(row["batch_size"]), input_tokens=int(row["isl"]),
+               quant=quant, batch=int(row["batch_size"]) * adp, input_tokens=int(row["isl"]),
                output_tokens=int(row["osl"]), tp=tp, pp=pp, ep=moe_ep, attention_dp=adp,
                measured_ttft_s=f"{ttft / 1e3:.6g}", measured_tpot_s=f"{tpot / 1e3:.6g}",
                serving="continuous", engine=eng, max_batched_tokens="",

@@ -84,6 +84,8 @@ def test_attention_dp_and_dense_layouts():
     out, _ = aic.convert({**BASE, "tp_size": "1", "attention_dp_size": "8",
                           "moe_tp_size": "1", "moe_ep_size": "8"})
     assert (out["tp"], out["attention_dp"], out["ep"]) == (1, 8, 8)
+    # the corpus's batch_size is per attention-DP rank: the replica serves 8 x 16 clients
+    assert out["batch"] == 8 * 16
     dense = aic.convert({**BASE, "model_path": "meta-llama/Llama-3.1-70B", "tp_size": "4",
                          "moe_tp_size": "4", "moe_ep_size": "4"})[0]
     assert (dense["tp"], dense["ep"]) == (4, 1)  # no experts: the MoE sizes are ignored
