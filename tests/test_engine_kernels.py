@@ -69,9 +69,9 @@ def test_the_curves_apply_only_on_their_hardware_and_only_to_continuous_serving(
 
 def test_the_vllm_set_slows_only_decode_sized_moe_on_hopper(tmp_path):
     # the bundled vLLM preset names the set: DeepSeek-V3's decode (8 tokens a step)
-    # streams its experts on vLLM's Triton curve, below the H200 preset's dense-GEMM one,
-    # than a copy without it; the prefill (compute-bound, moe_compute: not in the set) and
-    # Blackwell stay as they were
+    # streams its experts on vLLM's Triton curve (below the H200 preset's dense-GEMM one),
+    # so it decodes slower than a copy of the preset without the set; the prefill
+    # (compute-bound, moe_compute: not in the set) and Blackwell stay as they were
     plain = _engine(tmp_path, "")
     assert _ttft_tpot("h200", "vllm")[1] > 1.05 * _ttft_tpot("h200", str(plain))[1]
     assert _ttft_tpot("b200", "vllm") == _ttft_tpot("b200", str(plain))
