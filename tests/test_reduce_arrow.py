@@ -91,3 +91,29 @@ def test_merge_encodes_strings_as_a_whole_sweep_would():
         assert got.column(column).num_chunks == 1
         assert got.column(column).chunks[0].dictionary.to_pylist() == dictionary
     assert got.schema.equals(PARETO_SCHEMA)
+
+
+def test_a_file_merged_pair_by_pair_reads_back_with_one_set_of_precision_categories(
+        tmp_path):
+    """A frontiers-only sweep writes one merged table per (hardware, model) pair; readers
+    unify the parts' dictionaries by first appearance, so each part carries the declared
+    names whichever it uses: pair 0 here has only fp8 weights, pair 1 bf16 and fp8."""
+    import pandas as pd
+    from dse.reduce import NAMED_ORDER
+    from dse.sweep import _merged_by_pair
+    from dse.table import CATEGORY_NAMES
+
+    def part(groups, weights):
+        rows = len(groups)
+        named = {c: ([0] * rows, [CATEGORY_NAMES[c][0]]) for c in NAMED_ORDER}
+        named["weight_dtype"] = weights
+        return _table(PARETO_SCHEMA, rows, **named, _group=groups,
+                      _strategy=list(range(rows)),
+                      tokens_per_s_per_device=[1.0 + i for i in range(rows)],
+                      tokens_per_s_per_user=[float(rows - i) for i in range(rows)])
+
+    parts = [part([0], ([0], ["fp8"])), part([1, 1], ([0, 1], ["bf16", "fp8"]))]
+    io.write_tables(tmp_path / "p.parquet", _merged_by_pair(parts, merge_pareto, 1), {})
+    got = pd.read_parquet(tmp_path / "p.parquet")
+    assert got["weight_dtype"].tolist() == ["fp8", "bf16", "fp8"]
+    assert got["weight_dtype"].cat.categories.tolist() == list(DTYPES)
