@@ -167,8 +167,8 @@ def gemm_rows(hardware, library=None, engine_moe=True, min_tokens=0) -> pd.DataF
     # docstring). DeepSeek's block-FP8 MoE: 256 experts of 7168 inputs, n = 3 x 2048 / tp,
     # m = tokens x 8 / groups (groups = 256 from 32 tokens, the experts hit below: the
     # decode rows of benchmarks/import_aiconfigurator_moe.py). gpt-oss-120b's (weight-only):
-    # 128 experts, top-4, one rank of ep = 128 / its most experts, groups = the distinct experts it is sent, m = its
-    # copies 4 tokens / ep over them
+    # 128 experts, top-4, one rank of ep = 128 / its most experts, groups = the distinct
+    # experts it is sent, m = its copies 4 tokens / ep over them
     fused = (g.library.str.endswith("_moe") & (g.k == 7168) & (g.dtype == "fp8")).to_numpy()
     if fused.any():
         t[fused] -= moe_aux_seconds(g.hardware[fused], g.m[fused] * g.groups[fused] / 8,
@@ -375,6 +375,11 @@ ENGINE_MOE = {
 # (+4 % signed before), so the timed kernel is not what those servers ran at decode sizes
 # or another term of theirs already runs slow (configs/validation/README.md)
 ENGINE_CURVES = {"vllm": ("moe_memory",)}
+
+
+def set_curves(name: str) -> tuple:
+    """The curves kernel set ``name`` carries (:data:`ENGINE_CURVES`, else moe_compute)."""
+    return ENGINE_CURVES.get(name, ("moe_compute",))
 KERNEL_SET_HEADER = """An engine's own kernels: efficiency curves per hardware preset that
 replace the hardware preset's curve of the same name when this engine serves on that hardware
 (continuous serving; dse.engines.load_kernel_set, configs/engines/README.md).
@@ -399,7 +404,7 @@ def engine_plans() -> dict:
         for preset, library in libraries.items():
             # moe_compute from the prefill-sized rows (every expert active), moe_memory
             # from all, decode sizes included
-            names = ENGINE_CURVES.get(name, ("moe_compute",))
+            names = set_curves(name)
             r = {n: fit(preset, gemm_rows([preset], [library],
                                           min_tokens=256 if n == "moe_compute" else 0),
                         moe_curves=True) for n in names}
@@ -417,7 +422,7 @@ def kernel_set_texts(plans_: dict) -> dict:
     out = {}
     for name, fits in plans_.items():
         libraries, kernel, description = ENGINE_MOE[name]
-        names = ENGINE_CURVES.get(name, ("moe_compute",))
+        names = set_curves(name)
         decode = names == ("moe_memory",)
         header = textwrap.fill(" ".join(KERNEL_SET_HEADER.format(
             curves=", ".join(names), kernel=kernel,
