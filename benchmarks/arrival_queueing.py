@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dse.errors import ConfigError
 from dse.validate import load_measured, simulated_run, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,8 +68,11 @@ def main():
         ap.error(f"--ratio {args.ratio:g}: lengths are uniform in [r L, L]: r in (0, 1]")
     if args.prompts < 3:
         ap.error(f"--prompts {args.prompts}: at least 3 (2 per client are the warm-up)")
-    rows, _ = validate(load_measured(args.csv), source=args.csv,
-                       base_dir=Path(args.csv).parent, protocol=False)
+    try:
+        rows, _ = validate(load_measured(args.csv), source=args.csv,
+                           base_dir=Path(args.csv).parent, protocol=False)
+    except ConfigError as err:  # a missing or malformed table: its one-line message
+        ap.error(str(err))
     rows = rows[(rows["serving"] == "continuous") & rows["feasible"].astype(bool)
                 & rows["measured_ttft_s"].notna()]
     for column, most in (("batch", args.max_concurrency), ("output_tokens", args.max_output)):
