@@ -86,6 +86,29 @@ def table(checkout: Path, system: str, engine: str, version: str) -> pd.DataFram
     return pd.read_parquet(io.BytesIO(run.stdout))
 
 
+def check_weights_read(out: pd.DataFrame, table_path: str) -> None:
+    """Refuse block-FP8 rows whose distinct experts' weights (``groups`` x n x k bytes)
+    would stream faster than the part's HBM (the hardware preset's
+    ``memory_bytes_per_s``): then the collector hit fewer experts than ``groups`` says, as
+    SGLang 0.5.14's H200 table does for DeepSeek-V3 (its collector routes DeepSeek's
+    experts group-limited, 4 of 8 groups, and balanced logits tie the groups, so every
+    token keeps the same four: tp 8 at 64-128 tokens in 249-257 us would be 1.41 GB at
+    5.5 TB/s on a 4.8 TB/s part). The tables read here (SGLang 0.5.10, vLLM 0.14,
+    TensorRT-LLM 1.3.0rc20) stay at or below 88 % of the peak."""
+    from dse.config import load_hardware
+    for r in out.itertuples():
+        peak = load_hardware(r.hardware).memory_bytes_per_s
+        rate = float(r.groups) * r.n * r.k / float(r.measured_time_s)
+        if rate > peak:
+            tokens = round(float(r.m) * float(r.groups) / 8)
+            sys.exit(f"import_aiconfigurator_moe.py: {table_path}: {r.hardware} row of "
+                     f"{tokens} tokens at n {r.n}: {r.groups} experts' weights in "
+                     f"{float(r.measured_time_s) * 1e6:.0f} us would stream "
+                     f"{rate / 1e12:.2f} TB/s, above the part's {peak / 1e12:.2f} TB/s: the "
+                     "collector hit fewer experts than the balanced routing's min(8 T, E) "
+                     "(group-limited routing?); take another version's table")
+
+
 def rows(checkout: Path, source) -> pd.DataFrame:
     hw, system, gpu, engine, version, kernel, library, eng_name, k_name, pr = source
     d = table(checkout, system, engine, version)
@@ -119,7 +142,9 @@ def rows(checkout: Path, source) -> pd.DataFrame:
                     "measured_time_s": float(f"{r.latency / 1e3:.6g}"),
                     "measured_tflops": None, "measured_gbps": None, "source": src,
                     "notes": note})
-    return pd.DataFrame(out)
+    out = pd.DataFrame(out)
+    check_weights_read(out, path)
+    return out
 
 
 def wo_rows(checkout: Path, source) -> pd.DataFrame:

@@ -105,3 +105,28 @@ def test_the_weight_only_moe_rows_come_off_their_operators_too(script):
                lambda g: g.groups * g.m == 16, 8, 2, 2, "gpt_oss",
                script.AUX_MODELS["gpt_oss"],
                {"moe_topk", "moe_align", "experts_act", "moe_sum"})
+
+
+def test_moe_import_refuses_rows_that_read_fewer_experts_than_they_say():
+    # a table whose timings would stream the experts' weights faster than HBM allows was
+    # collected with fewer experts hit than the balanced routing's min(8 T, E) (SGLang
+    # 0.5.14's DeepSeek rows: group-limited routing); the importer stops with one line
+    # naming the table and the row instead of writing them. The bundled rows pass.
+    spec = importlib.util.spec_from_file_location(
+        "import_aiconfigurator_moe", ROOT / "benchmarks" / "import_aiconfigurator_moe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    g = pd.read_csv(ROOT / "configs" / "kernels" / "gemm.csv")
+    bundled = g[g.library.str.endswith("_fp8_block_moe")]
+    module.check_weights_read(bundled, "configs/kernels/gemm.csv")
+    # 256 experts x 768 x 7168 FP8 bytes (1.41 GB) in 250 us: 5.6 TB/s on a 4.8 TB/s H200
+    fast = pd.DataFrame([{"hardware": "h200", "m": 2, "n": 768, "k": 7168, "groups": 256,
+                          "measured_time_s": 250e-6}])
+    with pytest.raises(SystemExit) as err:
+        module.check_weights_read(fast, "moe/sglang/0.5.14/moe_perf.parquet")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "moe/sglang/0.5.14/moe_perf.parquet" in message and "64 tokens" in message
+    assert "5.64 TB/s" in message and "4.80 TB/s" in message
+    # the same row at 400 us (3.5 TB/s) is a plausible timing
+    module.check_weights_read(fast.assign(measured_time_s=400e-6), "ok")
