@@ -90,7 +90,7 @@ def check_weights_read(out: pd.DataFrame, table_path: str) -> None:
     """Refuse block-FP8 rows whose distinct experts' weights (``groups`` x n x k bytes)
     would stream faster than the part's HBM (the hardware preset's
     ``memory_bytes_per_s``): then the collector hit fewer experts than ``groups`` says, as
-    SGLang 0.5.14's H200 table does for DeepSeek-V3 (its collector routes DeepSeek's
+    SGLang 0.5.14's H100 and H200 tables do for DeepSeek-V3 (its collector routes DeepSeek's
     experts group-limited, 4 of 8 groups, and balanced logits tie the groups, so every
     token keeps the same four: tp 8 at 64-128 tokens in 249-257 us would be 1.41 GB at
     5.5 TB/s on a 4.8 TB/s part). The tables read here (SGLang 0.5.10, vLLM 0.14,

@@ -12,13 +12,17 @@ from dse.curve_fit import curves_text
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location(
-        "fit_efficiency_curves", ROOT / "benchmarks" / "fit_efficiency_curves.py")
+def _benchmark(name: str):
+    """The script benchmarks/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def script():
+    return _benchmark("fit_efficiency_curves")
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +116,7 @@ def test_moe_import_refuses_rows_that_read_fewer_experts_than_they_say():
     # collected with fewer experts hit than the balanced routing's min(8 T, E) (SGLang
     # 0.5.14's DeepSeek rows: group-limited routing); the importer stops with one line
     # naming the table and the row instead of writing them. The bundled rows pass.
-    spec = importlib.util.spec_from_file_location(
-        "import_aiconfigurator_moe", ROOT / "benchmarks" / "import_aiconfigurator_moe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark("import_aiconfigurator_moe")
     g = pd.read_csv(ROOT / "configs" / "kernels" / "gemm.csv")
     bundled = g[g.library.str.endswith("_fp8_block_moe")]
     module.check_weights_read(bundled, "configs/kernels/gemm.csv")
