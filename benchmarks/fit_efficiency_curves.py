@@ -380,6 +380,8 @@ ENGINE_CURVES = {"vllm": ("moe_memory",)}
 def set_curves(name: str) -> tuple:
     """The curves kernel set ``name`` carries (:data:`ENGINE_CURVES`, else moe_compute)."""
     return ENGINE_CURVES.get(name, ("moe_compute",))
+
+
 KERNEL_SET_HEADER = """An engine's own kernels: efficiency curves per hardware preset that
 replace the hardware preset's curve of the same name when this engine serves on that hardware
 (continuous serving; dse.engines.load_kernel_set, configs/engines/README.md).

@@ -96,8 +96,9 @@ def check_weights_read(out: pd.DataFrame, table_path: str) -> None:
     5.5 TB/s on a 4.8 TB/s part). The tables read here (SGLang 0.5.10, vLLM 0.14,
     TensorRT-LLM 1.3.0rc20) stay at or below 88 % of the peak."""
     from dse.config import load_hardware
+    peaks = {h: load_hardware(h).memory_bytes_per_s for h in set(out.hardware)}
     for r in out.itertuples():
-        peak = load_hardware(r.hardware).memory_bytes_per_s
+        peak = peaks[r.hardware]
         rate = float(r.groups) * r.n * r.k / float(r.measured_time_s)
         if rate > peak:
             tokens = round(float(r.m) * float(r.groups) / 8)
