@@ -64,8 +64,9 @@ def sensitivity(best: pd.DataFrame) -> pd.DataFrame:
     found = best[best["found"]]
     columns = keys + ["what_if", "from_value", "to_value", "same_strategy"] + \
         [f"elasticity_{m}" for m in METRICS]
-    strategy = _strategy_text(found)
-    blocks = [_pairs(found, keys, axis, strategy) for axis in whatifs]
+    strategy = _row_codes([found[c] for c in STRATEGY if c in found.columns], len(found))
+    codes = {k: _codes(found[k]) for k in keys}
+    blocks = [_pairs(found, keys, axis, strategy, codes) for axis in whatifs]
     blocks = [b for b in blocks if len(b["what_if"])]
     if not blocks:
         return pd.DataFrame([], columns=columns)
@@ -86,8 +87,8 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
     return pd.Series(col.astype(object), dtype=object).infer_objects().to_numpy()
 
 
-def _pairs(found: pd.DataFrame, keys: list[str], axis: str,
-           strategy: np.ndarray) -> np.ndarray:
+def _pairs(found: pd.DataFrame, keys: list[str], axis: str, strategy: np.ndarray,
+           codes: dict) -> np.ndarray:
     """The rows of :func:`sensitivity` for one what-if axis, as an object array.
 
     Parameters
@@ -99,7 +100,10 @@ def _pairs(found: pd.DataFrame, keys: list[str], axis: str,
     axis : str
         The what-if axis varied (one of ``keys``).
     strategy : numpy.ndarray
-        Each row's strategy as text (:func:`_strategy_text`).
+        Each row's strategy as a code (:func:`_row_codes` of the :data:`STRATEGY`
+        columns): two rows have the same strategy when their codes are equal.
+    codes : dict
+        Key column -> its values' codes (:func:`_codes`).
 
     Returns
     -------
@@ -109,7 +113,7 @@ def _pairs(found: pd.DataFrame, keys: list[str], axis: str,
     """
     others = [k for k in keys if k != axis]
     # group number in order of first appearance, as iterating groupby(sort=False) would
-    group = found.groupby(others, dropna=False, observed=True, sort=False).ngroup().to_numpy()
+    group = _first_appearance(_row_codes([codes[k] for k in others], len(found)))
     x = found[axis].to_numpy(float)
     # by group, then by the axis' value within it (NaN last, as sort_values puts it; a
     # best table has one row per key, so no two rows of a group tie)
@@ -132,12 +136,30 @@ def _pairs(found: pd.DataFrame, keys: list[str], axis: str,
     return out
 
 
-def _strategy_text(found: pd.DataFrame) -> np.ndarray:
-    """Each row's strategy as one string: its :data:`STRATEGY` columns' text joined by
-    ``|`` (two rows have the same strategy when their strings are equal; a missing value
-    reads ``nan``). An empty string per row when the table has no strategy column."""
-    text = np.full(len(found), "", dtype=object)
-    for i, c in enumerate(c for c in STRATEGY if c in found.columns):
-        col = found[c].astype(str).fillna("nan").to_numpy(object)
-        text = col if i == 0 else text + "|" + col
-    return text
+def _codes(column) -> np.ndarray:
+    """Integer codes of a column's values: equal values, equal codes; the nulls (None or
+    NaN) share one code, as ``groupby(dropna=False)`` groups them."""
+    return pd.factorize(column, use_na_sentinel=False)[0].astype(np.int64)
+
+
+def _row_codes(columns: list, n: int) -> np.ndarray:
+    """One code per row for the tuple of its values in ``columns`` (arrays of codes, or
+    columns :func:`_codes` encodes): two rows get the same code when every column's value
+    is the same. Zeros for no column. Codes stay below ``n``: each step re-encodes the
+    pair (codes so far, next column's codes) densely, so nothing overflows."""
+    out = np.zeros(n, dtype=np.int64)
+    for col in columns:
+        c = col if isinstance(col, np.ndarray) else _codes(col)
+        out = np.unique(out * (int(c.max(initial=0)) + 1) + c, return_inverse=True)[1]
+    return out.reshape(-1).astype(np.int64)
+
+
+def _first_appearance(codes: np.ndarray) -> np.ndarray:
+    """Renumber ``codes`` 0, 1, ... in order of each code's first row (what
+    ``groupby(sort=False).ngroup()`` numbers)."""
+    if len(codes) == 0:
+        return codes
+    uniq, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(uniq))
+    return rank[inverse.reshape(-1)]
