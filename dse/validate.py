@@ -102,6 +102,9 @@ COLUMN_DOCS = {
 
 WITHIN_PCT = 20.0       # share_within_20pct counts |error| <= this [%]
 ALL = "all"             # hardware/model label of the scorecard's overall row
+# the scorecard's load roll-up: (label, fewest, most) concurrent requests per row (``batch``:
+# a continuous row's clients, a static row's batch), the buckets the validation README reads
+BATCH_BUCKETS = (("1-4", 1, 4), ("5-16", 5, 16), ("17-64", 17, 64), (">64", 65, math.inf))
 # one sweep per (hardware, model) group while its Cartesian product stays this small;
 # larger groups are evaluated one row at a time (each a one-point sweep)
 MAX_GROUP_CONFIGS = 1_000_000
@@ -453,28 +456,38 @@ def _stats(errors: np.ndarray, prefix: str) -> dict:
 
 
 def make_scorecard(rows: pd.DataFrame) -> pd.DataFrame:
-    """Absolute percentage errors per (hardware, model), per hardware and per engine where
-    they add something, and overall.
+    """Absolute percentage errors per (hardware, model), per hardware, per engine and per
+    load where they add something, and overall.
 
-    Returns one row per (hardware, model) group (sorted; ``engine`` "all"), then one per
-    hardware with more than one such group (``model`` "all"), then one per engine when the
-    rows name more than one (``hardware`` and ``model`` "all"), then the overall row ("all"
-    thrice), with ``rows`` and ``infeasible_rows`` counts and, for ``ttft`` and ``tpot``
+    Returns one row per (hardware, model) group (sorted; ``engine`` and ``batch`` "all"),
+    then one per hardware with more than one such group (``model`` "all"), then one per
+    engine when the rows name more than one (``hardware`` and ``model`` "all"), then one per
+    bucket of concurrent requests (:data:`BATCH_BUCKETS`, the row's ``batch``, or its
+    ``concurrency`` in a disaggregated table: "1-4", "5-16", "17-64", ">64") when the rows
+    fall in more than one, then the overall row ("all"
+    four times), with ``rows`` and ``infeasible_rows`` counts and, for ``ttft`` and ``tpot``
     separately, ``<m>_n`` (rows with that measurement), ``<m>_median_abs_pct_error``,
     ``<m>_median_pct_error`` (the signed median, the bias: negative = predicted too fast /
     too short) and ``<m>_mean_abs_pct_error`` [%] and ``<m>_share_within_20pct`` (share with
     |error| <= 20 %, 0..1); statistics of a metric with no measurement in the group are NaN.
     """
-    groups = [((hw, m, ALL), g)
+    groups = [((hw, m, ALL, ALL), g)
               for (hw, m), g in rows.groupby(["hardware", "model"], sort=True)]
     per_hw = rows.groupby("hardware", sort=True)
-    groups += [((hw, ALL, ALL), g) for hw, g in per_hw if g["model"].nunique() > 1]
+    groups += [((hw, ALL, ALL, ALL), g) for hw, g in per_hw if g["model"].nunique() > 1]
     if "engine" in rows and rows["engine"].nunique() > 1:
-        groups += [((ALL, ALL, e), g) for e, g in rows.groupby("engine", sort=True)]
-    groups.append(((ALL, ALL, ALL), rows))
+        groups += [((ALL, ALL, e, ALL), g) for e, g in rows.groupby("engine", sort=True)]
+    load = next((c for c in ("batch", "concurrency") if c in rows), None)
+    if load is not None:
+        batch = rows[load].to_numpy(np.float64)
+        loads = [(label, rows[(batch >= lo) & (batch <= hi)]) for label, lo, hi in BATCH_BUCKETS]
+        loads = [(label, g) for label, g in loads if len(g)]
+        if len(loads) > 1:
+            groups += [((ALL, ALL, ALL, label), g) for label, g in loads]
+    groups.append(((ALL, ALL, ALL, ALL), rows))
     records = []
-    for (hw, m, e), g in groups:
-        rec = {"hardware": hw, "model": m, "engine": e, "rows": len(g),
+    for (hw, m, e, b), g in groups:
+        rec = {"hardware": hw, "model": m, "engine": e, "batch": b, "rows": len(g),
                "infeasible_rows": int((~g["feasible"].astype(bool)).sum())}
         rec.update(_stats(g["ttft_error_pct"].to_numpy(np.float64), "ttft"))
         rec.update(_stats(g["tpot_error_pct"].to_numpy(np.float64), "tpot"))
@@ -600,7 +613,7 @@ def format_scorecard(card: pd.DataFrame) -> str:
     """The scorecard as an aligned text table (errors in %, shares in %)."""
     # the engine column as wide as its longest name (versioned presets: trtllm_0_17)
     wide = max([8, *(len(str(e)) for e in card.get("engine", []))])
-    header = (f"{'hardware':<14} {'model':<14} {'engine':<{wide}} {'rows':>4}  "
+    header = (f"{'hardware':<14} {'model':<14} {'engine':<{wide}} {'batch':<5} {'rows':>4}  "
               f"{'TTFT n':>6} {'median':>7} {'bias':>7} {'mean':>7} {'<=20%':>6}  "
               f"{'TPOT n':>6} {'median':>7} {'bias':>7} {'mean':>7} {'<=20%':>6}")
     lines = [header, "-" * len(header)]
@@ -612,7 +625,7 @@ def format_scorecard(card: pd.DataFrame) -> str:
 
     for r in card.to_dict("records"):
         cells = [f"{r['hardware']!s:<14} {r['model']!s:<14} {r.get('engine', ALL)!s:<{wide}} "
-                 f"{r['rows']:>4} "]
+                 f"{r.get('batch', ALL)!s:<5} {r['rows']:>4} "]
         for m in ("ttft", "tpot"):
             cells.append(f" {r[f'{m}_n']:>6} {num(r[f'{m}_median_abs_pct_error'], '.1f'):>7} "
                          f"{num(r[f'{m}_median_pct_error'], '+.1f'):>7} "

@@ -56,11 +56,41 @@ def test_validate_returns_rows_and_scorecard_columns():
     assert list(rows["act_dtype"]) == [*rows["weight_dtype"][:3], "bf16"]
     assert list(rows["kv_dtype"]) == list(rows["act_dtype"])
     assert list(rows["pp"]) == [1] * 4 and list(rows["ep"]) == [1] * 4
-    assert list(card.columns) == ["hardware", "model", "engine", "rows", "infeasible_rows",
-                                  *SCORE_COLUMNS]
-    assert card[["hardware", "model", "engine"]].values.tolist() == [
-        ["a100_80gb", "llama2_7b", "all"], ["h100_sxm", "llama3_8b", "all"],
-        ["all", "all", "all"]]
+    assert list(card.columns) == ["hardware", "model", "engine", "batch", "rows",
+                                  "infeasible_rows", *SCORE_COLUMNS]
+    # batch 1, 8, 4, 1: two load buckets, each a row of its own
+    assert card[["hardware", "model", "engine", "batch"]].values.tolist() == [
+        ["a100_80gb", "llama2_7b", "all", "all"], ["h100_sxm", "llama3_8b", "all", "all"],
+        ["all", "all", "all", "1-4"], ["all", "all", "all", "5-16"],
+        ["all", "all", "all", "all"]]
+
+
+def test_scorecard_rolls_up_per_load():
+    """Rows spanning several buckets of concurrent requests get a row per bucket (bounds
+    inclusive: 4 is in 1-4, 5 in 5-16, 64 in 17-64, 65 over 64), with that bucket's
+    statistics; rows of one bucket get none, and neither does an empty bucket."""
+    batch = [1, 4, 5, 16, 17, 64, 65, 512]
+    rows = pd.DataFrame({
+        "hardware": ["h200"] * 8, "model": ["llama3_8b"] * 8, "engine": ["vllm"] * 8,
+        "batch": batch, "feasible": [True] * 7 + [False],
+        "ttft_error_pct": [10.0, -30.0, 50.0, np.nan, -5.0, -15.0, -60.0, -80.0],
+        "tpot_error_pct": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]})
+    card = make_scorecard(rows)
+    loads = card[card["batch"] != "all"]
+    assert loads["batch"].tolist() == ["1-4", "5-16", "17-64", ">64"]
+    assert (loads[["hardware", "model", "engine"]] == "all").all().all()
+    assert loads["rows"].tolist() == [2, 2, 2, 2]
+    assert loads["infeasible_rows"].tolist() == [0, 0, 0, 1]
+    assert loads["ttft_n"].tolist() == [2, 1, 2, 2]
+    assert loads["ttft_median_abs_pct_error"].tolist() == pytest.approx([20.0, 50.0, 10.0, 70.0])
+    assert loads["ttft_median_pct_error"].tolist() == pytest.approx([-10.0, 50.0, -10.0, -70.0])
+    assert loads["tpot_median_abs_pct_error"].tolist() == pytest.approx([1.5, 3.5, 5.5, 7.5])
+    assert card.iloc[-1]["batch"] == "all" and card.iloc[-1]["rows"] == 8
+    assert ">64" in format_scorecard(card)
+    # one bucket only (1, 4): no load rows; a bucket without rows (17-64) is left out
+    assert (make_scorecard(rows.iloc[:2])["batch"] == "all").all()
+    assert make_scorecard(rows.iloc[[0, 2, 7]])["batch"].tolist()[-4:] == [
+        "1-4", "5-16", ">64", "all"]
 
 
 def test_scorecard_rolls_up_per_hardware_and_per_engine():
@@ -108,7 +138,7 @@ def test_validate_predictions_match_a_direct_evaluation():
 
 def test_validate_scorecard_overall_matches_hand_computation():
     rows, card = validate(small_table())
-    overall = card[(card["hardware"] == "all") & (card["model"] == "all")].iloc[0]
+    overall = card[(card[["hardware", "model", "engine", "batch"]] == "all").all(axis=1)].iloc[0]
     assert overall["rows"] == 4 and overall["infeasible_rows"] == 0
     for m in ("ttft", "tpot"):
         errs = sorted(abs(e) for e in rows[f"{m}_error_pct"] if not math.isnan(e))
