@@ -689,7 +689,11 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--overwrite", action="store_true", help="replace an existing --out preset file")
     cal.set_defaults(func=cmd_calibrate)
 
-    val = sub.add_parser("validate", help="compare predictions with measured TTFT / TPOT")
+    val = sub.add_parser("validate", help="compare predictions with measured TTFT / TPOT",
+                         description="Predict every row of a measured table and print a "
+                         "scorecard of the errors: per (hardware, model), per hardware, per "
+                         "engine, per load (concurrent requests 1-4, 5-16, 17-64, over 64) "
+                         "and overall.")
     val.add_argument("measured", nargs="?", help="CSV of measured end-to-end results "
                      "(default: the bundled public measurements)")
     val.add_argument("--out", help="folder for validation.parquet (row-level comparison)")
