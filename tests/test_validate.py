@@ -91,6 +91,10 @@ def test_scorecard_rolls_up_per_load():
     assert (make_scorecard(rows.iloc[:2])["batch"] == "all").all()
     assert make_scorecard(rows.iloc[[0, 2, 7]])["batch"].tolist()[-4:] == [
         "1-4", "5-16", ">64", "all"]
+    # a disaggregated table's rows give their clients as concurrency
+    disagg = make_scorecard(rows.rename(columns={"batch": "concurrency"}))
+    assert disagg["batch"].tolist() == card["batch"].tolist()
+    assert disagg["rows"].tolist() == card["rows"].tolist()
 
 
 def test_scorecard_rolls_up_per_hardware_and_per_engine():
