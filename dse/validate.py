@@ -103,7 +103,8 @@ COLUMN_DOCS = {
 WITHIN_PCT = 20.0       # share_within_20pct counts |error| <= this [%]
 ALL = "all"             # hardware/model label of the scorecard's overall row
 # the scorecard's load roll-up: (label, fewest, most) concurrent requests per row (``batch``:
-# a continuous row's clients, a static row's batch), the buckets the validation README reads
+# a continuous row's clients, a static row's batch; ``concurrency``: a disaggregated row's
+# clients), the buckets the validation README reads
 BATCH_BUCKETS = (("1-4", 1, 4), ("5-16", 5, 16), ("17-64", 17, 64), (">64", 65, math.inf))
 # one sweep per (hardware, model) group while its Cartesian product stays this small;
 # larger groups are evaluated one row at a time (each a one-point sweep)
@@ -464,8 +465,8 @@ def make_scorecard(rows: pd.DataFrame) -> pd.DataFrame:
     engine when the rows name more than one (``hardware`` and ``model`` "all"), then one per
     bucket of concurrent requests (:data:`BATCH_BUCKETS`, the row's ``batch``, or its
     ``concurrency`` in a disaggregated table: "1-4", "5-16", "17-64", ">64") when the rows
-    fall in more than one, then the overall row ("all"
-    four times), with ``rows`` and ``infeasible_rows`` counts and, for ``ttft`` and ``tpot``
+    fall in more than one, then the overall row ("all" four times), with ``rows`` and
+    ``infeasible_rows`` counts and, for ``ttft`` and ``tpot``
     separately, ``<m>_n`` (rows with that measurement), ``<m>_median_abs_pct_error``,
     ``<m>_median_pct_error`` (the signed median, the bias: negative = predicted too fast /
     too short) and ``<m>_mean_abs_pct_error`` [%] and ``<m>_share_within_20pct`` (share with
@@ -479,8 +480,9 @@ def make_scorecard(rows: pd.DataFrame) -> pd.DataFrame:
         groups += [((ALL, ALL, e, ALL), g) for e, g in rows.groupby("engine", sort=True)]
     load = next((c for c in ("batch", "concurrency") if c in rows), None)
     if load is not None:
-        batch = rows[load].to_numpy(np.float64)
-        loads = [(label, rows[(batch >= lo) & (batch <= hi)]) for label, lo, hi in BATCH_BUCKETS]
+        requests = rows[load].to_numpy(np.float64)
+        loads = [(label, rows[(requests >= lo) & (requests <= hi)])
+                 for label, lo, hi in BATCH_BUCKETS]
         loads = [(label, g) for label, g in loads if len(g)]
         if len(loads) > 1:
             groups += [((ALL, ALL, ALL, label), g) for label, g in loads]
