@@ -64,7 +64,8 @@ def sensitivity(best: pd.DataFrame) -> pd.DataFrame:
     found = best[best["found"]]
     columns = keys + ["what_if", "from_value", "to_value", "same_strategy"] + \
         [f"elasticity_{m}" for m in METRICS]
-    strategy = _row_codes([found[c] for c in STRATEGY if c in found.columns], len(found))
+    strategy = _row_codes([_codes(found[c]) for c in STRATEGY if c in found.columns],
+                          len(found))
     codes = {k: _codes(found[k]) for k in keys}
     blocks = [_pairs(found, keys, axis, strategy, codes) for axis in whatifs]
     blocks = [b for b in blocks if len(b["what_if"])]
@@ -142,14 +143,13 @@ def _codes(column) -> np.ndarray:
     return pd.factorize(column, use_na_sentinel=False)[0].astype(np.int64)
 
 
-def _row_codes(columns: list, n: int) -> np.ndarray:
-    """One code per row for the tuple of its values in ``columns`` (arrays of codes, or
-    columns :func:`_codes` encodes): two rows get the same code when every column's value
-    is the same. Zeros for no column. Codes stay below ``n``: each step re-encodes the
-    pair (codes so far, next column's codes) densely, so nothing overflows."""
+def _row_codes(codes: list, n: int) -> np.ndarray:
+    """One code per row for the tuple of its columns' ``codes`` (:func:`_codes` of each):
+    two rows get the same code when every column's value is the same. Zeros for no column.
+    Codes stay below ``n``: each step re-encodes the pair (codes so far, next column's
+    codes) densely, so nothing overflows."""
     out = np.zeros(n, dtype=np.int64)
-    for col in columns:
-        c = col if isinstance(col, np.ndarray) else _codes(col)
+    for c in codes:
         out = np.unique(out * (int(c.max(initial=0)) + 1) + c, return_inverse=True)[1]
     return out.reshape(-1).astype(np.int64)
 

@@ -466,8 +466,8 @@ def make_scorecard(rows: pd.DataFrame) -> pd.DataFrame:
     bucket of concurrent requests (:data:`BATCH_BUCKETS`, the row's ``batch``, or its
     ``concurrency`` in a disaggregated table: "1-4", "5-16", "17-64", ">64") when the rows
     fall in more than one, then the overall row ("all" four times), with ``rows`` and
-    ``infeasible_rows`` counts and, for ``ttft`` and ``tpot``
-    separately, ``<m>_n`` (rows with that measurement), ``<m>_median_abs_pct_error``,
+    ``infeasible_rows`` counts and, for ``ttft`` and ``tpot`` separately, ``<m>_n`` (rows
+    with that measurement), ``<m>_median_abs_pct_error``,
     ``<m>_median_pct_error`` (the signed median, the bias: negative = predicted too fast /
     too short) and ``<m>_mean_abs_pct_error`` [%] and ``<m>_share_within_20pct`` (share with
     |error| <= 20 %, 0..1); statistics of a metric with no measurement in the group are NaN.
