@@ -113,7 +113,7 @@ def pool_frontier(pts: Points, role: str):
     out = np.full(len(groups), 1 if role == "prefill" else 2, dtype=np.int64)
     grouped_reduce(offs[0], out, offs[1], offs[2],
                    *pts.strategy_products(("dp", "batch")),
-                   *pts.strategy_products(DEVICE_AXES), *flat,
+                   *pts.strategy_products(DEVICE_AXES), *pts.twins(), *flat,
                    REASON_CODE["what_if_scale_not_positive"], REASON_CODE["out_of_memory"],
                    np.iinfo(np.int64).max, np.inf, np.inf, *_DEFAULT_OBJECTIVES,
                    4 * numba.get_num_threads(), front, n_front, best,

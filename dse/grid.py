@@ -70,8 +70,9 @@ OFFLOAD_DIMS = (*MEMORY_DIMS, "hardware", "memory_capacity_scale", "serving", "e
                 "offload")
 # - the reduction's per-thread scratch: x, y (float64) and a feasible flag per (group of
 #   a block, strategy), and per worker a candidate index and the frontier pre-filter's
-#   survivors (int64)
-SCRATCH_BYTES, WORKER_BYTES = 17, 16
+#   survivors (int64); where dp has several values, a code (int8), TTFT and TPOT per
+#   (group of a block, dp representative) (the twins' values, kernels/objectives.py)
+SCRATCH_BYTES, WORKER_BYTES, TWIN_BYTES = 17, 16, 17
 # - per group: its offsets, counts, and best row (Arrow row table and partial); per
 #   frontier row: indices, metrics, Arrow row table and partial (640 B for the 30 row
 #   columns before continuous serving; 768 B since the rows carry 35: the 640 B estimate
@@ -173,7 +174,9 @@ def chunk_bytes(sizes: dict, results: bool, threads: int) -> float:
     if sizes["offload"] > 1:  # dse.offload's spill terms and their temporaries
         evaluated += OFFLOAD_BYTES * n(OFFLOAD_DIMS)
     workers = min(threads, -(-n_g // GROUP_BLOCK))
-    scratch = (min(n_g, GROUP_BLOCK * threads) * SCRATCH_BYTES + workers * WORKER_BYTES) * n_s
+    n_rep = n_s // sizes["dp"] if sizes["dp"] > 1 else 0
+    scratch = ((min(n_g, GROUP_BLOCK * threads) * SCRATCH_BYTES + workers * WORKER_BYTES) * n_s
+               + min(n_g, GROUP_BLOCK * threads) * TWIN_BYTES * n_rep)
     strategy_sizes = [sizes[d] for d in STRATEGY_DIMS]
     k = split_point(strategy_sizes)
     tables = STRATEGY_ROW_BYTES * (np.prod(strategy_sizes[:k]) + np.prod(strategy_sizes[k:]))

@@ -48,6 +48,26 @@ SOURCES = ("ttft_s", "tpot_s", "weight_bytes_per_device", "kv_cache_bytes_per_de
            "working_bytes")
 
 
+def _twin_table(dims, sizes, free) -> tuple:
+    """(rank of each point's representative, is-representative flags, members' CSR starts,
+    members) over the points of ``dims`` (C order); a point's representative has every dim
+    of ``free`` at index 0."""
+    shape = [sizes[d] for d in dims]
+    n = int(np.prod(shape))
+    rep = np.zeros(n, dtype=np.int64)
+    if dims:
+        pos = list(np.unravel_index(np.arange(n), shape))
+        for i, d in enumerate(dims):
+            if d in free:
+                pos[i] = np.zeros_like(pos[i])
+        rep = np.ravel_multi_index(pos, shape)
+    is_rep = rep == np.arange(n)
+    rank = np.searchsorted(np.flatnonzero(is_rep), rep).astype(np.int64)
+    members = np.argsort(rank, kind="stable").astype(np.int64)
+    starts = np.searchsorted(rank[members], np.arange(int(is_rep.sum()) + 1)).astype(np.int64)
+    return rank, is_rep, starts, members
+
+
 class Points:
     """An evaluated block addressed by (group, strategy) flat indices, without broadcasting:
     each source variable's value at (g, s) is ``flat[group_offsets[g] + outer_offsets[a] +
@@ -70,6 +90,19 @@ class Points:
         self.outer_offsets = _offsets(sources, self.outer_dims, self.sizes)
         self.inner_offsets = _offsets(sources, self.inner_dims, self.sizes)
         self.n_strategies = len(self.outer_offsets) * len(self.inner_offsets)
+        # strategy dims no source varies along (dp: it enters only through the devices and
+        # requests): their points read the same values, only the counts differ
+        self.free_dims = tuple(d for d in STRATEGY_DIMS if all(
+            d not in da.dims or arr.strides[da.dims.index(d)] == 0 for da, arr in sources))
+
+    def twins(self) -> tuple:
+        """The twin tables of :func:`dse.kernels.objectives.grouped_reduce`: per outer and
+        per inner point, its representative's rank (the point with every free dim at its
+        first value: the same source values, read once per group) and whether it is one,
+        then each representative's points (CSR: starts, points ascending, the
+        representative first); outer's four arrays, then inner's."""
+        return (*_twin_table(self.outer_dims, self.sizes, self.free_dims),
+                *_twin_table(self.inner_dims, self.sizes, self.free_dims))
 
     def axis(self, dims, dim) -> np.ndarray:
         """The value of ``dim`` at every point of ``dims`` (flat, int64)."""
@@ -127,7 +160,7 @@ def reduce_points(pts: Points, cons: Constraints, objectives: Objectives = Objec
     reasons = np.zeros((n_groups, len(REASONS)), dtype=np.int64)
     grouped_reduce(
         pts.group_offsets, pts.axis(GROUP_DIMS, "output_tokens"), pts.outer_offsets,
-        pts.inner_offsets, *dp_batch, *devices, *pts.flat[:N_SOURCES],
+        pts.inner_offsets, *dp_batch, *devices, *pts.twins(), *pts.flat[:N_SOURCES],
         REASON_CODE["what_if_scale_not_positive"], REASON_CODE["out_of_memory"],
         cons.max_devices if cons.max_devices is not None else np.iinfo(np.int64).max,
         cons.max_ttft_s if cons.max_ttft_s is not None else np.inf,

@@ -67,7 +67,8 @@ def sensitivity(best: pd.DataFrame) -> pd.DataFrame:
     strategy = _row_codes([_codes(found[c]) for c in STRATEGY if c in found.columns],
                           len(found))
     codes = {k: _codes(found[k]) for k in keys}
-    blocks = [_pairs(found, keys, axis, strategy, codes) for axis in whatifs]
+    values = {k: found[k].to_numpy() for k in keys}
+    blocks = [_pairs(found, keys, axis, strategy, codes, values) for axis in whatifs]
     blocks = [b for b in blocks if len(b["what_if"])]
     if not blocks:
         return pd.DataFrame([], columns=columns)
@@ -85,11 +86,14 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
         return col.astype(np.float64)
     if col.dtype.kind == "b":
         return col
-    return pd.Series(col.astype(object), dtype=object).infer_objects().to_numpy()
+    col = col.astype(object)
+    if pd.api.types.infer_dtype(col, skipna=True) == "string":
+        return col  # names (nulls among them): the frame makes them its string dtype
+    return pd.Series(col, dtype=object).infer_objects().to_numpy()
 
 
 def _pairs(found: pd.DataFrame, keys: list[str], axis: str, strategy: np.ndarray,
-           codes: dict) -> np.ndarray:
+           codes: dict, values: dict) -> np.ndarray:
     """The rows of :func:`sensitivity` for one what-if axis, as an object array.
 
     Parameters
@@ -105,6 +109,8 @@ def _pairs(found: pd.DataFrame, keys: list[str], axis: str, strategy: np.ndarray
         columns): two rows have the same strategy when their codes are equal.
     codes : dict
         Key column -> its values' codes (:func:`_codes`).
+    values : dict
+        Key column -> its values as a numpy array.
 
     Returns
     -------
@@ -124,8 +130,7 @@ def _pairs(found: pd.DataFrame, keys: list[str], axis: str, strategy: np.ndarray
     lo, hi = lo[pair], hi[pair]
 
     # the group's key values; the varied axis' own column is null (from/to carry it)
-    out = {k: np.full(len(lo), np.nan) if k == axis else found[k].to_numpy()[lo]
-           for k in keys}
+    out = {k: np.full(len(lo), np.nan) if k == axis else values[k][lo] for k in keys}
     x0, x1 = x[lo], x[hi]
     out |= {"what_if": np.full(len(lo), axis, dtype=object), "from_value": x0,
             "to_value": x1, "same_strategy": strategy[lo] == strategy[hi]}
@@ -145,13 +150,21 @@ def _codes(column) -> np.ndarray:
 
 def _row_codes(codes: list, n: int) -> np.ndarray:
     """One code per row for the tuple of its columns' ``codes`` (:func:`_codes` of each):
-    two rows get the same code when every column's value is the same. Zeros for no column.
-    Codes stay below ``n``: each step re-encodes the pair (codes so far, next column's
-    codes) densely, so nothing overflows."""
+    two rows get the same code when every column's value is the same; codes are dense
+    (below ``n``) in the tuples' lexicographic order. Zeros for no column. The columns
+    combine as mixed-radix digits, re-encoded densely before a product of radices could
+    overflow."""
     out = np.zeros(n, dtype=np.int64)
+    span = 1  # out < span
     for c in codes:
-        out = np.unique(out * (int(c.max(initial=0)) + 1) + c, return_inverse=True)[1]
-    return out.reshape(-1).astype(np.int64)
+        radix = int(c.max(initial=0)) + 1
+        if span * radix >= 2 ** 62:  # re-encode densely first (order kept)
+            out = np.unique(out, return_inverse=True)[1].reshape(-1)
+            span = int(out.max(initial=0)) + 1
+        # mixed radix: the tuple's lexicographic order
+        out = out * radix + c
+        span *= radix
+    return np.unique(out, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def _first_appearance(codes: np.ndarray) -> np.ndarray:
