@@ -22,7 +22,8 @@ from .config import Constraints
 from .evaluate import METRIC_INPUTS, REASON_CODE, REASONS, derived_metrics
 from .grid import GROUP_DIMS, STRATEGY_DIMS, dtype_codes, resolve_dtypes, split_point
 from .kernels.gather import offsets
-from .kernels.objectives import N_LIMITS, N_SOURCES, flatten_front, grouped_reduce
+from .kernels.objectives import (N_LIMITS, N_SOURCES, exact_twins, flatten_front,
+                                 grouped_reduce)
 from .kernels.pareto import pareto_sorted, pareto_sorted_nd
 from .metrics import METRICS, NUMERIC
 from .objectives import BEST_COLUMNS, CONSTRAINT_ORDER, Objectives
@@ -357,6 +358,63 @@ def point_rows(pts: Points, group_idx, strat_idx, place=None, found=None,
     return pa.Table.from_arrays([cols[f.name] for f in sch], schema=sch)
 
 
+# The row columns a dp twin (a strategy that differs from its representative only in the
+# dims no source varies along, :class:`Points`) does not share with its representative:
+# the counts that scale with dp, besides the devices and those dims' own values.
+SCALED = ("throughput_tokens_per_s", "requests_per_s")
+
+
+def twin_rows(pts: Points, group_idx, strat_idx, place=None) -> pa.Table:
+    """:func:`point_rows` of Pareto points built from their representatives' rows where
+    every twin's devices and dp x batch are its representative's times a power of two and
+    each point's representative is among the points (a frontier over objectives that do
+    not scale with dp: tokens/s per device and per user, cost, energy, times): the twin's
+    row is its representative's with the devices, the dims no source varies along, the
+    rows' flat index and the counts that scale (:data:`SCALED`, by that power of two:
+    exactly what :func:`dse.evaluate.derived_metrics` computes) its own. Otherwise, and
+    where no dim is free, :func:`point_rows` itself. The same table either way (a sweep's
+    Pareto points are mostly dp replicas of a few: this builds a sixth of the rows on
+    ``benchmarks/sweep_1b.toml``)."""
+    free = [d for d in pts.free_dims if pts.sizes[d] > 1]
+    if not free or len(strat_idx) == 0:
+        return point_rows(pts, group_idx, strat_idx, place)
+    rank_o, _, starts_o, members_o = _twin_table(pts.outer_dims, pts.sizes, pts.free_dims)
+    rank_i, _, starts_i, members_i = _twin_table(pts.inner_dims, pts.sizes, pts.free_dims)
+    (dpb_o, dpb_i), (dev_o, dev_i) = (pts.strategy_products(("dp", "batch")),
+                                      pts.strategy_products(DEVICE_AXES))
+    if not (exact_twins(rank_o, starts_o, members_o, dev_o, dpb_o).all()
+            and exact_twins(rank_i, starts_i, members_i, dev_i, dpb_i).all()):
+        return point_rows(pts, group_idx, strat_idx, place)
+    n_inner, n_strat = len(pts.inner_offsets), pts.n_strategies
+    g = np.asarray(group_idx, dtype=np.int64)
+    a, b = np.divmod(np.asarray(strat_idx, dtype=np.int64), n_inner)
+    rep_a, rep_b = members_o[starts_o[rank_o[a]]], members_i[starts_i[rank_i[b]]]
+    own = (rep_a == a) & (rep_b == b)
+    keys = g[own] * n_strat + (a[own] * n_inner + b[own])
+    row = np.searchsorted(keys, g * n_strat + rep_a * n_inner + rep_b)
+    if (row >= len(keys)).any() or not np.array_equal(
+            keys[np.minimum(row, len(keys) - 1)], g * n_strat + rep_a * n_inner + rep_b):
+        return point_rows(pts, group_idx, strat_idx, place)  # a twin without its own
+    table = point_rows(pts, g[own], (a * n_inner + b)[own], place).take(row)
+    scale = (dpb_o[a] * dpb_i[b]) / (dpb_o[rep_a] * dpb_i[rep_b])  # a power of two
+    cols = {"devices": pa.array(dev_o[a] * dev_i[b])}
+    cols |= {c: pc.multiply(table.column(c), pa.array(scale)) for c in SCALED}
+    full = place[1] if place is not None else dict(pts.sizes)
+    strides = dict(zip(STRATEGY_DIMS, np.cumprod(
+        [1] + [full[d] for d in STRATEGY_DIMS[::-1]])[:-1][::-1]))
+    flat = table.column("_strategy").to_numpy()
+    for d in free:
+        dims, at = (pts.outer_dims, a) if d in pts.outer_dims else (pts.inner_dims, b)
+        inner = int(np.prod([pts.sizes[e] for e in dims[dims.index(d) + 1:]]))
+        pos = (at // inner) % pts.sizes[d]
+        cols[d] = pa.array(pts.block.variables[d].values[pos])
+        flat = flat + pos * int(strides[d])
+    cols["_strategy"] = pa.array(flat)
+    return table.from_arrays(
+        [cols[f.name].cast(f.type) if f.name in cols else table.column(f.name)
+         for f in table.schema], schema=table.schema)
+
+
 def reduce_block(block: xr.Dataset, cons: Constraints, place=None,
                  objectives: Objectives = Objectives(), edges: dict | None = None):
     """Pareto rows, best rows and reason-code counts of an evaluated block.
@@ -370,7 +428,7 @@ def reduce_block(block: xr.Dataset, cons: Constraints, place=None,
     """
     pts = Points(block)
     g, s, best_idx, relaxed, reasons = reduce_points(pts, cons, objectives)
-    pareto = point_rows(pts, g, s, place)
+    pareto = twin_rows(pts, g, s, place)
     best = point_rows(pts, np.arange(len(best_idx)), np.maximum(best_idx, 0), place,
                       found=best_idx >= 0, objectives=objectives, lifted=relaxed,
                       edges=edges)

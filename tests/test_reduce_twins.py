@@ -76,3 +76,42 @@ def test_twin_tables():
     rank, is_rep, starts, members = R._twin_table((), {}, ("dp",))
     np.testing.assert_array_equal(rank, [0])
     np.testing.assert_array_equal(starts, [0, 1])
+
+
+@pytest.mark.parametrize("dp, fast", [([1, 2, 4], True), ([2, 1, 8], True),
+                                      ([3, 1, 6], False)])
+def test_twin_rows_are_point_rows(dp, fast, monkeypatch):
+    """The Pareto rows built from the dp representatives' rows are the rows built point by
+    point, column for column; dp values that are not the first one's times a power of two
+    take the point-by-point path."""
+    block = evaluate(parse_sweep({"grid": GRID | {"dp": dp}, "what_if": WHAT_IF}))
+    pts = R.Points(block)
+    g, s, *_ = R.reduce_points(pts, Constraints())
+    asked = []
+    original = R.point_rows
+
+    def recording(pts, g, s, *args, **kw):
+        asked.append(len(g))
+        return original(pts, g, s, *args, **kw)
+
+    monkeypatch.setattr(R, "point_rows", recording)
+    got = R.twin_rows(pts, g, s, ({"batch": 4}, {**block.sizes, "batch": 12}))
+    want = original(pts, g, s, ({"batch": 4}, {**block.sizes, "batch": 12}))
+    assert got.schema.equals(want.schema) and len(got) == len(g) > 0
+    for name in want.column_names:
+        assert got.column(name).equals(want.column(name)), name
+    assert asked == ([len(g) // len(dp)] if fast else [len(g)])
+
+
+def test_sweep_tables_with_and_without_twin_rows(tmp_path, monkeypatch):
+    """A sweep in chunks that split the strategies writes the same pareto.parquet with the
+    twins' rows as with every row built on its own."""
+    spec = parse_sweep({"grid": GRID | {"dp": [1, 2, 4, 8]}, "what_if": WHAT_IF})
+    import dse
+    dse.run_sweep(spec, tmp_path / "twins", progress=False, results=False, chunk_rows=500)
+    monkeypatch.setattr(R, "twin_rows", R.point_rows)
+    dse.run_sweep(spec, tmp_path / "plain", progress=False, results=False, chunk_rows=500)
+    import pyarrow.parquet as pq
+    for name in ("pareto.parquet", "best.parquet"):
+        assert pq.read_table(tmp_path / "twins" / name).equals(
+            pq.read_table(tmp_path / "plain" / name)), name
