@@ -410,7 +410,7 @@ def twin_rows(pts: Points, group_idx, strat_idx, place=None) -> pa.Table:
         cols[d] = pa.array(pts.block.variables[d].values[pos])
         flat = flat + pos * int(strides[d])
     cols["_strategy"] = pa.array(flat)
-    return table.from_arrays(
+    return pa.Table.from_arrays(
         [cols[f.name].cast(f.type) if f.name in cols else table.column(f.name)
          for f in table.schema], schema=table.schema)
 

@@ -142,32 +142,47 @@ def exact_counts(starts, members, exact):
     return out
 
 
+@njit(inline="always")
+def _twins_of(s, n_inner, outer_rank, outer_is_rep, outer_starts, outer_members, outer_exact,
+              inner_rank, inner_is_rep, inner_starts, inner_members, inner_exact, exact_only,
+              out, n):
+    """Write strategy ``s`` and, if it is a representative, its twins (the exact ones only
+    with ``exact_only``) to ``out[n:]`` when ``out`` is given (else only count them);
+    returns n plus their number."""
+    a, b = s // n_inner, s % n_inner
+    if not (outer_is_rep[a] and inner_is_rep[b]):
+        if out.size:
+            out[n] = s
+        return n + 1
+    for i in range(outer_starts[outer_rank[a]], outer_starts[outer_rank[a] + 1]):
+        for k in range(inner_starts[inner_rank[b]], inner_starts[inner_rank[b] + 1]):
+            a2, b2 = outer_members[i], inner_members[k]
+            if exact_only and not (outer_exact[a2] and inner_exact[b2]):
+                continue
+            if out.size:
+                out[n] = a2 * n_inner + b2
+            n += 1
+    return n
+
+
 @njit(cache=True, nogil=True)
 def with_twins(kept, n_inner, outer_rank, outer_is_rep, outer_starts, outer_members,
                outer_exact, inner_rank, inner_is_rep, inner_starts, inner_members,
                inner_exact, exact_only):
     """The strategies ``kept`` with every twin of each representative among them (only the
     exact ones, :func:`exact_twins`, with ``exact_only``), ascending."""
+    none = np.empty(0, dtype=np.int64)
     n = 0
-    for rep in range(2):  # count, then fill
-        if rep == 1:
-            out = np.empty(n, dtype=np.int64)
-        n = 0
-        for s in kept:
-            a, b = s // n_inner, s % n_inner
-            if not (outer_is_rep[a] and inner_is_rep[b]):
-                if rep == 1:
-                    out[n] = s
-                n += 1
-                continue
-            for i in range(outer_starts[outer_rank[a]], outer_starts[outer_rank[a] + 1]):
-                for k in range(inner_starts[inner_rank[b]], inner_starts[inner_rank[b] + 1]):
-                    a2, b2 = outer_members[i], inner_members[k]
-                    if exact_only and not (outer_exact[a2] and inner_exact[b2]):
-                        continue
-                    if rep == 1:
-                        out[n] = a2 * n_inner + b2
-                    n += 1
+    for s in kept:  # count
+        n = _twins_of(s, n_inner, outer_rank, outer_is_rep, outer_starts, outer_members,
+                      outer_exact, inner_rank, inner_is_rep, inner_starts, inner_members,
+                      inner_exact, exact_only, none, n)
+    out = np.empty(n, dtype=np.int64)
+    n = 0
+    for s in kept:  # fill
+        n = _twins_of(s, n_inner, outer_rank, outer_is_rep, outer_starts, outer_members,
+                      outer_exact, inner_rank, inner_is_rep, inner_starts, inner_members,
+                      inner_exact, exact_only, out, n)
     return np.sort(out)
 
 
