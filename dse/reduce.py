@@ -95,15 +95,19 @@ class Points:
         # requests): their points read the same values, only the counts differ
         self.free_dims = tuple(d for d in STRATEGY_DIMS if all(
             d not in da.dims or arr.strides[da.dims.index(d)] == 0 for da, arr in sources))
+        self._twins = None
 
     def twins(self) -> tuple:
         """The twin tables of :func:`dse.kernels.objectives.grouped_reduce`: per outer and
         per inner point, its representative's rank (the point with every free dim at its
         first value: the same source values, read once per group) and whether it is one,
         then each representative's points (CSR: starts, points ascending, the
-        representative first); outer's four arrays, then inner's."""
-        return (*_twin_table(self.outer_dims, self.sizes, self.free_dims),
-                *_twin_table(self.inner_dims, self.sizes, self.free_dims))
+        representative first); outer's four arrays, then inner's. Built once per block (the
+        reduction and the Pareto rows both read them)."""
+        if self._twins is None:
+            self._twins = (*_twin_table(self.outer_dims, self.sizes, self.free_dims),
+                           *_twin_table(self.inner_dims, self.sizes, self.free_dims))
+        return self._twins
 
     def axis(self, dims, dim) -> np.ndarray:
         """The value of ``dim`` at every point of ``dims`` (flat, int64)."""
@@ -284,12 +288,17 @@ def _name_strings(values) -> pa.DictionaryArray:
     return pa.array(list(values), pa.string()).dictionary_encode()
 
 
+def _strides(dims, full: dict) -> np.ndarray:
+    """Flat-index strides of ``dims`` (C order) over the sizes ``full``."""
+    return np.cumprod([1] + [full[d] for d in dims[::-1]])[:-1][::-1]
+
+
 def _flat_index(pos: dict, dims, sizes, offsets: dict, full: dict, n: int) -> np.ndarray:
     """The rows' flat indices over ``dims`` in the whole sweep (C order of the ``full``
     sizes) from their positions ``pos`` in the block (of ``sizes``) placed at ``offsets``:
     what ``np.ravel_multi_index`` gives, summed over the block's dims of several values
     only."""
-    strides = np.cumprod([1] + [full[d] for d in dims[::-1]])[:-1][::-1]
+    strides = _strides(dims, full)
     out = np.full(n, sum(int(offsets.get(d, 0)) * int(st) for d, st in zip(dims, strides)),
                   dtype=np.int64)
     for d, st in zip(dims, strides):
@@ -378,8 +387,7 @@ def twin_rows(pts: Points, group_idx, strat_idx, place=None) -> pa.Table:
     free = [d for d in pts.free_dims if pts.sizes[d] > 1]
     if not free or len(strat_idx) == 0:
         return point_rows(pts, group_idx, strat_idx, place)
-    rank_o, _, starts_o, members_o = _twin_table(pts.outer_dims, pts.sizes, pts.free_dims)
-    rank_i, _, starts_i, members_i = _twin_table(pts.inner_dims, pts.sizes, pts.free_dims)
+    rank_o, _, starts_o, members_o, rank_i, _, starts_i, members_i = pts.twins()
     (dpb_o, dpb_i), (dev_o, dev_i) = (pts.strategy_products(("dp", "batch")),
                                       pts.strategy_products(DEVICE_AXES))
     if not (exact_twins(rank_o, starts_o, members_o, dev_o, dpb_o).all()
@@ -400,8 +408,7 @@ def twin_rows(pts: Points, group_idx, strat_idx, place=None) -> pa.Table:
     cols = {"devices": pa.array(dev_o[a] * dev_i[b])}
     cols |= {c: pc.multiply(table.column(c), pa.array(scale)) for c in SCALED}
     full = place[1] if place is not None else dict(pts.sizes)
-    strides = dict(zip(STRATEGY_DIMS, np.cumprod(
-        [1] + [full[d] for d in STRATEGY_DIMS[::-1]])[:-1][::-1]))
+    strides = dict(zip(STRATEGY_DIMS, _strides(STRATEGY_DIMS, full)))
     flat = table.column("_strategy").to_numpy()
     for d in free:
         dims, at = (pts.outer_dims, a) if d in pts.outer_dims else (pts.inner_dims, b)
