@@ -398,10 +398,10 @@ def twin_rows(pts: Points, group_idx, strat_idx, place=None) -> pa.Table:
     a, b = np.divmod(np.asarray(strat_idx, dtype=np.int64), n_inner)
     rep_a, rep_b = members_o[starts_o[rank_o[a]]], members_i[starts_i[rank_i[b]]]
     own = (rep_a == a) & (rep_b == b)
-    keys = g[own] * n_strat + (a[own] * n_inner + b[own])
-    row = np.searchsorted(keys, g * n_strat + rep_a * n_inner + rep_b)
-    if (row >= len(keys)).any() or not np.array_equal(
-            keys[np.minimum(row, len(keys) - 1)], g * n_strat + rep_a * n_inner + rep_b):
+    key = g * n_strat + rep_a * n_inner + rep_b  # each point's representative's
+    keys = key[own]  # the representatives among the points, ascending
+    row = np.searchsorted(keys, key)
+    if (row >= len(keys)).any() or not np.array_equal(keys[row], key):
         return point_rows(pts, group_idx, strat_idx, place)  # a twin without its own
     table = point_rows(pts, g[own], (a * n_inner + b)[own], place).take(row)
     scale = (dpb_o[a] * dpb_i[b]) / (dpb_o[rep_a] * dpb_i[rep_b])  # a power of two

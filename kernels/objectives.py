@@ -320,9 +320,11 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
                     n_like = 1
                     if skip and not twin:
                         n_like = outer_like[outer_rank[a]] * inner_like[inner_rank[b]]
-                    if not twin:  # (a twin reads no source)
-                        for j in range(N_SOURCES):
-                            so[j] = outer_offsets[a, j] + inner_offsets[b, j]
+                    # (its representative's: a twin reads its code, TTFT and TPOT from
+                    # the scratch, the other sources, price, bound and power, from here)
+                    for j in range(N_SOURCES):
+                        so[j] = outer_offsets[a, j] + inner_offsets[b, j]
+                    if not twin:
                         if one_model:
                             code = structural[group_offsets[g0, STRUCTURAL] + so[STRUCTURAL]]
                             if code != 0:
@@ -371,9 +373,6 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
                             vals_b[j, 0, s] = bv
                             vals_b[j, 1, s] = 1.0 / tpot_v
                             ok_b[j, s] = True
-                            if twin and (bv != vals_b[j, 0, s_rep]
-                                         or not ok_b[j, s_rep]):
-                                same[j] = False
                         else:
                             price_v = price[base[PRICE] + so[PRICE]] if priced else 0.0
                             energy = 0.0
@@ -392,13 +391,13 @@ def grouped_reduce(group_offsets, group_out, outer_offsets, inner_offsets, outer
                                 if v != v:
                                     usable_point = False
                             ok_b[j, s] = usable_point
-                            if twin and not equal_point(vals_b, ok_b, j, s, s_rep):
-                                same[j] = False
                             bv = best_sign * objective(best_code, ttft_v, tpot_v, e2e,
                                                        requests, throughput, devices, price_v,
                                                        energy)
-                            if bv != bv:
-                                continue
+                        if twin and not equal_point(vals_b, ok_b, j, s, s_rep):
+                            same[j] = False
+                        if bv != bv:
+                            continue
                         if not limited:
                             if bv > best_v[j]:
                                 best_v[j] = bv

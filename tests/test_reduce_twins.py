@@ -48,6 +48,13 @@ def _reduced(block, cons, objectives, twins):
     (Constraints(max_tpot_s=0.1), Objectives(best="cost_per_million_output_tokens",
                                              pareto=("cost_per_million_output_tokens",
                                                      "tokens_per_s_per_user", "ttft_s"))),
+    # energy reads the bound of the point's own strategy (twins priced one by one: a
+    # device limit, or dp values not a power of two apart)
+    (Constraints(max_devices=16), Objectives(best="energy_per_token_j",
+                                             pareto=("energy_per_token_j",
+                                                     "tokens_per_s_per_user"))),
+    (Constraints(), Objectives(best="energy_per_token_j",
+                               pareto=("energy_per_token_j", "tokens_per_s_per_user"))),
 ])
 def test_twins_reduce_as_every_strategy_does(dp, cons, objectives):
     block = evaluate(parse_sweep({"grid": GRID | {"dp": dp}, "what_if": WHAT_IF}))
