@@ -55,34 +55,45 @@ def point(base_dir=None, source="<api>", **grid):
 
     q = float(v["spec_tokens"]) + 1.0  # tokens a decoding request verifies (speculative)
 
+    eager_s = spec.engines[0].eager_op_s
+    eager_decode_s = eager_s * (not spec.engines[0].decode_cuda_graphs)
+
     def iteration_time(decode_contexts, prefill_chunks, sampled):
-        comp = np.zeros(S.N_COMP)
         d = float(len(decode_contexts))
+        ctx = float(decode_contexts.sum())
+        pre = read = 0
+        pairs = 0.0
+        for start, n in prefill_chunks:
+            pre += n
+            read += start
+            # a chunk of n tokens after ``start`` attends its context and itself causally
+            pairs += n * start + n * (n + 1) / 2
+        comp = np.zeros(S.N_COMP)
         comp[S.C_DEC] = d
         comp[S.C_QDEC] = d * q
-        comp[S.C_CTX] = comp[S.C_CTXW] = float(np.sum(decode_contexts))
+        comp[S.C_CTX] = comp[S.C_CTXW] = ctx
         # q queries per request: each attends the context, the later ones the earlier ones
-        comp[S.C_QCTX] = comp[S.C_QCTXW] = q * comp[S.C_CTX] + d * q * (q - 1) / 2
-        comp[S.C_PRE] = float(sum(n for _, n in prefill_chunks))
+        comp[S.C_QCTX] = comp[S.C_QCTXW] = q * ctx + d * q * (q - 1) / 2
+        comp[S.C_PRE] = pre
         comp[S.C_PROMPTS] = sampled - d
-        comp[S.C_PAIRS] = comp[S.C_PAIRSW] = float(sum(
-            n * q + n * (n + 1) / 2 for q, n in prefill_chunks))
-        comp[S.C_READ] = comp[S.C_READW] = float(sum(q for q, _ in prefill_chunks))
+        comp[S.C_PAIRS] = comp[S.C_PAIRSW] = pairs
+        comp[S.C_READ] = comp[S.C_READW] = read
         comp[S.C_TOUCHED] = d + len(prefill_chunks)
         comp[S.C_SAMPLED] = float(sampled) + d * (q - 1)  # every verified token scored
         # as the closed form (serving.composition): the iteration's requests spread evenly
         # over its micro-batches (pipeline stages in flight) and attention-DP groups; a
-        # context-parallel device computes 1/cp of the prompt work and contexts
+        # context-parallel device computes 1/cp of the prompt work and contexts (a
+        # division by 1 is skipped: it changes nothing)
         micro = max(min(p, d + len(prefill_chunks)), 1.0)
-        comp /= micro * adp
-        comp[CP_SPLIT] /= cp
+        if micro * adp != 1.0:
+            comp /= micro * adp
+        if cp != 1.0:
+            comp[CP_SPLIT] /= cp
         return S.iteration_seconds(out[L.DECODE], n_ops[L.DECODE], progs[L.DECODE],
                                    out[L.PREFILL], n_ops[L.PREFILL], progs[L.PREFILL],
                                    partner, shared, comp, micro, 1.0, 1.0, 1.0, 1.0, t, p,
-                                   e, adp, np.zeros(3), scratch, hw_row,
-                                   spec.engines[0].eager_op_s,
-                                   spec.engines[0].eager_op_s
-                                   * (not spec.engines[0].decode_cuda_graphs))
+                                   e, adp, np.zeros(3), scratch, hw_row, eager_s,
+                                   eager_decode_s)
 
     summary = {n: float(ds[n].values.ravel()[0]) for n in ("ttft_s", "tpot_s")}
     slots = float(mem["slots"][1].ravel()[0])

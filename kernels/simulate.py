@@ -217,6 +217,7 @@ class _Engine:
         self.target = np.full(capacity, output_tokens, np.int64)  # output tokens to emit
         self.first_lengths = deque()  # output lengths of the first requests (stagger)
         self.decoding = np.zeros(capacity, bool)      # prefill done, not finished
+        self.n_decoding = 0                             # how many slots are decoding
         self.free = list(range(capacity - 1, -1, -1))  # pop() hands out the lowest slot
         self.prefilling = []     # [slot, prompt tokens done], admission order
         self.pending = deque()   # (submit time, request id), nondecreasing times
@@ -260,34 +261,45 @@ class _Engine:
 
     def idle(self):
         """Nothing running and nothing waiting: the engine waits for a submission."""
-        return not self.prefilling and not self.decoding.any() and not self.waiting
+        return not self.prefilling and not self.n_decoding and not self.waiting
 
     def compose(self, mixed, max_batched_tokens, chunked):
         """This iteration's decoding slots and prefill token counts (for the leading
         entries of ``self.prefilling``)."""
         if mixed or not self.prefilling:
-            decode_slots = np.flatnonzero(self.decoding)
+            decode_slots = self.decoding.nonzero()[0]
         else:
             decode_slots = np.empty(0, np.int64)
         budget = math.inf if max_batched_tokens == 0 else max_batched_tokens
         if mixed:
             budget -= len(decode_slots)
-        remaining = [self.slot_input[slot] - done for slot, done in self.prefilling]
+        remaining = (self.slot_input[slot] - done for slot, done in self.prefilling)
         return decode_slots, _plan_prefill(remaining, budget, chunked)
 
     def advance(self, t_end, decode_slots, prefill):
         """Apply one iteration ending at ``t_end``: tokens emitted, prefills completed,
         requests finished and resubmitted. Returns how many finished."""
         self.emitted[decode_slots] += self.tokens_per_step
+        prefilled = []  # slots whose prompt this iteration completed
         for entry, n in zip(self.prefilling, prefill):
             entry[1] += n
             slot = entry[0]
             if entry[1] == self.slot_input[slot]:
+                prefilled.append(slot)
                 self.emitted[slot] = 1
                 self.decoding[slot] = True  # (a one-token request finishes at once below)
                 self.times["first"][self.slot_request[slot]] = t_end
-        self.prefilling = [e for e in self.prefilling if e[1] < self.slot_input[e[0]]]
-        done = np.flatnonzero(self.decoding & (self.emitted >= self.target))
+        if prefilled:  # only the entries this iteration served can have completed
+            self.prefilling = ([e for e in self.prefilling[:len(prefill)]
+                                if e[1] < self.slot_input[e[0]]]
+                               + self.prefilling[len(prefill):])
+            self.n_decoding += len(prefilled)
+            emitting = np.concatenate([decode_slots, prefilled]).astype(np.int64)
+        else:
+            emitting = decode_slots
+        # only slots that emitted this iteration can have reached their output length
+        done = emitting[self.emitted[emitting] >= self.target[emitting]]
+        self.n_decoding -= len(done)
         for request, slot in sorted(zip(self.slot_request[done].tolist(), done.tolist())):
             self.times["finish"][request] = t_end
             self.decoding[slot] = False
