@@ -458,7 +458,7 @@ def cmd_validate(args) -> int:
     if out_dir is not None:
         check_out_dir(out_dir, args.overwrite)
     rows, card = validate(load_measured(path), source=str(path), base_dir=path.parent,
-                          protocol=not args.steady_state)
+                          protocol=not args.steady_state, workers=args.workers)
     if not args.json:
         print(format_scorecard(card))
     if out_dir is not None:
@@ -703,6 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--steady-state", action="store_true", help="compare every row with "
                      "the closed-form steady state, also rows that give their benchmark "
                      "run (num_prompts), which are otherwise simulated (about a second each)")
+    val.add_argument("--workers", type=_int_option(1, MAX_WORKERS), default=1, metavar="N",
+                     help="simulate those benchmark runs in N processes (default 1: in this "
+                     "one); the results do not depend on N")
     val.set_defaults(func=cmd_validate)
 
     ini = sub.add_parser("init", help="write a commented starter sweep spec with every key")

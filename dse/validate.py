@@ -438,6 +438,20 @@ def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, fl
     return None if sim is None else (sim["ttft_s"], sim["tpot_s"])
 
 
+def _protocol_runs(rows: list, base_dir, source: str, workers: int) -> list:
+    """:func:`protocol_run` of every row (a pandas Series) in order, in ``workers``
+    processes where more than one is asked for and there is more than one row. The
+    processes are spawned, not forked: numba's thread pools do not survive a fork."""
+    if workers <= 1 or len(rows) <= 1:
+        return [protocol_run(row, base_dir, source) for row in rows]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(min(workers, len(rows)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(protocol_run, rows, [base_dir] * len(rows),
+                             [source] * len(rows)))
+
+
 def _error_pct(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return 100.0 * (predicted - measured) / measured
@@ -499,7 +513,7 @@ def make_scorecard(rows: pd.DataFrame) -> pd.DataFrame:
 
 def validate(table: pd.DataFrame, source: str = "<table>",
              base_dir: Path | str | None = None,
-             protocol: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+             protocol: bool = True, workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predict every measured configuration and score the predictions.
 
     Parameters
@@ -526,6 +540,9 @@ def validate(table: pd.DataFrame, source: str = "<table>",
         Price the benchmark run of continuous rows that give ``num_prompts`` with the
         reference simulator (:func:`protocol_run`, about a second per row); False: every
         prediction is the steady state (closed form).
+    workers : int
+        Processes that price those benchmark runs (1: in this process). The runs are
+        deterministic, so the results do not depend on it.
 
     Returns
     -------
@@ -564,8 +581,9 @@ def validate(table: pd.DataFrame, source: str = "<table>",
     steady_ttft, steady_tpot = ttft.copy(), tpot.copy()
     if protocol:
         runs = (rows["num_prompts"] > 0) & (rows["serving"] == "continuous")
-        for i in np.flatnonzero(runs.to_numpy() & feasible):
-            run = protocol_run(rows.iloc[i], base, source)
+        todo = np.flatnonzero(runs.to_numpy() & feasible)
+        for i, run in zip(todo, _protocol_runs([rows.iloc[i] for i in todo], base, source,
+                                               workers)):
             if run is not None:
                 ttft[i] = run[0]
                 # one output token: the run has no TPOT; keep the closed form's

@@ -455,3 +455,21 @@ def test_validate_memory_fraction_column_sets_the_servers_kv_room():
     assert rows.loc[0, "memory_fraction"] == 0.0
     assert rows.loc[1, "predicted_ttft_s"] == rows.loc[0, "predicted_ttft_s"]
     assert rows.loc[2, "predicted_ttft_s"] > 1.3 * rows.loc[0, "predicted_ttft_s"]
+
+
+def test_cli_validate_workers_give_the_serial_results(tmp_path, monkeypatch, capsys):
+    # the benchmark runs priced in two spawned processes: the same table, row for row, as
+    # in this one (the simulator is deterministic); a bad count is a one-line error
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame([_run_row(num_prompts=40), _run_row(num_prompts=160, length_ratio=0.8),
+                  _run_row()]).to_csv("m.csv", index=False)
+    from dse.cli import main
+    assert main(["validate", "m.csv", "--out", "serial"]) == 0
+    assert main(["validate", "m.csv", "--out", "pool", "--workers", "2"]) == 0
+    serial = pd.read_parquet("serial/validation.parquet")
+    pool = pd.read_parquet("pool/validation.parquet")
+    pd.testing.assert_frame_equal(serial, pool)
+    assert (serial["predicted_ttft_s"] != serial["steady_ttft_s"]).sum() == 2
+    capsys.readouterr()
+    assert main(["validate", "m.csv", "--workers", "0"]) == 2
+    assert "--workers: '0': expected an integer from 1" in capsys.readouterr().err
