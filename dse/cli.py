@@ -458,7 +458,8 @@ def cmd_validate(args) -> int:
     if out_dir is not None:
         check_out_dir(out_dir, args.overwrite)
     rows, card = validate(load_measured(path), source=str(path), base_dir=path.parent,
-                          protocol=not args.steady_state, workers=args.workers)
+                          protocol=not args.steady_state, workers=args.workers,
+                          progress=True)
     if not args.json:
         print(format_scorecard(card))
     if out_dir is not None:

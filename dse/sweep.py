@@ -193,17 +193,22 @@ def rate_text(configs_per_s: float) -> str:
 
 
 class Progress:
-    """A tqdm bar on a terminal; a plain line every ``every_s`` seconds otherwise."""
+    """A tqdm bar on a terminal; a plain line every ``every_s`` seconds otherwise (and
+    once done). ``desc`` names the job, ``noun`` what it counts (the default: a sweep's
+    configurations, shown with their rate)."""
 
-    def __init__(self, total: int, done: int, quiet: bool, every_s: float = 10.0):
+    def __init__(self, total: int, done: int, quiet: bool, every_s: float = 10.0,
+                 desc: str = "sweep", noun: str = "configurations"):
         self.total, self.done, self.quiet, self.every_s = total, done, quiet, every_s
+        self.desc, self.noun = desc, noun
         self.start = time.perf_counter()
         self.last = self.start
         self.start_done = done
         self.bar = None
         if not quiet and sys.stderr.isatty():
-            self.bar = tqdm(total=total, initial=done, unit="cfg", unit_scale=True,
-                            desc="sweep", file=sys.stderr)
+            sweep = noun == "configurations"
+            self.bar = tqdm(total=total, initial=done, unit="cfg" if sweep else " run",
+                            unit_scale=sweep, desc=desc, file=sys.stderr)
 
     def update(self, n: int) -> None:
         self.done += n
@@ -216,8 +221,9 @@ class Progress:
         self.last = now
         rate = (self.done - self.start_done) / max(now - self.start, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        print(f"sweep: {self.done:,}/{self.total:,} configurations "
-              f"({100 * self.done / self.total:.0f}%), {rate_text(rate)}, "
+        speed = rate_text(rate) if self.noun == "configurations" else f"{rate:.2g}/s"
+        print(f"{self.desc}: {self.done:,}/{self.total:,} {self.noun} "
+              f"({100 * self.done / self.total:.0f}%), {speed}, "
               f"ETA {eta:.0f} s", file=sys.stderr, flush=True)
 
     def close(self) -> None:

@@ -438,18 +438,25 @@ def protocol_run(row, base_dir=None, source: str = "<table>") -> tuple[float, fl
     return None if sim is None else (sim["ttft_s"], sim["tpot_s"])
 
 
-def _protocol_runs(rows: list, base_dir, source: str, workers: int) -> list:
+def _protocol_runs(rows: list, base_dir, source: str, workers: int, done) -> list:
     """:func:`protocol_run` of every row (a pandas Series) in order, in ``workers``
-    processes where more than one is asked for and there is more than one row. The
-    processes are spawned, not forked: numba's thread pools do not survive a fork."""
+    processes where more than one is asked for and there is more than one row; ``done(1)``
+    after each. The processes are spawned, not forked: numba's thread pools do not survive
+    a fork."""
     if workers <= 1 or len(rows) <= 1:
-        return [protocol_run(row, base_dir, source) for row in rows]
+        out = []
+        for row in rows:
+            out.append(protocol_run(row, base_dir, source))
+            done(1)
+        return out
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
     with ProcessPoolExecutor(min(workers, len(rows)),
                              mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(protocol_run, rows, [base_dir] * len(rows),
-                             [source] * len(rows)))
+        futures = [pool.submit(protocol_run, row, base_dir, source) for row in rows]
+        for _ in as_completed(futures):
+            done(1)
+        return [f.result() for f in futures]
 
 
 def _error_pct(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
@@ -513,7 +520,8 @@ def make_scorecard(rows: pd.DataFrame) -> pd.DataFrame:
 
 def validate(table: pd.DataFrame, source: str = "<table>",
              base_dir: Path | str | None = None,
-             protocol: bool = True, workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+             protocol: bool = True, workers: int = 1,
+             progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predict every measured configuration and score the predictions.
 
     Parameters
@@ -543,6 +551,9 @@ def validate(table: pd.DataFrame, source: str = "<table>",
     workers : int
         Processes that price those benchmark runs (1: in this process). The runs are
         deterministic, so the results do not depend on it.
+    progress : bool
+        Report the simulated runs on stderr as they finish (a bar on a terminal, a line
+        every 10 s otherwise): ``dse validate`` does.
 
     Returns
     -------
@@ -582,8 +593,13 @@ def validate(table: pd.DataFrame, source: str = "<table>",
     if protocol:
         runs = (rows["num_prompts"] > 0) & (rows["serving"] == "continuous")
         todo = np.flatnonzero(runs.to_numpy() & feasible)
-        for i, run in zip(todo, _protocol_runs([rows.iloc[i] for i in todo], base, source,
-                                               workers)):
+        from .sweep import Progress
+        bar = Progress(len(todo), 0, quiet=not progress or len(todo) == 0, desc="validate",
+                       noun="benchmark runs simulated")
+        simulated = _protocol_runs([rows.iloc[i] for i in todo], base, source, workers,
+                                   bar.update)
+        bar.close()
+        for i, run in zip(todo, simulated):
             if run is not None:
                 ttft[i] = run[0]
                 # one output token: the run has no TPOT; keep the closed form's

@@ -459,13 +459,17 @@ def test_validate_memory_fraction_column_sets_the_servers_kv_room():
 
 def test_cli_validate_workers_give_the_serial_results(tmp_path, monkeypatch, capsys):
     # the benchmark runs priced in two spawned processes: the same table, row for row, as
-    # in this one (the simulator is deterministic); a bad count is a one-line error
+    # in this one (the simulator is deterministic), their progress reported either way; a
+    # bad count is a one-line error
     monkeypatch.chdir(tmp_path)
     pd.DataFrame([_run_row(num_prompts=40), _run_row(num_prompts=160, length_ratio=0.8),
                   _run_row()]).to_csv("m.csv", index=False)
     from dse.cli import main
     assert main(["validate", "m.csv", "--out", "serial"]) == 0
+    # the two runs' progress on stderr (a plain line once done: not a terminal here)
+    assert "validate: 2/2 benchmark runs simulated (100%)" in capsys.readouterr().err
     assert main(["validate", "m.csv", "--out", "pool", "--workers", "2"]) == 0
+    assert "validate: 2/2 benchmark runs simulated (100%)" in capsys.readouterr().err
     serial = pd.read_parquet("serial/validation.parquet")
     pool = pd.read_parquet("pool/validation.parquet")
     pd.testing.assert_frame_equal(serial, pool)
