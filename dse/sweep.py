@@ -194,21 +194,21 @@ def rate_text(configs_per_s: float) -> str:
 
 class Progress:
     """A tqdm bar on a terminal; a plain line every ``every_s`` seconds otherwise (and
-    once done). ``desc`` names the job, ``noun`` what it counts (the default: a sweep's
-    configurations, shown with their rate)."""
+    once done). ``desc`` names the job, ``noun`` what it counts in the plain line and
+    ``unit`` in the bar (the defaults: a sweep's configurations, their rate in M or k
+    configs/s)."""
 
     def __init__(self, total: int, done: int, quiet: bool, every_s: float = 10.0,
-                 desc: str = "sweep", noun: str = "configurations"):
+                 desc: str = "sweep", noun: str = "configurations", unit: str = "cfg"):
         self.total, self.done, self.quiet, self.every_s = total, done, quiet, every_s
-        self.desc, self.noun = desc, noun
+        self.desc, self.noun, self.unit = desc, noun, unit
         self.start = time.perf_counter()
         self.last = self.start
         self.start_done = done
         self.bar = None
         if not quiet and sys.stderr.isatty():
-            sweep = noun == "configurations"
-            self.bar = tqdm(total=total, initial=done, unit="cfg" if sweep else " run",
-                            unit_scale=sweep, desc=desc, file=sys.stderr)
+            self.bar = tqdm(total=total, initial=done, unit=unit, unit_scale=unit == "cfg",
+                            desc=desc, file=sys.stderr)
 
     def update(self, n: int) -> None:
         self.done += n
@@ -221,7 +221,7 @@ class Progress:
         self.last = now
         rate = (self.done - self.start_done) / max(now - self.start, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        speed = rate_text(rate) if self.noun == "configurations" else f"{rate:.2g}/s"
+        speed = rate_text(rate) if self.unit == "cfg" else f"{rate:.2g}/s"
         print(f"{self.desc}: {self.done:,}/{self.total:,} {self.noun} "
               f"({100 * self.done / self.total:.0f}%), {speed}, "
               f"ETA {eta:.0f} s", file=sys.stderr, flush=True)

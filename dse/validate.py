@@ -550,7 +550,9 @@ def validate(table: pd.DataFrame, source: str = "<table>",
         prediction is the steady state (closed form).
     workers : int
         Processes that price those benchmark runs (1: in this process). The runs are
-        deterministic, so the results do not depend on it.
+        deterministic, so the results do not depend on it. The processes are spawned:
+        they import the calling script, so a script that asks for more than one calls
+        ``validate`` under ``if __name__ == "__main__":``.
     progress : bool
         Report the simulated runs on stderr as they finish (a bar on a terminal, a line
         every 10 s otherwise): ``dse validate`` does.
@@ -595,10 +597,12 @@ def validate(table: pd.DataFrame, source: str = "<table>",
         todo = np.flatnonzero(runs.to_numpy() & feasible)
         from .sweep import Progress
         bar = Progress(len(todo), 0, quiet=not progress or len(todo) == 0, desc="validate",
-                       noun="benchmark runs simulated")
-        simulated = _protocol_runs([rows.iloc[i] for i in todo], base, source, workers,
-                                   bar.update)
-        bar.close()
+                       noun="benchmark runs simulated", unit=" run")
+        try:
+            simulated = _protocol_runs([rows.iloc[i] for i in todo], base, source, workers,
+                                       bar.update)
+        finally:
+            bar.close()
         for i, run in zip(todo, simulated):
             if run is not None:
                 ttft[i] = run[0]
