@@ -28,7 +28,7 @@ from .axes import AXIS
 from .config import SAME, ConfigError, int_axis_problem, load_hardware, load_model, parse_sweep, \
     shown
 from .engines import load_engine
-from .evaluate import REASONS, derive, evaluate
+from .evaluate import METRIC_INPUTS, REASONS, derived_metrics, evaluate
 from .quant import load_quant
 from .kernels.layout import DTYPES
 
@@ -379,17 +379,19 @@ def _evaluate_group(hw: str, model: str, rows: pd.DataFrame, base_dir,
     spec = parse_sweep({"grid": {"hardware": [hw], "model": [model], **axes}},
                        source=source, base_dir=base_dir)
     ds = evaluate(spec)
-    der = derive(ds)
     points = {c: rows[c].to_numpy() for c in AXIS_COLUMNS}
     # engines and recipes given by path: the coordinate holds the preset's name
     for axis, presets in (("engine", spec.engines), ("quant", spec.quants)):
         names = dict(zip(spec.grid[axis], (p.name for p in presets)))
         points[axis] = np.array([names[e] for e in points[axis]], dtype=object)
-    # the dtype coordinates hold the names as given ("same" included)
+    # the dtype coordinates hold the names as given ("same" included). The verdict is
+    # derived at the rows' points only (the same operations as derive(ds), elementwise on
+    # the picked values, without xarray aligning the whole grid for each of them)
+    der = derived_metrics({name: _pick(ds[name], points) for name in METRIC_INPUTS})
     return (_pick(ds["ttft_s"], points).astype(np.float64),
             _pick(ds["tpot_s"], points).astype(np.float64),
-            _pick(der["feasible"], points).astype(bool),
-            _pick(der["reason"], points).astype(np.int64))
+            np.asarray(der["feasible"], dtype=bool),
+            np.asarray(der["reason"], dtype=np.int64))
 
 
 PROTOCOL_AXES = ("hardware", "model", "weight_dtype", "act_dtype", "kv_dtype", "quant", "tp",
