@@ -387,9 +387,9 @@ def _evaluate_group(hw: str, model: str, rows: pd.DataFrame, base_dir,
     # the dtype coordinates hold the names as given ("same" included). The verdict is
     # derived at the rows' points only (the same operations as derive(ds), elementwise on
     # the picked values, without xarray aligning the whole grid for each of them)
-    der = derived_metrics({name: _pick(ds[name], points) for name in METRIC_INPUTS})
-    return (_pick(ds["ttft_s"], points).astype(np.float64),
-            _pick(ds["tpot_s"], points).astype(np.float64),
+    picked = {name: _pick(ds[name], points) for name in METRIC_INPUTS}
+    der = derived_metrics(picked)
+    return (picked["ttft_s"].astype(np.float64), picked["tpot_s"].astype(np.float64),
             np.asarray(der["feasible"], dtype=bool),
             np.asarray(der["reason"], dtype=np.int64))
 
