@@ -742,7 +742,13 @@ def derive(ds: xr.Dataset) -> xr.Dataset:
     hardware has no price) and ``energy_per_token_j`` [J per output token] (NaN where it
     has no TDP); dims are whatever the inputs broadcast to.
     """
-    return xr.Dataset(derived_metrics(ds, xr.where))
+    # the arithmetic runs on the variables without their indexes (every operation between
+    # indexed operands aligns them, which costs far more than the arithmetic on small
+    # selections); the dims still broadcast by name, and the coordinates are put back
+    bare = {n: xr.DataArray(ds[n].variable) for n in METRIC_INPUTS}
+    out = xr.Dataset(derived_metrics(bare, xr.where))
+    return out.assign_coords({c: v for c, v in ds.coords.items()
+                              if set(v.dims) <= set(out.dims)})
 
 
 __import__(f"{__package__}.frame")  # registers ds.dse.to_frame() on the datasets above
