@@ -8,12 +8,16 @@ Compiled kernels are cached (``cache=True``). Numba invalidates a cached functio
 its own source file changes, but the kernels bake in constants from ``layout.py``; so the
 cache lives in a folder keyed by a hash of all kernel sources
 (``$XDG_CACHE_HOME/dse/numba/<hash>``, default ``~/.cache``), and any change to any kernel
-file starts a fresh cache. ``NUMBA_CACHE_DIR``, when set, takes precedence.
+file starts a fresh cache. Inside it the compiled files do not depend on where the
+sources are installed: a fresh clone or a new environment with the same kernels loads them
+instead of compiling again. ``NUMBA_CACHE_DIR``, when set, takes precedence (with numba's
+own per-folder layout).
 
 Each import marks its folder as used (its modification time); when a fresh folder is
 started (after an upgrade), folders of other kernel versions unused for ``STALE_DAYS`` are
 removed, so upgrades do not pile up caches.
 """
+import functools
 import hashlib
 import os
 import shutil
@@ -57,6 +61,55 @@ def _use_cache(path: Path) -> None:
         pass  # read-only home: numba falls back to compiling without a cache
 
 
+@functools.lru_cache(maxsize=None)
+def _content_stamp(path: str, mtime: float, size: int) -> str:
+    """The sha256 of a source file (memoized per path, modification time and size)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _share_cache_across_folders() -> None:
+    """Make numba file this package's compiled kernels under ``CACHE_DIR/kernels`` whatever
+    folder the sources sit in, and recognise them by their content.
+
+    Numba's own locator keys the cache files on the source folder's absolute path, so a
+    fresh clone or a new environment with the very same kernels compiled everything again
+    (1-2 minutes); the folder above is already keyed by the sources' content
+    (:func:`_cache_dir`). Numba looks for a locator class by class in
+    ``CacheImpl._locator_classes``; where its internals differ (other numba versions) the
+    default stays.
+    """
+    from numba.core import caching
+    base = (getattr(caching, "UserProvidedCacheLocator", None)
+            or getattr(caching, "_UserProvidedCacheLocator", None))
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    classes = getattr(impl, "_locator_classes", None)
+    if base is None or not isinstance(classes, list):
+        return
+    here = Path(__file__).resolve().parent
+    if any(getattr(c, "dse_kernels", None) == here for c in classes):
+        return  # this folder's locator is in place (the package imported twice)
+
+    class SharedCacheLocator(base):
+        dse_kernels = here
+
+        def __init__(self, py_func, py_file):
+            super().__init__(py_func, py_file)
+            self._cache_path = os.path.join(numba.config.CACHE_DIR, "kernels")
+
+        def get_source_stamp(self):
+            st = os.stat(self._py_file)
+            return _content_stamp(self._py_file, st.st_mtime, st.st_size)
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if Path(py_file).resolve().parent != here:
+                return None  # not one of ours: numba's next locator
+            return super().from_function(py_func, py_file)
+
+    classes.insert(0, SharedCacheLocator)
+
+
 if not os.environ.get("NUMBA_CACHE_DIR"):
     numba.config.CACHE_DIR = str(_cache_dir())
     _use_cache(Path(numba.config.CACHE_DIR))
+    _share_cache_across_folders()
