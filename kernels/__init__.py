@@ -17,7 +17,6 @@ Each import marks its folder as used (its modification time); when a fresh folde
 started (after an upgrade), folders of other kernel versions unused for ``STALE_DAYS`` are
 removed, so upgrades do not pile up caches.
 """
-import functools
 import hashlib
 import os
 import shutil
@@ -61,22 +60,16 @@ def _use_cache(path: Path) -> None:
         pass  # read-only home: numba falls back to compiling without a cache
 
 
-@functools.lru_cache(maxsize=None)
-def _content_stamp(path: str, mtime: float, size: int) -> str:
-    """The sha256 of a source file (memoized per path, modification time and size)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _share_cache_across_folders() -> None:
     """Make numba file this package's compiled kernels under ``CACHE_DIR/kernels`` whatever
-    folder the sources sit in, and recognise them by their content.
+    folder the sources sit in.
 
     Numba's own locator keys the cache files on the source folder's absolute path, so a
     fresh clone or a new environment with the very same kernels compiled everything again
-    (1-2 minutes); the folder above is already keyed by the sources' content
-    (:func:`_cache_dir`). Numba looks for a locator class by class in
-    ``CacheImpl._locator_classes``; where its internals differ (other numba versions) the
-    default stays.
+    (1-2 minutes). ``CACHE_DIR`` is already keyed by the content of every kernel source
+    (:func:`_cache_dir`), so its name serves as every file's source stamp. Numba looks for
+    a locator class by class in ``CacheImpl._locator_classes``; where its internals differ
+    (other numba versions) the default stays.
     """
     from numba.core import caching
     base = (getattr(caching, "UserProvidedCacheLocator", None)
@@ -97,8 +90,8 @@ def _share_cache_across_folders() -> None:
             self._cache_path = os.path.join(numba.config.CACHE_DIR, "kernels")
 
         def get_source_stamp(self):
-            st = os.stat(self._py_file)
-            return _content_stamp(self._py_file, st.st_mtime, st.st_size)
+            # the folder above the files: named by the kernel sources' hash
+            return os.path.basename(os.path.dirname(self._cache_path))
 
         @classmethod
         def from_function(cls, py_func, py_file):
